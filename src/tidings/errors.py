@@ -1,0 +1,113 @@
+"""The exception tree of tidings: one root, split by who is to blame.
+
+::
+
+    TidingsError
+    ├── ProtocolError(code, frame_type, reason)      a protocol rule was broken
+    │   ├── LocalProtocolError                      by us: API misuse (a bug in the caller)
+    │   └── RemoteProtocolError                     by the peer: bad bytes, bad order, too big
+    │       └── FrameError                          a frame that cannot be parsed or is over its limit
+    ├── DecryptionError                             authentication failed (one error, whatever check
+    │                                               failed, so the wire never tells which)
+    ├── HandshakeError                              the Noise handshake cannot complete
+    ├── ConnectionClosed                            the connection is gone
+    │   ├── ConnectionClosedByUs
+    │   └── ConnectionBroken                        by the network or the peer (``__cause__`` says how)
+    ├── StoreError                                  storage failed or refused
+    │   ├── IntegrityError                          a rule of the store would break (duplicate account…)
+    │   └── MigrationError                          the schema cannot be brought to this version
+    ├── RefusedError(code, reason)                  the server refused a request (limit, mismatch…)
+    └── ConfigError                                 a configuration value is missing or invalid
+
+Lower-layer exceptions are translated at the boundary with ``raise … from exc``.
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """Root of every exception raised by tidings."""
+
+
+class ProtocolError(TidingsError):
+    """A protocol rule was broken.
+
+    Attributes:
+        code: the wire error code (see ``tidings.wire.ErrorCode``).
+        frame_type: the type number of the offending frame, or ``None``.
+        reason: a short lower-case explanation.
+    """
+
+    def __init__(self, code: int, reason: str, frame_type: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.frame_type = frame_type
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(code={self.code}, reason={self.reason!r}, "
+            f"frame_type={self.frame_type})"
+        )
+
+
+class LocalProtocolError(ProtocolError):
+    """We broke the protocol: the calling code misused the API."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol."""
+
+
+class FrameError(RemoteProtocolError):
+    """Bytes that are not a valid frame: undecodable, unknown type, bad field, over a limit."""
+
+
+class DecryptionError(TidingsError):
+    """A ciphertext failed authentication. Deliberately carries no detail."""
+
+
+class HandshakeError(TidingsError):
+    """The Noise handshake cannot complete (bad message, wrong key, wrong state)."""
+
+
+class ConnectionClosed(TidingsError):
+    """The connection is closed; no more frames can be sent or received."""
+
+
+class ConnectionClosedByUs(ConnectionClosed):
+    """We closed the connection."""
+
+
+class ConnectionBroken(ConnectionClosed):
+    """The network or the peer broke the connection; ``__cause__`` says how."""
+
+
+class StoreError(TidingsError):
+    """The store failed or refused an operation."""
+
+
+class IntegrityError(StoreError):
+    """The operation would break a rule of the store (e.g. the account exists)."""
+
+
+class MigrationError(StoreError):
+    """The schema cannot be migrated to the version this code needs."""
+
+
+class RefusedError(TidingsError):
+    """The server refused a request.
+
+    Attributes:
+        code: the wire error code.
+        reason: a short lower-case explanation.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class ConfigError(TidingsError):
+    """A configuration value is missing or invalid."""

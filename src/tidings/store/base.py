@@ -1,0 +1,207 @@
+"""The server's storage interface: accounts, devices, link codes and per-device inboxes.
+
+Invariants every backend keeps (the conformance suite in ``tests/store/`` checks them):
+
+* ``seq`` is strictly increasing per device and never reused, even after items are deleted.
+* :meth:`Store.submit` is one atomic, durable write: all inbox items of a send plus its
+  idempotency record ``(sender device, message id)``. When it returns :class:`Stored`, the write
+  has been committed (fsync'ed, or the database's commit) — only then may the ✓ go out (G1).
+* A retried submit with the same ``(sender, message_id)`` returns ``Stored(duplicate=True)`` and
+  stores nothing new (G3), whatever its payloads.
+* The device set is checked inside the same transaction as the write, so a device linked
+  concurrently cannot slip between check and commit.
+* Items are removed only by :meth:`ack` (the device committed them) or :meth:`expire`.
+* A failed or refused operation changes nothing stored (G8).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+#: Longest account name, in bytes of UTF-8. Matches the wire limit.
+MAX_ACCOUNT_NAME = 64
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeviceRef:
+    """One device of one account: the unit messages are addressed and queued to."""
+
+    account: str
+    device_id: int
+
+    def __str__(self) -> str:
+        return f"{self.account}.{self.device_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device."""
+
+    ref: DeviceRef
+    noise_key: bytes  #: the device's Noise static public key (32 bytes): how it authenticates
+    name: str
+    created_at: float
+
+
+class ItemKind(enum.IntEnum):
+    """What an inbox item is."""
+
+    MESSAGE = 0  #: an envelope from another device: opaque payload bytes
+    EXPIRED = 1  #: the server's notice that ``message_id`` expired unfetched at ``sender``
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One item of a device's inbox.
+
+    For ``EXPIRED`` notices, ``sender`` names the device whose copy expired and ``payload`` is
+    empty.
+    """
+
+    seq: int
+    kind: ItemKind
+    sender: DeviceRef
+    message_id: bytes
+    payload: bytes
+    enqueued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A send to store atomically.
+
+    Attributes:
+        sender: the sending device.
+        message_id: 16 bytes chosen by the sender; the idempotency key with ``sender``.
+        recipient: the recipient account.
+        payloads: one payload per target device: every device of ``recipient`` and every other
+            device of the sender's account.
+        now: server time of the write; becomes ``enqueued_at``.
+        expires_at: when the items expire unfetched.
+        max_queue: the per-device queue limit; a target over it refuses the whole send.
+    """
+
+    sender: DeviceRef
+    message_id: bytes
+    recipient: str
+    payloads: tuple[tuple[DeviceRef, bytes], ...]
+    now: float
+    expires_at: float
+    max_queue: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The send is durably stored (or was already: ``duplicate``)."""
+
+    items: tuple[tuple[DeviceRef, InboxItem], ...]  #: empty when ``duplicate``
+    stored_at: float
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMismatch:
+    """The send's device set is not the current one; nothing was stored."""
+
+    missing: tuple[DeviceRef, ...]  #: current devices the send has no payload for
+    stale: tuple[DeviceRef, ...]  #: devices the send names that do not exist (any more)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFull:
+    """A target device's queue is at its limit; nothing was stored."""
+
+    device: DeviceRef
+    limit: int
+
+
+SubmitResult = Stored | DeviceMismatch | QueueFull
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryResult:
+    """What one :meth:`Store.expire` pass did."""
+
+    expired: tuple[tuple[DeviceRef, InboxItem], ...]  #: message items removed unfetched
+    notices: tuple[tuple[DeviceRef, InboxItem], ...]  #: EXPIRED notices queued to senders
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters a backend keeps for metrics (mutable, read by the metrics endpoint)."""
+
+    commits: int = 0
+    committed_ops: int = 0
+    last_batch_size: int = 0
+    commit_seconds_total: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)  #: recent batch sizes (bounded)
+
+
+class Store(Protocol):
+    """The server's storage. All methods are coroutines; all writes are durable on return."""
+
+    stats: StoreStats
+
+    async def open(self) -> None:
+        """Open (creating and migrating the schema as needed)."""
+
+    async def close(self) -> None:
+        """Flush pending writes and close."""
+
+    async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
+        """Create ``account`` with its first device (id 1).
+
+        Raises:
+            IntegrityError: the account exists or the key is already registered.
+        """
+
+    async def put_link_code(
+        self, device: DeviceRef, code_hash: bytes, expires_at: float, now: float
+    ) -> None:
+        """Store a one-use link code (its hash) issued by ``device`` for its account."""
+
+    async def add_device(
+        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+    ) -> Device:
+        """Consume a link code of ``account`` and add a device with the next free id, atomically.
+
+        Raises:
+            IntegrityError: no unexpired code with that hash for that account, or the key is
+                already registered. Nothing is changed.
+        """
+
+    async def device_by_key(self, noise_key: bytes) -> Device | None:
+        """The device registered with this Noise static key, if any."""
+
+    async def devices(self, account: str) -> list[Device]:
+        """The account's current devices, by id; empty if there is no such account."""
+
+    async def submit(self, sub: Submission) -> SubmitResult:
+        """Store a send atomically and durably (see the module invariants)."""
+
+    async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
+        """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
+
+    async def ack(self, device: DeviceRef, up_to_seq: int) -> int:
+        """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
+
+    async def last_seq(self, device: DeviceRef) -> int:
+        """The highest seq ever assigned to the device's inbox (0 if none)."""
+
+    async def queue_depth(self, device: DeviceRef) -> int:
+        """How many items the device's inbox holds."""
+
+    async def total_queued(self) -> int:
+        """How many items all inboxes hold together."""
+
+    async def expire(self, now: float, notice_expires_at: float, limit: int) -> ExpiryResult:
+        """Remove up to ``limit`` items with ``expires_at <= now``, in one transaction.
+
+        For each MESSAGE item removed, queue an EXPIRED notice (same ``message_id``, ``sender`` =
+        the device whose copy expired) to every current device of the original sender's account,
+        expiring at ``notice_expires_at``. EXPIRED notices that expire are removed silently.
+        Idempotency records older than the retention (``expires_at <= now``) are purged too.
+        """

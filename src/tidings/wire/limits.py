@@ -1,0 +1,73 @@
+"""Protocol version, error codes and the named limits of the wire format.
+
+Every limit has a one-line rationale. Servers may configure *lower* limits (see
+``tidings.server.config``); they can never accept more than these, because peers size their
+buffers by them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+#: Version of the frame protocol. Bound into the Noise prologue and stated in HELLO/REGISTER.
+PROTOCOL_VERSION = 1
+
+#: The Noise prologue: both sides must agree on it or the handshake fails.
+PROLOGUE = b"tidings/1"
+
+#: Length of a message id: 128 bits, chosen by the sending device (DESIGN §5).
+MESSAGE_ID_LEN = 16
+
+#: Longest account name. Names are short handles, like e-mail local parts.
+MAX_ACCOUNT_NAME = 32
+
+#: Longest device name ("alice's laptop").
+MAX_DEVICE_NAME = 64
+
+#: Largest payload for one device. Text, receipts and key material fit easily; Signal caps a
+#: message body near this size and moves attachments out of band (a later issue).
+MAX_PAYLOAD = 64 * 1024
+
+#: Most target devices in one send (recipient's devices + the sender's other devices). Signal
+#: allows 1 primary + 5 linked devices per account; two accounts' worth plus headroom.
+MAX_TARGETS = 32
+
+#: Largest SEND frame on the wire: all payloads together. Bounds the memory one frame can pin.
+MAX_SEND_FRAME = 1024 * 1024
+
+#: Largest DELIVER frame: one payload plus its header.
+MAX_DELIVER_FRAME = MAX_PAYLOAD + 512
+
+#: Largest control frame (HELLO, ACK, PING, SENT, ERROR, …): a few small fields.
+MAX_CONTROL_FRAME = 2048
+
+#: Largest frame of any type: the stream decoder refuses a longer length prefix at once,
+#: before buffering a byte of the body.
+MAX_FRAME = MAX_SEND_FRAME
+
+#: Length prefix of each frame in the decrypted stream: 4 bytes, big-endian.
+LENGTH_PREFIX = 4
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes carried by ERROR and REFUSED frames (stable: never renumber)."""
+
+    MALFORMED_FRAME = 1  #: bytes that do not decode to a valid frame
+    FRAME_TOO_LARGE = 2  #: a frame over its type's limit
+    UNEXPECTED_FRAME = 3  #: a valid frame in the wrong state or direction
+    UNSUPPORTED_VERSION = 4  #: the peer speaks a protocol version we do not
+    UNKNOWN_DEVICE = 5  #: HELLO from a Noise key no device is registered with
+    ACCOUNT_EXISTS = 6  #: REGISTER of a new account whose name is taken
+    INVALID_LINK_CODE = 7  #: REGISTER to an existing account without a valid link code
+    NO_SUCH_ACCOUNT = 8  #: a SEND or GET_DEVICES naming an account that does not exist
+    DEVICE_MISMATCH = 9  #: a SEND whose device set is not the current one (see REFUSED)
+    QUEUE_FULL = 10  #: a target device's queue is at its limit
+    RATE_LIMITED = 11  #: the account sends faster than its rate limit
+    PAYLOAD_TOO_LARGE = 12  #: a payload over the server's payload limit
+    INVALID_ACK = 13  #: an ACK above the highest seq delivered on this connection
+    KEEPALIVE_TIMEOUT = 14  #: no frame from the peer within the keepalive deadline
+    SHUTTING_DOWN = 15  #: the server is stopping; reconnect later
+    INTERNAL = 16  #: the server failed; the request changed nothing and may be retried
+    KEY_ALREADY_REGISTERED = 17  #: REGISTER with a Noise key that already has a device
+    INVALID_FIELD = 18  #: a field out of range (bad name, bad message id length, …)
+    HANDSHAKE_FAILED = 19  #: the Noise handshake failed (sent in the clear on the socket close)
