@@ -6,15 +6,15 @@
     ├── ProtocolError(code, frame_type, reason)      a protocol rule was broken
     │   ├── LocalProtocolError                      by us: API misuse (a bug in the caller)
     │   └── RemoteProtocolError                     by the peer: bad bytes, bad order, too big
-    │       └── FrameError                          a frame that cannot be parsed or is over its limit
+    │       └── FrameError                          an unparseable frame, or one over its limit
     ├── DecryptionError                             authentication failed (one error, whatever check
     │                                               failed, so the wire never tells which)
     ├── HandshakeError                              the Noise handshake cannot complete
     ├── ConnectionClosed                            the connection is gone
     │   ├── ConnectionClosedByUs
-    │   └── ConnectionBroken                        by the network or the peer (``__cause__`` says how)
+    │   └── ConnectionBroken                        by the network or peer (``__cause__``: how)
     ├── StoreError                                  storage failed or refused
-    │   ├── IntegrityError                          a rule of the store would break (duplicate account…)
+    │   ├── IntegrityError                          a store rule would break (account exists…)
     │   └── MigrationError                          the schema cannot be brought to this version
     ├── RefusedError(code, reason)                  the server refused a request (limit, mismatch…)
     └── ConfigError                                 a configuration value is missing or invalid

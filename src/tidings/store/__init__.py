@@ -1,1 +1,43 @@
+"""Server storage: the :class:`Store` interface and its backends.
 
+* :class:`SQLiteStore`: the embedded, durable default (WAL, group commit).
+* :class:`MemoryStore`: the same semantics without durability, for tests of upper layers.
+
+Both pass one conformance suite (``tests/store/test_conformance.py``).
+"""
+
+from tidings.store.base import (
+    MAX_ACCOUNT_NAME,
+    Device,
+    DeviceMismatch,
+    DeviceRef,
+    ExpiryResult,
+    InboxItem,
+    ItemKind,
+    QueueFull,
+    Store,
+    Stored,
+    StoreStats,
+    Submission,
+    SubmitResult,
+)
+from tidings.store.memory import MemoryStore
+from tidings.store.sqlite import SQLiteStore
+
+__all__ = [
+    "MAX_ACCOUNT_NAME",
+    "Device",
+    "DeviceMismatch",
+    "DeviceRef",
+    "ExpiryResult",
+    "InboxItem",
+    "ItemKind",
+    "MemoryStore",
+    "QueueFull",
+    "SQLiteStore",
+    "Store",
+    "StoreStats",
+    "Stored",
+    "Submission",
+    "SubmitResult",
+]

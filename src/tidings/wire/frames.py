@@ -20,15 +20,30 @@ import msgpack
 from ..errors import FrameError
 from .limits import (
     MAX_ACCOUNT_NAME,
+    MAX_CONTROL_FRAME,
     MAX_DEVICE_NAME,
+    MAX_LINK_CODE,
     MAX_PAYLOAD,
+    MAX_REASON,
+    MAX_SEND_FRAME,
     MAX_TARGETS,
     MESSAGE_ID_LEN,
     ErrorCode,
 )
 
-_ACCOUNT_RE = re.compile(rf"[a-z0-9_-]{{1,{MAX_ACCOUNT_NAME}}}")
+_account_match = re.compile(rf"[a-z0-9_-]{{1,{MAX_ACCOUNT_NAME}}}").fullmatch
+_ACCOUNT_RULE = "account names are 1-32 of a-z, 0-9, _ and -"
+# Valid account names seen lately. A connection names the same few accounts again and again,
+# and a set lookup costs a fifth of the regex. Only valid names enter; bounded by clearing.
+_known_accounts: set[str] = set()
+_KNOWN_ACCOUNTS_MAX = 4096
 _U63 = (1 << 63) - 1
+_TIME_TYPES = (int, float)
+
+# One packer for every frame: ``msgpack.packb`` builds a new Packer per call, which costs more
+# than packing a small frame. Safe to share: ``pack`` runs in C under the GIL and calls back no
+# Python code for the built-in types frames hold. ``autoreset`` makes it return each body.
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 class FrameType(enum.IntEnum):
@@ -56,19 +71,38 @@ def _invalid(frame_type: FrameType, reason: str) -> FrameError:
     return FrameError(ErrorCode.INVALID_FIELD, reason, int(frame_type))
 
 
+# The checks below are the field rules of docs/protocol.md. The hot frames (SEND, DELIVER)
+# inline the same rules in their ``__post_init__``: a call per field costs more than the check.
+
+
+def _account_ok(name: object) -> bool:
+    """Whether ``name`` is a valid account name (``[a-z0-9_-]{1,32}``)."""
+    if type(name) is str:  # exactly str: a subclass could redefine hashing and equality
+        if name in _known_accounts:
+            return True
+        if _account_match(name) is None:
+            return False
+        if len(_known_accounts) >= _KNOWN_ACCOUNTS_MAX:
+            _known_accounts.clear()
+        _known_accounts.add(name)
+        return True
+    return isinstance(name, str) and _account_match(name) is not None
+
+
 def check_account(name: str, frame_type: FrameType = FrameType.SEND) -> None:
     """Raise FrameError unless ``name`` is a valid account name (``[a-z0-9_-]{1,32}``)."""
-    if not isinstance(name, str) or not _ACCOUNT_RE.fullmatch(name):
-        raise _invalid(frame_type, "account names are 1-32 of a-z, 0-9, _ and -")
+    if not _account_ok(name):
+        raise _invalid(frame_type, _ACCOUNT_RULE)
 
 
 def _check_uint(frame_type: FrameType, name: str, value: object) -> None:
+    # ``type(...) is int`` also refuses bool, which is an int subclass.
     if type(value) is not int or not 0 <= value <= _U63:
         raise _invalid(frame_type, f"{name} must be an integer in 0..2^63-1")
 
 
 def _check_time(frame_type: FrameType, name: str, value: object) -> None:
-    if type(value) not in (int, float) or not 0 <= value < 1e12:  # type: ignore[operator]
+    if type(value) not in _TIME_TYPES or not 0 <= value < 1e12:  # type: ignore[operator]
         raise _invalid(frame_type, f"{name} must be a timestamp in seconds")
 
 
@@ -78,7 +112,11 @@ def _check_message_id(frame_type: FrameType, value: object) -> None:
 
 
 def _check_str(frame_type: FrameType, name: str, value: object, limit: int) -> None:
-    if type(value) is not str or len(value.encode()) > limit:
+    try:
+        ok = type(value) is str and len(value.encode()) <= limit
+    except UnicodeEncodeError:  # lone surrogates: not UTF-8, so not sendable
+        ok = False
+    if not ok:
         raise _invalid(frame_type, f"{name} must be a string of at most {limit} bytes")
 
 
@@ -87,11 +125,28 @@ def _check_bytes(frame_type: FrameType, name: str, value: object, limit: int) ->
         raise _invalid(frame_type, f"{name} must be at most {limit} bytes")
 
 
+def _check_size(frame: Frame, limit: int) -> None:
+    """Refuse a frame whose fields are valid but whose body would exceed its type's limit: the
+    peer would refuse it with FRAME_TOO_LARGE and close, and a retry would fail the same way."""
+    if len(frame.serialize()) > limit:
+        raise FrameError(
+            ErrorCode.FRAME_TOO_LARGE,
+            f"{frame.TYPE.name} frame over {limit} bytes",
+            int(frame.TYPE),
+        )
+
+
 class Frame:
     """Base of all frames. Subclasses are frozen dataclasses with a ``TYPE``."""
 
     __slots__ = ()
     TYPE: ClassVar[FrameType]
+    # TYPE as a plain int: msgpack packs an IntEnum member through a slower path.
+    _type_no: ClassVar[int]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._type_no = int(cls.TYPE)
 
     def fields(self) -> list[Any]:
         """The frame's fields in wire order (after the type number)."""
@@ -99,7 +154,7 @@ class Frame:
 
     def serialize(self) -> bytes:
         """The frame body: a MessagePack array ``[type, *fields]``."""
-        return msgpack.packb([int(self.TYPE), *self.fields()], use_bin_type=True)
+        return _pack([self._type_no, *self.fields()])
 
 
 # ---------------------------------------------------------------- client → server
@@ -143,7 +198,7 @@ class Register(Frame):
         check_account(self.account, self.TYPE)
         _check_str(self.TYPE, "device_name", self.device_name, MAX_DEVICE_NAME)
         if self.link_code is not None:
-            _check_bytes(self.TYPE, "link_code", self.link_code, 64)
+            _check_bytes(self.TYPE, "link_code", self.link_code, MAX_LINK_CODE)
 
     def fields(self) -> list[Any]:
         return [self.version, self.account, self.device_name, self.link_code]
@@ -202,18 +257,33 @@ class Send(Frame):
 
     def __post_init__(self) -> None:
         _check_message_id(self.TYPE, self.message_id)
-        check_account(self.recipient, self.TYPE)
-        if type(self.targets) is not tuple or not 1 <= len(self.targets) <= MAX_TARGETS:
+        if not _account_ok(self.recipient):
+            raise _invalid(self.TYPE, _ACCOUNT_RULE)
+        targets = self.targets
+        if type(targets) is not tuple or not 1 <= len(targets) <= MAX_TARGETS:
             raise _invalid(self.TYPE, f"a send has 1..{MAX_TARGETS} targets")
         seen = set()
-        for t in self.targets:
-            check_account(t.account, self.TYPE)
-            _check_uint(self.TYPE, "device_id", t.device_id)
-            _check_bytes(self.TYPE, "payload", t.payload, MAX_PAYLOAD)
-            key = (t.account, t.device_id)
+        total = 0
+        for t in targets:
+            # The rules of check_account, _check_uint and _check_bytes, inlined (hot path).
+            if type(t) is not Target:
+                raise _invalid(self.TYPE, "targets must be Target values")
+            account, device_id, payload = t.account, t.device_id, t.payload
+            if not _account_ok(account):
+                raise _invalid(self.TYPE, _ACCOUNT_RULE)
+            if type(device_id) is not int or not 0 <= device_id <= _U63:
+                raise _invalid(self.TYPE, "device_id must be an integer in 0..2^63-1")
+            if type(payload) is not bytes or len(payload) > MAX_PAYLOAD:
+                raise _invalid(self.TYPE, f"payload must be at most {MAX_PAYLOAD} bytes")
+            key = (account, device_id)
             if key in seen:
                 raise _invalid(self.TYPE, "a device is named twice")
             seen.add(key)
+            total += len(payload)
+        # Framing is under 64 bytes per target and for the header, so only a send whose
+        # payloads come near the limit needs packing to be measured.
+        if total + 64 * (len(targets) + 1) > MAX_SEND_FRAME:
+            _check_size(self, MAX_SEND_FRAME)
 
     def fields(self) -> list[Any]:
         return [
@@ -290,7 +360,7 @@ class LinkCode(Frame):
 
     def __post_init__(self) -> None:
         _check_uint(self.TYPE, "request_id", self.request_id)
-        _check_bytes(self.TYPE, "code", self.code, 64)
+        _check_bytes(self.TYPE, "code", self.code, MAX_LINK_CODE)
         _check_time(self.TYPE, "expires_at", self.expires_at)
 
     def fields(self) -> list[Any]:
@@ -355,7 +425,7 @@ class Refused(Frame):
     def __post_init__(self) -> None:
         _check_message_id(self.TYPE, self.message_id)
         _check_uint(self.TYPE, "code", self.code)
-        _check_str(self.TYPE, "reason", self.reason, 256)
+        _check_str(self.TYPE, "reason", self.reason, MAX_REASON)
         for refs in (self.missing, self.stale):
             if type(refs) is not tuple or len(refs) > MAX_TARGETS:
                 raise _invalid(self.TYPE, f"at most {MAX_TARGETS} devices")
@@ -365,6 +435,9 @@ class Refused(Frame):
                 check_account(ref[0], self.TYPE)
                 _check_uint(self.TYPE, "device_id", ref[1])
         _check_time(self.TYPE, "retry_after", self.retry_after)
+        # 16 devices or fewer always fit (about 45 bytes each); more may not: measure.
+        if len(self.missing) + len(self.stale) > 16:
+            _check_size(self, MAX_CONTROL_FRAME)
 
     def fields(self) -> list[Any]:
         return [
@@ -393,15 +466,24 @@ class Deliver(Frame):
     payload: bytes
 
     def __post_init__(self) -> None:
-        _check_uint(self.TYPE, "seq", self.seq)
-        if self.kind not in (0, 1):
+        # The rules of the _check_* helpers, inlined: DELIVER is the hottest frame.
+        seq, kind, enqueued_at, expires_at = self.seq, self.kind, self.enqueued_at, self.expires_at
+        if type(seq) is not int or not 0 <= seq <= _U63:
+            raise _invalid(self.TYPE, "seq must be an integer in 0..2^63-1")
+        if type(kind) is not int or not 0 <= kind <= 1:
             raise _invalid(self.TYPE, "kind must be 0 (message) or 1 (expired)")
-        check_account(self.sender_account, self.TYPE)
-        _check_uint(self.TYPE, "sender_device", self.sender_device)
-        _check_message_id(self.TYPE, self.message_id)
-        _check_time(self.TYPE, "enqueued_at", self.enqueued_at)
-        _check_time(self.TYPE, "expires_at", self.expires_at)
-        _check_bytes(self.TYPE, "payload", self.payload, MAX_PAYLOAD)
+        if not _account_ok(self.sender_account):
+            raise _invalid(self.TYPE, _ACCOUNT_RULE)
+        if type(self.sender_device) is not int or not 0 <= self.sender_device <= _U63:
+            raise _invalid(self.TYPE, "sender_device must be an integer in 0..2^63-1")
+        if type(self.message_id) is not bytes or len(self.message_id) != MESSAGE_ID_LEN:
+            raise _invalid(self.TYPE, f"message_id must be {MESSAGE_ID_LEN} bytes")
+        if type(enqueued_at) not in _TIME_TYPES or not 0 <= enqueued_at < 1e12:
+            raise _invalid(self.TYPE, "enqueued_at must be a timestamp in seconds")
+        if type(expires_at) not in _TIME_TYPES or not 0 <= expires_at < 1e12:
+            raise _invalid(self.TYPE, "expires_at must be a timestamp in seconds")
+        if type(self.payload) is not bytes or len(self.payload) > MAX_PAYLOAD:
+            raise _invalid(self.TYPE, f"payload must be at most {MAX_PAYLOAD} bytes")
 
     def fields(self) -> list[Any]:
         return [
@@ -428,7 +510,7 @@ class Error(Frame):
     def __post_init__(self) -> None:
         _check_uint(self.TYPE, "code", self.code)
         _check_uint(self.TYPE, "frame_type", self.frame_type)
-        _check_str(self.TYPE, "reason", self.reason, 256)
+        _check_str(self.TYPE, "reason", self.reason, MAX_REASON)
 
     def fields(self) -> list[Any]:
         return [self.code, self.frame_type, self.reason]

@@ -24,6 +24,12 @@ MAX_ACCOUNT_NAME = 32
 #: Longest device name ("alice's laptop").
 MAX_DEVICE_NAME = 64
 
+#: Longest link code (LINK_CODE, REGISTER): the server issues 16 random bytes; room for longer.
+MAX_LINK_CODE = 64
+
+#: Longest reason text of ERROR and REFUSED, in UTF-8 bytes: a short phrase for logs, not prose.
+MAX_REASON = 256
+
 #: Largest payload for one device. Text, receipts and key material fit easily; Signal caps a
 #: message body near this size and moves attachments out of band (a later issue).
 MAX_PAYLOAD = 64 * 1024

@@ -1,0 +1,216 @@
+"""Opening a connection to a relay, registering a device, and watching TCP acknowledgements.
+
+``register()`` is the one-shot flow that creates this device's identity: it generates the Noise
+static key, connects, sends REGISTER (with a link code to join an existing account), and saves
+the identity only once the server answered REGISTERED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from picows import WSError, ws_connect
+
+from ..errors import ConfigError, ConnectionBroken, HandshakeError, RefusedError
+from ..net.channel import (
+    Channel,
+    ChannelClosed,
+    Event,
+    FrameReceived,
+    HandshakeDone,
+    KeepaliveParams,
+)
+from ..net.ws import ChannelConnection, tcp_bytes_acked, tcp_unacked_bytes
+from ..noise import PipesInitiator, generate_keypair
+from ..wire import PROLOGUE, PROTOCOL_VERSION, Register, Registered
+from .store import ClientStore, Identity
+
+#: Client keepalive: ping after 5 s of silence, declare the connection dead after 10 s. A dead
+#: WiFi link or a handoff is noticed in ≤ 10 s instead of TCP's minutes of retransmissions (G7).
+CLIENT_KEEPALIVE = KeepaliveParams(ping_interval=5.0, dead_after=10.0, handshake_timeout=10.0)
+
+#: Seconds to wait for the TCP + WebSocket connection to open.
+CONNECT_TIMEOUT = 10.0
+
+#: The database file inside a client's home directory.
+DB_NAME = "client.db"
+
+
+def check_url(url: str) -> str:
+    """Validate a relay URL (``ws://host:port/v1`` or ``wss://…``)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+        raise ConfigError(f"server URL must look like ws://host:port/v1, not {url!r}")
+    return url
+
+
+async def open_channel(
+    url: str,
+    handler: object,
+    static_private: bytes,
+    server_key: bytes | None,
+    keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> ChannelConnection:
+    """Connect and start the Noise handshake; ``handler`` gets the channel's events."""
+
+    def make_channel(now: float) -> Channel:
+        initiator = PipesInitiator(
+            static_private, server_static=server_key, prologue=PROLOGUE, rng=rng
+        )
+        return Channel(initiator, keepalive, now)
+
+    class _Conn(ChannelConnection):
+        def after_connect(self) -> None:
+            assert self.channel is not None
+            self.channel.start()
+
+    try:
+        _, listener = await asyncio.wait_for(
+            ws_connect(
+                lambda: _Conn(make_channel, handler),  # type: ignore[arg-type]
+                url,
+                websocket_handshake_timeout=CONNECT_TIMEOUT,
+                read_buffer_init_size=4096,
+            ),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, WSError, TimeoutError) as exc:
+        raise ConnectionBroken(f"cannot connect to {url}: {exc}") from exc
+    assert isinstance(listener, ChannelConnection)
+    return listener
+
+
+class _Registrar:
+    """Channel handler for the one-shot registration flow."""
+
+    def __init__(self, frame: Register) -> None:
+        self.frame = frame
+        self.done: asyncio.Future[tuple[Registered, bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.server_key = b""
+
+    def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
+        if isinstance(event, HandshakeDone):
+            self.server_key = event.remote_static
+            conn.send_frame(self.frame)
+        elif isinstance(event, FrameReceived) and isinstance(event.frame, Registered):
+            if not self.done.done():
+                self.done.set_result((event.frame, self.server_key))
+        elif isinstance(event, ChannelClosed) and not self.done.done():
+            exc: Exception = RefusedError(event.code, event.reason)
+            if not event.by_peer and event.code == 19:
+                exc = HandshakeError(event.reason)
+            self.done.set_exception(exc)
+
+    def on_disconnected(self, conn: ChannelConnection) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionBroken("connection lost during registration"))
+
+
+async def register(
+    home: Path,
+    url: str,
+    account: str,
+    device_name: str = "",
+    link_code: bytes | None = None,
+    server_key: bytes | None = None,
+) -> Identity:
+    """Register a new device and save its identity in ``home``.
+
+    Without ``link_code`` this creates ``account`` (device 1); with one (from ``tidings
+    link-code`` on an existing device) it adds a device to the account.
+
+    Raises:
+        ConfigError: ``home`` already holds an identity, or the URL is invalid.
+        RefusedError: the server refused (account exists, invalid link code, …).
+        ConnectionBroken: the server cannot be reached.
+    """
+    check_url(url)
+    home.mkdir(parents=True, exist_ok=True)
+    with ClientStore(home / DB_NAME) as store:
+        if store.get_identity() is not None:
+            raise ConfigError(f"{home} already holds a registered device")
+        private, _ = generate_keypair(os.urandom)
+        frame = Register(PROTOCOL_VERSION, account, device_name or account, link_code)
+        registrar = _Registrar(frame)
+        conn = await open_channel(url, registrar, private, server_key)
+        try:
+            registered, key = await asyncio.wait_for(registrar.done, CONNECT_TIMEOUT)
+        finally:
+            conn.close()
+        identity = Identity(
+            private, registered.account, registered.device_id, frame.device_name, url, key
+        )
+        store.save_identity(identity)
+        return identity
+
+
+class TcpAckWatcher:
+    """Finds when the server's TCP stack acknowledged the bytes of a write (Linux TCP_INFO).
+
+    After a write, the bytes are acknowledged once ``tcpi_bytes_acked`` has grown by what was
+    queued in the kernel (SIOCOUTQ) at the time of the write. Polls every ``POLL`` seconds while
+    writes are outstanding, for at most ``GIVE_UP`` seconds each.
+    """
+
+    POLL = 0.001
+    GIVE_UP = 5.0
+
+    def __init__(self, on_acked: Callable[[list[bytes], float], None]) -> None:
+        self._on_acked = on_acked
+        self._pending: list[tuple[int, list[bytes], float]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sock: object | None = None
+        self.available = True
+
+    def written(self, conn: ChannelConnection, ids: list[bytes]) -> None:
+        """``ids`` were just written on ``conn``."""
+        if not self.available or conn.transport is None:
+            return
+        transport = conn.transport.underlying_transport
+        sock = transport.get_extra_info("socket")
+        acked = tcp_bytes_acked(sock) if sock is not None else None
+        queued = tcp_unacked_bytes(sock) if sock is not None else None
+        if acked is None or queued is None:
+            self.available = False
+            return
+        self._sock = sock
+        target = acked + queued + transport.get_write_buffer_size()
+        self._pending.append((target, ids, time.monotonic()))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.POLL, self._poll)
+
+    def reset(self) -> None:
+        """The connection is gone: forget outstanding writes."""
+        self._pending.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def poll_now(self) -> None:
+        """Check at once (call before handling an answer, so the TCP ack is seen first)."""
+        if self._pending:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._poll()
+
+    def _poll(self) -> None:
+        self._timer = None
+        acked = tcp_bytes_acked(self._sock) if self._sock is not None else None  # type: ignore[arg-type]
+        now = time.monotonic()
+        keep = []
+        for target, ids, since in self._pending:
+            if acked is not None and acked >= target:
+                self._on_acked(ids, time.time())
+            elif now - since < self.GIVE_UP:
+                keep.append((target, ids, since))
+        self._pending = keep
+        if keep:
+            self._timer = asyncio.get_running_loop().call_later(self.POLL, self._poll)

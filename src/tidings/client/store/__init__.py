@@ -1,0 +1,43 @@
+"""The client's local store: one SQLite file per device (DESIGN §6).
+
+* :mod:`.records` — the records, enums, error and limits of the API.
+* :mod:`.store` — :class:`ClientStore` and its invariants (every write is one durable
+  transaction), assembled from the private feature modules ``_outbox`` and ``_incoming`` on top
+  of ``_sql`` (connection, transactions, migrations, row mapping).
+
+The schema is :mod:`tidings.client.migrations`.
+"""
+
+from .records import (
+    MAX_OUTBOX,
+    SCHEMA_VERSION,
+    ConversationSummary,
+    DeviceStatus,
+    Direction,
+    Identity,
+    MessageKey,
+    OutboxFullError,
+    OutboxItem,
+    OutboxRequest,
+    StoredMessage,
+    TraceEntry,
+    TracePoint,
+)
+from .store import ClientStore
+
+__all__ = [
+    "MAX_OUTBOX",
+    "SCHEMA_VERSION",
+    "ClientStore",
+    "ConversationSummary",
+    "DeviceStatus",
+    "Direction",
+    "Identity",
+    "MessageKey",
+    "OutboxFullError",
+    "OutboxItem",
+    "OutboxRequest",
+    "StoredMessage",
+    "TraceEntry",
+    "TracePoint",
+]

@@ -1,0 +1,205 @@
+"""The incoming side of the client store: the inbox cursor, received messages, receipts, ordering.
+
+Each method that consumes an inbox item moves the cursor in the same transaction as what the
+item stores, so an item is applied once however often the server redelivers it (G1, G3, G5).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from tidings.delivery import Message, Receipt, ReceiptKind, Status, StreamKey, StreamState
+from tidings.store.base import DeviceRef
+
+from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row
+from .records import Direction, MessageKey, OutboxRequest, StoredMessage, TracePoint
+
+
+class Incoming(Database):
+    """The incoming methods of :class:`~tidings.client.store.ClientStore`."""
+
+    def cursor(self) -> int:
+        """The highest inbox seq durably stored (0 at first)."""
+        return int(self._read("SELECT seq FROM cursor")[0][0])
+
+    def has_message(self, sender: DeviceRef, message_id: bytes) -> bool:
+        """Whether the message from ``sender`` is stored (check before reordering it)."""
+        return bool(
+            self._read(
+                "SELECT 1 FROM messages WHERE sender_account = ? AND sender_device = ?"
+                " AND message_id = ?",
+                sender.account,
+                sender.device_id,
+                message_id,
+            )
+        )
+
+    def commit_incoming(
+        self,
+        seq: int,
+        sender: DeviceRef,
+        message_id: bytes,
+        content: Message,
+        received_at: float,
+        *,
+        receipt: OutboxRequest | None = None,
+        streams: Iterable[StreamState] = (),
+        surfaced: Sequence[MessageKey] = (),
+        recipient: str | None = None,
+    ) -> bool:
+        """Store a received message. ONE transaction: the message (held: not shown), the cursor
+        (``seq``), its delivered ``receipt`` (exempt from :data:`MAX_OUTBOX`), the ordering
+        ``streams`` and the ``surfaced`` messages, shown in that order (may include this one).
+
+        Check :meth:`has_message` before feeding the reorderer, so a duplicate never reaches it.
+
+        Args:
+            recipient: for a copy of a message this account sent from another device, the
+                account it was sent to (so its receipts count).
+
+        Returns:
+            False for a duplicate: ``seq`` is not above the cursor (nothing changes), or the
+            message is already stored (only the cursor moves; the first copy's receipt stands).
+        """
+        with self._tx() as db:
+            if not self._move_cursor(db, seq):
+                return False
+            cur = db.execute(
+                f"INSERT INTO messages ({MSG_COLS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)"
+                " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING",
+                (
+                    *(message_id, sender.account, sender.device_id, content.conversation),
+                    *(content.counter, content.body, content.sent_at, int(Direction.IN)),
+                    *(recipient, received_at),
+                ),
+            )
+            if not cur.rowcount:
+                return False
+            if receipt is not None:
+                self._insert_outbox(db, receipt)
+            self._save_streams(db, streams)
+            self._show(db, surfaced)
+            return True
+
+    def commit_receipt(
+        self, seq: int, sender: DeviceRef, receipt: Receipt, at: float
+    ) -> list[bytes]:
+        """Apply a receipt from ``sender``. ONE transaction with the cursor (``seq``).
+
+        Counts only for messages sent to ``sender``'s account; each status that moves gets a
+        trace point ``delivered:<device>`` or ``read:<device>`` at ``at`` (local clock).
+
+        Returns:
+            The message ids whose status moved (empty for a duplicate ``seq``).
+        """
+        status, point = (
+            (Status.DELIVERED, TracePoint.DELIVERED)
+            if receipt.kind is ReceiptKind.DELIVERED
+            else (Status.READ, TracePoint.READ)
+        )
+        moved: list[bytes] = []
+        with self._tx() as db:
+            if not self._move_cursor(db, seq):
+                return []
+            for mid in receipt.message_ids:
+                known = db.execute(
+                    "SELECT 1 FROM messages WHERE message_id = ? AND recipient = ?",
+                    (mid, sender.account),
+                ).fetchone()
+                if known and self._advance(db, mid, sender, status, at):
+                    self._trace(db, mid, point.at(sender), at, f"device_time={receipt.at}")
+                    moved.append(mid)
+        return moved
+
+    def commit_expired(self, seq: int, message_id: bytes, device: DeviceRef, at: float) -> bool:
+        """Apply the server's notice that ``message_id`` expired unfetched at ``device``.
+
+        ONE transaction with the cursor (``seq``): status EXPIRED and trace ``expired:<device>``
+        for a message this store knows. Returns whether the status moved.
+        """
+        with self._tx() as db:
+            if not self._move_cursor(db, seq):
+                return False
+            known = db.execute(
+                "SELECT 1 FROM messages WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if not known or not self._advance(db, message_id, device, Status.EXPIRED, at):
+                return False
+            self._trace(db, message_id, TracePoint.EXPIRED.at(device), at, None)
+            return True
+
+    def advance_cursor(self, seq: int) -> bool:
+        """Move the cursor past an item that stores nothing (undecryptable, not valid content).
+        One transaction. False if ``seq`` is not above the cursor."""
+        with self._tx() as db:
+            return self._move_cursor(db, seq)
+
+    def mark_surfaced(
+        self, surfaced: Sequence[MessageKey], streams: Iterable[StreamState] = ()
+    ) -> None:
+        """Show held messages, in this order, and save the ordering state. One transaction."""
+        with self._tx() as db:
+            self._save_streams(db, streams)
+            self._show(db, surfaced)
+
+    def unsurfaced(self) -> list[StoredMessage]:
+        """Messages held for ordering, in the order they were received (to feed again)."""
+        sql = f"SELECT {MSG_COLS} FROM messages WHERE shown IS NULL ORDER BY id"
+        return [message_from_row(r) for r in self._read(sql)]
+
+    def reorder_states(self) -> list[StreamState]:
+        """The saved ordering state of every stream."""
+        rows = self._read("SELECT * FROM streams")
+        return [
+            StreamState(StreamKey(c, a, d), e, tuple((x, y) for x, y in json.loads(m)), h)
+            for c, a, d, e, m, h in rows
+        ]
+
+    def mark_read(
+        self, keys: Sequence[MessageKey], at: float, receipts: Iterable[OutboxRequest] = ()
+    ) -> list[MessageKey]:
+        """Record that received messages were displayed, and queue their read ``receipts``
+        (built for those whose ``read_at`` is ``None``). One transaction.
+
+        Returns:
+            The keys that were not read before.
+        """
+        newly: list[MessageKey] = []
+        with self._tx() as db:
+            for sender, mid in keys:
+                cur = db.execute(
+                    "UPDATE messages SET read_at = ? WHERE sender_account = ?"
+                    " AND sender_device = ? AND message_id = ? AND direction = ?"
+                    " AND read_at IS NULL",
+                    (at, sender.account, sender.device_id, mid, Direction.IN),
+                )
+                if cur.rowcount:
+                    newly.append((sender, mid))
+            for receipt in receipts:
+                self._insert_outbox(db, receipt)
+        return newly
+
+    def _move_cursor(self, db: sqlite3.Connection, seq: int) -> bool:
+        return bool(db.execute("UPDATE cursor SET seq = ? WHERE seq < ?", (seq, seq)).rowcount)
+
+    def _save_streams(self, db: sqlite3.Connection, streams: Iterable[StreamState]) -> None:
+        for s in streams:
+            k = s.key
+            db.execute(
+                "INSERT OR REPLACE INTO streams VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    *(k.conversation, k.sender_account, k.sender_device, s.expected),
+                    *(json.dumps(s.missing), s.horizon),
+                ),
+            )
+
+    def _show(self, db: sqlite3.Connection, keys: Sequence[MessageKey]) -> None:
+        for sender, mid in keys:
+            db.execute(
+                f"UPDATE messages SET shown = {NEXT_SHOWN} WHERE sender_account = ?"
+                " AND sender_device = ? AND message_id = ? AND shown IS NULL",
+                (sender.account, sender.device_id, mid),
+            )

@@ -1,0 +1,149 @@
+"""The SQLite file under the client store: transactions, migrations, rows, shared write steps.
+
+:class:`Database` is the base of :class:`~tidings.client.store.ClientStore`: it owns the
+connection and the steps that several features take inside their one transaction (queue an
+outbox entry, move a status, record a trace point). The features are mixins on top of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from tidings.delivery import ContentKind, Status, advance
+from tidings.errors import IntegrityError, MigrationError, StoreError
+from tidings.store.base import DeviceRef
+
+from ..migrations import MIGRATIONS
+from .records import SCHEMA_VERSION, Direction, OutboxItem, OutboxRequest, StoredMessage
+
+_POINT = re.compile(r"[a-z_]{1,32}(:[a-z0-9_-]{1,32}\.[0-9]{1,19})?")
+
+#: The ``messages`` columns in :class:`StoredMessage` order (see :func:`message_from_row`).
+MSG_COLS = (
+    "message_id, sender_account, sender_device, conversation, counter, body, sent_at, direction,"
+    " recipient, received_at, stored_at, failed_code, failed_reason, read_at, shown"
+)
+
+#: The display position of the next message shown.
+NEXT_SHOWN = "(SELECT COALESCE(MAX(shown), 0) + 1 FROM messages)"
+
+
+def statements(script: str) -> Iterator[str]:
+    """The SQL statements of a migration script, without its ``--`` comment lines."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    stmt = ""
+    for line in lines:
+        stmt += line + "\n"
+        if sqlite3.complete_statement(stmt):
+            yield stmt
+            stmt = ""
+
+
+def message_from_row(row: Sequence[Any]) -> StoredMessage:
+    """A :class:`StoredMessage` from the :data:`MSG_COLS` of a ``messages`` row."""
+    mid, acct, dev, conv, counter, body, sent_at, direction, *rest = row
+    return StoredMessage(
+        mid, DeviceRef(acct, dev), conv, counter, body, sent_at, Direction(direction), *rest
+    )
+
+
+def outbox_item_from_row(row: Sequence[Any]) -> OutboxItem:
+    """An :class:`OutboxItem` from a whole ``outbox`` row (``SELECT *``)."""
+    position, mid, recipient, kind, content, created_at, attempts, next_at = row
+    return OutboxItem(
+        position, mid, recipient, ContentKind(kind), content, created_at, attempts, next_at
+    )
+
+
+class Database:
+    """The connection (``_db``, set by the subclass) and what every feature builds on."""
+
+    _db: sqlite3.Connection
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):  # e.g. the store is closed
+                if db.in_transaction:
+                    db.rollback()
+            raise StoreError(str(exc)) from exc
+
+    def _read(self, sql: str, *params: Any) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _migrate(self) -> None:
+        try:
+            with self._tx() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise MigrationError(
+                        f"the store's schema v{version} is newer than this client's"
+                        f" v{SCHEMA_VERSION}: upgrade tidings"
+                    )
+                for n in range(version + 1, SCHEMA_VERSION + 1):
+                    for stmt in statements(MIGRATIONS[n - 1]):
+                        db.execute(stmt)
+                    db.execute(f"PRAGMA user_version = {n}")
+        except MigrationError:
+            raise
+        except StoreError as exc:
+            raise MigrationError(f"cannot migrate the store: {exc}") from exc
+
+    def _insert_outbox(self, db: sqlite3.Connection, r: OutboxRequest) -> OutboxItem:
+        cur = db.execute(
+            "INSERT INTO outbox (message_id, recipient, kind, content, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (r.message_id, r.recipient, int(r.kind), r.content, r.created_at),
+        )
+        assert cur.lastrowid is not None  # an INSERT into a rowid table always sets it
+        return OutboxItem(
+            cur.lastrowid, r.message_id, r.recipient, r.kind, r.content, r.created_at, 0, 0.0
+        )
+
+    def _advance(
+        self,
+        db: sqlite3.Connection,
+        message_id: bytes,
+        device: DeviceRef,
+        status: Status,
+        at: float,
+    ) -> bool:
+        row = db.execute(
+            "SELECT status FROM statuses WHERE message_id = ? AND account = ? AND device_id = ?",
+            (message_id, device.account, device.device_id),
+        ).fetchone()
+        if advance(Status(row[0]) if row else None, status) is None:
+            return False
+        db.execute(
+            "INSERT OR REPLACE INTO statuses VALUES (?, ?, ?, ?, ?)",
+            (message_id, device.account, device.device_id, int(status), at),
+        )
+        return True
+
+    def _trace(
+        self, db: sqlite3.Connection, message_id: bytes, point: str, at: float, detail: str | None
+    ) -> None:
+        if not _POINT.fullmatch(point):
+            raise IntegrityError(f"not a trace point name: {point!r}")
+        db.execute(
+            "INSERT INTO trace (message_id, point, at, detail) VALUES (?, ?, ?, ?)",
+            (message_id, str(point), at, detail),
+        )

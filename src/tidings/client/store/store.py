@@ -1,0 +1,215 @@
+"""The client's local store: one SQLite file per device (DESIGN §6).
+
+Invariants:
+
+* Every write method is ONE transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) and returns only after
+  the commit. With WAL and ``synchronous=FULL`` the commit is fsync'ed: what a method wrote
+  survives ``kill -9`` and power loss. A method that raises has changed nothing.
+* :meth:`ClientStore.compose` allocates the conversation counter, queues the content and records
+  the message in one transaction: a crash can neither reuse nor skip a counter (G2, G4).
+* :meth:`ClientStore.commit_incoming` stores a message, advances the cursor, queues its delivered
+  receipt and saves the ordering state together, or does none of it (G1, G3, G5).
+* A message is stored once per ``(sender account, sender device, message id)`` (G3).
+* Statuses only move forward (:func:`tidings.delivery.status.advance`).
+* The schema is the numbered migrations of :mod:`tidings.client.migrations`, tracked with
+  ``PRAGMA user_version``; a newer file than this code knows raises :class:`MigrationError`.
+* ``sqlite3`` errors never escape: they become :class:`IntegrityError` or :class:`StoreError`.
+
+The API is synchronous: the client is low-volume and calls it from its event loop thread (one
+connection, used from the thread that opened it).
+
+The methods live by feature: the outbox in :mod:`._outbox`, the incoming side in
+:mod:`._incoming`, the SQLite plumbing in :mod:`._sql`; this module assembles them and adds
+identity, statuses, the trace and history.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+
+from tidings.delivery import Status, rollup
+from tidings.errors import StoreError
+from tidings.store.base import DeviceRef
+
+from ._incoming import Incoming
+from ._outbox import Outbox
+from ._sql import MSG_COLS, message_from_row
+from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
+
+__all__ = ["ClientStore"]
+
+
+class ClientStore(Outbox, Incoming):
+    """The client's durable state (see the module docstring). Also a context manager.
+
+    Args:
+        path: the database file; created and migrated as needed.
+
+    Raises:
+        MigrationError: the file's schema is newer than this code, or a migration failed.
+        StoreError: the file cannot be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store: {exc}") from exc
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        """Close the store. Everything written is already durable."""
+        self._db.close()
+
+    def __enter__(self) -> ClientStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ identity
+
+    def get_identity(self) -> Identity | None:
+        """This device's identity, or ``None`` before registration."""
+        rows = self._read(
+            "SELECT noise_private_key, account, device_id, device_name, server_url, server_key,"
+            " read_receipts FROM identity"
+        )
+        if not rows:
+            return None
+        key, account, device_id, name, url, server_key, read_receipts = rows[0]
+        return Identity(key, account, device_id, name, url, server_key, bool(read_receipts))
+
+    def save_identity(self, identity: Identity) -> None:
+        """Save (or replace) this device's identity. One transaction."""
+        i = identity
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(i.noise_private_key, i.account, i.device_id, i.device_name, i.server_url),
+                    *(i.server_key, int(i.read_receipts)),
+                ),
+            )
+
+    def set_server_key(self, key: bytes | None) -> None:
+        """Pin the server's static public key (``None`` unpins). One transaction."""
+        self._update_identity("server_key", key)
+
+    def set_read_receipts(self, enabled: bool) -> None:
+        """Turn sending read receipts on or off. One transaction."""
+        self._update_identity("read_receipts", int(enabled))
+
+    # ------------------------------------------------------------ statuses and trace
+
+    def update_status(
+        self, message_id: bytes, device: DeviceRef, status: Status, at: float
+    ) -> bool:
+        """Move a message's status at ``device`` by :func:`advance`. One transaction.
+
+        Returns:
+            Whether it moved (False: a duplicate, or it would go backwards).
+        """
+        with self._tx() as db:
+            return self._advance(db, message_id, device, status, at)
+
+    def statuses(self, message_id: bytes) -> dict[DeviceRef, DeviceStatus]:
+        """The message's status at each device recorded so far."""
+        rows = self._read(
+            "SELECT account, device_id, status, at FROM statuses WHERE message_id = ?"
+            " ORDER BY account, device_id",
+            message_id,
+        )
+        return {DeviceRef(a, d): DeviceStatus(Status(s), at) for a, d, s, at in rows}
+
+    def message_status(self, message_id: bytes) -> Status | None:
+        """The roll-up status of a sent message (:func:`rollup` over the recipient's
+        devices), or ``None`` if no sent message has this id."""
+        rows = self._read(
+            "SELECT recipient, stored_at, failed_code FROM messages"
+            " WHERE message_id = ? AND recipient IS NOT NULL",
+            message_id,
+        )
+        if not rows:
+            return None
+        recipient, stored_at, failed_code = rows[0]
+        if failed_code is not None:
+            return Status.FAILED
+        at_devices = {
+            d: s.status for d, s in self.statuses(message_id).items() if d.account == recipient
+        }
+        return rollup(at_devices, sent=stored_at is not None)
+
+    def add_trace(
+        self, message_id: bytes, point: str, at: float, detail: str | None = None
+    ) -> None:
+        """Record a trace point (see :class:`TracePoint`). One transaction.
+
+        Raises:
+            IntegrityError: ``point`` is not a point name (``name`` or ``name:account.N``).
+        """
+        with self._tx() as db:
+            self._trace(db, message_id, point, at, detail)
+
+    def add_traces(
+        self, message_id: bytes, points: Sequence[tuple[str, float, str | None]]
+    ) -> None:
+        """Record several trace points ``(point, at, detail)``, in ONE transaction.
+
+        Raises:
+            IntegrityError: a ``point`` is not a point name; none of them is recorded.
+        """
+        with self._tx() as db:
+            for point, at, detail in points:
+                self._trace(db, message_id, point, at, detail)
+
+    def trace(self, message_id: bytes) -> list[TraceEntry]:
+        """The message's trace, by time (then by recording order)."""
+        rows = self._read(
+            "SELECT point, at, detail FROM trace WHERE message_id = ? ORDER BY at, id", message_id
+        )
+        return [TraceEntry(*r) for r in rows]
+
+    # ------------------------------------------------------------ history
+
+    def message(self, message_id: bytes) -> StoredMessage | None:
+        """A stored message by id (a sent one first, if ids collide across senders)."""
+        rows = self._read(
+            f"SELECT {MSG_COLS} FROM messages WHERE message_id = ?"
+            " ORDER BY direction DESC, id LIMIT 1",
+            message_id,
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    def messages(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
+        """The last ``limit`` shown messages of ``conversation``, in display order."""
+        rows = self._read(
+            f"SELECT {MSG_COLS} FROM messages WHERE conversation = ? AND shown IS NOT NULL"
+            " ORDER BY shown DESC LIMIT ?",
+            conversation,
+            limit,
+        )
+        return [message_from_row(r) for r in reversed(rows)]
+
+    def conversations(self) -> list[ConversationSummary]:
+        """Every conversation with a shown message, most recently active first."""
+        rows = self._read(
+            "SELECT conversation, COUNT(*), SUM(direction = 0 AND read_at IS NULL),"
+            " MAX(COALESCE(received_at, sent_at)) FROM messages WHERE shown IS NOT NULL"
+            " GROUP BY conversation ORDER BY MAX(shown) DESC"
+        )
+        return [ConversationSummary(*r) for r in rows]
+
+    def _update_identity(self, column: str, value: object) -> None:
+        with self._tx() as db:
+            if not db.execute(f"UPDATE identity SET {column} = ?", (value,)).rowcount:
+                raise StoreError("no identity saved yet")

@@ -1,0 +1,265 @@
+"""The content codec: what one client says to another inside the server's opaque payloads.
+
+The server relays payloads it cannot read (DESIGN §5, G6). Inside them, clients speak this
+format. End-to-end encryption (``tidings.e2e``) will wrap these bytes later; this module knows
+nothing of it, so either can change without the other.
+
+Layout: one MessagePack array, ``[version, kind, *fields]``::
+
+    MESSAGE  [1, 1, conversation: str, counter: int, sent_at: float, body: bin]
+    RECEIPT  [1, 2, receipt_kind: int, [message_id: bin16, ...], at: float]
+
+Invariants:
+
+* An instance is valid or cannot be built: every field is checked in ``__post_init__``.
+* :func:`parse_content` returns a valid instance or raises :class:`ContentError`, whatever the
+  bytes (a peer is never trusted; G8). Trailing bytes, unknown versions, unknown kinds, wrong
+  field counts or types, and values out of range are all refused.
+* ``parse_content(c.serialize()) == c`` for every valid ``c``; timestamps travel as float64.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack
+
+from ..errors import RemoteProtocolError
+from ..wire import MAX_PAYLOAD, MESSAGE_ID_LEN, ErrorCode, check_account
+
+__all__ = [
+    "CONTENT_VERSION",
+    "MAX_BODY",
+    "MAX_CONTENT",
+    "MAX_CONVERSATION",
+    "MAX_RECEIPT_IDS",
+    "Content",
+    "ContentError",
+    "ContentKind",
+    "Message",
+    "Receipt",
+    "ReceiptKind",
+    "direct_conversation",
+    "direct_members",
+    "parse_content",
+]
+
+#: Version of the content format, first element of every content array.
+CONTENT_VERSION = 1
+
+#: Largest serialized content: it must fit in one payload, so nothing larger can ever be sent.
+MAX_CONTENT = MAX_PAYLOAD
+
+#: Largest message body. Leaves 4 KiB of the payload for the content header and the end-to-end
+#: envelope that will wrap it (ratchet header, sealed-sender certificate, AEAD tags).
+MAX_BODY = MAX_PAYLOAD - 4096
+
+#: Longest conversation id, in bytes of UTF-8. A 1:1 id is at most 2 * 32 + 1 = 65 bytes; the
+#: rest is room for group ids (a later issue).
+MAX_CONVERSATION = 128
+
+#: Most message ids in one receipt: 256 * 18 bytes stays far below a payload, and a client
+#: catching up on thousands of messages sends a handful of receipts, not thousands.
+MAX_RECEIPT_IDS = 256
+
+_U63 = (1 << 63) - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never let a peer put terminal escapes in an id
+
+
+class ContentError(RemoteProtocolError):
+    """Bytes from a peer that are not valid content (code ``MALFORMED_FRAME``).
+
+    Also raised when building an instance with invalid values: values come from the peer in
+    :func:`parse_content`, and local code never builds invalid content on purpose.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorCode.MALFORMED_FRAME, reason)
+
+
+class ContentKind(enum.IntEnum):
+    """Content kinds (stable: never renumber)."""
+
+    MESSAGE = 1
+    RECEIPT = 2
+
+
+class ReceiptKind(enum.IntEnum):
+    """What a receipt confirms (stable: never renumber)."""
+
+    DELIVERED = 1  #: the device decrypted the message and committed it to its store (✓✓)
+    READ = 2  #: the message was displayed to the user
+
+
+def _check_counter(value: object) -> None:
+    if type(value) is not int or not 1 <= value <= _U63:
+        raise ContentError("counter must be an integer in 1..2^63-1")
+
+
+def _check_time(name: str, value: object) -> None:
+    if type(value) not in (int, float) or not 0 <= value < 1e12:  # type: ignore[operator]
+        raise ContentError(f"{name} must be a timestamp in seconds")
+
+
+def _check_conversation(value: object) -> None:
+    if type(value) is not str or not value or _CONTROL.search(value):
+        raise ContentError("conversation must be a non-empty string without control characters")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ContentError("conversation must be valid unicode") from None
+    if size > MAX_CONVERSATION:
+        raise ContentError(f"conversation must be at most {MAX_CONVERSATION} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message from one device to a conversation.
+
+    Attributes:
+        conversation: the conversation id; for 1:1 see :func:`direct_conversation`.
+        counter: the sending device's counter in this conversation, from 1, without gaps (G4).
+        sent_at: when the sender composed it (sender's clock, seconds since the epoch).
+        body: the message text or data, opaque to the delivery layer.
+    """
+
+    KIND: ClassVar[ContentKind] = ContentKind.MESSAGE
+    conversation: str
+    counter: int
+    sent_at: float
+    body: bytes
+
+    def __post_init__(self) -> None:
+        _check_conversation(self.conversation)
+        _check_counter(self.counter)
+        _check_time("sent_at", self.sent_at)
+        if type(self.body) is not bytes or len(self.body) > MAX_BODY:
+            raise ContentError(f"body must be at most {MAX_BODY} bytes")
+
+    def serialize(self) -> bytes:
+        """The content bytes to hand to the end-to-end layer."""
+        fields = [self.conversation, self.counter, float(self.sent_at), self.body]
+        return _pack(self.KIND, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A device's confirmation that it delivered (or displayed) messages it received.
+
+    Attributes:
+        kind: delivered or read.
+        message_ids: the confirmed message ids: 1 to :data:`MAX_RECEIPT_IDS`, distinct.
+        at: when it happened (the receiving device's clock).
+    """
+
+    KIND: ClassVar[ContentKind] = ContentKind.RECEIPT
+    kind: ReceiptKind
+    message_ids: tuple[bytes, ...]
+    at: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, ReceiptKind):
+            raise ContentError("receipt kind must be a ReceiptKind")
+        ids = self.message_ids
+        if type(ids) is not tuple or not 1 <= len(ids) <= MAX_RECEIPT_IDS:
+            raise ContentError(f"a receipt names 1..{MAX_RECEIPT_IDS} message ids")
+        for message_id in ids:
+            if type(message_id) is not bytes or len(message_id) != MESSAGE_ID_LEN:
+                raise ContentError(f"message ids are {MESSAGE_ID_LEN} bytes")
+        if len(set(ids)) != len(ids):
+            raise ContentError("a receipt names a message id twice")
+        _check_time("at", self.at)
+
+    def serialize(self) -> bytes:
+        """The content bytes to hand to the end-to-end layer."""
+        return _pack(self.KIND, [int(self.kind), list(self.message_ids), float(self.at)])
+
+
+Content = Message | Receipt
+
+
+def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
+    return msgpack.packb([CONTENT_VERSION, int(kind), *fields], use_bin_type=True)
+
+
+def _message(fields: list[Any]) -> Message:
+    conversation, counter, sent_at, body = fields
+    return Message(conversation, counter, sent_at, body)
+
+
+def _receipt(fields: list[Any]) -> Receipt:
+    kind, ids, at = fields
+    if type(kind) is not int or kind not in _RECEIPT_KINDS:
+        raise ContentError(f"unknown receipt kind {kind!r}")
+    if type(ids) is not list:
+        raise ContentError("receipt message ids must be an array")
+    return Receipt(ReceiptKind(kind), tuple(ids), at)
+
+
+_CONTENT_KINDS = frozenset(int(k) for k in ContentKind)
+_RECEIPT_KINDS = frozenset(int(k) for k in ReceiptKind)
+_PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], int]] = {
+    ContentKind.MESSAGE: (_message, 4),
+    ContentKind.RECEIPT: (_receipt, 3),
+}
+
+
+def parse_content(data: bytes) -> Content:
+    """Parse content bytes (the plaintext the end-to-end layer hands over).
+
+    Raises:
+        ContentError: the bytes are not valid content. Nothing else, whatever the bytes.
+    """
+    if len(data) > MAX_CONTENT:
+        raise ContentError("content over the payload limit")
+    try:
+        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise ContentError("undecodable content") from exc
+    if type(obj) is not list or len(obj) < 2 or type(obj[0]) is not int:
+        raise ContentError("content is an array [version, kind, ...]")
+    if obj[0] != CONTENT_VERSION:
+        raise ContentError(f"unsupported content version {obj[0]}")
+    kind = obj[1]
+    if type(kind) is not int or kind not in _CONTENT_KINDS:
+        raise ContentError(f"unknown content kind {kind!r}")
+    build, arity = _PARSERS[ContentKind(kind)]
+    if len(obj) - 2 != arity:
+        raise ContentError(f"{ContentKind(kind).name} content has the wrong field count")
+    return build(obj[2:])
+
+
+def direct_conversation(a: str, b: str) -> str:
+    """The conversation id of the 1:1 conversation between accounts ``a`` and ``b``.
+
+    The two names sorted and joined with ``":"``, so both sides compute the same id. Account
+    names cannot contain ``":"``, so the id is unambiguous. ``a == b`` is a note-to-self.
+
+    Raises:
+        FrameError: ``a`` or ``b`` is not a valid account name.
+    """
+    check_account(a)
+    check_account(b)
+    return ":".join(sorted((a, b)))
+
+
+def direct_members(conversation: str) -> tuple[str, str]:
+    """The two accounts of a 1:1 conversation id, sorted.
+
+    Use it to check that the sender of a received message is a member of the conversation it
+    names: the content is the sender's claim, not the server's.
+
+    Raises:
+        ContentError: ``conversation`` is not a 1:1 conversation id.
+    """
+    a, sep, b = conversation.partition(":")
+    try:
+        if sep and direct_conversation(a, b) == conversation:
+            return a, b
+    except RemoteProtocolError:
+        pass
+    raise ContentError("not a 1:1 conversation id")

@@ -1,0 +1,350 @@
+"""Per-sender ordering: surface each sender device's messages in counter order (G4).
+
+A *stream* is one sender device in one conversation (:class:`StreamKey`). The sender numbers its
+messages in a stream 1, 2, 3, … (``Message.counter``). :class:`Reorderer` surfaces them in that
+order whatever order they arrive in; it is sans-I/O (``now`` is an argument, no clock, no I/O).
+
+Invariants:
+
+* A message is surfaced at most once per counter; surfaced messages of a stream come out in
+  increasing counter order, except *late* ones (``Surfaced.late``), which arrived after the
+  reorderer had given up waiting for them.
+* A gap is never skipped silently: :class:`GapDetected` when it appears, :class:`GapSkipped`
+  when the reorderer stops waiting (after ``hold_seconds``, or when too many are held).
+* Memory per stream is bounded: at most ``max_held`` held messages and
+  :data:`MAX_MISSING_RANGES` remembered gaps.
+
+Durability: the reorderer's state minus the held items (:class:`StreamState`, small) is what the
+client persists, in the same transaction as the message that changed it (see
+:meth:`Reorderer.changed_states`). Held messages are already in the client's store, marked not
+surfaced; after a restart, restore the states and feed the held messages again with
+:meth:`Reorderer.receive`, each with the time it was first received as ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from ..errors import LocalProtocolError
+from ..wire import ErrorCode
+
+__all__ = [
+    "MAX_HELD_PER_SENDER",
+    "MAX_MISSING_RANGES",
+    "ORDER_HOLD_SECONDS",
+    "Duplicate",
+    "GapDetected",
+    "GapSkipped",
+    "OrderEvent",
+    "Reorderer",
+    "StreamKey",
+    "StreamState",
+    "Surfaced",
+]
+
+T = TypeVar("T")
+
+#: How long a message waits behind a gap before the gap is skipped. The server relays one
+#: device's sends in order, so a gap means a reordered retry (the sender's outbox backs off up to
+#: 60 s, but a refused send usually succeeds on its first retry within seconds) or a lost
+#: message. 30 s covers a retry or a reconnect in practice and is short enough that a user
+#: does not wait long for messages that are already here.
+ORDER_HOLD_SECONDS = 30.0
+
+#: Most messages held behind gaps per stream; one more skips the first gap. 1000 messages is far
+#: more than a person types in a hold period, and bounds what a hostile sender can make us keep.
+MAX_HELD_PER_SENDER = 1000
+
+#: Most skipped gaps remembered per stream (to tell a late message from a duplicate). Beyond it
+#: the oldest gap is forgotten; a message from a forgotten gap is surfaced as late (the store's
+#: message-id dedup has already ruled out a duplicate), never dropped.
+MAX_MISSING_RANGES = 256
+
+_SNAPSHOT_VERSION = 1
+
+
+def _invalid(reason: str) -> LocalProtocolError:
+    return LocalProtocolError(ErrorCode.INVALID_FIELD, reason)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamKey:
+    """One sender device in one conversation."""
+
+    conversation: str
+    sender_account: str
+    sender_device: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """The durable state of one stream (held messages excluded: they live in the store).
+
+    Attributes:
+        key: the stream.
+        expected: the next counter to surface in order.
+        missing: skipped counters never surfaced, as ascending inclusive ``(first, last)``
+            ranges, all below ``expected``.
+        horizon: counters below it that are not in ``missing`` may have been forgotten (see
+            :data:`MAX_MISSING_RANGES`); at and above it, they were surfaced.
+    """
+
+    key: StreamKey
+    expected: int = 1
+    missing: tuple[tuple[int, int], ...] = ()
+    horizon: int = 1
+
+    def __post_init__(self) -> None:
+        if type(self.expected) is not int or self.expected < 1:
+            raise _invalid("expected must be an integer >= 1")
+        if type(self.horizon) is not int or not 1 <= self.horizon <= self.expected:
+            raise _invalid("horizon must be an integer in 1..expected")
+        low = 0
+        for first, last in self.missing:
+            if not low < first <= last < self.expected:
+                raise _invalid("missing ranges must ascend, apart, below expected")
+            low = last + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible form (see :meth:`from_dict`)."""
+        k = self.key
+        return {
+            "conversation": k.conversation,
+            "sender_account": k.sender_account,
+            "sender_device": k.sender_device,
+            "expected": self.expected,
+            "missing": [list(r) for r in self.missing],
+            "horizon": self.horizon,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StreamState:
+        """Rebuild from :meth:`to_dict`.
+
+        Raises:
+            LocalProtocolError: the data is not a valid state.
+        """
+        try:
+            key = StreamKey(data["conversation"], data["sender_account"], data["sender_device"])
+            missing = tuple((int(a), int(b)) for a, b in data["missing"])
+            return cls(key, data["expected"], missing, data["horizon"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _invalid("not a stream state") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Surfaced(Generic[T]):
+    """Show ``item`` now. ``late``: it arrived after its gap was skipped, out of order."""
+
+    key: StreamKey
+    counter: int
+    item: T
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GapDetected:
+    """Counters ``missing`` of ``key`` have not arrived; later ones are held meanwhile."""
+
+    key: StreamKey
+    missing: range
+
+
+@dataclass(frozen=True, slots=True)
+class GapSkipped:
+    """The reorderer stopped waiting for counters ``missing``; what was held behind them
+    follows. If they arrive later, they are surfaced as late."""
+
+    key: StreamKey
+    missing: range
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate(Generic[T]):
+    """A counter already surfaced or already held; ``item`` was dropped."""
+
+    key: StreamKey
+    counter: int
+    item: T
+
+
+OrderEvent: TypeAlias = Surfaced[T] | GapDetected | GapSkipped | Duplicate[T]
+
+
+@dataclass(slots=True)
+class _Stream(Generic[T]):
+    key: StreamKey
+    expected: int = 1
+    missing: list[tuple[int, int]] = field(default_factory=list)
+    horizon: int = 1
+    held: dict[int, tuple[T, float]] = field(default_factory=dict)
+
+    def state(self) -> StreamState:
+        return StreamState(self.key, self.expected, tuple(self.missing), self.horizon)
+
+    def first_arrival(self) -> float:
+        return min(arrived for _, arrived in self.held.values())
+
+    def take_missing(self, counter: int) -> bool:
+        """Forget ``counter`` as missing; whether it was."""
+        for i, (first, last) in enumerate(self.missing):
+            if first <= counter <= last:
+                parts = [(first, counter - 1), (counter + 1, last)]
+                self.missing[i : i + 1] = [(a, b) for a, b in parts if a <= b]
+                self._bound_missing()
+                return True
+        return False
+
+    def add_missing(self, first: int, last: int) -> None:
+        self.missing.append((first, last))
+        self._bound_missing()
+
+    def _bound_missing(self) -> None:
+        while len(self.missing) > MAX_MISSING_RANGES:
+            _, last = self.missing.pop(0)
+            self.horizon = last + 1
+
+
+class Reorderer(Generic[T]):
+    """Surfaces each stream's messages in counter order, holding those that arrive early.
+
+    Inputs: :meth:`receive` for each new message (after the store's dedup by message id), and
+    :meth:`handle_timer` when :meth:`next_deadline` passes. Both return the events to act on,
+    in order. After either, persist :meth:`changed_states` with the messages they surfaced.
+
+    Args:
+        hold_seconds: how long a gap may stay open before it is skipped.
+        max_held: most messages held per stream.
+        states: streams to restore (see :meth:`restore`).
+    """
+
+    def __init__(
+        self,
+        hold_seconds: float = ORDER_HOLD_SECONDS,
+        max_held: int = MAX_HELD_PER_SENDER,
+        states: Iterable[StreamState] = (),
+    ) -> None:
+        if not hold_seconds >= 0 or max_held < 1:
+            raise _invalid("hold_seconds must be >= 0 and max_held >= 1")
+        self.hold_seconds = hold_seconds
+        self.max_held = max_held
+        self._streams: dict[StreamKey, _Stream[T]] = {}
+        self._changed: set[StreamKey] = set()
+        for s in states:
+            self._streams[s.key] = _Stream(s.key, s.expected, list(s.missing), s.horizon)
+
+    def receive(self, key: StreamKey, counter: int, item: T, now: float) -> list[OrderEvent[T]]:
+        """A message with ``counter`` arrived in stream ``key``.
+
+        Returns:
+            The events, in order: ``Surfaced`` for it and every held successor it unblocks; or
+            ``GapDetected`` (if it opens a new gap) and it is held; or ``Surfaced(late=True)``
+            for a counter whose gap was skipped; or ``Duplicate``. Holding one message too many
+            skips the first gap at once (``GapSkipped`` then ``Surfaced`` events).
+
+        Raises:
+            LocalProtocolError: ``counter`` is not a positive integer.
+        """
+        if type(counter) is not int or counter < 1:
+            raise _invalid("counter must be an integer >= 1")
+        s = self._streams.get(key)
+        if s is None:
+            s = self._streams[key] = _Stream(key)
+        if counter < s.expected:
+            return self._late(s, counter, item)
+        if counter in s.held:
+            return [Duplicate(key, counter, item)]
+        self._changed.add(key)
+        if counter == s.expected:
+            s.expected += 1
+            return [Surfaced(key, counter, item), *self._release_run(s)]
+        top = max(s.held, default=s.expected - 1)
+        events: list[OrderEvent[T]] = []
+        if counter > top + 1:
+            events.append(GapDetected(key, range(top + 1, counter)))
+        s.held[counter] = (item, now)
+        while len(s.held) > self.max_held:
+            events += self._skip_gap(s)
+        return events
+
+    def handle_timer(self, now: float) -> list[OrderEvent[T]]:
+        """Skip every gap that has been open for ``hold_seconds`` or more.
+
+        Returns:
+            For each skipped gap, ``GapSkipped`` followed by the ``Surfaced`` messages it
+            released.
+        """
+        events: list[OrderEvent[T]] = []
+        for s in self._streams.values():
+            while s.held and s.first_arrival() + self.hold_seconds <= now:
+                events += self._skip_gap(s)
+        return events
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` next has work, or ``None`` if nothing is held."""
+        deadlines = [s.first_arrival() for s in self._streams.values() if s.held]
+        return min(deadlines) + self.hold_seconds if deadlines else None
+
+    def held(self, key: StreamKey) -> list[int]:
+        """The counters held in stream ``key``, ascending."""
+        s = self._streams.get(key)
+        return sorted(s.held) if s else []
+
+    def state(self, key: StreamKey) -> StreamState:
+        """The durable state of stream ``key`` (the initial state if never seen)."""
+        s = self._streams.get(key)
+        return s.state() if s else StreamState(key)
+
+    def changed_states(self) -> list[StreamState]:
+        """The states changed since the last call, to persist; forgets them."""
+        changed, self._changed = self._changed, set()
+        return [self._streams[k].state() for k in sorted(changed)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The durable state of every stream, JSON-compatible (held messages excluded)."""
+        streams = [s.state().to_dict() for s in self._streams.values()]
+        return {"version": _SNAPSHOT_VERSION, "streams": streams}
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: Mapping[str, Any],
+        hold_seconds: float = ORDER_HOLD_SECONDS,
+        max_held: int = MAX_HELD_PER_SENDER,
+    ) -> Reorderer[T]:
+        """Rebuild from :meth:`snapshot`; then feed the held messages again (module docstring).
+
+        Raises:
+            LocalProtocolError: the snapshot is not valid.
+        """
+        streams = snapshot.get("streams")
+        if snapshot.get("version") != _SNAPSHOT_VERSION or type(streams) is not list:
+            raise _invalid("not a reorderer snapshot")
+        states = [StreamState.from_dict(d) for d in streams]
+        return cls(hold_seconds, max_held, states)
+
+    # ------------------------------------------------------------ internals
+
+    def _late(self, s: _Stream[T], counter: int, item: T) -> list[OrderEvent[T]]:
+        if s.take_missing(counter) or counter < s.horizon:
+            self._changed.add(s.key)
+            return [Surfaced(s.key, counter, item, late=True)]
+        return [Duplicate(s.key, counter, item)]
+
+    def _release_run(self, s: _Stream[T]) -> list[OrderEvent[T]]:
+        events: list[OrderEvent[T]] = []
+        while s.expected in s.held:
+            item, _ = s.held.pop(s.expected)
+            events.append(Surfaced(s.key, s.expected, item))
+            s.expected += 1
+        return events
+
+    def _skip_gap(self, s: _Stream[T]) -> list[OrderEvent[T]]:
+        first_held = min(s.held)
+        s.add_missing(s.expected, first_held - 1)
+        skipped = GapSkipped(s.key, range(s.expected, first_held))
+        s.expected = first_held
+        self._changed.add(s.key)
+        return [skipped, *self._release_run(s)]

@@ -1,0 +1,261 @@
+"""A secure frame channel: Noise Pipes handshake + encrypted frame stream + keepalive, sans-I/O.
+
+The channel sits between a message transport (WebSocket binary messages) and the frames of
+``tidings.wire``. It has three sources of input — messages from the peer
+(:meth:`Channel.receive_message`), API calls (:meth:`Channel.send_frame`, :meth:`Channel.close`)
+and a timer (:meth:`Channel.handle_timer`) — and two outputs: :meth:`Channel.data_to_send` (the
+messages to write, in order) and :meth:`Channel.events`. After any input, call both.
+
+Invariants:
+
+* Nothing the peer sends makes a method raise: a bad handshake, a ciphertext that fails
+  authentication or an invalid frame moves the channel to the sticky ``CLOSED`` state, queues an
+  ERROR frame when the peer can still read one, and reports :class:`ChannelClosed`.
+* Frames are only accepted after the handshake completed, and are delivered in stream order.
+* Frames queued together are encrypted together: one Noise message carries as many frames as fit
+  in :data:`~tidings.noise.MAX_PLAINTEXT` bytes, so a burst costs one AEAD call, not one per frame.
+* Keepalive: when nothing was received for ``ping_interval`` the channel sends PING; when nothing
+  was received for ``dead_after`` it closes with KEEPALIVE_TIMEOUT. TCP would take its 1–60 s RTO
+  (and minutes of retries) to notice a dead path; this notices in ``dead_after`` (G7).
+
+This module imports no asyncio: it only pumps bytes and takes ``now`` as an argument.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..errors import ConnectionClosed, DecryptionError, FrameError, HandshakeError
+from ..noise import MAX_PLAINTEXT, NoiseTransport, PipesInitiator, PipesResponder
+from ..wire import Error, ErrorCode, Frame, FrameDecoder, Ping, Pong, encode
+
+
+class ChannelState(enum.Enum):
+    """Where the channel is in its life."""
+
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveParams:
+    """Keepalive and handshake deadlines, in seconds.
+
+    Attributes:
+        ping_interval: send PING after this long without receiving anything (None: never ping;
+            the server relies on the client's pings).
+        dead_after: close after this long without receiving anything.
+        handshake_timeout: close if the handshake has not completed after this long.
+    """
+
+    ping_interval: float | None = 10.0
+    dead_after: float = 15.0
+    handshake_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.ping_interval is not None and not 0 < self.ping_interval < self.dead_after:
+            raise ValueError("ping_interval must be positive and below dead_after")
+        if self.dead_after <= 0 or self.handshake_timeout <= 0:
+            raise ValueError("deadlines must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeDone:
+    """The Noise handshake completed. ``remote_static`` is the peer's static public key."""
+
+    remote_static: bytes
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrameReceived:
+    """A frame arrived (PING/PONG are handled by the channel and not reported)."""
+
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelClosed:
+    """The channel closed. ``by_peer``: the peer sent ERROR (its code and reason are given)."""
+
+    code: int
+    reason: str
+    by_peer: bool = False
+
+
+Event = HandshakeDone | FrameReceived | ChannelClosed
+
+
+class Channel:
+    """One connection's secure frame channel (client or server side)."""
+
+    def __init__(
+        self,
+        handshake: PipesInitiator | PipesResponder,
+        keepalive: KeepaliveParams,
+        now: float,
+    ) -> None:
+        self._hs = handshake
+        self._keepalive = keepalive
+        self._state = ChannelState.HANDSHAKE
+        self._transport: NoiseTransport | None = None
+        self._decoder = FrameDecoder()
+        self._out: list[bytes] = []  # finished messages, in order
+        self._plain = bytearray()  # frames waiting to be encrypted
+        self._events: list[Event] = []
+        self._started_at = now
+        self._last_received = now
+        self._ping_sent_at: float | None = None
+        self._ping_nonce = 0
+        self.close_code: int | None = None
+        self.remote_static: bytes | None = None
+        self.bytes_received = 0
+
+    @property
+    def state(self) -> ChannelState:
+        """The channel's state."""
+        return self._state
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, payload: bytes = b"") -> None:
+        """Client side: queue the first handshake message. Call ``data_to_send()`` after."""
+        if not isinstance(self._hs, PipesInitiator):
+            raise TypeError("only the initiator starts the handshake")
+        self._out.append(self._hs.start(payload))
+
+    def receive_message(self, message: bytes, now: float) -> None:
+        """Feed one message from the transport. Never raises for what the peer sent."""
+        if self._state is ChannelState.CLOSED:
+            return
+        self._last_received = now
+        self._ping_sent_at = None
+        self.bytes_received += len(message)
+        if self._state is ChannelState.HANDSHAKE:
+            self._receive_handshake(message)
+            return
+        assert self._transport is not None
+        try:
+            plaintext = self._transport.decrypt(message)
+        except DecryptionError:
+            # The peer's stream is corrupt or forged: we cannot trust anything after it. Noise
+            # §5.1: a failed decryption ends the session; an ERROR would not reach a forger.
+            self._fail(ErrorCode.MALFORMED_FRAME, "decryption failed", notify=False)
+            return
+        try:
+            self._decoder.receive_data(plaintext)
+        except FrameError as exc:
+            self._report_frames()
+            self._fail(exc.code, exc.reason, frame_type=exc.frame_type or 0)
+            return
+        self._report_frames()
+
+    def send_frame(self, frame: Frame) -> None:
+        """Queue a frame. Frames sent before the handshake completes wait for it.
+
+        Raises:
+            ConnectionClosed: the channel is closed.
+        """
+        if self._state is ChannelState.CLOSED:
+            raise ConnectionClosed("channel is closed")
+        self._plain += encode(frame)
+
+    def close(self, code: int = 0, reason: str = "", frame_type: int = 0) -> None:
+        """Close; with a non-zero ``code``, tell the peer with an ERROR frame first."""
+        if self._state is ChannelState.CLOSED:
+            return
+        self._fail(code, reason, frame_type=frame_type, notify=code != 0)
+
+    def handle_timer(self, now: float) -> None:
+        """Run the keepalive and handshake deadlines. Call when ``next_deadline()`` passes."""
+        if self._state is ChannelState.CLOSED:
+            return
+        if self._state is ChannelState.HANDSHAKE:
+            if now >= self._started_at + self._keepalive.handshake_timeout:
+                self._fail(ErrorCode.HANDSHAKE_FAILED, "handshake timeout", notify=False)
+            return
+        silent = now - self._last_received
+        if silent >= self._keepalive.dead_after:
+            self._fail(ErrorCode.KEEPALIVE_TIMEOUT, f"nothing received for {silent:.1f}s")
+            return
+        interval = self._keepalive.ping_interval
+        if interval is not None and silent >= interval and self._ping_sent_at is None:
+            self._ping_nonce += 1
+            self._ping_sent_at = now
+            self.send_frame(Ping(self._ping_nonce))
+
+    # ------------------------------------------------------------------ outputs
+
+    def data_to_send(self) -> list[bytes]:
+        """Messages to write to the transport, in order. After the channel closed, the last ones
+        (an ERROR frame) are still returned once; the adapter then closes the transport."""
+        if self._plain and self._transport is not None:
+            self._seal()
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[Event]:
+        """Events since the last call."""
+        out, self._events = self._events, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next be called (None: no timer needed)."""
+        if self._state is ChannelState.CLOSED:
+            return None
+        if self._state is ChannelState.HANDSHAKE:
+            return self._started_at + self._keepalive.handshake_timeout
+        dead = self._last_received + self._keepalive.dead_after
+        interval = self._keepalive.ping_interval
+        if interval is None or self._ping_sent_at is not None:
+            return dead
+        return min(dead, self._last_received + interval)
+
+    # ------------------------------------------------------------------ internals
+
+    def _receive_handshake(self, message: bytes) -> None:
+        try:
+            reply = self._hs.receive(message)
+        except HandshakeError as exc:
+            self._fail(ErrorCode.HANDSHAKE_FAILED, str(exc) or "handshake failed", notify=False)
+            return
+        if reply is not None:
+            self._out.append(reply)
+        if self._hs.complete:
+            self._transport = self._hs.transport()
+            self._state = ChannelState.OPEN
+            self.remote_static = self._hs.remote_static
+            self._events.append(HandshakeDone(self._hs.remote_static, str(self._hs.pattern)))
+
+    def _report_frames(self) -> None:
+        for frame in self._decoder.frames():
+            if isinstance(frame, Ping):
+                if self._state is ChannelState.OPEN:
+                    self.send_frame(Pong(frame.nonce))
+            elif isinstance(frame, Pong):
+                pass  # receiving it already reset the keepalive clock
+            elif isinstance(frame, Error):
+                self._state = ChannelState.CLOSED
+                self.close_code = frame.code
+                self._events.append(ChannelClosed(frame.code, frame.reason, by_peer=True))
+                return
+            else:
+                self._events.append(FrameReceived(frame))
+
+    def _seal(self) -> None:
+        assert self._transport is not None
+        plain = self._plain
+        for start in range(0, len(plain), MAX_PLAINTEXT):
+            self._out.append(self._transport.encrypt(bytes(plain[start : start + MAX_PLAINTEXT])))
+        self._plain = bytearray()
+
+    def _fail(self, code: int, reason: str, *, frame_type: int = 0, notify: bool = True) -> None:
+        if notify and self._transport is not None:
+            self._plain += encode(Error(int(code), frame_type or 0, reason[:200]))
+            self._seal()
+        self._plain = bytearray()
+        self._state = ChannelState.CLOSED
+        self.close_code = int(code)
+        self._events.append(ChannelClosed(int(code), reason))

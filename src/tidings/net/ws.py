@@ -1,0 +1,207 @@
+"""The asyncio adapter: a :class:`~tidings.net.channel.Channel` carried over a WebSocket (picows).
+
+It only pumps: WebSocket binary messages go into the channel, the channel's output goes out as
+binary messages, one timer is re-armed from ``next_deadline()``, and events go to a handler. It
+makes no protocol decision. picows was chosen by measurement (README, "Dependencies").
+
+Each WebSocket message carries exactly one handshake message or one Noise transport message;
+fragmented WebSocket messages are refused (our peers never fragment: a Noise message is at most
+65,535 bytes, well under picows' frame limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+from ..noise import MAX_MESSAGE
+from ..wire import Frame
+from .channel import Channel, ChannelClosed, ChannelState, Event
+
+#: Largest WebSocket frame we accept: one Noise message plus slack. Anything bigger is garbage.
+MAX_WS_FRAME = MAX_MESSAGE + 64
+
+
+class ChannelHandler(Protocol):
+    """What the owner of a connection implements."""
+
+    def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
+        """Called for every channel event, in order (the last one is ChannelClosed)."""
+
+    def on_disconnected(self, conn: ChannelConnection) -> None:
+        """Called once when the WebSocket is gone."""
+
+
+def monotonic() -> float:
+    """The clock the keepalive runs on."""
+    return time.monotonic()
+
+
+class ChannelConnection(WSListener):
+    """A picows listener that pumps one :class:`Channel`."""
+
+    def __init__(
+        self,
+        make_channel: Callable[[float], Channel],
+        handler: ChannelHandler,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        super().__init__()
+        self._make_channel = make_channel
+        self.handler = handler
+        self._clock = clock
+        self.channel: Channel | None = None
+        self.transport: WSTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.disconnected = asyncio.Event()
+        self.bytes_written = 0
+        self.closed_event: ChannelClosed | None = None
+
+    # ---------------------------------------------------------------- picows callbacks
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.channel = self._make_channel(self._clock())
+        self.after_connect()
+        self.flush()
+
+    def after_connect(self) -> None:
+        """Hook: the client starts the handshake here."""
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        mtype = frame.msg_type
+        if mtype == WSMsgType.BINARY and frame.fin:
+            if frame.payload_size > MAX_WS_FRAME:
+                channel.close(0, "websocket message too large")
+            else:
+                channel.receive_message(frame.get_payload_as_bytes(), self._clock())
+        elif mtype == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        elif mtype in (WSMsgType.PING, WSMsgType.PONG):
+            return  # picows answers pings itself
+        else:
+            channel.close(0, "only whole binary websocket messages are allowed")
+        self.flush()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        channel = self.channel
+        if channel is not None and channel.state is not ChannelState.CLOSED:
+            channel.close(0, "connection lost")
+            for event in channel.events():
+                self._dispatch(event)
+        self.disconnected.set()
+        self.handler.on_disconnected(self)
+
+    # ---------------------------------------------------------------- API
+
+    def send_frame(self, frame: Frame) -> None:
+        """Queue a frame and write it out. A no-op if the channel has closed."""
+        channel = self.channel
+        if channel is None or channel.state is ChannelState.CLOSED:
+            return
+        channel.send_frame(frame)
+        self.flush()
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        """Queue several frames and write them out together (one Noise message if they fit)."""
+        channel = self.channel
+        if channel is None or channel.state is ChannelState.CLOSED:
+            return
+        for frame in frames:
+            channel.send_frame(frame)
+        self.flush()
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        """Close the channel (sending ERROR first if ``code``) and then the WebSocket."""
+        if self.channel is not None:
+            self.channel.close(code, reason)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the channel has to send, report its events and re-arm the timer."""
+        channel = self.channel
+        transport = self.transport
+        if channel is None or transport is None:
+            return
+        for message in channel.data_to_send():
+            transport.send(WSMsgType.BINARY, message)
+            self.bytes_written += len(message)
+        for event in channel.events():
+            self._dispatch(event)
+        if channel.state is ChannelState.CLOSED:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not transport.is_disconnected:
+                transport.send_close()
+                transport.disconnect()
+            return
+        self._arm_timer()
+
+    # ---------------------------------------------------------------- internals
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, ChannelClosed):
+            self.closed_event = event
+        self.handler.on_channel_event(self, event)
+
+    def _arm_timer(self) -> None:
+        channel = self.channel
+        assert channel is not None
+        deadline = channel.next_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.channel is not None:
+            self.channel.handle_timer(self._clock())
+            self.flush()
+
+
+# ---------------------------------------------------------------- TCP_INFO (Linux)
+
+_TCP_INFO_LEN = 232
+_BYTES_ACKED_OFFSET = 120  # struct tcp_info.tcpi_bytes_acked (u64), Linux ≥ 4.1
+_SIOCOUTQ = 0x5411  # ioctl: bytes in the send queue, not yet acknowledged by the peer
+
+
+def tcp_bytes_acked(sock: socket.socket) -> int | None:
+    """Bytes of this socket the peer's TCP stack has acknowledged, or None where unavailable."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _BYTES_ACKED_OFFSET + 8:
+        return None
+    return int(struct.unpack_from("=Q", info, _BYTES_ACKED_OFFSET)[0])
+
+
+def tcp_unacked_bytes(sock: socket.socket) -> int | None:
+    """Bytes queued in the kernel that the peer has not acknowledged yet (SIOCOUTQ)."""
+    import fcntl
+
+    try:
+        raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return None
+    return int(struct.unpack("=i", raw)[0])

@@ -1,0 +1,440 @@
+"""Server configuration: one frozen, validated :class:`ServerConfig` and the loader that builds it.
+
+Invariants:
+
+- A :class:`ServerConfig` that exists is valid: every field is checked in ``__post_init__``
+  (types, ranges, ``idle_timeout > ping_interval``, ``max_payload <= wire.MAX_PAYLOAD``), so
+  ``dataclasses.replace`` cannot produce an invalid one either.
+- :func:`load_config` layers four sources, later ones winning: the defaults below, the
+  ``[server]`` table of a TOML file, ``TIDINGS_<FIELD>`` environment variables, and overrides
+  (command-line flags; ``None`` means "flag not given"). Every :class:`~tidings.errors.ConfigError`
+  it raises names the key and the source it came from (file path, variable name or override).
+- Durations are seconds (``float``). In the file, the environment and string overrides they may
+  also be written with a unit: ``"30d"``, ``"2h"``, ``"10m"``, ``"5s"``, ``"1h30m"``
+  (:func:`parse_duration`).
+
+Example file::
+
+    [server]
+    port = 7400
+    retention_seconds = "30d"
+    log_format = "json"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ConfigError
+from ..wire.limits import MAX_PAYLOAD
+
+__all__ = [
+    "ENV_PREFIX",
+    "NON_SERVER_ENV",
+    "ServerConfig",
+    "load_config",
+    "parse_duration",
+]
+
+# --- Defaults, each with its reason -------------------------------------------------------------
+
+#: Relative to the working directory, so a first ``tidings server`` run needs no setup.
+DEFAULT_DATA_DIR = Path("./tidings-data")
+#: Loopback only: exposing a relay to the network must be a deliberate choice.
+DEFAULT_HOST = "127.0.0.1"
+#: The WebSocket port; unassigned by IANA and easy to remember ("74" ≈ "TI").
+DEFAULT_PORT = 7400
+#: Metrics and health stay on loopback: they reveal traffic volumes.
+DEFAULT_METRICS_HOST = "127.0.0.1"
+#: Next to the WebSocket port; 0 disables the metrics/health endpoint.
+DEFAULT_METRICS_PORT = 7401
+#: 30 days: a device offline for a month still catches up (DESIGN §5 "Expiry").
+DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600.0
+#: The wire's own limit: a server may lower it, never raise it (peers size buffers by it).
+DEFAULT_MAX_PAYLOAD = MAX_PAYLOAD
+#: 10 000 items × 64 KiB worst case = 640 MiB per device on disk; a month of heavy chat is less.
+DEFAULT_MAX_QUEUE = 10_000
+#: 20 sends/s sustained per account: far above human typing, far below a flood.
+DEFAULT_RATE_PER_SECOND = 20.0
+#: 100 sends at once: a client draining a full outbox after reconnecting is not refused.
+DEFAULT_RATE_BURST = 100
+#: 256 DELIVER frames in flight (≤ 16 MiB at 64 KiB): enough to fill a fast link's pipe.
+DEFAULT_DELIVERY_WINDOW = 256
+#: PING every 10 s keeps NAT and proxy mappings alive (most drop idle flows after 30-60 s).
+DEFAULT_PING_INTERVAL = 10.0
+#: Three missed ping intervals: a dead peer is noticed within 30 s without false alarms.
+DEFAULT_IDLE_TIMEOUT = 30.0
+#: Sweeping once a minute keeps expiry within a minute of the deadline at negligible cost.
+DEFAULT_EXPIRY_INTERVAL = 60.0
+#: 10 minutes to type a link code into a new device, short enough that a leaked one goes stale.
+DEFAULT_LINK_CODE_TTL = 600.0
+#: Connection open/close and registrations (see ``tidings.server.logs``); frames are debug.
+DEFAULT_LOG_LEVEL = "info"
+#: A person running ``tidings server`` in a terminal reads it; log shippers set ``json``.
+DEFAULT_LOG_FORMAT = "text"
+#: No skew: the lab injects an offset to test expiry and clock drift without waiting.
+DEFAULT_CLOCK_OFFSET = 0.0
+
+#: Prefix of the environment variables read by :func:`load_config` (``TIDINGS_PORT``…).
+ENV_PREFIX = "TIDINGS_"
+#: ``TIDINGS_*`` variables that are not server fields but are legitimately set (read by the CLI);
+#: any other unknown ``TIDINGS_*`` variable is an error, because it is most likely a typo.
+NON_SERVER_ENV = frozenset({"TIDINGS_CONFIG"})
+#: Tables a config file may hold. Anything else is a typo (``[sever]``) and is refused.
+KNOWN_TABLES = frozenset({"server"})
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
+_DURATION_RE = re.compile(rf"(?:{_DURATION_PART_RE.pattern})+")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class _Invalid(Exception):
+    """A value failed a check; the message is the reason, without key or source."""
+
+
+# --- The value ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Every tunable of the relay server, validated on construction.
+
+    Attributes:
+        data_dir: directory of the embedded store and the server's key.
+        host: interface the WebSocket listener binds to.
+        port: WebSocket port (0 lets the OS pick one: tests and the lab).
+        metrics_host: interface of the HTTP ``/metrics`` and ``/healthz`` endpoint.
+        metrics_port: port of that endpoint; 0 disables it.
+        retention_seconds: how long an unfetched item is kept before it expires.
+        max_payload: largest payload per device accepted in a SEND (≤ ``wire.MAX_PAYLOAD``).
+        max_queue: most items queued for one device; beyond it SENDs get QUEUE_FULL.
+        rate_per_second: sustained sends per second allowed per account.
+        rate_burst: sends an idle account may make at once.
+        delivery_window: DELIVER frames in flight (unacked) per connection.
+        ping_interval: seconds between server PINGs on an idle connection.
+        idle_timeout: seconds without any frame from a client before the server closes it.
+        expiry_interval: seconds between runs of the expiry sweep.
+        link_code_ttl: seconds a link code stays valid.
+        log_level: one of ``debug``, ``info``, ``warning``, ``error``.
+        log_format: ``json`` (one object per line) or ``text``.
+        clock_offset: seconds added to the wall clock (the lab's injectable clock).
+
+    Raises:
+        ConfigError: on construction, naming the first invalid field.
+    """
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    metrics_host: str = DEFAULT_METRICS_HOST
+    metrics_port: int = DEFAULT_METRICS_PORT
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    max_queue: int = DEFAULT_MAX_QUEUE
+    rate_per_second: float = DEFAULT_RATE_PER_SECOND
+    rate_burst: int = DEFAULT_RATE_BURST
+    delivery_window: int = DEFAULT_DELIVERY_WINDOW
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    expiry_interval: float = DEFAULT_EXPIRY_INTERVAL
+    link_code_ttl: float = DEFAULT_LINK_CODE_TTL
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT
+    clock_offset: float = DEFAULT_CLOCK_OFFSET
+
+    def __post_init__(self) -> None:
+        for name in _RULES:
+            try:
+                value = _check(name, getattr(self, name))
+            except _Invalid as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+            # Normalise int → float for float fields; frozen, so go through object.
+            object.__setattr__(self, name, value)
+        reason = _relation_error(self.ping_interval, self.idle_timeout)
+        if reason:
+            raise ConfigError(reason)
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether the HTTP metrics/health endpoint should be started."""
+        return self.metrics_port != 0
+
+
+# --- Field rules --------------------------------------------------------------------------------
+
+_Kind = Literal["path", "str", "int", "float", "duration", "choice"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """How one field is typed and bounded. ``low`` is exclusive when ``strict``."""
+
+    kind: _Kind
+    low: float | None = None
+    high: float | None = None
+    strict: bool = False
+    choices: tuple[str, ...] = ()
+
+
+_RULES: dict[str, _Rule] = {
+    "data_dir": _Rule("path"),
+    "host": _Rule("str"),
+    "port": _Rule("int", 0, 65535),
+    "metrics_host": _Rule("str"),
+    "metrics_port": _Rule("int", 0, 65535),
+    "retention_seconds": _Rule("duration", 0, strict=True),
+    "max_payload": _Rule("int", 1, MAX_PAYLOAD),
+    "max_queue": _Rule("int", 1),
+    "rate_per_second": _Rule("float", 0, strict=True),
+    "rate_burst": _Rule("int", 1),
+    "delivery_window": _Rule("int", 1),
+    "ping_interval": _Rule("duration", 0, strict=True),
+    "idle_timeout": _Rule("duration", 0, strict=True),
+    "expiry_interval": _Rule("duration", 0, strict=True),
+    "link_code_ttl": _Rule("duration", 0, strict=True),
+    "log_level": _Rule("choice", choices=LOG_LEVELS),
+    "log_format": _Rule("choice", choices=LOG_FORMATS),
+    "clock_offset": _Rule("float"),
+}
+assert set(_RULES) == {f.name for f in dataclasses.fields(ServerConfig)}
+
+
+def _check(name: str, value: object) -> object:
+    """Return ``value`` normalised for field ``name``, or raise :class:`_Invalid`."""
+    rule = _RULES[name]
+    if rule.kind == "path":
+        if not isinstance(value, Path):
+            raise _Invalid(f"expected a path, got {type(value).__name__}")
+        return value
+    if rule.kind in ("str", "choice"):
+        if not isinstance(value, str) or not value:
+            raise _Invalid(f"expected a non-empty string, got {value!r}")
+        if rule.choices and value not in rule.choices:
+            raise _Invalid(f"expected one of {', '.join(rule.choices)}, got {value!r}")
+        return value
+    if rule.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected an integer, got {value!r}")
+        number: float = value
+    else:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise _Invalid(f"expected a finite number, got {value!r}")
+        number = value = float(value)
+    _check_range(rule, number)
+    return value
+
+
+def _check_range(rule: _Rule, number: float) -> None:
+    if rule.low is not None and (number <= rule.low if rule.strict else number < rule.low):
+        raise _Invalid(f"must be {'>' if rule.strict else '>='} {rule.low:g}, got {number:g}")
+    if rule.high is not None and number > rule.high:
+        raise _Invalid(f"must be <= {rule.high:g}, got {number:g}")
+
+
+def _relation_error(ping_interval: float, idle_timeout: float) -> str | None:
+    """The cross-field rule: a client must get a chance to answer a PING before it is dropped."""
+    if idle_timeout <= ping_interval:
+        return (
+            f"idle_timeout ({idle_timeout:g}) must be greater than "
+            f"ping_interval ({ping_interval:g})"
+        )
+    return None
+
+
+# --- Parsing ------------------------------------------------------------------------------------
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Parse a duration into seconds.
+
+    Args:
+        value: a number of seconds (``30``, ``"2.5"``), or a string of number-unit pairs with
+            units ``s``, ``m``, ``h``, ``d`` (``"30d"``, ``"10m"``, ``"1h30m"``).
+
+    Returns:
+        The duration in seconds, as a float (not range-checked: ``"-5"`` gives ``-5.0``).
+
+    Raises:
+        ConfigError: if the value is not a number or a well-formed duration string.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"invalid duration {value!r}: expected seconds or e.g. '30d'")
+    if not isinstance(value, str):
+        return float(value)
+    text = value.replace(" ", "").lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _DURATION_RE.fullmatch(text):
+        raise ConfigError(
+            f"invalid duration {value!r}: expected seconds or number+unit (s, m, h, d), e.g. '30d'"
+        )
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+
+
+def _from_text(name: str, text: str) -> object:
+    """Convert an environment (or string override) value to field ``name``'s type."""
+    kind = _RULES[name].kind
+    if kind == "path":
+        return Path(text).expanduser()
+    if kind == "int":
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise _Invalid(f"expected an integer, got {text!r}") from None
+    if kind == "float":
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise _Invalid(f"expected a number, got {text!r}") from None
+    if kind == "duration":
+        return _duration(text)
+    return text.strip().lower() if kind == "choice" else text
+
+
+def _from_native(name: str, value: object) -> object:
+    """Convert a TOML (or typed override) value to field ``name``'s type."""
+    kind = _RULES[name].kind
+    if kind == "path" and isinstance(value, str):
+        return Path(value).expanduser()
+    if kind == "duration" and isinstance(value, str):
+        return _duration(value)
+    if kind == "choice" and isinstance(value, str):
+        return value.lower()
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise _Invalid(str(exc)) from None
+
+
+# --- Loading ------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, object]
+) -> ServerConfig:
+    """Build the server configuration from defaults, a file, the environment and overrides.
+
+    Precedence, per field: ``overrides`` > ``env`` > file > defaults.
+
+    Args:
+        path: a TOML file whose ``[server]`` table holds field names, or ``None`` for no file.
+        env: the environment (usually ``os.environ``); ``TIDINGS_<FIELD>`` variables are read,
+            other ``TIDINGS_*`` variables (except :data:`NON_SERVER_ENV`) are refused as typos.
+        overrides: field name → value from command-line flags; ``None`` values are ignored.
+            Strings are parsed as in the environment, other values must have the field's type.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: for an unreadable file, bad TOML, an unknown key or variable, a value of
+            the wrong type or out of range; the message names the key and its source.
+    """
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name, raw, source, convert in [
+        *_file_layer(path),
+        *_env_layer(env),
+        *_override_layer(overrides),
+    ]:
+        try:
+            values[name] = _check(name, convert(name, raw))
+        except _Invalid as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        sources[name] = source
+    try:
+        return ServerConfig(**values)  # type: ignore[arg-type]  # each value passed _check
+    except ConfigError as exc:
+        # Only the cross-field rule can fail here: say where both values came from.
+        where = "; ".join(
+            f"{name} from {sources.get(name, 'the default')}"
+            for name in ("ping_interval", "idle_timeout")
+        )
+        raise ConfigError(f"{exc} ({where})") from None
+
+
+_Converter = Callable[[str, object], object]
+_Entry = tuple[str, object, str, _Converter]
+
+
+def _file_layer(path: Path | None) -> list[_Entry]:
+    """The ``[server]`` table of the TOML file at ``path``, as (name, raw, source, converter)."""
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as f:
+            document = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    for key in document:
+        if key not in KNOWN_TABLES:
+            raise ConfigError(f"{path}: unknown top-level key {key!r}; settings go in [server]")
+    table = document.get("server", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'server' must be a table ([server])")
+    layer: list[_Entry] = []
+    for key, raw in table.items():
+        source = f"{path}: [server] {key}"
+        _require_known(key, key, source, spell=str)
+        layer.append((key, raw, source, _from_native))
+    return layer
+
+
+def _env_layer(env: Mapping[str, str]) -> list[_Entry]:
+    """The ``TIDINGS_*`` variables of ``env``, as (name, raw, source, converter)."""
+    layer: list[_Entry] = []
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in NON_SERVER_ENV:
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        source = f"environment variable {var}"
+        _require_known(name, var, source, spell=lambda n: ENV_PREFIX + n.upper())
+        layer.append((name, env[var], source, _text_converter))
+    return layer
+
+
+def _override_layer(overrides: Mapping[str, object]) -> list[_Entry]:
+    """The non-``None`` overrides, as (name, raw, source, converter)."""
+    layer: list[_Entry] = []
+    for name, raw in overrides.items():
+        if raw is None:
+            continue
+        source = f"command-line override {name}"
+        _require_known(name, name, source, spell=str)
+        convert = _text_converter if isinstance(raw, str) else _from_native
+        layer.append((name, raw, source, convert))
+    return layer
+
+
+def _text_converter(name: str, raw: object) -> object:
+    return _from_text(name, str(raw))
+
+
+def _require_known(name: str, spelled: str, source: str, spell: Callable[[str], str]) -> None:
+    """Raise ConfigError unless ``name`` is a field, suggesting the closest spelling."""
+    if name in _RULES:
+        return
+    guess = difflib.get_close_matches(spelled, [spell(n) for n in _RULES], n=1)
+    hint = f"; did you mean {guess[0]}?" if guess else ""
+    raise ConfigError(f"{source}: unknown setting{hint}")

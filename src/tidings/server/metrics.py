@@ -1,0 +1,352 @@
+"""Prometheus metrics and the tiny HTTP endpoint that serves them with a health check.
+
+Invariants:
+
+- Each :class:`Metrics` owns its own ``CollectorRegistry``, never the process-global default, so
+  tests and the lab can run several servers in one process.
+- Only ``tidings_*`` series are exposed, without ``prometheus_client``'s ``*_created`` extras.
+- Label values are bounded sets: ``type`` is a lower-case ``FrameType`` name, ``code`` a
+  lower-case ``ErrorCode`` name (both pre-created at zero, so ``rate()`` works from the first
+  scrape), ``pattern`` a Noise handshake pattern name. Never an account, device or id.
+- :func:`serve_http` speaks just enough HTTP/1.1 for a scraper and a load balancer: one GET (or
+  HEAD) per connection, then close. Requests are bounded (:data:`MAX_REQUEST` bytes,
+  :data:`REQUEST_TIMEOUT` seconds), so a misbehaving client costs one small buffer, briefly.
+
+Routes: ``GET /metrics`` → 200 Prometheus text format 0.0.4; ``GET /healthz`` → 200 if
+``health()`` says healthy, else 503, with its details as JSON; anything else → 404; a request
+that does not parse → 400; a non-GET/HEAD method → 405; a head over 8 KiB → 431.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from ..wire.frames import FrameType
+from ..wire.limits import ErrorCode
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_REQUEST",
+    "REQUEST_TIMEOUT",
+    "HealthCheck",
+    "Metrics",
+    "label",
+    "serve_http",
+]
+
+log = logging.getLogger(__name__)
+
+#: The exposition format :func:`prometheus_client.generate_latest` writes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Largest request head accepted: a scraper's GET is ~200 bytes; 8 KiB matches nginx's default.
+MAX_REQUEST = 8 * 1024
+#: Seconds a client gets to send its request: scrapers send at once; slow ones are attacks.
+REQUEST_TIMEOUT = 10.0
+#: Seconds we keep reading (and discarding) after answering, so the client gets the response.
+LINGER_SECONDS = 2.0
+#: Most bytes discarded after answering; a client sending more is cut off.
+LINGER_BYTES = 64 * 1024
+#: Store commits per batch: powers of two up to far beyond a realistic group commit.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: Commit latency: from a page-cache write (0.1 ms) to a struggling disk (2.5 s).
+COMMIT_SECONDS_BUCKETS = (
+    0.0001,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1,
+    2.5,
+)
+
+#: ``health()`` returns (healthy, details); details are sent as the JSON body.
+HealthCheck = Callable[[], tuple[bool, Mapping[str, object]]]
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def label(value: FrameType | ErrorCode) -> str:
+    """The label value for a frame type or error code: its lower-case name (``"send"``)."""
+    return value.name.lower()
+
+
+class Metrics:
+    """The server's metrics, registered in a registry of their own.
+
+    Update them directly (``metrics.acks.inc()``,
+    ``metrics.frames_received.labels(type=label(FrameType.SEND)).inc()``) or through the
+    enum-taking helpers below.
+
+    Attributes:
+        registry: the ``CollectorRegistry`` holding every metric here.
+        connections: gauge ``tidings_connections``, open client connections.
+        queue_depth: gauge ``tidings_queue_depth_items``, items queued over all devices.
+        frames_received: counter ``tidings_frames_received_total{type}``.
+        frames_sent: counter ``tidings_frames_sent_total{type}``.
+        messages_stored: counter ``tidings_messages_stored_total``, sends durably stored.
+        messages_duplicate: counter ``tidings_messages_duplicate_total``, retried sends
+            recognised by their message id (answered without storing again).
+        sends_refused: counter ``tidings_sends_refused_total{code}``.
+        acks: counter ``tidings_acks_total``, ACK frames applied.
+        items_delivered: counter ``tidings_items_delivered_total``, items removed by an ack.
+        items_expired: counter ``tidings_items_expired_total``, items removed by expiry.
+        store_commit_batch_size: histogram ``tidings_store_commit_batch_size``, writes per
+            group commit.
+        store_commit_seconds: histogram ``tidings_store_commit_seconds``, commit latency.
+        errors: counter ``tidings_errors_total{code}``, ERROR frames sent (connections failed).
+        handshakes: counter ``tidings_handshakes_total{pattern}``, completed Noise handshakes.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge("tidings_connections", "Open client connections.", registry=r)
+        self.queue_depth = Gauge(
+            "tidings_queue_depth_items", "Items queued for all devices.", registry=r
+        )
+        self.frames_received = Counter(
+            "tidings_frames_received_total", "Frames received, by type.", ["type"], registry=r
+        )
+        self.frames_sent = Counter(
+            "tidings_frames_sent_total", "Frames sent, by type.", ["type"], registry=r
+        )
+        self.messages_stored = Counter(
+            "tidings_messages_stored_total", "Sends durably stored.", registry=r
+        )
+        self.messages_duplicate = Counter(
+            "tidings_messages_duplicate_total", "Retried sends already stored.", registry=r
+        )
+        self.sends_refused = Counter(
+            "tidings_sends_refused_total", "Sends refused, by error code.", ["code"], registry=r
+        )
+        self.acks = Counter("tidings_acks_total", "ACK frames applied.", registry=r)
+        self.items_delivered = Counter(
+            "tidings_items_delivered_total", "Queue items removed by an ack.", registry=r
+        )
+        self.items_expired = Counter(
+            "tidings_items_expired_total", "Queue items removed by expiry.", registry=r
+        )
+        self.store_commit_batch_size = Histogram(
+            "tidings_store_commit_batch_size",
+            "Writes per store group commit.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.store_commit_seconds = Histogram(
+            "tidings_store_commit_seconds",
+            "Duration of store group commits.",
+            buckets=COMMIT_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "tidings_errors_total", "ERROR frames sent, by error code.", ["code"], registry=r
+        )
+        self.handshakes = Counter(
+            "tidings_handshakes_total", "Completed handshakes, by pattern.", ["pattern"], registry=r
+        )
+        for frame_type in FrameType:
+            self.frames_received.labels(type=label(frame_type))
+            self.frames_sent.labels(type=label(frame_type))
+        for code in ErrorCode:
+            self.sends_refused.labels(code=label(code))
+            self.errors.labels(code=label(code))
+
+    def frame_received(self, frame_type: FrameType) -> None:
+        """Count one frame of ``frame_type`` received."""
+        self.frames_received.labels(type=label(frame_type)).inc()
+
+    def frame_sent(self, frame_type: FrameType) -> None:
+        """Count one frame of ``frame_type`` sent."""
+        self.frames_sent.labels(type=label(frame_type)).inc()
+
+    def send_refused(self, code: ErrorCode) -> None:
+        """Count one send refused with ``code``."""
+        self.sends_refused.labels(code=label(code)).inc()
+
+    def error(self, code: ErrorCode) -> None:
+        """Count one ERROR frame sent with ``code``."""
+        self.errors.labels(code=label(code)).inc()
+
+    def render(self) -> bytes:
+        """Return every metric in the Prometheus text format (version 0.0.4)."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated(Collector):
+    """A view of a registry without the ``*_created`` samples of counters and histograms.
+
+    In the 0.0.4 text format ``prometheus_client`` turns each into an extra gauge series (one per
+    label set), doubling the series count for a creation time nobody graphs. Filtering here,
+    rather than calling the process-global ``disable_created_metrics()``, leaves other
+    registries in the process alone.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():  # fresh objects on each call: safe to edit
+            if family.type in ("counter", "histogram"):
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+# --- HTTP endpoint ------------------------------------------------------------------------------
+
+
+async def serve_http(
+    metrics: Metrics,
+    health: HealthCheck,
+    host: str,
+    port: int,
+    *,
+    request_timeout: float = REQUEST_TIMEOUT,
+) -> asyncio.Server:
+    """Start serving ``/metrics`` and ``/healthz`` on ``host:port``.
+
+    Args:
+        metrics: the metrics to render on ``GET /metrics``.
+        health: called on each ``GET /healthz``; returns (healthy, details). If it raises, the
+            answer is 503 ``{"error": ...}`` and the exception is logged.
+        host: interface to bind.
+        port: TCP port; 0 lets the OS pick (read it from ``server.sockets``).
+        request_timeout: seconds a client has to send its request head (then 408).
+
+    Returns:
+        The listening ``asyncio.Server``; the caller closes it (``close()``,
+        ``await wait_closed()``).
+    """
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, headers, body = await _answer(reader, metrics, health, request_timeout)
+            writer.write(_response(status, headers, body))
+            await writer.drain()
+            writer.write_eof()
+            await _discard_input(reader)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away; nothing to answer
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
+
+    return await asyncio.start_server(on_connection, host, port, limit=MAX_REQUEST)
+
+
+_Answer = tuple[int, dict[str, str], bytes]
+
+
+async def _answer(
+    reader: asyncio.StreamReader, metrics: Metrics, health: HealthCheck, timeout: float
+) -> _Answer:
+    """Read one request head and compute the response (status, headers, body)."""
+    try:
+        async with asyncio.timeout(timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        return _plain(431, "request head over 8 KiB\n")
+    except TimeoutError:
+        return _plain(408, "request timeout\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise  # connected and closed without a byte: no answer
+        return _plain(400, "incomplete request\n")
+    request = _parse_head(head)
+    if request is None:
+        return _plain(400, "malformed request\n")
+    method, path = request
+    if method not in ("GET", "HEAD"):
+        status, headers, body = _plain(405, "method not allowed\n")
+        headers["Allow"] = "GET, HEAD"
+    else:
+        status, headers, body = _route(path, metrics, health)
+    log.debug("%s %s -> %d", method, path, status, extra={"event": "http.request"})
+    if method == "HEAD":  # RFC 9110 §9.3.2: GET's headers, Content-Length included; no body
+        headers["Content-Length"] = str(len(body))
+        body = b""
+    return status, headers, body
+
+
+async def _discard_input(reader: asyncio.StreamReader) -> None:
+    """Read what the client still sends, until it closes, briefly and boundedly.
+
+    Closing a socket with unread input makes the kernel send a RST, which can destroy the
+    response before the client reads it (the "lingering close" of RFC 9112 §9.6).
+    """
+    received = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while received <= LINGER_BYTES and (chunk := await reader.read(MAX_REQUEST)):
+                received += len(chunk)
+    except TimeoutError:
+        pass
+
+
+def _parse_head(head: bytes) -> tuple[str, str] | None:
+    """Return (method, path without query) from an HTTP/1.x request head, or None if malformed."""
+    try:
+        lines = head.decode("ascii").split("\r\n")
+    except UnicodeDecodeError:
+        return None
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[1].startswith("/"):
+        return None
+    method, target, _ = parts
+    if not method.isalpha() or not method.isupper():
+        return None
+    for line in lines[1:]:
+        if line and (":" not in line or line[0] in " \t"):
+            return None  # not "Name: value" (obsolete line folding is refused too)
+    return method, target.split("?", 1)[0]
+
+
+def _route(path: str, metrics: Metrics, health: HealthCheck) -> _Answer:
+    if path == "/metrics":
+        return 200, {"Content-Type": CONTENT_TYPE}, metrics.render()
+    if path == "/healthz":
+        try:
+            healthy, details = health()
+            status = 200 if healthy else 503
+        except Exception as exc:
+            log.exception("! health check failed", extra={"event": "http.health_failed"})
+            status, details = 503, {"error": f"health check failed: {type(exc).__name__}"}
+        body = json.dumps(dict(details), default=str, sort_keys=True).encode() + b"\n"
+        return status, {"Content-Type": "application/json"}, body
+    return _plain(404, "not found\n")
+
+
+def _plain(status: int, text: str) -> _Answer:
+    return status, {"Content-Type": "text/plain; charset=utf-8"}, text.encode()
+
+
+def _response(status: int, headers: dict[str, str], body: bytes) -> bytes:
+    """Serialise a response; every one closes the connection."""
+    headers.setdefault("Content-Length", str(len(body)))
+    lines = [f"HTTP/1.1 {status} {_REASONS[status]}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += ["Connection: close", "", ""]
+    return "\r\n".join(lines).encode("ascii") + body

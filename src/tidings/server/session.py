@@ -1,0 +1,401 @@
+"""One client connection on the relay: registration, the delivery stream, sends and acks.
+
+States (the legal frames of each are the table :data:`ALLOWED`)::
+
+    HANDSHAKE --Noise done--> EXPECT_HELLO --REGISTER--> REGISTERING --ok--> EXPECT_HELLO
+                                          --HELLO-----> AUTHENTICATING --known key--> OPEN
+    any state --ERROR / violation / keepalive timeout / disconnect--> CLOSED
+
+Delivery (DESIGN §5): after HELLO(cursor) the session streams DELIVER frames with seq above the
+cursor, at most ``delivery_window`` unacknowledged at a time. ACK(seq) is cumulative; the items up
+to it are deleted from the store. Live items stored while the device is connected are pushed
+straight from memory when they are next in line; otherwise the pump reads them from the store in
+pages. A send is answered SENT only after the store committed it (G1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import IntegrityError
+from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
+from ..net.ws import ChannelConnection
+from ..store import DeviceMismatch, DeviceRef, InboxItem, QueueFull, Stored, Submission
+from ..wire import (
+    PROTOCOL_VERSION,
+    Ack,
+    Deliver,
+    Devices,
+    ErrorCode,
+    Frame,
+    FrameType,
+    GetDevices,
+    Hello,
+    LinkCode,
+    LinkCodeRequest,
+    Refused,
+    Register,
+    Registered,
+    Send,
+    Sent,
+    Welcome,
+)
+
+if TYPE_CHECKING:
+    from .app import Relay
+
+log = logging.getLogger("tidings.server")
+
+#: Seconds a sender is asked to wait when a recipient's queue is full.
+QUEUE_FULL_RETRY_AFTER = 5.0
+
+
+class SessionState(enum.Enum):
+    """Where a connection is in its protocol."""
+
+    HANDSHAKE = "handshake"
+    EXPECT_HELLO = "expect-hello"
+    REGISTERING = "registering"
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+#: The legal client frames in each state: the spec of the session.
+ALLOWED: dict[SessionState, frozenset[FrameType]] = {
+    SessionState.EXPECT_HELLO: frozenset({FrameType.HELLO, FrameType.REGISTER}),
+    SessionState.OPEN: frozenset(
+        {FrameType.SEND, FrameType.ACK, FrameType.GET_DEVICES, FrameType.LINK_CODE_REQUEST}
+    ),
+}
+
+
+def item_frame(item: InboxItem) -> Deliver:
+    """The DELIVER frame of an inbox item."""
+    return Deliver(
+        item.seq,
+        int(item.kind),
+        item.sender.account,
+        item.sender.device_id,
+        item.message_id,
+        item.enqueued_at,
+        item.expires_at,
+        item.payload,
+    )
+
+
+class Session:
+    """The relay's side of one connection. Created per WebSocket by :class:`Relay`."""
+
+    def __init__(self, relay: Relay, conn_id: int) -> None:
+        self.relay = relay
+        self.conn_id = conn_id
+        self.state = SessionState.HANDSHAKE
+        self.conn: ChannelConnection | None = None
+        self.noise_key: bytes | None = None
+        self.device: DeviceRef | None = None
+        # delivery stream
+        self._acked = 0  # highest seq the device acked (or its HELLO cursor)
+        self._sent_upto = 0  # highest seq sent on this connection
+        self._in_flight: collections.deque[int] = collections.deque()
+        self._fetching = False
+        self._backlog = False  # items may be waiting in the store
+        self._queue: asyncio.Queue[Frame] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = logging.LoggerAdapter(log, {"conn": conn_id})
+
+    # ---------------------------------------------------------------- channel events
+
+    def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
+        self.conn = conn
+        if isinstance(event, FrameReceived):
+            self.relay.metrics_frame_in(event.frame)
+            self._queue.put_nowait(event.frame)
+        elif isinstance(event, HandshakeDone):
+            self.noise_key = event.remote_static
+            self.state = SessionState.EXPECT_HELLO
+            self.relay.metrics_handshake(event.pattern)
+            self._worker = asyncio.ensure_future(self._work())
+        elif isinstance(event, ChannelClosed):
+            self._log.info("= closed code=%s reason=%s", event.code, event.reason)
+            if event.code and not event.by_peer:
+                self.relay.metrics_error(event.code)
+            self._closed()
+
+    def on_disconnected(self, conn: ChannelConnection) -> None:
+        self._closed()
+
+    def _closed(self) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        if self._worker is not None:
+            self._worker.cancel()
+        self.relay.detach(self)
+
+    # ---------------------------------------------------------------- frame dispatch
+
+    async def _work(self) -> None:
+        """Handle frames one at a time, in order (sends only start their store write here)."""
+        while self.state is not SessionState.CLOSED:
+            frame = await self._queue.get()
+            allowed = ALLOWED.get(self.state, frozenset())
+            if frame.TYPE not in allowed:
+                self._violation(ErrorCode.UNEXPECTED_FRAME, "frame not allowed now", frame.TYPE)
+                return
+            try:
+                await self._HANDLERS[frame.TYPE](self, frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("! internal error handling %s", frame.TYPE.name)
+                self._violation(ErrorCode.INTERNAL, "internal server error", frame.TYPE)
+                return
+
+    def _violation(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
+        self._log.warning("! %s: %s", code.name, reason)
+        conn = self.conn
+        if conn is not None and conn.channel is not None:
+            conn.channel.close(int(code), reason, int(frame_type))
+            conn.flush()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send(self, frame: Frame) -> None:
+        if self.conn is not None and self.state is not SessionState.CLOSED:
+            self.relay.metrics_frame_out(frame)
+            self.conn.send_frame(frame)
+
+    # ---------------------------------------------------------------- registration
+
+    async def _handle_register(self, frame: Register) -> None:
+        assert self.noise_key is not None
+        if frame.version != PROTOCOL_VERSION:
+            self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
+            return
+        self.state = SessionState.REGISTERING
+        store, now = self.relay.store, self.relay.now()
+        try:
+            if frame.link_code is None:
+                device = await store.create_account(
+                    frame.account, self.noise_key, frame.device_name, now
+                )
+            else:
+                code_hash = hashlib.sha256(frame.link_code).digest()
+                device = await store.add_device(
+                    frame.account, self.noise_key, frame.device_name, code_hash, now
+                )
+        except IntegrityError as exc:
+            code = {
+                "account exists": ErrorCode.ACCOUNT_EXISTS,
+                "device key already registered": ErrorCode.KEY_ALREADY_REGISTERED,
+            }.get(str(exc), ErrorCode.INVALID_LINK_CODE)
+            self._violation(code, str(exc), FrameType.REGISTER)
+            return
+        self._log.info("= registered %s", device.ref)
+        self.state = SessionState.EXPECT_HELLO
+        self._send(Registered(device.ref.account, device.ref.device_id))
+
+    async def _handle_hello(self, frame: Hello) -> None:
+        assert self.noise_key is not None
+        if frame.version != PROTOCOL_VERSION:
+            self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
+            return
+        self.state = SessionState.AUTHENTICATING
+        device = await self.relay.store.device_by_key(self.noise_key)
+        if device is None:
+            self._violation(ErrorCode.UNKNOWN_DEVICE, "no device has this key; register first")
+            return
+        self.device = device.ref
+        self._acked = self._sent_upto = frame.cursor
+        if frame.cursor:
+            await self.relay.store.ack(device.ref, frame.cursor)
+        self.state = SessionState.OPEN
+        self.relay.attach(self)
+        cfg = self.relay.config
+        self._log.info("= open %s cursor=%d", device.ref, frame.cursor)
+        self._send(
+            Welcome(
+                device.ref.account,
+                device.ref.device_id,
+                self.relay.now(),
+                float(cfg.retention_seconds),
+                cfg.max_payload,
+            )
+        )
+        self._backlog = True
+        self._pump()
+
+    async def _handle_link_code_request(self, frame: LinkCodeRequest) -> None:
+        assert self.device is not None
+        code = self.relay.random_bytes(16)
+        now = self.relay.now()
+        expires_at = now + self.relay.config.link_code_ttl
+        await self.relay.store.put_link_code(
+            self.device, hashlib.sha256(code).digest(), expires_at, now
+        )
+        self._send(LinkCode(frame.request_id, code, expires_at))
+
+    async def _handle_get_devices(self, frame: GetDevices) -> None:
+        devices = await self.relay.store.devices(frame.account)
+        self._send(
+            Devices(frame.request_id, frame.account, tuple(d.ref.device_id for d in devices))
+        )
+
+    # ---------------------------------------------------------------- sends
+
+    async def _handle_send(self, frame: Send) -> None:
+        assert self.device is not None
+        relay = self.relay
+        now = relay.now()
+        limit = relay.config.max_payload
+        for target in frame.targets:
+            if len(target.payload) > limit:
+                self._refuse(frame, ErrorCode.PAYLOAD_TOO_LARGE, f"payload over {limit} bytes")
+                return
+        retry_after = relay.limiter.try_take(self.device.account, now)
+        if retry_after > 0:
+            self._refuse(frame, ErrorCode.RATE_LIMITED, "send rate limit", retry_after=retry_after)
+            return
+        sub = Submission(
+            sender=self.device,
+            message_id=frame.message_id,
+            recipient=frame.recipient,
+            payloads=tuple((DeviceRef(t.account, t.device_id), t.payload) for t in frame.targets),
+            now=now,
+            expires_at=now + relay.config.retention_seconds,
+            max_queue=relay.config.max_queue,
+        )
+        # Start the durable write now, in frame order, but do not wait for it: the next frames
+        # (more sends, acks) are handled while the group commit is in progress.
+        self._spawn(self._finish_send(frame, relay.store.submit(sub)))
+
+    async def _finish_send(self, frame: Send, pending: object) -> None:
+        relay = self.relay
+        try:
+            result = await pending  # type: ignore[misc]
+        except Exception:
+            self._log.exception("! store failed a send")
+            self._refuse(frame, ErrorCode.INTERNAL, "store failure; retry", retry_after=1.0)
+            return
+        if isinstance(result, Stored):
+            relay.metrics_stored(result)
+            self._send(Sent(frame.message_id, result.stored_at, result.duplicate))
+            relay.offer(result.items)
+        elif isinstance(result, DeviceMismatch):
+            if not await relay.store.devices(frame.recipient):
+                self._refuse(frame, ErrorCode.NO_SUCH_ACCOUNT, f"no account {frame.recipient}")
+                return
+            self._refuse(
+                frame,
+                ErrorCode.DEVICE_MISMATCH,
+                "device set is not current",
+                missing=tuple((r.account, r.device_id) for r in result.missing),
+                stale=tuple((r.account, r.device_id) for r in result.stale),
+            )
+        elif isinstance(result, QueueFull):
+            self._refuse(
+                frame,
+                ErrorCode.QUEUE_FULL,
+                f"queue of {result.device} is full ({result.limit} items)",
+                retry_after=QUEUE_FULL_RETRY_AFTER,
+            )
+
+    def _refuse(
+        self,
+        frame: Send,
+        code: ErrorCode,
+        reason: str,
+        *,
+        missing: tuple[tuple[str, int], ...] = (),
+        stale: tuple[tuple[str, int], ...] = (),
+        retry_after: float = 0.0,
+    ) -> None:
+        self.relay.metrics_refused(code)
+        self._send(Refused(frame.message_id, int(code), reason, missing, stale, retry_after))
+
+    # ---------------------------------------------------------------- delivery stream
+
+    async def _handle_ack(self, frame: Ack) -> None:
+        assert self.device is not None
+        if frame.seq > self._sent_upto:
+            self._violation(ErrorCode.INVALID_ACK, "ack above the highest seq delivered", 6)
+            return
+        if frame.seq <= self._acked:
+            return
+        self._acked = frame.seq
+        in_flight = self._in_flight
+        while in_flight and in_flight[0] <= frame.seq:
+            in_flight.popleft()
+        self.relay.metrics_ack()
+        await self.relay.store.ack(self.device, frame.seq)
+        self._pump()
+
+    def offer(self, item: InboxItem) -> None:
+        """A new item was stored for this device: push it now if it is next in line."""
+        if self.state is not SessionState.OPEN:
+            return
+        if (
+            not self._backlog
+            and not self._fetching
+            and item.seq == self._sent_upto + 1
+            and len(self._in_flight) < self.relay.config.delivery_window
+        ):
+            self._deliver([item])
+        else:
+            self._backlog = True
+            self._pump()
+
+    def _deliver(self, items: list[InboxItem]) -> None:
+        frames: list[Frame] = []
+        for item in items:
+            if item.seq <= self._sent_upto:
+                continue
+            frames.append(item_frame(item))
+            self._in_flight.append(item.seq)
+            self._sent_upto = item.seq
+        if frames and self.conn is not None:
+            self.relay.metrics_delivered(len(frames))
+            self.conn.send_frames(frames)
+
+    def _pump(self) -> None:
+        if self._backlog and not self._fetching and self.state is SessionState.OPEN:
+            room = self.relay.config.delivery_window - len(self._in_flight)
+            if room > 0:
+                self._fetching = True
+                self._spawn(self._fetch(room))
+
+    async def _fetch(self, room: int) -> None:
+        assert self.device is not None
+        # Items offered while the read is in flight set _backlog again, so none is left behind.
+        self._backlog = False
+        try:
+            items = await self.relay.store.fetch(self.device, self._sent_upto, room)
+        finally:
+            self._fetching = False
+        if self.state is not SessionState.OPEN:
+            return
+        if len(items) == room:
+            self._backlog = True  # a full page: there may be more
+        self._deliver(items)
+        self._pump()
+
+    _HANDLERS: ClassVar[dict[FrameType, Callable[[Session, Any], Awaitable[None]]]] = {
+        FrameType.REGISTER: _handle_register,
+        FrameType.HELLO: _handle_hello,
+        FrameType.LINK_CODE_REQUEST: _handle_link_code_request,
+        FrameType.GET_DEVICES: _handle_get_devices,
+        FrameType.SEND: _handle_send,
+        FrameType.ACK: _handle_ack,
+    }

@@ -1,0 +1,282 @@
+"""Group commit: one thread owns the SQLite connection and runs every operation on it.
+
+Callers, coroutines on any event loop, enqueue an operation and await a future. The thread takes
+every operation waiting (up to ``max_batch``) and runs the batch in ONE transaction, each write
+inside its own ``SAVEPOINT`` so that a failing or refused write undoes only itself. It then
+commits once, so a batch costs one fsync (DESIGN §5), and only after the ``COMMIT`` returned does
+it resolve the futures, grouped per event loop with ``call_soon_threadsafe``. No caller ever sees
+a result that was not committed; if the commit fails, every operation of the batch fails.
+
+Invariants:
+
+* Operations run one at a time, in the order they were enqueued; each sees the ones before it.
+* A batch of reads only runs without a transaction and counts no commit.
+* After :meth:`GroupCommitter.stop` began, new operations are refused with ``StoreError``;
+  the ones enqueued before it still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from tidings.errors import IntegrityError, StoreError
+from tidings.store._stats import record_commit
+from tidings.store.base import StoreStats
+
+T = TypeVar("T")
+
+#: What an operation is: a synchronous function of the connection, run on the store's thread.
+Operation = Callable[[sqlite3.Connection], T]
+
+
+class Rollback(Exception):
+    """Raised by a write operation to undo its changes and still answer ``value``.
+
+    A refused send (device mismatch, full queue) is an answer, not an error, but whatever the
+    operation wrote before deciding must go.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+@dataclass(slots=True)
+class _Job:
+    run: Callable[[sqlite3.Connection], object] | None  #: ``None``: stop after this batch
+    write: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+_Outcome = tuple[bool, object]  #: (succeeded, result or exception)
+
+
+class GroupCommitter:
+    """The store's thread and its queue of operations.
+
+    Call order: :meth:`start` once, then :meth:`run` any number of times from any event loop,
+    then :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        max_batch: int,
+        stats: StoreStats,
+        on_abort: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Prepare, without starting the thread.
+
+        Args:
+            connect: opens the connection (and migrates); runs on the store's thread.
+            max_batch: the most operations one transaction holds.
+            stats: counters to update after each commit.
+            on_abort: called on the store's thread when a whole transaction was rolled back
+                (to drop caches of what it wrote).
+        """
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._connect = connect
+        self._max_batch = max_batch
+        self._stats = stats
+        self._on_abort = on_abort
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # makes "accepting?" and "enqueue" one step
+        self._accepting = False
+
+    async def start(self) -> None:
+        """Start the thread and open the connection on it.
+
+        Raises:
+            StoreError: the database cannot be opened or migrated (``MigrationError`` included).
+        """
+        with self._lock:
+            if self._accepting:
+                raise StoreError("store is already open")
+            self._accepting = True
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        thread = threading.Thread(target=self._main, args=(loop, opened), name="tidings-store")
+        thread.daemon = True  # a process that exits without close() must not hang on it
+        thread.start()
+        await opened  # on failure the thread stopped accepting and refused what was queued
+
+    async def run(self, operation: Operation[T], *, write: bool) -> T:
+        """Run ``operation`` on the store's thread; return after its batch committed.
+
+        Cancelling the caller does not cancel the operation: it may still be committed.
+
+        Raises:
+            StoreError: the store is not open, or the operation or its commit failed.
+            IntegrityError: the operation broke a rule of the store; nothing it did is kept.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if not self._accepting:
+                raise StoreError("store is not open")
+            self._queue.put(_Job(operation, write, loop, future))
+        return cast(T, await future)
+
+    async def stop(self) -> None:
+        """Run what is queued, close the connection and end the thread. Idempotent."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if not self._accepting:
+                return
+            self._accepting = False
+            self._queue.put(_Job(None, False, loop, future))
+        await future
+
+    # -- on the store's thread -----------------------------------------------------------
+
+    def _main(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except Exception as exc:
+            error = _translate(exc)
+            self._refuse_queued(error)  # first, so that start() raises with nothing accepted
+            _settle_threadsafe(loop, [(opened, (False, error))])
+            return
+        _settle_threadsafe(loop, [(opened, (True, None))])
+        try:
+            self._serve(conn)
+        except BaseException as exc:  # a bug: fail loudly to every waiter, never hang them
+            self._refuse_queued(StoreError(f"store thread failed: {exc!r}"))
+            raise
+        finally:
+            conn.close()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            jobs = [job for job in batch if job.run is not None]
+            try:
+                outcomes = self._execute(conn, jobs)
+            except Exception as exc:  # e.g. the ROLLBACK after a failed COMMIT failed too
+                self._on_abort()
+                outcomes = [(False, _failed_batch(exc)) for _ in jobs]
+            _settle_all(jobs, outcomes)
+            if len(jobs) < len(batch):
+                # stop() accepts nothing after its own job, so the stop job ends the batch.
+                conn.close()
+                stops = [job for job in batch if job.run is None]
+                _settle_all(stops, [(True, None)] * len(stops))
+                return
+
+    def _refuse_queued(self, error: Exception) -> None:
+        with self._lock:
+            self._accepting = False
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            _settle_all([job], [(job.run is None, None if job.run is None else error)])
+
+    def _execute(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
+        writes = sum(job.write for job in jobs)
+        if not writes:
+            return [_call(conn, job) for job in jobs]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = [
+                _call_in_savepoint(conn, job) if job.write else _call(conn, job) for job in jobs
+            ]
+            started = time.perf_counter()
+            conn.execute("COMMIT")
+            record_commit(self._stats, writes, time.perf_counter() - started)
+        except sqlite3.Error as exc:
+            self._on_abort()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(False, _failed_batch(exc)) for _ in jobs]
+        return outcomes
+
+
+def _call(conn: sqlite3.Connection, job: _Job) -> _Outcome:
+    assert job.run is not None
+    try:
+        return True, job.run(conn)
+    except Exception as exc:
+        return False, _translate(exc)
+
+
+def _call_in_savepoint(conn: sqlite3.Connection, job: _Job) -> _Outcome:
+    assert job.run is not None
+    conn.execute("SAVEPOINT op")
+    try:
+        value = job.run(conn)
+    except Rollback as refusal:
+        outcome: _Outcome = (True, refusal.value)
+    except Exception as exc:
+        outcome = (False, _translate(exc))
+    else:
+        conn.execute("RELEASE op")
+        return True, value
+    # If SQLite already rolled the whole transaction back (disk full, I/O error), this raises
+    # and the batch fails as a whole, which is what happened.
+    conn.execute("ROLLBACK TO op")
+    conn.execute("RELEASE op")
+    return outcome
+
+
+def _translate(exc: Exception) -> Exception:
+    """Our exception for a lower layer's (``raise … from``); our own and bugs pass through."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        error: Exception = IntegrityError(str(exc))
+    elif isinstance(exc, sqlite3.Error):
+        error = StoreError(str(exc))
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
+
+
+def _failed_batch(exc: Exception) -> StoreError:
+    error = StoreError(f"transaction failed, nothing of it was stored: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _settle_all(jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, settlements in by_loop.items():
+        _settle_threadsafe(loop, settlements)
+
+
+def _settle_threadsafe(
+    loop: asyncio.AbstractEventLoop, settlements: list[tuple[asyncio.Future[Any], _Outcome]]
+) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, settlements)
+    except RuntimeError:
+        pass  # the caller's loop is closed: nobody is waiting any more
+
+
+def _settle(settlements: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
+    for future, (ok, value) in settlements:
+        if future.done():
+            continue  # the caller was cancelled
+        if ok:
+            future.set_result(value)
+        else:
+            assert isinstance(value, BaseException)
+            future.set_exception(value)

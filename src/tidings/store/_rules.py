@@ -1,0 +1,66 @@
+"""The submit rules every backend applies, in this order, inside the submit transaction.
+
+1. Duplicate: a known ``(sender, message_id)`` is answered ``Stored(duplicate=True)`` before
+   anything else is looked at (the backend does this: it owns the idempotency records).
+2. Targets: each device may be named once (:func:`check_targets`).
+3. Device set: the named devices must be exactly the current devices of the recipient account
+   and of the sender's account, minus the sender (DESIGN §3, Signal's 409/410 rule).
+4. Queue limit: a target whose inbox holds ``max_queue`` items refuses the whole send
+   (:func:`first_full`, DESIGN §5 back-pressure).
+
+Keeping them here makes the two backends agree by construction; the conformance suite checks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from tidings.errors import IntegrityError
+from tidings.store.base import DeviceMismatch, DeviceRef, QueueFull, Submission
+
+
+def check_targets(
+    sub: Submission, current: Collection[DeviceRef], recipient_known: bool
+) -> DeviceMismatch | None:
+    """Check the device set of a send.
+
+    Args:
+        sub: the send.
+        current: the current devices of ``sub.recipient`` and of the sender's account (a set
+            or a mapping: membership is tested).
+        recipient_known: whether the recipient account exists.
+
+    Returns:
+        ``None`` when the named devices are exactly the expected ones, else what differs.
+
+    Raises:
+        IntegrityError: a device is named twice (a caller bug, not a stale view).
+    """
+    named = {ref for ref, _ in sub.payloads}
+    if len(named) != len(sub.payloads):
+        raise IntegrityError("duplicate target device")
+    if not recipient_known:
+        # The server answers "no such account" itself; this only keeps the store total.
+        stale = sorted(ref for ref in named if ref.account == sub.recipient)
+        return DeviceMismatch(missing=(), stale=tuple(stale))
+    sender = sub.sender
+    # named ⊆ current − {sender} and of the same size: equal. The common case, without sets.
+    if (
+        len(named) == len(current) - (sender in current)
+        and sender not in named
+        and all(ref in current for ref in named)
+    ):
+        return None
+    expected = set(current)
+    expected.discard(sender)
+    return DeviceMismatch(
+        missing=tuple(sorted(expected - named)), stale=tuple(sorted(named - expected))
+    )
+
+
+def first_full(sub: Submission, depth: Callable[[DeviceRef], int]) -> QueueFull | None:
+    """The first target, in payload order, whose inbox is at ``sub.max_queue`` items, if any."""
+    for ref, _ in sub.payloads:
+        if depth(ref) >= sub.max_queue:
+            return QueueFull(device=ref, limit=sub.max_queue)
+    return None

@@ -1,0 +1,266 @@
+"""An in-memory :class:`~tidings.store.base.Store`: the same semantics, no durability.
+
+For fast tests of the layers above the store. Every method runs to completion without awaiting,
+so each operation is atomic under asyncio; each one checks everything before it changes
+anything, so a refused or failed operation changes nothing (G8). Not thread-safe: use it from one
+event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from tidings.errors import IntegrityError, StoreError
+from tidings.store._rules import check_targets, first_full
+from tidings.store._stats import record_commit
+from tidings.store.base import (
+    Device,
+    DeviceRef,
+    ExpiryResult,
+    InboxItem,
+    ItemKind,
+    Stored,
+    StoreStats,
+    Submission,
+    SubmitResult,
+)
+
+
+@dataclass(slots=True)
+class _Inbox:
+    device: Device
+    last_seq: int = 0
+    items: dict[int, InboxItem] = field(default_factory=dict)  #: by seq, in seq order
+
+
+@dataclass(slots=True)
+class _Account:
+    next_device_id: int
+    inboxes: dict[int, _Inbox] = field(default_factory=dict)  #: by device id, in id order
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkCode:
+    issued_by: int
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    stored_at: float
+    expires_at: float
+
+
+class MemoryStore:
+    """A :class:`~tidings.store.base.Store` held in dictionaries.
+
+    Call :meth:`open` before use and :meth:`close` after; in between, the methods of the
+    ``Store`` protocol. Each write counts as one commit of one operation in :attr:`stats`.
+    """
+
+    def __init__(self) -> None:
+        """Create an empty, closed store."""
+        self.stats = StoreStats()
+        self._open = False
+        self._accounts: dict[str, _Account] = {}
+        self._keys: dict[bytes, DeviceRef] = {}
+        self._codes: dict[tuple[str, bytes], _LinkCode] = {}
+        self._sent: dict[tuple[DeviceRef, bytes], _Sent] = {}
+
+    async def open(self) -> None:
+        """Open the store (keeps what it held if it was closed before)."""
+        self._open = True
+
+    async def close(self) -> None:
+        """Close the store; later calls raise :class:`StoreError` until :meth:`open`."""
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreError("store is not open")
+
+    def _committed(self) -> None:
+        record_commit(self.stats, 1, 0.0)
+
+    def _inbox(self, ref: DeviceRef) -> _Inbox | None:
+        account = self._accounts.get(ref.account)
+        return None if account is None else account.inboxes.get(ref.device_id)
+
+    def _add(self, account: _Account, ref: DeviceRef, key: bytes, name: str, now: float) -> Device:
+        device = Device(ref=ref, noise_key=key, name=name, created_at=now)
+        account.inboxes[ref.device_id] = _Inbox(device)
+        account.next_device_id = ref.device_id + 1
+        self._keys[key] = ref
+        self._committed()
+        return device
+
+    async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
+        """Create ``account`` with its first device (id 1). See ``Store.create_account``."""
+        self._check_open()
+        if account in self._accounts:
+            raise IntegrityError("account exists")
+        if noise_key in self._keys:
+            raise IntegrityError("device key already registered")
+        entry = self._accounts[account] = _Account(next_device_id=1)
+        return self._add(entry, DeviceRef(account, 1), noise_key, name, now)
+
+    async def put_link_code(
+        self, device: DeviceRef, code_hash: bytes, expires_at: float, now: float
+    ) -> None:
+        """Store a one-use link code issued by ``device``. See ``Store.put_link_code``."""
+        self._check_open()
+        if self._inbox(device) is None:
+            raise IntegrityError("unknown device")
+        key = (device.account, code_hash)
+        if key in self._codes:
+            raise IntegrityError("link code exists")
+        self._codes[key] = _LinkCode(issued_by=device.device_id, expires_at=expires_at)
+        self._committed()
+
+    async def add_device(
+        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+    ) -> Device:
+        """Consume a link code and add a device. See ``Store.add_device``."""
+        self._check_open()
+        code = self._codes.get((account, code_hash))
+        entry = self._accounts.get(account)
+        if code is None or code.expires_at <= now or entry is None:
+            raise IntegrityError("invalid or expired link code")
+        if noise_key in self._keys:
+            raise IntegrityError("device key already registered")
+        del self._codes[account, code_hash]
+        return self._add(entry, DeviceRef(account, entry.next_device_id), noise_key, name, now)
+
+    async def device_by_key(self, noise_key: bytes) -> Device | None:
+        """The device registered with this Noise static key, if any."""
+        self._check_open()
+        ref = self._keys.get(noise_key)
+        inbox = None if ref is None else self._inbox(ref)
+        return None if inbox is None else inbox.device
+
+    async def devices(self, account: str) -> list[Device]:
+        """The account's current devices, by id; empty if there is no such account."""
+        self._check_open()
+        entry = self._accounts.get(account)
+        return [] if entry is None else [inbox.device for inbox in entry.inboxes.values()]
+
+    async def submit(self, sub: Submission) -> SubmitResult:
+        """Store a send atomically (see ``tidings.store._rules`` for the order of the checks)."""
+        self._check_open()
+        sent = self._sent.get((sub.sender, sub.message_id))
+        if sent is not None:
+            return Stored(items=(), stored_at=sent.stored_at, duplicate=True)
+        current: dict[DeviceRef, _Inbox] = {}
+        for account in {sub.recipient, sub.sender.account}:
+            entry = self._accounts.get(account)
+            if entry is not None:
+                current.update((inbox.device.ref, inbox) for inbox in entry.inboxes.values())
+        refusal = check_targets(sub, current, sub.recipient in self._accounts) or first_full(
+            sub, lambda ref: len(current[ref].items)
+        )
+        if refusal is not None:
+            return refusal
+        template = InboxItem(
+            0, ItemKind.MESSAGE, sub.sender, sub.message_id, b"", sub.now, sub.expires_at
+        )
+        items = tuple(
+            (ref, _append(current[ref], replace(template, payload=payload)))
+            for ref, payload in sub.payloads
+        )
+        self._sent[sub.sender, sub.message_id] = _Sent(sub.now, sub.expires_at)
+        self._committed()
+        return Stored(items=items, stored_at=sub.now)
+
+    async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
+        """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
+        self._check_open()
+        inbox = self._inbox(device)
+        if inbox is None or limit <= 0:
+            return []
+        found = []
+        for seq, item in inbox.items.items():
+            if seq > after_seq:
+                found.append(item)
+                if len(found) == limit:
+                    break
+        return found
+
+    async def ack(self, device: DeviceRef, up_to_seq: int) -> int:
+        """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
+        self._check_open()
+        inbox = self._inbox(device)
+        if inbox is None:
+            return 0
+        done = [seq for seq in inbox.items if seq <= up_to_seq]
+        for seq in done:
+            del inbox.items[seq]
+        if done:
+            self._committed()
+        return len(done)
+
+    async def last_seq(self, device: DeviceRef) -> int:
+        """The highest seq ever assigned to the device's inbox (0 if none)."""
+        self._check_open()
+        inbox = self._inbox(device)
+        return 0 if inbox is None else inbox.last_seq
+
+    async def queue_depth(self, device: DeviceRef) -> int:
+        """How many items the device's inbox holds."""
+        self._check_open()
+        inbox = self._inbox(device)
+        return 0 if inbox is None else len(inbox.items)
+
+    async def total_queued(self) -> int:
+        """How many items all inboxes hold together."""
+        self._check_open()
+        return sum(
+            len(inbox.items)
+            for entry in self._accounts.values()
+            for inbox in entry.inboxes.values()
+        )
+
+    async def expire(self, now: float, notice_expires_at: float, limit: int) -> ExpiryResult:
+        """Remove up to ``limit`` expired items, oldest first. See ``Store.expire``."""
+        self._check_open()
+        due = sorted(
+            (
+                (inbox.device.ref, item)
+                for entry in self._accounts.values()
+                for inbox in entry.inboxes.values()
+                for item in inbox.items.values()
+                if item.expires_at <= now
+            ),
+            key=lambda due: (due[1].expires_at, due[0], due[1].seq),
+        )[: max(limit, 0)]
+        expired, notices = [], []
+        for ref, item in due:
+            del self._inbox_of(ref).items[item.seq]
+            if item.kind is not ItemKind.MESSAGE:
+                continue  # an expired notice goes silently
+            expired.append((ref, item))
+            notice = InboxItem(
+                0, ItemKind.EXPIRED, ref, item.message_id, b"", now, notice_expires_at
+            )
+            owner = self._accounts.get(item.sender.account)
+            for inbox in [] if owner is None else owner.inboxes.values():
+                notices.append((inbox.device.ref, _append(inbox, notice)))
+        self._purge(now)
+        self._committed()
+        return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
+
+    def _inbox_of(self, ref: DeviceRef) -> _Inbox:
+        return self._accounts[ref.account].inboxes[ref.device_id]
+
+    def _purge(self, now: float) -> None:
+        for key in [key for key, sent in self._sent.items() if sent.expires_at <= now]:
+            del self._sent[key]
+        for code_key in [key for key, code in self._codes.items() if code.expires_at <= now]:
+            del self._codes[code_key]
+
+
+def _append(inbox: _Inbox, template: InboxItem) -> InboxItem:
+    """Queue ``template`` to ``inbox`` under the inbox's next seq."""
+    inbox.last_seq += 1
+    item = replace(template, seq=inbox.last_seq)
+    inbox.items[item.seq] = item
+    return item

@@ -1,0 +1,167 @@
+"""The embedded, durable :class:`~tidings.store.base.Store`: SQLite in WAL mode, group commit.
+
+Durability: ``journal_mode=WAL`` and ``synchronous=FULL``, so a ``COMMIT`` that returned is on
+disk and survives ``kill -9`` and power loss (G1). Throughput comes from group commit (see
+:mod:`tidings.store._groupcommit`): every operation runs on one thread that owns the connection,
+and all the operations waiting when a transaction starts share it and its one fsync. Measured on
+the reference machine: ~3.9k commits/s with one row per commit, ~68k rows/s with 100-1,000.
+
+The database must be used by one :class:`SQLiteStore` at a time (one writer); other processes
+may read it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tidings.errors import StoreError
+from tidings.store import _sql_devices, _sql_inbox
+from tidings.store._groupcommit import GroupCommitter
+from tidings.store._heads import HeadCache
+from tidings.store.base import (
+    Device,
+    DeviceRef,
+    ExpiryResult,
+    InboxItem,
+    StoreStats,
+    Submission,
+    SubmitResult,
+)
+from tidings.store.migrate import migrate
+
+#: How long a writer waits for another process's lock before failing the batch, in ms.
+BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteStore:
+    """A :class:`~tidings.store.base.Store` in one SQLite file.
+
+    Call :meth:`open` (creates and migrates the file), then the ``Store`` methods from any
+    number of tasks on any event loops, then :meth:`close`. Every write is committed before
+    its coroutine returns. :attr:`stats` counts commits (writes only) and their batch sizes.
+    """
+
+    def __init__(self, path: str | Path, *, max_batch: int = 512) -> None:
+        """Prepare a store on ``path``; nothing is opened until :meth:`open`.
+
+        Args:
+            path: the database file (created if missing).
+            max_batch: the most operations one transaction (one fsync) holds.
+        """
+        self.path = Path(path)
+        self.stats = StoreStats()
+        self._heads = HeadCache()  # used on the store's thread only
+        self._committer = GroupCommitter(
+            self._connect, max_batch=max_batch, stats=self.stats, on_abort=self._heads.clear
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        self._heads.clear()
+        conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise StoreError(f"cannot use WAL mode on {self.path} (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def open(self) -> None:
+        """Open the database, creating and migrating its schema as needed.
+
+        Raises:
+            MigrationError: the database's schema is newer than this code, or a migration failed.
+            StoreError: the file cannot be opened as a database, or the store is already open.
+        """
+        await self._committer.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, then close. Later calls raise :class:`StoreError`."""
+        await self._committer.stop()
+
+    async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
+        """Create ``account`` with its first device (id 1). See ``Store.create_account``."""
+        return await self._committer.run(
+            lambda conn: _sql_devices.create_account(
+                conn, self._heads, account, noise_key, name, now
+            ),
+            write=True,
+        )
+
+    async def put_link_code(
+        self, device: DeviceRef, code_hash: bytes, expires_at: float, now: float
+    ) -> None:
+        """Store a one-use link code issued by ``device``. See ``Store.put_link_code``."""
+        await self._committer.run(
+            lambda conn: _sql_devices.put_link_code(conn, device, code_hash, expires_at, now),
+            write=True,
+        )
+
+    async def add_device(
+        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+    ) -> Device:
+        """Consume a link code and add a device. See ``Store.add_device``."""
+        return await self._committer.run(
+            lambda conn: _sql_devices.add_device(
+                conn, self._heads, account, noise_key, name, code_hash, now
+            ),
+            write=True,
+        )
+
+    async def device_by_key(self, noise_key: bytes) -> Device | None:
+        """The device registered with this Noise static key, if any."""
+        return await self._committer.run(
+            lambda conn: _sql_devices.device_by_key(conn, noise_key), write=False
+        )
+
+    async def devices(self, account: str) -> list[Device]:
+        """The account's current devices, by id; empty if there is no such account."""
+        return await self._committer.run(
+            lambda conn: _sql_devices.devices(conn, account), write=False
+        )
+
+    async def submit(self, sub: Submission) -> SubmitResult:
+        """Store a send atomically and durably. See ``Store.submit``."""
+        return await self._committer.run(
+            lambda conn: _sql_inbox.submit(conn, self._heads, sub), write=True
+        )
+
+    async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
+        """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
+        return await self._committer.run(
+            lambda conn: _sql_inbox.fetch(conn, device, after_seq, limit), write=False
+        )
+
+    async def ack(self, device: DeviceRef, up_to_seq: int) -> int:
+        """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
+        return await self._committer.run(
+            lambda conn: _sql_inbox.ack(conn, self._heads, device, up_to_seq), write=True
+        )
+
+    async def last_seq(self, device: DeviceRef) -> int:
+        """The highest seq ever assigned to the device's inbox (0 if none)."""
+        return await self._committer.run(
+            lambda conn: _sql_inbox.last_seq(conn, device), write=False
+        )
+
+    async def queue_depth(self, device: DeviceRef) -> int:
+        """How many items the device's inbox holds."""
+        return await self._committer.run(
+            lambda conn: _sql_inbox.queue_depth(conn, device), write=False
+        )
+
+    async def total_queued(self) -> int:
+        """How many items all inboxes hold together."""
+        return await self._committer.run(_sql_inbox.total_queued, write=False)
+
+    async def expire(self, now: float, notice_expires_at: float, limit: int) -> ExpiryResult:
+        """Remove up to ``limit`` expired items, oldest first. See ``Store.expire``."""
+        return await self._committer.run(
+            lambda conn: _sql_inbox.expire(conn, self._heads, now, notice_expires_at, limit),
+            write=True,
+        )
