@@ -87,7 +87,9 @@ DEFAULT_CLOCK_OFFSET = 0.0
 ENV_PREFIX = "TIDINGS_"
 #: ``TIDINGS_*`` variables that are not server fields but are legitimately set (read by the CLI);
 #: any other unknown ``TIDINGS_*`` variable is an error, because it is most likely a typo.
-NON_SERVER_ENV = frozenset({"TIDINGS_CONFIG"})
+NON_SERVER_ENV = frozenset(
+    {"TIDINGS_CONFIG", "TIDINGS_HOME", "TIDINGS_SERVER", "TIDINGS_CLOCK_FILE"}
+)
 #: Tables a config file may hold. Anything else is a typo (``[sever]``) and is refused.
 KNOWN_TABLES = frozenset({"server"})
 

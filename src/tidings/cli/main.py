@@ -1,0 +1,68 @@
+"""The ``tidings`` command.
+
+Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``trace``, ``demo``.
+``tidings COMMAND --help`` describes each. Exit codes: 0 success, 1 a tidings error (printed as
+one line), 2 usage error, 3 timed out waiting, 4 the server refused the message for good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..errors import RefusedError, TidingsError
+from . import client_cmds, demo, server_cmd
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``tidings``."""
+    p = argparse.ArgumentParser(
+        prog="tidings",
+        description="End-to-end guaranteed messaging: a store-and-forward relay and its clients.",
+    )
+    p.add_argument("--version", action="version", version=f"tidings {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log connection events")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    server_cmd.add_parser(sub)
+    client_cmds.add_parsers(sub)
+    demo.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``tidings``; returns the exit code."""
+    args = parser().parse_args(argv)
+    if args.command != "server":
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s %(message)s",
+        )
+        logging.getLogger("picows").setLevel(logging.WARNING)
+    try:
+        _use_uvloop()
+        return int(args.func(args))
+    except RefusedError as exc:
+        print(f"tidings: refused by the server: {exc.reason} (code {exc.code})", file=sys.stderr)
+        return 1
+    except TidingsError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _use_uvloop() -> None:
+    """Use uvloop's faster event loop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

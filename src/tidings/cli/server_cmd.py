@@ -1,0 +1,144 @@
+"""``tidings server``: run the relay on the embedded SQLite store until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..server.app import Relay, load_or_create_key
+from ..server.config import ServerConfig, load_config, parse_duration
+from ..server.logs import setup_logging
+from ..store import SQLiteStore
+
+#: File names inside the data directory.
+KEY_FILE = "server.key"
+DB_FILE = "relay.db"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``server`` subcommand."""
+    p = sub.add_parser(
+        "server",
+        help="run a relay (SQLite store in a data directory)",
+        description=(
+            "Run a tidings relay. It stores ciphertext per device until each device acks it, "
+            "and acks a send (✓) only after the SQLite commit. Settings come from flags, "
+            "TIDINGS_* environment variables and a TOML file ([server] table), in that order. "
+            "Prints its WebSocket URL and key fingerprint; stops gracefully on SIGTERM/Ctrl-C."
+        ),
+    )
+    p.add_argument("--config", type=Path, help="TOML config file (env: TIDINGS_CONFIG)")
+    p.add_argument("--data-dir", type=Path, help="where the database and key live")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="WebSocket port (default 7400; 0 = any free port)")
+    p.add_argument("--metrics-host", help="address of /metrics and /healthz")
+    p.add_argument("--metrics-port", type=int, help="metrics port (default 7401; 0 = off)")
+    p.add_argument("--retention", help="how long undelivered items are kept (e.g. 30d, 12h)")
+    p.add_argument("--max-queue", type=int, help="per-device queue limit (items)")
+    p.add_argument("--rate", type=float, help="per-account sends per second (sustained)")
+    p.add_argument("--burst", type=int, help="per-account send burst")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["json", "text"])
+    p.add_argument(
+        "--clock-file",
+        type=Path,
+        help="testing: a file holding seconds to add to the clock, re-read when it changes "
+        "(env: TIDINGS_CLOCK_FILE); lets the lab move time forward by days",
+    )
+    p.add_argument("--json", action="store_true", help="print the ready line as JSON")
+    p.set_defaults(func=run)
+
+
+def file_clock(path: Path, base: float = 0.0) -> Callable[[], float]:
+    """Wall clock plus the offset written in ``path`` (re-read when the file changes)."""
+    cache: dict[str, float] = {"mtime": -1.0, "offset": 0.0}
+
+    def now() -> float:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = -2.0
+        if mtime != cache["mtime"]:
+            cache["mtime"] = mtime
+            try:
+                cache["offset"] = float(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                cache["offset"] = 0.0
+        return time.time() + base + cache["offset"]
+
+    return now
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    """The configuration from the file, the environment and the flags."""
+    path = args.config or (
+        Path(os.environ["TIDINGS_CONFIG"]) if "TIDINGS_CONFIG" in os.environ else None
+    )
+    overrides: dict[str, object] = {
+        "data_dir": args.data_dir,
+        "host": args.host,
+        "port": args.port,
+        "metrics_host": args.metrics_host,
+        "metrics_port": args.metrics_port,
+        "retention_seconds": parse_duration(args.retention) if args.retention else None,
+        "max_queue": args.max_queue,
+        "rate_per_second": args.rate,
+        "rate_burst": args.burst,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+    }
+    return load_config(path, os.environ, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``tidings server``."""
+    config = build_config(args)
+    setup_logging(config.log_level, config.log_format, sys.stderr)
+    clock_file = args.clock_file or os.environ.get("TIDINGS_CLOCK_FILE")
+    clock = file_clock(Path(clock_file), config.clock_offset) if clock_file else None
+    return asyncio.run(_serve(config, args.json, clock))
+
+
+async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float] | None) -> int:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_key(config.data_dir / KEY_FILE)
+    relay = Relay(config, SQLiteStore(config.data_dir / DB_FILE), key, clock=clock)
+    await relay.start()
+    assert relay.address is not None
+    host, port = relay.address
+    url = f"ws://{host}:{port}/v1"
+    metrics = (
+        f"http://{relay.metrics_address[0]}:{relay.metrics_address[1]}/metrics"
+        if relay.metrics_address
+        else None
+    )
+    if as_json:
+        ready = {
+            "event": "listening",
+            "url": url,
+            "key": relay.static_public.hex(),
+            "fingerprint": relay.fingerprint,
+            "metrics": metrics,
+            "pid": os.getpid(),
+        }
+        print(json.dumps(ready), flush=True)
+    else:
+        print(f"tidings relay listening on {url}", flush=True)
+        print(f"server key fingerprint: {relay.fingerprint}", flush=True)
+        if metrics:
+            print(f"metrics: {metrics} (health: /healthz)", flush=True)
+        print(f"data: {config.data_dir.resolve()}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await relay.stop()
+    return 0
