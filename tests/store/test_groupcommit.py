@@ -94,12 +94,19 @@ async def test_a_failing_op_undoes_only_itself(committer: GroupCommitter) -> Non
     assert await committer.run(rows, write=False) == [1, 2]
 
 
-async def test_a_failed_commit_fails_the_whole_batch(committer: GroupCommitter) -> None:
-    results = await held_batch(committer, [insert(1), insert(2, parent=9), insert(3)])
+async def test_a_failed_commit_fails_the_whole_batch() -> None:
+    aborts: list[None] = []
+    gc = GroupCommitter(
+        connect, max_batch=64, stats=StoreStats(), on_abort=lambda: aborts.append(None)
+    )
+    await gc.start()
+    results = await held_batch(gc, [insert(1), insert(2, parent=9), insert(3)])
     assert all(isinstance(result, StoreError) for result in results)
-    assert await committer.run(rows, write=False) == []
-    assert committer._stats.commits == 0
-    assert await committer.run(insert(4), write=True) == 4  # and the store goes on
+    assert len(aborts) == 1  # caches of what the batch wrote are dropped
+    assert await gc.run(rows, write=False) == []
+    assert gc._stats.commits == 0
+    assert await gc.run(insert(4), write=True) == 4  # and the store goes on
+    await gc.stop()
 
 
 async def test_a_bug_in_an_op_reaches_its_caller(committer: GroupCommitter) -> None:

@@ -159,3 +159,108 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     FrameType.PING: ("uint",),
     FrameType.PONG: ("uint",),
 }
+
+_U63 = 2**63 - 1
+_MAX_TIME = 1e12 - 1  # the largest whole second below the 1e12 bound
+
+#: Values each kind of field accepts, as they come off the wire (lists for arrays). A frame
+#: with the sample's field replaced by one of them must parse and equal the frame built from it.
+VALID_WIRE: dict[Kind, list[object]] = {
+    "uint": [0, 1, 127, 128, 2**32, _U63],
+    "account": ["a", "0", "_", "-", "a" * 32, "bob_2-x"],
+    "time": [0, 0.0, 1, 1.5, 1700000000.123456, _MAX_TIME, 999_999_999_999],
+    "message_id": [bytes(16), b"\xff" * 16],
+    "payload": [b"", b"\x00", bytes(1000)],
+    "link_code": [b"", CODE, bytes(64)],
+    "link_code_or_nil": [None, b"", bytes(64)],
+    "device_name": ["", "phone", "x" * 64, "é" * 32, "📱" * 16],
+    "reason": ["", "x" * 256, "é" * 128],
+    "bool": [True, False],
+    "deliver_kind": [0, 1],
+    "targets": [
+        [["bob", 1, b""]],
+        [["bob", i, b"x"] for i in range(32)],
+        [["bob", 1, b""], ["bob", 2, b""], ["alice", 1, b""]],
+    ],
+    "device_ids": [[], [0], list(range(32)), [_U63]],
+    "refs": [[], [["bob", 1]], [["bob", 1], ["alice", _U63]]],
+}
+
+_NAN = float("nan")
+_INF = float("inf")
+
+#: Values each kind of field must refuse on the wire. True and 1.0 are there for every integer:
+#: ``True`` is an ``int`` in Python, and msgpack would happily carry either.
+WRONG_WIRE: dict[Kind, list[object]] = {
+    "uint": [True, False, 1.0, 0.0, -1, 2**63, 2**64 - 1, "1", b"\x01", None, [1], {"a": 1}],
+    "account": [
+        b"alice",
+        1,
+        True,
+        None,
+        "",
+        "Alice",
+        "a" * 33,
+        "al ice",
+        "alicé",
+        "ali.ce",
+        "alice\n",
+        ["alice"],
+    ],
+    "time": [True, "1.0", b"1", None, -1, -0.5, 1e12, 10**12, _NAN, _INF, -_INF, [1.0]],
+    "message_id": ["0123456789abcdef", bytes(15), bytes(17), b"", None, 1, [bytes(16)]],
+    "payload": ["text", 1, None, True, [b""], bytes(64 * 1024 + 1)],
+    "link_code": ["code", None, 1, bytes(65), [b""]],
+    "link_code_or_nil": ["code", 1, False, bytes(65), [b""]],
+    "device_name": [b"phone", 1, None, "x" * 65, "é" * 33, ["phone"]],
+    "reason": [b"reason", 1, None, "x" * 257, "é" * 129],
+    "bool": [0, 1, 1.0, None, "true", b"\x01"],
+    "deliver_kind": [True, False, 1.0, 0.0, 2, -1, None, "0", b"\x00"],
+    "targets": [
+        [],
+        None,
+        "bob",
+        {"bob": 1},
+        [None],
+        [["bob", 1]],
+        [["bob", 1, b"", 0]],
+        [["bob", 1, b""], ["bob", 1, b"x"]],  # a device named twice
+        [["bob", i, b""] for i in range(33)],
+        [["Bob", 1, b""]],
+        [[b"bob", 1, b""]],
+        [["bob", True, b""]],
+        [["bob", 1.0, b""]],
+        [["bob", -1, b""]],
+        [["bob", 1, "text"]],
+        [["bob", 1, bytes(64 * 1024 + 1)]],
+    ],
+    "device_ids": [None, "1", {}, [True], [1.0], [-1], ["1"], [[1]], list(range(33))],
+    "refs": [
+        None,
+        "bob",
+        [None],
+        [["bob"]],
+        [["bob", 1, 2]],
+        [["bob", True]],
+        [["bob", 1.0]],
+        [["Bob", 1]],
+        [[b"bob", 1]],
+        [["bob", -1]],
+        [{"bob": 1}],
+        [["b", i] for i in range(33)],
+    ],
+}
+
+
+def to_python(kind: Kind, value: object) -> object:
+    """A wire value of ``kind`` as the frame's constructor takes it (tuples, Target)."""
+    if kind == "targets":
+        assert isinstance(value, list)
+        return tuple(Target(*t) for t in value)
+    if kind == "device_ids":
+        assert isinstance(value, list)
+        return tuple(value)
+    if kind == "refs":
+        assert isinstance(value, list)
+        return tuple(tuple(r) for r in value)
+    return value

@@ -22,34 +22,21 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar
 
 from ..delivery import (
-    ContentError,
     ContentKind,
-    Message,
     OutboxScheduler,
     Receipt,
     ReceiptKind,
-    Reorderer,
     RetryPolicy,
     Status,
-    StreamKey,
-    Surfaced,
     direct_conversation,
-    direct_members,
-    parse_content,
-)
-from ..delivery import (
-    GapDetected as CoreGapDetected,
-)
-from ..delivery import (
-    GapSkipped as CoreGapSkipped,
 )
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
-from ..errors import ConfigError, ConnectionBroken
+from ..errors import ConfigError, ConnectionBroken, StoreError
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
@@ -75,17 +62,13 @@ from .events import (
     ClientEvent,
     Connected,
     Disconnected,
-    GapDetected,
-    GapSkipped,
-    MessageReceived,
     StatusChanged,
 )
+from .inbox import Inbox
 from .store import (
     ClientStore,
-    Direction,
     OutboxItem,
     OutboxRequest,
-    StoredMessage,
     TraceEntry,
     TracePoint,
 )
@@ -151,7 +134,6 @@ class Client:
         self._rng = rng or random.Random()
         self._scheduler = OutboxScheduler(RetryPolicy(self._rng.random))
         self._reconnect = RetryPolicy(self._rng.random, RECONNECT_BASE, RECONNECT_CAP)
-        self._reorderer: Reorderer[StoredMessage] = Reorderer(states=self.store.reorder_states())
         self._devices: dict[str, tuple[int, ...]] = {}
         self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
         self._requests: dict[int, asyncio.Future[object]] = {}
@@ -174,14 +156,14 @@ class Client:
         for item in self.store.pending():
             self._items[item.message_id] = item
             self._scheduler.add(item.entry())
-        for message in self.store.unsurfaced():
-            self._reorder(message, message.received_at or clock())
+        self._inbox = Inbox(self.store, self.me, self._emit, clock)
 
     # ---------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
         """Start connecting (in the background). Returns at once."""
         if self._task is None:
+            self._inbox.start()
             self._task = asyncio.ensure_future(self._run())
 
     async def wait_connected(self, timeout: float | None = None) -> None:
@@ -203,6 +185,7 @@ class Client:
         if self._timer is not None:
             self._timer.cancel()
         self._tcp.reset()
+        self._inbox.close()
         self.store.close()
 
     def reconnect_now(self) -> None:
@@ -502,119 +485,18 @@ class Client:
     # ---------------------------------------------------------------- inbox
 
     def _on_deliver(self, frame: Deliver) -> None:
-        now = self._clock()
-        sender = DeviceRef(frame.sender_account, frame.sender_device)
-        if frame.kind == 1:
-            if self.store.commit_expired(frame.seq, frame.message_id, sender, now):
-                overall = self.store.message_status(frame.message_id) or Status.EXPIRED
-                self._emit(StatusChanged(frame.message_id, sender, Status.EXPIRED, overall, now))
-            self._ack(frame.seq)
-            return
         try:
-            content = parse_content(frame.payload)
-        except ContentError as exc:
-            log.warning("! undecodable content from %s: %s", sender, exc.reason)
-            self.store.advance_cursor(frame.seq)
-            self._ack(frame.seq)
+            queued = self._inbox.on_deliver(frame)
+        except StoreError:
+            # Nothing was committed and the item stays unacked: the relay sends it again after
+            # we reconnect. The inbox has already reloaded its ordering state from the store.
+            log.exception("! could not store an incoming item; reconnecting")
+            if self._conn is not None:
+                self._conn.close()
             return
-        if isinstance(content, Receipt):
-            self._on_receipt(frame, sender, content, now)
-        else:
-            self._on_message(frame, sender, content, now)
+        if queued:
+            self._add_queued(queued)
         self._ack(frame.seq)
-
-    def _on_receipt(self, frame: Deliver, sender: DeviceRef, receipt: Receipt, now: float) -> None:
-        moved = self.store.commit_receipt(frame.seq, sender, receipt, now)
-        status = Status.DELIVERED if receipt.kind is ReceiptKind.DELIVERED else Status.READ
-        for mid in moved:
-            overall = self.store.message_status(mid) or status
-            self._emit(StatusChanged(mid, sender, status, overall, now))
-
-    def _on_message(self, frame: Deliver, sender: DeviceRef, message: Message, now: float) -> None:
-        try:
-            members = direct_members(message.conversation)
-        except ContentError:
-            members = ("", "")
-        if sender.account not in members or self.me.account not in members:
-            log.warning("! %s sent into a conversation it is not in", sender)
-            self.store.advance_cursor(frame.seq)
-            return
-        if self.store.has_message(sender, frame.message_id):
-            self.store.advance_cursor(frame.seq)  # a duplicate (G3): just move on
-            return
-        own_copy = sender.account == self.me.account
-        recipient = None
-        if own_copy:
-            a, b = members
-            recipient = b if a == self.me.account else a
-        receipt = None
-        if not own_copy:
-            content = Receipt(ReceiptKind.DELIVERED, (frame.message_id,), now).serialize()
-            receipt = OutboxRequest(
-                os.urandom(16), sender.account, content, ContentKind.RECEIPT, now
-            )
-        stored = StoredMessage(
-            message_id=frame.message_id,
-            sender=sender,
-            conversation=message.conversation,
-            counter=message.counter,
-            body=message.body,
-            sent_at=message.sent_at,
-            direction=Direction.IN,
-            recipient=recipient,
-            received_at=now,
-            stored_at=None,
-            failed_code=None,
-            failed_reason=None,
-            read_at=None,
-            shown=None,
-        )
-        events = self._reorderer.receive(
-            StreamKey(message.conversation, sender.account, sender.device_id),
-            message.counter,
-            stored,
-            now,
-        )
-        surfaced = [e for e in events if isinstance(e, Surfaced)]
-        ok = self.store.commit_incoming(
-            frame.seq,
-            sender,
-            frame.message_id,
-            message,
-            now,
-            receipt=receipt,
-            streams=self._reorderer.changed_states(),
-            surfaced=[e.item.key for e in surfaced],
-            recipient=recipient,
-        )
-        if not ok:
-            return
-        if receipt is not None:
-            self._add_queued([receipt.message_id])
-        self._report_order_events(events)
-
-    def _reorder(self, message: StoredMessage, now: float) -> None:
-        events = self._reorderer.receive(
-            StreamKey(message.conversation, message.sender.account, message.sender.device_id),
-            message.counter,
-            message,
-            now,
-        )
-        surfaced = [e.item.key for e in events if isinstance(e, Surfaced)]
-        if surfaced:
-            self.store.mark_surfaced(surfaced, self._reorderer.changed_states())
-        self._report_order_events(events)
-
-    def _report_order_events(self, events: Sequence[object]) -> None:
-        for e in events:
-            if isinstance(e, Surfaced):
-                self._emit(MessageReceived(e.item, e.late))
-            elif isinstance(e, CoreGapDetected):
-                sender = DeviceRef(e.key.sender_account, e.key.sender_device)
-                self._emit(GapDetected(e.key.conversation, sender, e.missing))
-            elif isinstance(e, CoreGapSkipped):
-                sender = DeviceRef(e.key.sender_account, e.key.sender_device)
-                self._emit(GapSkipped(e.key.conversation, sender, e.missing))
 
     def _ack(self, seq: int) -> None:
         """Acknowledge cumulatively, once per loop iteration (a burst gets one ACK)."""

@@ -1,8 +1,9 @@
 """SQLite operations on inboxes: submit, fetch, ack, expire (run on the store's thread).
 
 The hot path is :func:`submit`: one upsert of the idempotency record (which is also the duplicate
-check), one read of the few device rows involved (seq counters and depths), then the item rows
-and the counters by ``executemany``. Each function runs inside its own savepoint; raising, or
+check), then the item rows and the new counters by ``executemany``; the device sets, seq counters
+and depths come from the :class:`~tidings.store._heads.HeadCache`, so a send reads nothing else.
+Each function runs inside its own savepoint; raising, or
 :class:`~tidings.store._groupcommit.Rollback` for a refusal, undoes what it wrote.
 
 ``devices.last_seq`` and ``devices.depth`` are kept in step with the ``inbox`` rows by every
@@ -92,6 +93,7 @@ def submit(conn: sqlite3.Connection, cache: HeadCache, sub: Submission) -> Submi
     for ref, _ in sub.payloads:  # last: the SQL succeeded (see tidings.store._heads)
         head = heads[ref]
         head[0] += 1
+        head[1] += 1
     return Stored(items=tuple(items), stored_at=sub.now)
 
 
@@ -139,46 +141,36 @@ def expire(
     """Remove up to ``limit`` expired items, oldest first (see ``Store.expire``)."""
     due = conn.execute(_DUE, (now, max(limit, 0))).fetchall()
     conn.executemany(_REMOVE, [row[:3] for row in due])
-    heads = _Heads(conn)
+    counters = _Counters(conn)
     expired, notices, rows = [], [], []
     for row in due:
         account, device_id = row[0], row[1]
         ref, item = DeviceRef(account, device_id), _item(row[2:])
-        heads.shrink(ref)
+        counters.shrink(ref)
         if item.kind is not ItemKind.MESSAGE:
             continue  # an expired notice goes silently
         expired.append((ref, item))
         owner = item.sender.account
-        for owner_device, seq in heads.grow_all(owner):
+        for owner_device, seq in counters.grow_all(owner):
             notice = InboxItem(
                 seq, ItemKind.EXPIRED, ref, item.message_id, b"", now, notice_expires_at
             )
             notices.append((DeviceRef(owner, owner_device), notice))
+            sender = (account, device_id, item.message_id)
             rows.append(
-                (
-                    owner,
-                    owner_device,
-                    seq,
-                    ItemKind.EXPIRED.value,
-                    account,
-                    device_id,
-                    item.message_id,
-                    b"",
-                    now,
-                    notice_expires_at,
-                )
+                (owner, owner_device, seq, notice.kind, *sender, b"", now, notice_expires_at)
             )
     conn.executemany(_INSERT_ITEM, rows)
-    conn.executemany(_SET_HEAD, heads.rows())
-    for account in heads.accounts():
-        cache.invalidate(account)
+    conn.executemany(_SET_HEAD, counters.rows())
+    for account in counters.accounts():
+        cache.invalidate(account)  # rewritten in bulk here: simpler to reload than to patch
     conn.execute(_PURGE_SENT, (now,))
     conn.execute(_PURGE_CODES, (now,))  # housekeeping: an expired code can never be used
     return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
 
 
-class _Heads:
-    """The ``last_seq`` and ``depth`` of the devices an expiry pass touches, loaded per account."""
+class _Counters:
+    """``[last_seq, depth]`` of the devices an expiry pass touches, loaded per account."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

@@ -1,0 +1,217 @@
+"""The client's inbox: turning DELIVER frames into committed messages, statuses and events.
+
+For each item the relay streams, :meth:`Inbox.on_deliver` commits what it means in ONE local
+transaction together with the cursor (so the item is acked only after it is durable, and a
+crash between commit and ack just makes the relay send it again, which the store then ignores):
+
+* a message — stored once per ``(sender device, message id)`` (G3), its delivered receipt queued
+  in the outbox in the same transaction (G5), shown in its sender device's counter order (G4);
+* a receipt — statuses of messages this device sent move forward (never back);
+* an expiry notice — ✗ for that message at the named device.
+
+Events are reported only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from ..delivery import (
+    ContentError,
+    ContentKind,
+    Message,
+    Receipt,
+    ReceiptKind,
+    Reorderer,
+    Status,
+    StreamKey,
+    Surfaced,
+    direct_members,
+    parse_content,
+)
+from ..delivery import GapDetected as CoreGapDetected
+from ..delivery import GapSkipped as CoreGapSkipped
+from ..errors import StoreError
+from ..store.base import DeviceRef
+from ..wire import Deliver
+from .events import ClientEvent, GapDetected, GapSkipped, MessageReceived, StatusChanged
+from .store import ClientStore, Direction, OutboxRequest, StoredMessage
+
+log = logging.getLogger("tidings.client")
+
+
+class Inbox:
+    """Commits incoming items and reports them (see the module docstring).
+
+    Args:
+        store: the device's store.
+        me: this device.
+        emit: where events go (after their commit).
+        clock: wall clock.
+    """
+
+    def __init__(
+        self,
+        store: ClientStore,
+        me: DeviceRef,
+        emit: Callable[[ClientEvent], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.me = me
+        self._emit = emit
+        self._clock = clock
+        self._timer: asyncio.TimerHandle | None = None
+        self.reorderer: Reorderer[StoredMessage] = Reorderer(states=store.reorder_states())
+        self._held = store.unsurfaced()
+
+    def start(self) -> None:
+        """Feed back messages held for ordering before the last stop (needs a running loop)."""
+        held, self._held = self._held, []
+        for message in held:
+            self._feed(message, message.received_at or self._clock())
+
+    def close(self) -> None:
+        """Stop the ordering timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def on_deliver(self, frame: Deliver) -> list[bytes]:
+        """Commit one DELIVER item; return the ids of outbox entries it queued (receipts).
+
+        Raises:
+            StoreError: the store failed; nothing was committed and the ordering state was
+                reloaded from the store. Do not ack the item.
+        """
+        now = self._clock()
+        sender = DeviceRef(frame.sender_account, frame.sender_device)
+        if frame.kind == 1:
+            if self.store.commit_expired(frame.seq, frame.message_id, sender, now):
+                overall = self.store.message_status(frame.message_id) or Status.EXPIRED
+                self._emit(StatusChanged(frame.message_id, sender, Status.EXPIRED, overall, now))
+            return []
+        try:
+            content = parse_content(frame.payload)
+        except ContentError as exc:
+            log.warning("! undecodable content from %s: %s", sender, exc.reason)
+            self.store.advance_cursor(frame.seq)
+            return []
+        if isinstance(content, Receipt):
+            self._on_receipt(frame, sender, content, now)
+            return []
+        try:
+            return self._on_message(frame, sender, content, now)
+        except StoreError:
+            self.reorderer = Reorderer(states=self.store.reorder_states())
+            raise
+
+    # ---------------------------------------------------------------- receipts
+
+    def _on_receipt(self, frame: Deliver, sender: DeviceRef, receipt: Receipt, now: float) -> None:
+        moved = self.store.commit_receipt(frame.seq, sender, receipt, now)
+        status = Status.DELIVERED if receipt.kind is ReceiptKind.DELIVERED else Status.READ
+        for mid in moved:
+            overall = self.store.message_status(mid) or status
+            self._emit(StatusChanged(mid, sender, status, overall, now))
+
+    # ---------------------------------------------------------------- messages
+
+    def _on_message(
+        self, frame: Deliver, sender: DeviceRef, message: Message, now: float
+    ) -> list[bytes]:
+        try:
+            members = direct_members(message.conversation)
+        except ContentError:
+            members = ("", "")
+        if sender.account not in members or self.me.account not in members:
+            log.warning("! %s sent into a conversation it is not in", sender)
+            self.store.advance_cursor(frame.seq)
+            return []
+        if self.store.has_message(sender, frame.message_id):
+            self.store.advance_cursor(frame.seq)  # a duplicate (G3): only the cursor moves
+            return []
+        own_copy = sender.account == self.me.account
+        recipient = None
+        receipt = None
+        if own_copy:  # a copy of what another device of this account sent (sent-message sync)
+            a, b = members
+            recipient = b if a == self.me.account else a
+        else:
+            content = Receipt(ReceiptKind.DELIVERED, (frame.message_id,), now).serialize()
+            receipt = OutboxRequest(
+                os.urandom(16), sender.account, content, ContentKind.RECEIPT, now
+            )
+        stored = StoredMessage(
+            message_id=frame.message_id,
+            sender=sender,
+            conversation=message.conversation,
+            counter=message.counter,
+            body=message.body,
+            sent_at=message.sent_at,
+            direction=Direction.IN,
+            recipient=recipient,
+            received_at=now,
+            stored_at=None,
+            failed_code=None,
+            failed_reason=None,
+            read_at=None,
+            shown=None,
+        )
+        key = StreamKey(message.conversation, sender.account, sender.device_id)
+        events = self.reorderer.receive(key, message.counter, stored, now)
+        ok = self.store.commit_incoming(
+            frame.seq,
+            sender,
+            frame.message_id,
+            message,
+            now,
+            receipt=receipt,
+            streams=self.reorderer.changed_states(),
+            surfaced=[e.item.key for e in events if isinstance(e, Surfaced)],
+            recipient=recipient,
+        )
+        if not ok:
+            return []
+        self._report(events)
+        self._arm()
+        return [receipt.message_id] if receipt is not None else []
+
+    # ---------------------------------------------------------------- ordering
+
+    def _feed(self, message: StoredMessage, now: float) -> None:
+        key = StreamKey(message.conversation, message.sender.account, message.sender.device_id)
+        self._commit_surfaced(self.reorderer.receive(key, message.counter, message, now))
+
+    def _commit_surfaced(self, events: Sequence[object]) -> None:
+        surfaced = [e.item.key for e in events if isinstance(e, Surfaced)]
+        self.store.mark_surfaced(surfaced, self.reorderer.changed_states())
+        self._report(events)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.reorderer.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._commit_surfaced(self.reorderer.handle_timer(self._clock()))
+
+    def _report(self, events: Sequence[object]) -> None:
+        for e in events:
+            if isinstance(e, Surfaced):
+                self._emit(MessageReceived(e.item, e.late))
+            elif isinstance(e, CoreGapDetected):
+                sender = DeviceRef(e.key.sender_account, e.key.sender_device)
+                self._emit(GapDetected(e.key.conversation, sender, e.missing))
+            elif isinstance(e, CoreGapSkipped):
+                sender = DeviceRef(e.key.sender_account, e.key.sender_device)
+                self._emit(GapSkipped(e.key.conversation, sender, e.missing))
