@@ -98,6 +98,13 @@ class Relay:
 
     async def start(self) -> None:
         """Open the store and start listening (WebSocket, and metrics if configured)."""
+        metrics = self.metrics
+
+        def observe_commit(ops: int, seconds: float) -> None:
+            metrics.store_commit_batch_size.observe(ops)
+            metrics.store_commit_seconds.observe(seconds)
+
+        self.store.stats.on_commit = observe_commit
         await self.store.open()
         cfg = self.config
         self._ws_server = await ws_create_server(

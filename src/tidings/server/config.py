@@ -241,17 +241,23 @@ def _check(name: str, value: object) -> object:
 
 def _check_range(rule: _Rule, number: float) -> None:
     if rule.low is not None and (number <= rule.low if rule.strict else number < rule.low):
-        raise _Invalid(f"must be {'>' if rule.strict else '>='} {rule.low:g}, got {number:g}")
+        op = ">" if rule.strict else ">="
+        raise _Invalid(f"must be {op} {_num(rule.low)}, got {_num(number)}")
     if rule.high is not None and number > rule.high:
-        raise _Invalid(f"must be <= {rule.high:g}, got {number:g}")
+        raise _Invalid(f"must be <= {_num(rule.high)}, got {_num(number)}")
+
+
+def _num(x: float) -> str:
+    """``x`` for a message: ``30`` rather than ``30.0`` or ``3e+01``."""
+    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def _relation_error(ping_interval: float, idle_timeout: float) -> str | None:
     """The cross-field rule: a client must get a chance to answer a PING before it is dropped."""
     if idle_timeout <= ping_interval:
         return (
-            f"idle_timeout ({idle_timeout:g}) must be greater than "
-            f"ping_interval ({ping_interval:g})"
+            f"idle_timeout ({_num(idle_timeout)}) must be greater than "
+            f"ping_interval ({_num(ping_interval)})"
         )
     return None
 
@@ -288,9 +294,9 @@ def parse_duration(value: str | int | float) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
 
 
-def _from_text(name: str, text: str) -> object:
+def _from_text(name: str, raw: object) -> object:
     """Convert an environment (or string override) value to field ``name``'s type."""
-    kind = _RULES[name].kind
+    text, kind = str(raw), _RULES[name].kind
     if kind == "path":
         return Path(text).expanduser()
     if kind == "int":
@@ -412,7 +418,7 @@ def _env_layer(env: Mapping[str, str]) -> list[_Entry]:
         name = var[len(ENV_PREFIX) :].lower()
         source = f"environment variable {var}"
         _require_known(name, var, source, spell=lambda n: ENV_PREFIX + n.upper())
-        layer.append((name, env[var], source, _text_converter))
+        layer.append((name, env[var], source, _from_text))
     return layer
 
 
@@ -424,13 +430,9 @@ def _override_layer(overrides: Mapping[str, object]) -> list[_Entry]:
             continue
         source = f"command-line override {name}"
         _require_known(name, name, source, spell=str)
-        convert = _text_converter if isinstance(raw, str) else _from_native
+        convert = _from_text if isinstance(raw, str) else _from_native
         layer.append((name, raw, source, convert))
     return layer
-
-
-def _text_converter(name: str, raw: object) -> object:
-    return _from_text(name, str(raw))
 
 
 def _require_known(name: str, spelled: str, source: str, spell: Callable[[str], str]) -> None:

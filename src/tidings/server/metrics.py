@@ -245,14 +245,15 @@ async def serve_http(
             await writer.drain()
             writer.write_eof()
             await _discard_input(reader)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away; nothing to answer
-        finally:
             writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
+            await writer.wait_closed()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()  # the client went away; nothing to answer
+        except asyncio.CancelledError:
+            # The loop is shutting down. Nobody awaits this task, and Python 3.11's streams
+            # log a cancelled handler as an error ("Exception in callback"): end quietly, as
+            # 3.12 does.
+            writer.transport.abort()
 
     return await asyncio.start_server(on_connection, host, port, limit=MAX_REQUEST)
 

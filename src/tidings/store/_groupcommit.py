@@ -151,7 +151,7 @@ class GroupCommitter:
         _settle_threadsafe(loop, [(opened, (True, None))])
         try:
             self._serve(conn)
-        except BaseException as exc:  # a bug: fail loudly to every waiter, never hang them
+        except BaseException as exc:  # a bug here: refuse what is queued, then fail loudly
             self._refuse_queued(StoreError(f"store thread failed: {exc!r}"))
             raise
         finally:

@@ -19,3 +19,5 @@ def record_commit(stats: StoreStats, ops: int, seconds: float) -> None:
     if len(sizes) >= RECENT_BATCHES:
         del sizes[: len(sizes) - RECENT_BATCHES + 1]
     sizes.append(ops)
+    if stats.on_commit is not None:
+        stats.on_commit(ops, seconds)

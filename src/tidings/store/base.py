@@ -17,6 +17,7 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,6 +139,8 @@ class StoreStats:
     last_batch_size: int = 0
     commit_seconds_total: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)  #: recent batch sizes (bounded)
+    #: Called after each commit with (operations, seconds), from the store's own thread.
+    on_commit: Callable[[int, float], None] | None = None
 
 
 class Store(Protocol):
