@@ -4,6 +4,7 @@ bytes (see ``streams.py``), and the decoder's error contract."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import msgpack
 import pytest
@@ -84,6 +85,7 @@ def test_parsed_frames_are_ordinary_frozen_frames(frame: Frame) -> None:
     assert parsed == frame and hash(parsed) == hash(frame)
     assert repr(parsed) == repr(frame)
     assert dataclasses.replace(parsed) == frame  # type: ignore[type-var]
+    assert pickle.loads(pickle.dumps(parsed)) == frame
     field = dataclasses.fields(parsed)[0].name  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(parsed, field, 0)
@@ -168,6 +170,14 @@ def test_trailing_bytes_are_refused_by_msgpack_itself() -> None:
         parse(_ACK + b"\x00")
     assert isinstance(info.value.__cause__, msgpack.ExtraData)
     assert info.value.reason == "undecodable frame body"
+
+
+def test_msgpack_defaults_are_what_parse_relies_on() -> None:
+    # parse() calls unpackb(body) without options (they cost as much as the decoding): the
+    # defaults must stay raw=False, use_list=True, strict_map_key=True.
+    assert msgpack.unpackb(b"\x92\xa1a\xc4\x01b") == ["a", b"b"]
+    with pytest.raises(ValueError):
+        msgpack.unpackb(b"\x81\x01\x02")
 
 
 def test_unknown_type_names_the_number() -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ..errors import ConnectionClosed, DecryptionError, FrameError, HandshakeError
 from ..noise import MAX_PLAINTEXT, NoiseTransport, PipesInitiator, PipesResponder
 from ..wire import Error, ErrorCode, Frame, FrameDecoder, Ping, Pong, encode
+from ..wire.limits import MAX_REASON
 
 
 class ChannelState(enum.Enum):
@@ -253,7 +254,8 @@ class Channel:
 
     def _fail(self, code: int, reason: str, *, frame_type: int = 0, notify: bool = True) -> None:
         if notify and self._transport is not None:
-            self._plain += encode(Error(int(code), frame_type or 0, reason[:200]))
+            short = reason.encode()[:MAX_REASON].decode(errors="ignore")
+            self._plain += encode(Error(int(code), frame_type or 0, short))
             self._seal()
         self._plain = bytearray()
         self._state = ChannelState.CLOSED

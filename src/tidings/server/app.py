@@ -32,6 +32,9 @@ from .session import Session
 
 log = logging.getLogger("tidings.server")
 
+#: The WebSocket path of protocol version 1 (``ws://host:port/v1``).
+WS_PATH = b"/v1"
+
 #: How many expired items one sweep transaction removes at most: bounds the transaction size.
 EXPIRY_BATCH = 5000
 
@@ -81,8 +84,12 @@ class Relay:
         self._expiry_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
         self.metrics_address: tuple[str, int] | None = None
+        # Clients ping every few seconds; the relay pings a connection that has been silent
+        # for ping_interval and closes it after idle_timeout of silence (G7).
         self.keepalive = KeepaliveParams(
-            ping_interval=None, dead_after=config.idle_timeout, handshake_timeout=10.0
+            ping_interval=config.ping_interval,
+            dead_after=config.idle_timeout,
+            handshake_timeout=10.0,
         )
 
     def now(self) -> float:
@@ -145,7 +152,9 @@ class Relay:
         ok = self._ws_server is not None and self._ws_server.is_serving()
         return ok, {"listening": ok, "connections": len(self._all)}
 
-    def _new_connection(self, request: WSUpgradeRequest) -> ChannelConnection:
+    def _new_connection(self, request: WSUpgradeRequest) -> ChannelConnection | None:
+        if request.path.split(b"?", 1)[0] != WS_PATH:
+            return None  # picows answers 404
         session = Session(self, next(self._ids))
         self._all.add(session)
         self.metrics.connections.set(len(self._all))
