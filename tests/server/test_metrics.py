@@ -99,9 +99,12 @@ def test_gauges_and_histograms() -> None:
 
 # --- HTTP endpoint ------------------------------------------------------------------------------
 #
-# These tests run their own loop with ``asyncio.run`` (real loopback sockets, port 0, no sleeps)
-# instead of ``async def`` tests: under pytest-asyncio 1.5 + looptime 0.9, an async test that
-# follows a sync one leaks an event loop that ``filterwarnings = error`` turns into a failure.
+# Real loopback sockets on port 0, no sleeps. Each test runs a private loop (``serve``) rather
+# than being ``async def``: with pytest-asyncio 1.5 + looptime 0.9, looptime's
+# ``pytest_pyfunc_call`` makes the policy create a "current" loop that nobody closes; replacing
+# it (as pytest-asyncio's runner or ``asyncio.run`` do) gets it collected unclosed, and
+# ``filterwarnings = error`` turns that ResourceWarning into a failure. A runner with its own
+# ``loop_factory`` never touches the current loop.
 
 T = TypeVar("T")
 Response = tuple[int, dict[str, str], bytes]
@@ -165,7 +168,8 @@ def serve(
             server.close()
             await server.wait_closed()
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        return runner.run(main())
 
 
 def get(path: str, health: HealthCheck | None = None, metrics: Metrics | None = None) -> Response:

@@ -36,7 +36,7 @@ from ..delivery import (
     direct_conversation,
 )
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
-from ..errors import ConfigError, ConnectionBroken, StoreError
+from ..errors import ConfigError, ConnectionBroken, FrameError, StoreError
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
@@ -46,6 +46,7 @@ from ..wire import (
     Deliver,
     Devices,
     ErrorCode,
+    Frame,
     GetDevices,
     Hello,
     LinkCode,
@@ -275,6 +276,7 @@ class Client:
     async def _run(self) -> None:
         attempt = 0
         while not self._closing:
+            self._wake.clear()  # a reconnect_now() from here on cuts the next backoff short
             try:
                 conn = await open_channel(
                     self.identity.server_url,
@@ -285,6 +287,8 @@ class Client:
                 )
             except ConnectionBroken as exc:
                 log.info("! %s", exc)
+            except Exception:  # any failed attempt is retried; the loop must never die
+                log.exception("! connection attempt failed")
             else:
                 self._conn = conn
                 await conn.disconnected.wait()
@@ -295,7 +299,6 @@ class Client:
             if self.fatal is not None or self._closing:
                 return
             attempt += 1
-            self._wake.clear()
             delay = self._reconnect.delay(attempt)
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -359,7 +362,23 @@ class Client:
         conn.send_frame(Hello(PROTOCOL_VERSION, self.store.cursor()))
 
     def _on_welcome(self, frame: Welcome) -> None:
+        """The session is open. First learn this account's current devices (sends must name
+        them all), then let the outbox go."""
         self.server_time_offset = frame.server_time - self._clock()
+        self._request_ids += 1
+        rid = self._request_ids
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        fut.add_done_callback(self._on_own_devices)
+        if self._conn is not None:
+            self._conn.send_frame(GetDevices(rid, self.me.account))
+
+    def _on_own_devices(self, fut: asyncio.Future[object]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # disconnected meanwhile; the next session asks again
+        frame = fut.result()
+        assert isinstance(frame, Devices)
+        self._devices[self.me.account] = frame.device_ids
         self._open.set()
         self._scheduler.on_connect()
         self._emit(Connected(self._pattern))
@@ -390,14 +409,23 @@ class Client:
         now = self._clock()
         entries = self._scheduler.handle_timer(now)
         if entries:
-            frames, ids = [], []
+            frames: list[Frame] = []
+            ids = []
             for e in entries:
                 item = self._items.get(e.message_id)
                 if item is None:
                     continue
-                frames.append(self._send_frame(item))
+                try:
+                    frame = self._send_frame(item)
+                except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
+                    self._fail_locally(e.message_id, exc.code, exc.reason)
+                    continue
+                if frame is None:  # a note to self with no other device: nothing to relay
+                    self._on_sent(Sent(e.message_id, self._clock() + self.server_time_offset))
+                    continue
+                frames.append(frame)
                 ids.append(e.message_id)
-            conn.send_frames(frames)  # type: ignore[arg-type]
+            conn.send_frames(frames)
             written = self._clock()
             for mid in ids:
                 self._trace_later(mid, TracePoint.WRITTEN, written)
@@ -407,13 +435,21 @@ class Client:
             delay = max(0.0, deadline - self._clock())
             self._timer = asyncio.get_running_loop().call_later(delay, self._pump_outbox)
 
-    def _send_frame(self, item: OutboxItem) -> Send:
+    def _fail_locally(self, message_id: bytes, code: int, reason: str) -> None:
+        now = self._clock()
+        self._scheduler.on_refused(message_id, int(ErrorCode.INVALID_FIELD), reason, 0.0, now)
+        self._items.pop(message_id, None)
+        self.store.mark_failed(message_id, code, reason, now)
+        self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
+
+    def _send_frame(self, item: OutboxItem) -> Send | None:
         own = self.me.account
-        recipients = self._devices.get(item.recipient, (1,))
-        targets = [DeviceRef(item.recipient, d) for d in recipients]
+        targets = [DeviceRef(item.recipient, d) for d in self._known_devices(item.recipient)]
         if item.recipient != own:
-            targets += [DeviceRef(own, d) for d in self._devices.get(own, ())]
+            targets += [DeviceRef(own, d) for d in self._known_devices(own)]
         targets = [t for t in targets if t != self.me]
+        if not targets:
+            return None
         self._targets[item.message_id] = tuple(targets)
         return Send(
             item.message_id,
@@ -454,13 +490,22 @@ class Client:
             self._emit(StatusChanged(frame.message_id, None, Status.FAILED, Status.FAILED, now))
         self._pump_outbox()
 
+    def _known_devices(self, account: str) -> tuple[int, ...]:
+        """The devices of ``account`` as far as this client knows. Unknown accounts are
+        guessed to have device 1 (own account: only this device); a wrong guess costs one
+        DEVICE_MISMATCH answer, which names the real set."""
+        known = self._devices.get(account)
+        if known is not None:
+            return known
+        return (self.me.device_id,) if account == self.me.account else (1,)
+
     def _apply_device_diff(self, frame: Refused) -> None:
         changed: dict[str, set[int]] = {}
         for account, device_id in frame.missing:
-            cur = changed.setdefault(account, set(self._devices.get(account, ())))
+            cur = changed.setdefault(account, set(self._known_devices(account)))
             cur.add(device_id)
         for account, device_id in frame.stale:
-            cur = changed.setdefault(account, set(self._devices.get(account, ())))
+            cur = changed.setdefault(account, set(self._known_devices(account)))
             cur.discard(device_id)
         for account, ids in changed.items():
             self._devices[account] = tuple(sorted(ids))

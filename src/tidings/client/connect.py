@@ -82,7 +82,9 @@ async def open_channel(
         )
     except (OSError, WSError, TimeoutError) as exc:
         raise ConnectionBroken(f"cannot connect to {url}: {exc}") from exc
-    assert isinstance(listener, ChannelConnection)
+    if not isinstance(listener, ChannelConnection):
+        # picows returns no listener when the server cut the connection during the upgrade.
+        raise ConnectionBroken(f"cannot connect to {url}: the WebSocket upgrade was cut")
     return listener
 
 

@@ -65,8 +65,13 @@ class Inbox:
         self._emit = emit
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
-        self.reorderer: Reorderer[StoredMessage] = Reorderer(states=store.reorder_states())
+        self.reorderer = self._load_reorderer()
         self._held = store.unsurfaced()
+
+    def _load_reorderer(self) -> Reorderer[StoredMessage]:
+        # A linked device (id > 1) joins conversations that began before it existed: the
+        # messages before its first one were never queued for it and are not a gap.
+        return Reorderer(states=self.store.reorder_states(), join_midstream=self.me.device_id > 1)
 
     def start(self) -> None:
         """Feed back messages held for ordering before the last stop (needs a running loop)."""
@@ -106,7 +111,7 @@ class Inbox:
         try:
             return self._on_message(frame, sender, content, now)
         except StoreError:
-            self.reorderer = Reorderer(states=self.store.reorder_states())
+            self.reorderer = self._load_reorderer()
             raise
 
     # ---------------------------------------------------------------- receipts

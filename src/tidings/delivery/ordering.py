@@ -218,6 +218,9 @@ class Reorderer(Generic[T]):
         hold_seconds: how long a gap may stay open before it is skipped.
         max_held: most messages held per stream.
         states: streams to restore (see :meth:`restore`).
+        join_midstream: a stream seen for the first time starts at the counter of its first
+            message instead of 1. For a device linked to an account after its conversations
+            began: it was never sent the earlier messages, so they are not a gap.
     """
 
     def __init__(
@@ -225,11 +228,13 @@ class Reorderer(Generic[T]):
         hold_seconds: float = ORDER_HOLD_SECONDS,
         max_held: int = MAX_HELD_PER_SENDER,
         states: Iterable[StreamState] = (),
+        join_midstream: bool = False,
     ) -> None:
         if not hold_seconds >= 0 or max_held < 1:
             raise _invalid("hold_seconds must be >= 0 and max_held >= 1")
         self.hold_seconds = hold_seconds
         self.max_held = max_held
+        self.join_midstream = join_midstream
         self._streams: dict[StreamKey, _Stream[T]] = {}
         self._changed: set[StreamKey] = set()
         for s in states:
@@ -251,7 +256,8 @@ class Reorderer(Generic[T]):
             raise _invalid("counter must be an integer >= 1")
         s = self._streams.get(key)
         if s is None:
-            s = self._streams[key] = _Stream(key)
+            start = counter if self.join_midstream else 1
+            s = self._streams[key] = _Stream(key, expected=start, horizon=start)
         if counter < s.expected:
             return self._late(s, counter, item)
         if counter in s.held:

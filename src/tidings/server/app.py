@@ -32,6 +32,9 @@ from .session import Session
 
 log = logging.getLogger("tidings.server")
 
+#: Longest wait for in-progress store writes on shutdown.
+SHUTDOWN_DRAIN_SECONDS = 10.0
+
 #: The WebSocket path of protocol version 1 (``ws://host:port/v1``).
 WS_PATH = b"/v1"
 
@@ -139,9 +142,16 @@ class Relay:
             self._ws_server.close()
         if self._expiry_task is not None:
             self._expiry_task.cancel()
-        for session in list(self._all):
+        sessions = list(self._all)
+        for session in sessions:
             if session.conn is not None:
                 session.conn.close(int(ErrorCode.SHUTTING_DOWN), "server shutting down")
+        # Let the writes already accepted finish (their ✓ cannot reach the closed connections,
+        # but they are committed and the retried sends will be answered as duplicates).
+        await asyncio.wait_for(
+            asyncio.gather(*(s.drain() for s in sessions), return_exceptions=True),
+            SHUTDOWN_DRAIN_SECONDS,
+        )
         if self._http_server is not None:
             self._http_server.close()
         await self.store.close()

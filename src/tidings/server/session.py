@@ -172,6 +172,11 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drain(self) -> None:
+        """Wait for the sends and fetches this session started (graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _send(self, frame: Frame) -> None:
         if self.conn is not None and self.state is not SessionState.CLOSED:
             self.relay.metrics_frame_out(frame)
@@ -216,6 +221,12 @@ class Session:
         device = await self.relay.store.device_by_key(self.noise_key)
         if device is None:
             self._violation(ErrorCode.UNKNOWN_DEVICE, "no device has this key; register first")
+            return
+        last = await self.relay.store.last_seq(device.ref)
+        if frame.cursor > last:
+            # The device claims items that were never queued: trusting it would delete (or skip)
+            # items it never stored. Refuse, and change nothing (G8).
+            self._violation(ErrorCode.INVALID_ACK, f"cursor above the last seq ({last})", 1)
             return
         self.device = device.ref
         self._acked = self._sent_upto = frame.cursor
@@ -277,8 +288,9 @@ class Session:
             expires_at=now + relay.config.retention_seconds,
             max_queue=relay.config.max_queue,
         )
-        # Start the durable write now, in frame order, but do not wait for it: the next frames
-        # (more sends, acks) are handled while the group commit is in progress.
+        # Do not wait for the durable write here: the next frames (more sends, acks) are handled
+        # while the group commit is in progress. Tasks start in creation order, so writes are
+        # queued to the store in frame order.
         self._spawn(self._finish_send(frame, relay.store.submit(sub)))
 
     async def _finish_send(self, frame: Send, pending: object) -> None:
@@ -339,8 +351,9 @@ class Session:
         while in_flight and in_flight[0] <= frame.seq:
             in_flight.popleft()
         self.relay.metrics_ack()
-        await self.relay.store.ack(self.device, frame.seq)
         self._pump()
+        removed = await self.relay.store.ack(self.device, frame.seq)
+        self.relay.metrics_delivered(removed)
 
     def offer(self, item: InboxItem) -> None:
         """A new item was stored for this device: push it now if it is next in line."""
@@ -366,7 +379,6 @@ class Session:
             self._in_flight.append(item.seq)
             self._sent_upto = item.seq
         if frames and self.conn is not None:
-            self.relay.metrics_delivered(len(frames))
             self.conn.send_frames(frames)
 
     def _pump(self) -> None:
