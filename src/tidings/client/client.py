@@ -332,8 +332,13 @@ class Client:
             if handler is not None:
                 handler(self, event.frame)
         elif isinstance(event, HandshakeDone):
+            # This connection is the session from now on, even if _run has not yet resumed
+            # from open_channel (the whole handshake can complete before it does).
+            self._conn = conn
             self._on_handshake(conn, event)
         elif isinstance(event, ChannelClosed):
+            # Nothing more may be written to this connection; _run notices the disconnect.
+            self._open.clear()
             log.info("= closed %s %s", event.code, event.reason)
             fatal = event.code in FATAL_CODES and event.by_peer
             ev = Disconnected(event.code, event.reason, fatal)

@@ -174,14 +174,17 @@ class TcpAckWatcher:
 
     def written(self, conn: ChannelConnection, ids: list[bytes]) -> None:
         """``ids`` were just written on ``conn``."""
-        if not self.available or conn.transport is None:
+        if not self.available or conn.transport is None or conn.transport.is_disconnected:
             return
         transport = conn.transport.underlying_transport
+        if transport.is_closing():
+            return
         sock = transport.get_extra_info("socket")
         acked = tcp_bytes_acked(sock) if sock is not None else None
         queued = tcp_unacked_bytes(sock) if sock is not None else None
         if acked is None or queued is None:
-            self.available = False
+            if sock is None or sock.fileno() >= 0:
+                self.available = False  # no TCP_INFO here (not Linux): say "unavailable"
             return
         self._sock = sock
         target = acked + queued + transport.get_write_buffer_size()

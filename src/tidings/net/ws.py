@@ -189,7 +189,7 @@ def tcp_bytes_acked(sock: socket.socket) -> int | None:
     """Bytes of this socket the peer's TCP stack has acknowledged, or None where unavailable."""
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, ValueError):
         return None
     if len(info) < _BYTES_ACKED_OFFSET + 8:
         return None
@@ -202,6 +202,6 @@ def tcp_unacked_bytes(sock: socket.socket) -> int | None:
 
     try:
         raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
-    except OSError:
+    except (OSError, ValueError):  # ValueError: the socket is already closed (fileno -1)
         return None
     return int(struct.unpack("=i", raw)[0])
