@@ -1,4 +1,4 @@
-"""Fixtures of the client integration tests: a relay factory and a client factory.
+"""Fixtures shared by the integration tests: a relay factory and a client factory.
 
 ``relays.start(**config)`` starts a real relay (loopback, SQLite under ``tmp_path``, the fake
 clock ``relays.clock``); ``clients.new("alice")`` registers an account and starts its client.
