@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -111,6 +112,9 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
     key = load_or_create_key(config.data_dir / KEY_FILE)
     relay = Relay(config, SQLiteStore(config.data_dir / DB_FILE), key, clock=clock)
     await relay.start()
+    # Everything allocated so far lives as long as the process: keep the garbage collector
+    # from scanning it again on every full collection (measured: ~10% of the relay's CPU).
+    gc.freeze()
     assert relay.address is not None
     host, port = relay.address
     url = f"ws://{host}:{port}/v1"

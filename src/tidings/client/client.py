@@ -431,6 +431,7 @@ class Client:
                 frames.append(frame)
                 ids.append(e.message_id)
             conn.send_frames(frames)
+            conn.flush()  # write now: the trace's "written" and the TCP-ack target need it
             written = self._clock()
             for mid in ids:
                 self._trace_later(mid, TracePoint.WRITTEN, written)

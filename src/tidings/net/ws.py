@@ -63,6 +63,8 @@ class ChannelConnection(WSListener):
         self.disconnected = asyncio.Event()
         self.bytes_written = 0
         self.closed_event: ChannelClosed | None = None
+        self._flush_scheduled = False
+        self._timer_at = 0.0
 
     # ---------------------------------------------------------------- picows callbacks
 
@@ -93,7 +95,9 @@ class ChannelConnection(WSListener):
             return  # picows answers pings itself
         else:
             channel.close(0, "only whole binary websocket messages are allowed")
-        self.flush()
+            self.flush()
+            return
+        self._schedule_flush()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self._timer is not None:
@@ -110,21 +114,22 @@ class ChannelConnection(WSListener):
     # ---------------------------------------------------------------- API
 
     def send_frame(self, frame: Frame) -> None:
-        """Queue a frame and write it out. A no-op if the channel has closed."""
+        """Queue a frame; it is written at the end of this loop iteration, together with every
+        other frame queued meanwhile (one Noise message, one write). A no-op once closed."""
         channel = self.channel
         if channel is None or channel.state is ChannelState.CLOSED:
             return
         channel.send_frame(frame)
-        self.flush()
+        self._schedule_flush()
 
     def send_frames(self, frames: list[Frame]) -> None:
-        """Queue several frames and write them out together (one Noise message if they fit)."""
+        """Queue several frames (see :meth:`send_frame`)."""
         channel = self.channel
         if channel is None or channel.state is ChannelState.CLOSED:
             return
         for frame in frames:
             channel.send_frame(frame)
-        self.flush()
+        self._schedule_flush()
 
     def close(self, code: int = 0, reason: str = "") -> None:
         """Close the channel (sending ERROR first if ``code``) and then the WebSocket."""
@@ -133,15 +138,21 @@ class ChannelConnection(WSListener):
         self.flush()
 
     def flush(self) -> None:
-        """Write what the channel has to send, report its events and re-arm the timer."""
+        """Now: report the channel's events, write what it has to send, re-arm the timer.
+
+        Events go first, so the frames their handlers queue leave in the same write.
+        """
+        self._flush_scheduled = False
         channel = self.channel
         transport = self.transport
         if channel is None or transport is None:
             return
+        for event in channel.events():
+            self._dispatch(event)
         for message in channel.data_to_send():
             transport.send(WSMsgType.BINARY, message)
             self.bytes_written += len(message)
-        for event in channel.events():
+        for event in channel.events():  # a close caused by a handler
             self._dispatch(event)
         if channel.state is ChannelState.CLOSED:
             if self._timer is not None:
@@ -155,21 +166,34 @@ class ChannelConnection(WSListener):
 
     # ---------------------------------------------------------------- internals
 
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, ChannelClosed):
             self.closed_event = event
         self.handler.on_channel_event(self, event)
 
     def _arm_timer(self) -> None:
+        """Keep one timer at or before the channel's deadline. Deadlines mostly move later
+        (each received message pushes the keepalive out), so an early timer is left alone: when
+        it fires, the channel finds nothing due and the timer is armed again for the rest."""
         channel = self.channel
         assert channel is not None
         deadline = channel.next_deadline()
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        if self._timer is not None and self._timer_at <= deadline:
+            return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
-            self._timer = self._loop.call_later(delay, self._on_timer)
+        self._timer_at = deadline
+        self._timer = self._loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -25,9 +25,9 @@ from ..net.channel import Channel, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..noise import PipesResponder, fingerprint, generate_keypair, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
-from ..wire import PROLOGUE, ErrorCode, Frame
+from ..wire import PROLOGUE, ErrorCode, Frame, FrameType
 from .config import ServerConfig
-from .metrics import Metrics, serve_http
+from .metrics import Metrics, label, serve_http
 from .session import Session
 
 log = logging.getLogger("tidings.server")
@@ -79,6 +79,9 @@ class Relay:
         self.random_bytes = random_bytes
         self.limiter: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
         self.metrics = Metrics()
+        # The labelled children, looked up once: labels() costs more than the increment.
+        self._frames_in = {t: self.metrics.frames_received.labels(type=label(t)) for t in FrameType}
+        self._frames_out = {t: self.metrics.frames_sent.labels(type=label(t)) for t in FrameType}
         self.sessions: dict[DeviceRef, Session] = {}
         self._all: set[Session] = set()
         self._ids = itertools.count(1)
@@ -234,10 +237,10 @@ class Relay:
     # ---------------------------------------------------------------- metrics hooks
 
     def metrics_frame_in(self, frame: Frame) -> None:
-        self.metrics.frame_received(frame.TYPE)
+        self._frames_in[frame.TYPE].inc()
 
-    def metrics_frame_out(self, frame: Frame) -> None:
-        self.metrics.frame_sent(frame.TYPE)
+    def metrics_frame_out(self, frame_type: FrameType, n: int = 1) -> None:
+        self._frames_out[frame_type].inc(n)
 
     def metrics_handshake(self, pattern: str) -> None:
         self.metrics.handshakes.labels(pattern=pattern).inc()

@@ -179,7 +179,7 @@ class Session:
 
     def _send(self, frame: Frame) -> None:
         if self.conn is not None and self.state is not SessionState.CLOSED:
-            self.relay.metrics_frame_out(frame)
+            self.relay.metrics_frame_out(frame.TYPE)
             self.conn.send_frame(frame)
 
     # ---------------------------------------------------------------- registration
@@ -379,6 +379,7 @@ class Session:
             self._in_flight.append(item.seq)
             self._sent_upto = item.seq
         if frames and self.conn is not None:
+            self.relay.metrics_frame_out(FrameType.DELIVER, len(frames))
             self.conn.send_frames(frames)
 
     def _pump(self) -> None:
