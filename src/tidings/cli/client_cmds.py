@@ -102,6 +102,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser(
+        "read-receipts",
+        help="turn read receipts on or off for this device",
+        description="With read receipts off, this device still sends delivered receipts (✓✓) "
+        "but never tells senders that a message was displayed.",
+    )
+    p.add_argument("state", choices=["on", "off"])
+    _common(p)
+    p.set_defaults(func=cmd_read_receipts)
+
+    p = sub.add_parser(
         "trace",
         help="show a sent message's confirmation points",
         description="Show every confirmation point this device saw for a message: composed, "
@@ -311,6 +321,19 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
             {"event": "disconnected", "code": event.code, "reason": event.reason},
             f"= disconnected: {event.reason or event.code}",
         )
+
+
+# ---------------------------------------------------------------- settings
+
+
+def cmd_read_receipts(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    if not (home / DB_NAME).exists():
+        raise ConfigError(f"{home} holds no device")
+    with ClientStore(home / DB_NAME) as store:
+        store.set_read_receipts(args.state == "on")
+    _print(args, {"read_receipts": args.state == "on"}, f"read receipts {args.state}")
+    return 0
 
 
 # ---------------------------------------------------------------- trace

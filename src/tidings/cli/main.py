@@ -1,6 +1,7 @@
 """The ``tidings`` command.
 
-Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``trace``, ``demo``.
+Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``read-receipts``,
+``trace``, ``demo``.
 ``tidings COMMAND --help`` describes each. Exit codes: 0 success, 1 a tidings error (printed as
 one line), 2 usage error, 3 timed out waiting, 4 the server refused the message for good.
 """

@@ -108,9 +108,7 @@ def derive_session_keys(
     return SessionKeys(root_key=okm[:_KEY_LEN], chain_key=okm[_KEY_LEN:])
 
 
-def initiator_dh_outputs(
-    identity: KeyPair, base_key: KeyPair, bundle: X3DHBundle
-) -> list[bytes]:
+def initiator_dh_outputs(identity: KeyPair, base_key: KeyPair, bundle: X3DHBundle) -> list[bytes]:
     """DH1..DH3 [DH4] from the initiator's side (X3DH §3.3).
 
     Raises:
