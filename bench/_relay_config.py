@@ -1,0 +1,108 @@
+"""The relay bench's options: command line → :class:`Config`."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results" / "relay.json"
+DEFAULT_QUICK_OUT = HERE / "results" / "relay-quick.json"
+
+
+@dataclass
+class Config:
+    pairs: int
+    messages: int
+    rate: float
+    payload: int
+    window: int
+    pairs_per_process: int
+    idle: int
+    timeout: float
+    profile: str  # "", "py-spy" or "cprofile"
+    profile_rate: int
+    profile_native: bool
+    perf: bool
+    client_dir: Path | None
+    keep: bool
+    top: int
+    out: Path
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(
+        description="Relay benchmark: real server and sender/receiver pairs in separate processes."
+    )
+    p.add_argument("--pairs", type=int, help="sender/receiver pairs (default 50; quick 10)")
+    p.add_argument("--messages", type=int, help="messages per sender (default 200; quick 100)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="messages/s per sender (0: as fast as the window allows)",
+    )
+    p.add_argument("--payload", type=int, default=200, help="message body bytes")
+    p.add_argument(
+        "--window", type=int, default=64, help="with --rate 0: unanswered sends per sender"
+    )
+    p.add_argument(
+        "--pairs-per-process", type=int, default=10, help="pairs per worker process (one loop)"
+    )
+    p.add_argument(
+        "--idle", type=int, help="idle connections for the RSS figure (default 200; quick 50)"
+    )
+    p.add_argument("--timeout", type=float, default=300.0, help="deadline of the measured phase")
+    p.add_argument("--out", type=Path, help="JSON report (default bench/results/relay.json)")
+    p.add_argument("--quick", action="store_true", help="a small run (10 pairs × 100)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the server during the measured phase (py-spy if installed, else cProfile)",
+    )
+    p.add_argument(
+        "--profiler", choices=["py-spy", "cprofile"], help="force a profiler (implies --profile)"
+    )
+    p.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="py-spy --native: include C/Cython frames (pauses the server per sample)",
+    )
+    p.add_argument(
+        "--perf",
+        action="store_true",
+        help="also sample the server with `perf record -e cpu-clock` (CPU by library/symbol)",
+    )
+    p.add_argument("--top", type=int, default=25, help="profile entries to print")
+    p.add_argument(
+        "--client-dir", type=Path, help="where client homes go (default /dev/shm: tmpfs)"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    a = p.parse_args(argv)
+    profile = a.profiler or ""
+    if a.profile and not profile:
+        profile = "py-spy" if shutil.which("py-spy") else "cprofile"
+    cfg = Config(
+        pairs=a.pairs or (10 if a.quick else 50),
+        messages=a.messages or (100 if a.quick else 200),
+        rate=a.rate,
+        payload=a.payload,
+        window=a.window,
+        pairs_per_process=a.pairs_per_process,
+        idle=a.idle if a.idle is not None else (50 if a.quick else 200),
+        timeout=a.timeout,
+        profile=profile,
+        profile_rate=a.profile_rate,
+        profile_native=a.profile_native,
+        perf=a.perf,
+        client_dir=a.client_dir,
+        keep=a.keep,
+        top=a.top,
+        out=a.out or (DEFAULT_QUICK_OUT if a.quick else DEFAULT_OUT),
+    )
+    if min(cfg.pairs, cfg.messages, cfg.window, cfg.pairs_per_process) < 1 or cfg.idle < 0:
+        p.error("--pairs, --messages, --window and --pairs-per-process must be positive")
+    return cfg

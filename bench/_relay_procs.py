@@ -1,0 +1,131 @@
+"""The processes the relay bench starts: start them, talk to them, stop them on the way out.
+
+Every process is started in its own session (Ctrl-C reaches the bench only, which stops them in
+order) and gets SIGTERM from the kernel if the bench dies. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: How long a process sent a signal may take to exit before it is killed (seconds).
+STOP_TIMEOUT = 15.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the bench dies (Linux prctl)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Processes:
+    """Every process the bench started, to be stopped in reverse order on the way out."""
+
+    procs: list[tuple[str, asyncio.subprocess.Process]] = field(default_factory=list)
+
+    async def start(
+        self, name: str, argv: list[str], stderr_path: Path, *, stdin: bool = True
+    ) -> asyncio.subprocess.Process:
+        with stderr_path.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,  # Ctrl-C reaches the bench only; it stops them in order
+                preexec_fn=_die_with_parent,
+                limit=64 * 2**20,  # the workers' result lines are long
+            )
+        self.procs.append((name, proc))
+        return proc
+
+    async def stop(
+        self, proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM, grace: float = 0.0
+    ) -> None:
+        """Ask ``proc`` to stop: close its stdin, give it ``grace`` seconds to exit by itself,
+        send ``sig``, and kill it if it is still there after :data:`STOP_TIMEOUT`."""
+        if proc.returncode is not None:
+            return
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+            if proc.returncode is not None:
+                return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+
+    async def stop_all(self) -> None:
+        for _, proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                await self.stop(proc)
+
+    def kill_all_now(self) -> None:
+        """Last resort (the event loop is gone): SIGKILL what is still running."""
+        for _, proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+
+async def read_event(proc: asyncio.subprocess.Process, name: str, timeout: float) -> dict[str, Any]:
+    """The next JSON object a process prints on stdout (other lines are skipped)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{name}: no answer within {timeout:.0f}s")
+        line = await asyncio.wait_for(proc.stdout.readline(), remaining)
+        if not line:
+            raise RuntimeError(f"{name} exited (code {await proc.wait()}) without answering")
+        text = line.decode(errors="replace").strip()
+        if text.startswith("{"):
+            event: dict[str, Any] = json.loads(text)
+            if event.get("event") == "error":
+                raise RuntimeError(f"{name}: {event.get('error')}")
+            return event
+
+
+def send_command(proc: asyncio.subprocess.Process, command: str) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(command.encode() + b"\n")
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_for_file(path: Path, timeout: float) -> None:
+    """Wait until ``path`` exists and stopped growing (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    size = -1
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size == size and size > 0:
+            return
+        size = path.stat().st_size if path.exists() else -1
+        await asyncio.sleep(0.2)

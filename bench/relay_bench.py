@@ -1,0 +1,91 @@
+"""End-to-end relay benchmark: the real server and N sender/receiver pairs as separate processes.
+
+Usage: ``python bench/relay_bench.py [--pairs 50] [--messages 200] [--rate 0] [--payload 200]
+[--out bench/results/relay.json] [--quick] [--profile]``. See ``bench/README.md``.
+
+It starts ``tidings server`` as its own process (on a temporary data directory on disk, so the
+durable ✓ costs what it costs; rate limits and queue limits raised so nothing is throttled),
+registers 2×pairs accounts plus the idle ones, and starts worker processes
+(``bench/_bench_pair.py``), each running ``--pairs-per-process`` pairs on one uvloop event loop.
+When every client is connected it reads the server's CPU time (utime + stime of
+``/proc/<pid>/stat``), tells the workers to go, waits for every message to be delivered (✓✓ seen
+by its sender), reads the CPU time again and divides. Then it opens ``--idle`` more connections
+and divides the server's RSS growth by their number. It prints a table and writes the figures as
+JSON.
+
+Every wait has a deadline; on any exit (including Ctrl-C or SIGTERM) every process it started is
+terminated, then killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+from _relay_config import parse_args
+from _relay_machine import machine_info, source_digest
+from _relay_procs import Processes
+from _relay_report import table
+from _relay_run import guarded
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    out = cfg.out
+    print(
+        f"relay bench: {cfg.pairs} pairs × {cfg.messages} messages, payload {cfg.payload} B, "
+        f"{'window ' + str(cfg.window) if not cfg.rate else str(cfg.rate) + ' msg/s'} per sender, "
+        f"{-(-cfg.pairs // cfg.pairs_per_process)} worker processes"
+        + (f", profiling with {cfg.profile}" if cfg.profile else ""),
+        flush=True,
+    )
+    log: list[str] = []
+    procs = Processes()
+    load_at_start = os.getloadavg()[0]
+    digest = source_digest()
+    started = time.monotonic()
+    try:
+        report = asyncio.run(guarded(cfg, procs, log))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\n".join(log), file=sys.stderr)
+        print("interrupted; every process was stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print("\n".join(log), file=sys.stderr)
+        print(f"relay bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        procs.kill_all_now()  # only what survived the orderly stop (normally nothing)
+    for line in log:
+        print(line)
+    report = {
+        "bench": "relay",
+        "config": {
+            "pairs": cfg.pairs,
+            "messages": cfg.messages,
+            "rate": cfg.rate,
+            "payload": cfg.payload,
+            "window": cfg.window,
+            "pairs_per_process": cfg.pairs_per_process,
+            "worker_processes": -(-cfg.pairs // cfg.pairs_per_process),
+            "idle": cfg.idle,
+            "profile": cfg.profile or None,
+            "perf": cfg.perf,
+        },
+        "machine": machine_info(load_at_start, digest),
+        **report,
+        "bench_s": round(time.monotonic() - started, 1),
+    }
+    for line in table(report):
+        print(line)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"written to {out}")
+    return 0 if report["complete"] else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
