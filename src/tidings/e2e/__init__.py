@@ -1,1 +1,158 @@
+"""End-to-end encryption: X3DH and the Double Ratchet in libsignal v3's wire format.
 
+Sans-I/O throughout (Convention §1–2): no clock, no OS randomness (``rng(n)`` is injected),
+no storage (states serialize to bytes for the client store).
+
+Modules: `keys` (X25519 key pairs, 0x05-prefixed public keys, Ed25519-based identity keys),
+`xeddsa` (verifying libsignal's signatures), `x3dh` (key agreement), `ratchet` (the Double
+Ratchet's state and key schedule), `message` (WhisperMessage / PreKeyWhisperMessage),
+`padding` (plaintext padding), `session` (all sessions with one peer device), `pqxdh`
+(X3DH plus an ML-KEM-1024 encapsulation; key agreement only, not yet in `session`).
+
+Errors: peer input fails with the one `tidings.errors.DecryptionError`; a prekey bundle whose
+signature does not verify with `BundleError`; API misuse with `NoSessionError` or
+`SendingChainMissingError`.
+"""
+
+from .kem import (
+    KEM_CIPHERTEXT_LEN,
+    KEM_PUBLIC_KEY_LEN,
+    KEM_SEED_LEN,
+    KEM_SHARED_SECRET_LEN,
+    Encapsulate,
+    check_kem_public_key,
+    check_mlkem_support,
+    decapsulate,
+    encapsulate,
+    generate_kem_keypair,
+    kem_public_key,
+)
+from .keys import (
+    KEY_LEN,
+    SERIALIZED_PUBLIC_KEY_LEN,
+    IdentityKeyPair,
+    KeyPair,
+    PublicKey,
+    Rng,
+    edwards_to_montgomery,
+    montgomery_to_edwards,
+)
+from .message import MAC_LEN, VERSION_BYTE, PreKeyWhisperMessage, WhisperMessage
+from .padding import pad, unpad
+from .pqxdh import PQXDH_INFO, PQXDHBundle, PQXDHInitiation
+from .prekeys import (
+    BUNDLE_VERSION,
+    KEM_KEY_TYPE_MLKEM1024,
+    MAX_BUNDLE_LEN,
+    MAX_ONE_TIME_PREKEYS_PER_UPLOAD,
+    PREKEY_KEY_TYPE_DJB,
+    PREKEY_LOW_WATERMARK,
+    SIGNATURE_LEN,
+    SIGNED_PREKEY_ROTATION,
+    KemPreKey,
+    OneTimePreKey,
+    PreKeyBundle,
+    PrivatePreKey,
+    Sign,
+    SignedPreKey,
+    Verify,
+    generate_kem_prekey,
+    generate_one_time_prekeys,
+    generate_signed_prekey,
+    one_time_prekeys_to_upload,
+    signed_prekey_due,
+    verify_bundle,
+)
+from .ratchet import (
+    MAX_RECEIVING_CHAINS,
+    MAX_SKIP_GAP,
+    MAX_SKIP_PER_CHAIN,
+    MAX_SKIPPED_TOTAL,
+    Header,
+    MessageKeys,
+    RatchetParams,
+    RatchetState,
+    SendingChainMissingError,
+)
+from .session import (
+    MAX_ARCHIVED_SESSIONS,
+    Decrypted,
+    LocalPreKeys,
+    MessageType,
+    NoSessionError,
+    Session,
+)
+from .x3dh import BundleError, SessionKeys, X3DHBundle, derive_session_keys
+from .xeddsa import verify as xeddsa_verify
+
+__all__ = [
+    "BUNDLE_VERSION",
+    "KEM_CIPHERTEXT_LEN",
+    "KEM_KEY_TYPE_MLKEM1024",
+    "KEM_PUBLIC_KEY_LEN",
+    "KEM_SEED_LEN",
+    "KEM_SHARED_SECRET_LEN",
+    "KEY_LEN",
+    "MAC_LEN",
+    "MAX_ARCHIVED_SESSIONS",
+    "MAX_BUNDLE_LEN",
+    "MAX_ONE_TIME_PREKEYS_PER_UPLOAD",
+    "MAX_RECEIVING_CHAINS",
+    "MAX_SKIPPED_TOTAL",
+    "MAX_SKIP_GAP",
+    "MAX_SKIP_PER_CHAIN",
+    "PQXDH_INFO",
+    "PREKEY_KEY_TYPE_DJB",
+    "PREKEY_LOW_WATERMARK",
+    "SERIALIZED_PUBLIC_KEY_LEN",
+    "SIGNATURE_LEN",
+    "SIGNED_PREKEY_ROTATION",
+    "VERSION_BYTE",
+    "BundleError",
+    "Decrypted",
+    "Encapsulate",
+    "Header",
+    "IdentityKeyPair",
+    "KemPreKey",
+    "KeyPair",
+    "LocalPreKeys",
+    "MessageKeys",
+    "MessageType",
+    "NoSessionError",
+    "OneTimePreKey",
+    "PQXDHBundle",
+    "PQXDHInitiation",
+    "PreKeyBundle",
+    "PreKeyWhisperMessage",
+    "PrivatePreKey",
+    "PublicKey",
+    "RatchetParams",
+    "RatchetState",
+    "Rng",
+    "SendingChainMissingError",
+    "Session",
+    "SessionKeys",
+    "Sign",
+    "SignedPreKey",
+    "Verify",
+    "WhisperMessage",
+    "X3DHBundle",
+    "check_kem_public_key",
+    "check_mlkem_support",
+    "decapsulate",
+    "derive_session_keys",
+    "edwards_to_montgomery",
+    "encapsulate",
+    "generate_kem_keypair",
+    "generate_kem_prekey",
+    "generate_one_time_prekeys",
+    "generate_signed_prekey",
+    "kem_public_key",
+    "montgomery_to_edwards",
+    "one_time_prekeys_to_upload",
+    "pad",
+    "signed_prekey_due",
+    "unpad",
+    "verify_bundle",
+    "xeddsa_verify",
+]

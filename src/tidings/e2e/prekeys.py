@@ -61,6 +61,7 @@ __all__ = [
     "OneTimePreKey",
     "PreKeyBundle",
     "PrivatePreKey",
+    "Sign",
     "SignedPreKey",
     "Verify",
     "generate_kem_prekey",

@@ -41,6 +41,7 @@ from tidings.errors import DecryptionError, TidingsError
 from .keys import KeyPair, PublicKey, Rng
 
 __all__ = [
+    "DEFAULT_PARAMS",
     "MAX_RECEIVING_CHAINS",
     "MAX_SKIPPED_TOTAL",
     "MAX_SKIP_GAP",
@@ -91,6 +92,10 @@ class RatchetParams:
             raise ValueError("ratchet bounds are not negative")
         if self.max_receiving_chains < 1:
             raise ValueError("a session keeps at least one receiving chain")
+
+
+#: The default bounds.
+DEFAULT_PARAMS = RatchetParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +194,8 @@ class ReceivingChain:
                     return seed, replace(self, skipped=rest)
             raise DecryptionError()
         chain = self.advance(counter, params)
-        assert chain.chain_key is not None  # advance() refuses a closed chain
+        if chain.chain_key is None:  # a chain closed by a DH step derives no more keys
+            raise DecryptionError()
         seed = _hmac(chain.chain_key, _MESSAGE_KEY_SEED)
         next_key = _hmac(chain.chain_key, _CHAIN_KEY_SEED)
         return seed, replace(chain, chain_key=next_key, next_index=counter + 1)
@@ -252,7 +258,7 @@ class RatchetState:
         return header, MessageKeys.from_seed(seed), after
 
     def receiving_step(
-        self, header: Header, rng: Rng, params: RatchetParams = RatchetParams()
+        self, header: Header, rng: Rng, params: RatchetParams = DEFAULT_PARAMS
     ) -> tuple[MessageKeys, RatchetState]:
         """The keys of a received message, and the state to keep if it authenticates.
 
@@ -267,8 +273,12 @@ class RatchetState:
             state = state._dh_step(header, rng, params)
             position = len(state.receiving) - 1
         seed, chain = state.receiving[position].take(header.counter, params)
-        chains = state.receiving[:position] + (chain,) + state.receiving[position + 1 :]
+        chains = (*state.receiving[:position], chain, *state.receiving[position + 1 :])
         return MessageKeys.from_seed(seed), replace(state, receiving=_cap_total(chains, params))
+
+    def has_receiving_chain(self, ratchet_key: PublicKey) -> bool:
+        """Whether we keep a receiving chain for this peer ratchet key."""
+        return self._chain_position(ratchet_key) is not None
 
     def _chain_position(self, ratchet_key: PublicKey) -> int | None:
         for position, chain in enumerate(self.receiving):
@@ -283,7 +293,9 @@ class RatchetState:
             chains[-1] = replace(last, chain_key=None)
         new_key = KeyPair.generate(rng)
         try:
-            root, receiving_key = _kdf_rk(self.root_key, self.our_ratchet_key.dh(header.ratchet_key))
+            root, receiving_key = _kdf_rk(
+                self.root_key, self.our_ratchet_key.dh(header.ratchet_key)
+            )
             root, sending_key = _kdf_rk(root, new_key.dh(header.ratchet_key))
         except ValueError as exc:  # small-order ratchet key
             raise DecryptionError() from exc
@@ -333,7 +345,9 @@ class RatchetState:
                 )
                 for key, chain_key, next_index, skipped in chains
             )
-            return cls(root, KeyPair.from_private(private), sending, send_index, previous, receiving)
+            return cls(
+                root, KeyPair.from_private(private), sending, send_index, previous, receiving
+            )
         except (TypeError, ValueError, msgpack.UnpackException) as exc:
             raise ValueError("not a serialized ratchet state") from exc
 

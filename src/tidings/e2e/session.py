@@ -1,0 +1,377 @@
+"""Sessions with one peer device: X3DH to start, the Double Ratchet to run, libsignal v3 wire.
+
+`Session` is libsignal's *session record*: at most one **open** session (the one we encrypt
+with) and up to `MAX_ARCHIVED_SESSIONS` **archived** ones, which still decrypt late messages.
+A session is identified by the initiator's X3DH base key.
+
+Call order::
+
+    initiator                                   responder
+    session = Session(identity, reg_id)         session = Session(identity, reg_id)
+    session.initiate(bundle, rng)
+    kind, data = session.encrypt(plaintext)  -> session.decrypt(kind, data, rng, prekeys)
+                                                (delete ``used_prekey_id`` with the message)
+    ... both sides encrypt / decrypt ...
+    session.close()        # end the session: the next message needs a new initiate()
+
+The initiator sends `MessageType.PREKEY` messages (X3DH parameters around the ratchet message)
+until it first decrypts a reply, then `MessageType.WHISPER` messages.
+
+Invariants (Convention §9): every decryption runs against immutable copies of the state and
+commits only after the MAC verified and the plaintext decrypted; a failure of any kind raises
+the one `tidings.errors.DecryptionError` and leaves the session exactly as it was. One
+decryption draws at most one key pair from ``rng`` (for a DH ratchet step). Nothing here checks
+whether the peer's identity key is trusted: `Decrypted.their_identity` reports it, and the
+caller decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Protocol
+
+import msgpack
+
+from tidings.errors import DecryptionError, TidingsError
+
+from .keys import KeyPair, PublicKey, Rng
+from .message import PreKeyWhisperMessage, WhisperMessage
+from .ratchet import DEFAULT_PARAMS, Header, RatchetParams, RatchetState
+from .x3dh import X3DHBundle, initiate, respond
+
+__all__ = [
+    "MAX_ARCHIVED_SESSIONS",
+    "SESSION_VERSION",
+    "Decrypted",
+    "LocalPreKeys",
+    "MessageType",
+    "NoSessionError",
+    "PendingPreKey",
+    "Session",
+    "SessionState",
+]
+
+#: Archived sessions kept per peer device (libsignal's ``ARCHIVED_STATES_MAX_LENGTH``).
+MAX_ARCHIVED_SESSIONS = 40
+#: Version of `Session.serialize`'s format.
+SESSION_VERSION = 1
+
+
+class MessageType(IntEnum):
+    """libsignal's envelope types for the two wire messages."""
+
+    WHISPER = 1  # a WhisperMessage ("CIPHERTEXT")
+    PREKEY = 3  # a PreKeyWhisperMessage ("PREKEY_BUNDLE")
+
+
+class NoSessionError(TidingsError):
+    """API misuse: `Session.encrypt` without an open session (call `Session.initiate`)."""
+
+
+class LocalPreKeys(Protocol):
+    """Our prekeys, as the responder looks them up (the client's prekey store)."""
+
+    def signed_prekey(self, prekey_id: int) -> KeyPair | None:
+        """Our signed prekey with this id, or ``None``."""
+
+    def one_time_prekey(self, prekey_id: int) -> KeyPair | None:
+        """Our unused one-time prekey with this id, or ``None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPreKey:
+    """The initiator's X3DH parameters, repeated in each message until the peer replies."""
+
+    prekey_id: int | None
+    signed_prekey_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """One session: the peer, its X3DH base key, the ratchet and any pending prekey data."""
+
+    their_identity: PublicKey
+    base_key: PublicKey
+    ratchet: RatchetState
+    pending_prekey: PendingPreKey | None = None
+    their_registration_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    """A decrypted message.
+
+    Attributes:
+        plaintext: the authenticated plaintext.
+        their_identity: the sender's identity key (check it against the trusted one).
+        used_prekey_id: the one-time prekey this message consumed: delete it in the same
+            transaction that stores the message and the session.
+    """
+
+    plaintext: bytes
+    their_identity: PublicKey
+    used_prekey_id: int | None = None
+
+
+class Session:
+    """All sessions with one peer device (see the module docstring for the call order).
+
+    Args:
+        identity: our identity's X25519 key pair (``IdentityKeyPair.dh_key_pair``).
+        registration_id: our device's registration id, sent in PreKeyWhisperMessages.
+        params: the ratchet's resource bounds.
+    """
+
+    def __init__(
+        self, identity: KeyPair, registration_id: int, params: RatchetParams = DEFAULT_PARAMS
+    ) -> None:
+        self.identity = identity
+        self.registration_id = registration_id
+        self.params = params
+        self.open: SessionState | None = None
+        self.archived: list[SessionState] = []  # newest first
+
+    def initiate(self, bundle: X3DHBundle, rng: Rng) -> None:
+        """Start a new open session from the peer's bundle, archiving the current one.
+
+        Draws two key pairs from ``rng``: the X3DH base key, then our first ratchet key.
+
+        Raises:
+            tidings.e2e.x3dh.BundleError: the bundle's signature does not verify.
+        """
+        base_key = KeyPair.generate(rng)
+        keys = initiate(self.identity, base_key, bundle)
+        ratchet = RatchetState.initiator(keys.root_key, bundle.signed_prekey, KeyPair.generate(rng))
+        pending = PendingPreKey(bundle.one_time_prekey_id, bundle.signed_prekey_id)
+        state = SessionState(
+            bundle.identity_key, base_key.public, ratchet, pending, bundle.registration_id
+        )
+        self._install(state)
+
+    def close(self) -> None:
+        """Archive the open session (libsignal's END_SESSION); encrypting then needs a new one."""
+        if self.open is not None:
+            self._archive(self.open)
+            self.open = None
+
+    def encrypt(self, plaintext: bytes) -> tuple[MessageType, bytes]:
+        """Encrypt with the open session.
+
+        Returns:
+            The message type and the serialized message.
+
+        Raises:
+            NoSessionError: there is no open session.
+            tidings.e2e.ratchet.SendingChainMissingError: we responded but never received.
+        """
+        state = self.open
+        if state is None:
+            raise NoSessionError("no open session: initiate one first")
+        header, keys, ratchet = state.ratchet.sending_step()
+        message = WhisperMessage.create(
+            ratchet_key=header.ratchet_key,
+            counter=header.counter,
+            previous_counter=header.previous_counter,
+            ciphertext=keys.encrypt(plaintext),
+            mac_key=keys.mac_key,
+            sender_ik=self.identity.public,
+            receiver_ik=state.their_identity,
+        )
+        self.open = replace(state, ratchet=ratchet)
+        if state.pending_prekey is None:
+            return MessageType.WHISPER, message.serialize()
+        prekey_message = PreKeyWhisperMessage(
+            registration_id=self.registration_id,
+            prekey_id=state.pending_prekey.prekey_id,
+            signed_prekey_id=state.pending_prekey.signed_prekey_id,
+            base_key=state.base_key,
+            identity_key=self.identity.public,
+            message=message,
+        )
+        return MessageType.PREKEY, prekey_message.serialize()
+
+    def decrypt(
+        self,
+        message_type: MessageType,
+        data: bytes,
+        rng: Rng,
+        prekeys: LocalPreKeys | None = None,
+    ) -> Decrypted:
+        """Decrypt a message from the peer; the sessions change only if it authenticates.
+
+        Args:
+            message_type: the envelope's type.
+            data: the serialized message.
+            rng: randomness for a DH ratchet step (at most one key pair is drawn).
+            prekeys: our prekeys, needed for a PreKeyWhisperMessage that starts a session.
+
+        Raises:
+            DecryptionError: whatever went wrong (garbage, forgery, duplicate, bounds,
+                unknown prekey), with no detail.
+        """
+        once = _OnceRng(rng)
+        if message_type == MessageType.PREKEY:
+            return self._decrypt_prekey(PreKeyWhisperMessage.parse(data), once, prekeys)
+        if message_type != MessageType.WHISPER:
+            raise DecryptionError()
+        message = WhisperMessage.parse(data)
+        for state in self._candidates(message.ratchet_key):
+            try:
+                plaintext, after = self._open_whisper(state, message, once)
+            except DecryptionError:
+                continue
+            self._replace(state, after)
+            return Decrypted(plaintext, state.their_identity)
+        raise DecryptionError()
+
+    def _decrypt_prekey(
+        self, message: PreKeyWhisperMessage, rng: Rng, prekeys: LocalPreKeys | None
+    ) -> Decrypted:
+        for state in self._all():
+            if state.base_key == message.base_key:  # a session this message already started
+                if state.their_identity != message.identity_key:
+                    raise DecryptionError()
+                plaintext, after = self._open_whisper(state, message.message, rng)
+                self._replace(state, after)
+                return Decrypted(plaintext, state.their_identity)
+        state = self._respond(message, prekeys)
+        plaintext, after = self._open_whisper(state, message.message, rng)
+        self._install(after)
+        return Decrypted(plaintext, message.identity_key, message.prekey_id)
+
+    def _respond(self, message: PreKeyWhisperMessage, prekeys: LocalPreKeys | None) -> SessionState:
+        """X3DH as the responder (X3DH §3.4): a new session state, not yet installed."""
+        if prekeys is None:
+            raise DecryptionError()
+        signed = prekeys.signed_prekey(message.signed_prekey_id)
+        one_time = None
+        if message.prekey_id is not None:
+            one_time = prekeys.one_time_prekey(message.prekey_id)
+            if one_time is None:  # used already: most likely a replayed message
+                raise DecryptionError()
+        if signed is None:
+            raise DecryptionError()
+        try:
+            keys = respond(self.identity, signed, one_time, message.identity_key, message.base_key)
+        except ValueError as exc:
+            raise DecryptionError() from exc
+        ratchet = RatchetState.responder(keys.root_key, signed)
+        return SessionState(
+            message.identity_key, message.base_key, ratchet, None, message.registration_id
+        )
+
+    def _open_whisper(
+        self, state: SessionState, message: WhisperMessage, rng: Rng
+    ) -> tuple[bytes, SessionState]:
+        """Decrypt against ``state``; return the plaintext and the state to commit."""
+        header = Header(message.ratchet_key, message.counter, message.previous_counter)
+        keys, ratchet = state.ratchet.receiving_step(header, rng, self.params)
+        if not message.verify_mac(keys.mac_key, state.their_identity, self.identity.public):
+            raise DecryptionError()
+        plaintext = keys.decrypt(message.ciphertext)
+        return plaintext, replace(state, ratchet=ratchet, pending_prekey=None)
+
+    # -- the record: open + archived -------------------------------------------------------
+
+    def _all(self) -> list[SessionState]:
+        return ([self.open] if self.open is not None else []) + self.archived
+
+    def _candidates(self, ratchet_key: PublicKey) -> list[SessionState]:
+        """Sessions to try: those that know this ratchet key first, then the others."""
+        states = self._all()
+        known = [s for s in states if s.ratchet.has_receiving_chain(ratchet_key)]
+        return known + [s for s in states if not s.ratchet.has_receiving_chain(ratchet_key)]
+
+    def _replace(self, before: SessionState, after: SessionState) -> None:
+        if self.open is before:
+            self.open = after
+        else:
+            self.archived = [after if s is before else s for s in self.archived]
+
+    def _install(self, state: SessionState) -> None:
+        if self.open is not None:
+            self._archive(self.open)
+        self.open = state
+
+    def _archive(self, state: SessionState) -> None:
+        self.archived = [state, *self.archived][:MAX_ARCHIVED_SESSIONS]
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def serialize(self) -> bytes:
+        """The sessions as bytes for the client store (msgpack, `SESSION_VERSION` first).
+
+        Our identity key is not included: the store keeps it once, and `parse` takes it.
+        """
+        states = [_state_record(s) for s in self._all()]
+        record = [SESSION_VERSION, self.registration_id, self.open is not None, states]
+        return bytes(msgpack.packb(record, use_bin_type=True))
+
+    @classmethod
+    def parse(
+        cls, data: bytes, identity: KeyPair, params: RatchetParams = DEFAULT_PARAMS
+    ) -> Session:
+        """Invert `serialize`.
+
+        Raises:
+            ValueError: not a serialized session of version `SESSION_VERSION`.
+        """
+        try:
+            version, registration_id, has_open, records = msgpack.unpackb(data, raw=False)
+            if version != SESSION_VERSION:
+                raise ValueError(f"session version {version}, expected {SESSION_VERSION}")
+            states = [_state_from_record(r) for r in records]
+        except (TypeError, ValueError, msgpack.UnpackException) as exc:
+            raise ValueError("not a serialized session") from exc
+        session = cls(identity, registration_id, params)
+        if has_open:
+            session.open, states = states[0], states[1:]
+        session.archived = states
+        return session
+
+
+class _OnceRng:
+    """An rng that draws once per size and repeats it: trying several sessions for one
+    message must not consume more randomness than the one that succeeds uses."""
+
+    def __init__(self, rng: Callable[[int], bytes]) -> None:
+        self._rng = rng
+        self._drawn: dict[int, bytes] = {}
+
+    def __call__(self, n: int) -> bytes:
+        if n not in self._drawn:
+            self._drawn[n] = self._rng(n)
+        return self._drawn[n]
+
+
+def _state_record(state: SessionState) -> list[object]:
+    pending = state.pending_prekey
+    return [
+        state.their_identity.raw,
+        state.base_key.raw,
+        state.ratchet.serialize(),
+        None if pending is None else [pending.prekey_id, pending.signed_prekey_id],
+        state.their_registration_id,
+    ]
+
+
+def _state_from_record(record: list[object]) -> SessionState:
+    their_identity, base_key, ratchet, pending, registration_id = record
+    if not isinstance(their_identity, bytes) or not isinstance(base_key, bytes):
+        raise TypeError("keys are bytes")
+    if not isinstance(ratchet, bytes) or not isinstance(registration_id, int):
+        raise TypeError("bad session record")
+    pending_prekey = None
+    if pending is not None:
+        if not isinstance(pending, list):
+            raise TypeError("bad pending prekey")
+        pending_prekey = PendingPreKey(pending[0], pending[1])
+    return SessionState(
+        PublicKey(their_identity),
+        PublicKey(base_key),
+        RatchetState.parse(ratchet),
+        pending_prekey,
+        registration_id,
+    )
