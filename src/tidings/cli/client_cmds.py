@@ -32,6 +32,9 @@ from ..client.store import ClientStore
 from ..delivery import Status, glyph
 from ..errors import ConfigError
 
+#: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
+DRAIN_ON_EXIT = 10.0
+
 DEFAULT_HOME = Path.home() / ".local" / "share" / "tidings" / "default"
 
 #: Statuses ``send --wait`` can wait for, and what counts as reaching them.
@@ -241,6 +244,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     if args.read:
                         await client.mark_read([event.message.message_id])
                     if args.count and received >= args.count:
+                        # Let the receipts just queued reach the relay before exiting.
+                        await client.drain(DRAIN_ON_EXIT)
                         return 0
                 if isinstance(event, Disconnected) and event.fatal:
                     return 2

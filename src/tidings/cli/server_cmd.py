@@ -111,6 +111,12 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
     config.data_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_key(config.data_dir / KEY_FILE)
     relay = Relay(config, SQLiteStore(config.data_dir / DB_FILE), key, clock=clock)
+    # Handlers first: a SIGTERM that arrives while starting (or right after the ready line)
+    # must stop the relay gracefully, not kill it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await relay.start()
     # Everything allocated so far lives as long as the process: keep the garbage collector
     # from scanning it again on every full collection (measured: ~10% of the relay's CPU).
@@ -139,10 +145,6 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
         if metrics:
             print(f"metrics: {metrics} (health: /healthz)", flush=True)
         print(f"data: {config.data_dir.resolve()}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await relay.stop()
     return 0

@@ -142,6 +142,7 @@ class Client:
         self._conn: ChannelConnection | None = None
         self._open = asyncio.Event()
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -240,6 +241,22 @@ class Client:
         newly = self.store.mark_read(keys, now, receipts)
         self._add_queued(r.message_id for r in receipts)
         return len(newly)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (every message and receipt stored by the relay, or
+        failed), at most ``timeout`` seconds. Returns whether it emptied."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self._scheduler):
+            self._drained.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._drained.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     def events(self) -> EventStream:
         """Incoming messages and status changes, as they are committed, from this call on.
@@ -445,6 +462,7 @@ class Client:
         now = self._clock()
         self._scheduler.on_refused(message_id, int(ErrorCode.INVALID_FIELD), reason, 0.0, now)
         self._items.pop(message_id, None)
+        self._drained.set()
         self.store.mark_failed(message_id, code, reason, now)
         self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
 
@@ -467,6 +485,7 @@ class Client:
         self._tcp.poll_now()
         if self._scheduler.on_sent(frame.message_id) is None:
             return
+        self._drained.set()
         now = self._clock()
         self._items.pop(frame.message_id, None)
         targets = self._targets.pop(frame.message_id, ())
@@ -491,6 +510,7 @@ class Client:
         elif isinstance(action, RetryAt):
             self.store.set_attempt(frame.message_id, action.attempts, action.at)
         elif isinstance(action, Failed):
+            self._drained.set()
             self._items.pop(frame.message_id, None)
             self.store.mark_failed(frame.message_id, frame.code, frame.reason, now)
             self._emit(StatusChanged(frame.message_id, None, Status.FAILED, Status.FAILED, now))

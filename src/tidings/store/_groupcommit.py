@@ -54,9 +54,13 @@ class _Job:
     write: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    bulk: object = None  #: the same operation, for the set-based runner (``None``: none)
 
 
 _Outcome = tuple[bool, object]  #: (succeeded, result or exception)
+
+#: Runs a segment of consecutive bulk writes set-based: ``(conn, [job.bulk, …])`` → outcomes.
+BulkRunner = Callable[[sqlite3.Connection, list[object]], list[_Outcome]]
 
 
 class GroupCommitter:
@@ -73,6 +77,7 @@ class GroupCommitter:
         max_batch: int,
         stats: StoreStats,
         on_abort: Callable[[], None] = lambda: None,
+        bulk: BulkRunner | None = None,
     ) -> None:
         """Prepare, without starting the thread.
 
@@ -80,8 +85,11 @@ class GroupCommitter:
             connect: opens the connection (and migrates); runs on the store's thread.
             max_batch: the most operations one transaction holds.
             stats: counters to update after each commit.
-            on_abort: called on the store's thread when a whole transaction was rolled back
-                (to drop caches of what it wrote).
+            on_abort: called on the store's thread when a whole transaction, or a segment run
+                by ``bulk``, was rolled back (to drop caches of what it wrote).
+            bulk: runs a segment of consecutive write operations that carry a ``bulk`` value,
+                set-based, in one savepoint. If it raises, the segment is rolled back to that
+                savepoint and its operations run one by one instead (see ``_run_segment``).
         """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -89,6 +97,7 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._stats = stats
         self._on_abort = on_abort
+        self._bulk = bulk
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()  # makes "accepting?" and "enqueue" one step
         self._accepting = False
@@ -110,8 +119,11 @@ class GroupCommitter:
         thread.start()
         await opened  # on failure the thread stopped accepting and refused what was queued
 
-    async def run(self, operation: Operation[T], *, write: bool) -> T:
+    async def run(self, operation: Operation[T], *, write: bool, bulk: object = None) -> T:
         """Run ``operation`` on the store's thread; return after its batch committed.
+
+        A write with a ``bulk`` value may instead be run by the committer's bulk runner, with
+        its neighbours, as that value; ``operation`` must give the same answer.
 
         Cancelling the caller does not cancel the operation: it may still be committed.
 
@@ -124,7 +136,7 @@ class GroupCommitter:
         with self._lock:
             if not self._accepting:
                 raise StoreError("store is not open")
-            self._queue.put(_Job(operation, write, loop, future))
+            self._queue.put(_Job(operation, write, loop, future, bulk if write else None))
         return cast(T, await future)
 
     async def stop(self) -> None:
@@ -195,9 +207,7 @@ class GroupCommitter:
             return [_call(conn, job) for job in jobs]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = [
-                _call_in_savepoint(conn, job) if job.write else _call(conn, job) for job in jobs
-            ]
+            outcomes = self._run_all(conn, jobs)
             started = time.perf_counter()
             conn.execute("COMMIT")
             record_commit(self._stats, writes, time.perf_counter() - started)
@@ -206,6 +216,47 @@ class GroupCommitter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return [(False, _failed_batch(exc)) for _ in jobs]
+        return outcomes
+
+    def _run_all(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
+        """Run the batch's operations in order inside the open transaction."""
+        if self._bulk is None:
+            return [
+                _call_in_savepoint(conn, job) if job.write else _call(conn, job) for job in jobs
+            ]
+        outcomes: list[_Outcome] = []
+        segment: list[_Job] = []
+        for job in jobs:
+            if job.bulk is not None:
+                segment.append(job)
+                continue
+            if segment:
+                outcomes.extend(self._run_segment(conn, segment))
+                segment = []
+            outcomes.append(_call_in_savepoint(conn, job) if job.write else _call(conn, job))
+        if segment:
+            outcomes.extend(self._run_segment(conn, segment))
+        return outcomes
+
+    def _run_segment(self, conn: sqlite3.Connection, segment: list[_Job]) -> list[_Outcome]:
+        """Run consecutive bulk writes set-based; if that raises, undo it and go op by op.
+
+        The runner decides refusals before writing and writes nothing else for them, so its
+        outcomes are the per-operation path's. Whatever it raises (a failed statement, a
+        duplicate it cannot place, a bug), nothing of the segment is kept: it is rolled back to
+        the segment's savepoint, caches are dropped, and each operation runs in its own.
+        """
+        assert self._bulk is not None
+        conn.execute("SAVEPOINT segment")
+        try:
+            outcomes = self._bulk(conn, [job.bulk for job in segment])
+        except Exception:
+            # If SQLite already rolled the whole transaction back, this raises: the batch fails.
+            conn.execute("ROLLBACK TO segment")
+            conn.execute("RELEASE segment")
+            self._on_abort()
+            return [_call_in_savepoint(conn, job) for job in segment]
+        conn.execute("RELEASE segment")
         return outcomes
 
 

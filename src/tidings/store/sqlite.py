@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from tidings.errors import StoreError
-from tidings.store import _sql_devices, _sql_inbox
+from tidings.store import _bulk, _sql_devices, _sql_inbox
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store._heads import HeadCache
 from tidings.store.base import (
@@ -53,7 +53,11 @@ class SQLiteStore:
         self.stats = StoreStats()
         self._heads = HeadCache()  # used on the store's thread only
         self._committer = GroupCommitter(
-            self._connect, max_batch=max_batch, stats=self.stats, on_abort=self._heads.clear
+            self._connect,
+            max_batch=max_batch,
+            stats=self.stats,
+            on_abort=self._heads.clear,
+            bulk=lambda conn, ops: _bulk.run_segment(conn, self._heads, ops),
         )
 
     def _connect(self) -> sqlite3.Connection:
@@ -65,6 +69,9 @@ class SQLiteStore:
             if mode != "wal":
                 raise StoreError(f"cannot use WAL mode on {self.path} (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
+            # Savepoint (statement) journals in memory: they only serve rollbacks within a
+            # transaction, and on a file every page a write touches is copied out to it first.
+            conn.execute("PRAGMA temp_store = MEMORY")
             migrate(conn)
         except BaseException:
             conn.close()
@@ -128,7 +135,9 @@ class SQLiteStore:
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically and durably. See ``Store.submit``."""
         return await self._committer.run(
-            lambda conn: _sql_inbox.submit(conn, self._heads, sub), write=True
+            lambda conn: _sql_inbox.submit(conn, self._heads, sub),
+            write=True,
+            bulk=_bulk.SubmitOp(sub),
         )
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
@@ -140,7 +149,9 @@ class SQLiteStore:
     async def ack(self, device: DeviceRef, up_to_seq: int) -> int:
         """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
         return await self._committer.run(
-            lambda conn: _sql_inbox.ack(conn, self._heads, device, up_to_seq), write=True
+            lambda conn: _sql_inbox.ack(conn, self._heads, device, up_to_seq),
+            write=True,
+            bulk=_bulk.AckOp(device, up_to_seq),
         )
 
     async def last_seq(self, device: DeviceRef) -> int:

@@ -1,0 +1,227 @@
+"""Set-based execution of a run of consecutive submits and acks (on the store's thread).
+
+The per-operation path (:mod:`tidings.store._sql_inbox`, one ``SAVEPOINT`` each) costs four to
+six statements per submit. Here a *segment* — consecutive submits and acks of one batch, with no
+other operation between them — is decided in Python from the
+:class:`~tidings.store._heads.HeadCache` in enqueue order, and written with one ``executemany``
+for all its inbox rows, one for all its idempotency records and one for the touched counters.
+
+Why the answers are the same as op by op:
+
+* A submit is decided before anything of it is written, from counters that already include every
+  earlier operation of the segment (acks of a device are applied before a later submit to it
+  is checked), so a refused send writes nothing, and an accepted one takes the same seqs.
+* Duplicates inside the segment are found in Python. A duplicate of a record committed earlier
+  is found by the ``INSERT … ON CONFLICT DO NOTHING`` of all the segment's records changing
+  fewer rows than it was given: then :class:`Replan` is raised, and the group committer rolls
+  the segment back to its savepoint and runs it again op by op (rare: only retries).
+* Any statement that fails raises likewise: nothing of the segment is kept, the committer
+  empties the head cache (which the segment changed as it went) and falls back to the
+  per-operation path, which answers each operation exactly.
+* Acks are applied in order relative to the submits of their device: pending acks of a device are
+  flushed (after its pending inbox rows) before a later submit to that device is decided.
+  Consecutive acks of one device become one ``DELETE … RETURNING seq``, split per ack in order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from tidings.store._heads import HeadCache, Heads
+from tidings.store._rules import check_targets, first_full
+from tidings.store.base import DeviceRef, InboxItem, ItemKind, Stored, Submission
+
+_ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE account = ?"
+_SENT_AT = (
+    "SELECT stored_at FROM sent WHERE sender_account = ? AND sender_device = ? AND message_id = ?"
+)
+_RECORD_SENT = (
+    "INSERT INTO sent (sender_account, sender_device, message_id, stored_at, expires_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_INSERT_ITEM = (
+    "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
+    " message_id, payload, enqueued_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+_SET_HEAD = "UPDATE devices SET last_seq = ?, depth = ? WHERE account = ? AND device_id = ?"
+_ACK = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ?"
+_ACK_SEQS = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ? RETURNING seq"
+_SHRINK = "UPDATE devices SET depth = depth - ? WHERE account = ? AND device_id = ?"
+
+_MESSAGE = ItemKind.MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOp:
+    """A submit to run set-based."""
+
+    sub: Submission
+
+
+@dataclass(frozen=True, slots=True)
+class AckOp:
+    """An ack to run set-based."""
+
+    device: DeviceRef
+    up_to_seq: int
+
+
+BulkOp = SubmitOp | AckOp
+Outcome = tuple[bool, object]  #: (succeeded, result or exception), as the group committer's
+
+
+class Replan(Exception):
+    """The segment met something it cannot answer set-based: redo it op by op."""
+
+
+def run_segment(conn: sqlite3.Connection, cache: HeadCache, ops: list[object]) -> list[Outcome]:
+    """Run ``ops`` (each a :data:`BulkOp`) in order; their outcomes, in the same order.
+
+    Must run inside a savepoint of the caller's: on any exception, roll back to it, empty
+    ``cache`` and run the operations one by one instead.
+    """
+    segment = _Segment(conn, cache, len(ops))
+    for index, op in enumerate(ops):
+        if isinstance(op, SubmitOp):
+            segment.submit(index, op.sub)
+        elif isinstance(op, AckOp):
+            segment.ack(index, op.device, op.up_to_seq)
+        else:  # pragma: no cover - a caller bug
+            raise TypeError(f"not a bulk operation: {op!r}")
+    segment.finish()
+    return segment.outcomes
+
+
+class _Segment:
+    def __init__(self, conn: sqlite3.Connection, cache: HeadCache, size: int) -> None:
+        self.conn = conn
+        self.cache = cache
+        self.outcomes: list[Outcome] = [(True, None)] * size
+        #: accounts read in this segment: never read twice, so an eviction from the cache
+        #: cannot bring back a value older than what the segment already changed.
+        self.accounts: dict[str, Heads | None] = {}
+        self.sent: dict[tuple[str, int, bytes], float] = {}  #: records of this segment
+        self.records: list[tuple[str, int, bytes, float, float]] = []
+        self.rows: list[tuple[object, ...]] = []
+        self.row_devices: set[DeviceRef] = set()
+        self.dirty: dict[DeviceRef, list[int]] = {}  #: counters to write back
+        self.acks: dict[DeviceRef, list[tuple[int, int]]] = {}  #: (index, up_to), in order
+
+    def heads(self, account: str) -> Heads | None:
+        try:
+            return self.accounts[account]
+        except KeyError:
+            heads = self.accounts[account] = self.cache.get(self.conn, account)
+            return heads
+
+    def submit(self, index: int, sub: Submission) -> None:
+        sender = sub.sender
+        key = (sender.account, sender.device_id, sub.message_id)
+        pending = self.sent.get(key)
+        if pending is not None:
+            self.outcomes[index] = (True, Stored(items=(), stored_at=pending, duplicate=True))
+            return
+        if self.acks:
+            for ref, _ in sub.payloads:
+                if ref in self.acks:
+                    self.flush_acks(ref)
+        recipient = self.heads(sub.recipient)
+        known = recipient is not None or (
+            self.conn.execute(_ACCOUNT_EXISTS, (sub.recipient,)).fetchone() is not None
+        )
+        if sender.account != sub.recipient:
+            own = self.heads(sender.account) or {}
+            heads = {**recipient, **own} if recipient else own
+        else:
+            heads = recipient or {}
+        try:
+            refusal = check_targets(sub, heads, known) or first_full(sub, lambda ref: heads[ref][1])
+        except Exception as exc:
+            self.outcomes[index] = self.unless_duplicate(key, (False, exc))
+            return
+        if refusal is not None:
+            self.outcomes[index] = self.unless_duplicate(key, (True, refusal))
+            return
+        now, expires_at, message_id = sub.now, sub.expires_at, sub.message_id
+        items = []
+        rows, dirty, row_devices = self.rows, self.dirty, self.row_devices
+        for ref, payload in sub.payloads:
+            head = heads[ref]
+            seq = head[0] = head[0] + 1
+            head[1] += 1
+            dirty[ref] = head
+            row_devices.add(ref)
+            rows.append((ref.account, ref.device_id, seq, _MESSAGE, *key, payload, now, expires_at))
+            items.append(
+                (ref, InboxItem(seq, _MESSAGE, sender, message_id, payload, now, expires_at))
+            )
+        self.sent[key] = now
+        self.records.append((*key, now, expires_at))
+        self.outcomes[index] = (True, Stored(items=tuple(items), stored_at=now))
+
+    def unless_duplicate(self, key: tuple[str, int, bytes], outcome: Outcome) -> Outcome:
+        """A refusal, unless the send was stored before: duplicates are answered first."""
+        row = self.conn.execute(_SENT_AT, key).fetchone()
+        return (
+            outcome if row is None else (True, Stored(items=(), stored_at=row[0], duplicate=True))
+        )
+
+    def ack(self, index: int, device: DeviceRef, up_to_seq: int) -> None:
+        pending = self.acks.get(device)
+        if pending is None:
+            self.acks[device] = [(index, up_to_seq)]
+        else:
+            pending.append((index, up_to_seq))
+
+    def flush_acks(self, device: DeviceRef) -> None:
+        pending = self.acks.pop(device)
+        if device in self.row_devices:
+            self.flush_rows()  # earlier submits to the device come before these acks
+        account, device_id = device.account, device.device_id
+        if len(pending) == 1:
+            index, up_to = pending[0]
+            deleted: int = self.conn.execute(_ACK, (account, device_id, up_to)).rowcount
+            self.outcomes[index] = (True, deleted)
+        else:
+            top = max(up_to for _, up_to in pending)
+            seqs = sorted(row[0] for row in self.conn.execute(_ACK_SEQS, (account, device_id, top)))
+            deleted = len(seqs)
+            done = 0  # how many of ``seqs`` the acks before took
+            for index, up_to in pending:
+                upto = max(done, bisect_right(seqs, up_to))
+                self.outcomes[index] = (True, upto - done)
+                done = upto
+        if not deleted:
+            return
+        heads = self.heads(account)
+        head = None if heads is None else heads.get(device)
+        if head is None:  # pragma: no cover - items of a device that does not exist
+            self.conn.execute(_SHRINK, (deleted, account, device_id))
+            return
+        head[1] -= deleted
+        self.dirty[device] = head
+
+    def flush_rows(self) -> None:
+        self.conn.executemany(_INSERT_ITEM, self.rows)
+        self.rows.clear()
+        self.row_devices.clear()
+
+    def finish(self) -> None:
+        if self.records:
+            changed = self.conn.executemany(_RECORD_SENT, self.records).rowcount
+            if changed != len(self.records):
+                raise Replan("a send of the segment was stored by an earlier transaction")
+        for device in list(self.acks):
+            self.flush_acks(device)
+        if self.rows:
+            self.flush_rows()
+        if self.dirty:
+            self.conn.executemany(
+                _SET_HEAD,
+                [
+                    (head[0], head[1], ref.account, ref.device_id)
+                    for ref, head in self.dirty.items()
+                ],
+            )
