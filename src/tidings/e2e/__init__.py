@@ -14,6 +14,19 @@ signature does not verify with `BundleError`; API misuse with `NoSessionError` o
 `SendingChainMissingError`.
 """
 
+from .fingerprint import (
+    DEFAULT_ITERATIONS,
+    FINGERPRINT_VERSION,
+    SAFETY_NUMBER_DIGITS,
+    SCANNABLE_FINGERPRINT_LEN,
+    SCANNABLE_VERSION,
+    FingerprintParsingError,
+    FingerprintVersionMismatchError,
+    compare_scannable,
+    format_safety_number,
+    safety_number,
+    scannable_fingerprint,
+)
 from .kem import (
     KEM_CIPHERTEXT_LEN,
     KEM_PUBLIC_KEY_LEN,
@@ -87,6 +100,8 @@ from .xeddsa import verify as xeddsa_verify
 
 __all__ = [
     "BUNDLE_VERSION",
+    "DEFAULT_ITERATIONS",
+    "FINGERPRINT_VERSION",
     "KEM_CIPHERTEXT_LEN",
     "KEM_KEY_TYPE_MLKEM1024",
     "KEM_PUBLIC_KEY_LEN",
@@ -104,6 +119,9 @@ __all__ = [
     "PQXDH_INFO",
     "PREKEY_KEY_TYPE_DJB",
     "PREKEY_LOW_WATERMARK",
+    "SAFETY_NUMBER_DIGITS",
+    "SCANNABLE_FINGERPRINT_LEN",
+    "SCANNABLE_VERSION",
     "SERIALIZED_PUBLIC_KEY_LEN",
     "SIGNATURE_LEN",
     "SIGNED_PREKEY_ROTATION",
@@ -111,6 +129,8 @@ __all__ = [
     "BundleError",
     "Decrypted",
     "Encapsulate",
+    "FingerprintParsingError",
+    "FingerprintVersionMismatchError",
     "Header",
     "IdentityKeyPair",
     "KemPreKey",
@@ -139,10 +159,12 @@ __all__ = [
     "X3DHBundle",
     "check_kem_public_key",
     "check_mlkem_support",
+    "compare_scannable",
     "decapsulate",
     "derive_session_keys",
     "edwards_to_montgomery",
     "encapsulate",
+    "format_safety_number",
     "generate_kem_keypair",
     "generate_kem_prekey",
     "generate_one_time_prekeys",
@@ -151,6 +173,8 @@ __all__ = [
     "montgomery_to_edwards",
     "one_time_prekeys_to_upload",
     "pad",
+    "safety_number",
+    "scannable_fingerprint",
     "signed_prekey_due",
     "unpad",
     "verify_bundle",
