@@ -110,6 +110,13 @@ async def test_add_device_with_registered_key_keeps_the_code(store: Store) -> No
     assert device.ref.device_id == 2  # the refused attempt consumed neither code nor id
 
 
+async def test_a_link_code_is_stored_once(store: Store) -> None:
+    (alice,) = await make_account(store, "alice")
+    await store.put_link_code(alice, code("c"), NOW + 60, NOW)
+    with pytest.raises(IntegrityError, match="link code exists"):
+        await store.put_link_code(alice, code("c"), NOW + 90, NOW)
+
+
 async def test_link_code_needs_a_known_device(store: Store) -> None:
     await make_account(store, "alice")
     with pytest.raises(IntegrityError, match="unknown device"):

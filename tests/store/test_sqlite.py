@@ -169,11 +169,14 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path: Path, acked_before
     )
     assert proc.stdout is not None
     acked: list[str] = []
-    while len(acked) < acked_before_kill:
-        line = await proc.stdout.readline()
-        assert line.endswith(b"\n"), f"writer ended early: {await proc.wait()}"
-        acked.append(line.decode().strip())
-    proc.send_signal(signal.SIGKILL)
+    try:
+        async with asyncio.timeout(60):  # a guard against a hung writer, not a wait
+            while len(acked) < acked_before_kill:
+                line = await proc.stdout.readline()
+                assert line.endswith(b"\n"), f"writer ended early: {await proc.wait()}"
+                acked.append(line.decode().strip())
+    finally:
+        proc.send_signal(signal.SIGKILL)
     # Lines already in the pipe were acknowledged too; a torn last line was not.
     rest = (await proc.stdout.read()).decode()
     assert await proc.wait() == -signal.SIGKILL

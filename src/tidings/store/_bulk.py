@@ -14,8 +14,8 @@ Why the answers are the same as op by op:
 * Duplicates inside the segment are found in Python. A duplicate of a record committed earlier
   is found by the ``INSERT … ON CONFLICT DO NOTHING`` of all the segment's records changing
   fewer rows than it was given: then :class:`Replan` is raised, and the group committer rolls
-  the segment back to its savepoint and runs it again op by op (rare: only retries).
-* Any statement that fails raises likewise: nothing of the segment is kept, the committer
+  the transaction back and runs the batch again op by op (rare: only retries do this).
+* Any statement that fails raises likewise: nothing of the batch is kept, the committer
   empties the head cache (which the segment changed as it went) and falls back to the
   per-operation path, which answers each operation exactly.
 * Acks are applied in order relative to the submits of their device: pending acks of a device are
@@ -31,7 +31,15 @@ from dataclasses import dataclass
 
 from tidings.store._heads import HeadCache, Heads
 from tidings.store._rules import check_targets, first_full
-from tidings.store.base import DeviceRef, InboxItem, ItemKind, Stored, Submission
+from tidings.store.base import (
+    DeviceMismatch,
+    DeviceRef,
+    InboxItem,
+    ItemKind,
+    QueueFull,
+    Stored,
+    Submission,
+)
 
 _ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE account = ?"
 _SENT_AT = (
@@ -79,8 +87,8 @@ class Replan(Exception):
 def run_segment(conn: sqlite3.Connection, cache: HeadCache, ops: list[object]) -> list[Outcome]:
     """Run ``ops`` (each a :data:`BulkOp`) in order; their outcomes, in the same order.
 
-    Must run inside a savepoint of the caller's: on any exception, roll back to it, empty
-    ``cache`` and run the operations one by one instead.
+    On any exception the caller must roll back everything the segment wrote (the group
+    committer rolls back the transaction), empty ``cache`` and run the operations one by one.
     """
     segment = _Segment(conn, cache, len(ops))
     for index, op in enumerate(ops):
@@ -105,8 +113,8 @@ class _Segment:
         self.sent: dict[tuple[str, int, bytes], float] = {}  #: records of this segment
         self.records: list[tuple[str, int, bytes, float, float]] = []
         self.rows: list[tuple[object, ...]] = []
-        self.row_devices: set[DeviceRef] = set()
-        self.dirty: dict[DeviceRef, list[int]] = {}  #: counters to write back
+        #: counters to write back, by ``id`` of the cache's list (hashing a DeviceRef is slow)
+        self.dirty: dict[int, tuple[DeviceRef, list[int]]] = {}
         self.acks: dict[DeviceRef, list[tuple[int, int]]] = {}  #: (index, up_to), in order
 
     def heads(self, account: str) -> Heads | None:
@@ -128,31 +136,25 @@ class _Segment:
                 if ref in self.acks:
                     self.flush_acks(ref)
         recipient = self.heads(sub.recipient)
-        known = recipient is not None or (
-            self.conn.execute(_ACCOUNT_EXISTS, (sub.recipient,)).fetchone() is not None
-        )
-        if sender.account != sub.recipient:
-            own = self.heads(sender.account) or {}
-            heads = {**recipient, **own} if recipient else own
-        else:
-            heads = recipient or {}
-        try:
-            refusal = check_targets(sub, heads, known) or first_full(sub, lambda ref: heads[ref][1])
-        except Exception as exc:
-            self.outcomes[index] = self.unless_duplicate(key, (False, exc))
-            return
-        if refusal is not None:
-            self.outcomes[index] = self.unless_duplicate(key, (True, refusal))
-            return
+        own = recipient if sender.account == sub.recipient else self.heads(sender.account)
+        heads = _exact_targets(sub, recipient, own)
+        if heads is None:  # not the exact device set, or a queue full: the rules decide
+            try:
+                refusal = self.refusal(sub, recipient, own)
+            except Exception as exc:
+                self.outcomes[index] = self.unless_duplicate(key, (False, exc))
+                return
+            if refusal is not None:
+                self.outcomes[index] = self.unless_duplicate(key, (True, refusal))
+                return
+            heads = [(ref, payload, _head(recipient, own, ref)) for ref, payload in sub.payloads]
         now, expires_at, message_id = sub.now, sub.expires_at, sub.message_id
         items = []
-        rows, dirty, row_devices = self.rows, self.dirty, self.row_devices
-        for ref, payload in sub.payloads:
-            head = heads[ref]
+        rows, dirty = self.rows, self.dirty
+        for ref, payload, head in heads:
             seq = head[0] = head[0] + 1
             head[1] += 1
-            dirty[ref] = head
-            row_devices.add(ref)
+            dirty[id(head)] = (ref, head)
             rows.append((ref.account, ref.device_id, seq, _MESSAGE, *key, payload, now, expires_at))
             items.append(
                 (ref, InboxItem(seq, _MESSAGE, sender, message_id, payload, now, expires_at))
@@ -160,6 +162,19 @@ class _Segment:
         self.sent[key] = now
         self.records.append((*key, now, expires_at))
         self.outcomes[index] = (True, Stored(items=tuple(items), stored_at=now))
+
+    def refusal(
+        self, sub: Submission, recipient: Heads | None, own: Heads | None
+    ) -> DeviceMismatch | QueueFull | None:
+        """The rules of ``tidings.store._rules``, as the per-operation path applies them."""
+        known = recipient is not None or (
+            self.conn.execute(_ACCOUNT_EXISTS, (sub.recipient,)).fetchone() is not None
+        )
+        if own is recipient:
+            heads = recipient or {}
+        else:
+            heads = {**recipient, **(own or {})} if recipient else (own or {})
+        return check_targets(sub, heads, known) or first_full(sub, lambda ref: heads[ref][1])
 
     def unless_duplicate(self, key: tuple[str, int, bytes], outcome: Outcome) -> Outcome:
         """A refusal, unless the send was stored before: duplicates are answered first."""
@@ -177,7 +192,7 @@ class _Segment:
 
     def flush_acks(self, device: DeviceRef) -> None:
         pending = self.acks.pop(device)
-        if device in self.row_devices:
+        if self.rows:
             self.flush_rows()  # earlier submits to the device come before these acks
         account, device_id = device.account, device.device_id
         if len(pending) == 1:
@@ -201,27 +216,65 @@ class _Segment:
             self.conn.execute(_SHRINK, (deleted, account, device_id))
             return
         head[1] -= deleted
-        self.dirty[device] = head
+        self.dirty[id(head)] = (device, head)
 
     def flush_rows(self) -> None:
         self.conn.executemany(_INSERT_ITEM, self.rows)
         self.rows.clear()
-        self.row_devices.clear()
 
     def finish(self) -> None:
         if self.records:
             changed = self.conn.executemany(_RECORD_SENT, self.records).rowcount
             if changed != len(self.records):
                 raise Replan("a send of the segment was stored by an earlier transaction")
+        if self.rows:
+            self.flush_rows()  # before the acks left: a submit after an ack flushed that ack
         for device in list(self.acks):
             self.flush_acks(device)
-        if self.rows:
-            self.flush_rows()
         if self.dirty:
             self.conn.executemany(
                 _SET_HEAD,
                 [
                     (head[0], head[1], ref.account, ref.device_id)
-                    for ref, head in self.dirty.items()
+                    for ref, head in self.dirty.values()
                 ],
             )
+
+
+def _head(recipient: Heads | None, own: Heads | None, ref: DeviceRef) -> list[int]:
+    heads = recipient if recipient is not None and ref in recipient else own
+    assert heads is not None
+    return heads[ref]
+
+
+def _exact_targets(
+    sub: Submission, recipient: Heads | None, own: Heads | None
+) -> list[tuple[DeviceRef, bytes, list[int]]] | None:
+    """The targets with their counters if the send is accepted as it stands, else ``None``.
+
+    Accepted: every current device of the recipient and of the sender's account but the sender
+    named exactly once, none at its queue limit — what :func:`check_targets` and
+    :func:`first_full` accept. ``None`` says nothing: the caller applies those rules.
+    """
+    if recipient is None:
+        return None
+    sender, limit = sub.sender, sub.max_queue
+    expected = len(recipient)
+    if own is not recipient and own is not None:
+        expected += len(own)
+    if own is not None and sender in own:
+        expected -= 1
+    payloads = sub.payloads
+    if len(payloads) != expected:
+        return None
+    account = sub.recipient
+    found = []
+    for ref, payload in payloads:
+        heads = recipient if ref.account == account else own
+        head = None if heads is None else heads.get(ref)
+        if head is None or ref == sender or head[1] >= limit:
+            return None
+        found.append((ref, payload, head))
+    if len(found) > 1 and len({ref for ref, _, _ in found}) != len(found):
+        return None
+    return found

@@ -2,7 +2,10 @@
 
 Callers, coroutines on any event loop, enqueue an operation and await a future. The thread takes
 every operation waiting (up to ``max_batch``) and runs the batch in ONE transaction, each write
-inside its own ``SAVEPOINT`` so that a failing or refused write undoes only itself. It then
+inside its own ``SAVEPOINT`` so that a failing or refused write undoes only itself — except runs
+of consecutive writes that carry a ``bulk`` value, which the optional bulk runner executes
+set-based (if it raises, the transaction is rolled back and the whole batch runs again with one
+savepoint per write, see :meth:`GroupCommitter._run_all`). It then
 commits once, so a batch costs one fsync (DESIGN §5), and only after the ``COMMIT`` returned does
 it resolve the futures, grouped per event loop with ``call_soon_threadsafe``. No caller ever sees
 a result that was not committed; if the commit fails, every operation of the batch fails.
@@ -11,6 +14,8 @@ Invariants:
 
 * Operations run one at a time, in the order they were enqueued; each sees the ones before it.
 * A batch of reads only runs without a transaction and counts no commit.
+* With a bulk runner, a batch may run twice (the first run rolled back): operations must be
+  functions of the database (the store's are).
 * After :meth:`GroupCommitter.stop` began, new operations are refused with ``StoreError``;
   the ones enqueued before it still run.
 """
@@ -88,8 +93,9 @@ class GroupCommitter:
             on_abort: called on the store's thread when a whole transaction, or a segment run
                 by ``bulk``, was rolled back (to drop caches of what it wrote).
             bulk: runs a segment of consecutive write operations that carry a ``bulk`` value,
-                set-based, in one savepoint. If it raises, the segment is rolled back to that
-                savepoint and its operations run one by one instead (see ``_run_segment``).
+                set-based. If it raises, the transaction is rolled back and the batch runs again
+                op by op (see ``_run_all``): with ``bulk``, every operation must give the same
+                answer when it runs again on the same database.
         """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -207,7 +213,15 @@ class GroupCommitter:
             return [_call(conn, job) for job in jobs]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = self._run_all(conn, jobs)
+            try:
+                outcomes = self._run_all(conn, jobs, self._bulk)
+            except _Redo:
+                # Nothing of the batch is kept; run all of it again, one savepoint per write.
+                self._on_abort()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = self._run_all(conn, jobs, None)
             started = time.perf_counter()
             conn.execute("COMMIT")
             record_commit(self._stats, writes, time.perf_counter() - started)
@@ -218,9 +232,20 @@ class GroupCommitter:
             return [(False, _failed_batch(exc)) for _ in jobs]
         return outcomes
 
-    def _run_all(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
-        """Run the batch's operations in order inside the open transaction."""
-        if self._bulk is None:
+    def _run_all(
+        self, conn: sqlite3.Connection, jobs: list[_Job], bulk: BulkRunner | None
+    ) -> list[_Outcome]:
+        """Run the batch's operations in order inside the open transaction.
+
+        With ``bulk``, each run of consecutive jobs that carry a ``bulk`` value (a *segment*)
+        is handed to it, without a savepoint: the runner decides refusals before writing and
+        writes nothing for them, so its outcomes are the per-operation path's. If it raises
+        (a failed statement, a duplicate it cannot place, a bug), :class:`_Redo` is raised:
+        the caller rolls the whole transaction back and runs the batch again without ``bulk``.
+        That is cheaper than a savepoint around every segment (which copies every page the
+        segment touches), and it is why operations must give the same answer when run again.
+        """
+        if bulk is None:
             return [
                 _call_in_savepoint(conn, job) if job.write else _call(conn, job) for job in jobs
             ]
@@ -231,33 +256,23 @@ class GroupCommitter:
                 segment.append(job)
                 continue
             if segment:
-                outcomes.extend(self._run_segment(conn, segment))
+                outcomes.extend(_run_segment(conn, bulk, segment))
                 segment = []
             outcomes.append(_call_in_savepoint(conn, job) if job.write else _call(conn, job))
         if segment:
-            outcomes.extend(self._run_segment(conn, segment))
+            outcomes.extend(_run_segment(conn, bulk, segment))
         return outcomes
 
-    def _run_segment(self, conn: sqlite3.Connection, segment: list[_Job]) -> list[_Outcome]:
-        """Run consecutive bulk writes set-based; if that raises, undo it and go op by op.
 
-        The runner decides refusals before writing and writes nothing else for them, so its
-        outcomes are the per-operation path's. Whatever it raises (a failed statement, a
-        duplicate it cannot place, a bug), nothing of the segment is kept: it is rolled back to
-        the segment's savepoint, caches are dropped, and each operation runs in its own.
-        """
-        assert self._bulk is not None
-        conn.execute("SAVEPOINT segment")
-        try:
-            outcomes = self._bulk(conn, [job.bulk for job in segment])
-        except Exception:
-            # If SQLite already rolled the whole transaction back, this raises: the batch fails.
-            conn.execute("ROLLBACK TO segment")
-            conn.execute("RELEASE segment")
-            self._on_abort()
-            return [_call_in_savepoint(conn, job) for job in segment]
-        conn.execute("RELEASE segment")
-        return outcomes
+class _Redo(Exception):
+    """A segment failed: roll the transaction back and run the batch again, op by op."""
+
+
+def _run_segment(conn: sqlite3.Connection, bulk: BulkRunner, segment: list[_Job]) -> list[_Outcome]:
+    try:
+        return bulk(conn, [job.bulk for job in segment])
+    except Exception as exc:
+        raise _Redo from exc
 
 
 def _call(conn: sqlite3.Connection, job: _Job) -> _Outcome:

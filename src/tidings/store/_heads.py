@@ -9,7 +9,9 @@ Invariants (the SQL is always written too; the cache only saves the reads):
 
 * Only the store's thread touches it.
 * An operation updates an entry only as its last step, after all its SQL succeeded, so a
-  savepoint rolled back never leaves a value behind.
+  savepoint rolled back never leaves a value behind. The set-based path
+  (:mod:`tidings.store._bulk`) updates entries as it decides each operation of a segment, before
+  writing them; if the segment is rolled back, the group committer clears the cache.
 * The group committer :meth:`~HeadCache.clear`\\ s it whenever a transaction fails, so it never
   holds a value that was rolled back with a batch.
 * Whatever adds devices or rewrites counters in bulk (linking, expiry) invalidates the account.

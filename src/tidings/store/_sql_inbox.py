@@ -6,6 +6,10 @@ and depths come from the :class:`~tidings.store._heads.HeadCache`, so a send rea
 Each function runs inside its own savepoint; raising, or
 :class:`~tidings.store._groupcommit.Rollback` for a refusal, undoes what it wrote.
 
+Submits and acks usually take the set-based path of :mod:`tidings.store._bulk` instead, which
+must answer exactly as :func:`submit` and :func:`ack` here; these remain its fallback (a segment
+that raises is redone op by op with them) and the reference the tests compare it with.
+
 ``devices.last_seq`` and ``devices.depth`` are kept in step with the ``inbox`` rows by every
 write here, so the queue limit, :func:`last_seq` and :func:`queue_depth` cost no ``COUNT``.
 """

@@ -5,6 +5,8 @@ disk and survives ``kill -9`` and power loss (G1). Throughput comes from group c
 :mod:`tidings.store._groupcommit`): every operation runs on one thread that owns the connection,
 and all the operations waiting when a transaction starts share it and its one fsync. Measured on
 the reference machine: ~3.9k commits/s with one row per commit, ~68k rows/s with 100-1,000.
+Consecutive submits and acks of a batch are decided in Python and written set-based
+(:mod:`tidings.store._bulk`, ``bench/store_bench.py``), with the same answers as one by one.
 
 The database must be used by one :class:`SQLiteStore` at a time (one writer); other processes
 may read it.

@@ -1,0 +1,203 @@
+"""CPU cost of the SQLite store per submit and per ack, under group commit.
+
+Usage: ``python bench/store_bench.py [--ops N] [--tasks T] [--repeat R] [--out PATH]``. Prints a
+table and writes the same figures as JSON (default ``bench/results/store.json``).
+
+What runs: one :class:`~tidings.store.SQLiteStore` on a temporary file (on disk, so every commit
+waits for a real fsync: ``synchronous=FULL``), ``--tasks`` sender/receiver pairs of one-device
+accounts and one asyncio task per pair, all on one event loop. With that many operations
+outstanding, the store's thread takes batches of about ``--tasks`` operations per transaction.
+
+Phases, each ``--ops`` operations in total (split evenly over the tasks):
+
+* ``submit``: each task sends to its receiver, one ``submit`` with 1 target (200 B payload) at a
+  time — the relay's hot write.
+* ``ack``: each task acks its receiver's items one seq at a time (each ack deletes one item):
+  one ack per device per batch.
+* ``ack_burst8``: each task fires 8 acks of its device at once (seq n..n+7), so a batch holds
+  acks of the same device — what coalescing can merge.
+* ``relay``: each task submits, then acks that item: one submit + one ack per item, mixed in
+  the same batches, as in the relay.
+
+Figures are CPU time of the store's thread (``pthread_getcpuclockid``: SQLite, the fsync
+syscalls and the Python of the operations), per operation; ``proc_us`` is the whole process
+(the event loop's side included). Each is the best of ``--repeat`` runs on a fresh file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tidings.store import DeviceRef, SQLiteStore, Stored, Submission
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "store.json"
+PAYLOAD = b"\x01" * 200
+RETENTION = 30 * 86_400.0
+NOW = 1_700_000_000.0
+
+
+def _store_thread_clock() -> int:
+    for thread in threading.enumerate():
+        if thread.name == "tidings-store" and thread.ident is not None:
+            return time.pthread_getcpuclockid(thread.ident)
+    raise RuntimeError("store thread not found")
+
+
+async def _setup(path: Path, tasks: int) -> tuple[SQLiteStore, list[tuple[DeviceRef, DeviceRef]]]:
+    store = SQLiteStore(path)
+    await store.open()
+    pairs = []
+    for n in range(tasks):
+        sender = await store.create_account(f"s{n}", f"ks{n}".encode().ljust(32, b"."), "s", NOW)
+        receiver = await store.create_account(f"r{n}", f"kr{n}".encode().ljust(32, b"."), "r", NOW)
+        pairs.append((sender.ref, receiver.ref))
+    return store, pairs
+
+
+def _submission(sender: DeviceRef, receiver: DeviceRef, n: int) -> Submission:
+    mid = n.to_bytes(16, "big")
+    return Submission(
+        sender, mid, receiver.account, ((receiver, PAYLOAD),), NOW, NOW + RETENTION, 10**9
+    )
+
+
+async def _fill(store: SQLiteStore, pairs: list[tuple[DeviceRef, DeviceRef]], per: int) -> None:
+    async def one(sender: DeviceRef, receiver: DeviceRef) -> None:
+        for i in range(per):
+            result = await store.submit(_submission(sender, receiver, 10**9 + i))
+            assert isinstance(result, Stored) and not result.duplicate
+
+    await asyncio.gather(*(one(s, r) for s, r in pairs))
+
+
+async def _phase(
+    name: str, store: SQLiteStore, pairs: list[tuple[DeviceRef, DeviceRef]], per: int
+) -> int:
+    """Run the measured part of ``name``; return how many operations it made."""
+
+    async def submitter(sender: DeviceRef, receiver: DeviceRef) -> None:
+        for i in range(per):
+            result = await store.submit(_submission(sender, receiver, i))
+            assert isinstance(result, Stored) and not result.duplicate
+
+    async def acker(sender: DeviceRef, receiver: DeviceRef) -> None:
+        for seq in range(1, per + 1):
+            assert await store.ack(receiver, seq) == 1
+
+    async def burst_acker(sender: DeviceRef, receiver: DeviceRef) -> None:
+        for first in range(1, per + 1, 8):
+            seqs = range(first, min(first + 8, per + 1))
+            deleted = await asyncio.gather(*(store.ack(receiver, seq) for seq in seqs))
+            assert sum(deleted) == len(seqs)
+
+    async def relayer(sender: DeviceRef, receiver: DeviceRef) -> None:
+        for i in range(per // 2):
+            result = await store.submit(_submission(sender, receiver, i))
+            assert isinstance(result, Stored)
+            assert await store.ack(receiver, result.items[0][1].seq) == 1
+
+    workers: dict[str, Callable[[DeviceRef, DeviceRef], Awaitable[None]]] = {
+        "submit": submitter,
+        "ack": acker,
+        "ack_burst8": burst_acker,
+        "relay": relayer,
+    }
+    await asyncio.gather(*(workers[name](s, r) for s, r in pairs))
+    return len(pairs) * (per // 2 * 2 if name == "relay" else per)
+
+
+async def _run_once(name: str, ops: int, tasks: int) -> dict[str, float]:
+    per = ops // tasks
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
+        store, pairs = await _setup(Path(tmp) / "s.db", tasks)
+        try:
+            if name.startswith("ack"):
+                await _fill(store, pairs, per)
+            clock = _store_thread_clock()
+            commits, committed = store.stats.commits, store.stats.committed_ops
+            thread0, proc0, wall0 = (
+                time.clock_gettime(clock),
+                time.process_time(),
+                time.perf_counter(),
+            )
+            done = await _phase(name, store, pairs, per)
+            thread1, proc1, wall1 = (
+                time.clock_gettime(clock),
+                time.process_time(),
+                time.perf_counter(),
+            )
+            batches = store.stats.commits - commits
+            batched = store.stats.committed_ops - committed
+        finally:
+            await store.close()
+    return {
+        "store_us": (thread1 - thread0) / done * 1e6,
+        "proc_us": (proc1 - proc0) / done * 1e6,
+        "wall_us": (wall1 - wall0) / done * 1e6,
+        "ops": done,
+        "commits": batches,
+        "mean_batch": batched / max(batches, 1),
+    }
+
+
+async def _main(args: argparse.Namespace) -> dict[str, object]:
+    phases: dict[str, dict[str, float]] = {}
+    for name in args.phases:
+        runs = [await _run_once(name, args.ops, args.tasks) for _ in range(args.repeat)]
+        best = min(runs, key=lambda run: run["store_us"])
+        phases[name] = {key: round(value, 2) for key, value in best.items()}
+    return {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "machine": platform.machine(),
+        "ops": args.ops,
+        "tasks": args.tasks,
+        "repeat": args.repeat,
+        "label": args.label,
+        "phases": phases,
+    }
+
+
+def _table(result: dict[str, object]) -> str:
+    phases = result["phases"]
+    assert isinstance(phases, dict)
+    lines = [
+        f"{'phase':<12} {'store µs/op':>12} {'process µs/op':>14} {'wall µs/op':>11}"
+        f" {'commits':>8} {'mean batch':>11}"
+    ]
+    for name, row in phases.items():
+        lines.append(
+            f"{name:<12} {row['store_us']:>12.1f} {row['proc_us']:>14.1f} {row['wall_us']:>11.1f}"
+            f" {int(row['commits']):>8d} {row['mean_batch']:>11.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=20_000, help="operations per phase")
+    parser.add_argument("--tasks", type=int, default=100, help="concurrent tasks (≈ batch size)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per phase; the best is kept")
+    parser.add_argument(
+        "--phases", nargs="+", default=["submit", "ack", "ack_burst8", "relay"], help="what to run"
+    )
+    parser.add_argument("--label", default="", help="a note stored in the JSON")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    result = asyncio.run(_main(args))
+    print(_table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The set-based path of SQLiteStore (``tidings.store._bulk``): same answers as op by op.
+
+Each test runs its operations as ONE batch (the store's thread is held by a read until all of
+them are queued), so they form one segment of submits and acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.store.helpers import NOW, make_account, message_id, send
+from tidings.errors import IntegrityError
+from tidings.store import DeviceMismatch, DeviceRef, QueueFull, SQLiteStore, Stored, _bulk
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    backend = SQLiteStore(tmp_path / "s.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+async def one_batch(
+    store: SQLiteStore, calls: list[Callable[[], Awaitable[object]]]
+) -> list[object]:
+    """Run ``calls`` as one batch, in order; their results (or exceptions)."""
+    started, gate = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        started.set()
+        gate.wait()
+
+    holder = asyncio.ensure_future(store._committer.run(hold, write=False))
+    await asyncio.to_thread(started.wait)
+    tasks = [asyncio.ensure_future(call()) for call in calls]
+
+    async def release() -> None:  # runs after every task above has queued its operation
+        gate.set()
+
+    await asyncio.gather(holder, release())
+    commits = store.stats.commits
+    results = list(await asyncio.gather(*tasks, return_exceptions=True))
+    assert store.stats.commits == commits + 1
+    return results
+
+
+def seqs(result: object) -> list[int]:
+    assert isinstance(result, Stored) and not result.duplicate, result
+    return [item.seq for _, item in result.items]
+
+
+async def test_acks_and_submits_of_one_device_keep_their_order(store: SQLiteStore) -> None:
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+
+    def sub(n: int) -> Callable[[], Awaitable[object]]:
+        return lambda: store.submit(send(alice, "bob", [bob], mid=message_id(n)))
+
+    def ack(up_to: int) -> Callable[[], Awaitable[object]]:
+        return lambda: store.ack(bob, up_to)
+
+    results = await one_batch(
+        store, [sub(1), sub(2), sub(3), ack(1), ack(0), ack(2), sub(4), ack(4), ack(9)]
+    )
+    assert [seqs(r) for r in results[:3]] == [[1], [2], [3]]
+    assert results[3:6] == [1, 0, 1]
+    assert seqs(results[6]) == [4]
+    assert results[7:] == [2, 0]
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (4, 0)
+    assert await store.fetch(bob, 0, 10) == []
+    assert await store.total_queued() == 0
+
+
+async def test_an_ack_earlier_in_the_batch_makes_room(store: SQLiteStore) -> None:
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+    for n in range(2):
+        await store.submit(send(alice, "bob", [bob], mid=message_id(n), max_queue=2))
+    results = await one_batch(
+        store,
+        [
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(10), max_queue=2)),
+            lambda: store.ack(bob, 1),
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(10), max_queue=2)),
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(11), max_queue=2)),
+        ],
+    )
+    assert results[0] == QueueFull(device=bob, limit=2)
+    assert results[1] == 1
+    assert seqs(results[2]) == [3]
+    assert results[3] == QueueFull(device=bob, limit=2)
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 2)
+
+
+async def test_duplicates_inside_the_batch_and_of_earlier_commits(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redone: list[None] = []
+    on_abort = store._committer._on_abort
+
+    def spy() -> None:
+        redone.append(None)
+        on_abort()
+
+    monkeypatch.setattr(store._committer, "_on_abort", spy)
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+    first = await store.submit(send(alice, "bob", [bob], mid=message_id(1), now=NOW - 5))
+    assert seqs(first) == [1]
+
+    def sub(n: int, targets: list[DeviceRef]) -> Callable[[], Awaitable[object]]:
+        return lambda: store.submit(send(alice, "bob", targets, mid=message_id(n)))
+
+    # message 1 was committed before: found only when the segment writes its records, so the
+    # batch is redone op by op; a wrong target set does not hide that it is a duplicate.
+    results = await one_batch(
+        store, [sub(2, [bob]), sub(1, [bob]), sub(3, [bob]), sub(3, [bob]), sub(1, [])]
+    )
+    assert seqs(results[0]) == [2]
+    assert results[1] == Stored(items=(), stored_at=NOW - 5, duplicate=True)
+    assert seqs(results[2]) == [3]
+    assert results[3] == Stored(items=(), stored_at=NOW, duplicate=True)
+    assert results[4] == Stored(items=(), stored_at=NOW - 5, duplicate=True)
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 3)
+    assert len(redone) == 1
+    # and without a committed duplicate, the same shapes take the set-based path
+    results = await one_batch(store, [sub(5, [bob]), sub(5, [bob]), sub(6, []), sub(5, [])])
+    assert seqs(results[0]) == [4]
+    assert results[1] == results[3] == Stored(items=(), stored_at=NOW, duplicate=True)
+    assert results[2] == DeviceMismatch(missing=(bob,), stale=())
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (4, 4)
+    assert len(redone) == 1
+
+
+async def test_refusals_in_a_batch_store_nothing(store: SQLiteStore) -> None:
+    alice = await make_account(store, "alice", 2)
+    (bob,) = await make_account(store, "bob")
+    ghost = DeviceRef("bob", 7)
+    results = await one_batch(
+        store,
+        [
+            lambda: store.submit(send(alice[0], "bob", [bob], mid=message_id(1))),
+            lambda: store.submit(send(alice[0], "bob", [bob, alice[1], ghost], mid=message_id(2))),
+            lambda: store.submit(send(alice[0], "bob", [bob, bob, alice[1]], mid=message_id(3))),
+            lambda: store.submit(send(alice[0], "nobody", [], mid=message_id(4))),
+            lambda: store.submit(send(alice[0], "bob", [bob, alice[1]], mid=message_id(1))),
+            lambda: store.submit(send(alice[0], "bob", [alice[1], bob], mid=message_id(5))),
+        ],
+    )
+    assert results[0] == DeviceMismatch(missing=(alice[1],), stale=())
+    assert results[1] == DeviceMismatch(missing=(), stale=(ghost,))
+    assert isinstance(results[2], IntegrityError)
+    assert results[3] == DeviceMismatch(missing=(), stale=())
+    assert seqs(results[4]) == [1, 1]  # message 1 was refused before: not a duplicate
+    assert seqs(results[5]) == [2, 2]
+    assert [(await store.last_seq(ref), await store.queue_depth(ref)) for ref in alice] == [
+        (0, 0),
+        (2, 2),
+    ]
+    assert await store.total_queued() == 4
+
+
+async def test_a_segment_that_fails_is_redone_op_by_op(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+    await store.submit(send(alice, "bob", [bob], mid=message_id(0)))
+    finish = _bulk._Segment.finish
+    failures: list[None] = []
+
+    def failing_finish(self: _bulk._Segment) -> None:
+        finish(self)  # everything written, then a failure: all of it must go
+        failures.append(None)
+        raise sqlite3.OperationalError("injected")
+
+    monkeypatch.setattr(_bulk._Segment, "finish", failing_finish)
+    results = await one_batch(
+        store,
+        [
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(1))),
+            lambda: store.ack(bob, 1),
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(2))),
+            lambda: store.ack(bob, 2),
+        ],
+    )
+    assert failures == [None]
+    assert [seqs(results[0]), results[1], seqs(results[2]), results[3]] == [[2], 1, [3], 1]
+    monkeypatch.undo()
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 1)
+    assert [item.seq for item in await store.fetch(bob, 0, 10)] == [3]
+    # the head cache was dropped with the batch: the next batch starts from the database
+    assert seqs(await store.submit(send(alice, "bob", [bob], mid=message_id(3)))) == [4]
+
+
+async def test_a_redone_batch_runs_its_other_operations_once(store: SQLiteStore) -> None:
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+    await store.submit(send(alice, "bob", [bob], mid=message_id(1)))
+    results = await one_batch(
+        store,
+        [
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(2))),
+            lambda: store.create_account("carol", b"c" * 32, "carol", NOW),
+            lambda: store.create_account("carol", b"d" * 32, "carol", NOW),
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(1))),  # redo
+            lambda: store.devices("carol"),
+            lambda: store.ack(bob, 2),
+        ],
+    )
+    assert seqs(results[0]) == [2]
+    created = results[1]
+    assert isinstance(results[2], IntegrityError)
+    assert results[3] == Stored(items=(), stored_at=NOW, duplicate=True)
+    assert results[4] == [created]
+    assert results[5] == 2
+    assert await store.devices("carol") == [created]
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (2, 0)
