@@ -47,17 +47,21 @@ def seeded_rng(seed: int) -> Any:
 
 
 class DictPreKeys:
-    """An in-memory prekey store (implements ``tidings.e2e.LocalPreKeys``)."""
+    """An in-memory prekey store (implements ``tidings.e2e.LocalKemPreKeys``)."""
 
     def __init__(self) -> None:
         self.signed: dict[int, KeyPair] = {}
         self.one_time: dict[int, KeyPair] = {}
+        self.kem: dict[int, bytes] = {}
 
     def signed_prekey(self, prekey_id: int) -> KeyPair | None:
         return self.signed.get(prekey_id)
 
     def one_time_prekey(self, prekey_id: int) -> KeyPair | None:
         return self.one_time.get(prekey_id)
+
+    def kem_prekey(self, prekey_id: int) -> bytes | None:
+        return self.kem.get(prekey_id)
 
 
 def encode_content(body: str | None, flags: int | None) -> bytes:

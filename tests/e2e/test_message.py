@@ -142,3 +142,115 @@ def test_fuzz_mutated_vectors(original: bytes, edits: list[tuple[int, int]], tai
         data[position % len(data)] = value
     _parse_both(bytes(data) + tail)
     _parse_both(bytes(data[: edits[0][0] % len(data)]))  # truncated
+
+
+# -- version 4 (PQXDH sessions) -------------------------------------------------------------
+
+CIPHERTEXT = bytes(range(256)) * 6 + bytes(32)  # 1568 bytes: any value parses
+V4_PREKEY = load_vectors("tidings-pqxdh-session.json")["expected"]["prekey_message"]
+
+
+def _v4_prekey(**changes: object) -> PreKeyWhisperMessage:
+    fields: dict[str, object] = {
+        "registration_id": 7,
+        "prekey_id": None,
+        "signed_prekey_id": 5,
+        "base_key": KEY_A,
+        "identity_key": KEY_B,
+        "message": _whisper_v4(),
+        "kem_prekey_id": 2**32 - 1,
+        "kem_ciphertext": CIPHERTEXT,
+    }
+    fields.update(changes)
+    return PreKeyWhisperMessage(**fields)  # type: ignore[arg-type]
+
+
+def _whisper_v4() -> WhisperMessage:
+    return WhisperMessage.create(
+        ratchet_key=KEY_A,
+        counter=0,
+        previous_counter=0,
+        ciphertext=b"c" * 16,
+        mac_key=b"k" * 32,
+        sender_ik=KEY_A,
+        receiver_ik=KEY_B,
+        version=4,
+    )
+
+
+def test_v4_whisper_layout_and_mac() -> None:
+    v4 = _whisper_v4()
+    v3 = WhisperMessage.create(
+        ratchet_key=KEY_A,
+        counter=0,
+        previous_counter=0,
+        ciphertext=b"c" * 16,
+        mac_key=b"k" * 32,
+        sender_ik=KEY_A,
+        receiver_ik=KEY_B,
+    )
+    assert v4.serialize()[0] == 0x44 and v4.body == v3.body
+    assert v4.mac != v3.mac  # the MAC covers the version byte
+    assert WhisperMessage.parse(v4.serialize()) == v4
+    with pytest.raises(ValueError):
+        WhisperMessage(KEY_A, 0, 0, b"", bytes(8), b"", version=5)
+
+
+def test_v4_prekey_message_layout_and_round_trip() -> None:
+    message = _v4_prekey()
+    data = message.serialize()
+    assert data[0] == 0x44 and message.version == 4
+    tail = b"\x38\xff\xff\xff\xff\x0f" + b"\x42\xa1\x0c" + b"\x0a" + CIPHERTEXT  # fields 7, 8
+    assert data.endswith(tail)
+    assert PreKeyWhisperMessage.parse(data) == message
+    assert PreKeyWhisperMessage.parse(bytes.fromhex(V4_PREKEY)).serialize().hex() == V4_PREKEY
+
+
+def test_v4_fields_must_match_the_version() -> None:
+    with pytest.raises(ValueError):
+        _v4_prekey(kem_ciphertext=None)
+    with pytest.raises(ValueError):
+        _v4_prekey(kem_prekey_id=None)
+    with pytest.raises(ValueError):
+        _v4_prekey(kem_ciphertext=CIPHERTEXT[:-1])
+    with pytest.raises(ValueError):
+        _v4_prekey(message=_whisper())  # a v3 message with KEM fields
+
+
+def _v4_body(**changes: object) -> bytes:
+    return _v4_prekey(**changes).serialize()[1:]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x44" + _v4_body()[:-1],  # a truncated ciphertext
+        b"\x44" + _v4_body().replace(b"\x0a" + CIPHERTEXT, b"\x08" + CIPHERTEXT),  # Kyber1024
+        b"\x44" + _v4_body().replace(b"\x38\xff\xff\xff\xff\x0f", b""),  # no KEM prekey id
+        b"\x33" + _v4_body(),  # a v3 message with KEM fields (and a v4 message inside)
+        b"\x44" + _v4_body().replace(_whisper_v4().serialize()[:1], b"\x33", 1),  # inner v3
+        b"\x55" + _v4_body(),  # version 5
+    ],
+)
+def test_bad_v4_prekey_messages_are_decryption_errors(data: bytes) -> None:
+    with pytest.raises(DecryptionError):
+        PreKeyWhisperMessage.parse(data)
+
+
+def test_v3_prekey_message_with_kem_fields_is_refused() -> None:
+    v3 = PreKeyWhisperMessage(7, None, 5, KEY_A, KEY_B, _whisper()).serialize()
+    with pytest.raises(DecryptionError):
+        PreKeyWhisperMessage.parse(v3 + b"\x38\x01")
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
+    st.binary(max_size=8),
+)
+def test_fuzz_mutated_v4(edits: list[tuple[int, int]], tail: bytes) -> None:
+    data = bytearray.fromhex(V4_PREKEY)
+    for position, value in edits:
+        data[position % len(data)] = value
+    _parse_both(bytes(data) + tail)
+    _parse_both(bytes(data[: edits[0][0] % len(data)]))
+    _parse_both(b"\x44" + tail)

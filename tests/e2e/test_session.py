@@ -186,7 +186,7 @@ def test_sessions_round_trip_through_bytes() -> None:
     assert alice.serialize() == peers.alice.serialize()
     assert alice.decrypt(held[0], held[1], peers.rng).plaintext == b"held"
     with pytest.raises(ValueError):
-        Session.parse(b"\x94\x02\x00\xc2\x90", peers.alice.identity)  # version 2
+        Session.parse(b"\x94\x03\x00\xc2\x90", peers.alice.identity)  # version 3
     with pytest.raises(ValueError):
         Session.parse(b"garbage", peers.alice.identity)
 
@@ -230,7 +230,7 @@ def test_fuzz_decrypt_only_raises_decryption_error(
     mutated = _FUZZ_WIRE[1][:cut] + garbage
     if mutated == _FUZZ_WIRE[1]:
         mutated += b"\x00"  # the untouched message would (rightly) decrypt
-    for data in (garbage, mutated, b"\x33" + garbage):
+    for data in (garbage, mutated, b"\x33" + garbage, b"\x44" + garbage):
         with pytest.raises(DecryptionError):
             _FUZZ_PEERS.alice.decrypt(kind, data, _FUZZ_PEERS.rng, _FUZZ_PEERS.prekeys)
     assert _snapshot(_FUZZ_PEERS.alice) == before

@@ -18,21 +18,44 @@ from tidings.wire import (
     FrameType,
     GetDevices,
     Hello,
+    KemKey,
     LinkCode,
     LinkCodeRequest,
+    OneTimeKey,
     Ping,
     Pong,
+    PrekeyBundle,
+    PrekeyFetch,
+    PrekeysLow,
+    PrekeysStored,
+    PrekeysUpload,
     Refused,
     Register,
     Registered,
+    RequestFailed,
     Send,
     Sent,
+    SignedKey,
     Target,
     Welcome,
 )
 
 MID = bytes(range(16))  #: a message id: 00 01 … 0f
 CODE = bytes(range(0x10, 0x20))  #: a link code: 10 11 … 1f
+IK = b"\x05" + bytes(range(32))  #: an identity key with libsignal's type byte: 05 00 01 … 1f
+EC_A = bytes(range(0x20, 0x40))  #: an X25519 public key: 20 21 … 3f
+EC_B = bytes(range(0x40, 0x60))  #: another: 40 41 … 5f
+SIG = bytes(range(0x80, 0xC0))  #: a signature: 80 81 … bf
+KEM = bytes(1568)  #: an ML-KEM-1024 public key's length, all zero (the relay never checks one)
+SPK = SignedKey(1, EC_A, SIG)
+OTK = OneTimeKey(2, EC_B)
+KEM_KEY = KemKey(3, KEM, SIG, True)
+
+# The parts of the prekey frames, as bytes: bin8 (c4 LEN) for keys, bin16 (c5 0620) for KEM.
+_IK_HEX = "c42105" + bytes(range(32)).hex()
+_SPK_HEX = "9301" + "c420" + EC_A.hex() + "c440" + SIG.hex()  # [1, EC_A, SIG]
+_OTK_HEX = "9202" + "c420" + EC_B.hex()  # [2, EC_B]
+_KEM_HEX = "9403" + "c50620" + "00" * 1568 + "c440" + SIG.hex() + "c3"  # [3, KEM, SIG, true]
 
 #: (name, frame, body as hex). At least one per frame type; the first of each type is its
 #: canonical sample (``SAMPLES``).
@@ -64,6 +87,12 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         "666f7220626f622f3193a5616c69636502c4166369706865727465787420666f7220616c6963652f32",
     ),
     ("ACK", Ack(1234), "9206cd04d2"),
+    (
+        "PREKEYS_UPLOAD",
+        PrekeysUpload(9, IK, SPK, (OTK,), (KEM_KEY,)),
+        "960709" + _IK_HEX + _SPK_HEX + "91" + _OTK_HEX + "91" + _KEM_HEX,
+    ),
+    ("PREKEY_FETCH", PrekeyFetch(10, "bob", 2), "94080aa3626f6202"),
     (
         "WELCOME",
         Welcome("alice", 1, 1700000000.5, 2592000.0, 65536),
@@ -104,6 +133,23 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         Error(3, 5, "frame not allowed now"),
         "941b0305b56672616d65206e6f7420616c6c6f776564206e6f77",
     ),
+    (
+        "PREKEY_BUNDLE",
+        PrekeyBundle(10, "bob", 2, IK, SPK, OTK, KEM_KEY),
+        "981c0aa3626f6202" + _IK_HEX + _SPK_HEX + _OTK_HEX + _KEM_HEX,
+    ),
+    (
+        "PREKEY_BUNDLE without a one-time prekey",
+        PrekeyBundle(10, "bob", 2, IK, SPK, None, KEM_KEY),
+        "981c0aa3626f6202" + _IK_HEX + _SPK_HEX + "c0" + _KEM_HEX,
+    ),
+    (
+        "REQUEST_FAILED",
+        RequestFailed(10, 11, "prekey fetch rate limit", 100.0),
+        "951d0a0bb77072656b65792066657463682072617465206c696d6974cb4059000000000000",
+    ),
+    ("PREKEYS_LOW", PrekeysLow(3, 0), "931e0300"),
+    ("PREKEYS_STORED", PrekeysStored(9, 1, 1), "941f090101"),
     ("PING", Ping(1), "922801"),
     ("PONG", Pong(1), "922901"),
 ]
@@ -128,6 +174,12 @@ Kind = Literal[
     "targets",
     "device_ids",
     "refs",
+    "identity_key",
+    "signed_prekey",
+    "one_time_prekeys",
+    "kem_prekeys",
+    "one_time_prekey_or_nil",
+    "kem_prekey",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -139,6 +191,14 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     FrameType.GET_DEVICES: ("uint", "account"),
     FrameType.SEND: ("message_id", "account", "targets"),
     FrameType.ACK: ("uint",),
+    FrameType.PREKEYS_UPLOAD: (
+        "uint",
+        "identity_key",
+        "signed_prekey",
+        "one_time_prekeys",
+        "kem_prekeys",
+    ),
+    FrameType.PREKEY_FETCH: ("uint", "account", "uint"),
     FrameType.WELCOME: ("account", "uint", "time", "time", "uint"),
     FrameType.REGISTERED: ("account", "uint"),
     FrameType.LINK_CODE: ("uint", "link_code", "time"),
@@ -156,11 +216,24 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
         "payload",
     ),
     FrameType.ERROR: ("uint", "uint", "reason"),
+    FrameType.PREKEY_BUNDLE: (
+        "uint",
+        "account",
+        "uint",
+        "identity_key",
+        "signed_prekey",
+        "one_time_prekey_or_nil",
+        "kem_prekey",
+    ),
+    FrameType.REQUEST_FAILED: ("uint", "uint", "reason", "time"),
+    FrameType.PREKEYS_LOW: ("uint", "uint"),
+    FrameType.PREKEYS_STORED: ("uint", "uint", "uint"),
     FrameType.PING: ("uint",),
     FrameType.PONG: ("uint",),
 }
 
 _U63 = 2**63 - 1
+_U32 = 2**32 - 1  # the largest key id
 _MAX_TIME = 1e12 - 1  # the largest whole second below the 1e12 bound
 
 #: Values each kind of field accepts, as they come off the wire (lists for arrays). A frame
@@ -184,6 +257,16 @@ VALID_WIRE: dict[Kind, list[object]] = {
     ],
     "device_ids": [[], [0], list(range(32)), [_U63]],
     "refs": [[], [["bob", 1]], [["bob", 1], ["alice", _U63]]],
+    "identity_key": [bytes(32), IK, b"\xff" * 33],
+    "signed_prekey": [[0, bytes(32), bytes(64)], [_U32, EC_A, SIG]],
+    "one_time_prekeys": [[], [[0, EC_A]], [[i, EC_B] for i in range(100)]],
+    "kem_prekeys": [
+        [],
+        [[0, KEM, SIG, False]],
+        [[1, KEM, SIG, False], [2, KEM, SIG, True], [_U32, KEM, SIG, False]],
+    ],
+    "one_time_prekey_or_nil": [None, [0, EC_A], [_U32, EC_B]],
+    "kem_prekey": [[0, KEM, SIG, False], [_U32, b"\xff" * 1568, SIG, True]],
 }
 
 _NAN = float("nan")
@@ -249,6 +332,71 @@ WRONG_WIRE: dict[Kind, list[object]] = {
         [{"bob": 1}],
         [["b", i] for i in range(33)],
     ],
+    "identity_key": ["x" * 32, bytes(31), bytes(34), b"", None, 1, [IK]],
+    "signed_prekey": [
+        None,
+        [],
+        bytes(96),
+        [1, EC_A],
+        [1, EC_A, SIG, 0],
+        [-1, EC_A, SIG],
+        [_U32 + 1, EC_A, SIG],
+        [True, EC_A, SIG],
+        [1.0, EC_A, SIG],
+        [1, bytes(31), SIG],
+        [1, bytes(33), SIG],
+        [1, EC_A, bytes(63)],
+        [1, EC_A, bytes(65)],
+        [1, "x" * 32, SIG],
+        [1, EC_A, None],
+    ],
+    "one_time_prekeys": [
+        None,
+        "x",
+        [None],
+        [[1]],
+        [[1, EC_A, 0]],
+        [[1, EC_A], [1, EC_B]],  # an id named twice
+        [[i, EC_A] for i in range(101)],
+        [[1, bytes(31)]],
+        [[_U32 + 1, EC_A]],
+        [[True, EC_A]],
+        [[1, "x" * 32]],
+    ],
+    "kem_prekeys": [
+        None,
+        [None],
+        [[1, KEM, SIG]],
+        [[1, KEM, SIG, 0]],
+        [[1, KEM, SIG, 1]],
+        [[1, bytes(1567), SIG, False]],
+        [[1, bytes(1569), SIG, False]],
+        [[1, KEM, bytes(63), False]],
+        [[_U32 + 1, KEM, SIG, False]],
+        [[1, KEM, SIG, False], [1, KEM, SIG, True]],  # an id named twice
+        [[1, KEM, SIG, True], [2, KEM, SIG, True]],  # two last-resort keys
+        [[i, KEM, SIG, False] for i in range(101)],
+    ],
+    "one_time_prekey_or_nil": [
+        [],
+        [1],
+        [1, bytes(31)],
+        [1, EC_A, 0],
+        "x",
+        False,
+        [True, EC_A],
+        EC_A,
+    ],
+    "kem_prekey": [
+        None,
+        [],
+        [1, KEM, SIG],
+        [1, KEM, SIG, 0],
+        [1, bytes(1567), SIG, True],
+        [-1, KEM, SIG, True],
+        [1, KEM, bytes(65), True],
+        [1, "x", SIG, True],
+    ],
 }
 
 
@@ -263,4 +411,19 @@ def to_python(kind: Kind, value: object) -> object:
     if kind == "refs":
         assert isinstance(value, list)
         return tuple(tuple(r) for r in value)
+    if kind == "signed_prekey":
+        assert isinstance(value, list)
+        return SignedKey(*value)
+    if kind == "one_time_prekeys":
+        assert isinstance(value, list)
+        return tuple(OneTimeKey(*k) for k in value)
+    if kind == "kem_prekeys":
+        assert isinstance(value, list)
+        return tuple(KemKey(*k) for k in value)
+    if kind == "one_time_prekey_or_nil":
+        assert value is None or isinstance(value, list)
+        return None if value is None else OneTimeKey(*value)
+    if kind == "kem_prekey":
+        assert isinstance(value, list)
+        return KemKey(*value)
     return value

@@ -17,15 +17,30 @@ from tidings.wire import (
     ErrorCode,
     Frame,
     FrameType,
+    KemKey,
+    OneTimeKey,
     Refused,
     Register,
+    RequestFailed,
     Send,
+    SignedKey,
     Target,
     check_account,
 )
 from tidings.wire import frames as frames_module
 
-from .samples import FIELD_KINDS, MID, SAMPLES, VALID_WIRE, WRONG_WIRE, Kind, to_python
+from .samples import (
+    EC_A,
+    FIELD_KINDS,
+    KEM,
+    MID,
+    SAMPLES,
+    SIG,
+    VALID_WIRE,
+    WRONG_WIRE,
+    Kind,
+    to_python,
+)
 
 INVALID = ErrorCode.INVALID_FIELD
 
@@ -53,6 +68,50 @@ WRONG_PYTHON: dict[Kind, list[object]] = {
         (("bob", True),),
         (("Bob", 1),),
         tuple(("b", i) for i in range(33)),
+    ],
+    "signed_prekey": [
+        None,
+        (1, EC_A, SIG),
+        OneTimeKey(1, EC_A),
+        SignedKey(-1, EC_A, SIG),
+        SignedKey(2**32, EC_A, SIG),
+        SignedKey(True, EC_A, SIG),
+        SignedKey(1, bytes(31), SIG),
+        SignedKey(1, EC_A, bytes(63)),
+        SignedKey(1, bytearray(EC_A), SIG),  # type: ignore[arg-type]
+    ],
+    "one_time_prekeys": [
+        None,
+        [OneTimeKey(1, EC_A)],  # a list, not a tuple
+        ((1, EC_A),),
+        (OneTimeKey(1, EC_A), OneTimeKey(1, EC_A)),
+        tuple(OneTimeKey(i, EC_A) for i in range(101)),
+        (OneTimeKey(1, bytes(33)),),
+        (OneTimeKey(2**32, EC_A),),
+    ],
+    "kem_prekeys": [
+        None,
+        [KemKey(1, KEM, SIG, False)],
+        ((1, KEM, SIG, False),),
+        (KemKey(1, KEM, SIG, 0),),  # type: ignore[arg-type]
+        (KemKey(1, KEM[:-1], SIG, False),),
+        (KemKey(1, KEM, SIG, False), KemKey(1, KEM, SIG, False)),
+        (KemKey(1, KEM, SIG, True), KemKey(2, KEM, SIG, True)),
+        tuple(KemKey(i, KEM, SIG, False) for i in range(101)),
+    ],
+    "one_time_prekey_or_nil": [
+        (1, EC_A),
+        SignedKey(1, EC_A, SIG),
+        OneTimeKey(1, bytes(31)),
+        OneTimeKey(-1, EC_A),
+    ],
+    "kem_prekey": [
+        None,
+        (1, KEM, SIG, True),
+        KemKey(1, KEM, SIG, None),  # type: ignore[arg-type]
+        KemKey(1, bytes(1569), SIG, True),
+        KemKey(1, KEM, bytes(65), True),
+        KemKey(2**32, KEM, SIG, True),
     ],
 }
 
@@ -144,6 +203,7 @@ def test_python_defaults() -> None:
     refused = Refused(MID, int(ErrorCode.RATE_LIMITED), "slow down")
     assert (refused.missing, refused.stale, refused.retry_after) == ((), (), 0.0)
     assert Devices(1, "bob", ()).device_ids == ()
+    assert RequestFailed(1, int(ErrorCode.NO_PREKEYS), "no prekeys").retry_after == 0.0
 
 
 def test_directions() -> None:
@@ -155,6 +215,8 @@ def test_directions() -> None:
         FrameType.GET_DEVICES,
         FrameType.SEND,
         FrameType.ACK,
+        FrameType.PREKEYS_UPLOAD,
+        FrameType.PREKEY_FETCH,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -25,6 +25,9 @@ from tidings.wire import (
     Frame,
     FrameDecoder,
     FrameType,
+    KemKey,
+    OneTimeKey,
+    SignedKey,
     Target,
     encode,
     parse,
@@ -92,6 +95,12 @@ times = st.one_of(
 )
 
 
+key_ids = st.integers(0, 2**32 - 1)
+ec_keys = st.binary(min_size=32, max_size=32)
+signatures = st.binary(min_size=64, max_size=64)
+kem_keys = st.sampled_from([bytes(1568), b"\xff" * 1568])
+
+
 def utf8_text(limit: int) -> st.SearchStrategy[str]:
     return st.text(max_size=limit).filter(lambda s: len(s.encode()) <= limit)
 
@@ -116,6 +125,18 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     ).map(lambda ts: tuple(Target(*t) for t in ts)),
     "device_ids": st.lists(uints, max_size=MAX_TARGETS).map(tuple),
     "refs": st.lists(st.tuples(accounts, uints), max_size=12).map(tuple),
+    "identity_key": st.binary(min_size=32, max_size=33),
+    "signed_prekey": st.builds(SignedKey, key_ids, ec_keys, signatures),
+    "one_time_prekeys": st.lists(
+        st.builds(OneTimeKey, key_ids, ec_keys), max_size=8, unique_by=lambda k: k.key_id
+    ).map(tuple),
+    "kem_prekeys": st.lists(
+        st.builds(KemKey, key_ids, kem_keys, signatures, st.just(False)),
+        max_size=3,
+        unique_by=lambda k: k.key_id,
+    ).map(tuple),
+    "one_time_prekey_or_nil": st.none() | st.builds(OneTimeKey, key_ids, ec_keys),
+    "kem_prekey": st.builds(KemKey, key_ids, kem_keys, signatures, st.booleans()),
 }
 
 

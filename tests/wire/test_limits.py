@@ -17,6 +17,9 @@ from tidings.wire import (
     MAX_DEVICE_NAME,
     MAX_FRAME,
     MAX_PAYLOAD,
+    MAX_PREKEY_BUNDLE_FRAME,
+    MAX_PREKEYS_PER_UPLOAD,
+    MAX_PREKEYS_UPLOAD_FRAME,
     MAX_SEND_FRAME,
     MAX_TARGETS,
     MESSAGE_ID_LEN,
@@ -32,21 +35,36 @@ from tidings.wire import (
     FrameType,
     GetDevices,
     Hello,
+    KemKey,
     LinkCode,
     LinkCodeRequest,
+    OneTimeKey,
     Ping,
     Pong,
+    PrekeyBundle,
+    PrekeyFetch,
+    PrekeysLow,
+    PrekeysStored,
+    PrekeysUpload,
     Refused,
     Register,
     Registered,
+    RequestFailed,
     Send,
     Sent,
+    SignedKey,
     Target,
     Welcome,
     encode,
     parse,
 )
-from tidings.wire.limits import LENGTH_PREFIX, MAX_LINK_CODE, MAX_REASON
+from tidings.wire.limits import (
+    KEM_PUBLIC_KEY_LEN,
+    LENGTH_PREFIX,
+    MAX_KEY_ID,
+    MAX_LINK_CODE,
+    MAX_REASON,
+)
 
 from .samples import MID
 from .streams import MODES, Mode, decode_error, decode_ok, pack, prefixed
@@ -65,6 +83,8 @@ def test_limit_values_are_stable() -> None:
     assert MAX_SEND_FRAME == MAX_FRAME == 1_048_576
     assert MAX_DELIVER_FRAME == 66_048
     assert MAX_CONTROL_FRAME == 2_048
+    assert (MAX_PREKEYS_UPLOAD_FRAME, MAX_PREKEY_BUNDLE_FRAME) == (196_608, 4_096)
+    assert MAX_PREKEYS_PER_UPLOAD == 100
     assert max(FRAME_LIMITS.values()) == MAX_FRAME
     limits = dict(FRAME_LIMITS)
     assert limits == {
@@ -72,6 +92,8 @@ def test_limit_values_are_stable() -> None:
             FrameType.SEND: MAX_SEND_FRAME,
             FrameType.DELIVER: MAX_DELIVER_FRAME,
             FrameType.DEVICES: 2_560,
+            FrameType.PREKEYS_UPLOAD: 196_608,
+            FrameType.PREKEY_BUNDLE: 4_096,
         }.get(t, MAX_CONTROL_FRAME)
         for t in FrameType
     }
@@ -98,6 +120,7 @@ def test_error_codes_are_stable() -> None:
         ("KEY_ALREADY_REGISTERED", 17),
         ("INVALID_FIELD", 18),
         ("HANDSHAKE_FAILED", 19),
+        ("NO_PREKEYS", 20),
     ]
 
 
@@ -243,6 +266,29 @@ LARGEST: list[Frame] = [
     Error(U63, U63, "é" * (MAX_REASON // 2)),
     Ping(U63),
     Pong(U63),
+    PrekeysUpload(
+        U63,
+        b"\xff" * 33,
+        SignedKey(MAX_KEY_ID, b"\xff" * 32, b"\xff" * 64),
+        tuple(OneTimeKey(MAX_KEY_ID - i, b"\xff" * 32) for i in range(MAX_PREKEYS_PER_UPLOAD)),
+        tuple(
+            KemKey(MAX_KEY_ID - i, b"\xff" * KEM_PUBLIC_KEY_LEN, b"\xff" * 64, i == 0)
+            for i in range(MAX_PREKEYS_PER_UPLOAD)
+        ),
+    ),
+    PrekeyFetch(U63, "a" * MAX_ACCOUNT_NAME, U63),
+    PrekeyBundle(
+        U63,
+        "a" * MAX_ACCOUNT_NAME,
+        U63,
+        b"\xff" * 33,
+        SignedKey(MAX_KEY_ID, b"\xff" * 32, b"\xff" * 64),
+        OneTimeKey(MAX_KEY_ID, b"\xff" * 32),
+        KemKey(MAX_KEY_ID, b"\xff" * KEM_PUBLIC_KEY_LEN, b"\xff" * 64, True),
+    ),
+    RequestFailed(U63, U63, "é" * (MAX_REASON // 2), MAX_TIME),
+    PrekeysLow(U63, U63),
+    PrekeysStored(U63, U63, U63),
 ]
 
 

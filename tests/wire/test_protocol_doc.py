@@ -59,6 +59,12 @@ DOC_KINDS = {
     "array of 1–32 targets": "targets",
     "array of 0–32 uint": "device_ids",
     "array of 0–32 device refs": "refs",
+    "identity_key": "identity_key",
+    "signed prekey": "signed_prekey",
+    "array of 0–100 one-time prekeys": "one_time_prekeys",
+    "array of 0–100 KEM prekeys": "kem_prekeys",
+    "one-time prekey or nil": "one_time_prekey_or_nil",
+    "KEM prekey": "kem_prekey",
 }
 
 

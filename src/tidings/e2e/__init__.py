@@ -1,17 +1,21 @@
-"""End-to-end encryption: X3DH and the Double Ratchet in libsignal v3's wire format.
+"""End-to-end encryption: X3DH/PQXDH and the Double Ratchet in libsignal's message format.
 
-Sans-I/O throughout (Convention §1–2): no clock, no OS randomness (``rng(n)`` is injected),
-no storage (states serialize to bytes for the client store).
+Sans-I/O throughout (Convention §1–2): no clock, no OS randomness (``rng(n)`` is injected; the
+one exception is ML-KEM encapsulation, whose randomness `cryptography` draws itself — PQXDH takes
+the encapsulate function as an argument so tests can pin it), no storage (states serialize to
+bytes for the client store).
 
 Modules: `keys` (X25519 key pairs, 0x05-prefixed public keys, Ed25519-based identity keys),
-`xeddsa` (verifying libsignal's signatures), `x3dh` (key agreement), `ratchet` (the Double
-Ratchet's state and key schedule), `message` (WhisperMessage / PreKeyWhisperMessage),
-`padding` (plaintext padding), `session` (all sessions with one peer device), `pqxdh`
-(X3DH plus an ML-KEM-1024 encapsulation; key agreement only, not yet in `session`).
+`xeddsa` (verifying libsignal's signatures), `x3dh` (key agreement), `kem` (ML-KEM-1024),
+`pqxdh` (X3DH plus an ML-KEM-1024 encapsulation), `prekeys` (signed, one-time and KEM prekeys and
+their bundles), `bundle` (a relay bundle → a verified session bundle), `ratchet` (the Double
+Ratchet's state and key schedule), `message` (v3 WhisperMessage / PreKeyWhisperMessage and the v4
+PQXDH prekey message), `padding`, `session` (all sessions with one peer device, v3 and v4),
+`fingerprint` (Signal safety numbers). Not yet used by the client or the relay.
 
 Errors: peer input fails with the one `tidings.errors.DecryptionError`; a prekey bundle whose
-signature does not verify with `BundleError`; API misuse with `NoSessionError` or
-`SendingChainMissingError`.
+signature does not verify with `BundleError` (a `RemoteProtocolError`); API misuse with
+`NoSessionError` or `SendingChainMissingError`.
 """
 
 from .fingerprint import (
@@ -179,4 +183,18 @@ __all__ = [
     "unpad",
     "verify_bundle",
     "xeddsa_verify",
+]
+
+# PQXDH sessions: the relay bundle adapter, v4 messages, the KEM prekey store. `BundleError`
+# (above) is now the one bundle error: a `RemoteProtocolError`, raised by `bundle_for_session`.
+from .bundle import bundle_for_session, verify_identity_signature
+from .message import KEM_CIPHERTEXT_FIELD_LEN, VERSION_BYTE_PQ
+from .session import LocalKemPreKeys
+
+__all__ += [
+    "KEM_CIPHERTEXT_FIELD_LEN",
+    "VERSION_BYTE_PQ",
+    "LocalKemPreKeys",
+    "bundle_for_session",
+    "verify_identity_signature",
 ]

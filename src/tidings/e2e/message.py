@@ -1,16 +1,24 @@
-"""The libsignal v3 wire format: WhisperMessage and PreKeyWhisperMessage.
+"""The libsignal wire format, versions 3 and 4: WhisperMessage and PreKeyWhisperMessage.
 
-Layout (libsignal-protocol-javascript ``WhisperTextProtocol.proto``)::
+Layout (libsignal-protocol-javascript ``WhisperTextProtocol.proto``; version 4 adds fields 7
+and 8 as libsignal's ``wire.proto`` ``PreKeySignalMessage`` does)::
 
-    WhisperMessage       = 0x33 || protobuf{ephemeralKey=1, counter=2, previousCounter=3,
-                                            ciphertext=4} || mac[8]
-    PreKeyWhisperMessage = 0x33 || protobuf{preKeyId=1, baseKey=2, identityKey=3,
-                                            message=4 (a whole WhisperMessage),
-                                            registrationId=5, signedPreKeyId=6}
-    mac = HMAC-SHA256(macKey, senderIK33 || receiverIK33 || 0x33 || protobuf)[:8]
+    WhisperMessage       = V || protobuf{ephemeralKey=1, counter=2, previousCounter=3,
+                                         ciphertext=4} || mac[8]
+    PreKeyWhisperMessage = V || protobuf{preKeyId=1, baseKey=2, identityKey=3,
+                                         message=4 (a whole WhisperMessage, same V),
+                                         registrationId=5, signedPreKeyId=6,
+                                         kyberPreKeyId=7, kyberCiphertext=8}   (7, 8: v4 only)
+    mac = HMAC-SHA256(macKey, senderIK33 || receiverIK33 || V || protobuf)[:8]
 
-The version byte is ``(3 << 4) | 3``: current and minimum version 3. Only version 3 is
-accepted.
+The version byte ``V`` is ``(version << 4) | version``: ``0x33`` for X3DH sessions (v3), ``0x44``
+for PQXDH sessions (v4). The MAC covers it, so a message cannot be moved between versions.
+In v4, ``kyberPreKeyId`` is the id of the KEM prekey used and ``kyberCiphertext`` is, as in
+libsignal (``kem::Ciphertext::serialize``), the KEM key-type byte then the ciphertext:
+``0x0A || ML-KEM-1024 ciphertext`` (1 + 1568 bytes), ``0x0A`` being our ML-KEM-1024 type byte
+(`tidings.e2e.prekeys.KEM_KEY_TYPE_MLKEM1024`; libsignal's ``0x08`` is Kyber1024, which we do
+not speak). A v4 PreKeyWhisperMessage without both fields, a v3 one with either, or a wrapped
+message of another version is refused.
 
 Why a hand-written protobuf codec: these are two small messages with fixed fields; the MAC
 covers the exact bytes, and our output must be byte-identical to libsignal's (fields in number
@@ -31,12 +39,28 @@ from hashlib import sha256
 
 from tidings.errors import DecryptionError
 
+from .kem import KEM_CIPHERTEXT_LEN
 from .keys import PublicKey
+from .prekeys import KEM_KEY_TYPE_MLKEM1024
 
-__all__ = ["MAC_LEN", "VERSION_BYTE", "PreKeyWhisperMessage", "WhisperMessage", "compute_mac"]
+__all__ = [
+    "KEM_CIPHERTEXT_FIELD_LEN",
+    "MAC_LEN",
+    "VERSION_BYTE",
+    "VERSION_BYTE_PQ",
+    "PreKeyWhisperMessage",
+    "WhisperMessage",
+    "compute_mac",
+]
 
-#: ``(current version << 4) | minimum version`` for libsignal v3.
+#: ``(version << 4) | version`` for libsignal v3 (X3DH sessions).
 VERSION_BYTE = 0x33
+#: ``(version << 4) | version`` for v4 (PQXDH sessions), as libsignal writes it.
+VERSION_BYTE_PQ = 0x44
+_VERSION_BYTES = {3: VERSION_BYTE, 4: VERSION_BYTE_PQ}
+_VERSIONS = {byte: version for version, byte in _VERSION_BYTES.items()}
+#: Length of ``kyberCiphertext``: the KEM type byte and the ML-KEM-1024 ciphertext.
+KEM_CIPHERTEXT_FIELD_LEN = 1 + KEM_CIPHERTEXT_LEN
 #: Length of the truncated HMAC-SHA256 at the end of a WhisperMessage.
 MAC_LEN = 8
 
@@ -45,10 +69,25 @@ _UINT32_MAX = 2**32 - 1
 _MAX_VARINT_BYTES = 10
 
 
-def compute_mac(mac_key: bytes, sender_ik: PublicKey, receiver_ik: PublicKey, body: bytes) -> bytes:
-    """The 8-byte MAC over ``senderIK33 || receiverIK33 || 0x33 || body``."""
-    data = sender_ik.serialize() + receiver_ik.serialize() + bytes([VERSION_BYTE]) + body
+def compute_mac(
+    mac_key: bytes, sender_ik: PublicKey, receiver_ik: PublicKey, body: bytes, version: int = 3
+) -> bytes:
+    """The 8-byte MAC over ``senderIK33 || receiverIK33 || V || body``."""
+    version_byte = bytes([_VERSION_BYTES[version]])
+    data = sender_ik.serialize() + receiver_ik.serialize() + version_byte + body
     return hmac.new(mac_key, data, sha256).digest()[:MAC_LEN]
+
+
+def _version_of(data: bytes) -> int:
+    """The version (3 or 4) of a serialized message, from its first byte.
+
+    Raises:
+        DecryptionError: empty, or an unknown version byte.
+    """
+    version = _VERSIONS.get(data[0]) if data else None
+    if version is None:
+        raise DecryptionError()
+    return version
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +103,7 @@ class WhisperMessage:
         ciphertext: AES-256-CBC ciphertext of the padded plaintext.
         mac: the 8-byte MAC.
         body: the protobuf bytes the MAC covers (as received, or as we encoded them).
+        version: 3 (X3DH session, ``0x33``) or 4 (PQXDH session, ``0x44``).
     """
 
     ratchet_key: PublicKey
@@ -72,6 +112,11 @@ class WhisperMessage:
     ciphertext: bytes
     mac: bytes
     body: bytes = field(repr=False)
+    version: int = 3
+
+    def __post_init__(self) -> None:
+        if self.version not in _VERSION_BYTES:
+            raise ValueError("a message is of version 3 or 4")
 
     @classmethod
     def create(
@@ -84,6 +129,7 @@ class WhisperMessage:
         mac_key: bytes,
         sender_ik: PublicKey,
         receiver_ik: PublicKey,
+        version: int = 3,
     ) -> WhisperMessage:
         """Encode the fields and MAC them with ``mac_key`` (sender's view of the identities)."""
         body = (
@@ -92,26 +138,27 @@ class WhisperMessage:
             + _varint_field(3, previous_counter)
             + _bytes_field(4, ciphertext)
         )
-        mac = compute_mac(mac_key, sender_ik, receiver_ik, body)
-        return cls(ratchet_key, counter, previous_counter, ciphertext, mac, body)
+        mac = compute_mac(mac_key, sender_ik, receiver_ik, body, version)
+        return cls(ratchet_key, counter, previous_counter, ciphertext, mac, body, version)
 
     def verify_mac(self, mac_key: bytes, sender_ik: PublicKey, receiver_ik: PublicKey) -> bool:
         """Whether the MAC is right, compared in constant time."""
-        expected = compute_mac(mac_key, sender_ik, receiver_ik, self.body)
+        expected = compute_mac(mac_key, sender_ik, receiver_ik, self.body, self.version)
         return hmac.compare_digest(expected, self.mac)
 
     def serialize(self) -> bytes:
-        """``0x33 || body || mac``."""
-        return bytes([VERSION_BYTE]) + self.body + self.mac
+        """``V || body || mac``."""
+        return bytes([_VERSION_BYTES[self.version]]) + self.body + self.mac
 
     @classmethod
     def parse(cls, data: bytes) -> WhisperMessage:
         """Parse a serialized WhisperMessage (the MAC is not checked here).
 
         Raises:
-            DecryptionError: the bytes are not a version-3 WhisperMessage.
+            DecryptionError: the bytes are not a version-3 or version-4 WhisperMessage.
         """
-        if len(data) < 1 + MAC_LEN or data[0] != VERSION_BYTE:
+        version = _version_of(data)
+        if len(data) < 1 + MAC_LEN:
             raise DecryptionError()
         body, mac = bytes(data[1:-MAC_LEN]), bytes(data[-MAC_LEN:])
         fields = _decode(body)
@@ -123,6 +170,7 @@ class WhisperMessage:
                 ciphertext=_get_bytes(fields, 4),
                 mac=mac,
                 body=body,
+                version=version,
             )
         except ValueError as exc:
             raise DecryptionError() from exc
@@ -138,7 +186,13 @@ class PreKeyWhisperMessage:
         signed_prekey_id: id of the signed prekey used.
         base_key: the initiator's base key ``EK_A``.
         identity_key: the initiator's identity key ``IK_A``.
-        message: the enclosed WhisperMessage.
+        message: the enclosed WhisperMessage; its version is the message's.
+        kem_prekey_id: (v4) id of the KEM prekey encapsulated to, else ``None``.
+        kem_ciphertext: (v4) the 1568-byte ML-KEM-1024 ciphertext (without the type byte),
+            else ``None``.
+
+    Raises:
+        ValueError: on construction, if the KEM fields do not match the message's version.
     """
 
     registration_id: int
@@ -147,9 +201,23 @@ class PreKeyWhisperMessage:
     base_key: PublicKey
     identity_key: PublicKey
     message: WhisperMessage
+    kem_prekey_id: int | None = None
+    kem_ciphertext: bytes | None = None
+
+    def __post_init__(self) -> None:
+        has_kem = (self.kem_prekey_id is not None, self.kem_ciphertext is not None)
+        if has_kem != (self.version == 4,) * 2:
+            raise ValueError("a v4 message has both KEM fields, a v3 message neither")
+        if self.kem_ciphertext is not None and len(self.kem_ciphertext) != KEM_CIPHERTEXT_LEN:
+            raise ValueError(f"a KEM ciphertext is {KEM_CIPHERTEXT_LEN} bytes")
+
+    @property
+    def version(self) -> int:
+        """3 (X3DH) or 4 (PQXDH): the enclosed message's version."""
+        return self.message.version
 
     def serialize(self) -> bytes:
-        """``0x33 || protobuf`` with the fields in number order, as libsignal writes them."""
+        """``V || protobuf`` with the fields in number order, as libsignal writes them."""
         body = b""
         if self.prekey_id is not None:
             body += _varint_field(1, self.prekey_id)
@@ -160,29 +228,49 @@ class PreKeyWhisperMessage:
             + _varint_field(5, self.registration_id)
             + _varint_field(6, self.signed_prekey_id)
         )
-        return bytes([VERSION_BYTE]) + body
+        if self.kem_prekey_id is not None and self.kem_ciphertext is not None:
+            body += _varint_field(7, self.kem_prekey_id) + _bytes_field(
+                8, bytes([KEM_KEY_TYPE_MLKEM1024]) + self.kem_ciphertext
+            )
+        return bytes([_VERSION_BYTES[self.version]]) + body
 
     @classmethod
     def parse(cls, data: bytes) -> PreKeyWhisperMessage:
         """Parse a serialized PreKeyWhisperMessage (no MAC is checked here).
 
         Raises:
-            DecryptionError: the bytes are not a version-3 PreKeyWhisperMessage.
+            DecryptionError: the bytes are not a version-3 or version-4 PreKeyWhisperMessage.
         """
-        if len(data) < 1 or data[0] != VERSION_BYTE:
-            raise DecryptionError()
+        version = _version_of(data)
         fields = _decode(bytes(data[1:]))
+        kem_prekey_id = kem_ciphertext = None
+        if version == 4:
+            kem_prekey_id = _get_int(fields, 7)
+            kem_ciphertext = _get_kem_ciphertext(fields)
+        elif 7 in fields or 8 in fields:
+            raise DecryptionError()
         try:
-            return cls(
+            message = cls(
                 registration_id=_get_int(fields, 5),
                 prekey_id=_get_int(fields, 1) if 1 in fields else None,
                 signed_prekey_id=_get_int(fields, 6),
                 base_key=PublicKey.parse(_get_bytes(fields, 2)),
                 identity_key=PublicKey.parse(_get_bytes(fields, 3)),
                 message=WhisperMessage.parse(_get_bytes(fields, 4)),
+                kem_prekey_id=kem_prekey_id,
+                kem_ciphertext=kem_ciphertext,
             )
-        except ValueError as exc:
+        except ValueError as exc:  # a bad key, or an inner message of the other version
             raise DecryptionError() from exc
+        return message
+
+
+def _get_kem_ciphertext(fields: _Fields) -> bytes:
+    """``kyberCiphertext`` without its type byte (which must be ML-KEM-1024's)."""
+    value = _get_bytes(fields, 8)
+    if len(value) != KEM_CIPHERTEXT_FIELD_LEN or value[0] != KEM_KEY_TYPE_MLKEM1024:
+        raise DecryptionError()
+    return value[1:]
 
 
 # -- a minimal protobuf codec (varint and length-delimited fields only) -------------------------

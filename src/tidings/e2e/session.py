@@ -1,4 +1,4 @@
-"""Sessions with one peer device: X3DH to start, the Double Ratchet to run, libsignal v3 wire.
+"""Sessions with one peer device: X3DH or PQXDH to start, the Double Ratchet to run.
 
 `Session` is libsignal's *session record*: at most one **open** session (the one we encrypt
 with) and up to `MAX_ARCHIVED_SESSIONS` **archived** ones, which still decrypt late messages.
@@ -8,14 +8,22 @@ Call order::
 
     initiator                                   responder
     session = Session(identity, reg_id)         session = Session(identity, reg_id)
-    session.initiate(bundle, rng)
+    session.initiate_pq(bundle, rng)            (or initiate(x3dh_bundle, rng): v3)
     kind, data = session.encrypt(plaintext)  -> session.decrypt(kind, data, rng, prekeys)
-                                                (delete ``used_prekey_id`` with the message)
+                                                (delete ``used_prekey_id``, and
+                                                ``used_kem_prekey_id`` if it is a one-time
+                                                KEM prekey, with the message)
     ... both sides encrypt / decrypt ...
     session.close()        # end the session: the next message needs a new initiate()
 
 The initiator sends `MessageType.PREKEY` messages (X3DH parameters around the ratchet message)
 until it first decrypts a reply, then `MessageType.WHISPER` messages.
+
+Versions (`tidings.e2e.message`): a session started by `Session.initiate` is a libsignal v3
+session (X3DH, messages ``0x33``); one started by `Session.initiate_pq` is a v4 session (PQXDH,
+messages ``0x44``, its PreKeyWhisperMessages also carrying the KEM prekey id and ciphertext).
+Only the key agreement differs; the Double Ratchet is the same. A session accepts messages of
+its own version only.
 
 Invariants (Convention §9): every decryption runs against immutable copies of the state and
 commits only after the MAC verified and the plaintext decrypted; a failure of any kind raises
@@ -28,23 +36,25 @@ caller decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgpack
 
 from tidings.errors import DecryptionError, TidingsError
 
+from . import kem, pqxdh
 from .keys import KeyPair, PublicKey, Rng
 from .message import PreKeyWhisperMessage, WhisperMessage
 from .ratchet import DEFAULT_PARAMS, Header, RatchetParams, RatchetState
-from .x3dh import X3DHBundle, initiate, respond
+from .x3dh import SessionKeys, X3DHBundle, initiate, respond
 
 __all__ = [
     "MAX_ARCHIVED_SESSIONS",
     "SESSION_VERSION",
     "Decrypted",
+    "LocalKemPreKeys",
     "LocalPreKeys",
     "MessageType",
     "NoSessionError",
@@ -55,8 +65,9 @@ __all__ = [
 
 #: Archived sessions kept per peer device (libsignal's ``ARCHIVED_STATES_MAX_LENGTH``).
 MAX_ARCHIVED_SESSIONS = 40
-#: Version of `Session.serialize`'s format.
-SESSION_VERSION = 1
+#: Version of `Session.serialize`'s format (2: session version and KEM fields added; no
+#: version-1 records were ever stored by a client, so version 1 is not read).
+SESSION_VERSION = 2
 
 
 class MessageType(IntEnum):
@@ -80,23 +91,41 @@ class LocalPreKeys(Protocol):
         """Our unused one-time prekey with this id, or ``None``."""
 
 
+@runtime_checkable
+class LocalKemPreKeys(LocalPreKeys, Protocol):
+    """Our prekeys including the KEM ones: needed to respond to a v4 (PQXDH) message."""
+
+    def kem_prekey(self, prekey_id: int) -> bytes | None:
+        """The 64-byte ML-KEM-1024 seed of our KEM prekey with this id (a one-time one not
+        used yet, or the last-resort one), or ``None``."""
+
+
 @dataclass(frozen=True, slots=True)
 class PendingPreKey:
-    """The initiator's X3DH parameters, repeated in each message until the peer replies."""
+    """The initiator's X3DH/PQXDH parameters, repeated in each message until the peer replies.
+
+    ``kem_prekey_id`` and ``kem_ciphertext`` (without the type byte) are set in v4 sessions.
+    """
 
     prekey_id: int | None
     signed_prekey_id: int
+    kem_prekey_id: int | None = None
+    kem_ciphertext: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
-    """One session: the peer, its X3DH base key, the ratchet and any pending prekey data."""
+    """One session: the peer, its X3DH base key, the ratchet and any pending prekey data.
+
+    ``version`` is 3 (X3DH) or 4 (PQXDH): the version of every message of the session.
+    """
 
     their_identity: PublicKey
     base_key: PublicKey
     ratchet: RatchetState
     pending_prekey: PendingPreKey | None = None
     their_registration_id: int = 0
+    version: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +137,14 @@ class Decrypted:
         their_identity: the sender's identity key (check it against the trusted one).
         used_prekey_id: the one-time prekey this message consumed: delete it in the same
             transaction that stores the message and the session.
+        used_kem_prekey_id: the KEM prekey this message's new v4 session used: if it is a
+            one-time KEM prekey, delete it in that same transaction (keep the last-resort one).
     """
 
     plaintext: bytes
     their_identity: PublicKey
     used_prekey_id: int | None = None
+    used_kem_prekey_id: int | None = None
 
 
 class Session:
@@ -150,6 +182,40 @@ class Session:
         )
         self._install(state)
 
+    def initiate_pq(
+        self, bundle: pqxdh.PQXDHBundle, rng: Rng, encapsulate: kem.Encapsulate = kem.encapsulate
+    ) -> None:
+        """Start a new open v4 (PQXDH) session from the peer's bundle, archiving the current one.
+
+        Draws two key pairs from ``rng`` (the base key, then our first ratchet key) as
+        `initiate` does; the KEM randomness is ``encapsulate``'s (tests pass a fake).
+
+        Args:
+            bundle: the peer's keys, from `tidings.e2e.bundle.bundle_for_session`.
+            rng: randomness for the key pairs.
+            encapsulate: ``encapsulate(public) -> (ciphertext, secret)``.
+
+        Raises:
+            tidings.e2e.x3dh.BundleError: a signature does not verify, or a key is unusable.
+            tidings.errors.ConfigError: this ``cryptography`` build has no ML-KEM-1024.
+        """
+        base_key = KeyPair.generate(rng)
+        result = pqxdh.initiate(self.identity, base_key, bundle, encapsulate)
+        x3dh = bundle.x3dh
+        ratchet = RatchetState.initiator(
+            result.keys.root_key, x3dh.signed_prekey, KeyPair.generate(rng)
+        )
+        pending = PendingPreKey(
+            x3dh.one_time_prekey_id,
+            x3dh.signed_prekey_id,
+            bundle.kem_prekey.key_id,
+            result.kem_ciphertext,
+        )
+        state = SessionState(
+            x3dh.identity_key, base_key.public, ratchet, pending, x3dh.registration_id, 4
+        )
+        self._install(state)
+
     def close(self) -> None:
         """Archive the open session (libsignal's END_SESSION); encrypting then needs a new one."""
         if self.open is not None:
@@ -178,17 +244,21 @@ class Session:
             mac_key=keys.mac_key,
             sender_ik=self.identity.public,
             receiver_ik=state.their_identity,
+            version=state.version,
         )
         self.open = replace(state, ratchet=ratchet)
-        if state.pending_prekey is None:
+        pending = state.pending_prekey
+        if pending is None:
             return MessageType.WHISPER, message.serialize()
         prekey_message = PreKeyWhisperMessage(
             registration_id=self.registration_id,
-            prekey_id=state.pending_prekey.prekey_id,
-            signed_prekey_id=state.pending_prekey.signed_prekey_id,
+            prekey_id=pending.prekey_id,
+            signed_prekey_id=pending.signed_prekey_id,
             base_key=state.base_key,
             identity_key=self.identity.public,
             message=message,
+            kem_prekey_id=pending.kem_prekey_id,
+            kem_ciphertext=pending.kem_ciphertext,
         )
         return MessageType.PREKEY, prekey_message.serialize()
 
@@ -205,7 +275,8 @@ class Session:
             message_type: the envelope's type.
             data: the serialized message.
             rng: randomness for a DH ratchet step (at most one key pair is drawn).
-            prekeys: our prekeys, needed for a PreKeyWhisperMessage that starts a session.
+            prekeys: our prekeys, needed for a PreKeyWhisperMessage that starts a session
+                (a `LocalKemPreKeys` for one that starts a v4 session).
 
         Raises:
             DecryptionError: whatever went wrong (garbage, forgery, duplicate, bounds,
@@ -239,10 +310,11 @@ class Session:
         state = self._respond(message, prekeys)
         plaintext, after = self._open_whisper(state, message.message, rng)
         self._install(after)
-        return Decrypted(plaintext, message.identity_key, message.prekey_id)
+        return Decrypted(plaintext, message.identity_key, message.prekey_id, message.kem_prekey_id)
 
     def _respond(self, message: PreKeyWhisperMessage, prekeys: LocalPreKeys | None) -> SessionState:
-        """X3DH as the responder (X3DH §3.4): a new session state, not yet installed."""
+        """X3DH (X3DH §3.4) or PQXDH (PQXDH §3.4) as the responder: a new session state, not
+        yet installed."""
         if prekeys is None:
             raise DecryptionError()
         signed = prekeys.signed_prekey(message.signed_prekey_id)
@@ -253,19 +325,56 @@ class Session:
                 raise DecryptionError()
         if signed is None:
             raise DecryptionError()
-        try:
-            keys = respond(self.identity, signed, one_time, message.identity_key, message.base_key)
-        except ValueError as exc:
-            raise DecryptionError() from exc
+        if message.version == 4:
+            keys = self._respond_pq(message, prekeys, signed, one_time)
+        else:
+            try:
+                keys = respond(
+                    self.identity, signed, one_time, message.identity_key, message.base_key
+                )
+            except ValueError as exc:
+                raise DecryptionError() from exc
         ratchet = RatchetState.responder(keys.root_key, signed)
         return SessionState(
-            message.identity_key, message.base_key, ratchet, None, message.registration_id
+            message.identity_key,
+            message.base_key,
+            ratchet,
+            None,
+            message.registration_id,
+            message.version,
+        )
+
+    def _respond_pq(
+        self,
+        message: PreKeyWhisperMessage,
+        prekeys: LocalPreKeys,
+        signed: KeyPair,
+        one_time: KeyPair | None,
+    ) -> SessionKeys:
+        """PQXDH's keys for a v4 message: decapsulate with the KEM prekey it names."""
+        if message.kem_prekey_id is None or message.kem_ciphertext is None:
+            raise DecryptionError()  # (parse guarantees both in v4)
+        if not isinstance(prekeys, LocalKemPreKeys):
+            raise DecryptionError()
+        kem_seed = prekeys.kem_prekey(message.kem_prekey_id)
+        if kem_seed is None:  # a used one-time KEM prekey: most likely a replay
+            raise DecryptionError()
+        return pqxdh.respond(
+            self.identity,
+            signed,
+            one_time,
+            kem_seed,
+            message.identity_key,
+            message.base_key,
+            message.kem_ciphertext,
         )
 
     def _open_whisper(
         self, state: SessionState, message: WhisperMessage, rng: Rng
     ) -> tuple[bytes, SessionState]:
         """Decrypt against ``state``; return the plaintext and the state to commit."""
+        if message.version != state.version:
+            raise DecryptionError()
         header = Header(message.ratchet_key, message.counter, message.previous_counter)
         keys, ratchet = state.ratchet.receiving_step(header, rng, self.params)
         if not message.verify_mac(keys.mac_key, state.their_identity, self.identity.public):
@@ -347,31 +456,46 @@ class _OnceRng:
 
 
 def _state_record(state: SessionState) -> list[object]:
+    """``[their_identity, base_key, ratchet, pending, their_registration_id, version]``, where
+    ``pending`` is ``nil`` or ``[prekey_id, signed_prekey_id, kem_prekey_id, kem_ciphertext]``
+    (the last two ``nil`` in v3)."""
     pending = state.pending_prekey
     return [
         state.their_identity.raw,
         state.base_key.raw,
         state.ratchet.serialize(),
-        None if pending is None else [pending.prekey_id, pending.signed_prekey_id],
+        None
+        if pending is None
+        else [
+            pending.prekey_id,
+            pending.signed_prekey_id,
+            pending.kem_prekey_id,
+            pending.kem_ciphertext,
+        ],
         state.their_registration_id,
+        state.version,
     ]
 
 
 def _state_from_record(record: list[object]) -> SessionState:
-    their_identity, base_key, ratchet, pending, registration_id = record
+    their_identity, base_key, ratchet, pending, registration_id, version = record
     if not isinstance(their_identity, bytes) or not isinstance(base_key, bytes):
         raise TypeError("keys are bytes")
     if not isinstance(ratchet, bytes) or not isinstance(registration_id, int):
         raise TypeError("bad session record")
+    if version not in (3, 4):
+        raise ValueError("a session is of version 3 or 4")
     pending_prekey = None
     if pending is not None:
         if not isinstance(pending, list):
             raise TypeError("bad pending prekey")
-        pending_prekey = PendingPreKey(pending[0], pending[1])
+        prekey_id, signed_prekey_id, kem_prekey_id, kem_ciphertext = pending
+        pending_prekey = PendingPreKey(prekey_id, signed_prekey_id, kem_prekey_id, kem_ciphertext)
     return SessionState(
         PublicKey(their_identity),
         PublicKey(base_key),
         RatchetState.parse(ratchet),
         pending_prekey,
         registration_id,
+        version,
     )

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tidings.errors import TidingsError
+from tidings.errors import RemoteProtocolError
+from tidings.wire.limits import ErrorCode
 
 from . import xeddsa
 from .keys import KeyPair, PublicKey
@@ -53,8 +54,19 @@ _F = b"\xff" * 32
 _KEY_LEN = 32
 
 
-class BundleError(TidingsError):
-    """The peer's prekey bundle is unusable: its signed prekey's signature does not verify."""
+class BundleError(RemoteProtocolError):
+    """The peer's prekey bundle is unusable: a signature does not verify, or a key is unusable.
+
+    The one bundle error of `tidings.e2e` (`x3dh`, `pqxdh` and `bundle.bundle_for_session`
+    raise it): a `tidings.errors.RemoteProtocolError` with code ``INVALID_FIELD``, the same
+    blame and code as `prekeys.verify_bundle`'s error, which `bundle_for_session` translates.
+
+    Args:
+        reason: a short lower-case explanation.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorCode.INVALID_FIELD, reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The relay: accepts WebSocket connections, routes stored items to connected devices, expires.
 
 :class:`Relay` owns the store, the live sessions (at most one per device: a new connection of a
-device replaces the old one), the per-account rate limiter, the expiry sweep, the metrics and
-the server's Noise static key (its identity; clients pin it).
+device replaces the old one), the per-account rate limiter, the prekey fetch limiter, the expiry
+sweep, the metrics and the server's Noise static key (its identity; clients pin it).
 
 Shutdown (:meth:`Relay.stop`, on SIGTERM): stop accepting, tell every client SHUTTING_DOWN and
 close, flush the store's pending commit batch, close the store.
@@ -28,7 +28,7 @@ from ..store import DeviceRef, InboxItem, Store, Stored
 from ..wire import PROLOGUE, ErrorCode, Frame, FrameType
 from .config import ServerConfig
 from .metrics import Metrics, label, serve_http
-from .session import Session
+from .session import PREKEY_FETCH_BURST, PREKEY_FETCH_WINDOW, Session
 
 log = logging.getLogger("tidings.server")
 
@@ -78,6 +78,10 @@ class Relay:
         self._clock = clock or (lambda: time.time() + config.clock_offset)
         self.random_bytes = random_bytes
         self.limiter: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
+        #: Prekey fetches, per (fetching device, target device).
+        self.prekey_limiter: RateLimiter[tuple[DeviceRef, DeviceRef]] = RateLimiter(
+            PREKEY_FETCH_BURST / PREKEY_FETCH_WINDOW, PREKEY_FETCH_BURST
+        )
         self.metrics = Metrics()
         # The labelled children, looked up once: labels() costs more than the increment.
         self._frames_in = {t: self.metrics.frames_received.labels(type=label(t)) for t in FrameType}

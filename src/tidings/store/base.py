@@ -1,4 +1,4 @@
-"""The server's storage interface: accounts, devices, link codes and per-device inboxes.
+"""The server's storage interface: accounts, devices, link codes, per-device inboxes, prekeys.
 
 Invariants every backend keeps (the conformance suite in ``tests/store/`` checks them):
 
@@ -12,12 +12,14 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
   concurrently cannot slip between check and commit.
 * Items are removed only by :meth:`ack` (the device committed them) or :meth:`expire`.
 * A failed or refused operation changes nothing stored (G8).
+* Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
+  handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -143,6 +145,43 @@ class StoreStats:
     on_commit: Callable[[int, float], None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PreKey:
+    """One public prekey as the relay keeps it: opaque bytes it hands out unchanged.
+
+    ``signature`` is empty for unsigned (one-time X25519) prekeys; ``last_resort`` is only ever
+    set on the KEM prekey a device asks to be handed out again when none are left.
+    """
+
+    key_id: int
+    public: bytes
+    signature: bytes = b""
+    last_resort: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PreKeyCounts:
+    """How many one-time prekeys the relay holds for a device (the last-resort key not counted)."""
+
+    one_time: int
+    kem: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreKeyBundle:
+    """What one fetch took of a device's prekeys, and what it left.
+
+    ``one_time`` and a ``kem`` without ``last_resort`` were deleted by the fetch that took them;
+    a ``last_resort`` KEM prekey stays.
+    """
+
+    identity_key: bytes
+    signed_prekey: PreKey
+    one_time: PreKey | None
+    kem: PreKey
+    left: PreKeyCounts
+
+
 class Store(Protocol):
     """The server's storage. All methods are coroutines; all writes are durable on return."""
 
@@ -208,3 +247,34 @@ class Store(Protocol):
         expiring at ``notice_expires_at``. EXPIRED notices that expire are removed silently.
         Idempotency records older than the retention (``expires_at <= now``) are purged too.
         """
+
+    async def put_prekeys(
+        self,
+        device: DeviceRef,
+        identity_key: bytes,
+        signed_prekey: PreKey,
+        one_time: Sequence[PreKey],
+        kem: Sequence[PreKey],
+        now: float,
+    ) -> PreKeyCounts:
+        """Store a prekey upload of ``device`` atomically; return the counts after it.
+
+        The signed prekey replaces the stored one; ``one_time`` and the KEM prekeys without
+        ``last_resort`` are added (a stored key with the same id is replaced); a KEM prekey with
+        ``last_resort`` replaces the stored last-resort key.
+
+        Raises:
+            IntegrityError: ``"unknown device"``, or ``"identity key changed"`` (an earlier
+                upload stored another identity key). Nothing is changed.
+        """
+
+    async def take_prekey_bundle(self, device: DeviceRef, now: float) -> PreKeyBundle | None:
+        """Take a bundle of ``device``'s prekeys, atomically and durably.
+
+        Takes (deletes) the one-time prekey and the one-time KEM prekey with the lowest ids, if
+        any; without a one-time KEM prekey, hands out the last-resort one (not deleted).
+        ``None``, changing nothing, when the device has no upload or no KEM prekey at all.
+        """
+
+    async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:
+        """The device's one-time prekey counts; ``None`` if it never uploaded prekeys."""

@@ -8,6 +8,7 @@ event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import IntegrityError, StoreError
@@ -19,6 +20,9 @@ from tidings.store.base import (
     ExpiryResult,
     InboxItem,
     ItemKind,
+    PreKey,
+    PreKeyBundle,
+    PreKeyCounts,
     Stored,
     StoreStats,
     Submission,
@@ -51,6 +55,18 @@ class _Sent:
     expires_at: float
 
 
+@dataclass(slots=True)
+class _PreKeys:
+    identity_key: bytes
+    signed: PreKey
+    last_resort: PreKey | None = None
+    one_time: dict[int, PreKey] = field(default_factory=dict)  #: by key id
+    kem: dict[int, PreKey] = field(default_factory=dict)  #: one-time KEM prekeys, by key id
+
+    def counts(self) -> PreKeyCounts:
+        return PreKeyCounts(one_time=len(self.one_time), kem=len(self.kem))
+
+
 class MemoryStore:
     """A :class:`~tidings.store.base.Store` held in dictionaries.
 
@@ -66,6 +82,7 @@ class MemoryStore:
         self._keys: dict[bytes, DeviceRef] = {}
         self._codes: dict[tuple[str, bytes], _LinkCode] = {}
         self._sent: dict[tuple[DeviceRef, bytes], _Sent] = {}
+        self._prekeys: dict[DeviceRef, _PreKeys] = {}
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -247,6 +264,53 @@ class MemoryStore:
         self._purge(now)
         self._committed()
         return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
+
+    async def put_prekeys(
+        self,
+        device: DeviceRef,
+        identity_key: bytes,
+        signed_prekey: PreKey,
+        one_time: Sequence[PreKey],
+        kem: Sequence[PreKey],
+        now: float,
+    ) -> PreKeyCounts:
+        """Store a prekey upload. See ``Store.put_prekeys``."""
+        self._check_open()
+        if self._inbox(device) is None:
+            raise IntegrityError("unknown device")
+        keys = self._prekeys.get(device)
+        if keys is not None and keys.identity_key != identity_key:
+            raise IntegrityError("identity key changed")
+        if keys is None:
+            keys = self._prekeys[device] = _PreKeys(identity_key, signed_prekey)
+        keys.signed = signed_prekey
+        for key in one_time:
+            keys.one_time[key.key_id] = PreKey(key.key_id, key.public)
+        for key in kem:
+            if key.last_resort:
+                keys.last_resort = key
+            else:
+                keys.kem[key.key_id] = key
+        self._committed()
+        return keys.counts()
+
+    async def take_prekey_bundle(self, device: DeviceRef, now: float) -> PreKeyBundle | None:
+        """Take a bundle of the device's prekeys. See ``Store.take_prekey_bundle``."""
+        self._check_open()
+        keys = self._prekeys.get(device)
+        if keys is None or not (keys.kem or keys.last_resort):
+            return None
+        kem = keys.kem.pop(min(keys.kem)) if keys.kem else keys.last_resort
+        assert kem is not None
+        one_time = keys.one_time.pop(min(keys.one_time)) if keys.one_time else None
+        self._committed()
+        return PreKeyBundle(keys.identity_key, keys.signed, one_time, kem, keys.counts())
+
+    async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:
+        """The device's one-time prekey counts. See ``Store.prekey_counts``."""
+        self._check_open()
+        keys = self._prekeys.get(device)
+        return None if keys is None else keys.counts()
 
     def _inbox_of(self, ref: DeviceRef) -> _Inbox:
         return self._accounts[ref.account].inboxes[ref.device_id]

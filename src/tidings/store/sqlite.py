@@ -15,10 +15,11 @@ may read it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from tidings.errors import StoreError
-from tidings.store import _bulk, _sql_devices, _sql_inbox
+from tidings.store import _bulk, _sql_devices, _sql_inbox, _sql_prekeys
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store._heads import HeadCache
 from tidings.store.base import (
@@ -26,6 +27,9 @@ from tidings.store.base import (
     DeviceRef,
     ExpiryResult,
     InboxItem,
+    PreKey,
+    PreKeyBundle,
+    PreKeyCounts,
     StoreStats,
     Submission,
     SubmitResult,
@@ -177,4 +181,33 @@ class SQLiteStore:
         return await self._committer.run(
             lambda conn: _sql_inbox.expire(conn, self._heads, now, notice_expires_at, limit),
             write=True,
+        )
+
+    async def put_prekeys(
+        self,
+        device: DeviceRef,
+        identity_key: bytes,
+        signed_prekey: PreKey,
+        one_time: Sequence[PreKey],
+        kem: Sequence[PreKey],
+        now: float,
+    ) -> PreKeyCounts:
+        """Store a prekey upload atomically. See ``Store.put_prekeys``."""
+        return await self._committer.run(
+            lambda conn: _sql_prekeys.put_prekeys(
+                conn, device, identity_key, signed_prekey, one_time, kem, now
+            ),
+            write=True,
+        )
+
+    async def take_prekey_bundle(self, device: DeviceRef, now: float) -> PreKeyBundle | None:
+        """Take a bundle of the device's prekeys. See ``Store.take_prekey_bundle``."""
+        return await self._committer.run(
+            lambda conn: _sql_prekeys.take_prekey_bundle(conn, device), write=True
+        )
+
+    async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:
+        """The device's one-time prekey counts. See ``Store.prekey_counts``."""
+        return await self._committer.run(
+            lambda conn: _sql_prekeys.prekey_counts(conn, device), write=False
         )

@@ -44,9 +44,22 @@ from .limits import (
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
     MAX_FRAME,
+    MAX_PREKEY_BUNDLE_FRAME,
+    MAX_PREKEYS_UPLOAD_FRAME,
     MAX_SEND_FRAME,
     MAX_TARGETS,
     ErrorCode,
+)
+from .prekeys import (
+    KemKey,
+    OneTimeKey,
+    PrekeyBundle,
+    PrekeyFetch,
+    PrekeysLow,
+    PrekeysStored,
+    PrekeysUpload,
+    RequestFailed,
+    SignedKey,
 )
 
 #: Size limit of each frame type's body.
@@ -54,6 +67,8 @@ FRAME_LIMITS: dict[FrameType, int] = {t: MAX_CONTROL_FRAME for t in FrameType}
 FRAME_LIMITS[FrameType.SEND] = MAX_SEND_FRAME
 FRAME_LIMITS[FrameType.DELIVER] = MAX_DELIVER_FRAME
 FRAME_LIMITS[FrameType.DEVICES] = MAX_CONTROL_FRAME + 16 * MAX_TARGETS
+FRAME_LIMITS[FrameType.PREKEYS_UPLOAD] = MAX_PREKEYS_UPLOAD_FRAME
+FRAME_LIMITS[FrameType.PREKEY_BUNDLE] = MAX_PREKEY_BUNDLE_FRAME
 
 
 _T = TypeVar("_T")
@@ -97,6 +112,60 @@ _new_devices = _builder(Devices)
 _new_refused = _builder(Refused)
 
 
+_one_time_key = _builder(OneTimeKey)
+_signed_key = _builder(SignedKey)
+_kem_key = _builder(KemKey)
+_new_upload = _builder(PrekeysUpload)
+_new_bundle = _builder(PrekeyBundle)
+
+
+def _array(value: Any, size: int, what: str) -> list[Any]:
+    if type(value) is not list or len(value) != size:
+        raise TypeError(f"{what} must be an array of {size}")
+    return value
+
+
+def _signed(value: Any) -> SignedKey:
+    return _signed_key(*_array(value, 3, "a signed prekey"))
+
+
+def _one_time(value: Any) -> OneTimeKey:
+    return _one_time_key(*_array(value, 2, "a one-time prekey"))
+
+
+def _kem(value: Any) -> KemKey:
+    return _kem_key(*_array(value, 4, "a KEM prekey"))
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if type(value) is not list:
+        raise TypeError(f"{what} must be an array")
+    return value
+
+
+def _upload(request_id: Any, identity: Any, signed: Any, one_time: Any, kem: Any) -> Frame:
+    return _new_upload(
+        request_id,
+        identity,
+        _signed(signed),
+        tuple(_one_time(k) for k in _list(one_time, "one_time")),
+        tuple(_kem(k) for k in _list(kem, "kem_prekeys")),
+    )
+
+
+def _bundle(
+    request_id: Any,
+    account: Any,
+    device_id: Any,
+    identity: Any,
+    signed: Any,
+    one_time: Any,
+    kem: Any,
+) -> Frame:
+    one = None if one_time is None else _one_time(one_time)
+    return _new_bundle(request_id, account, device_id, identity, _signed(signed), one, _kem(kem))
+
+
 def _refs(value: Any) -> tuple[tuple[str, int], ...]:
     if type(value) is not list:
         raise TypeError("a device list must be an array")
@@ -134,6 +203,8 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.GET_DEVICES: _builder(GetDevices),
     FrameType.SEND: _send,
     FrameType.ACK: _builder(Ack),
+    FrameType.PREKEYS_UPLOAD: _upload,
+    FrameType.PREKEY_FETCH: _builder(PrekeyFetch),
     FrameType.WELCOME: _builder(Welcome),
     FrameType.REGISTERED: _builder(Registered),
     FrameType.LINK_CODE: _builder(LinkCode),
@@ -142,6 +213,10 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.REFUSED: _refused,
     FrameType.DELIVER: _builder(Deliver),
     FrameType.ERROR: _builder(Error),
+    FrameType.PREKEY_BUNDLE: _bundle,
+    FrameType.REQUEST_FAILED: _builder(RequestFailed),
+    FrameType.PREKEYS_LOW: _builder(PrekeysLow),
+    FrameType.PREKEYS_STORED: _builder(PrekeysStored),
     FrameType.PING: _builder(Ping),
     FrameType.PONG: _builder(Pong),
 }
@@ -153,6 +228,8 @@ _CLASSES: tuple[type[Frame], ...] = (
     GetDevices,
     Send,
     Ack,
+    PrekeysUpload,
+    PrekeyFetch,
     Welcome,
     Registered,
     LinkCode,
@@ -161,6 +238,10 @@ _CLASSES: tuple[type[Frame], ...] = (
     Refused,
     Deliver,
     Error,
+    PrekeyBundle,
+    RequestFailed,
+    PrekeysLow,
+    PrekeysStored,
     Ping,
     Pong,
 )

@@ -55,6 +55,8 @@ class FrameType(enum.IntEnum):
     GET_DEVICES = 4
     SEND = 5
     ACK = 6
+    PREKEYS_UPLOAD = 7
+    PREKEY_FETCH = 8
     WELCOME = 20
     REGISTERED = 21
     LINK_CODE = 22
@@ -63,6 +65,10 @@ class FrameType(enum.IntEnum):
     REFUSED = 25
     DELIVER = 26
     ERROR = 27
+    PREKEY_BUNDLE = 28
+    REQUEST_FAILED = 29
+    PREKEYS_LOW = 30
+    PREKEYS_STORED = 31
     PING = 40
     PONG = 41
 
@@ -557,6 +563,8 @@ CLIENT_FRAMES = frozenset(
         FrameType.GET_DEVICES,
         FrameType.SEND,
         FrameType.ACK,
+        FrameType.PREKEYS_UPLOAD,
+        FrameType.PREKEY_FETCH,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -47,6 +47,31 @@ MAX_DELIVER_FRAME = MAX_PAYLOAD + 512
 #: Largest control frame (HELLO, ACK, PING, SENT, ERROR, …): a few small fields.
 MAX_CONTROL_FRAME = 2048
 
+#: Length of an X25519 public prekey (signed or one-time) and of a bare identity key: RFC 7748 §5.
+PREKEY_PUBLIC_LEN = 32
+
+#: Longest identity key: 32 bytes bare, or 33 with libsignal's 0x05 type byte in front.
+MAX_IDENTITY_KEY = 33
+
+#: Length of a prekey signature (Ed25519 or XEdDSA).
+PREKEY_SIGNATURE_LEN = 64
+
+#: Length of an ML-KEM-1024 public (encapsulation) key: FIPS 203 Table 3.
+KEM_PUBLIC_KEY_LEN = 1568
+
+#: Key ids are unsigned 32-bit, as libsignal's PreKeyId, SignedPreKeyId and KyberPreKeyId.
+MAX_KEY_ID = 2**32 - 1
+
+#: Most one-time prekeys, and most KEM prekeys, in one PREKEYS_UPLOAD: Signal's batch size
+#: (PreKeyUtil.BATCH_SIZE), also the Signal server's per-request cap.
+MAX_PREKEYS_PER_UPLOAD = 100
+
+#: Largest PREKEYS_UPLOAD: 100 KEM prekeys of ~1.6 KB are ~165 KB, 100 one-time prekeys 4 KB.
+MAX_PREKEYS_UPLOAD_FRAME = 192 * 1024
+
+#: Largest PREKEY_BUNDLE: one KEM prekey (~1.6 KB) dominates a bundle of ~1.9 KB at most.
+MAX_PREKEY_BUNDLE_FRAME = 4096
+
 #: Largest frame of any type: the stream decoder refuses a longer length prefix at once,
 #: before buffering a byte of the body.
 MAX_FRAME = MAX_SEND_FRAME
@@ -56,7 +81,7 @@ LENGTH_PREFIX = 4
 
 
 class ErrorCode(enum.IntEnum):
-    """Error codes carried by ERROR and REFUSED frames (stable: never renumber)."""
+    """Error codes carried by ERROR, REFUSED and REQUEST_FAILED frames (stable: never renumber)."""
 
     MALFORMED_FRAME = 1  #: bytes that do not decode to a valid frame
     FRAME_TOO_LARGE = 2  #: a frame over its type's limit
@@ -77,3 +102,4 @@ class ErrorCode(enum.IntEnum):
     KEY_ALREADY_REGISTERED = 17  #: REGISTER with a Noise key that already has a device
     INVALID_FIELD = 18  #: a field out of range (bad name, bad message id length, …)
     HANDSHAKE_FAILED = 19  #: the Noise handshake failed (sent in the clear on the socket close)
+    NO_PREKEYS = 20  #: a PREKEY_FETCH for a device that has no prekey bundle to hand out
