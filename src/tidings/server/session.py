@@ -12,10 +12,8 @@ to it are deleted from the store. Live items stored while the device is connecte
 straight from memory when they are next in line; otherwise the pump reads them from the store in
 pages. A send is answered SENT only after the store committed it (G1).
 
-Prekeys (DESIGN §3, issue 3): PREKEYS_UPLOAD stores a device's keys (its identity key never
-changes); PREKEY_FETCH takes a bundle of another device's keys, rate-limited per (fetching
-device, target device) so nobody can drain a device's one-time prekeys, and tells the target's
-live session PREKEYS_LOW when the fetch left it with few. Both answer REQUEST_FAILED on refusal.
+Prekeys (DESIGN §3, issue 3): PREKEYS_UPLOAD and PREKEY_FETCH are handled by
+:mod:`tidings.server.prekeys`, which also tells a live session PREKEYS_LOW.
 """
 
 from __future__ import annotations
@@ -28,15 +26,13 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import IntegrityError, StoreError
+from ..errors import IntegrityError
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
 from ..store import (
     DeviceMismatch,
     DeviceRef,
     InboxItem,
-    PreKey,
-    PreKeyBundle,
     PreKeyCounts,
     QueueFull,
     Stored,
@@ -52,24 +48,22 @@ from ..wire import (
     FrameType,
     GetDevices,
     Hello,
-    KemKey,
     LinkCode,
     LinkCodeRequest,
-    OneTimeKey,
-    PrekeyBundle,
-    PrekeyFetch,
-    PrekeysLow,
-    PrekeysStored,
-    PrekeysUpload,
     Refused,
     Register,
     Registered,
-    RequestFailed,
     Send,
     Sent,
-    SignedKey,
     Welcome,
 )
+from . import prekeys
+
+# The prekey constants live in :mod:`.prekeys`; those imported from here stay importable.
+from .prekeys import MAX_STORED_PREKEYS as MAX_STORED_PREKEYS
+from .prekeys import PREKEY_FETCH_BURST as PREKEY_FETCH_BURST
+from .prekeys import PREKEY_FETCH_WINDOW as PREKEY_FETCH_WINDOW
+from .prekeys import PREKEY_LOW_WATERMARK as PREKEY_LOW_WATERMARK
 
 if TYPE_CHECKING:
     from .app import Relay
@@ -78,23 +72,6 @@ log = logging.getLogger("tidings.server")
 
 #: Seconds a sender is asked to wait when a recipient's queue is full.
 QUEUE_FULL_RETRY_AFTER = 5.0
-
-#: Prekey fetches per (fetching device, target device) at once, refilled over
-#: :data:`PREKEY_FETCH_WINDOW` seconds: Signal's limit (6 per 10 minutes), so a sender cannot
-#: drain a device's one-time prekeys and force every new session onto the last-resort key.
-PREKEY_FETCH_BURST = 6
-PREKEY_FETCH_WINDOW = 600.0
-
-#: Below this many one-time prekeys (EC or KEM) the owner is told PREKEYS_LOW: Signal-Android
-#: refills below 10 (PreKeysSyncJob), as ``tidings.e2e.prekeys.PREKEY_LOW_WATERMARK``.
-PREKEY_LOW_WATERMARK = 10
-
-#: Most one-time prekeys of each kind the relay keeps per device: ten full uploads. Bounds the
-#: storage one device can claim by uploading in a loop.
-MAX_STORED_PREKEYS = 1000
-
-#: Seconds a client is asked to wait after the store failed a request.
-INTERNAL_RETRY_AFTER = 1.0
 
 
 class SessionState(enum.Enum):
@@ -135,20 +112,6 @@ def item_frame(item: InboxItem) -> Deliver:
         item.enqueued_at,
         item.expires_at,
         item.payload,
-    )
-
-
-def bundle_frame(fetch: PrekeyFetch, bundle: PreKeyBundle) -> PrekeyBundle:
-    """The PREKEY_BUNDLE answering ``fetch`` with what the store took."""
-    s, o, k = bundle.signed_prekey, bundle.one_time, bundle.kem
-    return PrekeyBundle(
-        fetch.request_id,
-        fetch.account,
-        fetch.device_id,
-        bundle.identity_key,
-        SignedKey(s.key_id, s.public, s.signature),
-        None if o is None else OneTimeKey(o.key_id, o.public),
-        KemKey(k.key_id, k.public, k.signature, k.last_resort),
     )
 
 
@@ -404,83 +367,10 @@ class Session:
 
     # ---------------------------------------------------------------- prekeys
 
-    async def _handle_prekeys_upload(self, frame: PrekeysUpload) -> None:
-        assert self.device is not None
-        store = self.relay.store
-        kem = [PreKey(k.key_id, k.public, k.signature, k.last_resort) for k in frame.kem_prekeys]
-        one_time = [PreKey(k.key_id, k.public) for k in frame.one_time]
-        try:
-            held = await store.prekey_counts(self.device) or PreKeyCounts(0, 0)
-            new_kem = sum(not k.last_resort for k in kem)
-            if max(held.one_time + len(one_time), held.kem + new_kem) > MAX_STORED_PREKEYS:
-                reason = f"at most {MAX_STORED_PREKEYS} one-time prekeys of each kind are kept"
-                self._fail(frame.request_id, ErrorCode.INVALID_FIELD, reason)
-                return
-            s = frame.signed_prekey
-            counts = await store.put_prekeys(
-                self.device,
-                frame.identity_key,
-                PreKey(s.key_id, s.public, s.signature),
-                one_time,
-                kem,
-                self.relay.now(),
-            )
-        except IntegrityError as exc:
-            if str(exc) != "identity key changed":
-                raise
-            reason = "identity key changed: re-register the device"
-            self._fail(frame.request_id, ErrorCode.INVALID_FIELD, reason)
-            return
-        except StoreError:
-            self._log.exception("! store failed a prekey upload")
-            self._fail(frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
-            return
-        self._log.info(
-            "= prekeys of %s: %d one-time, %d kem", self.device, counts.one_time, counts.kem
-        )
-        self._send(PrekeysStored(frame.request_id, counts.one_time, counts.kem))
-
-    async def _handle_prekey_fetch(self, frame: PrekeyFetch) -> None:
-        assert self.device is not None
-        relay = self.relay
-        now = relay.now()
-        target = DeviceRef(frame.account, frame.device_id)
-        retry_after = relay.prekey_limiter.try_take((self.device, target), now)
-        if retry_after > 0:
-            reason = "prekey fetch rate limit"
-            self._fail(frame.request_id, ErrorCode.RATE_LIMITED, reason, retry_after)
-            return
-        try:
-            devices = await relay.store.devices(frame.account)
-            if all(d.ref != target for d in devices):
-                self._fail(frame.request_id, ErrorCode.NO_SUCH_ACCOUNT, f"no device {target}")
-                return
-            bundle = await relay.store.take_prekey_bundle(target, now)
-        except StoreError:
-            self._log.exception("! store failed a prekey fetch")
-            self._fail(frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
-            return
-        if bundle is None:
-            self._fail(frame.request_id, ErrorCode.NO_PREKEYS, f"{target} has no prekeys")
-            return
-        self._send(bundle_frame(frame, bundle))
-        owner = relay.sessions.get(target)
-        if owner is not None:
-            owner.prekeys_low(bundle.left)
-
     def prekeys_low(self, counts: PreKeyCounts) -> None:
         """Tell this device PREKEYS_LOW if the relay holds fewer than the watermark of its
         one-time prekeys (of either kind)."""
-        if min(counts.one_time, counts.kem) < PREKEY_LOW_WATERMARK:
-            self._send(PrekeysLow(counts.one_time, counts.kem))
-
-    def _fail(
-        self, request_id: int, code: ErrorCode, reason: str, retry_after: float = 0.0
-    ) -> None:
-        if code is ErrorCode.INTERNAL:
-            retry_after = INTERNAL_RETRY_AFTER
-        self._log.info("! request %d failed: %s %s", request_id, code.name, reason)
-        self._send(RequestFailed(request_id, int(code), reason, retry_after))
+        prekeys.notify_if_low(self, counts)
 
     # ---------------------------------------------------------------- delivery stream
 
@@ -556,6 +446,6 @@ class Session:
         FrameType.GET_DEVICES: _handle_get_devices,
         FrameType.SEND: _handle_send,
         FrameType.ACK: _handle_ack,
-        FrameType.PREKEYS_UPLOAD: _handle_prekeys_upload,
-        FrameType.PREKEY_FETCH: _handle_prekey_fetch,
+        FrameType.PREKEYS_UPLOAD: prekeys.handle_upload,
+        FrameType.PREKEY_FETCH: prekeys.handle_fetch,
     }

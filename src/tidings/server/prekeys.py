@@ -1,0 +1,148 @@
+"""The relay's prekey service: PREKEYS_UPLOAD, PREKEY_FETCH and PREKEYS_LOW (DESIGN §3, issue 3).
+
+PREKEYS_UPLOAD stores a device's keys (its identity key never changes); PREKEY_FETCH takes a
+bundle of another device's keys, rate-limited per (fetching device, target device) so nobody can
+drain a device's one-time prekeys, and tells the target's live session PREKEYS_LOW when the fetch
+left it with few. Both answer REQUEST_FAILED on refusal.
+
+The handlers are functions of the :class:`~tidings.server.session.Session` that received the
+frame; the session's state table decides when they may run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import IntegrityError, StoreError
+from ..store import DeviceRef, PreKey, PreKeyBundle, PreKeyCounts
+from ..wire import (
+    ErrorCode,
+    KemKey,
+    OneTimeKey,
+    PrekeyBundle,
+    PrekeyFetch,
+    PrekeysLow,
+    PrekeysStored,
+    PrekeysUpload,
+    RequestFailed,
+    SignedKey,
+)
+
+if TYPE_CHECKING:
+    from .session import Session
+
+#: Prekey fetches per (fetching device, target device) at once, refilled over
+#: :data:`PREKEY_FETCH_WINDOW` seconds: Signal's limit (6 per 10 minutes), so a sender cannot
+#: drain a device's one-time prekeys and force every new session onto the last-resort key.
+PREKEY_FETCH_BURST = 6
+PREKEY_FETCH_WINDOW = 600.0
+
+#: Below this many one-time prekeys (EC or KEM) the owner is told PREKEYS_LOW: Signal-Android
+#: refills below 10 (PreKeysSyncJob), as ``tidings.e2e.prekeys.PREKEY_LOW_WATERMARK``.
+PREKEY_LOW_WATERMARK = 10
+
+#: Most one-time prekeys of each kind the relay keeps per device: ten full uploads. Bounds the
+#: storage one device can claim by uploading in a loop.
+MAX_STORED_PREKEYS = 1000
+
+#: Seconds a client is asked to wait after the store failed a request.
+INTERNAL_RETRY_AFTER = 1.0
+
+
+def bundle_frame(fetch: PrekeyFetch, bundle: PreKeyBundle) -> PrekeyBundle:
+    """The PREKEY_BUNDLE answering ``fetch`` with what the store took."""
+    s, o, k = bundle.signed_prekey, bundle.one_time, bundle.kem
+    return PrekeyBundle(
+        fetch.request_id,
+        fetch.account,
+        fetch.device_id,
+        bundle.identity_key,
+        SignedKey(s.key_id, s.public, s.signature),
+        None if o is None else OneTimeKey(o.key_id, o.public),
+        KemKey(k.key_id, k.public, k.signature, k.last_resort),
+    )
+
+
+async def handle_upload(session: Session, frame: PrekeysUpload) -> None:
+    """PREKEYS_UPLOAD: store the session's device's keys, answer PREKEYS_STORED."""
+    assert session.device is not None
+    store = session.relay.store
+    kem = [PreKey(k.key_id, k.public, k.signature, k.last_resort) for k in frame.kem_prekeys]
+    one_time = [PreKey(k.key_id, k.public) for k in frame.one_time]
+    try:
+        held = await store.prekey_counts(session.device) or PreKeyCounts(0, 0)
+        new_kem = sum(not k.last_resort for k in kem)
+        if max(held.one_time + len(one_time), held.kem + new_kem) > MAX_STORED_PREKEYS:
+            reason = f"at most {MAX_STORED_PREKEYS} one-time prekeys of each kind are kept"
+            _fail(session, frame.request_id, ErrorCode.INVALID_FIELD, reason)
+            return
+        s = frame.signed_prekey
+        counts = await store.put_prekeys(
+            session.device,
+            frame.identity_key,
+            PreKey(s.key_id, s.public, s.signature),
+            one_time,
+            kem,
+            session.relay.now(),
+        )
+    except IntegrityError as exc:
+        if str(exc) != "identity key changed":
+            raise
+        reason = "identity key changed: re-register the device"
+        _fail(session, frame.request_id, ErrorCode.INVALID_FIELD, reason)
+        return
+    except StoreError:
+        session._log.exception("! store failed a prekey upload")
+        _fail(session, frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
+        return
+    session._log.info(
+        "= prekeys of %s: %d one-time, %d kem", session.device, counts.one_time, counts.kem
+    )
+    session._send(PrekeysStored(frame.request_id, counts.one_time, counts.kem))
+
+
+async def handle_fetch(session: Session, frame: PrekeyFetch) -> None:
+    """PREKEY_FETCH: take a bundle of the target device's keys, answer PREKEY_BUNDLE, and tell
+    the target's live session PREKEYS_LOW if the fetch left it with few."""
+    assert session.device is not None
+    relay = session.relay
+    now = relay.now()
+    target = DeviceRef(frame.account, frame.device_id)
+    retry_after = relay.prekey_limiter.try_take((session.device, target), now)
+    if retry_after > 0:
+        reason = "prekey fetch rate limit"
+        _fail(session, frame.request_id, ErrorCode.RATE_LIMITED, reason, retry_after)
+        return
+    try:
+        devices = await relay.store.devices(frame.account)
+        if all(d.ref != target for d in devices):
+            _fail(session, frame.request_id, ErrorCode.NO_SUCH_ACCOUNT, f"no device {target}")
+            return
+        bundle = await relay.store.take_prekey_bundle(target, now)
+    except StoreError:
+        session._log.exception("! store failed a prekey fetch")
+        _fail(session, frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
+        return
+    if bundle is None:
+        _fail(session, frame.request_id, ErrorCode.NO_PREKEYS, f"{target} has no prekeys")
+        return
+    session._send(bundle_frame(frame, bundle))
+    owner = relay.sessions.get(target)
+    if owner is not None:
+        owner.prekeys_low(bundle.left)
+
+
+def notify_if_low(session: Session, counts: PreKeyCounts) -> None:
+    """Tell the session's device PREKEYS_LOW if the relay holds fewer than the watermark of its
+    one-time prekeys (of either kind)."""
+    if min(counts.one_time, counts.kem) < PREKEY_LOW_WATERMARK:
+        session._send(PrekeysLow(counts.one_time, counts.kem))
+
+
+def _fail(
+    session: Session, request_id: int, code: ErrorCode, reason: str, retry_after: float = 0.0
+) -> None:
+    if code is ErrorCode.INTERNAL:
+        retry_after = INTERNAL_RETRY_AFTER
+    session._log.info("! request %d failed: %s %s", request_id, code.name, reason)
+    session._send(RequestFailed(request_id, int(code), reason, retry_after))
