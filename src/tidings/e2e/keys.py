@@ -101,17 +101,30 @@ class KeyPair:
 
     private: bytes = field(repr=False)
     public: PublicKey
+    # The loaded private key, kept so that agreements do not reload it (loading computes the
+    # public key, which costs more than the agreement itself). Not compared, not shown.
+    _key: X25519PrivateKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.private) != KEY_LEN:
             raise ValueError("an x25519 private key is 32 bytes")
-        if _x25519_public(self.private) != self.public.raw:
+        key = X25519PrivateKey.from_private_bytes(self.private)
+        if key.public_key().public_bytes_raw() != self.public.raw:
             raise ValueError("the public key does not match the private key")
+        object.__setattr__(self, "_key", key)
 
     @classmethod
     def from_private(cls, private: bytes) -> KeyPair:
         """The key pair of a 32-byte private key."""
-        return cls(private, PublicKey(_x25519_public(private)))
+        key = X25519PrivateKey.from_private_bytes(private)
+        public = PublicKey(key.public_key().public_bytes_raw())
+        # The public key is computed from the private one here, so the constructor's check
+        # (which would compute it again) is skipped.
+        pair = object.__new__(cls)
+        object.__setattr__(pair, "private", private)
+        object.__setattr__(pair, "public", public)
+        object.__setattr__(pair, "_key", key)
+        return pair
 
     @classmethod
     def generate(cls, rng: Rng) -> KeyPair:
@@ -124,12 +137,12 @@ class KeyPair:
         Raises:
             ValueError: the result is all zeros (a small-order public key).
         """
-        private = X25519PrivateKey.from_private_bytes(self.private)
-        return private.exchange(X25519PublicKey.from_public_bytes(their.raw))
+        return self._key.exchange(X25519PublicKey.from_public_bytes(their.raw))
 
-
-def _x25519_public(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    def __reduce__(self) -> tuple[Callable[[bytes], KeyPair], tuple[bytes]]:
+        # copy and pickle rebuild the pair from its private key (the loaded key is not
+        # picklable).
+        return (KeyPair.from_private, (self.private,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +156,15 @@ class IdentityKeyPair:
     """
 
     seed: bytes = field(repr=False)
+    # `dh_key_pair`, computed on first use. Not compared, not shown.
+    _dh_key_pair: KeyPair = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.seed) != KEY_LEN:
             raise ValueError("an ed25519 seed is 32 bytes")
+
+    def __reduce__(self) -> tuple[type[IdentityKeyPair], tuple[bytes]]:
+        return (IdentityKeyPair, (self.seed,))
 
     @classmethod
     def generate(cls, rng: Rng) -> IdentityKeyPair:
@@ -161,11 +179,17 @@ class IdentityKeyPair:
     @property
     def dh_key_pair(self) -> KeyPair:
         """The X25519 key pair used in X3DH: the clamped first half of SHA-512(seed)."""
+        try:
+            return self._dh_key_pair
+        except AttributeError:
+            pass
         scalar = bytearray(hashlib.sha512(self.seed).digest()[:KEY_LEN])
         scalar[0] &= 248  # RFC 7748 §5 / RFC 8032 §5.1.5 clamping
         scalar[31] &= 127
         scalar[31] |= 64
-        return KeyPair.from_private(bytes(scalar))
+        pair = KeyPair.from_private(bytes(scalar))
+        object.__setattr__(self, "_dh_key_pair", pair)
+        return pair
 
     @property
     def public(self) -> PublicKey:
@@ -177,8 +201,9 @@ class IdentityKeyPair:
 
         Verifiable with `tidings.e2e.xeddsa.verify` against `public`, as libsignal does.
         """
-        signature = bytearray(Ed25519PrivateKey.from_private_bytes(self.seed).sign(message))
-        signature[63] |= self.ed25519_public[31] & 0x80
+        key = Ed25519PrivateKey.from_private_bytes(self.seed)
+        signature = bytearray(key.sign(message))
+        signature[63] |= key.public_key().public_bytes_raw()[31] & 0x80
         return bytes(signature)
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field, replace
-from hashlib import sha256
 
 import msgpack
 from cryptography.hazmat.primitives import hashes, padding
@@ -109,14 +108,13 @@ class MessageKeys:
     @classmethod
     def from_seed(cls, seed: bytes) -> MessageKeys:
         """Expand a message key seed ``HMAC(CK, 0x01)`` into the three keys."""
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=80, salt=None, info=_MESSAGE_KEYS_INFO)
-        okm = hkdf.derive(seed)
+        okm = _hkdf(None, seed, _MESSAGE_KEYS_INFO, 80)
         return cls(cipher_key=okm[:32], mac_key=okm[32:64], iv=okm[64:])
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """AES-256-CBC with PKCS#7 padding."""
-        padder = padding.PKCS7(128).padder()
-        padded = padder.update(plaintext) + padder.finalize()
+        pad = 16 - len(plaintext) % 16  # PKCS#7: 1..16 bytes, each the pad length
+        padded = b"".join((plaintext, bytes((pad,)) * pad))
         encryptor = Cipher(algorithms.AES(self.cipher_key), modes.CBC(self.iv)).encryptor()
         return encryptor.update(padded) + encryptor.finalize()
 
@@ -176,8 +174,10 @@ class ReceivingChain:
         keep_from = until - params.max_skip_per_chain
         for index in range(self.next_index, until):
             if index >= keep_from:  # only the keys we keep cost a second HMAC
-                skipped.append((index, _hmac(chain_key, _MESSAGE_KEY_SEED)))
-            chain_key = _hmac(chain_key, _CHAIN_KEY_SEED)
+                seed, chain_key = _chain_step(chain_key)
+                skipped.append((index, seed))
+            else:
+                chain_key = _hmac(chain_key, _CHAIN_KEY_SEED)
         kept = tuple(skipped[-params.max_skip_per_chain :] if params.max_skip_per_chain else ())
         return ReceivingChain(self.ratchet_key, chain_key, until, kept)
 
@@ -191,14 +191,15 @@ class ReceivingChain:
             for position, (index, seed) in enumerate(self.skipped):
                 if index == counter:
                     rest = self.skipped[:position] + self.skipped[position + 1 :]
-                    return seed, replace(self, skipped=rest)
+                    return seed, ReceivingChain(
+                        self.ratchet_key, self.chain_key, self.next_index, rest
+                    )
             raise DecryptionError()
         chain = self.advance(counter, params)
         if chain.chain_key is None:  # a chain closed by a DH step derives no more keys
             raise DecryptionError()
-        seed = _hmac(chain.chain_key, _MESSAGE_KEY_SEED)
-        next_key = _hmac(chain.chain_key, _CHAIN_KEY_SEED)
-        return seed, replace(chain, chain_key=next_key, next_index=counter + 1)
+        seed, next_key = _chain_step(chain.chain_key)
+        return seed, ReceivingChain(chain.ratchet_key, next_key, counter + 1, chain.skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +249,15 @@ class RatchetState:
         """
         if self.sending_chain_key is None:
             raise SendingChainMissingError("the responder sends only after it has received")
-        seed = _hmac(self.sending_chain_key, _MESSAGE_KEY_SEED)
+        seed, chain_key = _chain_step(self.sending_chain_key)
         header = Header(self.our_ratchet_key.public, self.send_index, self.previous_counter)
-        after = replace(
-            self,
-            sending_chain_key=_hmac(self.sending_chain_key, _CHAIN_KEY_SEED),
-            send_index=self.send_index + 1,
+        after = RatchetState(
+            self.root_key,
+            self.our_ratchet_key,
+            chain_key,
+            self.send_index + 1,
+            self.previous_counter,
+            self.receiving,
         )
         return header, MessageKeys.from_seed(seed), after
 
@@ -274,7 +278,15 @@ class RatchetState:
             position = len(state.receiving) - 1
         seed, chain = state.receiving[position].take(header.counter, params)
         chains = (*state.receiving[:position], chain, *state.receiving[position + 1 :])
-        return MessageKeys.from_seed(seed), replace(state, receiving=_cap_total(chains, params))
+        after = RatchetState(
+            state.root_key,
+            state.our_ratchet_key,
+            state.sending_chain_key,
+            state.send_index,
+            state.previous_counter,
+            _cap_total(chains, params),
+        )
+        return MessageKeys.from_seed(seed), after
 
     def has_receiving_chain(self, ratchet_key: PublicKey) -> bool:
         """Whether we keep a receiving chain for this peer ratchet key."""
@@ -353,12 +365,22 @@ class RatchetState:
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, sha256).digest()
+    """HMAC-SHA256(key, data): the standard library's one-shot HMAC (OpenSSL underneath)."""
+    return hmac.digest(key, data, "sha256")
+
+
+def _chain_step(chain_key: bytes) -> tuple[bytes, bytes]:
+    """``KDF_CK``: (message key seed ``HMAC(ck, 0x01)``, next chain key ``HMAC(ck, 0x02)``)."""
+    return _hmac(chain_key, _MESSAGE_KEY_SEED), _hmac(chain_key, _CHAIN_KEY_SEED)
+
+
+def _hkdf(salt: bytes | None, ikm: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869), ``cryptography``'s."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
 def _kdf_rk(root_key: bytes, dh_output: bytes) -> tuple[bytes, bytes]:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=64, salt=root_key, info=_RATCHET_INFO)
-    okm = hkdf.derive(dh_output)
+    okm = _hkdf(root_key, dh_output, _RATCHET_INFO, 64)
     return okm[:32], okm[32:]
 
 

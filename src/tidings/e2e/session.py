@@ -36,7 +36,7 @@ caller decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol, runtime_checkable
 
@@ -246,7 +246,7 @@ class Session:
             receiver_ik=state.their_identity,
             version=state.version,
         )
-        self.open = replace(state, ratchet=ratchet)
+        self.open = _with_ratchet(state, ratchet, state.pending_prekey)
         pending = state.pending_prekey
         if pending is None:
             return MessageType.WHISPER, message.serialize()
@@ -380,7 +380,7 @@ class Session:
         if not message.verify_mac(keys.mac_key, state.their_identity, self.identity.public):
             raise DecryptionError()
         plaintext = keys.decrypt(message.ciphertext)
-        return plaintext, replace(state, ratchet=ratchet, pending_prekey=None)
+        return plaintext, _with_ratchet(state, ratchet, None)
 
     # -- the record: open + archived -------------------------------------------------------
 
@@ -389,9 +389,11 @@ class Session:
 
     def _candidates(self, ratchet_key: PublicKey) -> list[SessionState]:
         """Sessions to try: those that know this ratchet key first, then the others."""
-        states = self._all()
-        known = [s for s in states if s.ratchet.has_receiving_chain(ratchet_key)]
-        return known + [s for s in states if not s.ratchet.has_receiving_chain(ratchet_key)]
+        known: list[SessionState] = []
+        others: list[SessionState] = []
+        for state in self._all():
+            (known if state.ratchet.has_receiving_chain(ratchet_key) else others).append(state)
+        return known + others
 
     def _replace(self, before: SessionState, after: SessionState) -> None:
         if self.open is before:
@@ -453,6 +455,20 @@ class _OnceRng:
         if n not in self._drawn:
             self._drawn[n] = self._rng(n)
         return self._drawn[n]
+
+
+def _with_ratchet(
+    state: SessionState, ratchet: RatchetState, pending: PendingPreKey | None
+) -> SessionState:
+    """``replace(state, ratchet=ratchet, pending_prekey=pending)``, without its overhead."""
+    return SessionState(
+        state.their_identity,
+        state.base_key,
+        ratchet,
+        pending,
+        state.their_registration_id,
+        state.version,
+    )
 
 
 def _state_record(state: SessionState) -> list[object]:
