@@ -28,15 +28,13 @@ from typing import ClassVar
 
 from ..delivery import (
     ContentKind,
-    OutboxScheduler,
     Receipt,
     ReceiptKind,
     RetryPolicy,
     Status,
     direct_conversation,
 )
-from ..delivery.outbox import Failed, RefreshDevices, RetryAt
-from ..errors import ConfigError, ConnectionBroken, FrameError, StoreError
+from ..errors import ConfigError, ConnectionBroken, StoreError
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
@@ -46,33 +44,20 @@ from ..wire import (
     Deliver,
     Devices,
     ErrorCode,
-    Frame,
     GetDevices,
     Hello,
     LinkCode,
     LinkCodeRequest,
     Refused,
-    Send,
     Sent,
-    Target,
     Welcome,
     check_account,
 )
-from .connect import CLIENT_KEEPALIVE, DB_NAME, TcpAckWatcher, open_channel
-from .events import (
-    ClientEvent,
-    Connected,
-    Disconnected,
-    StatusChanged,
-)
+from .connect import CLIENT_KEEPALIVE, DB_NAME, open_channel
+from .events import ClientEvent, Connected, Disconnected
 from .inbox import Inbox
-from .store import (
-    ClientStore,
-    OutboxItem,
-    OutboxRequest,
-    TraceEntry,
-    TracePoint,
-)
+from .outbox import Outbox
+from .store import ClientStore, OutboxRequest, TraceEntry
 
 log = logging.getLogger("tidings.client")
 
@@ -133,31 +118,29 @@ class Client:
         self._clock = clock
         self._accept_new_key = accept_new_server_key
         self._rng = rng or random.Random()
-        self._scheduler = OutboxScheduler(RetryPolicy(self._rng.random))
         self._reconnect = RetryPolicy(self._rng.random, RECONNECT_BASE, RECONNECT_CAP)
-        self._devices: dict[str, tuple[int, ...]] = {}
-        self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
         self._requests: dict[int, asyncio.Future[object]] = {}
         self._request_ids = 0
         self._conn: ChannelConnection | None = None
         self._open = asyncio.Event()
         self._wake = asyncio.Event()
-        self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._queues: list[asyncio.Queue[ClientEvent]] = []
         self._ack_seq = 0
         self._ack_scheduled = False
-        self._tcp = TcpAckWatcher(self._on_tcp_acked)
-        self._trace_buffer: dict[bytes, list[tuple[str, float, str | None]]] = {}
         self._pattern = ""
         self.fatal: Disconnected | None = None
         self.server_time_offset = 0.0
-        self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
-        for item in self.store.pending():
-            self._items[item.message_id] = item
-            self._scheduler.add(item.entry())
+        self._outbox = Outbox(
+            self.store,
+            self.me,
+            self._emit,
+            clock,
+            self._rng.random,
+            self._session,
+            lambda: self._clock() + self.server_time_offset,
+        )
         self._inbox = Inbox(self.store, self.me, self._emit, clock)
 
     # ---------------------------------------------------------------- life cycle
@@ -184,9 +167,7 @@ class Client:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self._timer is not None:
-            self._timer.cancel()
-        self._tcp.reset()
+        self._outbox.close()
         self._inbox.close()
         self.store.close()
 
@@ -209,9 +190,7 @@ class Client:
         message_id = os.urandom(16)
         conversation = direct_conversation(self.me.account, to)
         item, _ = self.store.compose(message_id, to, conversation, data, self._clock())
-        self._items[message_id] = item
-        self._scheduler.add(item.entry())
-        self._pump_outbox()
+        self._outbox.add(item)
         return message_id
 
     async def mark_read(self, message_ids: Iterable[bytes]) -> int:
@@ -239,24 +218,13 @@ class Client:
                         OutboxRequest(os.urandom(16), account, content, ContentKind.RECEIPT, now)
                     )
         newly = self.store.mark_read(keys, now, receipts)
-        self._add_queued(r.message_id for r in receipts)
+        self._outbox.add_queued(r.message_id for r in receipts)
         return len(newly)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every message and receipt stored by the relay, or
         failed), at most ``timeout`` seconds. Returns whether it emptied."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self._scheduler):
-            self._drained.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._drained.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        return await self._outbox.drain(timeout)
 
     def events(self) -> EventStream:
         """Incoming messages and status changes, as they are committed, from this call on.
@@ -285,7 +253,7 @@ class Client:
         check_account(account)
         frame = await self._request(lambda rid: GetDevices(rid, account))
         assert isinstance(frame, Devices)
-        self._devices[account] = frame.device_ids
+        self._outbox.devices[account] = frame.device_ids
         return frame.device_ids
 
     # ---------------------------------------------------------------- connection loop
@@ -324,8 +292,7 @@ class Client:
 
     def _on_disconnect(self) -> None:
         self._open.clear()
-        self._scheduler.on_disconnect()
-        self._tcp.reset()
+        self._outbox.on_disconnect()
         for fut in self._requests.values():
             if not fut.done():
                 fut.set_exception(ConnectionBroken("disconnected"))
@@ -400,11 +367,11 @@ class Client:
             return  # disconnected meanwhile; the next session asks again
         frame = fut.result()
         assert isinstance(frame, Devices)
-        self._devices[self.me.account] = frame.device_ids
+        self._outbox.devices[self.me.account] = frame.device_ids
         self._open.set()
-        self._scheduler.on_connect()
+        self._outbox.on_connect()
         self._emit(Connected(self._pattern))
-        self._pump_outbox()
+        self._outbox.pump()
 
     def _on_devices_or_link(self, frame: Devices | LinkCode) -> None:
         fut = self._requests.pop(frame.request_id, None)
@@ -413,145 +380,16 @@ class Client:
 
     # ---------------------------------------------------------------- outbox
 
-    def _add_queued(self, ids: Iterable[bytes]) -> None:
-        for mid in ids:
-            item = self.store.outbox_item(mid)
-            if item is not None:
-                self._items[mid] = item
-                self._scheduler.add(item.entry())
-        self._pump_outbox()
-
-    def _pump_outbox(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _session(self) -> ChannelConnection | None:
+        """The connection the outbox may send on: the session's, once it is open."""
         conn = self._conn
-        if conn is None or not self._open.is_set():
-            return
-        now = self._clock()
-        entries = self._scheduler.handle_timer(now)
-        if entries:
-            frames: list[Frame] = []
-            ids = []
-            for e in entries:
-                item = self._items.get(e.message_id)
-                if item is None:
-                    continue
-                try:
-                    frame = self._send_frame(item)
-                except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
-                    self._fail_locally(e.message_id, exc.code, exc.reason)
-                    continue
-                if frame is None:  # a note to self with no other device: nothing to relay
-                    self._on_sent(Sent(e.message_id, self._clock() + self.server_time_offset))
-                    continue
-                frames.append(frame)
-                ids.append(e.message_id)
-            conn.send_frames(frames)
-            conn.flush()  # write now: the trace's "written" and the TCP-ack target need it
-            written = self._clock()
-            for mid in ids:
-                self._trace_later(mid, TracePoint.WRITTEN, written)
-            self._tcp.written(conn, ids)
-        deadline = self._scheduler.next_deadline()
-        if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._pump_outbox)
-
-    def _fail_locally(self, message_id: bytes, code: int, reason: str) -> None:
-        now = self._clock()
-        self._scheduler.on_refused(message_id, int(ErrorCode.INVALID_FIELD), reason, 0.0, now)
-        self._items.pop(message_id, None)
-        self._drained.set()
-        self.store.mark_failed(message_id, code, reason, now)
-        self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
-
-    def _send_frame(self, item: OutboxItem) -> Send | None:
-        own = self.me.account
-        targets = [DeviceRef(item.recipient, d) for d in self._known_devices(item.recipient)]
-        if item.recipient != own:
-            targets += [DeviceRef(own, d) for d in self._known_devices(own)]
-        targets = [t for t in targets if t != self.me]
-        if not targets:
-            return None
-        self._targets[item.message_id] = tuple(targets)
-        return Send(
-            item.message_id,
-            item.recipient,
-            tuple(Target(t.account, t.device_id, item.content) for t in targets),
-        )
+        return conn if conn is not None and self._open.is_set() else None
 
     def _on_sent(self, frame: Sent) -> None:
-        self._tcp.poll_now()
-        if self._scheduler.on_sent(frame.message_id) is None:
-            return
-        self._drained.set()
-        now = self._clock()
-        self._items.pop(frame.message_id, None)
-        targets = self._targets.pop(frame.message_id, ())
-        recipients = [t for t in targets if t.account != self.me.account or t == self.me]
-        if self.store.mark_sent(frame.message_id, frame.stored_at, now, recipients):
-            self._flush_trace(frame.message_id)
-            overall = self.store.message_status(frame.message_id)
-            if overall is not None:
-                for device in recipients:
-                    self._emit(StatusChanged(frame.message_id, device, Status.SENT, overall, now))
-        self._pump_outbox()
+        self._outbox.on_sent(frame)
 
     def _on_refused(self, frame: Refused) -> None:
-        now = self._clock()
-        action = self._scheduler.on_refused(
-            frame.message_id, frame.code, frame.reason, frame.retry_after, now
-        )
-        self._targets.pop(frame.message_id, None)
-        if isinstance(action, RefreshDevices):
-            self._apply_device_diff(frame)
-            self._scheduler.devices_refreshed(action.lane)
-        elif isinstance(action, RetryAt):
-            self.store.set_attempt(frame.message_id, action.attempts, action.at)
-        elif isinstance(action, Failed):
-            self._drained.set()
-            self._items.pop(frame.message_id, None)
-            self.store.mark_failed(frame.message_id, frame.code, frame.reason, now)
-            self._emit(StatusChanged(frame.message_id, None, Status.FAILED, Status.FAILED, now))
-        self._pump_outbox()
-
-    def _known_devices(self, account: str) -> tuple[int, ...]:
-        """The devices of ``account`` as far as this client knows. Unknown accounts are
-        guessed to have device 1 (own account: only this device); a wrong guess costs one
-        DEVICE_MISMATCH answer, which names the real set."""
-        known = self._devices.get(account)
-        if known is not None:
-            return known
-        return (self.me.device_id,) if account == self.me.account else (1,)
-
-    def _apply_device_diff(self, frame: Refused) -> None:
-        changed: dict[str, set[int]] = {}
-        for account, device_id in frame.missing:
-            cur = changed.setdefault(account, set(self._known_devices(account)))
-            cur.add(device_id)
-        for account, device_id in frame.stale:
-            cur = changed.setdefault(account, set(self._known_devices(account)))
-            cur.discard(device_id)
-        for account, ids in changed.items():
-            self._devices[account] = tuple(sorted(ids))
-
-    # ---------------------------------------------------------------- trace
-
-    def _trace_later(self, mid: bytes, point: str, at: float, detail: str | None = None) -> None:
-        self._trace_buffer.setdefault(mid, []).append((point, at, detail))
-
-    def _flush_trace(self, mid: bytes) -> None:
-        points = self._trace_buffer.pop(mid, None)
-        if points:
-            self.store.add_traces(mid, points)
-
-    def _on_tcp_acked(self, ids: list[bytes], at: float) -> None:
-        for mid in ids:
-            if mid in self._trace_buffer:
-                self._trace_later(mid, TracePoint.TCP_ACKED, at)
-            else:  # ✓ came first: the trace is already committed
-                self.store.add_traces(mid, [(TracePoint.TCP_ACKED, at, None)])
+        self._outbox.on_refused(frame)
 
     # ---------------------------------------------------------------- inbox
 
@@ -566,7 +404,7 @@ class Client:
                 self._conn.close()
             return
         if queued:
-            self._add_queued(queued)
+            self._outbox.add_queued(queued)
         self._ack(frame.seq)
 
     def _ack(self, seq: int) -> None:

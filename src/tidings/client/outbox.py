@@ -1,0 +1,260 @@
+"""The client's outbox pump: sending queued entries, recording what the relay answered.
+
+The decisions (which entries go when, how a refusal is handled) live in the sans-I/O
+:class:`~tidings.delivery.OutboxScheduler`; :class:`Outbox` only pumps:
+
+* entries the scheduler releases are sent as SEND frames naming every known device of the
+  recipient account and of this account (a note to self with no other device is just sent);
+* SENT marks the entry sent in the store, with the trace points buffered while it was in
+  flight ("written", the TCP ack), and reports the new statuses;
+* REFUSED updates the known devices (DEVICE_MISMATCH), schedules a retry or fails the entry.
+
+Events are reported only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from ..delivery import OutboxScheduler, RetryPolicy, Status
+from ..delivery.outbox import Failed, RefreshDevices, RetryAt
+from ..errors import FrameError
+from ..net.ws import ChannelConnection
+from ..store.base import DeviceRef
+from ..wire import ErrorCode, Frame, Refused, Send, Sent, Target
+from .connect import TcpAckWatcher
+from .events import ClientEvent, StatusChanged
+from .store import ClientStore, OutboxItem, TracePoint
+
+
+class Outbox:
+    """Sends the durable outbox and commits the relay's answers (see the module docstring).
+
+    Args:
+        store: the device's store.
+        me: this device.
+        emit: where events go (after their commit).
+        clock: wall clock.
+        random: the jitter source of the retry backoff.
+        session: the connection to send on, or ``None`` while no session is open.
+        server_time: the server's clock as far as this client knows.
+    """
+
+    def __init__(
+        self,
+        store: ClientStore,
+        me: DeviceRef,
+        emit: Callable[[ClientEvent], None],
+        clock: Callable[[], float],
+        random: Callable[[], float],
+        session: Callable[[], ChannelConnection | None],
+        server_time: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.me = me
+        self._emit = emit
+        self._clock = clock
+        self._session = session
+        self._server_time = server_time
+        self.scheduler = OutboxScheduler(RetryPolicy(random))
+        #: The known devices of each account (see :meth:`known_devices`).
+        self.devices: dict[str, tuple[int, ...]] = {}
+        self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
+        self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
+        self._timer: asyncio.TimerHandle | None = None
+        self._tcp = TcpAckWatcher(self._on_tcp_acked)
+        self._trace_buffer: dict[bytes, list[tuple[str, float, str | None]]] = {}
+        self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
+        for item in store.pending():
+            self._items[item.message_id] = item
+            self.scheduler.add(item.entry())
+
+    def __len__(self) -> int:
+        return len(self.scheduler)
+
+    # ---------------------------------------------------------------- life cycle
+
+    def on_connect(self) -> None:
+        """A session is open (call :meth:`pump` next)."""
+        self.scheduler.on_connect()
+
+    def on_disconnect(self) -> None:
+        """The session is gone: what was in flight goes again on the next one."""
+        self.scheduler.on_disconnect()
+        self._tcp.reset()
+
+    def close(self) -> None:
+        """Stop the timers."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._tcp.reset()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until the outbox is empty, at most ``timeout`` seconds; return whether it did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.scheduler):
+            self._drained.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._drained.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    # ---------------------------------------------------------------- queueing
+
+    def add(self, item: OutboxItem) -> None:
+        """Queue an entry already committed to the store, and pump."""
+        self._items[item.message_id] = item
+        self.scheduler.add(item.entry())
+        self.pump()
+
+    def add_queued(self, ids: Iterable[bytes]) -> None:
+        """Queue the entries the store holds under ``ids``, and pump."""
+        for mid in ids:
+            item = self.store.outbox_item(mid)
+            if item is not None:
+                self._items[mid] = item
+                self.scheduler.add(item.entry())
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what the scheduler releases now; re-arm the timer for what it holds back."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        conn = self._session()
+        if conn is None:
+            return
+        now = self._clock()
+        entries = self.scheduler.handle_timer(now)
+        if entries:
+            frames: list[Frame] = []
+            ids = []
+            for e in entries:
+                item = self._items.get(e.message_id)
+                if item is None:
+                    continue
+                try:
+                    frame = self._send_frame(item)
+                except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
+                    self._fail_locally(e.message_id, exc.code, exc.reason)
+                    continue
+                if frame is None:  # a note to self with no other device: nothing to relay
+                    self.on_sent(Sent(e.message_id, self._server_time()))
+                    continue
+                frames.append(frame)
+                ids.append(e.message_id)
+            conn.send_frames(frames)
+            conn.flush()  # write now: the trace's "written" and the TCP-ack target need it
+            written = self._clock()
+            for mid in ids:
+                self._trace_later(mid, TracePoint.WRITTEN, written)
+            self._tcp.written(conn, ids)
+        deadline = self.scheduler.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self.pump)
+
+    def _fail_locally(self, message_id: bytes, code: int, reason: str) -> None:
+        now = self._clock()
+        self.scheduler.on_refused(message_id, int(ErrorCode.INVALID_FIELD), reason, 0.0, now)
+        self._items.pop(message_id, None)
+        self._drained.set()
+        self.store.mark_failed(message_id, code, reason, now)
+        self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
+
+    def _send_frame(self, item: OutboxItem) -> Send | None:
+        own = self.me.account
+        targets = [DeviceRef(item.recipient, d) for d in self.known_devices(item.recipient)]
+        if item.recipient != own:
+            targets += [DeviceRef(own, d) for d in self.known_devices(own)]
+        targets = [t for t in targets if t != self.me]
+        if not targets:
+            return None
+        self._targets[item.message_id] = tuple(targets)
+        return Send(
+            item.message_id,
+            item.recipient,
+            tuple(Target(t.account, t.device_id, item.content) for t in targets),
+        )
+
+    # ---------------------------------------------------------------- answers
+
+    def on_sent(self, frame: Sent) -> None:
+        """The relay stored an entry (✓)."""
+        self._tcp.poll_now()
+        if self.scheduler.on_sent(frame.message_id) is None:
+            return
+        self._drained.set()
+        now = self._clock()
+        self._items.pop(frame.message_id, None)
+        targets = self._targets.pop(frame.message_id, ())
+        recipients = [t for t in targets if t.account != self.me.account or t == self.me]
+        if self.store.mark_sent(frame.message_id, frame.stored_at, now, recipients):
+            self._flush_trace(frame.message_id)
+            overall = self.store.message_status(frame.message_id)
+            if overall is not None:
+                for device in recipients:
+                    self._emit(StatusChanged(frame.message_id, device, Status.SENT, overall, now))
+        self.pump()
+
+    def on_refused(self, frame: Refused) -> None:
+        """The relay refused an entry."""
+        now = self._clock()
+        action = self.scheduler.on_refused(
+            frame.message_id, frame.code, frame.reason, frame.retry_after, now
+        )
+        self._targets.pop(frame.message_id, None)
+        if isinstance(action, RefreshDevices):
+            self._apply_device_diff(frame)
+            self.scheduler.devices_refreshed(action.lane)
+        elif isinstance(action, RetryAt):
+            self.store.set_attempt(frame.message_id, action.attempts, action.at)
+        elif isinstance(action, Failed):
+            self._drained.set()
+            self._items.pop(frame.message_id, None)
+            self.store.mark_failed(frame.message_id, frame.code, frame.reason, now)
+            self._emit(StatusChanged(frame.message_id, None, Status.FAILED, Status.FAILED, now))
+        self.pump()
+
+    def known_devices(self, account: str) -> tuple[int, ...]:
+        """The devices of ``account`` as far as this client knows. Unknown accounts are
+        guessed to have device 1 (own account: only this device); a wrong guess costs one
+        DEVICE_MISMATCH answer, which names the real set."""
+        known = self.devices.get(account)
+        if known is not None:
+            return known
+        return (self.me.device_id,) if account == self.me.account else (1,)
+
+    def _apply_device_diff(self, frame: Refused) -> None:
+        changed: dict[str, set[int]] = {}
+        for account, device_id in frame.missing:
+            cur = changed.setdefault(account, set(self.known_devices(account)))
+            cur.add(device_id)
+        for account, device_id in frame.stale:
+            cur = changed.setdefault(account, set(self.known_devices(account)))
+            cur.discard(device_id)
+        for account, ids in changed.items():
+            self.devices[account] = tuple(sorted(ids))
+
+    # ---------------------------------------------------------------- trace
+
+    def _trace_later(self, mid: bytes, point: str, at: float, detail: str | None = None) -> None:
+        self._trace_buffer.setdefault(mid, []).append((point, at, detail))
+
+    def _flush_trace(self, mid: bytes) -> None:
+        points = self._trace_buffer.pop(mid, None)
+        if points:
+            self.store.add_traces(mid, points)
+
+    def _on_tcp_acked(self, ids: list[bytes], at: float) -> None:
+        for mid in ids:
+            if mid in self._trace_buffer:
+                self._trace_later(mid, TracePoint.TCP_ACKED, at)
+            else:  # ✓ came first: the trace is already committed
+                self.store.add_traces(mid, [(TracePoint.TCP_ACKED, at, None)])
