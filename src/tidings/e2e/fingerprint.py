@@ -31,6 +31,8 @@ import hmac
 
 from cryptography.hazmat.primitives import hashes
 
+from . import protobuf
+
 __all__ = [
     "DEFAULT_ITERATIONS",
     "FINGERPRINT_VERSION",
@@ -61,10 +63,7 @@ _MIN_ITERATIONS = 2  # libsignal rejects iterations <= 1 ...
 _MAX_ITERATIONS = 1_000_000  # ... and > 1_000_000
 _IDENTITY_KEY_LEN = 33
 _KEY_TYPE_DJB = 0x05
-_UINT32_MAX = 2**32 - 1
-_VARINT = 0
-_LEN = 2
-_MAX_VARINT_BYTES = 10
+_UINT32_MAX = protobuf.UINT32_MAX
 
 
 class FingerprintParsingError(ValueError):
@@ -226,67 +225,23 @@ def compare_scannable(ours: bytes, theirs: bytes) -> bool:
     return same1 & same2
 
 
-# -- a minimal protobuf codec for CombinedFingerprints ------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _bytes_field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | _LEN) + _varint(len(value)) + value
+# -- CombinedFingerprints in protobuf (tidings.e2e.protobuf) ------------------------------------
 
 
 def _encode_combined(version: int, local: bytes, remote: bytes) -> bytes:
     """Fields in number order with the version always present, as libsignal writes them."""
     return (
-        _varint(1 << 3 | _VARINT)
-        + _varint(version)
-        + _bytes_field(2, _bytes_field(1, local))
-        + _bytes_field(3, _bytes_field(1, remote))
+        protobuf.uint32_field(1, version)
+        + protobuf.bytes_field(2, protobuf.bytes_field(1, local))
+        + protobuf.bytes_field(3, protobuf.bytes_field(1, remote))
     )
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for i in range(_MAX_VARINT_BYTES):
-        if pos + i >= len(data):
-            raise FingerprintParsingError("truncated varint")
-        byte = data[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, pos + i + 1
-    raise FingerprintParsingError("overlong varint")
-
-
-def _fields(data: bytes) -> dict[int, int | bytes]:
-    """Field number -> value (the last occurrence wins); fixed-width fields are skipped."""
-    fields: dict[int, int | bytes] = {}
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == _VARINT:
-            fields[number], pos = _read_varint(data, pos)
-        elif wire_type == _LEN:
-            length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
-                raise FingerprintParsingError("truncated length-delimited field")
-            fields[number], pos = data[pos : pos + length], pos + length
-        elif wire_type == 5 and pos + 4 <= len(data):  # fixed32
-            pos += 4
-        elif wire_type == 1 and pos + 8 <= len(data):  # fixed64
-            pos += 8
-        else:
-            raise FingerprintParsingError(f"unsupported or truncated wire type {wire_type}")
-    return fields
+def _fields(data: bytes) -> protobuf.Fields:
+    try:
+        return protobuf.decode(data)
+    except protobuf.ProtobufError as exc:
+        raise FingerprintParsingError(str(exc)) from None
 
 
 def _content(fields: dict[int, int | bytes], number: int) -> bytes:

@@ -22,8 +22,9 @@ message of another version is refused.
 
 Why a hand-written protobuf codec: these are two small messages with fixed fields; the MAC
 covers the exact bytes, and our output must be byte-identical to libsignal's (fields in number
-order, every set field present), which a ~60-line varint/length-delimited codec guarantees
-without generated code or a protobuf dependency. The decoder accepts fields in any order and
+order, every set field present), which the small varint/length-delimited codec in
+:mod:`tidings.e2e.protobuf` (shared with the safety-number fingerprints) guarantees without
+generated code or a protobuf dependency. The decoder accepts fields in any order and
 skips unknown ones, as protobuf requires, and keeps the received bytes for the MAC check.
 
 Errors: `parse` raises only `tidings.errors.DecryptionError` for bytes that are not a valid
@@ -39,6 +40,7 @@ from hashlib import sha256
 
 from tidings.errors import DecryptionError
 
+from . import protobuf
 from .kem import KEM_CIPHERTEXT_LEN
 from .keys import PublicKey
 from .prekeys import KEM_KEY_TYPE_MLKEM1024
@@ -64,9 +66,7 @@ KEM_CIPHERTEXT_FIELD_LEN = 1 + KEM_CIPHERTEXT_LEN
 #: Length of the truncated HMAC-SHA256 at the end of a WhisperMessage.
 MAC_LEN = 8
 
-_VARINT, _LEN = 0, 2
-_UINT32_MAX = 2**32 - 1
-_MAX_VARINT_BYTES = 10
+_UINT32_MAX = protobuf.UINT32_MAX
 
 
 def compute_mac(
@@ -273,66 +273,18 @@ def _get_kem_ciphertext(fields: _Fields) -> bytes:
     return value[1:]
 
 
-# -- a minimal protobuf codec (varint and length-delimited fields only) -------------------------
+# -- protobuf (tidings.e2e.protobuf), with every parse failure as the one DecryptionError ------
 
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _varint_field(number: int, value: int) -> bytes:
-    if not 0 <= value <= _UINT32_MAX:
-        raise ValueError("a uint32 field is between 0 and 2**32 - 1")
-    return _varint(number << 3 | _VARINT) + _varint(value)
-
-
-def _bytes_field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | _LEN) + _varint(len(value)) + value
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for i in range(_MAX_VARINT_BYTES):
-        if pos + i >= len(data):
-            raise DecryptionError()
-        byte = data[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, pos + i + 1
-    raise DecryptionError()
-
-
-_Fields = dict[int, int | bytes]
+_Fields = protobuf.Fields
+_varint_field = protobuf.uint32_field
+_bytes_field = protobuf.bytes_field
 
 
 def _decode(data: bytes) -> _Fields:
-    """Field number -> value (the last occurrence wins, as in protobuf); unknown types rejected."""
-    fields: _Fields = {}
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == _VARINT:
-            fields[number], pos = _read_varint(data, pos)
-        elif wire_type == _LEN:
-            length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
-                raise DecryptionError()
-            fields[number], pos = data[pos : pos + length], pos + length
-        elif wire_type == 5 and pos + 4 <= len(data):  # fixed32: skip
-            pos += 4
-        elif wire_type == 1 and pos + 8 <= len(data):  # fixed64: skip
-            pos += 8
-        else:
-            raise DecryptionError()
-    return fields
+    try:
+        return protobuf.decode(data)
+    except protobuf.ProtobufError:
+        raise DecryptionError() from None
 
 
 def _get_int(fields: _Fields, number: int) -> int:
