@@ -103,10 +103,12 @@ class RefusedError(TidingsError):
         reason: a short lower-case explanation.
     """
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, retry_after: float = 0.0) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        #: Seconds to wait before asking again (RATE_LIMITED), else 0.
+        self.retry_after = retry_after
 
 
 class ConfigError(TidingsError):

@@ -40,6 +40,7 @@ SUBCOMMANDS = (
     "link-code",
     "send",
     "listen",
+    "safety-number",
     "read-receipts",
     "trace",
     "demo",
@@ -451,6 +452,30 @@ def test_send_listen_read_and_trace(relay: Relay, procs: list[Proc]) -> None:
 
     assert "read:bob.1" in points(root, relay.alice, mid)
     assert trace_status(root, relay.alice, mid) == "read"
+
+
+def test_safety_numbers_match_and_can_be_verified(relay: Relay, procs: list[Proc]) -> None:
+    root = relay.root
+    bob = Proc(root, "bob-sn", ["listen", "--count", "1", "--json", "--home", str(relay.bob)])
+    procs.append(bob)
+    bob.wait_for(lambda line: line.get("event") == "connected")
+    ok(root, "send", "bob", "compare", "--wait", "delivered", "--home", str(relay.alice))
+    bob.wait_for(lambda line: line.get("event") == "message")
+    mine = ok(root, "safety-number", "bob", "--json", "--home", str(relay.alice)).json_lines()
+    theirs = ok(root, "safety-number", "alice", "--json", "--home", str(relay.bob)).json_lines()
+    number = mine[0]["safety_number"]
+    assert len(number) == 60 and number == theirs[0]["safety_number"]
+    assert mine[0]["verified"] is False and mine[0]["their_devices"] == [1]
+
+    wrong = run(root, "safety-number", "bob", "--verify", "1" * 60, "--home", str(relay.alice))
+    assert wrong.code == 1 and "not verified" in wrong.out
+    spaced = " ".join(number[i : i + 5] for i in range(0, 60, 5))  # as displayed
+    text = ok(root, "safety-number", "bob", "--verify", spaced, "--home", str(relay.alice))
+    assert "✓ verified" in text.out
+    shown = ok(root, "safety-number", "bob", "--json", "--home", str(relay.alice)).json_lines()
+    assert shown[0]["verified"] is True
+    unknown = run(root, "safety-number", "nobody", "--home", str(relay.alice))
+    assert unknown.code != 0 and "no session with nobody" in unknown.err
 
 
 def test_listen_count_read_sends_its_receipts_before_exiting(

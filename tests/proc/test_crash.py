@@ -240,7 +240,13 @@ def test_server_down_while_composing(tmp_path: Path) -> None:
             stdin=True,
         )
         both = [sender, receiver]
-        wait_for(both, lambda: sender.count("holding") > 0, WAIT, f"sender to hold ({note})")
+        # The receiver must be connected before the relay goes, or it has nothing to notice.
+        wait_for(
+            both,
+            lambda: sender.count("holding") > 0 and receiver.count("connected") > 0,
+            WAIT,
+            f"sender to hold and receiver to connect ({note})",
+        )
         assert w.stop_server() == 0
         wait_for(
             both,

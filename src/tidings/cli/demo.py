@@ -21,6 +21,7 @@ from pathlib import Path
 from ..client import Client, MessageReceived, StatusChanged, register
 from ..client.client import EventStream
 from ..delivery import Status, glyph
+from ..e2e import format_safety_number
 from ..server.app import Relay, load_or_create_key
 from ..server.config import ServerConfig
 from ..store import SQLiteStore
@@ -133,6 +134,7 @@ async def _demo(tmp: Path, count: int, read_delay: float) -> int:
         for p in alice.trace(ids[0]):
             start = start or p.at
             print(f"  +{(p.at - start) * 1000:8.1f} ms  {p.point}")
+        _print_e2e(alice, tmp, texts)
         return 0
     except TimeoutError:
         print("demo timed out waiting for statuses", file=sys.stderr)
@@ -145,6 +147,20 @@ async def _demo(tmp: Path, count: int, read_delay: float) -> int:
         await alice.close()
         await bob.close()
         await relay.stop()
+
+
+def _print_e2e(alice: Client, tmp: Path, texts: list[str]) -> None:
+    """Show that it was end-to-end encrypted: the safety number, and a scan of the relay."""
+    number = alice.safety_number("bob")
+    if number is not None:
+        print("\nend-to-end encrypted (PQXDH + Double Ratchet); safety number alice ↔ bob:")
+        print("  " + format_safety_number(number.number).replace("\n", "\n  "))
+    stored = b"".join(p.read_bytes() for p in tmp.glob("relay*") if p.is_file())
+    found = [t for t in texts if t.encode() in stored]
+    print(
+        f"relay storage scanned ({len(stored):,} bytes): "
+        + ("no plaintext found" if not found else f"PLAINTEXT FOUND: {found}")
+    )
 
 
 async def _watch(board: Board, events: EventStream, ids: list[bytes], count: int) -> None:

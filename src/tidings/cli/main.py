@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from ..errors import RefusedError, TidingsError
-from . import client_cmds, demo, server_cmd
+from . import client_cmds, demo, safety_cmd, server_cmd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server_cmd.add_parser(sub)
     client_cmds.add_parsers(sub)
+    safety_cmd.add_parser(sub)
     demo.add_parser(sub)
     return p
 

@@ -5,9 +5,11 @@ from .connect import CLIENT_KEEPALIVE, register
 from .events import (
     ClientEvent,
     Connected,
+    DecryptionFailed,
     Disconnected,
     GapDetected,
     GapSkipped,
+    IdentityChanged,
     MessageReceived,
     StatusChanged,
 )
@@ -17,9 +19,11 @@ __all__ = [
     "Client",
     "ClientEvent",
     "Connected",
+    "DecryptionFailed",
     "Disconnected",
     "GapDetected",
     "GapSkipped",
+    "IdentityChanged",
     "MessageReceived",
     "StatusChanged",
     "register",

@@ -2,7 +2,10 @@
 
 ``register()`` is the one-shot flow that creates this device's identity: it generates the Noise
 static key, connects, sends REGISTER (with a link code to join an existing account), and saves
-the identity only once the server answered REGISTERED.
+the identity only once the server answered REGISTERED. It then creates the device's end-to-end
+identity key and prekeys and uploads them on the same connection (HELLO, PREKEYS_UPLOAD), so
+other devices can start sessions with it at once; if that upload fails, the client uploads them
+when it first connects.
 """
 
 from __future__ import annotations
@@ -27,7 +30,18 @@ from ..net.channel import (
 )
 from ..net.ws import ChannelConnection, tcp_bytes_acked, tcp_unacked_bytes
 from ..noise import PipesInitiator, generate_keypair
-from ..wire import PROLOGUE, PROTOCOL_VERSION, Register, Registered
+from ..wire import (
+    PROLOGUE,
+    PROTOCOL_VERSION,
+    Hello,
+    PrekeysStored,
+    PrekeysUpload,
+    Register,
+    Registered,
+    RequestFailed,
+    Welcome,
+)
+from .prekeys import DeviceKeys
 from .store import ClientStore, Identity
 
 #: Client keepalive: ping after 5 s of silence, declare the connection dead after 10 s. A dead
@@ -97,6 +111,11 @@ class _Registrar:
             asyncio.get_running_loop().create_future()
         )
         self.server_key = b""
+        #: The answer to the prekey upload (PREKEYS_STORED, or REQUEST_FAILED).
+        self.uploaded: asyncio.Future[PrekeysStored | RequestFailed] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.welcomed = asyncio.Event()
 
     def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
         if isinstance(event, HandshakeDone):
@@ -105,15 +124,32 @@ class _Registrar:
         elif isinstance(event, FrameReceived) and isinstance(event.frame, Registered):
             if not self.done.done():
                 self.done.set_result((event.frame, self.server_key))
-        elif isinstance(event, ChannelClosed) and not self.done.done():
-            exc: Exception = RefusedError(event.code, event.reason)
-            if not event.by_peer and event.code == 19:
-                exc = HandshakeError(event.reason)
-            self.done.set_exception(exc)
+        elif isinstance(event, FrameReceived) and isinstance(event.frame, Welcome):
+            self.welcomed.set()
+        elif isinstance(event, FrameReceived) and isinstance(
+            event.frame, PrekeysStored | RequestFailed
+        ):
+            if not self.uploaded.done():
+                self.uploaded.set_result(event.frame)
+        elif isinstance(event, ChannelClosed):
+            self._lost()
+            if not self.done.done():
+                exc: Exception = RefusedError(event.code, event.reason)
+                if not event.by_peer and event.code == 19:
+                    exc = HandshakeError(event.reason)
+                self.done.set_exception(exc)
 
     def on_disconnected(self, conn: ChannelConnection) -> None:
+        self._lost()
         if not self.done.done():
             self.done.set_exception(ConnectionBroken("connection lost during registration"))
+
+    def _lost(self) -> None:
+        """The connection is over: stop waiting for the prekey upload."""
+        self.welcomed.set()
+        if not self.uploaded.done():
+            self.uploaded.set_exception(ConnectionBroken("connection lost"))
+            self.uploaded.exception()  # retrieved: the upload is optional here
 
 
 async def register(
@@ -145,13 +181,34 @@ async def register(
         conn = await open_channel(url, registrar, private, server_key)
         try:
             registered, key = await asyncio.wait_for(registrar.done, CONNECT_TIMEOUT)
+            identity = Identity(
+                private, registered.account, registered.device_id, frame.device_name, url, key
+            )
+            store.save_identity(identity)
+            DeviceKeys.create(store, time.time())
+            await _upload_prekeys(conn, registrar, store)
         finally:
             conn.close()
-        identity = Identity(
-            private, registered.account, registered.device_id, frame.device_name, url, key
-        )
-        store.save_identity(identity)
         return identity
+
+
+async def _upload_prekeys(
+    conn: ChannelConnection, registrar: _Registrar, store: ClientStore
+) -> None:
+    """Upload the new device's prekeys on the registration connection. A failure is left for
+    the client's first connection, which uploads whatever is not uploaded yet."""
+    keys = DeviceKeys(store)
+    upload: PrekeysUpload
+    upload, sent = keys.upload(1)
+    try:
+        conn.send_frame(Hello(PROTOCOL_VERSION, 0))
+        await asyncio.wait_for(registrar.welcomed.wait(), CONNECT_TIMEOUT)
+        conn.send_frame(upload)
+        answer = await asyncio.wait_for(registrar.uploaded, CONNECT_TIMEOUT)
+    except (TimeoutError, ConnectionBroken, RefusedError):
+        return
+    if isinstance(answer, PrekeysStored):
+        store.mark_uploaded(sent)
 
 
 class TcpAckWatcher:

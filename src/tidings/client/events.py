@@ -66,4 +66,33 @@ class Disconnected:
     fatal: bool = False
 
 
-ClientEvent = MessageReceived | StatusChanged | GapDetected | GapSkipped | Connected | Disconnected
+@dataclass(frozen=True, slots=True)
+class IdentityChanged:
+    """A contact's identity keys changed: ``device`` presented a new identity key
+    (``new_device``: a device this client had not seen, e.g. a reinstall linked anew). The
+    safety number with that account changed; a verified one is no longer verified."""
+
+    device: DeviceRef
+    new_device: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptionFailed:
+    """An item from ``sender`` did not decrypt; ``retry_requested``: the sender device was
+    asked to rebuild the session and send it again (if it does, the message arrives as usual)."""
+
+    sender: DeviceRef
+    message_id: bytes
+    retry_requested: bool
+
+
+ClientEvent = (
+    MessageReceived
+    | StatusChanged
+    | GapDetected
+    | GapSkipped
+    | Connected
+    | Disconnected
+    | IdentityChanged
+    | DecryptionFailed
+)

@@ -1,13 +1,19 @@
 """The client's inbox: turning DELIVER frames into committed messages, statuses and events.
 
-For each item the relay streams, :meth:`Inbox.on_deliver` commits what it means in ONE local
-transaction together with the cursor (so the item is acked only after it is durable, and a
-crash between commit and ack just makes the relay send it again, which the store then ignores):
+For each item the relay streams, :meth:`Inbox.on_deliver` opens its end-to-end envelope
+(:class:`~tidings.client.crypto.DeviceCrypto`) and commits what it means in ONE local
+transaction together with the cursor and the session state the decryption advanced (so the item
+is acked only after it is durable, and a crash between commit and ack just makes the relay send
+it again, which the store then ignores):
 
 * a message — stored once per ``(sender device, message id)`` (G3), its delivered receipt queued
   in the outbox in the same transaction (G5), shown in its sender device's counter order (G4);
 * a receipt — statuses of messages this device sent move forward (never back);
-* an expiry notice — ✗ for that message at the named device.
+* an expiry notice — ✗ for that message at the named device;
+* a payload that does not decrypt — a rate-limited retry request to its sender device is queued
+  (the only unencrypted content; it names ids only), and :class:`DecryptionFailed` reported;
+* a retry request for this device — the session with the requester is rebuilt and the named
+  messages it was a recipient of are queued again (RESEND, same message id inside).
 
 Events are reported only after the commit.
 """
@@ -26,6 +32,8 @@ from ..delivery import (
     Receipt,
     ReceiptKind,
     Reorderer,
+    Resend,
+    RetryRequest,
     Status,
     StreamKey,
     Surfaced,
@@ -34,11 +42,19 @@ from ..delivery import (
 )
 from ..delivery import GapDetected as CoreGapDetected
 from ..delivery import GapSkipped as CoreGapSkipped
-from ..errors import StoreError
+from ..errors import DecryptionError, StoreError
 from ..store.base import DeviceRef
 from ..wire import Deliver
-from .events import ClientEvent, GapDetected, GapSkipped, MessageReceived, StatusChanged
-from .store import ClientStore, Direction, OutboxRequest, StoredMessage
+from .crypto import DeviceCrypto
+from .events import (
+    ClientEvent,
+    DecryptionFailed,
+    GapDetected,
+    GapSkipped,
+    MessageReceived,
+    StatusChanged,
+)
+from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
 log = logging.getLogger("tidings.client")
 
@@ -51,6 +67,7 @@ class Inbox:
         me: this device.
         emit: where events go (after their commit).
         clock: wall clock.
+        crypto: this device's sessions.
     """
 
     def __init__(
@@ -59,9 +76,11 @@ class Inbox:
         me: DeviceRef,
         emit: Callable[[ClientEvent], None],
         clock: Callable[[], float],
+        crypto: DeviceCrypto,
     ) -> None:
         self.store = store
         self.me = me
+        self.crypto = crypto
         self._emit = emit
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
@@ -94,13 +113,35 @@ class Inbox:
         """
         now = self._clock()
         sender = DeviceRef(frame.sender_account, frame.sender_device)
+        if frame.seq <= self.store.cursor():
+            return []  # applied before; its ack was lost: only ack it again
         if frame.kind == 1:
             if self.store.commit_expired(frame.seq, frame.message_id, sender, now):
                 overall = self.store.message_status(frame.message_id) or Status.EXPIRED
                 self._emit(StatusChanged(frame.message_id, sender, Status.EXPIRED, overall, now))
             return []
+        writes = CryptoWrites(now)
         try:
-            content = parse_content(frame.payload)
+            opened = self.crypto.open(sender, frame.payload, writes)
+        except DecryptionError:
+            return self._undecryptable(frame, sender, now)
+        self.store.stage(writes)
+        try:
+            if opened.plaintext:
+                return self._on_plaintext(frame, sender, opened.content, now)
+            return self._on_content(frame, sender, opened.content, now)
+        except StoreError:
+            self.crypto.reload()
+            self.reorderer = self._load_reorderer()
+            raise
+        finally:
+            self.store.discard_staged()  # every path above committed them (or failed)
+
+    def _on_content(
+        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float
+    ) -> list[bytes]:
+        try:
+            content = parse_content(data)
         except ContentError as exc:
             log.warning("! undecodable content from %s: %s", sender, exc.reason)
             self.store.advance_cursor(frame.seq)
@@ -108,11 +149,77 @@ class Inbox:
         if isinstance(content, Receipt):
             self._on_receipt(frame, sender, content, now)
             return []
+        if isinstance(content, Message):
+            return self._on_message(frame, sender, content, now, frame.message_id)
+        if isinstance(content, Resend):
+            return self._on_message(frame, sender, content.message, now, content.message_id)
+        self.store.advance_cursor(frame.seq)  # a retry request must come unencrypted
+        return []
+
+    # ---------------------------------------------------------------- decryption failures
+
+    def _undecryptable(self, frame: Deliver, sender: DeviceRef, now: float) -> list[bytes]:
+        """Ask the sender device to rebuild the session and send again (rate-limited)."""
+        if self.store.has_message(sender, frame.message_id):  # a replay of what we have
+            self.store.advance_cursor(frame.seq)
+            return []
+        requested = self.crypto.retry_request_allowed(sender)
+        requests = []
+        if requested:
+            content = RetryRequest(sender.account, sender.device_id, (frame.message_id,))
+            requests.append(
+                OutboxRequest(
+                    os.urandom(16),
+                    sender.account,
+                    content.serialize(),
+                    ContentKind.RETRY_REQUEST,
+                    now,
+                )
+            )
+        log.warning("! undecryptable item from %s; retry requested: %s", sender, requested)
+        self.store.commit_control(frame.seq, requests)
+        self._emit(DecryptionFailed(sender, frame.message_id, requested))
+        return [r.message_id for r in requests]
+
+    def _on_plaintext(
+        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float
+    ) -> list[bytes]:
+        """Unencrypted content: only a retry request for this device is acted on."""
         try:
-            return self._on_message(frame, sender, content, now)
-        except StoreError:
-            self.reorderer = self._load_reorderer()
-            raise
+            request = parse_content(data)
+        except ContentError:
+            request = None
+        if not isinstance(request, RetryRequest) or (
+            DeviceRef(request.account, request.device_id) != self.me
+        ):
+            self.store.advance_cursor(frame.seq)
+            return []
+        if not self.crypto.resend_allowed(sender):
+            self.store.advance_cursor(frame.seq)
+            return []
+        writes = CryptoWrites(now)
+        self.crypto.rebuild(sender, writes)
+        self.store.stage(writes)
+        requests = []
+        for mid in request.message_ids:
+            m = self.store.message(mid)
+            if m is None or m.direction is not Direction.OUT or m.sender != self.me:
+                continue
+            if m.recipient is None or sender.account not in (m.recipient, self.me.account):
+                continue  # only a device the message was for may have it again
+            inner = Message(m.conversation, m.counter, m.sent_at, m.body)
+            requests.append(
+                OutboxRequest(
+                    os.urandom(16),
+                    m.recipient,
+                    Resend(mid, inner).serialize(),
+                    ContentKind.RESEND,
+                    now,
+                )
+            )
+        log.info("= %s asked for %d message(s) again", sender, len(requests))
+        self.store.commit_control(frame.seq, requests)
+        return [r.message_id for r in requests]
 
     # ---------------------------------------------------------------- receipts
 
@@ -126,7 +233,7 @@ class Inbox:
     # ---------------------------------------------------------------- messages
 
     def _on_message(
-        self, frame: Deliver, sender: DeviceRef, message: Message, now: float
+        self, frame: Deliver, sender: DeviceRef, message: Message, now: float, message_id: bytes
     ) -> list[bytes]:
         try:
             members = direct_members(message.conversation)
@@ -136,7 +243,7 @@ class Inbox:
             log.warning("! %s sent into a conversation it is not in", sender)
             self.store.advance_cursor(frame.seq)
             return []
-        if self.store.has_message(sender, frame.message_id):
+        if self.store.has_message(sender, message_id):
             self.store.advance_cursor(frame.seq)  # a duplicate (G3): only the cursor moves
             return []
         own_copy = sender.account == self.me.account
@@ -146,12 +253,12 @@ class Inbox:
             a, b = members
             recipient = b if a == self.me.account else a
         else:
-            content = Receipt(ReceiptKind.DELIVERED, (frame.message_id,), now).serialize()
+            content = Receipt(ReceiptKind.DELIVERED, (message_id,), now).serialize()
             receipt = OutboxRequest(
                 os.urandom(16), sender.account, content, ContentKind.RECEIPT, now
             )
         stored = StoredMessage(
-            message_id=frame.message_id,
+            message_id=message_id,
             sender=sender,
             conversation=message.conversation,
             counter=message.counter,
@@ -171,7 +278,7 @@ class Inbox:
         ok = self.store.commit_incoming(
             frame.seq,
             sender,
-            frame.message_id,
+            message_id,
             message,
             now,
             receipt=receipt,

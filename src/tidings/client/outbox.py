@@ -3,8 +3,12 @@
 The decisions (which entries go when, how a refusal is handled) live in the sans-I/O
 :class:`~tidings.delivery.OutboxScheduler`; :class:`Outbox` only pumps:
 
-* entries the scheduler releases are sent as SEND frames naming every known device of the
-  recipient account and of this account (a note to self with no other device is just sent);
+* entries the scheduler releases are sealed (:class:`~tidings.client.crypto.DeviceCrypto`: one
+  ciphertext per device, saved with the session state before anything is sent) and sent as
+  SEND frames naming every known device of the recipient account and of this account (a note
+  to self with no other device is just sent);
+* an entry for a device without a session is held back, with the rest of its lane (G4), while
+  the client fetches that device's prekey bundle; :meth:`Outbox.sessions_ready` lets it go;
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
   flight ("written", the TCP ack), and reports the new statuses;
 * REFUSED updates the known devices (DEVICE_MISMATCH), schedules a retry or fails the entry.
@@ -15,17 +19,25 @@ Events are reported only after the commit.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 
-from ..delivery import OutboxScheduler, RetryPolicy, Status
+from ..delivery import OutboxEntry, OutboxScheduler, RetryPolicy, Status
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
-from ..errors import FrameError
+from ..e2e import NoSessionError, SendingChainMissingError
+from ..errors import FrameError, StoreError
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
 from ..wire import ErrorCode, Frame, Refused, Send, Sent, Target
 from .connect import TcpAckWatcher
+from .crypto import DeviceCrypto
 from .events import ClientEvent, StatusChanged
-from .store import ClientStore, OutboxItem, TracePoint
+from .store import ClientStore, CryptoWrites, OutboxItem, TracePoint
+
+log = logging.getLogger("tidings.client")
+
+#: Seconds before entries go again after the store failed to save their ciphertexts.
+STORE_RETRY = 1.0
 
 
 class Outbox:
@@ -39,6 +51,9 @@ class Outbox:
         random: the jitter source of the retry backoff.
         session: the connection to send on, or ``None`` while no session is open.
         server_time: the server's clock as far as this client knows.
+        crypto: this device's sessions.
+        fetch_sessions: ``fetch_sessions(lane, devices)`` starts fetching bundles and building
+            sessions for ``devices``, then calls :meth:`sessions_ready` for ``lane``.
     """
 
     def __init__(
@@ -50,8 +65,13 @@ class Outbox:
         random: Callable[[], float],
         session: Callable[[], ChannelConnection | None],
         server_time: Callable[[], float],
+        crypto: DeviceCrypto,
+        fetch_sessions: Callable[[str, list[DeviceRef]], None],
     ) -> None:
         self.store = store
+        self.crypto = crypto
+        self._fetch_sessions = fetch_sessions
+        self._fetching: set[str] = set()
         self.me = me
         self._emit = emit
         self._clock = clock
@@ -82,6 +102,7 @@ class Outbox:
     def on_disconnect(self) -> None:
         """The session is gone: what was in flight goes again on the next one."""
         self.scheduler.on_disconnect()
+        self._fetching.clear()
         self._tcp.reset()
 
     def close(self) -> None:
@@ -133,28 +154,15 @@ class Outbox:
         now = self._clock()
         entries = self.scheduler.handle_timer(now)
         if entries:
-            frames: list[Frame] = []
-            ids = []
-            for e in entries:
-                item = self._items.get(e.message_id)
-                if item is None:
-                    continue
-                try:
-                    frame = self._send_frame(item)
-                except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
-                    self._fail_locally(e.message_id, exc.code, exc.reason)
-                    continue
-                if frame is None:  # a note to self with no other device: nothing to relay
-                    self.on_sent(Sent(e.message_id, self._server_time()))
-                    continue
-                frames.append(frame)
-                ids.append(e.message_id)
+            frames, ids, notes = self._build(entries, now)
             conn.send_frames(frames)
             conn.flush()  # write now: the trace's "written" and the TCP-ack target need it
             written = self._clock()
             for mid in ids:
                 self._trace_later(mid, TracePoint.WRITTEN, written)
             self._tcp.written(conn, ids)
+            for mid in notes:  # a note to self with no other device: nothing to relay
+                self.on_sent(Sent(mid, self._server_time()))
         deadline = self.scheduler.next_deadline()
         if deadline is not None:
             delay = max(0.0, deadline - self._clock())
@@ -168,20 +176,98 @@ class Outbox:
         self.store.mark_failed(message_id, code, reason, now)
         self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
 
-    def _send_frame(self, item: OutboxItem) -> Send | None:
+    def _build(
+        self, entries: list[OutboxEntry], now: float
+    ) -> tuple[list[Frame], list[bytes], list[bytes]]:
+        """The SEND frames for released entries (their ciphertexts saved first), their ids,
+        and the ids of notes to self that need no relay. Entries that need sessions are held
+        (with the rest of their lane) and the fetch started."""
+        frames: list[Frame] = []
+        ids: list[bytes] = []
+        held: set[str] = set()
+        writes = CryptoWrites(now)
+        sealed: list[tuple[bytes, DeviceRef, bytes]] = []
+        notes: list[bytes] = []
+        for e in entries:
+            item = self._items.get(e.message_id)
+            if item is None:
+                continue
+            if e.lane in held:
+                self.scheduler.hold(e.message_id)
+                continue
+            targets = self._targets_of(item)
+            if not targets:
+                notes.append(e.message_id)
+                continue
+            missing = self.crypto.missing_sessions(item, targets)
+            try:
+                if not missing:
+                    payloads, new = self.crypto.seal(item, targets, writes)
+            except (NoSessionError, SendingChainMissingError):
+                missing = list(targets)
+            if missing:
+                self.scheduler.hold(e.message_id)
+                held.add(e.lane)
+                self._start_fetch(e.lane, missing)
+                continue
+            try:
+                frame = Send(
+                    item.message_id,
+                    item.recipient,
+                    tuple(Target(t.account, t.device_id, payloads[t]) for t in targets),
+                )
+            except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
+                self._fail_locally(e.message_id, exc.code, exc.reason)
+                continue
+            sealed += new
+            self._targets[item.message_id] = tuple(targets)
+            frames.append(frame)
+            ids.append(e.message_id)
+        if sealed:
+            self.store.stage(writes)
+            try:
+                self.store.save_sealed(sealed)  # the ratchet moved: durable before it leaves
+            except StoreError:
+                log.exception("! could not save ciphertexts; retrying shortly")
+                self.crypto.reload()
+                for mid in ids:
+                    self.scheduler.hold(mid, now + STORE_RETRY)
+                frames, ids = [], []
+        return frames, ids, notes
+
+    def _targets_of(self, item: OutboxItem) -> list[DeviceRef]:
         own = self.me.account
         targets = [DeviceRef(item.recipient, d) for d in self.known_devices(item.recipient)]
         if item.recipient != own:
             targets += [DeviceRef(own, d) for d in self.known_devices(own)]
-        targets = [t for t in targets if t != self.me]
-        if not targets:
-            return None
-        self._targets[item.message_id] = tuple(targets)
-        return Send(
-            item.message_id,
-            item.recipient,
-            tuple(Target(t.account, t.device_id, item.content) for t in targets),
-        )
+        return [t for t in targets if t != self.me]
+
+    def _start_fetch(self, lane: str, devices: list[DeviceRef]) -> None:
+        if lane in self._fetching:
+            return
+        self._fetching.add(lane)
+        self._fetch_sessions(lane, devices)
+
+    def fail_lane(self, lane: str, code: int, reason: str) -> None:
+        """Fail every entry of ``lane`` for good (e.g. its account does not exist)."""
+        for entry in self.scheduler.entries():
+            if entry.lane == lane and not entry.in_flight:
+                self.scheduler.drop(entry.message_id)
+                self._items.pop(entry.message_id, None)
+                self._report_failed(entry.message_id, code, reason)
+
+    def _report_failed(self, message_id: bytes, code: int, reason: str) -> None:
+        now = self._clock()
+        self._drained.set()
+        self.store.mark_failed(message_id, code, reason, now)
+        self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
+
+    def sessions_ready(self, lane: str, not_before: float = 0.0) -> None:
+        """The session fetch for ``lane`` is over: its held entries may go (not before
+        ``not_before``, e.g. a rate limit's retry time)."""
+        self._fetching.discard(lane)
+        self.scheduler.devices_refreshed(lane, not_before)
+        self.pump()
 
     # ---------------------------------------------------------------- answers
 

@@ -6,8 +6,16 @@ nothing of it, so either can change without the other.
 
 Layout: one MessagePack array, ``[version, kind, *fields]``::
 
-    MESSAGE  [1, 1, conversation: str, counter: int, sent_at: float, body: bin]
-    RECEIPT  [1, 2, receipt_kind: int, [message_id: bin16, ...], at: float]
+    MESSAGE        [1, 1, conversation: str, counter: int, sent_at: float, body: bin]
+    RECEIPT        [1, 2, receipt_kind: int, [message_id: bin16, ...], at: float]
+    RESEND         [1, 3, message_id: bin16, message: bin]   (a MESSAGE's bytes, sent again)
+    RETRY_REQUEST  [1, 4, account: str, device_id: int, [message_id: bin16, ...]]
+
+RESEND carries a message again under its original id, after the recipient device could not
+decrypt it (the relay deduplicates by id, so the resend travels under a new one). A
+RETRY_REQUEST asks device ``account.device_id`` to do that for the named messages; it is the one
+content sent without end-to-end encryption (the session it would use is the broken one), so it
+carries nothing but ids, as Signal's DecryptionErrorMessage.
 
 Invariants:
 
@@ -43,6 +51,8 @@ __all__ = [
     "Message",
     "Receipt",
     "ReceiptKind",
+    "Resend",
+    "RetryRequest",
     "direct_conversation",
     "direct_members",
     "parse_content",
@@ -86,6 +96,8 @@ class ContentKind(enum.IntEnum):
 
     MESSAGE = 1
     RECEIPT = 2
+    RESEND = 3
+    RETRY_REQUEST = 4
 
 
 class ReceiptKind(enum.IntEnum):
@@ -179,7 +191,70 @@ class Receipt:
         return _pack(self.KIND, [int(self.kind), list(self.message_ids), float(self.at)])
 
 
-Content = Message | Receipt
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """A message sent again under its original id (see the module docstring).
+
+    Attributes:
+        message_id: the original message id (the one receipts name).
+        message: the original message.
+    """
+
+    KIND: ClassVar[ContentKind] = ContentKind.RESEND
+    message_id: bytes
+    message: Message
+
+    def __post_init__(self) -> None:
+        if type(self.message_id) is not bytes or len(self.message_id) != MESSAGE_ID_LEN:
+            raise ContentError(f"message ids are {MESSAGE_ID_LEN} bytes")
+        if type(self.message) is not Message:
+            raise ContentError("a resend carries a message")
+
+    def serialize(self) -> bytes:
+        """The content bytes to hand to the end-to-end layer."""
+        return _pack(self.KIND, [self.message_id, self.message.serialize()])
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    """Device ``account.device_id`` is asked to send these messages again (unencrypted).
+
+    Attributes:
+        account: the account of the device asked (the sender of the messages).
+        device_id: that device.
+        message_ids: 1 to :data:`MAX_RECEIPT_IDS` distinct ids that did not decrypt.
+    """
+
+    KIND: ClassVar[ContentKind] = ContentKind.RETRY_REQUEST
+    account: str
+    device_id: int
+    message_ids: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        try:
+            check_account(self.account)
+        except RemoteProtocolError:
+            raise ContentError("a retry request names a valid account") from None
+        if type(self.device_id) is not int or not 1 <= self.device_id <= _U63:
+            raise ContentError("device_id must be an integer in 1..2^63-1")
+        _check_ids(self.message_ids)
+
+    def serialize(self) -> bytes:
+        """The content bytes (sent as they are: see the module docstring)."""
+        return _pack(self.KIND, [self.account, self.device_id, list(self.message_ids)])
+
+
+def _check_ids(ids: object) -> None:
+    if type(ids) is not tuple or not 1 <= len(ids) <= MAX_RECEIPT_IDS:
+        raise ContentError(f"1..{MAX_RECEIPT_IDS} message ids")
+    for message_id in ids:
+        if type(message_id) is not bytes or len(message_id) != MESSAGE_ID_LEN:
+            raise ContentError(f"message ids are {MESSAGE_ID_LEN} bytes")
+    if len(set(ids)) != len(ids):
+        raise ContentError("a message id is named twice")
+
+
+Content = Message | Receipt | Resend | RetryRequest
 
 
 def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
@@ -200,11 +275,30 @@ def _receipt(fields: list[Any]) -> Receipt:
     return Receipt(ReceiptKind(kind), tuple(ids), at)
 
 
+def _resend(fields: list[Any]) -> Resend:
+    message_id, data = fields
+    if type(data) is not bytes:
+        raise ContentError("a resend carries a message's bytes")
+    inner = parse_content(data)
+    if not isinstance(inner, Message):
+        raise ContentError("a resend carries a message")
+    return Resend(message_id, inner)
+
+
+def _retry_request(fields: list[Any]) -> RetryRequest:
+    account, device_id, ids = fields
+    if type(ids) is not list:
+        raise ContentError("retry request message ids must be an array")
+    return RetryRequest(account, device_id, tuple(ids))
+
+
 _CONTENT_KINDS = frozenset(int(k) for k in ContentKind)
 _RECEIPT_KINDS = frozenset(int(k) for k in ReceiptKind)
 _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], int]] = {
     ContentKind.MESSAGE: (_message, 4),
     ContentKind.RECEIPT: (_receipt, 3),
+    ContentKind.RESEND: (_resend, 2),
+    ContentKind.RETRY_REQUEST: (_retry_request, 3),
 }
 
 

@@ -341,8 +341,46 @@ class OutboxScheduler:
         )
         return RetryAt(message_id, e.attempts, at)
 
-    def devices_refreshed(self, lane: str) -> None:
-        """``lane``'s devices were fetched and its sessions fixed: its entries may go again."""
+    def hold(self, message_id: bytes, until: float | None = None) -> bool:
+        """Take back an entry :meth:`handle_timer` just released, before it was sent: the client
+        cannot build it yet (e.g. it needs sessions with new devices first).
+
+        It does not count as an attempt. With ``until`` it goes again at that time; without,
+        it waits for :meth:`devices_refreshed` of its lane. Either way it holds back its lane
+        (G4): hold the lane's later entries released in the same batch too.
+
+        Returns:
+            False if the entry is not in flight (nothing changes).
+        """
+        e = self._entries.get(message_id)
+        if e is None or not e.in_flight:
+            return False
+        self._in_flight -= 1
+        self._entries[message_id] = dataclasses.replace(
+            e,
+            in_flight=False,
+            attempts=max(0, e.attempts - 1),
+            awaiting_devices=until is None,
+            next_attempt_at=e.next_attempt_at if until is None else until,
+        )
+        return True
+
+    def drop(self, message_id: bytes) -> bool:
+        """Remove an entry that is not in flight (the client failed it for good without
+        sending it, e.g. its account does not exist). Returns whether it was there."""
+        e = self._entries.get(message_id)
+        if e is None or e.in_flight:
+            return False
+        del self._entries[message_id]
+        return True
+
+    def devices_refreshed(self, lane: str, not_before: float = 0.0) -> None:
+        """``lane``'s devices were fetched and its sessions fixed: its entries may go again
+        (not before ``not_before``: e.g. the retry time of a refused prekey fetch)."""
         for mid, e in self._entries.items():
             if e.lane == lane and e.awaiting_devices:
-                self._entries[mid] = dataclasses.replace(e, awaiting_devices=False)
+                self._entries[mid] = dataclasses.replace(
+                    e,
+                    awaiting_devices=False,
+                    next_attempt_at=max(e.next_attempt_at, not_before),
+                )

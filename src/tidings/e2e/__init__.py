@@ -11,7 +11,8 @@ Modules: `keys` (X25519 key pairs, 0x05-prefixed public keys, Ed25519-based iden
 their bundles), `bundle` (a relay bundle → a verified session bundle), `ratchet` (the Double
 Ratchet's state and key schedule), `message` (v3 WhisperMessage / PreKeyWhisperMessage and the v4
 PQXDH prekey message), `padding`, `session` (all sessions with one peer device, v3 and v4),
-`fingerprint` (Signal safety numbers). Not yet used by the client or the relay.
+`fingerprint` (Signal safety numbers), `envelope` (the type byte of a payload). The client
+(`tidings.client.crypto`) runs them; the relay never imports this package.
 
 Errors: peer input fails with the one `tidings.errors.DecryptionError`; a prekey bundle whose
 signature does not verify with `BundleError` (a `RemoteProtocolError`); API misuse with
@@ -188,13 +189,19 @@ __all__ = [
 # PQXDH sessions: the relay bundle adapter, v4 messages, the KEM prekey store. `BundleError`
 # (above) is now the one bundle error: a `RemoteProtocolError`, raised by `bundle_for_session`.
 from .bundle import bundle_for_session, verify_identity_signature
+from .envelope import EnvelopeType, open_envelope, seal_envelope
+from .fingerprint import safety_number_for_keys
 from .message import KEM_CIPHERTEXT_FIELD_LEN, VERSION_BYTE_PQ
 from .session import LocalKemPreKeys
 
 __all__ += [
     "KEM_CIPHERTEXT_FIELD_LEN",
     "VERSION_BYTE_PQ",
+    "EnvelopeType",
     "LocalKemPreKeys",
     "bundle_for_session",
+    "open_envelope",
+    "safety_number_for_keys",
+    "seal_envelope",
     "verify_identity_signature",
 ]

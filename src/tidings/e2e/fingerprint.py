@@ -28,6 +28,7 @@ are pinned in ``tests/e2e/test_fingerprint.py``.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import hashes
 
@@ -44,6 +45,7 @@ __all__ = [
     "compare_scannable",
     "format_safety_number",
     "safety_number",
+    "safety_number_for_keys",
     "scannable_fingerprint",
 ]
 
@@ -164,6 +166,37 @@ def safety_number(
     local, remote = _hashes(local_key, local_id, remote_key, remote_id, iterations)
     ours, theirs = _digits(local), _digits(remote)
     return ours + theirs if ours < theirs else theirs + ours
+
+
+def safety_number_for_keys(
+    local_keys: Sequence[bytes],
+    local_id: str,
+    remote_keys: Sequence[bytes],
+    remote_id: str,
+    iterations: int = DEFAULT_ITERATIONS,
+) -> str:
+    """The safety number of two parties that each have several identity keys (one per device).
+
+    Each party's keys are sorted and concatenated before hashing, as libsignal-protocol-java's
+    list form of ``NumericFingerprintGenerator.createFor`` did (``getLogicalKeyBytes``); with
+    one key on each side it equals `safety_number`. Any device added, removed or re-keyed on
+    either side changes the number.
+
+    Raises:
+        ValueError: no keys on a side, a key that is not ``0x05`` plus 32 bytes, or bad
+            ``iterations``.
+    """
+    _check_iterations(iterations)
+    local = _party_hash(_logical(local_keys, "local"), local_id, iterations)
+    remote = _party_hash(_logical(remote_keys, "remote"), remote_id, iterations)
+    ours, theirs = _digits(local), _digits(remote)
+    return ours + theirs if ours < theirs else theirs + ours
+
+
+def _logical(keys: Sequence[bytes], who: str) -> bytes:
+    if not keys:
+        raise ValueError(f"the {who} party has no identity key")
+    return b"".join(sorted(_check_key(k, who) for k in keys))
 
 
 def format_safety_number(number: str) -> str:

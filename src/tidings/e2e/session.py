@@ -139,12 +139,16 @@ class Decrypted:
             transaction that stores the message and the session.
         used_kem_prekey_id: the KEM prekey this message's new v4 session used: if it is a
             one-time KEM prekey, delete it in that same transaction (keep the last-resort one).
+        new_base_key: the base key of the session this message started (``None``: it
+            continued one). A session started without a one-time prekey can be started again
+            by a replay of the same message once its record is gone: record these base keys.
     """
 
     plaintext: bytes
     their_identity: PublicKey
     used_prekey_id: int | None = None
     used_kem_prekey_id: int | None = None
+    new_base_key: PublicKey | None = None
 
 
 class Session:
@@ -310,7 +314,13 @@ class Session:
         state = self._respond(message, prekeys)
         plaintext, after = self._open_whisper(state, message.message, rng)
         self._install(after)
-        return Decrypted(plaintext, message.identity_key, message.prekey_id, message.kem_prekey_id)
+        return Decrypted(
+            plaintext,
+            message.identity_key,
+            message.prekey_id,
+            message.kem_prekey_id,
+            message.base_key,
+        )
 
     def _respond(self, message: PreKeyWhisperMessage, prekeys: LocalPreKeys | None) -> SessionState:
         """X3DH (X3DH §3.4) or PQXDH (PQXDH §3.4) as the responder: a new session state, not

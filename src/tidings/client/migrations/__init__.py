@@ -104,5 +104,72 @@ CREATE TABLE streams (
 ) WITHOUT ROWID;
 """
 
+_V2 = """
+-- End-to-end encryption (issue 3). This device's identity key and counters: one row.
+CREATE TABLE e2e_identity (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    identity_seed   BLOB    NOT NULL CHECK (length(identity_seed) = 32),
+    registration_id INTEGER NOT NULL,
+    next_key_id     INTEGER NOT NULL
+);
+
+-- This device's prekeys. kind: 1 signed, 2 one-time, 3 KEM (one-time or last resort).
+-- uploaded: the relay confirmed it (PREKEYS_STORED). replaced_at: a signed or last-resort
+-- key that a newer one replaced; kept a while for messages that still name it.
+CREATE TABLE e2e_prekeys (
+    kind        INTEGER NOT NULL,
+    key_id      INTEGER NOT NULL,
+    private     BLOB    NOT NULL,
+    public      BLOB    NOT NULL,
+    signature   BLOB,
+    created_at  REAL    NOT NULL,
+    last_resort INTEGER NOT NULL DEFAULT 0,
+    uploaded    INTEGER NOT NULL DEFAULT 0,
+    replaced_at REAL,
+    PRIMARY KEY (kind, key_id)
+) WITHOUT ROWID;
+
+-- The session record with each peer device (tidings.e2e.Session.serialize).
+CREATE TABLE e2e_sessions (
+    account   TEXT    NOT NULL,
+    device_id INTEGER NOT NULL,
+    record    BLOB    NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+
+-- The identity key of each peer device, pinned on first use; changed_at when it changed.
+CREATE TABLE e2e_identities (
+    account      TEXT    NOT NULL,
+    device_id    INTEGER NOT NULL,
+    identity_key BLOB    NOT NULL CHECK (length(identity_key) = 32),
+    first_seen   REAL    NOT NULL,
+    changed_at   REAL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+
+-- Accounts whose safety number the user compared: the number they confirmed.
+CREATE TABLE e2e_verified (
+    account       TEXT PRIMARY KEY,
+    safety_number TEXT NOT NULL,
+    at            REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Ciphertexts of outbox entries, per target device: a retry sends the same bytes.
+CREATE TABLE e2e_sealed (
+    message_id BLOB    NOT NULL,
+    account    TEXT    NOT NULL,
+    device_id  INTEGER NOT NULL,
+    payload    BLOB    NOT NULL,
+    PRIMARY KEY (message_id, account, device_id)
+) WITHOUT ROWID;
+
+-- Base keys of sessions started without a one-time prekey (only the signed and last-resort
+-- keys, which are reused): a second message with the same base key is a replay.
+CREATE TABLE e2e_base_keys (
+    base_key BLOB PRIMARY KEY,
+    at       REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)

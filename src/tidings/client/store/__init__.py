@@ -8,6 +8,7 @@
 The schema is :mod:`tidings.client.migrations`.
 """
 
+from ._crypto import CryptoWrites, E2EIdentity, PreKeyRow
 from .records import (
     MAX_OUTBOX,
     SCHEMA_VERSION,
@@ -30,13 +31,16 @@ __all__ = [
     "SCHEMA_VERSION",
     "ClientStore",
     "ConversationSummary",
+    "CryptoWrites",
     "DeviceStatus",
     "Direction",
+    "E2EIdentity",
     "Identity",
     "MessageKey",
     "OutboxFullError",
     "OutboxItem",
     "OutboxRequest",
+    "PreKeyRow",
     "StoredMessage",
     "TraceEntry",
     "TracePoint",

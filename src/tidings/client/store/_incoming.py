@@ -131,6 +131,17 @@ class Incoming(Database):
             self._trace(db, message_id, TracePoint.EXPIRED.at(device), at, None)
             return True
 
+    def commit_control(self, seq: int, requests: Sequence[OutboxRequest]) -> bool:
+        """Move the cursor past an item and queue what it calls for (a retry request, resends;
+        exempt from :data:`MAX_OUTBOX`, as receipts). One transaction. False (nothing
+        changes) if ``seq`` is not above the cursor."""
+        with self._tx() as db:
+            if not self._move_cursor(db, seq):
+                return False
+            for r in requests:
+                self._insert_outbox(db, r)
+            return True
+
     def advance_cursor(self, seq: int) -> bool:
         """Move the cursor past an item that stores nothing (undecryptable, not valid content).
         One transaction. False if ``seq`` is not above the cursor."""

@@ -121,6 +121,7 @@ class Outbox(Database):
         with self._tx() as db:
             if not db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount:
                 return False
+            db.execute("DELETE FROM e2e_sealed WHERE message_id = ?", (message_id,))
             db.execute(
                 "UPDATE messages SET stored_at = ? WHERE message_id = ? AND direction = ?",
                 (stored_at, message_id, Direction.OUT),
@@ -136,6 +137,7 @@ class Outbox(Database):
         with self._tx() as db:
             if not db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount:
                 return False
+            db.execute("DELETE FROM e2e_sealed WHERE message_id = ?", (message_id,))
             db.execute(
                 "UPDATE messages SET failed_code = ?, failed_reason = ?"
                 " WHERE message_id = ? AND direction = ?",

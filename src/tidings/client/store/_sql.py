@@ -11,7 +11,7 @@ import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidings.delivery import ContentKind, Status, advance
 from tidings.errors import IntegrityError, MigrationError, StoreError
@@ -19,6 +19,9 @@ from tidings.store.base import DeviceRef
 
 from ..migrations import MIGRATIONS
 from .records import SCHEMA_VERSION, Direction, OutboxItem, OutboxRequest, StoredMessage
+
+if TYPE_CHECKING:
+    from ._crypto import CryptoWrites
 
 _POINT = re.compile(r"[a-z_]{1,32}(:[a-z0-9_-]{1,32}\.[0-9]{1,19})?")
 
@@ -63,14 +66,19 @@ class Database:
     """The connection (``_db``, set by the subclass) and what every feature builds on."""
 
     _db: sqlite3.Connection
+    #: End-to-end writes to commit with the next transaction (see ``_crypto``).
+    _staged: CryptoWrites | None = None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db
+        staged, self._staged = self._staged, None
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                if staged is not None:
+                    self._apply_staged(db, staged)
             except BaseException:
                 db.rollback()
                 raise
@@ -82,6 +90,9 @@ class Database:
                 if db.in_transaction:
                     db.rollback()
             raise StoreError(str(exc)) from exc
+
+    def _apply_staged(self, db: sqlite3.Connection, writes: CryptoWrites) -> None:
+        raise NotImplementedError  # the Crypto mixin applies them
 
     def _read(self, sql: str, *params: Any) -> list[Any]:
         try:

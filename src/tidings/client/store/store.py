@@ -33,6 +33,7 @@ from tidings.delivery import Status, rollup
 from tidings.errors import StoreError
 from tidings.store.base import DeviceRef
 
+from ._crypto import Crypto
 from ._incoming import Incoming
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
@@ -41,7 +42,7 @@ from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage,
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, Incoming):
+class ClientStore(Outbox, Incoming, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:

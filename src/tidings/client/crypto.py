@@ -1,0 +1,327 @@
+"""End-to-end encryption for one device: sessions per peer device, sealing and opening payloads.
+
+:class:`DeviceCrypto` sits between the outbox/inbox and the sans-I/O `tidings.e2e` package:
+
+* ``seal`` turns an outbox entry into one payload per target device (a PQXDH-started Double
+  Ratchet session per device; sessions are built from prekey bundles by ``install_bundle``);
+  a retry sends the ciphertexts saved the first time, byte for byte;
+* ``open`` turns a DELIVER payload into content bytes, or raises `DecryptionError`;
+* identity keys are pinned per peer device on first use; a different key later is accepted
+  (as Signal does) but reported with :class:`~tidings.client.events.IdentityChanged`, and the
+  account's verified safety number is dropped;
+* ``retry_request_allowed`` / ``rebuild`` implement the rate-limited retry requests.
+
+Invariants: every change to a session is *staged* (``store.stage``) and reaches the disk with
+the transaction that stores what the change produced; if that transaction fails the caller
+calls :meth:`DeviceCrypto.reload`, which drops the cached sessions, so memory never runs ahead
+of the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..delivery import ContentKind
+from ..delivery.ratelimit import RateLimiter
+from ..e2e import (
+    EnvelopeType,
+    KemPreKey,
+    KeyPair,
+    MessageType,
+    OneTimePreKey,
+    PreKeyBundle,
+    PublicKey,
+    Session,
+    SignedPreKey,
+    bundle_for_session,
+    open_envelope,
+    pad,
+    safety_number_for_keys,
+    seal_envelope,
+    unpad,
+)
+from ..errors import DecryptionError
+from ..store.base import DeviceRef
+from ..wire import PrekeyBundle as BundleFrame
+from .events import ClientEvent, IdentityChanged
+from .prekeys import DeviceKeys
+from .store import ClientStore, OutboxItem
+from .store._crypto import KEM, ONE_TIME, SIGNED, CryptoWrites
+
+__all__ = [
+    "RETRY_REQUEST_BURST",
+    "RETRY_REQUEST_INTERVAL",
+    "SESSION_REBUILD_INTERVAL",
+    "DeviceCrypto",
+    "Opened",
+    "SafetyNumber",
+]
+
+#: Retry requests this device sends per sender device at once, then one per
+#: :data:`RETRY_REQUEST_INTERVAL` seconds: a broken session costs a handful, a flood of
+#: garbage cannot make us flood the sender.
+RETRY_REQUEST_BURST = 10
+RETRY_REQUEST_INTERVAL = 30.0
+
+#: A sender rebuilds its session with a device at most once per this many seconds, however many
+#: retry requests arrive (each rebuild takes a prekey, and fetches are limited to 6 per 10 min).
+SESSION_REBUILD_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A payload opened: the content bytes, and whether they came unencrypted (only a retry
+    request may)."""
+
+    content: bytes
+    plaintext: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyNumber:
+    """The safety number with an account: 60 digits, whether the user verified it, and the
+    devices (with their pinned keys) it covers on each side."""
+
+    number: str
+    verified: bool
+    local_devices: tuple[int, ...]
+    remote_devices: tuple[int, ...]
+
+
+class _StorePreKeys:
+    """The responder's prekey lookup (`tidings.e2e.LocalKemPreKeys`) over the store."""
+
+    def __init__(self, store: ClientStore) -> None:
+        self.store = store
+
+    def signed_prekey(self, prekey_id: int) -> KeyPair | None:
+        row = self.store.prekey(SIGNED, prekey_id)
+        return None if row is None else KeyPair.from_private(row.private)
+
+    def one_time_prekey(self, prekey_id: int) -> KeyPair | None:
+        row = self.store.prekey(ONE_TIME, prekey_id)
+        return None if row is None else KeyPair.from_private(row.private)
+
+    def kem_prekey(self, prekey_id: int) -> bytes | None:
+        row = self.store.prekey(KEM, prekey_id)
+        return None if row is None else row.private
+
+
+class DeviceCrypto:
+    """This device's sessions (see the module docstring).
+
+    Args:
+        store: the device's store (holding an end-to-end identity: `DeviceKeys.create`).
+        me: this device.
+        emit: where identity changes are reported.
+        clock: wall clock.
+        rng: randomness for ratchet keys.
+    """
+
+    def __init__(
+        self,
+        store: ClientStore,
+        me: DeviceRef,
+        emit: Callable[[ClientEvent], None],
+        clock: Callable[[], float],
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.store = store
+        self.me = me
+        self._emit = emit
+        self._clock = clock
+        self._rng = rng
+        self.keys = DeviceKeys(store, rng)
+        self._dh = self.keys.identity.dh_key_pair
+        self._sessions: dict[DeviceRef, Session] = {}
+        self._prekeys = _StorePreKeys(store)
+        self._retry_limiter: RateLimiter[DeviceRef] = RateLimiter(
+            1 / RETRY_REQUEST_INTERVAL, RETRY_REQUEST_BURST
+        )
+        self._resend_limiter: RateLimiter[DeviceRef] = RateLimiter(
+            1 / RETRY_REQUEST_INTERVAL, RETRY_REQUEST_BURST
+        )
+        self._rebuilt: dict[DeviceRef, float] = {}
+
+    # ------------------------------------------------------------ sessions
+
+    def session(self, device: DeviceRef) -> Session:
+        """The session record with ``device`` (loaded once, then cached)."""
+        s = self._sessions.get(device)
+        if s is None:
+            record = self.store.session_record(device)
+            if record is None:
+                s = Session(self._dh, self.keys.registration_id)
+            else:
+                s = Session.parse(record, self._dh)
+            self._sessions[device] = s
+        return s
+
+    def has_session(self, device: DeviceRef) -> bool:
+        """Whether an open session with ``device`` can encrypt now."""
+        s = self.session(device)
+        return s.open is not None and (s.open.ratchet.sending_chain_key is not None)
+
+    def reload(self) -> None:
+        """Forget cached sessions (a transaction with staged writes failed)."""
+        self._sessions.clear()
+        self.store.discard_staged()
+
+    def install_bundle(self, frame: BundleFrame) -> CryptoWrites:
+        """Start a new session with the bundle's device (archiving any current one) and
+        return the writes to commit; pins the identity key, reporting a change.
+
+        Raises:
+            tidings.e2e.BundleError: a signature does not verify.
+        """
+        s, o, k = frame.signed_prekey, frame.one_time, frame.kem_prekey
+        bundle = PreKeyBundle(
+            frame.identity_key,
+            SignedPreKey(s.key_id, s.public, s.signature, 0),
+            None if o is None else OneTimePreKey(o.key_id, o.public),
+            KemPreKey(k.key_id, k.public, k.signature, k.last_resort),
+        )
+        pq = bundle_for_session(bundle)
+        device = DeviceRef(frame.account, frame.device_id)
+        writes = CryptoWrites(self._clock())
+        session = self.session(device)
+        session.initiate_pq(pq, self._rng)
+        writes.sessions[device] = session.serialize()
+        self._pin(device, frame.identity_key, writes)
+        return writes
+
+    # ------------------------------------------------------------ sending
+
+    def missing_sessions(self, item: OutboxItem, targets: Iterable[DeviceRef]) -> list[DeviceRef]:
+        """The targets ``item`` cannot be sealed for yet (no session, nothing saved)."""
+        if item.kind == ContentKind.RETRY_REQUEST:
+            return []
+        saved = self.store.sealed(item.message_id)
+        return [t for t in targets if t not in saved and not self.has_session(t)]
+
+    def seal(
+        self, item: OutboxItem, targets: Iterable[DeviceRef], writes: CryptoWrites
+    ) -> tuple[dict[DeviceRef, bytes], list[tuple[bytes, DeviceRef, bytes]]]:
+        """One payload per target; the new ciphertexts to save (with ``writes``) before
+        sending. Call :meth:`missing_sessions` first: every target needs a session.
+
+        Raises:
+            tidings.e2e.NoSessionError: a target has no session.
+        """
+        if item.kind == ContentKind.RETRY_REQUEST:
+            plain = seal_envelope(EnvelopeType.PLAINTEXT, item.content)
+            return {t: plain for t in targets}, []
+        saved = self.store.sealed(item.message_id)
+        padded = pad(item.content)
+        payloads: dict[DeviceRef, bytes] = {}
+        new: list[tuple[bytes, DeviceRef, bytes]] = []
+        for t in targets:
+            payload = saved.get(t)
+            if payload is None:
+                session = self.session(t)
+                kind, data = session.encrypt(padded)
+                sealed = seal_envelope(EnvelopeType(int(kind)), data)
+                writes.sessions[t] = session.serialize()
+                new.append((item.message_id, t, sealed))
+                payloads[t] = sealed
+            else:
+                payloads[t] = payload
+        return payloads, new
+
+    def rebuild(self, device: DeviceRef, writes: CryptoWrites) -> bool:
+        """Close the session with ``device`` (it could not decrypt us): the next message
+        starts a new one from a fresh bundle. At most once per
+        :data:`SESSION_REBUILD_INTERVAL`. Returns whether it closed it."""
+        now = self._clock()
+        if now - self._rebuilt.get(device, -1e18) < SESSION_REBUILD_INTERVAL:
+            return False
+        self._rebuilt[device] = now
+        session = self.session(device)
+        session.close()
+        writes.sessions[device] = session.serialize()
+        writes.forget_sealed.add(device)
+        return True
+
+    # ------------------------------------------------------------ receiving
+
+    def open(self, sender: DeviceRef, payload: bytes, writes: CryptoWrites) -> Opened:
+        """Open a payload from ``sender``; the session changes go into ``writes``.
+
+        Raises:
+            DecryptionError: it does not decrypt (the session and ``writes`` are unchanged).
+        """
+        kind, body = open_envelope(payload)
+        if kind is EnvelopeType.PLAINTEXT:
+            return Opened(body, plaintext=True)
+        session = self.session(sender)
+        before = self.store.session_record(sender)
+        result = session.decrypt(MessageType(int(kind)), body, self._rng, self._prekeys)
+        if result.new_base_key is not None and result.used_prekey_id is None:
+            raw = result.new_base_key.raw
+            if self.store.base_key_seen(raw) or raw in writes.base_keys:
+                # A replay of a message that started a session on reusable keys only.
+                self._restore(sender, before)
+                raise DecryptionError()
+            writes.base_keys.append(raw)
+        try:
+            content = unpad(result.plaintext)
+        except DecryptionError:
+            self._restore(sender, before)
+            raise
+        writes.sessions[sender] = session.serialize()
+        if result.used_prekey_id is not None:
+            writes.used_prekeys.append((ONE_TIME, result.used_prekey_id))
+        if result.used_kem_prekey_id is not None:
+            writes.used_prekeys.append((KEM, result.used_kem_prekey_id))
+        self._pin(sender, result.their_identity.raw, writes)
+        return Opened(content)
+
+    def _restore(self, device: DeviceRef, record: bytes | None) -> None:
+        self._sessions.pop(device, None)
+        if record is not None:
+            self._sessions[device] = Session.parse(record, self._dh)
+
+    def retry_request_allowed(self, sender: DeviceRef) -> bool:
+        """Whether a retry request to ``sender`` is within its rate limit (takes a token)."""
+        return self._retry_limiter.try_take(sender, self._clock()) == 0
+
+    def resend_allowed(self, requester: DeviceRef) -> bool:
+        """Whether to act on a retry request from ``requester`` (the same limit, mirrored:
+        a forged flood of requests cannot make us resend without bound; takes a token)."""
+        return self._resend_limiter.try_take(requester, self._clock()) == 0
+
+    # ------------------------------------------------------------ identities
+
+    def _pin(self, device: DeviceRef, key: bytes, writes: CryptoWrites) -> None:
+        pinned = self.store.pinned_identities(device.account).get(device.device_id)
+        staged = writes.pins.get(device)
+        current = staged[0] if staged is not None else (pinned[0] if pinned else None)
+        if current == key:
+            return
+        changed = current is not None
+        writes.pins[device] = (key, changed)
+        known = self.store.pinned_identities(device.account)
+        if changed or known:  # a re-keyed device, or a new device of a known account
+            writes.unverify.add(device.account)
+        if device.account != self.me.account and (changed or known):
+            self._emit(IdentityChanged(device, new_device=not changed))
+
+    def safety_number(self, account: str) -> SafetyNumber | None:
+        """The safety number with ``account`` over every pinned key on both sides (this
+        device and the own devices it has sessions with; the contact's devices), or ``None``
+        before any session with ``account``."""
+        remote = self.store.pinned_identities(account)
+        if not remote:
+            return None
+        own = self.store.pinned_identities(self.me.account)
+        own[self.me.device_id] = (self.keys.identity.public.raw, None)
+        number = safety_number_for_keys(
+            [PublicKey(k).serialize() for k, _ in own.values()],
+            self.me.account,
+            [PublicKey(k).serialize() for k, _ in remote.values()],
+            account,
+        )
+        verified = self.store.verified_number(account) == number
+        return SafetyNumber(number, verified, tuple(sorted(own)), tuple(sorted(remote)))
