@@ -1,0 +1,401 @@
+"""A lab device process: one registered home, following its part of the workload's plan.
+
+Usage::
+
+    python -m tidings.lab.device --home H --events FILE --plan PLAN.json --name acct.N
+                                 [--clock-file F] [--finish-timeout S] [--reconnect-poll S]
+
+It runs a :class:`tidings.client.Client` on ``H`` with the lab clock (``--clock-file``, see
+:mod:`tidings.lab.clock`), composes the plan's messages at their offsets, marks received
+messages read (with the plan's probability, after a random delay), and appends what it sees to
+``FILE`` as JSON lines, each with ``"t"`` (lab clock) and ``"ev"``::
+
+    {"ev": "composed", "mid", "to", "conv", "counter", "body"}     after send() returned
+    {"ev": "status", "mid", "device": "acct.N" | null, "status", "overall"}
+    {"ev": "received", "mid", "from": "acct.N", "conv", "counter", "late"}
+    {"ev": "read", "mids": [...]}
+
+stdout, one JSON object per line, for the controller (:class:`tidings.lab.procs.DeviceProc`):
+
+* ``{"ready": {...}}`` once the client started (with what earlier runs composed and stored);
+* ``{"connected": pattern, "server_offset": s}`` (the relay's clock minus ours, from WELCOME)
+  and ``{"disconnected": code, "reason": ..., "fatal": ...}`` per session;
+* ``{"progress": composed, "received": n, "delivered": k}`` (``k``: ✓✓ seen, counted per
+  message and recipient device), coalesced to one per ~50 ms while things change;
+* ``{"done": {...}}`` once every plan item is composed and has left the outbox (✓ or failed);
+* ``{"finished": {...}}`` before a clean exit; ``{"error": ...}`` for a bad command.
+
+stdin, one JSON object per line: ``{"cmd": "reconnect"}`` calls ``Client.reconnect_now()``;
+``{"cmd": "finish"}`` (or the end of stdin: the controller is gone) stops composing, drains
+the outbox for at most ``--finish-timeout`` seconds, prints ``finished`` and exits 0.
+
+Invariants:
+
+- A plan item is composed at most once across restarts: at start, the store's sent messages
+  (durable before ``send()`` returns, G2) name the items already composed — also the one whose
+  ``composed`` line a ``kill -9`` cut off, whose line is then written.
+- Messages the store shows as received but the log does not (a kill between the commit and the
+  log line) are logged at start, so the log names every message shown, once.
+- The remaining items keep their spacing: item ``i`` is composed ``at[i] - at[first]`` seconds
+  after the (re)start, measured on the loop's monotonic clock, so a jump of the lab clock moves
+  the timestamps only.
+- While disconnected, the device calls ``reconnect_now()`` every ``--reconnect-poll`` seconds
+  (as an app does when the OS reports connectivity), so a restarted relay is found in
+  milliseconds, not after the client's backoff (up to 30 s); see ``tests/proc/driver.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from ..cli.server_cmd import file_clock
+from ..client import (
+    Client,
+    ClientEvent,
+    Connected,
+    Disconnected,
+    MessageReceived,
+    StatusChanged,
+)
+from ..client.store import Direction, StoredMessage
+from ..delivery import Status
+from ..store.base import DeviceRef
+from .workload import DevicePlan, PlanItem, load_plan
+
+#: How often the progress line may be printed (seconds).
+PROGRESS_INTERVAL = 0.05
+
+
+def emit(obj: dict[str, Any]) -> None:
+    """Print one JSON line for the controller and flush it at once."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def device_name(ref: DeviceRef) -> str:
+    return f"{ref.account}.{ref.device_id}"
+
+
+class EventLog:
+    """The device's events file: JSON lines appended (and flushed) one by one."""
+
+    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+        self.path = path
+        self.clock = clock
+        self.composed: set[str] = set()  #: bodies with a composed line (earlier runs)
+        self.received: set[str] = set()  #: mids (hex) with a received line (earlier runs)
+        text = path.read_text() if path.exists() else ""
+        for raw in text.splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue  # a line cut by a kill -9
+            if line.get("ev") == "composed":
+                self.composed.add(line["body"])
+            elif line.get("ev") == "received":
+                self.received.add(line["mid"])
+        self._file = path.open("a")
+        if text and not text.endswith("\n"):
+            self._file.write("\n")  # the next line must not join a cut one
+
+    def write(self, ev: str, **fields: Any) -> None:
+        self._file.write(json.dumps({"t": self.clock(), "ev": ev, **fields}) + "\n")
+        self._file.flush()
+
+    def composed_line(self, m: StoredMessage) -> None:
+        self.write(
+            "composed",
+            mid=m.message_id.hex(),
+            to=m.recipient,
+            conv=m.conversation,
+            counter=m.counter,
+            body=m.body.decode(errors="replace"),
+        )
+
+    def received_line(self, m: StoredMessage, late: bool) -> None:
+        self.write(
+            "received",
+            mid=m.message_id.hex(),
+            **{"from": device_name(m.sender)},
+            conv=m.conversation,
+            counter=m.counter,
+            late=late,
+        )
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Device:
+    """The client, the plan, the log and the controller's commands (see the module docstring)."""
+
+    def __init__(self, args: argparse.Namespace, plan: DevicePlan) -> None:
+        self.args = args
+        self.plan = plan
+        clock = file_clock(Path(args.clock_file)) if args.clock_file else time.time
+        self.client = Client(Path(args.home), clock=clock)
+        if device_name(self.client.me) != plan.name:
+            raise SystemExit(f"{args.home} is {device_name(self.client.me)}, not {plan.name}")
+        self.log = EventLog(Path(args.events), clock)
+        self.rng = random.Random(f"{plan.seed}-{plan.name}-reads")
+        self.composed: dict[str, bytes] = {}  #: plan body -> message id
+        self.unacked: set[bytes] = set()  #: composed, still in the outbox
+        self.received: set[bytes] = set()
+        self.delivered: set[tuple[bytes, str]] = set()  #: (message, recipient device) ✓✓
+        self.read = 0
+        self.connected = asyncio.Event()
+        self.finish = asyncio.Event()
+        self._done_sent = False
+        self._progress_at = -1.0
+        self._progress_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failure: BaseException | None = None
+
+    # ------------------------------------------------------------ start and resume
+
+    def resume(self) -> None:
+        """Learn from the store what earlier runs did; log what their kill cut off."""
+        bodies = {item.body for item in self.plan.items}
+        store = self.client.store
+        for conv in store.conversations():
+            for m in store.messages(conv.conversation, limit=10**9):
+                if m.direction is Direction.OUT and m.sender == self.client.me:
+                    body = m.body.decode(errors="replace")
+                    if body in bodies:
+                        self.composed[body] = m.message_id
+                        if body not in self.log.composed:
+                            self.log.composed_line(m)
+                        if store.outbox_item(m.message_id) is not None:
+                            self.unacked.add(m.message_id)
+                elif m.direction is Direction.IN and m.shown is not None:
+                    self.received.add(m.message_id)
+                    if m.message_id.hex() not in self.log.received:
+                        self.log.received_line(m, late=False)
+                    if m.read_at is None:
+                        self._maybe_read(m)
+
+    async def run(self) -> int:
+        stream = self.client.events()  # registered first: nothing is missed from the start
+        self.resume()
+        self._spawn(self._pump(stream))
+        await self.client.start()
+        emit(
+            {
+                "ready": {
+                    "name": self.plan.name,
+                    "pid": os.getpid(),
+                    "planned": len(self.plan.items),
+                    "composed": len(self.composed),
+                    "received": len(self.received),
+                }
+            }
+        )
+        self._spawn(self._watchdog())
+        self._spawn(self._commands())
+        composer = self._spawn(self._compose())
+        await self.finish.wait()
+        composer.cancel()
+        await asyncio.gather(composer, return_exceptions=True)
+        if self.failure is not None:
+            raise self.failure
+        # The pump and the watchdog keep running while the outbox drains (statuses, reconnects).
+        drained = await self.client.drain(self.args.finish_timeout)
+        result = self._counts()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        stream.close()
+        await self.client.close()
+        self.log.close()
+        emit({"finished": {**result, "drained": drained}})
+        return 0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background task that raised stops the device (a crash, not a silent stall)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+            self.finish.set()
+
+    def _counts(self) -> dict[str, Any]:
+        return {
+            "name": self.plan.name,
+            "planned": len(self.plan.items),
+            "composed": len(self.composed),
+            "unacked": len(self.unacked),
+            "received": len(self.received),
+            "delivered": len(self.delivered),
+            "read": self.read,
+        }
+
+    # ------------------------------------------------------------ the plan
+
+    async def _compose(self) -> None:
+        todo: list[PlanItem] = [i for i in self.plan.items if i.body not in self.composed]
+        loop = asyncio.get_running_loop()
+        base = loop.time() - (todo[0].at if todo else 0.0)
+        for item in todo:
+            delay = base + item.at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the plan's pacing, not a wait for something
+            mid = await self.client.send(item.to, item.body)
+            self.composed[item.body] = mid
+            self.unacked.add(mid)
+            m = self.client.store.message(mid)
+            assert m is not None, "send() returned before the message was stored"
+            self.log.composed_line(m)
+            self._progress()
+            if delay <= 0:
+                await asyncio.sleep(0)  # send() never yields: let the connection run
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self._done_sent or len(self.composed) < len(self.plan.items) or self.unacked:
+            return
+        self._done_sent = True
+        emit({"done": self._counts()})
+
+    def _maybe_read(self, m: StoredMessage) -> None:
+        if m.sender.account == self.client.me.account:
+            return  # a copy of our own account's message: nothing to read
+        if self.rng.random() >= self.plan.read_probability:
+            return
+        delay = self.rng.uniform(0.0, self.plan.read_delay)
+        mid = m.message_id
+        asyncio.get_running_loop().call_later(delay, lambda: self._spawn(self._mark_read(mid)))
+
+    async def _mark_read(self, mid: bytes) -> None:
+        if self.finish.is_set():
+            return
+        if await self.client.mark_read([mid]):
+            self.read += 1
+            self.log.write("read", mids=[mid.hex()])
+
+    # ------------------------------------------------------------ events and commands
+
+    async def _pump(self, stream: AsyncIterator[ClientEvent]) -> None:
+        async for event in stream:
+            if isinstance(event, MessageReceived):
+                self._on_received(event)
+            elif isinstance(event, StatusChanged):
+                self._on_status(event)
+            elif isinstance(event, Connected):
+                self.connected.set()
+                offset = self.client.server_time_offset  # relay clock - our clock
+                emit({"connected": event.pattern, "server_offset": offset})
+            elif isinstance(event, Disconnected):
+                self.connected.clear()
+                emit({"disconnected": event.code, "reason": event.reason, "fatal": event.fatal})
+                self.client.reconnect_now()
+
+    def _on_received(self, event: MessageReceived) -> None:
+        m = event.message
+        if m.message_id in self.received:
+            return
+        self.received.add(m.message_id)
+        self.log.received_line(m, event.late)
+        self._maybe_read(m)
+        self._progress()
+
+    def _on_status(self, event: StatusChanged) -> None:
+        mid = event.message_id
+        self.log.write(
+            "status",
+            mid=mid.hex(),
+            device=device_name(event.device) if event.device is not None else None,
+            status=event.status.name.lower(),
+            overall=event.overall.name.lower(),
+        )
+        if event.device is not None and event.status in (Status.DELIVERED, Status.READ):
+            self.delivered.add((mid, device_name(event.device)))
+            self._progress()
+        if mid in self.unacked and self.client.store.outbox_item(mid) is None:
+            self.unacked.discard(mid)
+            self._check_done()
+
+    def _progress(self) -> None:
+        """Print the progress line now or, if one went out less than ~50 ms ago, then."""
+        if self._progress_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._progress_at + PROGRESS_INTERVAL - loop.time()
+        self._progress_timer = loop.call_later(max(0.0, wait), self._print_progress)
+
+    def _print_progress(self) -> None:
+        self._progress_timer = None
+        self._progress_at = asyncio.get_running_loop().time()
+        emit(
+            {
+                "progress": len(self.composed),
+                "received": len(self.received),
+                "delivered": len(self.delivered),
+            }
+        )
+
+    async def _watchdog(self) -> None:
+        """While offline, tell the client the network is back every ``--reconnect-poll`` s."""
+        while True:
+            await asyncio.sleep(self.args.reconnect_poll)
+            if not self.connected.is_set():
+                self.client.reconnect_now()
+
+    async def _commands(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while not self.finish.is_set():
+            raw = await reader.readline()
+            if not raw:
+                break  # the controller is gone: finish, leave no orphan behind
+            try:
+                cmd = json.loads(raw).get("cmd")
+            except (ValueError, AttributeError):
+                emit({"error": f"bad command {raw!r}"})
+                continue
+            if cmd == "reconnect":
+                self.client.reconnect_now()
+            elif cmd == "finish":
+                break
+            else:
+                emit({"error": f"unknown command {cmd!r}"})
+        self.finish.set()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="a tidings lab device following its plan")
+    p.add_argument("--home", required=True, help="the device's registered home")
+    p.add_argument("--events", required=True, help="its events file (JSON lines, appended)")
+    p.add_argument("--plan", required=True, help="the workload's plan file")
+    p.add_argument("--name", required=True, help="this device, account.N")
+    p.add_argument("--clock-file", help="the lab clock file (offset in seconds)")
+    p.add_argument("--finish-timeout", type=float, default=20.0, help="drain deadline (s)")
+    p.add_argument("--reconnect-poll", type=float, default=0.05, help="offline poll (s)")
+    return p.parse_args(argv)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    device = Device(args, load_plan(Path(args.plan), args.name))
+    return await device.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(_main(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,502 @@
+"""The fault lab's record: the run directory, its JSON-lines formats, a writer and a reader.
+
+A run directory (``RUN``) holds::
+
+    RUN/record.jsonl                             the controller's record (RecordLine)
+    RUN/devices/<account>.<device>/events.jsonl  each device process's own log (DeviceEvent)
+
+Each line is one JSON object with ``"t"`` (lab clock, seconds) and ``"ev"`` (its type):
+
+============ ======================================================================================
+``run``      ``scenario`` str, ``seed`` int, ``quick`` bool
+``device``   ``account`` str, ``device`` int, ``home`` str (the client home: holds ``tidings.db``)
+``fault``    ``kind`` str, ``target`` str, ``start`` float, ``end`` float|null, ``detail`` object
+``settled``  every endpoint had its chance: from here on, missing means lost
+``server``   ``data_dir`` str, ``log`` str
+``composed`` ``mid`` hex, ``to`` account, ``conv`` str, ``counter`` int, ``body`` str
+``status``   ``mid`` hex, ``device`` "acct.N"|null, ``status`` sent|delivered|read|expired|failed,
+             ``overall`` str
+``received`` ``mid`` hex, ``from`` "acct.N", ``conv`` str, ``counter`` int, ``late`` bool
+``read``     ``mids`` [hex, …]
+============ ======================================================================================
+
+The first five are the controller's (:data:`RecordLine`), the last four a device's
+(:data:`DeviceEvent`); each is a class below (``from`` is the attribute ``sender``).
+Relative paths (``home``, ``data_dir``, ``log``) are relative to ``RUN``.
+
+Invariants:
+
+* :class:`JsonlWriter` writes each line with ONE ``write()`` call, newline included, so a
+  process killed by SIGKILL leaves at most one partial line, at the end of the file.
+* The reader never raises for what a file contains: a last line without its newline that does
+  not parse is skipped (``truncated``), and so is a *cut* line inside a file (it starts with
+  ``{`` but does not end with ``}``: a device process killed mid-line and restarted appends a
+  newline before its next line); any other bad line becomes an entry of ``errors``.
+* The device-events path is ``RUN/devices/<acct.N>/events.jsonl``; the reader also accepts
+  ``RUN/events/<acct.N>.jsonl`` (the workload's layout) when the first is missing.
+* Every line type is a frozen dataclass that validates on construction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+__all__ = [
+    "DEVICES_DIR",
+    "EVENTS_FILE",
+    "RECORD_FILE",
+    "STATUS_NAMES",
+    "STORE_FILE",
+    "Composed",
+    "DeviceEvent",
+    "DeviceStarted",
+    "Fault",
+    "JsonlWriter",
+    "ReadMarked",
+    "ReadResult",
+    "Received",
+    "RecordError",
+    "RecordLine",
+    "RunRecord",
+    "RunStarted",
+    "ServerStarted",
+    "Settled",
+    "StatusChanged",
+    "decode_event",
+    "decode_record_line",
+    "device_label",
+    "encode",
+    "events_path",
+    "load_run",
+    "read_jsonl",
+]
+
+RECORD_FILE = "record.jsonl"
+DEVICES_DIR = "devices"
+EVENTS_FILE = "events.jsonl"
+STORE_FILE = "tidings.db"  #: the client store's file in a device home
+
+#: The ``status`` values of a ``status`` line.
+STATUS_NAMES = frozenset({"sent", "delivered", "read", "expired", "failed"})
+
+
+class RecordError(ValueError):
+    """A line that is not a valid record line (the reader turns it into an error entry)."""
+
+
+def device_label(account: str, device: int) -> str:
+    """The label of a device, ``"acct.N"`` (as in :class:`tidings.store.base.DeviceRef`)."""
+    return f"{account}.{device}"
+
+
+def events_path(run_dir: Path, label: str) -> Path:
+    """The ``events.jsonl`` of the device ``label`` in ``run_dir``."""
+    return run_dir / DEVICES_DIR / label / EVENTS_FILE
+
+
+def _find_events(run_dir: Path, label: str) -> Path:
+    path = events_path(run_dir, label)
+    alt = run_dir / "events" / f"{label}.jsonl"
+    return alt if not path.exists() and alt.exists() else path
+
+
+# Field kinds: how a JSON value is checked. Each line class lists (json key, attribute, kind).
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "float": lambda v: _is_num(v),
+    "float?": lambda v: v is None or _is_num(v),
+    "str?": lambda v: v is None or isinstance(v, str),
+    "hex": lambda v: _is_hex(v),
+    "hexes": lambda v: isinstance(v, list | tuple) and all(_is_hex(x) for x in v),
+    "object": lambda v: isinstance(v, Mapping),
+}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_hex(v: Any) -> bool:
+    if not isinstance(v, str) or not v or len(v) % 2:
+        return False
+    try:
+        bytes.fromhex(v)
+    except ValueError:
+        return False
+    return True
+
+
+class _Line:
+    """Base of every line type: validation and the field table."""
+
+    __slots__ = ()
+    EV: ClassVar[str]
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]]
+    t: float  # declared again, as a field, by each subclass
+
+    def __post_init__(self) -> None:
+        if not _is_num(self.t):
+            raise RecordError(f"{self.EV}: t must be a finite number")
+        for key, attr, kind in self.FIELDS:
+            if not _CHECKS[kind](getattr(self, attr)):
+                raise RecordError(f"{self.EV}: {key} must be {kind}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(_Line):
+    """``run``: the scenario and its seed."""
+
+    EV: ClassVar[str] = "run"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("scenario", "scenario", "str"),
+        ("seed", "seed", "int"),
+        ("quick", "quick", "bool"),
+    )
+    t: float
+    scenario: str
+    seed: int
+    quick: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStarted(_Line):
+    """``device``: a lab device and its client home (which holds ``tidings.db``)."""
+
+    EV: ClassVar[str] = "device"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("account", "account", "str"),
+        ("device", "device", "int"),
+        ("home", "home", "str"),
+    )
+    t: float
+    account: str
+    device: int
+    home: str
+
+    @property
+    def label(self) -> str:
+        """``"acct.N"``."""
+        return device_label(self.account, self.device)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault(_Line):
+    """``fault``: a fault window ``[start, end]`` (lab clock); ``end`` None for an instant."""
+
+    EV: ClassVar[str] = "fault"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("kind", "kind", "str"),
+        ("target", "target", "str"),
+        ("start", "start", "float"),
+        ("end", "end", "float?"),
+        ("detail", "detail", "object"),
+    )
+    t: float
+    kind: str
+    target: str
+    start: float
+    end: float | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def instant(self) -> bool:
+        """Whether the fault is a point in time (a kill -9, a clock jump) rather than a window."""
+        return self.end is None or self.end <= self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Settled(_Line):
+    """``settled``: every endpoint had its chance; from here on, missing means lost."""
+
+    EV: ClassVar[str] = "settled"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStarted(_Line):
+    """``server``: the relay's data directory and log file (scanned for plaintext)."""
+
+    EV: ClassVar[str] = "server"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("data_dir", "data_dir", "str"),
+        ("log", "log", "str"),
+    )
+    t: float
+    data_dir: str
+    log: str
+
+
+@dataclass(frozen=True, slots=True)
+class Composed(_Line):
+    """``composed``: ``send()`` returned, so the message is durable in the outbox (G2)."""
+
+    EV: ClassVar[str] = "composed"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("mid", "mid", "hex"),
+        ("to", "to", "str"),
+        ("conv", "conv", "str"),
+        ("counter", "counter", "int"),
+        ("body", "body", "str"),
+    )
+    t: float
+    mid: str
+    to: str
+    conv: str
+    counter: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged(_Line):
+    """``status``: a status change the device's client reported for one of its messages."""
+
+    EV: ClassVar[str] = "status"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("mid", "mid", "hex"),
+        ("device", "device", "str?"),
+        ("status", "status", "str"),
+        ("overall", "overall", "str"),
+    )
+    t: float
+    mid: str
+    device: str | None
+    status: str
+    overall: str
+
+    def __post_init__(self) -> None:
+        _Line.__post_init__(self)
+        if self.status not in STATUS_NAMES:
+            raise RecordError(f"status: unknown status {self.status!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Received(_Line):
+    """``received``: the device's client surfaced an incoming message (``late``: after a gap
+    was skipped)."""
+
+    EV: ClassVar[str] = "received"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("mid", "mid", "hex"),
+        ("from", "sender", "str"),
+        ("conv", "conv", "str"),
+        ("counter", "counter", "int"),
+        ("late", "late", "bool"),
+    )
+    t: float
+    mid: str
+    sender: str
+    conv: str
+    counter: int
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarked(_Line):
+    """``read``: the device displayed these received messages to its user."""
+
+    EV: ClassVar[str] = "read"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (("mids", "mids", "hexes"),)
+    t: float
+    mids: tuple[str, ...]
+
+
+RecordLine = RunStarted | DeviceStarted | Fault | Settled | ServerStarted
+DeviceEvent = Composed | StatusChanged | Received | ReadMarked
+
+_RECORD_TYPES: dict[str, type[_Line]] = {
+    c.EV: c for c in (RunStarted, DeviceStarted, Fault, Settled, ServerStarted)
+}
+_EVENT_TYPES: dict[str, type[_Line]] = {
+    c.EV: c for c in (Composed, StatusChanged, Received, ReadMarked)
+}
+
+
+def encode(line: RecordLine | DeviceEvent) -> str:
+    """One line of JSON (without its newline) for ``line``."""
+    obj: dict[str, Any] = {"t": line.t, "ev": line.EV}
+    for key, attr, kind in line.FIELDS:
+        value = getattr(line, attr)
+        obj[key] = list(value) if kind == "hexes" else dict(value) if kind == "object" else value
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode(obj: Any, types: Mapping[str, type[_Line]]) -> _Line:
+    if not isinstance(obj, dict):
+        raise RecordError("not a JSON object")
+    cls = types.get(obj.get("ev"))  # type: ignore[arg-type]
+    if cls is None:
+        raise RecordError(f"unknown ev {obj.get('ev')!r}")
+    kwargs: dict[str, Any] = {"t": obj.get("t")}
+    for key, attr, kind in cls.FIELDS:
+        if key not in obj and kind not in ("float?", "str?"):
+            raise RecordError(f"{cls.EV}: missing {key}")
+        value = obj.get(key)
+        kwargs[attr] = tuple(value) if kind == "hexes" and isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - the field table matches the classes
+        raise RecordError(str(exc)) from exc
+
+
+def decode_record_line(obj: Any) -> RecordLine:
+    """The record line for a parsed JSON value. Raises :class:`RecordError`."""
+    return cast(RecordLine, _decode(obj, _RECORD_TYPES))
+
+
+def decode_event(obj: Any) -> DeviceEvent:
+    """The device event for a parsed JSON value. Raises :class:`RecordError`."""
+    return cast(DeviceEvent, _decode(obj, _EVENT_TYPES))
+
+
+class JsonlWriter:
+    """Appends lines to a JSON-lines file, one ``write()`` per line (see the invariants).
+
+    Args:
+        path: the file; created (with its parent directories) if missing, appended to.
+        fsync: fsync after each line (the controller's record survives a power loss).
+    """
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fsync = fsync
+
+    def write(self, line: RecordLine | DeviceEvent) -> None:
+        """Append ``line``; it is in the kernel (and on disk with ``fsync``) on return."""
+        os.write(self._fd, (encode(line) + "\n").encode())
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the file."""
+        os.close(self._fd)
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult(Generic[_T]):
+    """What :func:`read_jsonl` found: the valid lines, the bad ones, and whether a line cut by
+    a SIGKILL was skipped (not an error)."""
+
+    lines: tuple[_T, ...]
+    errors: tuple[str, ...]
+    truncated: bool
+
+
+def read_jsonl(path: Path, decode: Callable[[Any], _T]) -> ReadResult[_T]:
+    """Read a JSON-lines file, never raising for its content (see the invariants).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    data = path.read_bytes()
+    raw = data.split(b"\n")
+    partial = raw.pop()  # b"" when the file ends with a newline
+    lines: list[_T] = []
+    errors: list[str] = []
+    cut = False
+    for number, text in enumerate([*raw, partial], start=1):
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            lines.append(decode(json.loads(text)))
+        except (ValueError, RecordError) as exc:  # JSONDecodeError, UnicodeDecodeError too
+            if number > len(raw) or (text.startswith(b"{") and not text.endswith(b"}")):
+                cut = True  # a write cut short by SIGKILL: not an error
+            else:
+                errors.append(f"{path}:{number}: {exc}")
+    return ReadResult(tuple(lines), tuple(errors), cut)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run directory, read: the controller's record and every device's events."""
+
+    run_dir: Path
+    run: RunStarted | None
+    devices: tuple[DeviceStarted, ...]
+    faults: tuple[Fault, ...]
+    settled: Settled | None
+    server: ServerStarted | None
+    events: Mapping[str, tuple[DeviceEvent, ...]]  #: by device label
+    errors: tuple[str, ...]  #: bad lines, missing files, unknown devices
+    truncated: tuple[str, ...]  #: files with a cut line (skipped: a SIGKILL mid-write)
+    start: float  #: the earliest ``t`` in the record (lab clock)
+    end: float  #: the latest ``t`` in the record or any event
+
+    def path(self, relative: str) -> Path:
+        """A path named in the record, relative to the run directory unless absolute."""
+        return self.run_dir / relative
+
+    def device(self, label: str) -> DeviceStarted | None:
+        """The ``device`` line of ``label``."""
+        return next((d for d in self.devices if d.label == label), None)
+
+
+def load_run(run_dir: Path) -> RunRecord:
+    """Read a run directory. Never raises for its content: problems are in ``errors``."""
+    errors: list[str] = []
+    truncated: list[str] = []
+    record: ReadResult[RecordLine]
+    try:
+        record = read_jsonl(run_dir / RECORD_FILE, decode_record_line)
+    except OSError as exc:
+        record = ReadResult((), (f"cannot read the record: {exc}",), False)
+    errors += record.errors
+    if record.truncated:
+        truncated.append(str(run_dir / RECORD_FILE))
+    lines = record.lines
+    devices = tuple(x for x in lines if isinstance(x, DeviceStarted))
+    labels = [d.label for d in devices]
+    found = sorted(p.name for p in (run_dir / DEVICES_DIR).glob("*") if p.is_dir())
+    errors += [f"events of a device not in the record: {x}" for x in found if x not in labels]
+    events: dict[str, tuple[DeviceEvent, ...]] = {}
+    for label in dict.fromkeys([*labels, *found]):
+        path = _find_events(run_dir, label)
+        if not path.exists():
+            events[label] = ()
+            continue
+        try:
+            result = read_jsonl(path, decode_event)
+        except OSError as exc:
+            errors.append(f"cannot read {path}: {exc}")
+            continue
+        events[label] = result.lines
+        errors += result.errors
+        if result.truncated:
+            truncated.append(str(path))
+    runs = [x for x in lines if isinstance(x, RunStarted)]
+    if not runs:
+        errors.append("the record has no run line")
+    times = [x.t for x in lines] + [e.t for evs in events.values() for e in evs]
+    return RunRecord(
+        run_dir,
+        runs[0] if runs else None,
+        devices,
+        tuple(x for x in lines if isinstance(x, Fault)),
+        next((x for x in lines if isinstance(x, Settled)), None),
+        next((x for x in lines if isinstance(x, ServerStarted)), None),
+        events,
+        tuple(errors),
+        tuple(truncated),
+        min(times, default=0.0),
+        max(times, default=0.0),
+    )
