@@ -9,6 +9,8 @@ clients through a real relay.
 from __future__ import annotations
 
 import dataclasses
+import io
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from tidings.client.store._crypto import KEM, ONE_TIME, SIGNED
 from tidings.delivery import ContentKind, Message, Status, parse_content
 from tidings.e2e import SIGNED_PREKEY_ROTATION, EnvelopeType, seal_envelope
 from tidings.errors import DecryptionError
+from tidings.server.logs import JsonFormatter
 from tidings.store import Submission
 from tidings.store.base import DeviceRef
 from tidings.wire import KemKey, OneTimeKey, PrekeyBundle, SignedKey
@@ -200,8 +203,17 @@ async def test_the_relay_never_holds_a_plaintext(
     relays: RelayLab, clients: ClientLab, tmp_path: Path
 ) -> None:
     """G6: messages, their sync copies and their receipts cross the relay encrypted; a scan
-    of everything the relay wrote finds none of the marker strings sent."""
-    await relays.start()
+    of everything the relay wrote — its database files and its debug log — finds none of the
+    marker strings sent."""
+    await relays.start(log_level="debug")
+    log_text = io.StringIO()
+    handler = logging.StreamHandler(log_text)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(lambda record: record.name.startswith("tidings.server"))
+    logger = logging.getLogger("tidings")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
     alice = await clients.new("alice")
     alice2 = await clients.link(alice)
     bob = await clients.new("bob")
@@ -217,10 +229,14 @@ async def test_the_relay_never_holds_a_plaintext(
     await alice.until(is_received(reply))
     await bob.client.drain(10)
     await alice.client.drain(10)
+    logger.removeHandler(handler)
+    logger.setLevel(level)
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("relay*") if p.is_file())
-    assert len(written) > 10_000
+    logged = log_text.getvalue()
+    assert len(written) > 10_000 and "registered alice.1" in logged  # real data
     for marker in markers:
         assert marker.encode() not in written
+        assert marker not in logged
     assert b"alice:bob" not in written  # the conversation id travels inside, too
 
 
@@ -274,3 +290,18 @@ async def test_an_unencrypted_message_is_never_shown(relays: RelayLab, clients: 
     assert got.message.message_id == real  # type: ignore[union-attr]
     assert bob.client.store.cursor() == 2  # the forged item was delivered, and dropped
     assert all(m.body != b"forged" for m in bob.client.store.messages("alice:bob"))
+
+
+async def test_registration_uploads_prekeys_and_a_low_notice_refills_them(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    relay = await relays.start()
+    bob = await clients.new("bob")
+    counts = await relay.store.prekey_counts(bob.me)
+    assert counts is not None and (counts.one_time, counts.kem) == (100, 99)
+    assert not bob.client.crypto.keys.needs_upload()
+    # the relay says few are left (PREKEYS_LOW): a new batch of each kind goes up
+    await bob.client._sync_prekeys((3, 4))
+    counts = await relay.store.prekey_counts(bob.me)
+    assert counts is not None and (counts.one_time, counts.kem) == (200, 198)
+    assert not bob.client.crypto.keys.needs_upload()

@@ -23,6 +23,7 @@ from ..client import (
     Disconnected,
     GapDetected,
     GapSkipped,
+    IdentityChanged,
     MessageReceived,
     StatusChanged,
     register,
@@ -325,6 +326,14 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
             args,
             {"event": "disconnected", "code": event.code, "reason": event.reason},
             f"= disconnected: {event.reason or event.code}",
+        )
+    elif isinstance(event, IdentityChanged):
+        what = "a new device" if event.new_device else "a new identity key"
+        _print(
+            args,
+            {"event": "identity-changed", "device": str(event.device), "new": event.new_device},
+            f"! {event.device} has {what}: the safety number with {event.device.account}"
+            f" changed (tidings safety-number {event.device.account})",
         )
 
 
