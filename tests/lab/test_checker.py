@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tidings.client.connect import DB_NAME
 from tidings.client.store import ClientStore, Identity, TracePoint
 from tidings.delivery import Message, Status
 from tidings.lab.checker import CheckResult, check, format_violations
@@ -61,7 +62,7 @@ class FakeRun:
         ref = _ref(label)
         home = self.dir / "homes" / label
         home.mkdir(parents=True)
-        store = ClientStore(home / "tidings.db")
+        store = ClientStore(home / DB_NAME)
         store.save_identity(Identity(bytes(32), ref.account, ref.device_id, label, "ws://x"))
         self.stores[label] = store
         self.events[label] = JsonlWriter(events_path(self.dir, label))
@@ -359,12 +360,12 @@ def test_unreadable_store_and_missing_record_are_record_errors(tmp_path: Path) -
     r = FakeRun(tmp_path)
     r.device("alice.1")
     run_dir = r.finish()
-    (run_dir / "homes" / "alice.1" / "tidings.db").write_bytes(b"garbage" * 100)
+    (run_dir / "homes" / "alice.1" / DB_NAME).write_bytes(b"garbage" * 100)
     for suffix in ("-wal", "-shm"):
-        (run_dir / "homes" / "alice.1" / f"tidings.db{suffix}").unlink(missing_ok=True)
+        (run_dir / "homes" / "alice.1" / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
     result = check(run_dir)
     assert kinds(result) == ["record_error"]
-    assert "tidings.db" in result.violations[0].detail
+    assert DB_NAME in result.violations[0].detail
 
 
 def test_record_round_trip(tmp_path: Path) -> None:

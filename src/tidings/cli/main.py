@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from ..errors import RefusedError, TidingsError
-from . import client_cmds, demo, safety_cmd, server_cmd
+from . import client_cmds, demo, lab_cmd, safety_cmd, server_cmd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     client_cmds.add_parsers(sub)
     safety_cmd.add_parser(sub)
     demo.add_parser(sub)
+    lab_cmd.add_parser(sub)
     return p
 
 

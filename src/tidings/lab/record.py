@@ -9,7 +9,7 @@ Each line is one JSON object with ``"t"`` (lab clock, seconds) and ``"ev"`` (its
 
 ============ ======================================================================================
 ``run``      ``scenario`` str, ``seed`` int, ``quick`` bool
-``device``   ``account`` str, ``device`` int, ``home`` str (the client home: holds ``tidings.db``)
+``device``   ``account`` str, ``device`` int, ``home`` str (the client home: holds ``client.db``)
 ``fault``    ``kind`` str, ``target`` str, ``start`` float, ``end`` float|null, ``detail`` object
 ``settled``  every endpoint had its chance: from here on, missing means lost
 ``server``   ``data_dir`` str, ``log`` str
@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from ..client.connect import DB_NAME
+
 __all__ = [
     "DEVICES_DIR",
     "EVENTS_FILE",
@@ -80,7 +82,7 @@ __all__ = [
 RECORD_FILE = "record.jsonl"
 DEVICES_DIR = "devices"
 EVENTS_FILE = "events.jsonl"
-STORE_FILE = "tidings.db"  #: the client store's file in a device home
+STORE_FILE = DB_NAME  #: the client store's file in a device home (``client.db``)
 
 #: The ``status`` values of a ``status`` line.
 STATUS_NAMES = frozenset({"sent", "delivered", "read", "expired", "failed"})
@@ -168,7 +170,7 @@ class RunStarted(_Line):
 
 @dataclass(frozen=True, slots=True)
 class DeviceStarted(_Line):
-    """``device``: a lab device and its client home (which holds ``tidings.db``)."""
+    """``device``: a lab device and its client home (which holds ``client.db``)."""
 
     EV: ClassVar[str] = "device"
     FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (

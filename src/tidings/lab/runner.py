@@ -1,0 +1,150 @@
+"""Run fault-lab scenarios: set up, inject, settle, check, report — and always clean up.
+
+:func:`run_scenario` runs one scenario (:mod:`.scenarios`) in a run directory and returns the
+checker's result; it writes ``RUN/report.html``. :func:`run_all` runs several (every one that
+can run here by default) into ``OUT/<name>`` and writes one ``OUT/report.html``.
+
+Invariants:
+
+* Every process is reaped (a :class:`ProcRegistry` per run) and every namespace deleted
+  (:class:`NetLab` as a context manager) on the way out, whatever was raised — Ctrl-C and
+  SIGTERM too (:func:`interrupts_unwind`, in the main thread).
+* A progress line per phase goes to stderr (``[scenario  12.3s] phase  composed/planned``);
+  stdout is left to the caller.
+* A scenario whose run raised (a deadline passed, a process died) still gets checked and
+  reported if its record exists: the exception is re-raised after the report is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from .checker import CheckResult, check
+from .netns import NetLab, interrupts_unwind, kernel_faults_available, sweep_orphans
+from .procs import ProcRegistry
+from .report import scenario_report, write_html
+from .scenarios import SCENARIOS, LabRun, Scenario, device_count, get
+
+__all__ = ["available", "run_all", "run_scenario"]
+
+REPORT_FILE = "report.html"
+
+
+def available(scenario: Scenario) -> str | None:
+    """None if ``scenario`` can run here, else why not."""
+    return kernel_faults_available() if scenario.kernel else None
+
+
+@contextlib.contextmanager
+def _unwinding() -> Iterator[None]:
+    if threading.current_thread() is threading.main_thread():
+        with interrupts_unwind():
+            yield
+    else:
+        yield
+
+
+def run_scenario(
+    name: str,
+    run_dir: Path,
+    *,
+    quick: bool,
+    seed: int | None = None,
+    stream: TextIO | None = None,
+    report: bool = True,
+) -> CheckResult:
+    """Run scenario ``name`` in ``run_dir`` and check it; write ``run_dir/report.html``.
+
+    Raises:
+        KeyError: no such scenario.
+        tidings.lab.netns.LabSetupError: a kernel scenario where namespaces cannot be made.
+        tidings.lab.procs.LabProcError: a process missed a deadline (after the report).
+    """
+    scenario = get(name)
+    reason = available(scenario)
+    if reason is not None:
+        raise RuntimeError(f"{name} cannot run here: {reason}")
+    out = stream if stream is not None else sys.stderr
+    seed = scenario.seed if seed is None else seed
+    started = time.monotonic()
+    holder: list[LabRun] = []
+
+    def progress(text: str) -> None:
+        counts = ""
+        if holder and holder[0].devices:
+            composed, received = holder[0].totals()
+            counts = f"  composed {composed}/{holder[0].planned}, received {received}"
+        print(f"[{name:<16} {time.monotonic() - started:6.1f}s] {text}{counts}", file=out)
+        out.flush()
+
+    failure: BaseException | None = None
+    with _unwinding():
+        if scenario.kernel:
+            sweep_orphans()
+        netlab = NetLab(device_count(scenario, quick)) if scenario.kernel else None
+        try:
+            with ProcRegistry() as registry, netlab or contextlib.nullcontext():
+                run = LabRun(
+                    scenario,
+                    run_dir,
+                    quick=quick,
+                    seed=seed,
+                    registry=registry,
+                    netlab=netlab,
+                    progress=progress,
+                )
+                holder.append(run)
+                run.setup()
+                scenario.script(run)
+                run.finish()
+        except Exception as exc:  # report what happened, then re-raise
+            failure = exc
+            progress(f"FAILED: {type(exc).__name__}")
+        finally:
+            if holder:
+                with contextlib.suppress(OSError):
+                    holder[0].join_server_logs()
+    if not (run_dir / "record.jsonl").exists() and failure is not None:
+        raise failure
+    progress("checking")
+    result = check(run_dir)
+    if report:
+        write_html(run_dir / REPORT_FILE, [scenario_report(result)])
+    verdict = "PASS" if result.ok and failure is None else "FAIL"
+    progress(f"{verdict}: {len(result.violations)} violations")
+    if failure is not None:
+        raise failure
+    return result
+
+
+def run_all(
+    out_dir: Path,
+    *,
+    quick: bool,
+    seed: int | None = None,
+    names: list[str] | None = None,
+    stream: TextIO | None = None,
+) -> list[tuple[str, CheckResult]]:
+    """Run ``names`` (default: every scenario that can run here) into ``out_dir/<name>``;
+    write ``out_dir/report.html`` with all of them. A scenario that raised is reported on
+    stderr and left out of the results."""
+    err = stream if stream is not None else sys.stderr
+    chosen = names or [n for n, s in SCENARIOS.items() if available(s) is None]
+    results: list[tuple[str, CheckResult]] = []
+    for name in chosen:
+        try:
+            result = run_scenario(name, out_dir / name, quick=quick, seed=seed, stream=stream)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            print(f"{name}: ERROR {type(exc).__name__}: {exc}", file=err)
+            continue
+        results.append((name, result))
+    write_html(out_dir / REPORT_FILE, [scenario_report(r) for _, r in results])
+    return results
