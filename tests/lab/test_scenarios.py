@@ -8,6 +8,10 @@ runner waits on the processes' lines with deadlines; only fault windows take wal
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +92,52 @@ def test_lab_run_prints_the_table_and_the_report_path(
     assert f"report: {out / runner.REPORT_FILE}" in text
     assert (out / runner.REPORT_FILE).is_file()
     assert (out / "client-crash" / RECORD_FILE).is_file()
+
+
+@pytest.mark.proc
+@pytest.mark.skipif(_KERNEL is not None, reason=_KERNEL or "")
+def test_ctrl_c_mid_run_leaves_no_namespace_rule_or_process(tmp_path: Path) -> None:
+    """SIGINT while faults are injected (loss rules in namespaces, a dead zone coming): the
+    run unwinds and removes every namespace (with its veths and nft tables) and process."""
+    out = tmp_path / "out"
+    before = set(
+        subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tidings.cli.main",
+            "lab",
+            "run",
+            "mixed",
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:  # each progress line as it comes; the loss line means faults are on
+        seen.append(line)
+        if "] loss " in line or time.monotonic() > deadline:
+            break
+    assert any("] loss " in line for line in seen), seen
+    namespaces = set(
+        subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    )
+    assert any(n.startswith(f"tdl{proc.pid}") for n in namespaces - before)
+    proc.send_signal(signal.SIGINT)
+    proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 130
+    after = set(
+        subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    )
+    assert not any(n.startswith(f"tdl{proc.pid}") for n in after)
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
+    assert left.strip() == "", f"processes left behind: {left}"

@@ -110,6 +110,7 @@ def run_scenario(
             if holder:
                 with contextlib.suppress(OSError):
                     holder[0].join_server_logs()
+                holder[0].close_proxy()
     if not (run_dir / "record.jsonl").exists() and failure is not None:
         raise failure
     progress("checking")

@@ -37,6 +37,7 @@ from typing import Any
 from .clock import LabClock
 from .netns import SERVER_ADDRESS, NetLab, argv_in
 from .procs import DeviceProc, LabProcError, ProcRegistry, ServerProc, wait_until
+from .proxy_thread import ThreadedProxy
 from .record import Fault, JsonlWriter, RunStarted, ServerStarted, Settled
 from .workload import PLAN_FILE, Workload, events_path
 
@@ -87,6 +88,8 @@ class Scenario:
     full: Params
     script: Callable[[LabRun], None]
     kernel: bool = False
+    #: Devices reach the relay through the user-space fault proxy (no root needed).
+    proxy: bool = False
 
 
 # ----------------------------------------------------------------------------- the run
@@ -156,6 +159,7 @@ class LabRun:
         self.devices: dict[str, DeviceProc] = {}
         self.namespaces: dict[str, str] = {}
         self.expected: dict[str, int] = {}
+        self.proxy: ThreadedProxy | None = None
 
     # ------------------------------------------------------------ set up
 
@@ -170,7 +174,11 @@ class LabRun:
                 self.namespaces[name] = client_ns
             homes = self._setup_in(self.netlab.clients[0])
         else:
-            homes = self.workload.setup(self.server.url, self.run_dir, self.clock.now)
+            url = self.server.url
+            if self.scenario.proxy:
+                self.proxy = ThreadedProxy("127.0.0.1", self.server.port)
+                url = self.proxy.url  # the devices know the relay by the proxy's address
+            homes = self.workload.setup(url, self.run_dir, self.clock.now)
         for name, home in homes.items():
             ns = self.namespaces.get(name)
             self.devices[name] = DeviceProc(
@@ -286,6 +294,12 @@ class LabRun:
         self.record.close()
         self.server.terminate()
         self.join_server_logs()
+        self.close_proxy()
+
+    def close_proxy(self) -> None:
+        """Stop the fault proxy, if this run has one."""
+        if self.proxy is not None:
+            self.proxy.close()
 
     def join_server_logs(self) -> None:
         """Write ``RUN/server.log``: every relay start's stdout and stderr (for G6's scan)."""
@@ -443,7 +457,8 @@ def handoff(run: LabRun) -> None:
 
 def mixed(run: LabRun) -> None:
     """Everything at once: loss on every device while the relay and a device are killed -9,
-    then a dead zone on top, before the air clears."""
+    then a dead zone on one device and a frozen process (SIGSTOP) on another, before the air
+    clears."""
     lab = _netlab(run)
     run.start_all()
     names = sorted(run.namespaces)
@@ -468,18 +483,50 @@ def mixed(run: LabRun) -> None:
     victim.start()
     run.wait_composed(third)
     zone = run.rng.choice(names)
-    run.progress(f"dead zone for {zone}, {run.params.window:g} s")
     t = run.clock.now()
+    frozen = run.devices[run.rng.choice([n for n in names if n != zone])]
+    run.progress(f"dead zone for {zone}, {frozen.name} frozen, {run.params.window:g} s")
     lab.dead_zone_start(run.namespaces[zone])
+    frozen.stop()
     run.window()
+    frozen.cont()
     lab.dead_zone_end(run.namespaces[zone])
-    run.fault("dead_zone", zone, t, run.clock.now(), namespace=run.namespaces[zone])
+    end = run.clock.now()
+    run.fault("dead_zone", zone, t, end, namespace=run.namespaces[zone])
+    run.fault("sigstop", frozen.name, t, end)
     for name in names:
         lab.set_loss(run.namespaces[name], 0)
     end = run.clock.now()
     for name, percent in losses.items():
         run.fault("loss", name, t_loss, end, percent=percent, namespace=run.namespaces[name])
     _reconnect_all(run)
+    run.wait_complete()
+
+
+def half_open(run: LabRun) -> None:
+    """The article's silent failures through the user-space proxy: a stall (bytes held, the
+    connection up), then half-open connections (nothing passes, nothing closes): only the
+    application's keepalive can tell, and the devices reconnect through the proxy."""
+    if run.proxy is None:
+        raise LabProcError("half-open needs the fault proxy")
+    proxy = run.proxy
+    run.start_all()
+    first, second = _thresholds(run)[:2]
+    run.wait_composed(first)
+    run.progress(f"proxy stalls every connection for {run.params.window:g} s")
+    t = run.clock.now()
+    proxy.call(proxy.proxy.stall)
+    run.window()
+    proxy.call(proxy.proxy.resume)
+    run.fault("stall", "proxy", t, run.clock.now())
+    run.wait_composed(second)
+    run.progress("proxy turns every connection half-open (keepalive must notice)")
+    marks = {name: len(device.lines) for name, device in run.devices.items()}
+    t = run.clock.now()
+    proxy.call(proxy.proxy.half_open)
+    for name, device in run.devices.items():
+        device.wait_line("disconnected", PHASE, marks[name])
+    run.fault("half_open", "proxy", t, run.clock.now())
     run.wait_complete()
 
 
@@ -567,6 +614,15 @@ SCENARIOS: dict[str, Scenario] = {
             _p(200, 5.0, 0.0, repeat=3),
             handoff,
             kernel=True,
+        ),
+        Scenario(
+            "half-open",
+            "a stall, then half-open connections through a TCP proxy: keepalive notices (no root)",
+            109,
+            _p(15, 4.0, 2.0, repeat=2),
+            _p(200, 5.0, 8.0, repeat=2),
+            half_open,
+            proxy=True,
         ),
         Scenario(
             "mixed",
