@@ -1,0 +1,312 @@
+"""One lab run: the relay, the workload's device processes, the lab clock, the record.
+
+:class:`LabRun` is what a scenario's fault script (:mod:`.scenarios`) drives: it starts the
+relay (in the lab's server namespace for kernel scenarios, behind the user-space fault proxy for
+proxy scenarios), registers the workload's accounts, starts and waits for the device processes,
+records each fault, and finishes the run (every device drains, then ``settled``).
+
+Invariants:
+
+* Nothing waits by sleeping: waits follow the processes' JSON lines with deadlines
+  (:func:`~tidings.lab.procs.wait_until`); the only sleeps are the fault windows themselves
+  (how long a fault lasts is the scenario's pacing).
+* Every process is created in the run's :class:`ProcRegistry`; the caller owns its cleanup
+  (and :meth:`LabRun.close_proxy`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .clock import LabClock
+from .netns import SERVER_ADDRESS, NetLab, argv_in
+from .procs import DeviceProc, LabProcError, ProcRegistry, ServerProc, wait_until
+from .proxy_thread import ThreadedProxy
+from .record import Fault, JsonlWriter, RunStarted, ServerStarted, Settled
+from .workload import PLAN_FILE, Workload, events_path
+
+__all__ = [
+    "DAYS",
+    "PHASE",
+    "SERVER_CONFIG",
+    "SERVER_LOG",
+    "LabRun",
+    "Params",
+    "Scenario",
+]
+
+
+#: Seconds in a day (the offline-for-days clock jump).
+DAYS = 86400.0
+
+#: Deadline of one phase of a run (seconds); a healthy run needs a fraction of it.
+PHASE = 60.0
+
+#: The server log the checker scans: every start's stdout and stderr, joined after the run.
+SERVER_LOG = "server.log"
+
+#: The relay's config for lab runs: sweep expired items often (the default is once a minute).
+SERVER_CONFIG = "[server]\nexpiry_interval = 0.5\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """A variant's size: accounts and their devices, messages per device, their rate, and how
+    long fault windows last (seconds); ``repeat`` is how many times the fault is injected."""
+
+    users: tuple[str, ...]
+    devices: tuple[int, ...]
+    messages: int
+    rate: float
+    window: float
+    repeat: int = 1
+    read_probability: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named scenario: what it does, its seed, its variants and its fault script."""
+
+    name: str
+    description: str
+    seed: int
+    quick: Params
+    full: Params
+    script: Callable[[LabRun], None]
+    kernel: bool = False
+    #: Devices reach the relay through the user-space fault proxy (no root needed).
+    proxy: bool = False
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class LabRun:
+    """One scenario run: relay, workload, device processes, lab clock, record, (netlab).
+
+    Args:
+        scenario: what to run.
+        run_dir: the run directory (created).
+        quick: run the quick variant.
+        seed: the workload's seed.
+        registry: reaps every process of the run.
+        netlab: a started :class:`NetLab` with one client per device, for kernel scenarios.
+        progress: called with a short status text at each phase.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        run_dir: Path,
+        *,
+        quick: bool,
+        seed: int,
+        registry: ProcRegistry,
+        netlab: NetLab | None = None,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.scenario = scenario
+        self.params = scenario.quick if quick else scenario.full
+        self.run_dir = run_dir
+        self.quick = quick
+        self.seed = seed
+        self.registry = registry
+        self.netlab = netlab
+        self.progress = progress
+        self.rng = random.Random(seed)
+        if (run_dir / "record.jsonl").exists():
+            raise FileExistsError(f"{run_dir} already holds a run: give a new directory")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = LabClock(run_dir / "clock")
+        self.record = JsonlWriter(run_dir / "record.jsonl", fsync=False)
+        self.record.write(RunStarted(self.clock.now(), scenario.name, seed, quick))
+        self.logs = run_dir / "logs"
+        self.workload = Workload(
+            list(self.params.users),
+            list(self.params.devices),
+            self.params.messages,
+            self.params.rate,
+            self.params.read_probability,
+            seed,
+        )
+        (run_dir / "relay.toml").write_text(SERVER_CONFIG)
+        config = str(run_dir / "relay.toml")
+        server_args = ["--rate", "10000", "--burst", "10000", "--config", config]
+        self.server = ServerProc(
+            run_dir / "relay",
+            self.logs,
+            host=SERVER_ADDRESS if netlab is not None else "127.0.0.1",
+            clock_file=self.clock.path,
+            args=server_args,
+            argv_prefix=argv_in(netlab.server_ns, []) if netlab is not None else (),
+            registry=registry,
+        )
+        self.record.write(ServerStarted(self.clock.now(), "relay", SERVER_LOG))
+        self.devices: dict[str, DeviceProc] = {}
+        self.namespaces: dict[str, str] = {}
+        self.expected: dict[str, int] = {}
+        self.proxy: ThreadedProxy | None = None
+
+    # ------------------------------------------------------------ set up
+
+    def setup(self) -> None:
+        """Start the relay, register the workload's accounts, create the device processes."""
+        self.progress("starting the relay")
+        self.server.start()
+        self.progress("registering accounts")
+        names = list(self.workload.plans)
+        if self.netlab is not None:
+            for name, client_ns in zip(names, self.netlab.clients, strict=False):
+                self.namespaces[name] = client_ns
+            homes = self._setup_in(self.netlab.clients[0])
+        else:
+            url = self.server.url
+            if self.scenario.proxy:
+                self.proxy = ThreadedProxy("127.0.0.1", self.server.port)
+                url = self.proxy.url  # the devices know the relay by the proxy's address
+            homes = self.workload.setup(url, self.run_dir, self.clock.now)
+        for name, home in homes.items():
+            ns = self.namespaces.get(name)
+            self.devices[name] = DeviceProc(
+                home,
+                events_path(self.run_dir, name),
+                self.run_dir / PLAN_FILE,
+                self.logs,
+                name=name,
+                clock_file=self.clock.path,
+                argv_prefix=argv_in(ns, []) if ns is not None else (),
+                registry=self.registry,
+            )
+            self.expected[name] = len(self.workload.expected(name))
+
+    def _setup_in(self, ns: str) -> dict[str, Path]:
+        """Register the workload from inside client namespace ``ns`` (a child process)."""
+        spec = {
+            "url": self.server.url,
+            "run_dir": str(self.run_dir),
+            "clock": str(self.clock.path),
+            "workload": {
+                "users": list(self.params.users),
+                "devices_per_user": list(self.params.devices),
+                "messages": self.params.messages,
+                "rate": self.params.rate,
+                "read_probability": self.params.read_probability,
+                "seed": self.seed,
+            },
+        }
+        argv = [sys.executable, "-m", "tidings.lab.scenarios", "--setup", json.dumps(spec)]
+        done = subprocess.run(
+            argv_in(ns, argv), capture_output=True, text=True, timeout=PHASE, check=False
+        )
+        if done.returncode != 0:
+            raise LabProcError(f"setup in {ns} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return {name: Path(home) for name, home in json.loads(done.stdout).items()}
+
+    # ------------------------------------------------------------ helpers for scripts
+
+    def fault(self, kind: str, target: str, start: float, end: float | None, **detail: Any) -> None:
+        """Append one ``fault`` line (lab clock) to the record."""
+        self.record.write(Fault(self.clock.now(), kind, target, start, end, detail))
+
+    def window(self, seconds: float | None = None) -> None:
+        """Let a fault last: the scenario's pacing, not a wait for something."""
+        time.sleep(self.params.window if seconds is None else seconds)
+
+    def start_all(self, only: list[str] | None = None) -> None:
+        """Start the devices (all by default) and wait for their ``ready`` lines."""
+        procs = [self.devices[n] for n in (only or list(self.devices))]
+        for device in procs:
+            device.spawn()
+        for device in procs:
+            device.wait_line("ready")
+        for device in procs:
+            device.wait_line("connected", PHASE)
+
+    def composed(self) -> int:
+        return sum(d.progress()[0] for d in self.devices.values())
+
+    def wait_composed(self, total: int, devices: list[DeviceProc] | None = None) -> None:
+        """Wait until the devices (all by default) composed ``total`` messages together."""
+        procs = devices or list(self.devices.values())
+        wait_until(
+            lambda: sum(d.progress()[0] for d in procs) >= total,
+            PHASE,
+            f"{total} messages composed",
+            *procs,
+        )
+
+    def complete(self, name: str) -> bool:
+        device = self.devices[name]
+        return device.find("done") is not None and device.progress()[1] >= self.expected[name]
+
+    def wait_complete(self) -> None:
+        """Wait until every device composed its plan (all ✓) and got what it should."""
+        self.progress("waiting for every device to complete")
+        procs = list(self.devices.values())
+        wait_until(lambda: all(self.complete(n) for n in self.devices), PHASE, "the run", *procs)
+
+    def wait_file(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for a condition on files (events the devices log but do not print): re-checked
+        on every process line, and at least every 0.1 s, until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() >= deadline:
+                raise LabProcError(f"timed out waiting for {what}")
+            try:
+                wait_until(cond, 0.1, what)
+            except LabProcError:
+                continue
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The events a device logged so far (a line cut by a kill is skipped)."""
+        try:
+            text = events_path(self.run_dir, name).read_text()
+        except OSError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def finish(self) -> None:
+        """Let every device drain and exit, record ``settled``, join the relay's logs."""
+        self.progress("finishing: draining every outbox")
+        for device in self.devices.values():
+            device.finish(PHASE)
+        self.record.write(Settled(self.clock.now()))
+        self.record.close()
+        self.server.terminate()
+        self.join_server_logs()
+        self.close_proxy()
+
+    def close_proxy(self) -> None:
+        """Stop the fault proxy, if this run has one."""
+        if self.proxy is not None:
+            self.proxy.close()
+
+    def join_server_logs(self) -> None:
+        """Write ``RUN/server.log``: every relay start's stdout and stderr (for G6's scan)."""
+        with (self.run_dir / SERVER_LOG).open("wb") as out:
+            for path in sorted(self.logs.glob(f"{self.server.name}-*.std*")):
+                out.write(path.read_bytes())
+
+    def totals(self) -> tuple[int, int]:
+        """``(composed, received)`` over every device, from their last progress lines."""
+        composed = sum(d.progress()[0] for d in self.devices.values())
+        received = sum(d.progress()[1] for d in self.devices.values())
+        return composed, received
+
+    @property
+    def planned(self) -> int:
+        return sum(len(p.items) for p in self.workload.plans.values())
