@@ -10,7 +10,8 @@ Invariants:
   (:class:`NetLab` as a context manager) on the way out, whatever was raised — Ctrl-C and
   SIGTERM too (:func:`interrupts_unwind`, in the main thread).
 * A progress line per phase goes to stderr (``[scenario  12.3s] phase  composed/planned``);
-  stdout is left to the caller.
+  on a terminal a progress bar (composed and received against the plan) is redrawn between
+  them every :data:`BAR_INTERVAL` seconds. stdout is left to the caller.
 * A scenario whose run raised (a deadline passed, a process died) still gets checked and
   reported if its record exists: the exception is re-raised after the report is written.
 """
@@ -21,7 +22,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -34,6 +35,9 @@ from .scenarios import SCENARIOS, LabRun, Scenario, device_count, get
 __all__ = ["available", "run_all", "run_scenario"]
 
 REPORT_FILE = "report.html"
+
+#: Seconds between redraws of the progress bar (on a terminal only; logs get phase lines).
+BAR_INTERVAL = 0.5
 
 
 def available(scenario: Scenario) -> str | None:
@@ -75,16 +79,35 @@ def run_scenario(
     started = time.monotonic()
     holder: list[LabRun] = []
 
+    tty = out.isatty()
+
     def progress(text: str) -> None:
         counts = ""
         if holder and holder[0].devices:
             composed, received = holder[0].totals()
             counts = f"  composed {composed}/{holder[0].planned}, received {received}"
-        print(f"[{name:<16} {time.monotonic() - started:6.1f}s] {text}{counts}", file=out)
+        clear = "\r\x1b[K" if tty else ""
+        print(f"{clear}[{name:<16} {time.monotonic() - started:6.1f}s] {text}{counts}", file=out)
         out.flush()
 
+    def bar() -> str | None:
+        if not holder or not holder[0].devices:
+            return None
+        run = holder[0]
+        composed, received = run.totals()
+        want = run.planned + sum(run.expected.values())
+        done = min(composed + received, want)
+        width = 30
+        filled = width * done // max(1, want)
+        return (
+            f"\r\x1b[K  [{'#' * filled}{'-' * (width - filled)}] {100 * done // max(1, want):3d}%"
+            f"  composed {composed}/{run.planned}  received {received}/{sum(run.expected.values())}"
+            f"  {time.monotonic() - started:5.1f}s"
+        )
+
     failure: BaseException | None = None
-    with _unwinding():
+    ticker = _Ticker(out, bar) if tty else None
+    with _unwinding(), ticker or contextlib.nullcontext():
         if scenario.kernel:
             sweep_orphans()
         netlab = NetLab(device_count(scenario, quick)) if scenario.kernel else None
@@ -122,6 +145,36 @@ def run_scenario(
     if failure is not None:
         raise failure
     return result
+
+
+class _Ticker:
+    """Redraws a progress bar on a terminal every :data:`BAR_INTERVAL` seconds (a thread)."""
+
+    def __init__(self, out: TextIO, draw: Callable[[], str | None]) -> None:
+        self._out = out
+        self._draw = draw
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lab-progress", daemon=True)
+
+    def __enter__(self) -> _Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+        self._out.write("\r\x1b[K")
+        self._out.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(BAR_INTERVAL):
+            try:
+                line = self._draw()
+            except Exception:  # a process line being parsed: skip this frame
+                continue
+            if line is not None:
+                self._out.write(line)
+                self._out.flush()
 
 
 def run_all(
