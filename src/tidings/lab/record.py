@@ -2,8 +2,8 @@
 
 A run directory (``RUN``) holds::
 
-    RUN/record.jsonl                             the controller's record (RecordLine)
-    RUN/devices/<account>.<device>/events.jsonl  each device process's own log (DeviceEvent)
+    RUN/record.jsonl                        the controller's record (RecordLine)
+    RUN/events/<account>.<device>.jsonl     each device process's own log (DeviceEvent)
 
 Each line is one JSON object with ``"t"`` (lab clock, seconds) and ``"ev"`` (its type):
 
@@ -32,8 +32,8 @@ Invariants:
   not parse is skipped (``truncated``), and so is a *cut* line inside a file (it starts with
   ``{`` but does not end with ``}``: a device process killed mid-line and restarted appends a
   newline before its next line); any other bad line becomes an entry of ``errors``.
-* The device-events path is ``RUN/devices/<acct.N>/events.jsonl``; the reader also accepts
-  ``RUN/events/<acct.N>.jsonl`` (the workload's layout) when the first is missing.
+* The device-events path is ``RUN/events/<acct.N>.jsonl`` (:func:`events_path`, which the
+  workload's device processes use too).
 * Every line type is a frozen dataclass that validates on construction.
 """
 
@@ -50,8 +50,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from ..client.connect import DB_NAME
 
 __all__ = [
-    "DEVICES_DIR",
-    "EVENTS_FILE",
+    "EVENTS_DIR",
     "RECORD_FILE",
     "STATUS_NAMES",
     "STORE_FILE",
@@ -80,8 +79,7 @@ __all__ = [
 ]
 
 RECORD_FILE = "record.jsonl"
-DEVICES_DIR = "devices"
-EVENTS_FILE = "events.jsonl"
+EVENTS_DIR = "events"  #: each device's events file, ``EVENTS_DIR/acct.N.jsonl``
 STORE_FILE = DB_NAME  #: the client store's file in a device home (``client.db``)
 
 #: The ``status`` values of a ``status`` line.
@@ -98,14 +96,8 @@ def device_label(account: str, device: int) -> str:
 
 
 def events_path(run_dir: Path, label: str) -> Path:
-    """The ``events.jsonl`` of the device ``label`` in ``run_dir``."""
-    return run_dir / DEVICES_DIR / label / EVENTS_FILE
-
-
-def _find_events(run_dir: Path, label: str) -> Path:
-    path = events_path(run_dir, label)
-    alt = run_dir / "events" / f"{label}.jsonl"
-    return alt if not path.exists() and alt.exists() else path
+    """The events file of the device ``label`` in ``run_dir``: ``RUN/events/acct.N.jsonl``."""
+    return run_dir / EVENTS_DIR / f"{label}.jsonl"
 
 
 # Field kinds: how a JSON value is checked. Each line class lists (json key, attribute, kind).
@@ -468,11 +460,11 @@ def load_run(run_dir: Path) -> RunRecord:
     lines = record.lines
     devices = tuple(x for x in lines if isinstance(x, DeviceStarted))
     labels = [d.label for d in devices]
-    found = sorted(p.name for p in (run_dir / DEVICES_DIR).glob("*") if p.is_dir())
+    found = sorted(p.name[: -len(".jsonl")] for p in (run_dir / EVENTS_DIR).glob("*.jsonl"))
     errors += [f"events of a device not in the record: {x}" for x in found if x not in labels]
     events: dict[str, tuple[DeviceEvent, ...]] = {}
     for label in dict.fromkeys([*labels, *found]):
-        path = _find_events(run_dir, label)
+        path = events_path(run_dir, label)
         if not path.exists():
             events[label] = ()
             continue

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..client import Client, register
 from ..wire import check_account
+from .record import events_path
 
 __all__ = [
     "PLAN_FILE",
@@ -99,11 +100,6 @@ def load_plan(path: Path, name: str) -> DevicePlan:
     """
     plans = json.loads(path.read_text())["devices"]
     return DevicePlan.from_json(plans[name])
-
-
-def events_path(run_dir: Path, name: str) -> Path:
-    """The events file of device ``name`` in a run directory."""
-    return run_dir / "events" / f"{name}.jsonl"
 
 
 def append_record(run_dir: Path, obj: dict[str, Any]) -> None:
