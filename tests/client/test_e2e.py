@@ -301,7 +301,7 @@ async def test_registration_uploads_prekeys_and_a_low_notice_refills_them(
     assert counts is not None and (counts.one_time, counts.kem) == (100, 99)
     assert not bob.client.crypto.keys.needs_upload()
     # the relay says few are left (PREKEYS_LOW): a new batch of each kind goes up
-    await bob.client._sync_prekeys((3, 4))
+    await bob.client._keysync.sync((3, 4))
     counts = await relay.store.prekey_counts(bob.me)
     assert counts is not None and (counts.one_time, counts.kem) == (200, 198)
     assert not bob.client.crypto.keys.needs_upload()

@@ -34,7 +34,6 @@ from ..delivery import (
     Status,
     direct_conversation,
 )
-from ..e2e import BundleError
 from ..errors import ConfigError, ConnectionBroken, RefusedError, StoreError
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
@@ -50,10 +49,8 @@ from ..wire import (
     LinkCode,
     LinkCodeRequest,
     PrekeyBundle,
-    PrekeyFetch,
     PrekeysLow,
     PrekeysStored,
-    PrekeysUpload,
     Refused,
     RequestFailed,
     Sent,
@@ -64,6 +61,7 @@ from .connect import CLIENT_KEEPALIVE, DB_NAME, open_channel
 from .crypto import DeviceCrypto, SafetyNumber
 from .events import ClientEvent, Connected, Disconnected
 from .inbox import Inbox
+from .keysync import KeySync
 from .outbox import Outbox
 from .prekeys import DeviceKeys
 from .store import ClientStore, OutboxRequest, TraceEntry
@@ -73,13 +71,6 @@ log = logging.getLogger("tidings.client")
 #: Reconnect backoff: full jitter over ``min(cap, base * 2**n)`` (capped exponential).
 RECONNECT_BASE = 0.5
 RECONNECT_CAP = 30.0
-
-#: Seconds before a device whose prekeys the relay does not have (or whose bundle did not
-#: verify) is tried again; its messages wait in the outbox meanwhile.
-SESSION_RETRY = 30.0
-
-#: Most PREKEYS_UPLOAD rounds per connection (each carries up to 100 keys of each kind).
-MAX_UPLOAD_ROUNDS = 4
 
 #: Close codes after which reconnecting cannot help; the client stops and reports them.
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
@@ -132,7 +123,6 @@ class Client:
         self.me = DeviceRef(identity.account, identity.device_id)
         DeviceKeys.create(self.store, clock())  # a home registered before end-to-end keys
         self.crypto = DeviceCrypto(self.store, self.me, self._emit, clock)
-        self._syncing_prekeys = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._keepalive = keepalive
         self._clock = clock
@@ -164,6 +154,7 @@ class Client:
             self._fetch_sessions,
         )
         self._inbox = Inbox(self.store, self.me, self._emit, clock, self.crypto)
+        self._keysync = KeySync(self.crypto, self._outbox, self._request, self.devices, clock)
 
     # ---------------------------------------------------------------- life cycle
 
@@ -401,7 +392,7 @@ class Client:
         self._outbox.on_connect()
         self._emit(Connected(self._pattern))
         self._outbox.pump()
-        self._spawn(self._sync_prekeys())
+        self._spawn(self._keysync.sync())
 
     def _on_answer(self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored) -> None:
         fut = self._requests.pop(frame.request_id, None)
@@ -414,97 +405,15 @@ class Client:
             fut.set_exception(RefusedError(frame.code, frame.reason, frame.retry_after))
 
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
-        self._spawn(self._sync_prekeys((frame.one_time_left, frame.kem_left)))
+        self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))
+
+    def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
+        self._spawn(self._keysync.fetch_bundles(lane, devices))
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # ---------------------------------------------------------------- end-to-end keys
-
-    async def _sync_prekeys(self, low: tuple[int, int] | None = None) -> None:
-        """Rotate the signed prekey when due, refill one-time prekeys the relay runs low
-        on, and upload whatever is not uploaded yet."""
-        if self._syncing_prekeys:
-            if low is not None:  # the running sync may have missed it: refill now
-                self.crypto.keys.refill(*low, self._clock())
-            return
-        self._syncing_prekeys = True
-        try:
-            keys = self.crypto.keys
-            keys.rotate_if_due(self._clock())
-            if low is not None:
-                keys.refill(*low, self._clock())
-            sent: list[tuple[int, int]] = []
-
-            def build(rid: int) -> PrekeysUpload:
-                frame, keys_sent = keys.upload(rid)
-                sent[:] = keys_sent
-                return frame
-
-            for _ in range(MAX_UPLOAD_ROUNDS):
-                if not keys.needs_upload():
-                    break
-                answer = await self._request(build)
-                assert isinstance(answer, PrekeysStored)
-                self.store.mark_uploaded(sent)
-                keys.refill(answer.one_time_count, answer.kem_count, self._clock())
-        except RefusedError as exc:
-            log.warning("! prekey upload refused: %s", exc.reason)
-        except (ConnectionBroken, StoreError) as exc:
-            log.info("! prekey upload interrupted: %s", exc)
-        finally:
-            self._syncing_prekeys = False
-
-    def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
-        self._spawn(self._fetch_bundles(lane, devices))
-
-    async def _fetch_bundles(self, lane: str, devices: list[DeviceRef]) -> None:
-        """Build sessions with ``devices`` from fresh prekey bundles, then let ``lane`` go."""
-        not_before = 0.0
-        try:
-            for account in sorted({d.account for d in devices}):
-                if account in self._outbox.devices:
-                    continue
-                # The devices were a guess: learn them first; the pump asks again for the
-                # sessions it then still lacks.
-                if not await self.devices(account):
-                    self._outbox.fail_lane(
-                        account, int(ErrorCode.NO_SUCH_ACCOUNT), f"no account {account}"
-                    )
-                devices = [d for d in devices if d.account != account]
-            for dev in devices:
-                try:
-                    frame = await self._request(
-                        lambda rid, d=dev: PrekeyFetch(rid, d.account, d.device_id)  # type: ignore[misc]
-                    )
-                except RefusedError as exc:
-                    now = self._clock()
-                    if exc.code == ErrorCode.NO_SUCH_ACCOUNT:  # the device is gone
-                        await self.devices(dev.account)
-                    elif exc.code == ErrorCode.RATE_LIMITED:
-                        not_before = max(not_before, now + exc.retry_after)
-                    else:
-                        log.warning("! no session with %s: %s", dev, exc.reason)
-                        not_before = max(not_before, now + SESSION_RETRY)
-                    continue
-                assert isinstance(frame, PrekeyBundle)
-                try:
-                    writes = self.crypto.install_bundle(frame)
-                    self.store.stage(writes)
-                    self.store.commit_staged()
-                except BundleError as exc:
-                    log.warning("! bad prekey bundle for %s: %s", dev, exc.reason)
-                    self.crypto.reload()
-                    not_before = max(not_before, self._clock() + SESSION_RETRY)
-                except StoreError:
-                    log.exception("! could not save a new session")
-                    self.crypto.reload()
-                    not_before = max(not_before, self._clock() + SESSION_RETRY)
-        except ConnectionBroken:
-            return  # the outbox starts over on the next connection
-        self._outbox.sessions_ready(lane, not_before)
 
     # ---------------------------------------------------------------- outbox
 

@@ -1,0 +1,145 @@
+"""This device's end-to-end key traffic with the relay: prekey uploads and session bundles.
+
+:class:`KeySync` runs two flows for the :class:`~tidings.client.Client`, over its request
+channel (a request id answered by one frame, or ``RefusedError`` for REQUEST_FAILED):
+
+* ``sync`` — after each connect and on PREKEYS_LOW: rotate the signed and last-resort prekeys
+  when due, refill one-time prekeys the relay runs low on, upload whatever is not uploaded yet
+  (:class:`~tidings.client.prekeys.DeviceKeys`); keys are marked uploaded on PREKEYS_STORED.
+* ``fetch_bundles`` — when the outbox holds a lane back for devices without a session: learn
+  the devices of accounts never written to (GET_DEVICES; none means no such account, and the
+  lane fails), fetch each device's bundle (PREKEY_FETCH), build and save the session, then let
+  the lane go — not before a refused fetch's retry time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..e2e import BundleError
+from ..errors import ConnectionBroken, RefusedError, StoreError
+from ..store.base import DeviceRef
+from ..wire import ErrorCode, PrekeyBundle, PrekeyFetch, PrekeysStored, PrekeysUpload
+from .crypto import DeviceCrypto
+from .outbox import Outbox
+
+__all__ = ["MAX_UPLOAD_ROUNDS", "SESSION_RETRY", "KeySync"]
+
+log = logging.getLogger("tidings.client")
+
+#: Seconds before a device whose prekeys the relay does not have (or whose bundle did not
+#: verify) is tried again; its messages wait in the outbox meanwhile.
+SESSION_RETRY = 30.0
+
+#: Most PREKEYS_UPLOAD rounds per connection (each carries up to 100 keys of each kind).
+MAX_UPLOAD_ROUNDS = 4
+
+
+class KeySync:
+    """Prekey uploads and bundle fetches (see the module docstring).
+
+    Args:
+        crypto: this device's sessions and keys.
+        outbox: the outbox whose lanes wait for sessions.
+        request: ``await request(build)`` sends ``build(request_id)`` and returns the answer.
+        devices: ``await devices(account)``: the account's device ids (and the outbox learns
+            them).
+        clock: wall clock.
+    """
+
+    def __init__(
+        self,
+        crypto: DeviceCrypto,
+        outbox: Outbox,
+        request: Callable[[Callable[[int], object]], Awaitable[object]],
+        devices: Callable[[str], Awaitable[tuple[int, ...]]],
+        clock: Callable[[], float],
+    ) -> None:
+        self.crypto = crypto
+        self.store = crypto.store
+        self._outbox = outbox
+        self._request = request
+        self._devices = devices
+        self._clock = clock
+        self._syncing = False
+
+    async def sync(self, low: tuple[int, int] | None = None) -> None:
+        """Rotate the signed prekey when due, refill one-time prekeys the relay runs low
+        on, and upload whatever is not uploaded yet."""
+        if self._syncing:
+            if low is not None:  # the running sync may have missed it: refill now
+                self.crypto.keys.refill(*low, self._clock())
+            return
+        self._syncing = True
+        try:
+            keys = self.crypto.keys
+            keys.rotate_if_due(self._clock())
+            if low is not None:
+                keys.refill(*low, self._clock())
+            sent: list[tuple[int, int]] = []
+
+            def build(rid: int) -> PrekeysUpload:
+                frame, keys_sent = keys.upload(rid)
+                sent[:] = keys_sent
+                return frame
+
+            for _ in range(MAX_UPLOAD_ROUNDS):
+                if not keys.needs_upload():
+                    break
+                answer = await self._request(build)
+                assert isinstance(answer, PrekeysStored)
+                self.store.mark_uploaded(sent)
+                keys.refill(answer.one_time_count, answer.kem_count, self._clock())
+        except RefusedError as exc:
+            log.warning("! prekey upload refused: %s", exc.reason)
+        except (ConnectionBroken, StoreError) as exc:
+            log.info("! prekey upload interrupted: %s", exc)
+        finally:
+            self._syncing = False
+
+    async def fetch_bundles(self, lane: str, devices: list[DeviceRef]) -> None:
+        """Build sessions with ``devices`` from fresh prekey bundles, then let ``lane`` go."""
+        not_before = 0.0
+        try:
+            for account in sorted({d.account for d in devices}):
+                if account in self._outbox.devices:
+                    continue
+                # The devices were a guess: learn them first; the pump asks again for the
+                # sessions it then still lacks.
+                if not await self._devices(account):
+                    self._outbox.fail_lane(
+                        account, int(ErrorCode.NO_SUCH_ACCOUNT), f"no account {account}"
+                    )
+                devices = [d for d in devices if d.account != account]
+            for dev in devices:
+                try:
+                    frame = await self._request(
+                        lambda rid, d=dev: PrekeyFetch(rid, d.account, d.device_id)  # type: ignore[misc]
+                    )
+                except RefusedError as exc:
+                    now = self._clock()
+                    if exc.code == ErrorCode.NO_SUCH_ACCOUNT:  # the device is gone
+                        await self._devices(dev.account)
+                    elif exc.code == ErrorCode.RATE_LIMITED:
+                        not_before = max(not_before, now + exc.retry_after)
+                    else:
+                        log.warning("! no session with %s: %s", dev, exc.reason)
+                        not_before = max(not_before, now + SESSION_RETRY)
+                    continue
+                assert isinstance(frame, PrekeyBundle)
+                try:
+                    writes = self.crypto.install_bundle(frame)
+                    self.store.stage(writes)
+                    self.store.commit_staged()
+                except BundleError as exc:
+                    log.warning("! bad prekey bundle for %s: %s", dev, exc.reason)
+                    self.crypto.reload()
+                    not_before = max(not_before, self._clock() + SESSION_RETRY)
+                except StoreError:
+                    log.exception("! could not save a new session")
+                    self.crypto.reload()
+                    not_before = max(not_before, self._clock() + SESSION_RETRY)
+        except ConnectionBroken:
+            return  # the outbox starts over on the next connection
+        self._outbox.sessions_ready(lane, not_before)
