@@ -28,9 +28,8 @@ from tidings.lab.record import (
     StatusChanged,
     decode_event,
     events_path,
-    load_run,
-    read_jsonl,
 )
+from tidings.lab.record_read import load_run, read_jsonl
 from tidings.store.base import DeviceRef
 
 

@@ -19,7 +19,8 @@ import pytest
 from tidings.cli.main import main
 from tidings.lab import runner
 from tidings.lab.netns import kernel_faults_available
-from tidings.lab.record import RECORD_FILE, Fault, Settled, load_run
+from tidings.lab.record import RECORD_FILE, Fault, Settled
+from tidings.lab.record_read import load_run
 from tidings.lab.scenarios import SCENARIOS
 
 _KERNEL = kernel_faults_available()

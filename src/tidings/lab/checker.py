@@ -33,7 +33,7 @@ from .checker_stats import (
     traces,
 )
 from .checker_view import TimelineEntry, build
-from .record import load_run
+from .record_read import load_run
 
 __all__ = [
     "KINDS",

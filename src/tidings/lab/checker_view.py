@@ -28,10 +28,10 @@ from .record import (
     Composed,
     ReadMarked,
     Received,
-    RunRecord,
     StatusChanged,
     device_label,
 )
+from .record_read import RunRecord
 
 __all__ = ["Row", "RunView", "StatusRow", "StoreSnapshot", "TimelineEntry", "TraceRow", "build"]
 

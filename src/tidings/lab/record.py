@@ -1,4 +1,4 @@
-"""The fault lab's record: the run directory, its JSON-lines formats, a writer and a reader.
+"""The fault lab's record: the run directory, its JSON-lines formats and a writer.
 
 A run directory (``RUN``) holds::
 
@@ -28,10 +28,7 @@ Invariants:
 
 * :class:`JsonlWriter` writes each line with ONE ``write()`` call, newline included, so a
   process killed by SIGKILL leaves at most one partial line, at the end of the file.
-* The reader never raises for what a file contains: a last line without its newline that does
-  not parse is skipped (``truncated``), and so is a *cut* line inside a file (it starts with
-  ``{`` but does not end with ``}``: a device process killed mid-line and restarted appends a
-  newline before its next line); any other bad line becomes an entry of ``errors``.
+* The reader (:mod:`.record_read`) never raises for what a file contains (see there).
 * The device-events path is ``RUN/events/<acct.N>.jsonl`` (:func:`events_path`, which the
   workload's device processes use too).
 * Every line type is a frozen dataclass that validates on construction.
@@ -45,7 +42,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, cast
 
 from ..client.connect import DB_NAME
 
@@ -60,11 +57,9 @@ __all__ = [
     "Fault",
     "JsonlWriter",
     "ReadMarked",
-    "ReadResult",
     "Received",
     "RecordError",
     "RecordLine",
-    "RunRecord",
     "RunStarted",
     "ServerStarted",
     "Settled",
@@ -74,8 +69,6 @@ __all__ = [
     "device_label",
     "encode",
     "events_path",
-    "load_run",
-    "read_jsonl",
 ]
 
 RECORD_FILE = "record.jsonl"
@@ -379,118 +372,3 @@ class JsonlWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult(Generic[_T]):
-    """What :func:`read_jsonl` found: the valid lines, the bad ones, and whether a line cut by
-    a SIGKILL was skipped (not an error)."""
-
-    lines: tuple[_T, ...]
-    errors: tuple[str, ...]
-    truncated: bool
-
-
-def read_jsonl(path: Path, decode: Callable[[Any], _T]) -> ReadResult[_T]:
-    """Read a JSON-lines file, never raising for its content (see the invariants).
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    data = path.read_bytes()
-    raw = data.split(b"\n")
-    partial = raw.pop()  # b"" when the file ends with a newline
-    lines: list[_T] = []
-    errors: list[str] = []
-    cut = False
-    for number, text in enumerate([*raw, partial], start=1):
-        text = text.strip()
-        if not text:
-            continue
-        try:
-            lines.append(decode(json.loads(text)))
-        except (ValueError, RecordError) as exc:  # JSONDecodeError, UnicodeDecodeError too
-            if number > len(raw) or (text.startswith(b"{") and not text.endswith(b"}")):
-                cut = True  # a write cut short by SIGKILL: not an error
-            else:
-                errors.append(f"{path}:{number}: {exc}")
-    return ReadResult(tuple(lines), tuple(errors), cut)
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """A run directory, read: the controller's record and every device's events."""
-
-    run_dir: Path
-    run: RunStarted | None
-    devices: tuple[DeviceStarted, ...]
-    faults: tuple[Fault, ...]
-    settled: Settled | None
-    server: ServerStarted | None
-    events: Mapping[str, tuple[DeviceEvent, ...]]  #: by device label
-    errors: tuple[str, ...]  #: bad lines, missing files, unknown devices
-    truncated: tuple[str, ...]  #: files with a cut line (skipped: a SIGKILL mid-write)
-    start: float  #: the earliest ``t`` in the record (lab clock)
-    end: float  #: the latest ``t`` in the record or any event
-
-    def path(self, relative: str) -> Path:
-        """A path named in the record, relative to the run directory unless absolute."""
-        return self.run_dir / relative
-
-    def device(self, label: str) -> DeviceStarted | None:
-        """The ``device`` line of ``label``."""
-        return next((d for d in self.devices if d.label == label), None)
-
-
-def load_run(run_dir: Path) -> RunRecord:
-    """Read a run directory. Never raises for its content: problems are in ``errors``."""
-    errors: list[str] = []
-    truncated: list[str] = []
-    record: ReadResult[RecordLine]
-    try:
-        record = read_jsonl(run_dir / RECORD_FILE, decode_record_line)
-    except OSError as exc:
-        record = ReadResult((), (f"cannot read the record: {exc}",), False)
-    errors += record.errors
-    if record.truncated:
-        truncated.append(str(run_dir / RECORD_FILE))
-    lines = record.lines
-    devices = tuple(x for x in lines if isinstance(x, DeviceStarted))
-    labels = [d.label for d in devices]
-    found = sorted(p.name[: -len(".jsonl")] for p in (run_dir / EVENTS_DIR).glob("*.jsonl"))
-    errors += [f"events of a device not in the record: {x}" for x in found if x not in labels]
-    events: dict[str, tuple[DeviceEvent, ...]] = {}
-    for label in dict.fromkeys([*labels, *found]):
-        path = events_path(run_dir, label)
-        if not path.exists():
-            events[label] = ()
-            continue
-        try:
-            result = read_jsonl(path, decode_event)
-        except OSError as exc:
-            errors.append(f"cannot read {path}: {exc}")
-            continue
-        events[label] = result.lines
-        errors += result.errors
-        if result.truncated:
-            truncated.append(str(path))
-    runs = [x for x in lines if isinstance(x, RunStarted)]
-    if not runs:
-        errors.append("the record has no run line")
-    times = [x.t for x in lines] + [e.t for evs in events.values() for e in evs]
-    return RunRecord(
-        run_dir,
-        runs[0] if runs else None,
-        devices,
-        tuple(x for x in lines if isinstance(x, Fault)),
-        next((x for x in lines if isinstance(x, Settled)), None),
-        next((x for x in lines if isinstance(x, ServerStarted)), None),
-        events,
-        tuple(errors),
-        tuple(truncated),
-        min(times, default=0.0),
-        max(times, default=0.0),
-    )

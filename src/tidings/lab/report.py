@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checker import LATENCY_POINTS, CheckResult, percentile
-from .record import Fault, load_run
+from .record import Fault
+from .record_read import load_run
 from .report_plots import latency_svg, sample, timeline_svg
 
 __all__ = ["ScenarioReport", "render_html", "scenario_report", "summary_table", "write_html"]
