@@ -343,7 +343,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "mixed",
-            "all at once: loss everywhere, kill -9 of the relay and of a device, a dead zone",
+            "all at once: loss, kill -9 of relay and device, a dead zone, a SIGSTOP (kernel)",
             108,
             _p(15, 3.0, 2.0, repeat=3),
             _p(200, 5.0, 15.0, repeat=3),
