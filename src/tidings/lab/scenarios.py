@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .clock import LabClock
@@ -174,8 +175,8 @@ def handoff(run: LabRun) -> None:
 
 def mixed(run: LabRun) -> None:
     """Everything at once: loss on every device while the relay and a device are killed -9,
-    then a dead zone on one device and a frozen process (SIGSTOP) on another, before the air
-    clears."""
+    then a dead zone on one device and a frozen process (SIGSTOP) on another, then a link
+    going down and up, before the air clears."""
     lab = _netlab(run)
     run.start_all()
     names = sorted(run.namespaces)
@@ -211,6 +212,13 @@ def mixed(run: LabRun) -> None:
     end = run.clock.now()
     run.fault("dead_zone", zone, t, end, namespace=run.namespaces[zone])
     run.fault("sigstop", frozen.name, t, end)
+    flap = run.rng.choice(names)
+    run.progress(f"link of {flap} down and up again")
+    t = run.clock.now()
+    lab.link_down(run.namespaces[flap])
+    run.window(run.params.window / 2)
+    lab.link_up(run.namespaces[flap])
+    run.fault("link_down", flap, t, run.clock.now(), namespace=run.namespaces[flap])
     for name in names:
         lab.set_loss(run.namespaces[name], 0)
     end = run.clock.now()
@@ -221,30 +229,49 @@ def mixed(run: LabRun) -> None:
 
 
 def half_open(run: LabRun) -> None:
-    """The article's silent failures through the user-space proxy: a stall (bytes held, the
-    connection up), then half-open connections (nothing passes, nothing closes): only the
-    application's keepalive can tell, and the devices reconnect through the proxy."""
+    """What a middlebox can do to TCP, through the user-space proxy: a slow, throttled path, a
+    stall (bytes held, the connection up), resets (every connection aborted), then half-open
+    connections (nothing passes, nothing closes): only the application's keepalive can tell,
+    and the devices reconnect through the proxy."""
     if run.proxy is None:
         raise LabProcError("half-open needs the fault proxy")
-    proxy = run.proxy
+    proxy, p = run.proxy, run.proxy.proxy
     run.start_all()
     first, second = _thresholds(run)[:2]
     run.wait_composed(first)
-    run.progress(f"proxy stalls every connection for {run.params.window:g} s")
+    run.progress(f"proxy: 150 ms latency, 16 KiB/s, then a stall, {run.params.window:g} s each")
     t = run.clock.now()
-    proxy.call(proxy.proxy.stall)
+    proxy.call(p.latency, 0.15)
+    proxy.call(p.throttle, 16 * 1024)
     run.window()
-    proxy.call(proxy.proxy.resume)
+    proxy.call(p.latency, 0.0)
+    proxy.call(p.throttle, None)
+    run.fault("slow_path", "proxy", t, run.clock.now(), latency=0.15, throttle=16 * 1024)
+    t = run.clock.now()
+    proxy.call(p.stall)
+    run.window()
+    proxy.call(p.resume)
     run.fault("stall", "proxy", t, run.clock.now())
+    run.progress("proxy resets every connection (RST)")
+    t = run.clock.now()
+    cut = _reconnected_after(run, lambda: proxy.call(p.reset_all))
+    run.fault("reset", "proxy", t, run.clock.now(), disconnected=cut)
     run.wait_composed(second)
     run.progress("proxy turns every connection half-open (keepalive must notice)")
-    marks = {name: len(device.lines) for name, device in run.devices.items()}
     t = run.clock.now()
-    proxy.call(proxy.proxy.half_open)
-    for name, device in run.devices.items():
-        device.wait_line("disconnected", PHASE, marks[name])
-    run.fault("half_open", "proxy", t, run.clock.now())
+    cut = _reconnected_after(run, lambda: proxy.call(p.half_open))
+    run.fault("half_open", "proxy", t, run.clock.now(), disconnected=cut)
     run.wait_complete()
+
+
+def _reconnected_after(run: LabRun, fault: Callable[[], None]) -> int:
+    """Inject ``fault``, then wait until every device has a new connection (a device that was
+    between connections at that moment just connects); return how many were cut off."""
+    marks = {name: len(device.lines) for name, device in run.devices.items()}
+    fault()
+    for name, device in run.devices.items():
+        device.wait_line("connected", PHASE, marks[name])
+    return sum(d.find("disconnected", marks[n]) is not None for n, d in run.devices.items())
 
 
 def _netlab(run: LabRun) -> NetLab:
@@ -334,7 +361,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "half-open",
-            "a stall, then half-open connections through a TCP proxy: keepalive notices (no root)",
+            "TCP proxy: slow path, stall, resets, then half-open (keepalive notices); no root",
             109,
             _p(15, 4.0, 2.0, repeat=2),
             _p(200, 5.0, 8.0, repeat=2),
@@ -343,7 +370,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "mixed",
-            "all at once: loss, kill -9 of relay and device, a dead zone, a SIGSTOP (kernel)",
+            "all at once: loss, kill -9 of relay and device, dead zone, SIGSTOP, link flap",
             108,
             _p(15, 3.0, 2.0, repeat=3),
             _p(200, 5.0, 15.0, repeat=3),
