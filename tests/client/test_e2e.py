@@ -305,3 +305,33 @@ async def test_registration_uploads_prekeys_and_a_low_notice_refills_them(
     counts = await relay.store.prekey_counts(bob.me)
     assert counts is not None and (counts.one_time, counts.kem) == (200, 198)
     assert not bob.client.crypto.keys.needs_upload()
+
+
+async def test_new_devices_are_reported_only_once_the_number_was_verified(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """First contact with a two-device account is no identity change; a device added to an
+    account whose safety number alice verified is (the number she compared no longer holds)."""
+    await relays.start()
+    alice = await clients.new("alice")
+    bob1 = await clients.new("bob")
+    bob2 = await clients.link(bob1)
+    first = await alice.client.send("bob", "to both of you")
+    await bob1.until(is_received(first))
+    await bob2.until(is_received(first))
+    await alice.until(is_status(first, Status.SENT))
+    queued = []  # everything alice reported so far (an identity change would precede the send)
+    while not alice.events._queue.empty():
+        queued.append(alice.events._queue.get_nowait())
+    assert not [e for e in alice.seen + queued if isinstance(e, IdentityChanged)]
+    number = alice.client.safety_number("bob")
+    assert number is not None and number.remote_devices == (1, 2)
+    alice.client.store.set_verified("bob", number.number, NOW)
+
+    bob3 = await clients.link(bob1)
+    second = await alice.client.send("bob", "and you")
+    await bob3.until(is_received(second))
+    changed = await alice.until(lambda e: isinstance(e, IdentityChanged))
+    assert changed == IdentityChanged(bob3.me, new_device=True)
+    after = alice.client.safety_number("bob")
+    assert after is not None and after.remote_devices == (1, 2, 3) and not after.verified

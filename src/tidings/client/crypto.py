@@ -295,17 +295,22 @@ class DeviceCrypto:
     # ------------------------------------------------------------ identities
 
     def _pin(self, device: DeviceRef, key: bytes, writes: CryptoWrites) -> None:
-        pinned = self.store.pinned_identities(device.account).get(device.device_id)
+        """Pin ``device``'s identity key. A different key than the pinned one is reported and
+        drops the account's verified mark; so is a new device of an account whose safety
+        number was verified (the number the user compared no longer holds). A new device of
+        an unverified account — e.g. every device of a contact at first contact — is not."""
+        pins = self.store.pinned_identities(device.account)
         staged = writes.pins.get(device)
+        pinned = pins.get(device.device_id)
         current = staged[0] if staged is not None else (pinned[0] if pinned else None)
         if current == key:
             return
         changed = current is not None
         writes.pins[device] = (key, changed)
-        known = self.store.pinned_identities(device.account)
-        if changed or known:  # a re-keyed device, or a new device of a known account
-            writes.unverify.add(device.account)
-        if device.account != self.me.account and (changed or known):
+        if not changed and self.store.verified_number(device.account) is None:
+            return
+        writes.unverify.add(device.account)
+        if device.account != self.me.account:
             self._emit(IdentityChanged(device, new_device=not changed))
 
     def safety_number(self, account: str) -> SafetyNumber | None:
