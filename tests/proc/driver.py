@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class Driver:
     def __init__(self, home: Path, args: argparse.Namespace) -> None:
         self.args = args
         self.client = Client(home)
+        self.offline = asyncio.Event()  #: set while not in session
+        self.offline.set()
         self.connected = asyncio.Event()  #: set while in session
         self.changed = asyncio.Event()  #: set whenever ``sent`` or ``received`` grows
         self.sent: set[bytes] = set()
@@ -88,9 +91,11 @@ class Driver:
             event = await stream.next()
             if isinstance(event, Connected):
                 self.connected.set()
+                self.offline.clear()
                 emit({"connected": event.pattern})
             elif isinstance(event, Disconnected):
                 self.connected.clear()
+                self.offline.set()
                 emit({"disconnected": event.code, "reason": event.reason, "fatal": event.fatal})
                 self.client.reconnect_now()
             elif isinstance(event, StatusChanged):
@@ -116,13 +121,14 @@ class Driver:
                     self.changed.set()
 
     async def watchdog(self) -> None:
-        """Every ``--reconnect-poll`` seconds while offline, tell the client the network is back
-        (:meth:`Client.reconnect_now`) instead of waiting out its backoff. A hint, as an app
-        gives on a connectivity change, not a workaround: see the module docstring."""
+        """While offline, tell the client the network is back (:meth:`Client.reconnect_now`)
+        at once and then every ``--reconnect-poll`` seconds until it is connected: a hint, as
+        an app gives on a connectivity change (see the module docstring). Idle while online."""
         while True:
-            await asyncio.sleep(self.args.reconnect_poll)
-            if not self.connected.is_set():
-                self.client.reconnect_now()
+            await self.offline.wait()
+            self.client.reconnect_now()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), self.args.reconnect_poll)
 
     async def wait_until(self, done: Callable[[], bool]) -> None:
         while not done():

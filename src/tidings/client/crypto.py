@@ -256,32 +256,32 @@ class DeviceCrypto:
         if kind is EnvelopeType.PLAINTEXT:
             return Opened(body, plaintext=True)
         session = self.session(sender)
-        before = self.store.session_record(sender)
         result = session.decrypt(MessageType(int(kind)), body, self._rng, self._prekeys)
         if result.new_base_key is not None and result.used_prekey_id is None:
             raw = result.new_base_key.raw
             if self.store.base_key_seen(raw) or raw in writes.base_keys:
                 # A replay of a message that started a session on reusable keys only.
-                self._restore(sender, before)
+                self._forget(sender)
                 raise DecryptionError()
             writes.base_keys.append(raw)
         try:
             content = unpad(result.plaintext)
         except DecryptionError:
-            self._restore(sender, before)
+            self._forget(sender)
             raise
         writes.sessions[sender] = session.serialize()
         if result.used_prekey_id is not None:
             writes.used_prekeys.append((ONE_TIME, result.used_prekey_id))
         if result.used_kem_prekey_id is not None:
             writes.used_prekeys.append((KEM, result.used_kem_prekey_id))
-        self._pin(sender, result.their_identity.raw, writes)
+        if result.new_base_key is not None:  # a continued session keeps its pinned identity
+            self._pin(sender, result.their_identity.raw, writes)
         return Opened(content)
 
-    def _restore(self, device: DeviceRef, record: bytes | None) -> None:
+    def _forget(self, device: DeviceRef) -> None:
+        """Drop the cached session with ``device``: the store still holds it as it was before
+        this decryption (nothing was staged), and the next use loads it from there."""
         self._sessions.pop(device, None)
-        if record is not None:
-            self._sessions[device] = Session.parse(record, self._dh)
 
     def retry_request_allowed(self, sender: DeviceRef) -> bool:
         """Whether a retry request to ``sender`` is within its rate limit (takes a token)."""

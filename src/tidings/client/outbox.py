@@ -171,10 +171,7 @@ class Outbox:
     def _fail_locally(self, message_id: bytes, code: int, reason: str) -> None:
         now = self._clock()
         self.scheduler.on_refused(message_id, int(ErrorCode.INVALID_FIELD), reason, 0.0, now)
-        self._items.pop(message_id, None)
-        self._drained.set()
-        self.store.mark_failed(message_id, code, reason, now)
-        self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
+        self._report_failed(message_id, code, reason)
 
     def _build(
         self, entries: list[OutboxEntry], now: float
@@ -253,11 +250,12 @@ class Outbox:
         for entry in self.scheduler.entries():
             if entry.lane == lane and not entry.in_flight:
                 self.scheduler.drop(entry.message_id)
-                self._items.pop(entry.message_id, None)
                 self._report_failed(entry.message_id, code, reason)
 
     def _report_failed(self, message_id: bytes, code: int, reason: str) -> None:
+        """The entry left the scheduler for good: record and report the failure."""
         now = self._clock()
+        self._items.pop(message_id, None)
         self._drained.set()
         self.store.mark_failed(message_id, code, reason, now)
         self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
@@ -302,10 +300,7 @@ class Outbox:
         elif isinstance(action, RetryAt):
             self.store.set_attempt(frame.message_id, action.attempts, action.at)
         elif isinstance(action, Failed):
-            self._drained.set()
-            self._items.pop(frame.message_id, None)
-            self.store.mark_failed(frame.message_id, frame.code, frame.reason, now)
-            self._emit(StatusChanged(frame.message_id, None, Status.FAILED, Status.FAILED, now))
+            self._report_failed(frame.message_id, frame.code, frame.reason)
         self.pump()
 
     def known_devices(self, account: str) -> tuple[int, ...]:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -152,6 +153,8 @@ class Device:
         self.received: set[bytes] = set()
         self.delivered: set[tuple[bytes, str]] = set()  #: (message, recipient device) ✓✓
         self.read = 0
+        self.offline = asyncio.Event()  #: set while not in session
+        self.offline.set()
         self.connected = asyncio.Event()
         self.finish = asyncio.Event()
         self._done_sent = False
@@ -296,10 +299,12 @@ class Device:
                 self._on_status(event)
             elif isinstance(event, Connected):
                 self.connected.set()
+                self.offline.clear()
                 offset = self.client.server_time_offset  # relay clock - our clock
                 emit({"connected": event.pattern, "server_offset": offset})
             elif isinstance(event, Disconnected):
                 self.connected.clear()
+                self.offline.set()
                 emit({"disconnected": event.code, "reason": event.reason, "fatal": event.fatal})
                 self.client.reconnect_now()
 
@@ -348,11 +353,14 @@ class Device:
         )
 
     async def _watchdog(self) -> None:
-        """While offline, tell the client the network is back every ``--reconnect-poll`` s."""
+        """While offline, tell the client the network is back (:meth:`Client.reconnect_now`)
+        at once and then every ``--reconnect-poll`` seconds until it is connected: a hint, as
+        an app gives on a connectivity change (see the module docstring). Idle while online."""
         while True:
-            await asyncio.sleep(self.args.reconnect_poll)
-            if not self.connected.is_set():
-                self.client.reconnect_now()
+            await self.offline.wait()
+            self.client.reconnect_now()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), self.args.reconnect_poll)
 
     async def _commands(self) -> None:
         loop = asyncio.get_running_loop()
