@@ -121,6 +121,9 @@ def test_error_codes_are_stable() -> None:
         ("INVALID_FIELD", 18),
         ("HANDSHAKE_FAILED", 19),
         ("NO_PREKEYS", 20),
+        ("STORE_UNAVAILABLE", 21),
+        ("AUTH_TIMEOUT", 22),
+        ("TOO_MANY_CONNECTIONS", 23),
     ]
 
 

@@ -103,3 +103,6 @@ class ErrorCode(enum.IntEnum):
     INVALID_FIELD = 18  #: a field out of range (bad name, bad message id length, …)
     HANDSHAKE_FAILED = 19  #: the Noise handshake failed (sent in the clear on the socket close)
     NO_PREKEYS = 20  #: a PREKEY_FETCH for a device that has no prekey bundle to hand out
+    STORE_UNAVAILABLE = 21  #: the relay's store cannot write now (disk full, I/O error)
+    AUTH_TIMEOUT = 22  #: no REGISTER or HELLO within the deadline after the Noise handshake
+    TOO_MANY_CONNECTIONS = 23  #: the relay is at its connection cap (in all, or for this address)
