@@ -14,8 +14,10 @@ with.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 from tidings.noise import PipesInitiator, PipesResponder, fingerprint, public_key
 from tidings.noise.cipher import KEY_LEN, CipherState
 from tidings.noise.symmetric import SymmetricState
-from tidings.wire import PROLOGUE, Hello, Register, Registered, Welcome, encode
+from tidings.wire import PROLOGUE, Frame, Hello, Register, Registered, Welcome, encode
 
 SOURCE = (
     "tidings: ours, frozen. Produced once by tests/noise/_pipes_transcript.py (the real "
@@ -51,6 +53,20 @@ FIRST_FRAMES = {
     "ik": (Hello(1, 0), Welcome("alice", 1, 1700000000.5, 2592000.0, 65536)),
     "fallback": (Hello(1, 0), Welcome("alice", 1, 1700000000.5, 2592000.0, 65536)),
 }
+
+
+def describe(frame: Frame) -> str:
+    """A frame as docs/protocol.md writes it: ``NAME(field, …)``, nil for None."""
+
+    def show(value: object) -> str:
+        if value is None:
+            return "nil"
+        if isinstance(value, str):
+            return json.dumps(value, ensure_ascii=False)
+        return repr(value)
+
+    values = (show(getattr(frame, f.name)) for f in dataclasses.fields(frame))  # type: ignore[arg-type]
+    return f"{frame.TYPE.name}({', '.join(values)})"
 
 
 def private_key(label: str) -> bytes:
@@ -125,13 +141,13 @@ def _run(scenario: str) -> dict[str, Any]:
         "transport": [
             {
                 "from": "client",
-                "frame": repr(request),
+                "frame": describe(request),
                 "plaintext": request_plain.hex(),
                 "hex": client.transport().encrypt(request_plain).hex(),
             },
             {
                 "from": "server",
-                "frame": repr(answer),
+                "frame": describe(answer),
                 "plaintext": answer_plain.hex(),
                 "hex": server.transport().encrypt(answer_plain).hex(),
             },
@@ -158,5 +174,65 @@ def transcripts() -> dict[str, Any]:
     }
 
 
+# -- the same values as docs/protocol.md §3.6 prints them -------------------------------------
+
+_HEX_WIDTH = 64  # hex digits per line: 32 bytes
+_LABEL_WIDTH = 29
+
+_TITLES = {
+    "xx": "XX, first contact: the client has no pinned server key (here it registers)",
+    "ik": "IK: the client has pinned server_static",
+    "fallback": (
+        "IK → XXfallback: the client pinned server_static_old; the server now has server_static"
+    ),
+}
+_KEY_NAMES = {
+    "client_static": "client static",
+    "server_static": "server static",
+    "server_static_old": "server static (old)",
+}
+
+
+def _line(label: str, value: str, indent: str = "  ") -> list[str]:
+    """``label`` then ``value`` wrapped at 64 hex digits, continuation lines aligned."""
+    chunks = [value[i : i + _HEX_WIDTH] for i in range(0, len(value), _HEX_WIDTH)] or [""]
+    pad = " " * (len(indent) + _LABEL_WIDTH)
+    first = f"{indent}{label:<{_LABEL_WIDTH}}{chunks[0]}"
+    return [first.rstrip()] + [pad + chunk for chunk in chunks[1:]]
+
+
+def markdown(vector: dict[str, Any]) -> str:
+    """The fenced block of docs/protocol.md §3.6: every key, message and key schedule output."""
+    out = ["```"]
+    out += _line("prologue", vector["prologue"], indent="")
+    for label, name in _KEY_NAMES.items():
+        out += _line(f"{name} private", vector["private_keys"][label], indent="")
+        out += _line(f"{name} public", vector["public_keys"][label], indent="")
+    out += _line("server fingerprint", vector["server_fingerprint"], indent="")
+    for scenario, run in vector["scenarios"].items():
+        out += ["", _TITLES[scenario]]
+        for side in ("client", "server"):
+            out += _line(
+                f"{side} ephemeral private", vector["private_keys"][f"{scenario}_{side}_ephemeral"]
+            )
+        for number, message in enumerate(run["messages"], 1):
+            arrow = "→" if message["from"] == "client" else "←"
+            size = len(message["hex"]) // 2
+            out += _line(f"{arrow} msg {number} ({size} bytes)", message["hex"])
+        out += _line("handshake hash", run["handshake_hash"])
+        out += _line("client → server key", run["client_to_server_key"])
+        out += _line("server → client key", run["server_to_client_key"])
+        for message in run["transport"]:
+            arrow = "→" if message["from"] == "client" else "←"
+            out.append(f"  {arrow} {message['frame']}")
+            out += _line("  plaintext", message["plaintext"])
+            out += _line(f"  sent ({len(message['hex']) // 2} bytes)", message["hex"])
+    out.append("```")
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
-    print(json.dumps(transcripts(), indent=1, ensure_ascii=False))
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown(transcripts()), end="")
+    else:
+        print(json.dumps(transcripts(), indent=1, ensure_ascii=False))
