@@ -63,6 +63,9 @@ CODEC_ERRORS = [
         5,
         id="33-targets",
     ),
+    pytest.param(body([["Bob", 1, b"x"]]), ErrorCode.INVALID_FIELD, 5, id="bad-account"),
+    pytest.param(body([["bob", -1, b"x"]]), ErrorCode.INVALID_FIELD, 5, id="negative-device"),
+    pytest.param(body([["bob", 1, "x"]]), ErrorCode.INVALID_FIELD, 5, id="payload-as-str"),
     pytest.param(body([["bob", 1]]), ErrorCode.MALFORMED_FRAME, 5, id="target-of-2"),
     pytest.param(body({"bob": 1}), ErrorCode.MALFORMED_FRAME, 5, id="targets-not-array"),
     pytest.param(
