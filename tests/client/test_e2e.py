@@ -24,7 +24,7 @@ from tidings.client.prekeys import REPLACED_PREKEY_KEEP, DeviceKeys
 from tidings.client.store import ClientStore, CryptoWrites, OutboxItem
 from tidings.client.store._crypto import KEM, ONE_TIME, SIGNED
 from tidings.delivery import ContentKind, Message, Status, parse_content
-from tidings.e2e import SIGNED_PREKEY_ROTATION, EnvelopeType, seal_envelope
+from tidings.e2e import SIGNED_PREKEY_ROTATION, BundleError, EnvelopeType, seal_envelope
 from tidings.errors import DecryptionError
 from tidings.server.logs import JsonFormatter
 from tidings.store import Submission
@@ -108,6 +108,25 @@ def test_a_session_from_a_bundle_carries_messages_both_ways(pair: tuple[Side, Si
     assert alice.events == [] and bob.events == []
     a, b = alice.crypto.safety_number("bob"), bob.crypto.safety_number("alice")
     assert a is not None and b is not None and a.number == b.number and len(a.number) == 60
+
+
+def test_a_bundle_the_wire_accepts_but_crypto_cannot_use_is_a_bundle_error(
+    pair: tuple[Side, Side],
+) -> None:
+    """A 33-byte identity key or a KEM key that fails FIPS 203's check passes the frame codec;
+    it must raise the one BundleError KeySync handles (a FrameError killed the fetch task and
+    left the outbox lane held for good)."""
+    alice, bob = pair
+    good = bob.bundle(BOB)
+    bad_identity = dataclasses.replace(good, identity_key=b"\x05" + good.identity_key)
+    kem = good.kem_prekey
+    bad_kem = dataclasses.replace(
+        good, kem_prekey=dataclasses.replace(kem, public=b"\xff" * len(kem.public))
+    )
+    for bundle in (bad_identity, bad_kem):
+        with pytest.raises(BundleError):
+            alice.crypto.install_bundle(bundle)
+    assert not alice.crypto.has_session(BOB)
 
 
 def test_a_tampered_or_replayed_payload_changes_nothing(pair: tuple[Side, Side]) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ..delivery import ContentKind
 from ..delivery.ratelimit import RateLimiter
 from ..e2e import (
+    BundleError,
     EnvelopeType,
     KemPreKey,
     KeyPair,
@@ -42,7 +43,7 @@ from ..e2e import (
     seal_envelope,
     unpad,
 )
-from ..errors import DecryptionError
+from ..errors import DecryptionError, FrameError
 from ..store.base import DeviceRef
 from ..wire import PrekeyBundle as BundleFrame
 from .events import ClientEvent, IdentityChanged
@@ -174,15 +175,20 @@ class DeviceCrypto:
         return the writes to commit; pins the identity key, reporting a change.
 
         Raises:
-            tidings.e2e.BundleError: a signature does not verify.
+            tidings.e2e.BundleError: a signature does not verify, or a key the wire accepts is
+                unusable (a 33-byte identity key, a KEM key failing FIPS 203's check): one
+                error for every bad bundle, so the caller's lane is always released.
         """
         s, o, k = frame.signed_prekey, frame.one_time, frame.kem_prekey
-        bundle = PreKeyBundle(
-            frame.identity_key,
-            SignedPreKey(s.key_id, s.public, s.signature, 0),
-            None if o is None else OneTimePreKey(o.key_id, o.public),
-            KemPreKey(k.key_id, k.public, k.signature, k.last_resort),
-        )
+        try:
+            bundle = PreKeyBundle(
+                frame.identity_key,
+                SignedPreKey(s.key_id, s.public, s.signature, 0),
+                None if o is None else OneTimePreKey(o.key_id, o.public),
+                KemPreKey(k.key_id, k.public, k.signature, k.last_resort),
+            )
+        except FrameError as exc:
+            raise BundleError(exc.reason) from exc
         pq = bundle_for_session(bundle)
         device = DeviceRef(frame.account, frame.device_id)
         writes = CryptoWrites(self._clock())
