@@ -57,7 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..lab.runner import REPORT_FILE, available, run_all
     from ..lab.scenarios import SCENARIOS
 
-    out: Path = args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")
+    # Relative (the default too) means relative to the working directory: resolved once here.
+    out: Path = (args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")).resolve()
     if args.scenario == "all":
         names = [n for n, s in SCENARIOS.items() if available(s) is None]
         skipped = [n for n in SCENARIOS if n not in names]

@@ -65,11 +65,14 @@ def run_scenario(
 ) -> CheckResult:
     """Run scenario ``name`` in ``run_dir`` and check it; write ``run_dir/report.html``.
 
+    ``run_dir`` may be relative (to the working directory): it is made absolute once, here.
+
     Raises:
         KeyError: no such scenario.
         tidings.lab.netns.LabSetupError: a kernel scenario where namespaces cannot be made.
         tidings.lab.procs.LabProcError: a process missed a deadline (after the report).
     """
+    run_dir = run_dir.resolve()  # device processes, namespaces and the checker agree on it
     scenario = get(name)
     reason = available(scenario)
     if reason is not None:
@@ -189,6 +192,7 @@ def run_all(
     write ``out_dir/report.html`` with all of them. A scenario that raised is reported on
     stderr and left out of the results."""
     err = stream if stream is not None else sys.stderr
+    out_dir = out_dir.resolve()
     chosen = names or [n for n, s in SCENARIOS.items() if available(s) is None]
     results: list[tuple[str, CheckResult]] = []
     for name in chosen:
