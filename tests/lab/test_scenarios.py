@@ -22,6 +22,7 @@ import pytest
 from tidings.cli.main import main
 from tidings.lab import runner
 from tidings.lab.netns import kernel_faults_available
+from tidings.lab.record import RECORD_FILE
 from tidings.lab.scenarios import SCENARIOS
 
 _KERNEL = kernel_faults_available()
@@ -49,7 +50,34 @@ def test_lab_list_marks_kernel_scenarios_unavailable_without_root(
 
 def test_lab_run_refuses_an_unknown_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lab", "run", "no-such-thing", "--quick"]) == 2
-    assert "unknown scenario" in capsys.readouterr().out
+    assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_lab_run_into_an_out_holding_a_run_refuses_and_leaves_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's ``--out ./lab-runs/x`` given twice: one line on stderr, exit 1, nothing
+    run, and the first run's record and reports untouched (not checked again, not emptied)."""
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "lab-runs" / "x"
+    (old / "server-crash").mkdir(parents=True)
+    (old / "server-crash" / RECORD_FILE).write_text("the first run\n")
+    (old / "server-crash" / runner.REPORT_FILE).write_text("first report")
+    (old / runner.REPORT_FILE).write_text("first summary")
+    code = main(["lab", "run", "server-crash", "--quick", "--out", "./lab-runs/x"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.splitlines() == [
+        f"tidings lab: {old.resolve() / 'server-crash'} already holds a run: give another --out"
+    ]
+    assert out == ""
+    assert (old / "server-crash" / RECORD_FILE).read_text() == "the first run\n"
+    assert (old / "server-crash" / runner.REPORT_FILE).read_text() == "first report"
+    assert (old / runner.REPORT_FILE).read_text() == "first summary"
+    assert sorted(p.name for p in (old / "server-crash").iterdir()) == [RECORD_FILE, "report.html"]
+    with pytest.raises(FileExistsError):
+        runner.run_scenario("server-crash", old / "server-crash", quick=True)
+    assert (old / "server-crash" / runner.REPORT_FILE).read_text() == "first report"
 
 
 @pytest.mark.proc
