@@ -367,6 +367,45 @@ def test_unreadable_store_and_missing_record_are_record_errors(tmp_path: Path) -
     assert DB_NAME in result.violations[0].detail
 
 
+@pytest.mark.parametrize("style", ["cwd-relative", "absolute-then-moved", "relative-run-dir"])
+def test_record_paths_are_found_from_any_cwd_and_after_a_move(
+    run: FakeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, style: str
+) -> None:
+    """A record names homes relative to the run directory; one written by an older lab
+    (relative to its cwd: ``lab-runs/x/run/homes/alice.1``, read as doubled), or with absolute
+    paths into a directory since moved, or read through a relative run directory, still
+    finds every store, the relay's files and its log."""
+    run_dir = run.finish()
+    record = run_dir / "record.jsonl"
+    text = record.read_text()
+    if style == "cwd-relative":
+        for key in ("home", "data_dir", "log"):
+            text = text.replace(f'"{key}":"', f'"{key}":"lab-runs/x/run/')
+    elif style == "absolute-then-moved":
+        for key in ("home", "data_dir", "log"):
+            text = text.replace(f'"{key}":"', f'"{key}":"{run_dir}/')
+    record.write_text(text)
+    if style == "absolute-then-moved":
+        (tmp_path / "moved").mkdir()
+        run_dir = run_dir.rename(tmp_path / "moved" / "elsewhere")
+    if style == "relative-run-dir":
+        monkeypatch.chdir(tmp_path)
+        run_dir = Path(run_dir.name)
+    loaded = load_run(run_dir)
+    for dev in loaded.devices:
+        assert (loaded.path(dev.home) / DB_NAME).is_file(), dev.home
+    result = check(run_dir)
+    assert result.ok, format_violations(result)
+    assert result.counts.delivered == 4
+
+
+def test_a_record_path_that_matches_nothing_is_named_under_the_run(run: FakeRun) -> None:
+    run_dir = run.finish()
+    record = load_run(run_dir)
+    assert record.path("homes/zed.1") == run_dir / "homes" / "zed.1"
+    assert record.path("/nowhere/homes/zed.1") == Path("/nowhere/homes/zed.1")
+
+
 def test_record_round_trip(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
     with JsonlWriter(run_dir / "record.jsonl") as w:

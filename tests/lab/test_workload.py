@@ -131,6 +131,7 @@ def test_setup_registers_every_device_and_records_it(tmp_path: Path) -> None:
         homes = w.setup(server.url, tmp_path / "run", clock=lambda: 123.0)
     assert sorted(homes) == ["alice.1", "bob.1", "bob.2", "bob.3"]
     for name, home in homes.items():
+        assert home == tmp_path / "run" / "homes" / name
         with ClientStore(home / DB_NAME) as store:
             identity = store.get_identity()
         assert identity is not None
@@ -142,7 +143,7 @@ def test_setup_registers_every_device_and_records_it(tmp_path: Path) -> None:
             "ev": "device",
             "account": n.split(".")[0],
             "device": int(n[-1]),
-            "home": str(homes[n]),
+            "home": f"homes/{n}",
         }
         for n in ["alice.1", "bob.1", "bob.2", "bob.3"]
     ]

@@ -3,12 +3,15 @@
 ``tidings lab list`` names every scenario with a one-line description (kernel scenarios are
 marked unavailable, with the reason, where network namespaces cannot be made: not root).
 ``tidings lab run SCENARIO|all [--quick] [--seed N] [--out DIR]`` runs them, prints the summary
-table, the violations and the report's path, and exits 0 iff every scenario passed.
+table, the violations and the report's path, and exits 0 iff every scenario passed; 1 (one line
+on stderr, nothing run) if a scenario's directory under ``--out`` already holds a run; 2 for an
+unknown scenario or one that cannot run here.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..lab.runner import REPORT_FILE, available, run_all
     from ..lab.scenarios import SCENARIOS
 
-    out: Path = args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")
+    # Relative (the default too) means relative to the working directory: resolved once here.
+    out: Path = (args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")).resolve()
     if args.scenario == "all":
         names = [n for n, s in SCENARIOS.items() if available(s) is None]
         skipped = [n for n in SCENARIOS if n not in names]
@@ -66,13 +70,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.scenario in SCENARIOS:
         reason = available(SCENARIOS[args.scenario])
         if reason is not None:
-            print(f"tidings lab: {args.scenario} is unavailable here: {reason}")
+            print(f"tidings lab: {args.scenario} is unavailable here: {reason}", file=sys.stderr)
             return 2
         names = [args.scenario]
     else:
-        print(f"tidings lab: unknown scenario {args.scenario!r}; see `tidings lab list`")
+        print(
+            f"tidings lab: unknown scenario {args.scenario!r}; see `tidings lab list`",
+            file=sys.stderr,
+        )
         return 2
-    results = run_all(out, quick=args.quick, seed=args.seed, names=names)
+    try:
+        results = run_all(out, quick=args.quick, seed=args.seed, names=names)
+    except FileExistsError as exc:  # before anything ran: the earlier run is left as it was
+        print(f"tidings lab: {exc}", file=sys.stderr)
+        return 1
     if results:
         print(summary_table(results))
     for _, result in results:

@@ -90,9 +90,25 @@ class RunRecord:
     start: float  #: the earliest ``t`` in the record (lab clock)
     end: float  #: the latest ``t`` in the record or any event
 
-    def path(self, relative: str) -> Path:
-        """A path named in the record, relative to the run directory unless absolute."""
-        return self.run_dir / relative
+    def path(self, named: str) -> Path:
+        """A path named in the record: relative to the run directory, or absolute.
+
+        One that is not there is looked for under the run directory by its trailing parts, so
+        a run directory that was moved (absolute paths) or a record written by an older lab
+        (paths relative to the controller's working directory, such as
+        ``lab-runs/x/server-crash/homes/alice.1``) still finds its files. Where nothing
+        matches, the path as named (relative to the run directory) is returned.
+        """
+        given = Path(named)
+        direct = given if given.is_absolute() else self.run_dir / given
+        if direct.exists():
+            return direct
+        parts = given.parts[1:] if given.is_absolute() else given.parts
+        for start in range(1, len(parts)):
+            candidate = self.run_dir.joinpath(*parts[start:])
+            if candidate.exists():
+                return candidate
+        return direct
 
     def device(self, label: str) -> DeviceStarted | None:
         """The ``device`` line of ``label``."""

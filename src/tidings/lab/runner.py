@@ -29,6 +29,7 @@ from typing import TextIO
 from .checker import CheckResult, check
 from .netns import NetLab, interrupts_unwind, kernel_faults_available, sweep_orphans
 from .procs import ProcRegistry
+from .record import RECORD_FILE
 from .report import scenario_report, write_html
 from .scenarios import SCENARIOS, LabRun, Scenario, device_count, get
 
@@ -65,11 +66,16 @@ def run_scenario(
 ) -> CheckResult:
     """Run scenario ``name`` in ``run_dir`` and check it; write ``run_dir/report.html``.
 
+    ``run_dir`` may be relative (to the working directory): it is made absolute once, here.
+
     Raises:
+        FileExistsError: ``run_dir`` already holds a run (it is left as it is).
         KeyError: no such scenario.
         tidings.lab.netns.LabSetupError: a kernel scenario where namespaces cannot be made.
         tidings.lab.procs.LabProcError: a process missed a deadline (after the report).
     """
+    run_dir = run_dir.resolve()  # device processes, namespaces and the checker agree on it
+    _refuse_used([run_dir])
     scenario = get(name)
     reason = available(scenario)
     if reason is not None:
@@ -134,8 +140,8 @@ def run_scenario(
                 with contextlib.suppress(OSError):
                     holder[0].join_server_logs()
                 holder[0].close_proxy()
-    if not (run_dir / "record.jsonl").exists() and failure is not None:
-        raise failure
+    if failure is not None and not (holder and (run_dir / RECORD_FILE).exists()):
+        raise failure  # nothing of this run to check
     progress("checking")
     result = check(run_dir)
     if report:
@@ -145,6 +151,13 @@ def run_scenario(
     if failure is not None:
         raise failure
     return result
+
+
+def _refuse_used(run_dirs: list[Path]) -> None:
+    """Raise FileExistsError if one of ``run_dirs`` holds a run: never mix two runs' files."""
+    used = [d for d in run_dirs if (d / RECORD_FILE).exists()]
+    if used:
+        raise FileExistsError(f"{used[0]} already holds a run: give another --out")
 
 
 class _Ticker:
@@ -187,9 +200,16 @@ def run_all(
 ) -> list[tuple[str, CheckResult]]:
     """Run ``names`` (default: every scenario that can run here) into ``out_dir/<name>``;
     write ``out_dir/report.html`` with all of them. A scenario that raised is reported on
-    stderr and left out of the results."""
+    stderr and left out of the results.
+
+    Raises:
+        FileExistsError: a scenario's directory already holds a run; nothing was run and
+            nothing in ``out_dir`` was changed (its report neither).
+    """
     err = stream if stream is not None else sys.stderr
+    out_dir = out_dir.resolve()
     chosen = names or [n for n, s in SCENARIOS.items() if available(s) is None]
+    _refuse_used([out_dir / name for name in chosen])
     results: list[tuple[str, CheckResult]] = []
     for name in chosen:
         try:

@@ -202,7 +202,8 @@ class Workload:
         self, server_url: str, run_dir: Path, clock: Callable[[], float] = time.time
     ) -> dict[str, Path]:
         """Register the accounts (device 1) and link their other devices; write the plan file
-        and one ``device`` line per device to ``RUN/record.jsonl``.
+        and one ``device`` line per device to ``RUN/record.jsonl`` (its ``home`` relative to
+        ``RUN``, so the record reads the same from any working directory, or moved).
 
         Returns:
             The home of each device, by name (``account.N``), under ``RUN/homes``.
@@ -230,7 +231,8 @@ class Workload:
         for name, home in homes.items():
             acct, dev = name.rsplit(".", 1)
             record = {"ev": "device", "account": acct, "device": int(dev)}
-            append_record(run_dir, {"t": clock(), **record, "home": str(home)})
+            home_in_run = home.relative_to(run_dir).as_posix()  # the record's paths are RUN's
+            append_record(run_dir, {"t": clock(), **record, "home": home_in_run})
         return homes
 
 
