@@ -69,6 +69,7 @@ class Relay:
         static_private: bytes,
         *,
         clock: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.config = config
@@ -76,6 +77,10 @@ class Relay:
         self.static_private = static_private
         self.static_public = public_key(static_private)
         self._clock = clock or (lambda: time.time() + config.clock_offset)
+        #: Seconds that never step (rate limits, retry-afters): a wall clock set back an hour
+        #: would freeze every budget for that hour, one set forward would refill them all. Only
+        #: times people see and retention/expiry read the wall clock (:meth:`now`).
+        self.monotonic = monotonic
         self.random_bytes = random_bytes
         self.limiter: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
         #: Prekey fetches, per (fetching device, target device).

@@ -108,7 +108,7 @@ async def handle_fetch(session: Session, frame: PrekeyFetch) -> None:
     relay = session.relay
     now = relay.now()
     target = DeviceRef(frame.account, frame.device_id)
-    retry_after = relay.prekey_limiter.try_take((session.device, target), now)
+    retry_after = relay.prekey_limiter.try_take((session.device, target), relay.monotonic())
     if retry_after > 0:
         reason = "prekey fetch rate limit"
         _fail(session, frame.request_id, ErrorCode.RATE_LIMITED, reason, retry_after)

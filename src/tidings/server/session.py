@@ -303,7 +303,7 @@ class Session:
             if len(target.payload) > limit:
                 self._refuse(frame, ErrorCode.PAYLOAD_TOO_LARGE, f"payload over {limit} bytes")
                 return
-        retry_after = relay.limiter.try_take(self.device.account, now)
+        retry_after = relay.limiter.try_take(self.device.account, relay.monotonic())
         if retry_after > 0:
             self._refuse(frame, ErrorCode.RATE_LIMITED, "send rate limit", retry_after=retry_after)
             return
