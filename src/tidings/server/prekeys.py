@@ -1,9 +1,11 @@
 """The relay's prekey service: PREKEYS_UPLOAD, PREKEY_FETCH and PREKEYS_LOW (DESIGN §3, issue 3).
 
 PREKEYS_UPLOAD stores a device's keys (its identity key never changes); PREKEY_FETCH takes a
-bundle of another device's keys, rate-limited per (fetching device, target device) so nobody can
-drain a device's one-time prekeys, and tells the target's live session PREKEYS_LOW when the fetch
-left it with few. Both answer REQUEST_FAILED on refusal.
+bundle of another device's keys and tells the target's live session PREKEYS_LOW when the fetch
+left it with few. Fetches are rate-limited per (fetching device, target device), per source
+address and per new account, and a target hands out a budget of one-time prekeys per hour, then
+bundles without them (:mod:`.limits`), so nobody can drain a device's one-time prekeys. Both
+answer REQUEST_FAILED on refusal.
 
 The handlers are functions of the :class:`~tidings.server.session.Session` that received the
 frame; the session's state table decides when they may run.
