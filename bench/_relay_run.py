@@ -69,6 +69,11 @@ def server_argv(cfg: Config, data_dir: Path, metrics_port: int, prof_out: Path) 
         "10000000",
         "--log-level",
         "warning",
+        # Every account of the bench is new and registered from this one address.
+        "--new-account-age",
+        "0",
+        "--registrations-per-address",
+        "0",
     ]
     return argv
 

@@ -60,16 +60,27 @@ F = TypeVar("F", bound=Frame)
 
 
 class FakeClock:
-    """The relay's injectable wall clock: frozen until the test moves it."""
+    """The relay's injectable clocks, wall (call it) and :meth:`monotonic`, frozen until the test
+    moves them: :meth:`advance` lets time pass, :meth:`step` sets the wall clock alone."""
 
     def __init__(self, start: float | None = None) -> None:
         self.now = time.time() if start is None else start
+        self.mono = 1000.0  # a monotonic clock's origin is arbitrary
 
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.mono
+
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``."""
+        """Let ``seconds`` pass: both clocks move forward."""
+        self.now += seconds
+        self.mono += seconds
+
+    def step(self, seconds: float) -> None:
+        """Step the wall clock by ``seconds`` (back if negative), as NTP or an operator setting
+        the date does; no time passes on the monotonic clock."""
         self.now += seconds
 
 
@@ -229,6 +240,7 @@ class RelayLab:
             SQLiteStore(self.tmp / "relay.db"),
             self.key,
             clock=self.clock,
+            monotonic=self.clock.monotonic,
         )
         await relay.start()
         self.relays.append(relay)

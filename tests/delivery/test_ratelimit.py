@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.delivery.ratelimit import MAX_TRACKED_KEYS, RateLimiter, TokenBucket
+from tidings.delivery.ratelimit import MAX_TRACKED_KEYS, RateLimiter, TokenBucket, try_take_all
 
 
 class TestTokenBucket:
@@ -55,8 +55,38 @@ class TestTokenBucket:
         bucket = TokenBucket(rate=1.0, burst=1)
         assert bucket.try_take(50.0) == 0.0
         assert bucket.try_take(10.0) == pytest.approx(1.0)
-        assert bucket.try_take(50.5) == pytest.approx(0.5)
-        assert bucket.try_take(51.0) == 0.0
+        assert bucket.available(5.0) == 0.0
+
+    def test_a_step_back_never_freezes_the_bucket(self) -> None:
+        # Refill resumes from the new time at once: retry_after stays exact after the step, and
+        # the refused take at 10.0 cost nothing.
+        bucket = TokenBucket(rate=1.0, burst=1)
+        assert bucket.try_take(3600.0) == 0.0
+        assert bucket.try_take(10.0) == pytest.approx(1.0)
+        assert bucket.try_take(10.5) == pytest.approx(0.5)
+        assert bucket.try_take(11.0) == 0.0
+
+    @pytest.mark.parametrize("step", [-3600.0, 3600.0])
+    def test_the_rate_stays_right_across_a_one_hour_step(self, step: float) -> None:
+        # 20/s with a burst of 100, polled every 10 ms for 10 s, the clock stepping by an hour
+        # halfway: back, the rate goes on (the old code refused everything for an hour); forward,
+        # the bucket gains at most its burst.
+        bucket = TokenBucket(rate=20.0, burst=100)
+        allowed = 0
+        for i in range(1000):
+            now = 1e6 + i * 0.01 + (step if i >= 500 else 0.0)
+            allowed += bucket.try_take(now) == 0.0
+        bonus = 100 if step > 0 else 0
+        assert allowed == pytest.approx(100 + 20 * 10 + bonus, abs=2)
+
+    def test_wait_takes_nothing_and_agrees_with_try_take(self) -> None:
+        bucket = TokenBucket(rate=2.0, burst=2)
+        assert bucket.wait(0.0, n=2) == 0.0
+        assert bucket.try_take(0.0, n=2) == 0.0
+        assert bucket.wait(0.0) == pytest.approx(0.5)
+        assert bucket.wait(0.0) == pytest.approx(0.5)  # asking twice took nothing
+        assert bucket.try_take(0.25) == pytest.approx(bucket.wait(0.25)) == pytest.approx(0.25)
+        assert bucket.try_take(0.25 + bucket.wait(0.25)) == 0.0
 
     def test_is_full(self) -> None:
         bucket = TokenBucket(rate=2.0, burst=4)
@@ -124,3 +154,34 @@ class TestRateLimiter:
             RateLimiter(0.0, 1)
         with pytest.raises(ValueError):
             RateLimiter(1.0, 1, max_keys=0)
+
+
+class TestTryTakeAll:
+    def test_takes_from_every_bucket_or_from_none(self) -> None:
+        accounts: RateLimiter[str] = RateLimiter(rate=1.0, burst=2)
+        addresses: RateLimiter[str] = RateLimiter(rate=0.5, burst=1)
+        takes = [(accounts, "alice"), (addresses, "198.51.100.7")]
+        assert try_take_all(0.0, takes) == 0.0
+        # The address is spent: refused with its wait, and alice's bucket keeps its token.
+        assert try_take_all(0.0, takes) == pytest.approx(2.0)
+        assert accounts.wait("alice", 0.0) == 0.0
+        assert try_take_all(2.0, takes) == 0.0
+        assert accounts.try_take("alice", 2.0) == pytest.approx(0.0)
+
+    def test_the_longest_wait_is_the_retry_after(self) -> None:
+        fast: RateLimiter[str] = RateLimiter(rate=10.0, burst=1)
+        slow: RateLimiter[str] = RateLimiter(rate=0.1, burst=1)
+        assert try_take_all(0.0, [(fast, "k"), (slow, "k")]) == 0.0
+        retry = try_take_all(0.0, [(fast, "k"), (slow, "k")])
+        assert retry == pytest.approx(10.0)
+        assert try_take_all(retry, [(fast, "k"), (slow, "k")]) == 0.0
+
+    def test_no_buckets_always_pass(self) -> None:
+        assert try_take_all(0.0, []) == 0.0
+
+    def test_wait_keeps_no_bucket_for_unknown_keys(self) -> None:
+        limiter: RateLimiter[str] = RateLimiter(rate=1.0, burst=1)
+        assert limiter.wait("nobody", 0.0) == 0.0
+        assert "nobody" not in limiter
+        with pytest.raises(ValueError, match="n must be"):
+            limiter.wait("nobody", 0.0, n=2)

@@ -200,6 +200,8 @@ class World:
             # The default 20 sends/s per account would make a 300-message stream take 15 s
             # of rate-limit backoff; these tests are about crashes, not about back-pressure.
             *("--rate", str(self.rate), "--burst", str(int(self.rate))),
+            # Every account here is seconds old: the new-account budget (2/s) would apply.
+            *("--new-account-age", "0"),
         ]
         server = self.spawn("server", argv)
         wait_for([server], lambda: server.count("event") > 0, WAIT, "the relay to listen")

@@ -313,3 +313,43 @@ def test_cross_field_error_names_both_sources(tmp_path: Path) -> None:
 def test_cross_field_error_mentions_defaults() -> None:
     with pytest.raises(ConfigError, match="idle_timeout from the default"):
         load_config(None, {}, {"ping_interval": 100})
+
+
+# --- limits against hostile peers (issue 8) ------------------------------------------------------
+
+
+def test_limit_defaults() -> None:
+    c = ServerConfig()
+    assert c.proxy_header == "none"
+    assert c.address_registrations_per_hour == 10
+    assert (c.account_lookups_per_hour, c.address_lookups_per_hour) == (100, 1000)
+    assert c.address_prekey_fetches_per_hour == 600
+    assert c.device_one_time_prekeys_per_hour == 50
+    assert c.new_account_age == DAY
+    assert (c.new_account_rate_per_second, c.new_account_rate_burst) == (2.0, 50)
+    assert c.new_account_prekey_fetches_per_hour == 50
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("proxy_header", "forwarded", "proxy_header: expected one of none, x-forwarded-for"),
+        ("address_registrations_per_hour", -1, "must be >= 0"),
+        ("account_lookups_per_hour", 1.5, "expected an integer"),
+        ("new_account_age", -1.0, "new_account_age: must be >= 0"),
+        ("new_account_rate_per_second", 0.0, "must be > 0"),
+        ("new_account_rate_burst", 0, "must be >= 1"),
+    ],
+)
+def test_invalid_limits_are_refused(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_limits_load_from_every_layer(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nnew_account_age = "12h"\naccount_lookups_per_hour = 0\n')
+    env = {"TIDINGS_PROXY_HEADER": "X-Real-IP", "TIDINGS_ADDRESS_LOOKUPS_PER_HOUR": "50"}
+    c = load_config(path, env, {"address_registrations_per_hour": 0, "new_account_age": "2d"})
+    assert (c.proxy_header, c.address_lookups_per_hour) == ("x-real-ip", 50)
+    assert (c.account_lookups_per_hour, c.address_registrations_per_hour) == (0, 0)
+    assert c.new_account_age == 2 * DAY  # the flag wins over the file

@@ -85,6 +85,25 @@ async def test_each_one_time_prekey_is_taken_once_lowest_id_first(store: Store) 
     assert await store.prekey_counts(alice) == PreKeyCounts(0, 0)
 
 
+async def test_without_one_time_the_last_resort_bundle_takes_nothing(store: Store) -> None:
+    (alice,) = await make_account(store, "alice")
+    await upload(store, alice, ec(1, 2), kem(10))
+    # No last-resort key: a bundle without one-time keys cannot be made.
+    assert await store.take_prekey_bundle(alice, NOW, one_time=False) is None
+    await upload(store, alice, [], kem(last_resort=99))
+    bundle = await store.take_prekey_bundle(alice, NOW, one_time=False)
+    assert bundle is not None
+    assert (bundle.signed_prekey, bundle.one_time, bundle.kem) == (
+        signed(),
+        None,
+        kem(last_resort=99)[0],
+    )
+    assert bundle.left == PreKeyCounts(2, 1) == await store.prekey_counts(alice)
+    taken = await store.take_prekey_bundle(alice, NOW)  # the pool was kept for this one
+    assert taken is not None and (taken.one_time, taken.kem) == (ec(1)[0], kem(10)[0])
+    assert await store.take_prekey_bundle(DeviceRef("nobody", 1), NOW, one_time=False) is None
+
+
 async def test_concurrent_takes_never_share_a_key(store: Store) -> None:
     (alice,) = await make_account(store, "alice")
     await upload(store, alice, ec(*range(1, 21)), kem(*range(1, 21)))

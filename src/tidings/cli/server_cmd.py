@@ -45,6 +45,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--max-queue", type=int, help="per-device queue limit (items)")
     p.add_argument("--rate", type=float, help="per-account sends per second (sustained)")
     p.add_argument("--burst", type=int, help="per-account send burst")
+    p.add_argument(
+        "--proxy-header",
+        choices=["none", "x-forwarded-for", "x-real-ip"],
+        help="behind a reverse proxy: the header holding the client's address (default none)",
+    )
+    p.add_argument(
+        "--registrations-per-address",
+        type=int,
+        help="REGISTERs per client address per hour (default 10; 0 = no limit)",
+    )
+    p.add_argument(
+        "--new-account-age",
+        help="accounts younger than this get smaller budgets (default 24h; 0 = off)",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "text"])
     p.add_argument(
@@ -92,6 +106,9 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         "max_queue": args.max_queue,
         "rate_per_second": args.rate,
         "rate_burst": args.burst,
+        "proxy_header": args.proxy_header,
+        "address_registrations_per_hour": args.registrations_per_address,
+        "new_account_age": args.new_account_age,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }

@@ -1,9 +1,12 @@
-"""Per-account send rate limits: token buckets, bounded in memory (sans-I/O).
+"""Rate limits: token buckets keyed by account, device or address, bounded in memory (sans-I/O).
 
 Invariants:
 
-- No clock is read here: every call takes ``now`` (seconds, any monotonic origin). A ``now``
-  earlier than one already seen is treated as no time passing, never as negative refill.
+- No clock is read here: every call takes ``now`` (seconds, any origin; callers pass a monotonic
+  clock, never the wall clock, so a stepped system clock cannot move a budget). A ``now`` earlier
+  than the last one seen counts as no time passing, and the bucket refills from that ``now`` on:
+  a clock that steps back never freezes a bucket, and one that steps forward adds at most
+  ``burst`` tokens.
 - A refused request takes no tokens, so the ``retry_after`` it returns is exact: calling again at
   ``now + retry_after`` with the same ``n`` succeeds (unless someone else took tokens meanwhile).
 - :class:`RateLimiter` holds at most ``max_keys`` buckets (default :data:`MAX_TRACKED_KEYS`),
@@ -11,17 +14,20 @@ Invariants:
   exactly what it would hold anyway once idle for ``burst / rate`` seconds (5 s at the defaults):
   eviction only loses state if more than ``max_keys`` accounts send within that window.
 
-Refusals are reported to the sender as REFUSED ``RATE_LIMITED`` with the retry delay (DESIGN §5
-"Back-pressure": explicit, never a silent drop).
+- :func:`try_take_all` takes from several buckets or from none: a request refused by one limit
+  spends nothing from the others, so its ``retry_after`` stays exact.
+
+Refusals are reported to the sender as REFUSED or REQUEST_FAILED ``RATE_LIMITED`` with the retry
+delay (DESIGN §5 "Back-pressure": explicit, never a silent drop).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Iterable
+from typing import Any, Generic, TypeVar
 
-__all__ = ["MAX_TRACKED_KEYS", "RateLimiter", "TokenBucket"]
+__all__ = ["MAX_TRACKED_KEYS", "RateLimiter", "TokenBucket", "try_take_all"]
 
 #: Most buckets a :class:`RateLimiter` keeps. At a few hundred bytes per bucket (object, key,
 #: ordered-dict entry) that is a few tens of MiB at worst, and far more accounts than a
@@ -38,7 +44,7 @@ class TokenBucket:
     """A token bucket: ``burst`` tokens at most, refilled at ``rate`` tokens per second.
 
     The bucket starts full. Each :meth:`try_take` first refills for the time elapsed since the
-    previous call, then takes ``n`` tokens if it holds them.
+    previous call (none if ``now`` went back), then takes ``n`` tokens if it holds them.
 
     Args:
         rate: tokens added per second (> 0).
@@ -66,6 +72,16 @@ class TokenBucket:
             return self._tokens
         return min(self.burst, self._tokens + (now - self._stamp) * self.rate)
 
+    def wait(self, now: float, n: float = 1) -> float:
+        """The seconds until ``n`` tokens are available at ``now`` (0.0: they are), taking none.
+
+        Raises:
+            ValueError: as :meth:`try_take`.
+        """
+        _check_n(n, self.burst)
+        tokens = self.available(now)
+        return 0.0 if tokens + _EPSILON >= n else (n - tokens) / self.rate
+
     def try_take(self, now: float, n: float = 1) -> float:
         """Take ``n`` tokens if the bucket holds them at ``now``.
 
@@ -81,10 +97,11 @@ class TokenBucket:
             ValueError: if ``n`` is not positive or exceeds ``burst`` (it could never succeed:
                 callers must bound ``n``).
         """
-        if not 0 < n <= self.burst:
-            raise ValueError(f"n must be in (0, {self.burst:g}], got {n!r}")
+        _check_n(n, self.burst)
         self._tokens = self.available(now)
-        self._stamp = now if self._stamp is None else max(self._stamp, now)
+        # Always the latest ``now``, even an earlier one: after a step back the bucket refills
+        # from the new time on instead of waiting for the clock to catch up with the old one.
+        self._stamp = now
         if self._tokens + _EPSILON >= n:
             self._tokens = max(0.0, self._tokens - n)
             return 0.0
@@ -137,6 +154,15 @@ class RateLimiter(Generic[K]):
             self._buckets.move_to_end(key)
         return bucket.try_take(now, n)
 
+    def wait(self, key: K, now: float, n: float = 1) -> float:
+        """The seconds until ``key`` could take ``n`` tokens (0.0: now), taking none and keeping
+        no bucket for an unknown key; see :meth:`TokenBucket.wait`."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            _check_n(n, self.burst)
+            return 0.0
+        return bucket.wait(now, n)
+
     def forget(self, key: K) -> None:
         """Drop ``key``'s bucket (e.g. the account was deleted). Unknown keys are ignored."""
         self._buckets.pop(key, None)
@@ -157,3 +183,29 @@ class RateLimiter(Generic[K]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
+
+
+def _check_n(n: float, burst: float) -> None:
+    """Refuse a take that could never succeed: callers must bound ``n``."""
+    if not 0 < n <= burst:
+        raise ValueError(f"n must be in (0, {float(burst):g}], got {n!r}")
+
+
+def try_take_all(now: float, takes: Iterable[tuple[RateLimiter[Any], Hashable]]) -> float:
+    """Take one token from each ``(limiter, key)`` bucket if every one holds it, else none.
+
+    Args:
+        now: the current time in seconds.
+        takes: the buckets a request must pass, e.g. its account's and its address's.
+
+    Returns:
+        0.0 if every token was taken; otherwise the longest wait among the buckets (the
+        request's retry-after), and nothing was taken.
+    """
+    takes = list(takes)
+    retry_after = max((limiter.wait(key, now) for limiter, key in takes), default=0.0)
+    if retry_after > 0:
+        return retry_after
+    for limiter, key in takes:
+        limiter.try_take(key, now)
+    return 0.0

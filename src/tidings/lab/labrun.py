@@ -53,8 +53,10 @@ PHASE = 60.0
 #: The server log the checker scans: every start's stdout and stderr, joined after the run.
 SERVER_LOG = "server.log"
 
-#: The relay's config for lab runs: sweep expired items often (the default is once a minute).
-SERVER_CONFIG = "[server]\nexpiry_interval = 0.5\n"
+#: The relay's config for lab runs: sweep expired items often (the default is once a minute);
+#: no new-account budget (every account of a run is minutes old, and the workload sends faster
+#: than a new account may).
+SERVER_CONFIG = "[server]\nexpiry_interval = 0.5\nnew_account_age = 0\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The relay: accepts WebSocket connections, routes stored items to connected devices, expires.
 
 :class:`Relay` owns the store, the live sessions (at most one per device: a new connection of a
-device replaces the old one), the per-account rate limiter, the prekey fetch limiter, the expiry
+device replaces the old one), the limits against hostile peers (:mod:`.limits`), the expiry
 sweep, the metrics and the server's Noise static key (its identity; clients pin it).
 
 Shutdown (:meth:`Relay.stop`, on SIGTERM): stop accepting, tell every client SHUTTING_DOWN and
@@ -20,15 +20,15 @@ from pathlib import Path
 
 from picows import WSUpgradeRequest, ws_create_server
 
-from ..delivery.ratelimit import RateLimiter
 from ..net.channel import Channel, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..noise import PipesResponder, fingerprint, generate_keypair, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
 from ..wire import PROLOGUE, ErrorCode, Frame, FrameType
 from .config import ServerConfig
+from .limits import Limits
 from .metrics import Metrics, label, serve_http
-from .session import PREKEY_FETCH_BURST, PREKEY_FETCH_WINDOW, Session
+from .session import Session
 
 log = logging.getLogger("tidings.server")
 
@@ -69,6 +69,7 @@ class Relay:
         static_private: bytes,
         *,
         clock: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.config = config
@@ -76,12 +77,13 @@ class Relay:
         self.static_private = static_private
         self.static_public = public_key(static_private)
         self._clock = clock or (lambda: time.time() + config.clock_offset)
+        #: Seconds that never step (rate limits, retry-afters): a wall clock set back an hour
+        #: would freeze every budget for that hour, one set forward would refill them all. Only
+        #: times people see and retention/expiry read the wall clock (:meth:`now`).
+        self.monotonic = monotonic
         self.random_bytes = random_bytes
-        self.limiter: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
-        #: Prekey fetches, per (fetching device, target device).
-        self.prekey_limiter: RateLimiter[tuple[DeviceRef, DeviceRef]] = RateLimiter(
-            PREKEY_FETCH_BURST / PREKEY_FETCH_WINDOW, PREKEY_FETCH_BURST
-        )
+        #: Every budget against hostile peers (sends, prekey fetches, lookups, registrations).
+        self.limits = Limits(config)
         self.metrics = Metrics()
         # The labelled children, looked up once: labels() costs more than the increment.
         self._frames_in = {t: self.metrics.frames_received.labels(type=label(t)) for t in FrameType}

@@ -83,6 +83,31 @@ DEFAULT_LOG_FORMAT = "text"
 #: No skew: the lab injects an offset to test expiry and clock drift without waiting.
 DEFAULT_CLOCK_OFFSET = 0.0
 
+# Limits against hostile peers (issue 8; ``tidings.server.limits``). Each "per hour" limit is a
+# token bucket holding that many, refilled evenly over the hour; 0 switches it off.
+#: Trust no header by default: a client could write any address into one.
+DEFAULT_PROXY_HEADER = "none"
+#: A household signs up together; a script from one address makes 10 accounts an hour, not
+#: 10,000 in 37 s. Every REGISTER counts, refused ones too (they probe names and link codes).
+DEFAULT_ADDRESS_REGISTRATIONS_PER_HOUR = 10
+#: A new group of 100 is looked up at once; enumerating names takes hours per hundred.
+DEFAULT_ACCOUNT_LOOKUPS_PER_HOUR = 100
+#: Ten accounts' worth (what one address may register per hour) behind one address or NAT.
+DEFAULT_ADDRESS_LOOKUPS_PER_HOUR = 1000
+#: A NAT of a few busy users starting sessions; bounds the store writes one address causes.
+DEFAULT_ADDRESS_PREKEY_FETCHES_PER_HOUR = 600
+#: A group of 50 welcoming a new member all get one-time prekeys; past it the device's pool
+#: lasts (bundles come without one-time prekeys, so sessions still start) until it refills.
+DEFAULT_DEVICE_ONE_TIME_PREKEYS_PER_HOUR = 50
+#: Signal-style: an account's first day gets a smaller budget (a throwaway account is new).
+DEFAULT_NEW_ACCOUNT_AGE = 24 * 3600.0
+#: A tenth of the normal rate: a person chatting (and their receipts) never notices.
+DEFAULT_NEW_ACCOUNT_RATE_PER_SECOND = 2.0
+#: Half the normal burst: enough for an outbox's backlog after the first reconnect.
+DEFAULT_NEW_ACCOUNT_RATE_BURST = 50
+#: First conversations and a group or two in the first hour, not a sweep of every device.
+DEFAULT_NEW_ACCOUNT_PREKEY_FETCHES_PER_HOUR = 50
+
 #: Prefix of the environment variables read by :func:`load_config` (``TIDINGS_PORT``…).
 ENV_PREFIX = "TIDINGS_"
 #: ``TIDINGS_*`` variables that are not server fields but are legitimately set (read by the CLI);
@@ -95,6 +120,8 @@ KNOWN_TABLES = frozenset({"server"})
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+#: Where a reverse proxy puts the client's address; ``none`` uses the connection's own peer.
+PROXY_HEADERS = ("none", "x-forwarded-for", "x-real-ip")
 
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
 _DURATION_RE = re.compile(rf"(?:{_DURATION_PART_RE.pattern})+")
@@ -131,6 +158,20 @@ class ServerConfig:
         log_level: one of ``debug``, ``info``, ``warning``, ``error``.
         log_format: ``json`` (one object per line) or ``text``.
         clock_offset: seconds added to the wall clock (the lab's injectable clock).
+        proxy_header: ``none``, or the header a reverse proxy writes the client's address in
+            (``x-forwarded-for``: its last entry; ``x-real-ip``); only set it when every
+            connection comes through that proxy.
+        address_registrations_per_hour: REGISTER frames per source address per hour.
+        account_lookups_per_hour: GET_DEVICES of other accounts per account per hour.
+        address_lookups_per_hour: GET_DEVICES of other accounts per source address per hour.
+        address_prekey_fetches_per_hour: PREKEY_FETCH frames per source address per hour.
+        device_one_time_prekeys_per_hour: one-time prekeys handed out per target device per
+            hour; fetches beyond it get a bundle without one-time prekeys.
+        new_account_age: an account younger than this gets the ``new_account_*`` budgets
+            (0: none does).
+        new_account_rate_per_second: sustained sends per second of a new account.
+        new_account_rate_burst: sends a new account may make at once.
+        new_account_prekey_fetches_per_hour: PREKEY_FETCH frames per new account per hour.
 
     Raises:
         ConfigError: on construction, naming the first invalid field.
@@ -154,6 +195,17 @@ class ServerConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     clock_offset: float = DEFAULT_CLOCK_OFFSET
+    # limits against hostile peers (issue 8)
+    proxy_header: str = DEFAULT_PROXY_HEADER
+    address_registrations_per_hour: int = DEFAULT_ADDRESS_REGISTRATIONS_PER_HOUR
+    account_lookups_per_hour: int = DEFAULT_ACCOUNT_LOOKUPS_PER_HOUR
+    address_lookups_per_hour: int = DEFAULT_ADDRESS_LOOKUPS_PER_HOUR
+    address_prekey_fetches_per_hour: int = DEFAULT_ADDRESS_PREKEY_FETCHES_PER_HOUR
+    device_one_time_prekeys_per_hour: int = DEFAULT_DEVICE_ONE_TIME_PREKEYS_PER_HOUR
+    new_account_age: float = DEFAULT_NEW_ACCOUNT_AGE
+    new_account_rate_per_second: float = DEFAULT_NEW_ACCOUNT_RATE_PER_SECOND
+    new_account_rate_burst: int = DEFAULT_NEW_ACCOUNT_RATE_BURST
+    new_account_prekey_fetches_per_hour: int = DEFAULT_NEW_ACCOUNT_PREKEY_FETCHES_PER_HOUR
 
     def __post_init__(self) -> None:
         for name in _RULES:
@@ -208,6 +260,17 @@ _RULES: dict[str, _Rule] = {
     "log_level": _Rule("choice", choices=LOG_LEVELS),
     "log_format": _Rule("choice", choices=LOG_FORMATS),
     "clock_offset": _Rule("float"),
+    # limits against hostile peers (issue 8)
+    "proxy_header": _Rule("choice", choices=PROXY_HEADERS),
+    "address_registrations_per_hour": _Rule("int", 0),
+    "account_lookups_per_hour": _Rule("int", 0),
+    "address_lookups_per_hour": _Rule("int", 0),
+    "address_prekey_fetches_per_hour": _Rule("int", 0),
+    "device_one_time_prekeys_per_hour": _Rule("int", 0),
+    "new_account_age": _Rule("duration", 0),
+    "new_account_rate_per_second": _Rule("float", 0, strict=True),
+    "new_account_rate_burst": _Rule("int", 1),
+    "new_account_prekey_fetches_per_hour": _Rule("int", 0),
 }
 assert set(_RULES) == {f.name for f in dataclasses.fields(ServerConfig)}
 

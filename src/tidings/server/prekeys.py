@@ -1,9 +1,11 @@
 """The relay's prekey service: PREKEYS_UPLOAD, PREKEY_FETCH and PREKEYS_LOW (DESIGN §3, issue 3).
 
 PREKEYS_UPLOAD stores a device's keys (its identity key never changes); PREKEY_FETCH takes a
-bundle of another device's keys, rate-limited per (fetching device, target device) so nobody can
-drain a device's one-time prekeys, and tells the target's live session PREKEYS_LOW when the fetch
-left it with few. Both answer REQUEST_FAILED on refusal.
+bundle of another device's keys and tells the target's live session PREKEYS_LOW when the fetch
+left it with few. Fetches are rate-limited per (fetching device, target device), per source
+address and per new account, and a target hands out a budget of one-time prekeys per hour, then
+bundles without them (:mod:`.limits`), so nobody can drain a device's one-time prekeys. Both
+answer REQUEST_FAILED on refusal.
 
 The handlers are functions of the :class:`~tidings.server.session.Session` that received the
 frame; the session's state table decides when they may run.
@@ -24,7 +26,6 @@ from ..wire import (
     PrekeysLow,
     PrekeysStored,
     PrekeysUpload,
-    RequestFailed,
     SignedKey,
 )
 
@@ -74,7 +75,7 @@ async def handle_upload(session: Session, frame: PrekeysUpload) -> None:
         new_kem = sum(not k.last_resort for k in kem)
         if max(held.one_time + len(one_time), held.kem + new_kem) > MAX_STORED_PREKEYS:
             reason = f"at most {MAX_STORED_PREKEYS} one-time prekeys of each kind are kept"
-            _fail(session, frame.request_id, ErrorCode.INVALID_FIELD, reason)
+            session.request_failed(frame.request_id, ErrorCode.INVALID_FIELD, reason)
             return
         s = frame.signed_prekey
         counts = await store.put_prekeys(
@@ -89,11 +90,11 @@ async def handle_upload(session: Session, frame: PrekeysUpload) -> None:
         if str(exc) != "identity key changed":
             raise
         reason = "identity key changed: re-register the device"
-        _fail(session, frame.request_id, ErrorCode.INVALID_FIELD, reason)
+        session.request_failed(frame.request_id, ErrorCode.INVALID_FIELD, reason)
         return
     except StoreError:
         session._log.exception("! store failed a prekey upload")
-        _fail(session, frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
+        session.request_failed(frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
         return
     session._log.info(
         "= prekeys of %s: %d one-time, %d kem", session.device, counts.one_time, counts.kem
@@ -105,26 +106,35 @@ async def handle_fetch(session: Session, frame: PrekeyFetch) -> None:
     """PREKEY_FETCH: take a bundle of the target device's keys, answer PREKEY_BUNDLE, and tell
     the target's live session PREKEYS_LOW if the fetch left it with few."""
     assert session.device is not None
-    relay = session.relay
-    now = relay.now()
+    relay, rid = session.relay, frame.request_id
+    now, mono = relay.now(), relay.monotonic()
     target = DeviceRef(frame.account, frame.device_id)
-    retry_after = relay.prekey_limiter.try_take((session.device, target), now)
+    new = await session.account_is_new()
+    retry_after = relay.limits.prekey_fetch(session.device, target, session.peer_ip, new, mono)
     if retry_after > 0:
-        reason = "prekey fetch rate limit"
-        _fail(session, frame.request_id, ErrorCode.RATE_LIMITED, reason, retry_after)
+        session.request_failed(rid, ErrorCode.RATE_LIMITED, "prekey fetch rate limit", retry_after)
         return
     try:
         devices = await relay.store.devices(frame.account)
         if all(d.ref != target for d in devices):
-            _fail(session, frame.request_id, ErrorCode.NO_SUCH_ACCOUNT, f"no device {target}")
+            session.request_failed(rid, ErrorCode.NO_SUCH_ACCOUNT, f"no device {target}")
             return
-        bundle = await relay.store.take_prekey_bundle(target, now)
+        one_time = relay.limits.one_time_prekeys(target, mono)
+        bundle = await relay.store.take_prekey_bundle(target, now, one_time=one_time)
+        counts = None if bundle or one_time else await relay.store.prekey_counts(target)
     except StoreError:
         session._log.exception("! store failed a prekey fetch")
-        _fail(session, frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
+        session.request_failed(rid, ErrorCode.INTERNAL, "store failure; retry")
+        return
+    if bundle is None and counts is not None and counts.kem:
+        # The device's one-time budget is spent and it has no last-resort KEM prekey to hand
+        # out in their place: the fetch waits for the budget instead.
+        reason = f"one-time prekeys of {target} rate limited"
+        wait = relay.limits.one_time_wait(target, mono)
+        session.request_failed(rid, ErrorCode.RATE_LIMITED, reason, wait)
         return
     if bundle is None:
-        _fail(session, frame.request_id, ErrorCode.NO_PREKEYS, f"{target} has no prekeys")
+        session.request_failed(rid, ErrorCode.NO_PREKEYS, f"{target} has no prekeys")
         return
     session._send(bundle_frame(frame, bundle))
     owner = relay.sessions.get(target)
@@ -137,12 +147,3 @@ def notify_if_low(session: Session, counts: PreKeyCounts) -> None:
     one-time prekeys (of either kind)."""
     if min(counts.one_time, counts.kem) < PREKEY_LOW_WATERMARK:
         session._send(PrekeysLow(counts.one_time, counts.kem))
-
-
-def _fail(
-    session: Session, request_id: int, code: ErrorCode, reason: str, retry_after: float = 0.0
-) -> None:
-    if code is ErrorCode.INTERNAL:
-        retry_after = INTERNAL_RETRY_AFTER
-    session._log.info("! request %d failed: %s %s", request_id, code.name, reason)
-    session._send(RequestFailed(request_id, int(code), reason, retry_after))

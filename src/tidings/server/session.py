@@ -23,6 +23,7 @@ import collections
 import enum
 import hashlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -53,11 +54,14 @@ from ..wire import (
     Refused,
     Register,
     Registered,
+    RequestFailed,
     Send,
     Sent,
     Welcome,
 )
 from . import prekeys
+from .limits import client_address
+from .prekeys import INTERNAL_RETRY_AFTER
 
 # The prekey constants live in :mod:`.prekeys`; those imported from here stay importable.
 from .prekeys import MAX_STORED_PREKEYS as MAX_STORED_PREKEYS
@@ -101,6 +105,18 @@ ALLOWED: dict[SessionState, frozenset[FrameType]] = {
 }
 
 
+def peer_ip(conn: ChannelConnection, proxy_header: str) -> str | None:
+    """The client's address on ``conn``: its socket peer, or the reverse proxy's header."""
+    transport = conn.transport
+    if transport is None:
+        return None
+    peer = transport.underlying_transport.get_extra_info("peername")
+    request = transport.request
+    return client_address(
+        peer[0] if peer else None, request.headers if request else None, proxy_header
+    )
+
+
 def item_frame(item: InboxItem) -> Deliver:
     """The DELIVER frame of an inbox item."""
     return Deliver(
@@ -125,6 +141,10 @@ class Session:
         self.conn: ChannelConnection | None = None
         self.noise_key: bytes | None = None
         self.device: DeviceRef | None = None
+        #: The client's address (the proxy's header when configured), known once the handshake
+        #: is done; the key of the per-address limits.
+        self.peer_ip: str | None = None
+        self._account_created: float | None = None  # read on first need (account_is_new)
         # delivery stream
         self._acked = 0  # highest seq the device acked (or its HELLO cursor)
         self._sent_upto = 0  # highest seq sent on this connection
@@ -145,6 +165,7 @@ class Session:
             self._queue.put_nowait(event.frame)
         elif isinstance(event, HandshakeDone):
             self.noise_key = event.remote_static
+            self.peer_ip = peer_ip(conn, self.relay.config.proxy_header)
             self.state = SessionState.EXPECT_HELLO
             self.relay.metrics_handshake(event.pattern)
             self._worker = asyncio.ensure_future(self._work())
@@ -214,6 +235,14 @@ class Session:
         if frame.version != PROTOCOL_VERSION:
             self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
             return
+        retry_after = self.relay.limits.register(self.peer_ip, self.relay.monotonic())
+        if retry_after > 0:
+            # ERROR has no retry_after field: the wait goes in the reason, for the person.
+            reason = (
+                f"too many registrations from this address; retry in {math.ceil(retry_after)} s"
+            )
+            self._violation(ErrorCode.RATE_LIMITED, reason, FrameType.REGISTER)
+            return
         self.state = SessionState.REGISTERING
         store, now = self.relay.store, self.relay.now()
         try:
@@ -278,6 +307,11 @@ class Session:
 
     async def _handle_link_code_request(self, frame: LinkCodeRequest) -> None:
         assert self.device is not None
+        retry_after = self.relay.limits.link_code(self.device.account, self.relay.monotonic())
+        if retry_after > 0:
+            reason = "link code rate limit"
+            self.request_failed(frame.request_id, ErrorCode.RATE_LIMITED, reason, retry_after)
+            return
         code = self.relay.random_bytes(16)
         now = self.relay.now()
         expires_at = now + self.relay.config.link_code_ttl
@@ -287,6 +321,15 @@ class Session:
         self._send(LinkCode(frame.request_id, code, expires_at))
 
     async def _handle_get_devices(self, frame: GetDevices) -> None:
+        assert self.device is not None
+        # A device asks for its own account's devices on every connect: that is no enumeration.
+        if frame.account != self.device.account:
+            limits, now = self.relay.limits, self.relay.monotonic()
+            retry_after = limits.lookup(self.device.account, self.peer_ip, now)
+            if retry_after > 0:
+                reason = "device lookup rate limit"
+                self.request_failed(frame.request_id, ErrorCode.RATE_LIMITED, reason, retry_after)
+                return
         devices = await self.relay.store.devices(frame.account)
         self._send(
             Devices(frame.request_id, frame.account, tuple(d.ref.device_id for d in devices))
@@ -303,7 +346,8 @@ class Session:
             if len(target.payload) > limit:
                 self._refuse(frame, ErrorCode.PAYLOAD_TOO_LARGE, f"payload over {limit} bytes")
                 return
-        retry_after = relay.limiter.try_take(self.device.account, now)
+        new = await self.account_is_new()
+        retry_after = relay.limits.send(self.device.account, new, relay.monotonic())
         if retry_after > 0:
             self._refuse(frame, ErrorCode.RATE_LIMITED, "send rate limit", retry_after=retry_after)
             return
@@ -364,6 +408,27 @@ class Session:
     ) -> None:
         self.relay.metrics_refused(code)
         self._send(Refused(frame.message_id, int(code), reason, missing, stale, retry_after))
+
+    async def account_is_new(self) -> bool:
+        """Whether this session's account gets the new-account budgets: it was created (its
+        first device registered, a stored time) less than ``new_account_age`` ago."""
+        assert self.device is not None
+        relay = self.relay
+        if not relay.config.new_account_age:
+            return False
+        if self._account_created is None:
+            devices = await relay.store.devices(self.device.account)
+            self._account_created = min((d.created_at for d in devices), default=relay.now())
+        return relay.limits.is_new(self._account_created, relay.now())
+
+    def request_failed(
+        self, request_id: int, code: ErrorCode, reason: str, retry_after: float = 0.0
+    ) -> None:
+        """Answer request ``request_id`` REQUEST_FAILED (INTERNAL: retry after a second)."""
+        if code is ErrorCode.INTERNAL:
+            retry_after = INTERNAL_RETRY_AFTER
+        self._log.info("! request %d failed: %s %s", request_id, code.name, reason)
+        self._send(RequestFailed(request_id, int(code), reason, retry_after))
 
     # ---------------------------------------------------------------- prekeys
 

@@ -80,24 +80,31 @@ def put_prekeys(
     return _counts(conn, ref)
 
 
-def take_prekey_bundle(conn: sqlite3.Connection, device: DeviceRef) -> PreKeyBundle | None:
-    """Take a bundle (see ``Store.take_prekey_bundle``)."""
+def take_prekey_bundle(
+    conn: sqlite3.Connection, device: DeviceRef, one_time: bool = True
+) -> PreKeyBundle | None:
+    """Take a bundle (see ``Store.take_prekey_bundle``); without ``one_time`` a read only."""
     ref = (device.account, device.device_id)
     owner: _OwnerRow | None = conn.execute(_OWNER, ref).fetchone()
     if owner is None:
         return None
     identity_key, signed_id, signed_public, signed_signature, lr_id, lr_public, lr_sig = owner
+    signed = PreKey(signed_id, signed_public, signed_signature)
+    if not one_time:
+        if lr_id is None or lr_public is None or lr_sig is None:
+            return None
+        last_resort = PreKey(lr_id, lr_public, lr_sig, last_resort=True)
+        return PreKeyBundle(identity_key, signed, None, last_resort, _counts(conn, ref))
     # The KEM prekey first: without one there is no bundle, and nothing may have been taken.
     kem = _take(conn, ref, _KEM)
     if kem is None:
         if lr_id is None or lr_public is None or lr_sig is None:
             return None
         kem = PreKey(lr_id, lr_public, lr_sig, last_resort=True)
-    one_time = _take(conn, ref, _EC)
-    if one_time is not None:
-        one_time = PreKey(one_time.key_id, one_time.public)
-    signed = PreKey(signed_id, signed_public, signed_signature)
-    return PreKeyBundle(identity_key, signed, one_time, kem, _counts(conn, ref))
+    ec = _take(conn, ref, _EC)
+    if ec is not None:
+        ec = PreKey(ec.key_id, ec.public)
+    return PreKeyBundle(identity_key, signed, ec, kem, _counts(conn, ref))
 
 
 def prekey_counts(conn: sqlite3.Connection, device: DeviceRef) -> PreKeyCounts | None:

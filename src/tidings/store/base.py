@@ -268,12 +268,18 @@ class Store(Protocol):
                 upload stored another identity key). Nothing is changed.
         """
 
-    async def take_prekey_bundle(self, device: DeviceRef, now: float) -> PreKeyBundle | None:
+    async def take_prekey_bundle(
+        self, device: DeviceRef, now: float, *, one_time: bool = True
+    ) -> PreKeyBundle | None:
         """Take a bundle of ``device``'s prekeys, atomically and durably.
 
         Takes (deletes) the one-time prekey and the one-time KEM prekey with the lowest ids, if
         any; without a one-time KEM prekey, hands out the last-resort one (not deleted).
         ``None``, changing nothing, when the device has no upload or no KEM prekey at all.
+
+        With ``one_time=False`` (the relay's per-device budget of one-time prekeys is spent)
+        nothing is taken: the bundle holds no one-time prekey and the last-resort KEM prekey,
+        or is ``None`` without a last-resort KEM prekey.
         """
 
     async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:

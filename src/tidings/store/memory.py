@@ -294,17 +294,25 @@ class MemoryStore:
         self._committed()
         return keys.counts()
 
-    async def take_prekey_bundle(self, device: DeviceRef, now: float) -> PreKeyBundle | None:
+    async def take_prekey_bundle(
+        self, device: DeviceRef, now: float, *, one_time: bool = True
+    ) -> PreKeyBundle | None:
         """Take a bundle of the device's prekeys. See ``Store.take_prekey_bundle``."""
         self._check_open()
         keys = self._prekeys.get(device)
         if keys is None or not (keys.kem or keys.last_resort):
             return None
+        if not one_time:
+            if keys.last_resort is None:
+                return None
+            return PreKeyBundle(
+                keys.identity_key, keys.signed, None, keys.last_resort, keys.counts()
+            )
         kem = keys.kem.pop(min(keys.kem)) if keys.kem else keys.last_resort
         assert kem is not None
-        one_time = keys.one_time.pop(min(keys.one_time)) if keys.one_time else None
+        ec = keys.one_time.pop(min(keys.one_time)) if keys.one_time else None
         self._committed()
-        return PreKeyBundle(keys.identity_key, keys.signed, one_time, kem, keys.counts())
+        return PreKeyBundle(keys.identity_key, keys.signed, ec, kem, keys.counts())
 
     async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:
         """The device's one-time prekey counts. See ``Store.prekey_counts``."""

@@ -200,10 +200,12 @@ class SQLiteStore:
             write=True,
         )
 
-    async def take_prekey_bundle(self, device: DeviceRef, now: float) -> PreKeyBundle | None:
+    async def take_prekey_bundle(
+        self, device: DeviceRef, now: float, *, one_time: bool = True
+    ) -> PreKeyBundle | None:
         """Take a bundle of the device's prekeys. See ``Store.take_prekey_bundle``."""
         return await self._committer.run(
-            lambda conn: _sql_prekeys.take_prekey_bundle(conn, device), write=True
+            lambda conn: _sql_prekeys.take_prekey_bundle(conn, device, one_time), write=one_time
         )
 
     async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:

@@ -1,0 +1,173 @@
+"""The relay's limits against hostile peers (issue 8): how much each account, device and source
+address may ask for, and what the relay answers past it.
+
+======================  ===========================  ===========================================
+what                    budget per                   past it
+======================  ===========================  ===========================================
+SEND                    account (smaller when new)   REFUSED RATE_LIMITED, ``retry_after``
+PREKEY_FETCH            (device, target device),     REQUEST_FAILED RATE_LIMITED,
+                        source address, new account  ``retry_after``
+one-time prekeys        target device                the bundle comes without one-time prekeys
+handed out                                           (signed + last-resort KEM prekey)
+GET_DEVICES (others)    account, source address      REQUEST_FAILED RATE_LIMITED, ``retry_after``
+REGISTER                source address               ERROR RATE_LIMITED, the wait in the reason
+LINK_CODE_REQUEST       account                      REQUEST_FAILED RATE_LIMITED, ``retry_after``
+======================  ===========================  ===========================================
+
+Invariants:
+
+- Sans-I/O: every method takes ``now`` from the relay's *monotonic* clock (never the wall clock:
+  a clock stepped back an hour would freeze every budget for that hour).
+- A refused request spends nothing from any of its budgets
+  (:func:`~tidings.delivery.ratelimit.try_take_all`), so its ``retry_after`` is exact.
+- A budget configured as 0 is off; a request without a source address (none known) passes the
+  per-address budgets.
+- Memory is bounded: each budget keeps at most
+  :data:`~tidings.delivery.ratelimit.MAX_TRACKED_KEYS` buckets (least recently used evicted).
+
+Why the target's one-time prekeys degrade instead of being refused: a drained device would make
+every new contact's session fall back to the last-resort key until its owner refills, and a
+refusal would stop new contacts from starting a session at all. Past the per-device budget the
+relay hands out what Signal's server hands out once the one-time keys are gone (the signed
+prekey and the last-resort KEM prekey): sessions still start, and the pool is kept for later
+contacts. A device with no last-resort KEM prekey is refused RATE_LIMITED instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Hashable
+from typing import Any
+
+from ..delivery.ratelimit import RateLimiter, try_take_all
+from ..store import DeviceRef
+from .config import ServerConfig
+from .prekeys import PREKEY_FETCH_BURST, PREKEY_FETCH_WINDOW
+
+__all__ = ["HOUR", "IPV6_PREFIX", "LINK_CODES_PER_HOUR", "Limits", "address_key", "client_address"]
+
+#: The window of every "per hour" budget.
+HOUR = 3600.0
+
+#: IPv6 addresses share a budget per /64: one host (or one home network) usually holds a whole
+#: /64 (RFC 4291 §2.5.1 interface ids, RFC 6177), so per-address budgets on full addresses
+#: would give one machine 2^64 of them.
+IPV6_PREFIX = 64
+
+#: Link codes one account may ask for per hour: linking a few devices needs a few; each code is
+#: a stored row until it expires.
+LINK_CODES_PER_HOUR = 10
+
+
+def _hourly(count: int) -> RateLimiter[Any] | None:
+    """A budget of ``count`` per hour (all of it at once at most), or ``None`` when 0 (off)."""
+    return RateLimiter(count / HOUR, count) if count else None
+
+
+def address_key(address: str | None) -> str | None:
+    """The key of ``address``'s per-address budgets: an IPv4 address (also IPv4-mapped IPv6)
+    whole, an IPv6 address by its /:data:`IPV6_PREFIX`; ``None`` for none or garbage."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
+def client_address(peer: str | None, headers: Any, proxy_header: str) -> str | None:
+    """The client's address: ``peer`` (the socket's), or, when ``proxy_header`` is not
+    ``none``, what the reverse proxy wrote in that header of the upgrade request (for
+    ``x-forwarded-for`` its last entry: the one the proxy added, which a client cannot forge).
+
+    ``headers`` is the request's headers, a case-insensitive multidict (picows): of several
+    lines of the header, the last counts.
+    """
+    if proxy_header == "none" or headers is None:
+        return peer
+    values = headers.getall(proxy_header, [])
+    last = str(values[-1]).rsplit(",", 1)[-1].strip() if values else ""
+    return last or peer
+
+
+class Limits:
+    """Every budget of the relay, built from its configuration.
+
+    Each ``*`` method returns 0.0 when the request may go on (its tokens are taken), otherwise
+    the seconds until it would pass (nothing is taken).
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.new_account_age = config.new_account_age
+        self._sends: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
+        # Never more than an established account gets, whatever the two settings say.
+        self._new_sends: RateLimiter[str] = RateLimiter(
+            min(config.new_account_rate_per_second, config.rate_per_second),
+            min(config.new_account_rate_burst, config.rate_burst),
+        )
+        self._prekey_pairs: RateLimiter[tuple[DeviceRef, DeviceRef]] = RateLimiter(
+            PREKEY_FETCH_BURST / PREKEY_FETCH_WINDOW, PREKEY_FETCH_BURST
+        )
+        self._prekey_addresses = _hourly(config.address_prekey_fetches_per_hour)
+        self._new_prekey_accounts = _hourly(config.new_account_prekey_fetches_per_hour)
+        self._one_time = _hourly(config.device_one_time_prekeys_per_hour)
+        self._lookup_accounts = _hourly(config.account_lookups_per_hour)
+        self._lookup_addresses = _hourly(config.address_lookups_per_hour)
+        self._registrations = _hourly(config.address_registrations_per_hour)
+        self._link_codes = _hourly(LINK_CODES_PER_HOUR)
+
+    def is_new(self, created_at: float, wall_now: float) -> bool:
+        """Whether an account created at ``created_at`` is new at ``wall_now`` (both wall-clock
+        times: the creation time is a stored timestamp, and a day is coarse enough for it)."""
+        return wall_now - created_at < self.new_account_age
+
+    def send(self, account: str, new: bool, now: float) -> float:
+        """One SEND of ``account`` (``new``: it gets the new-account budget)."""
+        return (self._new_sends if new else self._sends).try_take(account, now)
+
+    def prekey_fetch(
+        self, device: DeviceRef, target: DeviceRef, address: str | None, new: bool, now: float
+    ) -> float:
+        """One PREKEY_FETCH of ``target`` by ``device`` from ``address``."""
+        return _take(
+            now,
+            (self._prekey_pairs, (device, target)),
+            (self._prekey_addresses, address_key(address)),
+            (self._new_prekey_accounts, device.account if new else None),
+        )
+
+    def one_time_prekeys(self, target: DeviceRef, now: float) -> bool:
+        """Whether a bundle of ``target`` may include one-time prekeys (taking one if so)."""
+        return _take(now, (self._one_time, target)) == 0.0
+
+    def one_time_wait(self, target: DeviceRef, now: float) -> float:
+        """Seconds until ``target`` may hand out a one-time prekey again (taking nothing)."""
+        return 0.0 if self._one_time is None else self._one_time.wait(target, now)
+
+    def lookup(self, account: str, address: str | None, now: float) -> float:
+        """One GET_DEVICES of another account by ``account`` from ``address``."""
+        return _take(
+            now,
+            (self._lookup_accounts, account),
+            (self._lookup_addresses, address_key(address)),
+        )
+
+    def register(self, address: str | None, now: float) -> float:
+        """One REGISTER from ``address``."""
+        return _take(now, (self._registrations, address_key(address)))
+
+    def link_code(self, account: str, now: float) -> float:
+        """One LINK_CODE_REQUEST of ``account``."""
+        return _take(now, (self._link_codes, account))
+
+
+def _take(now: float, *budgets: tuple[RateLimiter[Any] | None, Hashable | None]) -> float:
+    """:func:`try_take_all` over the budgets that are on and have a key."""
+    return try_take_all(
+        now, [(limiter, key) for limiter, key in budgets if limiter is not None and key is not None]
+    )
