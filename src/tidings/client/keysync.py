@@ -107,11 +107,19 @@ class KeySync:
                     continue
                 # The devices were a guess: learn them first; the pump asks again for the
                 # sessions it then still lacks.
-                if not await self._devices(account):
+                devices = [d for d in devices if d.account != account]
+                try:
+                    known = await self._devices(account)
+                except RefusedError as exc:
+                    # A lookup budget is spent (RATE_LIMITED): hold the lane until it refills.
+                    log.warning("! device lookup of %s refused: %s", account, exc.reason)
+                    wait = exc.retry_after if exc.retry_after > 0 else SESSION_RETRY
+                    not_before = max(not_before, self._clock() + wait)
+                    continue
+                if not known:
                     self._outbox.fail_lane(
                         account, int(ErrorCode.NO_SUCH_ACCOUNT), f"no account {account}"
                     )
-                devices = [d for d in devices if d.account != account]
             for dev in devices:
                 try:
                     frame = await self._request(
