@@ -7,8 +7,10 @@ are arguments. Modules:
 * :mod:`.status` — per-device statuses, the transition rule, the per-message roll-up.
 * :mod:`.ordering` — per-sender-device counter order with gap detection (G4).
 * :mod:`.outbox` — which outbox entries to send when, and what each answer means (G2, G7).
+* :mod:`.clocks` — the monotonic clock for delays, the wall clock for people, and conversions.
 """
 
+from .clocks import ClockReading
 from .content import (
     CONTENT_VERSION,
     MAX_BODY,
@@ -72,6 +74,7 @@ __all__ = [
     "REFUSALS",
     "RETRY_BASE",
     "RETRY_CAP",
+    "ClockReading",
     "Content",
     "ContentError",
     "ContentKind",
