@@ -30,6 +30,7 @@ from .content import (
     parse_content,
 )
 from .ordering import (
+    MAX_EXPIRED_NOTICES,
     MAX_HELD_PER_SENDER,
     MAX_MISSING_RANGES,
     ORDER_HOLD_SECONDS,
@@ -38,6 +39,8 @@ from .ordering import (
     GapSkipped,
     OrderEvent,
     Reorderer,
+    SenderDevice,
+    SkipReason,
     StreamKey,
     StreamState,
     Surfaced,
@@ -66,6 +69,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_CONTENT",
     "MAX_CONVERSATION",
+    "MAX_EXPIRED_NOTICES",
     "MAX_HELD_PER_SENDER",
     "MAX_MISSING_RANGES",
     "MAX_RECEIPT_IDS",
@@ -97,6 +101,8 @@ __all__ = [
     "RetryAt",
     "RetryPolicy",
     "RetryRequest",
+    "SenderDevice",
+    "SkipReason",
     "Status",
     "StreamKey",
     "StreamState",
