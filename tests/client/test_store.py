@@ -89,7 +89,14 @@ def incoming(
     """Commit incoming message ``n`` (``counter``) from bob's device 1 as item ``seq``."""
     content = Message(CONV, counter, 100.0 + n, f"hello {n}".encode())
     return s.commit_incoming(
-        seq, BOB1, mid(n), content, 200.0 + n, receipt=receipt, streams=streams, surfaced=surfaced
+        seq,
+        BOB1,
+        mid(n),
+        content,
+        200.0 + n,
+        receipt=receipt,
+        streams=streams,
+        surfaced=surfaced,
     )
 
 
@@ -386,6 +393,19 @@ def test_ordering_state_survives_a_restart(path: Path) -> None:
         assert s.reorder_states() == [StreamState(key, expected=4, missing=((2, 2),))]
 
 
+def test_a_retried_refusal_is_recorded_with_its_trace(store: ClientStore) -> None:
+    store.compose(mid(1), "bob", CONV, b"one", 100.0)
+    points = [("written", 100.1, None), ("refused:QUEUE_FULL", 100.2, "full; retry in 5.0 s")]
+    assert store.set_attempt(mid(1), 1, 105.2, points)
+    assert store.pending()[0].next_attempt_at == 105.2
+    assert store.trace(mid(1))[1:] == [TraceEntry(*p) for p in points]
+    with pytest.raises(IntegrityError):
+        store.set_attempt(mid(1), 2, 110.0, [("refused:queue full", 106.0, None)])
+    assert store.pending()[0].attempts == 1  # nothing of the failed call was kept
+    assert not store.set_attempt(mid(9), 1, 1.0, points)
+    assert store.trace(mid(9)) == []
+
+
 # ------------------------------------------------------------ statuses, receipts, expiry, trace
 
 
@@ -459,10 +479,12 @@ def test_trace(store: ClientStore) -> None:
         TraceEntry("tcp_acked", 3.0, "rtt=0.012"),
         TraceEntry("delivered:bob.2", 4.0, None),
     ]
-    for bad in ("", "Written", "delivered:", "delivered:bob", "x; DROP TABLE trace"):
+    store.add_trace(mid(1), "refused:QUEUE_FULL", 4.5, "full")  # a refusal, by its code name
+    bad_points = ("", "Written", "delivered:", "delivered:bob", "x; DROP TABLE trace")
+    for bad in (*bad_points, "refused:queue_full", "refused:QUEUE FULL", "refused:1"):
         with pytest.raises(IntegrityError):
             store.add_trace(mid(1), bad, 5.0)
-    assert len(store.trace(mid(1))) == 3
+    assert len(store.trace(mid(1))) == 4
 
 
 def test_add_traces_records_several_points_at_once(store: ClientStore) -> None:

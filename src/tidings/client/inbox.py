@@ -15,6 +15,7 @@ it again, which the store then ignores):
 * a retry request for this device — the session with the requester is rebuilt and the named
   messages it was a recipient of are queued again (RESEND, same message id inside).
 
+Ordering holds run on the monotonic clock; the times stored and shown are the wall clock's.
 Events are reported only after the commit.
 """
 
@@ -45,6 +46,7 @@ from ..delivery import GapSkipped as CoreGapSkipped
 from ..errors import DecryptionError, StoreError
 from ..store.base import DeviceRef
 from ..wire import Deliver
+from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
@@ -66,7 +68,7 @@ class Inbox:
         store: the device's store.
         me: this device.
         emit: where events go (after their commit).
-        clock: wall clock.
+        clocks: the wall clock (stored times) and the monotonic one (ordering holds).
         crypto: this device's sessions.
     """
 
@@ -75,14 +77,16 @@ class Inbox:
         store: ClientStore,
         me: DeviceRef,
         emit: Callable[[ClientEvent], None],
-        clock: Callable[[], float],
+        clocks: Clocks,
         crypto: DeviceCrypto,
     ) -> None:
         self.store = store
         self.me = me
         self.crypto = crypto
         self._emit = emit
-        self._clock = clock
+        self._clocks = clocks
+        self._clock = clocks.wall
+        self._mono = clocks.mono
         self._timer: asyncio.TimerHandle | None = None
         self.reorderer = self._load_reorderer()
         self._held = store.unsurfaced()
@@ -93,10 +97,15 @@ class Inbox:
         return Reorderer(states=self.store.reorder_states(), join_midstream=self.me.device_id > 1)
 
     def start(self) -> None:
-        """Feed back messages held for ordering before the last stop (needs a running loop)."""
+        """Feed back messages held for ordering before the last stop (needs a running loop).
+
+        Each waits the rest of its hold: its arrival time (wall clock, stored) becomes a
+        monotonic one at most a hold ago, whatever the wall clock did meanwhile."""
         held, self._held = self._held, []
+        t = self._clocks.read()
+        hold = self.reorderer.hold_seconds
         for message in held:
-            self._feed(message, message.received_at or self._clock())
+            self._feed(message, t.to_mono(message.received_at or t.wall, -hold, 0.0))
 
     def close(self) -> None:
         """Stop the ordering timer."""
@@ -274,7 +283,7 @@ class Inbox:
             shown=None,
         )
         key = StreamKey(message.conversation, sender.account, sender.device_id)
-        events = self.reorderer.receive(key, message.counter, stored, now)
+        events = self.reorderer.receive(key, message.counter, stored, self._mono())
         ok = self.store.commit_incoming(
             frame.seq,
             sender,
@@ -310,12 +319,12 @@ class Inbox:
             self._timer = None
         deadline = self.reorderer.next_deadline()
         if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
+            delay = max(0.0, deadline - self._mono())
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._commit_surfaced(self.reorderer.handle_timer(self._clock()))
+        self._commit_surfaced(self.reorderer.handle_timer(self._mono()))
 
     def _report(self, events: Sequence[object]) -> None:
         for e in events:
