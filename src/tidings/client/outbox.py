@@ -5,8 +5,9 @@ The decisions (which entries go when, how a refusal is handled) live in the sans
 
 * entries the scheduler releases are sealed (:class:`~tidings.client.crypto.DeviceCrypto`: one
   ciphertext per device, saved with the session state before anything is sent) and sent as
-  SEND frames naming every known device of the recipient account and of this account (a note
-  to self with no other device is just sent);
+  SEND frames naming every known device of the recipient account and, for messages, of this
+  account (receipts go to the other account only; a note to self with no other device is just
+  sent);
 * an entry for a device without a session is held back, with the rest of its lane (G4), while
   the client fetches that device's prekey bundle; :meth:`Outbox.sessions_ready` lets it go;
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from ..delivery import (
     RETRY_CAP,
     ClockReading,
+    ContentKind,
     OutboxEntry,
     OutboxScheduler,
     RetryPolicy,
@@ -54,6 +56,9 @@ log = logging.getLogger("tidings.client")
 
 #: Seconds before entries go again after the store failed to save their ciphertexts.
 STORE_RETRY = 1.0
+
+#: Content sent to another account without copies for this account's other devices.
+_NO_OWN_COPIES = frozenset({ContentKind.RECEIPT, ContentKind.RETRY_REQUEST})
 
 
 class Outbox:
@@ -99,6 +104,8 @@ class Outbox:
         #: The known devices of each account (see :meth:`known_devices`).
         self.devices: dict[str, tuple[int, ...]] = {}
         self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
+        #: The relay wants own copies of every send (an older relay: see :meth:`_targets_of`).
+        self._own_copies_always = False
         self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
         self._timer: asyncio.TimerHandle | None = None
         self._tcp = TcpAckWatcher(self._on_tcp_acked, clocks.wall)
@@ -126,6 +133,7 @@ class Outbox:
     def on_disconnect(self) -> None:
         """The session is gone: what was in flight goes again on the next one."""
         self.scheduler.on_disconnect()
+        self._own_copies_always = False  # the next connection may be to an upgraded relay
         self._fetching.clear()
         self._tcp.reset()
 
@@ -256,9 +264,19 @@ class Outbox:
         return frames, ids, notes
 
     def _targets_of(self, item: OutboxItem) -> list[DeviceRef]:
+        """Every device of the recipient, and, for content the own devices use (messages and
+        resends: sent-message sync), every other device of this account. Receipts and retry
+        requests go to the other account only (the relay takes a copy for every own device or
+        for none): the own devices have no use for them, and an offline one would fill its
+        queue with them until it blocked every send of the account.
+
+        A relay older than that rule refuses such a send with DEVICE_MISMATCH naming own
+        devices as missing (the newer one never does); from then on, for the rest of the
+        connection, every send carries own copies again."""
         own = self.me.account
         targets = [DeviceRef(item.recipient, d) for d in self.known_devices(item.recipient)]
-        if item.recipient != own:
+        copies = item.kind not in _NO_OWN_COPIES or self._own_copies_always
+        if item.recipient != own and copies:
             targets += [DeviceRef(own, d) for d in self.known_devices(own)]
         return [t for t in targets if t != self.me]
 
@@ -321,6 +339,7 @@ class Outbox:
         self._targets.pop(mid, None)
         point = f"{TracePoint.REFUSED}:{code_name(frame.code)}"
         if isinstance(action, RefreshDevices):
+            self._note_old_relay(frame)
             self._apply_device_diff(frame)
             self.scheduler.devices_refreshed(action.lane)
             detail = f"missing={_refs(frame.missing)} stale={_refs(frame.stale)}"
@@ -340,6 +359,15 @@ class Outbox:
         elif isinstance(action, Failed):
             self._report_failed(mid, frame.code, frame.reason)
         self.pump()
+
+    def _note_old_relay(self, frame: Refused) -> None:
+        """A send without own copies refused for missing own devices: an older relay."""
+        item = self._items.get(frame.message_id)
+        if item is None or item.kind not in _NO_OWN_COPIES or self._own_copies_always:
+            return
+        if any(account == self.me.account for account, _ in frame.missing):
+            log.info("= this relay wants own copies of receipts too")
+            self._own_copies_always = True
 
     def known_devices(self, account: str) -> tuple[int, ...]:
         """The devices of ``account`` as far as this client knows. Unknown accounts are
