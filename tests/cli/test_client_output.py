@@ -1,4 +1,4 @@
-"""What ``tidings listen`` and ``tidings trace`` print for refusals (in process:
+"""What ``tidings listen`` and ``tidings trace`` print for refusals and skipped gaps (in process:
 the printing functions, fed events and a store; test_cli.py runs the real commands)."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from tidings.cli.client_cmds import _show_event, _ts, cmd_trace
-from tidings.client import SendRefused
+from tidings.client import GapSkipped, SendRefused
 from tidings.client.connect import DB_NAME
 from tidings.client.store import ClientStore, Identity
-from tidings.delivery import ContentKind
+from tidings.delivery import ContentKind, SkipReason
+from tidings.store import DeviceRef
 
 MID = bytes.fromhex("3fa2c1d0e9b8a7f6e5d4c3b2a1908f7e")
 AT = time.mktime((2030, 1, 2, 12, 0, 0, 0, 0, -1))
@@ -55,6 +56,17 @@ def test_listen_prints_a_final_refusal_and_what_it_was(capsys: pytest.CaptureFix
         f"[{_ts(AT)}] !  3fa2c1d0e9b8… to bob (receipt) refused by the relay: CODE_999 "
         "(new code); failed for good"
     )
+
+
+def test_listen_says_why_a_gap_was_skipped(capsys: pytest.CaptureFixture[str]) -> None:
+    event = GapSkipped("alice:bob", DeviceRef("alice", 1), range(4, 6), SkipReason.EXPIRED)
+    _show_event(args(), event)
+    assert capsys.readouterr().out.strip() == (
+        "! gap-skipped: alice.1 messages 4..5 missing in alice:bob "
+        "(they expired on the relay before this device fetched them)"
+    )
+    _show_event(args(json_output=True), event)
+    assert json.loads(capsys.readouterr().out)["reason"] == "expired"
 
 
 def test_trace_shows_the_refusals_of_a_waiting_message(

@@ -27,7 +27,7 @@ from tests.harness import (
 from tidings.client import Client, Connected, Disconnected, GapDetected, GapSkipped, register
 from tidings.client.events import MessageReceived, StatusChanged
 from tidings.client.store import Direction, TracePoint
-from tidings.delivery import ORDER_HOLD_SECONDS, Status
+from tidings.delivery import ORDER_HOLD_SECONDS, SkipReason, Status
 from tidings.errors import ConnectionBroken
 from tidings.store import DeviceRef
 from tidings.wire import ErrorCode
@@ -384,6 +384,7 @@ async def test_gap_left_by_a_failed_message_is_skipped_after_the_hold_time(
     later = await alice.client.send("bob", "later")  # counter 3: more input for bob
     skipped = await bob.until(lambda e: isinstance(e, GapSkipped))
     assert isinstance(skipped, GapSkipped) and skipped.missing == range(1, 2)
+    assert skipped.reason is SkipReason.TIMEOUT
     await bob.until(is_received(after))
     await bob.until(is_received(later))
     assert bob.client.store.message(failed) is None

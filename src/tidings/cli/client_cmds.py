@@ -31,7 +31,7 @@ from ..client import (
 )
 from ..client.connect import DB_NAME
 from ..client.store import ClientStore
-from ..delivery import ContentKind, Status, glyph
+from ..delivery import ContentKind, SkipReason, Status, glyph
 from ..errors import ConfigError
 
 #: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
@@ -309,16 +309,21 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
         _show_refused(args, event)
     elif isinstance(event, (GapDetected, GapSkipped)):
         kind = "gap" if isinstance(event, GapDetected) else "gap-skipped"
+        obj = {
+            "event": kind,
+            "conversation": event.conversation,
+            "sender": str(event.sender),
+            "missing": [event.missing.start, event.missing.stop - 1],
+        }
+        why = ""
+        if isinstance(event, GapSkipped):
+            obj["reason"] = str(event.reason)
+            why = f" ({_SKIPPED[event.reason]})"
         _print(
             args,
-            {
-                "event": kind,
-                "conversation": event.conversation,
-                "sender": str(event.sender),
-                "missing": [event.missing.start, event.missing.stop - 1],
-            },
+            obj,
             f"! {kind}: {event.sender} messages {event.missing.start}..{event.missing.stop - 1} "
-            f"missing in {event.conversation}",
+            f"missing in {event.conversation}{why}",
         )
     elif isinstance(event, Connected):
         _print(
@@ -338,6 +343,14 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
             f"! {event.device} has {what}: the safety number with {event.device.account}"
             f" changed (tidings safety-number {event.device.account})",
         )
+
+
+#: How ``listen`` explains a skipped gap.
+_SKIPPED = {
+    SkipReason.TIMEOUT: "not waiting any longer",
+    SkipReason.OVERFLOW: "too many messages held behind it",
+    SkipReason.EXPIRED: "they expired on the relay before this device fetched them",
+}
 
 
 def _show_refused(args: argparse.Namespace, event: SendRefused) -> None:

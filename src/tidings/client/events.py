@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ..delivery import ContentKind, Status
+from ..delivery import ContentKind, SkipReason, Status
 from ..store.base import DeviceRef
 from ..wire import ErrorCode
 from .store import StoredMessage
@@ -93,11 +93,16 @@ class GapDetected:
 
 @dataclass(frozen=True, slots=True)
 class GapSkipped:
-    """A gap stayed open too long; the held messages after it are shown anyway."""
+    """Messages of a sender device will not be waited for any more; the held messages after
+    them are shown. ``reason``: ``timeout`` (the gap stayed open too long), ``overflow`` (too
+    many messages were held behind it) or ``expired`` (the relay said these messages expired
+    before this device fetched them: they will never come). A skipped message that arrives after
+    all is shown as late."""
 
     conversation: str
     sender: DeviceRef
     missing: range
+    reason: SkipReason
 
 
 @dataclass(frozen=True, slots=True)

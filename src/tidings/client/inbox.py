@@ -9,7 +9,10 @@ it again, which the store then ignores):
 * a message — stored once per ``(sender device, message id)`` (G3), its delivered receipt queued
   in the outbox in the same transaction (G5), shown in its sender device's counter order (G4);
 * a receipt — statuses of messages this device sent move forward (never back);
-* an expiry notice — ✗ for that message at the named device;
+* an expiry notice for a message this device sent (kind 1) — ✗ for it at the named device;
+* a notice that a message *for* this device expired before it fetched it (kind 2) — the gap it
+  leaves in its sender device's order is declared expired at once, so what was held behind it
+  is shown without waiting out the hold (:meth:`~tidings.delivery.Reorderer.expired`);
 * a payload that does not decrypt — a rate-limited retry request to its sender device is queued
   (the only unencrypted content; it names ids only), and :class:`DecryptionFailed` reported;
 * a retry request for this device — the session with the requester is rebuilt and the named
@@ -94,7 +97,11 @@ class Inbox:
     def _load_reorderer(self) -> Reorderer[StoredMessage]:
         # A linked device (id > 1) joins conversations that began before it existed: the
         # messages before its first one were never queued for it and are not a gap.
-        return Reorderer(states=self.store.reorder_states(), join_midstream=self.me.device_id > 1)
+        return Reorderer(
+            states=self.store.reorder_states(),
+            join_midstream=self.me.device_id > 1,
+            notices=self.store.expired_notices(),
+        )
 
     def start(self) -> None:
         """Feed back messages held for ordering before the last stop (needs a running loop).
@@ -128,6 +135,12 @@ class Inbox:
             if self.store.commit_expired(frame.seq, frame.message_id, sender, now):
                 overall = self.store.message_status(frame.message_id) or Status.EXPIRED
                 self._emit(StatusChanged(frame.message_id, sender, Status.EXPIRED, overall, now))
+            return []
+        if frame.kind == 2:
+            self._expired_unfetched(frame, sender)
+            return []
+        if frame.kind != 0:  # a kind newer than this client: nothing it can act on
+            self.store.advance_cursor(frame.seq)
             return []
         writes = CryptoWrites(now)
         try:
@@ -164,6 +177,28 @@ class Inbox:
             return self._on_message(frame, sender, content.message, now, content.message_id)
         self.store.advance_cursor(frame.seq)  # a retry request must come unencrypted
         return []
+
+    def _expired_unfetched(self, frame: Deliver, sender: DeviceRef) -> None:
+        """A message of ``sender`` for this device expired at the relay before this device
+        fetched it: it will never come, so its gap need not be waited out (G4)."""
+        if self.store.has_message(sender, frame.message_id):
+            # It did arrive (its ack reached the relay after the expiry pass): nothing missing.
+            self.store.advance_cursor(frame.seq)
+            return
+        events = self.reorderer.expired(sender.account, sender.device_id)
+        try:
+            ok = self.store.commit_expired_unfetched(
+                frame.seq,
+                self.reorderer.changed_states(),
+                [e.item.key for e in events if isinstance(e, Surfaced)],
+                self.reorderer.changed_notices(),
+            )
+        except StoreError:
+            self.reorderer = self._load_reorderer()
+            raise
+        if ok:
+            self._report(events)
+            self._arm()
 
     # ---------------------------------------------------------------- decryption failures
 
@@ -294,6 +329,7 @@ class Inbox:
             streams=self.reorderer.changed_states(),
             surfaced=[e.item.key for e in events if isinstance(e, Surfaced)],
             recipient=recipient,
+            notices=self.reorderer.changed_notices(),
         )
         if not ok:
             return []
@@ -309,7 +345,9 @@ class Inbox:
 
     def _commit_surfaced(self, events: Sequence[object]) -> None:
         surfaced = [e.item.key for e in events if isinstance(e, Surfaced)]
-        self.store.mark_surfaced(surfaced, self.reorderer.changed_states())
+        self.store.mark_surfaced(
+            surfaced, self.reorderer.changed_states(), self.reorderer.changed_notices()
+        )
         self._report(events)
         self._arm()
 
@@ -335,4 +373,4 @@ class Inbox:
                 self._emit(GapDetected(e.key.conversation, sender, e.missing))
             elif isinstance(e, CoreGapSkipped):
                 sender = DeviceRef(e.key.sender_account, e.key.sender_device)
-                self._emit(GapSkipped(e.key.conversation, sender, e.missing))
+                self._emit(GapSkipped(e.key.conversation, sender, e.missing, e.reason))
