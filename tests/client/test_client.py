@@ -27,7 +27,7 @@ from tests.harness import (
 from tidings.client import Client, Connected, Disconnected, GapDetected, GapSkipped, register
 from tidings.client.events import MessageReceived, StatusChanged
 from tidings.client.store import Direction, TracePoint
-from tidings.delivery import ORDER_HOLD_SECONDS, Status
+from tidings.delivery import ORDER_HOLD_SECONDS, SkipReason, Status
 from tidings.errors import ConnectionBroken
 from tidings.store import DeviceRef
 from tidings.wire import ErrorCode
@@ -366,12 +366,12 @@ async def test_gap_left_by_a_failed_message_is_skipped_after_the_hold_time(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     """G4: a gap that can never fill (its message was refused for good) is reported, and the
-    messages held behind it are shown once the hold time has passed on bob's clock."""
+    messages held behind it are shown once the hold time has passed on bob's monotonic clock."""
     # A sealed short message (a PQXDH prekey message: ~1.9 KB) fits, a 1 KB body does not.
     await relays.start(max_payload=2400)
     alice = await clients.new("alice")
-    bob_clock = FakeClock()
-    bob = await clients.start(await clients.register("bob"), clock=bob_clock)
+    bob_clock, bob_wall = FakeClock(0.0), FakeClock()
+    bob = await clients.start(await clients.register("bob"), clock=bob_wall, monotonic=bob_clock)
 
     failed = await alice.client.send("bob", b"x" * 1000)  # counter 1: refused for good
     await alice.until(is_status(failed, Status.FAILED))
@@ -379,10 +379,12 @@ async def test_gap_left_by_a_failed_message_is_skipped_after_the_hold_time(
     gap = await bob.until(lambda e: isinstance(e, GapDetected))
     assert isinstance(gap, GapDetected) and gap.missing == range(1, 2)
 
-    bob_clock.advance(ORDER_HOLD_SECONDS + 1)  # the hold time is over on bob's clock
+    bob_wall.advance(-3600.0)  # a step of bob's wall clock changes nothing
+    bob_clock.advance(ORDER_HOLD_SECONDS + 1)  # the hold time is over on bob's monotonic clock
     later = await alice.client.send("bob", "later")  # counter 3: more input for bob
     skipped = await bob.until(lambda e: isinstance(e, GapSkipped))
     assert isinstance(skipped, GapSkipped) and skipped.missing == range(1, 2)
+    assert skipped.reason is SkipReason.TIMEOUT
     await bob.until(is_received(after))
     await bob.until(is_received(later))
     assert bob.client.store.message(failed) is None

@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,7 @@ from tidings.delivery import (
     Receipt,
     ReceiptKind,
     Reorderer,
+    SenderDevice,
     Status,
     StreamKey,
     StreamState,
@@ -85,11 +86,20 @@ def incoming(
     receipt: OutboxRequest | None = None,
     streams: Sequence[StreamState] = (),
     surfaced: Sequence[MessageKey] = (),
+    notices: Mapping[SenderDevice, int] | None = None,
 ) -> bool:
     """Commit incoming message ``n`` (``counter``) from bob's device 1 as item ``seq``."""
     content = Message(CONV, counter, 100.0 + n, f"hello {n}".encode())
     return s.commit_incoming(
-        seq, BOB1, mid(n), content, 200.0 + n, receipt=receipt, streams=streams, surfaced=surfaced
+        seq,
+        BOB1,
+        mid(n),
+        content,
+        200.0 + n,
+        receipt=receipt,
+        streams=streams,
+        surfaced=surfaced,
+        notices=notices,
     )
 
 
@@ -386,6 +396,48 @@ def test_ordering_state_survives_a_restart(path: Path) -> None:
         assert s.reorder_states() == [StreamState(key, expected=4, missing=((2, 2),))]
 
 
+def test_a_notice_of_an_unfetched_expiry_commits_its_ordering_changes(path: Path) -> None:
+    """DELIVER kind 2: the cursor, the streams and notices it changed, and the held messages
+    it released, in one transaction; the unmatched notices survive a restart."""
+    with ClientStore(path) as s:
+        r: Reorderer[bytes] = Reorderer()
+        r.receive(KEY, 2, mid(2), 10.0)  # held behind 1
+        incoming(s, 1, 2, 2, streams=r.changed_states(), notices=r.changed_notices())
+        events = r.expired("bob", 1)  # 1 expired: 2 is released
+        shown = [(BOB1, e.item) for e in events if isinstance(e, Surfaced)]
+        assert s.commit_expired_unfetched(2, r.changed_states(), shown, r.changed_notices())
+        assert not s.commit_expired_unfetched(2, [], [], {})  # the same item again
+        assert s.cursor() == 2
+        assert [m.counter for m in s.messages(CONV)] == [2]
+        assert s.reorder_states() == [StreamState(KEY, expected=3, missing=((1, 1),))]
+        assert s.expired_notices() == {}
+        r.expired("bob", 1)  # nothing waits: kept for bob.1's next gap
+        assert s.commit_expired_unfetched(3, r.changed_states(), [], r.changed_notices())
+    with ClientStore(path) as s:
+        assert s.expired_notices() == {("bob", 1): 1}
+        r = Reorderer(states=s.reorder_states(), notices=s.expired_notices())
+        events = r.receive(KEY, 4, mid(4), 20.0)  # 3 expired: 4 is shown at once
+        shown = [(BOB1, e.item) for e in events if isinstance(e, Surfaced)]
+        assert shown == [(BOB1, mid(4))]
+        assert incoming(
+            s, 4, 4, 4, streams=r.changed_states(), surfaced=shown, notices=r.changed_notices()
+        )
+        assert s.expired_notices() == {}
+
+
+def test_a_retried_refusal_is_recorded_with_its_trace(store: ClientStore) -> None:
+    store.compose(mid(1), "bob", CONV, b"one", 100.0)
+    points = [("written", 100.1, None), ("refused:QUEUE_FULL", 100.2, "full; retry in 5.0 s")]
+    assert store.set_attempt(mid(1), 1, 105.2, points)
+    assert store.pending()[0].next_attempt_at == 105.2
+    assert store.trace(mid(1))[1:] == [TraceEntry(*p) for p in points]
+    with pytest.raises(IntegrityError):
+        store.set_attempt(mid(1), 2, 110.0, [("refused:queue full", 106.0, None)])
+    assert store.pending()[0].attempts == 1  # nothing of the failed call was kept
+    assert not store.set_attempt(mid(9), 1, 1.0, points)
+    assert store.trace(mid(9)) == []
+
+
 # ------------------------------------------------------------ statuses, receipts, expiry, trace
 
 
@@ -459,10 +511,12 @@ def test_trace(store: ClientStore) -> None:
         TraceEntry("tcp_acked", 3.0, "rtt=0.012"),
         TraceEntry("delivered:bob.2", 4.0, None),
     ]
-    for bad in ("", "Written", "delivered:", "delivered:bob", "x; DROP TABLE trace"):
+    store.add_trace(mid(1), "refused:QUEUE_FULL", 4.5, "full")  # a refusal, by its code name
+    bad_points = ("", "Written", "delivered:", "delivered:bob", "x; DROP TABLE trace")
+    for bad in (*bad_points, "refused:queue_full", "refused:QUEUE FULL", "refused:1"):
         with pytest.raises(IntegrityError):
             store.add_trace(mid(1), bad, 5.0)
-    assert len(store.trace(mid(1))) == 3
+    assert len(store.trace(mid(1))) == 4
 
 
 def test_add_traces_records_several_points_at_once(store: ClientStore) -> None:

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tidings.delivery.ordering import (
+    MAX_EXPIRED_NOTICES,
     MAX_HELD_PER_SENDER,
     MAX_MISSING_RANGES,
     ORDER_HOLD_SECONDS,
@@ -21,6 +22,7 @@ from tidings.delivery.ordering import (
     GapSkipped,
     OrderEvent,
     Reorderer,
+    SkipReason,
     StreamKey,
     StreamState,
     Surfaced,
@@ -29,6 +31,7 @@ from tidings.errors import LocalProtocolError
 
 A = StreamKey("alice:bob", "alice", 1)
 B = StreamKey("alice:bob", "alice", 2)  # same conversation, another sender device
+TIMEOUT, OVERFLOW, EXPIRED = SkipReason.TIMEOUT, SkipReason.OVERFLOW, SkipReason.EXPIRED
 
 
 def item(counter: int) -> str:
@@ -91,7 +94,7 @@ def test_a_gap_is_skipped_after_the_hold_and_reported() -> None:
     assert r.next_deadline() == 131.0  # from when the gap was first seen
     assert r.handle_timer(130.9) == []
     assert r.handle_timer(131.0) == [
-        GapSkipped(A, range(2, 3)),
+        GapSkipped(A, range(2, 3), TIMEOUT),
         Surfaced(A, 3, "m3"),
         Surfaced(A, 4, "m4"),
     ]
@@ -104,10 +107,10 @@ def test_each_gap_has_its_own_hold() -> None:
     feed(r, A, 1, 0.0)
     feed(r, A, 3, 0.0)
     feed(r, A, 6, 10.0)
-    assert r.handle_timer(30.0) == [GapSkipped(A, range(2, 3)), Surfaced(A, 3, "m3")]
+    assert r.handle_timer(30.0) == [GapSkipped(A, range(2, 3), TIMEOUT), Surfaced(A, 3, "m3")]
     assert r.next_deadline() == 40.0  # message 6 has waited since 10.0
     assert r.handle_timer(39.0) == []
-    assert r.handle_timer(40.0) == [GapSkipped(A, range(4, 6)), Surfaced(A, 6, "m6")]
+    assert r.handle_timer(40.0) == [GapSkipped(A, range(4, 6), TIMEOUT), Surfaced(A, 6, "m6")]
 
 
 def test_a_late_timer_skips_every_expired_gap() -> None:
@@ -115,9 +118,9 @@ def test_a_late_timer_skips_every_expired_gap() -> None:
     feed(r, A, 2, 0.0)
     feed(r, A, 4, 1.0)
     assert r.handle_timer(500.0) == [
-        GapSkipped(A, range(1, 2)),
+        GapSkipped(A, range(1, 2), TIMEOUT),
         Surfaced(A, 2, "m2"),
-        GapSkipped(A, range(3, 4)),
+        GapSkipped(A, range(3, 4), TIMEOUT),
         Surfaced(A, 4, "m4"),
     ]
 
@@ -163,7 +166,7 @@ def test_too_many_held_skips_the_first_gap() -> None:
         feed(r, A, n, 1.0)
     assert feed(r, A, 7, 2.0) == [
         GapDetected(A, range(6, 7)),
-        GapSkipped(A, range(2, 3)),
+        GapSkipped(A, range(2, 3), OVERFLOW),
         Surfaced(A, 3, "m3"),
         Surfaced(A, 4, "m4"),
         Surfaced(A, 5, "m5"),
@@ -177,7 +180,7 @@ def test_default_bound_is_max_held_per_sender() -> None:
         feed(r, A, n, 0.0)
     assert len(r.held(A)) == MAX_HELD_PER_SENDER
     events = feed(r, A, MAX_HELD_PER_SENDER + 3, 1.0)
-    assert events[1] == GapSkipped(A, range(1, 2))
+    assert events[1] == GapSkipped(A, range(1, 2), OVERFLOW)
     assert shown(events) == list(range(2, MAX_HELD_PER_SENDER + 2))
     assert r.held(A) == [MAX_HELD_PER_SENDER + 3]
 
@@ -202,7 +205,7 @@ def test_hold_zero_still_reports_the_gap() -> None:
     r: Reorderer[str] = Reorderer(hold_seconds=0.0)
     assert feed(r, A, 2, 5.0) == [GapDetected(A, range(1, 2))]
     assert r.next_deadline() == 5.0
-    assert r.handle_timer(5.0) == [GapSkipped(A, range(1, 2)), Surfaced(A, 2, "m2")]
+    assert r.handle_timer(5.0) == [GapSkipped(A, range(1, 2), TIMEOUT), Surfaced(A, 2, "m2")]
 
 
 @pytest.mark.parametrize("counter", [0, -1])
@@ -216,6 +219,117 @@ def test_counters_start_at_one(counter: int) -> None:
 def test_invalid_parameters(hold: float, max_held: int) -> None:
     with pytest.raises(LocalProtocolError):
         Reorderer[str](hold, max_held)
+
+
+# ------------------------------------------------------------ expiry notices (DELIVER kind 2)
+
+
+def test_a_notice_releases_what_waits_behind_the_expired_message() -> None:
+    """The relay queues the notice after everything queued before the expiry: the later
+    messages are already held behind the gap, and are shown at once, not after 30 s."""
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 1, 100.0)
+    feed(r, A, 3, 101.0)
+    feed(r, A, 4, 101.0)
+    assert r.expired("alice", 1) == [
+        GapSkipped(A, range(2, 3), EXPIRED),
+        Surfaced(A, 3, "m3"),
+        Surfaced(A, 4, "m4"),
+    ]
+    assert r.next_deadline() is None
+    assert r.notices() == {}
+    assert r.state(A) == StreamState(A, expected=5, missing=((2, 2),))
+    # declared expired, yet it arrives after all: shown as late, never dropped
+    assert feed(r, A, 2, 102.0) == [Surfaced(A, 2, "m2", late=True)]
+
+
+def test_a_notice_before_any_later_message_is_kept_for_the_next_gap() -> None:
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 1, 100.0)
+    assert r.expired("alice", 1) == []  # nothing waits yet: message 2 expired, 3 not sent yet
+    assert r.notices() == {("alice", 1): 1}
+    assert r.changed_notices() == {("alice", 1): 1}
+    assert feed(r, A, 3, 200.0) == [
+        GapDetected(A, range(2, 3)),
+        GapSkipped(A, range(2, 3), EXPIRED),
+        Surfaced(A, 3, "m3"),
+    ]
+    assert r.notices() == {}
+    assert r.changed_notices() == {("alice", 1): 0}  # 0: delete it from the store
+
+
+def test_a_notice_for_a_stream_never_seen_releases_its_first_message() -> None:
+    r: Reorderer[str] = Reorderer()
+    assert r.expired("alice", 1) == []  # the first message ever from alice.1 expired
+    assert shown(feed(r, A, 2, 0.0)) == [2]
+
+
+def test_k_notices_declare_the_earliest_k_missing_counters() -> None:
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 1, 0.0)
+    feed(r, A, 4, 1.0)  # 2 and 3 missing
+    assert r.expired("alice", 1) == [GapSkipped(A, range(2, 3), EXPIRED)]
+    assert r.held(A) == [4]
+    assert r.next_deadline() == 31.0  # 3 may still come: the hold goes on
+    assert r.expired("alice", 1) == [GapSkipped(A, range(3, 4), EXPIRED), Surfaced(A, 4, "m4")]
+    assert r.state(A).missing == ((2, 3),)
+
+
+def test_fewer_notices_than_missing_counters_leave_the_rest_to_the_hold() -> None:
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 1, 0.0)
+    r.expired("alice", 1)
+    r.expired("alice", 1)
+    assert feed(r, A, 5, 10.0) == [GapDetected(A, range(2, 5)), GapSkipped(A, range(2, 4), EXPIRED)]
+    assert r.held(A) == [5]
+    assert r.handle_timer(40.0) == [GapSkipped(A, range(4, 5), TIMEOUT), Surfaced(A, 5, "m5")]
+    assert r.state(A).missing == ((2, 4),)  # adjacent skipped ranges are one range
+
+
+def test_a_stale_notice_is_forgotten_at_the_next_message_in_order() -> None:
+    """A notice with no gap to fill whose sender's next message comes in order belonged to a
+    gap already skipped (or to a message this device never had): it must skip nothing."""
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 1, 0.0)
+    r.expired("alice", 1)
+    assert feed(r, A, 2, 1.0) == [Surfaced(A, 2, "m2")]
+    assert r.notices() == {}
+    assert feed(r, A, 4, 2.0) == [GapDetected(A, range(3, 4))]  # held: a real gap
+    assert r.held(A) == [4]
+
+
+def test_notices_are_per_sender_device() -> None:
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 2, 0.0)
+    assert r.expired("alice", 2) == []  # another device of alice
+    assert r.expired("carol", 1) == []
+    assert r.held(A) == [2]
+    assert r.notices() == {("alice", 2): 1, ("carol", 1): 1}
+
+
+def test_an_own_devices_notice_releases_the_gap_that_waited_longest() -> None:
+    """Counters are per conversation, notices per device: for another device of this account
+    (sent-message copies) the stream that has waited longest is released first."""
+    carol = StreamKey("bob:carol", "bob", 2)
+    dave = StreamKey("bob:dave", "bob", 2)
+    r: Reorderer[str] = Reorderer()
+    feed(r, dave, 3, 5.0)
+    feed(r, carol, 2, 1.0)
+    assert r.expired("bob", 2) == [
+        GapSkipped(carol, range(1, 2), EXPIRED),
+        Surfaced(carol, 2, "m2"),
+    ]
+    assert r.expired("bob", 2) == [GapSkipped(dave, range(1, 2), EXPIRED)]
+    assert r.held(dave) == [3]
+
+
+def test_notices_are_bounded() -> None:
+    r: Reorderer[str] = Reorderer()
+    for _ in range(MAX_EXPIRED_NOTICES + 5):
+        r.expired("alice", 1)
+    assert r.notices() == {("alice", 1): MAX_EXPIRED_NOTICES}
+    restored: Reorderer[str] = Reorderer(notices={("alice", 1): 10**9})
+    assert restored.notices() == {("alice", 1): MAX_EXPIRED_NOTICES}
 
 
 # ------------------------------------------------------------ persistence
@@ -253,6 +367,19 @@ def test_snapshot_is_json_and_restores_everything_but_held_items() -> None:
     assert feed(restored, A, 1, 50.0) == [Duplicate(A, 1, "m1")]
 
 
+def test_unmatched_notices_survive_a_restart() -> None:
+    r: Reorderer[str] = Reorderer()
+    feed(r, A, 1, 0.0)
+    r.expired("alice", 1)
+    snapshot = json.loads(json.dumps(r.snapshot()))
+    for restored in (
+        Reorderer[str].restore(snapshot),
+        Reorderer[str](states=[r.state(A)], notices=r.notices()),
+    ):
+        assert restored.notices() == {("alice", 1): 1}
+        assert shown(feed(restored, A, 3, 1.0)) == [3]
+
+
 def test_states_restore_through_the_constructor() -> None:
     state = StreamState(A, expected=10, missing=((3, 4),), horizon=2)
     r: Reorderer[str] = Reorderer(states=[state])
@@ -271,6 +398,8 @@ def test_states_restore_through_the_constructor() -> None:
         {"version": 1, "streams": [{"conversation": "c"}]},
         {"version": 1, "streams": [{**StreamState(A).to_dict(), "expected": 0}]},
         {"version": 1, "streams": [{**StreamState(A).to_dict(), "missing": [[1]]}]},
+        {"version": 1, "streams": [], "expired": [["alice", 1]]},
+        {"version": 1, "streams": [], "expired": [["alice", "x", 1]]},
     ],
 )
 def test_restore_refuses_invalid_snapshots(snapshot: dict[str, Any]) -> None:
@@ -318,3 +447,39 @@ def test_any_arrival_order_surfaces_everything_once(order: list[int], data: st.D
     skipped = {c for e in events if isinstance(e, GapSkipped) for c in e.missing}
     assert {e.counter for e in surfaced if e.late} <= skipped
     assert not any(isinstance(e, Duplicate) for e in events)
+
+
+@given(st.sets(st.integers(2, 11), max_size=6), st.permutations(list(range(1, 13))), st.data())
+def test_notices_never_drop_or_duplicate_a_message(
+    expired: set[int], order: list[int], data: st.DataObject
+) -> None:
+    """Counters in ``expired`` never arrive; one notice for each comes at some point after the
+    arrivals before it. Every other counter surfaces exactly once, the non-late ones in order."""
+    r: Reorderer[str] = Reorderer(hold_seconds=5.0)
+    events: list[OrderEvent[str]] = []
+    notices = len(expired)
+    now = 0.0
+    for n in order:
+        now += data.draw(st.sampled_from([0.0, 1.0, 6.0]))
+        events += r.handle_timer(now)
+        if notices and data.draw(st.booleans()):
+            notices -= 1
+            events += r.expired("alice", 1)
+        if n not in expired:
+            events += feed(r, A, n, now)
+    for _ in range(notices):
+        events += r.expired("alice", 1)
+    events += r.handle_timer(now + 5.0)
+    surfaced = [e for e in events if isinstance(e, Surfaced)]
+    assert sorted(e.counter for e in surfaced) == sorted(set(range(1, 13)) - expired)
+    in_order = [e.counter for e in surfaced if not e.late]
+    assert in_order == sorted(in_order)
+    assert not any(isinstance(e, Duplicate) for e in events)
+    assert r.held(A) == []
+
+
+def test_a_device_linked_midstream_forgets_a_notice_at_its_first_message() -> None:
+    r: Reorderer[str] = Reorderer(join_midstream=True)
+    r.expired("alice", 1)
+    assert shown(feed(r, A, 7, 0.0)) == [7]  # its first message starts the stream
+    assert r.notices() == {}

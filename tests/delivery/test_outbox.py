@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tidings.delivery.clocks import ClockReading
 from tidings.delivery.outbox import (
     OUTBOX_WINDOW,
     RETRY_BASE,
@@ -97,6 +98,7 @@ def test_invalid_policy(base: float, cap: float) -> None:
         (ErrorCode.PAYLOAD_TOO_LARGE, Refusal.PERMANENT),
         (ErrorCode.INVALID_FIELD, Refusal.PERMANENT),
         (ErrorCode.INTERNAL, Refusal.RETRY_LATER),
+        (ErrorCode.STORE_UNAVAILABLE, Refusal.RETRY_LATER),
         (ErrorCode.SHUTTING_DOWN, Refusal.RETRY_LATER),
         (999, Refusal.RETRY_LATER),  # a code newer than this client: keep the message
     ],
@@ -287,6 +289,50 @@ def test_loaded_entries_are_not_in_flight() -> None:
     assert s.next_deadline() == 50.0
     assert s.handle_timer(49.0) == []
     assert [e.attempts for e in s.handle_timer(50.0)] == [4]
+
+
+# ------------------------------------------------------------ clock steps
+
+HOUR = 3600.0
+
+
+@pytest.mark.parametrize("step", [-HOUR, +HOUR])
+def test_a_wall_clock_step_neither_stalls_nor_hastens_a_retry(step: float) -> None:
+    """The scheduler runs on the monotonic clock: the wall clock is stepped by an hour between
+    a QUEUE_FULL (retry after 5 s) and the retry, and the retry still goes 5 s later."""
+    s = scheduler(entry(1))
+    wall, mono = 1_000.0, 100.0
+    s.handle_timer(mono)
+    action = s.on_refused(mid(1), ErrorCode.QUEUE_FULL, "full", 5.0, mono)
+    assert action == RetryAt(mid(1), attempts=1, at=105.0)
+    assert ClockReading(wall, mono).to_wall(action.at) == 1_005.0  # shown and stored
+    wall, mono = wall + 2.0 + step, mono + 2.0  # the step, two seconds later
+    assert s.next_deadline() == 105.0
+    assert s.handle_timer(mono) == []
+    assert s.handle_timer(104.9) == []
+    assert ids(s.handle_timer(105.0)) == [1]
+
+
+@pytest.mark.parametrize(
+    ("wall_now", "due"),
+    [
+        (1_001.0, 11.0),  # no step: the 4 s left
+        (1_001.0 - HOUR, 7.0 + RETRY_CAP),  # stepped back an hour: at most the longest backoff
+        (1_001.0 + HOUR, 7.0),  # stepped forward an hour: due at once, never earlier than now
+    ],
+)
+def test_a_stored_retry_time_survives_a_restart_and_a_step(wall_now: float, due: float) -> None:
+    """The store keeps retry times on the wall clock; a restarted client (a new monotonic
+    origin) turns them back into monotonic ones clamped to [now, now + RETRY_CAP]."""
+    stored = 1_005.0  # refused at wall 1000 with retry_after 5
+    now = ClockReading(wall_now, 7.0)
+    at = now.to_mono(stored, 0.0, RETRY_CAP)
+    s = OutboxScheduler(HALF, entries=[OutboxEntry(mid(1), 1, "bob", 1, at)])
+    s.on_connect()
+    assert s.next_deadline() == due
+    if due > 7.0:
+        assert s.handle_timer(due - 0.1) == []
+    assert ids(s.handle_timer(due)) == [1]
 
 
 def test_invalid_window() -> None:

@@ -25,12 +25,13 @@ from ..client import (
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    SendRefused,
     StatusChanged,
     register,
 )
 from ..client.connect import DB_NAME
 from ..client.store import ClientStore
-from ..delivery import Status, glyph
+from ..delivery import ContentKind, SkipReason, Status, glyph
 from ..errors import ConfigError
 
 #: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
@@ -304,18 +305,25 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
             f"[{_ts(event.at)}] {glyph(event.status):2} {event.message_id.hex()[:12]}… "
             f"{event.status.name.lower()} at {where}",
         )
+    elif isinstance(event, SendRefused):
+        _show_refused(args, event)
     elif isinstance(event, (GapDetected, GapSkipped)):
         kind = "gap" if isinstance(event, GapDetected) else "gap-skipped"
+        obj = {
+            "event": kind,
+            "conversation": event.conversation,
+            "sender": str(event.sender),
+            "missing": [event.missing.start, event.missing.stop - 1],
+        }
+        why = ""
+        if isinstance(event, GapSkipped):
+            obj["reason"] = str(event.reason)
+            why = f" ({_SKIPPED[event.reason]})"
         _print(
             args,
-            {
-                "event": kind,
-                "conversation": event.conversation,
-                "sender": str(event.sender),
-                "missing": [event.missing.start, event.missing.stop - 1],
-            },
+            obj,
             f"! {kind}: {event.sender} messages {event.missing.start}..{event.missing.stop - 1} "
-            f"missing in {event.conversation}",
+            f"missing in {event.conversation}{why}",
         )
     elif isinstance(event, Connected):
         _print(
@@ -335,6 +343,37 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
             f"! {event.device} has {what}: the safety number with {event.device.account}"
             f" changed (tidings safety-number {event.device.account})",
         )
+
+
+#: How ``listen`` explains a skipped gap.
+_SKIPPED = {
+    SkipReason.TIMEOUT: "not waiting any longer",
+    SkipReason.OVERFLOW: "too many messages held behind it",
+    SkipReason.EXPIRED: "they expired on the relay before this device fetched them",
+}
+
+
+def _show_refused(args: argparse.Namespace, event: SendRefused) -> None:
+    what = "" if event.kind is ContentKind.MESSAGE else f" ({event.kind.name.lower()})"
+    then = "failed for good" if event.retry_at is None else f"retry at {_ts(event.retry_at)}"
+    _print(
+        args,
+        {
+            "event": "refused",
+            "message_id": event.message_id.hex(),
+            "recipient": event.recipient,
+            "kind": event.kind.name.lower(),
+            "code": event.code,
+            "code_name": event.code_name,
+            "reason": event.reason,
+            "at": event.at,
+            "retry_at": event.retry_at,
+            "final": event.final,
+        },
+        f"[{_ts(event.at)}] {glyph(Status.FAILED if event.final else Status.PENDING):2} "
+        f"{event.message_id.hex()[:12]}… to {event.recipient}{what} refused by the relay: "
+        f"{event.code_name} ({event.reason}); {then}",
+    )
 
 
 # ---------------------------------------------------------------- settings
@@ -378,9 +417,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
             return 0
         start = points[0].at if points else 0.0
         status = store.message_status(mid)
+        refused = [p.point.partition(":")[2] for p in points if p.point.startswith("refused:")]
+        waiting = ""
+        if refused and store.outbox_item(mid) is not None:
+            waiting = f"  (still in the outbox: last refused {refused[-1]}, retrying)"
         print(
             f"message {mid.hex()}  status {glyph(status or Status.PENDING)} "
-            f"{(status or Status.PENDING).name.lower()}"
+            f"{(status or Status.PENDING).name.lower()}{waiting}"
         )
         names = {p.point for p in points}
         for p in points:

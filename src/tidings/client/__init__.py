@@ -7,10 +7,12 @@ from .events import (
     Connected,
     DecryptionFailed,
     Disconnected,
+    EventStream,
     GapDetected,
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    SendRefused,
     StatusChanged,
 )
 
@@ -21,10 +23,12 @@ __all__ = [
     "Connected",
     "DecryptionFailed",
     "Disconnected",
+    "EventStream",
     "GapDetected",
     "GapSkipped",
     "IdentityChanged",
     "MessageReceived",
+    "SendRefused",
     "StatusChanged",
     "register",
 ]

@@ -57,14 +57,17 @@ from ..wire import (
     Welcome,
     check_account,
 )
+from .clocks import Clocks
 from .connect import CLIENT_KEEPALIVE, DB_NAME, open_channel
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import ClientEvent, Connected, Disconnected
+from .events import ClientEvent, Connected, Disconnected, EventStream
 from .inbox import Inbox
 from .keysync import KeySync
 from .outbox import Outbox
 from .prekeys import DeviceKeys
 from .store import ClientStore, OutboxRequest, TraceEntry
+
+__all__ = ["FATAL_CODES", "RECONNECT_BASE", "RECONNECT_CAP", "Client", "EventStream"]
 
 log = logging.getLogger("tidings.client")
 
@@ -76,33 +79,20 @@ RECONNECT_CAP = 30.0
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
 
 
-class EventStream:
-    """An async iterator over a client's events, registered when created (nothing is missed
-    between creating it and iterating)."""
-
-    def __init__(self, registry: list[asyncio.Queue[ClientEvent]]) -> None:
-        self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
-        self._registry = registry
-        registry.append(self._queue)
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> ClientEvent:
-        return await self._queue.get()
-
-    async def next(self, timeout: float | None = None) -> ClientEvent:
-        """The next event, waiting at most ``timeout`` seconds."""
-        return await asyncio.wait_for(self._queue.get(), timeout)
-
-    def close(self) -> None:
-        """Stop receiving events."""
-        if self._queue in self._registry:
-            self._registry.remove(self._queue)
-
-
 class Client:
-    """One registered device (see the module docstring for the call order)."""
+    """One registered device (see the module docstring for the call order).
+
+    Args:
+        home: the device's directory.
+        keepalive: the connection's keepalive timing.
+        clock: the wall clock, for times shown to people and stored (composed at, trace, the
+            server-time estimate).
+        monotonic: the clock of every delay (outbox retries, ordering holds, rate limits); it
+            must never jump, so a step of the wall clock neither stalls nor hastens them. (The
+            keepalive and the reconnect backoff run on the event loop's clock, monotonic too.)
+        accept_new_server_key: accept a server whose static key changed.
+        rng: the jitter source of the backoffs.
+    """
 
     def __init__(
         self,
@@ -110,6 +100,7 @@ class Client:
         *,
         keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         accept_new_server_key: bool = False,
         rng: random.Random | None = None,
     ) -> None:
@@ -122,7 +113,7 @@ class Client:
         self.identity = identity
         self.me = DeviceRef(identity.account, identity.device_id)
         DeviceKeys.create(self.store, clock())  # a home registered before end-to-end keys
-        self.crypto = DeviceCrypto(self.store, self.me, self._emit, clock)
+        self.crypto = DeviceCrypto(self.store, self.me, self._emit, clock, monotonic=monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._keepalive = keepalive
         self._clock = clock
@@ -142,19 +133,20 @@ class Client:
         self._pattern = ""
         self.fatal: Disconnected | None = None
         self.server_time_offset = 0.0
+        clocks = Clocks(clock, monotonic)
         self._outbox = Outbox(
             self.store,
             self.me,
             self._emit,
-            clock,
+            clocks,
             self._rng.random,
             self._session,
             lambda: self._clock() + self.server_time_offset,
             self.crypto,
             self._fetch_sessions,
         )
-        self._inbox = Inbox(self.store, self.me, self._emit, clock, self.crypto)
-        self._keysync = KeySync(self.crypto, self._outbox, self._request, self.devices, clock)
+        self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
+        self._keysync = KeySync(self.crypto, self._outbox, self._request, self.devices, clocks)
 
     # ---------------------------------------------------------------- life cycle
 

@@ -222,8 +222,11 @@ class TcpAckWatcher:
     POLL = 0.001
     GIVE_UP = 5.0
 
-    def __init__(self, on_acked: Callable[[list[bytes], float], None]) -> None:
+    def __init__(
+        self, on_acked: Callable[[list[bytes], float], None], clock: Callable[[], float] = time.time
+    ) -> None:
         self._on_acked = on_acked
+        self._clock = clock  # the wall clock the ack time is reported on (a trace time)
         self._pending: list[tuple[int, list[bytes], float]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sock: object | None = None
@@ -270,7 +273,7 @@ class TcpAckWatcher:
         keep = []
         for target, ids, since in self._pending:
             if acked is not None and acked >= target:
-                self._on_acked(ids, time.time())
+                self._on_acked(ids, self._clock())
             elif now - since < self.GIVE_UP:
                 keep.append((target, ids, since))
         self._pending = keep

@@ -20,6 +20,7 @@ of the disk.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -117,8 +118,10 @@ class DeviceCrypto:
         store: the device's store (holding an end-to-end identity: `DeviceKeys.create`).
         me: this device.
         emit: where identity changes are reported.
-        clock: wall clock.
+        clock: wall clock (timestamps stored with keys and pins).
         rng: randomness for ratchet keys.
+        monotonic: the clock of the rate limits (retry requests, resends, session rebuilds):
+            a step of the wall clock must not stall them.
     """
 
     def __init__(
@@ -128,11 +131,14 @@ class DeviceCrypto:
         emit: Callable[[ClientEvent], None],
         clock: Callable[[], float],
         rng: Callable[[int], bytes] = os.urandom,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.me = me
         self._emit = emit
         self._clock = clock
+        self._mono = monotonic
         self._rng = rng
         self.keys = DeviceKeys(store, rng)
         self._dh = self.keys.identity.dh_key_pair
@@ -240,7 +246,7 @@ class DeviceCrypto:
         """Close the session with ``device`` (it could not decrypt us): the next message
         starts a new one from a fresh bundle. At most once per
         :data:`SESSION_REBUILD_INTERVAL`. Returns whether it closed it."""
-        now = self._clock()
+        now = self._mono()
         if now - self._rebuilt.get(device, -1e18) < SESSION_REBUILD_INTERVAL:
             return False
         self._rebuilt[device] = now
@@ -291,12 +297,12 @@ class DeviceCrypto:
 
     def retry_request_allowed(self, sender: DeviceRef) -> bool:
         """Whether a retry request to ``sender`` is within its rate limit (takes a token)."""
-        return self._retry_limiter.try_take(sender, self._clock()) == 0
+        return self._retry_limiter.try_take(sender, self._mono()) == 0
 
     def resend_allowed(self, requester: DeviceRef) -> bool:
         """Whether to act on a retry request from ``requester`` (the same limit, mirrored:
         a forged flood of requests cannot make us resend without bound; takes a token)."""
-        return self._resend_limiter.try_take(requester, self._clock()) == 0
+        return self._resend_limiter.try_take(requester, self._mono()) == 0
 
     # ------------------------------------------------------------ identities
 

@@ -1,15 +1,19 @@
-"""What a :class:`~tidings.client.Client` reports: incoming messages and status changes.
+"""What a :class:`~tidings.client.Client` reports: incoming messages, status changes, refusals.
 
 Every event is caused by something this device durably stored first (G5): a message is reported
-after it was committed locally, a status after the status row was committed.
+after it was committed locally, a status after the status row was committed. Times (``at``,
+``retry_at``) are on the wall clock, for people; the client's timers run on a monotonic clock.
+:class:`EventStream` is how a caller receives them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from ..delivery import Status
+from ..delivery import ContentKind, SkipReason, Status
 from ..store.base import DeviceRef
+from ..wire import ErrorCode
 from .store import StoredMessage
 
 
@@ -33,6 +37,52 @@ class StatusChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SendRefused:
+    """The relay refused a send of this device (REFUSED; DESIGN §5, back-pressure).
+
+    Reported for every refusal that is not fixed silently (a stale device set is): transient
+    ones (QUEUE_FULL, RATE_LIMITED, STORE_UNAVAILABLE, INTERNAL, …) keep the entry in the outbox
+    until ``retry_at``; a final one removes it, and ``StatusChanged`` FAILED follows.
+
+    Attributes:
+        message_id: the outbox entry (a message, or a receipt: see ``kind``).
+        recipient: the account it is for.
+        kind: what the entry carries.
+        code: the error code (``tidings.wire.ErrorCode``; unknown codes are kept as numbers).
+        reason: the relay's reason, for people (never act on it).
+        at: when the refusal arrived (wall clock).
+        retry_at: when the outbox sends it again (wall clock), or ``None``: refused for good.
+    """
+
+    message_id: bytes
+    recipient: str
+    kind: ContentKind
+    code: int
+    reason: str
+    at: float
+    retry_at: float | None
+
+    @property
+    def final(self) -> bool:
+        """Whether the entry failed for good (it is no longer in the outbox)."""
+        return self.retry_at is None
+
+    @property
+    def code_name(self) -> str:
+        """The code's name (e.g. ``"QUEUE_FULL"``), or its number if this client does not know
+        it."""
+        return code_name(self.code)
+
+
+def code_name(code: int) -> str:
+    """The name of error ``code`` (``"QUEUE_FULL"``), or ``"CODE_<n>"`` for an unknown one."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"CODE_{code}"
+
+
+@dataclass(frozen=True, slots=True)
 class GapDetected:
     """Messages of a sender device are missing; later ones are held for a while."""
 
@@ -43,11 +93,16 @@ class GapDetected:
 
 @dataclass(frozen=True, slots=True)
 class GapSkipped:
-    """A gap stayed open too long; the held messages after it are shown anyway."""
+    """Messages of a sender device will not be waited for any more; the held messages after
+    them are shown. ``reason``: ``timeout`` (the gap stayed open too long), ``overflow`` (too
+    many messages were held behind it) or ``expired`` (the relay said these messages expired
+    before this device fetched them: they will never come). A skipped message that arrives after
+    all is shown as late."""
 
     conversation: str
     sender: DeviceRef
     missing: range
+    reason: SkipReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +144,7 @@ class DecryptionFailed:
 ClientEvent = (
     MessageReceived
     | StatusChanged
+    | SendRefused
     | GapDetected
     | GapSkipped
     | Connected
@@ -96,3 +152,28 @@ ClientEvent = (
     | IdentityChanged
     | DecryptionFailed
 )
+
+
+class EventStream:
+    """An async iterator over a client's events, registered when created (nothing is missed
+    between creating it and iterating)."""
+
+    def __init__(self, registry: list[asyncio.Queue[ClientEvent]]) -> None:
+        self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._registry = registry
+        registry.append(self._queue)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ClientEvent:
+        return await self._queue.get()
+
+    async def next(self, timeout: float | None = None) -> ClientEvent:
+        """The next event, waiting at most ``timeout`` seconds."""
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        if self._queue in self._registry:
+            self._registry.remove(self._queue)

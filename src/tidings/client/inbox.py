@@ -9,12 +9,16 @@ it again, which the store then ignores):
 * a message — stored once per ``(sender device, message id)`` (G3), its delivered receipt queued
   in the outbox in the same transaction (G5), shown in its sender device's counter order (G4);
 * a receipt — statuses of messages this device sent move forward (never back);
-* an expiry notice — ✗ for that message at the named device;
+* an expiry notice for a message this device sent (kind 1) — ✗ for it at the named device;
+* a notice that a message *for* this device expired before it fetched it (kind 2) — the gap it
+  leaves in its sender device's order is declared expired at once, so what was held behind it
+  is shown without waiting out the hold (:meth:`~tidings.delivery.Reorderer.expired`);
 * a payload that does not decrypt — a rate-limited retry request to its sender device is queued
   (the only unencrypted content; it names ids only), and :class:`DecryptionFailed` reported;
 * a retry request for this device — the session with the requester is rebuilt and the named
   messages it was a recipient of are queued again (RESEND, same message id inside).
 
+Ordering holds run on the monotonic clock; the times stored and shown are the wall clock's.
 Events are reported only after the commit.
 """
 
@@ -45,6 +49,7 @@ from ..delivery import GapSkipped as CoreGapSkipped
 from ..errors import DecryptionError, StoreError
 from ..store.base import DeviceRef
 from ..wire import Deliver
+from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
@@ -66,7 +71,7 @@ class Inbox:
         store: the device's store.
         me: this device.
         emit: where events go (after their commit).
-        clock: wall clock.
+        clocks: the wall clock (stored times) and the monotonic one (ordering holds).
         crypto: this device's sessions.
     """
 
@@ -75,14 +80,16 @@ class Inbox:
         store: ClientStore,
         me: DeviceRef,
         emit: Callable[[ClientEvent], None],
-        clock: Callable[[], float],
+        clocks: Clocks,
         crypto: DeviceCrypto,
     ) -> None:
         self.store = store
         self.me = me
         self.crypto = crypto
         self._emit = emit
-        self._clock = clock
+        self._clocks = clocks
+        self._clock = clocks.wall
+        self._mono = clocks.mono
         self._timer: asyncio.TimerHandle | None = None
         self.reorderer = self._load_reorderer()
         self._held = store.unsurfaced()
@@ -90,13 +97,22 @@ class Inbox:
     def _load_reorderer(self) -> Reorderer[StoredMessage]:
         # A linked device (id > 1) joins conversations that began before it existed: the
         # messages before its first one were never queued for it and are not a gap.
-        return Reorderer(states=self.store.reorder_states(), join_midstream=self.me.device_id > 1)
+        return Reorderer(
+            states=self.store.reorder_states(),
+            join_midstream=self.me.device_id > 1,
+            notices=self.store.expired_notices(),
+        )
 
     def start(self) -> None:
-        """Feed back messages held for ordering before the last stop (needs a running loop)."""
+        """Feed back messages held for ordering before the last stop (needs a running loop).
+
+        Each waits the rest of its hold: its arrival time (wall clock, stored) becomes a
+        monotonic one at most a hold ago, whatever the wall clock did meanwhile."""
         held, self._held = self._held, []
+        t = self._clocks.read()
+        hold = self.reorderer.hold_seconds
         for message in held:
-            self._feed(message, message.received_at or self._clock())
+            self._feed(message, t.to_mono(message.received_at or t.wall, -hold, 0.0))
 
     def close(self) -> None:
         """Stop the ordering timer."""
@@ -119,6 +135,12 @@ class Inbox:
             if self.store.commit_expired(frame.seq, frame.message_id, sender, now):
                 overall = self.store.message_status(frame.message_id) or Status.EXPIRED
                 self._emit(StatusChanged(frame.message_id, sender, Status.EXPIRED, overall, now))
+            return []
+        if frame.kind == 2:
+            self._expired_unfetched(frame, sender)
+            return []
+        if frame.kind != 0:  # a kind newer than this client: nothing it can act on
+            self.store.advance_cursor(frame.seq)
             return []
         writes = CryptoWrites(now)
         try:
@@ -155,6 +177,28 @@ class Inbox:
             return self._on_message(frame, sender, content.message, now, content.message_id)
         self.store.advance_cursor(frame.seq)  # a retry request must come unencrypted
         return []
+
+    def _expired_unfetched(self, frame: Deliver, sender: DeviceRef) -> None:
+        """A message of ``sender`` for this device expired at the relay before this device
+        fetched it: it will never come, so its gap need not be waited out (G4)."""
+        if self.store.has_message(sender, frame.message_id):
+            # It did arrive (its ack reached the relay after the expiry pass): nothing missing.
+            self.store.advance_cursor(frame.seq)
+            return
+        events = self.reorderer.expired(sender.account, sender.device_id)
+        try:
+            ok = self.store.commit_expired_unfetched(
+                frame.seq,
+                self.reorderer.changed_states(),
+                [e.item.key for e in events if isinstance(e, Surfaced)],
+                self.reorderer.changed_notices(),
+            )
+        except StoreError:
+            self.reorderer = self._load_reorderer()
+            raise
+        if ok:
+            self._report(events)
+            self._arm()
 
     # ---------------------------------------------------------------- decryption failures
 
@@ -274,7 +318,7 @@ class Inbox:
             shown=None,
         )
         key = StreamKey(message.conversation, sender.account, sender.device_id)
-        events = self.reorderer.receive(key, message.counter, stored, now)
+        events = self.reorderer.receive(key, message.counter, stored, self._mono())
         ok = self.store.commit_incoming(
             frame.seq,
             sender,
@@ -285,6 +329,7 @@ class Inbox:
             streams=self.reorderer.changed_states(),
             surfaced=[e.item.key for e in events if isinstance(e, Surfaced)],
             recipient=recipient,
+            notices=self.reorderer.changed_notices(),
         )
         if not ok:
             return []
@@ -300,7 +345,9 @@ class Inbox:
 
     def _commit_surfaced(self, events: Sequence[object]) -> None:
         surfaced = [e.item.key for e in events if isinstance(e, Surfaced)]
-        self.store.mark_surfaced(surfaced, self.reorderer.changed_states())
+        self.store.mark_surfaced(
+            surfaced, self.reorderer.changed_states(), self.reorderer.changed_notices()
+        )
         self._report(events)
         self._arm()
 
@@ -310,12 +357,12 @@ class Inbox:
             self._timer = None
         deadline = self.reorderer.next_deadline()
         if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
+            delay = max(0.0, deadline - self._mono())
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._commit_surfaced(self.reorderer.handle_timer(self._clock()))
+        self._commit_surfaced(self.reorderer.handle_timer(self._mono()))
 
     def _report(self, events: Sequence[object]) -> None:
         for e in events:
@@ -326,4 +373,4 @@ class Inbox:
                 self._emit(GapDetected(e.key.conversation, sender, e.missing))
             elif isinstance(e, CoreGapSkipped):
                 sender = DeviceRef(e.key.sender_account, e.key.sender_device)
-                self._emit(GapSkipped(e.key.conversation, sender, e.missing))
+                self._emit(GapSkipped(e.key.conversation, sender, e.missing, e.reason))

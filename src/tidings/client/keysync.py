@@ -21,6 +21,7 @@ from ..e2e import BundleError
 from ..errors import ConnectionBroken, RefusedError, StoreError
 from ..store.base import DeviceRef
 from ..wire import ErrorCode, PrekeyBundle, PrekeyFetch, PrekeysStored, PrekeysUpload
+from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .outbox import Outbox
 
@@ -45,7 +46,8 @@ class KeySync:
         request: ``await request(build)`` sends ``build(request_id)`` and returns the answer.
         devices: ``await devices(account)``: the account's device ids (and the outbox learns
             them).
-        clock: wall clock.
+        clocks: the wall clock (key timestamps) and the monotonic one (retry times: the
+            outbox's clock).
     """
 
     def __init__(
@@ -54,14 +56,15 @@ class KeySync:
         outbox: Outbox,
         request: Callable[[Callable[[int], object]], Awaitable[object]],
         devices: Callable[[str], Awaitable[tuple[int, ...]]],
-        clock: Callable[[], float],
+        clocks: Clocks,
     ) -> None:
         self.crypto = crypto
         self.store = crypto.store
         self._outbox = outbox
         self._request = request
         self._devices = devices
-        self._clock = clock
+        self._clock = clocks.wall
+        self._mono = clocks.mono
         self._syncing = False
 
     async def sync(self, low: tuple[int, int] | None = None) -> None:
@@ -126,7 +129,7 @@ class KeySync:
                         lambda rid, d=dev: PrekeyFetch(rid, d.account, d.device_id)  # type: ignore[misc]
                     )
                 except RefusedError as exc:
-                    now = self._clock()
+                    now = self._mono()
                     if exc.code == ErrorCode.NO_SUCH_ACCOUNT:  # the device is gone
                         await self._devices(dev.account)
                     elif exc.code == ErrorCode.RATE_LIMITED:
@@ -143,11 +146,11 @@ class KeySync:
                 except BundleError as exc:
                     log.warning("! bad prekey bundle for %s: %s", dev, exc.reason)
                     self.crypto.reload()
-                    not_before = max(not_before, self._clock() + SESSION_RETRY)
+                    not_before = max(not_before, self._mono() + SESSION_RETRY)
                 except StoreError:
                     log.exception("! could not save a new session")
                     self.crypto.reload()
-                    not_before = max(not_before, self._clock() + SESSION_RETRY)
+                    not_before = max(not_before, self._mono() + SESSION_RETRY)
         except ConnectionBroken:
             return  # the outbox starts over on the next connection
         self._outbox.sessions_ready(lane, not_before)

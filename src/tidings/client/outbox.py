@@ -5,13 +5,21 @@ The decisions (which entries go when, how a refusal is handled) live in the sans
 
 * entries the scheduler releases are sealed (:class:`~tidings.client.crypto.DeviceCrypto`: one
   ciphertext per device, saved with the session state before anything is sent) and sent as
-  SEND frames naming every known device of the recipient account and of this account (a note
-  to self with no other device is just sent);
+  SEND frames naming every known device of the recipient account and, for messages, of this
+  account (receipts go to the other account only; a note to self with no other device is just
+  sent);
 * an entry for a device without a session is held back, with the rest of its lane (G4), while
   the client fetches that device's prekey bundle; :meth:`Outbox.sessions_ready` lets it go;
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
   flight ("written", the TCP ack), and reports the new statuses;
-* REFUSED updates the known devices (DEVICE_MISMATCH), schedules a retry or fails the entry.
+* REFUSED updates the known devices (DEVICE_MISMATCH), schedules a retry or fails the entry;
+  each refusal is a trace point ``refused:CODE`` (with the reason and the retry delay), and one
+  that is not a stale device set is reported (:class:`~tidings.client.events.SendRefused`), so a
+  message held back by a full queue or a rate limit is never a silent ``…``.
+
+Times: the scheduler runs on the monotonic clock (a step of the wall clock neither stalls nor
+hastens a retry); the store keeps retry times on the wall clock, so they survive a restart, and
+they come back clamped to at most :data:`~tidings.delivery.RETRY_CAP` from now.
 
 Events are reported only after the commit.
 """
@@ -19,25 +27,38 @@ Events are reported only after the commit.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 
-from ..delivery import OutboxEntry, OutboxScheduler, RetryPolicy, Status
+from ..delivery import (
+    RETRY_CAP,
+    ClockReading,
+    ContentKind,
+    OutboxEntry,
+    OutboxScheduler,
+    RetryPolicy,
+    Status,
+)
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
 from ..e2e import NoSessionError, SendingChainMissingError
 from ..errors import FrameError, StoreError
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
 from ..wire import ErrorCode, Frame, Refused, Send, Sent, Target
+from .clocks import Clocks
 from .connect import TcpAckWatcher
 from .crypto import DeviceCrypto
-from .events import ClientEvent, StatusChanged
+from .events import ClientEvent, SendRefused, StatusChanged, code_name
 from .store import ClientStore, CryptoWrites, OutboxItem, TracePoint
 
 log = logging.getLogger("tidings.client")
 
 #: Seconds before entries go again after the store failed to save their ciphertexts.
 STORE_RETRY = 1.0
+
+#: Content sent to another account without copies for this account's other devices.
+_NO_OWN_COPIES = frozenset({ContentKind.RECEIPT, ContentKind.RETRY_REQUEST})
 
 
 class Outbox:
@@ -47,7 +68,7 @@ class Outbox:
         store: the device's store.
         me: this device.
         emit: where events go (after their commit).
-        clock: wall clock.
+        clocks: the wall clock (trace, statuses) and the monotonic one (the scheduler).
         random: the jitter source of the retry backoff.
         session: the connection to send on, or ``None`` while no session is open.
         server_time: the server's clock as far as this client knows.
@@ -61,7 +82,7 @@ class Outbox:
         store: ClientStore,
         me: DeviceRef,
         emit: Callable[[ClientEvent], None],
-        clock: Callable[[], float],
+        clocks: Clocks,
         random: Callable[[], float],
         session: Callable[[], ChannelConnection | None],
         server_time: Callable[[], float],
@@ -74,21 +95,31 @@ class Outbox:
         self._fetching: set[str] = set()
         self.me = me
         self._emit = emit
-        self._clock = clock
+        self._clocks = clocks
+        self._clock = clocks.wall
+        self._mono = clocks.mono
         self._session = session
         self._server_time = server_time
         self.scheduler = OutboxScheduler(RetryPolicy(random))
         #: The known devices of each account (see :meth:`known_devices`).
         self.devices: dict[str, tuple[int, ...]] = {}
         self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
+        #: The relay wants own copies of every send (an older relay: see :meth:`_targets_of`).
+        self._own_copies_always = False
         self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
         self._timer: asyncio.TimerHandle | None = None
-        self._tcp = TcpAckWatcher(self._on_tcp_acked)
+        self._tcp = TcpAckWatcher(self._on_tcp_acked, clocks.wall)
         self._trace_buffer: dict[bytes, list[tuple[str, float, str | None]]] = {}
         self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
+        t = clocks.read()
         for item in store.pending():
-            self._items[item.message_id] = item
-            self.scheduler.add(item.entry())
+            self._add_entry(item, t)
+
+    def _add_entry(self, item: OutboxItem, t: ClockReading) -> None:
+        """Mirror a stored entry; its stored retry time (wall clock) becomes a monotonic one."""
+        self._items[item.message_id] = item
+        at = t.to_mono(item.next_attempt_at, 0.0, RETRY_CAP) if item.next_attempt_at else 0.0
+        self.scheduler.add(dataclasses.replace(item.entry(), next_attempt_at=at))
 
     def __len__(self) -> int:
         return len(self.scheduler)
@@ -102,6 +133,7 @@ class Outbox:
     def on_disconnect(self) -> None:
         """The session is gone: what was in flight goes again on the next one."""
         self.scheduler.on_disconnect()
+        self._own_copies_always = False  # the next connection may be to an upgraded relay
         self._fetching.clear()
         self._tcp.reset()
 
@@ -130,17 +162,16 @@ class Outbox:
 
     def add(self, item: OutboxItem) -> None:
         """Queue an entry already committed to the store, and pump."""
-        self._items[item.message_id] = item
-        self.scheduler.add(item.entry())
+        self._add_entry(item, self._clocks.read())
         self.pump()
 
     def add_queued(self, ids: Iterable[bytes]) -> None:
         """Queue the entries the store holds under ``ids``, and pump."""
+        t = self._clocks.read()
         for mid in ids:
             item = self.store.outbox_item(mid)
             if item is not None:
-                self._items[mid] = item
-                self.scheduler.add(item.entry())
+                self._add_entry(item, t)
         self.pump()
 
     def pump(self) -> None:
@@ -151,10 +182,10 @@ class Outbox:
         conn = self._session()
         if conn is None:
             return
-        now = self._clock()
-        entries = self.scheduler.handle_timer(now)
+        t = self._clocks.read()
+        entries = self.scheduler.handle_timer(t.mono)
         if entries:
-            frames, ids, notes = self._build(entries, now)
+            frames, ids, notes = self._build(entries, t)
             conn.send_frames(frames)
             conn.flush()  # write now: the trace's "written" and the TCP-ack target need it
             written = self._clock()
@@ -165,16 +196,16 @@ class Outbox:
                 self.on_sent(Sent(mid, self._server_time()))
         deadline = self.scheduler.next_deadline()
         if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
+            delay = max(0.0, deadline - self._mono())
             self._timer = asyncio.get_running_loop().call_later(delay, self.pump)
 
     def _fail_locally(self, message_id: bytes, code: int, reason: str) -> None:
-        now = self._clock()
+        now = self._mono()
         self.scheduler.on_refused(message_id, int(ErrorCode.INVALID_FIELD), reason, 0.0, now)
         self._report_failed(message_id, code, reason)
 
     def _build(
-        self, entries: list[OutboxEntry], now: float
+        self, entries: list[OutboxEntry], t: ClockReading
     ) -> tuple[list[Frame], list[bytes], list[bytes]]:
         """The SEND frames for released entries (their ciphertexts saved first), their ids,
         and the ids of notes to self that need no relay. Entries that need sessions are held
@@ -182,7 +213,7 @@ class Outbox:
         frames: list[Frame] = []
         ids: list[bytes] = []
         held: set[str] = set()
-        writes = CryptoWrites(now)
+        writes = CryptoWrites(t.wall)
         sealed: list[tuple[bytes, DeviceRef, bytes]] = []
         notes: list[bytes] = []
         for e in entries:
@@ -228,14 +259,24 @@ class Outbox:
                 log.exception("! could not save ciphertexts; retrying shortly")
                 self.crypto.reload()
                 for mid in ids:
-                    self.scheduler.hold(mid, now + STORE_RETRY)
+                    self.scheduler.hold(mid, t.mono + STORE_RETRY)
                 frames, ids = [], []
         return frames, ids, notes
 
     def _targets_of(self, item: OutboxItem) -> list[DeviceRef]:
+        """Every device of the recipient, and, for content the own devices use (messages and
+        resends: sent-message sync), every other device of this account. Receipts and retry
+        requests go to the other account only (the relay takes a copy for every own device or
+        for none): the own devices have no use for them, and an offline one would fill its
+        queue with them until it blocked every send of the account.
+
+        A relay older than that rule refuses such a send with DEVICE_MISMATCH naming own
+        devices as missing (the newer one never does); from then on, for the rest of the
+        connection, every send carries own copies again."""
         own = self.me.account
         targets = [DeviceRef(item.recipient, d) for d in self.known_devices(item.recipient)]
-        if item.recipient != own:
+        copies = item.kind not in _NO_OWN_COPIES or self._own_copies_always
+        if item.recipient != own and copies:
             targets += [DeviceRef(own, d) for d in self.known_devices(own)]
         return [t for t in targets if t != self.me]
 
@@ -255,9 +296,12 @@ class Outbox:
     def _report_failed(self, message_id: bytes, code: int, reason: str) -> None:
         """The entry left the scheduler for good: record and report the failure."""
         now = self._clock()
-        self._items.pop(message_id, None)
+        item = self._items.pop(message_id, None)
         self._drained.set()
+        self._flush_trace(message_id)
         self.store.mark_failed(message_id, code, reason, now)
+        if item is not None:
+            self._emit(SendRefused(message_id, item.recipient, item.kind, code, reason, now, None))
         self._emit(StatusChanged(message_id, None, Status.FAILED, Status.FAILED, now))
 
     def sessions_ready(self, lane: str, not_before: float = 0.0) -> None:
@@ -288,20 +332,42 @@ class Outbox:
         self.pump()
 
     def on_refused(self, frame: Refused) -> None:
-        """The relay refused an entry."""
-        now = self._clock()
-        action = self.scheduler.on_refused(
-            frame.message_id, frame.code, frame.reason, frame.retry_after, now
-        )
-        self._targets.pop(frame.message_id, None)
+        """The relay refused an entry: trace it, then refresh, retry later or fail it."""
+        t = self._clocks.read()
+        mid = frame.message_id
+        action = self.scheduler.on_refused(mid, frame.code, frame.reason, frame.retry_after, t.mono)
+        self._targets.pop(mid, None)
+        point = f"{TracePoint.REFUSED}:{code_name(frame.code)}"
         if isinstance(action, RefreshDevices):
+            self._note_old_relay(frame)
             self._apply_device_diff(frame)
             self.scheduler.devices_refreshed(action.lane)
+            detail = f"missing={_refs(frame.missing)} stale={_refs(frame.stale)}"
+            self._flush_trace(mid, (point, t.wall, detail))
         elif isinstance(action, RetryAt):
-            self.store.set_attempt(frame.message_id, action.attempts, action.at)
+            retry_at = t.to_wall(action.at)
+            detail = f"{frame.reason}; retry in {action.at - t.mono:.1f} s"
+            self._trace_later(mid, point, t.wall, detail)
+            self.store.set_attempt(mid, action.attempts, retry_at, self._trace_buffer.pop(mid))
+            item = self._items.get(mid)
+            if item is not None:
+                self._emit(
+                    SendRefused(
+                        mid, item.recipient, item.kind, frame.code, frame.reason, t.wall, retry_at
+                    )
+                )
         elif isinstance(action, Failed):
-            self._report_failed(frame.message_id, frame.code, frame.reason)
+            self._report_failed(mid, frame.code, frame.reason)
         self.pump()
+
+    def _note_old_relay(self, frame: Refused) -> None:
+        """A send without own copies refused for missing own devices: an older relay."""
+        item = self._items.get(frame.message_id)
+        if item is None or item.kind not in _NO_OWN_COPIES or self._own_copies_always:
+            return
+        if any(account == self.me.account for account, _ in frame.missing):
+            log.info("= this relay wants own copies of receipts too")
+            self._own_copies_always = True
 
     def known_devices(self, account: str) -> tuple[int, ...]:
         """The devices of ``account`` as far as this client knows. Unknown accounts are
@@ -328,8 +394,8 @@ class Outbox:
     def _trace_later(self, mid: bytes, point: str, at: float, detail: str | None = None) -> None:
         self._trace_buffer.setdefault(mid, []).append((point, at, detail))
 
-    def _flush_trace(self, mid: bytes) -> None:
-        points = self._trace_buffer.pop(mid, None)
+    def _flush_trace(self, mid: bytes, *more: tuple[str, float, str | None]) -> None:
+        points = self._trace_buffer.pop(mid, []) + list(more)
         if points:
             self.store.add_traces(mid, points)
 
@@ -339,3 +405,7 @@ class Outbox:
                 self._trace_later(mid, TracePoint.TCP_ACKED, at)
             else:  # ✓ came first: the trace is already committed
                 self.store.add_traces(mid, [(TracePoint.TCP_ACKED, at, None)])
+
+
+def _refs(refs: Iterable[tuple[str, int]]) -> str:
+    return ",".join(f"{a}.{d}" for a, d in refs) or "-"

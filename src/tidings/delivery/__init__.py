@@ -7,8 +7,10 @@ are arguments. Modules:
 * :mod:`.status` — per-device statuses, the transition rule, the per-message roll-up.
 * :mod:`.ordering` — per-sender-device counter order with gap detection (G4).
 * :mod:`.outbox` — which outbox entries to send when, and what each answer means (G2, G7).
+* :mod:`.clocks` — the monotonic clock for delays, the wall clock for people, and conversions.
 """
 
+from .clocks import ClockReading
 from .content import (
     CONTENT_VERSION,
     MAX_BODY,
@@ -28,6 +30,7 @@ from .content import (
     parse_content,
 )
 from .ordering import (
+    MAX_EXPIRED_NOTICES,
     MAX_HELD_PER_SENDER,
     MAX_MISSING_RANGES,
     ORDER_HOLD_SECONDS,
@@ -36,6 +39,8 @@ from .ordering import (
     GapSkipped,
     OrderEvent,
     Reorderer,
+    SenderDevice,
+    SkipReason,
     StreamKey,
     StreamState,
     Surfaced,
@@ -64,6 +69,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_CONTENT",
     "MAX_CONVERSATION",
+    "MAX_EXPIRED_NOTICES",
     "MAX_HELD_PER_SENDER",
     "MAX_MISSING_RANGES",
     "MAX_RECEIPT_IDS",
@@ -72,6 +78,7 @@ __all__ = [
     "REFUSALS",
     "RETRY_BASE",
     "RETRY_CAP",
+    "ClockReading",
     "Content",
     "ContentError",
     "ContentKind",
@@ -94,6 +101,8 @@ __all__ = [
     "RetryAt",
     "RetryPolicy",
     "RetryRequest",
+    "SenderDevice",
+    "SkipReason",
     "Status",
     "StreamKey",
     "StreamState",

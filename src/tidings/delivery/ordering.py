@@ -10,13 +10,17 @@ Invariants:
   increasing counter order, except *late* ones (``Surfaced.late``), which arrived after the
   reorderer had given up waiting for them.
 * A gap is never skipped silently: :class:`GapDetected` when it appears, :class:`GapSkipped`
-  when the reorderer stops waiting (after ``hold_seconds``, or when too many are held).
+  when the reorderer stops waiting (after ``hold_seconds``, when too many are held, or when the
+  relay said the missing messages expired before this device fetched them), with the reason.
+* An expiry notice (:meth:`Reorderer.expired`) never drops a message: a counter it declared
+  expired that arrives after all is surfaced as late, like one from any skipped gap.
 * Memory per stream is bounded: at most ``max_held`` held messages and
   :data:`MAX_MISSING_RANGES` remembered gaps.
 
-Durability: the reorderer's state minus the held items (:class:`StreamState`, small) is what the
-client persists, in the same transaction as the message that changed it (see
-:meth:`Reorderer.changed_states`). Held messages are already in the client's store, marked not
+Durability: the reorderer's state minus the held items (:class:`StreamState`, small, and the
+unmatched expiry notices per sender device) is what the client persists, in the same transaction
+as the message that changed it (see :meth:`Reorderer.changed_states` and
+:meth:`Reorderer.changed_notices`). Held messages are already in the client's store, marked not
 surfaced; after a restart, restore the states and feed the held messages again with
 :meth:`Reorderer.receive`, each with the time it was first received as ``now``.
 """
@@ -25,12 +29,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ..errors import LocalProtocolError
-from ..wire import ErrorCode
+from ._streams import (
+    Duplicate,
+    GapDetected,
+    GapSkipped,
+    OrderEvent,
+    SenderDevice,
+    SkipReason,
+    StreamKey,
+    StreamState,
+    Surfaced,
+    _invalid,
+)
 
 __all__ = [
+    "MAX_EXPIRED_NOTICES",
     "MAX_HELD_PER_SENDER",
     "MAX_MISSING_RANGES",
     "ORDER_HOLD_SECONDS",
@@ -39,6 +54,8 @@ __all__ = [
     "GapSkipped",
     "OrderEvent",
     "Reorderer",
+    "SenderDevice",
+    "SkipReason",
     "StreamKey",
     "StreamState",
     "Surfaced",
@@ -62,115 +79,12 @@ MAX_HELD_PER_SENDER = 1000
 #: message-id dedup has already ruled out a duplicate), never dropped.
 MAX_MISSING_RANGES = 256
 
+#: Most unmatched expiry notices remembered per sender device. Each one declares one missing
+#: counter expired, so more than the messages that can be held behind gaps is pointless; the
+#: bound keeps a flood of notices from growing memory.
+MAX_EXPIRED_NOTICES = MAX_HELD_PER_SENDER
+
 _SNAPSHOT_VERSION = 1
-
-
-def _invalid(reason: str) -> LocalProtocolError:
-    return LocalProtocolError(ErrorCode.INVALID_FIELD, reason)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class StreamKey:
-    """One sender device in one conversation."""
-
-    conversation: str
-    sender_account: str
-    sender_device: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    """The durable state of one stream (held messages excluded: they live in the store).
-
-    Attributes:
-        key: the stream.
-        expected: the next counter to surface in order.
-        missing: skipped counters never surfaced, as ascending inclusive ``(first, last)``
-            ranges, all below ``expected``.
-        horizon: counters below it that are not in ``missing`` may have been forgotten (see
-            :data:`MAX_MISSING_RANGES`); at and above it, they were surfaced.
-    """
-
-    key: StreamKey
-    expected: int = 1
-    missing: tuple[tuple[int, int], ...] = ()
-    horizon: int = 1
-
-    def __post_init__(self) -> None:
-        if type(self.expected) is not int or self.expected < 1:
-            raise _invalid("expected must be an integer >= 1")
-        if type(self.horizon) is not int or not 1 <= self.horizon <= self.expected:
-            raise _invalid("horizon must be an integer in 1..expected")
-        low = 0
-        for first, last in self.missing:
-            if not low < first <= last < self.expected:
-                raise _invalid("missing ranges must ascend, apart, below expected")
-            low = last + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-compatible form (see :meth:`from_dict`)."""
-        k = self.key
-        return {
-            "conversation": k.conversation,
-            "sender_account": k.sender_account,
-            "sender_device": k.sender_device,
-            "expected": self.expected,
-            "missing": [list(r) for r in self.missing],
-            "horizon": self.horizon,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StreamState:
-        """Rebuild from :meth:`to_dict`.
-
-        Raises:
-            LocalProtocolError: the data is not a valid state.
-        """
-        try:
-            key = StreamKey(data["conversation"], data["sender_account"], data["sender_device"])
-            missing = tuple((int(a), int(b)) for a, b in data["missing"])
-            return cls(key, data["expected"], missing, data["horizon"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _invalid("not a stream state") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Surfaced(Generic[T]):
-    """Show ``item`` now. ``late``: it arrived after its gap was skipped, out of order."""
-
-    key: StreamKey
-    counter: int
-    item: T
-    late: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class GapDetected:
-    """Counters ``missing`` of ``key`` have not arrived; later ones are held meanwhile."""
-
-    key: StreamKey
-    missing: range
-
-
-@dataclass(frozen=True, slots=True)
-class GapSkipped:
-    """The reorderer stopped waiting for counters ``missing``; what was held behind them
-    follows. If they arrive later, they are surfaced as late."""
-
-    key: StreamKey
-    missing: range
-
-
-@dataclass(frozen=True, slots=True)
-class Duplicate(Generic[T]):
-    """A counter already surfaced or already held; ``item`` was dropped."""
-
-    key: StreamKey
-    counter: int
-    item: T
-
-
-OrderEvent: TypeAlias = Surfaced[T] | GapDetected | GapSkipped | Duplicate[T]
 
 
 @dataclass(slots=True)
@@ -198,6 +112,9 @@ class _Stream(Generic[T]):
         return False
 
     def add_missing(self, first: int, last: int) -> None:
+        """Remember ``first..last`` as skipped (``first`` is ``expected``: above every range)."""
+        if self.missing and self.missing[-1][1] + 1 == first:  # adjacent: one range
+            first = self.missing.pop()[0]
         self.missing.append((first, last))
         self._bound_missing()
 
@@ -218,6 +135,7 @@ class Reorderer(Generic[T]):
         hold_seconds: how long a gap may stay open before it is skipped.
         max_held: most messages held per stream.
         states: streams to restore (see :meth:`restore`).
+        notices: unmatched expiry notices to restore, per sender device (see :meth:`expired`).
         join_midstream: a stream seen for the first time starts at the counter of its first
             message instead of 1. For a device linked to an account after its conversations
             began: it was never sent the earlier messages, so they are not a gap.
@@ -229,6 +147,7 @@ class Reorderer(Generic[T]):
         max_held: int = MAX_HELD_PER_SENDER,
         states: Iterable[StreamState] = (),
         join_midstream: bool = False,
+        notices: Mapping[SenderDevice, int] | None = None,
     ) -> None:
         if not hold_seconds >= 0 or max_held < 1:
             raise _invalid("hold_seconds must be >= 0 and max_held >= 1")
@@ -237,6 +156,8 @@ class Reorderer(Generic[T]):
         self.join_midstream = join_midstream
         self._streams: dict[StreamKey, _Stream[T]] = {}
         self._changed: set[StreamKey] = set()
+        self._notices = {k: min(n, MAX_EXPIRED_NOTICES) for k, n in (notices or {}).items() if n}
+        self._changed_notices: set[SenderDevice] = set()
         for s in states:
             self._streams[s.key] = _Stream(s.key, s.expected, list(s.missing), s.horizon)
 
@@ -247,7 +168,8 @@ class Reorderer(Generic[T]):
             The events, in order: ``Surfaced`` for it and every held successor it unblocks; or
             ``GapDetected`` (if it opens a new gap) and it is held; or ``Surfaced(late=True)``
             for a counter whose gap was skipped; or ``Duplicate``. Holding one message too many
-            skips the first gap at once (``GapSkipped`` then ``Surfaced`` events).
+            skips the first gap at once (``GapSkipped`` then ``Surfaced`` events); so does an
+            unmatched expiry notice of the sender device (see :meth:`expired`).
 
         Raises:
             LocalProtocolError: ``counter`` is not a positive integer.
@@ -263,7 +185,12 @@ class Reorderer(Generic[T]):
         if counter in s.held:
             return [Duplicate(key, counter, item)]
         self._changed.add(key)
+        sender = (key.sender_account, key.sender_device)
         if counter == s.expected:
+            # In order: the expired message of an unmatched notice was not this stream's next
+            # one, so the notice is stale (its gap was skipped before it came, or a device
+            # linked later never had that message). Forget it rather than skip a wrong gap.
+            self._set_notices(sender, 0)
             s.expected += 1
             return [Surfaced(key, counter, item), *self._release_run(s)]
         top = max(s.held, default=s.expected - 1)
@@ -271,9 +198,42 @@ class Reorderer(Generic[T]):
         if counter > top + 1:
             events.append(GapDetected(key, range(top + 1, counter)))
         s.held[counter] = (item, now)
+        events += self._apply_notices(sender)
         while len(s.held) > self.max_held:
-            events += self._skip_gap(s)
+            events += self._skip_gap(s, SkipReason.OVERFLOW)
         return events
+
+    def expired(self, sender_account: str, sender_device: int) -> list[OrderEvent[T]]:
+        """The relay's notice that a message of this sender device expired before this device
+        fetched it (DELIVER kind 2). Call it only for a message this device does not hold: a
+        notice for a message that arrived must skip nothing.
+
+        The notice names the message id, not its counter (that is inside the ciphertext). The
+        relay queues it after every item that was queued before the expiry, so the message is
+        missing here: the earliest missing counter of the sender device is declared expired, in
+        the stream that has waited longest. With no gap open yet (nothing later has arrived),
+        the notice is kept for the sender device's next gap, and forgotten at its next in-order
+        message. Counters are per conversation, notices per device: for a device of another
+        account there is one conversation; for another device of this account (sent-message
+        copies) notices count for any of its conversations.
+
+        Returns:
+            ``GapSkipped(reason=EXPIRED)`` and the ``Surfaced`` messages it released; or nothing
+            (the notice is kept).
+        """
+        sender = (sender_account, sender_device)
+        self._set_notices(sender, min(self._notices.get(sender, 0) + 1, MAX_EXPIRED_NOTICES))
+        return self._apply_notices(sender)
+
+    def notices(self) -> dict[SenderDevice, int]:
+        """The unmatched expiry notices per sender device."""
+        return dict(self._notices)
+
+    def changed_notices(self) -> dict[SenderDevice, int]:
+        """The unmatched notice counts changed since the last call (0: none left), to persist
+        with :meth:`changed_states`; forgets them."""
+        changed, self._changed_notices = self._changed_notices, set()
+        return {k: self._notices.get(k, 0) for k in sorted(changed)}
 
     def handle_timer(self, now: float) -> list[OrderEvent[T]]:
         """Skip every gap that has been open for ``hold_seconds`` or more.
@@ -285,7 +245,7 @@ class Reorderer(Generic[T]):
         events: list[OrderEvent[T]] = []
         for s in self._streams.values():
             while s.held and s.first_arrival() + self.hold_seconds <= now:
-                events += self._skip_gap(s)
+                events += self._skip_gap(s, SkipReason.TIMEOUT)
         return events
 
     def next_deadline(self) -> float | None:
@@ -309,9 +269,11 @@ class Reorderer(Generic[T]):
         return [self._streams[k].state() for k in sorted(changed)]
 
     def snapshot(self) -> dict[str, Any]:
-        """The durable state of every stream, JSON-compatible (held messages excluded)."""
+        """The durable state of every stream and the unmatched notices, JSON-compatible (held
+        messages excluded)."""
         streams = [s.state().to_dict() for s in self._streams.values()]
-        return {"version": _SNAPSHOT_VERSION, "streams": streams}
+        notices = [[a, d, n] for (a, d), n in sorted(self._notices.items())]
+        return {"version": _SNAPSHOT_VERSION, "streams": streams, "expired": notices}
 
     @classmethod
     def restore(
@@ -329,7 +291,11 @@ class Reorderer(Generic[T]):
         if snapshot.get("version") != _SNAPSHOT_VERSION or type(streams) is not list:
             raise _invalid("not a reorderer snapshot")
         states = [StreamState.from_dict(d) for d in streams]
-        return cls(hold_seconds, max_held, states)
+        try:
+            notices = {(str(a), int(d)): int(n) for a, d, n in snapshot.get("expired", [])}
+        except (TypeError, ValueError) as exc:
+            raise _invalid("not a reorderer snapshot") from exc
+        return cls(hold_seconds, max_held, states, notices=notices)
 
     # ------------------------------------------------------------ internals
 
@@ -347,10 +313,40 @@ class Reorderer(Generic[T]):
             s.expected += 1
         return events
 
-    def _skip_gap(self, s: _Stream[T]) -> list[OrderEvent[T]]:
-        first_held = min(s.held)
-        s.add_missing(s.expected, first_held - 1)
-        skipped = GapSkipped(s.key, range(s.expected, first_held))
-        s.expected = first_held
+    def _skip_gap(self, s: _Stream[T], reason: SkipReason) -> list[OrderEvent[T]]:
+        return self._skip(s, min(s.held) - s.expected, reason)
+
+    def _skip(self, s: _Stream[T], count: int, reason: SkipReason) -> list[OrderEvent[T]]:
+        """Stop waiting for the ``count`` counters from ``expected`` (all missing)."""
+        first = s.expected
+        s.add_missing(first, first + count - 1)
+        s.expected = first + count
         self._changed.add(s.key)
-        return [skipped, *self._release_run(s)]
+        return [GapSkipped(s.key, range(first, first + count), reason), *self._release_run(s)]
+
+    def _set_notices(self, sender: SenderDevice, count: int) -> None:
+        if self._notices.get(sender, 0) != count:
+            self._changed_notices.add(sender)
+            if count:
+                self._notices[sender] = count
+            else:
+                del self._notices[sender]
+
+    def _apply_notices(self, sender: SenderDevice) -> list[OrderEvent[T]]:
+        """Declare the earliest missing counters of ``sender`` expired, one per notice."""
+        left = self._notices.get(sender, 0)
+        events: list[OrderEvent[T]] = []
+        while left:
+            waiting = [
+                s
+                for s in self._streams.values()
+                if s.held and (s.key.sender_account, s.key.sender_device) == sender
+            ]
+            if not waiting:
+                break
+            s = min(waiting, key=lambda w: (w.first_arrival(), w.key))
+            take = min(left, min(s.held) - s.expected)
+            events += self._skip(s, take, SkipReason.EXPIRED)
+            left -= take
+        self._set_notices(sender, left)
+        return events

@@ -2,7 +2,9 @@
 
 The durable outbox lives in the client's store; :class:`OutboxScheduler` is its in-memory mirror
 and decides. It is sans-I/O: ``now`` is an argument and randomness comes from the injected
-:class:`RetryPolicy`.
+:class:`RetryPolicy`. Every time here (``now``, ``next_attempt_at``, ``RetryAt.at``) is on a
+monotonic clock, so a step of the wall clock neither stalls nor hastens a retry; convert with
+:class:`~tidings.delivery.clocks.ClockReading` to show or store one.
 
 Invariants:
 
@@ -109,12 +111,14 @@ class Refusal(enum.Enum):
     PERMANENT = "permanent"  #: will never succeed: report the failure, drop the entry
 
 
-#: The refusal table. A code not in it (INTERNAL, SHUTTING_DOWN, a code newer than this client)
-#: is retried later: keeping a message is always safe, dropping it is not (G2).
+#: The refusal table. A code not in it (SHUTTING_DOWN, a code newer than this client) is retried
+#: later: keeping a message is always safe, dropping it is not (G2).
 REFUSALS: dict[int, Refusal] = {
     ErrorCode.DEVICE_MISMATCH: Refusal.REFRESH_DEVICES,
     ErrorCode.RATE_LIMITED: Refusal.RETRY_LATER,
     ErrorCode.QUEUE_FULL: Refusal.RETRY_LATER,
+    ErrorCode.STORE_UNAVAILABLE: Refusal.RETRY_LATER,
+    ErrorCode.INTERNAL: Refusal.RETRY_LATER,
     ErrorCode.NO_SUCH_ACCOUNT: Refusal.PERMANENT,
     ErrorCode.PAYLOAD_TOO_LARGE: Refusal.PERMANENT,
     ErrorCode.INVALID_FIELD: Refusal.PERMANENT,

@@ -171,5 +171,16 @@ CREATE TABLE e2e_base_keys (
 ) WITHOUT ROWID;
 """
 
+_V3 = """
+-- Expiry notices (DELIVER kind 2: a message of this sender device expired before this device
+-- fetched it) not yet matched to a missing counter (delivery.ordering.Reorderer.expired).
+CREATE TABLE expired_notices (
+    sender_account TEXT    NOT NULL,
+    sender_device  INTEGER NOT NULL,
+    count          INTEGER NOT NULL CHECK (count > 0),
+    PRIMARY KEY (sender_account, sender_device)
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)

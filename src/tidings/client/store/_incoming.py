@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from tidings.delivery import Message, Receipt, ReceiptKind, Status, StreamKey, StreamState
+from tidings.delivery import (
+    Message,
+    Receipt,
+    ReceiptKind,
+    SenderDevice,
+    Status,
+    StreamKey,
+    StreamState,
+)
 from tidings.store.base import DeviceRef
 
 from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row
@@ -48,10 +56,12 @@ class Incoming(Database):
         streams: Iterable[StreamState] = (),
         surfaced: Sequence[MessageKey] = (),
         recipient: str | None = None,
+        notices: Mapping[SenderDevice, int] | None = None,
     ) -> bool:
         """Store a received message. ONE transaction: the message (held: not shown), the cursor
         (``seq``), its delivered ``receipt`` (exempt from :data:`MAX_OUTBOX`), the ordering
-        ``streams`` and the ``surfaced`` messages, shown in that order (may include this one).
+        ``streams`` and ``notices`` and the ``surfaced`` messages, shown in that order (may
+        include this one).
 
         Check :meth:`has_message` before feeding the reorderer, so a duplicate never reaches it.
 
@@ -80,7 +90,7 @@ class Incoming(Database):
                 return False
             if receipt is not None:
                 self._insert_outbox(db, receipt)
-            self._save_streams(db, streams)
+            self._save_streams(db, streams, notices)
             self._show(db, surfaced)
             return True
 
@@ -131,6 +141,24 @@ class Incoming(Database):
             self._trace(db, message_id, TracePoint.EXPIRED.at(device), at, None)
             return True
 
+    def commit_expired_unfetched(
+        self,
+        seq: int,
+        streams: Iterable[StreamState],
+        surfaced: Sequence[MessageKey],
+        notices: Mapping[SenderDevice, int],
+    ) -> bool:
+        """Apply the relay's notice that a message for this device expired before it was fetched
+        (DELIVER kind 2). ONE transaction with the cursor (``seq``): the ordering ``streams`` and
+        ``notices`` it changed and the held messages it ``surfaced``, shown in that order.
+        False (nothing changes) if ``seq`` is not above the cursor."""
+        with self._tx() as db:
+            if not self._move_cursor(db, seq):
+                return False
+            self._save_streams(db, streams, notices)
+            self._show(db, surfaced)
+            return True
+
     def commit_control(self, seq: int, requests: Sequence[OutboxRequest]) -> bool:
         """Move the cursor past an item and queue what it calls for (a retry request, resends;
         exempt from :data:`MAX_OUTBOX`, as receipts). One transaction. False (nothing
@@ -149,17 +177,24 @@ class Incoming(Database):
             return self._move_cursor(db, seq)
 
     def mark_surfaced(
-        self, surfaced: Sequence[MessageKey], streams: Iterable[StreamState] = ()
+        self,
+        surfaced: Sequence[MessageKey],
+        streams: Iterable[StreamState] = (),
+        notices: Mapping[SenderDevice, int] | None = None,
     ) -> None:
         """Show held messages, in this order, and save the ordering state. One transaction."""
         with self._tx() as db:
-            self._save_streams(db, streams)
+            self._save_streams(db, streams, notices)
             self._show(db, surfaced)
 
     def unsurfaced(self) -> list[StoredMessage]:
         """Messages held for ordering, in the order they were received (to feed again)."""
         sql = f"SELECT {MSG_COLS} FROM messages WHERE shown IS NULL ORDER BY id"
         return [message_from_row(r) for r in self._read(sql)]
+
+    def expired_notices(self) -> dict[SenderDevice, int]:
+        """The saved unmatched expiry notices per sender device."""
+        return {(a, d): n for a, d, n in self._read("SELECT * FROM expired_notices")}
 
     def reorder_states(self) -> list[StreamState]:
         """The saved ordering state of every stream."""
@@ -196,7 +231,23 @@ class Incoming(Database):
     def _move_cursor(self, db: sqlite3.Connection, seq: int) -> bool:
         return bool(db.execute("UPDATE cursor SET seq = ? WHERE seq < ?", (seq, seq)).rowcount)
 
-    def _save_streams(self, db: sqlite3.Connection, streams: Iterable[StreamState]) -> None:
+    def _save_streams(
+        self,
+        db: sqlite3.Connection,
+        streams: Iterable[StreamState],
+        notices: Mapping[SenderDevice, int] | None = None,
+    ) -> None:
+        for (account, device), count in (notices or {}).items():
+            if count:
+                db.execute(
+                    "INSERT OR REPLACE INTO expired_notices VALUES (?, ?, ?)",
+                    (account, device, count),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM expired_notices WHERE sender_account = ? AND sender_device = ?",
+                    (account, device),
+                )
         for s in streams:
             k = s.key
             db.execute(

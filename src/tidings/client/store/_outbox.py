@@ -7,7 +7,7 @@ counter in the same transaction, so a crash neither reuses nor skips one (G4).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tidings.delivery import ContentKind, Message, Status
 from tidings.errors import StoreError
@@ -100,14 +100,30 @@ class Outbox(Database):
         rows = self._read("SELECT last FROM send_counters WHERE conversation = ?", conversation)
         return rows[0][0] + 1 if rows else 1
 
-    def set_attempt(self, message_id: bytes, attempts: int, next_attempt_at: float) -> bool:
-        """Record an entry's attempts and retry time. One transaction. False if not queued."""
+    def set_attempt(
+        self,
+        message_id: bytes,
+        attempts: int,
+        next_attempt_at: float,
+        trace: Sequence[tuple[str, float, str | None]] = (),
+    ) -> bool:
+        """Record an entry's attempts and retry time (wall clock), and the ``trace`` points
+        ``(point, at, detail)`` of the refusal that made it wait. One transaction. False (and
+        nothing is recorded) if not queued.
+
+        Raises:
+            IntegrityError: a ``point`` is not a point name.
+        """
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE message_id = ?",
                 (attempts, next_attempt_at, message_id),
             )
-            return cur.rowcount > 0
+            if not cur.rowcount:
+                return False
+            for point, at, detail in trace:
+                self._trace(db, message_id, point, at, detail)
+            return True
 
     def mark_sent(
         self, message_id: bytes, stored_at: float, at: float, devices: Iterable[DeviceRef] = ()

@@ -23,7 +23,9 @@ from .records import SCHEMA_VERSION, Direction, OutboxItem, OutboxRequest, Store
 if TYPE_CHECKING:
     from ._crypto import CryptoWrites
 
-_POINT = re.compile(r"[a-z_]{1,32}(:[a-z0-9_-]{1,32}\.[0-9]{1,19})?")
+#: A trace point name: ``name``, ``name:account.N`` (per device) or ``name:CODE`` (an error code
+#: name, e.g. ``refused:QUEUE_FULL``).
+_POINT = re.compile(r"[a-z_]{1,32}(:([a-z0-9_-]{1,32}\.[0-9]{1,19}|[A-Z][A-Z0-9_]{0,31}))?")
 
 #: The ``messages`` columns in :class:`StoredMessage` order (see :func:`message_from_row`).
 MSG_COLS = (

@@ -55,7 +55,12 @@ class Direction(enum.IntEnum):
 
 
 class TracePoint(enum.StrEnum):
-    """Confirmation points of the trace (DESIGN §5). Per-device points are ``"point:acct.N"``."""
+    """Confirmation points of the trace (DESIGN §5). Per-device points are ``"point:acct.N"``.
+
+    A refusal the outbox retries (or a stale device set it fixes) is ``"refused:CODE"``, e.g.
+    ``"refused:QUEUE_FULL"`` with the reason and the retry delay as detail; plain ``"refused"``
+    is the refusal for good (status FAILED).
+    """
 
     COMPOSED = "composed"  #: committed to the outbox
     WRITTEN = "written"  #: written to the socket
@@ -64,7 +69,7 @@ class TracePoint(enum.StrEnum):
     DELIVERED = "delivered"  #: ✓✓ at a device (per device)
     READ = "read"  #: displayed at a device (per device)
     EXPIRED = "expired"  #: ✗ expired unfetched at a device (per device)
-    REFUSED = "refused"  #: the server refused it permanently
+    REFUSED = "refused"  #: the server refused it permanently (``refused:CODE``: for now)
 
     def at(self, device: DeviceRef) -> str:
         """The per-device form of this point, e.g. ``"delivered:bob.2"``."""

@@ -1,0 +1,90 @@
+"""What ``tidings listen`` and ``tidings trace`` print for refusals and skipped gaps (in process:
+the printing functions, fed events and a store; test_cli.py runs the real commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tidings.cli.client_cmds import _show_event, _ts, cmd_trace
+from tidings.client import GapSkipped, SendRefused
+from tidings.client.connect import DB_NAME
+from tidings.client.store import ClientStore, Identity
+from tidings.delivery import ContentKind, SkipReason
+from tidings.store import DeviceRef
+
+MID = bytes.fromhex("3fa2c1d0e9b8a7f6e5d4c3b2a1908f7e")
+AT = time.mktime((2030, 1, 2, 12, 0, 0, 0, 0, -1))
+REASON = "queue of bob.2 is full (10000 items)"
+
+
+def args(json_output: bool = False, **more: object) -> argparse.Namespace:
+    return argparse.Namespace(json=json_output, **more)
+
+
+def test_listen_prints_a_refusal_that_will_be_retried(capsys: pytest.CaptureFixture[str]) -> None:
+    event = SendRefused(MID, "bob", ContentKind.MESSAGE, 10, REASON, AT, AT + 5.0)
+    _show_event(args(), event)
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        f"[{_ts(AT)}] …  3fa2c1d0e9b8… to bob refused by the relay: QUEUE_FULL ({REASON}); "
+        f"retry at {_ts(AT + 5.0)}"
+    )
+    _show_event(args(json_output=True), event)
+    assert json.loads(capsys.readouterr().out) == {
+        "event": "refused",
+        "message_id": MID.hex(),
+        "recipient": "bob",
+        "kind": "message",
+        "code": 10,
+        "code_name": "QUEUE_FULL",
+        "reason": REASON,
+        "at": AT,
+        "retry_at": AT + 5.0,
+        "final": False,
+    }
+
+
+def test_listen_prints_a_final_refusal_and_what_it_was(capsys: pytest.CaptureFixture[str]) -> None:
+    event = SendRefused(MID, "bob", ContentKind.RECEIPT, 999, "new code", AT, None)
+    _show_event(args(), event)
+    assert capsys.readouterr().out.strip() == (
+        f"[{_ts(AT)}] !  3fa2c1d0e9b8… to bob (receipt) refused by the relay: CODE_999 "
+        "(new code); failed for good"
+    )
+
+
+def test_listen_says_why_a_gap_was_skipped(capsys: pytest.CaptureFixture[str]) -> None:
+    event = GapSkipped("alice:bob", DeviceRef("alice", 1), range(4, 6), SkipReason.EXPIRED)
+    _show_event(args(), event)
+    assert capsys.readouterr().out.strip() == (
+        "! gap-skipped: alice.1 messages 4..5 missing in alice:bob "
+        "(they expired on the relay before this device fetched them)"
+    )
+    _show_event(args(json_output=True), event)
+    assert json.loads(capsys.readouterr().out)["reason"] == "expired"
+
+
+def test_trace_shows_the_refusals_of_a_waiting_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ClientStore(tmp_path / DB_NAME) as store:
+        store.save_identity(Identity(bytes(32), "alice", 1, "laptop", "ws://127.0.0.1:1/v1"))
+        store.compose(MID, "bob", "alice:bob", b"hi", AT)
+        detail = f"{REASON}; retry in 5.0 s"
+        store.set_attempt(MID, 1, AT + 5.1, [("written", AT + 0.05, None)])
+        store.add_trace(MID, "refused:QUEUE_FULL", AT + 0.1, detail)
+    assert cmd_trace(args(message_id=MID.hex(), home=str(tmp_path))) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        f"message {MID.hex()}  status … pending  "
+        "(still in the outbox: last refused QUEUE_FULL, retrying)"
+    )
+    assert out[-2].endswith(f"refused:QUEUE_FULL  ({detail})")
+    assert cmd_trace(args(True, message_id=MID.hex(), home=str(tmp_path))) == 0
+    points = json.loads(capsys.readouterr().out)["points"]
+    assert points[-1] == {"point": "refused:QUEUE_FULL", "at": AT + 0.1, "detail": detail}
