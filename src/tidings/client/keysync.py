@@ -117,7 +117,7 @@ class KeySync:
                     # A lookup budget is spent (RATE_LIMITED): hold the lane until it refills.
                     log.warning("! device lookup of %s refused: %s", account, exc.reason)
                     wait = exc.retry_after if exc.retry_after > 0 else SESSION_RETRY
-                    not_before = max(not_before, self._clock() + wait)
+                    not_before = max(not_before, self._mono() + wait)
                     continue
                 if not known:
                     self._outbox.fail_lane(
