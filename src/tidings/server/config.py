@@ -82,6 +82,14 @@ DEFAULT_LOG_LEVEL = "info"
 DEFAULT_LOG_FORMAT = "text"
 #: No skew: the lab injects an offset to test expiry and clock drift without waiting.
 DEFAULT_CLOCK_OFFSET = 0.0
+# Connection caps (issue 8).
+#: 0 = derived from the limit of open files, which the relay raises to its hard limit at start:
+#: that limit minus 164 descriptors (the store, logs, listeners, 64 refusals in progress), at most
+#: 10,000 (tidings.server.admission). Past the limit, accept() fails and no one can connect.
+DEFAULT_MAX_CONNECTIONS = 0
+#: One address (a NAT'd office, a carrier-grade NAT) may carry hundreds of devices; a tenth of
+#: the 10,000 ceiling, so one address cannot take the relay. IPv6 counts per /64. 0 = no cap.
+DEFAULT_MAX_CONNECTIONS_PER_IP = 1000
 
 #: Prefix of the environment variables read by :func:`load_config` (``TIDINGS_PORT``…).
 ENV_PREFIX = "TIDINGS_"
@@ -131,6 +139,9 @@ class ServerConfig:
         log_level: one of ``debug``, ``info``, ``warning``, ``error``.
         log_format: ``json`` (one object per line) or ``text``.
         clock_offset: seconds added to the wall clock (the lab's injectable clock).
+        max_connections: connections served at once; 0 derives it from the limit of open files.
+        max_connections_per_ip: connections served at once from one address (IPv6: one /64);
+            0 for no such cap.
 
     Raises:
         ConfigError: on construction, naming the first invalid field.
@@ -154,6 +165,8 @@ class ServerConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     clock_offset: float = DEFAULT_CLOCK_OFFSET
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
 
     def __post_init__(self) -> None:
         for name in _RULES:
@@ -208,6 +221,8 @@ _RULES: dict[str, _Rule] = {
     "log_level": _Rule("choice", choices=LOG_LEVELS),
     "log_format": _Rule("choice", choices=LOG_FORMATS),
     "clock_offset": _Rule("float"),
+    "max_connections": _Rule("int", 0),
+    "max_connections_per_ip": _Rule("int", 0),
 }
 assert set(_RULES) == {f.name for f in dataclasses.fields(ServerConfig)}
 

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, StoreUnavailable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
 from ..store import (
@@ -58,6 +58,7 @@ from ..wire import (
     Welcome,
 )
 from . import prekeys
+from .health import STORE_RETRY_AFTER
 
 # The prekey constants live in :mod:`.prekeys`; those imported from here stay importable.
 from .prekeys import MAX_STORED_PREKEYS as MAX_STORED_PREKEYS
@@ -179,6 +180,12 @@ class Session:
                 await self._HANDLERS[frame.TYPE](self, frame)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:  # logged by the relay, once per interval
+                self.relay.store_unavailable(exc)
+                self._close(
+                    ErrorCode.STORE_UNAVAILABLE, "store unavailable; retry later", frame.TYPE
+                )
+                return
             except Exception:
                 self._log.exception("! internal error handling %s", frame.TYPE.name)
                 self._violation(ErrorCode.INTERNAL, "internal server error", frame.TYPE)
@@ -186,6 +193,9 @@ class Session:
 
     def _violation(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
         self._log.warning("! %s: %s", code.name, reason)
+        self._close(code, reason, frame_type)
+
+    def _close(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
         conn = self.conn
         if conn is not None and conn.channel is not None:
             conn.channel.close(int(code), reason, int(frame_type))
@@ -325,6 +335,11 @@ class Session:
         relay = self.relay
         try:
             result = await pending  # type: ignore[misc]
+        except StoreUnavailable as exc:  # logged by the relay, once per interval
+            relay.store_unavailable(exc)
+            reason = "store unavailable; retry later"
+            self._refuse(frame, ErrorCode.STORE_UNAVAILABLE, reason, retry_after=STORE_RETRY_AFTER)
+            return
         except Exception:
             self._log.exception("! store failed a send")
             self._refuse(frame, ErrorCode.INTERNAL, "store failure; retry", retry_after=1.0)
