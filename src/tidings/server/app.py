@@ -160,7 +160,9 @@ class Relay:
                 )
             except OSError as exc:
                 flags = ("--metrics-port", "--metrics-host")
-                line = listen_error("/metrics", cfg.metrics_host, cfg.metrics_port, exc, flags)
+                line = listen_error(
+                    "the metrics endpoint", cfg.metrics_host, cfg.metrics_port, exc, flags
+                )
                 raise StartupError(line) from exc
             msock = self._http_server.sockets[0].getsockname()
             self.metrics_address = (msock[0], msock[1])

@@ -66,7 +66,7 @@ class StoreWatch:
         if count := self._throttle.hit(self._clock()):
             log.error(
                 "! store unavailable: %s: answering STORE_UNAVAILABLE until a write succeeds "
-                "(%d failed requests since the last such line)",
+                "(requests failed since the last such line: %d)",
                 exc.state,
                 count,
                 extra={"event": "store.unavailable"},

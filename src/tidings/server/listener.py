@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import resource
 import socket
 import time
@@ -120,7 +121,8 @@ def listen_error(what: str, host: str, port: int, exc: OSError, flags: tuple[str
         errno.EACCES: f"ports below 1024 need privileges: choose another with {port_flag}",
     }
     hint = hints.get(exc.errno or 0, f"choose another address with {host_flag}/{port_flag}")
-    reason = exc.strerror or str(exc)
+    # asyncio rewrites strerror ("error while attempting to bind on address …"): use errno's.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return f"{what} cannot listen on {host}:{port}: {reason.lower()}: {hint}"
 
 

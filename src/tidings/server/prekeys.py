@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, StoreError
+from ..errors import IntegrityError, StoreError, StoreUnavailable
 from ..store import DeviceRef, PreKey, PreKeyBundle, PreKeyCounts
 from ..wire import (
     ErrorCode,
@@ -27,6 +27,7 @@ from ..wire import (
     RequestFailed,
     SignedKey,
 )
+from .health import STORE_RETRY_AFTER
 
 if TYPE_CHECKING:
     from .session import Session
@@ -91,6 +92,9 @@ async def handle_upload(session: Session, frame: PrekeysUpload) -> None:
         reason = "identity key changed: re-register the device"
         _fail(session, frame.request_id, ErrorCode.INVALID_FIELD, reason)
         return
+    except StoreUnavailable as exc:  # logged by the relay, once per interval
+        _unavailable(session, frame.request_id, exc)
+        return
     except StoreError:
         session._log.exception("! store failed a prekey upload")
         _fail(session, frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
@@ -119,6 +123,9 @@ async def handle_fetch(session: Session, frame: PrekeyFetch) -> None:
             _fail(session, frame.request_id, ErrorCode.NO_SUCH_ACCOUNT, f"no device {target}")
             return
         bundle = await relay.store.take_prekey_bundle(target, now)
+    except StoreUnavailable as exc:  # logged by the relay, once per interval
+        _unavailable(session, frame.request_id, exc)
+        return
     except StoreError:
         session._log.exception("! store failed a prekey fetch")
         _fail(session, frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
@@ -137,6 +144,12 @@ def notify_if_low(session: Session, counts: PreKeyCounts) -> None:
     one-time prekeys (of either kind)."""
     if min(counts.one_time, counts.kem) < PREKEY_LOW_WATERMARK:
         session._send(PrekeysLow(counts.one_time, counts.kem))
+
+
+def _unavailable(session: Session, request_id: int, exc: StoreUnavailable) -> None:
+    session.relay.store_unavailable(exc)
+    reason = "store unavailable; retry later"
+    _fail(session, request_id, ErrorCode.STORE_UNAVAILABLE, reason, STORE_RETRY_AFTER)
 
 
 def _fail(
