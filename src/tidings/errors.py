@@ -15,9 +15,13 @@
     │   └── ConnectionBroken                        by the network or peer (``__cause__``: how)
     ├── StoreError                                  storage failed or refused
     │   ├── IntegrityError                          a store rule would break (account exists…)
-    │   └── MigrationError                          the schema cannot be brought to this version
+    │   ├── MigrationError                          the schema cannot be brought to this version
+    │   └── StoreUnavailable(state)                 the store cannot write now (disk full, I/O
+    │                                               error); nothing was kept, retry later
     ├── RefusedError(code, reason)                  the server refused a request (limit, mismatch…)
-    └── ConfigError                                 a configuration value is missing or invalid
+    ├── ConfigError                                 a configuration value is missing or invalid
+    └── StartupError                                the relay cannot start (port taken, data
+                                                    directory unwritable, key file damaged)
 
 Lower-layer exceptions are translated at the boundary with ``raise … from exc``.
 """
@@ -95,6 +99,21 @@ class MigrationError(StoreError):
     """The schema cannot be migrated to the version this code needs."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot write now: the disk is full, an I/O error, a read-only file system.
+
+    Nothing of the failed operation was kept, so it may be retried as it is once the cause is
+    gone. ``__cause__`` is the lower layer's exception.
+
+    Attributes:
+        state: what ``/healthz`` reports: ``"full"``, or ``"error: <what SQLite said>"``.
+    """
+
+    def __init__(self, state: str, message: str | None = None) -> None:
+        super().__init__(message or f"store unavailable: {state}")
+        self.state = state
+
+
 class RefusedError(TidingsError):
     """The server refused a request.
 
@@ -113,3 +132,8 @@ class RefusedError(TidingsError):
 
 class ConfigError(TidingsError):
     """A configuration value is missing or invalid."""
+
+
+class StartupError(TidingsError):
+    """The relay cannot start; the message is one line naming the address or path and what to do
+    (the ``tidings server`` command prints it and exits 1, without a traceback)."""

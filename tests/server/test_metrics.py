@@ -37,6 +37,13 @@ EXPECTED = {
     "tidings_store_commit_seconds": "histogram",
     "tidings_errors": "counter",
     "tidings_handshakes": "counter",
+    # connection caps, the accept loop, the store's health (issue 8)
+    "tidings_connections_limit": "gauge",
+    "tidings_connections_refused": "counter",
+    "tidings_accepting": "gauge",
+    "tidings_accept_pauses": "counter",
+    "tidings_store_writable": "gauge",
+    "tidings_store_unavailable": "counter",
 }
 
 

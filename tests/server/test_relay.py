@@ -591,7 +591,13 @@ async def test_metrics_and_health_endpoints(relays: RelayLab, clients: ClientLab
     status, headers, body = await http_get(host, port, "/healthz")
     assert status == 200
     assert headers["content-type"] == "application/json"
-    assert json.loads(body) == {"connections": 2, "listening": True}
+    assert json.loads(body) == {
+        "accepting": True,
+        "connections": 2,
+        "connections_limit": relay.listener.admission.caps.max_connections if relay.listener else 0,
+        "listening": True,
+        "store": "ok",
+    }
 
     status, _, _ = await http_get(host, port, "/nope")
     assert status == 404

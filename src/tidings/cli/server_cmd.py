@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,14 +14,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..server.app import Relay, load_or_create_key
+from ..server.app import Relay
 from ..server.config import ServerConfig, load_config, parse_duration
+from ..server.datadir import (
+    DB_FILE,
+    KEY_FILE,
+    load_or_create_key,
+    prepare_data_dir,
+    prepare_db_file,
+)
+from ..server.listener import raise_open_file_limit
 from ..server.logs import setup_logging
 from ..store import SQLiteStore
-
-#: File names inside the data directory.
-KEY_FILE = "server.key"
-DB_FILE = "relay.db"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "and acks a send (✓) only after the SQLite commit. Settings come from flags, "
             "TIDINGS_* environment variables and a TOML file ([server] table), in that order. "
             "Prints its WebSocket URL and key fingerprint; stops gracefully on SIGTERM/Ctrl-C."
+        ),
+        epilog=(
+            "Exit status: 0 after a graceful stop; 1 when it cannot start (a bad setting, a port "
+            "in use, an unwritable data directory, a damaged key file), with one line on stderr "
+            "saying what to do."
         ),
     )
     p.add_argument("--config", type=Path, help="TOML config file (env: TIDINGS_CONFIG)")
@@ -58,6 +68,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--new-account-age",
         help="accounts younger than this get smaller budgets (default 24h; 0 = off)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        help="connections served at once (default 0: derived from the limit of open files)",
+    )
+    p.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        help="connections served at once from one address (default 1000; 0 = no cap)",
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "text"])
@@ -109,6 +129,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         "proxy_header": args.proxy_header,
         "address_registrations_per_hour": args.registrations_per_address,
         "new_account_age": args.new_account_age,
+        "max_connections": args.max_connections,
+        "max_connections_per_ip": args.max_connections_per_ip,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }
@@ -125,8 +147,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float] | None) -> int:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    before, after = raise_open_file_limit()
+    log = logging.getLogger("tidings.server")
+    if after != before:
+        log.info("= limit of open files raised from %d to %d (the hard limit)", before, after)
+    prepare_data_dir(config.data_dir)
     key = load_or_create_key(config.data_dir / KEY_FILE)
+    prepare_db_file(config.data_dir / DB_FILE)
     relay = Relay(config, SQLiteStore(config.data_dir / DB_FILE), key, clock=clock)
     # Handlers first: a SIGTERM that arrives while starting (or right after the ready line)
     # must stop the relay gracefully, not kill it.

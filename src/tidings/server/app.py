@@ -2,7 +2,10 @@
 
 :class:`Relay` owns the store, the live sessions (at most one per device: a new connection of a
 device replaces the old one), the limits against hostile peers (:mod:`.limits`), the expiry
-sweep, the metrics and the server's Noise static key (its identity; clients pin it).
+sweep, the metrics and the server's Noise static key (its identity; clients pin it). Connections
+are accepted by :class:`~tidings.server.listener.Listener` under the connection caps of
+:mod:`tidings.server.admission`; the store's health is watched by
+:class:`~tidings.server.health.StoreWatch`.
 
 Shutdown (:meth:`Relay.stop`, on SIGTERM): stop accepting, tell every client SHUTTING_DOWN and
 close, flush the store's pending commit batch, close the store.
@@ -14,19 +17,24 @@ import asyncio
 import itertools
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-from picows import WSUpgradeRequest, ws_create_server
+from picows import WSUpgradeRequest
 
-from ..net.channel import Channel, KeepaliveParams
+from ..errors import StartupError, StoreUnavailable
+from ..net.channel import Channel, ChannelClosed, Event, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
-from ..noise import PipesResponder, fingerprint, generate_keypair, public_key
+from ..noise import PipesResponder, fingerprint, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
 from ..wire import PROLOGUE, ErrorCode, Frame, FrameType
+from .admission import Admission, Caps, resolve_max_connections
 from .config import ServerConfig
+from .datadir import load_or_create_key as load_or_create_key
+from .health import StoreWatch
 from .limits import Limits
+from .listener import Listener, bind, listen_error
 from .metrics import Metrics, label, serve_http
 from .session import Session
 
@@ -40,23 +48,6 @@ WS_PATH = b"/v1"
 
 #: How many expired items one sweep transaction removes at most: bounds the transaction size.
 EXPIRY_BATCH = 5000
-
-
-def load_or_create_key(path: Path, rng: Callable[[int], bytes] = os.urandom) -> bytes:
-    """The server's Noise static private key, created (mode 0600) on first start."""
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise ValueError(f"{path} is not a 32-byte key")
-        return key
-    private, _ = generate_keypair(rng)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private)
-        f.flush()
-        os.fsync(f.fileno())
-    return private
 
 
 class Relay:
@@ -91,7 +82,8 @@ class Relay:
         self.sessions: dict[DeviceRef, Session] = {}
         self._all: set[Session] = set()
         self._ids = itertools.count(1)
-        self._ws_server: asyncio.Server | None = None
+        self.listener: Listener | None = None
+        self.store_watch = StoreWatch(store, self.metrics)
         self._http_server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
@@ -124,31 +116,69 @@ class Relay:
             metrics.store_commit_seconds.observe(seconds)
 
         self.store.stats.on_commit = observe_commit
+        caps = self._caps()
         await self.store.open()
+        try:
+            await self._listen(caps)
+        except BaseException:
+            self._close_listeners()
+            await self.store.close()
+            raise
+        self._expiry_task = asyncio.ensure_future(self._expiry_loop())
+        assert self.address is not None
+        log.info("= listening on %s:%d key %s", *self.address, self.fingerprint)
+
+    def _caps(self) -> Caps:
+        """The connection caps, the total one checked against the limit of open files.
+
+        Raises:
+            StartupError: the limit of open files is too low for the configured cap.
+        """
         cfg = self.config
-        self._ws_server = await ws_create_server(
-            self._new_connection,
-            cfg.host,
-            cfg.port,
-            max_frame_size=1 << 17,
-            websocket_handshake_timeout=10,
-            read_buffer_init_size=1024,
+        fd_limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            total = resolve_max_connections(cfg.max_connections, fd_limit)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        log.info(
+            "= connection cap %d (%s), per address %s; limit of open files %d",
+            total,
+            "configured" if cfg.max_connections else "derived",
+            cfg.max_connections_per_ip or "none",
+            fd_limit,
         )
-        sock = self._ws_server.sockets[0].getsockname()
+        return Caps(total, cfg.max_connections_per_ip)
+
+    async def _listen(self, caps: Caps) -> None:
+        cfg = self.config
+        sockets = bind(cfg.host, cfg.port)
+        self.listener = Listener(sockets, Admission(caps), self._new_connection, self.metrics)
+        sock = sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         if cfg.metrics_port:
-            self._http_server = await serve_http(
-                self.metrics, self.health, cfg.metrics_host, cfg.metrics_port
-            )
+            try:
+                self._http_server = await serve_http(
+                    self.metrics, self.health, cfg.metrics_host, cfg.metrics_port
+                )
+            except OSError as exc:
+                flags = ("--metrics-port", "--metrics-host")
+                line = listen_error(
+                    "the metrics endpoint", cfg.metrics_host, cfg.metrics_port, exc, flags
+                )
+                raise StartupError(line) from exc
             msock = self._http_server.sockets[0].getsockname()
             self.metrics_address = (msock[0], msock[1])
-        self._expiry_task = asyncio.ensure_future(self._expiry_loop())
-        log.info("= listening on %s:%d key %s", *self.address, self.fingerprint)
+
+    def _close_listeners(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        if self._http_server is not None:
+            self._http_server.close()
 
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, close clients, flush and close the store."""
-        if self._ws_server is not None:
-            self._ws_server.close()
+        if self.listener is not None:
+            self.listener.close()
         if self._expiry_task is not None:
             self._expiry_task.cancel()
         sessions = list(self._all)
@@ -163,30 +193,50 @@ class Relay:
         )
         if self._http_server is not None:
             self._http_server.close()
+        await self.store_watch.close()
         await self.store.close()
         log.info("= stopped")
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        """Health for ``/healthz``: listening and the store open."""
-        ok = self._ws_server is not None and self._ws_server.is_serving()
-        return ok, {"listening": ok, "connections": len(self._all)}
+        """Health for ``/healthz``: listening, and the store able to write.
 
-    def _new_connection(self, request: WSUpgradeRequest) -> ChannelConnection | None:
+        ``store`` is ``"ok"``, ``"full"`` or ``"error: …"``; ``accepting`` is false while the
+        relay is at its connection cap or out of file descriptors (still healthy: it serves).
+        """
+        listener = self.listener
+        listening = listener is not None and listener.is_serving()
+        store = self.store_watch.state
+        details: dict[str, object] = {
+            "listening": listening,
+            "accepting": listener is not None and listener.accepting,
+            "connections": len(self._all),
+            "store": store,
+        }
+        if listener is not None:
+            details["connections_limit"] = listener.admission.caps.max_connections
+        return listening and store == "ok", details
+
+    def store_unavailable(self, exc: StoreUnavailable) -> None:
+        """A request failed because the store cannot write (logged once per interval)."""
+        self.store_watch.failed(exc)
+
+    def _new_connection(
+        self, request: WSUpgradeRequest, refused: str | None = None
+    ) -> ChannelConnection | None:
         if request.path.split(b"?", 1)[0] != WS_PATH:
             return None  # picows answers 404
+        if refused is not None:
+            return ChannelConnection(self._make_channel, _Refusal(self, refused))
         session = Session(self, next(self._ids))
         self._all.add(session)
         self.metrics.connections.set(len(self._all))
-
-        def make_channel(now: float) -> Channel:
-            responder = PipesResponder(
-                self.static_private, prologue=PROLOGUE, rng=self.random_bytes
-            )
-            return Channel(responder, self.keepalive, now)
-
-        conn = ChannelConnection(make_channel, session)
+        conn = ChannelConnection(self._make_channel, session)
         session.conn = conn
         return conn
+
+    def _make_channel(self, now: float) -> Channel:
+        responder = PipesResponder(self.static_private, prologue=PROLOGUE, rng=self.random_bytes)
+        return Channel(responder, self.keepalive, now)
 
     # ---------------------------------------------------------------- routing
 
@@ -236,6 +286,8 @@ class Relay:
                 self.metrics.queue_depth.set(await self.store.total_queued())
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:
+                self.store_unavailable(exc)
             except Exception:
                 log.exception("! expiry sweep failed")
             await asyncio.sleep(self.config.expiry_interval)
@@ -269,3 +321,22 @@ class Relay:
             self.metrics.messages_duplicate.inc()
         else:
             self.metrics.messages_stored.inc()
+
+
+class _Refusal:
+    """The handler of a connection over a connection cap: once the Noise handshake is done it
+    sends ERROR TOO_MANY_CONNECTIONS and closes (the client backs off and retries). The
+    handshake comes first because an ERROR can only travel inside the Noise channel."""
+
+    def __init__(self, relay: Relay, cap: str) -> None:
+        self._relay = relay
+        self._reason = f"too many connections ({cap.replace('_', ' ')}); retry later"
+
+    def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
+        if isinstance(event, HandshakeDone) and conn.channel is not None:
+            conn.channel.close(int(ErrorCode.TOO_MANY_CONNECTIONS), self._reason)
+        elif isinstance(event, ChannelClosed) and event.code and not event.by_peer:
+            self._relay.metrics_error(event.code)
+
+    def on_disconnected(self, conn: ChannelConnection) -> None:
+        pass

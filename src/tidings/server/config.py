@@ -82,6 +82,14 @@ DEFAULT_LOG_LEVEL = "info"
 DEFAULT_LOG_FORMAT = "text"
 #: No skew: the lab injects an offset to test expiry and clock drift without waiting.
 DEFAULT_CLOCK_OFFSET = 0.0
+# Connection caps (issue 8).
+#: 0 = derived from the limit of open files, which the relay raises to its hard limit at start:
+#: that limit minus 164 descriptors (the store, logs, listeners, 64 refusals in progress), at most
+#: 10,000 (tidings.server.admission). Past the limit, accept() fails and no one can connect.
+DEFAULT_MAX_CONNECTIONS = 0
+#: One address (a NAT'd office, a carrier-grade NAT) may carry hundreds of devices; a tenth of
+#: the 10,000 ceiling, so one address cannot take the relay. IPv6 counts per /64. 0 = no cap.
+DEFAULT_MAX_CONNECTIONS_PER_IP = 1000
 
 # Limits against hostile peers (issue 8; ``tidings.server.limits``). Each "per hour" limit is a
 # token bucket holding that many, refilled evenly over the hour; 0 switches it off.
@@ -172,6 +180,9 @@ class ServerConfig:
         new_account_rate_per_second: sustained sends per second of a new account.
         new_account_rate_burst: sends a new account may make at once.
         new_account_prekey_fetches_per_hour: PREKEY_FETCH frames per new account per hour.
+        max_connections: connections served at once; 0 derives it from the limit of open files.
+        max_connections_per_ip: connections served at once from one address (IPv6: one /64);
+            0 for no such cap.
 
     Raises:
         ConfigError: on construction, naming the first invalid field.
@@ -206,6 +217,8 @@ class ServerConfig:
     new_account_rate_per_second: float = DEFAULT_NEW_ACCOUNT_RATE_PER_SECOND
     new_account_rate_burst: int = DEFAULT_NEW_ACCOUNT_RATE_BURST
     new_account_prekey_fetches_per_hour: int = DEFAULT_NEW_ACCOUNT_PREKEY_FETCHES_PER_HOUR
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
 
     def __post_init__(self) -> None:
         for name in _RULES:
@@ -271,6 +284,8 @@ _RULES: dict[str, _Rule] = {
     "new_account_rate_per_second": _Rule("float", 0, strict=True),
     "new_account_rate_burst": _Rule("int", 1),
     "new_account_prekey_fetches_per_hour": _Rule("int", 0),
+    "max_connections": _Rule("int", 0),
+    "max_connections_per_ip": _Rule("int", 0),
 }
 assert set(_RULES) == {f.name for f in dataclasses.fields(ServerConfig)}
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
@@ -38,9 +39,11 @@ from ..errors import ConfigError
 
 __all__ = [
     "LOGGER_NAME",
+    "REPEAT_LOG_INTERVAL",
     "ConnLogger",
     "JsonFormatter",
     "TextFormatter",
+    "Throttle",
     "setup_logging",
 ]
 
@@ -213,3 +216,35 @@ class ConnLogger(logging.LoggerAdapter[logging.Logger]):
         bound: Mapping[str, object] = self.extra or {}
         kwargs["extra"] = {**bound, **given, "conn": bound["conn"]}
         return msg, kwargs
+
+
+#: A condition that recurs (out of file descriptors, a full disk, a cap reached) is logged at most
+#: once per this many seconds: it shows within seconds, and costs at most six lines a minute.
+REPEAT_LOG_INTERVAL = 10.0
+
+
+class Throttle:
+    """At most one log line per ``interval`` seconds for a recurring condition.
+
+    Call :meth:`hit` at each occurrence; log only when it returns a count, which says how many
+    occurrences the line stands for (this one and those held back since the previous line).
+
+    Example::
+
+        if n := self._throttle.hit(now):
+            log.error("! store unavailable: %s (%d requests failed)", state, n)
+    """
+
+    def __init__(self, interval: float = REPEAT_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._next = -math.inf
+        self._held = 0
+
+    def hit(self, now: float) -> int:
+        """Count one occurrence at ``now``; return the count to log now, or 0 (no line)."""
+        self._held += 1
+        if now < self._next:
+            return 0
+        count, self._held = self._held, 0
+        self._next = now + self.interval
+        return count

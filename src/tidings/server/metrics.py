@@ -116,6 +116,15 @@ class Metrics:
         store_commit_seconds: histogram ``tidings_store_commit_seconds``, commit latency.
         errors: counter ``tidings_errors_total{code}``, ERROR frames sent (connections failed).
         handshakes: counter ``tidings_handshakes_total{pattern}``, completed Noise handshakes.
+        connections_limit: gauge ``tidings_connections_limit``, the cap on connections served.
+        connections_refused: counter ``tidings_connections_refused_total{cap}``, connections
+            over the ``total`` or ``per_address`` cap (told TOO_MANY_CONNECTIONS, or closed).
+        accepting: gauge ``tidings_accepting``, 1 while new connections are accepted.
+        accept_pauses: counter ``tidings_accept_pauses_total{reason}``, times accepting stopped:
+            at the ``cap``, or out of ``resources`` (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+        store_writable: gauge ``tidings_store_writable``, 0 while the store cannot write.
+        store_unavailable: counter ``tidings_store_unavailable_total``, requests that failed
+            because the store could not write (answered STORE_UNAVAILABLE).
     """
 
     def __init__(self) -> None:
@@ -165,12 +174,47 @@ class Metrics:
         self.handshakes = Counter(
             "tidings_handshakes_total", "Completed handshakes, by pattern.", ["pattern"], registry=r
         )
+        self._add_limits(r)
         for frame_type in FrameType:
             self.frames_received.labels(type=label(frame_type))
             self.frames_sent.labels(type=label(frame_type))
         for code in ErrorCode:
             self.sends_refused.labels(code=label(code))
             self.errors.labels(code=label(code))
+
+    def _add_limits(self, r: CollectorRegistry) -> None:
+        """The connection caps, the accept loop and the store's health (issue 8)."""
+        self.connections_limit = Gauge(
+            "tidings_connections_limit", "Cap on connections served at once.", registry=r
+        )
+        self.connections_refused = Counter(
+            "tidings_connections_refused_total",
+            "Connections over a connection cap, by cap.",
+            ["cap"],
+            registry=r,
+        )
+        self.accepting = Gauge(
+            "tidings_accepting", "1 while new connections are accepted.", registry=r
+        )
+        self.accept_pauses = Counter(
+            "tidings_accept_pauses_total",
+            "Times accepting stopped, by reason (cap, resources).",
+            ["reason"],
+            registry=r,
+        )
+        self.store_writable = Gauge(
+            "tidings_store_writable", "0 while the store cannot write.", registry=r
+        )
+        self.store_unavailable = Counter(
+            "tidings_store_unavailable_total",
+            "Requests failed because the store could not write.",
+            registry=r,
+        )
+        for cap in ("total", "per_address"):
+            self.connections_refused.labels(cap=cap)
+        for reason in ("cap", "resources"):
+            self.accept_pauses.labels(reason=reason)
+        self.store_writable.set(1)
 
     def frame_received(self, frame_type: FrameType) -> None:
         """Count one frame of ``frame_type`` received."""

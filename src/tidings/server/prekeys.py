@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, StoreError
+from ..errors import IntegrityError, StoreError, StoreUnavailable
 from ..store import DeviceRef, PreKey, PreKeyBundle, PreKeyCounts
 from ..wire import (
     ErrorCode,
@@ -28,6 +28,7 @@ from ..wire import (
     PrekeysUpload,
     SignedKey,
 )
+from .health import STORE_RETRY_AFTER
 
 if TYPE_CHECKING:
     from .session import Session
@@ -92,6 +93,9 @@ async def handle_upload(session: Session, frame: PrekeysUpload) -> None:
         reason = "identity key changed: re-register the device"
         session.request_failed(frame.request_id, ErrorCode.INVALID_FIELD, reason)
         return
+    except StoreUnavailable as exc:  # logged by the relay, once per interval
+        _unavailable(session, frame.request_id, exc)
+        return
     except StoreError:
         session._log.exception("! store failed a prekey upload")
         session.request_failed(frame.request_id, ErrorCode.INTERNAL, "store failure; retry")
@@ -122,6 +126,9 @@ async def handle_fetch(session: Session, frame: PrekeyFetch) -> None:
         one_time = relay.limits.one_time_prekeys(target, mono)
         bundle = await relay.store.take_prekey_bundle(target, now, one_time=one_time)
         counts = None if bundle or one_time else await relay.store.prekey_counts(target)
+    except StoreUnavailable as exc:  # logged by the relay, once per interval
+        _unavailable(session, frame.request_id, exc)
+        return
     except StoreError:
         session._log.exception("! store failed a prekey fetch")
         session.request_failed(rid, ErrorCode.INTERNAL, "store failure; retry")
@@ -147,3 +154,9 @@ def notify_if_low(session: Session, counts: PreKeyCounts) -> None:
     one-time prekeys (of either kind)."""
     if min(counts.one_time, counts.kem) < PREKEY_LOW_WATERMARK:
         session._send(PrekeysLow(counts.one_time, counts.kem))
+
+
+def _unavailable(session: Session, request_id: int, exc: StoreUnavailable) -> None:
+    session.relay.store_unavailable(exc)
+    reason = "store unavailable; retry later"
+    session.request_failed(request_id, ErrorCode.STORE_UNAVAILABLE, reason, STORE_RETRY_AFTER)

@@ -27,7 +27,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, StoreUnavailable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
 from ..store import (
@@ -60,6 +60,7 @@ from ..wire import (
     Welcome,
 )
 from . import prekeys
+from .health import STORE_RETRY_AFTER
 from .limits import client_address
 from .prekeys import INTERNAL_RETRY_AFTER
 
@@ -200,6 +201,12 @@ class Session:
                 await self._HANDLERS[frame.TYPE](self, frame)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:  # logged by the relay, once per interval
+                self.relay.store_unavailable(exc)
+                self._close(
+                    ErrorCode.STORE_UNAVAILABLE, "store unavailable; retry later", frame.TYPE
+                )
+                return
             except Exception:
                 self._log.exception("! internal error handling %s", frame.TYPE.name)
                 self._violation(ErrorCode.INTERNAL, "internal server error", frame.TYPE)
@@ -207,6 +214,9 @@ class Session:
 
     def _violation(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
         self._log.warning("! %s: %s", code.name, reason)
+        self._close(code, reason, frame_type)
+
+    def _close(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
         conn = self.conn
         if conn is not None and conn.channel is not None:
             conn.channel.close(int(code), reason, int(frame_type))
@@ -369,6 +379,11 @@ class Session:
         relay = self.relay
         try:
             result = await pending  # type: ignore[misc]
+        except StoreUnavailable as exc:  # logged by the relay, once per interval
+            relay.store_unavailable(exc)
+            reason = "store unavailable; retry later"
+            self._refuse(frame, ErrorCode.STORE_UNAVAILABLE, reason, retry_after=STORE_RETRY_AFTER)
+            return
         except Exception:
             self._log.exception("! store failed a send")
             self._refuse(frame, ErrorCode.INTERNAL, "store failure; retry", retry_after=1.0)

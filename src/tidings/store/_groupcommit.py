@@ -18,6 +18,9 @@ Invariants:
   functions of the database (the store's are).
 * After :meth:`GroupCommitter.stop` began, new operations are refused with ``StoreError``;
   the ones enqueued before it still run.
+* SQLite errors that mean "cannot write now" (disk full, I/O error, read-only, locked: see
+  :data:`UNAVAILABLE_CODES`) reach callers as :class:`~tidings.errors.StoreUnavailable` and set
+  ``stats.unavailable``; a later commit that changed something (or a :meth:`probe`) clears it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from tidings.errors import IntegrityError, StoreError
+from tidings.errors import IntegrityError, StoreError, StoreUnavailable
 from tidings.store._stats import record_commit
 from tidings.store.base import StoreStats
 
@@ -39,6 +42,20 @@ T = TypeVar("T")
 
 #: What an operation is: a synchronous function of the connection, run on the store's thread.
 Operation = Callable[[sqlite3.Connection], T]
+
+#: SQLite primary result codes (sqlite.org/rescode.html) that say the store cannot write now,
+#: not that the operation is wrong: retrying the same operation later may succeed.
+UNAVAILABLE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another process held the lock past the busy timeout
+        8,  # SQLITE_READONLY: e.g. the file system was remounted read-only
+        10,  # SQLITE_IOERR: the disk failed a read, write or fsync
+        11,  # SQLITE_CORRUPT: the file is damaged (an operator must act)
+        13,  # SQLITE_FULL: the disk (or the file size limit) is full
+        14,  # SQLITE_CANTOPEN: the database, its WAL or its SHM cannot be opened
+    }
+)
+SQLITE_FULL = 13
 
 
 class Rollback(Exception):
@@ -156,6 +173,15 @@ class GroupCommitter:
             self._queue.put(_Job(None, False, loop, future))
         await future
 
+    async def probe(self) -> None:
+        """Commit one tiny write that changes nothing (see :func:`_probe`); on success
+        ``stats.unavailable`` is cleared.
+
+        Raises:
+            StoreUnavailable: the store still cannot write.
+        """
+        await self.run(_probe, write=True)
+
     # -- on the store's thread -----------------------------------------------------------
 
     def _main(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
@@ -189,6 +215,9 @@ class GroupCommitter:
             except Exception as exc:  # e.g. the ROLLBACK after a failed COMMIT failed too
                 self._on_abort()
                 outcomes = [(False, _failed_batch(exc)) for _ in jobs]
+            for ok, value in outcomes:
+                if not ok and isinstance(value, StoreUnavailable):
+                    self._stats.unavailable = value.state
             _settle_all(jobs, outcomes)
             if len(jobs) < len(batch):
                 # stop() accepts nothing after its own job, so the stop job ends the batch.
@@ -212,6 +241,7 @@ class GroupCommitter:
         if not writes:
             return [_call(conn, job) for job in jobs]
         try:
+            changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
                 outcomes = self._run_all(conn, jobs, self._bulk)
@@ -225,6 +255,10 @@ class GroupCommitter:
             started = time.perf_counter()
             conn.execute("COMMIT")
             record_commit(self._stats, writes, time.perf_counter() - started)
+            # A commit that changed nothing proves nothing: SQLite commits an empty transaction
+            # on a full disk. One that wrote pages (or the probe's one page) does.
+            if conn.total_changes != changes or any(job.run is _probe for job in jobs):
+                self._stats.unavailable = None
         except sqlite3.Error as exc:
             self._on_abort()
             if conn.in_transaction:
@@ -291,21 +325,40 @@ def _call_in_savepoint(conn: sqlite3.Connection, job: _Job) -> _Outcome:
     except Rollback as refusal:
         outcome: _Outcome = (True, refusal.value)
     except Exception as exc:
+        if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
+            # SQLite rolled the whole transaction back (disk full, I/O error): the savepoint is
+            # gone and the batch fails as a whole, with this cause, which is what happened.
+            raise
         outcome = (False, _translate(exc))
     else:
         conn.execute("RELEASE op")
         return True, value
-    # If SQLite already rolled the whole transaction back (disk full, I/O error), this raises
-    # and the batch fails as a whole, which is what happened.
     conn.execute("ROLLBACK TO op")
     conn.execute("RELEASE op")
     return outcome
 
 
+def _probe(conn: sqlite3.Connection) -> None:
+    """A write of one page that changes nothing: the schema version, set to itself."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version):d}")
+
+
+def _unavailable_state(exc: Exception) -> str | None:
+    """``"full"`` or ``"error: …"`` if ``exc`` says SQLite cannot write now, else ``None``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.Error) or code is None or code & 0xFF not in UNAVAILABLE_CODES:
+        return None
+    return "full" if code & 0xFF == SQLITE_FULL else f"error: {exc}"
+
+
 def _translate(exc: Exception) -> Exception:
     """Our exception for a lower layer's (``raise … from``); our own and bugs pass through."""
+    state = _unavailable_state(exc)
     if isinstance(exc, sqlite3.IntegrityError):
         error: Exception = IntegrityError(str(exc))
+    elif state is not None:
+        error = StoreUnavailable(state, str(exc))
     elif isinstance(exc, sqlite3.Error):
         error = StoreError(str(exc))
     else:
@@ -315,7 +368,9 @@ def _translate(exc: Exception) -> Exception:
 
 
 def _failed_batch(exc: Exception) -> StoreError:
-    error = StoreError(f"transaction failed, nothing of it was stored: {exc}")
+    message = f"transaction failed, nothing of it was stored: {exc}"
+    state = _unavailable_state(exc)
+    error = StoreError(message) if state is None else StoreUnavailable(state, message)
     error.__cause__ = exc
     return error
 

@@ -143,6 +143,10 @@ class StoreStats:
     batch_sizes: list[int] = field(default_factory=list)  #: recent batch sizes (bounded)
     #: Called after each commit with (operations, seconds), from the store's own thread.
     on_commit: Callable[[int, float], None] | None = None
+    #: Why the store cannot write now (``"full"``, ``"error: …"``, see ``StoreUnavailable``), set
+    #: when an operation fails so; ``None`` again after a write transaction commits a change (or
+    #: a :meth:`Store.probe` succeeds). ``/healthz`` reports it.
+    unavailable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,14 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Flush pending writes and close."""
+
+    async def probe(self) -> None:
+        """Make one tiny durable write that changes nothing, to learn whether the store can
+        write again; on success :attr:`StoreStats.unavailable` is ``None``.
+
+        Raises:
+            StoreUnavailable: it still cannot write.
+        """
 
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
         """Create ``account`` with its first device (id 1).

@@ -92,6 +92,10 @@ class MemoryStore:
         """Close the store; later calls raise :class:`StoreError` until :meth:`open`."""
         self._open = False
 
+    async def probe(self) -> None:
+        """Memory can always be written: only checks that the store is open."""
+        self._check_open()
+
     def _check_open(self) -> None:
         if not self._open:
             raise StoreError("store is not open")

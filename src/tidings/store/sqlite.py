@@ -97,6 +97,10 @@ class SQLiteStore:
         """Commit what is queued, then close. Later calls raise :class:`StoreError`."""
         await self._committer.stop()
 
+    async def probe(self) -> None:
+        """One tiny durable write that changes nothing. See ``Store.probe``."""
+        await self._committer.probe()
+
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
         """Create ``account`` with its first device (id 1). See ``Store.create_account``."""
         return await self._committer.run(

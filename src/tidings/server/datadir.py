@@ -1,0 +1,202 @@
+"""The relay's data directory: its modes, its key file, and the one-line errors about both.
+
+Invariants:
+
+- The directory is 0700, ``relay.db`` 0600 and ``server.key`` 0600 whatever the umask: each mode
+  is set with ``chmod`` (a mode passed to ``open``/``mkdir`` is masked by the umask). The database
+  file is created before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm`` files the
+  database's mode, so they are 0600 too.
+- ``server.key`` is written atomically: a temporary file in the same directory (0600) is written
+  and fsynced, then hard-linked to its name (``link`` never replaces a file: two relays starting
+  at once agree on one key), then the directory is fsynced. A crash at any point leaves either no
+  key or the whole key, and at most a temporary file, which the next start removes.
+- Every problem is a :class:`~tidings.errors.StartupError` of one line naming the path and what
+  to do about it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import StartupError
+from ..noise import generate_keypair
+
+__all__ = [
+    "DB_FILE",
+    "DIR_MODE",
+    "FILE_MODE",
+    "KEY_FILE",
+    "KEY_LEN",
+    "load_or_create_key",
+    "prepare_data_dir",
+    "prepare_db_file",
+]
+
+log = logging.getLogger("tidings.server")
+
+#: File names inside the data directory.
+KEY_FILE = "server.key"
+DB_FILE = "relay.db"
+#: Owner only: the directory holds who talks to whom and when (ciphertext, but metadata).
+DIR_MODE = 0o700
+#: Owner only: the database (metadata) and the server's private key.
+FILE_MODE = 0o600
+#: Length of the server's Noise static private key (X25519, RFC 7748 §5).
+KEY_LEN = 32
+#: Name prefix of the temporary file a key is written to before it gets its name.
+KEY_TEMP_PREFIX = ".server.key."
+#: SQLite's companions of a database file in WAL mode.
+DB_COMPANIONS = ("-wal", "-shm")
+
+_FLAG = "--data-dir"
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Create the data directory (0700) or tighten an existing one; check that it is writable.
+
+    Raises:
+        StartupError: it cannot be created, is not a directory, or cannot be written.
+    """
+    if path.exists() and not path.is_dir():
+        raise StartupError(f"{path} is not a directory: choose a data directory with {_FLAG}")
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the data directory {path}: {_why(exc)}: create it writable for "
+            f"this user, or choose another with {_FLAG}"
+        ) from exc
+    _set_mode(path, DIR_MODE, "data directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".writable.")
+    except OSError as exc:
+        raise StartupError(
+            f"the data directory {path} is not writable ({_why(exc)}): fix its permissions or "
+            f"its mount, or choose another with {_FLAG}"
+        ) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def prepare_db_file(path: Path) -> None:
+    """Create the database file with mode 0600 before SQLite opens it (SQLite then creates its
+    ``-wal`` and ``-shm`` with the same mode); tighten an existing one and its companions.
+
+    Raises:
+        StartupError: the file cannot be created or opened.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot open the database {path}: {_why(exc)}: fix its permissions, or choose "
+            f"another data directory with {_FLAG}"
+        ) from exc
+    os.close(fd)
+    for name in (path, *(path.with_name(path.name + s) for s in DB_COMPANIONS)):
+        if name.exists():
+            _set_mode(name, FILE_MODE, "database file")
+
+
+def load_or_create_key(path: Path, rng: Callable[[int], bytes] = os.urandom) -> bytes:
+    """The server's Noise static private key: read it, or create it (atomically, mode 0600).
+
+    Raises:
+        StartupError: the file exists but is not a 32-byte key, or cannot be read or written.
+    """
+    key = _read_key(path)
+    if key is None:
+        private, _ = generate_keypair(rng)
+        key = _write_key(path, private)
+    _remove_temporaries(path)
+    return key
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StartupError(f"cannot read the server key {path}: {_why(exc)}") from exc
+    if len(key) != KEY_LEN:
+        raise StartupError(
+            f"{path} is {len(key)} bytes, not a {KEY_LEN}-byte key: restore it from a backup, or "
+            "delete it to give this relay a new identity (clients that pinned the old key will "
+            "refuse the new one until they are told to accept it)"
+        )
+    _set_mode(path, FILE_MODE, "server key")
+    return key
+
+
+def _write_key(path: Path, private: bytes) -> bytes:
+    """Write ``private`` to ``path`` atomically; return the key that is there afterwards (ours,
+    or another process's that got there first)."""
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=KEY_TEMP_PREFIX)
+    except OSError as exc:
+        raise StartupError(f"cannot write the server key in {path.parent}: {_why(exc)}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(private)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, path)
+        except (FileExistsError, FileNotFoundError):
+            # Another relay on this directory was first (and may have removed our temporary
+            # file as a leftover): use its key.
+            pass
+    except OSError as exc:
+        raise StartupError(f"cannot write the server key {path}: {_why(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    _fsync_dir(path.parent)
+    key = _read_key(path)
+    assert key is not None  # linked above, by us or by the other process
+    if key == private:
+        log.info("= created the server key %s", path)
+    return key
+
+
+def _remove_temporaries(path: Path) -> None:
+    """Remove the temporary key files a crash left behind (never the key itself)."""
+    for stale in path.parent.glob(KEY_TEMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new name in ``directory`` durable (POSIX: fsync the directory itself)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _set_mode(path: Path, mode: int, what: str) -> None:
+    """Give ``path`` exactly ``mode``, logging a change; an owner may not be able to (warn)."""
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current == mode:
+        return
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        log.warning("! %s %s is mode %o, not %o: %s", what, path, current, mode, _why(exc))
+        return
+    log.info("= %s %s: mode %o -> %o", what, path, current, mode)
+
+
+def _why(exc: OSError) -> str:
+    """The lower-case reason of an OS error ("permission denied")."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
