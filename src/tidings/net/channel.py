@@ -163,11 +163,15 @@ class Channel:
             raise ConnectionClosed("channel is closed")
         self._plain += encode(frame)
 
-    def close(self, code: int = 0, reason: str = "", frame_type: int = 0) -> None:
-        """Close; with a non-zero ``code``, tell the peer with an ERROR frame first."""
+    def close(
+        self, code: int = 0, reason: str = "", frame_type: int = 0, *, notify: bool = True
+    ) -> None:
+        """Close; with a non-zero ``code``, tell the peer with an ERROR frame first (unless
+        ``notify`` is false: the code is then only this side's record of the cause, e.g. for
+        the WebSocket close code)."""
         if self._state is ChannelState.CLOSED:
             return
-        self._fail(code, reason, frame_type=frame_type, notify=code != 0)
+        self._fail(code, reason, frame_type=frame_type, notify=notify and code != 0)
 
     def handle_timer(self, now: float) -> None:
         """Run the keepalive and handshake deadlines. Call when ``next_deadline()`` passes."""

@@ -2,7 +2,8 @@
 
 It only pumps: WebSocket binary messages go into the channel, the channel's output goes out as
 binary messages, one timer is re-armed from ``next_deadline()``, and events go to a handler. It
-makes no protocol decision. picows was chosen by measurement (README, "Dependencies").
+makes no protocol decision: the WebSocket close code of a close comes from the one table of
+:mod:`.closecodes`. picows was chosen by measurement (README, "Dependencies").
 
 Each WebSocket message carries exactly one handshake message or one Noise transport message;
 fragmented WebSocket messages are refused (our peers never fragment: a Noise message is at most
@@ -18,13 +19,16 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ..noise import MAX_MESSAGE
-from ..wire import Frame
+from ..wire import ErrorCode, Frame
 from .channel import Channel, ChannelClosed, ChannelState, Event
+from .closecodes import close_code, echo_code
 
 #: Largest WebSocket frame we accept: one Noise message plus slack. Anything bigger is garbage.
+#: Also picows' ``max_frame_size`` on both sides, so a bigger frame is refused from its header
+#: (close 1009) instead of being buffered whole first.
 MAX_WS_FRAME = MAX_MESSAGE + 64
 
 
@@ -84,17 +88,21 @@ class ChannelConnection(WSListener):
         mtype = frame.msg_type
         if mtype == WSMsgType.BINARY and frame.fin:
             if frame.payload_size > MAX_WS_FRAME:
-                channel.close(0, "websocket message too large")
+                too_large = int(ErrorCode.FRAME_TOO_LARGE)
+                channel.close(too_large, "websocket message too large", notify=False)
             else:
                 channel.receive_message(frame.get_payload_as_bytes(), self._clock())
         elif mtype == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+            transport.send_close(WSCloseCode(echo_code(frame.get_close_code().value)))
             transport.disconnect()
             return
         elif mtype in (WSMsgType.PING, WSMsgType.PONG):
             return  # picows answers pings itself
         else:
-            channel.close(0, "only whole binary websocket messages are allowed")
+            malformed = int(ErrorCode.MALFORMED_FRAME)
+            channel.close(
+                malformed, "only whole binary websocket messages are allowed", notify=False
+            )
             self.flush()
             return
         self._schedule_flush()
@@ -159,12 +167,19 @@ class ChannelConnection(WSListener):
                 self._timer.cancel()
                 self._timer = None
             if not transport.is_disconnected:
-                transport.send_close()
+                transport.send_close(WSCloseCode(self._close_code(channel)))
                 transport.disconnect()
             return
         self._arm_timer()
 
     # ---------------------------------------------------------------- internals
+
+    def _close_code(self, channel: Channel) -> int:
+        """The WebSocket status code for the channel's close (see :mod:`.closecodes`)."""
+        closed = self.closed_event
+        return int(
+            close_code(channel.close_code or 0, by_peer=closed is not None and closed.by_peer)
+        )
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
