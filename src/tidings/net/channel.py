@@ -79,11 +79,13 @@ class FrameReceived:
 
 @dataclass(frozen=True, slots=True)
 class ChannelClosed:
-    """The channel closed. ``by_peer``: the peer sent ERROR (its code and reason are given)."""
+    """The channel closed. ``by_peer``: the peer sent ERROR (its code, reason and the type of
+    the frame it blamed, 0 for none, are given)."""
 
     code: int
     reason: str
     by_peer: bool = False
+    frame_type: int = 0
 
 
 Event = HandshakeDone | FrameReceived | ChannelClosed
@@ -244,7 +246,8 @@ class Channel:
             elif isinstance(frame, Error):
                 self._state = ChannelState.CLOSED
                 self.close_code = frame.code
-                self._events.append(ChannelClosed(frame.code, frame.reason, by_peer=True))
+                closed = ChannelClosed(frame.code, frame.reason, True, frame.frame_type)
+                self._events.append(closed)
                 return
             else:
                 self._events.append(FrameReceived(frame))
@@ -264,4 +267,4 @@ class Channel:
         self._plain = bytearray()
         self._state = ChannelState.CLOSED
         self.close_code = int(code)
-        self._events.append(ChannelClosed(int(code), reason))
+        self._events.append(ChannelClosed(int(code), reason, False, frame_type))

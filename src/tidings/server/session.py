@@ -184,7 +184,9 @@ class Session:
                 self._violation(ErrorCode.INTERNAL, "internal server error", frame.TYPE)
                 return
 
-    def _violation(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
+    def _violation(self, code: ErrorCode, reason: str, frame_type: int) -> None:
+        """ERROR ``code`` and close. ``frame_type`` is the type of the frame that caused it (every
+        violation here is caused by one; ERROR carries it, §6.14)."""
         self._log.warning("! %s: %s", code.name, reason)
         conn = self.conn
         if conn is not None and conn.channel is not None:
@@ -212,7 +214,8 @@ class Session:
     async def _handle_register(self, frame: Register) -> None:
         assert self.noise_key is not None
         if frame.version != PROTOCOL_VERSION:
-            self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
+            reason = f"server speaks v{PROTOCOL_VERSION}"
+            self._violation(ErrorCode.UNSUPPORTED_VERSION, reason, FrameType.REGISTER)
             return
         self.state = SessionState.REGISTERING
         store, now = self.relay.store, self.relay.now()
@@ -240,18 +243,21 @@ class Session:
     async def _handle_hello(self, frame: Hello) -> None:
         assert self.noise_key is not None
         if frame.version != PROTOCOL_VERSION:
-            self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
+            reason = f"server speaks v{PROTOCOL_VERSION}"
+            self._violation(ErrorCode.UNSUPPORTED_VERSION, reason, FrameType.HELLO)
             return
         self.state = SessionState.AUTHENTICATING
         device = await self.relay.store.device_by_key(self.noise_key)
         if device is None:
-            self._violation(ErrorCode.UNKNOWN_DEVICE, "no device has this key; register first")
+            reason = "no device has this key; register first"
+            self._violation(ErrorCode.UNKNOWN_DEVICE, reason, FrameType.HELLO)
             return
         last = await self.relay.store.last_seq(device.ref)
         if frame.cursor > last:
             # The device claims items that were never queued: trusting it would delete (or skip)
             # items it never stored. Refuse, and change nothing (G8).
-            self._violation(ErrorCode.INVALID_ACK, f"cursor above the last seq ({last})", 1)
+            reason = f"cursor above the last seq ({last})"
+            self._violation(ErrorCode.INVALID_ACK, reason, FrameType.HELLO)
             return
         self.device = device.ref
         self._acked = self._sent_upto = frame.cursor
@@ -377,7 +383,8 @@ class Session:
     async def _handle_ack(self, frame: Ack) -> None:
         assert self.device is not None
         if frame.seq > self._sent_upto:
-            self._violation(ErrorCode.INVALID_ACK, "ack above the highest seq delivered", 6)
+            reason = "ack above the highest seq delivered"
+            self._violation(ErrorCode.INVALID_ACK, reason, FrameType.ACK)
             return
         if frame.seq <= self._acked:
             return
