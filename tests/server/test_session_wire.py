@@ -11,17 +11,23 @@ import os
 import pytest
 
 from tests.harness import ObservedRelay, RelayLab, open_raw, send_sealed, wait_closed
+from tests.server.noise_ws import NoiseWS
 from tidings.client import register
 from tidings.client.store import Identity
 from tidings.noise import generate_keypair
 from tidings.wire import (
     PROTOCOL_VERSION,
     Ack,
+    Devices,
     ErrorCode,
     Frame,
     FrameType,
+    GetDevices,
     Hello,
+    Ping,
+    Pong,
     Register,
+    Registered,
     Welcome,
 )
 
@@ -69,3 +75,37 @@ async def test_an_ack_above_what_was_delivered_names_ack(relays: RelayLab) -> No
     await wait_closed(conn)
     assert peer.closed is not None
     assert (peer.closed.code, peer.closed.frame_type) == (ErrorCode.INVALID_ACK, FrameType.ACK)
+
+
+# ------------------------------------------------------------------ strict order (§7)
+
+
+async def test_a_ping_after_hello_is_answered_after_welcome(relays: RelayLab) -> None:
+    relay, bob = await relay_with_bob(relays)
+    peer = await NoiseWS.open(relay.url, bob.noise_private_key)
+    await peer.send(Hello(PROTOCOL_VERSION, 0), Ping(7))
+    welcome, pong = await peer.next(2)
+    assert isinstance(welcome, Welcome) and pong == Pong(7)
+
+
+async def test_a_ping_after_register_is_answered_after_registered(relays: RelayLab) -> None:
+    relay = await relays.start()
+    peer = await NoiseWS.open(relay.url)
+    await peer.send(Register(PROTOCOL_VERSION, "carol", "c", None), Ping(8))
+    registered, pong = await peer.next(2)
+    assert registered == Registered("carol", 1) and pong == Pong(8)
+
+
+async def test_pings_between_requests_keep_their_place(relays: RelayLab) -> None:
+    relay, bob = await relay_with_bob(relays)
+    peer = await NoiseWS.open(relay.url, bob.noise_private_key)
+    await peer.send(Hello(PROTOCOL_VERSION, 0))
+    assert isinstance((await peer.next())[0], Welcome)
+    await peer.send(Ping(1), GetDevices(2, "bob"), Ping(3), GetDevices(4, "nobody"), Ping(5))
+    assert await peer.next(5) == [
+        Pong(1),
+        Devices(2, "bob", (1,)),
+        Pong(3),
+        Devices(4, "nobody", ()),
+        Pong(5),
+    ]

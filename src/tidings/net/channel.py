@@ -15,8 +15,11 @@ Invariants:
 * Frames queued together are encrypted together: one Noise message carries as many frames as fit
   in :data:`~tidings.noise.MAX_PLAINTEXT` bytes, so a burst costs one AEAD call, not one per frame.
 * Keepalive: when nothing was received for ``ping_interval`` the channel sends PING; when nothing
-  was received for ``dead_after`` it closes with KEEPALIVE_TIMEOUT. TCP would take its 1–60 s RTO
-  (and minutes of retries) to notice a dead path; this notices in ``dead_after`` (G7).
+  was received for ``dead_after`` it closes with KEEPALIVE_TIMEOUT. The channel answers a PING
+  itself, unless built with ``answer_pings=False``: then it reports the PING like any frame and
+  the owner answers it, in order with its answers to the frames before it (the relay, §7). TCP
+  would take its 1–60 s RTO (and minutes of retries) to notice a dead path; this notices in
+  ``dead_after`` (G7).
 
 This module imports no asyncio: it only pumps bytes and takes ``now`` as an argument.
 """
@@ -72,7 +75,8 @@ class HandshakeDone:
 
 @dataclass(frozen=True, slots=True)
 class FrameReceived:
-    """A frame arrived (PING/PONG are handled by the channel and not reported)."""
+    """A frame arrived (PONG and ERROR are handled by the channel and not reported; PING too,
+    unless the channel was built with ``answer_pings=False``)."""
 
     frame: Frame
 
@@ -92,16 +96,27 @@ Event = HandshakeDone | FrameReceived | ChannelClosed
 
 
 class Channel:
-    """One connection's secure frame channel (client or server side)."""
+    """One connection's secure frame channel (client or server side).
+
+    Args:
+        handshake: the Noise Pipes initiator (client) or responder (server).
+        keepalive: the ping and deadline parameters.
+        now: the current time (the handshake deadline starts now).
+        answer_pings: answer PING with PONG at once; with False, report PING as a
+            :class:`FrameReceived` for the owner to answer in order.
+    """
 
     def __init__(
         self,
         handshake: PipesInitiator | PipesResponder,
         keepalive: KeepaliveParams,
         now: float,
+        *,
+        answer_pings: bool = True,
     ) -> None:
         self._hs = handshake
         self._keepalive = keepalive
+        self._answer_pings = answer_pings
         self._state = ChannelState.HANDSHAKE
         self._transport: NoiseTransport | None = None
         self._decoder = FrameDecoder()
@@ -238,7 +253,7 @@ class Channel:
 
     def _report_frames(self) -> None:
         for frame in self._decoder.frames():
-            if isinstance(frame, Ping):
+            if isinstance(frame, Ping) and self._answer_pings:
                 if self._state is ChannelState.OPEN:
                     self.send_frame(Pong(frame.nonce))
             elif isinstance(frame, Pong):

@@ -180,7 +180,8 @@ class Relay:
             responder = PipesResponder(
                 self.static_private, prologue=PROLOGUE, rng=self.random_bytes
             )
-            return Channel(responder, self.keepalive, now)
+            # The session answers PINGs, in order with the frames before them (§7).
+            return Channel(responder, self.keepalive, now, answer_pings=False)
 
         conn = ChannelConnection(make_channel, session)
         session.conn = conn

@@ -50,6 +50,8 @@ from ..wire import (
     Hello,
     LinkCode,
     LinkCodeRequest,
+    Ping,
+    Pong,
     Refused,
     Register,
     Registered,
@@ -85,11 +87,14 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-#: The legal client frames in each state: the spec of the session.
+#: The legal client frames in each state: the spec of the session. A state is only looked up
+#: between two frames, so the transient REGISTERING and AUTHENTICATING need no row. PING is
+#: legal in both: it is answered in the worker, in order with the frames before it (§7).
 ALLOWED: dict[SessionState, frozenset[FrameType]] = {
-    SessionState.EXPECT_HELLO: frozenset({FrameType.HELLO, FrameType.REGISTER}),
+    SessionState.EXPECT_HELLO: frozenset({FrameType.HELLO, FrameType.REGISTER, FrameType.PING}),
     SessionState.OPEN: frozenset(
         {
+            FrameType.PING,
             FrameType.SEND,
             FrameType.ACK,
             FrameType.GET_DEVICES,
@@ -282,6 +287,9 @@ class Session:
         if counts is not None:  # a device that never uploaded prekeys is not nagged
             self.prekeys_low(counts)
 
+    async def _handle_ping(self, frame: Ping) -> None:
+        self._send(Pong(frame.nonce))
+
     async def _handle_link_code_request(self, frame: LinkCodeRequest) -> None:
         assert self.device is not None
         code = self.relay.random_bytes(16)
@@ -449,6 +457,7 @@ class Session:
     _HANDLERS: ClassVar[dict[FrameType, Callable[[Session, Any], Awaitable[None]]]] = {
         FrameType.REGISTER: _handle_register,
         FrameType.HELLO: _handle_hello,
+        FrameType.PING: _handle_ping,
         FrameType.LINK_CODE_REQUEST: _handle_link_code_request,
         FrameType.GET_DEVICES: _handle_get_devices,
         FrameType.SEND: _handle_send,
