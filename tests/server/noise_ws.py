@@ -61,6 +61,13 @@ class NoiseWS:
         out, self.received = self.received[:count], self.received[count:]
         return out
 
+    async def next_or_close(self) -> list[Frame] | None:
+        """The next frame, or None if the relay closed instead (see :meth:`close_seen`)."""
+        try:
+            return await self.next()
+        except websockets.ConnectionClosed:
+            return None
+
     async def close_seen(self) -> tuple[int, list[Frame]]:
         """Read until the relay closes: the close code ``websockets`` received and the frames
         not yet read before it."""

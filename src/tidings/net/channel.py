@@ -20,6 +20,11 @@ Invariants:
   the owner answers it, in order with its answers to the frames before it (the relay, §7). TCP
   would take its 1–60 s RTO (and minutes of retries) to notice a dead path; this notices in
   ``dead_after`` (G7).
+* Admission (server side, with :class:`AdmissionParams`): a peer that finished the handshake but
+  has not said who it is yet may send frames of at most ``max_frame`` bytes until its HELLO, and
+  must send REGISTER or HELLO within ``auth_timeout`` (PINGs do not extend it), else the channel
+  closes with FRAME_TOO_LARGE / AUTH_TIMEOUT. Without it, such a peer holds a connection for
+  ever by pinging and can make the relay buffer a 1 MiB frame it trickles in.
 
 This module imports no asyncio: it only pumps bytes and takes ``now`` as an argument.
 """
@@ -31,8 +36,8 @@ from dataclasses import dataclass
 
 from ..errors import ConnectionClosed, DecryptionError, FrameError, HandshakeError
 from ..noise import MAX_PLAINTEXT, NoiseTransport, PipesInitiator, PipesResponder
-from ..wire import Error, ErrorCode, Frame, FrameDecoder, Ping, Pong, encode
-from ..wire.limits import MAX_REASON
+from ..wire import Error, ErrorCode, Frame, FrameDecoder, FrameType, Ping, Pong, encode
+from ..wire.limits import MAX_PRE_AUTH_FRAME, MAX_REASON
 
 
 class ChannelState(enum.Enum):
@@ -63,6 +68,29 @@ class KeepaliveParams:
             raise ValueError("ping_interval must be positive and below dead_after")
         if self.dead_after <= 0 or self.handshake_timeout <= 0:
             raise ValueError("deadlines must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionParams:
+    """What a server allows a peer that finished the handshake but has not said who it is.
+
+    Attributes:
+        auth_timeout: seconds from the end of the handshake (and from each
+            :meth:`Channel.expect_auth`) until REGISTER or HELLO must have arrived.
+        max_frame: largest frame body accepted before the peer's HELLO (a longer length
+            prefix is refused at once with FRAME_TOO_LARGE, nothing of it buffered).
+    """
+
+    auth_timeout: float = 10.0
+    max_frame: int = MAX_PRE_AUTH_FRAME
+
+    def __post_init__(self) -> None:
+        if self.auth_timeout <= 0 or self.max_frame <= 0:
+            raise ValueError("auth_timeout and max_frame must be positive")
+
+
+#: The frames that end the wait for a peer to say who it is.
+_AUTH_FRAMES = frozenset({FrameType.REGISTER, FrameType.HELLO})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +132,7 @@ class Channel:
         now: the current time (the handshake deadline starts now).
         answer_pings: answer PING with PONG at once; with False, report PING as a
             :class:`FrameReceived` for the owner to answer in order.
+        admission: the server's limits on a peer before its REGISTER/HELLO (None: none).
     """
 
     def __init__(
@@ -113,13 +142,21 @@ class Channel:
         now: float,
         *,
         answer_pings: bool = True,
+        admission: AdmissionParams | None = None,
     ) -> None:
         self._hs = handshake
         self._keepalive = keepalive
         self._answer_pings = answer_pings
+        self._admission = admission
+        self._auth_deadline: float | None = None  # REGISTER/HELLO due by then
+        self._hello_seen = admission is None
         self._state = ChannelState.HANDSHAKE
         self._transport: NoiseTransport | None = None
-        self._decoder = FrameDecoder()
+        self._decoder = (
+            FrameDecoder()
+            if admission is None
+            else FrameDecoder(admission.max_frame, lifted_by=FrameType.HELLO)
+        )
         self._out: list[bytes] = []  # finished messages, in order
         self._plain = bytearray()  # frames waiting to be encrypted
         self._events: list[Event] = []
@@ -135,6 +172,12 @@ class Channel:
     def state(self) -> ChannelState:
         """The channel's state."""
         return self._state
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of the peer's frame stream held for an incomplete frame (the memory a peer that
+        trickles a frame pins; bounded by the decoder's limit)."""
+        return self._decoder.buffered
 
     # ------------------------------------------------------------------ inputs
 
@@ -152,7 +195,7 @@ class Channel:
         self._ping_sent_at = None
         self.bytes_received += len(message)
         if self._state is ChannelState.HANDSHAKE:
-            self._receive_handshake(message)
+            self._receive_handshake(message, now)
             return
         assert self._transport is not None
         try:
@@ -190,13 +233,26 @@ class Channel:
             return
         self._fail(code, reason, frame_type=frame_type, notify=notify and code != 0)
 
+    def expect_auth(self, now: float) -> None:
+        """Server side: the peer must now send HELLO within ``auth_timeout`` (after REGISTERED).
+        A no-op without admission limits, or once HELLO has arrived (a pipelining peer)."""
+        admission = self._admission
+        if admission is not None and not self._hello_seen and self._state is ChannelState.OPEN:
+            self._auth_deadline = now + admission.auth_timeout
+
     def handle_timer(self, now: float) -> None:
-        """Run the keepalive and handshake deadlines. Call when ``next_deadline()`` passes."""
+        """Run the keepalive, handshake and admission deadlines. Call when ``next_deadline()``
+        passes."""
         if self._state is ChannelState.CLOSED:
             return
         if self._state is ChannelState.HANDSHAKE:
             if now >= self._started_at + self._keepalive.handshake_timeout:
                 self._fail(ErrorCode.HANDSHAKE_FAILED, "handshake timeout", notify=False)
+            return
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            assert self._admission is not None
+            limit = self._admission.auth_timeout
+            self._fail(ErrorCode.AUTH_TIMEOUT, f"no REGISTER or HELLO within {limit:g}s")
             return
         silent = now - self._last_received
         if silent >= self._keepalive.dead_after:
@@ -229,15 +285,17 @@ class Channel:
             return None
         if self._state is ChannelState.HANDSHAKE:
             return self._started_at + self._keepalive.handshake_timeout
-        dead = self._last_received + self._keepalive.dead_after
+        due = self._last_received + self._keepalive.dead_after
+        if self._auth_deadline is not None:
+            due = min(due, self._auth_deadline)
         interval = self._keepalive.ping_interval
         if interval is None or self._ping_sent_at is not None:
-            return dead
-        return min(dead, self._last_received + interval)
+            return due
+        return min(due, self._last_received + interval)
 
     # ------------------------------------------------------------------ internals
 
-    def _receive_handshake(self, message: bytes) -> None:
+    def _receive_handshake(self, message: bytes, now: float) -> None:
         try:
             reply = self._hs.receive(message)
         except HandshakeError as exc:
@@ -249,10 +307,15 @@ class Channel:
             self._transport = self._hs.transport()
             self._state = ChannelState.OPEN
             self.remote_static = self._hs.remote_static
+            if self._admission is not None:
+                self._auth_deadline = now + self._admission.auth_timeout
             self._events.append(HandshakeDone(self._hs.remote_static, str(self._hs.pattern)))
 
     def _report_frames(self) -> None:
         for frame in self._decoder.frames():
+            if frame.TYPE in _AUTH_FRAMES:
+                self._auth_deadline = None
+                self._hello_seen = self._hello_seen or frame.TYPE is FrameType.HELLO
             if isinstance(frame, Ping) and self._answer_pings:
                 if self._state is ChannelState.OPEN:
                     self.send_frame(Pong(frame.nonce))

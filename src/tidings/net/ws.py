@@ -139,6 +139,12 @@ class ChannelConnection(WSListener):
             channel.send_frame(frame)
         self._schedule_flush()
 
+    def expect_auth(self) -> None:
+        """Server side: start the wait for HELLO anew (see :meth:`Channel.expect_auth`)."""
+        if self.channel is not None:
+            self.channel.expect_auth(self._clock())
+            self._schedule_flush()  # re-arms the timer
+
     def close(self, code: int = 0, reason: str = "") -> None:
         """Close the channel (sending ERROR first if ``code``) and then the WebSocket."""
         if self.channel is not None:

@@ -21,8 +21,8 @@ from pathlib import Path
 from picows import WSUpgradeRequest, ws_create_server
 
 from ..delivery.ratelimit import RateLimiter
-from ..net.channel import Channel, KeepaliveParams
-from ..net.ws import ChannelConnection
+from ..net.channel import AdmissionParams, Channel, KeepaliveParams
+from ..net.ws import MAX_WS_FRAME, ChannelConnection
 from ..noise import PipesResponder, fingerprint, generate_keypair, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
 from ..wire import PROLOGUE, ErrorCode, Frame, FrameType
@@ -101,6 +101,8 @@ class Relay:
             dead_after=config.idle_timeout,
             handshake_timeout=10.0,
         )
+        #: What a peer may do before REGISTER/HELLO: bounded in time and in buffered bytes.
+        self.admission = AdmissionParams(auth_timeout=config.auth_timeout)
 
     def now(self) -> float:
         """Server wall-clock time (with the configured offset; the lab moves it)."""
@@ -128,7 +130,7 @@ class Relay:
             self._new_connection,
             cfg.host,
             cfg.port,
-            max_frame_size=1 << 17,
+            max_frame_size=MAX_WS_FRAME,  # a bigger frame is refused from its header
             websocket_handshake_timeout=10,
             read_buffer_init_size=1024,
         )
@@ -181,7 +183,9 @@ class Relay:
                 self.static_private, prologue=PROLOGUE, rng=self.random_bytes
             )
             # The session answers PINGs, in order with the frames before them (§7).
-            return Channel(responder, self.keepalive, now, answer_pings=False)
+            return Channel(
+                responder, self.keepalive, now, answer_pings=False, admission=self.admission
+            )
 
         conn = ChannelConnection(make_channel, session)
         session.conn = conn

@@ -244,6 +244,8 @@ class Session:
         self._log.info("= registered %s", device.ref)
         self.state = SessionState.EXPECT_HELLO
         self._send(Registered(device.ref.account, device.ref.device_id))
+        if self.conn is not None:
+            self.conn.expect_auth()  # HELLO is due within auth_timeout of REGISTERED
 
     async def _handle_hello(self, frame: Hello) -> None:
         assert self.noise_key is not None
