@@ -5,6 +5,12 @@ binary messages, one timer is re-armed from ``next_deadline()``, and events go t
 makes no protocol decision: the WebSocket close code of a close comes from the one table of
 :mod:`.closecodes`. picows was chosen by measurement (README, "Dependencies").
 
+Nothing is written once the TCP transport is closing: a write that failed (the peer reset the
+connection) closes the asyncio transport at once, but picows reports the loss only in a later
+loop iteration, and every write in between would log asyncio's "write() called after
+connection lost." (hundreds per client after a relay is killed). :meth:`ChannelConnection.flush`
+checks the transport before and after each write and closes the channel as "connection lost".
+
 Each WebSocket message carries exactly one handshake message or one Noise transport message;
 fragmented WebSocket messages are refused (our peers never fragment: a Noise message is at most
 65,535 bytes, well under picows' frame limit).
@@ -93,7 +99,8 @@ class ChannelConnection(WSListener):
             else:
                 channel.receive_message(frame.get_payload_as_bytes(), self._clock())
         elif mtype == WSMsgType.CLOSE:
-            transport.send_close(WSCloseCode(echo_code(frame.get_close_code().value)))
+            if not self._lost(transport):
+                transport.send_close(WSCloseCode(echo_code(frame.get_close_code().value)))
             transport.disconnect()
             return
         elif mtype in (WSMsgType.PING, WSMsgType.PONG):
@@ -164,21 +171,29 @@ class ChannelConnection(WSListener):
         for event in channel.events():
             self._dispatch(event)
         for message in channel.data_to_send():
+            if self._lost(transport):  # before the first write, or the last one failed
+                channel.close(0, "connection lost")
+                break
             transport.send(WSMsgType.BINARY, message)
             self.bytes_written += len(message)
-        for event in channel.events():  # a close caused by a handler
+        for event in channel.events():  # a close caused by a handler, or the loss
             self._dispatch(event)
         if channel.state is ChannelState.CLOSED:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if not transport.is_disconnected:
+            if not self._lost(transport):
                 transport.send_close(WSCloseCode(self._close_code(channel)))
-                transport.disconnect()
+            transport.disconnect()  # a no-op once closed
             return
         self._arm_timer()
 
     # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    def _lost(transport: WSTransport) -> bool:
+        """Whether the connection is gone or going: nothing may be written to it any more."""
+        return bool(transport.is_disconnected or transport.underlying_transport.is_closing())
 
     def _close_code(self, channel: Channel) -> int:
         """The WebSocket status code for the channel's close (see :mod:`.closecodes`)."""
