@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import websockets
+from picows import WSMsgType
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tests.harness import TIMEOUT, RawPeer
 from tidings.client.connect import open_channel
 from tidings.net.channel import Channel, ChannelState, KeepaliveParams
 from tidings.net.closecodes import CLOSE_CODES, WSClose, close_code, echo_code
+from tidings.net.ws import CLOSE_LINGER
 from tidings.noise import PipesResponder, generate_keypair
 from tidings.wire import PROLOGUE, ErrorCode
 
@@ -162,3 +164,32 @@ def test_the_protocol_doc_lists_the_same_table() -> None:
     }
     assert listed == {error: int(ws) for error, ws in CLOSE_CODES.items()}
     assert {int(code) for code, _ in rows} == {int(c) for c in WSClose}
+
+
+async def test_a_close_towards_a_peer_that_stopped_reading_ends_within_the_linger(
+    ws_server: WSServer,
+) -> None:
+    revived = asyncio.Event()
+
+    async def stop_reading(ws: ServerConnection) -> None:
+        ws.transport.pause_reading()  # a dead path: nothing is acknowledged any more
+        await revived.wait()
+        ws.transport.resume_reading()  # to see the reset and finish (the fixture waits)
+        await ws.wait_closed()
+
+    ws_server.behaviour = stop_reading
+    private, _ = generate_keypair(os.urandom)
+    conn = await open_channel(ws_server.url, RawPeer(), private, None)
+    assert conn.transport is not None
+    tcp = conn.transport.underlying_transport
+    for _ in range(1000):  # bounded: fill the kernel's buffers until our own backlog grows
+        if tcp.get_write_buffer_size() > 0:
+            break
+        conn.transport.send(WSMsgType.BINARY, b"\0" * 65_536)
+    assert tcp.get_write_buffer_size() > 0
+    loop = asyncio.get_running_loop()
+    closed_at = loop.time()
+    conn.close()  # a graceful close would wait for the backlog to drain: for ever
+    await asyncio.wait_for(conn.disconnected.wait(), CLOSE_LINGER + TIMEOUT)
+    assert loop.time() - closed_at >= CLOSE_LINGER - 0.05
+    revived.set()

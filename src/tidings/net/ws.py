@@ -32,6 +32,12 @@ from ..wire import ErrorCode, Frame
 from .channel import Channel, ChannelClosed, ChannelState, Event
 from .closecodes import close_code, echo_code
 
+#: Seconds a closed connection may take to flush its last bytes (ERROR, close frame) before
+#: the TCP connection is aborted. A graceful close waits for the write backlog to drain, and
+#: towards a dead path (a keepalive timeout) it never drains: the kernel would retransmit for
+#: ~15 minutes (tcp_retries2) and the owner would not learn of the disconnect until then.
+CLOSE_LINGER = 2.0
+
 #: Largest WebSocket frame we accept: one Noise message plus slack. Anything bigger is garbage.
 #: Also picows' ``max_frame_size`` on both sides, so a bigger frame is refused from its header
 #: (close 1009) instead of being buffered whole first.
@@ -75,6 +81,7 @@ class ChannelConnection(WSListener):
         self.closed_event: ChannelClosed | None = None
         self._flush_scheduled = False
         self._timer_at = 0.0
+        self._linger: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- picows callbacks
 
@@ -118,6 +125,9 @@ class ChannelConnection(WSListener):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         channel = self.channel
         if channel is not None and channel.state is not ChannelState.CLOSED:
             channel.close(0, "connection lost")
@@ -185,6 +195,8 @@ class ChannelConnection(WSListener):
             if not self._lost(transport):
                 transport.send_close(WSCloseCode(self._close_code(channel)))
             transport.disconnect()  # a no-op once closed
+            if not transport.is_disconnected and self._linger is None:
+                self._linger = self._loop.call_later(CLOSE_LINGER, self._abort)
             return
         self._arm_timer()
 
@@ -230,6 +242,12 @@ class ChannelConnection(WSListener):
             self._timer.cancel()
         self._timer_at = deadline
         self._timer = self._loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
+
+    def _abort(self) -> None:
+        """The graceful close did not finish within CLOSE_LINGER: drop what is unsent."""
+        self._linger = None
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.disconnect(graceful=False)
 
     def _on_timer(self) -> None:
         self._timer = None
