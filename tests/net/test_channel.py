@@ -212,3 +212,21 @@ def test_frames_before_bad_one_are_still_delivered() -> None:
     evs = server.events()
     assert isinstance(evs[0], FrameReceived) and evs[0].frame == Ack(3)
     assert isinstance(evs[-1], ChannelClosed)
+
+
+def test_a_server_that_answers_pings_itself_reports_them_instead() -> None:
+    client, _ = pair()
+    server = Channel(
+        PipesResponder(SERVER_PRIV, prologue=PROLOGUE, rng=make_rng(4)),
+        SERVER_KA,
+        0.0,
+        answer_pings=False,
+    )
+    settle(client, server)
+    server.events()
+    client.send_frame(Ack(1))
+    client.send_frame(Ping(5))
+    transfer(client, server, 1.0)
+    assert [e.frame for e in server.events() if isinstance(e, FrameReceived)] == [Ack(1), Ping(5)]
+    assert server.data_to_send() == []  # no PONG of its own: the owner answers, in order
+    assert server.next_deadline() == 1.0 + SERVER_KA.dead_after  # the PING still counts as life

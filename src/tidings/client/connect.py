@@ -28,7 +28,7 @@ from ..net.channel import (
     HandshakeDone,
     KeepaliveParams,
 )
-from ..net.ws import ChannelConnection, tcp_bytes_acked, tcp_unacked_bytes
+from ..net.ws import MAX_WS_FRAME, ChannelConnection, tcp_bytes_acked, tcp_unacked_bytes
 from ..noise import PipesInitiator, generate_keypair
 from ..wire import (
     PROLOGUE,
@@ -91,6 +91,7 @@ async def open_channel(
                 url,
                 websocket_handshake_timeout=CONNECT_TIMEOUT,
                 read_buffer_init_size=4096,
+                max_frame_size=MAX_WS_FRAME,  # picows' default is 10 MiB: refuse from the header
             ),
             CONNECT_TIMEOUT,
         )

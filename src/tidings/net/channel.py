@@ -15,8 +15,16 @@ Invariants:
 * Frames queued together are encrypted together: one Noise message carries as many frames as fit
   in :data:`~tidings.noise.MAX_PLAINTEXT` bytes, so a burst costs one AEAD call, not one per frame.
 * Keepalive: when nothing was received for ``ping_interval`` the channel sends PING; when nothing
-  was received for ``dead_after`` it closes with KEEPALIVE_TIMEOUT. TCP would take its 1–60 s RTO
-  (and minutes of retries) to notice a dead path; this notices in ``dead_after`` (G7).
+  was received for ``dead_after`` it closes with KEEPALIVE_TIMEOUT. The channel answers a PING
+  itself, unless built with ``answer_pings=False``: then it reports the PING like any frame and
+  the owner answers it, in order with its answers to the frames before it (the relay, §7). TCP
+  would take its 1–60 s RTO (and minutes of retries) to notice a dead path; this notices in
+  ``dead_after`` (G7).
+* Admission (server side, with :class:`AdmissionParams`): a peer that finished the handshake but
+  has not said who it is yet may send frames of at most ``max_frame`` bytes until its HELLO, and
+  must send REGISTER or HELLO within ``auth_timeout`` (PINGs do not extend it), else the channel
+  closes with FRAME_TOO_LARGE / AUTH_TIMEOUT. Without it, such a peer holds a connection for
+  ever by pinging and can make the relay buffer a 1 MiB frame it trickles in.
 
 This module imports no asyncio: it only pumps bytes and takes ``now`` as an argument.
 """
@@ -28,8 +36,8 @@ from dataclasses import dataclass
 
 from ..errors import ConnectionClosed, DecryptionError, FrameError, HandshakeError
 from ..noise import MAX_PLAINTEXT, NoiseTransport, PipesInitiator, PipesResponder
-from ..wire import Error, ErrorCode, Frame, FrameDecoder, Ping, Pong, encode
-from ..wire.limits import MAX_REASON
+from ..wire import Error, ErrorCode, Frame, FrameDecoder, FrameType, Ping, Pong, encode
+from ..wire.limits import MAX_PRE_AUTH_FRAME, MAX_REASON
 
 
 class ChannelState(enum.Enum):
@@ -63,6 +71,29 @@ class KeepaliveParams:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmissionParams:
+    """What a server allows a peer that finished the handshake but has not said who it is.
+
+    Attributes:
+        auth_timeout: seconds from the end of the handshake (and from each
+            :meth:`Channel.expect_auth`) until REGISTER or HELLO must have arrived.
+        max_frame: largest frame body accepted before the peer's HELLO (a longer length
+            prefix is refused at once with FRAME_TOO_LARGE, nothing of it buffered).
+    """
+
+    auth_timeout: float = 10.0
+    max_frame: int = MAX_PRE_AUTH_FRAME
+
+    def __post_init__(self) -> None:
+        if self.auth_timeout <= 0 or self.max_frame <= 0:
+            raise ValueError("auth_timeout and max_frame must be positive")
+
+
+#: The frames that end the wait for a peer to say who it is.
+_AUTH_FRAMES = frozenset({FrameType.REGISTER, FrameType.HELLO})
+
+
+@dataclass(frozen=True, slots=True)
 class HandshakeDone:
     """The Noise handshake completed. ``remote_static`` is the peer's static public key."""
 
@@ -72,37 +103,60 @@ class HandshakeDone:
 
 @dataclass(frozen=True, slots=True)
 class FrameReceived:
-    """A frame arrived (PING/PONG are handled by the channel and not reported)."""
+    """A frame arrived (PONG and ERROR are handled by the channel and not reported; PING too,
+    unless the channel was built with ``answer_pings=False``)."""
 
     frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelClosed:
-    """The channel closed. ``by_peer``: the peer sent ERROR (its code and reason are given)."""
+    """The channel closed. ``by_peer``: the peer sent ERROR (its code, reason and the type of
+    the frame it blamed, 0 for none, are given)."""
 
     code: int
     reason: str
     by_peer: bool = False
+    frame_type: int = 0
 
 
 Event = HandshakeDone | FrameReceived | ChannelClosed
 
 
 class Channel:
-    """One connection's secure frame channel (client or server side)."""
+    """One connection's secure frame channel (client or server side).
+
+    Args:
+        handshake: the Noise Pipes initiator (client) or responder (server).
+        keepalive: the ping and deadline parameters.
+        now: the current time (the handshake deadline starts now).
+        answer_pings: answer PING with PONG at once; with False, report PING as a
+            :class:`FrameReceived` for the owner to answer in order.
+        admission: the server's limits on a peer before its REGISTER/HELLO (None: none).
+    """
 
     def __init__(
         self,
         handshake: PipesInitiator | PipesResponder,
         keepalive: KeepaliveParams,
         now: float,
+        *,
+        answer_pings: bool = True,
+        admission: AdmissionParams | None = None,
     ) -> None:
         self._hs = handshake
         self._keepalive = keepalive
+        self._answer_pings = answer_pings
+        self._admission = admission
+        self._auth_deadline: float | None = None  # REGISTER/HELLO due by then
+        self._hello_seen = admission is None
         self._state = ChannelState.HANDSHAKE
         self._transport: NoiseTransport | None = None
-        self._decoder = FrameDecoder()
+        self._decoder = (
+            FrameDecoder()
+            if admission is None
+            else FrameDecoder(admission.max_frame, lifted_by=FrameType.HELLO)
+        )
         self._out: list[bytes] = []  # finished messages, in order
         self._plain = bytearray()  # frames waiting to be encrypted
         self._events: list[Event] = []
@@ -118,6 +172,12 @@ class Channel:
     def state(self) -> ChannelState:
         """The channel's state."""
         return self._state
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of the peer's frame stream held for an incomplete frame (the memory a peer that
+        trickles a frame pins; bounded by the decoder's limit)."""
+        return self._decoder.buffered
 
     # ------------------------------------------------------------------ inputs
 
@@ -135,7 +195,7 @@ class Channel:
         self._ping_sent_at = None
         self.bytes_received += len(message)
         if self._state is ChannelState.HANDSHAKE:
-            self._receive_handshake(message)
+            self._receive_handshake(message, now)
             return
         assert self._transport is not None
         try:
@@ -163,19 +223,36 @@ class Channel:
             raise ConnectionClosed("channel is closed")
         self._plain += encode(frame)
 
-    def close(self, code: int = 0, reason: str = "", frame_type: int = 0) -> None:
-        """Close; with a non-zero ``code``, tell the peer with an ERROR frame first."""
+    def close(
+        self, code: int = 0, reason: str = "", frame_type: int = 0, *, notify: bool = True
+    ) -> None:
+        """Close; with a non-zero ``code``, tell the peer with an ERROR frame first (unless
+        ``notify`` is false: the code is then only this side's record of the cause, e.g. for
+        the WebSocket close code)."""
         if self._state is ChannelState.CLOSED:
             return
-        self._fail(code, reason, frame_type=frame_type, notify=code != 0)
+        self._fail(code, reason, frame_type=frame_type, notify=notify and code != 0)
+
+    def expect_auth(self, now: float) -> None:
+        """Server side: the peer must now send HELLO within ``auth_timeout`` (after REGISTERED).
+        A no-op without admission limits, or once HELLO has arrived (a pipelining peer)."""
+        admission = self._admission
+        if admission is not None and not self._hello_seen and self._state is ChannelState.OPEN:
+            self._auth_deadline = now + admission.auth_timeout
 
     def handle_timer(self, now: float) -> None:
-        """Run the keepalive and handshake deadlines. Call when ``next_deadline()`` passes."""
+        """Run the keepalive, handshake and admission deadlines. Call when ``next_deadline()``
+        passes."""
         if self._state is ChannelState.CLOSED:
             return
         if self._state is ChannelState.HANDSHAKE:
             if now >= self._started_at + self._keepalive.handshake_timeout:
                 self._fail(ErrorCode.HANDSHAKE_FAILED, "handshake timeout", notify=False)
+            return
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            assert self._admission is not None
+            limit = self._admission.auth_timeout
+            self._fail(ErrorCode.AUTH_TIMEOUT, f"no REGISTER or HELLO within {limit:g}s")
             return
         silent = now - self._last_received
         if silent >= self._keepalive.dead_after:
@@ -208,15 +285,17 @@ class Channel:
             return None
         if self._state is ChannelState.HANDSHAKE:
             return self._started_at + self._keepalive.handshake_timeout
-        dead = self._last_received + self._keepalive.dead_after
+        due = self._last_received + self._keepalive.dead_after
+        if self._auth_deadline is not None:
+            due = min(due, self._auth_deadline)
         interval = self._keepalive.ping_interval
         if interval is None or self._ping_sent_at is not None:
-            return dead
-        return min(dead, self._last_received + interval)
+            return due
+        return min(due, self._last_received + interval)
 
     # ------------------------------------------------------------------ internals
 
-    def _receive_handshake(self, message: bytes) -> None:
+    def _receive_handshake(self, message: bytes, now: float) -> None:
         try:
             reply = self._hs.receive(message)
         except HandshakeError as exc:
@@ -228,11 +307,16 @@ class Channel:
             self._transport = self._hs.transport()
             self._state = ChannelState.OPEN
             self.remote_static = self._hs.remote_static
+            if self._admission is not None:
+                self._auth_deadline = now + self._admission.auth_timeout
             self._events.append(HandshakeDone(self._hs.remote_static, str(self._hs.pattern)))
 
     def _report_frames(self) -> None:
         for frame in self._decoder.frames():
-            if isinstance(frame, Ping):
+            if frame.TYPE in _AUTH_FRAMES:
+                self._auth_deadline = None
+                self._hello_seen = self._hello_seen or frame.TYPE is FrameType.HELLO
+            if isinstance(frame, Ping) and self._answer_pings:
                 if self._state is ChannelState.OPEN:
                     self.send_frame(Pong(frame.nonce))
             elif isinstance(frame, Pong):
@@ -240,7 +324,8 @@ class Channel:
             elif isinstance(frame, Error):
                 self._state = ChannelState.CLOSED
                 self.close_code = frame.code
-                self._events.append(ChannelClosed(frame.code, frame.reason, by_peer=True))
+                closed = ChannelClosed(frame.code, frame.reason, True, frame.frame_type)
+                self._events.append(closed)
                 return
             else:
                 self._events.append(FrameReceived(frame))
@@ -260,4 +345,4 @@ class Channel:
         self._plain = bytearray()
         self._state = ChannelState.CLOSED
         self.close_code = int(code)
-        self._events.append(ChannelClosed(int(code), reason))
+        self._events.append(ChannelClosed(int(code), reason, False, frame_type))

@@ -2,7 +2,14 @@
 
 It only pumps: WebSocket binary messages go into the channel, the channel's output goes out as
 binary messages, one timer is re-armed from ``next_deadline()``, and events go to a handler. It
-makes no protocol decision. picows was chosen by measurement (README, "Dependencies").
+makes no protocol decision: the WebSocket close code of a close comes from the one table of
+:mod:`.closecodes`. picows was chosen by measurement (README, "Dependencies").
+
+Nothing is written once the TCP transport is closing: a write that failed (the peer reset the
+connection) closes the asyncio transport at once, but picows reports the loss only in a later
+loop iteration, and every write in between would log asyncio's "write() called after
+connection lost." (hundreds per client after a relay is killed). :meth:`ChannelConnection.flush`
+checks the transport before and after each write and closes the channel as "connection lost".
 
 Each WebSocket message carries exactly one handshake message or one Noise transport message;
 fragmented WebSocket messages are refused (our peers never fragment: a Noise message is at most
@@ -18,13 +25,22 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ..noise import MAX_MESSAGE
-from ..wire import Frame
+from ..wire import ErrorCode, Frame
 from .channel import Channel, ChannelClosed, ChannelState, Event
+from .closecodes import close_code, echo_code
+
+#: Seconds a closed connection may take to flush its last bytes (ERROR, close frame) before
+#: the TCP connection is aborted. A graceful close waits for the write backlog to drain, and
+#: towards a dead path (a keepalive timeout) it never drains: the kernel would retransmit for
+#: ~15 minutes (tcp_retries2) and the owner would not learn of the disconnect until then.
+CLOSE_LINGER = 2.0
 
 #: Largest WebSocket frame we accept: one Noise message plus slack. Anything bigger is garbage.
+#: Also picows' ``max_frame_size`` on both sides, so a bigger frame is refused from its header
+#: (close 1009) instead of being buffered whole first.
 MAX_WS_FRAME = MAX_MESSAGE + 64
 
 
@@ -65,6 +81,7 @@ class ChannelConnection(WSListener):
         self.closed_event: ChannelClosed | None = None
         self._flush_scheduled = False
         self._timer_at = 0.0
+        self._linger: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- picows callbacks
 
@@ -84,17 +101,22 @@ class ChannelConnection(WSListener):
         mtype = frame.msg_type
         if mtype == WSMsgType.BINARY and frame.fin:
             if frame.payload_size > MAX_WS_FRAME:
-                channel.close(0, "websocket message too large")
+                too_large = int(ErrorCode.FRAME_TOO_LARGE)
+                channel.close(too_large, "websocket message too large", notify=False)
             else:
                 channel.receive_message(frame.get_payload_as_bytes(), self._clock())
         elif mtype == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+            if not self._lost(transport):
+                transport.send_close(WSCloseCode(echo_code(frame.get_close_code().value)))
             transport.disconnect()
             return
         elif mtype in (WSMsgType.PING, WSMsgType.PONG):
             return  # picows answers pings itself
         else:
-            channel.close(0, "only whole binary websocket messages are allowed")
+            malformed = int(ErrorCode.MALFORMED_FRAME)
+            channel.close(
+                malformed, "only whole binary websocket messages are allowed", notify=False
+            )
             self.flush()
             return
         self._schedule_flush()
@@ -103,6 +125,9 @@ class ChannelConnection(WSListener):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         channel = self.channel
         if channel is not None and channel.state is not ChannelState.CLOSED:
             channel.close(0, "connection lost")
@@ -131,6 +156,12 @@ class ChannelConnection(WSListener):
             channel.send_frame(frame)
         self._schedule_flush()
 
+    def expect_auth(self) -> None:
+        """Server side: start the wait for HELLO anew (see :meth:`Channel.expect_auth`)."""
+        if self.channel is not None:
+            self.channel.expect_auth(self._clock())
+            self._schedule_flush()  # re-arms the timer
+
     def close(self, code: int = 0, reason: str = "") -> None:
         """Close the channel (sending ERROR first if ``code``) and then the WebSocket."""
         if self.channel is not None:
@@ -150,21 +181,38 @@ class ChannelConnection(WSListener):
         for event in channel.events():
             self._dispatch(event)
         for message in channel.data_to_send():
+            if self._lost(transport):  # before the first write, or the last one failed
+                channel.close(0, "connection lost")
+                break
             transport.send(WSMsgType.BINARY, message)
             self.bytes_written += len(message)
-        for event in channel.events():  # a close caused by a handler
+        for event in channel.events():  # a close caused by a handler, or the loss
             self._dispatch(event)
         if channel.state is ChannelState.CLOSED:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if not transport.is_disconnected:
-                transport.send_close()
-                transport.disconnect()
+            if not self._lost(transport):
+                transport.send_close(WSCloseCode(self._close_code(channel)))
+            transport.disconnect()  # a no-op once closed
+            if not transport.is_disconnected and self._linger is None:
+                self._linger = self._loop.call_later(CLOSE_LINGER, self._abort)
             return
         self._arm_timer()
 
     # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    def _lost(transport: WSTransport) -> bool:
+        """Whether the connection is gone or going: nothing may be written to it any more."""
+        return bool(transport.is_disconnected or transport.underlying_transport.is_closing())
+
+    def _close_code(self, channel: Channel) -> int:
+        """The WebSocket status code for the channel's close (see :mod:`.closecodes`)."""
+        closed = self.closed_event
+        return int(
+            close_code(channel.close_code or 0, by_peer=closed is not None and closed.by_peer)
+        )
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -194,6 +242,12 @@ class ChannelConnection(WSListener):
             self._timer.cancel()
         self._timer_at = deadline
         self._timer = self._loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
+
+    def _abort(self) -> None:
+        """The graceful close did not finish within CLOSE_LINGER: drop what is unsent."""
+        self._linger = None
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.disconnect(graceful=False)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -24,7 +24,14 @@ from collections.abc import Callable, Iterable
 from picows import WSUpgradeRequest
 
 from ..errors import StartupError, StoreUnavailable
-from ..net.channel import Channel, ChannelClosed, Event, HandshakeDone, KeepaliveParams
+from ..net.channel import (
+    AdmissionParams,
+    Channel,
+    ChannelClosed,
+    Event,
+    HandshakeDone,
+    KeepaliveParams,
+)
 from ..net.ws import ChannelConnection
 from ..noise import PipesResponder, fingerprint, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
@@ -95,6 +102,8 @@ class Relay:
             dead_after=config.idle_timeout,
             handshake_timeout=10.0,
         )
+        #: What a peer may do before REGISTER/HELLO: bounded in time and in buffered bytes.
+        self.admission = AdmissionParams(auth_timeout=config.auth_timeout)
 
     def now(self) -> float:
         """Server wall-clock time (with the configured offset; the lab moves it)."""
@@ -236,7 +245,8 @@ class Relay:
 
     def _make_channel(self, now: float) -> Channel:
         responder = PipesResponder(self.static_private, prologue=PROLOGUE, rng=self.random_bytes)
-        return Channel(responder, self.keepalive, now)
+        # The session answers PINGs, in order with the frames before them (protocol §7).
+        return Channel(responder, self.keepalive, now, answer_pings=False, admission=self.admission)
 
     # ---------------------------------------------------------------- routing
 

@@ -72,6 +72,9 @@ DEFAULT_DELIVERY_WINDOW = 256
 DEFAULT_PING_INTERVAL = 10.0
 #: Three missed ping intervals: a dead peer is noticed within 30 s without false alarms.
 DEFAULT_IDLE_TIMEOUT = 30.0
+#: REGISTER/HELLO is a client's first frame, sent as soon as the handshake ends: 10 s is many
+#: slow round trips, and a peer that never says who it is cannot hold a connection by pinging.
+DEFAULT_AUTH_TIMEOUT = 10.0
 #: Sweeping once a minute keeps expiry within a minute of the deadline at negligible cost.
 DEFAULT_EXPIRY_INTERVAL = 60.0
 #: 10 minutes to type a link code into a new device, short enough that a leaked one goes stale.
@@ -161,6 +164,8 @@ class ServerConfig:
         delivery_window: DELIVER frames in flight (unacked) per connection.
         ping_interval: seconds between server PINGs on an idle connection.
         idle_timeout: seconds without any frame from a client before the server closes it.
+        auth_timeout: seconds a client has, after the Noise handshake (and after REGISTERED), to
+            send REGISTER or HELLO; PINGs do not extend it (ERROR AUTH_TIMEOUT).
         expiry_interval: seconds between runs of the expiry sweep.
         link_code_ttl: seconds a link code stays valid.
         log_level: one of ``debug``, ``info``, ``warning``, ``error``.
@@ -201,6 +206,7 @@ class ServerConfig:
     delivery_window: int = DEFAULT_DELIVERY_WINDOW
     ping_interval: float = DEFAULT_PING_INTERVAL
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    auth_timeout: float = DEFAULT_AUTH_TIMEOUT
     expiry_interval: float = DEFAULT_EXPIRY_INTERVAL
     link_code_ttl: float = DEFAULT_LINK_CODE_TTL
     log_level: str = DEFAULT_LOG_LEVEL
@@ -268,6 +274,7 @@ _RULES: dict[str, _Rule] = {
     "delivery_window": _Rule("int", 1),
     "ping_interval": _Rule("duration", 0, strict=True),
     "idle_timeout": _Rule("duration", 0, strict=True),
+    "auth_timeout": _Rule("duration", 0, strict=True),
     "expiry_interval": _Rule("duration", 0, strict=True),
     "link_code_ttl": _Rule("duration", 0, strict=True),
     "log_level": _Rule("choice", choices=LOG_LEVELS),

@@ -37,6 +37,7 @@ from picows import WSAutoPingStrategy, WSListener, WSUpgradeRequest
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from ..errors import StartupError
+from ..net.ws import MAX_WS_FRAME
 from .admission import Admission, Decision, Verdict, address_key
 from .logs import Throttle
 from .metrics import Metrics
@@ -80,9 +81,9 @@ PER_CONNECTION_ERRNOS = frozenset(
         errno.EPERM,  # a firewall rule refused this connection
     }
 )
-#: Largest WebSocket frame picows reads: one Noise message (64 KiB) with room; picows cuts the
-#: connection on a bigger frame header, before buffering it.
-WS_MAX_FRAME = 1 << 17
+#: Largest WebSocket frame picows reads: one Noise message plus slack (``net.ws.MAX_WS_FRAME``);
+#: picows cuts the connection on a bigger frame header, before buffering it.
+WS_MAX_FRAME = MAX_WS_FRAME
 #: Seconds a connection has to complete the WebSocket upgrade (an HTTP request) after connect.
 WS_UPGRADE_TIMEOUT = 10.0
 #: Initial read buffer per connection: most frames are small; picows grows it as needed.

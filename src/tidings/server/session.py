@@ -51,6 +51,8 @@ from ..wire import (
     Hello,
     LinkCode,
     LinkCodeRequest,
+    Ping,
+    Pong,
     Refused,
     Register,
     Registered,
@@ -90,11 +92,14 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-#: The legal client frames in each state: the spec of the session.
+#: The legal client frames in each state: the spec of the session. A state is only looked up
+#: between two frames, so the transient REGISTERING and AUTHENTICATING need no row. PING is
+#: legal in both: it is answered in the worker, in order with the frames before it (§7).
 ALLOWED: dict[SessionState, frozenset[FrameType]] = {
-    SessionState.EXPECT_HELLO: frozenset({FrameType.HELLO, FrameType.REGISTER}),
+    SessionState.EXPECT_HELLO: frozenset({FrameType.HELLO, FrameType.REGISTER, FrameType.PING}),
     SessionState.OPEN: frozenset(
         {
+            FrameType.PING,
             FrameType.SEND,
             FrameType.ACK,
             FrameType.GET_DEVICES,
@@ -212,7 +217,9 @@ class Session:
                 self._violation(ErrorCode.INTERNAL, "internal server error", frame.TYPE)
                 return
 
-    def _violation(self, code: ErrorCode, reason: str, frame_type: int = 0) -> None:
+    def _violation(self, code: ErrorCode, reason: str, frame_type: int) -> None:
+        """ERROR ``code`` and close. ``frame_type`` is the type of the frame that caused it (every
+        violation here is caused by one; ERROR carries it, §6.14)."""
         self._log.warning("! %s: %s", code.name, reason)
         self._close(code, reason, frame_type)
 
@@ -243,7 +250,8 @@ class Session:
     async def _handle_register(self, frame: Register) -> None:
         assert self.noise_key is not None
         if frame.version != PROTOCOL_VERSION:
-            self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
+            reason = f"server speaks v{PROTOCOL_VERSION}"
+            self._violation(ErrorCode.UNSUPPORTED_VERSION, reason, FrameType.REGISTER)
             return
         retry_after = self.relay.limits.register(self.peer_ip, self.relay.monotonic())
         if retry_after > 0:
@@ -275,22 +283,27 @@ class Session:
         self._log.info("= registered %s", device.ref)
         self.state = SessionState.EXPECT_HELLO
         self._send(Registered(device.ref.account, device.ref.device_id))
+        if self.conn is not None:
+            self.conn.expect_auth()  # HELLO is due within auth_timeout of REGISTERED
 
     async def _handle_hello(self, frame: Hello) -> None:
         assert self.noise_key is not None
         if frame.version != PROTOCOL_VERSION:
-            self._violation(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{PROTOCOL_VERSION}")
+            reason = f"server speaks v{PROTOCOL_VERSION}"
+            self._violation(ErrorCode.UNSUPPORTED_VERSION, reason, FrameType.HELLO)
             return
         self.state = SessionState.AUTHENTICATING
         device = await self.relay.store.device_by_key(self.noise_key)
         if device is None:
-            self._violation(ErrorCode.UNKNOWN_DEVICE, "no device has this key; register first")
+            reason = "no device has this key; register first"
+            self._violation(ErrorCode.UNKNOWN_DEVICE, reason, FrameType.HELLO)
             return
         last = await self.relay.store.last_seq(device.ref)
         if frame.cursor > last:
             # The device claims items that were never queued: trusting it would delete (or skip)
             # items it never stored. Refuse, and change nothing (G8).
-            self._violation(ErrorCode.INVALID_ACK, f"cursor above the last seq ({last})", 1)
+            reason = f"cursor above the last seq ({last})"
+            self._violation(ErrorCode.INVALID_ACK, reason, FrameType.HELLO)
             return
         self.device = device.ref
         self._acked = self._sent_upto = frame.cursor
@@ -314,6 +327,9 @@ class Session:
         counts = await self.relay.store.prekey_counts(device.ref)
         if counts is not None:  # a device that never uploaded prekeys is not nagged
             self.prekeys_low(counts)
+
+    async def _handle_ping(self, frame: Ping) -> None:
+        self._send(Pong(frame.nonce))
 
     async def _handle_link_code_request(self, frame: LinkCodeRequest) -> None:
         assert self.device is not None
@@ -457,7 +473,8 @@ class Session:
     async def _handle_ack(self, frame: Ack) -> None:
         assert self.device is not None
         if frame.seq > self._sent_upto:
-            self._violation(ErrorCode.INVALID_ACK, "ack above the highest seq delivered", 6)
+            reason = "ack above the highest seq delivered"
+            self._violation(ErrorCode.INVALID_ACK, reason, FrameType.ACK)
             return
         if frame.seq <= self._acked:
             return
@@ -522,6 +539,7 @@ class Session:
     _HANDLERS: ClassVar[dict[FrameType, Callable[[Session, Any], Awaitable[None]]]] = {
         FrameType.REGISTER: _handle_register,
         FrameType.HELLO: _handle_hello,
+        FrameType.PING: _handle_ping,
         FrameType.LINK_CODE_REQUEST: _handle_link_code_request,
         FrameType.GET_DEVICES: _handle_get_devices,
         FrameType.SEND: _handle_send,

@@ -311,16 +311,27 @@ class FrameDecoder:
     """Splits a byte stream into frames.
 
     Call order: ``receive_data(data)`` any number of times, then ``frames()`` to drain what is
-    complete. A length prefix over :data:`MAX_FRAME` is refused at once, before any of the body
-    is buffered, so a peer cannot make us hold more than ``MAX_FRAME + 4`` bytes.
+    complete. A length prefix over the limit (:data:`MAX_FRAME`, or ``max_frame``) is refused at
+    once, before any of the body is buffered, so a peer cannot make us hold more than the limit
+    plus 4 bytes.
+
+    Args:
+        max_frame: the largest body accepted (at most :data:`MAX_FRAME`).
+        lifted_by: with a type, ``max_frame`` holds until a frame of that type was decoded, and
+            :data:`MAX_FRAME` after it, from the very next frame of the same data on. A relay
+            decodes with ``(MAX_PRE_AUTH_FRAME, FrameType.HELLO)``: big frames only after HELLO.
     """
 
-    __slots__ = ("_buf", "_dead", "_frames")
+    __slots__ = ("_buf", "_dead", "_frames", "_lifted_by", "_limit")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME, lifted_by: FrameType | None = None) -> None:
+        if not 0 < max_frame <= MAX_FRAME:
+            raise ValueError(f"max_frame must be in 1 … {MAX_FRAME}")
         self._buf = bytearray()
         self._frames: list[Frame] = []
         self._dead: FrameError | None = None
+        self._limit = max_frame
+        self._lifted_by = lifted_by if max_frame < MAX_FRAME else None
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the stream.
@@ -338,13 +349,17 @@ class FrameDecoder:
         try:
             while len(buf) - pos >= LENGTH_PREFIX:
                 size = int.from_bytes(buf[pos : pos + LENGTH_PREFIX], "big")
-                if size > MAX_FRAME:
-                    raise FrameError(ErrorCode.FRAME_TOO_LARGE, "length prefix over the limit")
+                if size > self._limit:
+                    reason = f"length prefix over the limit ({self._limit})"
+                    raise FrameError(ErrorCode.FRAME_TOO_LARGE, reason)
                 end = pos + LENGTH_PREFIX + size
                 if len(buf) < end:
                     break
-                self._frames.append(parse(bytes(buf[pos + LENGTH_PREFIX : end])))
+                frame = parse(bytes(buf[pos + LENGTH_PREFIX : end]))
+                self._frames.append(frame)
                 pos = end
+                if frame.TYPE is self._lifted_by:
+                    self._limit, self._lifted_by = MAX_FRAME, None
         except FrameError as exc:
             self._dead = exc
             del buf[:]
@@ -360,3 +375,8 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
+
+    @property
+    def max_frame(self) -> int:
+        """The largest frame body accepted now."""
+        return self._limit

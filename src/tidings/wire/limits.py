@@ -79,6 +79,12 @@ MAX_FRAME = MAX_SEND_FRAME
 #: Length prefix of each frame in the decrypted stream: 4 bytes, big-endian.
 LENGTH_PREFIX = 4
 
+#: Largest frame a relay accepts before the peer's HELLO: the frames legal then are REGISTER (at
+#: most 177 bytes: a 32-character account, a 64-byte name and link code), HELLO (20), PING/PONG
+#: (11) and ERROR (279 with the longest reason). A peer that has not said who it is can make the
+#: relay buffer this much of a frame, not MAX_FRAME (DESIGN §4, issue 8).
+MAX_PRE_AUTH_FRAME = 512
+
 
 class ErrorCode(enum.IntEnum):
     """Error codes carried by ERROR, REFUSED and REQUEST_FAILED frames (stable: never renumber)."""
