@@ -15,6 +15,7 @@ import sys
 from .. import __version__
 from ..errors import RefusedError, TidingsError
 from . import client_cmds, demo, lab_cmd, safety_cmd, server_cmd
+from .exits import Exit
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except RefusedError as exc:
         print(f"tidings: refused by the server: {exc.reason} (code {exc.code})", file=sys.stderr)
-        return 1
+        return Exit.ERROR
     except TidingsError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
-        return 1
+        return Exit.ERROR
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
 
 
 def _use_uvloop() -> None:
