@@ -24,8 +24,9 @@ derives the default from it, leaving :data:`FD_RESERVE` descriptors for everythi
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass
+
+from . import limits
 
 __all__ = [
     "FD_RESERVE",
@@ -159,16 +160,10 @@ class Admission:
 
 
 def address_key(host: str) -> str:
-    """The key a peer's address is counted under: the IPv4 address, or the IPv6 /64."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host  # not an IP address (a Unix socket path): counted as it is
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+    """The key a peer's address is counted under: the IPv4 address, or the IPv6 /64 (the same
+    grouping as the per-address rate limits, :func:`tidings.server.limits.address_key`); a host
+    that is not an IP address (a Unix socket path) is counted as it is."""
+    return limits.address_key(host) or host
 
 
 def resolve_max_connections(configured: int, fd_limit: int) -> int:
