@@ -107,7 +107,7 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 16  #: the server failed; the request changed nothing and may be retried
     KEY_ALREADY_REGISTERED = 17  #: REGISTER with a Noise key that already has a device
     INVALID_FIELD = 18  #: a field out of range (bad name, bad message id length, …)
-    HANDSHAKE_FAILED = 19  #: the Noise handshake failed (sent in the clear on the socket close)
+    HANDSHAKE_FAILED = 19  #: the Noise handshake failed (never sent: names the close in logs)
     NO_PREKEYS = 20  #: a PREKEY_FETCH for a device that has no prekey bundle to hand out
     STORE_UNAVAILABLE = 21  #: the relay's store cannot write now (disk full, I/O error)
     AUTH_TIMEOUT = 22  #: no REGISTER or HELLO within the deadline after the Noise handshake
