@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="1,000 messages, 1 run")
     p.add_argument("--out", type=Path, default=None, help="JSON report path")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the receiving device under cProfile; print its top N functions",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.messages, args.runs = 1_000, 1
@@ -164,9 +171,10 @@ async def one_run(args: argparse.Namespace, root: Path, n: int) -> dict[str, Any
         )
         cpu1, w1 = relay_cpu_s(pid), time.time()
         t = root / f"bob-{n}.strace" if strace else None
-        catchup = await run_device(
-            procs, f"bob-{n}", [*py, "receive", str(homes / "bob"), str(args.messages)], root, t
-        )
+        rx = [*py, "receive", str(homes / "bob"), str(args.messages)]
+        if args.profile:
+            rx = [sys.executable, "-m", "cProfile", "-o", str(root / f"bob-{n}.prof"), *rx[1:]]
+        catchup = await run_device(procs, f"bob-{n}", rx, root, t)
         cpu2, w2 = relay_cpu_s(pid), time.time()
         os.kill(pid, signal.SIGTERM)  # the relay itself: strace, its parent, then exits
         await procs.stop(server, grace=STOP_GRACE)
@@ -243,6 +251,22 @@ def table(med: dict[str, float | None], runs: int) -> list[str]:
     return lines
 
 
+def print_profile(root: Path, args: argparse.Namespace) -> None:
+    """The receiving device's top functions by own time, from the first run's profile."""
+    import io
+    import pstats
+
+    out = io.StringIO()
+    stats = pstats.Stats(str(root / "bob-0.prof"), stream=out)
+    stats.sort_stats("tottime").print_stats(args.profile)
+    text = out.getvalue()
+    print(text)
+    path = args.out.with_name(args.out.stem + "-profile.txt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"profile written to {path} (raw: {root / 'bob-0.prof'})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.no_strace and shutil.which("strace") is None:
@@ -275,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
-        if runs and not args.keep:  # a failed run keeps its logs
+        if runs and not args.keep and not args.profile:  # a failed run keeps its logs
             shutil.rmtree(root, ignore_errors=True)
+    if args.profile:
+        print_profile(root, args)
     rows = [per_message(r, args.messages) for r in runs]
     med = medians(rows)
     complete = all(r["queue"]["complete"] and r["catchup"]["complete"] for r in runs)
