@@ -185,7 +185,9 @@ class Proc:
 class Server:
     """``tidings server --json`` on a data directory; :attr:`ready` is its first line."""
 
-    def __init__(self, root: Path, data_dir: Path, port: int = 0, name: str = "server") -> None:
+    def __init__(
+        self, root: Path, data_dir: Path, port: int = 0, name: str = "server", *extra: str
+    ) -> None:
         self.proc = Proc(
             root,
             name,
@@ -200,6 +202,7 @@ class Server:
                 "--log-level",
                 "warning",
                 "--json",
+                *extra,
             ],
         )
         self.ready = self.proc.wait_for(lambda line: line.get("event") == "listening")
@@ -531,7 +534,20 @@ def test_send_while_the_server_is_down_stays_queued_then_flushes(
     lines = down.json_lines()
     assert lines[0]["event"] == "queued"
     first = lines[0]["message_id"]
-    assert lines[-1] == {"event": "timeout", "message_id": first, "status": "pending"}
+    assert lines[-1] == {
+        "event": "timeout",
+        "wanted": "sent",
+        "message_id": first,
+        "status": "pending",
+        "in_outbox": True,
+        "devices": {},
+    }
+    text = run(tmp_path, "send", "bob", "text", "--timeout", "1", "--home", str(alice))
+    assert text.code == 3
+    assert text.out.splitlines()[-1] == (
+        "timed out after 1 s waiting for ✓ sent: … still only in this device's outbox (the "
+        "relay was not reached); it goes out the next time this device connects"
+    )
     assert trace_status(tmp_path, alice, first) == "pending"
     assert "sent" not in points(tmp_path, alice, first)
 
