@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -506,7 +507,19 @@ def test_listen_count_read_sends_its_receipts_before_exiting(
 
 def test_trace_refuses_a_bad_id(relay: Relay) -> None:
     result = run(relay.root, "trace", "not-hex!", "--home", str(relay.alice))
-    assert "hexadecimal" in one_line_error(result)
+    assert result.code == 2, result  # a usage error
+    assert "'not-hex!' is not a message id" in result.err.splitlines()[-1]
+
+
+def test_trace_takes_the_id_as_the_status_lines_print_it(relay: Relay) -> None:
+    sent = ok(relay.root, "send", "bob", "by its prefix", "--home", str(relay.alice))
+    queued, status = sent.out.splitlines()[:2]
+    mid = queued.removeprefix("queued ")
+    (shown,) = re.findall(r"[0-9a-f]{12}…", status)
+    assert mid.startswith(shown[:-1])
+    for form in (shown, shown[:-1], shown[:8], shown.upper()):
+        traced = ok(relay.root, "trace", form, "--home", str(relay.alice))
+        assert traced.out.startswith(f"message {mid}  status"), (form, traced.out)
 
 
 def test_trace_of_an_unknown_message_fails(relay: Relay) -> None:
