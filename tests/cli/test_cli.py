@@ -505,6 +505,40 @@ def test_listen_count_read_sends_its_receipts_before_exiting(
         assert store.outbox_size() == 0
 
 
+def test_one_process_per_device_home(relay: Relay, tmp_path: Path, procs: list[Proc]) -> None:
+    """``listen`` holds its home: a ``send`` on the same home fails at once (exit 7) instead of
+    running a second copy of the device's sessions; once the listener is gone — stopped, or
+    killed with SIGKILL (the kernel drops the lock) — the same send works."""
+    root = relay.root
+    home = tmp_path / "lena"
+    register(root, relay.url, "lena", home)
+    listener = Proc(root, "lena-listen", ["listen", "--json", "--home", str(home)])
+    procs.append(listener)
+    listener.wait_for(lambda line: line.get("event") == "connected")
+
+    busy = run(root, "send", "bob", "from lena", "--home", str(home), timeout=5.0)
+    assert busy.code == 7, busy
+    assert busy.err == (
+        f"tidings: device {home} is in use by process {listener.popen.pid} (tidings listen); "
+        "stop it first\n"
+    )
+    assert busy.out == ""  # nothing was queued
+    listen_too = run(root, "listen", "--home", str(home), "--timeout", "1", timeout=5.0)
+    assert listen_too.code == 7, listen_too
+    assert listener.signal(signal.SIGINT) == 0
+
+    sent = ok(root, "send", "bob", "from lena", "--home", str(home))
+    assert sent.out.startswith("queued ")
+
+    killed = Proc(root, "lena-listen-2", ["listen", "--json", "--home", str(home)])
+    procs.append(killed)
+    killed.wait_for(lambda line: line.get("event") == "connected")
+    assert run(root, "send", "bob", "again", "--home", str(home), timeout=5.0).code == 7
+    killed.popen.kill()  # SIGKILL: no cleanup in the process; the kernel releases the lock
+    killed.popen.wait()
+    ok(root, "send", "bob", "after kill -9", "--home", str(home))
+
+
 def test_trace_refuses_a_bad_id(relay: Relay) -> None:
     result = run(relay.root, "trace", "not-hex!", "--home", str(relay.alice))
     assert result.code == 2, result  # a usage error

@@ -97,7 +97,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_link_code(args: argparse.Namespace) -> int:
     async def go() -> tuple[bytes, float]:
-        client = Client(home_of(args))
+        client = Client(home_of(args), owner=f"tidings {args.command}")
         try:
             await client.start()
             await client.wait_connected(30)
@@ -120,7 +120,7 @@ def cmd_link_code(args: argparse.Namespace) -> int:
 
 def cmd_listen(args: argparse.Namespace) -> int:
     async def go() -> int:
-        client = Client(home_of(args))
+        client = Client(home_of(args), owner=f"tidings {args.command}")
         stream = client.events()
         received = 0
         try:

@@ -81,7 +81,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     want = WAIT_FOR[args.wait]
 
     async def go() -> int:
-        client = Client(home_of(args))
+        client = Client(home_of(args), owner=f"tidings {args.command}")
         stream = client.events()
         try:
             mid = await client.send(args.to, args.text)
