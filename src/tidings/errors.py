@@ -20,6 +20,7 @@
     │                                               error); nothing was kept, retry later
     ├── RefusedError(code, reason)                  the server refused a request (limit, mismatch…)
     ├── ConfigError                                 a configuration value is missing or invalid
+    ├── DeviceBusy(home, pid, command)              another process is running this device
     └── StartupError                                the relay cannot start (port taken, data
                                                     directory unwritable, key file damaged)
 
@@ -132,6 +133,24 @@ class RefusedError(TidingsError):
 
 class ConfigError(TidingsError):
     """A configuration value is missing or invalid."""
+
+
+class DeviceBusy(TidingsError):
+    """Another process holds this device's home (its lock): one process per device.
+
+    Attributes:
+        home: the device's home directory.
+        pid: the holder's process id, or ``None`` if it did not say yet.
+        command: what the holder runs (``"tidings listen"``), or ``""``.
+    """
+
+    def __init__(self, home: object, pid: int | None, command: str) -> None:
+        who = f"process {pid}" if pid is not None else "another process"
+        what = f" ({command})" if command else ""
+        super().__init__(f"device {home} is in use by {who}{what}; stop it first")
+        self.home = home
+        self.pid = pid
+        self.command = command
 
 
 class StartupError(TidingsError):

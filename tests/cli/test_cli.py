@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -185,7 +186,9 @@ class Proc:
 class Server:
     """``tidings server --json`` on a data directory; :attr:`ready` is its first line."""
 
-    def __init__(self, root: Path, data_dir: Path, port: int = 0, name: str = "server") -> None:
+    def __init__(
+        self, root: Path, data_dir: Path, port: int = 0, name: str = "server", *extra: str
+    ) -> None:
         self.proc = Proc(
             root,
             name,
@@ -200,6 +203,7 @@ class Server:
                 "--log-level",
                 "warning",
                 "--json",
+                *extra,
             ],
         )
         self.ready = self.proc.wait_for(lambda line: line.get("event") == "listening")
@@ -501,9 +505,55 @@ def test_listen_count_read_sends_its_receipts_before_exiting(
         assert store.outbox_size() == 0
 
 
+def test_one_process_per_device_home(relay: Relay, tmp_path: Path, procs: list[Proc]) -> None:
+    """``listen`` holds its home: a ``send`` on the same home fails at once (exit 7) instead of
+    running a second copy of the device's sessions; once the listener is gone — stopped, or
+    killed with SIGKILL (the kernel drops the lock) — the same send works."""
+    root = relay.root
+    home = tmp_path / "lena"
+    register(root, relay.url, "lena", home)
+    listener = Proc(root, "lena-listen", ["listen", "--json", "--home", str(home)])
+    procs.append(listener)
+    listener.wait_for(lambda line: line.get("event") == "connected")
+
+    busy = run(root, "send", "bob", "from lena", "--home", str(home), timeout=5.0)
+    assert busy.code == 7, busy
+    assert busy.err == (
+        f"tidings: device {home} is in use by process {listener.popen.pid} (tidings listen); "
+        "stop it first\n"
+    )
+    assert busy.out == ""  # nothing was queued
+    listen_too = run(root, "listen", "--home", str(home), "--timeout", "1", timeout=5.0)
+    assert listen_too.code == 7, listen_too
+    assert listener.signal(signal.SIGINT) == 0
+
+    sent = ok(root, "send", "bob", "from lena", "--home", str(home))
+    assert sent.out.startswith("queued ")
+
+    killed = Proc(root, "lena-listen-2", ["listen", "--json", "--home", str(home)])
+    procs.append(killed)
+    killed.wait_for(lambda line: line.get("event") == "connected")
+    assert run(root, "send", "bob", "again", "--home", str(home), timeout=5.0).code == 7
+    killed.popen.kill()  # SIGKILL: no cleanup in the process; the kernel releases the lock
+    killed.popen.wait()
+    ok(root, "send", "bob", "after kill -9", "--home", str(home))
+
+
 def test_trace_refuses_a_bad_id(relay: Relay) -> None:
     result = run(relay.root, "trace", "not-hex!", "--home", str(relay.alice))
-    assert "hexadecimal" in one_line_error(result)
+    assert result.code == 2, result  # a usage error
+    assert "'not-hex!' is not a message id" in result.err.splitlines()[-1]
+
+
+def test_trace_takes_the_id_as_the_status_lines_print_it(relay: Relay) -> None:
+    sent = ok(relay.root, "send", "bob", "by its prefix", "--home", str(relay.alice))
+    queued, status = sent.out.splitlines()[:2]
+    mid = queued.removeprefix("queued ")
+    (shown,) = re.findall(r"[0-9a-f]{12}…", status)
+    assert mid.startswith(shown[:-1])
+    for form in (shown, shown[:-1], shown[:8], shown.upper()):
+        traced = ok(relay.root, "trace", form, "--home", str(relay.alice))
+        assert traced.out.startswith(f"message {mid}  status"), (form, traced.out)
 
 
 def test_trace_of_an_unknown_message_fails(relay: Relay) -> None:
@@ -531,7 +581,20 @@ def test_send_while_the_server_is_down_stays_queued_then_flushes(
     lines = down.json_lines()
     assert lines[0]["event"] == "queued"
     first = lines[0]["message_id"]
-    assert lines[-1] == {"event": "timeout", "message_id": first, "status": "pending"}
+    assert lines[-1] == {
+        "event": "timeout",
+        "wanted": "sent",
+        "message_id": first,
+        "status": "pending",
+        "in_outbox": True,
+        "devices": {},
+    }
+    text = run(tmp_path, "send", "bob", "text", "--timeout", "1", "--home", str(alice))
+    assert text.code == 3
+    assert text.out.splitlines()[-1] == (
+        "timed out after 1 s waiting for ✓ sent: … still only in this device's outbox (the "
+        "relay was not reached); it goes out the next time this device connects"
+    )
     assert trace_status(tmp_path, alice, first) == "pending"
     assert "sent" not in points(tmp_path, alice, first)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tidings.cli.client_cmds import _show_event, _ts, cmd_trace
+from tidings.cli.common import _ts
+from tidings.cli.show import _show_event
+from tidings.cli.trace_cmd import cmd_trace
 from tidings.client import GapSkipped, SendRefused
 from tidings.client.connect import DB_NAME
 from tidings.client.store import ClientStore, Identity

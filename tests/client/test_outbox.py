@@ -250,6 +250,23 @@ async def test_an_offline_own_device_no_longer_fills_with_receipts(
     assert await relay.store.queue_depth(ALICE2) == 3
 
 
+async def test_a_note_to_self_is_sent_and_delivered_at_the_other_own_devices(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """A message to one's own account is for the account's other devices: its ✓ is per own
+    device, and each of them that commits it says so (a delivered receipt to its own account),
+    so ``send alice … --wait delivered`` can end."""
+    relay = await relays.start()
+    alice1, alice2, _ = await two_alices_and_bob(clients)
+    mid = await alice1.client.send("alice", "note to self")
+    await alice1.until(is_status(mid, Status.SENT, ALICE2))
+    await alice2.until(is_received(mid))
+    await alice1.until(is_delivered(mid, ALICE2))
+    assert alice1.client.store.message_status(mid) is Status.DELIVERED
+    assert set(alice1.client.store.statuses(mid)) == {ALICE2}
+    assert ErrorCode.DEVICE_MISMATCH not in relay.refusals
+
+
 async def test_an_older_relay_gets_own_copies_of_receipts_after_one_refusal(
     relays: RelayLab, clients: ClientLab
 ) -> None:

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..errors import RefusedError, TidingsError
+from ..errors import DeviceBusy, RefusedError, TidingsError
 from . import client_cmds, demo, lab_cmd, safety_cmd, server_cmd
 from .exits import Exit
 
@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _use_uvloop()
         return int(args.func(args))
+    except DeviceBusy as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return Exit.DEVICE_BUSY
     except RefusedError as exc:
         print(f"tidings: refused by the server: {exc.reason} (code {exc.code})", file=sys.stderr)
         return Exit.ERROR

@@ -20,7 +20,7 @@ from ..e2e import format_safety_number
 from ..errors import ConfigError
 from ..store.base import DeviceRef
 from ..wire import check_account
-from .client_cmds import _common, home_of
+from .common import _common, home_of
 
 __all__ = ["add_parser", "cmd_safety_number"]
 

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
@@ -63,6 +64,7 @@ from .crypto import DeviceCrypto, SafetyNumber
 from .events import ClientEvent, Connected, Disconnected, EventStream
 from .inbox import Inbox
 from .keysync import KeySync
+from .lock import DeviceLock
 from .outbox import Outbox
 from .prekeys import DeviceKeys
 from .store import ClientStore, OutboxRequest, TraceEntry
@@ -92,6 +94,13 @@ class Client:
             keepalive and the reconnect backoff run on the event loop's clock, monotonic too.)
         accept_new_server_key: accept a server whose static key changed.
         rng: the jitter source of the backoffs.
+        owner: what this process is, for the message another process that wants this home
+            gets (``"tidings listen"``; default: the program's name and arguments).
+
+    Raises:
+        ConfigError: ``home`` holds no registered device.
+        DeviceBusy: another process (or another open Client) runs this device: the home's lock
+            (:mod:`tidings.client.lock`) is held from here until :meth:`close`.
     """
 
     def __init__(
@@ -103,16 +112,31 @@ class Client:
         monotonic: Callable[[], float] = time.monotonic,
         accept_new_server_key: bool = False,
         rng: random.Random | None = None,
+        owner: str = "",
     ) -> None:
         self.home = home
-        self.store = ClientStore(home / DB_NAME)
+        if not home.is_dir():
+            raise ConfigError(f"{home} holds no registered device: run `tidings register`")
+        # One process per device (DESIGN §9): held until close(), or the process's end.
+        self._lock = DeviceLock.acquire(home, owner or _process_name())
+        try:
+            self.store = ClientStore(home / DB_NAME)
+        except BaseException:
+            self._lock.release()
+            raise
         identity = self.store.get_identity()
         if identity is None:
             self.store.close()
+            self._lock.release()
             raise ConfigError(f"{home} holds no registered device: run `tidings register`")
         self.identity = identity
         self.me = DeviceRef(identity.account, identity.device_id)
-        DeviceKeys.create(self.store, clock())  # a home registered before end-to-end keys
+        try:
+            DeviceKeys.create(self.store, clock())  # a home registered before end-to-end keys
+        except BaseException:
+            self.store.close()
+            self._lock.release()
+            raise
         self.crypto = DeviceCrypto(self.store, self.me, self._emit, clock, monotonic=monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._keepalive = keepalive
@@ -177,6 +201,7 @@ class Client:
         self._outbox.close()
         self._inbox.close()
         self.store.close()
+        self._lock.release()
 
     def reconnect_now(self) -> None:
         """Skip the backoff wait (e.g. the network came back)."""
@@ -464,3 +489,12 @@ class Client:
         RequestFailed: _on_request_failed,  # type: ignore[dict-item]
         PrekeysLow: _on_prekeys_low,  # type: ignore[dict-item]
     }
+
+
+def _process_name() -> str:
+    """This process as a person would name it: ``tidings listen``, ``python script.py``."""
+    argv = sys.argv or ["python"]
+    program = Path(argv[0]).name
+    if program == "__main__.py":  # python -m tidings
+        program = Path(argv[0]).parent.name
+    return " ".join([program, *argv[1:2]])

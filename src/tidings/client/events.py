@@ -30,7 +30,9 @@ class StatusChanged:
     """A sent message moved at one recipient device; ``overall`` is the roll-up."""
 
     message_id: bytes
-    device: DeviceRef | None  #: None for a status of the whole message (FAILED)
+    #: None for a status of the whole message: FAILED, or SENT for a note to self that has no
+    #: other device to go to
+    device: DeviceRef | None
     status: Status
     overall: Status
     at: float

@@ -296,7 +296,7 @@ class Inbox:
         if own_copy:  # a copy of what another device of this account sent (sent-message sync)
             a, b = members
             recipient = b if a == self.me.account else a
-        else:
+        if not own_copy or recipient == self.me.account:  # a note to self is for this device
             content = Receipt(ReceiptKind.DELIVERED, (message_id,), now).serialize()
             receipt = OutboxRequest(
                 os.urandom(16), sender.account, content, ContentKind.RECEIPT, now

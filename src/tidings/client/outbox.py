@@ -6,8 +6,8 @@ The decisions (which entries go when, how a refusal is handled) live in the sans
 * entries the scheduler releases are sealed (:class:`~tidings.client.crypto.DeviceCrypto`: one
   ciphertext per device, saved with the session state before anything is sent) and sent as
   SEND frames naming every known device of the recipient account and, for messages, of this
-  account (receipts go to the other account only; a note to self with no other device is just
-  sent);
+  account (receipts go to the other account only, except those of a note to self, which go to
+  the own devices; a note to self with no other device is just sent);
 * an entry for a device without a session is held back, with the rest of its lane (G4), while
   the client fetches that device's prekey bundle; :meth:`Outbox.sessions_ready` lets it go;
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
@@ -320,15 +320,22 @@ class Outbox:
             return
         self._drained.set()
         now = self._clock()
-        self._items.pop(frame.message_id, None)
+        item = self._items.pop(frame.message_id, None)
         targets = self._targets.pop(frame.message_id, ())
-        recipients = [t for t in targets if t.account != self.me.account or t == self.me]
+        # The statuses are the recipient account's devices: for a note to self, the other own
+        # devices (their delivered receipts come back like anyone's); else not the own copies.
+        if item is not None and item.recipient == self.me.account:
+            recipients = list(targets)
+        else:
+            recipients = [t for t in targets if t.account != self.me.account]
         if self.store.mark_sent(frame.message_id, frame.stored_at, now, recipients):
             self._flush_trace(frame.message_id)
             overall = self.store.message_status(frame.message_id)
             if overall is not None:
                 for device in recipients:
                     self._emit(StatusChanged(frame.message_id, device, Status.SENT, overall, now))
+                if not recipients:  # a note to self with no other device: for no device
+                    self._emit(StatusChanged(frame.message_id, None, Status.SENT, overall, now))
         self.pump()
 
     def on_refused(self, frame: Refused) -> None:

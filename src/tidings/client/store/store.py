@@ -191,6 +191,29 @@ class ClientStore(Outbox, Incoming, Crypto):
         )
         return message_from_row(rows[0]) if rows else None
 
+    def message_ids_starting(self, prefix: str, limit: int = 10) -> list[bytes]:
+        """The ids (16 bytes) of stored or traced messages whose hex form starts with
+        ``prefix``, in id order, at most ``limit``.
+
+        Args:
+            prefix: 1 to 32 lower-case hex digits.
+
+        Raises:
+            ValueError: ``prefix`` is not that.
+        """
+        if not 0 < len(prefix) <= 32 or prefix.strip("0123456789abcdef"):
+            raise ValueError(f"not a hex prefix: {prefix!r}")
+        low, high = bytes.fromhex(prefix.ljust(32, "0")), bytes.fromhex(prefix.ljust(32, "f"))
+        rows = self._read(
+            "SELECT message_id FROM messages WHERE message_id BETWEEN ?1 AND ?2"
+            " UNION SELECT message_id FROM trace WHERE message_id BETWEEN ?1 AND ?2"
+            " ORDER BY 1 LIMIT ?3",
+            low,
+            high,
+            limit,
+        )
+        return [bytes(r[0]) for r in rows]
+
     def messages(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         """The last ``limit`` shown messages of ``conversation``, in display order."""
         rows = self._read(

@@ -1,0 +1,122 @@
+"""``tidings trace MESSAGE``: a sent message's confirmation points, from the local store.
+
+MESSAGE is the message's id or any unique prefix of it of at least :data:`MIN_PREFIX` hex
+digits, as ``send`` and ``listen`` print it (``a990c53083ad…``: the ``…`` or ``...`` may stay),
+in either case. A malformed one is a usage error (exit 2); one that matches no message, or
+several (some are listed), is an error (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from ..client.connect import DB_NAME
+from ..client.store import ClientStore
+from ..delivery import Status, glyph
+from ..errors import ConfigError
+from .common import _common, _ts, home_of
+
+#: Fewest hex digits a message id may be shortened to (as git's abbreviated hashes).
+MIN_PREFIX = 4
+
+#: How many candidates an ambiguous prefix lists.
+CANDIDATES_SHOWN = 5
+
+_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},32}}")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "trace",
+        help="show a sent message's confirmation points",
+        description="Show every confirmation point this device saw for a message: composed, "
+        "written to the socket, acked by the server's TCP stack, ✓ stored, ✓✓ delivered and "
+        "read per device, ✗ expired. Reads the local store only.",
+    )
+    p.add_argument(
+        "message_id",
+        type=message_prefix,
+        help=f"message id, or a unique prefix of at least {MIN_PREFIX} hex digits, as printed "
+        "by `tidings send` (a trailing … may stay)",
+    )
+    _common(p)
+    p.set_defaults(func=cmd_trace)
+
+
+def message_prefix(text: str) -> str:
+    """A message id as typed (any case, maybe shortened and ending in ``…`` or ``...``), as
+    lower-case hex digits; argparse's ``type`` for MESSAGE."""
+    prefix = text.strip().lower()
+    for ellipsis in ("…", "..."):
+        if prefix.endswith(ellipsis):
+            prefix = prefix[: -len(ellipsis)]
+            break
+    if not _PREFIX.fullmatch(prefix):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a message id: give it, or at least its first {MIN_PREFIX} hex "
+            "digits, as `tidings send` printed it"
+        )
+    return prefix
+
+
+def resolve(store: ClientStore, prefix: str, home: Path) -> bytes:
+    """The one message id of ``store`` that starts with ``prefix``.
+
+    Raises:
+        ConfigError: none does, or several do (the first few are named).
+    """
+    found = store.message_ids_starting(prefix, CANDIDATES_SHOWN + 1)
+    if not found:
+        raise ConfigError(f"no message {prefix} in {home}")
+    if len(found) > 1:
+        shown = ", ".join(m.hex() for m in found[:CANDIDATES_SHOWN])
+        more = ", …" if len(found) > CANDIDATES_SHOWN else ""
+        raise ConfigError(
+            f"message id {prefix} is ambiguous in {home}: it matches {shown}{more}; "
+            "give more digits"
+        )
+    return found[0]
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    if not (home / DB_NAME).exists():
+        raise ConfigError(f"{home} holds no device")
+    with ClientStore(home / DB_NAME) as store:
+        mid = resolve(store, message_prefix(args.message_id), home)
+        points = store.trace(mid)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "message_id": mid.hex(),
+                        "status": (store.message_status(mid) or Status.PENDING).name.lower(),
+                        "points": [
+                            {"point": p.point, "at": p.at, "detail": p.detail} for p in points
+                        ],
+                    }
+                )
+            )
+            return 0
+        start = points[0].at if points else 0.0
+        status = store.message_status(mid)
+        refused = [p.point.partition(":")[2] for p in points if p.point.startswith("refused:")]
+        waiting = ""
+        if refused and store.outbox_item(mid) is not None:
+            waiting = f"  (still in the outbox: last refused {refused[-1]}, retrying)"
+        print(
+            f"message {mid.hex()}  status {glyph(status or Status.PENDING)} "
+            f"{(status or Status.PENDING).name.lower()}{waiting}"
+        )
+        names = {p.point for p in points}
+        for p in points:
+            delta = (p.at - start) * 1000
+            detail = f"  ({p.detail})" if p.detail else ""
+            print(f"  {_ts(p.at)}  +{delta:9.1f} ms  {p.point}{detail}")
+        if "tcp_acked" not in names and "written" in names:
+            print("  tcp_acked: unavailable (no Linux TCP_INFO, or not observed)")
+    return 0
