@@ -240,6 +240,10 @@ class Session:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def send_frame(self, frame: Frame) -> None:
+        """Send ``frame`` on this connection if it is still open (e.g. an unsolicited one)."""
+        self._send(frame)
+
     def _send(self, frame: Frame) -> None:
         if self.conn is not None and self.state is not SessionState.CLOSED:
             self.relay.metrics_frame_out(frame.TYPE)
@@ -282,6 +286,9 @@ class Session:
             return
         self._log.info("= registered %s", device.ref)
         self.state = SessionState.EXPECT_HELLO
+        if frame.link_code is not None:  # before REGISTERED: the others know first
+            devices = await store.devices(frame.account)
+            self.relay.announce_devices(frame.account, tuple(d.ref.device_id for d in devices))
         self._send(Registered(device.ref.account, device.ref.device_id))
         if self.conn is not None:
             self.conn.expect_auth()  # HELLO is due within auth_timeout of REGISTERED
