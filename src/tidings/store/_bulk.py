@@ -252,29 +252,35 @@ def _exact_targets(
 ) -> list[tuple[DeviceRef, bytes, list[int]]] | None:
     """The targets with their counters if the send is accepted as it stands, else ``None``.
 
-    Accepted: every current device of the recipient and of the sender's account but the sender
-    named exactly once, none at its queue limit — what :func:`check_targets` and
+    Accepted: every current device of the recipient named exactly once, and all or none of the
+    sender's other devices, none at its queue limit — what :func:`check_targets` and
     :func:`first_full` accept. ``None`` says nothing: the caller applies those rules.
     """
     if recipient is None:
         return None
     sender, limit = sub.sender, sub.max_queue
-    expected = len(recipient)
-    if own is not recipient and own is not None:
-        expected += len(own)
-    if own is not None and sender in own:
-        expected -= 1
-    payloads = sub.payloads
-    if len(payloads) != expected:
-        return None
     account = sub.recipient
+    separate = own is not recipient and own is not None
+    own_others = 0
+    if separate:
+        assert own is not None
+        own_others = len(own) - (sender in own)
     found = []
-    for ref, payload in payloads:
-        heads = recipient if ref.account == account else own
+    own_named = 0
+    for ref, payload in sub.payloads:
+        if ref.account == account:
+            heads: Heads | None = recipient
+        else:
+            heads = own
+            own_named += 1
         head = None if heads is None else heads.get(ref)
         if head is None or ref == sender or head[1] >= limit:
             return None
         found.append((ref, payload, head))
+    if own_named not in (0, own_others) or len(found) - own_named != len(recipient) - (
+        not separate and sender in recipient
+    ):
+        return None
     if len(found) > 1 and len({ref for ref, _, _ in found}) != len(found):
         return None
     return found
