@@ -292,7 +292,7 @@ class Relay:
             result = await self.store.expire(now, now + self.config.retention_seconds, EXPIRY_BATCH)
             total += len(result.expired)
             self.metrics.items_expired.inc(len(result.expired))
-            self.offer(result.notices)
+            self.offer(sorted(result.notices + result.missed, key=lambda due: due[1].seq))
             if len(result.expired) + len(result.notices) == 0 or len(result.expired) < EXPIRY_BATCH:
                 return total
 

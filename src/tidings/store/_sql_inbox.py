@@ -146,7 +146,7 @@ def expire(
     due = conn.execute(_DUE, (now, max(limit, 0))).fetchall()
     conn.executemany(_REMOVE, [row[:3] for row in due])
     counters = _Counters(conn)
-    expired, notices, rows = [], [], []
+    expired, notices, missed, rows = [], [], [], []
     for row in due:
         account, device_id = row[0], row[1]
         ref, item = DeviceRef(account, device_id), _item(row[2:])
@@ -164,13 +164,22 @@ def expire(
             rows.append(
                 (owner, owner_device, seq, notice.kind, *sender, b"", now, notice_expires_at)
             )
+        next_seq = counters.grow(ref)
+        if next_seq is None:  # pragma: no cover - items of a device that does not exist
+            continue
+        gone = InboxItem(
+            next_seq, ItemKind.MISSED, item.sender, item.message_id, b"", now, notice_expires_at
+        )
+        missed.append((ref, gone))
+        origin = (item.sender.account, item.sender.device_id, item.message_id)
+        rows.append((account, device_id, next_seq, gone.kind, *origin, b"", now, notice_expires_at))
     conn.executemany(_INSERT_ITEM, rows)
     conn.executemany(_SET_HEAD, counters.rows())
     for account in counters.accounts():
         cache.invalidate(account)  # rewritten in bulk here: simpler to reload than to patch
     conn.execute(_PURGE_SENT, (now,))
     conn.execute(_PURGE_CODES, (now,))  # housekeeping: an expired code can never be used
-    return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
+    return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
 
 
 class _Counters:
@@ -191,6 +200,15 @@ class _Counters:
         head = self._of(ref.account).get(ref.device_id)
         if head is not None:
             head[1] -= 1
+
+    def grow(self, ref: DeviceRef) -> int | None:
+        """Take the next seq of ``ref`` (``None``: no such device)."""
+        head = self._of(ref.account).get(ref.device_id)
+        if head is None:
+            return None
+        head[0] += 1
+        head[1] += 1
+        return head[0]
 
     def grow_all(self, account: str) -> list[tuple[int, int]]:
         """Take the next seq of every device of ``account``: ``(device id, seq)`` by id."""

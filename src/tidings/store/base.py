@@ -53,14 +53,18 @@ class ItemKind(enum.IntEnum):
 
     MESSAGE = 0  #: an envelope from another device: opaque payload bytes
     EXPIRED = 1  #: the server's notice that ``message_id`` expired unfetched at ``sender``
+    #: the server's notice to a device that ``message_id`` from ``sender`` expired in its own
+    #: inbox unfetched: it will never come, so its gap need not be waited out
+    MISSED = 2
 
 
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     """One item of a device's inbox.
 
-    For ``EXPIRED`` notices, ``sender`` names the device whose copy expired and ``payload`` is
-    empty.
+    For ``EXPIRED`` notices, ``sender`` names the device whose copy expired; for ``MISSED``
+    notices, the device that sent the message that expired here. Notices have an empty
+    ``payload``.
     """
 
     seq: int
@@ -130,6 +134,8 @@ class ExpiryResult:
 
     expired: tuple[tuple[DeviceRef, InboxItem], ...]  #: message items removed unfetched
     notices: tuple[tuple[DeviceRef, InboxItem], ...]  #: EXPIRED notices queued to senders
+    #: MISSED notices queued to the devices whose items expired, one per item
+    missed: tuple[tuple[DeviceRef, InboxItem], ...] = ()
 
 
 @dataclass(slots=True)
@@ -256,7 +262,10 @@ class Store(Protocol):
 
         For each MESSAGE item removed, queue an EXPIRED notice (same ``message_id``, ``sender`` =
         the device whose copy expired) to every current device of the original sender's account,
-        expiring at ``notice_expires_at``. EXPIRED notices that expire are removed silently.
+        and a MISSED notice (same ``message_id``, ``sender`` = the original sender) to the device
+        whose item it was, after everything queued to it before; all expiring at
+        ``notice_expires_at``. Notices (of either kind) that expire are removed silently: a
+        notice about a notice would tell a device nothing, and a chain of them would never end.
         Idempotency records older than the retention (``expires_at <= now``) are purged too.
         """
 

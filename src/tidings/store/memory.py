@@ -253,9 +253,10 @@ class MemoryStore:
             ),
             key=lambda due: (due[1].expires_at, due[0], due[1].seq),
         )[: max(limit, 0)]
-        expired, notices = [], []
+        expired, notices, missed = [], [], []
         for ref, item in due:
-            del self._inbox_of(ref).items[item.seq]
+            inbox = self._inbox_of(ref)
+            del inbox.items[item.seq]
             if item.kind is not ItemKind.MESSAGE:
                 continue  # an expired notice goes silently
             expired.append((ref, item))
@@ -263,11 +264,13 @@ class MemoryStore:
                 0, ItemKind.EXPIRED, ref, item.message_id, b"", now, notice_expires_at
             )
             owner = self._accounts.get(item.sender.account)
-            for inbox in [] if owner is None else owner.inboxes.values():
-                notices.append((inbox.device.ref, _append(inbox, notice)))
+            for sender_inbox in [] if owner is None else owner.inboxes.values():
+                notices.append((sender_inbox.device.ref, _append(sender_inbox, notice)))
+            gone = replace(notice, kind=ItemKind.MISSED, sender=item.sender)
+            missed.append((ref, _append(inbox, gone)))
         self._purge(now)
         self._committed()
-        return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
+        return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
 
     async def put_prekeys(
         self,
