@@ -294,7 +294,7 @@ async def test_queue_full_is_retried_until_the_recipient_drains(
     relays: RelayLab, clients: ClientLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(session_module, "QUEUE_FULL_RETRY_AFTER", 0.05)
-    relay = await relays.start(max_queue=2)
+    relay = await relays.start(max_queue=2, stranger_queue_share=1.0)  # the whole queue
     alice = await clients.new("alice", rng=FixedRandom(0.0))
     bob_home = await clients.register("bob")  # offline
 

@@ -392,6 +392,7 @@ class Session:
             now=now,
             expires_at=now + relay.config.retention_seconds,
             max_queue=relay.config.max_queue,
+            max_stranger_queue=relay.config.max_stranger_queue,
         )
         # Do not wait for the durable write here: the next frames (more sends, acks) are handled
         # while the group commit is in progress. Tasks start in creation order, so writes are
@@ -427,10 +428,11 @@ class Session:
                 stale=tuple((r.account, r.device_id) for r in result.stale),
             )
         elif isinstance(result, QueueFull):
+            whose = "" if result.limit == relay.config.max_queue else " for new senders"
             self._refuse(
                 frame,
                 ErrorCode.QUEUE_FULL,
-                f"queue of {result.device} is full ({result.limit} items)",
+                f"queue of {result.device} is full{whose} ({result.limit} items)",
                 retry_after=QUEUE_FULL_RETRY_AFTER,
             )
 

@@ -10,6 +10,10 @@
    and which an offline one would otherwise fill its queue with.
 4. Queue limit: a target whose inbox holds ``max_queue`` items refuses the whole send
    (:func:`first_full`, DESIGN §5 back-pressure).
+5. Stranger share: a send from an account the recipient account never sent to (a stranger)
+   is refused when a recipient device holds ``max_stranger_queue`` items from strangers
+   (:func:`first_full` too), so a crowd of new accounts cannot take a device's whole queue from
+   the people it writes to. The sender's own copies are never a stranger's.
 
 Keeping them here makes the two backends agree by construction; the conformance suite checks it.
 """
@@ -68,9 +72,36 @@ def check_targets(
     )
 
 
-def first_full(sub: Submission, depth: Callable[[DeviceRef], int]) -> QueueFull | None:
-    """The first target, in payload order, whose inbox is at ``sub.max_queue`` items, if any."""
+def is_stranger(sub: Submission, is_contact: Callable[[str, str], bool]) -> bool:
+    """Whether ``sub`` comes from a stranger to its recipient and a share applies to it.
+
+    ``is_contact(account, contact)``: whether ``account`` ever sent to ``contact``.
+    """
+    own = sub.sender.account
+    return (
+        sub.max_stranger_queue is not None
+        and own != sub.recipient
+        and not is_contact(sub.recipient, own)
+    )
+
+
+def first_full(
+    sub: Submission,
+    depth: Callable[[DeviceRef], int],
+    strangers: Callable[[DeviceRef], int] | None = None,
+) -> QueueFull | None:
+    """The first target, in payload order, whose inbox is at ``sub.max_queue`` items, or — with
+    ``strangers`` (the send is a stranger's, see :func:`is_stranger`) — a recipient device
+    holding ``sub.max_stranger_queue`` items from strangers; ``None`` if there is none."""
     for ref, _ in sub.payloads:
         if depth(ref) >= sub.max_queue:
             return QueueFull(device=ref, limit=sub.max_queue)
+        share = sub.max_stranger_queue
+        if (
+            strangers is not None
+            and share is not None
+            and ref.account == sub.recipient
+            and strangers(ref) >= share
+        ):
+            return QueueFull(device=ref, limit=share)
     return None

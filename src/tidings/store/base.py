@@ -11,6 +11,9 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
 * The device set is checked inside the same transaction as the write, so a device linked
   concurrently cannot slip between check and commit.
 * Items are removed only by :meth:`ack` (the device committed them) or :meth:`expire`.
+* Every stored send from one account to another makes the recipient account a *contact* of the
+  sender's: from then on, the recipient's sends to it are no stranger's (see
+  ``Submission.max_stranger_queue``). Contacts are never forgotten.
 * A failed or refused operation changes nothing stored (G8).
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
@@ -89,6 +92,9 @@ class Submission:
         now: server time of the write; becomes ``enqueued_at``.
         expires_at: when the items expire unfetched.
         max_queue: the per-device queue limit; a target over it refuses the whole send.
+        max_stranger_queue: how many items of a recipient device's queue may come from
+            senders its account never sent to (strangers, counted together); a recipient
+            device at it refuses a stranger's whole send. ``None``: no such share.
     """
 
     sender: DeviceRef
@@ -98,6 +104,7 @@ class Submission:
     now: float
     expires_at: float
     max_queue: int
+    max_stranger_queue: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import IntegrityError, StoreError
-from tidings.store._rules import check_targets, first_full
+from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
 from tidings.store.base import (
     Device,
@@ -35,6 +35,7 @@ class _Inbox:
     device: Device
     last_seq: int = 0
     items: dict[int, InboxItem] = field(default_factory=dict)  #: by seq, in seq order
+    strangers: set[int] = field(default_factory=set)  #: seqs of the items from strangers
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class MemoryStore:
         self._codes: dict[tuple[str, bytes], _LinkCode] = {}
         self._sent: dict[tuple[DeviceRef, bytes], _Sent] = {}
         self._prekeys: dict[DeviceRef, _PreKeys] = {}
+        self._contacts: set[tuple[str, str]] = set()  #: (account, an account it sent to)
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -176,8 +178,11 @@ class MemoryStore:
             entry = self._accounts.get(account)
             if entry is not None:
                 current.update((inbox.device.ref, inbox) for inbox in entry.inboxes.values())
+        stranger = is_stranger(sub, lambda account, contact: (account, contact) in self._contacts)
         refusal = check_targets(sub, current, sub.recipient in self._accounts) or first_full(
-            sub, lambda ref: len(current[ref].items)
+            sub,
+            lambda ref: len(current[ref].items),
+            (lambda ref: len(current[ref].strangers)) if stranger else None,
         )
         if refusal is not None:
             return refusal
@@ -188,6 +193,12 @@ class MemoryStore:
             (ref, _append(current[ref], replace(template, payload=payload)))
             for ref, payload in sub.payloads
         )
+        if stranger:
+            for ref, item in items:
+                if ref.account == sub.recipient:
+                    current[ref].strangers.add(item.seq)
+        if sub.sender.account != sub.recipient:
+            self._contacts.add((sub.sender.account, sub.recipient))
         self._sent[sub.sender, sub.message_id] = _Sent(sub.now, sub.expires_at)
         self._committed()
         return Stored(items=items, stored_at=sub.now)
@@ -215,6 +226,7 @@ class MemoryStore:
         done = [seq for seq in inbox.items if seq <= up_to_seq]
         for seq in done:
             del inbox.items[seq]
+            inbox.strangers.discard(seq)
         if done:
             self._committed()
         return len(done)
@@ -257,6 +269,7 @@ class MemoryStore:
         for ref, item in due:
             inbox = self._inbox_of(ref)
             del inbox.items[item.seq]
+            inbox.strangers.discard(item.seq)
             if item.kind is not ItemKind.MESSAGE:
                 continue  # an expired notice goes silently
             expired.append((ref, item))
