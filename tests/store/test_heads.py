@@ -19,8 +19,8 @@ def conn() -> Iterator[sqlite3.Connection]:
     for account, devices in (("a", 2), ("b", 1), ("c", 1)):
         for n in range(1, devices + 1):
             conn.execute(
-                "INSERT INTO devices (account, device_id, noise_key, name, created_at, last_seq,"
-                " depth) VALUES (?, ?, ?, 'x', 0, ?, ?)",
+                "INSERT INTO devices (account, device_id, noise_key, created_at, last_seq, depth)"
+                " VALUES (?, ?, ?, 0, ?, ?)",
                 (account, n, f"{account}{n}".encode(), 10 * n, n),
             )
     yield conn
@@ -41,8 +41,8 @@ def test_an_unknown_account_is_not_cached(conn: sqlite3.Connection) -> None:
     cache = HeadCache()
     assert cache.get(conn, "nobody") is None
     conn.execute(
-        "INSERT INTO devices (account, device_id, noise_key, name, created_at)"
-        " VALUES ('nobody', 1, x'00', 'x', 0)"
+        "INSERT INTO devices (account, device_id, noise_key, created_at)"
+        " VALUES ('nobody', 1, x'00', 0)"
     )
     assert cache.get(conn, "nobody") == {DeviceRef("nobody", 1): [0, 0, 0]}
 

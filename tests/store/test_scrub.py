@@ -15,6 +15,7 @@ import pytest
 import tidings.store.sqlite as sqlite_module
 from tests.store.helpers import make_account, message_id, send
 from tidings.store import SQLiteStore, Stored
+from tidings.store.migrate import load_migrations, migrate
 
 MARKER = b"tidings-scrub-marker:" + bytes(range(43))  # 64 recognisable bytes
 assert len(MARKER) == 64
@@ -71,3 +72,30 @@ async def test_checkpoints_run_at_most_once_per_interval(
         assert runs == [100.0, 101.0]
     finally:
         await store.close()
+
+
+async def test_device_names_are_not_kept_and_old_ones_are_scrubbed(tmp_path: Path) -> None:
+    """A relay of schema 3 stored REGISTER's device name; migration 4 drops the column and the
+    store vacuums once, so no page of the file still holds one."""
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, load_migrations()[:3])
+    conn.execute("INSERT INTO accounts VALUES ('alice', 2, 0)")
+    conn.execute(
+        "INSERT INTO devices (account, device_id, noise_key, name, created_at)"
+        " VALUES ('alice', 1, ?, ?, 0)",
+        (bytes(32), MARKER.decode("latin-1")),
+    )
+    conn.close()
+    assert MARKER in raw(path)
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        (device,) = await store.devices("alice")
+        assert device.noise_key == bytes(32)
+        await store.create_account("bob", bytes(range(32)), "NAME-OF-BOBS-PHONE", 0)
+        await store.checkpoint()
+    finally:
+        await store.close()
+    assert MARKER not in raw(path)
+    assert b"NAME-OF-BOBS-PHONE" not in raw(path)

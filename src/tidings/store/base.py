@@ -47,7 +47,6 @@ class Device:
 
     ref: DeviceRef
     noise_key: bytes  #: the device's Noise static public key (32 bytes): how it authenticates
-    name: str
     created_at: float
 
 
@@ -219,7 +218,8 @@ class Store(Protocol):
         """
 
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
-        """Create ``account`` with its first device (id 1).
+        """Create ``account`` with its first device (id 1). ``name`` (REGISTER's device name)
+        is not stored: routing needs no name (G6).
 
         Raises:
             IntegrityError: the account exists or the key is already registered.
@@ -234,6 +234,7 @@ class Store(Protocol):
         self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
     ) -> Device:
         """Consume a link code of ``account`` and add a device with the next free id, atomically.
+        ``name`` is not stored (see :meth:`create_account`).
 
         Raises:
             IntegrityError: no unexpired code with that hash for that account, or the key is

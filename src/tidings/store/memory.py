@@ -110,7 +110,7 @@ class MemoryStore:
         return None if account is None else account.inboxes.get(ref.device_id)
 
     def _add(self, account: _Account, ref: DeviceRef, key: bytes, name: str, now: float) -> Device:
-        device = Device(ref=ref, noise_key=key, name=name, created_at=now)
+        device = Device(ref=ref, noise_key=key, created_at=now)  # the name is not kept
         account.inboxes[ref.device_id] = _Inbox(device)
         account.next_device_id = ref.device_id + 1
         self._keys[key] = ref

@@ -36,10 +36,14 @@ from tidings.store.base import (
     Submission,
     SubmitResult,
 )
-from tidings.store.migrate import migrate
+from tidings.store.migrate import migrate, schema_version
 
 #: How long a writer waits for another process's lock before failing the batch, in ms.
 BUSY_TIMEOUT_MS = 5000
+
+#: The schema version that stopped storing device names: a database migrated across it is
+#: vacuumed once.
+NAMES_DROPPED = 4
 
 #: At most one WAL checkpoint (TRUNCATE) per this many seconds, after a batch that wrote: a
 #: delivered ciphertext leaves the WAL within about a second of its ack, while a busy relay
@@ -93,7 +97,11 @@ class SQLiteStore:
             # pages; the WAL is truncated by the checkpoints (G6: what the relay stores after an
             # ack is only what routing needs).
             conn.execute("PRAGMA secure_delete = ON")
+            before = schema_version(conn)
             migrate(conn)
+            if 0 < before < NAMES_DROPPED:
+                # Rewrite every page once, so none still holds a device name (migration 0004).
+                conn.execute("VACUUM")
         except BaseException:
             conn.close()
             raise
