@@ -239,7 +239,7 @@ async def test_an_offline_own_device_no_longer_fills_with_receipts(
 ) -> None:
     """An offline linked device's queue filled with copies of its account's receipts until
     every send of the account was refused QUEUE_FULL."""
-    relay = await relays.start(max_queue=3)
+    relay = await relays.start(max_queue=3, stranger_queue_share=1.0)  # the whole queue for bob
     alice1, alice2, bob = await two_alices_and_bob(clients)
     await alice2.client.close()  # offline from here on
 
