@@ -353,3 +353,13 @@ def test_limits_load_from_every_layer(tmp_path: Path) -> None:
     assert (c.proxy_header, c.address_lookups_per_hour) == ("x-real-ip", 50)
     assert (c.account_lookups_per_hour, c.address_registrations_per_hour) == (0, 0)
     assert c.new_account_age == 2 * DAY  # the flag wins over the file
+
+
+def test_the_stranger_share_is_a_fraction_of_the_queue() -> None:
+    assert ServerConfig().max_stranger_queue == 5_000
+    assert ServerConfig(max_queue=3, stranger_queue_share=0.5).max_stranger_queue == 1
+    assert ServerConfig(max_queue=1, stranger_queue_share=0.1).max_stranger_queue == 1
+    assert ServerConfig(stranger_queue_share=1).max_stranger_queue == 10_000
+    for bad in (0, 1.5, -0.5):
+        with pytest.raises(ConfigError, match="stranger_queue_share"):
+            ServerConfig(stranger_queue_share=bad)

@@ -42,13 +42,20 @@ from tests.harness import (
 )
 from tidings.client import register
 from tidings.client.connect import DB_NAME
-from tidings.client.events import DecryptionFailed, GapDetected, MessageReceived, StatusChanged
+from tidings.client.events import (
+    DecryptionFailed,
+    GapDetected,
+    GapSkipped,
+    MessageReceived,
+    StatusChanged,
+)
 from tidings.client.store import ClientStore, Identity
 from tidings.delivery import Message, RetryRequest, Status, direct_conversation, parse_content
+from tidings.delivery.ordering import SkipReason
 from tidings.errors import ConnectionBroken, RefusedError
 from tidings.noise import generate_keypair
 from tidings.server.app import Relay
-from tidings.store import DeviceRef
+from tidings.store import DeviceRef, ItemKind
 from tidings.wire import (
     PROTOCOL_VERSION,
     Ack,
@@ -148,15 +155,50 @@ async def test_unfetched_message_expires_and_sender_sees_it(
     assert isinstance(expired, StatusChanged) and expired.overall is Status.EXPIRED
     assert alice.client.status(mid) is Status.EXPIRED
     assert "expired:bob.1" in [p.point for p in alice.client.trace(mid)]
-    assert await relay.store.queue_depth(BOB1) == 0
+    [missed] = await relay.store.fetch(BOB1, 0, 10)  # what bob will learn: it never comes
+    assert (missed.kind, missed.sender, missed.message_id) == (ItemKind.MISSED, ALICE1, mid)
 
-    # bob connects later: the expired message is gone; the next one arrives behind a gap
-    bob = await clients.start(bob_home)
+    # bob connects later: the expired message is gone; the next one arrives behind a gap that
+    # the notice closes at once
+    bob = await clients.start(bob_home, monotonic=FakeClock(0.0))
     nxt = await alice.client.send("bob", "this one you get")
     first = await bob.until(lambda e: isinstance(e, GapDetected | MessageReceived))
     assert isinstance(first, GapDetected) and first.missing == range(1, 2)
+    skipped = await bob.until(lambda e: isinstance(e, GapSkipped))
+    assert isinstance(skipped, GapSkipped) and skipped.reason is SkipReason.EXPIRED
+    await bob.until(is_received(nxt))
     assert bob.client.store.message(mid) is None
     assert bob.client.store.message(nxt) is not None
+
+
+async def test_an_expired_message_releases_the_ones_behind_it_at_once(
+    relays: RelayLab, clients: ClientLab, clock: FakeClock
+) -> None:
+    """Issue 8: alice sends 1, 2, 3 to bob (offline); 1 expires. Bob connects and gets 2 and 3
+    at once, the gap of 1 released by the relay's missed notice; without the notice they would
+    wait out the ordering hold (30 s) — bob's monotonic clock never moves here."""
+    relay = await relays.start(retention_seconds=100)
+    alice = await clients.new("alice")
+    bob_home = await clients.register("bob")
+    first = await alice.client.send("bob", "1")
+    await alice.until(is_status(first, Status.SENT, BOB1))
+    clock.advance(50)
+    later = [await alice.client.send("bob", body) for body in ("2", "3")]
+    for mid in later:
+        await alice.until(is_status(mid, Status.SENT, BOB1))
+    clock.advance(50)
+    assert await relay.expire_once() == 1  # 1 only: 2 and 3 have 50 s left
+    await alice.until(is_status(first, Status.EXPIRED, BOB1))
+
+    bob = await clients.start(bob_home, monotonic=FakeClock(0.0))
+    for mid in later:
+        await bob.until(is_received(mid))
+    skipped = [e for e in bob.seen if isinstance(e, GapSkipped)]
+    assert [(e.missing, e.reason) for e in skipped] == [(range(1, 2), SkipReason.EXPIRED)]
+    got = [e.message.counter for e in bob.seen if isinstance(e, MessageReceived)]
+    assert got == [2, 3]
+    assert bob.client.store.message(first) is None
+    assert bob.client.store.cursor() == 4  # the notice is item 4, committed like any item
 
 
 async def test_a_delivered_message_never_becomes_expired(
@@ -252,7 +294,7 @@ async def test_queue_full_is_retried_until_the_recipient_drains(
     relays: RelayLab, clients: ClientLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(session_module, "QUEUE_FULL_RETRY_AFTER", 0.05)
-    relay = await relays.start(max_queue=2)
+    relay = await relays.start(max_queue=2, stranger_queue_share=1.0)  # the whole queue
     alice = await clients.new("alice", rng=FixedRandom(0.0))
     bob_home = await clients.register("bob")  # offline
 

@@ -168,13 +168,13 @@ async def test_migration_from_version_1_keeps_the_data(tmp_path: Path) -> None:
     )
     conn.close()
     store = SQLiteStore(path)
-    await store.open()  # migrates 1 → 2
+    await store.open()  # migrates 1 → the latest
     try:
         (device,) = await store.devices("alice")
-        assert (device.ref, device.name) == (DeviceRef("alice", 1), "phone")
+        assert device.ref == DeviceRef("alice", 1)
         assert await upload(store, device.ref, ec(1), kem(1)) == PreKeyCounts(1, 1)
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    assert schema_version(conn) == 2
+    assert schema_version(conn) == len(load_migrations())
     conn.close()

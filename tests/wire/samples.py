@@ -129,6 +129,12 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         "200000c400",
     ),
     (
+        "DELIVER missed notice",  # protocol §8: the message for this device expired unfetched
+        Deliver(1236, 2, "alice", 1, MID, 1702592000.5, 1705184000.5, b""),
+        "991acd04d402a5616c69636501c410000102030405060708090a0b0c0d0e0fcb41d95edf80200000cb41d968"
+        "c2c0200000c400",
+    ),
+    (
         "ERROR",
         Error(3, 5, "frame not allowed now"),
         "941b0305b56672616d65206e6f7420616c6c6f776564206e6f77",

@@ -60,7 +60,7 @@ DOC_KINDS = {
     "device_name": "device_name",
     "reason": "reason",
     "bool": "bool",
-    "uint 0 or 1": "deliver_kind",
+    "uint 0, 1 or 2": "deliver_kind",
     "array of 1–32 targets": "targets",
     "array of 0–32 uint": "device_ids",
     "array of 0–32 device refs": "refs",

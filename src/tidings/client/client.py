@@ -412,6 +412,12 @@ class Client:
         self._spawn(self._keysync.sync())
 
     def _on_answer(self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored) -> None:
+        if isinstance(frame, Devices) and frame.request_id == 0:
+            # Unsolicited (protocol §6.10): a device was linked to this account while this
+            # session was open. Request ids start at 1, so 0 answers nothing.
+            if frame.account == self.me.account:
+                self._outbox.devices[frame.account] = frame.device_ids
+            return
         fut = self._requests.pop(frame.request_id, None)
         if fut is not None and not fut.done():
             fut.set_result(frame)

@@ -35,7 +35,7 @@ from ..net.channel import (
 from ..net.ws import ChannelConnection
 from ..noise import PipesResponder, fingerprint, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
-from ..wire import PROLOGUE, ErrorCode, Frame, FrameType
+from ..wire import PROLOGUE, Devices, ErrorCode, Frame, FrameType
 from .admission import Admission, Caps, resolve_max_connections
 from .config import ServerConfig
 from .datadir import load_or_create_key as load_or_create_key
@@ -265,6 +265,15 @@ class Relay:
         if session.device is not None and self.sessions.get(session.device) is session:
             del self.sessions[session.device]
 
+    def announce_devices(self, account: str, device_ids: tuple[int, ...]) -> None:
+        """Tell every live session of ``account`` its current devices: an unsolicited DEVICES
+        (``request_id`` 0), sent when a device was linked, so a device whose session began
+        before the link sends its next message with a copy for the new one (protocol §6.10)."""
+        frame = Devices(0, account, device_ids)
+        for ref, session in list(self.sessions.items()):
+            if ref.account == account:
+                session.send_frame(frame)
+
     def offer(self, items: Iterable[tuple[DeviceRef, InboxItem]]) -> None:
         """Newly stored items: hand each to its device's live session, if any."""
         sessions = self.sessions
@@ -283,7 +292,7 @@ class Relay:
             result = await self.store.expire(now, now + self.config.retention_seconds, EXPIRY_BATCH)
             total += len(result.expired)
             self.metrics.items_expired.inc(len(result.expired))
-            self.offer(result.notices)
+            self.offer(sorted(result.notices + result.missed, key=lambda due: due[1].seq))
             if len(result.expired) + len(result.notices) == 0 or len(result.expired) < EXPIRY_BATCH:
                 return total
 

@@ -62,6 +62,9 @@ DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600.0
 DEFAULT_MAX_PAYLOAD = MAX_PAYLOAD
 #: 10 000 items × 64 KiB worst case = 640 MiB per device on disk; a month of heavy chat is less.
 DEFAULT_MAX_QUEUE = 10_000
+#: Half of a device's queue for senders its account never wrote to: 101 free accounts filled a
+#: victim's whole queue in 7 s, and its real senders then got QUEUE_FULL for the retention.
+DEFAULT_STRANGER_QUEUE_SHARE = 0.5
 #: 20 sends/s sustained per account: far above human typing, far below a flood.
 DEFAULT_RATE_PER_SECOND = 20.0
 #: 100 sends at once: a client draining a full outbox after reconnecting is not refused.
@@ -159,6 +162,8 @@ class ServerConfig:
         retention_seconds: how long an unfetched item is kept before it expires.
         max_payload: largest payload per device accepted in a SEND (≤ ``wire.MAX_PAYLOAD``).
         max_queue: most items queued for one device; beyond it SENDs get QUEUE_FULL.
+        stranger_queue_share: the share of ``max_queue`` that items from senders the device's
+            account never sent to may fill, together; beyond it their SENDs get QUEUE_FULL.
         rate_per_second: sustained sends per second allowed per account.
         rate_burst: sends an idle account may make at once.
         delivery_window: DELIVER frames in flight (unacked) per connection.
@@ -201,6 +206,7 @@ class ServerConfig:
     retention_seconds: float = DEFAULT_RETENTION_SECONDS
     max_payload: int = DEFAULT_MAX_PAYLOAD
     max_queue: int = DEFAULT_MAX_QUEUE
+    stranger_queue_share: float = DEFAULT_STRANGER_QUEUE_SHARE
     rate_per_second: float = DEFAULT_RATE_PER_SECOND
     rate_burst: int = DEFAULT_RATE_BURST
     delivery_window: int = DEFAULT_DELIVERY_WINDOW
@@ -239,6 +245,12 @@ class ServerConfig:
             raise ConfigError(reason)
 
     @property
+    def max_stranger_queue(self) -> int:
+        """How many items of one device's queue strangers may fill: ``stranger_queue_share``
+        of ``max_queue``, rounded down, at least 1 (a stranger's first message always fits)."""
+        return max(1, math.floor(self.stranger_queue_share * self.max_queue))
+
+    @property
     def metrics_enabled(self) -> bool:
         """Whether the HTTP metrics/health endpoint should be started."""
         return self.metrics_port != 0
@@ -269,6 +281,7 @@ _RULES: dict[str, _Rule] = {
     "retention_seconds": _Rule("duration", 0, strict=True),
     "max_payload": _Rule("int", 1, MAX_PAYLOAD),
     "max_queue": _Rule("int", 1),
+    "stranger_queue_share": _Rule("float", 0, 1, strict=True),
     "rate_per_second": _Rule("float", 0, strict=True),
     "rate_burst": _Rule("int", 1),
     "delivery_window": _Rule("int", 1),

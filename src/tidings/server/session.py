@@ -240,6 +240,10 @@ class Session:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def send_frame(self, frame: Frame) -> None:
+        """Send ``frame`` on this connection if it is still open (e.g. an unsolicited one)."""
+        self._send(frame)
+
     def _send(self, frame: Frame) -> None:
         if self.conn is not None and self.state is not SessionState.CLOSED:
             self.relay.metrics_frame_out(frame.TYPE)
@@ -282,6 +286,9 @@ class Session:
             return
         self._log.info("= registered %s", device.ref)
         self.state = SessionState.EXPECT_HELLO
+        if frame.link_code is not None:  # before REGISTERED: the others know first
+            devices = await store.devices(frame.account)
+            self.relay.announce_devices(frame.account, tuple(d.ref.device_id for d in devices))
         self._send(Registered(device.ref.account, device.ref.device_id))
         if self.conn is not None:
             self.conn.expect_auth()  # HELLO is due within auth_timeout of REGISTERED
@@ -385,6 +392,7 @@ class Session:
             now=now,
             expires_at=now + relay.config.retention_seconds,
             max_queue=relay.config.max_queue,
+            max_stranger_queue=relay.config.max_stranger_queue,
         )
         # Do not wait for the durable write here: the next frames (more sends, acks) are handled
         # while the group commit is in progress. Tasks start in creation order, so writes are
@@ -420,10 +428,11 @@ class Session:
                 stale=tuple((r.account, r.device_id) for r in result.stale),
             )
         elif isinstance(result, QueueFull):
+            whose = "" if result.limit == relay.config.max_queue else " for new senders"
             self._refuse(
                 frame,
                 ErrorCode.QUEUE_FULL,
-                f"queue of {result.device} is full ({result.limit} items)",
+                f"queue of {result.device} is full{whose} ({result.limit} items)",
                 retry_after=QUEUE_FULL_RETRY_AFTER,
             )
 

@@ -30,7 +30,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from tidings.store._heads import HeadCache, Heads
-from tidings.store._rules import check_targets, first_full
+from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store.base import (
     DeviceMismatch,
     DeviceRef,
@@ -51,12 +51,20 @@ _RECORD_SENT = (
 )
 _INSERT_ITEM = (
     "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
-    " message_id, payload, enqueued_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    " message_id, payload, enqueued_at, expires_at, stranger) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-_SET_HEAD = "UPDATE devices SET last_seq = ?, depth = ? WHERE account = ? AND device_id = ?"
+_SET_HEAD = (
+    "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
+)
 _ACK = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ?"
-_ACK_SEQS = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ? RETURNING seq"
-_SHRINK = "UPDATE devices SET depth = depth - ? WHERE account = ? AND device_id = ?"
+_ACK_SEQS = (
+    "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ? RETURNING seq, stranger"
+)
+_SHRINK = (
+    "UPDATE devices SET depth = depth - ?, strangers = strangers - ?"
+    " WHERE account = ? AND device_id = ?"
+)
+_ADD_CONTACT = "INSERT INTO contacts (account, contact) VALUES (?, ?) ON CONFLICT DO NOTHING"
 
 _MESSAGE = ItemKind.MESSAGE
 
@@ -116,6 +124,12 @@ class _Segment:
         #: counters to write back, by ``id`` of the cache's list (hashing a DeviceRef is slow)
         self.dirty: dict[int, tuple[DeviceRef, list[int]]] = {}
         self.acks: dict[DeviceRef, list[tuple[int, int]]] = {}  #: (index, up_to), in order
+        self.contacts: dict[tuple[str, str], None] = {}  #: new pairs of this segment, in order
+
+    def is_contact(self, account: str, contact: str) -> bool:
+        return (account, contact) in self.contacts or self.cache.is_contact(
+            self.conn, account, contact
+        )
 
     def heads(self, account: str) -> Heads | None:
         try:
@@ -137,10 +151,11 @@ class _Segment:
                     self.flush_acks(ref)
         recipient = self.heads(sub.recipient)
         own = recipient if sender.account == sub.recipient else self.heads(sender.account)
-        heads = _exact_targets(sub, recipient, own)
+        stranger = is_stranger(sub, self.is_contact)
+        heads = _exact_targets(sub, recipient, own, stranger)
         if heads is None:  # not the exact device set, or a queue full: the rules decide
             try:
-                refusal = self.refusal(sub, recipient, own)
+                refusal = self.refusal(sub, recipient, own, stranger)
             except Exception as exc:
                 self.outcomes[index] = self.unless_duplicate(key, (False, exc))
                 return
@@ -151,20 +166,27 @@ class _Segment:
         now, expires_at, message_id = sub.now, sub.expires_at, sub.message_id
         items = []
         rows, dirty = self.rows, self.dirty
+        account = sub.recipient
         for ref, payload, head in heads:
             seq = head[0] = head[0] + 1
             head[1] += 1
+            flag = 1 if stranger and ref.account == account else 0
+            head[2] += flag
             dirty[id(head)] = (ref, head)
-            rows.append((ref.account, ref.device_id, seq, _MESSAGE, *key, payload, now, expires_at))
+            rows.append(
+                (ref.account, ref.device_id, seq, _MESSAGE, *key, payload, now, expires_at, flag)
+            )
             items.append(
                 (ref, InboxItem(seq, _MESSAGE, sender, message_id, payload, now, expires_at))
             )
+        if sender.account != account and not self.cache.knows_contact(sender.account, account):
+            self.contacts[sender.account, account] = None
         self.sent[key] = now
         self.records.append((*key, now, expires_at))
         self.outcomes[index] = (True, Stored(items=tuple(items), stored_at=now))
 
     def refusal(
-        self, sub: Submission, recipient: Heads | None, own: Heads | None
+        self, sub: Submission, recipient: Heads | None, own: Heads | None, stranger: bool
     ) -> DeviceMismatch | QueueFull | None:
         """The rules of ``tidings.store._rules``, as the per-operation path applies them."""
         known = recipient is not None or (
@@ -174,7 +196,9 @@ class _Segment:
             heads = recipient or {}
         else:
             heads = {**recipient, **(own or {})} if recipient else (own or {})
-        return check_targets(sub, heads, known) or first_full(sub, lambda ref: heads[ref][1])
+        return check_targets(sub, heads, known) or first_full(
+            sub, lambda ref: heads[ref][1], (lambda ref: heads[ref][2]) if stranger else None
+        )
 
     def unless_duplicate(self, key: tuple[str, int, bytes], outcome: Outcome) -> Outcome:
         """A refusal, unless the send was stored before: duplicates are answered first."""
@@ -195,13 +219,18 @@ class _Segment:
         if self.rows:
             self.flush_rows()  # earlier submits to the device come before these acks
         account, device_id = device.account, device.device_id
-        if len(pending) == 1:
+        heads = self.heads(account)
+        head = None if heads is None else heads.get(device)
+        strangers = 0
+        if len(pending) == 1 and head is not None and not head[2]:
             index, up_to = pending[0]
             deleted: int = self.conn.execute(_ACK, (account, device_id, up_to)).rowcount
             self.outcomes[index] = (True, deleted)
-        else:
+        else:  # several acks, or items from strangers to count
             top = max(up_to for _, up_to in pending)
-            seqs = sorted(row[0] for row in self.conn.execute(_ACK_SEQS, (account, device_id, top)))
+            found = self.conn.execute(_ACK_SEQS, (account, device_id, top)).fetchall()
+            strangers = sum(row[1] for row in found)
+            seqs = sorted(row[0] for row in found)
             deleted = len(seqs)
             done = 0  # how many of ``seqs`` the acks before took
             for index, up_to in pending:
@@ -210,12 +239,11 @@ class _Segment:
                 done = upto
         if not deleted:
             return
-        heads = self.heads(account)
-        head = None if heads is None else heads.get(device)
         if head is None:  # pragma: no cover - items of a device that does not exist
-            self.conn.execute(_SHRINK, (deleted, account, device_id))
+            self.conn.execute(_SHRINK, (deleted, strangers, account, device_id))
             return
         head[1] -= deleted
+        head[2] -= strangers
         self.dirty[id(head)] = (device, head)
 
     def flush_rows(self) -> None:
@@ -235,10 +263,14 @@ class _Segment:
             self.conn.executemany(
                 _SET_HEAD,
                 [
-                    (head[0], head[1], ref.account, ref.device_id)
+                    (head[0], head[1], head[2], ref.account, ref.device_id)
                     for ref, head in self.dirty.values()
                 ],
             )
+        if self.contacts:
+            self.conn.executemany(_ADD_CONTACT, list(self.contacts))
+            for pair in self.contacts:
+                self.cache.add_contact(*pair)
 
 
 def _head(recipient: Heads | None, own: Heads | None, ref: DeviceRef) -> list[int]:
@@ -248,33 +280,43 @@ def _head(recipient: Heads | None, own: Heads | None, ref: DeviceRef) -> list[in
 
 
 def _exact_targets(
-    sub: Submission, recipient: Heads | None, own: Heads | None
+    sub: Submission, recipient: Heads | None, own: Heads | None, stranger: bool
 ) -> list[tuple[DeviceRef, bytes, list[int]]] | None:
     """The targets with their counters if the send is accepted as it stands, else ``None``.
 
-    Accepted: every current device of the recipient and of the sender's account but the sender
-    named exactly once, none at its queue limit — what :func:`check_targets` and
-    :func:`first_full` accept. ``None`` says nothing: the caller applies those rules.
+    Accepted: every current device of the recipient named exactly once, and all or none of the
+    sender's other devices, none at its queue limit nor, for a ``stranger``'s send, a recipient
+    device at its stranger share — what :func:`check_targets` and :func:`first_full` accept.
+    ``None`` says nothing: the caller applies those rules.
     """
     if recipient is None:
         return None
     sender, limit = sub.sender, sub.max_queue
-    expected = len(recipient)
-    if own is not recipient and own is not None:
-        expected += len(own)
-    if own is not None and sender in own:
-        expected -= 1
-    payloads = sub.payloads
-    if len(payloads) != expected:
-        return None
     account = sub.recipient
+    separate = own is not recipient and own is not None
+    own_others = 0
+    if separate:
+        assert own is not None
+        own_others = len(own) - (sender in own)
     found = []
-    for ref, payload in payloads:
-        heads = recipient if ref.account == account else own
+    own_named = 0
+    share = sub.max_stranger_queue if stranger else None
+    for ref, payload in sub.payloads:
+        if ref.account == account:
+            heads: Heads | None = recipient
+            if share is not None and ref in recipient and recipient[ref][2] >= share:
+                return None
+        else:
+            heads = own
+            own_named += 1
         head = None if heads is None else heads.get(ref)
         if head is None or ref == sender or head[1] >= limit:
             return None
         found.append((ref, payload, head))
+    if own_named not in (0, own_others) or len(found) - own_named != len(recipient) - (
+        not separate and sender in recipient
+    ):
+        return None
     if len(found) > 1 and len({ref for ref, _, _ in found}) != len(found):
         return None
     return found

@@ -100,6 +100,7 @@ class GroupCommitter:
         stats: StoreStats,
         on_abort: Callable[[], None] = lambda: None,
         bulk: BulkRunner | None = None,
+        after_commit: Callable[[sqlite3.Connection], float | None] | None = None,
     ) -> None:
         """Prepare, without starting the thread.
 
@@ -113,6 +114,10 @@ class GroupCommitter:
                 set-based. If it raises, the transaction is rolled back and the batch runs again
                 op by op (see ``_run_all``): with ``bulk``, every operation must give the same
                 answer when it runs again on the same database.
+            after_commit: called on the store's thread after a batch that wrote, once its
+                futures were settled (off the callers' path), e.g. to checkpoint the WAL. It
+                returns ``None``, or in how many seconds it wants to be called again if no
+                batch comes first (it put its work off).
         """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -121,6 +126,7 @@ class GroupCommitter:
         self._stats = stats
         self._on_abort = on_abort
         self._bulk = bulk
+        self._after_commit = after_commit
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()  # makes "accepting?" and "enqueue" one step
         self._accepting = False
@@ -201,9 +207,23 @@ class GroupCommitter:
         finally:
             conn.close()
 
+    def _housekeep(self, conn: sqlite3.Connection) -> float | None:
+        if self._after_commit is None:
+            return None
+        try:
+            return self._after_commit(conn)
+        except sqlite3.Error:
+            return None  # housekeeping: tried again after the next batch that writes
+
     def _serve(self, conn: sqlite3.Connection) -> None:
+        due: float | None = None  # seconds until housekeeping put off wants to run
         while True:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=due)
+            except queue.Empty:
+                due = self._housekeep(conn)
+                continue
+            batch = [first]
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -225,6 +245,8 @@ class GroupCommitter:
                 stops = [job for job in batch if job.run is None]
                 _settle_all(stops, [(True, None)] * len(stops))
                 return
+            if any(job.write for job in jobs):
+                due = self._housekeep(conn)
 
     def _refuse_queued(self, error: Exception) -> None:
         with self._lock:

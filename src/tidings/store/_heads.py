@@ -28,10 +28,17 @@ from tidings.store.base import DeviceRef
 #: that is ~50 MiB, and a miss costs one indexed SELECT.
 MAX_ACCOUNTS = 100_000
 
-#: ``[last_seq, depth]`` of each device of one account, by device id.
+#: Contact pairs kept (positive answers only: a contact is never forgotten). At ~150 B a pair
+#: that is ~30 MiB; a miss costs one indexed SELECT.
+MAX_CONTACTS = 200_000
+
+#: ``[last_seq, depth, strangers]`` of each device of one account, by device id.
 Heads = dict[DeviceRef, list[int]]
 
-_HEADS_OF = "SELECT device_id, last_seq, depth FROM devices WHERE account = ? ORDER BY device_id"
+_HEADS_OF = (
+    "SELECT device_id, last_seq, depth, strangers FROM devices WHERE account = ? ORDER BY device_id"
+)
+_IS_CONTACT = "SELECT 1 FROM contacts WHERE account = ? AND contact = ?"
 
 
 class HeadCache:
@@ -41,6 +48,7 @@ class HeadCache:
         """Create an empty cache holding at most ``max_accounts`` accounts."""
         self._max_accounts = max_accounts
         self._accounts: dict[str, Heads] = {}
+        self._contacts: set[tuple[str, str]] = set()
 
     def get(self, conn: sqlite3.Connection, account: str) -> Heads | None:
         """The account's devices and counters, or ``None`` if it has no devices.
@@ -56,16 +64,38 @@ class HeadCache:
         if len(self._accounts) >= self._max_accounts:
             del self._accounts[next(iter(self._accounts))]
         heads = self._accounts[account] = {
-            DeviceRef(account, device_id): [last_seq, depth] for device_id, last_seq, depth in rows
+            DeviceRef(account, device_id): [last_seq, depth, strangers]
+            for device_id, last_seq, depth, strangers in rows
         }
         return heads
 
-    def shrink(self, device: DeviceRef, by: int) -> None:
-        """``by`` items left the device's inbox (call after the ``UPDATE`` succeeded)."""
+    def shrink(self, device: DeviceRef, by: int, strangers: int = 0) -> None:
+        """``by`` items left the device's inbox, ``strangers`` of them from strangers (call
+        after the ``UPDATE`` succeeded)."""
         heads = self._accounts.get(device.account)
         head = None if heads is None else heads.get(device)
         if head is not None:
             head[1] -= by
+            head[2] -= strangers
+
+    def is_contact(self, conn: sqlite3.Connection, account: str, contact: str) -> bool:
+        """Whether ``account`` ever sent to ``contact`` (the ``contacts`` table)."""
+        if (account, contact) in self._contacts:
+            return True
+        if conn.execute(_IS_CONTACT, (account, contact)).fetchone() is None:
+            return False
+        self.add_contact(account, contact)
+        return True
+
+    def knows_contact(self, account: str, contact: str) -> bool:
+        """Whether the pair is cached (so it need not be written again)."""
+        return (account, contact) in self._contacts
+
+    def add_contact(self, account: str, contact: str) -> None:
+        """The pair is in the database (call after the ``INSERT`` succeeded)."""
+        if len(self._contacts) >= MAX_CONTACTS:
+            self._contacts.clear()  # rare; refilled by one SELECT per pair
+        self._contacts.add((account, contact))
 
     def invalidate(self, account: str) -> None:
         """Forget the account; the next :meth:`get` reads it again. Safe at any time."""
@@ -74,3 +104,4 @@ class HeadCache:
     def clear(self) -> None:
         """Forget everything. Safe at any time."""
         self._accounts.clear()
+        self._contacts.clear()

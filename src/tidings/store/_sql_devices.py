@@ -12,10 +12,10 @@ from tidings.errors import IntegrityError
 from tidings.store._heads import HeadCache
 from tidings.store.base import Device, DeviceRef
 
-_DEVICE_COLUMNS = "account, device_id, noise_key, name, created_at"
+_DEVICE_COLUMNS = "account, device_id, noise_key, created_at"
 
 _INSERT_ACCOUNT = "INSERT INTO accounts (account, next_device_id, created_at) VALUES (?, 2, ?)"
-_INSERT_DEVICE = f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+_INSERT_DEVICE = f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?)"
 _DEVICE_EXISTS = "SELECT 1 FROM devices WHERE account = ? AND device_id = ?"
 _INSERT_CODE = (
     "INSERT INTO link_codes (account, code_hash, issued_by, created_at, expires_at)"
@@ -29,7 +29,7 @@ _NEXT_DEVICE_ID = (
 _DEVICE_BY_KEY = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE noise_key = ?"
 _DEVICES_OF = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE account = ? ORDER BY device_id"
 
-_DeviceRow = tuple[str, int, bytes, str, float]
+_DeviceRow = tuple[str, int, bytes, float]
 
 
 def create_account(
@@ -40,13 +40,13 @@ def create_account(
     name: str,
     now: float,
 ) -> Device:
-    """Create ``account`` with device 1 (see ``Store.create_account``)."""
+    """Create ``account`` with device 1 (see ``Store.create_account``; ``name`` is not kept)."""
     cache.invalidate(account)
     try:
         conn.execute(_INSERT_ACCOUNT, (account, now))
     except sqlite3.IntegrityError as exc:
         raise IntegrityError("account exists") from exc
-    return _insert_device(conn, DeviceRef(account, 1), noise_key, name, now)
+    return _insert_device(conn, DeviceRef(account, 1), noise_key, now)
 
 
 def put_link_code(
@@ -77,7 +77,7 @@ def add_device(
     row = conn.execute(_NEXT_DEVICE_ID, (account,)).fetchone()
     if row is None:  # a code outlived its account: refuse like any bad code
         raise IntegrityError("invalid or expired link code")
-    return _insert_device(conn, DeviceRef(account, int(row[0])), noise_key, name, now)
+    return _insert_device(conn, DeviceRef(account, int(row[0])), noise_key, now)
 
 
 def device_by_key(conn: sqlite3.Connection, noise_key: bytes) -> Device | None:
@@ -92,16 +92,16 @@ def devices(conn: sqlite3.Connection, account: str) -> list[Device]:
 
 
 def _insert_device(
-    conn: sqlite3.Connection, ref: DeviceRef, noise_key: bytes, name: str, now: float
+    conn: sqlite3.Connection, ref: DeviceRef, noise_key: bytes, now: float
 ) -> Device:
     try:
-        conn.execute(_INSERT_DEVICE, (ref.account, ref.device_id, noise_key, name, now))
+        conn.execute(_INSERT_DEVICE, (ref.account, ref.device_id, noise_key, now))
     except sqlite3.IntegrityError as exc:
         # (account, device_id) is fresh by next_device_id, so only the key can collide.
         raise IntegrityError("device key already registered") from exc
-    return Device(ref=ref, noise_key=noise_key, name=name, created_at=now)
+    return Device(ref=ref, noise_key=noise_key, created_at=now)
 
 
 def _device(row: _DeviceRow) -> Device:
-    account, device_id, noise_key, name, created_at = row
-    return Device(DeviceRef(account, device_id), noise_key, name, created_at)
+    account, device_id, noise_key, created_at = row
+    return Device(DeviceRef(account, device_id), noise_key, created_at)

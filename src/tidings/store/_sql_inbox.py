@@ -20,7 +20,7 @@ import sqlite3
 
 from tidings.store._groupcommit import Rollback
 from tidings.store._heads import HeadCache
-from tidings.store._rules import check_targets, first_full
+from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store.base import (
     DeviceRef,
     ExpiryResult,
@@ -43,23 +43,35 @@ _SENT_AT = (
 )
 _ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE account = ?"
 _INSERT_ITEM = (
-    f"INSERT INTO inbox (account, device_id, {_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO inbox (account, device_id, {_ITEM_COLUMNS}, stranger)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-_SET_HEAD = "UPDATE devices SET last_seq = ?, depth = ? WHERE account = ? AND device_id = ?"
+_SET_HEAD = (
+    "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
+)
+_ADD_CONTACT = "INSERT INTO contacts (account, contact) VALUES (?, ?) ON CONFLICT DO NOTHING"
+_STRANGERS_UPTO = (
+    "SELECT count(*) FROM inbox WHERE account = ? AND device_id = ? AND seq <= ? AND stranger = 1"
+)
 _FETCH = (
     f"SELECT {_ITEM_COLUMNS} FROM inbox WHERE account = ? AND device_id = ? AND seq > ?"
     " ORDER BY seq LIMIT ?"
 )
 _ACK = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ?"
-_SHRINK = "UPDATE devices SET depth = depth - ? WHERE account = ? AND device_id = ?"
+_SHRINK = (
+    "UPDATE devices SET depth = depth - ?, strangers = strangers - ?"
+    " WHERE account = ? AND device_id = ?"
+)
 _HEAD = "SELECT last_seq, depth FROM devices WHERE account = ? AND device_id = ?"
 _TOTAL = "SELECT coalesce(sum(depth), 0) FROM devices"
 _DUE = (
-    f"SELECT account, device_id, {_ITEM_COLUMNS} FROM inbox WHERE expires_at <= ?"
+    f"SELECT account, device_id, {_ITEM_COLUMNS}, stranger FROM inbox WHERE expires_at <= ?"
     " ORDER BY expires_at, account, device_id, seq LIMIT ?"
 )
 _REMOVE = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq = ?"
-_HEADS_OF = "SELECT device_id, last_seq, depth FROM devices WHERE account = ? ORDER BY device_id"
+_HEADS_OF = (
+    "SELECT device_id, last_seq, depth, strangers FROM devices WHERE account = ? ORDER BY device_id"
+)
 _PURGE_SENT = "DELETE FROM sent WHERE expires_at <= ?"
 _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
 
@@ -80,24 +92,38 @@ def submit(conn: sqlite3.Connection, cache: HeadCache, sub: Submission) -> Submi
         heads = {**heads, **own} if heads else own
     elif heads is None:
         heads = {}
-    refusal = check_targets(sub, heads, known) or first_full(sub, lambda ref: heads[ref][1])
+    stranger = is_stranger(sub, lambda account, contact: cache.is_contact(conn, account, contact))
+    refusal = check_targets(sub, heads, known) or first_full(
+        sub, lambda ref: heads[ref][1], (lambda ref: heads[ref][2]) if stranger else None
+    )
     if refusal is not None:
         raise Rollback(refusal)  # and the idempotency record goes with it
-    items, rows, counters = [], [], []
+    items, rows, counters, flags = [], [], [], []
     kind = ItemKind.MESSAGE
     for ref, payload in sub.payloads:
-        last_seq, depth = heads[ref]
+        last_seq, depth, strangers = heads[ref]
         seq = last_seq + 1
+        flag = int(stranger and ref.account == sub.recipient)
         item = InboxItem(seq, kind, sender, sub.message_id, payload, sub.now, sub.expires_at)
         items.append((ref, item))
-        rows.append((ref.account, ref.device_id, seq, kind, *record[:3], payload, *record[3:]))
-        counters.append((seq, depth + 1, ref.account, ref.device_id))
+        rows.append(
+            (ref.account, ref.device_id, seq, kind, *record[:3], payload, *record[3:], flag)
+        )
+        counters.append((seq, depth + 1, strangers + flag, ref.account, ref.device_id))
+        flags.append(flag)
     conn.executemany(_INSERT_ITEM, rows)
     conn.executemany(_SET_HEAD, counters)
-    for ref, _ in sub.payloads:  # last: the SQL succeeded (see tidings.store._heads)
+    contact = (sender.account, sub.recipient)
+    new_contact = contact[0] != contact[1] and not cache.knows_contact(*contact)
+    if new_contact:
+        conn.execute(_ADD_CONTACT, contact)
+    for (ref, _), flag in zip(sub.payloads, flags, strict=True):  # last: the SQL succeeded
         head = heads[ref]
         head[0] += 1
         head[1] += 1
+        head[2] += flag
+    if new_contact:
+        cache.add_contact(*contact)
     return Stored(items=tuple(items), stored_at=sub.now)
 
 
@@ -115,10 +141,16 @@ def fetch(
 
 def ack(conn: sqlite3.Connection, cache: HeadCache, device: DeviceRef, up_to_seq: int) -> int:
     """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
-    deleted: int = conn.execute(_ACK, (device.account, device.device_id, up_to_seq)).rowcount
+    where = (device.account, device.device_id, up_to_seq)
+    heads = cache.get(conn, device.account)
+    head = None if heads is None else heads.get(device)
+    strangers = 0
+    if head is None or head[2] > 0:  # only then can a stranger's item go
+        strangers = int(conn.execute(_STRANGERS_UPTO, where).fetchone()[0])
+    deleted: int = conn.execute(_ACK, where).rowcount
     if deleted:
-        conn.execute(_SHRINK, (deleted, device.account, device.device_id))
-        cache.shrink(device, deleted)
+        conn.execute(_SHRINK, (deleted, strangers, device.account, device.device_id))
+        cache.shrink(device, deleted, strangers)
     return deleted
 
 
@@ -146,11 +178,11 @@ def expire(
     due = conn.execute(_DUE, (now, max(limit, 0))).fetchall()
     conn.executemany(_REMOVE, [row[:3] for row in due])
     counters = _Counters(conn)
-    expired, notices, rows = [], [], []
+    expired, notices, missed, rows = [], [], [], []
     for row in due:
         account, device_id = row[0], row[1]
-        ref, item = DeviceRef(account, device_id), _item(row[2:])
-        counters.shrink(ref)
+        ref, item = DeviceRef(account, device_id), _item(row[2:10])
+        counters.shrink(ref, row[10])
         if item.kind is not ItemKind.MESSAGE:
             continue  # an expired notice goes silently
         expired.append((ref, item))
@@ -162,19 +194,30 @@ def expire(
             notices.append((DeviceRef(owner, owner_device), notice))
             sender = (account, device_id, item.message_id)
             rows.append(
-                (owner, owner_device, seq, notice.kind, *sender, b"", now, notice_expires_at)
+                (owner, owner_device, seq, notice.kind, *sender, b"", now, notice_expires_at, 0)
             )
+        next_seq = counters.grow(ref)
+        if next_seq is None:  # pragma: no cover - items of a device that does not exist
+            continue
+        gone = InboxItem(
+            next_seq, ItemKind.MISSED, item.sender, item.message_id, b"", now, notice_expires_at
+        )
+        missed.append((ref, gone))
+        origin = (item.sender.account, item.sender.device_id, item.message_id)
+        rows.append(
+            (account, device_id, next_seq, gone.kind, *origin, b"", now, notice_expires_at, 0)
+        )
     conn.executemany(_INSERT_ITEM, rows)
     conn.executemany(_SET_HEAD, counters.rows())
     for account in counters.accounts():
         cache.invalidate(account)  # rewritten in bulk here: simpler to reload than to patch
     conn.execute(_PURGE_SENT, (now,))
     conn.execute(_PURGE_CODES, (now,))  # housekeeping: an expired code can never be used
-    return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
+    return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
 
 
 class _Counters:
-    """``[last_seq, depth]`` of the devices an expiry pass touches, loaded per account."""
+    """``[last_seq, depth, strangers]`` of the devices an expiry pass touches, per account."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -184,13 +227,23 @@ class _Counters:
         heads = self._accounts.get(account)
         if heads is None:
             rows = self._conn.execute(_HEADS_OF, (account,))
-            heads = self._accounts[account] = {row[0]: [row[1], row[2]] for row in rows}
+            heads = self._accounts[account] = {row[0]: [row[1], row[2], row[3]] for row in rows}
         return heads
 
-    def shrink(self, ref: DeviceRef) -> None:
+    def shrink(self, ref: DeviceRef, stranger: int) -> None:
         head = self._of(ref.account).get(ref.device_id)
         if head is not None:
             head[1] -= 1
+            head[2] -= stranger
+
+    def grow(self, ref: DeviceRef) -> int | None:
+        """Take the next seq of ``ref`` (``None``: no such device)."""
+        head = self._of(ref.account).get(ref.device_id)
+        if head is None:
+            return None
+        head[0] += 1
+        head[1] += 1
+        return head[0]
 
     def grow_all(self, account: str) -> list[tuple[int, int]]:
         """Take the next seq of every device of ``account``: ``(device id, seq)`` by id."""
@@ -204,11 +257,11 @@ class _Counters:
     def accounts(self) -> list[str]:
         return list(self._accounts)
 
-    def rows(self) -> list[tuple[int, int, str, int]]:
+    def rows(self) -> list[tuple[int, int, int, str, int]]:
         return [
-            (last, depth, account, device_id)
+            (last, depth, strangers, account, device_id)
             for account, heads in self._accounts.items()
-            for device_id, (last, depth) in heads.items()
+            for device_id, (last, depth, strangers) in heads.items()
         ]
 
 

@@ -11,6 +11,9 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
 * The device set is checked inside the same transaction as the write, so a device linked
   concurrently cannot slip between check and commit.
 * Items are removed only by :meth:`ack` (the device committed them) or :meth:`expire`.
+* Every stored send from one account to another makes the recipient account a *contact* of the
+  sender's: from then on, the recipient's sends to it are no stranger's (see
+  ``Submission.max_stranger_queue``). Contacts are never forgotten.
 * A failed or refused operation changes nothing stored (G8).
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
@@ -44,7 +47,6 @@ class Device:
 
     ref: DeviceRef
     noise_key: bytes  #: the device's Noise static public key (32 bytes): how it authenticates
-    name: str
     created_at: float
 
 
@@ -53,14 +55,18 @@ class ItemKind(enum.IntEnum):
 
     MESSAGE = 0  #: an envelope from another device: opaque payload bytes
     EXPIRED = 1  #: the server's notice that ``message_id`` expired unfetched at ``sender``
+    #: the server's notice to a device that ``message_id`` from ``sender`` expired in its own
+    #: inbox unfetched: it will never come, so its gap need not be waited out
+    MISSED = 2
 
 
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     """One item of a device's inbox.
 
-    For ``EXPIRED`` notices, ``sender`` names the device whose copy expired and ``payload`` is
-    empty.
+    For ``EXPIRED`` notices, ``sender`` names the device whose copy expired; for ``MISSED``
+    notices, the device that sent the message that expired here. Notices have an empty
+    ``payload``.
     """
 
     seq: int
@@ -85,6 +91,9 @@ class Submission:
         now: server time of the write; becomes ``enqueued_at``.
         expires_at: when the items expire unfetched.
         max_queue: the per-device queue limit; a target over it refuses the whole send.
+        max_stranger_queue: how many items of a recipient device's queue may come from
+            senders its account never sent to (strangers, counted together); a recipient
+            device at it refuses a stranger's whole send. ``None``: no such share.
     """
 
     sender: DeviceRef
@@ -94,6 +103,7 @@ class Submission:
     now: float
     expires_at: float
     max_queue: int
+    max_stranger_queue: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,8 @@ class ExpiryResult:
 
     expired: tuple[tuple[DeviceRef, InboxItem], ...]  #: message items removed unfetched
     notices: tuple[tuple[DeviceRef, InboxItem], ...]  #: EXPIRED notices queued to senders
+    #: MISSED notices queued to the devices whose items expired, one per item
+    missed: tuple[tuple[DeviceRef, InboxItem], ...] = ()
 
 
 @dataclass(slots=True)
@@ -206,7 +218,8 @@ class Store(Protocol):
         """
 
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
-        """Create ``account`` with its first device (id 1).
+        """Create ``account`` with its first device (id 1). ``name`` (REGISTER's device name)
+        is not stored: routing needs no name (G6).
 
         Raises:
             IntegrityError: the account exists or the key is already registered.
@@ -221,6 +234,7 @@ class Store(Protocol):
         self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
     ) -> Device:
         """Consume a link code of ``account`` and add a device with the next free id, atomically.
+        ``name`` is not stored (see :meth:`create_account`).
 
         Raises:
             IntegrityError: no unexpired code with that hash for that account, or the key is
@@ -256,7 +270,10 @@ class Store(Protocol):
 
         For each MESSAGE item removed, queue an EXPIRED notice (same ``message_id``, ``sender`` =
         the device whose copy expired) to every current device of the original sender's account,
-        expiring at ``notice_expires_at``. EXPIRED notices that expire are removed silently.
+        and a MISSED notice (same ``message_id``, ``sender`` = the original sender) to the device
+        whose item it was, after everything queued to it before; all expiring at
+        ``notice_expires_at``. Notices (of either kind) that expire are removed silently: a
+        notice about a notice would tell a device nothing, and a chain of them would never end.
         Idempotency records older than the retention (``expires_at <= now``) are purged too.
         """
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import IntegrityError, StoreError
-from tidings.store._rules import check_targets, first_full
+from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
 from tidings.store.base import (
     Device,
@@ -35,6 +35,7 @@ class _Inbox:
     device: Device
     last_seq: int = 0
     items: dict[int, InboxItem] = field(default_factory=dict)  #: by seq, in seq order
+    strangers: set[int] = field(default_factory=set)  #: seqs of the items from strangers
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class MemoryStore:
         self._codes: dict[tuple[str, bytes], _LinkCode] = {}
         self._sent: dict[tuple[DeviceRef, bytes], _Sent] = {}
         self._prekeys: dict[DeviceRef, _PreKeys] = {}
+        self._contacts: set[tuple[str, str]] = set()  #: (account, an account it sent to)
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -108,7 +110,7 @@ class MemoryStore:
         return None if account is None else account.inboxes.get(ref.device_id)
 
     def _add(self, account: _Account, ref: DeviceRef, key: bytes, name: str, now: float) -> Device:
-        device = Device(ref=ref, noise_key=key, name=name, created_at=now)
+        device = Device(ref=ref, noise_key=key, created_at=now)  # the name is not kept
         account.inboxes[ref.device_id] = _Inbox(device)
         account.next_device_id = ref.device_id + 1
         self._keys[key] = ref
@@ -176,8 +178,11 @@ class MemoryStore:
             entry = self._accounts.get(account)
             if entry is not None:
                 current.update((inbox.device.ref, inbox) for inbox in entry.inboxes.values())
+        stranger = is_stranger(sub, lambda account, contact: (account, contact) in self._contacts)
         refusal = check_targets(sub, current, sub.recipient in self._accounts) or first_full(
-            sub, lambda ref: len(current[ref].items)
+            sub,
+            lambda ref: len(current[ref].items),
+            (lambda ref: len(current[ref].strangers)) if stranger else None,
         )
         if refusal is not None:
             return refusal
@@ -188,6 +193,12 @@ class MemoryStore:
             (ref, _append(current[ref], replace(template, payload=payload)))
             for ref, payload in sub.payloads
         )
+        if stranger:
+            for ref, item in items:
+                if ref.account == sub.recipient:
+                    current[ref].strangers.add(item.seq)
+        if sub.sender.account != sub.recipient:
+            self._contacts.add((sub.sender.account, sub.recipient))
         self._sent[sub.sender, sub.message_id] = _Sent(sub.now, sub.expires_at)
         self._committed()
         return Stored(items=items, stored_at=sub.now)
@@ -215,6 +226,7 @@ class MemoryStore:
         done = [seq for seq in inbox.items if seq <= up_to_seq]
         for seq in done:
             del inbox.items[seq]
+            inbox.strangers.discard(seq)
         if done:
             self._committed()
         return len(done)
@@ -253,9 +265,11 @@ class MemoryStore:
             ),
             key=lambda due: (due[1].expires_at, due[0], due[1].seq),
         )[: max(limit, 0)]
-        expired, notices = [], []
+        expired, notices, missed = [], [], []
         for ref, item in due:
-            del self._inbox_of(ref).items[item.seq]
+            inbox = self._inbox_of(ref)
+            del inbox.items[item.seq]
+            inbox.strangers.discard(item.seq)
             if item.kind is not ItemKind.MESSAGE:
                 continue  # an expired notice goes silently
             expired.append((ref, item))
@@ -263,11 +277,13 @@ class MemoryStore:
                 0, ItemKind.EXPIRED, ref, item.message_id, b"", now, notice_expires_at
             )
             owner = self._accounts.get(item.sender.account)
-            for inbox in [] if owner is None else owner.inboxes.values():
-                notices.append((inbox.device.ref, _append(inbox, notice)))
+            for sender_inbox in [] if owner is None else owner.inboxes.values():
+                notices.append((sender_inbox.device.ref, _append(sender_inbox, notice)))
+            gone = replace(notice, kind=ItemKind.MISSED, sender=item.sender)
+            missed.append((ref, _append(inbox, gone)))
         self._purge(now)
         self._committed()
-        return ExpiryResult(expired=tuple(expired), notices=tuple(notices))
+        return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
 
     async def put_prekeys(
         self,

@@ -14,7 +14,9 @@ may read it.
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,10 +36,20 @@ from tidings.store.base import (
     Submission,
     SubmitResult,
 )
-from tidings.store.migrate import migrate
+from tidings.store.migrate import migrate, schema_version
 
 #: How long a writer waits for another process's lock before failing the batch, in ms.
 BUSY_TIMEOUT_MS = 5000
+
+#: The schema version that stopped storing device names: a database migrated across it is
+#: vacuumed once.
+NAMES_DROPPED = 4
+
+#: At most one WAL checkpoint (TRUNCATE) per this many seconds, after a batch that wrote: a
+#: delivered ciphertext leaves the WAL within about a second of its ack, while a busy relay
+#: pays one checkpoint (a few ms: copy the WAL's pages back, fsync, truncate) per second, not
+#: one per batch.
+CHECKPOINT_INTERVAL = 1.0
 
 
 class SQLiteStore:
@@ -64,7 +76,10 @@ class SQLiteStore:
             stats=self.stats,
             on_abort=self._heads.clear,
             bulk=lambda conn, ops: _bulk.run_segment(conn, self._heads, ops),
+            after_commit=self._maybe_checkpoint,
         )
+        self._monotonic = time.monotonic
+        self._checkpointed_at = -math.inf  # on the monotonic clock, on the store's thread
 
     def _connect(self) -> sqlite3.Connection:
         self._heads.clear()
@@ -78,11 +93,35 @@ class SQLiteStore:
             # Savepoint (statement) journals in memory: they only serve rollbacks within a
             # transaction, and on a file every page a write touches is copied out to it first.
             conn.execute("PRAGMA temp_store = MEMORY")
+            # Deleted rows (delivered ciphertext) are overwritten with zeros, not left in free
+            # pages; the WAL is truncated by the checkpoints (G6: what the relay stores after an
+            # ack is only what routing needs).
+            conn.execute("PRAGMA secure_delete = ON")
+            before = schema_version(conn)
             migrate(conn)
+            if 0 < before < NAMES_DROPPED:
+                # Rewrite every page once, so none still holds a device name (migration 0004).
+                conn.execute("VACUUM")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _maybe_checkpoint(self, conn: sqlite3.Connection) -> float | None:
+        """After a batch that wrote: checkpoint unless one ran in the last
+        :data:`CHECKPOINT_INTERVAL` (on the store's thread, after the callers were answered);
+        a checkpoint put off so runs when the interval is over, or after a later batch."""
+        now = self._monotonic()
+        wait = self._checkpointed_at + CHECKPOINT_INTERVAL - now
+        if wait > 0:
+            return wait
+        self._checkpointed_at = now
+        checkpoint(conn)
+        return None
+
+    async def checkpoint(self) -> None:
+        """Checkpoint the WAL into the database file and truncate it, now."""
+        await self._committer.run(checkpoint, write=False)
 
     async def open(self) -> None:
         """Open the database, creating and migrating its schema as needed.
@@ -217,3 +256,9 @@ class SQLiteStore:
         return await self._committer.run(
             lambda conn: _sql_prekeys.prekey_counts(conn, device), write=False
         )
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database file and truncate the WAL to zero bytes (outside a
+    transaction). With ``secure_delete`` the file then holds no deleted row's bytes either."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
