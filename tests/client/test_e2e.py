@@ -233,23 +233,25 @@ async def test_the_relay_never_holds_a_plaintext(
     level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
-    alice = await clients.new("alice")
-    alice2 = await clients.link(alice)
-    bob = await clients.new("bob")
-    markers = [f"marker-{os.urandom(6).hex()}" for _ in range(5)]
-    ids = [await alice.client.send("bob", m) for m in markers]
-    for mid in ids:
-        await bob.until(is_received(mid))
-        await alice2.until(is_received(mid))  # sent-message sync, encrypted to alice's device 2
-    assert await bob.client.mark_read(ids) == 5
-    for mid in ids:
-        await alice.until(is_status(mid, Status.READ))  # receipts are encrypted too
-    reply = await bob.client.send("alice", "reply-" + markers[0])
-    await alice.until(is_received(reply))
-    await bob.client.drain(10)
-    await alice.client.drain(10)
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    try:
+        alice = await clients.new("alice")
+        alice2 = await clients.link(alice)
+        bob = await clients.new("bob")
+        markers = [f"marker-{os.urandom(6).hex()}" for _ in range(5)]
+        ids = [await alice.client.send("bob", m) for m in markers]
+        for mid in ids:
+            await bob.until(is_received(mid))
+            await alice2.until(is_received(mid))  # sent-message sync, encrypted to alice's device 2
+        assert await bob.client.mark_read(ids) == 5
+        for mid in ids:
+            await alice.until(is_status(mid, Status.READ))  # receipts are encrypted too
+        reply = await bob.client.send("alice", "reply-" + markers[0])
+        await alice.until(is_received(reply))
+        await bob.client.drain(10)
+        await alice.client.drain(10)
+    finally:  # a failure here must not leave the handler for the next tests
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("relay*") if p.is_file())
     logged = log_text.getvalue()
     assert len(written) > 10_000 and "registered alice.1" in logged  # real data
