@@ -255,14 +255,17 @@ def test_server_down_while_composing(tmp_path: Path) -> None:
             "both clients to notice the relay is gone",
         )
         sent_while_up = sender.count("sent")
-        received_while_up = receiver.count("received")
         sender.write_line("go")
         wait_for(both, lambda: sender.count("composed") > 0, WAIT, f"composing ({note})")
         (outbox,) = sender.values("outbox")
         # Nothing can be acked while the relay is down: the outbox holds everything else.
         assert sender.count("sent") == sent_while_up
         assert outbox == n - sent_while_up >= n - hold, note
-        assert receiver.count("received") == received_while_up
+        # Nothing composed while it is down reaches the receiver. (The receiver may still show
+        # messages delivered before the stop after its Disconnected event: those frames were
+        # read before the close and are committed after it, so its count is not frozen.)
+        before_stop = set(sender.values("queued")[:hold])
+        assert set(receiver.values("received")) <= before_stop, note
         w.start_server()
         wait_all_succeed(both, note)
     out = sender_messages(alice)
