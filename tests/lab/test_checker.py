@@ -69,14 +69,17 @@ class FakeRun:
         self.seq[label] = 0
         self.record.write(DeviceStarted(100.0, ref.account, ref.device_id, f"homes/{label}"))
 
-    def send(self, sender: str, to: str, at: float, *, line: bool = True) -> bytes:
-        """Compose (durable) and, with ``line``, write the composed event."""
+    def send(
+        self, sender: str, to: str, at: float, *, line: bool = True, skew: float = 0.0
+    ) -> bytes:
+        """Compose (durable) and, with ``line``, write the composed event; ``skew``: the
+        sender's clock minus the lab clock (the store's time; the line keeps the lab's)."""
         self.n += 1
         mid = self.n.to_bytes(16, "big")
         own = _ref(sender).account
         conv = ":".join(sorted({own, to}))
         body = f"tdlab-7-{sender}-{self.n}-marker"
-        _, msg = self.stores[sender].compose(mid, to, conv, body.encode(), at)
+        _, msg = self.stores[sender].compose(mid, to, conv, body.encode(), at + skew)
         if line:
             self.events[sender].write(Composed(at, mid.hex(), to, conv, msg.counter, body))
         return mid

@@ -9,6 +9,9 @@ kind                       G     a violation is
 ``lost``                   G1/2  after ``settled``: a target device lacks a sent message and
                                  the sender was not told ✗ expired for that device (a ✓ the
                                  sender showed for it is then a false ✓: noted in the detail)
+``skipped``                G1/7  after ``settled``: a device lacks a message the relay stored
+                                 for it (✓, not ✗ expired there) yet holds one the relay stored
+                                 after it: its cursor moved past an unfetched item
 ``duplicated``             G3    a device stored one message twice, or surfaced it twice
 ``reordered``              G4    a stream (sender device, conversation) displayed at a device
                                  with counters not increasing; or, after ``settled``, a
@@ -29,6 +32,7 @@ no targets.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +48,7 @@ __all__ = ["KINDS", "MIN_MARKER_BYTES", "RULES", "Violation", "plaintext_leaks"]
 
 KINDS = (
     "lost",
+    "skipped",
     "duplicated",
     "reordered",
     "expired_and_delivered",
@@ -93,6 +98,40 @@ def lost(view: RunView) -> Iterator[Violation]:
                 f" not reported expired; {ack}; sender's status for {device}: {name}",
                 device=device,
             )
+
+
+def skipped(view: RunView) -> Iterator[Violation]:
+    """``skipped``: judged only once the run settled. The relay's ✓ time (``stored_at``, the
+    relay's clock, the same for every device a message was queued for) orders each device's
+    queue; a device holding a message queued after one it never got skipped that one — the
+    cross-sender case the per-stream gap check of ``reordered`` cannot see."""
+    if not view.settled:
+        return
+    for device in sorted(view.stores):
+        held = view.held.get(device, {})
+        times = sorted(
+            (row.stored_at, mid)
+            for (sender, mid), row in view.sent.items()
+            if (sender, mid) in held and sender != device and row.stored_at is not None
+        )
+        for (sender, mid), row in sorted(view.sent.items()):
+            if row.stored_at is None or row.failed_code is not None or row.recipient is None:
+                continue
+            if (sender, mid) in held or (mid, device) in view.expired_seen:
+                continue
+            if device not in view.targets(sender, row.recipient):
+                continue
+            at = bisect_right(times, (row.stored_at, "\U0010ffff"))
+            if at < len(times):
+                later, later_mid = times[at]
+                yield Violation(
+                    "skipped",
+                    mid,
+                    f"{sender} → {row.recipient} {row.conversation} #{row.counter} (✓ at"
+                    f" {row.stored_at:.3f}) never reached {device}, which holds {later_mid}"
+                    f" (✓ at {later:.3f}): its cursor moved past an unfetched item",
+                    device=device,
+                )
 
 
 def duplicated(view: RunView) -> Iterator[Violation]:
@@ -227,6 +266,7 @@ def record_errors(view: RunView) -> Iterator[Violation]:
 
 RULES = (
     lost,
+    skipped,
     duplicated,
     reordered,
     expired_and_delivered,

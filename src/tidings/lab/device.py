@@ -3,12 +3,15 @@
 Usage::
 
     python -m tidings.lab.device --home H --events FILE --plan PLAN.json --name acct.N
-                                 [--clock-file F] [--finish-timeout S] [--reconnect-poll S]
+                                 [--clock-file F] [--clock-skew S] [--finish-timeout S]
+                                 [--reconnect-poll S]
 
 It runs a :class:`tidings.client.Client` on ``H`` with the lab clock (``--clock-file``, see
-:mod:`tidings.lab.clock`), composes the plan's messages at their offsets, marks received
-messages read (with the plan's probability, after a random delay), and appends what it sees to
-``FILE`` as JSON lines, each with ``"t"`` (lab clock) and ``"ev"``::
+:mod:`tidings.lab.clock`) plus this device's own skew (``--clock-skew``, seconds: a phone whose
+clock runs fast or slow; the relay's clock stays right), composes the plan's messages at their
+offsets, marks received messages read (with the plan's probability, after a random delay), and
+appends what it sees to ``FILE`` as JSON lines, each with ``"t"`` (the lab clock, never skewed)
+and ``"ev"``::
 
     {"ev": "composed", "mid", "to", "conv", "counter", "body"}     after send() returned
     {"ev": "status", "mid", "device": "acct.N" | null, "status", "overall"}
@@ -26,6 +29,8 @@ stdout, one JSON object per line, for the controller (:class:`tidings.lab.procs.
 * ``{"finished": {...}}`` before a clean exit; ``{"error": ...}`` for a bad command.
 
 stdin, one JSON object per line: ``{"cmd": "reconnect"}`` calls ``Client.reconnect_now()``;
+``{"cmd": "skew", "seconds": s}`` steps the client's wall clock to the lab clock plus ``s`` (as
+network time corrects a phone: a step, not a slew; answered by ``{"skewed": s}``);
 ``{"cmd": "finish"}`` (or the end of stdin: the controller is gone) stops composing, drains
 the outbox for at most ``--finish-timeout`` seconds, prints ``finished`` and exits 0.
 
@@ -143,10 +148,11 @@ class Device:
         self.args = args
         self.plan = plan
         clock = file_clock(Path(args.clock_file)) if args.clock_file else time.time
-        self.client = Client(Path(args.home), clock=clock)
+        self.skew: float = args.clock_skew
+        self.client = Client(Path(args.home), clock=lambda: clock() + self.skew)
         if device_name(self.client.me) != plan.name:
             raise SystemExit(f"{args.home} is {device_name(self.client.me)}, not {plan.name}")
-        self.log = EventLog(Path(args.events), clock)
+        self.log = EventLog(Path(args.events), clock)  # the lab clock: the record's, unskewed
         self.rng = random.Random(f"{plan.seed}-{plan.name}-reads")
         self.composed: dict[str, bytes] = {}  #: plan body -> message id
         self.unacked: set[bytes] = set()  #: composed, still in the outbox
@@ -377,6 +383,9 @@ class Device:
                 continue
             if cmd == "reconnect":
                 self.client.reconnect_now()
+            elif cmd == "skew":
+                self.skew = float(json.loads(raw).get("seconds", 0.0))
+                emit({"skewed": self.skew})
             elif cmd == "finish":
                 break
             else:
@@ -391,6 +400,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plan", required=True, help="the workload's plan file")
     p.add_argument("--name", required=True, help="this device, account.N")
     p.add_argument("--clock-file", help="the lab clock file (offset in seconds)")
+    p.add_argument("--clock-skew", type=float, default=0.0, help="added to the clock (s)")
     p.add_argument("--finish-timeout", type=float, default=20.0, help="drain deadline (s)")
     p.add_argument("--reconnect-poll", type=float, default=0.05, help="offline poll (s)")
     return p.parse_args(argv)

@@ -388,6 +388,8 @@ class DeviceProc(Proc):
         log_dir: where its stdout/stderr go.
         name: the device, ``account.N``: the plan entry it follows.
         clock_file: the lab clock file, if any.
+        clock_skew: seconds this device's clock runs ahead of the lab clock (negative: behind),
+            from its start; :meth:`skew` steps it while it runs.
         argv_prefix, env, registry: as :class:`Proc`.
     """
 
@@ -400,6 +402,7 @@ class DeviceProc(Proc):
         *,
         name: str,
         clock_file: Path | None = None,
+        clock_skew: float = 0.0,
         argv_prefix: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         registry: ProcRegistry | None = None,
@@ -409,12 +412,15 @@ class DeviceProc(Proc):
         self.events = events
         self.plan = plan
         self.clock_file = clock_file
+        self.clock_skew = clock_skew
 
     def argv(self) -> list[str]:
         argv = [sys.executable, "-m", "tidings.lab.device", "--home", str(self.home)]
         argv += ["--events", str(self.events), "--plan", str(self.plan), "--name", self.name]
         if self.clock_file is not None:
             argv += ["--clock-file", str(self.clock_file)]
+        if self.clock_skew:
+            argv += ["--clock-skew", repr(self.clock_skew)]
         return argv
 
     def start(self, timeout: float = WAIT) -> None:
@@ -430,6 +436,14 @@ class DeviceProc(Proc):
     def reconnect(self) -> None:
         """Tell the device the network is back (``Client.reconnect_now``)."""
         self.write({"cmd": "reconnect"})
+
+    def skew(self, seconds: float, timeout: float = WAIT) -> None:
+        """Step the running device's clock to the lab clock plus ``seconds`` (kept for its
+        restarts too) and wait until it says so."""
+        since = len(self.lines)
+        self.clock_skew = seconds
+        self.write({"cmd": "skew", "seconds": seconds})
+        self.wait_line("skewed", timeout, since)
 
     def finish(self, timeout: float = WAIT) -> dict[str, Any]:
         """Stop composing, let it drain its outbox and exit; its ``finished`` counts."""

@@ -25,6 +25,8 @@ from .clock import LabClock
 from .labrun import DAYS, PHASE, LabRun, Params, Scenario
 from .netns import NetLab
 from .procs import LabProcError
+from .scenarios_storm import STORM_SCENARIOS
+from .scenarios_time import TIME_SCENARIOS
 from .workload import Workload
 
 __all__ = [
@@ -377,6 +379,8 @@ SCENARIOS: dict[str, Scenario] = {
             mixed,
             kernel=True,
         ),
+        *TIME_SCENARIOS,
+        *STORM_SCENARIOS,
     )
 }
 
