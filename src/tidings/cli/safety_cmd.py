@@ -13,8 +13,8 @@ import argparse
 import json
 import time
 
-from ..client.connect import DB_NAME
 from ..client.crypto import DeviceCrypto
+from ..client.home import prepare_home
 from ..client.store import ClientStore
 from ..e2e import format_safety_number
 from ..errors import ConfigError
@@ -46,9 +46,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_safety_number(args: argparse.Namespace) -> int:
     check_account(args.contact)
     home = home_of(args)
-    if not (home / DB_NAME).exists():
-        raise ConfigError(f"{home} holds no device: run `tidings register` first")
-    with ClientStore(home / DB_NAME) as store:
+    with ClientStore(prepare_home(home)) as store:
         identity = store.get_identity()
         if identity is None or store.e2e_identity() is None:
             raise ConfigError(f"{home} holds no registered device")

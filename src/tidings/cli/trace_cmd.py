@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from ..client.connect import DB_NAME
+from ..client.home import prepare_home
 from ..client.store import ClientStore
 from ..delivery import Status, glyph
 from ..errors import ConfigError
@@ -84,9 +84,7 @@ def resolve(store: ClientStore, prefix: str, home: Path) -> bytes:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     home = home_of(args)
-    if not (home / DB_NAME).exists():
-        raise ConfigError(f"{home} holds no device")
-    with ClientStore(home / DB_NAME) as store:
+    with ClientStore(prepare_home(home)) as store:
         mid = resolve(store, message_prefix(args.message_id), home)
         points = store.trace(mid)
         if args.json:

@@ -41,6 +41,8 @@ from ..wire import (
     RequestFailed,
     Welcome,
 )
+from .home import DB_NAME as DB_NAME
+from .home import prepare_home
 from .prekeys import DeviceKeys
 from .store import ClientStore, Identity
 
@@ -50,9 +52,6 @@ CLIENT_KEEPALIVE = KeepaliveParams(ping_interval=5.0, dead_after=10.0, handshake
 
 #: Seconds to wait for the TCP + WebSocket connection to open.
 CONNECT_TIMEOUT = 10.0
-
-#: The database file inside a client's home directory.
-DB_NAME = "client.db"
 
 
 def check_url(url: str) -> str:
@@ -166,14 +165,16 @@ async def register(
     Without ``link_code`` this creates ``account`` (device 1); with one (from ``tidings
     link-code`` on an existing device) it adds a device to the account.
 
+    The home is made 0700 and its files 0600 (:mod:`tidings.client.home`).
+
     Raises:
-        ConfigError: ``home`` already holds an identity, or the URL is invalid.
+        ConfigError: ``home`` already holds an identity or cannot be created, or the URL is
+            invalid.
         RefusedError: the server refused (account exists, invalid link code, …).
         ConnectionBroken: the server cannot be reached.
     """
     check_url(url)
-    home.mkdir(parents=True, exist_ok=True)
-    with ClientStore(home / DB_NAME) as store:
+    with ClientStore(prepare_home(home, create=True)) as store:
         if store.get_identity() is not None:
             raise ConfigError(f"{home} already holds a registered device")
         private, _ = generate_keypair(os.urandom)

@@ -20,7 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import DeviceBusy
+from ..errors import DeviceBusy, StoreUnavailable
+from ..filemodes import FILE_MODE, reason
 
 __all__ = ["LOCK_NAME", "DeviceLock"]
 
@@ -41,23 +42,35 @@ class DeviceLock:
 
         Raises:
             DeviceBusy: another process (or another client of this one) holds it.
-            OSError: the lock file cannot be created or locked.
+            StoreUnavailable: the lock file cannot be created or locked (a read-only file
+                system, no permission).
         """
         path = home / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            why = reason(exc)
+            raise StoreUnavailable(f"error: {why}", f"cannot lock {path}: {why}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.fchmod(fd, FILE_MODE)  # a file left by an older version may have another mode
         except BlockingIOError:
             pid, command = _holder(fd)
             os.close(fd)
             raise DeviceBusy(home, pid, command) from None
+        except OSError as exc:
+            os.close(fd)
+            why = reason(exc)
+            raise StoreUnavailable(f"error: {why}", f"cannot lock {path}: {why}") from exc
         except BaseException:
             os.close(fd)
             raise
         try:
-            os.fchmod(fd, 0o600)  # a file left by an older version may have another mode
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": owner}).encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock is held all the same; the holder's name is only for
+            # the message another process gets ("in use by another process")
         except BaseException:
             os.close(fd)
             raise

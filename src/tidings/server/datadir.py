@@ -3,7 +3,7 @@
 Invariants:
 
 - The directory is 0700, ``relay.db`` 0600 and ``server.key`` 0600 whatever the umask: each mode
-  is set with ``chmod`` (a mode passed to ``open``/``mkdir`` is masked by the umask). The database
+  is set with ``chmod`` (:mod:`tidings.filemodes`, shared with the device home). The database
   file is created before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm`` files the
   database's mode, so they are 0600 too.
 - ``server.key`` is written atomically: a temporary file in the same directory (0600) is written
@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import StartupError
+from ..filemodes import DIR_MODE, FILE_MODE, SQLITE_COMPANIONS, fsync_dir, set_mode
+from ..filemodes import reason as _why
 from ..noise import generate_keypair
 
 __all__ = [
@@ -43,17 +44,10 @@ log = logging.getLogger("tidings.server")
 #: File names inside the data directory.
 KEY_FILE = "server.key"
 DB_FILE = "relay.db"
-#: Owner only: the directory holds who talks to whom and when (ciphertext, but metadata).
-DIR_MODE = 0o700
-#: Owner only: the database (metadata) and the server's private key.
-FILE_MODE = 0o600
 #: Length of the server's Noise static private key (X25519, RFC 7748 §5).
 KEY_LEN = 32
 #: Name prefix of the temporary file a key is written to before it gets its name.
 KEY_TEMP_PREFIX = ".server.key."
-#: SQLite's companions of a database file in WAL mode.
-DB_COMPANIONS = ("-wal", "-shm")
-
 _FLAG = "--data-dir"
 
 
@@ -99,7 +93,7 @@ def prepare_db_file(path: Path) -> None:
             f"another data directory with {_FLAG}"
         ) from exc
     os.close(fd)
-    for name in (path, *(path.with_name(path.name + s) for s in DB_COMPANIONS)):
+    for name in (path, *(path.with_name(path.name + s) for s in SQLITE_COMPANIONS)):
         if name.exists():
             _set_mode(name, FILE_MODE, "database file")
 
@@ -159,7 +153,7 @@ def _write_key(path: Path, private: bytes) -> bytes:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     key = _read_key(path)
     assert key is not None  # linked above, by us or by the other process
     if key == private:
@@ -174,29 +168,12 @@ def _remove_temporaries(path: Path) -> None:
             stale.unlink()
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a new name in ``directory`` durable (POSIX: fsync the directory itself)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _set_mode(path: Path, mode: int, what: str) -> None:
     """Give ``path`` exactly ``mode``, logging a change; an owner may not be able to (warn)."""
-    current = stat.S_IMODE(path.stat().st_mode)
-    if current == mode:
-        return
     try:
-        os.chmod(path, mode)
+        change = set_mode(path, mode)
     except OSError as exc:
-        log.warning("! %s %s is mode %o, not %o: %s", what, path, current, mode, _why(exc))
+        log.warning("! %s %s is not mode %o: %s", what, path, mode, _why(exc))
         return
-    log.info("= %s %s: mode %o -> %o", what, path, current, mode)
-
-
-def _why(exc: OSError) -> str:
-    """The lower-case reason of an OS error ("permission denied")."""
-    reason = exc.strerror or str(exc)
-    return reason[:1].lower() + reason[1:]
+    if change is not None:
+        log.info("= %s %s: mode %o -> %o", what, path, change.old, change.new)
