@@ -13,10 +13,10 @@ import asyncio
 import os
 from typing import Any
 
-from ..client import Client, Disconnected, MessageReceived, register
-from ..client.connect import DB_NAME
+from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
+from ..client.home import prepare_home
 from ..client.store import ClientStore
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreUnavailable
 from . import send_cmd, trace_cmd
 from .common import _common, _hex, _print, _ts, home_of
 from .show import _show_event
@@ -126,6 +126,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         try:
             await client.start()
             async for event in stream:
+                if isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)
+                    raise StoreUnavailable(event.state, event.message)
                 _show_event(args, event)
                 if isinstance(event, MessageReceived):
                     received += 1
@@ -162,9 +164,7 @@ async def _with_timeout(coro: Any, timeout: float) -> int:
 
 def cmd_read_receipts(args: argparse.Namespace) -> int:
     home = home_of(args)
-    if not (home / DB_NAME).exists():
-        raise ConfigError(f"{home} holds no device")
-    with ClientStore(home / DB_NAME) as store:
+    with ClientStore(prepare_home(home)) as store:
         store.set_read_receipts(args.state == "on")
     _print(args, {"read_receipts": args.state == "on"}, f"read receipts {args.state}")
     return 0

@@ -2,8 +2,10 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``read-receipts``,
 ``trace``, ``demo``.
-``tidings COMMAND --help`` describes each. Exit codes: 0 success, 1 a tidings error (printed as
-one line), 2 usage error, 3 timed out waiting, 4 the server refused the message for good.
+``tidings COMMAND --help`` describes each. Exit codes (:class:`~tidings.cli.exits.Exit`): 0
+success, 1 a tidings error (printed as one line), 2 usage error, 3 timed out waiting, 4 the
+server refused the message for good, 5 the device's store cannot be written (disk full, I/O
+error), 7 the device is in use by another process.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..errors import DeviceBusy, RefusedError, TidingsError
+from ..errors import DeviceBusy, RefusedError, StoreUnavailable, TidingsError
 from . import client_cmds, demo, lab_cmd, safety_cmd, server_cmd
 from .exits import Exit
 
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except RefusedError as exc:
         print(f"tidings: refused by the server: {exc.reason} (code {exc.code})", file=sys.stderr)
         return Exit.ERROR
+    except StoreUnavailable as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return Exit.STORAGE
     except TidingsError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return Exit.ERROR

@@ -7,7 +7,9 @@ this device's outbox (the relay not reached, or refusing it for now), or stored 
 and, per device, how far it got.
 
 Exit codes (:class:`~tidings.cli.exits.Exit`): 0 the wanted status was reached at every device
-of the recipient, 3 the wait timed out, 4 the relay refused the message for good.
+of the recipient, 3 the wait timed out, 4 the relay refused the message for good, 5 the device's
+store cannot be written (disk full: the message is not queued, or its statuses cannot be
+recorded).
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import Client, Connected, Disconnected, EventStream, SendRefused, StatusChanged
+from ..client import (
+    Client,
+    Connected,
+    Disconnected,
+    EventStream,
+    SendRefused,
+    StatusChanged,
+    StorageFailed,
+)
 from ..client.events import code_name
 from ..client.store import ClientStore
 from ..delivery import Status, glyph
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreUnavailable
 from ..store.base import DeviceRef
 from .common import _common, _print, _ts, home_of
 from .exits import Exit
@@ -46,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "your other devices). By default waits for ✓ (stored by the relay). If the wait runs "
         "out, says where the message is: still in the outbox (it goes out the next time this "
         "device connects), or stored by the relay and not yet delivered to which devices. "
-        "Exit 0: reached; 3: timed out; 4: refused by the relay for good.",
+        "Exit 0: reached; 3: timed out; 4: refused by the relay for good; 5: this device's "
+        "store cannot be written (disk full).",
     )
     p.add_argument("to", help="recipient account")
     p.add_argument("text", help="message text")
@@ -81,10 +92,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     want = WAIT_FOR[args.wait]
 
     async def go() -> int:
-        client = Client(home_of(args), owner=f"tidings {args.command}")
+        try:
+            client = Client(home_of(args), owner=f"tidings {args.command}")
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(exc.state, f"not queued: {exc}") from exc
         stream = client.events()
         try:
-            mid = await client.send(args.to, args.text)
+            try:
+                mid = await client.send(args.to, args.text)
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(exc.state, f"not queued: {exc}") from exc
             _print(args, {"event": "queued", "message_id": mid.hex()}, f"queued {mid.hex()}")
             if want is None:
                 return Exit.OK
@@ -133,6 +150,8 @@ async def _wait(
                     f"{args.to} has no other device: there is nothing to deliver it to",
                 )
                 return Exit.OK
+        elif isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)
+            raise StoreUnavailable(event.state, event.message)
         elif isinstance(event, Disconnected) and event.fatal:
             raise ConfigError(f"the server refused this device: {event.reason}")
     return Exit.ERROR  # not reached: the stream never ends

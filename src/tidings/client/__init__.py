@@ -14,6 +14,7 @@ from .events import (
     MessageReceived,
     SendRefused,
     StatusChanged,
+    StorageFailed,
 )
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "MessageReceived",
     "SendRefused",
     "StatusChanged",
+    "StorageFailed",
     "register",
 ]

@@ -35,7 +35,7 @@ from ..delivery import (
     Status,
     direct_conversation,
 )
-from ..errors import ConfigError, ConnectionBroken, RefusedError, StoreError
+from ..errors import ConfigError, ConnectionBroken, RefusedError, StoreError, StoreUnavailable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
@@ -59,9 +59,10 @@ from ..wire import (
     check_account,
 )
 from .clocks import Clocks
-from .connect import CLIENT_KEEPALIVE, DB_NAME, open_channel
+from .connect import CLIENT_KEEPALIVE, open_channel
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import ClientEvent, Connected, Disconnected, EventStream
+from .events import ClientEvent, Connected, Disconnected, EventStream, StorageFailed
+from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
 from .lock import DeviceLock
@@ -97,10 +98,15 @@ class Client:
         owner: what this process is, for the message another process that wants this home
             gets (``"tidings listen"``; default: the program's name and arguments).
 
+    The home is checked and made owner-only (:mod:`tidings.client.home`); nothing is created
+    in a home that holds no device. If the store cannot write (disk full, I/O error: see
+    :class:`~tidings.client.events.StorageFailed`) the client reports it once and stops.
+
     Raises:
-        ConfigError: ``home`` holds no registered device.
+        ConfigError: ``home`` holds no registered device (run ``tidings register`` first).
         DeviceBusy: another process (or another open Client) runs this device: the home's lock
             (:mod:`tidings.client.lock`) is held from here until :meth:`close`.
+        StoreUnavailable: the store cannot be opened or written.
     """
 
     def __init__(
@@ -115,12 +121,11 @@ class Client:
         owner: str = "",
     ) -> None:
         self.home = home
-        if not home.is_dir():
-            raise ConfigError(f"{home} holds no registered device: run `tidings register`")
+        db = prepare_home(home)
         # One process per device (DESIGN §9): held until close(), or the process's end.
         self._lock = DeviceLock.acquire(home, owner or _process_name())
         try:
-            self.store = ClientStore(home / DB_NAME)
+            self.store = ClientStore(db)
         except BaseException:
             self._lock.release()
             raise
@@ -128,7 +133,7 @@ class Client:
         if identity is None:
             self.store.close()
             self._lock.release()
-            raise ConfigError(f"{home} holds no registered device: run `tidings register`")
+            raise ConfigError(f"{home} holds no registered device: run `tidings register` first")
         self.identity = identity
         self.me = DeviceRef(identity.account, identity.device_id)
         try:
@@ -156,6 +161,8 @@ class Client:
         self._ack_scheduled = False
         self._pattern = ""
         self.fatal: Disconnected | None = None
+        #: Set when the store could not write; the client has stopped (see StorageFailed).
+        self.storage_failed: StorageFailed | None = None
         self.server_time_offset = 0.0
         clocks = Clocks(clock, monotonic)
         self._outbox = Outbox(
@@ -171,6 +178,7 @@ class Client:
         )
         self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
         self._keysync = KeySync(self.crypto, self._outbox, self._request, self.devices, clocks)
+        self.store.on_unavailable = self._on_store_unavailable
 
     # ---------------------------------------------------------------- life cycle
 
@@ -216,13 +224,24 @@ class Client:
             FrameError: ``to`` is not a valid account name.
             ContentError: the body is too large.
             OutboxFullError: the outbox is full.
+            StoreUnavailable: the store cannot write (the message is not queued), now or
+                earlier: the client has stopped (:class:`StorageFailed`).
         """
         check_account(to)
         data = body.encode() if isinstance(body, str) else body
         message_id = os.urandom(16)
         conversation = direct_conversation(self.me.account, to)
-        item, _ = self.store.compose(message_id, to, conversation, data, self._clock())
-        self._outbox.add(item)
+        if self.storage_failed is not None:
+            raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
+        try:
+            item, _ = self.store.compose(message_id, to, conversation, data, self._clock())
+        except StoreUnavailable as exc:
+            failed = self.storage_failed or StorageFailed(exc.state, str(exc))
+            raise StoreUnavailable(failed.state, failed.message) from exc
+        try:
+            self._outbox.add(item)
+        except StoreUnavailable:
+            pass  # it is queued (committed above); the client stops (StorageFailed)
         return message_id
 
     async def mark_read(self, message_ids: Iterable[bytes]) -> int:
@@ -250,7 +269,10 @@ class Client:
                         OutboxRequest(os.urandom(16), account, content, ContentKind.RECEIPT, now)
                     )
         newly = self.store.mark_read(keys, now, receipts)
-        self._outbox.add_queued(r.message_id for r in receipts)
+        try:
+            self._outbox.add_queued(r.message_id for r in receipts)
+        except StoreUnavailable:
+            pass  # they are queued (committed above); the client stops (StorageFailed)
         return len(newly)
 
     async def drain(self, timeout: float) -> bool:
@@ -348,20 +370,23 @@ class Client:
     # ---------------------------------------------------------------- channel events
 
     def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
-        if isinstance(event, FrameReceived):
-            handler = self._FRAME_HANDLERS.get(type(event.frame))
-            if handler is not None:
-                handler(self, event.frame)
-        elif isinstance(event, HandshakeDone):
-            # This connection is the session from now on, even if _run has not yet resumed
-            # from open_channel (the whole handshake can complete before it does).
-            self._conn = conn
-            self._on_handshake(conn, event)
-        elif isinstance(event, ChannelClosed):
+        try:
+            if isinstance(event, FrameReceived):
+                handler = self._FRAME_HANDLERS.get(type(event.frame))
+                if handler is not None and self.storage_failed is None:
+                    handler(self, event.frame)
+            elif isinstance(event, HandshakeDone):
+                # This connection is the session from now on, even if _run has not yet resumed
+                # from open_channel (the whole handshake can complete before it does).
+                self._conn = conn
+                self._on_handshake(conn, event)
+        except StoreUnavailable:
+            return  # reported by the store's hook (_on_store_unavailable): the client stops
+        if isinstance(event, ChannelClosed):
             # Nothing more may be written to this connection; _run notices the disconnect.
             self._open.clear()
             log.info("= closed %s %s", event.code, event.reason)
-            fatal = event.code in FATAL_CODES and event.by_peer
+            fatal = (event.code in FATAL_CODES and event.by_peer) or bool(self.storage_failed)
             ev = Disconnected(event.code, event.reason, fatal)
             if fatal:
                 self.fatal = ev
@@ -404,11 +429,16 @@ class Client:
             return  # disconnected meanwhile; the next session asks again
         frame = fut.result()
         assert isinstance(frame, Devices)
+        if self.storage_failed is not None:
+            return
         self._outbox.devices[self.me.account] = frame.device_ids
         self._open.set()
         self._outbox.on_connect()
         self._emit(Connected(self._pattern))
-        self._outbox.pump()
+        try:
+            self._outbox.pump()
+        except StoreUnavailable:
+            return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
 
     def _on_answer(self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored) -> None:
@@ -443,6 +473,8 @@ class Client:
     def _session(self) -> ChannelConnection | None:
         """The connection the outbox may send on: the session's, once it is open."""
         conn = self._conn
+        if self.storage_failed is not None:
+            return None
         return conn if conn is not None and self._open.is_set() else None
 
     def _on_sent(self, frame: Sent) -> None:
@@ -456,6 +488,8 @@ class Client:
     def _on_deliver(self, frame: Deliver) -> None:
         try:
             queued = self._inbox.on_deliver(frame)
+        except StoreUnavailable:
+            return  # not acked: the relay keeps it (the store's hook stops the client)
         except StoreError:
             # Nothing was committed and the item stays unacked: the relay sends it again after
             # we reconnect. The inbox has already reloaded its ordering state from the store.
@@ -463,6 +497,8 @@ class Client:
             if self._conn is not None:
                 self._conn.close()
             return
+        if self.storage_failed is not None:
+            return  # a write failed on the way, even if it was only logged: ack nothing more
         if queued:
             self._outbox.add_queued(queued)
         self._ack(frame.seq)
@@ -483,6 +519,33 @@ class Client:
         for q in self._queues:
             q.put_nowait(event)
 
+    # ---------------------------------------------------------------- storage failure
+
+    def _on_store_unavailable(self, exc: StoreUnavailable) -> None:
+        """The store could not write (disk full, I/O error, …): report it once, then stop,
+        since every write would fail again and reconnecting would only replay what cannot be
+        stored. Called by the store before it raises, whoever called it; nothing that was not
+        committed has been acked, and from here nothing more is (G1)."""
+        if self.storage_failed is not None:
+            return
+        self.storage_failed = StorageFailed(exc.state, _storage_message(exc))
+        log.info("! %s", self.storage_failed.message)
+        self._closing = True  # the connection loop ends instead of reconnecting
+        self._open.clear()
+        self._wake.set()
+        self._outbox.close()
+        self._inbox.close()
+        self._emit(self.storage_failed)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: not started, so no connection to close
+        loop.call_soon(self._close_for_storage)  # not from inside the failing call
+
+    def _close_for_storage(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
     _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Client, object], None]]] = {
         Welcome: _on_welcome,  # type: ignore[dict-item]
         Sent: _on_sent,  # type: ignore[dict-item]
@@ -495,6 +558,15 @@ class Client:
         RequestFailed: _on_request_failed,  # type: ignore[dict-item]
         PrekeysLow: _on_prekeys_low,  # type: ignore[dict-item]
     }
+
+
+def _storage_message(exc: StoreUnavailable) -> str:
+    """What :class:`StorageFailed` says: what failed, that the device stopped, what to do."""
+    todo = "free space on its disk" if exc.state == "full" else "check its disk"
+    return (
+        f"{exc}; the device stopped ({todo}, then start it again; what it could not store "
+        "stays with the relay)"
+    )
 
 
 def _process_name() -> str:

@@ -116,11 +116,31 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Disconnected:
-    """The session ended; the client reconnects by itself unless ``fatal``."""
+    """The session ended; the client reconnects by itself unless ``fatal`` (the relay refused
+    this device, its key changed, or the store failed: :class:`StorageFailed`)."""
 
     code: int
     reason: str
     fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFailed:
+    """The device's store cannot write — its disk is full, an I/O error, a read-only or damaged
+    file — so the client stopped: it closed its connection and does not reconnect, since every
+    write would fail again. Reported once, before the :class:`Disconnected` (``fatal``) of that
+    close. Nothing the store could not commit was acknowledged to the relay, which keeps it for
+    the next start (G1); what was stored before stays. From now on :meth:`Client.send` raises
+    :class:`~tidings.errors.StoreUnavailable`. Close the client, fix the cause, open it again.
+
+    Attributes:
+        state: ``"full"``, or ``"error: <what SQLite said>"`` (as
+            :attr:`~tidings.errors.StoreUnavailable.state`).
+        message: one line for people: the file, what failed, what to do.
+    """
+
+    state: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +171,7 @@ ClientEvent = (
     | GapSkipped
     | Connected
     | Disconnected
+    | StorageFailed
     | IdentityChanged
     | DecryptionFailed
 )

@@ -46,7 +46,7 @@ from ..delivery import (
 )
 from ..delivery import GapDetected as CoreGapDetected
 from ..delivery import GapSkipped as CoreGapSkipped
-from ..errors import DecryptionError, StoreError
+from ..errors import DecryptionError, StoreError, StoreUnavailable
 from ..store.base import DeviceRef
 from ..wire import Deliver
 from .clocks import Clocks
@@ -362,7 +362,10 @@ class Inbox:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._commit_surfaced(self.reorderer.handle_timer(self._mono()))
+        try:
+            self._commit_surfaced(self.reorderer.handle_timer(self._mono()))
+        except StoreUnavailable:
+            pass  # the store told the client, which stops; the held messages wait in the store
 
     def _report(self, events: Sequence[object]) -> None:
         for e in events:

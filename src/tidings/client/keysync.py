@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..e2e import BundleError
-from ..errors import ConnectionBroken, RefusedError, StoreError
+from ..errors import ConnectionBroken, RefusedError, StoreError, StoreUnavailable
 from ..store.base import DeviceRef
 from ..wire import ErrorCode, PrekeyBundle, PrekeyFetch, PrekeysStored, PrekeysUpload
 from .clocks import Clocks
@@ -147,8 +147,9 @@ class KeySync:
                     log.warning("! bad prekey bundle for %s: %s", dev, exc.reason)
                     self.crypto.reload()
                     not_before = max(not_before, self._mono() + SESSION_RETRY)
-                except StoreError:
-                    log.exception("! could not save a new session")
+                except StoreError as exc:
+                    if not isinstance(exc, StoreUnavailable):  # that one stops the client
+                        log.exception("! could not save a new session")
                     self.crypto.reload()
                     not_before = max(not_before, self._mono() + SESSION_RETRY)
         except ConnectionBroken:

@@ -42,7 +42,7 @@ from ..delivery import (
 )
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
 from ..e2e import NoSessionError, SendingChainMissingError
-from ..errors import FrameError, StoreError
+from ..errors import FrameError, StoreError, StoreUnavailable
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
 from ..wire import ErrorCode, Frame, Refused, Send, Sent, Target
@@ -197,7 +197,13 @@ class Outbox:
         deadline = self.scheduler.next_deadline()
         if deadline is not None:
             delay = max(0.0, deadline - self._mono())
-            self._timer = asyncio.get_running_loop().call_later(delay, self.pump)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        try:
+            self.pump()
+        except StoreUnavailable:
+            pass  # the store told the client, which stops: nothing to retry
 
     def _fail_locally(self, message_id: bytes, code: int, reason: str) -> None:
         now = self._mono()
@@ -255,8 +261,9 @@ class Outbox:
             self.store.stage(writes)
             try:
                 self.store.save_sealed(sealed)  # the ratchet moved: durable before it leaves
-            except StoreError:
-                log.exception("! could not save ciphertexts; retrying shortly")
+            except StoreError as exc:
+                if not isinstance(exc, StoreUnavailable):  # that one stops the client
+                    log.exception("! could not save ciphertexts; retrying shortly")
                 self.crypto.reload()
                 for mid in ids:
                     self.scheduler.hold(mid, t.mono + STORE_RETRY)
@@ -410,8 +417,11 @@ class Outbox:
         for mid in ids:
             if mid in self._trace_buffer:
                 self._trace_later(mid, TracePoint.TCP_ACKED, at)
-            else:  # ✓ came first: the trace is already committed
+                continue
+            try:  # ✓ came first: the trace is already committed
                 self.store.add_traces(mid, [(TracePoint.TCP_ACKED, at, None)])
+            except StoreUnavailable:
+                return  # the store told the client, which stops
 
 
 def _refs(refs: Iterable[tuple[str, int]]) -> str:

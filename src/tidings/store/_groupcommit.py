@@ -37,25 +37,13 @@ from typing import Any, TypeVar, cast
 from tidings.errors import IntegrityError, StoreError, StoreUnavailable
 from tidings.store._stats import record_commit
 from tidings.store.base import StoreStats
+from tidings.store.sqlite_errors import UNAVAILABLE_CODES as UNAVAILABLE_CODES
+from tidings.store.sqlite_errors import unavailable_state as _unavailable_state
 
 T = TypeVar("T")
 
 #: What an operation is: a synchronous function of the connection, run on the store's thread.
 Operation = Callable[[sqlite3.Connection], T]
-
-#: SQLite primary result codes (sqlite.org/rescode.html) that say the store cannot write now,
-#: not that the operation is wrong: retrying the same operation later may succeed.
-UNAVAILABLE_CODES = frozenset(
-    {
-        5,  # SQLITE_BUSY: another process held the lock past the busy timeout
-        8,  # SQLITE_READONLY: e.g. the file system was remounted read-only
-        10,  # SQLITE_IOERR: the disk failed a read, write or fsync
-        11,  # SQLITE_CORRUPT: the file is damaged (an operator must act)
-        13,  # SQLITE_FULL: the disk (or the file size limit) is full
-        14,  # SQLITE_CANTOPEN: the database, its WAL or its SHM cannot be opened
-    }
-)
-SQLITE_FULL = 13
 
 
 class Rollback(Exception):
@@ -364,14 +352,6 @@ def _probe(conn: sqlite3.Connection) -> None:
     """A write of one page that changes nothing: the schema version, set to itself."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     conn.execute(f"PRAGMA user_version = {int(version):d}")
-
-
-def _unavailable_state(exc: Exception) -> str | None:
-    """``"full"`` or ``"error: …"`` if ``exc`` says SQLite cannot write now, else ``None``."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(exc, sqlite3.Error) or code is None or code & 0xFF not in UNAVAILABLE_CODES:
-        return None
-    return "full" if code & 0xFF == SQLITE_FULL else f"error: {exc}"
 
 
 def _translate(exc: Exception) -> Exception:

@@ -8,14 +8,16 @@ outbox entry, move a status, record a trace point). The features are mixins on t
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tidings.delivery import ContentKind, Status, advance
-from tidings.errors import IntegrityError, MigrationError, StoreError
+from tidings.errors import IntegrityError, MigrationError, StoreError, StoreUnavailable
 from tidings.store.base import DeviceRef
+from tidings.store.sqlite_errors import SQLITE_BUSY, UNAVAILABLE_CODES, unavailable_state
 
 from ..migrations import MIGRATIONS
 from .records import SCHEMA_VERSION, Direction, OutboxItem, OutboxRequest, StoredMessage
@@ -32,6 +34,12 @@ MSG_COLS = (
     "message_id, sender_account, sender_device, conversation, counter, body, sent_at, direction,"
     " recipient, received_at, stored_at, failed_code, failed_reason, read_at, shown"
 )
+
+#: The SQLite errors after which this store cannot write now (:mod:`tidings.store.sqlite_errors`):
+#: the disk is full, an I/O error, a read-only or damaged file, one that cannot be opened. Not
+#: BUSY, unlike the relay's: the device lock keeps other writers away, so a busy store is a
+#: reader (``tidings trace``) holding it a moment, and the next try succeeds.
+UNAVAILABLE = UNAVAILABLE_CODES - {SQLITE_BUSY}
 
 #: The display position of the next message shown.
 NEXT_SHOWN = "(SELECT COALESCE(MAX(shown), 0) + 1 FROM messages)"
@@ -65,11 +73,32 @@ def outbox_item_from_row(row: Sequence[Any]) -> OutboxItem:
 
 
 class Database:
-    """The connection (``_db``, set by the subclass) and what every feature builds on."""
+    """The connection (``_db`` and ``path``, set by the subclass) and what every feature
+    builds on."""
 
     _db: sqlite3.Connection
+    path: str
     #: End-to-end writes to commit with the next transaction (see ``_crypto``).
     _staged: CryptoWrites | None = None
+    #: Called with every :class:`StoreUnavailable` before it is raised, whoever called the store
+    #: (the client stops on the first, even if the caller only logs it).
+    on_unavailable: Callable[[StoreUnavailable], None] | None = None
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """Our exception for a SQLite one (raise it ``from exc``)."""
+        if isinstance(exc, sqlite3.IntegrityError):
+            return IntegrityError(str(exc))
+        state = unavailable_state(exc, UNAVAILABLE, os.path.dirname(self.path) or ".")
+        if state is None:
+            return StoreError(str(exc))
+        if state == "full":
+            text = f"the device's store {self.path} cannot be written: its disk is full"
+        else:
+            text = f"the device's store {self.path} cannot be used: {exc}"
+        error = StoreUnavailable(state, text)
+        if self.on_unavailable is not None:
+            self.on_unavailable(error)
+        return error
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -85,13 +114,11 @@ class Database:
                 db.rollback()
                 raise
             db.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from exc
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):  # e.g. the store is closed
                 if db.in_transaction:
                     db.rollback()
-            raise StoreError(str(exc)) from exc
+            raise self._error(exc) from exc
 
     def _apply_staged(self, db: sqlite3.Connection, writes: CryptoWrites) -> None:
         raise NotImplementedError  # the Crypto mixin applies them
@@ -100,7 +127,7 @@ class Database:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
+            raise self._error(exc) from exc
 
     def _migrate(self) -> None:
         try:
@@ -115,7 +142,7 @@ class Database:
                     for stmt in statements(MIGRATIONS[n - 1]):
                         db.execute(stmt)
                     db.execute(f"PRAGMA user_version = {n}")
-        except MigrationError:
+        except (MigrationError, StoreUnavailable):
             raise
         except StoreError as exc:
             raise MigrationError(f"cannot migrate the store: {exc}") from exc

@@ -13,7 +13,10 @@ Invariants:
 * Statuses only move forward (:func:`tidings.delivery.status.advance`).
 * The schema is the numbered migrations of :mod:`tidings.client.migrations`, tracked with
   ``PRAGMA user_version``; a newer file than this code knows raises :class:`MigrationError`.
-* ``sqlite3`` errors never escape: they become :class:`IntegrityError` or :class:`StoreError`.
+* ``sqlite3`` errors never escape: they become :class:`IntegrityError`, :class:`StoreUnavailable`
+  (the disk is full, an I/O error, a read-only, damaged or unopenable file: see
+  ``_sql.UNAVAILABLE``; :attr:`ClientStore.on_unavailable` hears of each first) or
+  :class:`StoreError`.
 
 The API is synchronous: the client is low-volume and calls it from its event loop thread (one
 connection, used from the thread that opened it).
@@ -50,17 +53,23 @@ class ClientStore(Outbox, Incoming, Crypto):
 
     Raises:
         MigrationError: the file's schema is newer than this code, or a migration failed.
-        StoreError: the file cannot be opened.
+        StoreUnavailable: the file cannot be opened or written (disk full, I/O error, …).
+        StoreError: the file cannot be opened otherwise.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA busy_timeout = 5000")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store: {exc}") from exc
+            self._db.close()
+            raise self._error(exc) from exc
         try:
             self._migrate()
         except BaseException:
