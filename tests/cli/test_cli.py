@@ -93,13 +93,18 @@ def ok(root: Path, *args: str) -> Result:
     return result
 
 
-def one_line_error(result: Result) -> str:
-    """The single stderr line of a failed command (no traceback)."""
-    assert result.code == 1, (result.code, result.out, result.err)
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
+def one_line(err: str) -> str:
+    """The single ``tidings: …`` line a failing command printed on stderr (no traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[-3000:]
     assert lines[0].startswith("tidings: "), lines[0]
     return lines[0]
+
+
+def one_line_error(result: Result) -> str:
+    """The single stderr line of a command that failed with exit 1."""
+    assert result.code == 1, (result.code, result.out, result.err)
+    return one_line(result.err)
 
 
 class Proc:
@@ -258,15 +263,6 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
         assert server.stop() == 0
     finally:
         server.proc.kill()
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Long-running children of one test: killed at teardown whatever happened."""
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        proc.kill()
 
 
 # ------------------------------------------------------------------------------- server

@@ -9,7 +9,6 @@ relay delivers it then.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from tidings.cli.exits import Exit
 from tidings.client.home import DB_NAME
 from tidings.client.store import ClientStore
 
-from .test_cli import Proc, Server, ok, register, run
+from .test_cli import Proc, Server, ok, one_line, register, run
 
 pytestmark = [pytest.mark.proc, pytest.mark.slow]
 
@@ -29,21 +28,6 @@ DISK_KIB = 2048
 #: write left allocated in the WAL can take it.
 RECEIVED = "r" * 20_000
 SENT = "s" * 50_000
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        proc.kill()
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err[-3000:]
-    assert lines[0].startswith("tidings: "), lines[0]
-    return lines[0]
 
 
 def test_a_full_disk_is_one_line_and_exit_5_and_loses_nothing(

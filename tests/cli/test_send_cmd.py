@@ -6,7 +6,6 @@ words for each per-device state are also checked in process (:func:`where_it_is`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from tidings.store import DeviceRef
 from .test_cli import Proc, Server, ok, points, register, run
 
 BOB1, BOB2 = DeviceRef("bob", 1), DeviceRef("bob", 2)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        proc.kill()
 
 
 def link(root: Path, url: str, account: str, existing: Path, new: Path) -> None:
