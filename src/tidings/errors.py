@@ -13,6 +13,8 @@
     ├── ConnectionClosed                            the connection is gone
     │   ├── ConnectionClosedByUs
     │   └── ConnectionBroken                        by the network or peer (``__cause__``: how)
+    │       └── RelayUnreachable(url, reason)       no connection could be opened (refused,
+    │                                               DNS, TLS, timed out)
     ├── StoreError                                  storage failed or refused
     │   ├── IntegrityError                          a store rule would break (account exists…)
     │   ├── MigrationError                          the schema cannot be brought to this version
@@ -86,6 +88,21 @@ class ConnectionClosedByUs(ConnectionClosed):
 
 class ConnectionBroken(ConnectionClosed):
     """The network or the peer broke the connection; ``__cause__`` says how."""
+
+
+class RelayUnreachable(ConnectionBroken):
+    """No connection to the relay could be opened.
+
+    Attributes:
+        url: the relay's URL.
+        reason: what failed, for people ("connection refused (is the relay running?)",
+            "cannot resolve host …", "TLS: certificate verify failed …", "timed out after 10 s").
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the relay at {url}: {reason}")
+        self.url = url
+        self.reason = reason
 
 
 class StoreError(TidingsError):

@@ -577,6 +577,9 @@ def test_send_while_the_server_is_down_stays_queued_then_flushes(
     lines = down.json_lines()
     assert lines[0]["event"] == "queued"
     first = lines[0]["message_id"]
+    refused = f"connection refused by 127.0.0.1:{server.port} (is the relay running?)"
+    assert lines[1]["event"] == "connect-failed" and lines[1]["reason"] == refused
+    assert lines[1]["attempt"] == 1 and 0 <= lines[1]["retry_in"] <= 0.5
     assert lines[-1] == {
         "event": "timeout",
         "wanted": "sent",
@@ -584,12 +587,14 @@ def test_send_while_the_server_is_down_stays_queued_then_flushes(
         "status": "pending",
         "in_outbox": True,
         "devices": {},
+        "unreachable": refused,
     }
     text = run(tmp_path, "send", "bob", "text", "--timeout", "1", "--home", str(alice))
     assert text.code == 3
+    assert text.out.splitlines()[1].startswith(f"! cannot reach the relay: {refused}; trying")
     assert text.out.splitlines()[-1] == (
         "timed out after 1 s waiting for ✓ sent: … still only in this device's outbox (the "
-        "relay was not reached); it goes out the next time this device connects"
+        f"relay was not reached: {refused}); it goes out the next time this device connects"
     )
     assert trace_status(tmp_path, alice, first) == "pending"
     assert "sent" not in points(tmp_path, alice, first)

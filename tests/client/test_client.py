@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import tidings.client.client as client_module
+import tidings.client.reconnect as reconnect_module
 from tests.harness import (
     TIMEOUT,
     ClientLab,
@@ -316,7 +316,7 @@ async def test_reconnect_now_during_a_failing_attempt_is_not_lost(
 
     holder = TcpHolder()  # accepts on the relay's port and holds the WebSocket upgrade
     await holder.start(port)
-    monkeypatch.setattr(client_module, "RECONNECT_BASE", 30.0)  # backoff ceiling 30 s
+    monkeypatch.setattr(reconnect_module, "RECONNECT_BASE", 30.0)  # backoff ceiling 30 s
     alice = await clients.start(home, connect=False, rng=FixedRandom(1.0))
     try:
         writer = await holder.next()  # attempt 1 is in progress

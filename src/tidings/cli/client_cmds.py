@@ -16,13 +16,16 @@ from typing import Any
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
 from ..client.home import prepare_home
 from ..client.store import ClientStore
-from ..errors import ConfigError, StoreUnavailable
+from ..errors import ConfigError, ConnectionBroken, StoreUnavailable
 from . import send_cmd, trace_cmd
 from .common import _common, _hex, _print, _ts, home_of
 from .show import _show_event
 
 #: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
 DRAIN_ON_EXIT = 10.0
+#: Seconds ``link-code`` waits for the session and then for the relay's answer (a relay that
+#: cannot be reached fails at once, with the reason).
+LINK_CODE_WAIT = 30.0
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,8 +103,13 @@ def cmd_link_code(args: argparse.Namespace) -> int:
         client = Client(home_of(args), owner=f"tidings {args.command}")
         try:
             await client.start()
-            await client.wait_connected(30)
-            return await asyncio.wait_for(client.link_code(), 30)
+            await client.wait_connected(LINK_CODE_WAIT, fail_fast=True)
+            try:
+                return await asyncio.wait_for(client.link_code(), LINK_CODE_WAIT)
+            except TimeoutError:
+                raise ConnectionBroken(
+                    f"the relay did not answer the link-code request within {LINK_CODE_WAIT:g} s"
+                ) from None
         finally:
             await client.close()
 
@@ -138,7 +146,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                         await client.drain(DRAIN_ON_EXIT)
                         return 0
                 if isinstance(event, Disconnected) and event.fatal:
-                    return 2
+                    raise ConfigError(f"the relay refused this device: {event.reason}")
         finally:
             stream.close()
             await client.close()

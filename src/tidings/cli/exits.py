@@ -14,7 +14,9 @@ class Exit(IntEnum):
     OK = 0  #: done
     ERROR = 1  #: any other failure; one line on stderr says what
     USAGE = 2  #: bad arguments (argparse), or an option that does not apply
-    TIMED_OUT = 3  #: ``--wait``/``--timeout`` ran out; the message stays queued in the outbox
+    #: ``send --wait`` ran out before the wanted status; the message is where the last line says
+    #: (✓ stored by the relay, or still in this device's outbox) and goes on by itself
+    TIMED_OUT = 3
     REFUSED = 4  #: the relay refused for good (the message is ✗)
     STORAGE = 5  #: the device's store cannot be written (disk full, read-only, I/O error)
     UNREACHABLE = 6  #: the relay could not be reached (refused, DNS, TLS, timed out)

@@ -2,10 +2,8 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``read-receipts``,
 ``trace``, ``demo``.
-``tidings COMMAND --help`` describes each. Exit codes (:class:`~tidings.cli.exits.Exit`): 0
-success, 1 a tidings error (printed as one line), 2 usage error, 3 timed out waiting, 4 the
-server refused the message for good, 5 the device's store cannot be written (disk full, I/O
-error), 7 the device is in use by another process.
+``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
+code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..errors import DeviceBusy, RefusedError, StoreUnavailable, TidingsError
+from ..errors import ConnectionBroken, DeviceBusy, RefusedError, StoreUnavailable, TidingsError
 from . import client_cmds, demo, lab_cmd, safety_cmd, server_cmd
 from .exits import Exit
 
@@ -58,11 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return Exit.STORAGE
+    except ConnectionBroken as exc:  # RelayUnreachable: refused, DNS, TLS, timed out
+        print(f"tidings: {exc}", file=sys.stderr)
+        return Exit.UNREACHABLE
     except TidingsError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return Exit.ERROR
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
+    except OSError as exc:  # a file tidings was told to use: permission denied, not a directory
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tidings: {exc.strerror or exc}{where}", file=sys.stderr)
+        return Exit.ERROR
 
 
 def _use_uvloop() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from ..client import (
     Client,
     Connected,
+    ConnectFailed,
     Disconnected,
     EventStream,
     SendRefused,
@@ -85,6 +86,8 @@ class _Waiting:
     message_id: bytes
     want: Status
     connected: bool = False
+    #: why the last connection attempt failed (before any session opened)
+    unreachable: str = ""
     refused: SendRefused | None = None
 
 
@@ -133,6 +136,9 @@ async def _wait(
     async for event in stream:
         if isinstance(event, Connected):
             waiting.connected = True
+        elif isinstance(event, ConnectFailed):
+            waiting.unreachable = event.reason
+            _show_event(args, event)
         elif isinstance(event, SendRefused) and event.message_id == mid:
             waiting.refused = event
             _show_event(args, event)
@@ -189,6 +195,9 @@ def where_it_is(
             why = "the relay has not confirmed storing it"
         else:
             why = "the relay was not reached"
+            if waiting.unreachable:
+                obj["unreachable"] = waiting.unreachable
+                why += f": {waiting.unreachable}"
         return obj, (
             f"{glyph(Status.PENDING)} still only in this device's outbox ({why}); it goes out "
             "the next time this device connects"

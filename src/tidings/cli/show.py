@@ -7,6 +7,7 @@ import argparse
 from ..client import (
     ClientEvent,
     Connected,
+    ConnectFailed,
     Disconnected,
     GapDetected,
     GapSkipped,
@@ -76,6 +77,17 @@ def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
     elif isinstance(event, Connected):
         _print(
             args, {"event": "connected", "pattern": event.pattern}, f"= connected ({event.pattern})"
+        )
+    elif isinstance(event, ConnectFailed):
+        _print(
+            args,
+            {
+                "event": "connect-failed",
+                "reason": event.reason,
+                "attempt": event.attempt,
+                "retry_in": round(event.retry_in, 3),
+            },
+            f"! cannot reach the relay: {event.reason}; trying again in {event.retry_in:.1f} s",
         )
     elif isinstance(event, Disconnected):
         _print(

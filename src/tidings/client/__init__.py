@@ -5,6 +5,7 @@ from .connect import CLIENT_KEEPALIVE, register
 from .events import (
     ClientEvent,
     Connected,
+    ConnectFailed,
     DecryptionFailed,
     Disconnected,
     EventStream,
@@ -21,6 +22,7 @@ __all__ = [
     "CLIENT_KEEPALIVE",
     "Client",
     "ClientEvent",
+    "ConnectFailed",
     "Connected",
     "DecryptionFailed",
     "Disconnected",

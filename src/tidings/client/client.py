@@ -21,7 +21,6 @@ import asyncio
 import logging
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
@@ -31,11 +30,16 @@ from ..delivery import (
     ContentKind,
     Receipt,
     ReceiptKind,
-    RetryPolicy,
     Status,
     direct_conversation,
 )
-from ..errors import ConfigError, ConnectionBroken, RefusedError, StoreError, StoreUnavailable
+from ..errors import (
+    ConfigError,
+    ConnectionBroken,
+    RelayUnreachable,
+    StoreError,
+    StoreUnavailable,
+)
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
@@ -61,22 +65,27 @@ from ..wire import (
 from .clocks import Clocks
 from .connect import CLIENT_KEEPALIVE, open_channel
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import ClientEvent, Connected, Disconnected, EventStream, StorageFailed
+from .events import (
+    ClientEvent,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    EventStream,
+    StorageFailed,
+)
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
-from .lock import DeviceLock
+from .lock import DeviceLock, process_name
 from .outbox import Outbox
 from .prekeys import DeviceKeys
+from .reconnect import Reconnect
+from .requests import Requests
 from .store import ClientStore, OutboxRequest, TraceEntry
 
-__all__ = ["FATAL_CODES", "RECONNECT_BASE", "RECONNECT_CAP", "Client", "EventStream"]
+__all__ = ["FATAL_CODES", "Client", "EventStream"]
 
 log = logging.getLogger("tidings.client")
-
-#: Reconnect backoff: full jitter over ``min(cap, base * 2**n)`` (capped exponential).
-RECONNECT_BASE = 0.5
-RECONNECT_CAP = 30.0
 
 #: Close codes after which reconnecting cannot help; the client stops and reports them.
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
@@ -123,7 +132,7 @@ class Client:
         self.home = home
         db = prepare_home(home)
         # One process per device (DESIGN §9): held until close(), or the process's end.
-        self._lock = DeviceLock.acquire(home, owner or _process_name())
+        self._lock = DeviceLock.acquire(home, owner or process_name())
         try:
             self.store = ClientStore(db)
         except BaseException:
@@ -148,9 +157,13 @@ class Client:
         self._clock = clock
         self._accept_new_key = accept_new_server_key
         self._rng = rng or random.Random()
-        self._reconnect = RetryPolicy(self._rng.random, RECONNECT_BASE, RECONNECT_CAP)
-        self._requests: dict[int, asyncio.Future[object]] = {}
-        self._request_ids = 0
+        self._reconnect = Reconnect(self._rng.random)
+        self._requests = Requests()
+        #: Callers waiting for the session to open that want to hear of a failed attempt.
+        self._open_waiters: list[asyncio.Future[None]] = []
+        #: How the last connection ended before a session opened (the relay's close reason).
+        self._refused_open: str = ""
+        self._reconnect_opened = False
         self._conn: ChannelConnection | None = None
         self._open = asyncio.Event()
         self._wake = asyncio.Event()
@@ -188,9 +201,59 @@ class Client:
             self._inbox.start()
             self._task = asyncio.ensure_future(self._run())
 
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        """Wait until a session with the server is open."""
-        await asyncio.wait_for(self._open.wait(), timeout)
+    async def wait_connected(
+        self, timeout: float | None = None, *, fail_fast: bool = False
+    ) -> None:
+        """Wait until a session with the server is open.
+
+        Args:
+            timeout: seconds to wait at most (``TimeoutError`` after).
+            fail_fast: raise :class:`~tidings.errors.RelayUnreachable` as soon as a connection
+                attempt fails, instead of waiting through the reconnect backoff (the client
+                keeps trying in the background either way).
+
+        Raises:
+            TimeoutError: no session opened within ``timeout``.
+            RelayUnreachable: ``fail_fast``, and an attempt failed (``reason`` says why).
+            ConnectionBroken: the client stopped (the relay refused this device for good, or
+                :meth:`close`).
+            StoreUnavailable: the client stopped because its store cannot write.
+        """
+        if fail_fast:
+            await asyncio.wait_for(self._until_open(), timeout)
+        else:
+            await asyncio.wait_for(self._open.wait(), timeout)
+
+    async def _until_open(self) -> None:
+        """Wait for the session; fail with the first failed attempt's reason."""
+        if self._open.is_set():
+            return
+        self._check_running()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._open_waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut in self._open_waiters:
+                self._open_waiters.remove(fut)
+
+    def _check_running(self) -> None:
+        if self.storage_failed is not None:
+            raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
+        if self.fatal is not None:
+            raise ConnectionBroken(f"the relay refused this device: {self.fatal.reason}")
+        if self._closing:
+            raise ConnectionBroken("the client is closed")
+
+    def _wake_open_waiters(self, exc: BaseException | None) -> None:
+        waiters, self._open_waiters = self._open_waiters, []
+        for fut in waiters:
+            if fut.done():
+                continue
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
     async def close(self) -> None:
         """Disconnect and close the store. What is in the outbox stays there."""
@@ -302,13 +365,24 @@ class Client:
         return self.crypto.safety_number(account)
 
     async def link_code(self) -> tuple[bytes, float]:
-        """Ask the server for a one-use code that lets a new device join this account."""
+        """Ask the server for a one-use code that lets a new device join this account.
+
+        Waits for the session if there is none yet (call :meth:`start` first).
+
+        Raises:
+            RelayUnreachable: not connected, and the next connection attempt failed.
+            ConnectionBroken: the connection was lost before the answer.
+            RefusedError: the relay refused (e.g. ``RATE_LIMITED``).
+        """
         frame = await self._request(lambda rid: LinkCodeRequest(rid))
         assert isinstance(frame, LinkCode)
         return frame.code, frame.expires_at
 
     async def devices(self, account: str) -> tuple[int, ...]:
-        """The current device ids of ``account`` (empty: no such account)."""
+        """The current device ids of ``account`` (empty: no such account).
+
+        Raises: as :meth:`link_code`.
+        """
         check_account(account)
         frame = await self._request(lambda rid: GetDevices(rid, account))
         assert isinstance(frame, Devices)
@@ -318,32 +392,45 @@ class Client:
     # ---------------------------------------------------------------- connection loop
 
     async def _run(self) -> None:
-        attempt = 0
+        loop = asyncio.get_running_loop()
+        url = self.identity.server_url
         while not self._closing:
             self._wake.clear()  # a reconnect_now() from here on cuts the next backoff short
+            failure = ""
+            self._refused_open = ""
             try:
                 conn = await open_channel(
-                    self.identity.server_url,
+                    url,
                     self,
                     self.identity.noise_private_key,
                     self.identity.server_key,
                     self._keepalive,
                 )
-            except ConnectionBroken as exc:
-                log.info("! %s", exc)
-            except Exception:  # any failed attempt is retried; the loop must never die
+            except RelayUnreachable as exc:
+                failure = exc.reason
+            except Exception as exc:  # any failed attempt is retried; the loop must never die
                 log.exception("! connection attempt failed")
+                failure = str(exc) or type(exc).__name__
             else:
                 self._conn = conn
                 await conn.disconnected.wait()
-                if self._open.is_set():
-                    attempt = 0
                 self._conn = None
+                if not self._reconnect_opened:
+                    failure = (
+                        self._refused_open or "the connection closed before the session opened"
+                    )
+            self._reconnect_opened = False
             self._on_disconnect()
             if self.fatal is not None or self._closing:
+                self._wake_open_waiters(
+                    ConnectionBroken(self.fatal.reason if self.fatal else "closed")
+                )
                 return
-            attempt += 1
-            delay = self._reconnect.delay(attempt)
+            delay = self._reconnect.ended(loop.time())
+            if failure:
+                log.info("! cannot reach the relay at %s: %s", url, failure)
+                self._wake_open_waiters(RelayUnreachable(url, failure))
+                self._emit(ConnectFailed(failure, self._reconnect.attempt, delay))
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
@@ -352,17 +439,11 @@ class Client:
     def _on_disconnect(self) -> None:
         self._open.clear()
         self._outbox.on_disconnect()
-        for fut in self._requests.values():
-            if not fut.done():
-                fut.set_exception(ConnectionBroken("disconnected"))
-        self._requests.clear()
+        self._requests.disconnected(ConnectionBroken("disconnected"))
 
     async def _request(self, build: Callable[[int], object]) -> object:
-        await self._open.wait()
-        self._request_ids += 1
-        rid = self._request_ids
-        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
+        await self._until_open()
+        rid, fut = self._requests.new()
         assert self._conn is not None
         self._conn.send_frame(build(rid))  # type: ignore[arg-type]
         return await fut
@@ -386,6 +467,9 @@ class Client:
             # Nothing more may be written to this connection; _run notices the disconnect.
             self._open.clear()
             log.info("= closed %s %s", event.code, event.reason)
+            if event.reason:
+                who = "the relay closed the connection: " if event.by_peer else ""
+                self._refused_open = who + event.reason
             fatal = (event.code in FATAL_CODES and event.by_peer) or bool(self.storage_failed)
             ev = Disconnected(event.code, event.reason, fatal)
             if fatal:
@@ -416,10 +500,7 @@ class Client:
         """The session is open. First learn this account's current devices (sends must name
         them all), then let the outbox go."""
         self.server_time_offset = frame.server_time - self._clock()
-        self._request_ids += 1
-        rid = self._request_ids
-        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
+        rid, fut = self._requests.new()
         fut.add_done_callback(self._on_own_devices)
         if self._conn is not None:
             self._conn.send_frame(GetDevices(rid, self.me.account))
@@ -433,6 +514,9 @@ class Client:
             return
         self._outbox.devices[self.me.account] = frame.device_ids
         self._open.set()
+        self._reconnect_opened = True
+        self._reconnect.opened(asyncio.get_running_loop().time())
+        self._wake_open_waiters(None)
         self._outbox.on_connect()
         self._emit(Connected(self._pattern))
         try:
@@ -448,14 +532,10 @@ class Client:
             if frame.account == self.me.account:
                 self._outbox.devices[frame.account] = frame.device_ids
             return
-        fut = self._requests.pop(frame.request_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(frame)
+        self._requests.answered(frame.request_id, frame)
 
     def _on_request_failed(self, frame: RequestFailed) -> None:
-        fut = self._requests.pop(frame.request_id, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(RefusedError(frame.code, frame.reason, frame.retry_after))
+        self._requests.failed(frame)
 
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
         self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))
@@ -567,12 +647,3 @@ def _storage_message(exc: StoreUnavailable) -> str:
         f"{exc}; the device stopped ({todo}, then start it again; what it could not store "
         "stays with the relay)"
     )
-
-
-def _process_name() -> str:
-    """This process as a person would name it: ``tidings listen``, ``python script.py``."""
-    argv = sys.argv or ["python"]
-    program = Path(argv[0]).name
-    if program == "__main__.py":  # python -m tidings
-        program = Path(argv[0]).parent.name
-    return " ".join([program, *argv[1:2]])

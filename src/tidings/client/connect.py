@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from urllib.parse import urlparse
 
 from picows import WSError, ws_connect
 
-from ..errors import ConfigError, ConnectionBroken, HandshakeError, RefusedError
+from ..errors import ConfigError, ConnectionBroken, HandshakeError, RefusedError, RelayUnreachable
 from ..net.channel import (
     Channel,
     ChannelClosed,
@@ -70,7 +72,15 @@ async def open_channel(
     keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
     rng: Callable[[int], bytes] = os.urandom,
 ) -> ChannelConnection:
-    """Connect and start the Noise handshake; ``handler`` gets the channel's events."""
+    """Connect and start the Noise handshake; ``handler`` gets the channel's events.
+
+    A ``wss://`` URL is verified against the system's trust store (``ssl.create_default_context``:
+    certificate chain and host name; ``SSL_CERT_FILE`` names another CA bundle, e.g. a private
+    CA). The Noise handshake that follows authenticates the relay either way (its pinned key).
+
+    Raises:
+        RelayUnreachable: no connection could be opened; ``reason`` says why in one line.
+    """
 
     def make_channel(now: float) -> Channel:
         initiator = PipesInitiator(
@@ -83,23 +93,64 @@ async def open_channel(
             assert self.channel is not None
             self.channel.start()
 
+    tls = ssl.create_default_context() if urlparse(url).scheme == "wss" else None
     try:
         _, listener = await asyncio.wait_for(
             ws_connect(
                 lambda: _Conn(make_channel, handler),  # type: ignore[arg-type]
                 url,
+                ssl_context=tls,
+                use_aiofastnet=False,  # its TLS transport logs a broken traceback on failures
                 websocket_handshake_timeout=CONNECT_TIMEOUT,
                 read_buffer_init_size=4096,
                 max_frame_size=MAX_WS_FRAME,  # picows' default is 10 MiB: refuse from the header
             ),
             CONNECT_TIMEOUT,
         )
-    except (OSError, WSError, TimeoutError) as exc:
-        raise ConnectionBroken(f"cannot connect to {url}: {exc}") from exc
+    except (OSError, WSError, TimeoutError, EOFError) as exc:
+        raise RelayUnreachable(url, why_unreachable(exc, url)) from exc
     if not isinstance(listener, ChannelConnection):
         # picows returns no listener when the server cut the connection during the upgrade.
-        raise ConnectionBroken(f"cannot connect to {url}: the WebSocket upgrade was cut")
+        raise RelayUnreachable(url, "the server closed the connection during the WebSocket upgrade")
     return listener
+
+
+def why_unreachable(exc: BaseException, url: str) -> str:
+    """One line for people: why a connection to ``url`` could not be opened."""
+    parsed = urlparse(url)
+    host = parsed.hostname or url
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        return (
+            f"TLS: the certificate of {host} is not trusted ({detail}); "
+            "set SSL_CERT_FILE to a CA bundle that has its issuer"
+        )
+    if isinstance(exc, ssl.SSLError):
+        detail = exc.reason or exc.strerror or type(exc).__name__
+        return f"TLS handshake failed ({detail}): is this a TLS (wss://) endpoint?"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host {host!r} ({exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {parsed.netloc} (is the relay running?)"
+    if isinstance(exc, TimeoutError):
+        if parsed.scheme == "wss":
+            return (
+                f"no answer within {CONNECT_TIMEOUT:g} s (if the relay has no TLS in front of "
+                "it, use ws://)"
+            )
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, WSError):
+        return f"the WebSocket upgrade failed ({exc})"
+    if isinstance(exc, EOFError | ConnectionResetError | BrokenPipeError) or (
+        isinstance(exc, OSError) and not exc.strerror and not str(exc)
+    ):
+        hint = " (a TLS endpoint? use wss://)" if parsed.scheme == "ws" else ""
+        if parsed.scheme == "wss":
+            hint = " (not a TLS endpoint? use ws://)"
+        return f"the server closed the connection before the WebSocket upgrade{hint}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 class _Registrar:
@@ -182,7 +233,12 @@ async def register(
         registrar = _Registrar(frame)
         conn = await open_channel(url, registrar, private, server_key)
         try:
-            registered, key = await asyncio.wait_for(registrar.done, CONNECT_TIMEOUT)
+            try:
+                registered, key = await asyncio.wait_for(registrar.done, CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise RelayUnreachable(
+                    url, f"no answer to the registration within {CONNECT_TIMEOUT:g} s"
+                ) from None
             identity = Identity(
                 private, registered.account, registered.device_id, frame.device_name, url, key
             )

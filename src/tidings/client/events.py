@@ -115,6 +115,23 @@ class Connected:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    """A connection attempt failed before a session opened; the client tries again by itself
+    in ``retry_in`` seconds (sooner after :meth:`~tidings.client.Client.reconnect_now`).
+
+    Attributes:
+        reason: one line for people ("connection refused by 127.0.0.1:7400 (is the relay
+            running?)", "cannot resolve host …", "TLS: …", or the relay's close reason).
+        attempt: failed attempts in a row (1 for the first).
+        retry_in: seconds until the next attempt (capped exponential backoff with jitter).
+    """
+
+    reason: str
+    attempt: int
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """The session ended; the client reconnects by itself unless ``fatal`` (the relay refused
     this device, its key changed, or the store failed: :class:`StorageFailed`)."""
@@ -170,6 +187,7 @@ ClientEvent = (
     | GapDetected
     | GapSkipped
     | Connected
+    | ConnectFailed
     | Disconnected
     | StorageFailed
     | IdentityChanged

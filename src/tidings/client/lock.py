@@ -18,12 +18,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..errors import DeviceBusy, StoreUnavailable
 from ..filemodes import FILE_MODE, reason
 
-__all__ = ["LOCK_NAME", "DeviceLock"]
+__all__ = ["LOCK_NAME", "DeviceLock", "process_name"]
 
 #: The lock file's name in the device home.
 LOCK_NAME = "client.lock"
@@ -96,3 +97,13 @@ def _holder(fd: int) -> tuple[int | None, str]:
         return (pid if isinstance(pid, int) else None), str(data.get("command") or "")
     except (OSError, ValueError, AttributeError):
         return None, ""
+
+
+def process_name() -> str:
+    """This process as a person would name it (``tidings listen``, ``python script.py``): what
+    the lock file says holds the home."""
+    argv = sys.argv or ["python"]
+    program = Path(argv[0]).name
+    if program == "__main__.py":  # python -m tidings
+        program = Path(argv[0]).parent.name
+    return " ".join([program, *argv[1:2]])
