@@ -33,62 +33,37 @@ from ..delivery import (
     Status,
     direct_conversation,
 )
-from ..errors import (
-    ConfigError,
-    ConnectionBroken,
-    RelayUnreachable,
-    StoreError,
-    StoreUnavailable,
-)
-from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
-from ..net.ws import ChannelConnection
+from ..errors import ConfigError, StoreError, StoreUnavailable
+from ..net.channel import KeepaliveParams
 from ..store.base import DeviceRef
 from ..wire import (
-    PROTOCOL_VERSION,
     Ack,
     Deliver,
     Devices,
-    ErrorCode,
     GetDevices,
-    Hello,
     LinkCode,
     LinkCodeRequest,
-    PrekeyBundle,
     PrekeysLow,
-    PrekeysStored,
     Refused,
-    RequestFailed,
     Sent,
-    Welcome,
     check_account,
 )
 from .clocks import Clocks
-from .connect import CLIENT_KEEPALIVE, open_channel
+from .connect import CLIENT_KEEPALIVE
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import (
-    ClientEvent,
-    Connected,
-    ConnectFailed,
-    Disconnected,
-    EventStream,
-    StorageFailed,
-)
+from .events import ClientEvent, Connected, Disconnected, EventStream, StorageFailed
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
 from .lock import DeviceLock, process_name
 from .outbox import Outbox
 from .prekeys import DeviceKeys
-from .reconnect import Reconnect
-from .requests import Requests
-from .store import ClientStore, OutboxRequest, TraceEntry
+from .session import FATAL_CODES, Session
+from .store import ClientStore, Identity, OutboxRequest, TraceEntry
 
 __all__ = ["FATAL_CODES", "Client", "EventStream"]
 
 log = logging.getLogger("tidings.client")
-
-#: Close codes after which reconnecting cannot help; the client stops and reports them.
-FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
 
 
 class Client:
@@ -143,7 +118,6 @@ class Client:
             self.store.close()
             self._lock.release()
             raise ConfigError(f"{home} holds no registered device: run `tidings register` first")
-        self.identity = identity
         self.me = DeviceRef(identity.account, identity.device_id)
         try:
             DeviceKeys.create(self.store, clock())  # a home registered before end-to-end keys
@@ -153,30 +127,24 @@ class Client:
             raise
         self.crypto = DeviceCrypto(self.store, self.me, self._emit, clock, monotonic=monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._keepalive = keepalive
         self._clock = clock
-        self._accept_new_key = accept_new_server_key
         self._rng = rng or random.Random()
-        self._reconnect = Reconnect(self._rng.random)
-        self._requests = Requests()
-        #: Callers waiting for the session to open that want to hear of a failed attempt.
-        self._open_waiters: list[asyncio.Future[None]] = []
-        #: How the last connection ended before a session opened (the relay's close reason).
-        self._refused_open: str = ""
-        self._reconnect_opened = False
-        self._conn: ChannelConnection | None = None
-        self._open = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
         self._queues: list[asyncio.Queue[ClientEvent]] = []
+        self._started = False
         self._ack_seq = 0
         self._ack_scheduled = False
-        self._pattern = ""
-        self.fatal: Disconnected | None = None
         #: Set when the store could not write; the client has stopped (see StorageFailed).
         self.storage_failed: StorageFailed | None = None
-        self.server_time_offset = 0.0
+        self._session = Session(
+            self.store,
+            identity,
+            self,
+            self._emit,
+            keepalive,
+            clock,
+            accept_new_server_key,
+            self._rng,
+        )
         clocks = Clocks(clock, monotonic)
         self._outbox = Outbox(
             self.store,
@@ -184,22 +152,41 @@ class Client:
             self._emit,
             clocks,
             self._rng.random,
-            self._session,
-            lambda: self._clock() + self.server_time_offset,
+            self._session.current,
+            lambda: self._clock() + self._session.server_time_offset,
             self.crypto,
             self._fetch_sessions,
         )
         self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
-        self._keysync = KeySync(self.crypto, self._outbox, self._request, self.devices, clocks)
+        self._keysync = KeySync(
+            self.crypto, self._outbox, self._session.request, self.devices, clocks
+        )
         self.store.on_unavailable = self._on_store_unavailable
 
     # ---------------------------------------------------------------- life cycle
 
+    @property
+    def identity(self) -> Identity:
+        """This device's identity (account, device id, relay URL, pinned relay key)."""
+        return self._session.identity
+
+    @property
+    def fatal(self) -> Disconnected | None:
+        """Set when the relay refused this device for good (or its key changed): the client
+        no longer reconnects."""
+        return self._session.fatal
+
+    @property
+    def server_time_offset(self) -> float:
+        """The relay's clock minus ours, from the last WELCOME (0 before one)."""
+        return self._session.server_time_offset
+
     async def start(self) -> None:
         """Start connecting (in the background). Returns at once."""
-        if self._task is None:
+        if not self._started:
+            self._started = True
             self._inbox.start()
-            self._task = asyncio.ensure_future(self._run())
+            self._session.start()
 
     async def wait_connected(
         self, timeout: float | None = None, *, fail_fast: bool = False
@@ -219,51 +206,12 @@ class Client:
                 :meth:`close`).
             StoreUnavailable: the client stopped because its store cannot write.
         """
-        if fail_fast:
-            await asyncio.wait_for(self._until_open(), timeout)
-        else:
-            await asyncio.wait_for(self._open.wait(), timeout)
-
-    async def _until_open(self) -> None:
-        """Wait for the session; fail with the first failed attempt's reason."""
-        if self._open.is_set():
-            return
-        self._check_running()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._open_waiters.append(fut)
-        try:
-            await fut
-        finally:
-            if fut in self._open_waiters:
-                self._open_waiters.remove(fut)
-
-    def _check_running(self) -> None:
-        if self.storage_failed is not None:
-            raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
-        if self.fatal is not None:
-            raise ConnectionBroken(f"the relay refused this device: {self.fatal.reason}")
-        if self._closing:
-            raise ConnectionBroken("the client is closed")
-
-    def _wake_open_waiters(self, exc: BaseException | None) -> None:
-        waiters, self._open_waiters = self._open_waiters, []
-        for fut in waiters:
-            if fut.done():
-                continue
-            if exc is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(exc)
+        await self._session.wait_open(timeout, fail_fast=fail_fast)
 
     async def close(self) -> None:
         """Disconnect and close the store. What is in the outbox stays there."""
-        self._closing = True
-        self._wake.set()
-        if self._conn is not None:
-            self._conn.close()
-        for task in [self._task, *self._tasks]:
-            if task is None:
-                continue
+        await self._session.close()
+        for task in list(self._tasks):
             task.cancel()
             try:
                 await task
@@ -276,7 +224,7 @@ class Client:
 
     def reconnect_now(self) -> None:
         """Skip the backoff wait (e.g. the network came back)."""
-        self._wake.set()
+        self._session.reconnect_now()
 
     # ---------------------------------------------------------------- API
 
@@ -374,7 +322,7 @@ class Client:
             ConnectionBroken: the connection was lost before the answer.
             RefusedError: the relay refused (e.g. ``RATE_LIMITED``).
         """
-        frame = await self._request(lambda rid: LinkCodeRequest(rid))
+        frame = await self._session.request(lambda rid: LinkCodeRequest(rid))
         assert isinstance(frame, LinkCode)
         return frame.code, frame.expires_at
 
@@ -384,158 +332,41 @@ class Client:
         Raises: as :meth:`link_code`.
         """
         check_account(account)
-        frame = await self._request(lambda rid: GetDevices(rid, account))
+        frame = await self._session.request(lambda rid: GetDevices(rid, account))
         assert isinstance(frame, Devices)
         self._outbox.devices[account] = frame.device_ids
         return frame.device_ids
 
-    # ---------------------------------------------------------------- connection loop
+    # ---------------------------------------------------------------- the session's calls
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        url = self.identity.server_url
-        while not self._closing:
-            self._wake.clear()  # a reconnect_now() from here on cuts the next backoff short
-            failure = ""
-            self._refused_open = ""
-            try:
-                conn = await open_channel(
-                    url,
-                    self,
-                    self.identity.noise_private_key,
-                    self.identity.server_key,
-                    self._keepalive,
-                )
-            except RelayUnreachable as exc:
-                failure = exc.reason
-            except Exception as exc:  # any failed attempt is retried; the loop must never die
-                log.exception("! connection attempt failed")
-                failure = str(exc) or type(exc).__name__
-            else:
-                self._conn = conn
-                await conn.disconnected.wait()
-                self._conn = None
-                if not self._reconnect_opened:
-                    failure = (
-                        self._refused_open or "the connection closed before the session opened"
-                    )
-            self._reconnect_opened = False
-            self._on_disconnect()
-            if self.fatal is not None or self._closing:
-                self._wake_open_waiters(
-                    ConnectionBroken(self.fatal.reason if self.fatal else "closed")
-                )
-                return
-            delay = self._reconnect.ended(loop.time())
-            if failure:
-                log.info("! cannot reach the relay at %s: %s", url, failure)
-                self._wake_open_waiters(RelayUnreachable(url, failure))
-                self._emit(ConnectFailed(failure, self._reconnect.attempt, delay))
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
-
-    def _on_disconnect(self) -> None:
-        self._open.clear()
-        self._outbox.on_disconnect()
-        self._requests.disconnected(ConnectionBroken("disconnected"))
-
-    async def _request(self, build: Callable[[int], object]) -> object:
-        await self._until_open()
-        rid, fut = self._requests.new()
-        assert self._conn is not None
-        self._conn.send_frame(build(rid))  # type: ignore[arg-type]
-        return await fut
-
-    # ---------------------------------------------------------------- channel events
-
-    def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
-        try:
-            if isinstance(event, FrameReceived):
-                handler = self._FRAME_HANDLERS.get(type(event.frame))
-                if handler is not None and self.storage_failed is None:
-                    handler(self, event.frame)
-            elif isinstance(event, HandshakeDone):
-                # This connection is the session from now on, even if _run has not yet resumed
-                # from open_channel (the whole handshake can complete before it does).
-                self._conn = conn
-                self._on_handshake(conn, event)
-        except StoreUnavailable:
-            return  # reported by the store's hook (_on_store_unavailable): the client stops
-        if isinstance(event, ChannelClosed):
-            # Nothing more may be written to this connection; _run notices the disconnect.
-            self._open.clear()
-            log.info("= closed %s %s", event.code, event.reason)
-            if event.reason:
-                who = "the relay closed the connection: " if event.by_peer else ""
-                self._refused_open = who + event.reason
-            fatal = (event.code in FATAL_CODES and event.by_peer) or bool(self.storage_failed)
-            ev = Disconnected(event.code, event.reason, fatal)
-            if fatal:
-                self.fatal = ev
-            self._emit(ev)
-
-    def on_disconnected(self, conn: ChannelConnection) -> None:
-        pass  # _run notices through conn.disconnected
-
-    def _on_handshake(self, conn: ChannelConnection, event: HandshakeDone) -> None:
-        pinned = self.identity.server_key
-        if pinned is not None and pinned != event.remote_static:
-            if not self._accept_new_key:
-                self.fatal = Disconnected(
-                    int(ErrorCode.HANDSHAKE_FAILED), "the server's key changed", fatal=True
-                )
-                self._emit(self.fatal)
-                conn.close()
-                return
-            log.warning("! server key changed; accepting the new key as configured")
-        if pinned != event.remote_static:
-            self.store.set_server_key(event.remote_static)
-            self.identity = self.store.get_identity() or self.identity
-        self._pattern = event.pattern
-        conn.send_frame(Hello(PROTOCOL_VERSION, self.store.cursor()))
-
-    def _on_welcome(self, frame: Welcome) -> None:
-        """The session is open. First learn this account's current devices (sends must name
-        them all), then let the outbox go."""
-        self.server_time_offset = frame.server_time - self._clock()
-        rid, fut = self._requests.new()
-        fut.add_done_callback(self._on_own_devices)
-        if self._conn is not None:
-            self._conn.send_frame(GetDevices(rid, self.me.account))
-
-    def _on_own_devices(self, fut: asyncio.Future[object]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            return  # disconnected meanwhile; the next session asks again
-        frame = fut.result()
-        assert isinstance(frame, Devices)
+    def on_open(self, own_devices: tuple[int, ...]) -> None:
+        """The session is open: the outbox may go (and the keys get checked)."""
         if self.storage_failed is not None:
             return
-        self._outbox.devices[self.me.account] = frame.device_ids
-        self._open.set()
-        self._reconnect_opened = True
-        self._reconnect.opened(asyncio.get_running_loop().time())
-        self._wake_open_waiters(None)
+        self._outbox.devices[self.me.account] = own_devices
         self._outbox.on_connect()
-        self._emit(Connected(self._pattern))
+        self._emit(Connected(self._session.pattern))
         try:
             self._outbox.pump()
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
 
-    def _on_answer(self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored) -> None:
-        if isinstance(frame, Devices) and frame.request_id == 0:
-            # Unsolicited (protocol §6.10): a device was linked to this account while this
-            # session was open. Request ids start at 1, so 0 answers nothing.
-            if frame.account == self.me.account:
-                self._outbox.devices[frame.account] = frame.device_ids
-            return
-        self._requests.answered(frame.request_id, frame)
+    def on_close(self) -> None:
+        self._outbox.on_disconnect()
 
-    def _on_request_failed(self, frame: RequestFailed) -> None:
-        self._requests.failed(frame)
+    def on_frame(self, frame: object) -> None:
+        handler = self._FRAME_HANDLERS.get(type(frame))
+        if handler is None or self.storage_failed is not None:
+            return
+        try:
+            handler(self, frame)
+        except StoreUnavailable:
+            return  # reported by the store's hook (_on_store_unavailable): the client stops
+
+    def _on_devices(self, frame: Devices) -> None:
+        """A device was linked to this account while the session was open (protocol §6.10)."""
+        self._outbox.devices[frame.account] = frame.device_ids
 
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
         self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))
@@ -549,13 +380,6 @@ class Client:
         task.add_done_callback(self._tasks.discard)
 
     # ---------------------------------------------------------------- outbox
-
-    def _session(self) -> ChannelConnection | None:
-        """The connection the outbox may send on: the session's, once it is open."""
-        conn = self._conn
-        if self.storage_failed is not None:
-            return None
-        return conn if conn is not None and self._open.is_set() else None
 
     def _on_sent(self, frame: Sent) -> None:
         self._outbox.on_sent(frame)
@@ -574,8 +398,7 @@ class Client:
             # Nothing was committed and the item stays unacked: the relay sends it again after
             # we reconnect. The inbox has already reloaded its ordering state from the store.
             log.exception("! could not store an incoming item; reconnecting")
-            if self._conn is not None:
-                self._conn.close()
+            self._session.drop()
             return
         if self.storage_failed is not None:
             return  # a write failed on the way, even if it was only logged: ack nothing more
@@ -592,8 +415,7 @@ class Client:
 
     def _send_ack(self) -> None:
         self._ack_scheduled = False
-        if self._conn is not None:
-            self._conn.send_frame(Ack(self._ack_seq))
+        self._session.send(Ack(self._ack_seq))
 
     def _emit(self, event: ClientEvent) -> None:
         for q in self._queues:
@@ -610,32 +432,17 @@ class Client:
             return
         self.storage_failed = StorageFailed(exc.state, _storage_message(exc))
         log.info("! %s", self.storage_failed.message)
-        self._closing = True  # the connection loop ends instead of reconnecting
-        self._open.clear()
-        self._wake.set()
         self._outbox.close()
         self._inbox.close()
         self._emit(self.storage_failed)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: not started, so no connection to close
-        loop.call_soon(self._close_for_storage)  # not from inside the failing call
-
-    def _close_for_storage(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        # The connection loop ends instead of reconnecting; waiting callers get the error.
+        self._session.halt(StoreUnavailable(exc.state, self.storage_failed.message))
 
     _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Client, object], None]]] = {
-        Welcome: _on_welcome,  # type: ignore[dict-item]
         Sent: _on_sent,  # type: ignore[dict-item]
         Refused: _on_refused,  # type: ignore[dict-item]
         Deliver: _on_deliver,  # type: ignore[dict-item]
-        Devices: _on_answer,  # type: ignore[dict-item]
-        LinkCode: _on_answer,  # type: ignore[dict-item]
-        PrekeyBundle: _on_answer,  # type: ignore[dict-item]
-        PrekeysStored: _on_answer,  # type: ignore[dict-item]
-        RequestFailed: _on_request_failed,  # type: ignore[dict-item]
+        Devices: _on_devices,  # type: ignore[dict-item]
         PrekeysLow: _on_prekeys_low,  # type: ignore[dict-item]
     }
 

@@ -23,6 +23,8 @@ stdout, one JSON object per line, for the controller (:class:`tidings.lab.procs.
 * ``{"ready": {...}}`` once the client started (with what earlier runs composed and stored);
 * ``{"connected": pattern, "server_offset": s}`` (the relay's clock minus ours, from WELCOME)
   and ``{"disconnected": code, "reason": ..., "fatal": ...}`` per session;
+* ``{"storage_failed": {"state", "message"}}`` if its store cannot write (disk full): the
+  device then exits 5;
 * ``{"progress": composed, "received": n, "delivered": k}`` (``k``: ✓✓ seen, counted per
   message and recipient device), coalesced to one per ~50 ms while things change;
 * ``{"done": {...}}`` once every plan item is composed and has left the outbox (✓ or failed);
@@ -71,9 +73,11 @@ from ..client import (
     Disconnected,
     MessageReceived,
     StatusChanged,
+    StorageFailed,
 )
 from ..client.store import Direction, StoredMessage
 from ..delivery import Status
+from ..errors import StoreUnavailable
 from ..store.base import DeviceRef
 from .workload import DevicePlan, PlanItem, load_plan
 
@@ -308,6 +312,12 @@ class Device:
                 self.offline.clear()
                 offset = self.client.server_time_offset  # relay clock - our clock
                 emit({"connected": event.pattern, "server_offset": offset})
+            elif isinstance(event, StorageFailed):
+                # The device stopped (disk full, I/O error): say so and end, exit 5 (main).
+                emit({"storage_failed": {"state": event.state, "message": event.message}})
+                if self.failure is None:
+                    self.failure = StoreUnavailable(event.state, event.message)
+                self.finish.set()
             elif isinstance(event, Disconnected):
                 self.connected.clear()
                 self.offline.set()
@@ -412,7 +422,11 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(_main(parse_args(argv)))
+    try:
+        return asyncio.run(_main(parse_args(argv)))
+    except StoreUnavailable as exc:  # already reported as {"storage_failed": …}
+        print(f"lab device: {exc}", file=sys.stderr)
+        return 5
 
 
 if __name__ == "__main__":
