@@ -51,7 +51,7 @@ class ScriptedRelay:
         return self.seq
 
     def _deliver(self, client: Client, frame: Deliver) -> None:
-        client.on_channel_event(None, FrameReceived(frame))  # type: ignore[arg-type]
+        client._session.on_channel_event(None, FrameReceived(frame))  # type: ignore[arg-type]
 
 
 def drain(events: Any) -> list[ClientEvent]:

@@ -356,11 +356,11 @@ def test_session_opens_when_welcome_beats_the_connect_loop(
 ) -> None:
     """G2/G7: a message queued while offline goes out once connected, however the connection's
     callbacks interleave with the client's connect loop. Under load the Noise handshake, HELLO
-    and WELCOME can all be handled before ``open_channel()`` returns to ``Client._run`` (seen in
+    and WELCOME can all be handled before ``open_channel()`` returns to ``Session._run`` (seen in
     these tests with two suites on 2 cores); the interceptor below makes that interleaving
     certain.
 
-    Guards against a regression of the session never opening then: ``Client._on_welcome`` found
+    Guards against a regression of the session never opening then: ``_on_welcome`` found
     no connection yet (``_run`` stored it only once ``open_channel()`` returned), never sent
     GetDevices, and the client stayed without a session, its outbox stuck, until the connection
     dropped (a sender stayed 30 s so, its relay session open)."""
@@ -371,7 +371,7 @@ def test_session_opens_when_welcome_beats_the_connect_loop(
         await asyncio.wait_for(spy.welcomed.wait(), WAIT)  # WELCOME handled before _run goes on
         return conn
 
-    monkeypatch.setattr("tidings.client.client.open_channel", late_open_channel)
+    monkeypatch.setattr("tidings.client.session.open_channel", late_open_channel)
 
     async def scenario(home: Path) -> None:
         client = Client(home)
