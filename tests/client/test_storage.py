@@ -121,7 +121,7 @@ async def test_a_full_store_stops_the_client_once_and_acks_nothing_uncommitted(
     assert str(bob.client.store.path) in failed.message and "free space" in failed.message
     closed = await bob.until(lambda e: isinstance(e, Disconnected))
     assert isinstance(closed, Disconnected) and closed.fatal
-    task = bob.client._task  # the connection loop: it ends instead of reconnecting
+    task = bob.client._session._task  # the connection loop: it ends instead of reconnecting
     assert task is not None
     await asyncio.wait_for(asyncio.shield(task), TIMEOUT)
     after = bob.seen[bob.seen.index(failed) :]
