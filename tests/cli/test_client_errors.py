@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from tidings.cli.exits import Exit
 
-from .test_cli import Server, one_line, register, run
+from .test_cli import TIDINGS, WAIT, Server, child_env, one_line, register, run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -90,3 +91,19 @@ def test_the_readme_lists_every_exit_code() -> None:
     section = section[: section.index("\n#", 1)]
     rows = dict(re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", section, re.M))
     assert {int(code): name for code, name in rows.items()} == {e.value: e.name for e in Exit}
+
+
+def test_a_closed_stdout_is_quiet(tmp_path: Path) -> None:
+    """``tidings lab list | head -1``: the reader closed the pipe; no error line, exit 141."""
+    with subprocess.Popen(
+        [*TIDINGS, "lab", "list"],
+        cwd=tmp_path,
+        env=child_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None
+        proc.stdout.close()  # before it writes: its first flush meets a closed pipe
+        _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == Exit.PIPE_CLOSED, err
+    assert err == b""

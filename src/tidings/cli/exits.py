@@ -22,3 +22,4 @@ class Exit(IntEnum):
     UNREACHABLE = 6  #: the relay could not be reached (refused, DNS, TLS, timed out)
     DEVICE_BUSY = 7  #: another process is using this device's home
     INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT), as shells report it
+    PIPE_CLOSED = 141  #: stdout was closed early (``| head``): 128 + SIGPIPE, nothing on stderr

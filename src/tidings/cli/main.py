@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .. import __version__
@@ -37,7 +38,29 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``tidings``; returns the exit code."""
-    args = parser().parse_args(argv)
+    try:
+        try:
+            args = parser().parse_args(argv)
+        finally:
+            sys.stdout.flush()  # --help and --version print, then exit, here
+    except BrokenPipeError:
+        return _pipe_closed()
+    code = _run(args)
+    try:
+        sys.stdout.flush()  # a pipe closed early shows here, at the latest
+    except BrokenPipeError:
+        return _pipe_closed()
+    return code
+
+
+def _pipe_closed() -> int:
+    """``tidings … | head``: the reader has what it wanted; say nothing, and make sure the
+    interpreter's last flush at exit says nothing either."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return Exit.PIPE_CLOSED
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command != "server":
         logging.basicConfig(
             level=logging.INFO if args.verbose else logging.WARNING,
@@ -64,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return Exit.ERROR
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
+    except BrokenPipeError:
+        return _pipe_closed()
     except OSError as exc:  # a file tidings was told to use: permission denied, not a directory
         where = f": {exc.filename}" if exc.filename else ""
         print(f"tidings: {exc.strerror or exc}{where}", file=sys.stderr)
