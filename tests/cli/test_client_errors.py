@@ -16,7 +16,7 @@ import pytest
 
 from tidings.cli.exits import Exit
 
-from .test_cli import TIDINGS, WAIT, Server, child_env, one_line, register, run
+from .test_cli import TIDINGS, WAIT, Proc, Server, child_env, one_line, register, run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -107,3 +107,23 @@ def test_a_closed_stdout_is_quiet(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == Exit.PIPE_CLOSED, err
     assert err == b""
+
+
+def test_a_relay_with_another_key_is_one_line_for_every_command(
+    dead_relay: tuple[Path, int], procs: list[Proc]
+) -> None:
+    """Another relay answers at the registered address (or its server.key was replaced): the
+    device refuses it, and says so the same way whatever the command."""
+    home, port = dead_relay
+    root = home.parent
+    other = Server(root, root / "other-data", port=port, name="other")
+    procs.append(other.proc)
+    for args in (["listen"], ["send", "bob", "hi", "--wait", "sent"], ["link-code"]):
+        result = run(root, *args, "--home", str(home))
+        assert result.code == Exit.ERROR, (args, result.err)
+        line = one_line(result.err)
+        assert line == (
+            f"tidings: the relay at ws://127.0.0.1:{port}/v1 presents another key than the one "
+            "pinned at registration (another relay at this address, or its server.key was "
+            "replaced): ask its operator; this device does not connect to it"
+        ), args

@@ -13,9 +13,11 @@ import pytest
 
 from tests.harness import ClientLab, FixedRandom, RelayLab, TcpHolder, free_port, until
 from tests.tls import TlsFront, self_signed
-from tidings.client import Connected, ConnectFailed, register
+from tidings.client import Connected, ConnectFailed, Disconnected, register
 from tidings.client.connect import why_unreachable
-from tidings.errors import ConnectionBroken, RelayUnreachable
+from tidings.errors import ConfigError, ConnectionBroken, RelayUnreachable
+from tidings.noise import public_key
+from tidings.server.app import load_or_create_key
 
 URL = "ws://127.0.0.1:7400/v1"
 
@@ -139,3 +141,33 @@ async def test_a_client_reports_each_failed_attempt_and_fails_fast_when_asked(
         await alice.client.close()
     with pytest.raises(ConnectionBroken, match="closed"):
         await alice.client.wait_connected(1, fail_fast=True)
+
+
+async def test_a_relay_with_another_key_is_refused_for_good_unless_accepted(
+    relays: RelayLab, clients: ClientLab, tmp_path: Path
+) -> None:
+    relay = await relays.start()
+    home = await clients.register("alice")
+    assert relay.address is not None
+    port = relay.address[1]
+    await relay.stop()
+    relays.key = load_or_create_key(tmp_path / "another.key")  # server.key replaced
+    await relays.start(port=port)
+
+    alice = await clients.start(home, connect=False)
+    closed = await until(alice.events, lambda e: isinstance(e, Disconnected))
+    assert isinstance(closed, Disconnected) and closed.fatal
+    assert "presents another key than the one pinned at registration" in closed.reason
+    assert alice.client.fatal_message == closed.reason
+    with pytest.raises(ConfigError, match="another key"):
+        await alice.client.wait_connected(5, fail_fast=True)
+    with pytest.raises(ConfigError, match="another key"):
+        await alice.client.link_code()
+    await alice.client.close()
+
+    # The operator confirms the new key: accept it once; it is pinned from then on.
+    again = await clients.start(home, accept_new_server_key=True)
+    assert await again.client.devices("alice") == (1,)
+    await again.client.close()
+    pinned = await clients.start(home)
+    assert pinned.client.identity.server_key == public_key(relays.key)

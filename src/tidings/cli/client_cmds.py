@@ -146,7 +146,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                         await client.drain(DRAIN_ON_EXIT)
                         return 0
                 if isinstance(event, Disconnected) and event.fatal:
-                    raise ConfigError(f"the relay refused this device: {event.reason}")
+                    raise ConfigError(client.fatal_message)
         finally:
             stream.close()
             await client.close()

@@ -159,7 +159,7 @@ async def _wait(
         elif isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)
             raise StoreUnavailable(event.state, event.message)
         elif isinstance(event, Disconnected) and event.fatal:
-            raise ConfigError(f"the server refused this device: {event.reason}")
+            raise ConfigError(client.fatal_message)
     return Exit.ERROR  # not reached: the stream never ends
 
 

@@ -177,6 +177,11 @@ class Client:
         return self._session.fatal
 
     @property
+    def fatal_message(self) -> str:
+        """Why the client stopped connecting for good, in one line for people ("" if not)."""
+        return self._session.fatal_message
+
+    @property
     def server_time_offset(self) -> float:
         """The relay's clock minus ours, from the last WELCOME (0 before one)."""
         return self._session.server_time_offset
@@ -202,8 +207,9 @@ class Client:
         Raises:
             TimeoutError: no session opened within ``timeout``.
             RelayUnreachable: ``fail_fast``, and an attempt failed (``reason`` says why).
-            ConnectionBroken: the client stopped (the relay refused this device for good, or
-                :meth:`close`).
+            ConfigError: the client stopped for good: the relay refused this device, or
+                presents another key than the pinned one (:attr:`fatal_message` says which).
+            ConnectionBroken: the client was closed.
             StoreUnavailable: the client stopped because its store cannot write.
         """
         await self._session.wait_open(timeout, fail_fast=fail_fast)

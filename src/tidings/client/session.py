@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import ConnectionBroken, RelayUnreachable, StoreUnavailable
+from ..errors import ConfigError, ConnectionBroken, RelayUnreachable, StoreUnavailable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..wire import (
@@ -161,6 +161,15 @@ class Session:
     # ---------------------------------------------------------------- using the session
 
     @property
+    def fatal_message(self) -> str:
+        """Why the client stopped connecting for good, in one line for people ("" if not)."""
+        if self.fatal is None:
+            return ""
+        if self.fatal.code == ErrorCode.HANDSHAKE_FAILED:
+            return self.fatal.reason
+        return f"the relay refused this device: {self.fatal.reason}"
+
+    @property
     def is_open(self) -> bool:
         return self._open.is_set()
 
@@ -207,7 +216,7 @@ class Session:
         if self._halted is not None:
             raise self._halted
         if self.fatal is not None:
-            raise ConnectionBroken(f"the relay refused this device: {self.fatal.reason}")
+            raise ConfigError(self.fatal_message)
         if self._closing:
             raise ConnectionBroken("the client is closed")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -263,8 +272,10 @@ class Session:
             self._owner.on_close()
             self._requests.disconnected(ConnectionBroken("disconnected"))
             if self.fatal is not None or self._closing:
-                why = self.fatal.reason if self.fatal is not None else "the client is closed"
-                self._wake_open_waiters(self._halted or ConnectionBroken(why))
+                why: Exception = ConnectionBroken("the client is closed")
+                if self.fatal is not None:
+                    why = ConfigError(self.fatal_message)
+                self._wake_open_waiters(self._halted or why)
                 return
             delay = self._reconnect.ended(loop.time())
             if failure:
@@ -320,9 +331,12 @@ class Session:
         pinned = self.identity.server_key
         if pinned is not None and pinned != event.remote_static:
             if not self._accept_new_key:
-                self.fatal = Disconnected(
-                    int(ErrorCode.HANDSHAKE_FAILED), "the server's key changed", fatal=True
+                reason = (
+                    f"the relay at {self.identity.server_url} presents another key than the one "
+                    "pinned at registration (another relay at this address, or its server.key "
+                    "was replaced): ask its operator; this device does not connect to it"
                 )
+                self.fatal = Disconnected(int(ErrorCode.HANDSHAKE_FAILED), reason, fatal=True)
                 self._emit(self.fatal)
                 conn.close()
                 return
