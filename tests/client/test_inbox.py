@@ -52,6 +52,7 @@ class ScriptedRelay:
 
     def _deliver(self, client: Client, frame: Deliver) -> None:
         client._session.on_channel_event(None, FrameReceived(frame))  # type: ignore[arg-type]
+        client.settle()  # commit the batch: its events are reported now
 
 
 def drain(events: Any) -> list[ClientEvent]:

@@ -108,6 +108,8 @@ class Outbox:
         self._own_copies_always = False
         self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
         self._timer: asyncio.TimerHandle | None = None
+        self._held = False  # see hold()
+        self._pump_wanted = False
         self._tcp = TcpAckWatcher(self._on_tcp_acked, clocks.wall)
         self._trace_buffer: dict[bytes, list[tuple[str, float, str | None]]] = {}
         self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
@@ -174,8 +176,23 @@ class Outbox:
                 self._add_entry(item, t)
         self.pump()
 
+    def hold(self) -> None:
+        """Send nothing until :meth:`release`: the store's batch is not committed yet, and what
+        goes on the wire (ciphertext of ratchet steps, receipts) must not run ahead of it."""
+        self._held = True
+
+    def release(self) -> None:
+        """The batch committed: pump if anything asked to meanwhile."""
+        self._held = False
+        if self._pump_wanted:
+            self._pump_wanted = False
+            self.pump()
+
     def pump(self) -> None:
         """Send what the scheduler releases now; re-arm the timer for what it holds back."""
+        if self._held:
+            self._pump_wanted = True
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -68,6 +68,10 @@ class SessionOwner(Protocol):
     def on_frame(self, frame: object) -> None:
         """A frame of the session that is not an answer to a request (DELIVER, SENT, …)."""
 
+    def settle(self) -> None:
+        """Commit what is pending in the store: the relay is about to be told something that
+        may depend on it (HELLO's cursor, a request)."""
+
 
 class Session:
     """The connection loop and session state of one device.
@@ -205,6 +209,7 @@ class Session:
             RefusedError: REQUEST_FAILED.
         """
         await self._until_open()
+        self._owner.settle()
         rid, fut = self._requests.new()
         assert self._conn is not None
         self._conn.send_frame(build(rid))  # type: ignore[arg-type]
@@ -345,6 +350,7 @@ class Session:
             self.store.set_server_key(event.remote_static)
             self.identity = self.store.get_identity() or self.identity
         self.pattern = event.pattern
+        self._owner.settle()  # HELLO's cursor acks what it covers: only what is committed
         conn.send_frame(Hello(PROTOCOL_VERSION, self.store.cursor()))
 
     def _on_welcome(self, frame: Welcome) -> None:

@@ -170,6 +170,14 @@ class Incoming(Database):
                 self._insert_outbox(db, r)
             return True
 
+    def queue_receipts(self, receipts: Sequence[OutboxRequest]) -> None:
+        """Queue receipts (exempt from :data:`MAX_OUTBOX`). One transaction: inside a batch,
+        the one that stored the messages they are for, so a message and its receipt are
+        committed together (G5)."""
+        with self._tx() as db:
+            for r in receipts:
+                self._insert_outbox(db, r)
+
     def advance_cursor(self, seq: int) -> bool:
         """Move the cursor past an item that stores nothing (undecryptable, not valid content).
         One transaction. False if ``seq`` is not above the cursor."""

@@ -5,6 +5,10 @@ Invariants:
 * Every write method is ONE transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) and returns only after
   the commit. With WAL and ``synchronous=FULL`` the commit is fsync'ed: what a method wrote
   survives ``kill -9`` and power loss. A method that raises has changed nothing.
+* Inside a batch (:meth:`ClientStore.begin_batch` … :meth:`ClientStore.commit_batch`) each write
+  method is a savepoint of the batch's one transaction instead: still all or nothing, but durable
+  only at the batch's commit. The client batches the frames of one turn of its event loop and
+  lets nothing that depends on them out (ack, event, frame) before that commit.
 * :meth:`ClientStore.compose` allocates the conversation counter, queues the content and records
   the message in one transaction: a crash can neither reuse nor skip a counter (G2, G4).
 * :meth:`ClientStore.commit_incoming` stores a message, advances the cursor, queues its delivered
@@ -77,7 +81,13 @@ class ClientStore(Outbox, Incoming, Crypto):
             raise
 
     def close(self) -> None:
-        """Close the store. Everything written is already durable."""
+        """Close the store. Everything written is already durable (an open batch is
+        committed first)."""
+        if self.in_batch:
+            try:
+                self.commit_batch()
+            except StoreError:
+                pass  # nothing of it is kept; nothing of it was acked or reported
         self._db.close()
 
     def __enter__(self) -> ClientStore:

@@ -1,0 +1,93 @@
+"""The frames of one turn of the event loop are ONE store transaction (a catch-up costs one
+fsync per burst, not several per message), and nothing that depends on them leaves the client
+before it commits: no event, no ACK, no outbox frame. Delivered receipts of a burst are
+coalesced, one per sender account and 256 message ids."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.client.test_inbox import ScriptedRelay, alice_sends, drain, received
+from tests.harness import ClientLab, FakeClock, RelayLab, is_received
+from tidings.client import StatusChanged
+from tidings.client.inbox import RECEIPT_IDS, Inbox
+from tidings.client.store import Direction
+from tidings.delivery import Status
+from tidings.net.channel import FrameReceived
+from tidings.wire import Ack, Deliver
+
+
+def committed_messages(db: Path) -> int:
+    """What another connection (a crash's survivor, ``tidings trace``) sees of the store."""
+    with sqlite3.connect(db) as other:
+        query = "SELECT COUNT(*) FROM messages WHERE direction = ?"
+        return int(other.execute(query, (int(Direction.IN),)).fetchone()[0])
+
+
+async def test_nothing_of_a_batch_is_reported_or_acked_before_it_commits(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    bob_home, ids, items = await alice_sends(relays, clients, 5)
+    relay = ScriptedRelay(items)
+    bob = clients.open(bob_home, monotonic=FakeClock(0.0))
+    events = bob.events()
+    sent: list[object] = []
+    bob._session.send = sent.append  # type: ignore[method-assign]  # the wire, as a list
+    direction_in = committed_messages(bob.store.path)
+
+    for mid in ids:  # one read from the network: five DELIVERs in one turn of the loop
+        item = relay.items[mid]
+        s = item.sender
+        frame = Deliver(relay._next(), 0, s.account, s.device_id, mid, 1.0, 2.0, item.payload)
+        bob._session.on_channel_event(None, FrameReceived(frame))  # type: ignore[arg-type]
+    assert bob.store.in_batch
+    assert drain(events) == [] and sent == []  # no event, no ACK yet
+    assert committed_messages(bob.store.path) == direction_in  # not durable yet
+
+    bob.settle()  # the end of the turn
+    assert committed_messages(bob.store.path) == direction_in + 5
+    assert received(drain(events)) == [(1, False), (2, False), (3, False), (4, False), (5, False)]
+    assert sent == [Ack(5)]  # one cumulative ACK, after the commit
+    receipts = [i for i in bob.store.pending() if i.recipient == "alice"]
+    assert len(receipts) == 1  # one delivered receipt names all five
+
+
+async def test_a_catch_up_sends_few_receipts_and_every_status_arrives(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    # No send budget in the way: 600 messages from a new account would take minutes.
+    await relays.start(new_account_age=0, rate_per_second=10_000, rate_burst=10_000)
+    alice = await clients.new("alice")
+    bob_home = await clients.register("bob")
+    n = 600
+    for i in range(n):
+        await alice.client.send("bob", f"m{i}")
+    await alice.until_all(lambda e: is_status_any(e, Status.SENT), n, 60)
+
+    flushed: list[int] = []
+    original = Inbox.flush_receipts
+
+    def counting(self: Inbox) -> list[bytes]:
+        queued = original(self)
+        flushed.append(len(queued))
+        return queued
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Inbox, "flush_receipts", counting)
+    try:
+        bob = await clients.start(bob_home)
+        await bob.until_all(is_received(), n, 60)
+        await alice.until_all(lambda e: is_status_any(e, Status.DELIVERED), n, 60)
+    finally:
+        mp.undo()
+    receipts = sum(flushed)
+    assert n // RECEIPT_IDS <= receipts <= n // 10, flushed  # not one per message
+    shown = bob.client.store.messages("alice:bob", limit=n + 1)
+    assert [m.counter for m in shown] == list(range(1, n + 1))  # each once, in order
+
+
+def is_status_any(e: object, status: Status) -> bool:
+    return isinstance(e, StatusChanged) and e.status is status
