@@ -20,7 +20,7 @@ from tidings.net.channel import FrameReceived
 from tidings.wire import Ack, Deliver
 
 
-def committed_messages(db: Path) -> int:
+def committed_messages(db: str | Path) -> int:
     """What another connection (a crash's survivor, ``tidings trace``) sees of the store."""
     with sqlite3.connect(db) as other:
         query = "SELECT COUNT(*) FROM messages WHERE direction = ?"
@@ -35,7 +35,7 @@ async def test_nothing_of_a_batch_is_reported_or_acked_before_it_commits(
     bob = clients.open(bob_home, monotonic=FakeClock(0.0))
     events = bob.events()
     sent: list[object] = []
-    bob._session.send = sent.append  # type: ignore[method-assign]  # the wire, as a list
+    bob._session.send = sent.append  # type: ignore[method-assign,assignment]  # the wire
     direction_in = committed_messages(bob.store.path)
 
     for mid in ids:  # one read from the network: five DELIVERs in one turn of the loop

@@ -58,7 +58,7 @@ async def test_wss_to_a_plain_endpoint_says_it_is_not_tls(tmp_path: Path) -> Non
         url = f"wss://127.0.0.1:{port}/v1"
         attempt = asyncio.ensure_future(register(tmp_path / "alice", url, "alice"))
         writer = await holder.next()
-        writer.transport.abort()  # type: ignore[attr-defined]
+        writer.transport.abort()
         with pytest.raises(RelayUnreachable) as raised:
             await attempt
         assert "use ws://" in raised.value.reason, raised.value.reason
