@@ -41,6 +41,7 @@ SUBCOMMANDS = (
     "link-code",
     "send",
     "listen",
+    "daemon",
     "safety-number",
     "read-receipts",
     "trace",

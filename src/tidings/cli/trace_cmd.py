@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from ..client.home import prepare_home
+from ..client.msgids import CANDIDATES_SHOWN, MIN_PREFIX, parse_prefix
 from ..client.store import ClientStore
 from ..delivery import Status, glyph
 from ..errors import ConfigError
 from .common import _common, _ts, home_of
-
-#: Fewest hex digits a message id may be shortened to (as git's abbreviated hashes).
-MIN_PREFIX = 4
-
-#: How many candidates an ambiguous prefix lists.
-CANDIDATES_SHOWN = 5
-
-_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},32}}")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,19 +40,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def message_prefix(text: str) -> str:
-    """A message id as typed (any case, maybe shortened and ending in ``…`` or ``...``), as
-    lower-case hex digits; argparse's ``type`` for MESSAGE."""
-    prefix = text.strip().lower()
-    for ellipsis in ("…", "..."):
-        if prefix.endswith(ellipsis):
-            prefix = prefix[: -len(ellipsis)]
-            break
-    if not _PREFIX.fullmatch(prefix):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a message id: give it, or at least its first {MIN_PREFIX} hex "
-            "digits, as `tidings send` printed it"
-        )
-    return prefix
+    """argparse's ``type`` for MESSAGE (:func:`tidings.client.msgids.parse_prefix`)."""
+    try:
+        return parse_prefix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def resolve(store: ClientStore, prefix: str, home: Path) -> bytes:

@@ -180,6 +180,26 @@ class Client:
         return self._session.fatal
 
     @property
+    def connected(self) -> bool:
+        """Whether a session with the relay is open now."""
+        return self._session.is_open
+
+    @property
+    def outbox_size(self) -> int:
+        """Entries (messages and receipts) waiting to be stored by the relay."""
+        return len(self._outbox)
+
+    def set_read_receipts(self, enabled: bool) -> None:
+        """Send read receipts (or not) from now on; stored.
+
+        Raises:
+            StoreUnavailable: the store cannot write.
+        """
+        self._end_batch()
+        self.store.set_read_receipts(enabled)
+        self._session.identity = self.store.get_identity() or self._session.identity
+
+    @property
     def fatal_message(self) -> str:
         """Why the client stopped connecting for good, in one line for people ("" if not)."""
         return self._session.fatal_message

@@ -1,0 +1,147 @@
+"""The JSON forms of what a device knows: events, messages, conversations, traces.
+
+One form per thing, used by every JSON output: the local API's results and event notifications
+(:mod:`tidings.api.methods`) and the CLI's ``--json`` lines (:mod:`tidings.cli.show`). Ids are
+lowercase hex, devices ``account.N``, statuses lowercase names, times Unix seconds (floats).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..client.events import (
+    ClientEvent,
+    Connected,
+    ConnectFailed,
+    DecryptionFailed,
+    Disconnected,
+    GapDetected,
+    GapSkipped,
+    IdentityChanged,
+    MessageReceived,
+    SendRefused,
+    StatusChanged,
+    StorageFailed,
+)
+from ..client.store import ConversationSummary, Direction, StoredMessage, TraceEntry
+from ..delivery import Status
+
+__all__ = ["conversation_json", "event_json", "message_json", "trace_json"]
+
+JSON = dict[str, Any]
+
+
+def message_json(m: StoredMessage, status: Status | None = None) -> JSON:
+    """A stored message (``status``: the roll-up of a sent one)."""
+    out: JSON = {
+        "message_id": m.message_id.hex(),
+        "from": str(m.sender),
+        "conversation": m.conversation,
+        "counter": m.counter,
+        "sent_at": m.sent_at,
+        "direction": "in" if m.direction is Direction.IN else "out",
+        "body": m.body.decode(errors="replace"),
+        "received_at": m.received_at,
+        "read_at": m.read_at,
+    }
+    if m.direction is Direction.OUT:
+        out["to"] = m.recipient
+        out["status"] = (status or Status.PENDING).name.lower()
+        if m.failed_code is not None:
+            out["failed"] = {"code": m.failed_code, "reason": m.failed_reason}
+    return out
+
+
+def conversation_json(c: ConversationSummary) -> JSON:
+    """A conversation as listed: its messages, unread ones and the time of the last."""
+    return {
+        "conversation": c.conversation,
+        "messages": c.messages,
+        "unread": c.unread,
+        "last_at": c.last_at,
+    }
+
+
+def trace_json(message_id: bytes, status: Status | None, points: list[TraceEntry]) -> JSON:
+    """A message's confirmation points, in time order."""
+    return {
+        "message_id": message_id.hex(),
+        "status": (status or Status.PENDING).name.lower(),
+        "points": [{"point": p.point, "at": p.at, "detail": p.detail} for p in points],
+    }
+
+
+def event_json(event: ClientEvent) -> JSON:
+    """A client event; ``"event"`` names its kind."""
+    if isinstance(event, MessageReceived):
+        m = event.message
+        return {
+            "event": "message",
+            "message_id": m.message_id.hex(),
+            "from": str(m.sender),
+            "conversation": m.conversation,
+            "counter": m.counter,
+            "sent_at": m.sent_at,
+            "body": m.body.decode(errors="replace"),
+            "late": event.late,
+        }
+    if isinstance(event, StatusChanged):
+        return {
+            "event": "status",
+            "message_id": event.message_id.hex(),
+            "device": str(event.device) if event.device else "all",
+            "status": event.status.name.lower(),
+            "overall": event.overall.name.lower(),
+            "at": event.at,
+        }
+    if isinstance(event, SendRefused):
+        return {
+            "event": "refused",
+            "message_id": event.message_id.hex(),
+            "recipient": event.recipient,
+            "kind": event.kind.name.lower(),
+            "code": event.code,
+            "code_name": event.code_name,
+            "reason": event.reason,
+            "at": event.at,
+            "retry_at": event.retry_at,
+            "final": event.final,
+        }
+    if isinstance(event, GapDetected | GapSkipped):
+        out: JSON = {
+            "event": "gap" if isinstance(event, GapDetected) else "gap-skipped",
+            "conversation": event.conversation,
+            "sender": str(event.sender),
+            "missing": [event.missing.start, event.missing.stop - 1],
+        }
+        if isinstance(event, GapSkipped):
+            out["reason"] = str(event.reason)
+        return out
+    if isinstance(event, Connected):
+        return {"event": "connected", "pattern": event.pattern}
+    if isinstance(event, ConnectFailed):
+        return {
+            "event": "connect-failed",
+            "reason": event.reason,
+            "attempt": event.attempt,
+            "retry_in": round(event.retry_in, 3),
+        }
+    if isinstance(event, Disconnected):
+        return {
+            "event": "disconnected",
+            "code": event.code,
+            "reason": event.reason,
+            "fatal": event.fatal,
+        }
+    if isinstance(event, IdentityChanged):
+        return {"event": "identity-changed", "device": str(event.device), "new": event.new_device}
+    if isinstance(event, StorageFailed):
+        return {"event": "storage-failed", "state": event.state, "message": event.message}
+    if isinstance(event, DecryptionFailed):
+        return {
+            "event": "decryption-failed",
+            "sender": str(event.sender),
+            "message_id": event.message_id.hex(),
+            "retry_requested": event.retry_requested,
+        }
+    raise TypeError(f"not a client event: {event!r}")

@@ -1,0 +1,241 @@
+"""What the local API can do: one function per method, over a running :class:`Client`.
+
+Each method takes the request's named parameters, checks them (``INVALID_PARAMS`` names the
+bad one), calls the SDK and returns the JSON result (:mod:`tidings.api.forms`). Errors of the
+SDK become the API's own codes below, each with ``data`` a program can act on. docs/api.md
+documents every method, parameter, result and error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..client import Client
+from ..client.events import code_name
+from ..client.msgids import CANDIDATES_SHOWN, parse_prefix
+from ..client.store.records import OutboxFullError
+from ..delivery import ContentError, direct_conversation
+from ..errors import (
+    ConfigError,
+    ConnectionBroken,
+    FrameError,
+    RefusedError,
+    RelayUnreachable,
+    StoreUnavailable,
+)
+from .forms import conversation_json, message_json, trace_json
+from .rpc import INVALID_PARAMS, ApiError
+
+__all__ = [
+    "AMBIGUOUS",
+    "DEVICE_STOPPED",
+    "METHODS",
+    "NOT_FOUND",
+    "OUTBOX_FULL",
+    "REFUSED",
+    "RELAY_UNREACHABLE",
+    "STORE_UNAVAILABLE",
+    "call",
+]
+
+# The API's own error codes (JSON-RPC reserves -32000..-32099 for the server's).
+STORE_UNAVAILABLE = -32001  #: the device's store cannot be written (disk full, I/O error)
+RELAY_UNREACHABLE = -32002  #: the method needs the relay and it cannot be reached
+REFUSED = -32003  #: the relay refused the request (data: code, code_name, retry_after)
+NOT_FOUND = -32004  #: no such message in this device's store
+AMBIGUOUS = -32005  #: a message id prefix matches several messages (data: candidates)
+DEVICE_STOPPED = -32006  #: the device stopped for good (the relay refused it, or its key changed)
+OUTBOX_FULL = -32007  #: the outbox holds its maximum; retry once messages went out
+
+#: Most messages one ``history`` call returns.
+MAX_HISTORY = 1_000
+
+Params = dict[str, Any]
+Method = Callable[[Client, Params], Awaitable[Any]]
+
+
+async def call(client: Client, method: Method, params: Params) -> Any:
+    """Run ``method``, turning the SDK's errors into :class:`ApiError`."""
+    try:
+        return await method(client, params)
+    except ApiError:
+        raise
+    except StoreUnavailable as exc:
+        raise ApiError(STORE_UNAVAILABLE, str(exc), {"state": exc.state}) from None
+    except RelayUnreachable as exc:
+        raise ApiError(
+            RELAY_UNREACHABLE, str(exc), {"url": exc.url, "reason": exc.reason}
+        ) from None
+    except RefusedError as exc:
+        data = {"code": exc.code, "code_name": code_name(exc.code), "retry_after": exc.retry_after}
+        raise ApiError(REFUSED, f"refused by the relay: {exc.reason}", data) from None
+    except OutboxFullError as exc:
+        raise ApiError(OUTBOX_FULL, str(exc)) from None
+    except (FrameError, ContentError) as exc:
+        raise ApiError(INVALID_PARAMS, str(exc)) from None
+    except ConfigError as exc:  # the device stopped for good (fatal_message)
+        raise ApiError(DEVICE_STOPPED, str(exc)) from None
+    except ConnectionBroken as exc:
+        raise ApiError(RELAY_UNREACHABLE, f"the connection was lost: {exc}") from None
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _str(params: Params, name: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(INVALID_PARAMS, f"{name} must be a non-empty string")
+    return value
+
+
+def _int(params: Params, name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(INVALID_PARAMS, f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _only(params: Params, *names: str) -> None:
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ApiError(INVALID_PARAMS, f"unknown parameter {unknown[0]!r}")
+
+
+def _message_id(client: Client, text: str) -> bytes:
+    """The one stored message ``text`` names (a whole id or a unique prefix)."""
+    try:
+        prefix = parse_prefix(text)
+    except ValueError as exc:
+        raise ApiError(INVALID_PARAMS, str(exc)) from None
+    found = client.store.message_ids_starting(prefix, CANDIDATES_SHOWN + 1)
+    if not found:
+        raise ApiError(NOT_FOUND, f"no message {prefix} on this device")
+    if len(found) > 1:
+        candidates = [m.hex() for m in found[:CANDIDATES_SHOWN]]
+        raise ApiError(
+            AMBIGUOUS, f"message id {prefix} matches several messages", {"candidates": candidates}
+        )
+    return found[0]
+
+
+# ---------------------------------------------------------------- methods
+
+
+async def send(client: Client, params: Params) -> Any:
+    """Queue a message: ``{"to", "text"}`` → ``{"message_id"}`` once it is durable."""
+    _only(params, "to", "text")
+    to = _str(params, "to")
+    text = params.get("text")
+    if not isinstance(text, str):
+        raise ApiError(INVALID_PARAMS, "text must be a string")
+    return {"message_id": (await client.send(to, text)).hex()}
+
+
+async def conversations(client: Client, params: Params) -> Any:
+    """The conversations, newest first, with unread counts."""
+    _only(params)
+    return [conversation_json(c) for c in client.store.conversations()]
+
+
+async def history(client: Client, params: Params) -> Any:
+    """The last ``limit`` shown messages with ``contact`` (or of ``conversation``)."""
+    _only(params, "contact", "conversation", "limit")
+    limit = _int(params, "limit", 50, 1, MAX_HISTORY)
+    if ("contact" in params) == ("conversation" in params):
+        raise ApiError(INVALID_PARAMS, "give contact or conversation (one of them)")
+    if "contact" in params:
+        contact = _str(params, "contact")
+        try:
+            conversation = direct_conversation(client.me.account, contact)
+        except (FrameError, ContentError) as exc:
+            raise ApiError(INVALID_PARAMS, str(exc)) from None
+    else:
+        conversation = _str(params, "conversation")
+    out = []
+    for m in client.store.messages(conversation, limit):
+        out.append(message_json(m, client.status(m.message_id)))
+    return out
+
+
+async def mark_read(client: Client, params: Params) -> Any:
+    """Mark received messages read (sends read receipts if enabled): ``{"message_ids"}``."""
+    _only(params, "message_ids")
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_HISTORY:
+        raise ApiError(INVALID_PARAMS, f"message_ids must be a list of 1 to {MAX_HISTORY} ids")
+    resolved = [_message_id(client, i) if isinstance(i, str) else _bad_id() for i in ids]
+    return {"newly_read": await client.mark_read(resolved)}
+
+
+def _bad_id() -> bytes:
+    raise ApiError(INVALID_PARAMS, "message_ids must hold strings (hex message ids)")
+
+
+async def trace(client: Client, params: Params) -> Any:
+    """A sent message's confirmation points: ``{"message_id"}`` (an id or unique prefix)."""
+    _only(params, "message_id")
+    mid = _message_id(client, _str(params, "message_id"))
+    return trace_json(mid, client.status(mid), client.trace(mid))
+
+
+async def status(client: Client, params: Params) -> Any:
+    """This device and its connection, now."""
+    _only(params)
+    failed = client.storage_failed
+    return {
+        "account": client.me.account,
+        "device": str(client.me),
+        "relay": client.identity.server_url,
+        "connected": client.connected,
+        "outbox": client.outbox_size,
+        "read_receipts": client.identity.read_receipts,
+        "stopped": client.fatal_message or (failed.message if failed else None),
+    }
+
+
+async def devices(client: Client, params: Params) -> Any:
+    """The device ids of ``account`` (asks the relay): ``{"account"}``."""
+    _only(params, "account")
+    account = _str(params, "account")
+    return {"account": account, "device_ids": list(await client.devices(account))}
+
+
+async def safety_number(client: Client, params: Params) -> Any:
+    """The safety number with ``account`` (``null`` before any session with it)."""
+    _only(params, "account")
+    number = client.safety_number(_str(params, "account"))
+    if number is None:
+        return None
+    return {
+        "number": number.number,
+        "verified": number.verified,
+        "local_devices": list(number.local_devices),
+        "remote_devices": list(number.remote_devices),
+    }
+
+
+async def settings(client: Client, params: Params) -> Any:
+    """The device's settings; set the ones given (today: ``read_receipts``)."""
+    _only(params, "read_receipts")
+    if "read_receipts" in params:
+        value = params["read_receipts"]
+        if not isinstance(value, bool):
+            raise ApiError(INVALID_PARAMS, "read_receipts must be true or false")
+        client.set_read_receipts(value)
+    return {"read_receipts": client.identity.read_receipts}
+
+
+#: The methods by name (``subscribe`` and ``unsubscribe`` are the server's own).
+METHODS: dict[str, Method] = {
+    "send": send,
+    "conversations": conversations,
+    "history": history,
+    "mark_read": mark_read,
+    "trace": trace,
+    "status": status,
+    "devices": devices,
+    "safety_number": safety_number,
+    "settings": settings,
+}

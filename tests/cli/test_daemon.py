@@ -1,0 +1,64 @@
+"""``tidings daemon`` as a user runs it: a real process serving the local API on the home's
+socket, holding the device (other commands on that home are told so), stopping cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import stat
+from pathlib import Path
+from typing import Any
+
+from tidings.api.client import ApiClient
+from tidings.api.server import SOCKET_NAME
+from tidings.cli.exits import Exit
+
+from .test_cli import Proc, Server, one_line, register, run
+
+
+def api_calls(home: Path, *calls: tuple[str, dict[str, Any]]) -> list[Any]:
+    async def go() -> list[Any]:
+        api = await ApiClient.open(home)
+        try:
+            return [await api.call(method, **params) for method, params in calls]
+        finally:
+            await api.close()
+
+    return asyncio.run(asyncio.wait_for(go(), 20))
+
+
+def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    server = Server(tmp_path, tmp_path / "data")
+    procs.append(server.proc)
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    register(tmp_path, server.url, "alice", alice)
+    register(tmp_path, server.url, "bob", bob)
+
+    daemon = Proc(tmp_path, "daemon", ["daemon", "--home", "alice", "--json"])  # relative
+    procs.append(daemon)
+    ready = daemon.wait_for(lambda line: line.get("event") == "daemon")
+    assert ready["device"] == "alice.1" and ready["api"] == f"alice/{SOCKET_NAME}"
+    daemon.wait_for(lambda line: line.get("event") == "connected")
+    sock = alice / SOCKET_NAME
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+    sent, status = api_calls(
+        alice, ("send", {"to": "bob", "text": "via the daemon"}), ("status", {})
+    )
+    assert status["connected"] is True and status["device"] == "alice.1"
+    got = run(tmp_path, "listen", "--count", "1", "--json", "--home", str(bob), timeout=20)
+    assert got.code == 0, got.err
+    (message,) = [line for line in got.json_lines() if line["event"] == "message"]
+    assert message["message_id"] == sent["message_id"] and message["body"] == "via the daemon"
+
+    busy = run(tmp_path, "send", "bob", "beside the daemon", "--home", str(alice))
+    assert busy.code == Exit.DEVICE_BUSY
+    assert "(tidings daemon)" in one_line(busy.err)
+
+    assert daemon.signal(signal.SIGTERM) == 0
+    assert daemon.lines[-1] == {"event": "stopped"}
+    assert not sock.exists()
+    assert all("via the daemon" not in str(line) for line in daemon.lines)  # no content logged
+    assert run(tmp_path, "trace", sent["message_id"][:8], "--home", str(alice)).code == 0
