@@ -42,6 +42,8 @@ SUBCOMMANDS = (
     "send",
     "listen",
     "daemon",
+    "conversations",
+    "history",
     "safety-number",
     "read-receipts",
     "trace",

@@ -53,6 +53,18 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
     (message,) = [line for line in got.json_lines() if line["event"] == "message"]
     assert message["message_id"] == sent["message_id"] and message["body"] == "via the daemon"
 
+    # The store's readers work beside the daemon: history, conversations (and trace, below).
+    history = run(tmp_path, "history", "bob", "--json", "--home", "alice")
+    assert history.code == 0, history.err
+    (line,) = history.json_lines()
+    assert line["message_id"] == sent["message_id"] and line["direction"] == "out"
+    assert line["status"] in ("sent", "delivered", "read")
+    (conv,) = run(tmp_path, "conversations", "--json", "--home", "alice").json_lines()
+    assert conv["conversation"] == "alice:bob" and conv["messages"] == 1
+    text = run(tmp_path, "history", "alice", "--home", str(bob))
+    assert "alice.1 › via the daemon" in text.out
+    assert run(tmp_path, "history", "Not-An-Account", "--home", "alice").code == Exit.USAGE
+
     busy = run(tmp_path, "send", "bob", "beside the daemon", "--home", str(alice))
     assert busy.code == Exit.DEVICE_BUSY
     assert "(tidings daemon)" in one_line(busy.err)

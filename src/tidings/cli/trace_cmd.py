@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..api.forms import trace_json
 from ..client.home import prepare_home
 from ..client.msgids import CANDIDATES_SHOWN, MIN_PREFIX, parse_prefix
 from ..client.store import ClientStore
@@ -72,17 +73,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         mid = resolve(store, message_prefix(args.message_id), home)
         points = store.trace(mid)
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "message_id": mid.hex(),
-                        "status": (store.message_status(mid) or Status.PENDING).name.lower(),
-                        "points": [
-                            {"point": p.point, "at": p.at, "detail": p.detail} for p in points
-                        ],
-                    }
-                )
-            )
+            print(json.dumps(trace_json(mid, store.message_status(mid), points)))
             return 0
         start = points[0].at if points else 0.0
         status = store.message_status(mid)

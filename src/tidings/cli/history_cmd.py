@@ -1,0 +1,109 @@
+"""``tidings conversations`` and ``tidings history CONTACT``: what this device stored, from its
+store only (they work beside a running ``listen`` or daemon, and offline).
+
+``history`` shows every stored message that is shown in its conversation — also those a
+``listen`` stopped with Ctrl-C committed but never printed — with ✓ / ✓✓ / read / ✗ marks on the
+sent ones. ``--json`` prints the forms of :mod:`tidings.api.forms`, as the API's ``history``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..api.forms import conversation_json, message_json
+from ..client.home import prepare_home
+from ..client.store import ClientStore, Direction
+from ..delivery import Status, direct_conversation, glyph
+from ..errors import FrameError
+from ..wire import check_account
+from .common import _common, _ts, home_of
+
+#: Messages ``history`` shows unless ``--limit`` says otherwise.
+DEFAULT_LIMIT = 50
+#: The most ``--limit`` takes (the API's ``history`` has the same bound).
+MAX_LIMIT = 1_000
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the subcommands."""
+    p = sub.add_parser(
+        "conversations",
+        help="list this device's conversations with unread counts",
+        description="List the conversations stored on this device, most recent first, with "
+        "how many messages each holds and how many received ones are unread. Reads the local "
+        "store only.",
+    )
+    _common(p)
+    p.set_defaults(func=cmd_conversations)
+
+    p = sub.add_parser(
+        "history",
+        help="show the last messages with a contact",
+        description="Show the last messages exchanged with CONTACT, oldest first, with the "
+        "status of each sent one (… queued, ✓ stored by the relay, ✓✓ delivered, R read, ✗ "
+        "failed). Reads the local store only.",
+    )
+    p.add_argument("contact", type=_account, help="the other account")
+    p.add_argument(
+        "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"messages (default {DEFAULT_LIMIT})"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_history)
+
+
+def _account(text: str) -> str:
+    try:
+        check_account(text)
+    except FrameError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.reason}") from None
+    return text
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"--limit must be 1 to {MAX_LIMIT}, not {text!r}")
+    return value
+
+
+def cmd_conversations(args: argparse.Namespace) -> int:
+    with ClientStore(prepare_home(home_of(args))) as store:
+        rows = store.conversations()
+    if args.json:
+        for c in rows:
+            print(json.dumps(conversation_json(c)))
+        return 0
+    if not rows:
+        print("no conversations yet")
+    for c in rows:
+        unread = f", {c.unread} unread" if c.unread else ""
+        print(f"{c.conversation:40} {c.messages} messages{unread}  (last {_ts(c.last_at)})")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with ClientStore(prepare_home(home_of(args))) as store:
+        identity = store.get_identity()
+        me = identity.account if identity is not None else args.contact
+        messages = store.messages(direct_conversation(me, args.contact), args.limit)
+        statuses = {m.message_id: store.message_status(m.message_id) for m in messages}
+    for m in messages:
+        status = statuses[m.message_id]
+        if args.json:
+            print(json.dumps(message_json(m, status)))
+            continue
+        body = m.body.decode(errors="replace")
+        when = _ts(m.received_at or m.sent_at)
+        if m.direction is Direction.OUT:
+            mark = glyph(status or Status.PENDING)
+            print(f"[{when}] {mark:2} me › {body}  ({m.message_id.hex()[:12]}…)")
+        else:
+            unread = "" if m.read_at is not None else "  (unread)"
+            print(f"[{when}]    {m.sender} › {body}{unread}")
+    if not messages and not args.json:
+        print(f"no messages with {args.contact} yet")
+    return 0
