@@ -28,14 +28,18 @@ checked here, as ``tests/lab/test_scenarios.py`` did before (kernel ones need ro
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tidings.api.client import ApiClient
+from tidings.api.server import SOCKET_NAME
 from tidings.cli.main import parser
 from tidings.client.connect import DB_NAME
 from tidings.lab import runner
@@ -219,6 +223,42 @@ class Usage:
         assert len(groups) >= 12, groups
         self.numbers[contact] = groups[:12]
 
+    def daemon(self, args: list[str]) -> None:
+        """In the background as in a terminal of its own; the API is used as the README's
+        socat line does (a send and the status), then Ctrl-C: exit 0, no traceback, no socket."""
+        home = _option(args, "--home")
+        self.stop_listener(home)
+        daemon = self.shell.start(f"daemon-{len(self.ran)}", args)
+        daemon.wait_line(lambda x: "API at" in x)
+        daemon.wait_line(lambda x: x.startswith("= connected"))
+
+        async def use() -> tuple[dict[str, Any], dict[str, Any]]:
+            api = await ApiClient.open(self.shell.cwd / home)
+            try:
+                sent = await api.call("send", to="bob", text="hi via the api")
+                return sent, await api.call("status")
+            finally:
+                await api.close()
+
+        sent, status = asyncio.run(asyncio.wait_for(use(), WAIT))
+        assert status["connected"] is True and status["account"] == self.accounts[home]
+        self.sent.append(Sent(sent["message_id"], "bob", "hi via the api", home, True))
+        assert daemon.interrupt() == 0, daemon.stderr()
+        assert "Traceback" not in daemon.stderr(), daemon.stderr()
+        assert not (self.shell.cwd / home / SOCKET_NAME).exists()
+
+    def conversations(self, args: list[str]) -> None:
+        home = _option(args, "--home")
+        out = self.ok(args).out
+        assert any(s.home == home for s in self.sent) and ":" in out, out
+
+    def history(self, args: list[str]) -> None:
+        home, contact = _option(args, "--home"), args[1]
+        out = self.ok(args).out
+        for s in self.sent:
+            if s.home == home and s.to == contact:
+                assert s.text in out, (s.text, out)
+
     def devices_of(self, account: str) -> list[str]:
         return [h for h, a in self.accounts.items() if a == account]
 
@@ -248,6 +288,9 @@ Usage.HANDLERS = {
     "listen": Usage.listen,
     "trace": Usage.trace,
     "safety-number": Usage.safety_number,
+    "daemon": Usage.daemon,
+    "conversations": Usage.conversations,
+    "history": Usage.history,
 }
 
 
