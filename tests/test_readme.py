@@ -235,7 +235,12 @@ class Usage:
         async def use() -> tuple[dict[str, Any], dict[str, Any]]:
             api = await ApiClient.open(self.shell.cwd / home)
             try:
+                await api.call("subscribe")
                 sent = await api.call("send", to="bob", text="hi via the api")
+                while True:  # ✓ before Ctrl-C, or it would wait in alice's outbox
+                    e = await api.next_event(WAIT)
+                    if e["event"] == "status" and e["message_id"] == sent["message_id"]:
+                        break
                 return sent, await api.call("status")
             finally:
                 await api.close()

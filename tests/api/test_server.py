@@ -268,3 +268,16 @@ def test_socket_paths_longer_than_sun_path_work(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         listener.close()
+
+
+async def test_unseen_messages_until_a_ui_marks_them_seen(world: World) -> None:
+    api = await world.api()
+    mid = await world.bob.client.send("alice", "for a ui")
+    await world.alice.until(is_received(mid))
+    (unseen,) = await api.call("unseen")
+    assert unseen["message_id"] == mid.hex() and unseen["seen_at"] is None
+    assert await api.call("mark_seen", message_ids=[mid.hex()[:10]]) == {"newly_seen": 1}
+    assert await api.call("unseen") == []
+    (shown,) = await api.call("history", contact="bob")
+    assert shown["seen_at"] is not None
+    assert (await error_of(api, "mark_seen", message_ids="x")).code == INVALID_PARAMS

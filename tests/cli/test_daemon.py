@@ -74,3 +74,41 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
     assert not sock.exists()
     assert all("via the daemon" not in str(line) for line in daemon.lines)  # no content logged
     assert run(tmp_path, "trace", sent["message_id"][:8], "--home", str(alice)).code == 0
+
+
+def test_what_the_daemon_received_is_shown_by_the_next_listen(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """Nothing received is hidden: the daemon commits messages no terminal has printed; the
+    next ``listen`` shows them first (before it even connects), once."""
+    server = Server(tmp_path, tmp_path / "data")
+    procs.append(server.proc)
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    register(tmp_path, server.url, "alice", alice)
+    register(tmp_path, server.url, "bob", bob)
+    daemon = Proc(tmp_path, "daemon", ["daemon", "--home", str(alice), "--json"])
+    procs.append(daemon)
+    daemon.wait_for(lambda line: line.get("event") == "connected")
+
+    async def receive() -> str:
+        api = await ApiClient.open(alice)
+        try:
+            await api.call("subscribe")
+            sent = run(tmp_path, "send", "alice", "while the daemon ran", "--home", str(bob))
+            assert sent.code == 0, sent.err
+            while (event := await api.next_event(20))["event"] != "message":
+                pass
+            return str(event["message_id"])
+        finally:
+            await api.close()
+
+    mid = asyncio.run(asyncio.wait_for(receive(), 40))
+    assert daemon.signal(signal.SIGTERM) == 0
+
+    server.stop()  # offline: the backlog comes from the store alone
+    first = run(tmp_path, "listen", "--count", "1", "--json", "--home", str(alice))
+    assert first.code == 0, first.err
+    (shown,) = first.json_lines()
+    assert shown["event"] == "message" and shown["message_id"] == mid
+    again = run(tmp_path, "listen", "--timeout", "1", "--json", "--home", str(alice))
+    assert [line for line in again.json_lines() if line["event"] == "message"] == []

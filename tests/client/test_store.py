@@ -623,3 +623,39 @@ def test_kill_9_loses_no_enqueued_message(path: Path) -> None:
         counters = [parse_content(p.content) for p in pending]
         assert [c.counter for c in counters if isinstance(c, Message)] == queued
         assert s.next_counter(CONV) == len(queued) + 1
+
+
+def test_a_store_of_version_3_is_migrated_and_its_messages_count_as_seen(path: Path) -> None:
+    from tidings.client.migrations import MIGRATIONS
+    from tidings.client.store._sql import statements
+
+    db = sqlite3.connect(path, isolation_level=None)
+    for n, script in enumerate(MIGRATIONS[:3], 1):
+        for stmt in statements(script):
+            db.execute(stmt)
+        db.execute(f"PRAGMA user_version = {n}")
+    db.execute(
+        "INSERT INTO messages (message_id, sender_account, sender_device, conversation, counter,"
+        " body, sent_at, direction, received_at, shown) VALUES (?, 'bob', 1, 'alice:bob', 1,"
+        " x'6869', 10.0, 0, 11.0, 1)",
+        (b"\x01" * 16,),
+    )
+    db.close()
+    with ClientStore(path) as s:
+        (m,) = s.messages("alice:bob")
+        assert m.body == b"hi" and m.seen_at == 11.0
+        assert s.unseen() == []
+
+
+def test_received_messages_are_unseen_until_marked(store: ClientStore) -> None:
+    bob = DeviceRef("bob", 1)
+    for counter in (1, 2):
+        mid = bytes([counter]) * 16
+        content = Message("alice:bob", counter, 10.0, b"m%d" % counter)
+        assert store.commit_incoming(counter, bob, mid, content, 20.0, surfaced=[(bob, mid)])
+    assert [m.counter for m in store.unseen()] == [1, 2]
+    assert store.mark_seen([b"\x01" * 16], 30.0) == 1
+    assert store.mark_seen([b"\x01" * 16], 31.0) == 0  # once
+    assert [m.counter for m in store.unseen()] == [2]
+    (first, _) = store.messages("alice:bob")
+    assert first.seen_at == 30.0

@@ -44,6 +44,8 @@ def message_json(m: StoredMessage, status: Status | None = None) -> JSON:
         "received_at": m.received_at,
         "read_at": m.read_at,
     }
+    if m.direction is Direction.IN:
+        out["seen_at"] = m.seen_at
     if m.direction is Direction.OUT:
         out["to"] = m.recipient
         out["status"] = (status or Status.PENDING).name.lower()

@@ -173,6 +173,23 @@ def _bad_id() -> bytes:
     raise ApiError(INVALID_PARAMS, "message_ids must hold strings (hex message ids)")
 
 
+async def unseen(client: Client, params: Params) -> Any:
+    """Received messages no UI has displayed yet, oldest first (show these first)."""
+    _only(params, "limit")
+    limit = _int(params, "limit", MAX_HISTORY, 1, MAX_HISTORY)
+    return [message_json(m) for m in client.unseen(limit)]
+
+
+async def mark_seen(client: Client, params: Params) -> Any:
+    """A UI displayed these received messages: ``{"message_ids"}``."""
+    _only(params, "message_ids")
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_HISTORY:
+        raise ApiError(INVALID_PARAMS, f"message_ids must be a list of 1 to {MAX_HISTORY} ids")
+    resolved = [_message_id(client, i) if isinstance(i, str) else _bad_id() for i in ids]
+    return {"newly_seen": client.mark_seen(resolved)}
+
+
 async def trace(client: Client, params: Params) -> Any:
     """A sent message's confirmation points: ``{"message_id"}`` (an id or unique prefix)."""
     _only(params, "message_id")
@@ -233,6 +250,8 @@ METHODS: dict[str, Method] = {
     "conversations": conversations,
     "history": history,
     "mark_read": mark_read,
+    "unseen": unseen,
+    "mark_seen": mark_seen,
     "trace": trace,
     "status": status,
     "devices": devices,

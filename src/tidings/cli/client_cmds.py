@@ -21,6 +21,10 @@ from . import send_cmd, trace_cmd
 from .common import _common, _hex, _print, _ts, home_of
 from .show import _show_event
 
+#: Unseen messages ``listen`` shows first, at most (the rest: ``tidings history``).
+UNSEEN_FIRST = 1_000
+#: Printed messages marked seen in one transaction at most (a burst is marked at its end).
+SEEN_BATCH = 256
 #: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
 DRAIN_ON_EXIT = 10.0
 #: Seconds ``link-code`` waits for the session and then for the relay's answer (a relay that
@@ -131,7 +135,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
         client = Client(home_of(args), owner=f"tidings {args.command}")
         stream = client.events()
         received = 0
+        shown: list[bytes] = []  # printed, not yet marked seen
         try:
+            # First what earlier runs stored but never showed (a Ctrl-C between the commit
+            # and the print), then what comes; each is marked seen only after it was printed.
+            for m in client.unseen(UNSEEN_FIRST):
+                _show_event(args, MessageReceived(m))
+                shown.append(m.message_id)
+                received += 1
+            if shown:
+                client.mark_seen(shown)
+                shown.clear()
+            if args.count and received >= args.count:
+                return 0
             await client.start()
             async for event in stream:
                 if isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)
@@ -139,8 +155,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 _show_event(args, event)
                 if isinstance(event, MessageReceived):
                     received += 1
+                    shown.append(event.message.message_id)
                     if args.read:
                         await client.mark_read([event.message.message_id])
+                    if not stream.pending() or len(shown) >= SEEN_BATCH:
+                        client.mark_seen(shown)  # one transaction per burst, after printing
+                        shown.clear()
                     if args.count and received >= args.count:
                         # Let the receipts just queued reach the relay before exiting.
                         await client.drain(DRAIN_ON_EXIT)
@@ -148,6 +168,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 if isinstance(event, Disconnected) and event.fatal:
                     raise ConfigError(client.fatal_message)
         finally:
+            if shown and client.storage_failed is None:
+                client.mark_seen(shown)  # printed before the stop (Ctrl-C, --timeout)
             stream.close()
             await client.close()
         return 0

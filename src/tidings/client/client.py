@@ -59,7 +59,7 @@ from .lock import DeviceLock, process_name
 from .outbox import Outbox
 from .prekeys import DeviceKeys
 from .session import FATAL_CODES, Session
-from .store import ClientStore, Identity, OutboxRequest, TraceEntry
+from .store import ClientStore, Identity, OutboxRequest, StoredMessage, TraceEntry
 
 __all__ = ["FATAL_CODES", "Client", "EventStream"]
 
@@ -317,6 +317,22 @@ class Client:
         except StoreUnavailable:
             pass  # they are queued (committed above); the client stops (StorageFailed)
         return len(newly)
+
+    def unseen(self, limit: int = 1_000) -> list[StoredMessage]:
+        """Received messages no UI has displayed yet (see :meth:`mark_seen`), oldest first:
+        what to show before anything new, so that nothing received stays hidden (a UI that
+        stopped between a commit and its display shows it next time)."""
+        return self.store.unseen(limit)
+
+    def mark_seen(self, message_ids: Iterable[bytes]) -> int:
+        """Record that a UI displayed these received messages (call it after displaying them);
+        returns how many were unseen.
+
+        Raises:
+            StoreUnavailable: the store cannot write.
+        """
+        self._end_batch()
+        return self.store.mark_seen(list(message_ids), self._clock())
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every message and receipt stored by the relay, or

@@ -210,6 +210,10 @@ class EventStream:
     async def __anext__(self) -> ClientEvent:
         return await self._queue.get()
 
+    def pending(self) -> int:
+        """Events already waiting (0: the next ``next()`` waits)."""
+        return self._queue.qsize()
+
     async def next(self, timeout: float | None = None) -> ClientEvent:
         """The next event, waiting at most ``timeout`` seconds."""
         return await asyncio.wait_for(self._queue.get(), timeout)

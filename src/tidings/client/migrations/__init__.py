@@ -182,5 +182,15 @@ CREATE TABLE expired_notices (
 ) WITHOUT ROWID;
 """
 
+_V4 = """
+-- "Seen" (issue 9: nothing received is ever hidden): a received message is unseen until a UI
+-- displayed it (``listen`` printed it, the API's mark_seen). Messages stored before this
+-- version count as seen: they were shown by the code of their time, or are in the history.
+ALTER TABLE messages ADD COLUMN seen_at REAL;
+UPDATE messages SET seen_at = COALESCE(received_at, sent_at) WHERE direction = 0;
+CREATE INDEX messages_unseen ON messages (shown)
+    WHERE direction = 0 AND seen_at IS NULL AND shown IS NOT NULL;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)

@@ -78,7 +78,7 @@ class Incoming(Database):
                 return False
             cur = db.execute(
                 f"INSERT INTO messages ({MSG_COLS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
                 " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING",
                 (
                     *(message_id, sender.account, sender.device_id, content.conversation),
@@ -235,6 +235,30 @@ class Incoming(Database):
             for receipt in receipts:
                 self._insert_outbox(db, receipt)
         return newly
+
+    def unseen(self, limit: int = 1_000) -> list[StoredMessage]:
+        """Received messages shown in their conversation but not yet displayed by any UI
+        (:meth:`mark_seen`), in display order: the oldest ``limit``."""
+        rows = self._read(
+            f"SELECT {MSG_COLS} FROM messages WHERE direction = ? AND seen_at IS NULL"
+            " AND shown IS NOT NULL ORDER BY shown LIMIT ?",
+            Direction.IN,
+            limit,
+        )
+        return [message_from_row(r) for r in rows]
+
+    def mark_seen(self, message_ids: Sequence[bytes], at: float) -> int:
+        """Record that a UI displayed these received messages. One transaction; returns how
+        many were unseen."""
+        n = 0
+        with self._tx() as db:
+            for mid in message_ids:
+                n += db.execute(
+                    "UPDATE messages SET seen_at = ? WHERE message_id = ? AND direction = ?"
+                    " AND seen_at IS NULL",
+                    (at, mid, Direction.IN),
+                ).rowcount
+        return n
 
     def _move_cursor(self, db: sqlite3.Connection, seq: int) -> bool:
         return bool(db.execute("UPDATE cursor SET seq = ? WHERE seq < ?", (seq, seq)).rowcount)

@@ -51,7 +51,7 @@ class Outbox(Database):
             item = self._insert_outbox(db, request)
             db.execute(
                 f"INSERT INTO messages ({MSG_COLS}) VALUES"
-                f" (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, {NEXT_SHOWN})",
+                f" (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, {NEXT_SHOWN}, NULL)",
                 (
                     *(message_id, me.account, me.device_id, conversation, message.counter, body),
                     *(now, int(Direction.OUT), recipient),

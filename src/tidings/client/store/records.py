@@ -138,6 +138,8 @@ class StoredMessage:
     failed_reason: str | None
     read_at: float | None
     shown: int | None
+    #: when a UI displayed it (received messages; ``None``: unseen, shown first next time)
+    seen_at: float | None = None
 
     @property
     def key(self) -> MessageKey:
