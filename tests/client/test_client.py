@@ -7,6 +7,7 @@ Relay and clients talk over real loopback WebSockets; the relay stores in SQLite
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,25 @@ async def test_send_goes_sent_delivered_read_with_trace(
     # bob's store holds it once, read
     stored = bob.client.store.message(mid)
     assert stored is not None and stored.read_at is not None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_INFO's tcpi_bytes_acked is Linux's")
+async def test_the_relays_kernel_ack_is_a_trace_point_between_written_and_sent(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """The TCP-ack confirmation point (the relay's kernel acknowledged the SEND's bytes) is
+    recorded, after the write and before ✓: the relay cannot answer bytes its kernel has not
+    acknowledged, and the client checks TCP_INFO before handling each answer."""
+    await relays.start()
+    alice = await clients.new("alice")
+    await clients.register("bob")
+    for text in ("one", "two", "three"):
+        mid = await alice.client.send("bob", text)
+        await alice.until(is_status(mid, Status.SENT))
+        points = [p.point for p in alice.client.trace(mid)]
+        assert points[:4] == ["composed", "written", "tcp_acked", "sent"], points
+        at = {p.point: p.at for p in alice.client.trace(mid)}
+        assert at["written"] <= at["tcp_acked"] <= at["sent"]
 
 
 # --------------------------------------------------------------------------- 2. order
