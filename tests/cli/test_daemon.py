@@ -57,7 +57,7 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
     history = run(tmp_path, "history", "bob", "--json", "--home", "alice")
     assert history.code == 0, history.err
     (line,) = history.json_lines()
-    assert line["message_id"] == sent["message_id"] and line["direction"] == "out"
+    assert line["message_id"] == sent["message_id"] and line["direction"] == "out"  # the only one
     assert line["status"] in ("sent", "delivered", "read")
     (conv,) = run(tmp_path, "conversations", "--json", "--home", "alice").json_lines()
     assert conv["conversation"] == "alice:bob" and conv["messages"] == 1
@@ -65,7 +65,17 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
     assert "alice.1 › via the daemon" in text.out
     assert run(tmp_path, "history", "Not-An-Account", "--home", "alice").code == Exit.USAGE
 
-    busy = run(tmp_path, "send", "bob", "beside the daemon", "--home", str(alice))
+    # send and listen beside the daemon go through it (one process runs the device).
+    through = run(tmp_path, "send", "bob", "beside the daemon", "--json", "--home", "alice")
+    assert through.code == 0, through.err
+    lines = through.json_lines()
+    assert lines[0]["event"] == "queued" and lines[-1]["status"] == "sent"
+    reply = run(tmp_path, "send", "alice", "to the daemon", "--home", str(bob))
+    assert reply.code == 0, reply.err
+    heard = run(tmp_path, "listen", "--count", "1", "--json", "--home", "alice", timeout=20)
+    assert heard.code == 0, heard.err
+    assert [m["body"] for m in heard.json_lines() if m["event"] == "message"] == ["to the daemon"]
+    busy = run(tmp_path, "link-code", "--home", str(alice))  # not through the daemon yet
     assert busy.code == Exit.DEVICE_BUSY
     assert "(tidings daemon)" in one_line(busy.err)
 

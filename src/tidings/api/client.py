@@ -73,6 +73,10 @@ class ApiClient:
         """Write raw bytes."""
         self._writer.write(data)
 
+    def pending_events(self) -> int:
+        """Event notifications received and not yet taken."""
+        return self._events.qsize()
+
     async def next_event(self, timeout: float | None = None) -> dict[str, Any]:
         """The next event notification's params (after ``subscribe``)."""
         return await asyncio.wait_for(self._events.get(), timeout)

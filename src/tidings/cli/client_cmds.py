@@ -16,9 +16,10 @@ from typing import Any
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
 from ..client.home import prepare_home
 from ..client.store import ClientStore
-from ..errors import ConfigError, ConnectionBroken, StoreUnavailable
+from ..errors import ConfigError, ConnectionBroken, DeviceBusy, StoreUnavailable
 from . import send_cmd, trace_cmd
 from .common import _common, _hex, _print, _ts, home_of
+from .remote import Device, open_daemon
 from .show import _show_event
 
 #: Unseen messages ``listen`` shows first, at most (the rest: ``tidings history``).
@@ -132,7 +133,12 @@ def cmd_link_code(args: argparse.Namespace) -> int:
 
 def cmd_listen(args: argparse.Namespace) -> int:
     async def go() -> int:
-        client = Client(home_of(args), owner=f"tidings {args.command}")
+        home = home_of(args)
+        client: Device
+        try:
+            client = Client(home, owner=f"tidings {args.command}")
+        except DeviceBusy as busy:
+            client = await open_daemon(home, busy)  # the daemon runs it: listen through it
         stream = client.events()
         received = 0
         shown: list[bytes] = []  # printed, not yet marked seen

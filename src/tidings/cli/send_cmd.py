@@ -24,7 +24,6 @@ from ..client import (
     Connected,
     ConnectFailed,
     Disconnected,
-    EventStream,
     SendRefused,
     StatusChanged,
     StorageFailed,
@@ -32,10 +31,11 @@ from ..client import (
 from ..client.events import code_name
 from ..client.store import ClientStore
 from ..delivery import Status, glyph
-from ..errors import ConfigError, StoreUnavailable
+from ..errors import ConfigError, DeviceBusy, StoreUnavailable
 from ..store.base import DeviceRef
 from .common import _common, _print, _ts, home_of
 from .exits import Exit
+from .remote import Device, Stream, open_daemon
 from .show import _show_event
 
 #: Statuses ``send --wait`` can wait for, and what counts as reaching them.
@@ -95,10 +95,14 @@ def cmd_send(args: argparse.Namespace) -> int:
     want = WAIT_FOR[args.wait]
 
     async def go() -> int:
+        home = home_of(args)
+        client: Device
         try:
-            client = Client(home_of(args), owner=f"tidings {args.command}")
+            client = Client(home, owner=f"tidings {args.command}")
         except StoreUnavailable as exc:
             raise StoreUnavailable(exc.state, f"not queued: {exc}") from exc
+        except DeviceBusy as busy:
+            client = await open_daemon(home, busy)  # the daemon runs it: send through it
         stream = client.events()
         try:
             try:
@@ -128,9 +132,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-async def _wait(
-    client: Client, stream: EventStream, waiting: _Waiting, args: argparse.Namespace
-) -> int:
+async def _wait(client: Device, stream: Stream, waiting: _Waiting, args: argparse.Namespace) -> int:
     """Print what happens to the message until it reaches the wanted status or fails."""
     mid = waiting.message_id
     async for event in stream:

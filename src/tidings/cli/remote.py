@@ -1,0 +1,234 @@
+"""The device as a running ``tidings daemon`` serves it, for ``send`` and ``listen``.
+
+One process runs a device. When the daemon runs it, ``send`` and ``listen`` do not fail beside it
+but go through its local API (docs/api.md): :class:`DaemonDevice` offers what they use of a
+:class:`~tidings.client.Client` — send, the event stream, unseen and seen, read, drain — over
+the socket, and reads the store (as ``trace`` does) for what the events refer to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..api.client import ApiClient
+from ..api.rpc import ApiError
+from ..client.events import (
+    ClientEvent,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    IdentityChanged,
+    MessageReceived,
+    SendRefused,
+    StatusChanged,
+    StorageFailed,
+)
+from ..client.home import prepare_home
+from ..client.store import ClientStore, StoredMessage
+from ..delivery import ContentKind, Status
+from ..errors import ConfigError, DeviceBusy, StoreUnavailable
+from ..store.base import DeviceRef
+
+__all__ = ["DaemonDevice", "Device", "Stream", "open_daemon"]
+
+#: The lock holder's name that says a daemon runs the device (``Client(owner=…)``).
+DAEMON = "tidings daemon"
+
+
+async def open_daemon(home: Path, busy: DeviceBusy) -> DaemonDevice:
+    """The daemon that holds ``home``, or ``busy`` raised again if no daemon does."""
+    if busy.command != DAEMON:
+        raise busy
+    try:
+        return await DaemonDevice.open(home)
+    except OSError:
+        raise busy from None
+
+
+class Stream(Protocol):
+    """A stream of client events (:class:`~tidings.client.EventStream`, or the daemon's)."""
+
+    def __aiter__(self) -> Stream: ...
+    async def __anext__(self) -> ClientEvent: ...
+    def pending(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class Device(Protocol):
+    """What ``send`` and ``listen`` use of a device: a :class:`~tidings.client.Client` they
+    run, or a :class:`DaemonDevice`."""
+
+    @property
+    def store(self) -> ClientStore: ...
+    @property
+    def me(self) -> DeviceRef: ...
+    @property
+    def storage_failed(self) -> StorageFailed | None: ...
+    @property
+    def fatal_message(self) -> str: ...
+
+    def events(self) -> Stream: ...
+    async def start(self) -> None: ...
+    async def send(self, to: str, body: str) -> bytes: ...
+    def unseen(self, limit: int) -> list[StoredMessage]: ...
+    def mark_seen(self, message_ids: list[bytes]) -> int: ...
+    async def mark_read(self, message_ids: list[bytes]) -> int: ...
+    async def drain(self, timeout: float) -> bool: ...
+    async def close(self) -> None: ...
+
+
+def _device(text: str) -> DeviceRef:
+    account, _, number = text.rpartition(".")
+    return DeviceRef(account, int(number))
+
+
+class DaemonDevice:
+    """A device run by its daemon, used through the API."""
+
+    storage_failed: StorageFailed | None = None
+
+    def __init__(self, api: ApiClient, store: ClientStore, me: DeviceRef) -> None:
+        self.api = api
+        self.store = store
+        self.me = me
+        self.fatal_message = ""
+        self._stream = _RemoteStream(self)
+
+    @classmethod
+    async def open(cls, home: Path) -> DaemonDevice:
+        api = await ApiClient.open(home)
+        store = ClientStore(prepare_home(home))
+        identity = store.get_identity()
+        if identity is None:
+            store.close()
+            await api.close()
+            raise ConfigError(f"{home} holds no registered device")
+        await api.call("subscribe")  # from here on nothing is missed
+        return cls(api, store, DeviceRef(identity.account, identity.device_id))
+
+    def events(self) -> _RemoteStream:
+        return self._stream
+
+    async def start(self) -> None:
+        """The daemon is connected already (or connecting)."""
+
+    async def send(self, to: str, body: str) -> bytes:
+        return bytes.fromhex((await self._call("send", to=to, text=body))["message_id"])
+
+    def unseen(self, limit: int) -> list[StoredMessage]:
+        return self.store.unseen(limit)
+
+    def mark_seen(self, message_ids: list[bytes]) -> int:
+        """Tell the daemon (a notification: it runs, nothing is answered)."""
+        if message_ids:
+            params = {"message_ids": [m.hex() for m in message_ids]}
+            self.api.send_line({"jsonrpc": "2.0", "method": "mark_seen", "params": params})
+        return len(message_ids)
+
+    async def mark_read(self, message_ids: list[bytes]) -> int:
+        ids = [m.hex() for m in message_ids]
+        return int((await self._call("mark_read", message_ids=ids))["newly_read"])
+
+    async def drain(self, timeout: float) -> bool:
+        """Until the daemon's outbox is empty, at most ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (await self._call("status"))["outbox"]:
+            if loop.time() >= deadline:
+                return False
+            with contextlib.suppress(TimeoutError):  # any event may be the ✓ we wait for
+                await self._stream.wait_change(deadline - loop.time())
+        return True
+
+    async def close(self) -> None:
+        await self.api.close()
+        self.store.close()
+
+    async def _call(self, method: str, **params: Any) -> Any:
+        try:
+            return await self.api.call(method, **params)
+        except ApiError as exc:
+            if exc.data and "state" in exc.data:
+                raise StoreUnavailable(exc.data["state"], exc.message) from None
+            raise ConfigError(f"the daemon refused {method}: {exc.message}") from None
+        except ConnectionError:
+            raise ConfigError("the daemon closed the connection (stopped?)") from None
+
+
+class _RemoteStream:
+    """The daemon's event notifications as client events."""
+
+    def __init__(self, device: DaemonDevice) -> None:
+        self._device = device
+        self._held: list[ClientEvent] = []
+
+    def __aiter__(self) -> _RemoteStream:
+        return self
+
+    async def __anext__(self) -> ClientEvent:
+        while True:
+            if self._held:
+                return self._held.pop(0)
+            event = self._convert(await self._next())
+            if event is not None:
+                return event
+
+    async def _next(self, timeout: float | None = None) -> dict[str, Any]:
+        api = self._device.api
+        getter = asyncio.ensure_future(api.next_event(timeout))
+        closed = asyncio.ensure_future(api.wait_closed())
+        done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        raise ConfigError("the daemon stopped")
+
+    async def wait_change(self, timeout: float) -> None:
+        event = self._convert(await self._next(timeout))
+        if event is not None:
+            self._held.append(event)
+
+    def pending(self) -> int:
+        return len(self._held) + self._device.api.pending_events()
+
+    def close(self) -> None:
+        pass
+
+    def _convert(self, e: dict[str, Any]) -> ClientEvent | None:
+        kind = e.get("event")
+        if kind == "message":
+            m = self._device.store.message(bytes.fromhex(e["message_id"]))
+            return MessageReceived(m, bool(e["late"])) if m is not None else None
+        if kind == "status":
+            device = None if e["device"] == "all" else _device(e["device"])
+            mid = bytes.fromhex(e["message_id"])
+            return StatusChanged(
+                mid, device, Status[e["status"].upper()], Status[e["overall"].upper()], e["at"]
+            )
+        if kind == "refused":
+            return SendRefused(
+                bytes.fromhex(e["message_id"]),
+                e["recipient"],
+                ContentKind[e["kind"].upper()],
+                e["code"],
+                e["reason"],
+                e["at"],
+                e["retry_at"],
+            )
+        if kind == "connected":
+            return Connected(e["pattern"])
+        if kind == "connect-failed":
+            return ConnectFailed(e["reason"], e["attempt"], e["retry_in"])
+        if kind == "disconnected":
+            if e["fatal"]:
+                self._device.fatal_message = f"the daemon's device stopped: {e['reason']}"
+            return Disconnected(e["code"], e["reason"], e["fatal"])
+        if kind == "storage-failed":
+            return StorageFailed(e["state"], e["message"])
+        if kind == "identity-changed":
+            return IdentityChanged(_device(e["device"]), e["new"])
+        return None  # gaps, decryption failures: the daemon's own concern
