@@ -13,7 +13,7 @@ from tidings.api.client import ApiClient
 from tidings.api.server import SOCKET_NAME
 from tidings.cli.exits import Exit
 
-from .test_cli import Proc, Server, one_line, register, run
+from .test_cli import Proc, Server, register, run
 
 
 def api_calls(home: Path, *calls: tuple[str, dict[str, Any]]) -> list[Any]:
@@ -75,9 +75,14 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
     heard = run(tmp_path, "listen", "--count", "1", "--json", "--home", "alice", timeout=20)
     assert heard.code == 0, heard.err
     assert [m["body"] for m in heard.json_lines() if m["event"] == "message"] == ["to the daemon"]
-    busy = run(tmp_path, "link-code", "--home", str(alice))  # not through the daemon yet
-    assert busy.code == Exit.DEVICE_BUSY
-    assert "(tidings daemon)" in one_line(busy.err)
+    code = run(tmp_path, "link-code", "--json", "--home", "alice")
+    assert code.code == 0, code.err
+    (linked,) = code.json_lines()
+    laptop = tmp_path / "alice-laptop"
+    register(tmp_path, server.url, "alice", laptop, "--link-code", linked["code"])
+    assert api_calls(alice, ("devices", {"account": "alice"})) == [
+        {"account": "alice", "device_ids": [1, 2]}
+    ]
 
     assert daemon.signal(signal.SIGTERM) == 0
     assert daemon.lines[-1] == {"event": "stopped"}

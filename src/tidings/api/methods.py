@@ -219,6 +219,13 @@ async def devices(client: Client, params: Params) -> Any:
     return {"account": account, "device_ids": list(await client.devices(account))}
 
 
+async def link_code(client: Client, params: Params) -> Any:
+    """A one-use code from the relay that lets a new device join this account."""
+    _only(params)
+    code, expires_at = await client.link_code()
+    return {"code": code.hex(), "expires_at": expires_at}
+
+
 async def safety_number(client: Client, params: Params) -> Any:
     """The safety number with ``account`` (``null`` before any session with it)."""
     _only(params, "account")
@@ -255,6 +262,7 @@ METHODS: dict[str, Method] = {
     "trace": trace,
     "status": status,
     "devices": devices,
+    "link_code": link_code,
     "safety_number": safety_number,
     "settings": settings,
 }

@@ -105,7 +105,15 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_link_code(args: argparse.Namespace) -> int:
     async def go() -> tuple[bytes, float]:
-        client = Client(home_of(args), owner=f"tidings {args.command}")
+        home = home_of(args)
+        try:
+            client = Client(home, owner=f"tidings {args.command}")
+        except DeviceBusy as busy:
+            daemon = await open_daemon(home, busy)  # the daemon runs it: ask it
+            try:
+                return await daemon.link_code()
+            finally:
+                await daemon.close()
         try:
             await client.start()
             await client.wait_connected(LINK_CODE_WAIT, fail_fast=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..api.client import ApiClient
+from ..api.methods import REFUSED, RELAY_UNREACHABLE, STORE_UNAVAILABLE
 from ..api.rpc import ApiError
 from ..client.events import (
     ClientEvent,
@@ -29,7 +30,14 @@ from ..client.events import (
 from ..client.home import prepare_home
 from ..client.store import ClientStore, StoredMessage
 from ..delivery import ContentKind, Status
-from ..errors import ConfigError, DeviceBusy, StoreUnavailable
+from ..errors import (
+    ConfigError,
+    ConnectionBroken,
+    DeviceBusy,
+    RefusedError,
+    RelayUnreachable,
+    StoreUnavailable,
+)
 from ..store.base import DeviceRef
 
 __all__ = ["DaemonDevice", "Device", "Stream", "open_daemon"]
@@ -128,6 +136,10 @@ class DaemonDevice:
             self.api.send_line({"jsonrpc": "2.0", "method": "mark_seen", "params": params})
         return len(message_ids)
 
+    async def link_code(self) -> tuple[bytes, float]:
+        answer = await self._call("link_code")
+        return bytes.fromhex(answer["code"]), float(answer["expires_at"])
+
     async def mark_read(self, message_ids: list[bytes]) -> int:
         ids = [m.hex() for m in message_ids]
         return int((await self._call("mark_read", message_ids=ids))["newly_read"])
@@ -151,9 +163,18 @@ class DaemonDevice:
         try:
             return await self.api.call(method, **params)
         except ApiError as exc:
-            if exc.data and "state" in exc.data:
-                raise StoreUnavailable(exc.data["state"], exc.message) from None
-            raise ConfigError(f"the daemon refused {method}: {exc.message}") from None
+            data = exc.data if isinstance(exc.data, dict) else {}
+            if exc.code == STORE_UNAVAILABLE:
+                raise StoreUnavailable(data.get("state", "error"), exc.message) from None
+            if exc.code == RELAY_UNREACHABLE and "url" in data:
+                raise RelayUnreachable(data["url"], data["reason"]) from None
+            if exc.code == RELAY_UNREACHABLE:
+                raise ConnectionBroken(exc.message) from None
+            if exc.code == REFUSED:
+                raise RefusedError(
+                    data["code"], exc.message, data.get("retry_after") or 0.0
+                ) from None
+            raise ConfigError(exc.message) from None
         except ConnectionError:
             raise ConfigError("the daemon closed the connection (stopped?)") from None
 
