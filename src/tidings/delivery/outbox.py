@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterable
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import LocalProtocolError
@@ -217,6 +218,22 @@ class OutboxScheduler:
         self._in_flight = 0
         ordered = sorted(entries, key=lambda e: e.order)
         self._entries = {e.message_id: dataclasses.replace(e, in_flight=False) for e in ordered}
+        #: Each lane's entry ids in creation order: a lane's head is found without walking
+        #: the whole outbox (10,000 entries behind a few lanes made every pump O(n)).
+        self._lanes: dict[str, dict[bytes, None]] = {}
+        self._index()
+
+    def _index(self) -> None:
+        self._lanes = {}
+        for mid, e in self._entries.items():
+            self._lanes.setdefault(e.lane, {})[mid] = None
+
+    def _remove(self, message_id: bytes) -> None:
+        e = self._entries.pop(message_id)
+        ids = self._lanes[e.lane]
+        del ids[message_id]
+        if not ids:
+            del self._lanes[e.lane]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -240,9 +257,11 @@ class OutboxScheduler:
             raise _invalid("entry already present or in flight")
         last = next(reversed(self._entries.values()), None)
         self._entries[entry.message_id] = entry
+        self._lanes.setdefault(entry.lane, {})[entry.message_id] = None
         if last is not None and entry.order < last.order:
             ordered = sorted(self._entries.values(), key=lambda e: e.order)
             self._entries = {e.message_id: e for e in ordered}
+            self._index()
 
     def on_connect(self) -> None:
         """A connection is up: entries may be sent. Call :meth:`handle_timer` next."""
@@ -269,21 +288,36 @@ class OutboxScheduler:
         free = self.window - self._in_flight
         if not self._connected or free <= 0:
             return []
-        blocked: set[str] = set()
+        # Merge the lanes' ready entries in creation order: each lane yields its entries that
+        # are not in flight, up to its first one that must wait (G4: it holds back the rest).
+        heap: list[tuple[int, int, OutboxEntry, Iterator[OutboxEntry]]] = []
+        for n, ids in enumerate(self._lanes.values()):
+            ready = self._ready(ids, now)
+            first = next(ready, None)
+            if first is not None:
+                heap.append((first.order, n, first, ready))
+        heapq.heapify(heap)
         out: list[OutboxEntry] = []
-        for mid, e in self._entries.items():
-            if len(out) == free:
-                break
-            if e.in_flight or e.lane in blocked:
-                continue
-            if e.awaiting_devices or e.next_attempt_at > now:
-                blocked.add(e.lane)
-                continue
+        while heap and len(out) < free:
+            _, n, e, ready = heapq.heappop(heap)
             e = dataclasses.replace(e, in_flight=True, attempts=e.attempts + 1)
-            self._entries[mid] = e
+            self._entries[e.message_id] = e
             out.append(e)
+            following = next(ready, None)
+            if following is not None:
+                heapq.heappush(heap, (following.order, n, following, ready))
         self._in_flight += len(out)
         return out
+
+    def _ready(self, ids: dict[bytes, None], now: float) -> Iterator[OutboxEntry]:
+        """A lane's entries that may go at ``now``, in order (in-flight ones skipped)."""
+        for mid in ids:
+            e = self._entries[mid]
+            if e.in_flight:
+                continue
+            if e.awaiting_devices or e.next_attempt_at > now:
+                return
+            yield e
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` may next have something to send.
@@ -293,11 +327,14 @@ class OutboxScheduler:
         """
         if not self._connected or self._in_flight >= self.window:
             return None
-        heads: dict[str, OutboxEntry] = {}
-        for e in self._entries.values():
-            if not e.in_flight:
-                heads.setdefault(e.lane, e)
-        times = [e.next_attempt_at for e in heads.values() if not e.awaiting_devices]
+        times = []
+        for ids in self._lanes.values():
+            for mid in ids:  # past the lane's in-flight entries (at most a window) to its head
+                e = self._entries[mid]
+                if not e.in_flight:
+                    if not e.awaiting_devices:
+                        times.append(e.next_attempt_at)
+                    break
         return min(times, default=None)
 
     def on_sent(self, message_id: bytes) -> Done | None:
@@ -305,7 +342,7 @@ class OutboxScheduler:
         e = self._entries.get(message_id)
         if e is None or not e.in_flight:
             return None
-        del self._entries[message_id]
+        self._remove(message_id)
         self._in_flight -= 1
         return Done(message_id)
 
@@ -324,7 +361,7 @@ class OutboxScheduler:
         self._in_flight -= 1
         kind = classify_refusal(code)
         if kind is Refusal.PERMANENT:
-            del self._entries[message_id]
+            self._remove(message_id)
             return Failed(message_id, code, reason)
         if kind is Refusal.REFRESH_DEVICES:
             # The first mismatch in a row is retried at once (devices changed); more in a row
@@ -375,7 +412,7 @@ class OutboxScheduler:
         e = self._entries.get(message_id)
         if e is None or e.in_flight:
             return False
-        del self._entries[message_id]
+        self._remove(message_id)
         return True
 
     def devices_refreshed(self, lane: str, not_before: float = 0.0) -> None:
