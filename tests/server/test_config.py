@@ -363,3 +363,10 @@ def test_the_stranger_share_is_a_fraction_of_the_queue() -> None:
     for bad in (0, 1.5, -0.5):
         with pytest.raises(ConfigError, match="stranger_queue_share"):
             ServerConfig(stranger_queue_share=bad)
+
+
+def test_tcp_mss_is_zero_or_a_real_segment_size() -> None:
+    assert ServerConfig().tcp_mss == 1220
+    assert ServerConfig(tcp_mss=0).tcp_mss == 0
+    with pytest.raises(ConfigError, match="tcp_mss: expected 0 or at least 536, got 100"):
+        ServerConfig(tcp_mss=100)

@@ -178,3 +178,16 @@ async def test_running_out_of_descriptors_pauses_accepting_logs_once_and_recover
         "tidings_accept_pauses_total", {"reason": "resources"}
     )
     assert metric == listener.resource_pauses >= 5
+
+
+def test_bind_clamps_the_mss_of_non_loopback_listeners_only() -> None:
+    """``tcp_mss`` (the lab's mtu-black-hole): a wildcard listener advertises 1,220, a loopback
+    one keeps the kernel's choice (its 64 KiB MTU has no black hole)."""
+    (wild,) = bind("0.0.0.0", 0, mss=1220)
+    (loop,) = bind("127.0.0.1", 0, mss=1220)
+    try:
+        assert wild.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1220
+        assert loop.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) != 1220
+    finally:
+        wild.close()
+        loop.close()

@@ -8,7 +8,8 @@ Topology of one :class:`NetLab`::
 
 The relay runs inside the server namespace listening on 10.77.0.1; each device runs inside its
 own client namespace (spawn with :func:`argv_in`). Faults are applied inside a client namespace:
-random loss and dead zones as nftables rules, link down/up, and a handoff to a new address.
+random loss, dead zones and path-MTU black holes as nftables rules, link down/up, and a handoff
+to a new address.
 
 Invariants:
     * The lab only creates and changes namespaces whose names start with its prefix
@@ -67,6 +68,11 @@ COMMAND_TIMEOUT = 10.0
 MAX_CLIENTS = 254
 """Clients get 10.77.<n>.2 with n in 1..254 (one /24-sized block of the /16 each)."""
 
+MIN_BLACK_HOLE = 576
+"""The smallest packet a black hole lets through: IPv4's minimum datagram every host accepts."""
+MAX_BLACK_HOLE = 1500
+"""The largest: the veths' MTU (a hole above it drops nothing)."""
+
 _PREFIX = "tdl"
 _NAME_RE = re.compile(rf"^{_PREFIX}(\d+)_\d+[sc]\d*$")
 
@@ -75,19 +81,30 @@ _NFT_SETUP = f"""
 table inet {NFT_TABLE} {{
     chain loss {{ }}
     chain dead {{ }}
+    chain mtu {{ }}
     chain input {{
         type filter hook input priority 0; policy accept;
         iif "lo" accept
         jump dead
+        jump mtu
         jump loss
     }}
     chain output {{
         type filter hook output priority 0; policy accept;
         oif "lo" accept
         jump dead
+        jump mtu
         jump loss
     }}
 }}
+"""
+
+# A path-MTU black hole: big packets vanish and the ICMP that would say so (RFC 1191's
+# "fragmentation needed", RFC 8201's "packet too big") is filtered, as a broken middlebox does.
+_NFT_BLACK_HOLE = """flush chain inet {table} mtu
+add rule inet {table} mtu icmp type destination-unreachable icmp code frag-needed drop
+add rule inet {table} mtu icmpv6 type packet-too-big drop
+add rule inet {table} mtu meta length > {size} drop
 """
 
 # The address a handoff deletes was the primary: promote the new secondary instead of deleting it.
@@ -399,6 +416,21 @@ class NetLab:
         """End a dead zone; connections that survived it resume (TCP retransmits)."""
         self._nft(self._check(client), f"flush chain inet {NFT_TABLE} dead\n")
         self._record("dead_zone_end", client)
+
+    def black_hole_start(self, client: str, size: int) -> None:
+        """Drop every IP packet of more than ``size`` bytes to and from ``client``, and the
+        ICMP errors that would report it: a path-MTU black hole (small packets pass)."""
+        if not MIN_BLACK_HOLE <= size <= MAX_BLACK_HOLE:
+            raise ValueError(
+                f"black hole size must be {MIN_BLACK_HOLE}..{MAX_BLACK_HOLE}, not {size}"
+            )
+        self._nft(self._check(client), _NFT_BLACK_HOLE.format(table=NFT_TABLE, size=size))
+        self._record("black_hole_start", client, f"> {size} B")
+
+    def black_hole_end(self, client: str) -> None:
+        """End a black hole: packets of any size pass again."""
+        self._nft(self._check(client), f"flush chain inet {NFT_TABLE} mtu\n")
+        self._record("black_hole_end", client)
 
     def link_down(self, client: str) -> None:
         """Take ``client``'s interface down (WiFi switched off: sends fail, routes go)."""

@@ -160,7 +160,7 @@ class Relay:
 
     async def _listen(self, caps: Caps) -> None:
         cfg = self.config
-        sockets = bind(cfg.host, cfg.port)
+        sockets = bind(cfg.host, cfg.port, mss=cfg.tcp_mss)
         self.listener = Listener(sockets, Admission(caps), self._new_connection, self.metrics)
         sock = sockets[0].getsockname()
         self.address = (sock[0], sock[1])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import resource
@@ -127,8 +128,15 @@ def listen_error(what: str, host: str, port: int, exc: OSError, flags: tuple[str
     return f"{what} cannot listen on {host}:{port}: {reason.lower()}: {hint}"
 
 
-def bind(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> list[socket.socket]:
+def bind(
+    host: str, port: int, backlog: int = LISTEN_BACKLOG, *, mss: int = 0
+) -> list[socket.socket]:
     """Listening sockets for ``host`` (every address it resolves to) on ``port``.
+
+    ``mss`` (if not 0) clamps TCP_MAXSEG on every non-loopback socket before ``listen()``:
+    accepted connections inherit it, the SYN-ACK advertises it (so the peer sends no bigger
+    segment) and the relay sends none bigger either. Loopback listeners are left alone (their
+    64 KiB MTU has no black hole to fear).
 
     Raises:
         StartupError: the host does not resolve, or an address cannot be bound.
@@ -149,6 +157,8 @@ def bind(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> list[socket.soc
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if mss and not ipaddress.ip_address(address[0]).is_loopback:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
             sock.bind(address)
             sock.listen(backlog)
             sock.setblocking(False)
