@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..client import Client
+from ..client import Client, msgids
 from ..client.events import code_name
-from ..client.msgids import CANDIDATES_SHOWN, parse_prefix
+from ..client.msgids import parse_prefix
 from ..client.store.records import OutboxFullError
 from ..delivery import ContentError, direct_conversation
 from ..errors import (
@@ -109,15 +109,23 @@ def _message_id(client: Client, text: str) -> bytes:
         prefix = parse_prefix(text)
     except ValueError as exc:
         raise ApiError(INVALID_PARAMS, str(exc)) from None
-    found = client.store.message_ids_starting(prefix, CANDIDATES_SHOWN + 1)
-    if not found:
-        raise ApiError(NOT_FOUND, f"no message {prefix} on this device")
-    if len(found) > 1:
-        candidates = [m.hex() for m in found[:CANDIDATES_SHOWN]]
-        raise ApiError(
-            AMBIGUOUS, f"message id {prefix} matches several messages", {"candidates": candidates}
-        )
-    return found[0]
+    try:
+        return msgids.resolve(client.store, prefix)
+    except msgids.NoSuchMessage:
+        raise ApiError(NOT_FOUND, f"no message {prefix} on this device") from None
+    except msgids.AmbiguousMessage as exc:
+        candidates = [m.hex() for m in exc.candidates]
+        raise ApiError(AMBIGUOUS, str(exc), {"candidates": candidates}) from None
+
+
+def _message_ids(client: Client, params: Params) -> list[bytes]:
+    """``params["message_ids"]``: 1 to :data:`MAX_HISTORY` ids or prefixes, resolved."""
+    ids = params.get("message_ids")
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_HISTORY:
+        raise ApiError(INVALID_PARAMS, f"message_ids must be a list of 1 to {MAX_HISTORY} ids")
+    if not all(isinstance(i, str) for i in ids):
+        raise ApiError(INVALID_PARAMS, "message_ids must hold strings (hex message ids)")
+    return [_message_id(client, i) for i in ids]
 
 
 # ---------------------------------------------------------------- methods
@@ -162,15 +170,7 @@ async def history(client: Client, params: Params) -> Any:
 async def mark_read(client: Client, params: Params) -> Any:
     """Mark received messages read (sends read receipts if enabled): ``{"message_ids"}``."""
     _only(params, "message_ids")
-    ids = params.get("message_ids")
-    if not isinstance(ids, list) or not ids or len(ids) > MAX_HISTORY:
-        raise ApiError(INVALID_PARAMS, f"message_ids must be a list of 1 to {MAX_HISTORY} ids")
-    resolved = [_message_id(client, i) if isinstance(i, str) else _bad_id() for i in ids]
-    return {"newly_read": await client.mark_read(resolved)}
-
-
-def _bad_id() -> bytes:
-    raise ApiError(INVALID_PARAMS, "message_ids must hold strings (hex message ids)")
+    return {"newly_read": await client.mark_read(_message_ids(client, params))}
 
 
 async def unseen(client: Client, params: Params) -> Any:
@@ -183,11 +183,7 @@ async def unseen(client: Client, params: Params) -> Any:
 async def mark_seen(client: Client, params: Params) -> Any:
     """A UI displayed these received messages: ``{"message_ids"}``."""
     _only(params, "message_ids")
-    ids = params.get("message_ids")
-    if not isinstance(ids, list) or not ids or len(ids) > MAX_HISTORY:
-        raise ApiError(INVALID_PARAMS, f"message_ids must be a list of 1 to {MAX_HISTORY} ids")
-    resolved = [_message_id(client, i) if isinstance(i, str) else _bad_id() for i in ids]
-    return {"newly_seen": client.mark_seen(resolved)}
+    return {"newly_seen": client.mark_seen(_message_ids(client, params))}
 
 
 async def trace(client: Client, params: Params) -> Any:

@@ -12,6 +12,7 @@ import argparse
 import json
 
 from ..api.forms import conversation_json, message_json
+from ..api.methods import MAX_HISTORY
 from ..client.home import prepare_home
 from ..client.store import ClientStore, Direction
 from ..delivery import Status, direct_conversation, glyph
@@ -21,8 +22,8 @@ from .common import _common, _ts, home_of
 
 #: Messages ``history`` shows unless ``--limit`` says otherwise.
 DEFAULT_LIMIT = 50
-#: The most ``--limit`` takes (the API's ``history`` has the same bound).
-MAX_LIMIT = 1_000
+#: The most ``--limit`` takes: the API's ``history`` bound.
+MAX_LIMIT = MAX_HISTORY
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -217,7 +217,7 @@ class _RemoteStream:
         return len(self._held) + self._device.api.pending_events()
 
     def close(self) -> None:
-        pass
+        """Nothing to stop here: the subscription ends with :meth:`DaemonDevice.close`."""
 
     def _convert(self, e: dict[str, Any]) -> ClientEvent | None:
         kind = e.get("event")

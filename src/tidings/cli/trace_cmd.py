@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from ..api.forms import trace_json
+from ..client import msgids
 from ..client.home import prepare_home
-from ..client.msgids import CANDIDATES_SHOWN, MIN_PREFIX, parse_prefix
+from ..client.msgids import MIN_PREFIX, parse_prefix
 from ..client.store import ClientStore
 from ..delivery import Status, glyph
 from ..errors import ConfigError
@@ -54,17 +55,17 @@ def resolve(store: ClientStore, prefix: str, home: Path) -> bytes:
     Raises:
         ConfigError: none does, or several do (the first few are named).
     """
-    found = store.message_ids_starting(prefix, CANDIDATES_SHOWN + 1)
-    if not found:
-        raise ConfigError(f"no message {prefix} in {home}")
-    if len(found) > 1:
-        shown = ", ".join(m.hex() for m in found[:CANDIDATES_SHOWN])
-        more = ", …" if len(found) > CANDIDATES_SHOWN else ""
+    try:
+        return msgids.resolve(store, prefix)
+    except msgids.NoSuchMessage:
+        raise ConfigError(f"no message {prefix} in {home}") from None
+    except msgids.AmbiguousMessage as exc:
+        shown = ", ".join(m.hex() for m in exc.candidates)
+        more = ", …" if exc.more else ""
         raise ConfigError(
             f"message id {prefix} is ambiguous in {home}: it matches {shown}{more}; "
             "give more digits"
-        )
-    return found[0]
+        ) from None
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

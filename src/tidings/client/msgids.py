@@ -7,8 +7,18 @@ prefix of at least :data:`MIN_PREFIX` hex digits, in either case, with or withou
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
-__all__ = ["CANDIDATES_SHOWN", "MIN_PREFIX", "parse_prefix"]
+from ..errors import ConfigError
+
+__all__ = [
+    "CANDIDATES_SHOWN",
+    "MIN_PREFIX",
+    "AmbiguousMessage",
+    "NoSuchMessage",
+    "parse_prefix",
+    "resolve",
+]
 
 #: Fewest hex digits a message id may be shortened to (as git's abbreviated hashes).
 MIN_PREFIX = 4
@@ -36,3 +46,36 @@ def parse_prefix(text: str) -> str:
             "digits, as `tidings send` printed it"
         )
     return prefix
+
+
+class _Index(Protocol):
+    def message_ids_starting(self, prefix: str, limit: int = 10) -> list[bytes]: ...
+
+
+class NoSuchMessage(ConfigError):
+    """No stored message starts with the prefix."""
+
+
+class AmbiguousMessage(ConfigError):
+    """Several stored messages start with the prefix: ``candidates`` (the first
+    :data:`CANDIDATES_SHOWN`), ``more`` if there are others."""
+
+    def __init__(self, prefix: str, candidates: list[bytes], more: bool) -> None:
+        super().__init__(f"message id {prefix} matches several messages")
+        self.candidates = candidates
+        self.more = more
+
+
+def resolve(store: _Index, prefix: str) -> bytes:
+    """The one stored message id that starts with ``prefix`` (from :func:`parse_prefix`).
+
+    Raises:
+        NoSuchMessage: none does.
+        AmbiguousMessage: several do.
+    """
+    found = store.message_ids_starting(prefix, CANDIDATES_SHOWN + 1)
+    if not found:
+        raise NoSuchMessage(f"no message {prefix}")
+    if len(found) > 1:
+        raise AmbiguousMessage(prefix, found[:CANDIDATES_SHOWN], len(found) > CANDIDATES_SHOWN)
+    return found[0]
