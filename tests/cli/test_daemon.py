@@ -121,9 +121,11 @@ def test_what_the_daemon_received_is_shown_by_the_next_listen(
     assert daemon.signal(signal.SIGTERM) == 0
 
     server.stop()  # offline: the backlog comes from the store alone
-    first = run(tmp_path, "listen", "--count", "1", "--json", "--home", str(alice))
+    first = run(tmp_path, "listen", "--count", "1", "--read", "--json", "--home", str(alice))
     assert first.code == 0, first.err
     (shown,) = first.json_lines()
     assert shown["event"] == "message" and shown["message_id"] == mid
+    (stored,) = run(tmp_path, "history", "bob", "--json", "--home", str(alice)).json_lines()
+    assert stored["read_at"] is not None  # --read marks what it shows from the backlog too
     again = run(tmp_path, "listen", "--timeout", "1", "--json", "--home", str(alice))
     assert [line for line in again.json_lines() if line["event"] == "message"] == []

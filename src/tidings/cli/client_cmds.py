@@ -153,11 +153,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
         try:
             # First what earlier runs stored but never showed (a Ctrl-C between the commit
             # and the print), then what comes; each is marked seen only after it was printed.
-            for m in client.unseen(UNSEEN_FIRST):
+            for m in client.unseen(min(UNSEEN_FIRST, args.count or UNSEEN_FIRST)):
                 _show_event(args, MessageReceived(m))
                 shown.append(m.message_id)
                 received += 1
             if shown:
+                if args.read:  # shown now, so read now (as the messages that come below)
+                    await client.mark_read(shown)
                 client.mark_seen(shown)
                 shown.clear()
             if args.count and received >= args.count:
