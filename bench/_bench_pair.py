@@ -89,7 +89,8 @@ class Pair:
             else:
                 while self._outstanding >= self.window:
                     self._slot.clear()
-                    await asyncio.wait_for(self._slot.wait(), max(0.0, deadline - time.monotonic()))
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await self._slot.wait()
             if time.monotonic() >= deadline:
                 raise TimeoutError
             t0 = time.time()
@@ -157,7 +158,8 @@ class Pair:
 async def read_command(reader: asyncio.StreamReader, timeout: float) -> str:
     """The next line on stdin ('' at its end or after ``timeout``)."""
     try:
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            line = await reader.readline()
     except TimeoutError:
         return ""
     return line.decode().strip()
@@ -248,7 +250,8 @@ async def run_pairs(spec: dict[str, Any], stdin: asyncio.StreamReader) -> list[C
     tasks = [asyncio.ensure_future(w) for w in work]
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.gather(*tasks), max(0.0, deadline - time.monotonic()))
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            await asyncio.gather(*tasks)
     except TimeoutError:
         timed_out = True
     finally:

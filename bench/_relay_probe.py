@@ -103,9 +103,11 @@ async def scrape_metrics(url: str | None) -> dict[str, float]:
             asyncio.open_connection(m.group(1), int(m.group(2))), 5
         )
         writer.write(f"GET {m.group(3)} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
-        data = await asyncio.wait_for(reader.read(), 10)
+        async with asyncio.timeout(10):
+            data = await reader.read()
         writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 5)
+        async with asyncio.timeout(5):
+            await writer.wait_closed()
     except (OSError, TimeoutError):
         return {}
     body = data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace")

@@ -63,17 +63,20 @@ class Processes:
             proc.stdin.close()
         if grace > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await proc.wait()
             if proc.returncode is not None:
                 return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
         try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await proc.wait()
 
     async def stop_all(self) -> None:
         for _, proc in reversed(self.procs):
@@ -96,7 +99,8 @@ async def read_event(proc: asyncio.subprocess.Process, name: str, timeout: float
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"{name}: no answer within {timeout:.0f}s")
-        line = await asyncio.wait_for(proc.stdout.readline(), remaining)
+        async with asyncio.timeout(remaining):
+            line = await proc.stdout.readline()
         if not line:
             raise RuntimeError(f"{name} exited (code {await proc.wait()}) without answering")
         text = line.decode(errors="replace").strip()

@@ -45,7 +45,8 @@ async def start_pyspy(
         if "Sampling process" in text or proc.returncode is not None:
             break
         with contextlib.suppress(TimeoutError):
-            line = await asyncio.wait_for(proc.stdout.readline(), 0.05)
+            async with asyncio.timeout(0.05):
+                line = await proc.stdout.readline()
             if b"Sampling process" in line:
                 break
     if proc.returncode is not None:

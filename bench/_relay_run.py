@@ -88,7 +88,8 @@ async def register_all(url: str, homes: dict[str, Path]) -> None:
         async with gate:
             await register(home, url, account)
 
-    await asyncio.wait_for(asyncio.gather(*(one(a, h) for a, h in homes.items())), REGISTER_TIMEOUT)
+    async with asyncio.timeout(REGISTER_TIMEOUT):
+        await asyncio.gather(*(one(a, h) for a, h in homes.items()))
 
 
 async def run(cfg: Config, procs: Processes, log: list[str]) -> dict[str, Any]:

@@ -129,7 +129,8 @@ async def run_device(
 ) -> dict[str, Any]:
     proc = await procs.start(name, traced(argv, trace), root / f"{name}.stderr", stdin=False)
     done = await read_event(proc, name, PHASE_TIMEOUT)
-    await asyncio.wait_for(proc.wait(), 60)
+    async with asyncio.timeout(60):
+        await proc.wait()
     done["fsyncs"] = count_fsyncs(trace)
     return done
 
@@ -156,8 +157,10 @@ async def one_run(args: argparse.Namespace, root: Path, n: int) -> dict[str, Any
         )
         ready = await read_event(server, "server", SERVER_START_TIMEOUT)
         url, pid = str(ready["url"]), int(ready["pid"])
-        await asyncio.wait_for(register(homes / "alice", url, "alice"), 30)
-        await asyncio.wait_for(register(homes / "bob", url, "bob"), 30)
+        async with asyncio.timeout(30):
+            await register(homes / "alice", url, "alice")
+        async with asyncio.timeout(30):
+            await register(homes / "bob", url, "bob")
         py = [sys.executable, str(DEVICE)]
 
         cpu0, w0 = relay_cpu_s(pid), time.time()

@@ -203,7 +203,8 @@ class ObservedRelay(Relay):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"{code.name} x{count} not seen; refusals: {self.refusals}")
-            await asyncio.wait_for(self._refused.wait(), remaining)
+            async with asyncio.timeout(remaining):
+                await self._refused.wait()
 
     async def stop(self) -> None:
         if not self.stopped:
@@ -321,7 +322,8 @@ class ClientLab:
 
     async def link(self, existing: Peer, **kwargs: Any) -> Peer:
         """Link a new device to ``existing``'s account and start it."""
-        code, _ = await asyncio.wait_for(existing.client.link_code(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            code, _ = await existing.client.link_code()
         home = await self.register(existing.me.account, link_code=code)
         return await self.start(home, **kwargs)
 
@@ -360,7 +362,8 @@ class RawPeer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            frame = await asyncio.wait_for(self.frames.get(), max(deadline - loop.time(), 0))
+            async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                frame = await self.frames.get()
             if isinstance(frame, kind):
                 return frame
 
@@ -390,7 +393,8 @@ async def open_raw(
     """A raw client channel (``open_channel`` with a :class:`RawPeer`), handshake done."""
     peer = RawPeer()
     conn = await open_channel(url, peer, private, server_key, keepalive)
-    await asyncio.wait_for(peer.handshake.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await peer.handshake.wait()
     return conn, peer
 
 
@@ -406,7 +410,8 @@ async def open_deaf(
 
     _, listener = await ws_connect(lambda: DeafConnection(make_channel, peer), url)
     assert isinstance(listener, DeafConnection)
-    await asyncio.wait_for(peer.handshake.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await peer.handshake.wait()
     return listener, peer
 
 
@@ -442,7 +447,8 @@ def send_ws(conn: ChannelConnection, data: bytes) -> None:
 
 async def wait_closed(conn: ChannelConnection, timeout: float = TIMEOUT) -> None:
     """Wait until the connection's WebSocket is gone."""
-    await asyncio.wait_for(conn.disconnected.wait(), timeout)
+    async with asyncio.timeout(timeout):
+        await conn.disconnected.wait()
 
 
 class WSProbe(WSListener):
@@ -492,7 +498,8 @@ class TcpHolder:
 
     async def next(self, timeout: float = TIMEOUT) -> asyncio.StreamWriter:
         """The next accepted connection."""
-        return await asyncio.wait_for(self.accepted.get(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self.accepted.get()
 
     async def close(self) -> None:
         if self._server is not None:

@@ -80,7 +80,8 @@ class TlsFront:
             for writer in self._writers:
                 writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._server.wait_closed()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -378,7 +378,8 @@ async def test_register_reports_a_cut_upgrade_as_connection_broken(tmp_path: Pat
         )
         (await holder.next()).close()
         with pytest.raises(ConnectionBroken):
-            await asyncio.wait_for(attempt, TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                await attempt
     finally:
         await holder.close()
 

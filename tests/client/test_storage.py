@@ -123,7 +123,8 @@ async def test_a_full_store_stops_the_client_once_and_acks_nothing_uncommitted(
     assert isinstance(closed, Disconnected) and closed.fatal
     task = bob.client._session._task  # the connection loop: it ends instead of reconnecting
     assert task is not None
-    await asyncio.wait_for(asyncio.shield(task), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.shield(task)
     after = bob.seen[bob.seen.index(failed) :]
     assert [type(e) for e in after] == [StorageFailed, Disconnected]
     assert not any(isinstance(e, Connected) for e in after)

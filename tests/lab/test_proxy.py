@@ -75,7 +75,8 @@ async def roundtrip(conn: Conn, data: bytes, timeout: float = DEADLINE) -> bytes
     reader, writer = conn
     writer.write(data)
     await writer.drain()
-    return await asyncio.wait_for(reader.readexactly(len(data)), timeout)
+    async with asyncio.timeout(timeout):
+        return await reader.readexactly(len(data))
 
 
 async def test_forwards_both_ways(proxy: FaultProxy, conn: Conn) -> None:
@@ -91,7 +92,8 @@ async def test_eof_is_forwarded(echo: Echo, conn: Conn) -> None:
     writer.write(b"last")
     writer.write_eof()
     assert await asyncio.wait_for(reader.read(), DEADLINE) == b"last"  # echo, then its EOF
-    await asyncio.wait_for(echo.peer_eof.wait(), DEADLINE)
+    async with asyncio.timeout(DEADLINE):
+        await echo.peer_eof.wait()
 
 
 async def test_latency_delays_each_direction(proxy: FaultProxy, conn: Conn) -> None:
@@ -111,7 +113,8 @@ async def test_stall_buffers_until_resume(proxy: FaultProxy, conn: Conn) -> None
     writer.write(b"held")
     await writer.drain()
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(reader.read(1), QUIET)
+        async with asyncio.timeout(QUIET):
+            await reader.read(1)
     proxy.resume()
     assert await asyncio.wait_for(reader.readexactly(4), DEADLINE) == b"held"
     assert await roundtrip(conn, b"again") == b"again"
@@ -122,7 +125,8 @@ async def test_reset_all_resets_the_client(proxy: FaultProxy, conn: Conn) -> Non
     proxy.reset_all()
     reader, _ = conn
     with pytest.raises(ConnectionResetError):
-        await asyncio.wait_for(reader.read(1), DEADLINE)
+        async with asyncio.timeout(DEADLINE):
+            await reader.read(1)
     fresh = await asyncio.open_connection("127.0.0.1", proxy.port)
     try:
         assert await roundtrip(fresh, b"new") == b"new"
@@ -139,10 +143,12 @@ async def test_half_open_forwards_nothing_and_closes_nothing(
     writer.write(b"into the void")
     await writer.drain()
     with pytest.raises(TimeoutError):  # neither bytes nor EOF
-        await asyncio.wait_for(reader.read(1), QUIET)
+        async with asyncio.timeout(QUIET):
+            await reader.read(1)
     writer.write_eof()  # the client's FIN vanishes too: the server never sees an EOF
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(echo.peer_eof.wait(), QUIET)
+        async with asyncio.timeout(QUIET):
+            await echo.peer_eof.wait()
     assert not reader.at_eof()
     fresh = await asyncio.open_connection("127.0.0.1", proxy.port)  # new connections still work
     try:
@@ -183,7 +189,8 @@ async def test_upstream_down_resets_the_client(echo: Echo, proxy: FaultProxy) ->
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     try:
         with pytest.raises(ConnectionResetError):
-            await asyncio.wait_for(reader.read(1), DEADLINE)
+            async with asyncio.timeout(DEADLINE):
+                await reader.read(1)
     finally:
         writer.transport.abort()
 
@@ -195,7 +202,8 @@ async def test_close_closes_half_open_connections(echo: Echo) -> None:
     try:
         assert await roundtrip((reader, writer), b"up") == b"up"
         proxy.half_open()
-        await asyncio.wait_for(proxy.close(), DEADLINE)
+        async with asyncio.timeout(DEADLINE):
+            await proxy.close()
         with contextlib.suppress(ConnectionResetError):
             assert await asyncio.wait_for(reader.read(1), DEADLINE) == b""
     finally:

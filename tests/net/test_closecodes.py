@@ -93,7 +93,8 @@ class WSServer:
         return f"ws://127.0.0.1:{port}/v1"
 
     async def close_code(self) -> int | None:
-        return await asyncio.wait_for(self.codes.get(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            return await self.codes.get()
 
 
 @pytest.fixture
@@ -124,7 +125,8 @@ async def test_a_client_close_is_normal(ws_server: WSServer) -> None:
     ws_server.behaviour = answer_handshake_then_go_silent
     peer = RawPeer()
     conn = await open_channel(ws_server.url, peer, private, None)
-    await asyncio.wait_for(peer.handshake.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await peer.handshake.wait()
     conn.close()
     assert await ws_server.close_code() == 1000
 
@@ -139,7 +141,8 @@ async def test_a_garbage_handshake_reply_is_a_protocol_error(ws_server: WSServer
     private, _ = generate_keypair(os.urandom)
     conn = await open_channel(ws_server.url, RawPeer(), private, None)
     assert await ws_server.close_code() == 1002
-    await asyncio.wait_for(conn.disconnected.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await conn.disconnected.wait()
 
 
 async def test_a_silent_server_is_a_keepalive_policy_violation(ws_server: WSServer) -> None:
@@ -149,7 +152,8 @@ async def test_a_silent_server_is_a_keepalive_policy_violation(ws_server: WSServ
     peer = RawPeer()
     conn = await open_channel(ws_server.url, peer, private, None, keepalive)
     assert await ws_server.close_code() == 1008
-    await asyncio.wait_for(conn.disconnected.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await conn.disconnected.wait()
     assert peer.closed is not None and peer.closed.code == ErrorCode.KEEPALIVE_TIMEOUT
 
 
@@ -190,6 +194,7 @@ async def test_a_close_towards_a_peer_that_stopped_reading_ends_within_the_linge
     loop = asyncio.get_running_loop()
     closed_at = loop.time()
     conn.close()  # a graceful close would wait for the backlog to drain: for ever
-    await asyncio.wait_for(conn.disconnected.wait(), CLOSE_LINGER + TIMEOUT)
+    async with asyncio.timeout(CLOSE_LINGER + TIMEOUT):
+        await conn.disconnected.wait()
     assert loop.time() - closed_at >= CLOSE_LINGER - 0.05
     revived.set()

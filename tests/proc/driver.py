@@ -128,7 +128,8 @@ class Driver:
             await self.offline.wait()
             self.client.reconnect_now()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.connected.wait(), self.args.reconnect_poll)
+                async with asyncio.timeout(self.args.reconnect_poll):
+                    await self.connected.wait()
 
     async def wait_until(self, done: Callable[[], bool]) -> None:
         while not done():
@@ -187,7 +188,8 @@ async def run(args: argparse.Namespace) -> int:
     work = do_send(driver, args) if args.mode == "send" else do_receive(driver, args)
     code = 0
     try:
-        result = await asyncio.wait_for(work, args.deadline)
+        async with asyncio.timeout(args.deadline):
+            result = await work
     except TimeoutError:
         result = {"timeout": args.deadline, "acked": len(driver.sent)}
         result["stored"] = len(driver.received)

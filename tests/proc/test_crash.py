@@ -368,7 +368,8 @@ def test_session_opens_when_welcome_beats_the_connect_loop(
     async def late_open_channel(url: str, handler: Any, *args: Any, **kwargs: Any) -> Any:
         spy = _WelcomeSpy(handler)
         conn = await open_channel(url, spy, *args, **kwargs)
-        await asyncio.wait_for(spy.welcomed.wait(), WAIT)  # WELCOME handled before _run goes on
+        async with asyncio.timeout(WAIT):
+            await spy.welcomed.wait()  # WELCOME handled before _run goes on
         return conn
 
     monkeypatch.setattr("tidings.client.session.open_channel", late_open_channel)

@@ -38,7 +38,8 @@ class NoiseWS:
         hs = PipesInitiator(private, server_static=None, prologue=PROLOGUE, rng=os.urandom)
         await ws.send(hs.start())
         while not hs.complete:
-            reply = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                reply = await ws.recv()
             assert isinstance(reply, bytes)
             message = hs.receive(reply)
             if message is not None:

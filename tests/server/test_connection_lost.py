@@ -36,7 +36,8 @@ async def test_no_write_after_the_relay_side_was_reset(
     sock = server_side.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     server_side.abort()  # the relay's end is gone: an RST
-    await asyncio.wait_for(session.conn.disconnected.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await session.conn.disconnected.wait()
 
     with caplog.at_level(logging.WARNING):
         for i in range(50):  # the outbox: one send, one flush, without yielding

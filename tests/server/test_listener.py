@@ -63,7 +63,8 @@ async def test_a_device_over_the_total_cap_is_told_and_gets_in_when_one_leaves(
     assert ok and details["connections_limit"] == 1  # at the cap, still healthy
 
     await alice.client.close()
-    await asyncio.wait_for(alice_on_relay.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await alice_on_relay.wait()
     bob.client.reconnect_now()
     await bob.client.wait_connected(TIMEOUT)
 
@@ -83,7 +84,8 @@ async def test_a_connection_over_the_per_address_cap_is_told_too_many_connection
 
     (on_relay,) = server_side(relay)
     first.close()
-    await asyncio.wait_for(on_relay.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await on_relay.wait()
     third, peer = await open_raw(relay.url, keys[2])  # served now: it gets as far as HELLO
     send_sealed(third, Hello(PROTOCOL_VERSION, 0))
     await wait_closed(third)
@@ -160,11 +162,13 @@ async def test_running_out_of_descriptors_pauses_accepting_logs_once_and_recover
             # accept() fails with EMFILE, again after each pause: wait for a few rounds.
             for _ in range(5):
                 listener.paused.clear()
-                await asyncio.wait_for(listener.paused.wait(), TIMEOUT)
+                async with asyncio.timeout(TIMEOUT):
+                    await listener.paused.wait()
             assert listener.admission.open == 0
             assert not listener.accepting
         # Descriptors are back: the next retry accepts the connections that waited.
-        await asyncio.wait_for(listener.admitted.wait(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await listener.admitted.wait()
     finally:
         listener.close()
         for client in clients:

@@ -123,7 +123,8 @@ async def test_trickling_peers_pin_at_most_the_pre_auth_limit(relays: RelayLab) 
         for peer in peers:
             await peer.send_plaintext(body[start : start + 64])
     for peer in peers:
-        await asyncio.wait_for(relay_pong(peer), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await relay_pong(peer)
     assert pinned(relay) == [4 + MAX_PRE_AUTH_FRAME - 1] * PEERS
     for peer in peers:  # the last byte completes a frame of zeros: not MessagePack
         await peer.send_plaintext(b"\x00")
@@ -148,7 +149,8 @@ async def raw_websocket(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamW
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
 
@@ -160,9 +162,11 @@ def binary_header(length: int) -> bytes:
 
 async def close_code_of(reader: asyncio.StreamReader) -> int:
     """The status code of the close frame the relay sends (unmasked, short: §5.5.1)."""
-    first = await asyncio.wait_for(reader.readexactly(2), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        first = await reader.readexactly(2)
     assert first[0] == 0x88, first  # FIN + CLOSE
-    payload = await asyncio.wait_for(reader.readexactly(first[1] & 0x7F), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        payload = await reader.readexactly(first[1] & 0x7F)
     return int(struct.unpack("!H", payload[:2])[0])
 
 

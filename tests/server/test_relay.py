@@ -444,7 +444,8 @@ async def test_websocket_garbage_before_the_handshake_closes(seeded: Seeded) -> 
     probe = await open_probe(seeded.relay.url)
     assert probe.transport is not None
     probe.transport.send(WSMsgType.BINARY, b"GET /not-noise HTTP/1.1\r\n" * 8)
-    await asyncio.wait_for(probe.disconnected.wait(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await probe.disconnected.wait()
     assert await seeded.snapshot() == before
 
 
@@ -601,7 +602,8 @@ async def test_the_relay_pings_at_ping_interval(relays: RelayLab) -> None:
     await peer.frame(Welcome)
     # alive for three idle timeouts: the relay's PINGs (answered) keep the connection open
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(conn.disconnected.wait(), 1.5)
+        async with asyncio.timeout(1.5):
+            await conn.disconnected.wait()
     conn.close()
 
 

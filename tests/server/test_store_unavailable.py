@@ -77,7 +77,8 @@ async def test_a_full_disk_is_store_unavailable_until_space_is_freed(
             assert closed.code == ErrorCode.STORE_UNAVAILABLE and not closed.fatal
 
             filler.unlink()
-            await asyncio.wait_for(writable_again.seen.wait(), TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                await writable_again.seen.wait()
             status, _, body = await http_get(host, port, "/healthz")
             assert status == 200 and json.loads(body)["store"] == "ok"
             bob.client.reconnect_now()

@@ -79,15 +79,18 @@ class ApiClient:
 
     async def next_event(self, timeout: float | None = None) -> dict[str, Any]:
         """The next event notification's params (after ``subscribe``)."""
-        return await asyncio.wait_for(self._events.get(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self._events.get()
 
     async def next_answer(self, timeout: float | None = None) -> dict[str, Any]:
         """The next answer to a line sent with :meth:`send_line` (a whole response object)."""
-        return await asyncio.wait_for(self._raw.get(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self._raw.get()
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Until the daemon closes the connection."""
-        await asyncio.wait_for(self._closed.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._closed.wait()
 
     async def close(self) -> None:
         self._writer.close()

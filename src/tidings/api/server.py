@@ -77,7 +77,8 @@ class ApiServer:
             self.path.unlink()
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._conns) >= MAX_API_CLIENTS:

@@ -118,7 +118,8 @@ def cmd_link_code(args: argparse.Namespace) -> int:
             await client.start()
             await client.wait_connected(LINK_CODE_WAIT, fail_fast=True)
             try:
-                return await asyncio.wait_for(client.link_code(), LINK_CODE_WAIT)
+                async with asyncio.timeout(LINK_CODE_WAIT):
+                    return await client.link_code()
             except TimeoutError:
                 raise ConnectionBroken(
                     f"the relay did not answer the link-code request within {LINK_CODE_WAIT:g} s"
@@ -200,7 +201,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 async def _with_timeout(coro: Any, timeout: float) -> int:
     try:
-        return int(await asyncio.wait_for(coro, timeout))
+        async with asyncio.timeout(timeout):
+            return int(await coro)
     except TimeoutError:
         return 0
 

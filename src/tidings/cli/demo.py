@@ -118,7 +118,8 @@ async def _demo(tmp: Path, count: int, read_delay: float) -> int:
     try:
         await alice.start()
         await bob.start()
-        await asyncio.wait_for(asyncio.gather(alice.wait_connected(), bob.wait_connected()), 10)
+        async with asyncio.timeout(10):
+            await asyncio.gather(alice.wait_connected(), bob.wait_connected())
         reader = asyncio.ensure_future(_bob_reads(bob, b_events, read_delay))
         texts = [DEMO_MESSAGES[i % len(DEMO_MESSAGES)] for i in range(count)]
         ids: list[bytes] = []
@@ -128,7 +129,8 @@ async def _demo(tmp: Path, count: int, read_delay: float) -> int:
             ids.append(mid)
             board.add(mid, text)
             await asyncio.sleep(0.3)  # pacing for human eyes, not for correctness
-        await asyncio.wait_for(watcher, 20)
+        async with asyncio.timeout(20):
+            await watcher
         print("\ntrace of the first message, as alice's device saw it:")
         start = None
         for p in alice.trace(ids[0]):

@@ -115,7 +115,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             waiting = _Waiting(mid, want)
             await client.start()
             try:
-                return await asyncio.wait_for(_wait(client, stream, waiting, args), args.timeout)
+                async with asyncio.timeout(args.timeout):
+                    return await _wait(client, stream, waiting, args)
             except TimeoutError:
                 obj, text = where_it_is(client.store, waiting, args.to, client.me)
                 _print(

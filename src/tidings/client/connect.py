@@ -95,8 +95,8 @@ async def open_channel(
 
     tls = ssl.create_default_context() if urlparse(url).scheme == "wss" else None
     try:
-        _, listener = await asyncio.wait_for(
-            ws_connect(
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            _, listener = await ws_connect(
                 lambda: _Conn(make_channel, handler),  # type: ignore[arg-type]
                 url,
                 ssl_context=tls,
@@ -104,9 +104,7 @@ async def open_channel(
                 websocket_handshake_timeout=CONNECT_TIMEOUT,
                 read_buffer_init_size=4096,
                 max_frame_size=MAX_WS_FRAME,  # picows' default is 10 MiB: refuse from the header
-            ),
-            CONNECT_TIMEOUT,
-        )
+            )
     except (OSError, WSError, TimeoutError, EOFError) as exc:
         raise RelayUnreachable(url, why_unreachable(exc, url)) from exc
     if not isinstance(listener, ChannelConnection):
@@ -234,7 +232,8 @@ async def register(
         conn = await open_channel(url, registrar, private, server_key)
         try:
             try:
-                registered, key = await asyncio.wait_for(registrar.done, CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    registered, key = await registrar.done
             except TimeoutError:
                 raise RelayUnreachable(
                     url, f"no answer to the registration within {CONNECT_TIMEOUT:g} s"
@@ -260,9 +259,11 @@ async def _upload_prekeys(
     upload, sent = keys.upload(1)
     try:
         conn.send_frame(Hello(PROTOCOL_VERSION, 0))
-        await asyncio.wait_for(registrar.welcomed.wait(), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await registrar.welcomed.wait()
         conn.send_frame(upload)
-        answer = await asyncio.wait_for(registrar.uploaded, CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            answer = await registrar.uploaded
     except (TimeoutError, ConnectionBroken, RefusedError):
         return
     if isinstance(answer, PrekeysStored):

@@ -216,7 +216,8 @@ class EventStream:
 
     async def next(self, timeout: float | None = None) -> ClientEvent:
         """The next event, waiting at most ``timeout`` seconds."""
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self._queue.get()
 
     def close(self) -> None:
         """Stop receiving events."""

@@ -155,7 +155,8 @@ class Outbox:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._drained.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._drained.wait()
             except TimeoutError:
                 return False
         return True

@@ -196,9 +196,11 @@ class Session:
     async def wait_open(self, timeout: float | None = None, *, fail_fast: bool = False) -> None:
         """Wait until a session is open (see :meth:`tidings.client.Client.wait_connected`)."""
         if fail_fast:
-            await asyncio.wait_for(self._until_open(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._until_open()
         else:
-            await asyncio.wait_for(self._open.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._open.wait()
 
     async def request(self, build: Callable[[int], object]) -> object:
         """Send the frame ``build(request_id)`` once a session is open; return its answer.
@@ -288,7 +290,8 @@ class Session:
                 self._wake_open_waiters(RelayUnreachable(url, failure))
                 self._emit(ConnectFailed(failure, self._reconnect.attempt, delay))
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -376,7 +376,8 @@ class Device:
             await self.offline.wait()
             self.client.reconnect_now()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.connected.wait(), self.args.reconnect_poll)
+                async with asyncio.timeout(self.args.reconnect_poll):
+                    await self.connected.wait()
 
     async def _commands(self) -> None:
         loop = asyncio.get_running_loop()

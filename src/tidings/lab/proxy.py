@@ -316,7 +316,8 @@ class FaultProxy:
     async def _wait_change(self, timeout: float | None) -> None:
         """Wait until a fault setting changes, or ``timeout`` seconds pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     async def _hold(self, read_at: float) -> None:
         """Wait while stalled, and until the chunk read at ``read_at`` has had its latency."""

@@ -242,7 +242,8 @@ async def _link_code(home: Path) -> bytes:
     try:
         await client.start()
         await client.wait_connected(SETUP_TIMEOUT)
-        code, _ = await asyncio.wait_for(client.link_code(), SETUP_TIMEOUT)
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            code, _ = await client.link_code()
         return code
     finally:
         await client.close()

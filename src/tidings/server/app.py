@@ -196,10 +196,8 @@ class Relay:
                 session.conn.close(int(ErrorCode.SHUTTING_DOWN), "server shutting down")
         # Let the writes already accepted finish (their ✓ cannot reach the closed connections,
         # but they are committed and the retried sends will be answered as duplicates).
-        await asyncio.wait_for(
-            asyncio.gather(*(s.drain() for s in sessions), return_exceptions=True),
-            SHUTDOWN_DRAIN_SECONDS,
-        )
+        async with asyncio.timeout(SHUTDOWN_DRAIN_SECONDS):
+            await asyncio.gather(*(s.drain() for s in sessions), return_exceptions=True)
         if self._http_server is not None:
             self._http_server.close()
         await self.store_watch.close()
