@@ -50,8 +50,8 @@ KEY_LABELS = (
 #: The frames each scenario sends first after its handshake: (client's, server's answer).
 FIRST_FRAMES = {
     "xx": (Register(1, "alice", "alice's laptop", None), Registered("alice", 1)),
-    "ik": (Hello(1, 0), Welcome("alice", 1, 1700000000.5, 2592000.0, 65536)),
-    "fallback": (Hello(1, 0), Welcome("alice", 1, 1700000000.5, 2592000.0, 65536)),
+    "ik": (Hello(2, 0), Welcome("alice", 1, 1700000000.5, 2592000.0, 65536, 10000, 10042)),
+    "fallback": (Hello(2, 0), Welcome("alice", 1, 1700000000.5, 2592000.0, 65536, 10000, 10042)),
 }
 
 

@@ -95,8 +95,8 @@ GOLDEN: list[tuple[str, Frame, str]] = [
     ("PREKEY_FETCH", PrekeyFetch(10, "bob", 2), "94080aa3626f6202"),
     (
         "WELCOME",
-        Welcome("alice", 1, 1700000000.5, 2592000.0, 65536),
-        "9614a5616c69636501cb41d954fc40200000cb4143c68000000000ce00010000",
+        Welcome("alice", 1, 1700000000.5, 2592000.0, 65536, 10000, 10042),
+        "9814a5616c69636501cb41d954fc40200000cb4143c68000000000ce00010000cd2710cd273a",
     ),
     ("REGISTERED", Registered("alice", 1), "9315a5616c69636501"),
     (
@@ -205,7 +205,7 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
         "kem_prekeys",
     ),
     FrameType.PREKEY_FETCH: ("uint", "account", "uint"),
-    FrameType.WELCOME: ("account", "uint", "time", "time", "uint"),
+    FrameType.WELCOME: ("account", "uint", "time", "time", "uint", "uint", "uint"),
     FrameType.REGISTERED: ("account", "uint"),
     FrameType.LINK_CODE: ("uint", "link_code", "time"),
     FrameType.DEVICES: ("uint", "account", "device_ids"),

@@ -76,7 +76,7 @@ MAX_TIME = 1e12 - 0.5  # a float just below the 1e12 bound
 
 def test_limit_values_are_stable() -> None:
     # These are part of the protocol (docs/protocol.md, "Limits"): peers size buffers by them.
-    assert (PROTOCOL_VERSION, PROLOGUE, LENGTH_PREFIX) == (1, b"tidings/1", 4)
+    assert (PROTOCOL_VERSION, PROLOGUE, LENGTH_PREFIX) == (2, b"tidings/1", 4)
     assert (MESSAGE_ID_LEN, MAX_ACCOUNT_NAME, MAX_DEVICE_NAME) == (16, 32, 64)
     assert (MAX_LINK_CODE, MAX_REASON, MAX_TARGETS) == (64, 256, 32)
     assert MAX_PAYLOAD == 65_536
@@ -260,7 +260,7 @@ LARGEST: list[Frame] = [
     LinkCodeRequest(U63),
     GetDevices(U63, "a" * MAX_ACCOUNT_NAME),
     Ack(U63),
-    Welcome("a" * MAX_ACCOUNT_NAME, U63, MAX_TIME, MAX_TIME, U63),
+    Welcome("a" * MAX_ACCOUNT_NAME, U63, MAX_TIME, MAX_TIME, U63, U63, U63),
     Registered("a" * MAX_ACCOUNT_NAME, U63),
     LinkCode(U63, b"\xff" * MAX_LINK_CODE, MAX_TIME),
     Devices(U63, "a" * MAX_ACCOUNT_NAME, (U63,) * MAX_TARGETS),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..client.events import (
+    CatchingUp,
     ClientEvent,
     Connected,
     ConnectFailed,
@@ -127,6 +128,14 @@ def event_json(event: ClientEvent) -> JSON:
             "reason": event.reason,
             "attempt": event.attempt,
             "retry_in": round(event.retry_in, 3),
+        }
+    if isinstance(event, CatchingUp):
+        return {
+            "event": "catching-up",
+            "done": event.done,
+            "total": event.total,
+            "rate": round(event.rate, 1),
+            "finished": event.finished,
         }
     if isinstance(event, Disconnected):
         return {

@@ -165,6 +165,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 shown.clear()
             if args.count and received >= args.count:
                 return 0
+            if isinstance(client, Client):  # through a daemon, its connection is the daemon's
+                url = client.identity.server_url
+                _print(args, {"event": "connecting", "url": url}, f"= connecting to {url}")
             await client.start()
             async for event in stream:
                 if isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)

@@ -17,6 +17,7 @@ from ..api.client import ApiClient
 from ..api.methods import REFUSED, RELAY_UNREACHABLE, STORE_UNAVAILABLE
 from ..api.rpc import ApiError
 from ..client.events import (
+    CatchingUp,
     ClientEvent,
     Connected,
     ConnectFailed,
@@ -244,6 +245,8 @@ class _RemoteStream:
             return Connected(e["pattern"])
         if kind == "connect-failed":
             return ConnectFailed(e["reason"], e["attempt"], e["retry_in"])
+        if kind == "catching-up":
+            return CatchingUp(e["done"], e["total"], e["rate"], e["finished"])
         if kind == "disconnected":
             if e["fatal"]:
                 self._device.fatal_message = f"the daemon's device stopped: {e['reason']}"

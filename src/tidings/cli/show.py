@@ -6,6 +6,7 @@ import argparse
 
 from ..api.forms import event_json
 from ..client import (
+    CatchingUp,
     ClientEvent,
     Connected,
     ConnectFailed,
@@ -55,6 +56,8 @@ def _text(event: ClientEvent) -> str | None:
         return f"= connected ({event.pattern})"
     if isinstance(event, ConnectFailed):
         return f"! cannot reach the relay: {event.reason}; trying again in {event.retry_in:.1f} s"
+    if isinstance(event, CatchingUp):
+        return catch_up_text(event)
     if isinstance(event, Disconnected):
         return f"= disconnected: {event.reason or event.code}"
     if isinstance(event, IdentityChanged):
@@ -64,6 +67,13 @@ def _text(event: ClientEvent) -> str | None:
             f" changed (tidings safety-number {event.device.account})"
         )
     return None
+
+
+def catch_up_text(event: CatchingUp) -> str:
+    """``= catching up 3,120 / 10,000 (2,480/s)``, and ``= caught up: …`` at its end."""
+    if event.finished:
+        return f"= caught up: fetched the {event.done:,} items that waited ({event.rate:,.0f}/s)"
+    return f"= catching up {event.done:,} / {event.total:,} ({event.rate:,.0f}/s)"
 
 
 #: How ``listen`` explains a skipped gap.

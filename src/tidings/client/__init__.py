@@ -3,6 +3,7 @@
 from .client import Client
 from .connect import CLIENT_KEEPALIVE, register
 from .events import (
+    CatchingUp,
     ClientEvent,
     Connected,
     ConnectFailed,
@@ -20,6 +21,7 @@ from .events import (
 
 __all__ = [
     "CLIENT_KEEPALIVE",
+    "CatchingUp",
     "Client",
     "ClientEvent",
     "ConnectFailed",

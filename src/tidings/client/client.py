@@ -48,6 +48,7 @@ from ..wire import (
     Sent,
     check_account,
 )
+from .catchup import CatchUp
 from .clocks import Clocks
 from .connect import CLIENT_KEEPALIVE
 from .crypto import DeviceCrypto, SafetyNumber
@@ -128,6 +129,8 @@ class Client:
         self.crypto = DeviceCrypto(self.store, self.me, self._emit, clock, monotonic=monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
+        self._monotonic = monotonic
+        self._catchup = CatchUp()
         self._rng = rng or random.Random()
         self._queues: list[asyncio.Queue[ClientEvent]] = []
         self._started = False
@@ -400,7 +403,14 @@ class Client:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
 
+    def on_welcome(self, backlog: int, upto: int) -> None:
+        """The relay says what waits: report the catch-up as it is stored (CatchingUp)."""
+        report = self._catchup.start(backlog, upto, self._monotonic())
+        if report is not None:
+            self._emit(report)
+
     def on_close(self) -> None:
+        self._catchup.stop()
         self._outbox.on_disconnect()
 
     def on_frame(self, frame: object) -> None:
@@ -456,6 +466,9 @@ class Client:
                 self._on_store_unavailable(StoreUnavailable(f"error: {exc}", str(exc)))
             return
         events, self._held_events = self._held_events, []
+        progress = self._catchup.report(self._monotonic()) if self._catchup.active else None
+        if progress is not None:
+            events.append(progress)
         for event in events:
             self._emit(event)
         if self._ack_seq > self._acked and self.storage_failed is None:
@@ -509,6 +522,7 @@ class Client:
         if queued:
             self._outbox.add_queued(queued)
         self._ack(frame.seq)
+        self._catchup.stored(frame.seq)
 
     def _ack(self, seq: int) -> None:
         """Acknowledge cumulatively once the batch committed (a burst gets one ACK)."""

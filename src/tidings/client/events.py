@@ -132,6 +132,20 @@ class ConnectFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CatchingUp:
+    """Progress of the catch-up after an absence: ``done`` of the ``total`` items that waited
+    on the relay when the session opened (WELCOME's backlog) are stored here, at ``rate`` items
+    per second so far. Reported when the catch-up starts, at most every
+    :data:`tidings.client.catchup.PROGRESS_INTERVAL` seconds while it runs, and once with
+    ``finished`` when it is over. Messages and sends keep flowing meanwhile."""
+
+    done: int
+    total: int
+    rate: float
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """The session ended; the client reconnects by itself unless ``fatal`` (the relay refused
     this device, its key changed, or the store failed: :class:`StorageFailed`)."""
@@ -188,6 +202,7 @@ ClientEvent = (
     | GapSkipped
     | Connected
     | ConnectFailed
+    | CatchingUp
     | Disconnected
     | StorageFailed
     | IdentityChanged

@@ -62,6 +62,9 @@ class SessionOwner(Protocol):
     def on_open(self, own_devices: tuple[int, ...]) -> None:
         """A session is open: the outbox may send (``own_devices``: the account's devices)."""
 
+    def on_welcome(self, backlog: int, upto: int) -> None:
+        """WELCOME: ``backlog`` items wait for this device, up to seq ``upto`` (the catch-up)."""
+
     def on_close(self) -> None:
         """The connection is gone (open or not): nothing more may be sent on it."""
 
@@ -360,6 +363,7 @@ class Session:
         """The session is open. First learn this account's current devices (sends must name
         them all), then let the outbox go."""
         self.server_time_offset = frame.server_time - self._clock()
+        self._owner.on_welcome(frame.backlog, frame.backlog_upto)
         rid, fut = self._requests.new()
         fut.add_done_callback(self._on_own_devices)
         if self._conn is not None:

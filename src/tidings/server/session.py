@@ -316,6 +316,7 @@ class Session:
         self._acked = self._sent_upto = frame.cursor
         if frame.cursor:
             await self.relay.store.ack(device.ref, frame.cursor)
+        backlog = await self.relay.store.queue_depth(device.ref)  # all of it is beyond the cursor
         self.state = SessionState.OPEN
         self.relay.attach(self)
         cfg = self.relay.config
@@ -327,6 +328,8 @@ class Session:
                 self.relay.now(),
                 float(cfg.retention_seconds),
                 cfg.max_payload,
+                backlog,
+                last,
             )
         )
         self._backlog = True

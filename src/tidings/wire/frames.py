@@ -321,7 +321,9 @@ class Ack(Frame):
 @dataclass(frozen=True, slots=True)
 class Welcome(Frame):
     """The session is open. ``server_time`` lets clients show honest times; ``retention`` is in
-    seconds; ``max_payload`` is the server's payload limit (≤ the wire limit)."""
+    seconds; ``max_payload`` is the server's payload limit (≤ the wire limit). ``backlog`` is
+    how many items wait for the device beyond its HELLO cursor, up to seq ``backlog_upto``:
+    the catch-up a client can show progress of ("3,120 / 10,000")."""
 
     TYPE: ClassVar[FrameType] = FrameType.WELCOME
     account: str
@@ -329,6 +331,8 @@ class Welcome(Frame):
     server_time: float
     retention: float
     max_payload: int
+    backlog: int
+    backlog_upto: int
 
     def __post_init__(self) -> None:
         check_account(self.account, self.TYPE)
@@ -336,9 +340,19 @@ class Welcome(Frame):
         _check_time(self.TYPE, "server_time", self.server_time)
         _check_time(self.TYPE, "retention", self.retention)
         _check_uint(self.TYPE, "max_payload", self.max_payload)
+        _check_uint(self.TYPE, "backlog", self.backlog)
+        _check_uint(self.TYPE, "backlog_upto", self.backlog_upto)
 
     def fields(self) -> list[Any]:
-        return [self.account, self.device_id, self.server_time, self.retention, self.max_payload]
+        return [
+            self.account,
+            self.device_id,
+            self.server_time,
+            self.retention,
+            self.max_payload,
+            self.backlog,
+            self.backlog_upto,
+        ]
 
 
 @dataclass(frozen=True, slots=True)

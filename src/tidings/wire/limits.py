@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import enum
 
-#: Version of the frame protocol. Bound into the Noise prologue and stated in HELLO/REGISTER.
-PROTOCOL_VERSION = 1
+#: Version of the frame protocol, stated in HELLO/REGISTER. 2: WELCOME tells the backlog
+#: (docs/protocol.md, "Versions").
+PROTOCOL_VERSION = 2
 
-#: The Noise prologue: both sides must agree on it or the handshake fails.
+#: The Noise prologue: both sides must agree on it or the handshake fails. It names the
+#: transport (Noise Pipes framing, unchanged since version 1), not the frame protocol, so a
+#: client of another frame version completes the handshake and is told UNSUPPORTED_VERSION.
 PROLOGUE = b"tidings/1"
 
 #: Length of a message id: 128 bits, chosen by the sending device (DESIGN §5).
