@@ -12,7 +12,7 @@ import pytest
 from tests.harness import ClientLab, RelayLab
 from tidings.api.forms import event_json
 from tidings.cli.show import catch_up_text
-from tidings.client import CatchingUp, MessageReceived, StatusChanged
+from tidings.client import CatchingUp, Connected, MessageReceived, StatusChanged
 from tidings.client.catchup import PROGRESS_INTERVAL, CatchUp
 from tidings.delivery import Status
 
@@ -62,6 +62,7 @@ def test_a_disconnect_ends_the_report_of_that_session() -> None:
 def test_the_forms_a_person_and_a_program_see() -> None:
     running = CatchingUp(3120, 10_000, 2480.4, False)
     assert catch_up_text(running) == "= catching up 3,120 / 10,000 (2,480/s)"
+    assert catch_up_text(CatchingUp(0, 10_000, 0.0, False)) == "= catching up 0 / 10,000"
     done = CatchingUp(10_000, 10_000, 3100.0, True)
     assert catch_up_text(done) == "= caught up: fetched the 10,000 items that waited (3,100/s)"
     assert event_json(running) == {
@@ -87,6 +88,9 @@ async def test_a_device_back_from_an_absence_reports_its_catch_up(
 
     bob = await clients.start(bob_home, connect=False)
     await bob.until(lambda e: isinstance(e, CatchingUp) and e.finished, 60)
+    kinds = [type(e) for e in bob.seen]
+    # "online" before the first message and the catch-up's start: a person reads it in order
+    assert kinds.index(Connected) < kinds.index(CatchingUp) < kinds.index(MessageReceived)
     progress = [e for e in bob.seen if isinstance(e, CatchingUp)]
     assert progress[0] == CatchingUp(0, n, 0.0, False)  # announced before any is stored
     assert progress[-1].done == progress[-1].total == n and progress[-1].finished

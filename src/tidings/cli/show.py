@@ -73,7 +73,8 @@ def catch_up_text(event: CatchingUp) -> str:
     """``= catching up 3,120 / 10,000 (2,480/s)``, and ``= caught up: …`` at its end."""
     if event.finished:
         return f"= caught up: fetched the {event.done:,} items that waited ({event.rate:,.0f}/s)"
-    return f"= catching up {event.done:,} / {event.total:,} ({event.rate:,.0f}/s)"
+    rate = f" ({event.rate:,.0f}/s)" if event.done else ""
+    return f"= catching up {event.done:,} / {event.total:,}{rate}"
 
 
 #: How ``listen`` explains a skipped gap.

@@ -396,7 +396,6 @@ class Client:
             return
         self._outbox.devices[self.me.account] = own_devices
         self._outbox.on_connect()
-        self._emit(Connected(self._session.pattern))
         try:
             self._outbox.pump()
         except StoreUnavailable:
@@ -404,7 +403,12 @@ class Client:
         self._spawn(self._keysync.sync())
 
     def on_welcome(self, backlog: int, upto: int) -> None:
-        """The relay says what waits: report the catch-up as it is stored (CatchingUp)."""
+        """WELCOME: the session is open (Connected), and the relay says what waits for this
+        device: report the catch-up as it is stored (CatchingUp). The outbox goes once the
+        account's devices are known (:meth:`on_open`), a round trip later; DELIVERs already flow."""
+        if self.storage_failed is not None:
+            return
+        self._emit(Connected(self._session.pattern))
         report = self._catchup.start(backlog, upto, self._monotonic())
         if report is not None:
             self._emit(report)

@@ -109,7 +109,9 @@ class GapSkipped:
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """A session with the server is open (``pattern``: the Noise handshake used)."""
+    """A session with the server is open: WELCOME arrived (``pattern``: the Noise handshake
+    used). Messages flow from here; sends go once the account's devices are known, a round trip
+    later (:meth:`Client.wait_connected` waits for that)."""
 
     pattern: str
 
