@@ -211,6 +211,32 @@ def test_chat_through_the_daemon_and_quit(tmp_path: Path, procs: list[Proc]) -> 
     _all_seen_and_read(alice)
 
 
+def test_chat_offline_says_so_and_ctrl_c_keeps_what_was_typed(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """The relay is down: the state line says why and when it tries again; a line typed and
+    Ctrl-C pressed at once (before it could be drawn) is in the outbox all the same."""
+    alice, _ = _setup(tmp_path, procs)
+    procs[0].kill()  # the relay
+    chat = Terminal(tmp_path, ["chat", "bob", "--home", str(alice)])
+    try:
+        chat.wait_for(lambda s: "no messages with bob yet" in s, "the empty history")
+        chat.line_with("bob · ", r"cannot reach the relay: .+; retry in [0-9.]+ s", "the state")
+        chat.type("while offline\r")
+        chat.line_with("while offline", r"\] …  me › while offline$", "the queued mark")
+        chat.type("typed, then Ctrl-C\r\x03")
+        assert chat.finish() == Exit.OK, chat.stderr_path.read_text()
+    finally:
+        chat.kill()
+    assert "2 messages to bob not yet stored by the relay: in this device's outbox" in chat.text()
+    with ClientStore(alice / DB_NAME) as store:
+        queued = [store.message(item.message_id) for item in store.pending()]
+        assert [m.body for m in queued if m is not None] == [
+            b"while offline",
+            b"typed, then Ctrl-C",
+        ]
+
+
 def test_chat_needs_a_terminal(tmp_path: Path) -> None:
     result = run(tmp_path, "chat", "bob", "--home", str(tmp_path / "nobody"))
     assert result.code == Exit.USAGE
