@@ -286,8 +286,8 @@ def _window(chat: _Chat) -> Application[None]:
     def conversation() -> str:
         return "\n".join(chat.log.lines())
 
-    def bottom() -> Point:
-        return Point(0, max(0, len(chat.log) - 1))
+    def bottom() -> Point:  # the last line, so the pane scrolls with what comes
+        return Point(0, conversation().count("\n"))
 
     def state() -> str:
         return f" {chat.log.contact} · {chat.log.state}"

@@ -87,14 +87,14 @@ class _Line:
     who: str = ""
     message_id: bytes | None = None  #: a sent message: its mark is live
     status: Status = Status.PENDING
-    note: str = ""  #: what the relay said (a refusal), after the text
+    note: str = ""  #: after the text: what the relay said (a refusal), or "late"
 
     def render(self) -> str:
         if not self.who:
             return f"  {self.text}"
-        if self.message_id is None:
-            return f"[{_clock(self.at)}]    {self.who} › {self.text}"
         note = f"   ({self.note})" if self.note else ""
+        if self.message_id is None:
+            return f"[{_clock(self.at)}]    {self.who} › {self.text}{note}"
         return f"[{_clock(self.at)}] {glyph(self.status):2} {self.who} › {self.text}{note}"
 
 
@@ -175,6 +175,8 @@ class ChatLog:
         m = event.message
         if m.conversation == self.conversation:
             self.add(m, None if m.direction is Direction.IN else Status.PENDING)
+            if event.late:  # after a gap that was given up on (GapSkipped): out of order
+                self._lines[-1].note = "late"
             return True
         if m.direction is Direction.IN:  # left unseen: the next listen (or chat) shows it
             self.note(f"(a message from {m.sender}: tidings chat {m.sender.account})")
