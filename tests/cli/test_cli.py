@@ -44,6 +44,7 @@ SUBCOMMANDS = (
     "daemon",
     "conversations",
     "history",
+    "chat",
     "safety-number",
     "read-receipts",
     "trace",

@@ -1,4 +1,4 @@
-"""The device as a running ``tidings daemon`` serves it, for ``send`` and ``listen``.
+"""The device as a running ``tidings daemon`` serves it, for ``send``, ``listen`` and ``chat``.
 
 One process runs a device. When the daemon runs it, ``send`` and ``listen`` do not fail beside it
 but go through its local API (docs/api.md): :class:`DaemonDevice` offers what they use of a
@@ -123,6 +123,10 @@ class DaemonDevice:
 
     async def start(self) -> None:
         """The daemon is connected already (or connecting)."""
+
+    async def online(self) -> bool:
+        """Whether the daemon's device has a session with the relay now."""
+        return bool((await self._call("status"))["connected"])
 
     async def send(self, to: str, body: str) -> bytes:
         return bytes.fromhex((await self._call("send", to=to, text=body))["message_id"])
