@@ -33,7 +33,7 @@ from tidings.client import (
     StatusChanged,
 )
 from tidings.client.connect import DB_NAME
-from tidings.client.events import Connected
+from tidings.client.events import CatchingUp, Connected
 from tidings.client.store import ClientStore, Direction, StoredMessage
 from tidings.delivery import ContentKind, Status
 from tidings.store.base import DeviceRef
@@ -274,6 +274,10 @@ def _message(
 def test_state_text_phrases_each_connection_state() -> None:
     assert state_text(Connecting("ws://h:1/v1")) == "connecting to ws://h:1/v1"
     assert state_text(Connected("IK")) == "online"
+    assert state_text(CatchingUp(0, 10_000, 0.0, False)) == "online, catching up 0 / 10,000"
+    running = CatchingUp(3120, 10_000, 2480.0, False)
+    assert state_text(running) == "online, catching up 3,120 / 10,000 (2,480/s)"
+    assert state_text(CatchingUp(10_000, 10_000, 3000.0, True)) == "online"
     failed = ConnectFailed("connection refused by h:1 (is the relay running?)", 3, 4.0)
     assert state_text(failed) == (
         "cannot reach the relay: connection refused by h:1 (is the relay running?); retry in 4 s"

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..client.events import (
+    CatchingUp,
     ClientEvent,
     Connected,
     ConnectFailed,
@@ -60,6 +61,11 @@ def state_text(event: object) -> str | None:
         return f"connecting to {event.url}"
     if isinstance(event, Connected):
         return "online"
+    if isinstance(event, CatchingUp):
+        if event.finished:
+            return "online"
+        rate = f" ({event.rate:,.0f}/s)" if event.done else ""
+        return f"online, catching up {event.done:,} / {event.total:,}{rate}"
     if isinstance(event, ConnectFailed):
         return f"cannot reach the relay: {event.reason}; retry in {_seconds(event.retry_in)} s"
     if isinstance(event, Disconnected):
