@@ -40,12 +40,14 @@ async def one_batch(
     holder = asyncio.ensure_future(store._committer.run(hold, write=False))
     await asyncio.to_thread(started.wait)
     tasks = [asyncio.ensure_future(call()) for call in calls]
+    # Counted while the committer is held: once released, its thread may commit the batch
+    # before this coroutine resumes (reading the counter after it was a flaky race).
+    commits = store.stats.commits
 
     async def release() -> None:  # runs after every task above has queued its operation
         gate.set()
 
     await asyncio.gather(holder, release())
-    commits = store.stats.commits
     results = list(await asyncio.gather(*tasks, return_exceptions=True))
     assert store.stats.commits == commits + 1
     return results
