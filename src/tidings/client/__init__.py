@@ -1,6 +1,7 @@
 """The tidings client SDK: a device's durable outbox, inbox, receipts, statuses and trace."""
 
 from .client import Client
+from .config import ClientConfig, load_client_config
 from .connect import CLIENT_KEEPALIVE, register
 from .events import (
     ClientEvent,
@@ -21,6 +22,7 @@ from .events import (
 __all__ = [
     "CLIENT_KEEPALIVE",
     "Client",
+    "ClientConfig",
     "ClientEvent",
     "ConnectFailed",
     "Connected",
@@ -34,5 +36,6 @@ __all__ = [
     "SendRefused",
     "StatusChanged",
     "StorageFailed",
+    "load_client_config",
     "register",
 ]
