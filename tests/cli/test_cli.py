@@ -46,6 +46,7 @@ SUBCOMMANDS = (
     "history",
     "safety-number",
     "read-receipts",
+    "config",
     "trace",
     "demo",
 )

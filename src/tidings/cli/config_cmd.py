@@ -50,6 +50,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     width = max(map(len, settings))
     for name, s in settings.items():
         where = f" ({s['where']})" if s["where"] else ""
+        if s["source"] == "stored":
+            where = " (tidings read-receipts)"
         print(f"{name:<{width}}  {_value(s['value']):<6}  {s['source']}{where}")
     return 0
 
@@ -61,7 +63,7 @@ def _stored_read_receipts(home: Path) -> dict[str, Any]:
     with ClientStore(prepare_home(home)) as store:
         identity = store.get_identity()
     value = identity.read_receipts if identity else True
-    return {"value": value, "source": "stored", "where": "tidings read-receipts"}
+    return {"value": value, "source": "stored", "where": None}
 
 
 def _value(v: object) -> str:

@@ -179,19 +179,21 @@ class ClientConfig:
 
     def source(self, name: str) -> str:
         """Where setting ``name`` came from: ``"default"``, or e.g. ``"file /h/config.toml"``,
-        ``"env TIDINGS_CLIENT_OUTBOX_WINDOW"``, ``"flag --set outbox_window"``."""
-        return self.sources.get(name, "default")
+        ``"env TIDINGS_CLIENT_OUTBOX_WINDOW"``, ``"flag --set outbox_window"``; ``"code"`` for a
+        value given to the constructor by a program (the SDK) rather than loaded."""
+        if name in self.sources:
+            return self.sources[name]
+        return "default" if getattr(self, name) == _DEFAULTS[name] else "code"
 
     def origin(self, name: str) -> str:
         """:meth:`source` for people: ``"the default"``, ``"config file /h/config.toml"``,
         ``"environment variable TIDINGS_CLIENT_…"``, ``"--set NAME"``."""
         kind, _, where = self.source(name).partition(" ")
-        return {"file": "config file ", "env": "environment variable ", "flag": ""}.get(
-            kind, "the "
-        ) + (where or kind)
+        prefix = {"file": "config file ", "env": "environment variable ", "flag": ""}
+        return prefix[kind] + where if where else {"code": "the program"}.get(kind, "the default")
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        """Each setting: ``{"value", "source"}`` (the kind: default, file, env, flag) and
+        """Each setting: ``{"value", "source"}`` (the kind: default, file, env, flag, code) and
         ``"where"`` (the file, variable or flag; ``None`` for a default)."""
         out: dict[str, dict[str, Any]] = {}
         for name in SETTINGS:
@@ -214,6 +216,7 @@ SETTINGS: dict[str, str] = {
     "read_receipts": "bool",
 }
 assert set(SETTINGS) | {"sources"} == {f.name for f in dataclasses.fields(ClientConfig)}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ClientConfig) if f.name in SETTINGS}
 
 
 def _check(name: str, value: object) -> object:
