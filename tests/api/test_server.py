@@ -18,6 +18,7 @@ from tidings.api.client import ApiClient
 from tidings.api.methods import AMBIGUOUS, NOT_FOUND, RELAY_UNREACHABLE
 from tidings.api.rpc import INVALID_PARAMS, INVALID_REQUEST, MAX_LINE, METHOD_NOT_FOUND, ApiError
 from tidings.api.server import MAX_UNREAD_BYTES, SOCKET_NAME, ApiServer
+from tidings.client import load_client_config
 
 WAIT = 10.0
 
@@ -136,9 +137,49 @@ async def test_conversations_history_trace_status_devices_safety_settings(world:
     assert len(number["number"]) == 60 and number["verified"] is False
     assert await api.call("safety_number", account="carol") is None
 
-    assert await api.call("settings") == {"read_receipts": True}
-    assert await api.call("settings", read_receipts=False) == {"read_receipts": False}
+    settings = await api.call("settings")
+    assert settings["read_receipts"] is True
+    assert settings["settings"]["read_receipts"] == {
+        "value": True, "source": "stored", "where": None
+    }  # fmt: skip
+    assert settings["settings"]["outbox_window"] == {
+        "value": 64,
+        "source": "default",
+        "where": None,
+    }
+    changed = await api.call("settings", read_receipts=False)
+    assert changed["read_receipts"] is False
+    assert changed["settings"]["read_receipts"]["value"] is False
     assert world.alice.client.identity.read_receipts is False
+
+
+async def test_settings_report_a_configured_read_receipts_and_refuse_to_contradict_it(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    config = load_client_config(None, {"TIDINGS_CLIENT_READ_RECEIPTS": "off"})
+    alice = await clients.new("alice", config=config)
+    server = ApiServer(alice.client, alice.home)
+    await server.start()
+    api = await ApiClient.open(alice.home)
+    try:
+        settings = await api.call("settings")
+        assert settings["read_receipts"] is False
+        assert settings["settings"]["read_receipts"] == {
+            "value": False, "source": "env", "where": "TIDINGS_CLIENT_READ_RECEIPTS"
+        }  # fmt: skip
+        assert (await api.call("status"))["read_receipts"] is False
+        refused = await error_of(api, "settings", read_receipts=True)
+        assert refused.code == INVALID_PARAMS
+        assert refused.message == (
+            "read receipts are set off by environment variable TIDINGS_CLIENT_READ_RECEIPTS, "
+            "which wins over the device's stored setting: change it there"
+        )
+        assert alice.client.identity.read_receipts is True  # nothing stored
+        assert (await api.call("settings", read_receipts=False))["read_receipts"] is False
+    finally:
+        await api.close()
+        await server.close()
 
 
 async def test_errors_have_their_codes_and_change_nothing(world: World) -> None:

@@ -47,6 +47,7 @@ SUBCOMMANDS = (
     "chat",
     "safety-number",
     "read-receipts",
+    "config",
     "trace",
     "demo",
 )

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import tidings.client.reconnect as reconnect_module
 from tests.harness import (
     TIMEOUT,
     ClientLab,
@@ -25,7 +24,15 @@ from tests.harness import (
     is_status,
     statuses_of,
 )
-from tidings.client import Client, Connected, Disconnected, GapDetected, GapSkipped, register
+from tidings.client import (
+    Client,
+    ClientConfig,
+    Connected,
+    Disconnected,
+    GapDetected,
+    GapSkipped,
+    register,
+)
 from tidings.client.events import MessageReceived, StatusChanged
 from tidings.client.store import Direction, TracePoint
 from tidings.delivery import ORDER_HOLD_SECONDS, SkipReason, Status
@@ -326,7 +333,7 @@ async def test_a_note_to_self_does_not_poison_the_outbox(
 
 
 async def test_reconnect_now_during_a_failing_attempt_is_not_lost(
-    relays: RelayLab, clients: ClientLab, monkeypatch: pytest.MonkeyPatch
+    relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
     home = await clients.register("alice")
@@ -336,8 +343,8 @@ async def test_reconnect_now_during_a_failing_attempt_is_not_lost(
 
     holder = TcpHolder()  # accepts on the relay's port and holds the WebSocket upgrade
     await holder.start(port)
-    monkeypatch.setattr(reconnect_module, "RECONNECT_BASE", 30.0)  # backoff ceiling 30 s
-    alice = await clients.start(home, connect=False, rng=FixedRandom(1.0))
+    slow = ClientConfig(reconnect_initial_seconds=30.0)  # backoff ceiling 30 s
+    alice = await clients.start(home, connect=False, rng=FixedRandom(1.0), config=slow)
     try:
         writer = await holder.next()  # attempt 1 is in progress
         alice.client.reconnect_now()  # "the network is back": try again at once

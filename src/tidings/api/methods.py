@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..client import Client, msgids
+from ..client.config import check_read_receipts
 from ..client.events import code_name
 from ..client.msgids import parse_prefix
 from ..client.store.records import OutboxFullError
@@ -203,7 +204,7 @@ async def status(client: Client, params: Params) -> Any:
         "relay": client.identity.server_url,
         "connected": client.connected,
         "outbox": client.outbox_size,
-        "read_receipts": client.identity.read_receipts,
+        "read_receipts": client.read_receipts,
         "stopped": client.fatal_message or (failed.message if failed else None),
     }
 
@@ -237,14 +238,19 @@ async def safety_number(client: Client, params: Params) -> Any:
 
 
 async def settings(client: Client, params: Params) -> Any:
-    """The device's settings; set the ones given (today: ``read_receipts``)."""
+    """The device's effective settings, each with its source; set the ones given (today:
+    ``read_receipts``, refused when the client config sets it otherwise)."""
     _only(params, "read_receipts")
     if "read_receipts" in params:
         value = params["read_receipts"]
         if not isinstance(value, bool):
             raise ApiError(INVALID_PARAMS, "read_receipts must be true or false")
+        try:
+            check_read_receipts(client.config, value)
+        except ConfigError as exc:  # not DEVICE_STOPPED (call's mapping): the device runs on
+            raise ApiError(INVALID_PARAMS, str(exc)) from None
         client.set_read_receipts(value)
-    return {"read_receipts": client.identity.read_receipts}
+    return {"read_receipts": client.read_receipts, "settings": client.settings()}
 
 
 #: The methods by name (``subscribe`` and ``unsubscribe`` are the server's own).

@@ -32,7 +32,7 @@ from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
 from ..client import Client, Disconnected, StorageFailed
 from ..errors import ConfigError, DeviceBusy, StoreUnavailable, TidingsError
 from .chat_log import ChatLog, Connecting, state_text
-from .common import home_of
+from .common import _config_flags, config_of, home_of
 from .exits import Exit
 from .history_cmd import DEFAULT_LIMIT, _account, _limit
 from .remote import DaemonDevice, Device, Stream, open_daemon
@@ -76,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"earlier messages to show first (default {DEFAULT_LIMIT})",
     )
     p.add_argument("--home", help="device directory (env TIDINGS_HOME)")
+    _config_flags(p)
     p.set_defaults(func=cmd_chat)
 
 
@@ -92,9 +93,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     home = home_of(args)
+    config = config_of(args)  # a bad setting: one line, exit 1, before anything runs
     device: Device
     try:
-        device = Client(home, owner=f"tidings {args.command}")
+        device = Client(home, owner=f"tidings {args.command}", config=config)
     except DeviceBusy as busy:
         device = await open_daemon(home, busy)  # the daemon runs it: chat through it
     stream = device.events()

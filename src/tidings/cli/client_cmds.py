@@ -14,11 +14,12 @@ import os
 from typing import Any
 
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
+from ..client.config import check_read_receipts
 from ..client.home import prepare_home
 from ..client.store import ClientStore
 from ..errors import ConfigError, ConnectionBroken, DeviceBusy, StoreUnavailable
 from . import send_cmd, trace_cmd
-from .common import _common, _hex, _print, _ts, home_of
+from .common import _common, _config_flags, _hex, _print, _ts, config_of, home_of
 from .remote import Device, open_daemon
 from .show import _show_event
 
@@ -56,6 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "`tidings register ACCOUNT --link-code CODE` on the new device.",
     )
     _common(p)
+    _config_flags(p)
     p.set_defaults(func=cmd_link_code)
 
     send_cmd.add_parser(sub)
@@ -70,16 +72,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--count", type=int, default=0, help="exit after this many messages")
     p.add_argument("--timeout", type=float, default=0, help="exit after this many seconds")
     _common(p)
+    _config_flags(p)
     p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser(
         "read-receipts",
         help="turn read receipts on or off for this device",
         description="With read receipts off, this device still sends delivered receipts (✓✓) "
-        "but never tells senders that a message was displayed.",
+        "but never tells senders that a message was displayed. A read_receipts client setting "
+        "(`tidings config`) wins over this one.",
     )
     p.add_argument("state", choices=["on", "off"])
     _common(p)
+    _config_flags(p)
     p.set_defaults(func=cmd_read_receipts)
 
     trace_cmd.add_parser(sub)
@@ -104,10 +109,12 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_link_code(args: argparse.Namespace) -> int:
+    config = config_of(args)
+
     async def go() -> tuple[bytes, float]:
         home = home_of(args)
         try:
-            client = Client(home, owner=f"tidings {args.command}")
+            client = Client(home, owner=f"tidings {args.command}", config=config)
         except DeviceBusy as busy:
             daemon = await open_daemon(home, busy)  # the daemon runs it: ask it
             try:
@@ -141,11 +148,13 @@ def cmd_link_code(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
+    config = config_of(args)
+
     async def go() -> int:
         home = home_of(args)
         client: Device
         try:
-            client = Client(home, owner=f"tidings {args.command}")
+            client = Client(home, owner=f"tidings {args.command}", config=config)
         except DeviceBusy as busy:
             client = await open_daemon(home, busy)  # the daemon runs it: listen through it
         stream = client.events()
@@ -215,6 +224,7 @@ async def _with_timeout(coro: Any, timeout: float) -> int:
 
 def cmd_read_receipts(args: argparse.Namespace) -> int:
     home = home_of(args)
+    check_read_receipts(config_of(args), args.state == "on")  # a setting that would not apply
     with ClientStore(prepare_home(home)) as store:
         store.set_read_receipts(args.state == "on")
     _print(args, {"read_receipts": args.state == "on"}, f"read receipts {args.state}")

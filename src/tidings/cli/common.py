@@ -1,4 +1,5 @@
-"""What the device commands share: the ``--home``/``--json`` options and how they print."""
+"""What the device commands share: the ``--home``/``--json`` options (``--config``/``--set`` for
+the commands that run a device) and how they print."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..client.config import ClientConfig, config_path, load_client_config, parse_sets
 from ..errors import ConfigError
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "tidings" / "default"
@@ -25,6 +27,33 @@ def home_of(args: argparse.Namespace) -> Path:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", help=f"device directory (env TIDINGS_HOME; default {DEFAULT_HOME})")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """``--config PATH`` and ``--set NAME=VALUE``: the device's settings (``tidings config``)."""
+    p.add_argument(
+        "--config",
+        dest="client_config",
+        metavar="PATH",
+        help="client settings file (env TIDINGS_CLIENT_CONFIG; default HOME/config.toml)",
+    )
+    p.add_argument(
+        "--set",
+        dest="client_sets",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a client setting, over the file and TIDINGS_CLIENT_<NAME> (see `tidings config`)",
+    )
+
+
+def config_of(args: argparse.Namespace) -> ClientConfig:
+    """The device's settings: ``--set`` > ``TIDINGS_CLIENT_*`` > the file > the defaults.
+
+    Raises:
+        ConfigError: a bad file, key or value (one line naming it).
+    """
+    path = config_path(home_of(args), args.client_config, os.environ)
+    return load_client_config(path, os.environ, parse_sets(args.client_sets))
 
 
 def _ts(t: float) -> str:

@@ -24,7 +24,7 @@ from ..client import (
     StorageFailed,
 )
 from ..errors import ConfigError, StoreUnavailable
-from .common import _common, _print, home_of
+from .common import _common, _config_flags, _print, config_of, home_of
 from .exits import Exit
 from .show import _show_event
 
@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(mode 0600). Prints connection changes, never message content. See docs/api.md.",
     )
     _common(p)
+    _config_flags(p)
     p.set_defaults(func=cmd_daemon)
 
 
@@ -48,7 +49,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     home = home_of(args)
-    client = Client(home, owner="tidings daemon")
+    client = Client(home, owner="tidings daemon", config=config_of(args))
     stream = client.events()
     api = ApiServer(client, home)
     stop = asyncio.Event()

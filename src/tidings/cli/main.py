@@ -1,8 +1,8 @@
 """The ``tidings`` command.
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
-``conversations``, ``history``, ``chat``, ``read-receipts``, ``trace``, ``safety-number``, ``demo``,
-``lab``.
+``conversations``, ``history``, ``chat``, ``read-receipts``, ``config``, ``trace``,
+``safety-number``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -16,7 +16,17 @@ import sys
 
 from .. import __version__
 from ..errors import ConnectionBroken, DeviceBusy, RefusedError, StoreUnavailable, TidingsError
-from . import chat_cmd, client_cmds, daemon_cmd, demo, history_cmd, lab_cmd, safety_cmd, server_cmd
+from . import (
+    chat_cmd,
+    client_cmds,
+    config_cmd,
+    daemon_cmd,
+    demo,
+    history_cmd,
+    lab_cmd,
+    safety_cmd,
+    server_cmd,
+)
 from .exits import Exit
 
 
@@ -32,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     server_cmd.add_parser(sub)
     client_cmds.add_parsers(sub)
     daemon_cmd.add_parser(sub)
+    config_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)

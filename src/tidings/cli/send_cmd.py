@@ -33,7 +33,7 @@ from ..client.store import ClientStore
 from ..delivery import Status, glyph
 from ..errors import ConfigError, DeviceBusy, StoreUnavailable
 from ..store.base import DeviceRef
-from .common import _common, _print, _ts, home_of
+from .common import _common, _config_flags, _print, _ts, config_of, home_of
 from .exits import Exit
 from .remote import Device, Stream, open_daemon
 from .show import _show_event
@@ -76,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"seconds to wait (default {DEFAULT_TIMEOUT:g})",
     )
     _common(p)
+    _config_flags(p)
     p.set_defaults(func=cmd_send)
 
 
@@ -93,12 +94,13 @@ class _Waiting:
 
 def cmd_send(args: argparse.Namespace) -> int:
     want = WAIT_FOR[args.wait]
+    config = config_of(args)
 
     async def go() -> int:
         home = home_of(args)
         client: Device
         try:
-            client = Client(home, owner=f"tidings {args.command}")
+            client = Client(home, owner=f"tidings {args.command}", config=config)
         except StoreUnavailable as exc:
             raise StoreUnavailable(exc.state, f"not queued: {exc}") from exc
         except DeviceBusy as busy:

@@ -1,6 +1,7 @@
 """The tidings client SDK: a device's durable outbox, inbox, receipts, statuses and trace."""
 
 from .client import Client
+from .config import ClientConfig, load_client_config
 from .connect import CLIENT_KEEPALIVE, register
 from .events import (
     CatchingUp,
@@ -23,6 +24,7 @@ __all__ = [
     "CLIENT_KEEPALIVE",
     "CatchingUp",
     "Client",
+    "ClientConfig",
     "ClientEvent",
     "ConnectFailed",
     "Connected",
@@ -36,5 +38,6 @@ __all__ = [
     "SendRefused",
     "StatusChanged",
     "StorageFailed",
+    "load_client_config",
     "register",
 ]

@@ -34,7 +34,6 @@ from ..delivery import (
     direct_conversation,
 )
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..net.channel import KeepaliveParams
 from ..store.base import DeviceRef
 from ..wire import (
     Ack,
@@ -50,7 +49,7 @@ from ..wire import (
 )
 from .catchup import CatchUp
 from .clocks import Clocks
-from .connect import CLIENT_KEEPALIVE
+from .config import ClientConfig, check_read_receipts
 from .crypto import DeviceCrypto, SafetyNumber
 from .events import ClientEvent, Connected, Disconnected, EventStream, StorageFailed
 from .home import prepare_home
@@ -72,7 +71,8 @@ class Client:
 
     Args:
         home: the device's directory.
-        keepalive: the connection's keepalive timing.
+        config: the device's settings (keepalive, backoffs, outbox window, read receipts;
+            :mod:`tidings.client.config`); the defaults when not given.
         clock: the wall clock, for times shown to people and stored (composed at, trace, the
             server-time estimate).
         monotonic: the clock of every delay (outbox retries, ordering holds, rate limits); it
@@ -98,7 +98,7 @@ class Client:
         self,
         home: Path,
         *,
-        keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
+        config: ClientConfig | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         accept_new_server_key: bool = False,
@@ -106,6 +106,8 @@ class Client:
         owner: str = "",
     ) -> None:
         self.home = home
+        #: The settings this device runs with.
+        self.config = config or ClientConfig()
         db = prepare_home(home)
         # One process per device (DESIGN §9): held until close(), or the process's end.
         self._lock = DeviceLock.acquire(home, owner or process_name())
@@ -146,10 +148,11 @@ class Client:
             identity,
             self,
             self._emit,
-            keepalive,
+            self.config.keepalive,
             clock,
             accept_new_server_key,
             self._rng,
+            self.config.reconnect,
         )
         clocks = Clocks(clock, monotonic)
         self._outbox = Outbox(
@@ -162,6 +165,8 @@ class Client:
             lambda: self._clock() + self._session.server_time_offset,
             self.crypto,
             self._fetch_sessions,
+            self.config.outbox_window,
+            self.config.outbox_retry,
         )
         self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
         self._keysync = KeySync(
@@ -192,12 +197,30 @@ class Client:
         """Entries (messages and receipts) waiting to be stored by the relay."""
         return len(self._outbox)
 
+    @property
+    def read_receipts(self) -> bool:
+        """Whether this device sends read receipts: the config's ``read_receipts`` when a layer
+        set it, else the stored setting (``tidings read-receipts``)."""
+        pinned = self.config.read_receipts
+        return self.identity.read_receipts if pinned is None else pinned
+
+    def settings(self) -> dict[str, dict[str, object]]:
+        """Each effective setting: ``{"value", "source", "where"}`` (:meth:`ClientConfig.describe`;
+        ``read_receipts`` from the store has source ``stored``)."""
+        out = self.config.describe()
+        if self.config.read_receipts is None:
+            out["read_receipts"] = {"value": self.read_receipts, "source": "stored", "where": None}
+        return out
+
     def set_read_receipts(self, enabled: bool) -> None:
         """Send read receipts (or not) from now on; stored.
 
         Raises:
+            ConfigError: the config sets ``read_receipts`` to the other value (it would win);
+                nothing is stored.
             StoreUnavailable: the store cannot write.
         """
+        check_read_receipts(self.config, enabled)
         self._end_batch()
         self.store.set_read_receipts(enabled)
         self._session.identity = self.store.get_identity() or self._session.identity
@@ -307,7 +330,7 @@ class Client:
             if m.sender.account != self.me.account:
                 by_sender.setdefault(m.sender.account, []).append(mid)
         receipts = []
-        if self.identity.read_receipts:
+        if self.read_receipts:
             for account, ids in by_sender.items():
                 for i in range(0, len(ids), 256):
                     content = Receipt(ReceiptKind.READ, tuple(ids[i : i + 256]), now).serialize()

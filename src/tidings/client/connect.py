@@ -43,14 +43,20 @@ from ..wire import (
     RequestFailed,
     Welcome,
 )
+from .config import DEFAULT_KEEPALIVE_SECONDS, DEFAULT_KEEPALIVE_TIMEOUT_SECONDS, HANDSHAKE_TIMEOUT
 from .home import DB_NAME as DB_NAME
 from .home import prepare_home
 from .prekeys import DeviceKeys
 from .store import ClientStore, Identity
 
-#: Client keepalive: ping after 5 s of silence, declare the connection dead after 10 s. A dead
-#: WiFi link or a handoff is noticed in ≤ 10 s instead of TCP's minutes of retransmissions (G7).
-CLIENT_KEEPALIVE = KeepaliveParams(ping_interval=5.0, dead_after=10.0, handshake_timeout=10.0)
+#: Client keepalive by default: ping after 5 s of silence, declare the connection dead after 10 s.
+#: A dead WiFi link or a handoff is noticed in ≤ 10 s instead of TCP's minutes of retransmissions
+#: (G7). A device's own timing is its :class:`~tidings.client.config.ClientConfig`.
+CLIENT_KEEPALIVE = KeepaliveParams(
+    ping_interval=DEFAULT_KEEPALIVE_SECONDS,
+    dead_after=DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
+    handshake_timeout=HANDSHAKE_TIMEOUT,
+)
 
 #: Seconds to wait for the TCP + WebSocket connection to open.
 CONNECT_TIMEOUT = 10.0

@@ -19,7 +19,7 @@ The decisions (which entries go when, how a refusal is handled) live in the sans
 
 Times: the scheduler runs on the monotonic clock (a step of the wall clock neither stalls nor
 hastens a retry); the store keeps retry times on the wall clock, so they survive a restart, and
-they come back clamped to at most :data:`~tidings.delivery.RETRY_CAP` from now.
+they come back clamped to at most the largest retry delay from now (``outbox_retry_max_seconds``).
 
 Events are reported only after the commit.
 """
@@ -32,6 +32,8 @@ import logging
 from collections.abc import Callable, Iterable
 
 from ..delivery import (
+    OUTBOX_WINDOW,
+    RETRY_BASE,
     RETRY_CAP,
     ClockReading,
     ContentKind,
@@ -75,6 +77,8 @@ class Outbox:
         crypto: this device's sessions.
         fetch_sessions: ``fetch_sessions(lane, devices)`` starts fetching bundles and building
             sessions for ``devices``, then calls :meth:`sessions_ready` for ``lane``.
+        window: most sends in flight.
+        retry: a refused send's first and largest retry delay ceilings, in seconds.
     """
 
     def __init__(
@@ -88,6 +92,8 @@ class Outbox:
         server_time: Callable[[], float],
         crypto: DeviceCrypto,
         fetch_sessions: Callable[[str, list[DeviceRef]], None],
+        window: int = OUTBOX_WINDOW,
+        retry: tuple[float, float] = (RETRY_BASE, RETRY_CAP),
     ) -> None:
         self.store = store
         self.crypto = crypto
@@ -100,7 +106,8 @@ class Outbox:
         self._mono = clocks.mono
         self._session = session
         self._server_time = server_time
-        self.scheduler = OutboxScheduler(RetryPolicy(random))
+        self._retry_cap = retry[1]
+        self.scheduler = OutboxScheduler(RetryPolicy(random, *retry), window)
         #: The known devices of each account (see :meth:`known_devices`).
         self.devices: dict[str, tuple[int, ...]] = {}
         self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
@@ -120,7 +127,7 @@ class Outbox:
     def _add_entry(self, item: OutboxItem, t: ClockReading) -> None:
         """Mirror a stored entry; its stored retry time (wall clock) becomes a monotonic one."""
         self._items[item.message_id] = item
-        at = t.to_mono(item.next_attempt_at, 0.0, RETRY_CAP) if item.next_attempt_at else 0.0
+        at = t.to_mono(item.next_attempt_at, 0.0, self._retry_cap) if item.next_attempt_at else 0.0
         self.scheduler.add(dataclasses.replace(item.entry(), next_attempt_at=at))
 
     def __len__(self) -> int:

@@ -17,9 +17,11 @@ from ..delivery import RetryPolicy
 
 __all__ = ["RECONNECT_BASE", "RECONNECT_CAP", "RECONNECT_RESET_AFTER", "Reconnect"]
 
-#: The backoff ceiling after the first failed attempt, in seconds.
+#: The backoff ceiling after the first failed attempt, in seconds (the default of the client
+#: setting ``reconnect_initial_seconds``).
 RECONNECT_BASE = 0.5
-#: The largest backoff ceiling, in seconds: a relay that is back is found within 30 s.
+#: The largest backoff ceiling, in seconds: a relay that is back is found within 30 s (the
+#: default of ``reconnect_max_seconds``).
 RECONNECT_CAP = 30.0
 #: Seconds a session must stay open for the backoff to start over (longer than the keepalive's
 #: 10 s dead-after, so a link that dies at once after each connect still backs off).
@@ -31,10 +33,14 @@ class Reconnect:
 
     Args:
         rng: uniform floats in ``[0, 1)``, the jitter.
+        base: the delay ceiling after the first failed attempt, in seconds.
+        cap: the largest delay ceiling, in seconds (>= ``base``).
     """
 
-    def __init__(self, rng: Callable[[], float]) -> None:
-        self._policy = RetryPolicy(rng, RECONNECT_BASE, RECONNECT_CAP)
+    def __init__(
+        self, rng: Callable[[], float], base: float = RECONNECT_BASE, cap: float = RECONNECT_CAP
+    ) -> None:
+        self._policy = RetryPolicy(rng, base, cap)
         #: Failed attempts (or short sessions) since the last session that lasted.
         self.attempt = 0
         self._opened_at: float | None = None

@@ -41,7 +41,7 @@ from ..wire import (
 )
 from .connect import open_channel
 from .events import ClientEvent, ConnectFailed, Disconnected
-from .reconnect import Reconnect
+from .reconnect import RECONNECT_BASE, RECONNECT_CAP, Reconnect
 from .requests import Requests
 from .store import ClientStore, Identity
 
@@ -87,6 +87,7 @@ class Session:
         clock: the wall clock (the server-time estimate).
         accept_new_server_key: accept a relay whose static key changed (and pin the new one).
         rng: the backoff's jitter.
+        reconnect: the reconnect backoff's first and largest delay ceilings, in seconds.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Session:
         clock: Callable[[], float],
         accept_new_server_key: bool,
         rng: random.Random,
+        reconnect: tuple[float, float] = (RECONNECT_BASE, RECONNECT_CAP),
     ) -> None:
         self.store = store
         self.identity = identity
@@ -107,7 +109,7 @@ class Session:
         self._keepalive = keepalive
         self._clock = clock
         self._accept_new_key = accept_new_server_key
-        self._reconnect = Reconnect(rng.random)
+        self._reconnect = Reconnect(rng.random, *reconnect)
         self._requests = Requests()
         #: Callers waiting for the session to open that want to hear of a failed attempt.
         self._open_waiters: list[asyncio.Future[None]] = []

@@ -139,6 +139,8 @@ ENV_PREFIX = "TIDINGS_"
 NON_SERVER_ENV = frozenset(
     {"TIDINGS_CONFIG", "TIDINGS_HOME", "TIDINGS_SERVER", "TIDINGS_CLOCK_FILE"}
 )
+#: Prefix of the client's variables (``tidings.client.config``): not the relay's, never refused.
+CLIENT_ENV_PREFIX = "TIDINGS_CLIENT_"
 #: Tables a config file may hold. Anything else is a typo (``[sever]``) and is refused.
 KNOWN_TABLES = frozenset({"server"})
 
@@ -460,7 +462,8 @@ def load_config(
     Args:
         path: a TOML file whose ``[server]`` table holds field names, or ``None`` for no file.
         env: the environment (usually ``os.environ``); ``TIDINGS_<FIELD>`` variables are read,
-            other ``TIDINGS_*`` variables (except :data:`NON_SERVER_ENV`) are refused as typos.
+            other ``TIDINGS_*`` variables (except :data:`NON_SERVER_ENV` and the client's
+            ``TIDINGS_CLIENT_*``) are refused as typos.
         overrides: field name → value from command-line flags; ``None`` values are ignored.
             Strings are parsed as in the environment, other values must have the field's type.
 
@@ -529,6 +532,8 @@ def _env_layer(env: Mapping[str, str]) -> list[_Entry]:
     for var in sorted(env):
         if not var.startswith(ENV_PREFIX) or var in NON_SERVER_ENV:
             continue
+        if var.startswith(CLIENT_ENV_PREFIX):
+            continue  # a device's setting, in a shell a relay shares (the lab, the demo)
         name = var[len(ENV_PREFIX) :].lower()
         source = f"environment variable {var}"
         _require_known(name, var, source, spell=lambda n: ENV_PREFIX + n.upper())
