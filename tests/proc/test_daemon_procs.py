@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,17 @@ class ApiWatch:
         self.sock.close()
 
 
+def ended(proc: Proc) -> Callable[[], bool]:
+    """A condition for ``wait_for``: ``proc`` closed its stdout (it is exiting)."""
+    return lambda: proc.eof
+
+
+def stored(watch: ApiWatch, last: int, target: int) -> Callable[[], bool]:
+    """A condition for ``wait_for``: the daemon stored message ``target`` (its counter), known
+    from ``last`` (the newest one when the watch subscribed) or a message event since."""
+    return lambda: max(last, watch.last_counter()) >= target
+
+
 def start_daemon(w: World, home: Path) -> Proc:
     """``tidings daemon`` on ``home``, once its API is up (its first line)."""
     daemon = w.tidings("daemon", home, "daemon")
@@ -221,7 +233,7 @@ def test_daemon_serves_listen_and_send_in_parallel(tmp_path: Path) -> None:
         overlapped = 0  # replies that reached ✓✓ while alice's stream still ran
         for i in range(replies):
             send = w.tidings("send", bob, "send", "alice", f"reply {i}", "--wait", "delivered")
-            wait_for([*procs, send], lambda: send.eof, WAIT, f"bob's send {i} ({note})")
+            wait_for([*procs, send], ended(send), WAIT, f"bob's send {i} ({note})")
             assert send.wait_exit() == 0, f"{send.describe()} ({note})"
             assert send.lines[-1]["status"] == "delivered", send.lines
             overlapped += sender.count("queued") < n
@@ -281,7 +293,7 @@ def test_daemon_kill9_during_a_catch_up(tmp_path: Path) -> None:
                     last = history[-1]["counter"] if history else 0
                     wait_for(
                         [daemon, watch],
-                        lambda: max(last, watch.last_counter()) >= target,
+                        stored(watch, last, target),
                         WAIT,
                         f"the daemon to store {target} ({note})",
                     )
