@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tidings.cli import client_cmds
 from tidings.cli.common import _ts
 from tidings.cli.show import _show_event
 from tidings.cli.trace_cmd import cmd_trace
 from tidings.client import GapSkipped, SendRefused
 from tidings.client.connect import DB_NAME
 from tidings.client.store import ClientStore, Identity
-from tidings.delivery import ContentKind, SkipReason
+from tidings.delivery import ContentKind, Message, SkipReason
 from tidings.store import DeviceRef
 
 MID = bytes.fromhex("3fa2c1d0e9b8a7f6e5d4c3b2a1908f7e")
@@ -90,3 +91,29 @@ def test_trace_shows_the_refusals_of_a_waiting_message(
     assert cmd_trace(args(True, message_id=MID.hex(), home=str(tmp_path))) == 0
     points = json.loads(capsys.readouterr().out)["points"]
     assert points[-1] == {"point": "refused:QUEUE_FULL", "at": AT + 0.1, "detail": detail}
+
+
+def test_listen_shows_every_unseen_message_not_only_the_first_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More unseen messages than one page (1,000; 2 here): ``listen`` shows them all, oldest
+    first, before it connects, and marks them seen.
+
+    Guards against a regression of ``listen`` showing only the first 1,000 of a daemon's
+    catch-up and then waiting for new messages, the rest hidden (found by
+    tests/proc/test_daemon_procs.py: 4,000 of 5,000 left unseen)."""
+    monkeypatch.setattr(client_cmds, "UNSEEN_FIRST", 2)
+    bob = DeviceRef("bob", 1)
+    with ClientStore(tmp_path / DB_NAME) as store:
+        store.save_identity(Identity(bytes(32), "alice", 1, "laptop", "ws://127.0.0.1:1/v1"))
+        for counter in range(1, 6):
+            mid = bytes([counter]) * 16
+            content = Message("alice:bob", counter, 10.0, b"m%d" % counter)
+            assert store.commit_incoming(counter, bob, mid, content, 20.0, surfaced=[(bob, mid)])
+    # --timeout: were the last three not shown first, listen would wait for them from the relay
+    listen = args(True, home=str(tmp_path), command="listen", read=False, count=5, timeout=10.0)
+    assert client_cmds.cmd_listen(listen) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [m["counter"] for m in shown] == [1, 2, 3, 4, 5]
+    with ClientStore(tmp_path / DB_NAME) as store:
+        assert store.unseen() == []

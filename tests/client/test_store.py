@@ -659,3 +659,21 @@ def test_received_messages_are_unseen_until_marked(store: ClientStore) -> None:
     assert [m.counter for m in store.unseen()] == [2]
     (first, _) = store.messages("alice:bob")
     assert first.seen_at == 30.0
+
+
+def test_unseen_pages_follow_the_display_order_not_the_marks(store: ClientStore) -> None:
+    """``after`` gives the next page even before the last one was marked seen (a daemon marks
+    what ``listen`` printed when it gets to it)."""
+    bob = DeviceRef("bob", 1)
+    for counter in range(1, 6):
+        mid = bytes([counter]) * 16
+        content = Message("alice:bob", counter, 10.0, b"m%d" % counter)
+        assert store.commit_incoming(counter, bob, mid, content, 20.0, surfaced=[(bob, mid)])
+    first = store.unseen(2)
+    assert [m.counter for m in first] == [1, 2]
+    last = first[-1].shown
+    assert last is not None
+    assert [m.counter for m in store.unseen(2, last)] == [3, 4]
+    store.mark_seen([bytes([3]) * 16], 30.0)
+    assert [m.counter for m in store.unseen(10, last)] == [4, 5]
+    assert [m.counter for m in store.unseen(10)] == [1, 2, 4, 5]

@@ -4,6 +4,7 @@ Usage (by path, or as ``python -m tests.proc.driver`` from the repository root):
 
     driver.py --home H send --to bob --count N [--prefix P] [--batch B] [--interval S]
                             [--max-unacked W] [--wait-connected] [--hold-at K]
+                            [--until-delivered] [--expect M]
     driver.py --home H receive --peer alice --count N
 
 Every line on stdout is one JSON object, flushed at once, so a test can follow the driver by
@@ -16,7 +17,10 @@ reading its pipe (and kill it at a known point):
   composing K messages and waits for a line on stdin before composing the rest. After the last
   compose: ``{"composed": n, "outbox": size}``. It exits 0 with ``{"done": ...}`` once every
   message it composed and every message that was in its outbox at start has its ✓ (``--count 0``
-  only flushes the outbox).
+  only flushes the outbox). With ``--until-delivered`` it also prints ``{"delivered": hex_id}``
+  per ✓✓ and waits for ✓✓ on all of them; with ``--expect M`` it also prints ``received`` lines
+  (as receive does) for the messages from ``--to``, waits until M of them are stored and
+  until its outbox is empty (their ✓✓ receipts stored by the relay).
 * receive: ``{"already": n}`` first (messages from the peer already in the store), then
   ``{"received": hex_id, "body": ..., "counter": n, "late": bool}`` per MessageReceived; exits 0
   with ``{"done": ...}`` once ``--count`` distinct messages from the peer are stored.
@@ -71,8 +75,11 @@ class Driver:
         self.connected = asyncio.Event()  #: set while in session
         self.changed = asyncio.Event()  #: set whenever ``sent`` or ``received`` grows
         self.sent: set[bytes] = set()
+        self.delivered: set[bytes] = set()  #: ✓✓ (or read) at every recipient device
         self.received: set[bytes] = set()
         self.peer: str | None = args.peer if args.mode == "receive" else None
+        if args.mode == "send" and args.expect:
+            self.peer = args.to
         self._pump: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -106,6 +113,10 @@ class Driver:
                     self.changed.set()
                 elif event.status is Status.FAILED:
                     emit({"failed": mid.hex()})
+                if event.overall in (Status.DELIVERED, Status.READ) and mid not in self.delivered:
+                    self.delivered.add(mid)
+                    emit({"delivered": mid.hex()})
+                    self.changed.set()
             elif isinstance(event, MessageReceived):
                 m = event.message
                 if m.direction is Direction.IN and m.sender.account == self.peer:
@@ -170,6 +181,12 @@ async def do_send(driver: Driver, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.interval)
     emit({"composed": args.count, "outbox": driver.client.store.outbox_size()})
     await driver.wait_until(lambda: tracked <= driver.sent)
+    if args.until_delivered:
+        await driver.wait_until(lambda: tracked <= driver.delivered)
+    if args.expect:
+        driver.received |= stored_from(driver.client, args.to)
+        await driver.wait_until(lambda: len(driver.received) >= args.expect)
+        await driver.client.drain(args.deadline)  # their ✓✓ receipts reach the relay
     return {"done": "send", "acked": len(tracked), "outbox": driver.client.store.outbox_size()}
 
 
@@ -219,6 +236,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--max-unacked", type=int, default=0, help="compose only below this")
     s.add_argument("--wait-connected", action="store_true", help="compose once connected")
     s.add_argument("--hold-at", type=int, help="after this many, wait for a line on stdin")
+    s.add_argument("--until-delivered", action="store_true", help="then wait for every ✓✓")
+    s.add_argument("--expect", type=int, default=0, help="then wait for this many from --to")
     r = sub.add_parser("receive", help="wait until --count messages from --peer are stored")
     r.add_argument("--peer", required=True)
     r.add_argument("--count", type=int, required=True)

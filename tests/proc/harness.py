@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from tidings.client import register
 
@@ -150,7 +150,19 @@ class Proc:
         )
 
 
-def wait_for(procs: Sequence[Proc], cond: Callable[[], bool], timeout: float, what: str) -> None:
+class Source(Protocol):
+    """What :func:`wait_for` reads: a :class:`Proc`, or another line source on a descriptor
+    (a subscription to a daemon's API socket)."""
+
+    name: str
+    eof: bool
+
+    def fileno(self) -> int: ...
+    def read_available(self) -> None: ...
+    def describe(self) -> str: ...
+
+
+def wait_for(procs: Sequence[Source], cond: Callable[[], bool], timeout: float, what: str) -> None:
     """Read the processes' output until ``cond()`` holds; fail after ``timeout`` seconds.
 
     All of ``procs`` are read while waiting, so none of them blocks on a full pipe.
@@ -229,9 +241,17 @@ class World:
         asyncio.run(register(home, self.url, account))
         return home
 
-    def driver(self, name: str, home: Path, *args: str, stdin: bool = False) -> Proc:
-        argv = [sys.executable, str(DRIVER), "--home", str(home), "--deadline", "45", *args]
+    def driver(
+        self, name: str, home: Path, *args: str, stdin: bool = False, deadline: float = 45
+    ) -> Proc:
+        argv = [sys.executable, str(DRIVER), "--home", str(home), "--deadline", str(deadline)]
+        argv += args
         return self.spawn(name, argv, stdin=stdin)
+
+    def tidings(self, name: str, home: Path, *args: str) -> Proc:
+        """Run ``tidings ARGS --home HOME --json`` (a CLI command on a device home)."""
+        argv = [sys.executable, "-m", "tidings", *args, "--home", str(home), "--json"]
+        return self.spawn(name, argv)
 
     def cleanup(self) -> None:
         for proc in self.procs:

@@ -23,7 +23,7 @@ from .common import _common, _config_flags, _hex, _print, _ts, config_of, home_o
 from .remote import Device, open_daemon
 from .show import _show_event
 
-#: Unseen messages ``listen`` shows first, at most (the rest: ``tidings history``).
+#: Unseen messages ``listen`` reads (and shows first) at a time; it shows them all, page by page.
 UNSEEN_FIRST = 1_000
 #: Printed messages marked seen in one transaction at most (a burst is marked at its end).
 SEEN_BATCH = 256
@@ -160,18 +160,29 @@ def cmd_listen(args: argparse.Namespace) -> int:
         stream = client.events()
         received = 0
         shown: list[bytes] = []  # printed, not yet marked seen
+        first: set[bytes] = set()  # printed as unseen: a daemon may report them again below
         try:
             # First what earlier runs stored but never showed (a Ctrl-C between the commit
-            # and the print), then what comes; each is marked seen only after it was printed.
-            for m in client.unseen(min(UNSEEN_FIRST, args.count or UNSEEN_FIRST)):
-                _show_event(args, MessageReceived(m))
-                shown.append(m.message_id)
-                received += 1
-            if shown:
-                if args.read:  # shown now, so read now (as the messages that come below)
-                    await client.mark_read(shown)
-                client.mark_seen(shown)
-                shown.clear()
+            # and the print; what a daemon received), all of it, a page at a time, then what
+            # comes; each is marked seen only after it was printed. Pages follow one another
+            # by display order, not by what was marked (a daemon marks when it gets to it).
+            after = 0
+            while not args.count or received < args.count:  # bounded: ``after`` only grows
+                want = min(UNSEEN_FIRST, args.count - received) if args.count else UNSEEN_FIRST
+                page = client.unseen(want, after)
+                for m in page:
+                    _show_event(args, MessageReceived(m))
+                    shown.append(m.message_id)
+                    first.add(m.message_id)
+                    received += 1
+                if shown:
+                    if args.read:  # shown now, so read now (as the messages that come below)
+                        await client.mark_read(shown)
+                    client.mark_seen(shown)
+                    shown.clear()
+                if len(page) < want or page[-1].shown is None:
+                    break
+                after = page[-1].shown
             if args.count and received >= args.count:
                 return 0
             if isinstance(client, Client):  # through a daemon, its connection is the daemon's
@@ -181,6 +192,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             async for event in stream:
                 if isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)
                     raise StoreUnavailable(event.state, event.message)
+                if isinstance(event, MessageReceived) and event.message.message_id in first:
+                    continue  # committed after the daemon's subscription, shown above
                 _show_event(args, event)
                 if isinstance(event, MessageReceived):
                     received += 1

@@ -344,11 +344,12 @@ class Client:
             pass  # they are queued (committed above); the client stops (StorageFailed)
         return len(newly)
 
-    def unseen(self, limit: int = 1_000) -> list[StoredMessage]:
+    def unseen(self, limit: int = 1_000, after: int = 0) -> list[StoredMessage]:
         """Received messages no UI has displayed yet (see :meth:`mark_seen`), oldest first:
         what to show before anything new, so that nothing received stays hidden (a UI that
-        stopped between a commit and its display shows it next time)."""
-        return self.store.unseen(limit)
+        stopped between a commit and its display shows it next time). ``after`` (the last
+        page's last ``shown``) gives the next page."""
+        return self.store.unseen(limit, after)
 
     def mark_seen(self, message_ids: Iterable[bytes]) -> int:
         """Record that a UI displayed these received messages (call it after displaying them);

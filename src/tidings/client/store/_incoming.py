@@ -236,13 +236,15 @@ class Incoming(Database):
                 self._insert_outbox(db, receipt)
         return newly
 
-    def unseen(self, limit: int = 1_000) -> list[StoredMessage]:
+    def unseen(self, limit: int = 1_000, after: int = 0) -> list[StoredMessage]:
         """Received messages shown in their conversation but not yet displayed by any UI
-        (:meth:`mark_seen`), in display order: the oldest ``limit``."""
+        (:meth:`mark_seen`), in display order: the oldest ``limit`` of those after ``after``
+        (a :attr:`StoredMessage.shown`; the next page, whether or not the last was marked)."""
         rows = self._read(
             f"SELECT {MSG_COLS} FROM messages WHERE direction = ? AND seen_at IS NULL"
-            " AND shown IS NOT NULL ORDER BY shown LIMIT ?",
+            " AND shown > ? ORDER BY shown LIMIT ?",
             Direction.IN,
+            after,
             limit,
         )
         return [message_from_row(r) for r in rows]
