@@ -186,8 +186,9 @@ def test_second_process_on_a_home_refuses_and_never_connects(tmp_path: Path) -> 
     with world(tmp_path) as w:
         alice, bob = setup(w)
         listen = w.tidings("listen", bob, "listen")
-        wait_for([listen], has(listen, "event", 1), WAIT, "listen to connect")
-        assert listen.lines[0] == {"event": "connected", "pattern": "IK"}, listen.lines
+        wait_for([listen], has(listen, "event", 2), WAIT, "listen to connect")
+        assert listen.lines[0]["event"] == "connecting", listen.lines
+        assert listen.lines[1] == {"event": "connected", "pattern": "IK"}, listen.lines
         for argv in (("send", "alice", "not sent"), ("listen",), ("daemon",)):
             refused_busy(w.tidings(argv[0], bob, *argv), listen)
         assert outgoing(bob) == []  # refused before composing

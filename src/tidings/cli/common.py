@@ -52,8 +52,9 @@ def config_of(args: argparse.Namespace) -> ClientConfig:
     Raises:
         ConfigError: a bad file, key or value (one line naming it).
     """
-    path = config_path(home_of(args), args.client_config, os.environ)
-    return load_client_config(path, os.environ, parse_sets(args.client_sets))
+    # getattr: a command (or a test) whose parser has no --config/--set gets the file and env
+    path = config_path(home_of(args), getattr(args, "client_config", None), os.environ)
+    return load_client_config(path, os.environ, parse_sets(getattr(args, "client_sets", None)))
 
 
 def _ts(t: float) -> str:
