@@ -34,13 +34,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configfile import read_table
 from ..delivery.outbox import OUTBOX_WINDOW, RETRY_BASE, RETRY_CAP
 from ..errors import ConfigError
 from ..net.channel import KeepaliveParams
@@ -338,19 +338,7 @@ def _file_layer(path: Path | None) -> list[_Entry]:
     """The ``[client]`` table of the TOML file at ``path``."""
     if path is None:
         return []
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    for key in document:
-        if key != TABLE:
-            raise ConfigError(f"{path}: unknown top-level key {key!r}; settings go in [{TABLE}]")
-    table = document.get(TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {TABLE!r} must be a table ([{TABLE}])")
+    table = read_table(path, TABLE)
     layer: list[_Entry] = []
     for key, raw in table.items():
         where = f"{path}: [{TABLE}] {key}"

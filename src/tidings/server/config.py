@@ -27,12 +27,12 @@ import dataclasses
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..configfile import read_table
 from ..errors import ConfigError
 from ..wire.limits import MAX_PAYLOAD
 
@@ -141,8 +141,6 @@ NON_SERVER_ENV = frozenset(
 )
 #: Prefix of the client's variables (``tidings.client.config``): not the relay's, never refused.
 CLIENT_ENV_PREFIX = "TIDINGS_CLIENT_"
-#: Tables a config file may hold. Anything else is a typo (``[sever]``) and is refused.
-KNOWN_TABLES = frozenset({"server"})
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
@@ -505,19 +503,7 @@ def _file_layer(path: Path | None) -> list[_Entry]:
     """The ``[server]`` table of the TOML file at ``path``, as (name, raw, source, converter)."""
     if path is None:
         return []
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    for key in document:
-        if key not in KNOWN_TABLES:
-            raise ConfigError(f"{path}: unknown top-level key {key!r}; settings go in [server]")
-    table = document.get("server", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: 'server' must be a table ([server])")
+    table = read_table(path, "server")
     layer: list[_Entry] = []
     for key, raw in table.items():
         source = f"{path}: [server] {key}"
