@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_inbox import ScriptedRelay, alice_sends, drain, received
+from tests.client.test_inbox import ScriptedRelay, alice_sends, attach, drain, received
 from tests.harness import ClientLab, FakeClock, RelayLab, is_received
 from tidings.client import StatusChanged
 from tidings.client.inbox import RECEIPT_IDS, Inbox
@@ -34,8 +34,7 @@ async def test_nothing_of_a_batch_is_reported_or_acked_before_it_commits(
     relay = ScriptedRelay(items)
     bob = clients.open(bob_home, monotonic=FakeClock(0.0))
     events = bob.events()
-    sent: list[object] = []
-    bob._session.send = sent.append  # type: ignore[method-assign,assignment]  # the wire
+    sent = attach(bob).frames  # the wire
     direction_in = committed_messages(bob.store.path)
 
     for mid in ids:  # one read from the network: five DELIVERs in one turn of the loop

@@ -215,7 +215,7 @@ async def test_the_client_runs_with_its_config(relays: RelayLab, clients: Client
     client = alice.client
     assert client.config is config
     assert client._session._keepalive == config.keepalive
-    assert client._session._reconnect._policy.cap == 0.2
+    assert client._session.core.backoff._policy.cap == 0.2
     assert client._outbox.scheduler.window == 3
     assert client._outbox.scheduler.policy.cap == 7.0
 

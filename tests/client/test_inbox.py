@@ -15,13 +15,14 @@ from typing import Any
 
 from tests.harness import ClientLab, FakeClock, RelayLab, is_status
 from tidings.client import Client, GapDetected, GapSkipped, MessageReceived
+from tidings.client.core import State
 from tidings.client.events import ClientEvent
 from tidings.delivery import Status
 from tidings.delivery.ordering import SkipReason
 from tidings.net.channel import FrameReceived
 from tidings.store import DeviceRef
 from tidings.store.base import InboxItem
-from tidings.wire import Deliver
+from tidings.wire import Deliver, Welcome
 
 BOB1 = DeviceRef("bob", 1)
 ALICE1 = DeviceRef("alice", 1)
@@ -51,8 +52,39 @@ class ScriptedRelay:
         return self.seq
 
     def _deliver(self, client: Client, frame: Deliver) -> None:
+        attach(client)
         client._session.on_channel_event(None, FrameReceived(frame))  # type: ignore[arg-type]
         client.settle()  # commit the batch: its events are reported now
+
+
+class WireTap:
+    """Stands for the connection: keeps the frames the session writes."""
+
+    def __init__(self) -> None:
+        self.frames: list[object] = []
+
+    def send_frame(self, frame: object) -> None:
+        self.frames.append(frame)
+
+    def close(self) -> None:
+        pass
+
+
+def attach(client: Client) -> WireTap:
+    """Put a client that is not started on a session of its own connection core, as after
+    HELLO and WELCOME (DELIVERs flow), with no network: the frames it writes are kept."""
+    session = client._session
+    if isinstance(session._conn, WireTap):
+        return session._conn
+    core = session.core
+    core.state = State.CONNECTING  # as after start(): the connection is being opened
+    core.handshake_done(core.pinned_key or b"k" * 32, "IK", 0.0)
+    core.frame_received(Welcome(client.me.account, client.me.device_id, 0.0, 1.0, 1, 0, 0), 0.0)
+    core.actions()  # Connected, and the own-devices request: no owner to tell
+    core.frames_to_send()
+    tap = WireTap()
+    session._conn = tap  # type: ignore[assignment]
+    return tap
 
 
 def drain(events: Any) -> list[ClientEvent]:

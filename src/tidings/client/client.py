@@ -36,7 +36,6 @@ from ..delivery import (
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..store.base import DeviceRef
 from ..wire import (
-    Ack,
     Deliver,
     Devices,
     GetDevices,
@@ -47,11 +46,10 @@ from ..wire import (
     Sent,
     check_account,
 )
-from .catchup import CatchUp
 from .clocks import Clocks
 from .config import ClientConfig, check_read_receipts
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import ClientEvent, Connected, Disconnected, EventStream, StorageFailed
+from .events import ClientEvent, Disconnected, EventStream, StorageFailed
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
@@ -132,12 +130,9 @@ class Client:
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._monotonic = monotonic
-        self._catchup = CatchUp()
         self._rng = rng or random.Random()
         self._queues: list[asyncio.Queue[ClientEvent]] = []
         self._started = False
-        self._ack_seq = 0  # the highest seq committed and not yet acked
-        self._acked = 0
         #: A store batch is open (see _begin_batch); events wait in _held_events until it commits.
         self._batching = False
         self._held_events: list[ClientEvent] = []
@@ -426,19 +421,7 @@ class Client:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
 
-    def on_welcome(self, backlog: int, upto: int) -> None:
-        """WELCOME: the session is open (Connected), and the relay says what waits for this
-        device: report the catch-up as it is stored (CatchingUp). The outbox goes once the
-        account's devices are known (:meth:`on_open`), a round trip later; DELIVERs already flow."""
-        if self.storage_failed is not None:
-            return
-        self._emit(Connected(self._session.pattern))
-        report = self._catchup.start(backlog, upto, self._monotonic())
-        if report is not None:
-            self._emit(report)
-
     def on_close(self) -> None:
-        self._catchup.stop()
         self._outbox.on_disconnect()
 
     def on_frame(self, frame: object) -> None:
@@ -489,19 +472,15 @@ class Client:
             self.store.rollback_batch()
             self._inbox.abort_batch()
             self._held_events.clear()
-            self._ack_seq = self._acked
+            self._session.aborted()
             if not isinstance(exc, StoreUnavailable):
                 self._on_store_unavailable(StoreUnavailable(f"error: {exc}", str(exc)))
             return
         events, self._held_events = self._held_events, []
-        progress = self._catchup.report(self._monotonic()) if self._catchup.active else None
-        if progress is not None:
-            events.append(progress)
         for event in events:
             self._emit(event)
-        if self._ack_seq > self._acked and self.storage_failed is None:
-            self._acked = self._ack_seq
-            self._session.send(Ack(self._ack_seq))
+        if self.storage_failed is None:
+            self._session.committed()  # the core acks what the batch stored, reports progress
         try:
             if receipts:
                 self._outbox.add_queued(receipts)
@@ -549,12 +528,7 @@ class Client:
             return  # a write failed on the way, even if it was only logged: ack nothing more
         if queued:
             self._outbox.add_queued(queued)
-        self._ack(frame.seq)
-        self._catchup.stored(frame.seq)
-
-    def _ack(self, seq: int) -> None:
-        """Acknowledge cumulatively once the batch committed (a burst gets one ACK)."""
-        self._ack_seq = max(self._ack_seq, seq)
+        self._session.stored(frame.seq)  # acked cumulatively once the batch committed
 
     def _emit(self, event: ClientEvent) -> None:
         """Report ``event`` — once the open batch has committed, if one is open (G5)."""
@@ -578,7 +552,7 @@ class Client:
         if self._batching:  # nothing of the open batch is kept, acked or reported
             self._batching = False
             self._held_events.clear()
-            self._ack_seq = self._acked
+            self._session.aborted()
             self._inbox.abort_batch()
             self.store.rollback_batch()
         self._outbox.close()

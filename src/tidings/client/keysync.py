@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from ..e2e import BundleError
 from ..errors import ConnectionBroken, RefusedError, StoreError, StoreUnavailable
 from ..store.base import DeviceRef
-from ..wire import ErrorCode, PrekeyBundle, PrekeyFetch, PrekeysStored, PrekeysUpload
+from ..wire import ErrorCode, Frame, PrekeyBundle, PrekeyFetch, PrekeysStored, PrekeysUpload
 from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .outbox import Outbox
@@ -54,7 +54,7 @@ class KeySync:
         self,
         crypto: DeviceCrypto,
         outbox: Outbox,
-        request: Callable[[Callable[[int], object]], Awaitable[object]],
+        request: Callable[[Callable[[int], Frame]], Awaitable[object]],
         devices: Callable[[str], Awaitable[tuple[int, ...]]],
         clocks: Clocks,
     ) -> None:

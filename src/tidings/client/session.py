@@ -1,13 +1,13 @@
-"""A device's connection to its relay: connecting and reconnecting, the session's opening, and
-requests with one answer each.
+"""A device's connection to its relay: the asyncio pump of the sans-I/O
+:class:`~tidings.client.core.ConnectionCore`.
 
-One :class:`Session` per :class:`~tidings.client.Client`. It runs the connection loop (connect,
-wait for the end, back off, again: :mod:`tidings.client.reconnect`), checks the relay's static
-key against the one pinned at registration, sends HELLO with the store's cursor, and on WELCOME
-first asks for the account's own devices (a send must name them all) before it calls the
-client's ``on_open``: only then may the outbox send. Answers to requests (DEVICES, LINK_CODE,
-PREKEY_BUNDLE, PREKEYS_STORED, REQUEST_FAILED) are matched here (:mod:`tidings.client.requests`);
-every other frame goes to the client's ``on_frame``.
+One :class:`Session` per :class:`~tidings.client.Client`. Every decision — when to connect
+again (the backoff), whether the relay's key is the pinned one, HELLO and its cursor, the
+own-devices query that opens the session, request ids, the cumulative ACK, what a close means —
+is the core's. The session only pumps: it opens the connection the core asks for, feeds it the
+channel's events with the loop's monotonic time, writes the frames the core gives, re-arms one
+timer at the core's deadline, and turns the core's actions into futures, store writes and
+calls of its owner (``on_open``, ``on_close``, ``on_frame``).
 
 What goes wrong is reported, never raised from the background: a failed attempt is a
 :class:`~tidings.client.events.ConnectFailed` event (with the reason, and the wait before the
@@ -24,36 +24,39 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import ConfigError, ConnectionBroken, RelayUnreachable, StoreUnavailable
+from ..errors import (
+    ConfigError,
+    ConnectionBroken,
+    LocalProtocolError,
+    RefusedError,
+    RelayUnreachable,
+    StoreUnavailable,
+)
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
-from ..wire import (
-    PROTOCOL_VERSION,
-    Devices,
-    ErrorCode,
-    GetDevices,
-    Hello,
-    LinkCode,
-    PrekeyBundle,
-    PrekeysStored,
-    RequestFailed,
-    Welcome,
-)
+from ..wire import ErrorCode, Frame
+from .catchup import CatchUp
 from .connect import open_channel
-from .events import ClientEvent, ConnectFailed, Disconnected
-from .reconnect import RECONNECT_BASE, RECONNECT_CAP, Reconnect
-from .requests import Requests
+from .core import (
+    FATAL_CODES,
+    Answered,
+    CloseConnection,
+    ConnectionCore,
+    Incoming,
+    OpenConnection,
+    Opened,
+    PinServerKey,
+    RequestRefused,
+    RequestsLost,
+    Welcomed,
+)
+from .events import CatchingUp, ClientEvent, Connected, ConnectFailed, Disconnected
+from .reconnect import RECONNECT_BASE, RECONNECT_CAP
 from .store import ClientStore, Identity
 
 __all__ = ["FATAL_CODES", "Session", "SessionOwner"]
 
 log = logging.getLogger("tidings.client")
-
-#: Close codes after which reconnecting cannot help; the client stops and reports them.
-FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
-
-#: Frames that answer a request (matched by request id here, never passed on).
-_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored)
 
 
 class SessionOwner(Protocol):
@@ -61,9 +64,6 @@ class SessionOwner(Protocol):
 
     def on_open(self, own_devices: tuple[int, ...]) -> None:
         """A session is open: the outbox may send (``own_devices``: the account's devices)."""
-
-    def on_welcome(self, backlog: int, upto: int) -> None:
-        """WELCOME: ``backlog`` items wait for this device, up to seq ``upto`` (the catch-up)."""
 
     def on_close(self) -> None:
         """The connection is gone (open or not): nothing more may be sent on it."""
@@ -77,12 +77,14 @@ class SessionOwner(Protocol):
 
 
 class Session:
-    """The connection loop and session state of one device.
+    """The pump of one device's connection core.
 
     Args:
-        store: the device's store (the identity, the pinned server key, the cursor).
+        store: the device's store (the pinned server key, the cursor).
+        identity: the device's identity.
         owner: the client (:class:`SessionOwner`).
-        emit: where events go (``ConnectFailed``, ``Disconnected``).
+        emit: where events go (``Connected``, ``ConnectFailed``, ``Disconnected``,
+            ``CatchingUp``).
         keepalive: the connection's keepalive timing.
         clock: the wall clock (the server-time estimate).
         accept_new_server_key: accept a relay whose static key changed (and pin the new one).
@@ -108,46 +110,65 @@ class Session:
         self._emit = emit
         self._keepalive = keepalive
         self._clock = clock
-        self._accept_new_key = accept_new_server_key
-        self._reconnect = Reconnect(rng.random, *reconnect)
-        self._requests = Requests()
+        #: The connection protocol: every decision about the connection is its.
+        self.core = ConnectionCore(
+            identity.account,
+            identity.server_url,
+            identity.server_key,
+            cursor=store.cursor(),
+            accept_new_key=accept_new_server_key,
+            rng=rng.random,
+            reconnect=reconnect,
+            catchup=CatchUp(),
+        )
+        self._answers: dict[int, asyncio.Future[object]] = {}
         #: Callers waiting for the session to open that want to hear of a failed attempt.
         self._open_waiters: list[asyncio.Future[None]] = []
-        #: How the current connection ended, if the relay (or our side) said why.
-        self._close_reason = ""
-        self._opened = False  # the current connection became a session
         self._conn: ChannelConnection | None = None
         self._open = asyncio.Event()
-        self._wake = asyncio.Event()
         self._closing = False
         self._halted: StoreUnavailable | None = None
+        #: The connection attempt running now (None between attempts).
         self._task: asyncio.Task[None] | None = None
-        #: The Noise pattern of the current session (``XX`` or ``IK``).
-        self.pattern = ""
-        #: Set when the relay refused this device for good (or its key changed); no reconnect.
-        self.fatal: Disconnected | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        #: Set once the session will never connect again (closed, halted, fatal).
+        self.ended = asyncio.Event()
         #: The relay's clock minus ours, from the last WELCOME.
         self.server_time_offset = 0.0
 
     # ---------------------------------------------------------------- life cycle
 
+    @property
+    def pattern(self) -> str:
+        """The Noise pattern of the current session (``XX`` or ``IK``)."""
+        return self.core.pattern
+
+    @property
+    def fatal(self) -> Disconnected | None:
+        """Set when the relay refused this device for good (or its key changed)."""
+        return self.core.fatal
+
     def start(self) -> None:
-        """Start the connection loop (in the background)."""
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+        """Start connecting (in the background)."""
+        self.core.start(self._now())
+        self._pump()
 
     async def close(self) -> None:
         """Close the connection and end the loop."""
         self._closing = True
-        self._wake.set()
+        self.core.close()
+        self._pump()
         if self._conn is not None:
             self._conn.close()
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
+        self._cancel_timer()
+        self.ended.set()
         self._wake_open_waiters(ConnectionBroken("the client is closed"))
 
     def halt(self, exc: StoreUnavailable) -> None:
@@ -156,27 +177,34 @@ class Session:
         self._halted = exc
         self._closing = True
         self._open.clear()
-        self._wake.set()
         self._wake_open_waiters(exc)
         try:
-            asyncio.get_running_loop().call_soon(self.drop)
+            asyncio.get_running_loop().call_soon(self._halt_now, str(exc))
         except RuntimeError:
-            pass  # no loop: not started, so no connection to close
+            self.core.halt(str(exc))  # no loop: not started, so no connection to close
+
+    def _halt_now(self, why: str) -> None:
+        self.core.halt(why)
+        self._pump()
+        if self._conn is None:
+            self.ended.set()
 
     def reconnect_now(self) -> None:
         """Skip the backoff wait (e.g. the network came back)."""
-        self._wake.set()
+        self.core.reconnect_now(self._now())
+        self._pump()
 
     # ---------------------------------------------------------------- using the session
 
     @property
     def fatal_message(self) -> str:
         """Why the client stopped connecting for good, in one line for people ("" if not)."""
-        if self.fatal is None:
+        fatal = self.core.fatal
+        if fatal is None:
             return ""
-        if self.fatal.code == ErrorCode.HANDSHAKE_FAILED:
-            return self.fatal.reason
-        return f"the relay refused this device: {self.fatal.reason}"
+        if fatal.code == ErrorCode.HANDSHAKE_FAILED:
+            return fatal.reason
+        return f"the relay refused this device: {fatal.reason}"
 
     @property
     def is_open(self) -> bool:
@@ -188,13 +216,21 @@ class Session:
             return None
         return self._conn
 
-    def send(self, frame: object) -> None:
-        """Send ``frame`` on the current connection, if there is one (ACK)."""
-        if self._conn is not None:
-            self._conn.send_frame(frame)  # type: ignore[arg-type]
+    def stored(self, seq: int) -> None:
+        """The DELIVER ``seq`` is stored in the batch being committed."""
+        self.core.stored(seq)
+
+    def committed(self) -> None:
+        """The batch committed: the core acks it (one cumulative ACK) and reports progress."""
+        self.core.committed(self._now())
+        self._pump()
+
+    def aborted(self) -> None:
+        """The batch was rolled back: nothing of it is acked."""
+        self.core.aborted()
 
     def drop(self) -> None:
-        """Close the current connection; the loop reconnects (unless closing)."""
+        """Close the current connection; the core reconnects (unless closing)."""
         if self._conn is not None:
             self._conn.close()
 
@@ -207,7 +243,7 @@ class Session:
             async with asyncio.timeout(timeout):
                 await self._open.wait()
 
-    async def request(self, build: Callable[[int], object]) -> object:
+    async def request(self, build: Callable[[int], Frame]) -> object:
         """Send the frame ``build(request_id)`` once a session is open; return its answer.
 
         Raises:
@@ -217,9 +253,13 @@ class Session:
         """
         await self._until_open()
         self._owner.settle()
-        rid, fut = self._requests.new()
-        assert self._conn is not None
-        self._conn.send_frame(build(rid))  # type: ignore[arg-type]
+        try:
+            rid = self.core.request(build)
+        except LocalProtocolError:
+            raise ConnectionBroken("disconnected") from None
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._answers[rid] = fut
+        self._pump()
         return await fut
 
     async def _until_open(self) -> None:
@@ -227,7 +267,7 @@ class Session:
             return
         if self._halted is not None:
             raise self._halted
-        if self.fatal is not None:
+        if self.core.fatal is not None:
             raise ConfigError(self.fatal_message)
         if self._closing:
             raise ConnectionBroken("the client is closed")
@@ -249,56 +289,148 @@ class Session:
             else:
                 fut.set_exception(exc)
 
-    # ---------------------------------------------------------------- the loop
+    # ---------------------------------------------------------------- the pump
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        url = self.identity.server_url
-        while not self._closing:
-            self._wake.clear()  # a reconnect_now() from here on cuts the next backoff short
-            failure = ""
-            self._close_reason = ""
-            self._opened = False
-            try:
-                conn = await open_channel(
-                    url,
-                    self,
-                    self.identity.noise_private_key,
-                    self.identity.server_key,
-                    self._keepalive,
-                )
-            except RelayUnreachable as exc:
-                failure = exc.reason
-            except Exception as exc:  # any failed attempt is retried; the loop must never die
-                log.exception("! connection attempt failed")
-                failure = str(exc) or type(exc).__name__
-            else:
-                self._conn = conn
-                await conn.disconnected.wait()
-                self._conn = None
-                if not self._opened:
-                    failure = (
-                        self._close_reason or "the connection closed before the session opened"
-                    )
-            self._open.clear()
-            self._owner.on_close()
-            self._requests.disconnected(ConnectionBroken("disconnected"))
-            if self.fatal is not None or self._closing:
-                why: Exception = ConnectionBroken("the client is closed")
-                if self.fatal is not None:
-                    why = ConfigError(self.fatal_message)
-                self._wake_open_waiters(self._halted or why)
+    def _now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
+
+    def _pump(self) -> None:
+        """Write the core's frames, carry out its actions, re-arm its timer."""
+        frames = self.core.frames_to_send()
+        if frames and self._conn is not None:
+            for frame in frames:
+                self._conn.send_frame(frame)
+        for action in self.core.actions():
+            self._do(action)
+        self._arm_timer()
+
+    def _do(self, action: object) -> None:
+        handler = self._ACTIONS.get(type(action))
+        if handler is not None:
+            handler(self, action)
+        elif isinstance(action, Connected | CatchingUp):
+            self._emit(action)
+
+    def _do_open_connection(self, action: OpenConnection) -> None:
+        self._task = asyncio.ensure_future(self._connect())
+
+    def _do_close_connection(self, action: CloseConnection) -> None:
+        conn = self._conn
+        if conn is not None:
+            asyncio.get_running_loop().call_soon(conn.close)
+
+    def _do_pin(self, action: PinServerKey) -> None:
+        if self.identity.server_key is not None:
+            log.warning("! server key changed; accepting the new key as configured")
+        self.store.set_server_key(action.key)
+        self.identity = self.store.get_identity() or self.identity
+
+    def _do_welcomed(self, action: Welcomed) -> None:
+        self.server_time_offset = action.frame.server_time - self._clock()
+
+    def _do_opened(self, action: Opened) -> None:
+        if self._halted is not None:
+            return
+        self._open.set()
+        self._wake_open_waiters(None)
+        self._owner.on_open(action.own_devices)
+
+    def _do_answered(self, action: Answered) -> None:
+        fut = self._answers.pop(action.request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(action.frame)
+
+    def _do_refused(self, action: RequestRefused) -> None:
+        f = action.frame
+        fut = self._answers.pop(f.request_id, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(RefusedError(f.code, f.reason, f.retry_after))
+
+    def _do_lost(self, action: RequestsLost) -> None:
+        for rid in action.request_ids:
+            fut = self._answers.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionBroken("disconnected"))
+
+    def _do_incoming(self, action: Incoming) -> None:
+        self._owner.on_frame(action.frame)
+
+    def _do_connect_failed(self, action: ConnectFailed) -> None:
+        log.info("! cannot reach the relay at %s: %s", self.identity.server_url, action.reason)
+        self._wake_open_waiters(RelayUnreachable(self.identity.server_url, action.reason))
+        self._emit(action)
+
+    def _do_disconnected(self, action: Disconnected) -> None:
+        log.info("= closed %s %s", action.code, action.reason)
+        if action.fatal:
+            why: BaseException = self._halted or ConfigError(self.fatal_message)
+            self._wake_open_waiters(why)
+            self.ended.set()
+        self._emit(action)
+
+    _ACTIONS: dict[type, Callable[[Session, object], None]] = {  # noqa: RUF012
+        OpenConnection: _do_open_connection,  # type: ignore[dict-item]
+        CloseConnection: _do_close_connection,  # type: ignore[dict-item]
+        PinServerKey: _do_pin,  # type: ignore[dict-item]
+        Welcomed: _do_welcomed,  # type: ignore[dict-item]
+        Opened: _do_opened,  # type: ignore[dict-item]
+        Answered: _do_answered,  # type: ignore[dict-item]
+        RequestRefused: _do_refused,  # type: ignore[dict-item]
+        RequestsLost: _do_lost,  # type: ignore[dict-item]
+        Incoming: _do_incoming,  # type: ignore[dict-item]
+        ConnectFailed: _do_connect_failed,  # type: ignore[dict-item]
+        Disconnected: _do_disconnected,  # type: ignore[dict-item]
+    }
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_deadline()
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() == deadline:
                 return
-            delay = self._reconnect.ended(loop.time())
-            if failure:
-                log.info("! cannot reach the relay at %s: %s", url, failure)
-                self._wake_open_waiters(RelayUnreachable(url, failure))
-                self._emit(ConnectFailed(failure, self._reconnect.attempt, delay))
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.core.handle_timer(self._now())
+        self._pump()
+
+    async def _connect(self) -> None:
+        """Open the connection the core asked for; report a failure to it."""
+        url = self.identity.server_url
+        try:
+            conn = await open_channel(
+                url,
+                self,
+                self.identity.noise_private_key,
+                self.identity.server_key,
+                self._keepalive,
+            )
+        except RelayUnreachable as exc:
+            failure = exc.reason
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failed attempt is retried; the pump must never die
+            log.exception("! connection attempt failed")
+            failure = str(exc) or type(exc).__name__
+        else:
+            if self._conn is None and not conn.disconnected.is_set():
+                self._conn = conn
+            if self._closing:
+                conn.close()
+            return
+        self.core.connect_failed(failure, self._now())
+        self._pump()
 
     # ---------------------------------------------------------------- channel events
 
@@ -306,89 +438,33 @@ class Session:
         try:
             if isinstance(event, FrameReceived):
                 if self._halted is None:
-                    self._on_frame(event.frame)
+                    self.core.frame_received(event.frame, self._now())
             elif isinstance(event, HandshakeDone):
-                # This connection is the session from now on, even if _run has not yet resumed
-                # from open_channel (the whole handshake can complete before it does).
+                # This connection is the session from now on, even if _connect has not yet
+                # resumed from open_channel (the whole handshake can complete before it does).
                 self._conn = conn
-                self._on_handshake(conn, event)
+                self._owner.settle()  # HELLO's cursor acks what it covers: only what is committed
+                self.core.cursor = self.store.cursor()
+                self.core.handshake_done(event.remote_static, event.pattern, self._now())
+            elif isinstance(event, ChannelClosed):
+                # Nothing more may be written to this connection.
+                self._open.clear()
+            self._pump()
         except StoreUnavailable:
             return  # reported by the store's hook (the client halts this session)
-        if isinstance(event, ChannelClosed):
-            # Nothing more may be written to this connection; _run notices the disconnect.
-            self._open.clear()
-            log.info("= closed %s %s", event.code, event.reason)
-            if event.reason:
-                who = "the relay closed the connection: " if event.by_peer else ""
-                self._close_reason = who + event.reason
-            fatal = (event.code in FATAL_CODES and event.by_peer) or self._halted is not None
-            ev = Disconnected(event.code, event.reason, fatal)
-            if fatal:
-                self.fatal = ev
-            self._emit(ev)
 
     def on_disconnected(self, conn: ChannelConnection) -> None:
-        pass  # _run notices through conn.disconnected
-
-    def _on_frame(self, frame: object) -> None:
-        if isinstance(frame, _ANSWERS):
-            self._on_answer(frame)
-        elif isinstance(frame, RequestFailed):
-            self._requests.failed(frame)
-        elif isinstance(frame, Welcome):
-            self._on_welcome(frame)
-        else:
-            self._owner.on_frame(frame)
-
-    def _on_handshake(self, conn: ChannelConnection, event: HandshakeDone) -> None:
-        pinned = self.identity.server_key
-        if pinned is not None and pinned != event.remote_static:
-            if not self._accept_new_key:
-                reason = (
-                    f"the relay at {self.identity.server_url} presents another key than the one "
-                    "pinned at registration (another relay at this address, or its server.key "
-                    "was replaced): ask its operator; this device does not connect to it"
-                )
-                self.fatal = Disconnected(int(ErrorCode.HANDSHAKE_FAILED), reason, fatal=True)
-                self._emit(self.fatal)
-                conn.close()
-                return
-            log.warning("! server key changed; accepting the new key as configured")
-        if pinned != event.remote_static:
-            self.store.set_server_key(event.remote_static)
-            self.identity = self.store.get_identity() or self.identity
-        self.pattern = event.pattern
-        self._owner.settle()  # HELLO's cursor acks what it covers: only what is committed
-        conn.send_frame(Hello(PROTOCOL_VERSION, self.store.cursor()))
-
-    def _on_welcome(self, frame: Welcome) -> None:
-        """The session is open. First learn this account's current devices (sends must name
-        them all), then let the outbox go."""
-        self.server_time_offset = frame.server_time - self._clock()
-        self._owner.on_welcome(frame.backlog, frame.backlog_upto)
-        rid, fut = self._requests.new()
-        fut.add_done_callback(self._on_own_devices)
-        if self._conn is not None:
-            self._conn.send_frame(GetDevices(rid, self.identity.account))
-
-    def _on_own_devices(self, fut: asyncio.Future[object]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            return  # disconnected meanwhile; the next session asks again
-        frame = fut.result()
-        assert isinstance(frame, Devices)
-        if self._halted is not None:
+        if conn is not self._conn and self._conn is not None:
             return
-        self._open.set()
-        self._opened = True
-        self._reconnect.opened(asyncio.get_running_loop().time())
-        self._wake_open_waiters(None)
-        self._owner.on_open(frame.device_ids)
-
-    def _on_answer(self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored) -> None:
-        if isinstance(frame, Devices) and frame.request_id == 0:
-            # Unsolicited (protocol §6.10): a device was linked to this account while this
-            # session was open. Request ids start at 1, so 0 answers nothing.
-            if frame.account == self.identity.account:
-                self._owner.on_frame(frame)
-            return
-        self._requests.answered(frame.request_id, frame)
+        self._conn = None
+        self._open.clear()
+        closed = conn.closed_event or ChannelClosed(0, "connection lost")
+        self._owner.on_close()
+        self.core.connection_lost(closed.code, closed.reason, closed.by_peer, self._now())
+        self._pump()
+        if self._closing or self.core.fatal is not None:
+            self.ended.set()
+            why: BaseException = ConnectionBroken("the client is closed")
+            if self.core.fatal is not None:
+                why = ConfigError(self.fatal_message)
+            self._wake_open_waiters(self._halted or why)
