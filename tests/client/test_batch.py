@@ -5,6 +5,7 @@ coalesced, one per sender account and 256 message ids."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -90,3 +91,32 @@ async def test_a_catch_up_sends_few_receipts_and_every_status_arrives(
 
 def is_status_any(e: object, status: Status) -> bool:
     return isinstance(e, StatusChanged) and e.status is status
+
+
+async def test_sends_of_one_turn_share_one_transaction_and_are_durable_on_return(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    from tidings.delivery import MAX_BODY, ContentError
+
+    await relays.start()
+    home = await clients.register("alice")
+    alice = clients.open(home)  # not connected: the sends stay in the outbox
+    commits: list[str] = []
+    alice.store._db.set_trace_callback(
+        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+    )
+    before = len(alice.store.pending())
+    sends = [alice.send("bob", f"burst {i}") for i in range(20)]
+    too_big = alice.send("bob", b"x" * (MAX_BODY + 1))
+    results = await asyncio.gather(*sends, too_big, return_exceptions=True)
+    assert len(commits) == 1  # twenty messages, one transaction (one fsync)
+    assert isinstance(results[-1], ContentError)  # refused alone: the others are queued
+    ids = results[:-1]
+    assert all(isinstance(mid, bytes) for mid in ids)
+    with sqlite3.connect(alice.store.path) as other:  # durable: another connection sees them
+        query = "SELECT COUNT(*) FROM messages WHERE direction = ?"
+        assert other.execute(query, (int(Direction.OUT),)).fetchone()[0] == 20
+    assert len(alice.store.pending()) == before + 20
+
+    mid = await alice.send("bob", "alone")  # a send of its own turn commits on its own
+    assert len(commits) == 2 and alice.store.message(mid) is not None

@@ -176,8 +176,8 @@ async def do_send(driver: Driver, args: argparse.Namespace) -> dict[str, Any]:
         tracked.add(mid)
         emit({"queued": mid.hex(), "body": body})
         if (n + 1) % args.batch == 0:
-            # Let the connection run between composes (send() itself never yields): within a
-            # batch no ✓ is processed, so a kill there leaves the whole batch in the outbox.
+            # Let the connection run between batches (send() itself only waits for its
+            # commit, one turn of the loop, so few ✓ are processed within a batch).
             await asyncio.sleep(args.interval)
     emit({"composed": args.count, "outbox": driver.client.store.outbox_size()})
     await driver.wait_until(lambda: tracked <= driver.sent)

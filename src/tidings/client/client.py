@@ -136,6 +136,8 @@ class Client:
         #: A store batch is open (see _begin_batch); events wait in _held_events until it commits.
         self._batching = False
         self._held_events: list[ClientEvent] = []
+        #: send() calls waiting for the open batch to commit (their messages are in it).
+        self._commit_waiters: list[asyncio.Future[None]] = []
         #: Set when the store could not write; the client has stopped (see StorageFailed).
         self.storage_failed: StorageFailed | None = None
         self._session = Session(
@@ -290,21 +292,28 @@ class Client:
                 earlier: the client has stopped (:class:`StorageFailed`).
         """
         check_account(to)
-        self._end_batch()  # this message's transaction is its own: durable when send() returns
         data = body.encode() if isinstance(body, str) else body
         message_id = os.urandom(16)
         conversation = direct_conversation(self.me.account, to)
         if self.storage_failed is not None:
             raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
+        # The sends of one turn of the event loop share the turn's transaction (with the
+        # frames it handles): one fsync for a burst of sends. Each compose is a savepoint, so
+        # a refused one (outbox full, bad body) changes nothing; send() returns once the
+        # transaction committed, so the message is durable when it does (G2).
+        self._begin_batch()
         try:
             item, _ = self.store.compose(message_id, to, conversation, data, self._clock())
         except StoreUnavailable as exc:
             failed = self.storage_failed or StorageFailed(exc.state, str(exc))
             raise StoreUnavailable(failed.state, failed.message) from exc
+        committed = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append(committed)
         try:
-            self._outbox.add(item)
+            self._outbox.add(item)  # held: nothing of it goes before the commit
         except StoreUnavailable:
-            pass  # it is queued (committed above); the client stops (StorageFailed)
+            pass  # the client stops (StorageFailed); the commit's waiters learn of it
+        await committed
         return message_id
 
     async def mark_read(self, message_ids: Iterable[bytes]) -> int:
@@ -475,7 +484,12 @@ class Client:
             self._session.aborted()
             if not isinstance(exc, StoreUnavailable):
                 self._on_store_unavailable(StoreUnavailable(f"error: {exc}", str(exc)))
+            self._fail_commit_waiters()
             return
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
         events, self._held_events = self._held_events, []
         for event in events:
             self._emit(event)
@@ -555,11 +569,23 @@ class Client:
             self._session.aborted()
             self._inbox.abort_batch()
             self.store.rollback_batch()
+            self._fail_commit_waiters()
         self._outbox.close()
         self._inbox.close()
         self._emit(self.storage_failed)
         # The connection loop ends instead of reconnecting; waiting callers get the error.
         self._session.halt(StoreUnavailable(exc.state, self.storage_failed.message))
+
+    def _fail_commit_waiters(self) -> None:
+        """The open batch was not kept: the sends waiting for it fail (nothing was queued)."""
+        failed = self.storage_failed
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                if failed is not None:
+                    fut.set_exception(StoreUnavailable(failed.state, failed.message))
+                else:
+                    fut.set_exception(StoreUnavailable("error", "the store could not commit"))
 
     _FRAME_HANDLERS: ClassVar[dict[type, Callable[[Client, object], None]]] = {
         Sent: _on_sent,  # type: ignore[dict-item]
