@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import LocalProtocolError
 from ..wire import (
@@ -51,7 +50,19 @@ from ..wire import (
     Welcome,
 )
 from .catchup import CatchUp
-from .events import CatchingUp, Connected, ConnectFailed, Disconnected
+from .core_actions import (
+    Action,
+    Answered,
+    CloseConnection,
+    Incoming,
+    OpenConnection,
+    Opened,
+    PinServerKey,
+    RequestRefused,
+    RequestsLost,
+    Welcomed,
+)
+from .events import Connected, ConnectFailed, Disconnected
 from .reconnect import RECONNECT_BASE, RECONNECT_CAP, Reconnect
 
 __all__ = [
@@ -104,91 +115,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 #: States in which a connection exists (the adapter holds one).
 _CONNECTED = frozenset({State.EXPECT_WELCOME, State.EXPECT_DEVICES, State.OPEN})
-
-
-# ------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True, slots=True)
-class OpenConnection:
-    """Open a connection to the relay now (TCP, WebSocket, Noise); report how it went."""
-
-
-@dataclass(frozen=True, slots=True)
-class CloseConnection:
-    """Close the current connection (``reason`` for the log)."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class PinServerKey:
-    """Store command: pin ``key`` as the relay's static key (first contact, or an accepted
-    change). Commit it before anything of the session is acted on."""
-
-    key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Welcomed:
-    """WELCOME arrived: the relay's clock reads ``server_time`` (wall seconds, for the offset
-    estimate); ``frame`` is the whole WELCOME."""
-
-    frame: Welcome
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """The session is open: the account's devices are ``own_devices``; the outbox may send."""
-
-    own_devices: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    """``frame`` answers request ``request_id``."""
-
-    request_id: int
-    frame: Frame
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRefused:
-    """The relay refused request ``frame.request_id`` (REQUEST_FAILED)."""
-
-    frame: RequestFailed
-
-
-@dataclass(frozen=True, slots=True)
-class RequestsLost:
-    """The connection ended: these requests get no answer (the relay forgot them)."""
-
-    request_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A frame of the session for the client's handlers (DELIVER, SENT, REFUSED, PREKEYS_LOW,
-    an unsolicited DEVICES of this account)."""
-
-    frame: Frame
-
-
-Action = (
-    OpenConnection
-    | CloseConnection
-    | PinServerKey
-    | Welcomed
-    | Opened
-    | Answered
-    | RequestRefused
-    | RequestsLost
-    | Incoming
-    | Connected
-    | ConnectFailed
-    | Disconnected
-    | CatchingUp
-)
 
 
 class ConnectionCore:
