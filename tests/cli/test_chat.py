@@ -311,7 +311,7 @@ def test_the_log_changes_marks_in_place_and_keeps_received_for_marking() -> None
 
     elsewhere = _message(b"c" * 16, DeviceRef("carol", 1), "psst", "alice:carol")
     assert log.apply(MessageReceived(_message(b"l" * 16, BOB, "two\nlines"), late=True))
-    assert log.lines()[-1].endswith("bob.1 › two\nlines   (late)")
+    assert log.lines()[-1].endswith("bob.1 › two\n    lines   (late)")
     assert log.take_unshown() == [b"l" * 16]
     assert log.apply(MessageReceived(elsewhere))
     assert "a message from carol.1: tidings chat carol" in log.lines()[-1]

@@ -36,6 +36,7 @@ from .common import _config_flags, config_of, home_of
 from .exits import Exit
 from .history_cmd import DEFAULT_LIMIT, _account, _limit
 from .remote import DaemonDevice, Device, Stream, open_daemon
+from .terminal_text import for_terminal
 
 __all__ = ["add_parser", "cmd_chat", "state_text"]
 
@@ -292,7 +293,7 @@ def _window(chat: _Chat) -> Application[None]:
         return Point(0, conversation().count("\n"))
 
     def state() -> str:
-        return f" {chat.log.contact} · {chat.log.state}"
+        return for_terminal(f" {chat.log.contact} · {chat.log.state}")
 
     layout = HSplit(
         [

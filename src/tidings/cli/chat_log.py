@@ -35,6 +35,7 @@ from ..client.store import Direction, StoredMessage
 from ..delivery import ContentKind, Status, direct_conversation, glyph
 from ..store.base import DeviceRef
 from .show import _text
+from .terminal_text import for_terminal
 
 __all__ = ["SCROLLBACK", "ChatLog", "Connecting", "state_text"]
 
@@ -96,6 +97,10 @@ class _Line:
     note: str = ""  #: after the text: what the relay said (a refusal), or "late"
 
     def render(self) -> str:
+        """The line to draw; what others wrote in it has its controls made visible."""
+        return for_terminal(self._render())
+
+    def _render(self) -> str:
         if not self.who:
             return f"  {self.text}"
         note = f"   ({self.note})" if self.note else ""

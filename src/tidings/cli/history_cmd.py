@@ -19,6 +19,7 @@ from ..delivery import Status, direct_conversation, glyph
 from ..errors import FrameError
 from ..wire import check_account
 from .common import _common, _ts, home_of
+from .terminal_text import for_terminal
 
 #: Messages ``history`` shows unless ``--limit`` says otherwise.
 DEFAULT_LIMIT = 50
@@ -97,7 +98,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(message_json(m, status)))
             continue
-        body = m.body.decode(errors="replace")
+        body = for_terminal(m.body.decode(errors="replace"))
         when = _ts(m.received_at or m.sent_at)
         if m.direction is Direction.OUT:
             mark = glyph(status or Status.PENDING)

@@ -20,14 +20,16 @@ from ..client import (
 )
 from ..delivery import ContentKind, SkipReason, Status, glyph
 from .common import _print, _ts
+from .terminal_text import for_terminal
 
 
 def _show_event(args: argparse.Namespace, event: ClientEvent) -> None:
     """Print ``event``: its JSON form (:func:`tidings.api.forms.event_json`) with ``--json``,
-    else one line for people."""
+    else one line for people, its control characters made visible
+    (:func:`~tidings.cli.terminal_text.for_terminal`)."""
     text = _text(event)
     if text is not None:
-        _print(args, event_json(event), text)
+        _print(args, event_json(event), for_terminal(text))
 
 
 def _text(event: ClientEvent) -> str | None:
