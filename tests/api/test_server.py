@@ -136,6 +136,20 @@ async def test_conversations_history_trace_status_devices_safety_settings(world:
     number = await api.call("safety_number", account="bob")
     assert len(number["number"]) == 60 and number["verified"] is False
     assert await api.call("safety_number", account="carol") is None
+    wrong = await api.call("safety_number", account="bob", verify="1" * 60)
+    assert wrong["recorded"] is False and wrong["verified"] is False
+    spaced = " ".join(number["number"][i : i + 5] for i in range(0, 60, 5))
+    marked = await api.call("safety_number", account="bob", verify=spaced)
+    assert marked["recorded"] is True and marked["verified"] is True
+    assert (await api.call("safety_number", account="bob"))["verified"] is True
+    dropped = await api.call("safety_number", account="bob", unverify=True)
+    assert dropped["recorded"] is True and dropped["verified"] is False
+    for bad in ({"verify": "1", "unverify": True}, {"unverify": False}, {"verify": ""}):
+        with pytest.raises(ApiError) as refused:
+            await api.call("safety_number", account="bob", **bad)
+        assert refused.value.code == INVALID_PARAMS
+    with pytest.raises(ApiError, match="no session with carol"):
+        await api.call("safety_number", account="carol", verify="1" * 60)
 
     settings = await api.call("settings")
     assert settings["read_receipts"] is True

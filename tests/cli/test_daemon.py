@@ -84,6 +84,21 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
         {"account": "alice", "device_ids": [1, 2]}
     ]
 
+    # The commands that write settings go through the daemon too (it holds the device).
+    (read,) = run(tmp_path, "safety-number", "bob", "--json", "--home", "alice").json_lines()
+    wrong = run(tmp_path, "safety-number", "bob", "--verify", "1" * 60, "--home", "alice")
+    assert wrong.code == 1 and "not the safety number" in wrong.out, wrong.err
+    marked = run(tmp_path, "safety-number", "bob", "--verify", read["safety_number"],
+                 "--json", "--home", "alice")  # fmt: skip
+    assert marked.code == 0, marked.err
+    assert marked.json_lines()[0]["verified"] is True
+    off = run(tmp_path, "read-receipts", "off", "--home", "alice")
+    assert off.code == 0, off.err
+    number, settings = api_calls(
+        alice, ("safety_number", {"account": "bob"}), ("settings", {})
+    )  # the daemon's own view changed: it made the changes
+    assert number["verified"] is True and settings["read_receipts"] is False
+
     assert daemon.signal(signal.SIGTERM) == 0
     assert daemon.lines[-1] == {"event": "stopped"}
     assert not sock.exists()

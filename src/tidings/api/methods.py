@@ -224,17 +224,34 @@ async def link_code(client: Client, params: Params) -> Any:
 
 
 async def safety_number(client: Client, params: Params) -> Any:
-    """The safety number with ``account`` (``null`` before any session with it)."""
-    _only(params, "account")
-    number = client.safety_number(_str(params, "account"))
+    """The safety number with ``account`` (``null`` before any session with it); with
+    ``verify`` (the number the user compared) mark it verified, with ``unverify`` drop the
+    mark (``recorded``: whether it was; a ``verify`` that is not the number records nothing)."""
+    _only(params, "account", "verify", "unverify")
+    account = _str(params, "account")
+    if "verify" in params and "unverify" in params:
+        raise ApiError(INVALID_PARAMS, "give verify or unverify, not both")
+    recorded: bool | None = None
+    if "verify" in params or params.get("unverify") is not None:
+        if "unverify" in params and params["unverify"] is not True:
+            raise ApiError(INVALID_PARAMS, "unverify must be true")
+        typed = None if "unverify" in params else _str(params, "verify")
+        try:
+            recorded = client.verify_safety_number(account, typed)
+        except ConfigError as exc:
+            raise ApiError(INVALID_PARAMS, str(exc)) from None
+    number = client.safety_number(account)
     if number is None:
         return None
-    return {
+    result = {
         "number": number.number,
         "verified": number.verified,
         "local_devices": list(number.local_devices),
         "remote_devices": list(number.remote_devices),
     }
+    if recorded is not None:
+        result["recorded"] = recorded
+    return result
 
 
 async def settings(client: Client, params: Params) -> Any:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
 from ..client.config import check_read_receipts
 from ..client.home import prepare_home
+from ..client.lock import DeviceLock
 from ..client.store import ClientStore
 from ..errors import ConfigError, ConnectionBroken, DeviceBusy, StoreUnavailable
 from . import send_cmd, trace_cmd
@@ -236,9 +238,29 @@ async def _with_timeout(coro: Any, timeout: float) -> int:
 
 
 def cmd_read_receipts(args: argparse.Namespace) -> int:
+    """Store the setting: by holding the device's lock, or through the daemon that runs it
+    (which applies it at once)."""
     home = home_of(args)
-    check_read_receipts(config_of(args), args.state == "on")  # a setting that would not apply
-    with ClientStore(prepare_home(home)) as store:
-        store.set_read_receipts(args.state == "on")
-    _print(args, {"read_receipts": args.state == "on"}, f"read receipts {args.state}")
+    db = prepare_home(home)
+    enabled = args.state == "on"
+    check_read_receipts(config_of(args), enabled)  # a setting that would not apply
+    try:
+        lock = DeviceLock.acquire(home, f"tidings {args.command}")
+    except DeviceBusy as busy:
+        asyncio.run(_read_receipts_by_daemon(home, busy, enabled))
+    else:
+        try:
+            with ClientStore(db) as store:
+                store.set_read_receipts(enabled)
+        finally:
+            lock.release()
+    _print(args, {"read_receipts": enabled}, f"read receipts {args.state}")
     return 0
+
+
+async def _read_receipts_by_daemon(home: Path, busy: DeviceBusy, enabled: bool) -> None:
+    daemon = await open_daemon(home, busy)  # ``busy`` again if no daemon runs the device
+    try:
+        await daemon.set_read_receipts(enabled)
+    finally:
+        await daemon.close()

@@ -145,6 +145,15 @@ class DaemonDevice:
         answer = await self._call("link_code")
         return bytes.fromhex(answer["code"]), float(answer["expires_at"])
 
+    async def safety_number(self, account: str, **change: Any) -> dict[str, Any] | None:
+        """The API's ``safety_number`` (``verify=NUMBER`` or ``unverify=True`` to change it)."""
+        answer = await self._call("safety_number", account=account, **change)
+        return dict(answer) if answer is not None else None
+
+    async def set_read_receipts(self, enabled: bool) -> bool:
+        """Set the device's read receipts; the effective value after it."""
+        return bool((await self._call("settings", read_receipts=enabled))["read_receipts"])
+
     async def mark_read(self, message_ids: list[bytes]) -> int:
         ids = [m.hex() for m in message_ids]
         return int((await self._call("mark_read", message_ids=ids))["newly_read"])

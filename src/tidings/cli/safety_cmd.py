@@ -1,6 +1,8 @@
 """``tidings safety-number CONTACT``: compare end-to-end identities out of band.
 
-Reads the local store only. The number covers the identity keys of every device on both sides
+Reading it reads the local store only (beside whatever runs the device); ``--verify`` and
+``--unverify`` write, so they hold the device's lock, or ask the daemon that runs it (the
+API's ``safety_number``). The number covers the identity keys of every device on both sides
 that this device has a session with (`tidings.e2e.safety_number_for_keys`): read it to the
 contact over another channel (in person, a call); if theirs is the same, no one sits between
 you. ``--verify NUMBER`` records that you compared it; any later change of a key (a new or
@@ -10,17 +12,22 @@ reinstalled device) drops the mark, and the client reports `IdentityChanged`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
+from pathlib import Path
+from typing import Any
 
-from ..client.crypto import DeviceCrypto
+from ..client.crypto import DeviceCrypto, SafetyNumber
 from ..client.home import prepare_home
+from ..client.lock import DeviceLock
 from ..client.store import ClientStore
 from ..e2e import format_safety_number
-from ..errors import ConfigError
+from ..errors import ConfigError, DeviceBusy
 from ..store.base import DeviceRef
 from ..wire import check_account
 from .common import _common, home_of
+from .remote import open_daemon
 
 __all__ = ["add_parser", "cmd_safety_number"]
 
@@ -46,7 +53,54 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_safety_number(args: argparse.Namespace) -> int:
     check_account(args.contact)
     home = home_of(args)
-    with ClientStore(prepare_home(home)) as store:
+    db = prepare_home(home)
+    change = args.verify is not None or args.unverify
+    if not change:  # reading only: fine beside whatever runs the device
+        shown = _local(home, db, args)
+    else:  # a write: by the one process that owns the device (DESIGN §9)
+        try:
+            lock = DeviceLock.acquire(home, f"tidings {args.command}")
+        except DeviceBusy as busy:
+            shown = asyncio.run(_through_daemon(home, busy, args))
+        else:
+            try:
+                shown = _local(home, db, args)
+            finally:
+                lock.release()
+    if shown.get("recorded") is False:
+        print(f"✗ that is not the safety number with {args.contact}: not verified")
+        return 1
+    if args.json:
+        shown.pop("recorded", None)
+        print(json.dumps({"contact": args.contact, **shown}))
+        return 0
+    mark = "✓ verified" if shown["verified"] else "not verified"
+    print(f"safety number with {args.contact} ({mark}):")
+    print(format_safety_number(shown["safety_number"]))
+    print(
+        f"covers your devices {shown['my_devices']} and"
+        f" {args.contact}'s devices {shown['their_devices']}"
+    )
+    return 0
+
+
+def _shown(number: SafetyNumber, recorded: bool | None = None) -> dict[str, Any]:
+    """What the command prints of ``number`` (its ``--json`` keys)."""
+    shown: dict[str, Any] = {
+        "safety_number": number.number,
+        "verified": number.verified,
+        "my_devices": list(number.local_devices),
+        "their_devices": list(number.remote_devices),
+    }
+    if recorded is not None:
+        shown["recorded"] = recorded
+    return shown
+
+
+def _local(home: Path, db: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Read (and, when asked, change) the mark from the store; the caller holds the device
+    lock when it changes it."""
+    with ClientStore(db) as store:
         identity = store.get_identity()
         if identity is None or store.e2e_identity() is None:
             raise ConfigError(f"{home} holds no registered device")
@@ -58,31 +112,29 @@ def cmd_safety_number(args: argparse.Namespace) -> int:
         if args.verify is not None:
             typed = "".join(ch for ch in args.verify if ch.isdigit())
             if typed != number.number:
-                print(f"✗ that is not the safety number with {args.contact}: not verified")
-                return 1
+                return _shown(number, recorded=False)
             store.set_verified(args.contact, number.number, time.time())
-            number = crypto.safety_number(args.contact) or number
         elif args.unverify:
             store.set_verified(args.contact, None, time.time())
-            number = crypto.safety_number(args.contact) or number
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "contact": args.contact,
-                    "safety_number": number.number,
-                    "verified": number.verified,
-                    "my_devices": list(number.local_devices),
-                    "their_devices": list(number.remote_devices),
-                }
-            )
-        )
-        return 0
-    mark = "✓ verified" if number.verified else "not verified"
-    print(f"safety number with {args.contact} ({mark}):")
-    print(format_safety_number(number.number))
-    print(
-        f"covers your devices {list(number.local_devices)} and"
-        f" {args.contact}'s devices {list(number.remote_devices)}"
+        else:
+            return _shown(number)
+        return _shown(crypto.safety_number(args.contact) or number, recorded=True)
+
+
+async def _through_daemon(home: Path, busy: DeviceBusy, args: argparse.Namespace) -> dict[str, Any]:
+    """The change made by the daemon that runs the device (``busy`` again if none does)."""
+    daemon = await open_daemon(home, busy)
+    try:
+        change = {"verify": args.verify} if args.verify is not None else {"unverify": True}
+        answer = await daemon.safety_number(args.contact, **change)
+    finally:
+        await daemon.close()
+    if answer is None:
+        raise ConfigError(f"no session with {args.contact} yet: exchange a message first")
+    number = SafetyNumber(
+        answer["number"],
+        answer["verified"],
+        tuple(answer["local_devices"]),
+        tuple(answer["remote_devices"]),
     )
-    return 0
+    return _shown(number, recorded=answer.get("recorded"))

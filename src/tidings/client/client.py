@@ -391,6 +391,25 @@ class Client:
         check_account(account)
         return self.crypto.safety_number(account)
 
+    def verify_safety_number(self, account: str, number: str | None) -> bool:
+        """Mark the safety number with ``account`` verified: ``number`` is the one the user
+        compared out of band (only its digits count); ``None`` drops the mark. Returns whether
+        it was recorded (``False``: ``number`` is not the current one; nothing stored).
+
+        Raises:
+            ConfigError: no session with ``account`` yet.
+            StoreUnavailable: the store cannot write.
+        """
+        check_account(account)
+        current = self.crypto.safety_number(account)
+        if current is None:
+            raise ConfigError(f"no session with {account} yet: exchange a message first")
+        if number is not None and "".join(c for c in number if c.isdigit()) != current.number:
+            return False
+        self._end_batch()
+        self.store.set_verified(account, None if number is None else current.number, self._clock())
+        return True
+
     async def link_code(self) -> tuple[bytes, float]:
         """Ask the server for a one-use code that lets a new device join this account.
 
