@@ -323,3 +323,37 @@ def test_concurrent_requests() -> None:
         return await asyncio.gather(*(ep.get("/metrics") for _ in range(20)))
 
     assert {status for status, _, _ in serve(scenario)} == {200}
+
+
+def test_plain_counts_render_as_prometheus_client_own_metrics_would() -> None:
+    """The scrape-time counts (tidings.server.counters) against prometheus_client's own
+    Counter and Histogram fed the same values: the same samples, bucket by bucket."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from tidings.server.counters import CountCollector
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    counts = CountCollector()
+    buckets = (0.0001, 0.001, 0.25, 1, 2.5)
+    mine_h = counts.histogram("h_seconds", "h", buckets)
+    their_h = Histogram("h_seconds", "h", buckets=buckets, registry=theirs)
+    mine_c = counts.labelled("c", "c", "type", ("a",))
+    their_c = Counter("c", "c", ["type"], registry=theirs)
+    ours.register(counts)
+    for v in (0.00005, 0.0001, 0.0002, 0.25, 0.3, 2.5, 7.0, 0.0):
+        mine_h.observe(v)
+        their_h.observe(v)
+    for t, n in (("a", 2), ("b", 3), ("a", 1)):
+        mine_c.labels(type=t).inc(n)
+        their_c.labels(type=t).inc(n)
+
+    def samples(registry: CollectorRegistry) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(ours) == samples(theirs)
+    assert ours.get_sample_value("h_seconds_bucket", {"le": "+Inf"}) == 8

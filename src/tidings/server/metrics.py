@@ -4,7 +4,8 @@ Invariants:
 
 - Each :class:`Metrics` owns its own ``CollectorRegistry``, never the process-global default, so
   tests and the lab can run several servers in one process.
-- Only ``tidings_*`` series are exposed, without ``prometheus_client``'s ``*_created`` extras.
+- Only ``tidings_*`` series are exposed, without ``*_created`` extras (plain counts have none;
+  gauges never had them).
 - Label values are bounded sets: ``type`` is a lower-case ``FrameType`` name, ``code`` a
   lower-case ``ErrorCode`` name (both pre-created at zero, so ``rate()`` works from the first
   scrape), ``pattern`` a Noise handshake pattern name. Never an account, device or id.
@@ -22,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from ..wire.frames import FrameType
 from ..wire.limits import ErrorCode
+from .counters import CountCollector
 
 __all__ = [
     "CONTENT_TYPE",
@@ -94,9 +94,11 @@ def label(value: FrameType | ErrorCode) -> str:
 class Metrics:
     """The server's metrics, registered in a registry of their own.
 
-    Update them directly (``metrics.acks.inc()``,
-    ``metrics.frames_received.labels(type=label(FrameType.SEND)).inc()``) or through the
-    enum-taking helpers below.
+    Counters and histograms are plain counts (:mod:`tidings.server.counters`) read at scrape
+    time: count with ``metrics.acks.inc()``, ``metrics.frames_received.labels(type="send")
+    .inc()`` or the enum-taking helpers below, from one thread per count (the event loop; the
+    store thread for the commit histograms). Gauges are ``prometheus_client`` gauges, set
+    rarely.
 
     Attributes:
         registry: the ``CollectorRegistry`` holding every metric here.
@@ -130,91 +132,71 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        counts = CountCollector()
+        types = [label(t) for t in FrameType]
+        codes = [label(c) for c in ErrorCode]
         self.connections = Gauge("tidings_connections", "Open client connections.", registry=r)
         self.queue_depth = Gauge(
             "tidings_queue_depth_items", "Items queued for all devices.", registry=r
         )
-        self.frames_received = Counter(
-            "tidings_frames_received_total", "Frames received, by type.", ["type"], registry=r
+        self.frames_received = counts.labelled(
+            "tidings_frames_received", "Frames received, by type.", "type", types
         )
-        self.frames_sent = Counter(
-            "tidings_frames_sent_total", "Frames sent, by type.", ["type"], registry=r
+        self.frames_sent = counts.labelled(
+            "tidings_frames_sent", "Frames sent, by type.", "type", types
         )
-        self.messages_stored = Counter(
-            "tidings_messages_stored_total", "Sends durably stored.", registry=r
+        self.messages_stored = counts.count("tidings_messages_stored", "Sends durably stored.")
+        self.messages_duplicate = counts.count(
+            "tidings_messages_duplicate", "Retried sends already stored."
         )
-        self.messages_duplicate = Counter(
-            "tidings_messages_duplicate_total", "Retried sends already stored.", registry=r
+        self.sends_refused = counts.labelled(
+            "tidings_sends_refused", "Sends refused, by error code.", "code", codes
         )
-        self.sends_refused = Counter(
-            "tidings_sends_refused_total", "Sends refused, by error code.", ["code"], registry=r
+        self.acks = counts.count("tidings_acks", "ACK frames applied.")
+        self.items_delivered = counts.count(
+            "tidings_items_delivered", "Queue items removed by an ack."
         )
-        self.acks = Counter("tidings_acks_total", "ACK frames applied.", registry=r)
-        self.items_delivered = Counter(
-            "tidings_items_delivered_total", "Queue items removed by an ack.", registry=r
+        self.items_expired = counts.count("tidings_items_expired", "Queue items removed by expiry.")
+        self.store_commit_batch_size = counts.histogram(
+            "tidings_store_commit_batch_size", "Writes per store group commit.", BATCH_SIZE_BUCKETS
         )
-        self.items_expired = Counter(
-            "tidings_items_expired_total", "Queue items removed by expiry.", registry=r
-        )
-        self.store_commit_batch_size = Histogram(
-            "tidings_store_commit_batch_size",
-            "Writes per store group commit.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.store_commit_seconds = Histogram(
+        self.store_commit_seconds = counts.histogram(
             "tidings_store_commit_seconds",
             "Duration of store group commits.",
-            buckets=COMMIT_SECONDS_BUCKETS,
-            registry=r,
+            COMMIT_SECONDS_BUCKETS,
         )
-        self.errors = Counter(
-            "tidings_errors_total", "ERROR frames sent, by error code.", ["code"], registry=r
+        self.errors = counts.labelled(
+            "tidings_errors", "ERROR frames sent, by error code.", "code", codes
         )
-        self.handshakes = Counter(
-            "tidings_handshakes_total", "Completed handshakes, by pattern.", ["pattern"], registry=r
+        self.handshakes = counts.labelled(
+            "tidings_handshakes", "Completed handshakes, by pattern.", "pattern", ()
         )
-        self._add_limits(r)
-        for frame_type in FrameType:
-            self.frames_received.labels(type=label(frame_type))
-            self.frames_sent.labels(type=label(frame_type))
-        for code in ErrorCode:
-            self.sends_refused.labels(code=label(code))
-            self.errors.labels(code=label(code))
-
-    def _add_limits(self, r: CollectorRegistry) -> None:
-        """The connection caps, the accept loop and the store's health (issue 8)."""
+        self.connections_refused = counts.labelled(
+            "tidings_connections_refused",
+            "Connections over a connection cap, by cap.",
+            "cap",
+            ("total", "per_address"),
+        )
+        self.accept_pauses = counts.labelled(
+            "tidings_accept_pauses",
+            "Times accepting stopped, by reason (cap, resources).",
+            "reason",
+            ("cap", "resources"),
+        )
+        self.store_unavailable = counts.count(
+            "tidings_store_unavailable", "Requests failed because the store could not write."
+        )
         self.connections_limit = Gauge(
             "tidings_connections_limit", "Cap on connections served at once.", registry=r
-        )
-        self.connections_refused = Counter(
-            "tidings_connections_refused_total",
-            "Connections over a connection cap, by cap.",
-            ["cap"],
-            registry=r,
         )
         self.accepting = Gauge(
             "tidings_accepting", "1 while new connections are accepted.", registry=r
         )
-        self.accept_pauses = Counter(
-            "tidings_accept_pauses_total",
-            "Times accepting stopped, by reason (cap, resources).",
-            ["reason"],
-            registry=r,
-        )
         self.store_writable = Gauge(
             "tidings_store_writable", "0 while the store cannot write.", registry=r
         )
-        self.store_unavailable = Counter(
-            "tidings_store_unavailable_total",
-            "Requests failed because the store could not write.",
-            registry=r,
-        )
-        for cap in ("total", "per_address"):
-            self.connections_refused.labels(cap=cap)
-        for reason in ("cap", "resources"):
-            self.accept_pauses.labels(reason=reason)
         self.store_writable.set(1)
+        r.register(counts)
 
     def frame_received(self, frame_type: FrameType) -> None:
         """Count one frame of ``frame_type`` received."""
@@ -234,26 +216,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """Return every metric in the Prometheus text format (version 0.0.4)."""
-        return generate_latest(_WithoutCreated(self.registry))
-
-
-class _WithoutCreated(Collector):
-    """A view of a registry without the ``*_created`` samples of counters and histograms.
-
-    In the 0.0.4 text format ``prometheus_client`` turns each into an extra gauge series (one per
-    label set), doubling the series count for a creation time nobody graphs. Filtering here,
-    rather than calling the process-global ``disable_created_metrics()``, leaves other
-    registries in the process alone.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterable[Metric]:
-        for family in self._registry.collect():  # fresh objects on each call: safe to edit
-            if family.type in ("counter", "histogram"):
-                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
-            yield family
+        return generate_latest(self.registry)
 
 
 # --- HTTP endpoint ------------------------------------------------------------------------------
