@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tidings.configfile import parse_duration
 from tidings.errors import ConfigError
-from tidings.server.config import ServerConfig, load_config, parse_duration
+from tidings.server.config import ServerConfig, load_config
 from tidings.wire.limits import MAX_PAYLOAD
 
 DAY = 86400.0

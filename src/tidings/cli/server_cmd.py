@@ -10,12 +10,13 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..clockfile import file_clock
+from ..configfile import parse_duration
 from ..server.app import Relay
-from ..server.config import ServerConfig, load_config, parse_duration
+from ..server.config import ServerConfig, load_config
 from ..server.datadir import (
     DB_FILE,
     KEY_FILE,
@@ -89,26 +90,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--json", action="store_true", help="print the ready line as JSON")
     p.set_defaults(func=run)
-
-
-def file_clock(path: Path, base: float = 0.0) -> Callable[[], float]:
-    """Wall clock plus the offset written in ``path`` (re-read when the file changes)."""
-    cache: dict[str, float] = {"mtime": -1.0, "offset": 0.0}
-
-    def now() -> float:
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = -2.0
-        if mtime != cache["mtime"]:
-            cache["mtime"] = mtime
-            try:
-                cache["offset"] = float(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                cache["offset"] = 0.0
-        return time.time() + base + cache["offset"]
-
-    return now
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:

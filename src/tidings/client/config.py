@@ -40,11 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..configfile import read_table
+from ..configfile import CLIENT_ENV_PREFIX, parse_duration, read_table
 from ..delivery.outbox import OUTBOX_WINDOW, RETRY_BASE, RETRY_CAP
 from ..errors import ConfigError
 from ..net.channel import KeepaliveParams
-from ..server.config import CLIENT_ENV_PREFIX, parse_duration
 from .reconnect import RECONNECT_BASE, RECONNECT_CAP
 
 __all__ = [

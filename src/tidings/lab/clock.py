@@ -2,7 +2,7 @@
 
 The relay (``tidings server --clock-file F``) and every device process
 (``python -m tidings.lab.device --clock-file F``) read time as the wall clock plus the offset in
-``F`` (:func:`tidings.cli.server_cmd.file_clock`), so the controller moves time forward for the
+``F`` (:func:`tidings.clockfile.file_clock`), so the controller moves time forward for the
 whole run at once — e.g. 35 days, past the relay's retention — by rewriting one file.
 
 Invariants:
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..cli.server_cmd import file_clock
+from ..clockfile import file_clock
 
 __all__ = ["LabClock", "file_clock"]
 

@@ -65,7 +65,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from ..cli.server_cmd import file_clock
 from ..client import (
     Client,
     ClientEvent,
@@ -76,6 +75,7 @@ from ..client import (
     StorageFailed,
 )
 from ..client.store import Direction, StoredMessage
+from ..clockfile import file_clock
 from ..delivery import Status
 from ..errors import StoreUnavailable
 from ..store.base import DeviceRef

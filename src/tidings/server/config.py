@@ -26,13 +26,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..configfile import read_table
+from ..configfile import CLIENT_ENV_PREFIX, parse_duration, read_table
 from ..errors import ConfigError
 from ..wire.limits import MAX_PAYLOAD
 
@@ -41,7 +40,6 @@ __all__ = [
     "NON_SERVER_ENV",
     "ServerConfig",
     "load_config",
-    "parse_duration",
 ]
 
 # --- Defaults, each with its reason -------------------------------------------------------------
@@ -139,17 +137,11 @@ ENV_PREFIX = "TIDINGS_"
 NON_SERVER_ENV = frozenset(
     {"TIDINGS_CONFIG", "TIDINGS_HOME", "TIDINGS_SERVER", "TIDINGS_CLOCK_FILE"}
 )
-#: Prefix of the client's variables (``tidings.client.config``): not the relay's, never refused.
-CLIENT_ENV_PREFIX = "TIDINGS_CLIENT_"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 #: Where a reverse proxy puts the client's address; ``none`` uses the connection's own peer.
 PROXY_HEADERS = ("none", "x-forwarded-for", "x-real-ip")
-
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
-_DURATION_RE = re.compile(rf"(?:{_DURATION_PART_RE.pattern})+")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class _Invalid(Exception):
@@ -377,35 +369,6 @@ def _relation_error(ping_interval: float, idle_timeout: float) -> str | None:
 
 
 # --- Parsing ------------------------------------------------------------------------------------
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Parse a duration into seconds.
-
-    Args:
-        value: a number of seconds (``30``, ``"2.5"``), or a string of number-unit pairs with
-            units ``s``, ``m``, ``h``, ``d`` (``"30d"``, ``"10m"``, ``"1h30m"``).
-
-    Returns:
-        The duration in seconds, as a float (not range-checked: ``"-5"`` gives ``-5.0``).
-
-    Raises:
-        ConfigError: if the value is not a number or a well-formed duration string.
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"invalid duration {value!r}: expected seconds or e.g. '30d'")
-    if not isinstance(value, str):
-        return float(value)
-    text = value.replace(" ", "").lower()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if not _DURATION_RE.fullmatch(text):
-        raise ConfigError(
-            f"invalid duration {value!r}: expected seconds or number+unit (s, m, h, d), e.g. '30d'"
-        )
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
 
 
 def _from_text(name: str, raw: object) -> object:
