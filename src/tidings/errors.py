@@ -16,7 +16,7 @@
     │       └── RelayUnreachable(url, reason)       no connection could be opened (refused,
     │                                               DNS, TLS, timed out)
     ├── StoreError                                  storage failed or refused
-    │   ├── IntegrityError                          a store rule would break (account exists…)
+    │   ├── IntegrityError(rule)                    a store rule would break (``Rule``: account…)
     │   ├── MigrationError                          the schema cannot be brought to this version
     │   └── StoreUnavailable(state)                 the store cannot write now (disk full, I/O
     │                                               error); nothing was kept, retry later
@@ -30,6 +30,8 @@ Lower-layer exceptions are translated at the boundary with ``raise … from exc`
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class TidingsError(Exception):
@@ -109,8 +111,36 @@ class StoreError(TidingsError):
     """The store failed or refused an operation."""
 
 
+class Rule(enum.StrEnum):
+    """Which rule of the store an operation broke (:attr:`IntegrityError.rule`): what callers
+    decide on, never the message's text. The value is the message."""
+
+    ACCOUNT_EXISTS = "account exists"
+    KEY_ALREADY_REGISTERED = "device key already registered"
+    UNKNOWN_DEVICE = "unknown device"
+    LINK_CODE_EXISTS = "link code exists"
+    INVALID_LINK_CODE = "invalid or expired link code"
+    IDENTITY_KEY_CHANGED = "identity key changed"
+    DUPLICATE_TARGET = "duplicate target device"
+    #: any other constraint of the database (the message names it)
+    CONSTRAINT = "constraint"
+
+
 class IntegrityError(StoreError):
-    """The operation would break a rule of the store (e.g. the account exists)."""
+    """The operation would break a rule of the store (e.g. the account exists); ``rule`` says
+    which. Nothing the operation did is kept.
+
+    ``IntegrityError(Rule.ACCOUNT_EXISTS)``; a message alone (``IntegrityError("…")``) is a
+    :attr:`Rule.CONSTRAINT` of the database that has no name of its own.
+    """
+
+    def __init__(self, rule: Rule | str) -> None:
+        if isinstance(rule, Rule):
+            super().__init__(rule.value)
+            self.rule = rule
+        else:
+            super().__init__(rule)
+            self.rule = Rule.CONSTRAINT
 
 
 class MigrationError(StoreError):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+import pytest
+
+from tidings.errors import IntegrityError, Rule
 from tidings.store import Device, DeviceRef, Store, Submission
 
 NOW = 1_000_000.0
@@ -60,3 +64,11 @@ def send(
         expires_at=expires_at,
         max_queue=max_queue,
     )
+
+
+@contextlib.contextmanager
+def breaks(rule: Rule) -> Iterator[None]:
+    """The block raises IntegrityError for ``rule`` (the typed rule, not the message's text)."""
+    with pytest.raises(IntegrityError) as raised:
+        yield
+    assert raised.value.rule is rule, raised.value.rule

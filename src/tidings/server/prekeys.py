@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, StoreError, StoreUnavailable
+from ..errors import IntegrityError, Rule, StoreError, StoreUnavailable
 from ..store import DeviceRef, PreKey, PreKeyBundle, PreKeyCounts
 from ..wire import (
     ErrorCode,
@@ -88,7 +88,7 @@ async def handle_upload(session: Session, frame: PrekeysUpload) -> None:
             session.relay.now(),
         )
     except IntegrityError as exc:
-        if str(exc) != "identity key changed":
+        if exc.rule is not Rule.IDENTITY_KEY_CHANGED:
             raise
         reason = "identity key changed: re-register the device"
         session.request_failed(frame.request_id, ErrorCode.INVALID_FIELD, reason)

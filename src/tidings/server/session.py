@@ -27,7 +27,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import IntegrityError, StoreUnavailable
+from ..errors import IntegrityError, Rule, StoreUnavailable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
 from ..store import (
@@ -279,9 +279,9 @@ class Session:
                 )
         except IntegrityError as exc:
             code = {
-                "account exists": ErrorCode.ACCOUNT_EXISTS,
-                "device key already registered": ErrorCode.KEY_ALREADY_REGISTERED,
-            }.get(str(exc), ErrorCode.INVALID_LINK_CODE)
+                Rule.ACCOUNT_EXISTS: ErrorCode.ACCOUNT_EXISTS,
+                Rule.KEY_ALREADY_REGISTERED: ErrorCode.KEY_ALREADY_REGISTERED,
+            }.get(exc.rule, ErrorCode.INVALID_LINK_CODE)
             self._violation(code, str(exc), FrameType.REGISTER)
             return
         self._log.info("= registered %s", device.ref)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from tidings.errors import IntegrityError
+from tidings.errors import IntegrityError, Rule
 from tidings.store.base import DeviceMismatch, DeviceRef, QueueFull, Submission
 
 
@@ -47,7 +47,7 @@ def check_targets(
     """
     named = {ref for ref, _ in sub.payloads}
     if len(named) != len(sub.payloads):
-        raise IntegrityError("duplicate target device")
+        raise IntegrityError(Rule.DUPLICATE_TARGET)
     if not recipient_known:
         # The server answers "no such account" itself; this only keeps the store total.
         stale = sorted(ref for ref in named if ref.account == sub.recipient)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from tidings.errors import IntegrityError
+from tidings.errors import IntegrityError, Rule
 from tidings.store._heads import HeadCache
 from tidings.store.base import Device, DeviceRef
 
@@ -45,7 +45,7 @@ def create_account(
     try:
         conn.execute(_INSERT_ACCOUNT, (account, now))
     except sqlite3.IntegrityError as exc:
-        raise IntegrityError("account exists") from exc
+        raise IntegrityError(Rule.ACCOUNT_EXISTS) from exc
     return _insert_device(conn, DeviceRef(account, 1), noise_key, now)
 
 
@@ -54,11 +54,11 @@ def put_link_code(
 ) -> None:
     """Store a one-use link code issued by ``device`` (see ``Store.put_link_code``)."""
     if conn.execute(_DEVICE_EXISTS, (device.account, device.device_id)).fetchone() is None:
-        raise IntegrityError("unknown device")
+        raise IntegrityError(Rule.UNKNOWN_DEVICE)
     try:
         conn.execute(_INSERT_CODE, (device.account, code_hash, device.device_id, now, expires_at))
     except sqlite3.IntegrityError as exc:
-        raise IntegrityError("link code exists") from exc
+        raise IntegrityError(Rule.LINK_CODE_EXISTS) from exc
 
 
 def add_device(
@@ -73,10 +73,10 @@ def add_device(
     """Consume a link code and add the next device (see ``Store.add_device``)."""
     cache.invalidate(account)
     if conn.execute(_CONSUME_CODE, (account, code_hash, now)).rowcount != 1:
-        raise IntegrityError("invalid or expired link code")
+        raise IntegrityError(Rule.INVALID_LINK_CODE)
     row = conn.execute(_NEXT_DEVICE_ID, (account,)).fetchone()
     if row is None:  # a code outlived its account: refuse like any bad code
-        raise IntegrityError("invalid or expired link code")
+        raise IntegrityError(Rule.INVALID_LINK_CODE)
     return _insert_device(conn, DeviceRef(account, int(row[0])), noise_key, now)
 
 
@@ -98,7 +98,7 @@ def _insert_device(
         conn.execute(_INSERT_DEVICE, (ref.account, ref.device_id, noise_key, now))
     except sqlite3.IntegrityError as exc:
         # (account, device_id) is fresh by next_device_id, so only the key can collide.
-        raise IntegrityError("device key already registered") from exc
+        raise IntegrityError(Rule.KEY_ALREADY_REGISTERED) from exc
     return Device(ref=ref, noise_key=noise_key, created_at=now)
 
 

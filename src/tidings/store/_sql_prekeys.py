@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from tidings.errors import IntegrityError
+from tidings.errors import IntegrityError, Rule
 from tidings.store.base import DeviceRef, PreKey, PreKeyBundle, PreKeyCounts
 
 _EC, _KEM = 0, 1  #: one_time_prekeys.kind
@@ -64,10 +64,10 @@ def put_prekeys(
     """Store an upload (see ``Store.put_prekeys``)."""
     ref = (device.account, device.device_id)
     if conn.execute(_DEVICE_EXISTS, ref).fetchone() is None:
-        raise IntegrityError("unknown device")
+        raise IntegrityError(Rule.UNKNOWN_DEVICE)
     owner: _OwnerRow | None = conn.execute(_OWNER, ref).fetchone()
     if owner is not None and owner[0] != identity_key:
-        raise IntegrityError("identity key changed")
+        raise IntegrityError(Rule.IDENTITY_KEY_CHANGED)
     s = signed_prekey
     conn.execute(_INSERT_OWNER, (*ref, identity_key, s.key_id, s.public, s.signature, now))
     rows = [(*ref, _EC, k.key_id, k.public, b"", now) for k in one_time]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from tidings.errors import IntegrityError, StoreError
+from tidings.errors import IntegrityError, Rule, StoreError
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
 from tidings.store.base import (
@@ -121,9 +121,9 @@ class MemoryStore:
         """Create ``account`` with its first device (id 1). See ``Store.create_account``."""
         self._check_open()
         if account in self._accounts:
-            raise IntegrityError("account exists")
+            raise IntegrityError(Rule.ACCOUNT_EXISTS)
         if noise_key in self._keys:
-            raise IntegrityError("device key already registered")
+            raise IntegrityError(Rule.KEY_ALREADY_REGISTERED)
         entry = self._accounts[account] = _Account(next_device_id=1)
         return self._add(entry, DeviceRef(account, 1), noise_key, name, now)
 
@@ -133,10 +133,10 @@ class MemoryStore:
         """Store a one-use link code issued by ``device``. See ``Store.put_link_code``."""
         self._check_open()
         if self._inbox(device) is None:
-            raise IntegrityError("unknown device")
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
         key = (device.account, code_hash)
         if key in self._codes:
-            raise IntegrityError("link code exists")
+            raise IntegrityError(Rule.LINK_CODE_EXISTS)
         self._codes[key] = _LinkCode(issued_by=device.device_id, expires_at=expires_at)
         self._committed()
 
@@ -148,9 +148,9 @@ class MemoryStore:
         code = self._codes.get((account, code_hash))
         entry = self._accounts.get(account)
         if code is None or code.expires_at <= now or entry is None:
-            raise IntegrityError("invalid or expired link code")
+            raise IntegrityError(Rule.INVALID_LINK_CODE)
         if noise_key in self._keys:
-            raise IntegrityError("device key already registered")
+            raise IntegrityError(Rule.KEY_ALREADY_REGISTERED)
         del self._codes[account, code_hash]
         return self._add(entry, DeviceRef(account, entry.next_device_id), noise_key, name, now)
 
@@ -297,10 +297,10 @@ class MemoryStore:
         """Store a prekey upload. See ``Store.put_prekeys``."""
         self._check_open()
         if self._inbox(device) is None:
-            raise IntegrityError("unknown device")
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
         keys = self._prekeys.get(device)
         if keys is not None and keys.identity_key != identity_key:
-            raise IntegrityError("identity key changed")
+            raise IntegrityError(Rule.IDENTITY_KEY_CHANGED)
         if keys is None:
             keys = self._prekeys[device] = _PreKeys(identity_key, signed_prekey)
         keys.signed = signed_prekey
