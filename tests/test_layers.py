@@ -1,12 +1,12 @@
 """DESIGN.md §2's dependency direction, checked on every import of the program.
 
-``cli, web → lab → daemon (api/) → server, client → net, store → delivery → e2e, noise → wire``:
+``cli → web → lab → daemon (api/) → server, client → net, store → delivery → e2e, noise → wire``:
 a package may import a package of a LOWER rank only (never a peer, never one above), and the
 top-level modules (``errors``, ``configfile``, ``clockfile``, ``filemodes``) sit below them all
-(``__main__`` is the command line).
-``cli`` ranks above ``lab`` because ``tidings lab`` is a command: the lab never imports the
-command line. Imports under ``if TYPE_CHECKING:`` count too: a type-only arrow upwards is still
-a layer that knows the one above it.
+(``__main__`` is the command line). ``cli`` ranks above ``web`` and ``lab`` because ``tidings
+web`` and ``tidings lab`` are commands (and the web app's lab page runs the lab): neither
+imports the command line. Imports under ``if TYPE_CHECKING:`` count too: a type-only arrow
+upwards is still a layer that knows the one above it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ RANK = {
     "client": 4,
     "api": 5,  # DESIGN's daemon/: the local API the daemon serves
     "lab": 6,
-    "cli": 7,
-    "web": 7,
+    "web": 7,  # its lab page runs the lab
+    "cli": 8,  # `tidings web`, `tidings lab`: the commands start the others
 }
 
 

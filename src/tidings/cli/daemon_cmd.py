@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from typing import Protocol
 
 from ..api.server import ApiServer
 from ..client import (
@@ -43,11 +44,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=cmd_daemon)
 
 
+class FrontEnd(Protocol):
+    """What the daemon starts beside its API once the device runs (``tidings web``)."""
+
+    async def start(self, client: Client) -> None: ...
+    async def close(self) -> None: ...
+
+
 def cmd_daemon(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, front: FrontEnd | None = None) -> int:
+    """Run the device and its API until stopped; ``front`` (the web app) starts with them."""
     home = home_of(args)
     client = Client(home, owner="tidings daemon", config=config_of(args))
     stream = client.events()
@@ -69,6 +78,8 @@ async def _run(args: argparse.Namespace) -> int:
             },
             f"tidings daemon: {client.me} via {client.identity.server_url}; API at {api.path}",
         )
+        if front is not None:
+            await front.start(client)
         watcher = asyncio.ensure_future(_watch(args, client, stream))
         stopped = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({watcher, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -82,6 +93,8 @@ async def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         stream.close()
+        if front is not None:
+            await front.close()
         await api.close()
         with contextlib.suppress(Exception):
             await client.close()

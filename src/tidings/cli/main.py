@@ -2,7 +2,7 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``chat``, ``read-receipts``, ``config``, ``trace``,
-``safety-number``, ``demo``, ``lab``.
+``safety-number``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -26,6 +26,7 @@ from . import (
     lab_cmd,
     safety_cmd,
     server_cmd,
+    web_cmd,
 )
 from .exits import Exit
 
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     server_cmd.add_parser(sub)
     client_cmds.add_parsers(sub)
     daemon_cmd.add_parser(sub)
+    web_cmd.add_parser(sub)
     config_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
     chat_cmd.add_parser(sub)

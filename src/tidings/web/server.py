@@ -1,0 +1,233 @@
+"""The local web app's HTTP server (aiohttp), inside the process that runs the device.
+
+Routes (every request first passes :class:`~tidings.web.guard.Guard`):
+
+- ``GET /`` — the app (``static/index.html``); ``GET /static/NAME`` — its script and style.
+  Nothing is fetched from elsewhere: the page works offline, and its Content-Security-Policy
+  allows only this origin.
+- ``POST /api/METHOD`` — a method of the local API (:mod:`tidings.api.methods`, documented in
+  docs/api.md) with the JSON body as its params: ``{"result": …}`` or ``{"error": {"code",
+  "message", "data"}}``, the same results and errors as the API socket. ``link_code`` also
+  answers ``qr_svg``: the code as a QR code drawn here (``segno``), for a phone to scan.
+- ``GET /events`` — the device's events (the API's ``event`` notifications) as server-sent
+  events, one JSON object per ``data:`` line; a comment every :data:`HEARTBEAT` seconds keeps
+  proxies and the browser from timing out. A page that stops reading is cut off after
+  :data:`MAX_PENDING_EVENTS` (its ``EventSource`` reconnects and the page reloads its state).
+
+Keys and plaintext never leave this process but as the answers the page asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import secrets
+import socket
+from importlib import resources
+from typing import Any
+
+import segno
+from aiohttp import web
+
+from ..api.forms import event_json
+from ..api.methods import METHODS, call
+from ..api.rpc import MAX_LINE, ApiError
+from ..client import Client
+from .guard import TOKEN_BYTES, Guard, Verdicts
+
+__all__ = ["HEARTBEAT", "MAX_BODY", "MAX_PENDING_EVENTS", "MAX_STREAMS", "WebApp"]
+
+log = logging.getLogger("tidings.web")
+
+#: Largest request body: the API socket's line limit (the largest message fits, escaped).
+MAX_BODY = MAX_LINE
+#: Seconds between keep-alive comments on an idle event stream (proxies cut at 30–60 s).
+HEARTBEAT = 15.0
+#: Events a page may leave unread before its stream is closed: ~10 MB at most, far beyond
+#: any burst a page that reads at all falls behind by.
+MAX_PENDING_EVENTS = 10_000
+#: Event streams served at once: a few tabs; a page that opens more is misbehaving.
+MAX_STREAMS = 16
+
+_STATIC = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("tidings.web").joinpath("static", name).read_bytes()
+
+
+class WebApp:
+    """The web app of ``client`` on ``host:port`` (0: a free port), once :meth:`start` ran."""
+
+    def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the web app listens on loopback only")
+        self.client = client
+        self.host = host
+        self._port = port
+        self.token = secrets.token_urlsafe(TOKEN_BYTES)
+        self.guard: Guard | None = None
+        self._runner: web.AppRunner | None = None
+        self._streams: set[web.StreamResponse] = set()
+        self._pages = {name: _asset(name) for name in ("index.html", *_STATIC)}
+
+    @property
+    def port(self) -> int:
+        if self.guard is None:
+            raise RuntimeError("not started")
+        return self.guard.port
+
+    @property
+    def url(self) -> str:
+        """The URL to open: it carries the session token (the first visit trades it for a
+        cookie)."""
+        return f"http://127.0.0.1:{self.port}/?token={self.token}"
+
+    async def start(self) -> None:
+        """Bind and serve. Raises ``OSError`` when the port is taken."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._port))
+        except OSError:
+            sock.close()
+            raise
+        self.guard = Guard(self.token, sock.getsockname()[1])
+        app = web.Application(middlewares=[self._guarded], client_max_size=MAX_BODY)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/static/{name}", self._static)
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/events", self._events)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+
+    async def close(self) -> None:
+        for stream in list(self._streams):
+            with contextlib.suppress(Exception):
+                await stream.write_eof()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---------------------------------------------------------------- the guard
+
+    @web.middleware
+    async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        assert self.guard is not None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        verdict = self.guard.check(
+            request.method, request.path, request.query_string, headers, dict(request.cookies)
+        )
+        if verdict.kind is Verdicts.REFUSE:
+            log.info("! refused %s %s: %s", request.method, request.path, verdict.reason)
+            response: web.StreamResponse = web.Response(
+                status=verdict.status, text=verdict.reason + "\n"
+            )
+        elif verdict.kind is Verdicts.ADOPT_TOKEN:
+            response = web.Response(status=303, headers={"Location": request.path})
+            response.set_cookie(
+                self.guard.cookie, self.token, httponly=True, samesite="Strict", path="/"
+            )
+        else:
+            response = await handler(request)
+        if not response.prepared:
+            _harden(response)
+        return response
+
+    # ---------------------------------------------------------------- routes
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._pages["index.html"], content_type="text/html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound()
+        return web.Response(body=self._pages[name], content_type=_STATIC[name])
+
+    async def _api(self, request: web.Request) -> web.Response:
+        name = request.match_info["method"]
+        method = METHODS.get(name)
+        if method is None:
+            return _json({"error": {"code": -32601, "message": f"no method {name!r}"}}, 404)
+        try:
+            params = json.loads(await request.read() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return _json({"error": {"code": -32700, "message": "the body is not JSON"}}, 400)
+        if not isinstance(params, dict):
+            return _json({"error": {"code": -32602, "message": "params must be an object"}}, 400)
+        try:
+            result = await call(self.client, method, params)
+        except ApiError as exc:
+            error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.data is not None:
+                error["data"] = exc.data
+            return _json({"error": error})
+        if name == "link_code" and isinstance(result, dict):
+            result = {**result, "qr_svg": _qr_svg(str(result["code"]))}
+        return _json({"result": result})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if len(self._streams) >= MAX_STREAMS:
+            return web.Response(status=503, text="too many event streams open\n")
+        stream = self.client.events()
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+        )
+        _harden(response)
+        await response.prepare(request)
+        self._streams.add(response)
+        try:
+            await response.write(b": tidings events\n\n")
+            while True:
+                if stream.pending() > MAX_PENDING_EVENTS:
+                    log.info("! an event stream fell %d events behind: closed", stream.pending())
+                    break
+                try:
+                    event = await stream.next(HEARTBEAT)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                data = json.dumps(event_json(event), ensure_ascii=False)
+                await response.write(f"data: {data}\n\n".encode())
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the page went away (or the server stops)
+        finally:
+            stream.close()
+            self._streams.discard(response)
+        return response
+
+
+def _json(obj: object, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(obj, ensure_ascii=False), status=status, content_type="application/json"
+    )
+
+
+def _harden(response: web.StreamResponse) -> None:
+    """Headers on every answer: nothing cached, no framing, no sniffing, no Referer (the
+    first URL carries the token)."""
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+
+
+def _qr_svg(text: str) -> str:
+    """``text`` as a QR code, an inline SVG (error correction M, 4 px modules)."""
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="svg", scale=4, xmldecl=False, svgns=True)
+    return out.getvalue().decode()

@@ -1,0 +1,330 @@
+// tidings web app: talks to the device's own process only (/api/METHOD, /events).
+// Message text is only ever inserted as text (textContent), never as markup.
+
+const $ = (sel) => document.querySelector(sel);
+const TICK = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", expired: "✗", failed: "!" };
+const WORD = {
+  pending: "waiting to reach the relay", sent: "stored by the relay", delivered: "delivered",
+  read: "read", expired: "expired before it was fetched", failed: "refused",
+};
+const MEANING = {
+  composed: "Stored in this device's outbox: it survives a crash of this app. Proves nothing about the network.",
+  written: "Handed to this machine's kernel (a socket write). Proves nothing has left the machine.",
+  tcp_acked: "The relay machine's kernel acknowledged the bytes (TCP). They reached a buffer there — not the relay's disk.",
+  sent: "✓ The relay committed it to disk. It survives a relay crash; no device has it yet.",
+  delivered: "✓✓ That device decrypted it and committed it to its own disk: the end-to-end proof.",
+  read: "That device displayed it (its read receipts are on).",
+  expired: "✗ It waited at the relay past retention; that device never fetched it.",
+  refused: "The relay refused it.",
+};
+
+const state = { me: null, contact: null, conversation: null, messages: new Map(), journey: null };
+
+async function api(method, params = {}) {
+  const response = await fetch(`/api/${method}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(params),
+  });
+  const answer = await response.json();
+  if (answer.error) throw Object.assign(new Error(answer.error.message), answer.error);
+  return answer.result;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key in node) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const contactOf = (conversation) => {
+  const parts = conversation.split(":");
+  return parts.find((p) => p !== state.me.account) ?? state.me.account;
+};
+
+// ------------------------------------------------------------------ connection state
+
+function showState(kind, text) {
+  const pill = $("#state");
+  pill.dataset.state = kind;
+  pill.textContent = text;
+}
+
+function onConnection(e) {
+  if (e.event === "connected") showState("online", "online");
+  else if (e.event === "connect-failed") showState("offline", `cannot reach the relay: ${e.reason}; retry in ${Math.round(e.retry_in)} s`);
+  else if (e.event === "disconnected") showState(e.fatal ? "stopped" : "offline", e.fatal ? `stopped: ${e.reason}` : "disconnected; reconnecting");
+  else if (e.event === "storage-failed") showState("stopped", `stopped: ${e.message}`);
+  else if (e.event === "catching-up") {
+    const progress = $("#progress");
+    progress.hidden = e.finished;
+    progress.textContent = `catching up ${e.done.toLocaleString()} / ${e.total.toLocaleString()}` + (e.rate ? ` (${Math.round(e.rate).toLocaleString()}/s)` : "");
+  }
+}
+
+// ------------------------------------------------------------------ conversations
+
+async function loadConversations() {
+  const list = await api("conversations");
+  const ul = $("#conversations");
+  ul.replaceChildren();
+  $("#no-conversations").hidden = list.length > 0;
+  for (const c of list) {
+    const contact = contactOf(c.conversation);
+    const item = el("li", { dataset: { contact }, className: contact === state.contact ? "current" : "" },
+      el("span", { className: "name", textContent: contact }),
+      el("span", { className: "when muted", textContent: c.last_at ? clock(c.last_at) : "" }));
+    if (c.unread) item.append(el("span", { className: "badge", textContent: String(c.unread), title: `${c.unread} unread` }));
+    item.addEventListener("click", () => openChat(contact));
+    ul.append(item);
+  }
+}
+
+async function openChat(contact) {
+  state.contact = contact;
+  state.messages.clear();
+  document.body.classList.remove("menu-open");
+  $("#contact").textContent = contact;
+  $("#open-safety").hidden = false;
+  $("#composer").hidden = false;
+  $("#banner").hidden = true;
+  $("#messages").replaceChildren();
+  const history = await api("history", { contact, limit: 200 });
+  if (state.contact !== contact) return;
+  state.conversation = history.length ? history[0].conversation : null;
+  for (const m of history) addMessage(m);
+  await markShown(history.filter((m) => m.direction === "in"));
+  await loadConversations();
+  $("#text").focus();
+}
+
+function addMessage(m) {
+  if (state.messages.has(m.message_id)) return;
+  const out = m.direction === "out";
+  const tick = el("span", { className: "tick" });
+  const note = el("span", { className: "note" });
+  const li = el("li", { className: out ? "out" : "in", dataset: { id: m.message_id } },
+    el("span", { className: "body", textContent: m.body }),
+    el("span", { className: "meta" }, el("time", { textContent: clock(m.sent_at) }), tick, note));
+  if (!out && m.from.split(".")[0] !== state.contact) li.prepend(el("span", { className: "from muted", textContent: m.from }));
+  const entry = { li, tick, note, out, status: m.status ?? null, devices: {} };
+  state.messages.set(m.message_id, entry);
+  if (out) {
+    li.tabIndex = 0;
+    li.title = "show its journey";
+    li.addEventListener("click", () => openJourney(m.message_id));
+    setStatus(entry, m.status ?? "pending");
+    if (m.failed) note.textContent = `refused: ${m.failed.reason ?? m.failed.code}`;
+  }
+  const list = $("#messages");
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
+function setStatus(entry, status) {
+  entry.status = status;
+  entry.tick.textContent = TICK[status] ?? "?";
+  entry.tick.dataset.status = status;
+  const per = Object.entries(entry.devices).map(([d, s]) => `${TICK[s]} ${WORD[s]} on ${d}`);
+  entry.tick.title = per.length ? per.join(", ") : WORD[status];
+  entry.li.dataset.status = status;
+}
+
+async function markShown(received) {
+  const unseen = received.filter((m) => m.seen_at == null || m.seen_at === undefined).map((m) => m.message_id);
+  if (unseen.length) await api("mark_seen", { message_ids: unseen });
+  if (document.visibilityState !== "visible") return;
+  const unread = received.filter((m) => m.read_at == null).map((m) => m.message_id);
+  if (unread.length) await api("mark_read", { message_ids: unread });
+}
+
+async function send(event) {
+  event.preventDefault();
+  const box = $("#text");
+  const text = box.value;
+  if (!text.trim() || !state.contact) return;
+  box.value = "";
+  try {
+    const { message_id } = await api("send", { to: state.contact, text });
+    const [m] = (await api("history", { contact: state.contact, limit: 50 })).filter((x) => x.message_id === message_id);
+    if (m) { state.conversation = m.conversation; addMessage(m); }
+    loadConversations();
+  } catch (error) {
+    box.value = text;
+    showBanner(`not sent: ${error.message}`);
+  }
+}
+
+function showBanner(text) {
+  const banner = $("#banner");
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+// ------------------------------------------------------------------ events
+
+function onEvent(e) {
+  if (["connected", "connect-failed", "disconnected", "catching-up", "storage-failed"].includes(e.event)) onConnection(e);
+  else if (e.event === "message") {
+    if (state.contact && contactOf(e.conversation) === state.contact) {
+      state.conversation = e.conversation;
+      addMessage({ ...e, direction: "in", seen_at: null, read_at: null });
+      markShown([{ message_id: e.message_id, seen_at: null, read_at: null }]).then(loadConversations);
+    } else loadConversations();
+  } else if (e.event === "status") {
+    const entry = state.messages.get(e.message_id);
+    if (entry) {
+      if (e.device !== "all") entry.devices[e.device] = e.status;
+      setStatus(entry, e.overall);
+      if (e.overall !== "failed") entry.note.textContent = "";
+    }
+    if (state.journey === e.message_id) openJourney(e.message_id);
+  } else if (e.event === "refused") {
+    const entry = state.messages.get(e.message_id);
+    if (entry) entry.note.textContent = e.final ? `refused: ${e.reason}` : `refused for now: ${e.reason}; the outbox retries`;
+  } else if (e.event === "identity-changed") {
+    if (state.contact && e.device.split(".")[0] === state.contact) showBanner(`${e.device} has ${e.new ? "a new device" : "a new identity key"}: the safety number changed`);
+  }
+}
+
+function listen() {
+  const source = new EventSource("/events");
+  source.onopen = () => { loadConversations(); if (state.contact) openChat(state.contact); };
+  source.onmessage = (message) => onEvent(JSON.parse(message.data));
+  source.onerror = () => showState("offline", "lost the app's own process; retrying");
+}
+
+// ------------------------------------------------------------------ journey
+
+async function openJourney(messageId) {
+  state.journey = messageId;
+  const trace = await api("trace", { message_id: messageId });
+  const panel = $("#journey");
+  panel.hidden = false;
+  $("#journey-id").textContent = `${trace.message_id} · ${WORD[trace.status]}`;
+  const points = trace.points;
+  const t0 = points.length ? points[0].at : 0;
+  const span = Math.max(0.001, (points.at(-1)?.at ?? t0) - t0);
+  const svg = $("#timeline");
+  const width = 320, height = 64, pad = 16;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const ns = "http://www.w3.org/2000/svg";
+  const shape = (tag, attrs) => { const s = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) s.setAttribute(k, v); return s; };
+  svg.replaceChildren(shape("line", { x1: pad, y1: height / 2, x2: width - pad, y2: height / 2, class: "axis" }));
+  const list = $("#points");
+  list.replaceChildren();
+  points.forEach((p, i) => {
+    const [kind, device] = p.point.split(":");
+    const x = pad + ((p.at - t0) / span) * (width - 2 * pad);
+    const dot = shape("circle", { cx: x, cy: height / 2, r: 5, class: `dot ${kind}` });
+    dot.append(Object.assign(document.createElementNS(ns, "title"), { textContent: p.point }));
+    svg.append(dot);
+    if (i === 0 || i === points.length - 1) svg.append(Object.assign(shape("text", { x, y: height / 2 - 10, class: "label", "text-anchor": i ? "end" : "start" }), { textContent: i ? `+${fmt(p.at - t0)}` : "0" }));
+    const meaning = MEANING[kind] ?? "";
+    const detail = p.detail ? ` (${readable(p.detail)})` : "";
+    list.append(el("li", { className: kind },
+      el("span", { className: "point mono", textContent: kind === "refused" && device ? `refused for now: ${device}` : (device ? `${kind} at ${device}` : kind) }),
+      el("span", { className: "muted", textContent: ` +${fmt(p.at - t0)}${detail}` }),
+      el("p", { className: "small", textContent: device && kind === "refused" ? "The relay refused it for now; the outbox retries." : meaning })));
+  });
+}
+
+// "stored_at=1796302146.37" → "the relay's clock: 12:49:06.370"
+function readable(detail) {
+  return detail.split(/\s+/).map((part) => {
+    const [key, value] = part.split("=");
+    const t = Number(value);
+    if (value === undefined || !(t > 1e9)) return part;
+    const when = new Date(t * 1000);
+    const stamp = when.toLocaleTimeString([], { hour12: false }) + "." + String(when.getMilliseconds()).padStart(3, "0");
+    return key === "stored_at" ? `the relay's clock: ${stamp}` : key === "device_time" ? `that device's clock: ${stamp}` : `${key}: ${stamp}`;
+  }).join(", ");
+}
+
+const fmt = (seconds) => seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : seconds < 120 ? `${seconds.toFixed(2)} s` : `${(seconds / 60).toFixed(1)} min`;
+
+// ------------------------------------------------------------------ dialogs
+
+async function openSafety() {
+  const dialog = $("#safety");
+  const show = (n) => {
+    $("#safety-contact").textContent = state.contact;
+    if (!n) { $("#safety-number").textContent = "no session yet: exchange a message first"; $("#safety-state").textContent = ""; return; }
+    const groups = n.number.match(/.{5}/g);
+    $("#safety-number").textContent = [0, 4, 8].map((i) => groups.slice(i, i + 4).join(" ")).join("\n");
+    $("#safety-state").textContent = n.verified ? "✓ verified" : "not verified";
+    dialog.dataset.number = n.number;
+  };
+  show(await api("safety_number", { account: state.contact }));
+  dialog.showModal();
+  dialog.onclose = async () => {
+    if (dialog.returnValue === "verify") await api("safety_number", { account: state.contact, verify: dialog.dataset.number });
+    else if (dialog.returnValue === "unverify") await api("safety_number", { account: state.contact, unverify: true });
+  };
+}
+
+async function openDevice() {
+  const [status, settings] = await Promise.all([api("status"), api("settings")]);
+  const info = $("#device-info");
+  info.replaceChildren();
+  const row = (k, v) => info.append(el("dt", { textContent: k }), el("dd", { textContent: v }));
+  row("device", status.device);
+  row("relay", status.relay);
+  row("connected", status.connected ? "yes" : "no");
+  row("outbox", String(status.outbox));
+  try {
+    const devices = await api("devices", { account: status.account });
+    row("devices of " + status.account, devices.device_ids.map((d) => `${status.account}.${d}`).join(", "));
+  } catch (error) { row("devices", `unknown (${error.message})`); }
+  $("#read-receipts").checked = settings.read_receipts;
+  $("#device").showModal();
+}
+
+async function linkCode() {
+  try {
+    const answer = await api("link_code");
+    $("#qr").innerHTML = answer.qr_svg; // drawn by the app's own process (segno), not by a peer
+    $("#code").textContent = `${answer.code} (valid until ${clock(answer.expires_at)})`;
+  } catch (error) { $("#code").textContent = `no code: ${error.message}`; }
+}
+
+async function setReadReceipts(event) {
+  const error = $("#settings-error");
+  try {
+    await api("settings", { read_receipts: event.target.checked });
+    error.hidden = true;
+  } catch (e) {
+    event.target.checked = !event.target.checked;
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+}
+
+// ------------------------------------------------------------------ start
+
+async function start() {
+  const status = await api("status");
+  state.me = status;
+  $("#me").textContent = status.device;
+  showState(status.connected ? "online" : "offline", status.connected ? "online" : status.stopped ? `stopped: ${status.stopped}` : "connecting…");
+  $("#composer").addEventListener("submit", send);
+  $("#text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) send(e); });
+  $("#new-chat").addEventListener("submit", (e) => { e.preventDefault(); const c = $("#new-contact").value.trim(); if (c) { $("#new-contact").value = ""; openChat(c); } });
+  $("#journey .close").addEventListener("click", () => { $("#journey").hidden = true; state.journey = null; });
+  $("#open-safety").addEventListener("click", openSafety);
+  $("#open-device").addEventListener("click", openDevice);
+  $("#link-code").addEventListener("click", linkCode);
+  $("#read-receipts").addEventListener("change", setReadReceipts);
+  $("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && state.contact) openChat(state.contact);
+  });
+  await loadConversations();
+  listen();
+}
+
+start();
