@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tidings.api.client import ApiClient
@@ -252,6 +253,32 @@ class Usage:
         assert "Traceback" not in daemon.stderr(), daemon.stderr()
         assert not (self.shell.cwd / home / SOCKET_NAME).exists()
 
+    def web(self, args: list[str]) -> None:
+        """In the background: the printed URL opens the page (token → cookie → the app), the
+        app's API answers with the device's status, and Ctrl-C stops it cleanly."""
+        home = _option(args, "--home")
+        self.stop_listener(home)
+        web = self.shell.start(f"web-{len(self.ran)}", args)
+        line = web.wait_line(lambda x: "tidings web: open " in x)
+        url = line.split("tidings web: open ", 1)[1].strip()
+        base = url.split("/?", 1)[0]
+
+        async def use() -> tuple[str, dict[str, Any]]:
+            jar = aiohttp.CookieJar(unsafe=True)  # a cookie of an IP address
+            async with aiohttp.ClientSession(cookie_jar=jar) as s:
+                async with s.get(url) as page:
+                    assert page.status == 200 and str(page.url) == base + "/"
+                    html = await page.text()
+                headers = {"Origin": base}
+                async with s.post(f"{base}/api/status", json={}, headers=headers) as r:
+                    return html, (await r.json())["result"]
+
+        html, status = asyncio.run(asyncio.wait_for(use(), WAIT))
+        assert "<title>tidings</title>" in html
+        assert status["account"] == self.accounts[home]
+        assert web.interrupt() == 0, web.stderr()
+        assert "Traceback" not in web.stderr(), web.stderr()
+
     def conversations(self, args: list[str]) -> None:
         home = _option(args, "--home")
         out = self.ok(args).out
@@ -294,6 +321,7 @@ Usage.HANDLERS = {
     "trace": Usage.trace,
     "safety-number": Usage.safety_number,
     "daemon": Usage.daemon,
+    "web": Usage.web,
     "conversations": Usage.conversations,
     "history": Usage.history,
 }

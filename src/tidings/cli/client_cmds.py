@@ -22,7 +22,7 @@ from ..client.store import ClientStore
 from ..errors import ConfigError, ConnectionBroken, DeviceBusy, StoreUnavailable
 from . import send_cmd, trace_cmd
 from .common import _common, _config_flags, _hex, _print, _ts, config_of, home_of
-from .remote import Device, open_daemon
+from .remote import DAEMON, Device, open_daemon
 from .show import _show_event
 
 #: Unseen messages ``listen`` reads (and shows first) at a time; it shows them all, page by page.
@@ -247,6 +247,8 @@ def cmd_read_receipts(args: argparse.Namespace) -> int:
     try:
         lock = DeviceLock.acquire(home, f"tidings {args.command}")
     except DeviceBusy as busy:
+        if busy.command != DAEMON:
+            raise  # `listen` or `chat` would go on with the old setting: stop it first
         asyncio.run(_read_receipts_by_daemon(home, busy, enabled))
     else:
         try:

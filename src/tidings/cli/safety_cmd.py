@@ -1,12 +1,15 @@
 """``tidings safety-number CONTACT``: compare end-to-end identities out of band.
 
-Reading it reads the local store only (beside whatever runs the device); ``--verify`` and
-``--unverify`` write, so they hold the device's lock, or ask the daemon that runs it (the
-API's ``safety_number``). The number covers the identity keys of every device on both sides
-that this device has a session with (`tidings.e2e.safety_number_for_keys`): read it to the
-contact over another channel (in person, a call); if theirs is the same, no one sits between
-you. ``--verify NUMBER`` records that you compared it; any later change of a key (a new or
-reinstalled device) drops the mark, and the client reports `IdentityChanged`.
+Reading it reads the local store only (beside whatever runs the device). ``--verify`` and
+``--unverify`` write one row of the store in their own transaction: they ask the daemon that
+runs the device (the API's ``safety_number``), else write it themselves — beside ``listen`` or
+``chat`` too, which keep no copy of the mark.
+
+The number covers the identity keys of every device on both sides that this device has a session
+with (`tidings.e2e.safety_number_for_keys`): read it to the contact over another channel (in
+person, a call); if theirs is the same, no one sits between you. ``--verify NUMBER`` records
+that you compared it; any later change of a key (a new or reinstalled device) drops the mark,
+and the client reports `IdentityChanged`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ..errors import ConfigError, DeviceBusy
 from ..store.base import DeviceRef
 from ..wire import check_account
 from .common import _common, home_of
-from .remote import open_daemon
+from .remote import DAEMON, open_daemon
 
 __all__ = ["add_parser", "cmd_safety_number"]
 
@@ -61,7 +64,10 @@ def cmd_safety_number(args: argparse.Namespace) -> int:
         try:
             lock = DeviceLock.acquire(home, f"tidings {args.command}")
         except DeviceBusy as busy:
-            shown = asyncio.run(_through_daemon(home, busy, args))
+            if busy.command == DAEMON:  # the daemon shows the mark: let it make it
+                shown = asyncio.run(_through_daemon(home, busy, args))
+            else:  # `listen` or `chat` keeps no copy of the mark: one row, its own transaction
+                shown = _local(home, db, args)
         else:
             try:
                 shown = _local(home, db, args)

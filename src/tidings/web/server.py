@@ -49,6 +49,8 @@ HEARTBEAT = 15.0
 #: Events a page may leave unread before its stream is closed: ~10 MB at most, far beyond
 #: any burst a page that reads at all falls behind by.
 MAX_PENDING_EVENTS = 10_000
+#: Seconds open requests get to finish when the app stops (event streams are ended first).
+SHUTDOWN_SECONDS = 0.5
 #: Event streams served at once: a few tabs; a page that opens more is misbehaving.
 MAX_STREAMS = 16
 
@@ -109,9 +111,16 @@ class WebApp:
         app.router.add_get("/static/{name}", self._static)
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/events", self._events)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+        )
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            await self._runner.cleanup()
+            raise
 
     async def close(self) -> None:
         for stream in list(self._streams):
