@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .clock import LabClock
+from .mounts import Mounts
 from .netns import SERVER_ADDRESS, NetLab, argv_in
 from .procs import DeviceProc, LabProcError, ProcRegistry, ServerProc, wait_until
 from .proxy_thread import ThreadedProxy
@@ -86,6 +87,8 @@ class Scenario:
     kernel: bool = False
     #: Devices reach the relay through the user-space fault proxy (no root needed).
     proxy: bool = False
+    #: The run mounts small tmpfs file systems (:mod:`.mounts`; needs root).
+    mounts: bool = False
 
 
 # ----------------------------------------------------------------------------- the run
@@ -156,6 +159,8 @@ class LabRun:
         self.namespaces: dict[str, str] = {}
         self.expected: dict[str, int] = {}
         self.proxy: ThreadedProxy | None = None
+        #: The run's tmpfs mounts; the runner closes them once every process was reaped.
+        self.mounts = Mounts()
 
     # ------------------------------------------------------------ set up
 

@@ -18,9 +18,13 @@ Each line is one JSON object with ``"t"`` (lab clock, seconds) and ``"ev"`` (its
              ``overall`` str
 ``received`` ``mid`` hex, ``from`` "acct.N", ``conv`` str, ``counter`` int, ``late`` bool
 ``read``     ``mids`` [hex, …]
+``refused``  ``mid`` hex, ``code`` str (e.g. QUEUE_FULL), ``final`` bool: the relay refused a send
+``send_failed``     ``to`` account, ``body`` str, ``state`` str: ``send()`` raised StoreUnavailable
+                    (the device's own store could not queue it; the user is told "not sent")
+``storage_failed``  ``state`` str, ``message`` str: the device's store cannot write; it stops
 ============ ======================================================================================
 
-The first five are the controller's (:data:`RecordLine`), the last four a device's
+The first five are the controller's (:data:`RecordLine`), the others a device's
 (:data:`DeviceEvent`); each is a class below (``from`` is the attribute ``sender``).
 Relative paths (``home``, ``data_dir``, ``log``) are relative to ``RUN``.
 
@@ -61,9 +65,12 @@ __all__ = [
     "RecordError",
     "RecordLine",
     "RunStarted",
+    "SendFailed",
+    "SendRefused",
     "ServerStarted",
     "Settled",
     "StatusChanged",
+    "StorageFailedLine",
     "decode_event",
     "decode_record_line",
     "device_label",
@@ -296,14 +303,72 @@ class ReadMarked(_Line):
     mids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SendRefused(_Line):
+    """``refused``: the relay refused a send (``final``: for good; else it is retried)."""
+
+    EV: ClassVar[str] = "refused"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("mid", "mid", "hex"),
+        ("code", "code", "str"),
+        ("final", "final", "bool"),
+    )
+    t: float
+    mid: str
+    code: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed(_Line):
+    """``send_failed``: ``send()`` raised StoreUnavailable: the message was not queued, and the
+    device said so (the plan item is composed again after a restart, as a user re-sends)."""
+
+    EV: ClassVar[str] = "send_failed"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("to", "to", "str"),
+        ("body", "body", "str"),
+        ("state", "state", "str"),
+    )
+    t: float
+    to: str
+    body: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFailedLine(_Line):
+    """``storage_failed``: the device's store could not write (disk full): it stopped."""
+
+    EV: ClassVar[str] = "storage_failed"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("state", "state", "str"),
+        ("message", "message", "str"),
+    )
+    t: float
+    state: str
+    message: str
+
+
 RecordLine = RunStarted | DeviceStarted | Fault | Settled | ServerStarted
-DeviceEvent = Composed | StatusChanged | Received | ReadMarked
+DeviceEvent = (
+    Composed | StatusChanged | Received | ReadMarked | SendRefused | SendFailed | StorageFailedLine
+)
 
 _RECORD_TYPES: dict[str, type[_Line]] = {
     c.EV: c for c in (RunStarted, DeviceStarted, Fault, Settled, ServerStarted)
 }
 _EVENT_TYPES: dict[str, type[_Line]] = {
-    c.EV: c for c in (Composed, StatusChanged, Received, ReadMarked)
+    c.EV: c
+    for c in (
+        Composed,
+        StatusChanged,
+        Received,
+        ReadMarked,
+        SendRefused,
+        SendFailed,
+        StorageFailedLine,
+    )
 }
 
 
