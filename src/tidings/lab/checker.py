@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .checker_disk import DISK_KINDS, DISK_RULES
+from .checker_hostile import HOSTILE_KINDS, HOSTILE_RULES
 from .checker_rules import KINDS as BASE_KINDS
 from .checker_rules import RULES, Violation, plaintext_leaks
 from .checker_stats import (
@@ -39,10 +40,10 @@ from .record_read import load_run
 
 #: Every violation kind: the base rules', then those of scenario-specific rule modules (which
 #: apply only to runs with their faults).
-KINDS = BASE_KINDS + DISK_KINDS
+KINDS = BASE_KINDS + DISK_KINDS + HOSTILE_KINDS
 
 #: Every rule, in the order their violations are listed.
-ALL_RULES = (*RULES, *DISK_RULES)
+ALL_RULES = (*RULES, *DISK_RULES, *HOSTILE_RULES)
 
 __all__ = [
     "KINDS",

@@ -37,6 +37,7 @@ from .workload import PLAN_FILE, Workload, events_path
 __all__ = [
     "DAYS",
     "PHASE",
+    "SERVER_ARGS",
     "SERVER_CONFIG",
     "SERVER_LOG",
     "LabRun",
@@ -58,6 +59,10 @@ SERVER_LOG = "server.log"
 #: no new-account budget (every account of a run is minutes old, and the workload sends faster
 #: than a new account may).
 SERVER_CONFIG = "[server]\nexpiry_interval = 0.5\nnew_account_age = 0\n"
+
+#: The relay's flags for lab runs: the per-account send budget out of the way of a workload
+#: that sends (and receipts) faster than a person (``hostile-load`` keeps the defaults).
+SERVER_ARGS = ("--rate", "10000", "--burst", "10000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,9 @@ class Scenario:
     proxy: bool = False
     #: The run mounts small tmpfs file systems (:mod:`.mounts`; needs root).
     mounts: bool = False
+    #: The relay's config file and extra flags (see :data:`SERVER_CONFIG`, :data:`SERVER_ARGS`).
+    relay_config: str = SERVER_CONFIG
+    relay_args: tuple[str, ...] = SERVER_ARGS
 
 
 # ----------------------------------------------------------------------------- the run
@@ -142,9 +150,8 @@ class LabRun:
             self.params.read_probability,
             seed,
         )
-        (run_dir / "relay.toml").write_text(SERVER_CONFIG)
-        config = str(run_dir / "relay.toml")
-        server_args = ["--rate", "10000", "--burst", "10000", "--config", config]
+        (run_dir / "relay.toml").write_text(scenario.relay_config)
+        server_args = [*scenario.relay_args, "--config", str(run_dir / "relay.toml")]
         self.server = ServerProc(
             run_dir / "relay",
             self.logs,

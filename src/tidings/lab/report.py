@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checker import LATENCY_POINTS, CheckResult, percentile
+from .checker_hostile import PHASES, phase_latencies
 from .record import Fault
 from .record_read import load_run
 from .report_plots import latency_svg, sample, timeline_svg
@@ -129,6 +130,20 @@ def _latency_table(r: CheckResult) -> str:
     return _table(["point", "n", "p50", "p90", "p99", "max"], rows)
 
 
+def _phases_table(s: ScenarioReport) -> str:
+    """The legitimate users' latencies before, during and after a flood ("" without one)."""
+    phases = phase_latencies(s.result.messages, s.faults)
+    if not phases:
+        return ""
+    rows = []
+    for phase in PHASES:
+        sent, delivered = phases[phase]["sent"], phases[phase]["delivered"]
+        qs = [_seconds(percentile(v, q)) for v in (sent, delivered) for q in (50, 90, 99)]
+        rows.append([phase, str(len(sent)), *qs])
+    header = ["composed", "messages", "✓ p50", "✓ p90", "✓ p99", "✓✓ p50", "✓✓ p90", "✓✓ p99"]
+    return "<h3>Legitimate users: quiet vs under the flood</h3>" + _table(header, rows)
+
+
 def _faults_table(s: ScenarioReport) -> str:
     rows = [
         [
@@ -172,6 +187,7 @@ def _section(s: ScenarioReport) -> str:
             _counts_table(r),
             "<h3>Latency from composed</h3>",
             _latency_table(r),
+            _phases_table(s),
             "<h3>Faults</h3>",
             _faults_table(s),
             "<h3>Timeline</h3>",
