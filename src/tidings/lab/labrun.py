@@ -97,6 +97,12 @@ class Scenario:
     #: The relay's config file and extra flags (see :data:`SERVER_CONFIG`, :data:`SERVER_ARGS`).
     relay_config: str = SERVER_CONFIG
     relay_args: tuple[str, ...] = SERVER_ARGS
+    #: The failure users of other messengers reported that this reproduces (paraphrased), the
+    #: public reports of it, and what the checker holds tidings to: the report's table
+    #: "failures of other messengers that tidings survives" (:mod:`.report_complaints`).
+    complaint: str = ""
+    links: tuple[str, ...] = ()
+    invariant: str = ""
 
 
 # ----------------------------------------------------------------------------- the run

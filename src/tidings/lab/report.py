@@ -3,7 +3,8 @@
 Invariants:
 
 * The HTML page needs nothing but itself: CSS inline, plots as inline SVG (:mod:`.report_plots`),
-  no scripts, no links to anything outside the page.
+  no scripts, nothing loaded from outside the page; its only outside references are the public
+  issue links of the complaints table (:mod:`.report_complaints`), plain anchors.
 * Every text that comes from a run (scenario names, fault details, timelines) is escaped.
 * The output is a function of the input: the same results give the same bytes (seeded
   sampling, deterministic SVG).
@@ -20,6 +21,7 @@ from .checker import LATENCY_POINTS, CheckResult, percentile
 from .checker_hostile import PHASES, phase_latencies
 from .record import Fault
 from .record_read import load_run
+from .report_complaints import complaints_html
 from .report_plots import latency_svg, sample, timeline_svg
 
 __all__ = ["ScenarioReport", "render_html", "scenario_report", "summary_table", "write_html"]
@@ -215,6 +217,7 @@ def render_html(results: Sequence[ScenarioReport]) -> str:
             f"<p class='{'pass' if verdict else 'fail'}'>{'PASS' if verdict else 'FAIL'}:"
             f" {sum(s.result.ok for s in results)} of {len(results)} scenarios passed.</p>",
             _table(_HEADER, summary),
+            complaints_html(results),
             *(_section(s) for s in results),
             "</body></html>",
         ]

@@ -98,5 +98,17 @@ DISK_SCENARIOS = (
         Params(_THREE, (1, 2, 1), 200, 5.0, 10.0),
         disk_full,
         mounts=True,
+        complaint=(
+            "a message sent while the disk is full is lost; a send fails for lack of storage and "
+            "the user is not told"
+        ),
+        links=(
+            "https://github.com/jens-maus/yam/issues/621",
+            "https://github.com/BlueBubblesApp/bluebubbles-app/issues/2805",
+        ),
+        invariant=(
+            "G1/G5: no ✓ for what the relay did not commit, failures shown, everything delivered "
+            "after (ack_not_stored, failure_hidden, refused_but_queued, lost)"
+        ),
     ),
 )

@@ -68,7 +68,7 @@ LIMITS = {
 #: The flood's size per variant.
 _FLOOD: dict[bool, dict[str, Any]] = {
     True: {"raw": 100, "idle": 20, "accounts": 10, "sends": 300, "window": 3.0},
-    False: {"raw": 400, "idle": 60, "accounts": 12, "sends": 2000, "window": 20.0},
+    False: {"raw": 400, "idle": 25, "accounts": 12, "sends": 2000, "window": 20.0},
 }
 
 
@@ -126,5 +126,14 @@ HOSTILE_SCENARIOS = (
         hostile_load,
         relay_config=_RELAY_CONFIG,
         relay_args=(),
+        complaint="a flood of traffic or spam joins overloads the server until it fails",
+        links=(
+            "https://github.com/matrix-org/synapse/issues/12491",
+            "https://github.com/matrix-org/synapse/issues/12578",
+        ),
+        invariant=(
+            "G8: the users' messages all delivered, none refused for good; the relay's limits "
+            "hold (lost, legit_refused, idle_not_closed, flood_over_budget)"
+        ),
     ),
 )
