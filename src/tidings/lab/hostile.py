@@ -89,6 +89,7 @@ def _new_stats() -> dict[str, Any]:
         "idle_open": 0,  # still open at that deadline
         "idle_close_max": 0.0,  # the longest handshake-to-close time seen (s)
         "registered": 0,
+        "connect_failed": 0,  # registered flood accounts that could not connect
         "register_refused": {},  # code name -> count
         "sends": 0,  # SENDs written
         "stored": 0,  # answered SENT
@@ -204,7 +205,11 @@ async def _flood_account(
             slots.release()
 
     peer = _Peer(on_frame)
-    conn = await open_channel(url, peer, identity.noise_private_key, identity.server_key)
+    try:
+        conn = await open_channel(url, peer, identity.noise_private_key, identity.server_key)
+    except TidingsError:
+        stats["connect_failed"] += 1  # refused at the door: the connection caps held
+        return
     try:
         conn.send_frame(Hello(PROTOCOL_VERSION, 0))
         async with asyncio.timeout(spec.window):

@@ -7,22 +7,22 @@ A run directory (``RUN``) holds::
 
 Each line is one JSON object with ``"t"`` (lab clock, seconds) and ``"ev"`` (its type):
 
-============ ======================================================================================
-``run``      ``scenario`` str, ``seed`` int, ``quick`` bool
-``device``   ``account`` str, ``device`` int, ``home`` str (the client home: holds ``client.db``)
-``fault``    ``kind`` str, ``target`` str, ``start`` float, ``end`` float|null, ``detail`` object
-``settled``  every endpoint had its chance: from here on, missing means lost
-``server``   ``data_dir`` str, ``log`` str
-``composed`` ``mid`` hex, ``to`` account, ``conv`` str, ``counter`` int, ``body`` str
-``status``   ``mid`` hex, ``device`` "acct.N"|null, ``status`` sent|delivered|read|expired|failed,
-             ``overall`` str
-``received`` ``mid`` hex, ``from`` "acct.N", ``conv`` str, ``counter`` int, ``late`` bool
-``read``     ``mids`` [hex, …]
-``refused``  ``mid`` hex, ``code`` str (e.g. QUEUE_FULL), ``final`` bool: the relay refused a send
+=================== ===============================================================================
+``run``             ``scenario`` str, ``seed`` int, ``quick`` bool
+``device``          ``account`` str, ``device`` int, ``home`` str (the home holding ``client.db``)
+``fault``           ``kind`` str, ``target`` str, ``start`` float, ``end`` float|null, ``detail`` {}
+``settled``         every endpoint had its chance: from here on, missing means lost
+``server``          ``data_dir`` str, ``log`` str
+``composed``        ``mid`` hex, ``to`` account, ``conv`` str, ``counter`` int, ``body`` str
+``status``          ``mid`` hex, ``device`` "acct.N"|null, ``overall`` str, ``status``:
+                    sent|delivered|read|expired|failed
+``received``        ``mid`` hex, ``from`` "acct.N", ``conv`` str, ``counter`` int, ``late`` bool
+``read``            ``mids`` [hex, …]
+``refused``         ``mid`` hex, ``code`` str (QUEUE_FULL…), ``final`` bool: the relay refused it
 ``send_failed``     ``to`` account, ``body`` str, ``state`` str: ``send()`` raised StoreUnavailable
-                    (the device's own store could not queue it; the user is told "not sent")
+                    (the device's store could not queue it: the user is told "not sent")
 ``storage_failed``  ``state`` str, ``message`` str: the device's store cannot write; it stops
-============ ======================================================================================
+=================== ===============================================================================
 
 The first five are the controller's (:data:`RecordLine`), the others a device's
 (:data:`DeviceEvent`); each is a class below (``from`` is the attribute ``sender``).

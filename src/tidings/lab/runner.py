@@ -121,7 +121,7 @@ def run_scenario(
     with _unwinding(), ticker or contextlib.nullcontext():
         if scenario.kernel:
             sweep_orphans()
-        if scenario.mounts:
+        if mounts_available() is None:
             sweep_mounts()  # a run killed with SIGKILL left its tmpfs mounted
         netlab = NetLab(device_count(scenario, quick)) if scenario.kernel else None
         try:

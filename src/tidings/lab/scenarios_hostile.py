@@ -34,7 +34,7 @@ from ..server.config import (
 )
 from .hostile import GRACE, FloodSpec
 from .labrun import PHASE, LabRun, Params, Scenario
-from .procs import Proc, ProcRegistry
+from .procs import LabProcError, Proc, ProcRegistry
 
 __all__ = ["AUTH_TIMEOUT", "HOSTILE_SCENARIOS", "MAX_QUEUE", "FloodProc", "hostile_load"]
 
@@ -67,7 +67,7 @@ LIMITS = {
 
 #: The flood's size per variant.
 _FLOOD: dict[bool, dict[str, Any]] = {
-    True: {"raw": 100, "idle": 20, "accounts": 10, "sends": 300, "window": 3.0},
+    True: {"raw": 100, "idle": 16, "accounts": 10, "sends": 300, "window": 3.0},
     False: {"raw": 400, "idle": 25, "accounts": 12, "sends": 2000, "window": 20.0},
 }
 
@@ -104,7 +104,9 @@ def hostile_load(run: LabRun) -> None:
     t = run.clock.now()
     flood.spawn()
     line = flood.wait_line("flood", spec.window + AUTH_TIMEOUT + GRACE + PHASE)
-    flood.wait_exit()
+    code = flood.wait_exit()
+    if code != 0:
+        raise LabProcError(f"the flood process exited {code}\n{flood.describe()}")
     stats = line["flood"]
     run.progress(
         f"flood over: {stats['stored']} of {stats['sends']} flood sends stored,"
