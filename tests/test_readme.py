@@ -357,8 +357,9 @@ def _scenario_params() -> list[object]:
     return [
         pytest.param(
             n,
-            marks=pytest.mark.skipif(
-                SCENARIOS[n].kernel and _KERNEL is not None, reason=_KERNEL or ""
+            marks=pytest.mark.skipif(  # kernel scenarios and disk-full's mounts need root
+                runner.available(SCENARIOS[n]) is not None,
+                reason=runner.available(SCENARIOS[n]) or "",
             ),
         )
         for n in SCENARIOS

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..delivery import ContentKind
-from ..delivery.ratelimit import RateLimiter
+from ..delivery.ratelimit import RateLimiter, try_take_all
 from ..e2e import (
     BundleError,
     EnvelopeType,
@@ -53,6 +54,8 @@ from .store import ClientStore, OutboxItem
 from .store._crypto import KEM, ONE_TIME, SIGNED, CryptoWrites
 
 __all__ = [
+    "RETRY_REQUESTS_ALL_BURST",
+    "RETRY_REQUESTS_ALL_INTERVAL",
     "RETRY_REQUEST_BURST",
     "RETRY_REQUEST_INTERVAL",
     "SESSION_REBUILD_INTERVAL",
@@ -66,6 +69,13 @@ __all__ = [
 #: garbage cannot make us flood the sender.
 RETRY_REQUEST_BURST = 10
 RETRY_REQUEST_INTERVAL = 30.0
+#: Retry requests this device sends to all senders together at once, then one per
+#: :data:`RETRY_REQUESTS_ALL_INTERVAL` seconds: a few broken sessions at once are all asked,
+#: but garbage from many fresh accounts (the lab's ``hostile-load``: 6 flooders × 10 each
+#: drained the account's send budget, burst 100 at the relay's defaults, and its own messages
+#: were refused RATE_LIMITED) cannot make this device spend its account's budget on answers.
+RETRY_REQUESTS_ALL_BURST = 20
+RETRY_REQUESTS_ALL_INTERVAL = 3.0
 
 #: A sender rebuilds its session with a device at most once per this many seconds, however many
 #: retry requests arrive (each rebuild takes a prekey, and fetches are limited to 6 per 10 min).
@@ -146,6 +156,9 @@ class DeviceCrypto:
         self._prekeys = _StorePreKeys(store)
         self._retry_limiter: RateLimiter[DeviceRef] = RateLimiter(
             1 / RETRY_REQUEST_INTERVAL, RETRY_REQUEST_BURST
+        )
+        self._retry_all: RateLimiter[str] = RateLimiter(
+            1 / RETRY_REQUESTS_ALL_INTERVAL, RETRY_REQUESTS_ALL_BURST
         )
         self._resend_limiter: RateLimiter[DeviceRef] = RateLimiter(
             1 / RETRY_REQUEST_INTERVAL, RETRY_REQUEST_BURST
@@ -296,8 +309,13 @@ class DeviceCrypto:
         self._sessions.pop(device, None)
 
     def retry_request_allowed(self, sender: DeviceRef) -> bool:
-        """Whether a retry request to ``sender`` is within its rate limit (takes a token)."""
-        return self._retry_limiter.try_take(sender, self._mono()) == 0
+        """Whether a retry request to ``sender`` is within its rate limit and this device's
+        limit for all senders (takes a token from both, or from neither)."""
+        takes: list[tuple[RateLimiter[Any], Hashable]] = [
+            (self._retry_limiter, sender),
+            (self._retry_all, "all"),
+        ]
+        return try_take_all(self._mono(), takes) == 0
 
     def resend_allowed(self, requester: DeviceRef) -> bool:
         """Whether to act on a retry request from ``requester`` (the same limit, mirrored:

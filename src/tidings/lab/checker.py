@@ -22,7 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .checker_rules import KINDS, RULES, Violation, plaintext_leaks
+from .checker_disk import DISK_KINDS, DISK_RULES
+from .checker_hostile import HOSTILE_KINDS, HOSTILE_RULES
+from .checker_rules import KINDS as BASE_KINDS
+from .checker_rules import RULES, Violation, plaintext_leaks
 from .checker_stats import (
     LATENCY_POINTS,
     Counts,
@@ -34,6 +37,13 @@ from .checker_stats import (
 )
 from .checker_view import TimelineEntry, build
 from .record_read import load_run
+
+#: Every violation kind: the base rules', then those of scenario-specific rule modules (which
+#: apply only to runs with their faults).
+KINDS = BASE_KINDS + DISK_KINDS + HOSTILE_KINDS
+
+#: Every rule, in the order their violations are listed.
+ALL_RULES = (*RULES, *DISK_RULES, *HOSTILE_RULES)
 
 __all__ = [
     "KINDS",
@@ -88,7 +98,7 @@ def check(run_dir: Path, *, plaintext_scan: bool = True) -> CheckResult:
     """
     record = load_run(Path(run_dir))
     view = build(record)
-    found: list[Violation] = [v for rule in RULES for v in rule(view)]
+    found: list[Violation] = [v for rule in ALL_RULES for v in rule(view)]
     if plaintext_scan:
         found += plaintext_leaks(view)
     violations = tuple(replace(v, timeline=view.timeline(v.message_id_hex)) for v in found)

@@ -28,7 +28,10 @@ from .record import (
     Composed,
     ReadMarked,
     Received,
+    SendFailed,
+    SendRefused,
     StatusChanged,
+    StorageFailedLine,
     device_label,
 )
 from .record_read import RunRecord
@@ -256,6 +259,8 @@ def _build_timelines(view: RunView) -> None:
             add([t.mid], TimelineEntry(t.at + off, label, what, "device"))
     for label, events in view.record.events.items():
         for e in events:
+            if isinstance(e, SendFailed | StorageFailedLine):
+                continue  # no message id: the device's own store refused (checker_disk)
             mids = e.mids if isinstance(e, ReadMarked) else (e.mid,)
             add(mids, TimelineEntry(e.t, label, _describe_event(e)))
 
@@ -269,7 +274,9 @@ def _describe_row(m: Row) -> str:
     return f"store: IN from {m.sender} {m.conversation} #{m.counter}, {where}"
 
 
-def _describe_event(e: Composed | StatusChanged | Received | ReadMarked) -> str:
+def _describe_event(e: Composed | StatusChanged | Received | ReadMarked | SendRefused) -> str:
+    if isinstance(e, SendRefused):
+        return f"event: refused {e.code}" + (" for good" if e.final else ", retried")
     if isinstance(e, Composed):
         return f"event: composed to {e.to} {e.conv} #{e.counter}"
     if isinstance(e, StatusChanged):

@@ -17,6 +17,9 @@ and ``"ev"``::
     {"ev": "status", "mid", "device": "acct.N" | null, "status", "overall"}
     {"ev": "received", "mid", "from": "acct.N", "conv", "counter", "late"}
     {"ev": "read", "mids": [...]}
+    {"ev": "refused", "mid", "code", "final"}                  the relay refused a send
+    {"ev": "send_failed", "to", "body", "state"}               send() raised StoreUnavailable
+    {"ev": "storage_failed", "state", "message"}               the store cannot write: it stops
 
 stdout, one JSON object per line, for the controller (:class:`tidings.lab.procs.DeviceProc`):
 
@@ -71,6 +74,7 @@ from ..client import (
     Connected,
     Disconnected,
     MessageReceived,
+    SendRefused,
     StatusChanged,
     StorageFailed,
 )
@@ -266,7 +270,11 @@ class Device:
             delay = base + item.at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the plan's pacing, not a wait for something
-            mid = await self.client.send(item.to, item.body)
+            try:
+                mid = await self.client.send(item.to, item.body)
+            except StoreUnavailable as exc:  # "not sent": the user is told; the device stops
+                self.log.write("send_failed", to=item.to, body=item.body, state=exc.state)
+                raise
             self.composed[item.body] = mid
             self.unacked.add(mid)
             m = self.client.store.message(mid)
@@ -307,6 +315,9 @@ class Device:
                 self._on_received(event)
             elif isinstance(event, StatusChanged):
                 self._on_status(event)
+            elif isinstance(event, SendRefused):
+                mid = event.message_id.hex()
+                self.log.write("refused", mid=mid, code=event.code_name, final=event.final)
             elif isinstance(event, Connected):
                 self.connected.set()
                 self.offline.clear()
@@ -315,6 +326,7 @@ class Device:
             elif isinstance(event, StorageFailed):
                 # The device stopped (disk full, I/O error): say so and end, exit 5 (main).
                 emit({"storage_failed": {"state": event.state, "message": event.message}})
+                self.log.write("storage_failed", state=event.state, message=event.message)
                 if self.failure is None:
                     self.failure = StoreUnavailable(event.state, event.message)
                 self.finish.set()

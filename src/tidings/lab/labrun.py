@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .clock import LabClock
+from .mounts import Mounts
 from .netns import SERVER_ADDRESS, NetLab, argv_in
 from .procs import DeviceProc, LabProcError, ProcRegistry, ServerProc, wait_until
 from .proxy_thread import ThreadedProxy
@@ -36,6 +37,7 @@ from .workload import PLAN_FILE, Workload, events_path
 __all__ = [
     "DAYS",
     "PHASE",
+    "SERVER_ARGS",
     "SERVER_CONFIG",
     "SERVER_LOG",
     "LabRun",
@@ -57,6 +59,10 @@ SERVER_LOG = "server.log"
 #: no new-account budget (every account of a run is minutes old, and the workload sends faster
 #: than a new account may).
 SERVER_CONFIG = "[server]\nexpiry_interval = 0.5\nnew_account_age = 0\n"
+
+#: The relay's flags for lab runs: the per-account send budget out of the way of a workload
+#: that sends (and receipts) faster than a person (``hostile-load`` keeps the defaults).
+SERVER_ARGS = ("--rate", "10000", "--burst", "10000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,17 @@ class Scenario:
     kernel: bool = False
     #: Devices reach the relay through the user-space fault proxy (no root needed).
     proxy: bool = False
+    #: The run mounts small tmpfs file systems (:mod:`.mounts`; needs root).
+    mounts: bool = False
+    #: The relay's config file and extra flags (see :data:`SERVER_CONFIG`, :data:`SERVER_ARGS`).
+    relay_config: str = SERVER_CONFIG
+    relay_args: tuple[str, ...] = SERVER_ARGS
+    #: The failure users of other messengers reported that this reproduces (paraphrased), the
+    #: public reports of it, and what the checker holds tidings to: the report's table
+    #: "failures of other messengers that tidings survives" (:mod:`.report_complaints`).
+    complaint: str = ""
+    links: tuple[str, ...] = ()
+    invariant: str = ""
 
 
 # ----------------------------------------------------------------------------- the run
@@ -139,9 +156,8 @@ class LabRun:
             self.params.read_probability,
             seed,
         )
-        (run_dir / "relay.toml").write_text(SERVER_CONFIG)
-        config = str(run_dir / "relay.toml")
-        server_args = ["--rate", "10000", "--burst", "10000", "--config", config]
+        (run_dir / "relay.toml").write_text(scenario.relay_config)
+        server_args = [*scenario.relay_args, "--config", str(run_dir / "relay.toml")]
         self.server = ServerProc(
             run_dir / "relay",
             self.logs,
@@ -156,6 +172,8 @@ class LabRun:
         self.namespaces: dict[str, str] = {}
         self.expected: dict[str, int] = {}
         self.proxy: ThreadedProxy | None = None
+        #: The run's tmpfs mounts; the runner closes them once every process was reaped.
+        self.mounts = Mounts()
 
     # ------------------------------------------------------------ set up
 

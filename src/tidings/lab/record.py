@@ -7,20 +7,24 @@ A run directory (``RUN``) holds::
 
 Each line is one JSON object with ``"t"`` (lab clock, seconds) and ``"ev"`` (its type):
 
-============ ======================================================================================
-``run``      ``scenario`` str, ``seed`` int, ``quick`` bool
-``device``   ``account`` str, ``device`` int, ``home`` str (the client home: holds ``client.db``)
-``fault``    ``kind`` str, ``target`` str, ``start`` float, ``end`` float|null, ``detail`` object
-``settled``  every endpoint had its chance: from here on, missing means lost
-``server``   ``data_dir`` str, ``log`` str
-``composed`` ``mid`` hex, ``to`` account, ``conv`` str, ``counter`` int, ``body`` str
-``status``   ``mid`` hex, ``device`` "acct.N"|null, ``status`` sent|delivered|read|expired|failed,
-             ``overall`` str
-``received`` ``mid`` hex, ``from`` "acct.N", ``conv`` str, ``counter`` int, ``late`` bool
-``read``     ``mids`` [hex, …]
-============ ======================================================================================
+=================== ===============================================================================
+``run``             ``scenario`` str, ``seed`` int, ``quick`` bool
+``device``          ``account`` str, ``device`` int, ``home`` str (the home holding ``client.db``)
+``fault``           ``kind`` str, ``target`` str, ``start`` float, ``end`` float|null, ``detail`` {}
+``settled``         every endpoint had its chance: from here on, missing means lost
+``server``          ``data_dir`` str, ``log`` str
+``composed``        ``mid`` hex, ``to`` account, ``conv`` str, ``counter`` int, ``body`` str
+``status``          ``mid`` hex, ``device`` "acct.N"|null, ``overall`` str, ``status``:
+                    sent|delivered|read|expired|failed
+``received``        ``mid`` hex, ``from`` "acct.N", ``conv`` str, ``counter`` int, ``late`` bool
+``read``            ``mids`` [hex, …]
+``refused``         ``mid`` hex, ``code`` str (QUEUE_FULL…), ``final`` bool: the relay refused it
+``send_failed``     ``to`` account, ``body`` str, ``state`` str: ``send()`` raised StoreUnavailable
+                    (the device's store could not queue it: the user is told "not sent")
+``storage_failed``  ``state`` str, ``message`` str: the device's store cannot write; it stops
+=================== ===============================================================================
 
-The first five are the controller's (:data:`RecordLine`), the last four a device's
+The first five are the controller's (:data:`RecordLine`), the others a device's
 (:data:`DeviceEvent`); each is a class below (``from`` is the attribute ``sender``).
 Relative paths (``home``, ``data_dir``, ``log``) are relative to ``RUN``.
 
@@ -61,9 +65,12 @@ __all__ = [
     "RecordError",
     "RecordLine",
     "RunStarted",
+    "SendFailed",
+    "SendRefused",
     "ServerStarted",
     "Settled",
     "StatusChanged",
+    "StorageFailedLine",
     "decode_event",
     "decode_record_line",
     "device_label",
@@ -296,14 +303,72 @@ class ReadMarked(_Line):
     mids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SendRefused(_Line):
+    """``refused``: the relay refused a send (``final``: for good; else it is retried)."""
+
+    EV: ClassVar[str] = "refused"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("mid", "mid", "hex"),
+        ("code", "code", "str"),
+        ("final", "final", "bool"),
+    )
+    t: float
+    mid: str
+    code: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed(_Line):
+    """``send_failed``: ``send()`` raised StoreUnavailable: the message was not queued, and the
+    device said so (the plan item is composed again after a restart, as a user re-sends)."""
+
+    EV: ClassVar[str] = "send_failed"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("to", "to", "str"),
+        ("body", "body", "str"),
+        ("state", "state", "str"),
+    )
+    t: float
+    to: str
+    body: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFailedLine(_Line):
+    """``storage_failed``: the device's store could not write (disk full): it stopped."""
+
+    EV: ClassVar[str] = "storage_failed"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("state", "state", "str"),
+        ("message", "message", "str"),
+    )
+    t: float
+    state: str
+    message: str
+
+
 RecordLine = RunStarted | DeviceStarted | Fault | Settled | ServerStarted
-DeviceEvent = Composed | StatusChanged | Received | ReadMarked
+DeviceEvent = (
+    Composed | StatusChanged | Received | ReadMarked | SendRefused | SendFailed | StorageFailedLine
+)
 
 _RECORD_TYPES: dict[str, type[_Line]] = {
     c.EV: c for c in (RunStarted, DeviceStarted, Fault, Settled, ServerStarted)
 }
 _EVENT_TYPES: dict[str, type[_Line]] = {
-    c.EV: c for c in (Composed, StatusChanged, Received, ReadMarked)
+    c.EV: c
+    for c in (
+        Composed,
+        StatusChanged,
+        Received,
+        ReadMarked,
+        SendRefused,
+        SendFailed,
+        StorageFailedLine,
+    )
 }
 
 

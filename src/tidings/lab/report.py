@@ -3,7 +3,8 @@
 Invariants:
 
 * The HTML page needs nothing but itself: CSS inline, plots as inline SVG (:mod:`.report_plots`),
-  no scripts, no links to anything outside the page.
+  no scripts, nothing loaded from outside the page; its only outside references are the public
+  issue links of the complaints table (:mod:`.report_complaints`), plain anchors.
 * Every text that comes from a run (scenario names, fault details, timelines) is escaped.
 * The output is a function of the input: the same results give the same bytes (seeded
   sampling, deterministic SVG).
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checker import LATENCY_POINTS, CheckResult, percentile
+from .checker_hostile import PHASES, phase_latencies
 from .record import Fault
 from .record_read import load_run
+from .report_complaints import complaints_html
 from .report_plots import latency_svg, sample, timeline_svg
 
 __all__ = ["ScenarioReport", "render_html", "scenario_report", "summary_table", "write_html"]
@@ -129,6 +132,20 @@ def _latency_table(r: CheckResult) -> str:
     return _table(["point", "n", "p50", "p90", "p99", "max"], rows)
 
 
+def _phases_table(s: ScenarioReport) -> str:
+    """The legitimate users' latencies before, during and after a flood ("" without one)."""
+    phases = phase_latencies(s.result.messages, s.faults)
+    if not phases:
+        return ""
+    rows = []
+    for phase in PHASES:
+        sent, delivered = phases[phase]["sent"], phases[phase]["delivered"]
+        qs = [_seconds(percentile(v, q)) for v in (sent, delivered) for q in (50, 90, 99)]
+        rows.append([phase, str(len(sent)), *qs])
+    header = ["composed", "messages", "✓ p50", "✓ p90", "✓ p99", "✓✓ p50", "✓✓ p90", "✓✓ p99"]
+    return "<h3>Legitimate users: quiet vs under the flood</h3>" + _table(header, rows)
+
+
 def _faults_table(s: ScenarioReport) -> str:
     rows = [
         [
@@ -172,6 +189,7 @@ def _section(s: ScenarioReport) -> str:
             _counts_table(r),
             "<h3>Latency from composed</h3>",
             _latency_table(r),
+            _phases_table(s),
             "<h3>Faults</h3>",
             _faults_table(s),
             "<h3>Timeline</h3>",
@@ -199,6 +217,7 @@ def render_html(results: Sequence[ScenarioReport]) -> str:
             f"<p class='{'pass' if verdict else 'fail'}'>{'PASS' if verdict else 'FAIL'}:"
             f" {sum(s.result.ok for s in results)} of {len(results)} scenarios passed.</p>",
             _table(_HEADER, summary),
+            complaints_html(results),
             *(_section(s) for s in results),
             "</body></html>",
         ]

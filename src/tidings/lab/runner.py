@@ -6,9 +6,11 @@ can run here by default) into ``OUT/<name>`` and writes one ``OUT/report.html``.
 
 Invariants:
 
-* Every process is reaped (a :class:`ProcRegistry` per run) and every namespace deleted
-  (:class:`NetLab` as a context manager) on the way out, whatever was raised — Ctrl-C and
-  SIGTERM too (:func:`interrupts_unwind`, in the main thread).
+* Every process is reaped (a :class:`ProcRegistry` per run), every namespace deleted
+  (:class:`NetLab` as a context manager) and every tmpfs unmounted (:class:`~.mounts.Mounts`,
+  after the processes) on the way out, whatever was raised — Ctrl-C and SIGTERM too
+  (:func:`interrupts_unwind`, in the main thread); what a SIGKILL of the lab left behind is
+  swept at the next run's start.
 * A progress line per phase goes to stderr (``[scenario  12.3s] phase  composed/planned``);
   on a terminal a progress bar (composed and received against the plan) is redrawn between
   them every :data:`BAR_INTERVAL` seconds. stdout is left to the caller.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .checker import CheckResult, check
+from .mounts import mounts_available, sweep_mounts
 from .netns import NetLab, interrupts_unwind, kernel_faults_available, sweep_orphans
 from .procs import ProcRegistry
 from .record import RECORD_FILE
@@ -43,6 +46,8 @@ BAR_INTERVAL = 0.5
 
 def available(scenario: Scenario) -> str | None:
     """None if ``scenario`` can run here, else why not."""
+    if scenario.mounts and (reason := mounts_available()) is not None:
+        return reason
     return kernel_faults_available() if scenario.kernel else None
 
 
@@ -116,6 +121,8 @@ def run_scenario(
     with _unwinding(), ticker or contextlib.nullcontext():
         if scenario.kernel:
             sweep_orphans()
+        if mounts_available() is None:
+            sweep_mounts()  # a run killed with SIGKILL left its tmpfs mounted
         netlab = NetLab(device_count(scenario, quick)) if scenario.kernel else None
         try:
             with ProcRegistry() as registry, netlab or contextlib.nullcontext():
@@ -137,6 +144,7 @@ def run_scenario(
             progress(f"FAILED: {type(exc).__name__}")
         finally:
             if holder:
+                holder[0].mounts.close()  # its processes are reaped: nothing holds a file
                 with contextlib.suppress(OSError):
                     holder[0].join_server_logs()
                 holder[0].close_proxy()

@@ -25,6 +25,8 @@ from .clock import LabClock
 from .labrun import DAYS, PHASE, LabRun, Params, Scenario
 from .netns import NetLab
 from .procs import LabProcError
+from .scenarios_disk import DISK_SCENARIOS
+from .scenarios_hostile import HOSTILE_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
 from .scenarios_storm import STORM_SCENARIOS
 from .scenarios_time import TIME_SCENARIOS
@@ -310,6 +312,13 @@ SCENARIOS: dict[str, Scenario] = {
             _p(15, 8.0, 0.0, repeat=2),
             _p(200, 10.0, 0.0, repeat=8),
             server_crash,
+            complaint=(
+                "messages waiting for delivery are lost for good when the server shuts down"
+            ),
+            links=("https://github.com/kontalk/tigase-extension/issues/67",),
+            invariant=(
+                "G1: no ✓'d message lost through kill -9 of the relay (lost, duplicated, reordered)"
+            ),
         ),
         Scenario(
             "client-crash",
@@ -318,6 +327,18 @@ SCENARIOS: dict[str, Scenario] = {
             _p(15, 8.0, 0.0, repeat=2),
             _p(200, 10.0, 0.0, repeat=8),
             client_crash,
+            complaint=(
+                "the app was killed between acking a message and saving it, or while sending: "
+                "the message is gone"
+            ),
+            links=(
+                "https://github.com/kontalk/androidclient/issues/589",
+                "https://github.com/element-hq/element-x-ios/issues/517",
+            ),
+            invariant=(
+                "G2: what send() returned for survives kill -9 of the device (lost_before_ack, "
+                "lost)"
+            ),
         ),
         Scenario(
             "server-outage",
@@ -326,6 +347,12 @@ SCENARIOS: dict[str, Scenario] = {
             _p(15, 5.0, 1.5),
             _p(200, 5.0, 20.0, repeat=3),
             server_outage,
+            complaint=(
+                "after the server restarted the client never reconnected until the page was "
+                "reloaded"
+            ),
+            links=("https://github.com/conversejs/converse.js/issues/1075",),
+            invariant="G2/G7: queued work resumes by itself when the relay is back (lost)",
         ),
         Scenario(
             "offline-for-days",
@@ -334,6 +361,15 @@ SCENARIOS: dict[str, Scenario] = {
             _p(12, 6.0, 1.0, devices=(2, 1, 1)),
             _p(100, 5.0, 3.0, devices=(2, 1, 1)),
             offline_for_days,
+            complaint=(
+                "messages sent while a device was offline never arrived; a day later they showed "
+                "undelivered"
+            ),
+            links=("https://github.com/iNPUTmice/Conversations/issues/1704",),
+            invariant=(
+                "G1/G5: each message delivered or its sender told ✗ expired, never both (lost, "
+                "expired_and_delivered)"
+            ),
         ),
         Scenario(
             "flaky-wifi",
@@ -343,6 +379,9 @@ SCENARIOS: dict[str, Scenario] = {
             _p(200, 5.0, 30.0),
             flaky_wifi,
             kernel=True,
+            complaint="a message sent on bad connectivity flickers and disappears for good",
+            links=("https://github.com/element-hq/element-x-ios/issues/675",),
+            invariant="G1–G4 under 5–30 % packet loss (lost, duplicated, reordered)",
         ),
         Scenario(
             "dead-zone",
@@ -352,6 +391,15 @@ SCENARIOS: dict[str, Scenario] = {
             _p(200, 5.0, 20.0, repeat=3),
             dead_zone,
             kernel=True,
+            complaint=(
+                "mobile data lost mid-send: the message stays stuck, not sent even after the "
+                "data returns"
+            ),
+            links=("https://github.com/ubports/telegram-app/issues/99",),
+            invariant=(
+                "G7: the keepalive notices, the device reconnects and resumes from its cursor "
+                "(lost, reordered)"
+            ),
         ),
         Scenario(
             "handoff",
@@ -361,6 +409,18 @@ SCENARIOS: dict[str, Scenario] = {
             _p(200, 5.0, 0.0, repeat=3),
             handoff,
             kernel=True,
+            complaint=(
+                "messages stay unsent on mobile data until WiFi comes back; turning WiFi off "
+                "leaves sending stuck"
+            ),
+            links=(
+                "https://github.com/signalapp/Signal-Android/issues/8520",
+                "https://github.com/wireapp/wire-ios/pull/3100",
+            ),
+            invariant=(
+                "G7: the dead connection on the old address is noticed and resumed (lost, "
+                "duplicated)"
+            ),
         ),
         Scenario(
             "half-open",
@@ -370,6 +430,14 @@ SCENARIOS: dict[str, Scenario] = {
             _p(200, 5.0, 8.0, repeat=2),
             half_open,
             proxy=True,
+            complaint=(
+                "the app does not notice its connection died and gets no message until it is opened"
+            ),
+            links=("https://github.com/iNPUTmice/Conversations/issues/876",),
+            invariant=(
+                "G7: a half-open or stalled TCP connection is detected within the keepalive "
+                "interval (lost)"
+            ),
         ),
         Scenario(
             "mixed",
@@ -379,10 +447,17 @@ SCENARIOS: dict[str, Scenario] = {
             _p(200, 5.0, 15.0, repeat=3),
             mixed,
             kernel=True,
+            complaint="significant delay or missing messages on a mobile connection",
+            links=("https://github.com/status-im/status-legacy/issues/21172",),
+            invariant=(
+                "G1–G7 with every fault at once (lost, duplicated, reordered, false_delivered)"
+            ),
         ),
         *TIME_SCENARIOS,
         *STORM_SCENARIOS,
         *MTU_SCENARIOS,
+        *DISK_SCENARIOS,
+        *HOSTILE_SCENARIOS,
     )
 }
 

@@ -88,5 +88,14 @@ STORM_SCENARIOS = (
         Params(_THREE, (1, 2, 1), 3000, 100.0, 0.0, repeat=15),
         reconnect_storm,
         proxy=True,
+        complaint=(
+            "a live message during the catch-up after a reconnect moved the cursor past a month "
+            "of history"
+        ),
+        links=(
+            "https://github.com/processone/fluux-messenger/pull/534",
+            "https://github.com/conversejs/converse.js/issues/2940",
+        ),
+        invariant="G1/G7: no cursor moves past an unfetched item (skipped, lost, duplicated)",
     ),
 )

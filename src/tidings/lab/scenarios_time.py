@@ -55,5 +55,13 @@ TIME_SCENARIOS = (
         Params(_THREE, (1, 2, 1), 20, 5.0, 0.0),
         Params(_THREE, (1, 2, 1), 200, 5.0, 0.0),
         clock_skew,
+        complaint="messages out of order after a phone's clock was wrong and then corrected",
+        links=(
+            "https://github.com/signalapp/Signal-Android/issues/3619",
+            "https://github.com/signalapp/Signal-Desktop/issues/780",
+        ),
+        invariant=(
+            "G4: display order is the sender device's send order, never its clock (reordered)"
+        ),
     ),
 )
