@@ -1,7 +1,8 @@
 """The fault lab's checker: verify the delivery contract (G1–G7) on what every endpoint stored.
 
 ``check(run_dir)`` reads a run directory (:mod:`.record`) and every device's client store
-(read-only), then applies the rules of :mod:`.checker_rules` and measures the run
+(read-only), then applies the rules of :mod:`.checker_rules` and the liveness rules of
+:mod:`.checker_link` (devices' connection logs), and measures the run
 (:mod:`.checker_stats`).
 
 Invariants:
@@ -22,7 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .checker_rules import KINDS, RULES, Violation, plaintext_leaks
+from .checker_link import LINK_KINDS, link_violations
+from .checker_rules import KINDS as DELIVERY_KINDS
+from .checker_rules import RULES, Violation, plaintext_leaks
 from .checker_stats import (
     LATENCY_POINTS,
     Counts,
@@ -34,6 +37,10 @@ from .checker_stats import (
 )
 from .checker_view import TimelineEntry, build
 from .record_read import load_run
+
+#: Every violation kind: the delivery rules' (:mod:`.checker_rules`), then liveness
+#: (:mod:`.checker_link`).
+KINDS = DELIVERY_KINDS + LINK_KINDS
 
 __all__ = [
     "KINDS",
@@ -89,6 +96,7 @@ def check(run_dir: Path, *, plaintext_scan: bool = True) -> CheckResult:
     record = load_run(Path(run_dir))
     view = build(record)
     found: list[Violation] = [v for rule in RULES for v in rule(view)]
+    found += link_violations(record)
     if plaintext_scan:
         found += plaintext_leaks(view)
     violations = tuple(replace(v, timeline=view.timeline(v.message_id_hex)) for v in found)

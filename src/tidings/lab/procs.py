@@ -390,6 +390,10 @@ class DeviceProc(Proc):
         clock_file: the lab clock file, if any.
         clock_skew: seconds this device's clock runs ahead of the lab clock (negative: behind),
             from its start; :meth:`skew` steps it while it runs.
+        hints: tell the client when the network is back (``reconnect_now()``); ``False``: its
+            own backoff is all that reconnects it (``--no-hints``).
+        settings: client settings, name → value (``--set``).
+        link_log: its connection log (``--link-log``), if any.
         argv_prefix, env, registry: as :class:`Proc`.
     """
 
@@ -403,11 +407,17 @@ class DeviceProc(Proc):
         name: str,
         clock_file: Path | None = None,
         clock_skew: float = 0.0,
+        hints: bool = True,
+        settings: Mapping[str, str] | None = None,
+        link_log: Path | None = None,
         argv_prefix: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         registry: ProcRegistry | None = None,
     ) -> None:
         super().__init__(name, log_dir, argv_prefix=argv_prefix, env=env, registry=registry)
+        self.hints = hints
+        self.settings = dict(settings or {})
+        self.link_log = link_log
         self.home = home
         self.events = events
         self.plan = plan
@@ -421,6 +431,12 @@ class DeviceProc(Proc):
             argv += ["--clock-file", str(self.clock_file)]
         if self.clock_skew:
             argv += ["--clock-skew", repr(self.clock_skew)]
+        if not self.hints:
+            argv.append("--no-hints")
+        for key, value in self.settings.items():
+            argv += ["--set", f"{key}={value}"]
+        if self.link_log is not None:
+            argv += ["--link-log", str(self.link_log)]
         return argv
 
     def start(self, timeout: float = WAIT) -> None:
@@ -434,8 +450,10 @@ class DeviceProc(Proc):
         return int(line["progress"]), int(line["received"]), int(line["delivered"])
 
     def reconnect(self) -> None:
-        """Tell the device the network is back (``Client.reconnect_now``)."""
-        self.write({"cmd": "reconnect"})
+        """Tell the device the network is back (``Client.reconnect_now``); nothing when it
+        runs without hints (:attr:`hints`)."""
+        if self.hints:
+            self.write({"cmd": "reconnect"})
 
     def skew(self, seconds: float, timeout: float = WAIT) -> None:
         """Step the running device's clock to the lab clock plus ``seconds`` (kept for its

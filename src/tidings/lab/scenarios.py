@@ -25,6 +25,7 @@ from .clock import LabClock
 from .labrun import DAYS, PHASE, LabRun, Params, Scenario
 from .netns import NetLab
 from .procs import LabProcError
+from .scenarios_backoff import BACKOFF_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
 from .scenarios_storm import STORM_SCENARIOS
 from .scenarios_time import TIME_SCENARIOS
@@ -383,6 +384,7 @@ SCENARIOS: dict[str, Scenario] = {
         *TIME_SCENARIOS,
         *STORM_SCENARIOS,
         *MTU_SCENARIOS,
+        *BACKOFF_SCENARIOS,
     )
 }
 
