@@ -11,14 +11,22 @@ own client namespace (spawn with :func:`argv_in`). Faults are applied inside a c
 random loss, dead zones and path-MTU black holes as nftables rules, link down/up, and a handoff
 to a new address.
 
+The server namespace also holds a *routed* service address, :data:`RELAY_ADDRESS` (10.78.0.1,
+on its loopback), which each client reaches through a route ``10.78.0.0/24 via 10.77.0.1``: a
+relay listening there can lose its route (:meth:`NetLab.withdraw_route`, or a dead next hop)
+while everything on the bridge — the lab's resolver at 10.77.0.1 — still answers.
+:meth:`NetLab.use_resolver` makes every client namespace resolve names through a resolver on
+the bridge (``/etc/netns/<ns>/resolv.conf``, which ``ip netns exec`` bind-mounts).
+
 Invariants:
     * The lab only creates and changes namespaces whose names start with its prefix
       ``tdl<pid>_<seq>``; the root namespace's interfaces, routes and ruleset are never touched
       (veth pairs are created directly inside lab namespaces, never in the root namespace).
     * The creating pid is part of every name, so :func:`sweep_orphans` can tell an orphan (its
       pid is dead) from a namespace of a live run, and concurrent runs never collide.
-    * :meth:`NetLab.close` deletes every namespace the lab created (the veths and nft tables go
-      with them), also after an exception or an interrupt; it is idempotent.
+    * :meth:`NetLab.close` deletes every namespace the lab created (the veths, routes and nft
+      tables go with them) and its ``/etc/netns`` directory, also after an exception or an
+      interrupt; it is idempotent.
     * Every fault operation returns quickly (a few ``ip``/``nft`` commands) and is appended to
       :attr:`NetLab.faults` with its timestamp, for the report's fault windows.
     * Every command runs through :func:`subprocess.run` with a list argv, no shell, a timeout; a
@@ -44,6 +52,7 @@ from types import TracebackType
 
 from . import netns_faults as nf
 from .netns_cmd import (
+    NETNS_ETC,
     PREFIX,
     LabSetupError,
     argv_in,
@@ -51,6 +60,7 @@ from .netns_cmd import (
     interrupts_unwind,
     kernel_faults_available,
     list_namespaces,
+    remove_etc,
     run,
     sweep_orphans,
 )
@@ -68,6 +78,9 @@ __all__ = [
     "MAX_BLACK_HOLE",
     "MIN_BLACK_HOLE",
     "NFT_TABLE",
+    "RELAY_ADDRESS",
+    "RELAY_NET",
+    "RESOLV_OPTIONS",
     "SERVER_ADDRESS",
     "FaultEvent",
     "LabSetupError",
@@ -82,6 +95,16 @@ SERVER_ADDRESS = "10.77.0.1"
 """The relay's address inside the server namespace (on the bridge)."""
 LAB_NET = "10.77.0.0/16"
 """The bridge's network: the server and every client address."""
+RELAY_ADDRESS = "10.78.0.1"
+"""The server namespace's routed address (see the module docstring)."""
+RELAY_NET = "10.78.0.0/24"
+"""What each client routes through :data:`SERVER_ADDRESS` to reach :data:`RELAY_ADDRESS`."""
+DEAD_HOP = "10.77.0.254"
+"""A next hop on the bridge that nobody has: packets routed to it wait for an ARP answer that
+never comes, so connects hang, then fail ("no route to host")."""
+RESOLV_OPTIONS = "options timeout:1 attempts:1"
+"""A client namespace's resolver options: a silent resolver costs a lookup 1 s, not glibc's
+default 5 s x 2 tries, so a quick run sees the client's fallback within its window."""
 MAX_CLIENTS = 254
 """Clients get 10.77.<n>.2 with n in 1..254 (one /24-sized block of the /16 each)."""
 
@@ -130,6 +153,7 @@ class NetLab:
         self._index: dict[str, int] = {}
         self._address: dict[str, str] = {}
         self._host: dict[str, int] = {}
+        self._resolver: str | None = None
 
     def __enter__(self) -> NetLab:
         self.start()
@@ -166,6 +190,7 @@ class NetLab:
         run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])
         run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/16", "dev", "br0"])
         run(["ip", "-n", ns, "link", "set", "br0", "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{RELAY_ADDRESS}/32", "dev", "lo"])
 
     def add_client(self) -> str:
         """Create one more client namespace joined to the bridge; return its name."""
@@ -183,11 +208,27 @@ class NetLab:
         run(["ip", "-n", ns, "link", "set", CLIENT_IFACE, "up"])
         run(argv_in(ns, [sys.executable, "-I", "-S", "-c", _PROMOTE]))
         run(argv_in(ns, ["nft", "-f", "-"]), stdin=NFT_SETUP)
+        nf.set_relay_route(ns, RELAY_NET, SERVER_ADDRESS)
+        if self._resolver is not None:
+            self._write_resolv(ns, self._resolver)
         self.clients.append(ns)
         self._index[ns] = n
         self._address[ns] = address
         self._host[ns] = 2
         return ns
+
+    def use_resolver(self, address: str) -> None:
+        """Make every client namespace (those to come too) resolve names through the resolver
+        at ``address`` (port 53): processes started in them from now on read its
+        ``resolv.conf``."""
+        self._resolver = address
+        for ns in self.clients:
+            self._write_resolv(ns, address)
+
+    def _write_resolv(self, ns: str, address: str) -> None:
+        etc = NETNS_ETC / ns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {address}\n{RESOLV_OPTIONS}\n")
 
     def address(self, client: str) -> str:
         """The current address of ``client`` (it changes on :meth:`handoff`)."""
@@ -209,6 +250,7 @@ class NetLab:
                 existing = set(list_namespaces()) if self._created else set()
             for ns in reversed(self._created):
                 if ns not in existing:
+                    remove_etc(ns)
                     continue
                 try:
                     delete_namespace(ns)
@@ -263,9 +305,28 @@ class NetLab:
         self._record("link_down", client)
 
     def link_up(self, client: str) -> None:
-        """Bring ``client``'s interface back up (its routes come back with it)."""
+        """Bring ``client``'s interface back up (its routes come back with it: the kernel's
+        connected route, and the route to :data:`RELAY_ADDRESS` the lab adds again)."""
         nf.set_link(self._check(client), True)
+        nf.set_relay_route(client, RELAY_NET, SERVER_ADDRESS)
         self._record("link_up", client)
+
+    def withdraw_route(self, client: str) -> None:
+        """Delete ``client``'s route to :data:`RELAY_ADDRESS` (``ip route del``): connects to
+        it fail at once ("network unreachable"); the bridge (the resolver) still answers."""
+        nf.set_relay_route(self._check(client), RELAY_NET, None)
+        self._record("route_withdrawn", client, RELAY_NET)
+
+    def dead_hop(self, client: str) -> None:
+        """Route ``client``'s traffic to :data:`RELAY_ADDRESS` through :data:`DEAD_HOP`, a next
+        hop nobody has: connects hang (SYNs wait for ARP), then fail."""
+        nf.set_relay_route(self._check(client), RELAY_NET, DEAD_HOP)
+        self._record("route_dead_hop", client, DEAD_HOP)
+
+    def restore_route(self, client: str) -> None:
+        """Give ``client`` its route to :data:`RELAY_ADDRESS` back."""
+        nf.set_relay_route(self._check(client), RELAY_NET, SERVER_ADDRESS)
+        self._record("route_restored", client, RELAY_NET)
 
     def handoff(self, client: str) -> str:
         """Move ``client`` to a new address, as on a WiFi→cellular handoff; return it.

@@ -1,8 +1,9 @@
 """Running the lab's ``ip``/``nft`` commands, and sweeping what dead runs left behind.
 
-Every lab namespace is named ``tdl<pid>_<seq>…`` after the process that created it, so
-:func:`sweep_orphans` can tell an orphan (its pid is dead: the lab was killed with SIGKILL)
-from a live run's, and concurrent runs never collide.
+Every lab namespace (and its ``/etc/netns/<ns>`` directory, where ``ip netns exec`` finds the
+``resolv.conf`` it bind-mounts over ``/etc/resolv.conf``) is named ``tdl<pid>_<seq>…`` after
+the process that created it, so :func:`sweep_orphans` can tell an orphan (its pid is dead: the
+lab was killed with SIGKILL) from a live run's, and concurrent runs never collide.
 
 Invariants:
     * Every command runs through :func:`subprocess.run` with a list argv, no shell, a timeout;
@@ -19,12 +20,14 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 
 from tidings.errors import TidingsError
 
 __all__ = [
     "COMMAND_TIMEOUT",
+    "NETNS_ETC",
     "PREFIX",
     "LabSetupError",
     "argv_in",
@@ -32,6 +35,7 @@ __all__ = [
     "interrupts_unwind",
     "kernel_faults_available",
     "list_namespaces",
+    "remove_etc",
     "run",
     "sweep_orphans",
 ]
@@ -41,6 +45,9 @@ COMMAND_TIMEOUT = 10.0
 
 PREFIX = "tdl"
 """The first letters of every lab namespace name (``tdl<pid>_<seq>s``, ``…c<n>``)."""
+
+NETNS_ETC = Path("/etc/netns")
+"""Where ``ip netns exec NS`` finds files it bind-mounts over ``/etc`` (``NS/resolv.conf``)."""
 
 _NAME_RE = re.compile(rf"^{PREFIX}(\d+)_\d+[sc]\d*$")
 
@@ -105,12 +112,23 @@ def list_namespaces() -> list[str]:
 
 
 def delete_namespace(ns: str) -> None:
-    """Kill what still runs inside ``ns`` (it would keep the namespace alive), then delete it."""
+    """Kill what still runs inside ``ns`` (it would keep the namespace alive), then delete it
+    and its ``/etc/netns/<ns>`` directory, if any."""
     with contextlib.suppress(LabSetupError):
         for pid in run(["ip", "netns", "pids", ns]).split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
     run(["ip", "netns", "delete", ns])
+    remove_etc(ns)
+
+
+def remove_etc(ns: str) -> None:
+    """Remove ``/etc/netns/<ns>`` (a lab name only), and ``/etc/netns`` if that left it empty."""
+    if _NAME_RE.match(ns) is None:
+        raise ValueError(f"not a lab namespace: {ns!r}")
+    shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        NETNS_ETC.rmdir()  # only if empty: other programs' directories stay
 
 
 def _pid_alive(pid: int) -> bool:
@@ -129,7 +147,7 @@ def _orphan(name: str) -> bool:
 
 
 def sweep_orphans() -> list[str]:
-    """Delete the lab namespaces left by runs that died.
+    """Delete the lab namespaces and ``/etc/netns`` directories left by runs that died.
 
     A name is an orphan's when it has the lab's prefix and the pid encoded in it is no longer
     alive (e.g. the lab was killed with SIGKILL). Those of live processes (this one included)
@@ -143,6 +161,10 @@ def sweep_orphans() -> list[str]:
         if _orphan(ns):
             delete_namespace(ns)
             swept.append(ns)
+    with contextlib.suppress(OSError):
+        for entry in list(NETNS_ETC.iterdir()):
+            if _orphan(entry.name):
+                remove_etc(entry.name)
     return swept
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "nft",
     "set_link",
     "set_loss",
+    "set_relay_route",
 ]
 
 CLIENT_IFACE = "eth0"
@@ -127,6 +128,15 @@ def black_hole(ns: str, size: int | None) -> None:
 def set_link(ns: str, up: bool) -> None:
     """Bring the client interface of ``ns`` up or down (its connected routes follow it)."""
     run(["ip", "-n", ns, "link", "set", CLIENT_IFACE, "up" if up else "down"])
+
+
+def set_relay_route(ns: str, relay_net: str, via: str | None) -> None:
+    """Route ``relay_net`` through next hop ``via`` in ``ns`` (replacing any route to it);
+    ``None`` deletes the route (``ip route del``: connects fail, "network unreachable")."""
+    if via is None:
+        run(["ip", "-n", ns, "route", "del", relay_net])
+        return
+    run(["ip", "-n", ns, "route", "replace", relay_net, "via", via, "dev", CLIENT_IFACE])
 
 
 def move_address(ns: str, old: str, new: str, prefix: str) -> None:

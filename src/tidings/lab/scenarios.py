@@ -26,6 +26,7 @@ from .labrun import DAYS, PHASE, LabRun, Params, Scenario
 from .netns import NetLab
 from .procs import LabProcError
 from .scenarios_backoff import BACKOFF_SCENARIOS
+from .scenarios_dns import DNS_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
 from .scenarios_storm import STORM_SCENARIOS
 from .scenarios_time import TIME_SCENARIOS
@@ -385,6 +386,7 @@ SCENARIOS: dict[str, Scenario] = {
         *STORM_SCENARIOS,
         *MTU_SCENARIOS,
         *BACKOFF_SCENARIOS,
+        *DNS_SCENARIOS,
     )
 }
 

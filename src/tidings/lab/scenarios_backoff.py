@@ -33,6 +33,8 @@ from .procs import LabProcError
 __all__ = [
     "BACKOFF_SCENARIOS",
     "QUICK_SETTINGS",
+    "bound",
+    "cut_all",
     "device_settings",
     "go_hintless",
     "own_backoff",
@@ -71,11 +73,14 @@ def go_hintless(run: LabRun) -> None:
         device.link_log = link_path(run.run_dir, name)
 
 
-def wait_recovered(run: LabRun, names: list[str], start: float, end: float) -> dict[str, float]:
-    """Wait (at most the liveness bound plus a margin) until each device is in session after
-    the fault that began at ``start``; return each one's seconds from ``end`` (from its log).
-    One that did not come back is left out: the checker's ``unrecovered`` names it."""
-    limit = bound(run) + 2.0
+def wait_recovered(
+    run: LabRun, names: list[str], start: float, end: float, within: float | None = None
+) -> dict[str, float]:
+    """Wait (at most ``within``, by default the liveness bound, plus a margin) until each
+    device is in session after the fault that began at ``start``; return each one's seconds
+    from ``end`` (from its log). One that did not come back is left out: the checker's
+    ``unrecovered`` names it."""
+    limit = (bound(run) if within is None else within) + 2.0
 
     def took() -> dict[str, float]:
         links, _ = read_links(run.run_dir, names)
@@ -89,9 +94,11 @@ def wait_recovered(run: LabRun, names: list[str], start: float, end: float) -> d
     return took()
 
 
-def _cut_all(
+def cut_all(
     run: LabRun, kind: str, cut: Callable[[str], None], heal: Callable[[str], None]
 ) -> None:
+    """``cut`` every device's namespace, let the window pass, ``heal`` them; wait until every
+    device is back by itself; one fault line per device with the bound and its time."""
     names = sorted(run.namespaces)
     run.progress(f"{kind} on every device, {run.params.window:g} s; no reconnect hints")
     start = run.clock.now()
@@ -118,9 +125,9 @@ def own_backoff(run: LabRun) -> None:
     run.start_all()
     first, second = _thresholds(run)
     run.wait_composed(first)
-    _cut_all(run, "dead_zone", lab.dead_zone_start, lab.dead_zone_end)
+    cut_all(run, "dead_zone", lab.dead_zone_start, lab.dead_zone_end)
     run.wait_composed(second)
-    _cut_all(run, "link_down", lab.link_down, lab.link_up)
+    cut_all(run, "link_down", lab.link_down, lab.link_up)
     run.wait_complete()
 
 
