@@ -2,7 +2,9 @@
 
 Every other kernel scenario's devices call ``Client.reconnect_now()`` the moment they are
 offline and poll it (:mod:`tidings.lab.device`), as an app does on a connectivity change: those
-runs prove delivery, not that a client left alone comes back. ``own-backoff`` runs every device
+runs prove delivery, not that a client left alone comes back (the complaint of
+https://github.com/chrisknepper/android-messages-desktop/issues/169: after the network came
+back, "Unable to Connect" until the user refreshed by hand). ``own-backoff`` runs every device
 with ``--no-hints`` and its connection log on, then cuts every device off twice: a dead zone
 (every packet dropped, the link up: only the keepalive notices, and SYNs vanish) and the link
 going down (connects fail at once with "network unreachable", so the backoff climbs to its

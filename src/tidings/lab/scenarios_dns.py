@@ -8,9 +8,11 @@ bridge (10.77.0.1:53) and every client namespace resolves through it
 settings of :mod:`.scenarios_backoff`: what brings them back is the client alone.
 
 ``dns-failure`` reproduces "the app cannot connect while DNS is broken although the server is
-fine" (e.g. https://github.com/signalapp/Signal-Android/issues/9040, DNS failures blocking
-connection; https://github.com/element-hq/element-android/issues/4437, a changed or failing
-resolver leaving the app offline). Three times the resolver breaks — it stops answering, then
+fine": https://github.com/signalapp/Signal-Android/issues/7869 and
+https://github.com/signalapp/Signal-Desktop/issues/2429 (the service's name resolved to
+127.0.0.1 for a while: "Not delivered", "Disconnected, attempting reconnect in 60 seconds"),
+https://github.com/eclipse-paho/paho.mqtt.c/issues/996 (an auto-reconnecting client that never
+reconnected once its resolver configuration was fixed). Three times the resolver breaks — it stops answering, then
 answers SERVFAIL, then answers a stale address (:data:`WRONG_ADDRESS`, where no relay is any
 more) — and while it is broken the relay restarts, so every device must connect again *during*
 the failure: through the last address that proved to be the relay
@@ -20,7 +22,8 @@ attempt delay and the slack); the resolver stays broken until every device is ba
 bound has passed, so a client that forgot the address fails the checker's ``unrecovered``.
 
 ``route-withdrawal`` reproduces a route that disappears while DNS still answers (a VPN or
-mobile network withdrawing a prefix): the route to the relay is deleted (``ip route del``:
+mobile network withdrawing a prefix; https://github.com/telegramdesktop/tdesktop/issues/4920:
+after a VPN closed, "reconnect in xy seconds" forever, until a reboot): the route to the relay is deleted (``ip route del``:
 connects fail at once, "network unreachable"), then, after it came back, pointed at a next hop
 nobody has (connects hang until ARP gives up). Each window outlasts the keepalive's
 dead-after; the fault lines carry the liveness bound of :mod:`.scenarios_backoff`.
