@@ -12,10 +12,10 @@ fine": https://github.com/signalapp/Signal-Android/issues/7869 and
 https://github.com/signalapp/Signal-Desktop/issues/2429 (the service's name resolved to
 127.0.0.1 for a while: "Not delivered", "Disconnected, attempting reconnect in 60 seconds"),
 https://github.com/eclipse-paho/paho.mqtt.c/issues/996 (an auto-reconnecting client that never
-reconnected once its resolver configuration was fixed). Three times the resolver breaks — it stops answering, then
-answers SERVFAIL, then answers a stale address (:data:`WRONG_ADDRESS`, where no relay is any
-more) — and while it is broken the relay restarts, so every device must connect again *during*
-the failure: through the last address that proved to be the relay
+reconnected once its resolver configuration was fixed). Three times the resolver breaks — it
+stops answering, then answers SERVFAIL, then answers a stale address (:data:`WRONG_ADDRESS`,
+where no relay is any more) — and while it is broken the relay restarts, so every device must
+connect again *during* the failure: through the last address that proved to be the relay
 (:class:`~tidings.client.addresses.RelayAddresses`). Each restart's fault line per device
 carries ``reconnect_within`` = :func:`dns_bound` (the backoff cap, the resolver timeout, one
 attempt delay and the slack); the resolver stays broken until every device is back or that
@@ -23,10 +23,10 @@ bound has passed, so a client that forgot the address fails the checker's ``unre
 
 ``route-withdrawal`` reproduces a route that disappears while DNS still answers (a VPN or
 mobile network withdrawing a prefix; https://github.com/telegramdesktop/tdesktop/issues/4920:
-after a VPN closed, "reconnect in xy seconds" forever, until a reboot): the route to the relay is deleted (``ip route del``:
-connects fail at once, "network unreachable"), then, after it came back, pointed at a next hop
-nobody has (connects hang until ARP gives up). Each window outlasts the keepalive's
-dead-after; the fault lines carry the liveness bound of :mod:`.scenarios_backoff`.
+after a VPN closed, "reconnect in xy seconds" forever, until a reboot): the route to the relay
+is deleted (``ip route del``: connects fail at once, "network unreachable"), then, after it
+came back, pointed at a next hop nobody has (connects hang until ARP gives up). Each window
+outlasts the keepalive's dead-after; the fault lines carry the liveness bound of :mod:`.scenarios_backoff`.
 
 Both: nothing lost, duplicated or reordered (the delivery rules), and every device back by
 itself (``unrecovered``, ``hinted``). Registered in :data:`tidings.lab.scenarios.SCENARIOS`.
