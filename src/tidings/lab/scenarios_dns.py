@@ -26,7 +26,8 @@ mobile network withdrawing a prefix; https://github.com/telegramdesktop/tdesktop
 after a VPN closed, "reconnect in xy seconds" forever, until a reboot): the route to the relay
 is deleted (``ip route del``: connects fail at once, "network unreachable"), then, after it
 came back, pointed at a next hop nobody has (connects hang until ARP gives up). Each window
-outlasts the keepalive's dead-after; the fault lines carry the liveness bound of :mod:`.scenarios_backoff`.
+outlasts the keepalive's dead-after; the fault lines carry the liveness bound of
+:mod:`.scenarios_backoff`.
 
 Both: nothing lost, duplicated or reordered (the delivery rules), and every device back by
 itself (``unrecovered``, ``hinted``). Registered in :data:`tidings.lab.scenarios.SCENARIOS`.
