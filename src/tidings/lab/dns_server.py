@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .dns import MAX_DATAGRAM, Mode, Zone
 from .netns import argv_in
-from .procs import WAIT, LabProcError, Proc, ProcRegistry
+from .proc_base import WAIT, LabProcError, Proc, ProcRegistry
 
 __all__ = ["DNS_PORT", "ResolverProc", "main"]
 
