@@ -6,6 +6,12 @@ the identity only once the server answered REGISTERED. It then creates the devic
 identity key and prekeys and uploads them on the same connection (HELLO, PREKEYS_UPLOAD), so
 other devices can start sessions with it at once; if that upload fails, the client uploads them
 when it first connects.
+
+A relay named by a host name is resolved on every attempt and the addresses are tried in the
+order :class:`~tidings.client.addresses.RelayAddresses` plans (the resolver's, then the last
+good one), each :data:`ATTEMPT_DELAY` after the previous one if that one is still trying, as
+RFC 8305 ("Happy Eyeballs") staggers them: a resolver that is down, failing or stale costs a
+device at most a lookup and an attempt delay, never its relay.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from ..wire import (
     RequestFailed,
     Welcome,
 )
+from .addresses import RelayAddresses
 from .config import DEFAULT_KEEPALIVE_SECONDS, DEFAULT_KEEPALIVE_TIMEOUT_SECONDS, HANDSHAKE_TIMEOUT
 from .home import DB_NAME as DB_NAME
 from .home import prepare_home
@@ -61,6 +68,91 @@ CLIENT_KEEPALIVE = KeepaliveParams(
 #: Seconds to wait for the TCP + WebSocket connection to open.
 CONNECT_TIMEOUT = 10.0
 
+#: Seconds to wait for the resolver: glibc's own per-try timeout. A resolver silent for longer
+#: is down, and the last good address is tried instead.
+RESOLVE_TIMEOUT = 5.0
+
+#: Seconds before the next address is tried while the previous attempt is still connecting
+#: (RFC 8305 §5's recommended "Connection Attempt Delay"): a stale address that black-holes
+#: SYNs costs a quarter second, not the connect timeout.
+ATTEMPT_DELAY = 0.25
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` (the system resolver, at most :data:`RESOLVE_TIMEOUT`).
+
+    Raises:
+        OSError: the resolver failed (``socket.gaierror``: no such name, SERVFAIL, …).
+        RelayUnreachable: it did not answer in time.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        reason = f"the resolver did not answer for {host!r} within {RESOLVE_TIMEOUT:g} s"
+        raise RelayUnreachable(host, reason) from None
+    return [str(info[4][0]) for info in infos]
+
+
+async def _connect_one(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _close_won(task: asyncio.Task[socket.socket]) -> None:
+    """A losing attempt that connected anyway: close its socket."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()
+
+
+async def connect_first(addresses: list[str], port: int) -> tuple[socket.socket, str]:
+    """Connect to the first of ``addresses`` that answers, starting each next one
+    :data:`ATTEMPT_DELAY` after the previous (or at once when it failed); the others are
+    cancelled (RFC 8305 §5).
+
+    Raises:
+        OSError: every address failed (the first one's error).
+    """
+    pending: dict[asyncio.Task[socket.socket], str] = {}
+    errors: list[BaseException] = []
+    queue = list(addresses)
+    try:
+        while queue or pending:
+            if queue:
+                address = queue.pop(0)
+                pending[asyncio.ensure_future(_connect_one(address, port))] = address
+            wait = ATTEMPT_DELAY if queue else None
+            done, _ = await asyncio.wait(pending, timeout=wait, return_when="FIRST_COMPLETED")
+            for task in done:
+                address = pending.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    return task.result(), address
+                errors.append(exc)
+    finally:
+        for task in pending:
+            task.cancel()
+            task.add_done_callback(_close_won)
+    if errors and isinstance(errors[0], OSError):
+        raise errors[0]
+    raise OSError(f"no address could be connected ({errors[0] if errors else 'none'})")
+
+
+def peer_address(conn: ChannelConnection) -> str | None:
+    """The IP address ``conn`` is connected to, if it is still known."""
+    if conn.transport is None:
+        return None
+    peer = conn.transport.underlying_transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
 
 def check_url(url: str) -> str:
     """Validate a relay URL (``ws://host:port/v1`` or ``wss://…``)."""
@@ -77,8 +169,15 @@ async def open_channel(
     server_key: bytes | None,
     keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
     rng: Callable[[int], bytes] = os.urandom,
+    addresses: RelayAddresses | None = None,
 ) -> ChannelConnection:
     """Connect and start the Noise handshake; ``handler`` gets the channel's events.
+
+    With ``addresses`` (the caller's, kept across attempts), a host name is resolved here and
+    the addresses tried as :class:`~tidings.client.addresses.RelayAddresses` plans; the caller
+    confirms an address once its handshake succeeded (:func:`peer_address`). Without, the host
+    is resolved as the WebSocket library does (registration: a first contact has no last good
+    address anyway).
 
     A ``wss://`` URL is verified against the system's trust store (``ssl.create_default_context``:
     certificate chain and host name; ``SSL_CERT_FILE`` names another CA bundle, e.g. a private
@@ -99,18 +198,39 @@ async def open_channel(
             assert self.channel is not None
             self.channel.start()
 
-    tls = ssl.create_default_context() if urlparse(url).scheme == "wss" else None
+    parsed = urlparse(url)
+    tls = ssl.create_default_context() if parsed.scheme == "wss" else None
+    port = parsed.port or (443 if tls is not None else 80)
+
+    async def planned_socket(_: object) -> socket.socket | None:
+        if addresses is None or addresses.literal:
+            return None  # picows connects by itself
+        try:
+            resolved: list[str] | None = await resolve(addresses.host, port)
+            failure: Exception | None = None
+        except (OSError, RelayUnreachable) as exc:
+            resolved, failure = None, exc
+        plan = addresses.plan(resolved)
+        if not plan:
+            assert failure is not None
+            raise failure
+        sock, _ = await connect_first(plan, port)
+        return sock
+
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             _, listener = await ws_connect(
                 lambda: _Conn(make_channel, handler),  # type: ignore[arg-type]
                 url,
+                socket_factory=planned_socket,
                 ssl_context=tls,
                 use_aiofastnet=False,  # its TLS transport logs a broken traceback on failures
                 websocket_handshake_timeout=CONNECT_TIMEOUT,
                 read_buffer_init_size=4096,
                 max_frame_size=MAX_WS_FRAME,  # picows' default is 10 MiB: refuse from the header
             )
+    except RelayUnreachable as exc:
+        raise RelayUnreachable(url, exc.reason) from exc
     except (OSError, WSError, TimeoutError, EOFError) as exc:
         raise RelayUnreachable(url, why_unreachable(exc, url)) from exc
     if not isinstance(listener, ChannelConnection):

@@ -23,6 +23,7 @@ import logging
 import random
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import urlparse
 
 from ..errors import (
     ConfigError,
@@ -35,8 +36,9 @@ from ..errors import (
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
 from ..wire import ErrorCode, Frame
+from .addresses import RelayAddresses
 from .catchup import CatchUp
-from .connect import open_channel
+from .connect import open_channel, peer_address
 from .core import (
     FATAL_CODES,
     Answered,
@@ -121,6 +123,8 @@ class Session:
             reconnect=reconnect,
             catchup=CatchUp(),
         )
+        #: The relay's addresses: the last good one outlives a resolver that fails.
+        self.addresses = RelayAddresses(urlparse(identity.server_url).hostname or "")
         self._answers: dict[int, asyncio.Future[object]] = {}
         #: Callers waiting for the session to open that want to hear of a failed attempt.
         self._open_waiters: list[asyncio.Future[None]] = []
@@ -415,6 +419,7 @@ class Session:
                 self.identity.noise_private_key,
                 self.identity.server_key,
                 self._keepalive,
+                addresses=self.addresses,
             )
         except RelayUnreachable as exc:
             failure = exc.reason
@@ -446,6 +451,9 @@ class Session:
                 self._owner.settle()  # HELLO's cursor acks what it covers: only what is committed
                 self.core.cursor = self.store.cursor()
                 self.core.handshake_done(event.remote_static, event.pattern, self._now())
+                address = peer_address(conn)
+                if self.core.fatal is None and address is not None:
+                    self.addresses.confirm(address)  # the pinned relay answered there
             elif isinstance(event, ChannelClosed):
                 # Nothing more may be written to this connection.
                 self._open.clear()

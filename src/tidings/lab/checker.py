@@ -1,7 +1,8 @@
 """The fault lab's checker: verify the delivery contract (G1–G7) on what every endpoint stored.
 
 ``check(run_dir)`` reads a run directory (:mod:`.record`) and every device's client store
-(read-only), then applies the rules of :mod:`.checker_rules` and measures the run
+(read-only), then applies the rules of :mod:`.checker_rules` and the liveness rules of
+:mod:`.checker_link` (devices' connection logs), and measures the run
 (:mod:`.checker_stats`).
 
 Invariants:
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from .checker_disk import DISK_KINDS, DISK_RULES
 from .checker_hostile import HOSTILE_KINDS, HOSTILE_RULES
+from .checker_link import LINK_KINDS, link_violations
 from .checker_rules import KINDS as BASE_KINDS
 from .checker_rules import RULES, Violation, plaintext_leaks
 from .checker_stats import (
@@ -38,11 +40,12 @@ from .checker_stats import (
 from .checker_view import TimelineEntry, build
 from .record_read import load_run
 
-#: Every violation kind: the base rules', then those of scenario-specific rule modules (which
-#: apply only to runs with their faults).
-KINDS = BASE_KINDS + DISK_KINDS + HOSTILE_KINDS
+#: Every violation kind: the base rules' (:mod:`.checker_rules`), then those of
+#: scenario-specific rule modules (which apply only to runs with their faults), then liveness
+#: (:mod:`.checker_link`).
+KINDS = BASE_KINDS + DISK_KINDS + HOSTILE_KINDS + LINK_KINDS
 
-#: Every rule, in the order their violations are listed.
+#: Every rule over the view, in the order their violations are listed.
 ALL_RULES = (*RULES, *DISK_RULES, *HOSTILE_RULES)
 
 __all__ = [
@@ -99,6 +102,7 @@ def check(run_dir: Path, *, plaintext_scan: bool = True) -> CheckResult:
     record = load_run(Path(run_dir))
     view = build(record)
     found: list[Violation] = [v for rule in ALL_RULES for v in rule(view)]
+    found += link_violations(record)
     if plaintext_scan:
         found += plaintext_leaks(view)
     violations = tuple(replace(v, timeline=view.timeline(v.message_id_hex)) for v in found)

@@ -4,9 +4,11 @@ Usage::
 
     python -m tidings.lab.device --home H --events FILE --plan PLAN.json --name acct.N
                                  [--clock-file F] [--clock-skew S] [--finish-timeout S]
-                                 [--reconnect-poll S]
+                                 [--reconnect-poll S] [--no-hints] [--set NAME=VALUE]…
+                                 [--link-log FILE]
 
-It runs a :class:`tidings.client.Client` on ``H`` with the lab clock (``--clock-file``, see
+It runs a :class:`tidings.client.Client` on ``H`` (with the client settings ``--set`` gives,
+as ``tidings --set`` does; the defaults otherwise) with the lab clock (``--clock-file``, see
 :mod:`tidings.lab.clock`) plus this device's own skew (``--clock-skew``, seconds: a phone whose
 clock runs fast or slow; the relay's clock stays right), composes the plan's messages at their
 offsets, marks received messages read (with the plan's probability, after a random delay), and
@@ -52,6 +54,11 @@ Invariants:
 - While disconnected, the device calls ``reconnect_now()`` every ``--reconnect-poll`` seconds
   (as an app does when the OS reports connectivity), so a restarted relay is found in
   milliseconds, not after the client's backoff (up to 30 s); see ``tests/proc/driver.py``.
+  With ``--no-hints`` it never does (nor on a ``reconnect`` command, answered by an
+  ``error`` line): the client's own backoff is all that reconnects it (the ``own-backoff``
+  scenario proves it, G7).
+- With ``--link-log``, every connection event goes to that file (:class:`~.device_log.LinkLog`),
+  on the lab clock, with a ``start`` line per start naming the settings and the hints.
 """
 
 from __future__ import annotations
@@ -64,7 +71,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +79,19 @@ from ..client import (
     Client,
     ClientEvent,
     Connected,
+    ConnectFailed,
     Disconnected,
     MessageReceived,
     SendRefused,
     StatusChanged,
     StorageFailed,
 )
+from ..client.config import load_client_config, parse_sets
 from ..client.store import Direction, StoredMessage
 from ..clockfile import file_clock
 from ..delivery import Status
 from ..errors import StoreUnavailable
-from ..store.base import DeviceRef
+from .device_log import EventLog, LinkLog, device_name
 from .workload import DevicePlan, PlanItem, load_plan
 
 #: How often the progress line may be printed (seconds).
@@ -95,60 +104,6 @@ def emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def device_name(ref: DeviceRef) -> str:
-    return f"{ref.account}.{ref.device_id}"
-
-
-class EventLog:
-    """The device's events file: JSON lines appended (and flushed) one by one."""
-
-    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
-        self.path = path
-        self.clock = clock
-        self.composed: set[str] = set()  #: bodies with a composed line (earlier runs)
-        self.received: set[str] = set()  #: mids (hex) with a received line (earlier runs)
-        text = path.read_text() if path.exists() else ""
-        for raw in text.splitlines():
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue  # a line cut by a kill -9
-            if line.get("ev") == "composed":
-                self.composed.add(line["body"])
-            elif line.get("ev") == "received":
-                self.received.add(line["mid"])
-        self._file = path.open("a")
-        if text and not text.endswith("\n"):
-            self._file.write("\n")  # the next line must not join a cut one
-
-    def write(self, ev: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"t": self.clock(), "ev": ev, **fields}) + "\n")
-        self._file.flush()
-
-    def composed_line(self, m: StoredMessage) -> None:
-        self.write(
-            "composed",
-            mid=m.message_id.hex(),
-            to=m.recipient,
-            conv=m.conversation,
-            counter=m.counter,
-            body=m.body.decode(errors="replace"),
-        )
-
-    def received_line(self, m: StoredMessage, late: bool) -> None:
-        self.write(
-            "received",
-            mid=m.message_id.hex(),
-            **{"from": device_name(m.sender)},
-            conv=m.conversation,
-            counter=m.counter,
-            late=late,
-        )
-
-    def close(self) -> None:
-        self._file.close()
-
-
 class Device:
     """The client, the plan, the log and the controller's commands (see the module docstring)."""
 
@@ -157,10 +112,15 @@ class Device:
         self.plan = plan
         clock = file_clock(Path(args.clock_file)) if args.clock_file else time.time
         self.skew: float = args.clock_skew
-        self.client = Client(Path(args.home), clock=lambda: clock() + self.skew)
+        self.hints: bool = not args.no_hints
+        config = load_client_config(None, {}, parse_sets(args.set))
+        self.client = Client(Path(args.home), config=config, clock=lambda: clock() + self.skew)
         if device_name(self.client.me) != plan.name:
             raise SystemExit(f"{args.home} is {device_name(self.client.me)}, not {plan.name}")
         self.log = EventLog(Path(args.events), clock)  # the lab clock: the record's, unskewed
+        self.links = LinkLog(Path(args.link_log) if args.link_log else None, clock)
+        settings = {k: v["value"] for k, v in config.describe().items()}
+        self.links.write("start", hints=self.hints, settings=settings)
         self.rng = random.Random(f"{plan.seed}-{plan.name}-reads")
         self.composed: dict[str, bytes] = {}  #: plan body -> message id
         self.unacked: set[bytes] = set()  #: composed, still in the outbox
@@ -216,7 +176,8 @@ class Device:
                 }
             }
         )
-        self._spawn(self._watchdog())
+        if self.hints:
+            self._spawn(self._watchdog())
         self._spawn(self._commands())
         composer = self._spawn(self._compose())
         await self.finish.wait()
@@ -233,6 +194,7 @@ class Device:
         stream.close()
         await self.client.close()
         self.log.close()
+        self.links.close()
         emit({"finished": {**result, "drained": drained}})
         return 0
 
@@ -322,7 +284,15 @@ class Device:
                 self.connected.set()
                 self.offline.clear()
                 offset = self.client.server_time_offset  # relay clock - our clock
+                self.links.write("connected", pattern=event.pattern)
                 emit({"connected": event.pattern, "server_offset": offset})
+            elif isinstance(event, ConnectFailed):
+                self.links.write(
+                    "connect_failed",
+                    reason=event.reason,
+                    attempt=event.attempt,
+                    retry_in=event.retry_in,
+                )
             elif isinstance(event, StorageFailed):
                 # The device stopped (disk full, I/O error): say so and end, exit 5 (main).
                 emit({"storage_failed": {"state": event.state, "message": event.message}})
@@ -333,8 +303,12 @@ class Device:
             elif isinstance(event, Disconnected):
                 self.connected.clear()
                 self.offline.set()
+                self.links.write(
+                    "disconnected", code=event.code, reason=event.reason, fatal=event.fatal
+                )
                 emit({"disconnected": event.code, "reason": event.reason, "fatal": event.fatal})
-                self.client.reconnect_now()
+                if self.hints:
+                    self.client.reconnect_now()
 
     def _on_received(self, event: MessageReceived) -> None:
         m = event.message
@@ -404,7 +378,9 @@ class Device:
             except (ValueError, AttributeError):
                 emit({"error": f"bad command {raw!r}"})
                 continue
-            if cmd == "reconnect":
+            if cmd == "reconnect" and not self.hints:
+                emit({"error": "reconnect hints are off (--no-hints)"})
+            elif cmd == "reconnect":
                 self.client.reconnect_now()
             elif cmd == "skew":
                 self.skew = float(json.loads(raw).get("seconds", 0.0))
@@ -426,6 +402,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clock-skew", type=float, default=0.0, help="added to the clock (s)")
     p.add_argument("--finish-timeout", type=float, default=20.0, help="drain deadline (s)")
     p.add_argument("--reconnect-poll", type=float, default=0.05, help="offline poll (s)")
+    p.add_argument(
+        "--no-hints",
+        action="store_true",
+        help="never call reconnect_now(): the client's own backoff reconnects it",
+    )
+    p.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="a client setting (repeatable)"
+    )
+    p.add_argument("--link-log", help="its connection log (JSON lines, appended)")
     return p.parse_args(argv)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from .clock import LabClock
 from .mounts import Mounts
@@ -103,6 +104,9 @@ class Scenario:
     complaint: str = ""
     links: tuple[str, ...] = ()
     invariant: str = ""
+    #: Called first by :meth:`LabRun.setup`, before the relay starts: e.g. start a resolver,
+    #: move the relay to another address, name it (:attr:`LabRun.relay_name`).
+    prepare: Callable[[LabRun], None] | None = None
 
 
 # ----------------------------------------------------------------------------- the run
@@ -174,11 +178,16 @@ class LabRun:
         self.proxy: ThreadedProxy | None = None
         #: The run's tmpfs mounts; the runner closes them once every process was reaped.
         self.mounts = Mounts()
+        #: The host name the devices know the relay by (registered in their homes), if any;
+        #: None: its address.
+        self.relay_name: str | None = None
 
     # ------------------------------------------------------------ set up
 
     def setup(self) -> None:
         """Start the relay, register the workload's accounts, create the device processes."""
+        if self.scenario.prepare is not None:
+            self.scenario.prepare(self)
         self.progress("starting the relay")
         self.server.start()
         self.progress("registering accounts")
@@ -207,10 +216,18 @@ class LabRun:
             )
             self.expected[name] = len(self.workload.expected(name))
 
+    @property
+    def relay_url(self) -> str:
+        """The URL the devices register with: the relay's, by :attr:`relay_name` if set."""
+        url = urlparse(self.server.url)
+        if self.relay_name is None:
+            return self.server.url
+        return url._replace(netloc=f"{self.relay_name}:{url.port}").geturl()
+
     def _setup_in(self, ns: str) -> dict[str, Path]:
         """Register the workload from inside client namespace ``ns`` (a child process)."""
         spec = {
-            "url": self.server.url,
+            "url": self.relay_url,
             "run_dir": str(self.run_dir),
             "clock": str(self.clock.path),
             "workload": {

@@ -11,18 +11,30 @@ own client namespace (spawn with :func:`argv_in`). Faults are applied inside a c
 random loss, dead zones and path-MTU black holes as nftables rules, link down/up, and a handoff
 to a new address.
 
+The server namespace also holds a *routed* service address, :data:`RELAY_ADDRESS` (10.78.0.1,
+on its loopback), which each client reaches through a route ``10.78.0.0/24 via 10.77.0.1``: a
+relay listening there can lose its route (:meth:`NetLab.withdraw_route`, or a dead next hop)
+while everything on the bridge — the lab's resolver at 10.77.0.1 — still answers.
+:meth:`NetLab.use_resolver` makes every client namespace resolve names through a resolver on
+the bridge (``/etc/netns/<ns>/resolv.conf``, which ``ip netns exec`` bind-mounts).
+
 Invariants:
     * The lab only creates and changes namespaces whose names start with its prefix
       ``tdl<pid>_<seq>``; the root namespace's interfaces, routes and ruleset are never touched
       (veth pairs are created directly inside lab namespaces, never in the root namespace).
     * The creating pid is part of every name, so :func:`sweep_orphans` can tell an orphan (its
       pid is dead) from a namespace of a live run, and concurrent runs never collide.
-    * :meth:`NetLab.close` deletes every namespace the lab created (the veths and nft tables go
-      with them), also after an exception or an interrupt; it is idempotent.
+    * :meth:`NetLab.close` deletes every namespace the lab created (the veths, routes and nft
+      tables go with them) and its ``/etc/netns`` directory, also after an exception or an
+      interrupt; it is idempotent.
     * Every fault operation returns quickly (a few ``ip``/``nft`` commands) and is appended to
       :attr:`NetLab.faults` with its timestamp, for the report's fault windows.
     * Every command runs through :func:`subprocess.run` with a list argv, no shell, a timeout; a
       failure raises :class:`LabSetupError` carrying the command and its stderr.
+
+The command runner and the sweep of orphans live in :mod:`.netns_cmd`, the fault primitives
+(the nftables table and its chains, link and address changes) in :mod:`.netns_faults`; their
+public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -31,22 +43,44 @@ import atexit
 import contextlib
 import itertools
 import os
-import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from types import FrameType, TracebackType
+from collections.abc import Callable
+from types import TracebackType
 
-from tidings.errors import TidingsError
+from . import netns_faults as nf
+from .netns_cmd import (
+    NETNS_ETC,
+    PREFIX,
+    LabSetupError,
+    argv_in,
+    delete_namespace,
+    interrupts_unwind,
+    kernel_faults_available,
+    list_namespaces,
+    remove_etc,
+    run,
+    sweep_orphans,
+)
+from .netns_faults import (
+    CLIENT_IFACE,
+    MAX_BLACK_HOLE,
+    MIN_BLACK_HOLE,
+    NFT_SETUP,
+    NFT_TABLE,
+    FaultEvent,
+)
 
 __all__ = [
     "CLIENT_IFACE",
+    "MAX_BLACK_HOLE",
+    "MIN_BLACK_HOLE",
     "NFT_TABLE",
+    "RELAY_ADDRESS",
+    "RELAY_NET",
+    "RESOLV_OPTIONS",
     "SERVER_ADDRESS",
     "FaultEvent",
     "LabSetupError",
@@ -59,193 +93,23 @@ __all__ = [
 
 SERVER_ADDRESS = "10.77.0.1"
 """The relay's address inside the server namespace (on the bridge)."""
-CLIENT_IFACE = "eth0"
-"""The name of the client end of each veth pair, inside its client namespace."""
-NFT_TABLE = "tidings_lab"
-"""The nftables table (family ``inet``) the lab creates inside each client namespace."""
-COMMAND_TIMEOUT = 10.0
-"""Seconds one ``ip``/``nft`` command may take; they normally take milliseconds."""
+LAB_NET = "10.77.0.0/16"
+"""The bridge's network: the server and every client address."""
+RELAY_ADDRESS = "10.78.0.1"
+"""The server namespace's routed address (see the module docstring)."""
+RELAY_NET = "10.78.0.0/24"
+"""What each client routes through :data:`SERVER_ADDRESS` to reach :data:`RELAY_ADDRESS`."""
+DEAD_HOP = "10.77.0.254"
+"""A next hop on the bridge that nobody has: packets routed to it wait for an ARP answer that
+never comes, so connects hang, then fail ("no route to host")."""
+RESOLV_OPTIONS = "options timeout:1 attempts:1"
+"""A client namespace's resolver options: a silent resolver costs a lookup 1 s, not glibc's
+default 5 s x 2 tries, so a quick run sees the client's fallback within its window."""
 MAX_CLIENTS = 254
 """Clients get 10.77.<n>.2 with n in 1..254 (one /24-sized block of the /16 each)."""
 
-MIN_BLACK_HOLE = 576
-"""The smallest packet a black hole lets through: IPv4's minimum datagram every host accepts."""
-MAX_BLACK_HOLE = 1500
-"""The largest: the veths' MTU (a hole above it drops nothing)."""
-
-_PREFIX = "tdl"
-_NAME_RE = re.compile(rf"^{_PREFIX}(\d+)_\d+[sc]\d*$")
-
-# Loopback traffic inside a client namespace is never faulted: faults model the radio link.
-_NFT_SETUP = f"""
-table inet {NFT_TABLE} {{
-    chain loss {{ }}
-    chain dead {{ }}
-    chain mtu {{ }}
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        iif "lo" accept
-        jump dead
-        jump mtu
-        jump loss
-    }}
-    chain output {{
-        type filter hook output priority 0; policy accept;
-        oif "lo" accept
-        jump dead
-        jump mtu
-        jump loss
-    }}
-}}
-"""
-
-# A path-MTU black hole: big packets vanish and the ICMP that would say so (RFC 1191's
-# "fragmentation needed", RFC 8201's "packet too big") is filtered, as a broken middlebox does.
-_NFT_BLACK_HOLE = """flush chain inet {table} mtu
-add rule inet {table} mtu icmp type destination-unreachable icmp code frag-needed drop
-add rule inet {table} mtu icmpv6 type packet-too-big drop
-add rule inet {table} mtu meta length > {size} drop
-"""
-
 # The address a handoff deletes was the primary: promote the new secondary instead of deleting it.
 _PROMOTE = "open('/proc/sys/net/ipv4/conf/all/promote_secondaries', 'w').write('1')"
-
-
-class LabSetupError(TidingsError):
-    """An ``ip`` or ``nft`` command of the lab failed.
-
-    Attributes:
-        argv: the command that failed.
-        stderr: what it wrote to stderr (or why it did not finish).
-    """
-
-    def __init__(self, argv: Sequence[str], stderr: str) -> None:
-        super().__init__(f"lab command failed: {' '.join(argv)}: {stderr.strip()}")
-        self.argv = list(argv)
-        self.stderr = stderr
-
-
-@dataclass(frozen=True, slots=True)
-class FaultEvent:
-    """One applied fault operation (the report pairs start/end ones into ``record.Fault`` windows).
-
-    Attributes:
-        at: when it was applied, on the injector's clock.
-        kind: what was done (``loss``, ``dead_zone_start``, ``link_down``, ``stall``, …).
-        target: what it was applied to (a client namespace, a proxy address).
-        detail: the parameter, if any (``"30%"``, ``"10.77.1.3"``, ``""``).
-    """
-
-    at: float
-    kind: str
-    target: str
-    detail: str = ""
-
-
-def kernel_faults_available() -> str | None:
-    """Tell whether :class:`NetLab` can run here.
-
-    Returns:
-        ``None`` if it can, else a short human reason (not root, ``ip`` or ``nft`` missing).
-    """
-    if os.geteuid() != 0:
-        return "kernel faults need root (network namespaces and nftables)"
-    if shutil.which("ip") is None:
-        return "the `ip` command (iproute2) is not installed"
-    if shutil.which("nft") is None:
-        return "the `nft` command (nftables) is not installed"
-    return None
-
-
-def argv_in(ns: str, argv: Sequence[str]) -> list[str]:
-    """Return the argv that runs ``argv`` inside the network namespace ``ns``."""
-    return ["ip", "netns", "exec", ns, *argv]
-
-
-def _run(argv: Sequence[str], stdin: str | None = None) -> str:
-    """Run one command; return its stdout or raise :class:`LabSetupError`."""
-    try:
-        done = subprocess.run(
-            list(argv),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LabSetupError(argv, f"timed out after {COMMAND_TIMEOUT} s") from exc
-    except OSError as exc:
-        raise LabSetupError(argv, str(exc)) from exc
-    if done.returncode != 0:
-        raise LabSetupError(argv, done.stderr or f"exit status {done.returncode}")
-    return done.stdout
-
-
-def _list_namespaces() -> list[str]:
-    """Names of every named network namespace (``ip netns list`` prints ``name (id: N)``)."""
-    return [line.split()[0] for line in _run(["ip", "netns", "list"]).splitlines() if line.strip()]
-
-
-def _delete_namespace(ns: str) -> None:
-    """Kill what still runs inside ``ns`` (it would keep the namespace alive), then delete it."""
-    with contextlib.suppress(LabSetupError):
-        for pid in _run(["ip", "netns", "pids", ns]).split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-    _run(["ip", "netns", "delete", ns])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_orphans() -> list[str]:
-    """Delete the lab namespaces left by runs that died (e.g. killed with SIGKILL).
-
-    A namespace is an orphan when its name has the lab's prefix and the pid encoded in it is no
-    longer alive. Namespaces of live processes (including this one) are left alone.
-
-    Returns:
-        The names of the namespaces deleted.
-    """
-    swept = []
-    for ns in _list_namespaces():
-        match = _NAME_RE.match(ns)
-        if match is None or _pid_alive(int(match.group(1))):
-            continue
-        _delete_namespace(ns)
-        swept.append(ns)
-    return swept
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def interrupts_unwind() -> Iterator[None]:
-    """Make SIGINT and SIGTERM raise :class:`KeyboardInterrupt` inside the block.
-
-    Use it around ``with NetLab() as lab:`` in the main thread so that Ctrl-C or a ``kill``
-    unwinds the ``with`` and :meth:`NetLab.close` leaves no namespace behind. The previous
-    handlers are restored on exit. Call it from the main thread (a rule of :mod:`signal`).
-    """
-    previous = {
-        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
 
 _live_labs: weakref.WeakSet[NetLab] = weakref.WeakSet()
 _sequence = itertools.count(1)
@@ -279,7 +143,7 @@ class NetLab:
             clients: how many client namespaces :meth:`start` creates.
             clock: the clock of :attr:`faults` timestamps (the lab's clock).
         """
-        self.prefix = f"{_PREFIX}{os.getpid()}_{next(_sequence)}"
+        self.prefix = f"{PREFIX}{os.getpid()}_{next(_sequence)}"
         self.server_ns = f"{self.prefix}s"
         self.clients: list[str] = []
         self.faults: list[FaultEvent] = []
@@ -289,6 +153,7 @@ class NetLab:
         self._index: dict[str, int] = {}
         self._address: dict[str, str] = {}
         self._host: dict[str, int] = {}
+        self._resolver: str | None = None
 
     def __enter__(self) -> NetLab:
         self.start()
@@ -316,15 +181,16 @@ class NetLab:
         # Remembered before it exists: an interrupt right after `ip netns add` cannot leak it.
         self._created.append(ns)
         _live_labs.add(self)
-        _run(["ip", "netns", "add", ns])
-        _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
 
     def _create_server(self) -> None:
         ns = self.server_ns
         self._create_namespace(ns)
-        _run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])
-        _run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/16", "dev", "br0"])
-        _run(["ip", "-n", ns, "link", "set", "br0", "up"])
+        run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/16", "dev", "br0"])
+        run(["ip", "-n", ns, "link", "set", "br0", "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{RELAY_ADDRESS}/32", "dev", "lo"])
 
     def add_client(self) -> str:
         """Create one more client namespace joined to the bridge; return its name."""
@@ -334,19 +200,35 @@ class NetLab:
         ns = f"{self.prefix}c{n}"
         self._create_namespace(ns)
         srv = ["ip", "-n", self.server_ns]
-        _run([*srv, "link", "add", f"v{n}", "type", "veth", "peer", CLIENT_IFACE, "netns", ns])
-        _run([*srv, "link", "set", f"v{n}", "master", "br0"])
-        _run([*srv, "link", "set", f"v{n}", "up"])
+        run([*srv, "link", "add", f"v{n}", "type", "veth", "peer", CLIENT_IFACE, "netns", ns])
+        run([*srv, "link", "set", f"v{n}", "master", "br0"])
+        run([*srv, "link", "set", f"v{n}", "up"])
         address = f"10.77.{n}.2"
-        _run(["ip", "-n", ns, "addr", "add", f"{address}/16", "dev", CLIENT_IFACE])
-        _run(["ip", "-n", ns, "link", "set", CLIENT_IFACE, "up"])
-        _run(argv_in(ns, [sys.executable, "-I", "-S", "-c", _PROMOTE]))
-        _run(argv_in(ns, ["nft", "-f", "-"]), stdin=_NFT_SETUP)
+        run(["ip", "-n", ns, "addr", "add", f"{address}/16", "dev", CLIENT_IFACE])
+        run(["ip", "-n", ns, "link", "set", CLIENT_IFACE, "up"])
+        run(argv_in(ns, [sys.executable, "-I", "-S", "-c", _PROMOTE]))
+        run(argv_in(ns, ["nft", "-f", "-"]), stdin=NFT_SETUP)
+        nf.set_relay_route(ns, RELAY_NET, SERVER_ADDRESS)
+        if self._resolver is not None:
+            self._write_resolv(ns, self._resolver)
         self.clients.append(ns)
         self._index[ns] = n
         self._address[ns] = address
         self._host[ns] = 2
         return ns
+
+    def use_resolver(self, address: str) -> None:
+        """Make every client namespace (those to come too) resolve names through the resolver
+        at ``address`` (port 53): processes started in them from now on read its
+        ``resolv.conf``."""
+        self._resolver = address
+        for ns in self.clients:
+            self._write_resolv(ns, address)
+
+    def _write_resolv(self, ns: str, address: str) -> None:
+        etc = NETNS_ETC / ns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {address}\n{RESOLV_OPTIONS}\n")
 
     def address(self, client: str) -> str:
         """The current address of ``client`` (it changes on :meth:`handoff`)."""
@@ -365,12 +247,13 @@ class NetLab:
             errors = []
             existing = set(self._created)
             with contextlib.suppress(LabSetupError):
-                existing = set(_list_namespaces()) if self._created else set()
+                existing = set(list_namespaces()) if self._created else set()
             for ns in reversed(self._created):
                 if ns not in existing:
+                    remove_etc(ns)
                     continue
                 try:
-                    _delete_namespace(ns)
+                    delete_namespace(ns)
                 except LabSetupError as exc:
                     errors.append(exc)
             self._created.clear()
@@ -390,57 +273,60 @@ class NetLab:
     def _record(self, kind: str, client: str, detail: str = "") -> None:
         self.faults.append(FaultEvent(self._clock(), kind, client, detail))
 
-    def _nft(self, client: str, script: str) -> None:
-        """Apply ``script`` atomically (one nft transaction) in ``client``'s namespace."""
-        _run(argv_in(client, ["nft", "-f", "-"]), stdin=script)
-
     def set_loss(self, client: str, percent: int) -> None:
         """Drop ``percent``% of packets at random in each direction; 0 removes the loss."""
-        if not 0 <= percent <= 100:
-            raise ValueError(f"loss must be 0..100 %, not {percent}")
-        script = f"flush chain inet {NFT_TABLE} loss\n"
-        if percent == 100:  # numgen's range is 0..99: "< 100" is not a valid comparison
-            script += f"add rule inet {NFT_TABLE} loss drop\n"
-        elif percent:
-            script += f"add rule inet {NFT_TABLE} loss numgen random mod 100 < {percent} drop\n"
-        self._nft(self._check(client), script)
+        nf.set_loss(self._check(client), percent)
         self._record("loss", client, f"{percent}%")
 
     def dead_zone_start(self, client: str) -> None:
         """Drop every packet to and from ``client`` (the link stays up: a dead radio zone)."""
-        script = f"flush chain inet {NFT_TABLE} dead\nadd rule inet {NFT_TABLE} dead drop\n"
-        self._nft(self._check(client), script)
+        nf.dead_zone(self._check(client), True)
         self._record("dead_zone_start", client)
 
     def dead_zone_end(self, client: str) -> None:
         """End a dead zone; connections that survived it resume (TCP retransmits)."""
-        self._nft(self._check(client), f"flush chain inet {NFT_TABLE} dead\n")
+        nf.dead_zone(self._check(client), False)
         self._record("dead_zone_end", client)
 
     def black_hole_start(self, client: str, size: int) -> None:
         """Drop every IP packet of more than ``size`` bytes to and from ``client``, and the
         ICMP errors that would report it: a path-MTU black hole (small packets pass)."""
-        if not MIN_BLACK_HOLE <= size <= MAX_BLACK_HOLE:
-            raise ValueError(
-                f"black hole size must be {MIN_BLACK_HOLE}..{MAX_BLACK_HOLE}, not {size}"
-            )
-        self._nft(self._check(client), _NFT_BLACK_HOLE.format(table=NFT_TABLE, size=size))
+        nf.black_hole(self._check(client), size)
         self._record("black_hole_start", client, f"> {size} B")
 
     def black_hole_end(self, client: str) -> None:
         """End a black hole: packets of any size pass again."""
-        self._nft(self._check(client), f"flush chain inet {NFT_TABLE} mtu\n")
+        nf.black_hole(self._check(client), None)
         self._record("black_hole_end", client)
 
     def link_down(self, client: str) -> None:
         """Take ``client``'s interface down (WiFi switched off: sends fail, routes go)."""
-        _run(["ip", "-n", self._check(client), "link", "set", CLIENT_IFACE, "down"])
+        nf.set_link(self._check(client), False)
         self._record("link_down", client)
 
     def link_up(self, client: str) -> None:
-        """Bring ``client``'s interface back up (its routes come back with it)."""
-        _run(["ip", "-n", self._check(client), "link", "set", CLIENT_IFACE, "up"])
+        """Bring ``client``'s interface back up (its routes come back with it: the kernel's
+        connected route, and the route to :data:`RELAY_ADDRESS` the lab adds again)."""
+        nf.set_link(self._check(client), True)
+        nf.set_relay_route(client, RELAY_NET, SERVER_ADDRESS)
         self._record("link_up", client)
+
+    def withdraw_route(self, client: str) -> None:
+        """Delete ``client``'s route to :data:`RELAY_ADDRESS` (``ip route del``): connects to
+        it fail at once ("network unreachable"); the bridge (the resolver) still answers."""
+        nf.set_relay_route(self._check(client), RELAY_NET, None)
+        self._record("route_withdrawn", client, RELAY_NET)
+
+    def dead_hop(self, client: str) -> None:
+        """Route ``client``'s traffic to :data:`RELAY_ADDRESS` through :data:`DEAD_HOP`, a next
+        hop nobody has: connects hang (SYNs wait for ARP), then fail."""
+        nf.set_relay_route(self._check(client), RELAY_NET, DEAD_HOP)
+        self._record("route_dead_hop", client, DEAD_HOP)
+
+    def restore_route(self, client: str) -> None:
+        """Give ``client`` its route to :data:`RELAY_ADDRESS` back."""
+        nf.set_relay_route(self._check(client), RELAY_NET, SERVER_ADDRESS)
+        self._record("route_restored", client, RELAY_NET)
 
     def handoff(self, client: str) -> str:
         """Move ``client`` to a new address, as on a WiFi→cellular handoff; return it.
@@ -454,12 +340,7 @@ class NetLab:
         if host > 254:
             raise LabSetupError(["handoff", ns], "no address left in this client's block")
         old, new = self._address[ns], f"10.77.{self._index[ns]}.{host}"
-        ip = ["ip", "-n", ns]
-        _run([*ip, "addr", "add", f"{new}/16", "dev", CLIENT_IFACE])
-        route = ["10.77.0.0/16", "dev", CLIENT_IFACE, "proto", "kernel", "scope", "link"]
-        _run([*ip, "route", "replace", *route, "src", new])
-        # promote_secondaries is on: deleting the primary promotes `new`, it does not delete it.
-        _run([*ip, "addr", "del", f"{old}/16", "dev", CLIENT_IFACE])
+        nf.move_address(ns, old, new, LAB_NET)
         self._host[ns], self._address[ns] = host, new
         self._record("handoff", client, new)
         return new

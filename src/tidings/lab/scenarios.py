@@ -25,7 +25,9 @@ from .clock import LabClock
 from .labrun import DAYS, PHASE, LabRun, Params, Scenario
 from .netns import NetLab
 from .procs import LabProcError
+from .scenarios_backoff import BACKOFF_SCENARIOS
 from .scenarios_disk import DISK_SCENARIOS
+from .scenarios_dns import DNS_SCENARIOS
 from .scenarios_hostile import HOSTILE_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
 from .scenarios_storm import STORM_SCENARIOS
@@ -458,6 +460,8 @@ SCENARIOS: dict[str, Scenario] = {
         *MTU_SCENARIOS,
         *DISK_SCENARIOS,
         *HOSTILE_SCENARIOS,
+        *BACKOFF_SCENARIOS,
+        *DNS_SCENARIOS,
     )
 }
 
