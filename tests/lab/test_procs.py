@@ -232,7 +232,9 @@ def test_server_kill9_and_restart_on_the_same_port_loses_nothing(
 def test_device_kill9_and_restart_resumes_without_composing_twice(
     tmp_path: Path, reg: ProcRegistry
 ) -> None:
-    lab = Lab(tmp_path, reg, small(4, rate=20.0))
+    lab = Lab(
+        tmp_path, reg, small(4, rate=5.0)
+    )  # slow enough that the kill lands mid-plan on a loaded machine
     lab.start_all()
     alice = lab.devices["alice.1"]
     wait_until(lambda: alice.progress()[0] >= 3, PHASE, "alice to compose 3", alice)

@@ -154,5 +154,9 @@ BACKOFF_SCENARIOS = (
         Params(_THREE, (1, 2, 1), 200, 3.0, 20.0),
         own_backoff,
         kernel=True,
+        complaint="'Unable to Connect' after the network came back, until refreshed by hand",
+        links=("https://github.com/chrisknepper/android-messages-desktop/issues/169",),
+        invariant="G7: without any hint, every device back by its own backoff within the "
+        "bound its settings give; nothing lost, duplicated or reordered",
     ),
 )

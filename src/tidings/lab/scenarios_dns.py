@@ -158,6 +158,15 @@ DNS_SCENARIOS = (
         dns_failure,
         kernel=True,
         prepare=prepare_named_relay,
+        complaint="not delivered while DNS was broken although the server was fine; a client "
+        "that never came back after its resolver was fixed",
+        links=(
+            "https://github.com/signalapp/Signal-Android/issues/7869",
+            "https://github.com/signalapp/Signal-Desktop/issues/2429",
+            "https://github.com/eclipse-paho/paho.mqtt.c/issues/996",
+        ),
+        invariant="G7: every device back within the bound while DNS is broken (last good "
+        "address); nothing lost, duplicated or reordered",
     ),
     Scenario(
         "route-withdrawal",
@@ -168,5 +177,9 @@ DNS_SCENARIOS = (
         route_withdrawal,
         kernel=True,
         prepare=prepare_named_relay,
+        complaint="after a VPN closed, 'reconnect in xy seconds' without success until a reboot",
+        links=("https://github.com/telegramdesktop/tdesktop/issues/4920",),
+        invariant="G7: every device back by itself within the bound once the route returns; "
+        "nothing lost, duplicated or reordered",
     ),
 )
