@@ -19,6 +19,9 @@ const MEANING = {
 };
 
 const state = { me: null, contact: null, conversation: null, messages: new Map(), journey: null };
+// Status events of a message this page has not drawn yet (its send's answer is still on the
+// way): applied, in order, once it is drawn, so no tick is skipped.
+const early = new Map();
 
 async function api(method, params = {}) {
   const response = await fetch(`/api/${method}`, {
@@ -123,6 +126,8 @@ function addMessage(m) {
   const list = $("#messages");
   list.append(li);
   list.scrollTop = list.scrollHeight;
+  for (const e of early.get(m.message_id) ?? []) onEvent(e);
+  early.delete(m.message_id);
 }
 
 function setStatus(entry, status) {
@@ -150,8 +155,8 @@ async function send(event) {
   box.value = "";
   try {
     const { message_id } = await api("send", { to: state.contact, text });
-    const [m] = (await api("history", { contact: state.contact, limit: 50 })).filter((x) => x.message_id === message_id);
-    if (m) { state.conversation = m.conversation; addMessage(m); }
+    // drawn at once as it is now: committed to the outbox (…); its ticks follow as events
+    addMessage({ message_id, direction: "out", body: text, from: state.me.device, sent_at: Date.now() / 1000, status: "pending" });
     loadConversations();
   } catch (error) {
     box.value = text;
@@ -177,6 +182,10 @@ function onEvent(e) {
     } else loadConversations();
   } else if (e.event === "status") {
     const entry = state.messages.get(e.message_id);
+    if (!entry && state.contact) {
+      if (early.size > 1000) early.clear(); // statuses of other conversations' messages
+      early.set(e.message_id, [...(early.get(e.message_id) ?? []), e]);
+    }
     if (entry) {
       if (e.device !== "all") entry.devices[e.device] = e.status;
       setStatus(entry, e.overall);
