@@ -183,35 +183,34 @@ class Inbox:
             opened = self.crypto.open(sender, frame.payload, writes)
         except DecryptionError:
             return self._undecryptable(frame, sender, now)
-        self.store.stage(writes)
+        # Every path below hands ``writes`` to the one store call that commits the item, so
+        # the session state lands with it; if that call fails, the store drops them and makes
+        # the sessions reload (its rollback hook), and the ordering state reloads here.
         try:
             if opened.plaintext:
-                return self._on_plaintext(frame, sender, opened.content, now)
-            return self._on_content(frame, sender, opened.content, now)
+                return self._on_plaintext(frame, sender, opened.content, now, writes)
+            return self._on_content(frame, sender, opened.content, now, writes)
         except StoreError:
-            self.crypto.reload()
             self.reorderer = self._load_reorderer()
             raise
-        finally:
-            self.store.discard_staged()  # every path above committed them (or failed)
 
     def _on_content(
-        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float
+        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float, writes: CryptoWrites
     ) -> list[bytes]:
         try:
             content = parse_content(data)
         except ContentError as exc:
             log.warning("! undecodable content from %s: %s", sender, exc.reason)
-            self.store.advance_cursor(frame.seq)
+            self.store.advance_cursor(frame.seq, writes)
             return []
         if isinstance(content, Receipt):
-            self._on_receipt(frame, sender, content, now)
+            self._on_receipt(frame, sender, content, now, writes)
             return []
         if isinstance(content, Message):
-            return self._on_message(frame, sender, content, now, frame.message_id)
+            return self._on_message(frame, sender, content, now, frame.message_id, writes)
         if isinstance(content, Resend):
-            return self._on_message(frame, sender, content.message, now, content.message_id)
-        self.store.advance_cursor(frame.seq)  # a retry request must come unencrypted
+            return self._on_message(frame, sender, content.message, now, content.message_id, writes)
+        self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []
 
     def _expired_unfetched(self, frame: Deliver, sender: DeviceRef) -> None:
@@ -262,7 +261,7 @@ class Inbox:
         return [r.message_id for r in requests]
 
     def _on_plaintext(
-        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float
+        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float, writes: CryptoWrites
     ) -> list[bytes]:
         """Unencrypted content: only a retry request for this device is acted on."""
         try:
@@ -272,14 +271,12 @@ class Inbox:
         if not isinstance(request, RetryRequest) or (
             DeviceRef(request.account, request.device_id) != self.me
         ):
-            self.store.advance_cursor(frame.seq)
+            self.store.advance_cursor(frame.seq, writes)
             return []
         if not self.crypto.resend_allowed(sender):
-            self.store.advance_cursor(frame.seq)
+            self.store.advance_cursor(frame.seq, writes)
             return []
-        writes = CryptoWrites(now)
         self.crypto.rebuild(sender, writes)
-        self.store.stage(writes)
         requests = []
         for mid in request.message_ids:
             m = self.store.message(mid)
@@ -298,13 +295,20 @@ class Inbox:
                 )
             )
         log.info("= %s asked for %d message(s) again", sender, len(requests))
-        self.store.commit_control(frame.seq, requests)
+        self.store.commit_control(frame.seq, requests, writes)
         return [r.message_id for r in requests]
 
     # ---------------------------------------------------------------- receipts
 
-    def _on_receipt(self, frame: Deliver, sender: DeviceRef, receipt: Receipt, now: float) -> None:
-        moved = self.store.commit_receipt(frame.seq, sender, receipt, now)
+    def _on_receipt(
+        self,
+        frame: Deliver,
+        sender: DeviceRef,
+        receipt: Receipt,
+        now: float,
+        writes: CryptoWrites,
+    ) -> None:
+        moved = self.store.commit_receipt(frame.seq, sender, receipt, now, writes)
         status = Status.DELIVERED if receipt.kind is ReceiptKind.DELIVERED else Status.READ
         for mid in moved:
             overall = self.store.message_status(mid) or status
@@ -313,7 +317,13 @@ class Inbox:
     # ---------------------------------------------------------------- messages
 
     def _on_message(
-        self, frame: Deliver, sender: DeviceRef, message: Message, now: float, message_id: bytes
+        self,
+        frame: Deliver,
+        sender: DeviceRef,
+        message: Message,
+        now: float,
+        message_id: bytes,
+        writes: CryptoWrites,
     ) -> list[bytes]:
         try:
             members = direct_members(message.conversation)
@@ -321,10 +331,10 @@ class Inbox:
             members = ("", "")
         if sender.account not in members or self.me.account not in members:
             log.warning("! %s sent into a conversation it is not in", sender)
-            self.store.advance_cursor(frame.seq)
+            self.store.advance_cursor(frame.seq, writes)
             return []
         if self.store.has_message(sender, message_id):
-            self.store.advance_cursor(frame.seq)  # a duplicate (G3): only the cursor moves
+            self.store.advance_cursor(frame.seq, writes)  # a duplicate (G3): only the cursor
             return []
         own_copy = sender.account == self.me.account
         recipient = None
@@ -370,6 +380,7 @@ class Inbox:
             surfaced=[e.item.key for e in events if isinstance(e, Surfaced)],
             recipient=recipient,
             notices=self.reorderer.changed_notices(),
+            crypto=writes,
         )
         if not ok:
             return []
