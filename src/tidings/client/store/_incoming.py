@@ -26,6 +26,15 @@ from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row
 from .records import Direction, MessageKey, OutboxRequest, StoredMessage, TracePoint
 
 
+_INSERT = (
+    f"INSERT INTO messages ({MSG_COLS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, {shown}, NULL)"
+    " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING"
+)
+#: A received message, held for ordering (``shown`` NULL) or shown at once.
+_INSERT_HELD, _INSERT_SHOWN = _INSERT.format(shown="NULL"), _INSERT.format(shown=NEXT_SHOWN)
+
+
 class Incoming(Database):
     """The incoming methods of :class:`~tidings.client.store.ClientStore`."""
 
@@ -83,10 +92,10 @@ class Incoming(Database):
         with self._tx(crypto) as db:
             if not self._move_cursor(db, seq):
                 return False
+            # In order (the common case) it is the first one shown: stored shown at once.
+            shown_now = bool(surfaced) and surfaced[0] == (sender, message_id)
             cur = db.execute(
-                f"INSERT INTO messages ({MSG_COLS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
-                " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING",
+                _INSERT_SHOWN if shown_now else _INSERT_HELD,
                 (
                     *(message_id, sender.account, sender.device_id, content.conversation),
                     *(content.counter, content.body, content.sent_at, int(Direction.IN)),
@@ -98,7 +107,7 @@ class Incoming(Database):
             if receipt is not None:
                 self._insert_outbox(db, receipt)
             self._save_streams(db, streams, notices)
-            self._show(db, surfaced)
+            self._show(db, surfaced[1:] if shown_now else surfaced)
             return True
 
     def commit_receipt(
