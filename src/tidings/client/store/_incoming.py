@@ -25,7 +25,6 @@ from ._crypto import CryptoWrites
 from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row
 from .records import Direction, MessageKey, OutboxRequest, StoredMessage, TracePoint
 
-
 _INSERT = (
     f"INSERT INTO messages ({MSG_COLS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, {shown}, NULL)"
