@@ -1,13 +1,17 @@
-"""e2e.message.PreKeyParser: a prekey part seen before is not parsed again, and the result is
-always the one ``PreKeyWhisperMessage.parse`` gives (differential, over mutated messages)."""
+"""e2e.message fast paths: a prekey part seen before is not parsed again (PreKeyParser), the
+usual WhisperMessage layout is read directly; the results are always the general parse's
+(differential, over built and mutated messages)."""
 
 from __future__ import annotations
+
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tidings.e2e import PreKeyWhisperMessage, PublicKey, WhisperMessage
+from tidings.e2e import message as message_module
 from tidings.e2e.message import KNOWN_PREKEY_PARTS, PreKeyParser
 from tidings.errors import DecryptionError
 
@@ -107,3 +111,61 @@ def test_fuzz_mutated_messages_after_a_warm_up(edits: list[tuple[int, int]], tai
         same_as_full_parse(parser, bytes(data) + tail)
         same_as_full_parse(parser, bytes(data[: edits[0][0] % len(data)]))
         same_as_full_parse(parser, original + tail)
+
+
+# -- WhisperMessage.parse: the usual layout read directly, the same result as the decoder ----
+
+
+def parse_generic(data: bytes) -> WhisperMessage | None:
+    with mock.patch.object(message_module, "_usual_whisper_fields", lambda body: None):
+        try:
+            return WhisperMessage.parse(data)
+        except DecryptionError:
+            return None
+
+
+def same_as_generic(data: bytes) -> None:
+    expected = parse_generic(data)
+    if expected is None:
+        with pytest.raises(DecryptionError):
+            WhisperMessage.parse(data)
+    else:
+        assert WhisperMessage.parse(data) == expected
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.binary(max_size=300),
+    st.sampled_from([3, 4]),
+)
+def test_usual_whisper_messages_parse_as_the_decoder_reads_them(
+    counter: int, previous: int, ciphertext: bytes, version: int
+) -> None:
+    message = WhisperMessage.create(
+        ratchet_key=KEY_A,
+        counter=counter,
+        previous_counter=previous,
+        ciphertext=ciphertext,
+        mac_key=b"k" * 32,
+        sender_ik=KEY_A,
+        receiver_ik=KEY_B,
+        version=version,
+    )
+    assert WhisperMessage.parse(message.serialize()) == message
+    same_as_generic(message.serialize())
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=6),
+    st.binary(max_size=8),
+)
+def test_fuzz_mutated_whisper_messages_parse_as_the_decoder_reads_them(
+    edits: list[tuple[int, int]], tail: bytes
+) -> None:
+    data = bytearray(whisper(5).serialize())
+    for position, value in edits:
+        data[position % len(data)] = value
+    same_as_generic(bytes(data))
+    same_as_generic(bytes(data) + tail)
+    same_as_generic(bytes(data[: edits[0][0] % len(data)]))

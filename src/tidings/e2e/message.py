@@ -168,6 +168,13 @@ class WhisperMessage:
         if len(data) < 1 + MAC_LEN:
             raise DecryptionError()
         body, mac = bytes(data[1:-MAC_LEN]), bytes(data[-MAC_LEN:])
+        usual = _usual_whisper_fields(body)
+        if usual is not None:
+            key, counter, previous, ciphertext = usual
+            try:
+                return cls(PublicKey.parse(key), counter, previous, ciphertext, mac, body, version)
+            except ValueError as exc:
+                raise DecryptionError() from exc
         fields = _decode(body)
         try:
             return cls(
@@ -284,7 +291,9 @@ class PreKeyParser:
     """
 
     def __init__(self) -> None:
-        self._known: dict[bytes, PreKeyWhisperMessage] = {}
+        #: ``(before, after, parse)``: the bytes before the inner message's tag and after
+        #: its value, and the full parse of a message made of them; newest last.
+        self._known: list[tuple[bytes, bytes, PreKeyWhisperMessage]] = []
 
     def parse(self, data: bytes) -> PreKeyWhisperMessage:
         """Parse a serialized PreKeyWhisperMessage (no MAC is checked here).
@@ -296,16 +305,23 @@ class PreKeyParser:
         if span is None:
             return PreKeyWhisperMessage.parse(data)
         tag, start, end = span
-        part = data[:tag] + data[end:]
-        known = self._known.get(part)
-        if known is None:
+        after = len(data) - end
+        for before_bytes, after_bytes, parsed in reversed(self._known):
+            if (
+                len(before_bytes) == tag
+                and len(after_bytes) == after
+                and data.startswith(before_bytes)
+                and data.endswith(after_bytes)
+            ):
+                known = parsed
+                break
+        else:
             message = PreKeyWhisperMessage.parse(data)
             # Only a part whose fields do not include a second field 4 (which the full parse
             # would take instead) describes every message it is found in.
             if 4 not in _decode(bytes(data[end:])):
-                if len(self._known) >= KNOWN_PREKEY_PARTS:
-                    del self._known[next(iter(self._known))]
-                self._known[part] = message
+                self._known.append((data[:tag], data[end:], message))
+                del self._known[:-KNOWN_PREKEY_PARTS]
             return message
         inner = WhisperMessage.parse(data[start:end])
         if inner.version != known.version:
@@ -320,6 +336,29 @@ class PreKeyParser:
             known.kem_prekey_id,
             known.kem_ciphertext,
         )
+
+
+def _usual_whisper_fields(body: bytes) -> tuple[bytes, int, int, bytes] | None:
+    """``(ratchet key, counter, previous counter, ciphertext)`` of a WhisperMessage body in
+    the layout every sender writes (fields 1–4 once each, in number order, a 33-byte key), or
+    ``None`` for any other body, which the general decoder then reads (with the same result
+    for a body this accepts)."""
+    end = len(body)
+    if end < 41 or body[0] != 0x0A or body[1] != 0x21 or body[35] != 0x10:
+        return None
+    try:
+        counter, pos = protobuf.read_varint(body, 36)
+        if pos >= end or body[pos] != 0x18:
+            return None
+        previous, pos = protobuf.read_varint(body, pos + 1)
+        if pos >= end or body[pos] != 0x22:
+            return None
+        length, pos = protobuf.read_varint(body, pos + 1)
+    except protobuf.ProtobufError:
+        return None
+    if pos + length != end or counter > _UINT32_MAX or previous > _UINT32_MAX:
+        return None
+    return body[2:35], counter, previous, body[pos:]
 
 
 def _get_kem_ciphertext(fields: _Fields) -> bytes:

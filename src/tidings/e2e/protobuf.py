@@ -111,12 +111,20 @@ def field_span(data: bytes, wanted: int, pos: int = 0) -> tuple[int, int, int] |
     try:
         while pos < end:
             tag = pos
-            key, pos = read_varint(data, pos)
+            key = data[pos]
+            if key < 0x80:  # one-byte varints inline, as in decode()
+                pos += 1
+            else:
+                key, pos = read_varint(data, pos)
             number, wire_type = key >> 3, key & 7
             if wire_type == VARINT:
                 _, pos = read_varint(data, pos)
             elif wire_type == LEN:
-                length, pos = read_varint(data, pos)
+                if pos < end and data[pos] < 0x80:
+                    length = data[pos]
+                    pos += 1
+                else:
+                    length, pos = read_varint(data, pos)
                 if pos + length > end:
                     return None
                 if number == wanted:
