@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/inbox_bench.py                 # 3,000 messages, pages of 256, 3 runs
+    python bench/inbox_bench.py      # 3,000 messages, pages of 256, 3 runs → results/inbox.json
     python bench/inbox_bench.py --messages 10000 --profile 30
 
 Alice's real :class:`DeviceCrypto` seals ``--messages`` end-to-end messages for bob (a PQXDH
@@ -47,6 +47,7 @@ from tidings.store.base import DeviceRef
 from tidings.wire import Deliver, KemKey, OneTimeKey, PrekeyBundle, SignedKey
 
 ALICE, BOB = DeviceRef("alice", 1), DeviceRef("bob", 1)
+RESULTS = Path(__file__).resolve().parent / "results"
 NOW = time.time()
 
 
@@ -145,7 +146,7 @@ def main() -> int:
     ap.add_argument("--page", type=int, default=256, help="DELIVERs per store batch")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", type=int, default=0, help="print the top N functions (1 run)")
-    ap.add_argument("--out", default="", help="write the figures as JSON here")
+    ap.add_argument("--out", default=str(RESULTS / "inbox.json"), help="JSON report path")
     args = ap.parse_args()
     runs = [
         run(args.messages, args.page, args.profile) for _ in range(1 if args.profile else args.runs)
@@ -157,10 +158,10 @@ def main() -> int:
     )
     for key, value in median.items():
         print(f"  {key:28} {value:10.2f}")
-    if args.out:
-        Path(args.out).write_text(
-            json.dumps({"args": vars(args), "runs": runs, "median": median}, indent=2) + "\n"
-        )
+    if not args.profile:
+        report = {"args": vars(args), "load": os.getloadavg()[0], "runs": runs, "median": median}
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.out}")
     return 0
 
 

@@ -18,6 +18,8 @@ it again, which the store then ignores):
 * a retry request for this device — the session with the requester is rebuilt and the named
   messages it was a recipient of are queued again (RESEND, same message id inside).
 
+(The two retry-request cases live in :mod:`.inbox_retry`.)
+
 Ordering holds run on the monotonic clock; the times stored and shown are the wall clock's.
 Events are reported only after the commit.
 """
@@ -37,7 +39,6 @@ from ..delivery import (
     ReceiptKind,
     Reorderer,
     Resend,
-    RetryRequest,
     Status,
     StreamKey,
     Surfaced,
@@ -53,12 +54,12 @@ from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
-    DecryptionFailed,
     GapDetected,
     GapSkipped,
     MessageReceived,
     StatusChanged,
 )
+from .inbox_retry import on_plaintext, undecryptable
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
 log = logging.getLogger("tidings.client")
@@ -182,16 +183,19 @@ class Inbox:
         try:
             opened = self.crypto.open(sender, frame.payload, writes)
         except DecryptionError:
-            return self._undecryptable(frame, sender, now)
+            return undecryptable(self, frame, sender, now)
         # Every path below hands ``writes`` to the one store call that commits the item, so
         # the session state lands with it; if that call fails, the store drops them and makes
         # the sessions reload (its rollback hook), and the ordering state reloads here.
         try:
             if opened.plaintext:
-                return self._on_plaintext(frame, sender, opened.content, now, writes)
+                return on_plaintext(self, frame, sender, opened.content, now, writes)
             return self._on_content(frame, sender, opened.content, now, writes)
         except StoreError:
             self.reorderer = self._load_reorderer()
+            raise
+        except BaseException:
+            self.crypto.reload()  # whatever failed, the cache must not run ahead of the store
             raise
 
     def _on_content(
@@ -234,69 +238,6 @@ class Inbox:
         if ok:
             self._report(events)
             self._arm()
-
-    # ---------------------------------------------------------------- decryption failures
-
-    def _undecryptable(self, frame: Deliver, sender: DeviceRef, now: float) -> list[bytes]:
-        """Ask the sender device to rebuild the session and send again (rate-limited)."""
-        if self.store.has_message(sender, frame.message_id):  # a replay of what we have
-            self.store.advance_cursor(frame.seq)
-            return []
-        requested = self.crypto.retry_request_allowed(sender)
-        requests = []
-        if requested:
-            content = RetryRequest(sender.account, sender.device_id, (frame.message_id,))
-            requests.append(
-                OutboxRequest(
-                    os.urandom(16),
-                    sender.account,
-                    content.serialize(),
-                    ContentKind.RETRY_REQUEST,
-                    now,
-                )
-            )
-        log.warning("! undecryptable item from %s; retry requested: %s", sender, requested)
-        self.store.commit_control(frame.seq, requests)
-        self._emit(DecryptionFailed(sender, frame.message_id, requested))
-        return [r.message_id for r in requests]
-
-    def _on_plaintext(
-        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float, writes: CryptoWrites
-    ) -> list[bytes]:
-        """Unencrypted content: only a retry request for this device is acted on."""
-        try:
-            request = parse_content(data)
-        except ContentError:
-            request = None
-        if not isinstance(request, RetryRequest) or (
-            DeviceRef(request.account, request.device_id) != self.me
-        ):
-            self.store.advance_cursor(frame.seq, writes)
-            return []
-        if not self.crypto.resend_allowed(sender):
-            self.store.advance_cursor(frame.seq, writes)
-            return []
-        self.crypto.rebuild(sender, writes)
-        requests = []
-        for mid in request.message_ids:
-            m = self.store.message(mid)
-            if m is None or m.direction is not Direction.OUT or m.sender != self.me:
-                continue
-            if m.recipient is None or sender.account not in (m.recipient, self.me.account):
-                continue  # only a device the message was for may have it again
-            inner = Message(m.conversation, m.counter, m.sent_at, m.body)
-            requests.append(
-                OutboxRequest(
-                    os.urandom(16),
-                    m.recipient,
-                    Resend(mid, inner).serialize(),
-                    ContentKind.RESEND,
-                    now,
-                )
-            )
-        log.info("= %s asked for %d message(s) again", sender, len(requests))
-        self.store.commit_control(frame.seq, requests, writes)
-        return [r.message_id for r in requests]
 
     # ---------------------------------------------------------------- receipts
 
