@@ -67,15 +67,13 @@ class Side:
         item = OutboxItem(1, os.urandom(16), to.account, ContentKind.MESSAGE, content, NOW, 0, 0)
         writes = CryptoWrites(self.now)
         payloads, new = self.crypto.seal(item, [to], writes)
-        self.store.stage(writes)
-        self.store.save_sealed(new)
+        self.store.save_sealed(new, writes)
         return payloads[to]
 
     def open(self, sender: DeviceRef, payload: bytes) -> bytes:
         writes = CryptoWrites(self.now)
         opened = self.crypto.open(sender, payload, writes)
-        self.store.stage(writes)
-        self.store.commit_staged()
+        self.store.save_crypto(writes)
         return opened.content
 
 
@@ -88,8 +86,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
 
 
 def install(side: Side, bundle: PrekeyBundle) -> None:
-    side.store.stage(side.crypto.install_bundle(bundle))
-    side.store.commit_staged()
+    side.store.save_crypto(side.crypto.install_bundle(bundle))
 
 
 def test_a_session_from_a_bundle_carries_messages_both_ways(pair: tuple[Side, Side]) -> None:

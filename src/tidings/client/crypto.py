@@ -11,10 +11,12 @@
   account's verified safety number is dropped;
 * ``retry_request_allowed`` / ``rebuild`` implement the rate-limited retry requests.
 
-Invariants: every change to a session is *staged* (``store.stage``) and reaches the disk with
-the transaction that stores what the change produced; if that transaction fails the caller
-calls :meth:`DeviceCrypto.reload`, which drops the cached sessions, so memory never runs ahead
-of the disk.
+Invariants: every change to a session is written into a :class:`CryptoWrites` that the caller
+hands to the store method storing what the change produced (the message, the ciphertexts), so
+it reaches the disk in that transaction and no other; if that transaction fails (or the batch
+it is part of is rolled back) the store calls :meth:`DeviceCrypto.reload` (its rollback hook),
+which drops the cached sessions, so memory never runs ahead of the disk: the next use loads
+each session as the store holds it (with what the open batch already wrote).
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ class DeviceCrypto:
             1 / RETRY_REQUEST_INTERVAL, RETRY_REQUEST_BURST
         )
         self._rebuilt: dict[DeviceRef, float] = {}
+        store.on_rollback(self.reload)
 
     # ------------------------------------------------------------ sessions
 
@@ -185,9 +188,8 @@ class DeviceCrypto:
         return s.open is not None and (s.open.ratchet.sending_chain_key is not None)
 
     def reload(self) -> None:
-        """Forget cached sessions (a transaction with staged writes failed)."""
+        """Forget cached sessions (a transaction that carried their writes failed)."""
         self._sessions.clear()
-        self.store.discard_staged()
 
     def install_bundle(self, frame: BundleFrame) -> CryptoWrites:
         """Start a new session with the bundle's device (archiving any current one) and
@@ -305,7 +307,7 @@ class DeviceCrypto:
 
     def _forget(self, device: DeviceRef) -> None:
         """Drop the cached session with ``device``: the store still holds it as it was before
-        this decryption (nothing was staged), and the next use loads it from there."""
+        this decryption (no transaction carried its writes); the next use loads it."""
         self._sessions.pop(device, None)
 
     def retry_request_allowed(self, sender: DeviceRef) -> bool:
@@ -330,9 +332,9 @@ class DeviceCrypto:
         number was verified (the number the user compared no longer holds). A new device of
         an unverified account — e.g. every device of a contact at first contact — is not."""
         pins = self.store.pinned_identities(device.account)
-        staged = writes.pins.get(device)
+        pending = writes.pins.get(device)
         pinned = pins.get(device.device_id)
-        current = staged[0] if staged is not None else (pinned[0] if pinned else None)
+        current = pending[0] if pending is not None else (pinned[0] if pinned else None)
         if current == key:
             return
         changed = current is not None

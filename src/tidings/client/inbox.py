@@ -18,6 +18,8 @@ it again, which the store then ignores):
 * a retry request for this device — the session with the requester is rebuilt and the named
   messages it was a recipient of are queued again (RESEND, same message id inside).
 
+(The two retry-request cases live in :mod:`.inbox_retry`.)
+
 Ordering holds run on the monotonic clock; the times stored and shown are the wall clock's.
 Events are reported only after the commit.
 """
@@ -37,7 +39,6 @@ from ..delivery import (
     ReceiptKind,
     Reorderer,
     Resend,
-    RetryRequest,
     Status,
     StreamKey,
     Surfaced,
@@ -53,12 +54,12 @@ from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
-    DecryptionFailed,
     GapDetected,
     GapSkipped,
     MessageReceived,
     StatusChanged,
 )
+from .inbox_retry import on_plaintext, undecryptable
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
 log = logging.getLogger("tidings.client")
@@ -182,36 +183,38 @@ class Inbox:
         try:
             opened = self.crypto.open(sender, frame.payload, writes)
         except DecryptionError:
-            return self._undecryptable(frame, sender, now)
-        self.store.stage(writes)
+            return undecryptable(self, frame, sender, now)
+        # Every path below hands ``writes`` to the one store call that commits the item, so
+        # the session state lands with it; if that call fails, the store drops them and makes
+        # the sessions reload (its rollback hook), and the ordering state reloads here.
         try:
             if opened.plaintext:
-                return self._on_plaintext(frame, sender, opened.content, now)
-            return self._on_content(frame, sender, opened.content, now)
+                return on_plaintext(self, frame, sender, opened.content, now, writes)
+            return self._on_content(frame, sender, opened.content, now, writes)
         except StoreError:
-            self.crypto.reload()
             self.reorderer = self._load_reorderer()
             raise
-        finally:
-            self.store.discard_staged()  # every path above committed them (or failed)
+        except BaseException:
+            self.crypto.reload()  # whatever failed, the cache must not run ahead of the store
+            raise
 
     def _on_content(
-        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float
+        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float, writes: CryptoWrites
     ) -> list[bytes]:
         try:
             content = parse_content(data)
         except ContentError as exc:
             log.warning("! undecodable content from %s: %s", sender, exc.reason)
-            self.store.advance_cursor(frame.seq)
+            self.store.advance_cursor(frame.seq, writes)
             return []
         if isinstance(content, Receipt):
-            self._on_receipt(frame, sender, content, now)
+            self._on_receipt(frame, sender, content, now, writes)
             return []
         if isinstance(content, Message):
-            return self._on_message(frame, sender, content, now, frame.message_id)
+            return self._on_message(frame, sender, content, now, frame.message_id, writes)
         if isinstance(content, Resend):
-            return self._on_message(frame, sender, content.message, now, content.message_id)
-        self.store.advance_cursor(frame.seq)  # a retry request must come unencrypted
+            return self._on_message(frame, sender, content.message, now, content.message_id, writes)
+        self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []
 
     def _expired_unfetched(self, frame: Deliver, sender: DeviceRef) -> None:
@@ -236,75 +239,17 @@ class Inbox:
             self._report(events)
             self._arm()
 
-    # ---------------------------------------------------------------- decryption failures
-
-    def _undecryptable(self, frame: Deliver, sender: DeviceRef, now: float) -> list[bytes]:
-        """Ask the sender device to rebuild the session and send again (rate-limited)."""
-        if self.store.has_message(sender, frame.message_id):  # a replay of what we have
-            self.store.advance_cursor(frame.seq)
-            return []
-        requested = self.crypto.retry_request_allowed(sender)
-        requests = []
-        if requested:
-            content = RetryRequest(sender.account, sender.device_id, (frame.message_id,))
-            requests.append(
-                OutboxRequest(
-                    os.urandom(16),
-                    sender.account,
-                    content.serialize(),
-                    ContentKind.RETRY_REQUEST,
-                    now,
-                )
-            )
-        log.warning("! undecryptable item from %s; retry requested: %s", sender, requested)
-        self.store.commit_control(frame.seq, requests)
-        self._emit(DecryptionFailed(sender, frame.message_id, requested))
-        return [r.message_id for r in requests]
-
-    def _on_plaintext(
-        self, frame: Deliver, sender: DeviceRef, data: bytes, now: float
-    ) -> list[bytes]:
-        """Unencrypted content: only a retry request for this device is acted on."""
-        try:
-            request = parse_content(data)
-        except ContentError:
-            request = None
-        if not isinstance(request, RetryRequest) or (
-            DeviceRef(request.account, request.device_id) != self.me
-        ):
-            self.store.advance_cursor(frame.seq)
-            return []
-        if not self.crypto.resend_allowed(sender):
-            self.store.advance_cursor(frame.seq)
-            return []
-        writes = CryptoWrites(now)
-        self.crypto.rebuild(sender, writes)
-        self.store.stage(writes)
-        requests = []
-        for mid in request.message_ids:
-            m = self.store.message(mid)
-            if m is None or m.direction is not Direction.OUT or m.sender != self.me:
-                continue
-            if m.recipient is None or sender.account not in (m.recipient, self.me.account):
-                continue  # only a device the message was for may have it again
-            inner = Message(m.conversation, m.counter, m.sent_at, m.body)
-            requests.append(
-                OutboxRequest(
-                    os.urandom(16),
-                    m.recipient,
-                    Resend(mid, inner).serialize(),
-                    ContentKind.RESEND,
-                    now,
-                )
-            )
-        log.info("= %s asked for %d message(s) again", sender, len(requests))
-        self.store.commit_control(frame.seq, requests)
-        return [r.message_id for r in requests]
-
     # ---------------------------------------------------------------- receipts
 
-    def _on_receipt(self, frame: Deliver, sender: DeviceRef, receipt: Receipt, now: float) -> None:
-        moved = self.store.commit_receipt(frame.seq, sender, receipt, now)
+    def _on_receipt(
+        self,
+        frame: Deliver,
+        sender: DeviceRef,
+        receipt: Receipt,
+        now: float,
+        writes: CryptoWrites,
+    ) -> None:
+        moved = self.store.commit_receipt(frame.seq, sender, receipt, now, writes)
         status = Status.DELIVERED if receipt.kind is ReceiptKind.DELIVERED else Status.READ
         for mid in moved:
             overall = self.store.message_status(mid) or status
@@ -313,7 +258,13 @@ class Inbox:
     # ---------------------------------------------------------------- messages
 
     def _on_message(
-        self, frame: Deliver, sender: DeviceRef, message: Message, now: float, message_id: bytes
+        self,
+        frame: Deliver,
+        sender: DeviceRef,
+        message: Message,
+        now: float,
+        message_id: bytes,
+        writes: CryptoWrites,
     ) -> list[bytes]:
         try:
             members = direct_members(message.conversation)
@@ -321,10 +272,10 @@ class Inbox:
             members = ("", "")
         if sender.account not in members or self.me.account not in members:
             log.warning("! %s sent into a conversation it is not in", sender)
-            self.store.advance_cursor(frame.seq)
+            self.store.advance_cursor(frame.seq, writes)
             return []
         if self.store.has_message(sender, message_id):
-            self.store.advance_cursor(frame.seq)  # a duplicate (G3): only the cursor moves
+            self.store.advance_cursor(frame.seq, writes)  # a duplicate (G3): only the cursor
             return []
         own_copy = sender.account == self.me.account
         recipient = None
@@ -370,6 +321,7 @@ class Inbox:
             surfaced=[e.item.key for e in events if isinstance(e, Surfaced)],
             recipient=recipient,
             notices=self.reorderer.changed_notices(),
+            crypto=writes,
         )
         if not ok:
             return []

@@ -140,9 +140,7 @@ class KeySync:
                     continue
                 assert isinstance(frame, PrekeyBundle)
                 try:
-                    writes = self.crypto.install_bundle(frame)
-                    self.store.stage(writes)
-                    self.store.commit_staged()
+                    self.store.save_crypto(self.crypto.install_bundle(frame))
                 except BundleError as exc:
                     log.warning("! bad prekey bundle for %s: %s", dev, exc.reason)
                     self.crypto.reload()

@@ -283,9 +283,9 @@ class Outbox:
             frames.append(frame)
             ids.append(e.message_id)
         if sealed:
-            self.store.stage(writes)
             try:
-                self.store.save_sealed(sealed)  # the ratchet moved: durable before it leaves
+                # the ratchet moved: durable (with the ciphertexts) before it leaves
+                self.store.save_sealed(sealed, writes)
             except StoreError as exc:
                 if not isinstance(exc, StoreUnavailable):  # that one stops the client
                     log.exception("! could not save ciphertexts; retrying shortly")

@@ -47,9 +47,11 @@ from .prekeys import KEM_KEY_TYPE_MLKEM1024
 
 __all__ = [
     "KEM_CIPHERTEXT_FIELD_LEN",
+    "KNOWN_PREKEY_PARTS",
     "MAC_LEN",
     "VERSION_BYTE",
     "VERSION_BYTE_PQ",
+    "PreKeyParser",
     "PreKeyWhisperMessage",
     "WhisperMessage",
     "compute_mac",
@@ -67,6 +69,11 @@ KEM_CIPHERTEXT_FIELD_LEN = 1 + KEM_CIPHERTEXT_LEN
 MAC_LEN = 8
 
 _UINT32_MAX = protobuf.UINT32_MAX
+
+#: Prekey parts a :class:`PreKeyParser` remembers: an initiator repeats one in every message
+#: until it hears back (a catch-up of 10,000 messages carries the same ~1.7 KiB 10,000 times),
+#: and a session rebuilt meanwhile brings a second; a few entries of ~1.7 KiB each.
+KNOWN_PREKEY_PARTS = 4
 
 
 def compute_mac(
@@ -161,6 +168,13 @@ class WhisperMessage:
         if len(data) < 1 + MAC_LEN:
             raise DecryptionError()
         body, mac = bytes(data[1:-MAC_LEN]), bytes(data[-MAC_LEN:])
+        usual = _usual_whisper_fields(body)
+        if usual is not None:
+            key, counter, previous, ciphertext = usual
+            try:
+                return cls(PublicKey.parse(key), counter, previous, ciphertext, mac, body, version)
+            except ValueError as exc:
+                raise DecryptionError() from exc
         fields = _decode(body)
         try:
             return cls(
@@ -263,6 +277,88 @@ class PreKeyWhisperMessage:
         except ValueError as exc:  # a bad key, or an inner message of the other version
             raise DecryptionError() from exc
         return message
+
+
+class PreKeyParser:
+    """`PreKeyWhisperMessage.parse` that recognises a prekey part it parsed before.
+
+    The *prekey part* is everything but the enclosed WhisperMessage (field 4): the version
+    byte, the prekey ids, the base and identity keys, the KEM prekey id and its 1,569-byte
+    ciphertext. A message whose prekey part is byte for byte one of the last
+    :data:`KNOWN_PREKEY_PARTS` parsed reuses their parse (same bytes, same fields: the checks
+    made on them hold), and only its WhisperMessage is parsed and checked; anything else is
+    parsed in full. Either way the result is the one `PreKeyWhisperMessage.parse` gives.
+    """
+
+    def __init__(self) -> None:
+        #: ``(before, after, parse)``: the bytes before the inner message's tag and after
+        #: its value, and the full parse of a message made of them; newest last.
+        self._known: list[tuple[bytes, bytes, PreKeyWhisperMessage]] = []
+
+    def parse(self, data: bytes) -> PreKeyWhisperMessage:
+        """Parse a serialized PreKeyWhisperMessage (no MAC is checked here).
+
+        Raises:
+            DecryptionError: the bytes are not a version-3 or version-4 PreKeyWhisperMessage.
+        """
+        span = protobuf.field_span(data, 4, 1)  # after the version byte
+        if span is None:
+            return PreKeyWhisperMessage.parse(data)
+        tag, start, end = span
+        after = len(data) - end
+        for before_bytes, after_bytes, parsed in reversed(self._known):
+            if (
+                len(before_bytes) == tag
+                and len(after_bytes) == after
+                and data.startswith(before_bytes)
+                and data.endswith(after_bytes)
+            ):
+                known = parsed
+                break
+        else:
+            message = PreKeyWhisperMessage.parse(data)
+            # Only a part whose fields do not include a second field 4 (which the full parse
+            # would take instead) describes every message it is found in.
+            if 4 not in _decode(bytes(data[end:])):
+                self._known.append((data[:tag], data[end:], message))
+                del self._known[:-KNOWN_PREKEY_PARTS]
+            return message
+        inner = WhisperMessage.parse(data[start:end])
+        if inner.version != known.version:
+            raise DecryptionError()
+        return PreKeyWhisperMessage(
+            known.registration_id,
+            known.prekey_id,
+            known.signed_prekey_id,
+            known.base_key,
+            known.identity_key,
+            inner,
+            known.kem_prekey_id,
+            known.kem_ciphertext,
+        )
+
+
+def _usual_whisper_fields(body: bytes) -> tuple[bytes, int, int, bytes] | None:
+    """``(ratchet key, counter, previous counter, ciphertext)`` of a WhisperMessage body in
+    the layout every sender writes (fields 1–4 once each, in number order, a 33-byte key), or
+    ``None`` for any other body, which the general decoder then reads (with the same result
+    for a body this accepts)."""
+    end = len(body)
+    if end < 41 or body[0] != 0x0A or body[1] != 0x21 or body[35] != 0x10:
+        return None
+    try:
+        counter, pos = protobuf.read_varint(body, 36)
+        if pos >= end or body[pos] != 0x18:
+            return None
+        previous, pos = protobuf.read_varint(body, pos + 1)
+        if pos >= end or body[pos] != 0x22:
+            return None
+        length, pos = protobuf.read_varint(body, pos + 1)
+    except protobuf.ProtobufError:
+        return None
+    if pos + length != end or counter > _UINT32_MAX or previous > _UINT32_MAX:
+        return None
+    return body[2:35], counter, previous, body[pos:]
 
 
 def _get_kem_ciphertext(fields: _Fields) -> bytes:

@@ -67,22 +67,75 @@ def decode(data: bytes) -> Fields:
     Raises:
         ProtobufError: truncated data or an unsupported wire type.
     """
+    # Every message of a catch-up passes here twice: one-byte varints (every key and length
+    # below 128) are read inline, the rest by read_varint, with the same rules.
     fields: Fields = {}
-    pos = 0
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
+    pos, end = 0, len(data)
+    while pos < end:
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(data, pos)
         number, wire_type = key >> 3, key & 7
         if wire_type == VARINT:
-            fields[number], pos = read_varint(data, pos)
+            if pos < end and data[pos] < 0x80:
+                fields[number] = data[pos]
+                pos += 1
+            else:
+                fields[number], pos = read_varint(data, pos)
         elif wire_type == LEN:
-            length, pos = read_varint(data, pos)
-            if pos + length > len(data):
+            if pos < end and data[pos] < 0x80:
+                length = data[pos]
+                pos += 1
+            else:
+                length, pos = read_varint(data, pos)
+            if pos + length > end:
                 raise ProtobufError("truncated length-delimited field")
             fields[number], pos = data[pos : pos + length], pos + length
-        elif wire_type == FIXED32 and pos + 4 <= len(data):
+        elif wire_type == FIXED32 and pos + 4 <= end:
             pos += 4
-        elif wire_type == FIXED64 and pos + 8 <= len(data):
+        elif wire_type == FIXED64 and pos + 8 <= end:
             pos += 8
         else:
             raise ProtobufError(f"unsupported or truncated wire type {wire_type}")
     return fields
+
+
+def field_span(data: bytes, wanted: int, pos: int = 0) -> tuple[int, int, int] | None:
+    """Where the first occurrence of length-delimited field ``wanted`` is in the message at
+    ``data[pos:]``: ``(tag, start, end)``, its tag's offset and its value's bounds in
+    ``data``; ``None`` if it is absent, has another wire type, or the message is not well
+    formed up to it."""
+    end = len(data)
+    try:
+        while pos < end:
+            tag = pos
+            key = data[pos]
+            if key < 0x80:  # one-byte varints inline, as in decode()
+                pos += 1
+            else:
+                key, pos = read_varint(data, pos)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == VARINT:
+                _, pos = read_varint(data, pos)
+            elif wire_type == LEN:
+                if pos < end and data[pos] < 0x80:
+                    length = data[pos]
+                    pos += 1
+                else:
+                    length, pos = read_varint(data, pos)
+                if pos + length > end:
+                    return None
+                if number == wanted:
+                    return tag, pos, pos + length
+                pos += length
+            elif wire_type in (FIXED32, FIXED64):
+                pos += 4 if wire_type == FIXED32 else 8
+            else:
+                return None
+            if number == wanted:
+                return None  # another wire type
+    except ProtobufError:
+        return None
+    return None

@@ -46,7 +46,7 @@ from tidings.errors import DecryptionError, TidingsError
 
 from . import kem, pqxdh
 from .keys import KeyPair, PublicKey, Rng
-from .message import PreKeyWhisperMessage, WhisperMessage
+from .message import PreKeyParser, PreKeyWhisperMessage, WhisperMessage
 from .ratchet import DEFAULT_PARAMS, Header, RatchetParams, RatchetState
 from .x3dh import SessionKeys, X3DHBundle, initiate, respond
 
@@ -168,6 +168,7 @@ class Session:
         self.params = params
         self.open: SessionState | None = None
         self.archived: list[SessionState] = []  # newest first
+        self._prekey_parser = PreKeyParser()  # the peer repeats its prekey part until we reply
 
     def initiate(self, bundle: X3DHBundle, rng: Rng) -> None:
         """Start a new open session from the peer's bundle, archiving the current one.
@@ -288,7 +289,7 @@ class Session:
         """
         once = _OnceRng(rng)
         if message_type == MessageType.PREKEY:
-            return self._decrypt_prekey(PreKeyWhisperMessage.parse(data), once, prekeys)
+            return self._decrypt_prekey(self._prekey_parser.parse(data), once, prekeys)
         if message_type != MessageType.WHISPER:
             raise DecryptionError()
         message = WhisperMessage.parse(data)

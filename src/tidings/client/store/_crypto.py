@@ -1,10 +1,17 @@
 """The end-to-end side of the client store: identity key, prekeys, sessions, pinned identities.
 
 Writes that a decryption or an encryption causes (session records, used prekeys, pinned
-identity keys, seen base keys) are *staged* with :meth:`Crypto.stage` and land in the store's
-next transaction — the one that stores the decrypted message (or moves the cursor, or saves the
-ciphertexts) — so the ratchet state and what it produced are committed together or not at all
-(issue 3: "state persisted in the same local transaction as the decrypted message and the ack").
+identity keys, seen base keys) are a :class:`CryptoWrites` value that the caller hands to the
+write method storing what they produced — the decrypted message (``commit_incoming(...,
+crypto=writes)``), the cursor past an item, the ciphertexts (``save_sealed``) — and they are
+applied in that method's transaction, so the ratchet state and what it produced are committed
+together or not at all (issue 3: "state persisted in the same local transaction as the
+decrypted message and the ack"). Nothing is parked for a later transaction: a write set that
+no transaction carried is simply lost, and the caller's session cache must forget it
+(``DeviceCrypto.reload``; the store's :meth:`~._sql.Database.on_rollback` hooks do it for every
+transaction that carried crypto writes and failed). Session records go through the
+transaction's write set (:mod:`._writeset`): inside a batch, a record rewritten by every
+message is written once, before the batch's COMMIT.
 """
 
 from __future__ import annotations
@@ -86,37 +93,19 @@ class CryptoWrites:
 class Crypto(Database):
     """The end-to-end methods of :class:`~tidings.client.store.ClientStore`."""
 
-    # ------------------------------------------------------------ staging
+    # ------------------------------------------------------------ crypto writes
 
-    def stage(self, writes: CryptoWrites) -> None:
-        """Make ``writes`` part of the next transaction (and of no other). Staging again
-        before that transaction replaces nothing: the writes are merged."""
-        staged = self._staged
-        if staged is None:
-            self._staged = writes
-            return
-        staged.sessions.update(writes.sessions)
-        staged.pins.update(writes.pins)
-        staged.used_prekeys.extend(writes.used_prekeys)
-        staged.base_keys.extend(writes.base_keys)
-        staged.unverify |= writes.unverify
-        staged.forget_sealed |= writes.forget_sealed
-
-    def commit_staged(self) -> None:
-        """Commit the staged writes on their own. One transaction."""
-        with self._tx():
+    def save_crypto(self, writes: CryptoWrites) -> None:
+        """Commit crypto writes that store nothing else (a session built from a prekey
+        bundle). One transaction."""
+        with self._tx(writes):
             pass
 
-    def discard_staged(self) -> None:
-        """Drop staged writes (their transaction will not happen)."""
-        self._staged = None
-
-    def _apply_staged(self, db: sqlite3.Connection, w: CryptoWrites) -> None:
-        for dev, record in w.sessions.items():
-            db.execute(
-                "INSERT OR REPLACE INTO e2e_sessions VALUES (?, ?, ?)",
-                (dev.account, dev.device_id, record),
-            )
+    def _apply_crypto(self, db: sqlite3.Connection, w: CryptoWrites) -> None:
+        """Apply ``w`` in the running transaction: the session records into its write set
+        (written once before COMMIT), the rest at once (rare: a session's first message)."""
+        if w.sessions:
+            self._pending().sessions.update(w.sessions)
         for dev, (key, changed) in w.pins.items():
             db.execute(
                 "INSERT INTO e2e_identities VALUES (?, ?, ?, ?, NULL)"
@@ -237,7 +226,12 @@ class Crypto(Database):
     # ------------------------------------------------------------ sessions and identities
 
     def session_record(self, device: DeviceRef) -> bytes | None:
-        """The stored session record with ``device``."""
+        """The session record with ``device``: as the open transaction wrote it, else as
+        stored."""
+        for ws in self._written():
+            record = ws.sessions.get(device)
+            if record is not None:
+                return record
         rows = self._read(
             "SELECT record FROM e2e_sessions WHERE account = ? AND device_id = ?",
             device.account,
@@ -282,10 +276,13 @@ class Crypto(Database):
         )
         return {DeviceRef(a, d): bytes(p) for a, d, p in rows}
 
-    def save_sealed(self, payloads: Sequence[tuple[bytes, DeviceRef, bytes]]) -> None:
-        """Save ciphertexts ``(message_id, device, payload)`` together with the staged
-        session records that produced them. One transaction: commit before sending."""
-        with self._tx() as db:
+    def save_sealed(
+        self, payloads: Sequence[tuple[bytes, DeviceRef, bytes]], crypto: CryptoWrites
+    ) -> None:
+        """Save ciphertexts ``(message_id, device, payload)`` together with the ``crypto``
+        writes (session records) that produced them. One transaction: commit before
+        sending."""
+        with self._tx(crypto) as db:
             db.executemany(
                 "INSERT OR REPLACE INTO e2e_sealed VALUES (?, ?, ?, ?)",
                 [(m, d.account, d.device_id, p) for m, d, p in payloads],

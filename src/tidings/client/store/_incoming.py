@@ -21,15 +21,27 @@ from tidings.delivery import (
 )
 from tidings.store.base import DeviceRef
 
+from ._crypto import CryptoWrites
 from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row
 from .records import Direction, MessageKey, OutboxRequest, StoredMessage, TracePoint
+
+_INSERT = (
+    f"INSERT INTO messages ({MSG_COLS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, {shown}, NULL)"
+    " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING"
+)
+#: A received message, held for ordering (``shown`` NULL) or shown at once.
+_INSERT_HELD, _INSERT_SHOWN = _INSERT.format(shown="NULL"), _INSERT.format(shown=NEXT_SHOWN)
 
 
 class Incoming(Database):
     """The incoming methods of :class:`~tidings.client.store.ClientStore`."""
 
     def cursor(self) -> int:
-        """The highest inbox seq durably stored (0 at first)."""
+        """The highest inbox seq stored (0 at first): durably, or by the open transaction."""
+        for ws in self._written():
+            if ws.cursor is not None:
+                return ws.cursor
         return int(self._read("SELECT seq FROM cursor")[0][0])
 
     def has_message(self, sender: DeviceRef, message_id: bytes) -> bool:
@@ -57,6 +69,7 @@ class Incoming(Database):
         surfaced: Sequence[MessageKey] = (),
         recipient: str | None = None,
         notices: Mapping[SenderDevice, int] | None = None,
+        crypto: CryptoWrites | None = None,
     ) -> bool:
         """Store a received message. ONE transaction: the message (held: not shown), the cursor
         (``seq``), its delivered ``receipt`` (exempt from :data:`MAX_OUTBOX`), the ordering
@@ -68,18 +81,20 @@ class Incoming(Database):
         Args:
             recipient: for a copy of a message this account sent from another device, the
                 account it was sent to (so its receipts count).
+            crypto: the session changes its decryption made (committed with it, even for a
+                duplicate: the session moved past it).
 
         Returns:
             False for a duplicate: ``seq`` is not above the cursor (nothing changes), or the
             message is already stored (only the cursor moves; the first copy's receipt stands).
         """
-        with self._tx() as db:
+        with self._tx(crypto) as db:
             if not self._move_cursor(db, seq):
                 return False
+            # In order (the common case) it is the first one shown: stored shown at once.
+            shown_now = bool(surfaced) and surfaced[0] == (sender, message_id)
             cur = db.execute(
-                f"INSERT INTO messages ({MSG_COLS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL)"
-                " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING",
+                _INSERT_SHOWN if shown_now else _INSERT_HELD,
                 (
                     *(message_id, sender.account, sender.device_id, content.conversation),
                     *(content.counter, content.body, content.sent_at, int(Direction.IN)),
@@ -91,13 +106,19 @@ class Incoming(Database):
             if receipt is not None:
                 self._insert_outbox(db, receipt)
             self._save_streams(db, streams, notices)
-            self._show(db, surfaced)
+            self._show(db, surfaced[1:] if shown_now else surfaced)
             return True
 
     def commit_receipt(
-        self, seq: int, sender: DeviceRef, receipt: Receipt, at: float
+        self,
+        seq: int,
+        sender: DeviceRef,
+        receipt: Receipt,
+        at: float,
+        crypto: CryptoWrites | None = None,
     ) -> list[bytes]:
-        """Apply a receipt from ``sender``. ONE transaction with the cursor (``seq``).
+        """Apply a receipt from ``sender``. ONE transaction with the cursor (``seq``) and the
+        ``crypto`` writes of its decryption.
 
         Counts only for messages sent to ``sender``'s account; each status that moves gets a
         trace point ``delivered:<device>`` or ``read:<device>`` at ``at`` (local clock).
@@ -111,7 +132,7 @@ class Incoming(Database):
             else (Status.READ, TracePoint.READ)
         )
         moved: list[bytes] = []
-        with self._tx() as db:
+        with self._tx(crypto) as db:
             if not self._move_cursor(db, seq):
                 return []
             for mid in receipt.message_ids:
@@ -159,11 +180,17 @@ class Incoming(Database):
             self._show(db, surfaced)
             return True
 
-    def commit_control(self, seq: int, requests: Sequence[OutboxRequest]) -> bool:
+    def commit_control(
+        self,
+        seq: int,
+        requests: Sequence[OutboxRequest],
+        crypto: CryptoWrites | None = None,
+    ) -> bool:
         """Move the cursor past an item and queue what it calls for (a retry request, resends;
-        exempt from :data:`MAX_OUTBOX`, as receipts). One transaction. False (nothing
-        changes) if ``seq`` is not above the cursor."""
-        with self._tx() as db:
+        exempt from :data:`MAX_OUTBOX`, as receipts), with the ``crypto`` writes it caused (a
+        rebuilt session). One transaction. False (nothing else changes) if ``seq`` is not
+        above the cursor."""
+        with self._tx(crypto) as db:
             if not self._move_cursor(db, seq):
                 return False
             for r in requests:
@@ -178,10 +205,11 @@ class Incoming(Database):
             for r in receipts:
                 self._insert_outbox(db, r)
 
-    def advance_cursor(self, seq: int) -> bool:
-        """Move the cursor past an item that stores nothing (undecryptable, not valid content).
-        One transaction. False if ``seq`` is not above the cursor."""
-        with self._tx() as db:
+    def advance_cursor(self, seq: int, crypto: CryptoWrites | None = None) -> bool:
+        """Move the cursor past an item that stores nothing (undecryptable, not valid content,
+        a duplicate), with the ``crypto`` writes of its decryption if it had one. One
+        transaction. False if ``seq`` is not above the cursor."""
+        with self._tx(crypto) as db:
             return self._move_cursor(db, seq)
 
     def mark_surfaced(
@@ -201,16 +229,24 @@ class Incoming(Database):
         return [message_from_row(r) for r in self._read(sql)]
 
     def expired_notices(self) -> dict[SenderDevice, int]:
-        """The saved unmatched expiry notices per sender device."""
-        return {(a, d): n for a, d, n in self._read("SELECT * FROM expired_notices")}
+        """The saved unmatched expiry notices per sender device (with the open transaction's)."""
+        notices = {(a, d): n for a, d, n in self._read("SELECT * FROM expired_notices")}
+        for ws in reversed(list(self._written())):
+            notices.update(ws.notices)
+        return {k: n for k, n in notices.items() if n}
 
     def reorder_states(self) -> list[StreamState]:
-        """The saved ordering state of every stream."""
+        """The saved ordering state of every stream (with the open transaction's)."""
         rows = self._read("SELECT * FROM streams")
-        return [
-            StreamState(StreamKey(c, a, d), e, tuple((x, y) for x, y in json.loads(m)), h)
+        states = {
+            StreamKey(c, a, d): StreamState(
+                StreamKey(c, a, d), e, tuple((x, y) for x, y in json.loads(m)), h
+            )
             for c, a, d, e, m, h in rows
-        ]
+        }
+        for ws in reversed(list(self._written())):
+            states.update(ws.streams)
+        return list(states.values())
 
     def mark_read(
         self, keys: Sequence[MessageKey], at: float, receipts: Iterable[OutboxRequest] = ()
@@ -263,7 +299,12 @@ class Incoming(Database):
         return n
 
     def _move_cursor(self, db: sqlite3.Connection, seq: int) -> bool:
-        return bool(db.execute("UPDATE cursor SET seq = ? WHERE seq < ?", (seq, seq)).rowcount)
+        """Move the cursor to ``seq`` in the running transaction's write set (written before
+        its COMMIT); False if ``seq`` is not above it."""
+        if seq <= self.cursor():
+            return False
+        self._pending().cursor = seq
+        return True
 
     def _save_streams(
         self,
@@ -271,26 +312,11 @@ class Incoming(Database):
         streams: Iterable[StreamState],
         notices: Mapping[SenderDevice, int] | None = None,
     ) -> None:
-        for (account, device), count in (notices or {}).items():
-            if count:
-                db.execute(
-                    "INSERT OR REPLACE INTO expired_notices VALUES (?, ?, ?)",
-                    (account, device, count),
-                )
-            else:
-                db.execute(
-                    "DELETE FROM expired_notices WHERE sender_account = ? AND sender_device = ?",
-                    (account, device),
-                )
+        ws = self._pending()
+        if notices:
+            ws.notices.update(notices)
         for s in streams:
-            k = s.key
-            db.execute(
-                "INSERT OR REPLACE INTO streams VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    *(k.conversation, k.sender_account, k.sender_device, s.expected),
-                    *(json.dumps(s.missing), s.horizon),
-                ),
-            )
+            ws.streams[s.key] = s
 
     def _show(self, db: sqlite3.Connection, keys: Sequence[MessageKey]) -> None:
         for sender, mid in keys:

@@ -20,6 +20,7 @@ from tidings.store.base import DeviceRef
 from tidings.store.sqlite_errors import SQLITE_BUSY, UNAVAILABLE_CODES, unavailable_state
 
 from ..migrations import MIGRATIONS
+from ._writeset import WriteSet
 from .records import SCHEMA_VERSION, Direction, OutboxItem, OutboxRequest, StoredMessage
 
 if TYPE_CHECKING:
@@ -74,18 +75,40 @@ def outbox_item_from_row(row: Sequence[Any]) -> OutboxItem:
 
 class Database:
     """The connection (``_db`` and ``path``, set by the subclass) and what every feature
-    builds on."""
+    builds on.
+
+    Transactions: a write method runs in :meth:`_tx`, its own ``BEGIN IMMEDIATE`` … ``COMMIT``
+    or, inside a batch, a savepoint of the batch's transaction. Each has a :class:`WriteSet`
+    (the cursor, session records, ordering state: rows rewritten often, written once before
+    the COMMIT) and may carry the :class:`~._crypto.CryptoWrites` of what it stores: they are
+    part of that transaction and of no other. When a transaction that carried crypto writes
+    fails, or a batch is rolled back, the :meth:`on_rollback` hooks run (the session cache
+    forgets what the disk does not hold).
+    """
 
     _db: sqlite3.Connection
     path: str
-    #: End-to-end writes to commit with the next transaction (see ``_crypto``).
-    _staged: CryptoWrites | None = None
     #: The open batch: ``None`` (none), ``False`` (open, nothing written yet) or ``True`` (its
     #: transaction began). See :meth:`begin_batch`.
     _batch: bool | None = None
+    #: The open batch's write set (what its released savepoints wrote).
+    _batch_ws: WriteSet | None = None
+    #: The write set of the transaction or savepoint running now.
+    _ws: WriteSet | None = None
+    #: See :meth:`on_rollback`.
+    _rollback_hooks: tuple[Callable[[], None], ...] = ()
     #: Called with every :class:`StoreUnavailable` before it is raised, whoever called the store
     #: (the client stops on the first, even if the caller only logs it).
     on_unavailable: Callable[[StoreUnavailable], None] | None = None
+
+    def on_rollback(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` whenever crypto writes are dropped: a transaction that carried them
+        failed, or a batch was rolled back (e.g. ``DeviceCrypto.reload``)."""
+        self._rollback_hooks = (*self._rollback_hooks, hook)
+
+    def _rolled_back(self) -> None:
+        for hook in self._rollback_hooks:
+            hook()
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         """Our exception for a SQLite one (raise it ``from exc``)."""
@@ -104,61 +127,96 @@ class Database:
         return error
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, crypto: CryptoWrites | None = None) -> Iterator[sqlite3.Connection]:
         """One write method's transaction: its own ``BEGIN IMMEDIATE`` … ``COMMIT``, or, inside
         a batch (:meth:`begin_batch`), a savepoint of the batch's transaction: its writes are
-        undone if it raises, and durable only when the batch commits."""
+        undone if it raises, and durable only when the batch commits.
+
+        Args:
+            crypto: the end-to-end writes that produced what this transaction stores (the
+                session state a decryption advanced, …): applied in it, after its body.
+        """
         if self._batch is not None:
-            with self._savepoint() as db:
+            with self._savepoint(crypto) as db:
                 yield db
             return
         db = self._db
-        staged, self._staged = self._staged, None
+        ws = self._ws = WriteSet()
         try:
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-                if staged is not None:
-                    self._apply_staged(db, staged)
-            except BaseException:
-                db.rollback()
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):  # e.g. the store is closed
-                if db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    if crypto is not None:
+                        self._apply_crypto(db, crypto)
+                    ws.apply(db)
+                except BaseException:
                     db.rollback()
-            raise self._error(exc) from exc
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):  # e.g. the store is closed
+                    if db.in_transaction:
+                        db.rollback()
+                raise self._error(exc) from exc
+        except BaseException:
+            if crypto is not None:
+                self._rolled_back()
+            raise
+        finally:
+            self._ws = None
 
     @contextlib.contextmanager
-    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+    def _savepoint(self, crypto: CryptoWrites | None) -> Iterator[sqlite3.Connection]:
         db = self._db
-        staged, self._staged = self._staged, None
+        ws = self._ws = WriteSet()
         try:
-            if not self._batch:
-                db.execute("BEGIN IMMEDIATE")  # the batch's transaction, at its first write
-                self._batch = True
-            elif not db.in_transaction:
-                # SQLite rolled the whole transaction back (it does on some I/O errors): the
-                # batch's earlier writes are gone, so nothing more may join it.
-                raise StoreError("the batch's transaction was rolled back")
-            db.execute("SAVEPOINT tx")
             try:
-                yield db
-                if staged is not None:
-                    self._apply_staged(db, staged)
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK TO tx")
-                    db.execute("RELEASE tx")
-                raise
-            db.execute("RELEASE tx")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                if db.in_transaction:
-                    db.execute("ROLLBACK TO tx")
-                    db.execute("RELEASE tx")
-            raise self._error(exc) from exc
+                if not self._batch:
+                    db.execute("BEGIN IMMEDIATE")  # the batch's transaction, at its first write
+                    self._batch = True
+                elif not db.in_transaction:
+                    # SQLite rolled the whole transaction back (it does on some I/O errors): the
+                    # batch's earlier writes are gone, so nothing more may join it.
+                    raise StoreError("the batch's transaction was rolled back")
+                db.execute("SAVEPOINT tx")
+                try:
+                    yield db
+                    if crypto is not None:
+                        self._apply_crypto(db, crypto)
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK TO tx")
+                        db.execute("RELEASE tx")
+                    raise
+                db.execute("RELEASE tx")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.execute("ROLLBACK TO tx")
+                        db.execute("RELEASE tx")
+                raise self._error(exc) from exc
+        except BaseException:
+            if crypto is not None:
+                self._rolled_back()
+            raise
+        finally:
+            self._ws = None
+        if self._batch_ws is None:
+            self._batch_ws = WriteSet()
+        self._batch_ws.merge(ws)
+
+    def _written(self) -> Iterator[WriteSet]:
+        """The open write sets, newest first (the running savepoint's, then the batch's)."""
+        if self._ws is not None:
+            yield self._ws
+        if self._batch_ws is not None:
+            yield self._batch_ws
+
+    def _pending(self) -> WriteSet:
+        """The write set of the running transaction (call inside :meth:`_tx` only)."""
+        assert self._ws is not None, "outside a transaction"
+        return self._ws
 
     # ------------------------------------------------------------ batches
 
@@ -180,29 +238,35 @@ class Database:
             self._batch = False  # open; BEGIN at the first write
 
     def commit_batch(self) -> None:
-        """Commit the batch (one fsync). Raises as a write method does; then nothing of the
-        batch was kept."""
+        """Commit the batch (one fsync): its write set, then ``COMMIT``. Raises as a write
+        method does; then nothing of the batch was kept (and the rollback hooks ran)."""
         began, self._batch = self._batch, None
+        ws, self._batch_ws = self._batch_ws, None
         if not began:
             return  # nothing was written
         db = self._db
         try:
+            if ws is not None:
+                ws.apply(db)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 if db.in_transaction:
                     db.rollback()
+            self._rolled_back()
             raise self._error(exc) from exc
 
     def rollback_batch(self) -> None:
-        """Undo the batch (nothing of it is kept)."""
+        """Undo the batch (nothing of it is kept; the rollback hooks run)."""
         began, self._batch = self._batch, None
+        self._batch_ws = None
         if began:
             with contextlib.suppress(sqlite3.Error):
                 if self._db.in_transaction:
                     self._db.rollback()
+            self._rolled_back()
 
-    def _apply_staged(self, db: sqlite3.Connection, writes: CryptoWrites) -> None:
+    def _apply_crypto(self, db: sqlite3.Connection, writes: CryptoWrites) -> None:
         raise NotImplementedError  # the Crypto mixin applies them
 
     def _read(self, sql: str, *params: Any) -> list[Any]:

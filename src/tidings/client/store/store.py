@@ -9,6 +9,14 @@ Invariants:
   method is a savepoint of the batch's one transaction instead: still all or nothing, but durable
   only at the batch's commit. The client batches the frames of one turn of its event loop and
   lets nothing that depends on them out (ack, event, frame) before that commit.
+* End-to-end writes (session records, pins, used prekeys, seen base keys) are a
+  :class:`CryptoWrites` handed to the write method that stores what they produced
+  (``commit_incoming(..., crypto=)``, ``save_sealed``, ``save_crypto``): applied in that
+  transaction, never parked for a later one. A transaction that carried them and failed, or a
+  rolled-back batch, runs the :meth:`ClientStore.on_rollback` hooks (the session cache reloads).
+* Rows rewritten by every message of a batch — the cursor, session records, ordering state —
+  are kept in the transaction's write set (:mod:`._writeset`) and written once before its COMMIT;
+  reads see them first.
 * :meth:`ClientStore.compose` allocates the conversation counter, queues the content and records
   the message in one transaction: a crash can neither reuse nor skip a counter (G2, G4).
 * :meth:`ClientStore.commit_incoming` stores a message, advances the cursor, queues its delivered
