@@ -474,7 +474,7 @@ class Client:
         try:
             receipts = self._inbox.flush_receipts()
             if receipts:
-                self._outbox.add_queued(receipts)  # held: sealed by prepare(), in this batch
+                self._outbox.add_queued(receipts, fresh=True)  # sealed by prepare(), in it
             self._outbox.prepare()
             self.store.commit_batch()
         except StoreError as exc:

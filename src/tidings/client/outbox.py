@@ -131,6 +131,8 @@ class Outbox:
         self.log = SentLog(store, emit)
         self._tcp = TcpAckWatcher(self.log.on_tcp_acked, clocks.wall)
         self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
+        #: Entries known to have no saved ciphertext (new, not sealed yet): no store read.
+        self._fresh: set[bytes] = set()
         t = clocks.read()
         for item in store.pending():
             self._add_entry(item, t)
@@ -182,17 +184,22 @@ class Outbox:
     # ---------------------------------------------------------------- queueing
 
     def add(self, item: OutboxItem) -> None:
-        """Queue an entry already committed to the store, and pump."""
+        """Queue a new entry (just composed: no ciphertext of it is saved yet) already
+        written to the store, and pump."""
         self._add_entry(item, self._clocks.read())
+        self._fresh.add(item.message_id)
         self.pump()
 
-    def add_queued(self, ids: Iterable[bytes]) -> None:
-        """Queue the entries the store holds under ``ids``, and pump."""
+    def add_queued(self, ids: Iterable[bytes], *, fresh: bool = False) -> None:
+        """Queue the entries the store holds under ``ids``, and pump. ``fresh``: they were
+        just queued under new ids (no ciphertext of them is saved yet)."""
         t = self._clocks.read()
         for mid in ids:
             item = self.store.outbox_item(mid)
             if item is not None:
                 self._add_entry(item, t)
+                if fresh:
+                    self._fresh.add(mid)
         self.pump()
 
     def hold(self) -> None:
@@ -313,10 +320,11 @@ class Outbox:
             if not targets:
                 notes.append(e.message_id)
                 continue
-            missing = self.crypto.missing_sessions(item, targets)
+            saved: dict[DeviceRef, bytes] | None = {} if e.message_id in self._fresh else None
+            missing = self.crypto.missing_sessions(item, targets, saved)
             try:
                 if not missing:
-                    payloads, new = self.crypto.seal(item, targets, writes)
+                    payloads, new = self.crypto.seal(item, targets, writes, saved)
             except (NoSessionError, SendingChainMissingError):
                 missing = list(targets)
             if missing:
@@ -334,6 +342,7 @@ class Outbox:
                 self._fail_locally(e.message_id, exc.code, exc.reason)
                 continue
             sealed += new
+            self._fresh.discard(item.message_id)
             self._targets[item.message_id] = tuple(targets)
             frames.append(frame)
             ids.append(e.message_id)
@@ -367,6 +376,7 @@ class Outbox:
         """The entry left the scheduler for good: record and report the failure."""
         now = self._clock()
         item = self._items.pop(message_id, None)
+        self._fresh.discard(message_id)
         self._drained.set()
         self.log.flush_trace(message_id)
         self.store.mark_failed(message_id, code, reason, now)
@@ -391,6 +401,7 @@ class Outbox:
             return
         self._drained.set()
         item = self._items.pop(frame.message_id, None)
+        self._fresh.discard(frame.message_id)
         targets = self._targets.pop(frame.message_id, ())
         # The statuses are the recipient account's devices: for a note to self, the other own
         # devices (their delivered receipts come back like anyone's); else not the own copies.

@@ -23,6 +23,8 @@ from .records import Direction, OutboxFullError, OutboxItem, OutboxRequest, Sent
 class Outbox(Database):
     """The outbox methods of :class:`~tidings.client.store.ClientStore`."""
 
+    _me_cache: DeviceRef | None = None
+
     def compose(
         self, message_id: bytes, recipient: str, conversation: str, body: bytes, now: float
     ) -> tuple[OutboxItem, Message]:
@@ -250,10 +252,13 @@ class Outbox(Database):
             return True
 
     def _me(self, db: sqlite3.Connection) -> DeviceRef:
-        row = db.execute("SELECT account, device_id FROM identity").fetchone()
-        if row is None:
-            raise StoreError("no identity saved yet")
-        return DeviceRef(row[0], row[1])
+        """This device (read once: :meth:`save_identity` forgets it)."""
+        if self._me_cache is None:
+            row = db.execute("SELECT account, device_id FROM identity").fetchone()
+            if row is None:
+                raise StoreError("no identity saved yet")
+            self._me_cache = DeviceRef(row[0], row[1])
+        return self._me_cache
 
     def _check_room(self, db: sqlite3.Connection) -> None:
         limit = records.MAX_OUTBOX  # read at call time: tests lower it
