@@ -3,11 +3,9 @@
 The decisions (which entries go when, how a refusal is handled) live in the sans-I/O
 :class:`~tidings.delivery.OutboxScheduler`; :class:`Outbox` only pumps:
 
-* entries the scheduler releases are sealed (:class:`~tidings.client.crypto.DeviceCrypto`: one
-  ciphertext per device, saved with the session state before anything is sent) and sent as
-  SEND frames naming every known device of the recipient account and, for messages, of this
-  account (receipts go to the other account only, except those of a note to self, which go to
-  the own devices; a note to self with no other device is just sent);
+* entries the scheduler releases are sealed (:mod:`~tidings.client.sealing`: one ciphertext
+  per device, saved with the session state before anything is sent) and sent as SEND frames
+  naming the devices :class:`~tidings.client.recipients.Recipients` gives;
 * an entry for a device without a session is held back, with the rest of its lane (G4), while
   the client fetches that device's prekey bundle; :meth:`Outbox.sessions_ready` lets it go;
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
@@ -50,18 +48,18 @@ from ..delivery import (
     Status,
 )
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
-from ..e2e import NoSessionError, SendingChainMissingError
-from ..errors import FrameError, StoreError, StoreUnavailable
+from ..errors import StoreError, StoreUnavailable
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
-from ..wire import ErrorCode, Frame, Refused, Send, Sent, Target
+from ..wire import ErrorCode, Frame, Refused, Sent
 from .clocks import Clocks
 from .connect import TcpAckWatcher
 from .crypto import DeviceCrypto
 from .events import ClientEvent, SendRefused, StatusChanged, code_name
 from .recipients import Recipients
+from .sealing import seal_entries
 from .sentlog import SentLog
-from .store import ClientStore, CryptoWrites, OutboxItem, TracePoint
+from .store import ClientStore, OutboxItem, TracePoint
 
 log = logging.getLogger("tidings.client")
 
@@ -301,63 +299,29 @@ class Outbox:
         self, entries: list[OutboxEntry], t: ClockReading
     ) -> tuple[list[Frame], list[bytes], list[bytes]]:
         """The SEND frames for released entries (their ciphertexts saved first), their ids,
-        and the ids of notes to self that need no relay. Entries that need sessions are held
-        (with the rest of their lane) and the fetch started."""
-        frames: list[Frame] = []
-        ids: list[bytes] = []
-        held: set[str] = set()
-        writes = CryptoWrites(t.wall)
-        sealed: list[tuple[bytes, DeviceRef, bytes]] = []
-        notes: list[bytes] = []
-        for e in entries:
-            item = self._items.get(e.message_id)
-            if item is None:
-                continue
-            if e.lane in held:
-                self.scheduler.hold(e.message_id)
-                continue
-            targets = self.recipients.targets_of(item)
-            if not targets:
-                notes.append(e.message_id)
-                continue
-            saved: dict[DeviceRef, bytes] | None = {} if e.message_id in self._fresh else None
-            missing = self.crypto.missing_sessions(item, targets, saved)
+        and the ids of notes to self that need no relay (see :func:`seal_entries`). Entries
+        that need sessions are held (with the rest of their lane) and the fetch started."""
+        out = seal_entries(entries, self._items, self.recipients, self.crypto, self._fresh, t.wall)
+        for mid in out.held:
+            self.scheduler.hold(mid)
+        for lane, devices in out.fetch.items():
+            self._start_fetch(lane, devices)
+        for mid, code, reason in out.invalid:
+            self._fail_locally(mid, code, reason)
+        self._fresh.difference_update(out.ids)
+        self._targets.update(out.targets)
+        if out.ciphertexts:
+            self.store.stage(out.writes)
             try:
-                if not missing:
-                    payloads, new = self.crypto.seal(item, targets, writes, saved)
-            except (NoSessionError, SendingChainMissingError):
-                missing = list(targets)
-            if missing:
-                self.scheduler.hold(e.message_id)
-                held.add(e.lane)
-                self._start_fetch(e.lane, missing)
-                continue
-            try:
-                frame = Send(
-                    item.message_id,
-                    item.recipient,
-                    tuple(Target(t.account, t.device_id, payloads[t]) for t in targets),
-                )
-            except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
-                self._fail_locally(e.message_id, exc.code, exc.reason)
-                continue
-            sealed += new
-            self._fresh.discard(item.message_id)
-            self._targets[item.message_id] = tuple(targets)
-            frames.append(frame)
-            ids.append(e.message_id)
-        if sealed:
-            self.store.stage(writes)
-            try:
-                self.store.save_sealed(sealed)  # the ratchet moved: durable before it leaves
+                self.store.save_sealed(out.ciphertexts)  # the ratchet moved: durable first
             except StoreError as exc:
                 if not isinstance(exc, StoreUnavailable):  # that one stops the client
                     log.exception("! could not save ciphertexts; retrying shortly")
                 self.crypto.reload()
-                for mid in ids:
+                for mid in out.ids:
                     self.scheduler.hold(mid, t.mono + STORE_RETRY)
-                frames, ids = [], []
-        return frames, ids, notes
+                return [], [], out.notes
+        return out.frames, out.ids, out.notes
 
     def _start_fetch(self, lane: str, devices: list[DeviceRef]) -> None:
         if lane in self._fetching:
@@ -441,10 +405,6 @@ class Outbox:
         elif isinstance(action, Failed):
             self._report_failed(mid, frame.code, frame.reason)
         self.pump()
-
-    def known_devices(self, account: str) -> tuple[int, ...]:
-        """The devices of ``account`` as far as this client knows (:class:`Recipients`)."""
-        return self.recipients.known_devices(account)
 
 
 def _refs(refs: Iterable[tuple[str, int]]) -> str:
