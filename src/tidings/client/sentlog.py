@@ -71,10 +71,13 @@ class SentLog:
         Raises:
             StoreError: as :meth:`ClientStore.mark_sent_many`; nothing was recorded.
         """
-        marks, self._sent = self._sent, []
-        if not marks:
+        sent, self._sent = self._sent, []
+        if not sent:
             return
-        marks = [dataclasses.replace(m, trace=tuple(self.pop(m.message_id))) for m in marks]
+        unique: dict[bytes, SentMark] = {}
+        for m in sent:  # a ✓ repeated in the batch counts once (the first)
+            unique.setdefault(m.message_id, m)
+        marks = [dataclasses.replace(m, trace=tuple(self.pop(mid))) for mid, m in unique.items()]
         done, overall = self.store.mark_sent_many(marks)
         for m in marks:
             status = overall.get(m.message_id)

@@ -154,6 +154,10 @@ class Outbox(Database):
         Raises:
             IntegrityError: a trace point is not a point name; nothing is recorded.
         """
+        unique: dict[bytes, SentMark] = {}
+        for m in marks:  # a ✓ repeated in the burst counts once (the first)
+            unique.setdefault(m.message_id, m)
+        marks = list(unique.values())
         with self._tx() as db:
             ids = _in_chunks(
                 db,
