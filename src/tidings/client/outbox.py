@@ -138,8 +138,11 @@ class Outbox:
     def _add_entry(self, item: OutboxItem, t: ClockReading) -> None:
         """Mirror a stored entry; its stored retry time (wall clock) becomes a monotonic one."""
         self._items[item.message_id] = item
-        at = t.to_mono(item.next_attempt_at, 0.0, self._retry_cap) if item.next_attempt_at else 0.0
-        self.scheduler.add(dataclasses.replace(item.entry(), next_attempt_at=at))
+        entry = item.entry()
+        if item.next_attempt_at:  # else 0.0, on either clock: now
+            at = t.to_mono(item.next_attempt_at, 0.0, self._retry_cap)
+            entry = dataclasses.replace(entry, next_attempt_at=at)
+        self.scheduler.add(entry)
 
     def __len__(self) -> int:
         return len(self.scheduler)

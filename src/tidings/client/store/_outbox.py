@@ -232,8 +232,8 @@ class Outbox(Database):
     def _insert_traces(
         self, db: sqlite3.Connection, rows: Sequence[tuple[bytes, str, float, str | None]]
     ) -> None:
-        for _, point, _, _ in rows:
-            if not POINT.fullmatch(point):
+        for _, point, _, _ in rows:  # a TracePoint member is a point name by construction
+            if type(point) is not TracePoint and not POINT.fullmatch(point):
                 raise IntegrityError(f"not a trace point name: {point!r}")
         db.executemany(
             "INSERT INTO trace (message_id, point, at, detail) VALUES (?, ?, ?, ?)",
