@@ -1,14 +1,21 @@
 """Catch-up benchmark: a device comes back to 10,000 queued end-to-end messages.
 
 Usage: ``python bench/catchup_bench.py [--messages 10000] [--runs 3] [--tmpfs] [--no-strace]
-[--out bench/results/catchup.json] [--quick]``. See ``bench/README.md``.
+[--sender burst|sequential] [--out bench/results/catchup.json] [--quick]``. See
+``bench/README.md``.
 
 Each run starts ``tidings server`` as its own process (data directory on disk; rate and queue
 limits raised so nothing is throttled), registers ``alice`` and ``bob`` with the SDK, then:
 
 1. **queue**: a device process (``bench/_catchup_device.py send``) runs alice's real client and
    sends ``--messages`` messages to bob, who is offline; it reports the time until the relay
-   stored all of them (✓ on every one).
+   stored all of them (✓ on every one). ``--sender burst`` (the default) starts every send at
+   once, as an app, a bot or a forwarded batch does; 10,000 queued messages come from such
+   bursts (no person types 10,000). ``--sender sequential`` awaits each ``send()`` before
+   the next, as a person typing (at machine speed): each returns only once its message is
+   durable (G2), so that costs at least one fsync'd transaction per message; its figures
+   measure the per-send overhead, not the queueing of a batch. Figures before 2026-12-03
+   were all sequential.
 2. **catch-up**: a device process (``_catchup_device.py receive``) runs bob's real client, which
    connects and is delivered the whole queue; it reports the time until every message was
    decrypted, committed and shown, and until its delivered receipts were stored by the relay.
@@ -45,6 +52,7 @@ from _relay_procs import Processes, free_port, read_event
 
 HERE = Path(__file__).resolve().parent
 DEVICE = HERE / "_catchup_device.py"
+CPU_PROFILE = HERE / "_cpu_profile.py"
 #: Deadline of the relay's start-up, and of one phase of a device process (seconds).
 SERVER_START_TIMEOUT = 30.0
 PHASE_TIMEOUT = 900.0
@@ -63,6 +71,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tmpfs", action="store_true", help="client homes on /dev/shm, not disk")
     p.add_argument("--no-strace", action="store_true", help="do not count fsyncs")
     p.add_argument("--quick", action="store_true", help="1,000 messages, 1 run")
+    p.add_argument(
+        "--sender",
+        choices=("burst", "sequential"),
+        default="burst",
+        help="how the sender queues: all sends at once (an app, a bot: default) or one "
+        "after the other, each awaited (a person typing)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON report path")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     p.add_argument(
@@ -71,6 +86,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         metavar="N",
         help="run the receiving device under cProfile; print its top N functions",
+    )
+    p.add_argument(
+        "--profile-sender",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the sending device under cProfile (CPU time); print its top N functions",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -165,13 +187,10 @@ async def one_run(args: argparse.Namespace, root: Path, n: int) -> dict[str, Any
 
         cpu0, w0 = relay_cpu_s(pid), time.time()
         t = root / f"alice-{n}.strace" if strace else None
-        queue = await run_device(
-            procs,
-            f"alice-{n}",
-            [*py, "send", str(homes / "alice"), str(args.messages), "bob"],
-            root,
-            t,
-        )
+        tx = [*py, "send", str(homes / "alice"), str(args.messages), "bob", args.sender]
+        if args.profile_sender:
+            tx = [sys.executable, str(CPU_PROFILE), str(root / f"alice-{n}.prof"), *tx[1:]]
+        queue = await run_device(procs, f"alice-{n}", tx, root, t)
         cpu1, w1 = relay_cpu_s(pid), time.time()
         t = root / f"bob-{n}.strace" if strace else None
         rx = [*py, "receive", str(homes / "bob"), str(args.messages)]
@@ -209,6 +228,7 @@ def per_message(run: dict[str, Any], n: int) -> dict[str, float | None]:
         "sender_all_sent_s": q["elapsed_s"],
         "receiver_cpu_us": per(c["cpu_s"], 1e6),
         "sender_cpu_us": per(q["cpu_s"], 1e6),
+        "sender_sys_cpu_us": per(q.get("sys_cpu_s"), 1e6),
         "relay_cpu_us_catchup": per(c["relay_cpu_s"], 1e6),
         "relay_cpu_us_queue": per(q["relay_cpu_s"], 1e6),
         "receiver_transactions": per(c["transactions"]),
@@ -234,6 +254,7 @@ LABELS = [
     ("sender_all_sent_s", "queue: sender's time until ✓ on all", "s", 2),
     ("receiver_cpu_us", "receiver CPU per message", "µs", 0),
     ("sender_cpu_us", "sender CPU per message", "µs", 0),
+    ("sender_sys_cpu_us", "… of it in the kernel (writes, fsyncs, sockets)", "µs", 0),
     ("relay_cpu_us_catchup", "relay CPU per message, catch-up", "µs", 0),
     ("relay_cpu_us_queue", "relay CPU per message, queueing", "µs", 0),
     ("receiver_transactions", "receiver transactions per message", "", 2),
@@ -254,20 +275,23 @@ def table(med: dict[str, float | None], runs: int) -> list[str]:
     return lines
 
 
-def print_profile(root: Path, args: argparse.Namespace) -> None:
-    """The receiving device's top functions by own time, from the first run's profile."""
+def print_profile(root: Path, args: argparse.Namespace, device: str = "bob") -> None:
+    """A device's top functions by own time, from the first run's profile (``bob``: the
+    receiver, ``--profile``; ``alice``: the sender, ``--profile-sender``)."""
     import io
     import pstats
 
+    top = args.profile if device == "bob" else args.profile_sender
     out = io.StringIO()
-    stats = pstats.Stats(str(root / "bob-0.prof"), stream=out)
-    stats.sort_stats("tottime").print_stats(args.profile)
+    stats = pstats.Stats(str(root / f"{device}-0.prof"), stream=out)
+    stats.sort_stats("tottime").print_stats(top)
     text = out.getvalue()
     print(text)
-    path = args.out.with_name(args.out.stem + "-profile.txt")
+    suffix = "-profile.txt" if device == "bob" else "-sender-profile.txt"
+    path = args.out.with_name(args.out.stem + suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    print(f"profile written to {path} (raw: {root / 'bob-0.prof'})")
+    print(f"profile written to {path} (raw: {root / f'{device}-0.prof'})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     where = "/dev/shm (tmpfs)" if args.tmpfs else "disk"
     print(
-        f"catch-up bench: {args.messages:,} messages, {args.runs} run(s), client homes on {where}"
+        f"catch-up bench: {args.messages:,} messages, {args.runs} run(s), client homes on {where},"
+        f" {args.sender} sends"
     )
     load_at_start, digest, started = os.getloadavg()[0], source_digest(), time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="tidings-catchup-bench-"))
@@ -302,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
-        if runs and not args.keep and not args.profile:  # a failed run keeps its logs
+        profiled = args.profile or args.profile_sender
+        if runs and not args.keep and not profiled:  # a failed run keeps its logs
             shutil.rmtree(root, ignore_errors=True)
     if args.profile:
         print_profile(root, args)
+    if args.profile_sender:
+        print_profile(root, args, "alice")
     rows = [per_message(r, args.messages) for r in runs]
     med = medians(rows)
     complete = all(r["queue"]["complete"] and r["catchup"]["complete"] for r in runs)
@@ -323,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             "messages": args.messages,
             "runs": args.runs,
             "client_homes": "tmpfs" if args.tmpfs else "disk",
+            "sender": args.sender,
             "fsyncs_counted": not args.no_strace,
         },
         "machine": machine_info(load_at_start, digest),

@@ -18,7 +18,7 @@ from tidings.client.inbox import RECEIPT_IDS, Inbox
 from tidings.client.store import Direction
 from tidings.delivery import Status
 from tidings.net.channel import FrameReceived
-from tidings.wire import Ack, Deliver
+from tidings.wire import Ack, Deliver, Frame
 
 
 def committed_messages(db: str | Path) -> int:
@@ -120,3 +120,54 @@ async def test_sends_of_one_turn_share_one_transaction_and_are_durable_on_return
 
     mid = await alice.send("bob", "alone")  # a send of its own turn commits on its own
     assert len(commits) == 2 and alice.store.message(mid) is not None
+
+
+async def test_a_burst_is_sealed_in_its_transaction_and_written_after_it_commits(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """The sends of one turn, their encryption (ratchet steps, saved ciphertexts) and later the
+    ✓ of a burst of SENT frames share transactions: nothing reaches the wire before the
+    ciphertexts it carries are durable, and no ✓ is reported before it is recorded."""
+    await relays.start()
+    alice = await clients.new("alice")
+    await clients.register("bob")
+    first = await alice.client.send("bob", "first")  # fetches bob's bundle: a session
+    await alice.until(lambda e: isinstance(e, StatusChanged) and e.message_id == first)
+
+    statements: list[str] = []
+    client = alice.client
+    client._outbox._tcp.reset()  # no late TCP-ack trace point of "first" in between
+    client._outbox._tcp.available = False
+    client.store._db.set_trace_callback(statements.append)
+    conn = client._session.current()
+    assert conn is not None
+    writes: list[tuple[int, int]] = []  # (statements so far, SEND frames) at each write
+    original = conn.send_frames
+
+    def send_frames(frames: list[Frame]) -> None:
+        writes.append((len(statements), len(frames)))
+        original(frames)
+
+    conn.send_frames = send_frames  # type: ignore[method-assign]
+    n = 20
+    ids = await asyncio.gather(*(client.send("bob", f"burst {i}") for i in range(n)))
+    # One transaction: the twenty composes, their ciphertexts, then COMMIT; then the write.
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    commit_at = statements.index("COMMIT")
+    assert any("INTO e2e_sealed" in s for s in statements[:commit_at])
+    assert writes and writes[0] == (commit_at + 1, n)  # all twenty in one write, after it
+
+    sent = await alice.until_all(lambda e: is_status_any(e, Status.SENT), n)
+    assert sorted(e.message_id for e in sent if isinstance(e, StatusChanged)) == sorted(ids)
+    # Each ✓ was committed before it was reported (another connection sees it), and the ✓
+    # took far fewer transactions than messages (SENT frames come in bursts).
+    with sqlite3.connect(client.store.path) as other:
+        marks = "?," * (n - 1) + "?"
+        query = (
+            f"SELECT COUNT(*) FROM messages WHERE stored_at IS NOT NULL AND message_id IN ({marks})"
+        )
+        assert other.execute(query, ids).fetchone()[0] == n
+    assert statements.count("COMMIT") < 1 + n

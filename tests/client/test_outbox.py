@@ -299,7 +299,7 @@ async def test_a_device_linked_during_a_session_gets_copies(
     await relays.start()
     alice1, bob = await clients.new("alice"), await clients.new("bob")
     alice2 = await clients.link(alice1)  # alice1 asked for nothing since its WELCOME
-    assert alice1.client._outbox.known_devices("alice") == (1, 2)
+    assert alice1.client._outbox.recipients.known_devices("alice") == (1, 2)
     mid = await alice1.client.send("bob", "copy for my laptop")
     await bob.until(is_received(mid))
     await alice2.until(is_received(mid))

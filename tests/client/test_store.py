@@ -110,7 +110,7 @@ def test_the_public_names_are_re_exported() -> None:
     assert set(store_package.__all__) == {
         *("MAX_OUTBOX", "SCHEMA_VERSION", "ClientStore", "ConversationSummary", "DeviceStatus"),
         *("Direction", "Identity", "MessageKey", "OutboxFullError", "OutboxItem"),
-        *("OutboxRequest", "StoredMessage", "TraceEntry", "TracePoint"),
+        *("OutboxRequest", "SentMark", "StoredMessage", "TraceEntry", "TracePoint"),
         *("CryptoWrites", "E2EIdentity", "PreKeyRow"),
     }
     assert all(hasattr(store_package, name) for name in store_package.__all__)

@@ -485,26 +485,30 @@ class Client:
         asyncio.get_running_loop().call_soon(self._end_batch)
 
     def _end_batch(self) -> None:
-        """Commit the batch; then report its events, ack what it stored, and let the outbox
-        send (its receipts among the rest)."""
+        """Commit the batch — with its ✓ recorded, its receipts queued and the outbox's next
+        frames sealed in it (:meth:`Outbox.prepare`) — then report its events, ack what it
+        stored, and let the outbox write."""
         if not self._batching:
             return
-        self._batching = False
         try:
             receipts = self._inbox.flush_receipts()
+            if receipts:
+                self._outbox.add_queued(receipts, fresh=True)  # sealed by prepare(), in it
+            self._outbox.prepare()
             self.store.commit_batch()
         except StoreError as exc:
             # Nothing of the batch was kept, so nothing of it may be acked or reported, and the
             # memory of the inbox, outbox and sessions is ahead of the store: stop, as on a
             # full disk (a restart reloads all from the store; the relay still has the items).
-            self.store.rollback_batch()
-            self._inbox.abort_batch()
-            self._held_events.clear()
-            self._session.aborted()
+            if self._batching:  # not undone yet by the store's hook (_on_store_unavailable)
+                self._abort_batch()
             if not isinstance(exc, StoreUnavailable):
                 self._on_store_unavailable(StoreUnavailable(f"error: {exc}", str(exc)))
             self._fail_commit_waiters()
             return
+        self._batching = False
+        if self.storage_failed is not None:
+            return  # a write failed on the way and stopped the client: nothing of it goes
         waiters, self._commit_waiters = self._commit_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -512,14 +516,20 @@ class Client:
         events, self._held_events = self._held_events, []
         for event in events:
             self._emit(event)
-        if self.storage_failed is None:
-            self._session.committed()  # the core acks what the batch stored, reports progress
+        self._session.committed()  # the core acks what the batch stored, reports progress
         try:
-            if receipts:
-                self._outbox.add_queued(receipts)
             self._outbox.release()
         except StoreUnavailable:
             pass  # reported by the store's hook: the client stops
+
+    def _abort_batch(self) -> None:
+        """The batch is not kept: nothing of it is acked, reported or sent."""
+        self._batching = False
+        self._held_events.clear()
+        self._session.aborted()
+        self._inbox.abort_batch()
+        self._outbox.abort_batch()
+        self.store.rollback_batch()
 
     def _on_devices(self, frame: Devices) -> None:
         """A device was linked to this account while the session was open (protocol §6.10)."""
@@ -583,11 +593,7 @@ class Client:
         self.storage_failed = StorageFailed(exc.state, _storage_message(exc))
         log.info("! %s", self.storage_failed.message)
         if self._batching:  # nothing of the open batch is kept, acked or reported
-            self._batching = False
-            self._held_events.clear()
-            self._session.aborted()
-            self._inbox.abort_batch()
-            self.store.rollback_batch()
+            self._abort_batch()
             self._fail_commit_waiters()
         self._outbox.close()
         self._inbox.close()

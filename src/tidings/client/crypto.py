@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,18 +221,30 @@ class DeviceCrypto:
 
     # ------------------------------------------------------------ sending
 
-    def missing_sessions(self, item: OutboxItem, targets: Iterable[DeviceRef]) -> list[DeviceRef]:
-        """The targets ``item`` cannot be sealed for yet (no session, nothing saved)."""
+    def missing_sessions(
+        self,
+        item: OutboxItem,
+        targets: Iterable[DeviceRef],
+        saved: Mapping[DeviceRef, bytes] | None = None,
+    ) -> list[DeviceRef]:
+        """The targets ``item`` cannot be sealed for yet (no session, nothing saved).
+        ``saved``: its saved ciphertexts, if the caller knows them (else read from the store)."""
         if item.kind == ContentKind.RETRY_REQUEST:
             return []
-        saved = self.store.sealed(item.message_id)
+        if saved is None:
+            saved = self.store.sealed(item.message_id)
         return [t for t in targets if t not in saved and not self.has_session(t)]
 
     def seal(
-        self, item: OutboxItem, targets: Iterable[DeviceRef], writes: CryptoWrites
+        self,
+        item: OutboxItem,
+        targets: Iterable[DeviceRef],
+        writes: CryptoWrites,
+        saved: Mapping[DeviceRef, bytes] | None = None,
     ) -> tuple[dict[DeviceRef, bytes], list[tuple[bytes, DeviceRef, bytes]]]:
         """One payload per target; the new ciphertexts to save (with ``writes``) before
-        sending. Call :meth:`missing_sessions` first: every target needs a session.
+        sending. Call :meth:`missing_sessions` first: every target needs a session. ``saved``:
+        as for :meth:`missing_sessions`.
 
         Raises:
             tidings.e2e.NoSessionError: a target has no session.
@@ -240,7 +252,8 @@ class DeviceCrypto:
         if item.kind == ContentKind.RETRY_REQUEST:
             plain = seal_envelope(EnvelopeType.PLAINTEXT, item.content)
             return {t: plain for t in targets}, []
-        saved = self.store.sealed(item.message_id)
+        if saved is None:
+            saved = self.store.sealed(item.message_id)
         padded = pad(item.content)
         payloads: dict[DeviceRef, bytes] = {}
         new: list[tuple[bytes, DeviceRef, bytes]] = []

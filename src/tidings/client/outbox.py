@@ -3,15 +3,14 @@
 The decisions (which entries go when, how a refusal is handled) live in the sans-I/O
 :class:`~tidings.delivery.OutboxScheduler`; :class:`Outbox` only pumps:
 
-* entries the scheduler releases are sealed (:class:`~tidings.client.crypto.DeviceCrypto`: one
-  ciphertext per device, saved with the session state before anything is sent) and sent as
-  SEND frames naming every known device of the recipient account and, for messages, of this
-  account (receipts go to the other account only, except those of a note to self, which go to
-  the own devices; a note to self with no other device is just sent);
+* entries the scheduler releases are sealed (:mod:`~tidings.client.sealing`: one ciphertext
+  per device, saved with the session state before anything is sent) and sent as SEND frames
+  naming the devices :class:`~tidings.client.recipients.Recipients` gives;
 * an entry for a device without a session is held back, with the rest of its lane (G4), while
   the client fetches that device's prekey bundle; :meth:`Outbox.sessions_ready` lets it go;
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
-  flight ("written", the TCP ack), and reports the new statuses;
+  flight ("written", the TCP ack), and reports the new statuses: the ✓ of one store batch are
+  recorded together (:class:`~tidings.client.sentlog.SentLog`);
 * REFUSED updates the known devices (DEVICE_MISMATCH), schedules a retry or fails the entry;
   each refusal is a trace point ``refused:CODE`` (with the reason and the retry delay), and one
   that is not a stale device set is reported (:class:`~tidings.client.events.SendRefused`), so a
@@ -20,6 +19,13 @@ The decisions (which entries go when, how a refusal is handled) live in the sans
 Times: the scheduler runs on the monotonic clock (a step of the wall clock neither stalls nor
 hastens a retry); the store keeps retry times on the wall clock, so they survive a restart, and
 they come back clamped to at most the largest retry delay from now (``outbox_retry_max_seconds``).
+
+Batches: while the client's store batch is open (:meth:`Outbox.hold`) nothing is written to
+the wire. Just before it commits, :meth:`Outbox.prepare` records the batch's ✓ and seals what
+the scheduler releases next *in the batch's transaction* (the ratchet steps and ciphertexts are
+durable with it); after the commit :meth:`Outbox.release` writes those frames. A send composed
+in a turn of the event loop thus costs one transaction with its encryption, and a burst of
+sends or of ✓ one transaction for all of them.
 
 Events are reported only after the commit.
 """
@@ -36,31 +42,32 @@ from ..delivery import (
     RETRY_BASE,
     RETRY_CAP,
     ClockReading,
-    ContentKind,
     OutboxEntry,
     OutboxScheduler,
     RetryPolicy,
     Status,
 )
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
-from ..e2e import NoSessionError, SendingChainMissingError
-from ..errors import FrameError, StoreError, StoreUnavailable
+from ..errors import StoreError, StoreUnavailable
 from ..net.ws import ChannelConnection
 from ..store.base import DeviceRef
-from ..wire import ErrorCode, Frame, Refused, Send, Sent, Target
+from ..wire import ErrorCode, Frame, Refused, Sent
 from .clocks import Clocks
 from .connect import TcpAckWatcher
 from .crypto import DeviceCrypto
 from .events import ClientEvent, SendRefused, StatusChanged, code_name
-from .store import ClientStore, CryptoWrites, OutboxItem, TracePoint
+from .recipients import Recipients
+from .sealing import seal_entries
+from .sentlog import SentLog
+from .store import ClientStore, OutboxItem, TracePoint
 
 log = logging.getLogger("tidings.client")
 
 #: Seconds before entries go again after the store failed to save their ciphertexts.
 STORE_RETRY = 1.0
 
-#: Content sent to another account without copies for this account's other devices.
-_NO_OWN_COPIES = frozenset({ContentKind.RECEIPT, ContentKind.RETRY_REQUEST})
+#: SEND frames sealed in a batch, written after its commit: the connection and the frames' ids.
+_Prepared = tuple[ChannelConnection, list[Frame], list[bytes]]
 
 
 class Outbox:
@@ -108,18 +115,22 @@ class Outbox:
         self._server_time = server_time
         self._retry_cap = retry[1]
         self.scheduler = OutboxScheduler(RetryPolicy(random, *retry), window)
-        #: The known devices of each account (see :meth:`known_devices`).
-        self.devices: dict[str, tuple[int, ...]] = {}
+        #: What this client knows of each account's devices; who each send goes to.
+        self.recipients = Recipients(me)
+        #: The known devices of each account (:attr:`Recipients.devices`).
+        self.devices = self.recipients.devices
         self._targets: dict[bytes, tuple[DeviceRef, ...]] = {}
-        #: The relay wants own copies of every send (an older relay: see :meth:`_targets_of`).
-        self._own_copies_always = False
         self._drained = asyncio.Event()  # set whenever an outbox entry is done (sent or failed)
         self._timer: asyncio.TimerHandle | None = None
         self._held = False  # see hold()
         self._pump_wanted = False
-        self._tcp = TcpAckWatcher(self._on_tcp_acked, clocks.wall)
-        self._trace_buffer: dict[bytes, list[tuple[str, float, str | None]]] = {}
+        self._prepared: _Prepared | None = None  # see prepare()
+        #: The trace points of entries in flight and the ✓ of the open batch.
+        self.log = SentLog(store, emit)
+        self._tcp = TcpAckWatcher(self.log.on_tcp_acked, clocks.wall)
         self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
+        #: Entries known to have no saved ciphertext (new, not sealed yet): no store read.
+        self._fresh: set[bytes] = set()
         t = clocks.read()
         for item in store.pending():
             self._add_entry(item, t)
@@ -127,8 +138,11 @@ class Outbox:
     def _add_entry(self, item: OutboxItem, t: ClockReading) -> None:
         """Mirror a stored entry; its stored retry time (wall clock) becomes a monotonic one."""
         self._items[item.message_id] = item
-        at = t.to_mono(item.next_attempt_at, 0.0, self._retry_cap) if item.next_attempt_at else 0.0
-        self.scheduler.add(dataclasses.replace(item.entry(), next_attempt_at=at))
+        entry = item.entry()
+        if item.next_attempt_at:  # else 0.0, on either clock: now
+            at = t.to_mono(item.next_attempt_at, 0.0, self._retry_cap)
+            entry = dataclasses.replace(entry, next_attempt_at=at)
+        self.scheduler.add(entry)
 
     def __len__(self) -> int:
         return len(self.scheduler)
@@ -142,7 +156,7 @@ class Outbox:
     def on_disconnect(self) -> None:
         """The session is gone: what was in flight goes again on the next one."""
         self.scheduler.on_disconnect()
-        self._own_copies_always = False  # the next connection may be to an upgraded relay
+        self.recipients.on_disconnect()
         self._fetching.clear()
         self._tcp.reset()
 
@@ -171,17 +185,22 @@ class Outbox:
     # ---------------------------------------------------------------- queueing
 
     def add(self, item: OutboxItem) -> None:
-        """Queue an entry already committed to the store, and pump."""
+        """Queue a new entry (just composed: no ciphertext of it is saved yet) already
+        written to the store, and pump."""
         self._add_entry(item, self._clocks.read())
+        self._fresh.add(item.message_id)
         self.pump()
 
-    def add_queued(self, ids: Iterable[bytes]) -> None:
-        """Queue the entries the store holds under ``ids``, and pump."""
+    def add_queued(self, ids: Iterable[bytes], *, fresh: bool = False) -> None:
+        """Queue the entries the store holds under ``ids``, and pump. ``fresh``: they were
+        just queued under new ids (no ciphertext of them is saved yet)."""
         t = self._clocks.read()
         for mid in ids:
             item = self.store.outbox_item(mid)
             if item is not None:
                 self._add_entry(item, t)
+                if fresh:
+                    self._fresh.add(mid)
         self.pump()
 
     def hold(self) -> None:
@@ -189,40 +208,84 @@ class Outbox:
         goes on the wire (ciphertext of ratchet steps, receipts) must not run ahead of it."""
         self._held = True
 
+    def prepare(self) -> None:
+        """The batch is about to commit: record its ✓ and seal, in its transaction, what the
+        scheduler releases now; :meth:`release` writes it once the batch committed.
+
+        Raises:
+            StoreError: the ✓ could not be recorded (the batch must not commit).
+        """
+        self.log.flush()
+        if self._pump_wanted:
+            self._pump_wanted = False
+            self._prepared = self._seal_next()
+            self.log.flush()  # notes to self, ✓ at once
+
     def release(self) -> None:
-        """The batch committed: pump if anything asked to meanwhile."""
+        """The batch committed: write what :meth:`prepare` sealed; pump if anything asked to
+        since."""
         self._held = False
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            self._write(prepared)
         if self._pump_wanted:
             self._pump_wanted = False
             self.pump()
+
+    def abort_batch(self) -> None:
+        """The batch was rolled back: nothing sealed in it goes, its ✓ were not recorded, and
+        the sessions in memory are ahead of the store (reloaded)."""
+        self._prepared = None
+        self._pump_wanted = False
+        self.log.drop()
+        self.crypto.reload()
 
     def pump(self) -> None:
         """Send what the scheduler releases now; re-arm the timer for what it holds back."""
         if self._held:
             self._pump_wanted = True
             return
+        prepared = self._seal_next()
+        if prepared is not None:
+            self._write(prepared)
+        self.log.flush()  # notes to self
+
+    def _seal_next(self) -> _Prepared | None:
+        """Seal the entries the scheduler releases now (their ciphertexts saved with the
+        session states); re-arm the timer for what it holds back."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         conn = self._session()
         if conn is None:
-            return
+            return None
         t = self._clocks.read()
         entries = self.scheduler.handle_timer(t.mono)
+        prepared: _Prepared | None = None
         if entries:
             frames, ids, notes = self._build(entries, t)
-            conn.send_frames(frames)
-            conn.flush()  # write now: the trace's "written" and the TCP-ack target need it
-            written = self._clock()
-            for mid in ids:
-                self._trace_later(mid, TracePoint.WRITTEN, written)
-            self._tcp.written(conn, ids)
+            if frames:
+                prepared = (conn, frames, ids)
             for mid in notes:  # a note to self with no other device: nothing to relay
                 self.on_sent(Sent(mid, self._server_time()))
         deadline = self.scheduler.next_deadline()
         if deadline is not None:
             delay = max(0.0, deadline - self._mono())
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        return prepared
+
+    def _write(self, prepared: _Prepared) -> None:
+        """Write sealed SEND frames (now: the trace's "written" and the TCP-ack target need
+        it), unless their connection is gone (its entries go again on the next one)."""
+        conn, frames, ids = prepared
+        if conn is not self._session():
+            return
+        conn.send_frames(frames)
+        conn.flush()
+        written = self._clock()
+        for mid in ids:
+            self.log.later(mid, TracePoint.WRITTEN, written)
+        self._tcp.written(conn, ids)
 
     def _on_timer(self) -> None:
         try:
@@ -239,78 +302,29 @@ class Outbox:
         self, entries: list[OutboxEntry], t: ClockReading
     ) -> tuple[list[Frame], list[bytes], list[bytes]]:
         """The SEND frames for released entries (their ciphertexts saved first), their ids,
-        and the ids of notes to self that need no relay. Entries that need sessions are held
-        (with the rest of their lane) and the fetch started."""
-        frames: list[Frame] = []
-        ids: list[bytes] = []
-        held: set[str] = set()
-        writes = CryptoWrites(t.wall)
-        sealed: list[tuple[bytes, DeviceRef, bytes]] = []
-        notes: list[bytes] = []
-        for e in entries:
-            item = self._items.get(e.message_id)
-            if item is None:
-                continue
-            if e.lane in held:
-                self.scheduler.hold(e.message_id)
-                continue
-            targets = self._targets_of(item)
-            if not targets:
-                notes.append(e.message_id)
-                continue
-            missing = self.crypto.missing_sessions(item, targets)
-            try:
-                if not missing:
-                    payloads, new = self.crypto.seal(item, targets, writes)
-            except (NoSessionError, SendingChainMissingError):
-                missing = list(targets)
-            if missing:
-                self.scheduler.hold(e.message_id)
-                held.add(e.lane)
-                self._start_fetch(e.lane, missing)
-                continue
-            try:
-                frame = Send(
-                    item.message_id,
-                    item.recipient,
-                    tuple(Target(t.account, t.device_id, payloads[t]) for t in targets),
-                )
-            except FrameError as exc:  # cannot be sent as it is: fail it, keep the rest going
-                self._fail_locally(e.message_id, exc.code, exc.reason)
-                continue
-            sealed += new
-            self._targets[item.message_id] = tuple(targets)
-            frames.append(frame)
-            ids.append(e.message_id)
-        if sealed:
+        and the ids of notes to self that need no relay (see :func:`seal_entries`). Entries
+        that need sessions are held (with the rest of their lane) and the fetch started."""
+        out = seal_entries(entries, self._items, self.recipients, self.crypto, self._fresh, t.wall)
+        for mid in out.held:
+            self.scheduler.hold(mid)
+        for lane, devices in out.fetch.items():
+            self._start_fetch(lane, devices)
+        for mid, code, reason in out.invalid:
+            self._fail_locally(mid, code, reason)
+        self._fresh.difference_update(out.ids)
+        self._targets.update(out.targets)
+        if out.ciphertexts:
             try:
                 # the ratchet moved: durable (with the ciphertexts) before it leaves
-                self.store.save_sealed(sealed, writes)
+                self.store.save_sealed(out.ciphertexts, out.writes)
             except StoreError as exc:
                 if not isinstance(exc, StoreUnavailable):  # that one stops the client
                     log.exception("! could not save ciphertexts; retrying shortly")
                 self.crypto.reload()
-                for mid in ids:
+                for mid in out.ids:
                     self.scheduler.hold(mid, t.mono + STORE_RETRY)
-                frames, ids = [], []
-        return frames, ids, notes
-
-    def _targets_of(self, item: OutboxItem) -> list[DeviceRef]:
-        """Every device of the recipient, and, for content the own devices use (messages and
-        resends: sent-message sync), every other device of this account. Receipts and retry
-        requests go to the other account only (the relay takes a copy for every own device or
-        for none): the own devices have no use for them, and an offline one would fill its
-        queue with them until it blocked every send of the account.
-
-        A relay older than that rule refuses such a send with DEVICE_MISMATCH naming own
-        devices as missing (the newer one never does); from then on, for the rest of the
-        connection, every send carries own copies again."""
-        own = self.me.account
-        targets = [DeviceRef(item.recipient, d) for d in self.known_devices(item.recipient)]
-        copies = item.kind not in _NO_OWN_COPIES or self._own_copies_always
-        if item.recipient != own and copies:
-            targets += [DeviceRef(own, d) for d in self.known_devices(own)]
-        return [t for t in targets if t != self.me]
+                return [], [], out.notes
+        return out.frames, out.ids, out.notes
 
     def _start_fetch(self, lane: str, devices: list[DeviceRef]) -> None:
         if lane in self._fetching:
@@ -329,8 +343,9 @@ class Outbox:
         """The entry left the scheduler for good: record and report the failure."""
         now = self._clock()
         item = self._items.pop(message_id, None)
+        self._fresh.discard(message_id)
         self._drained.set()
-        self._flush_trace(message_id)
+        self.log.flush_trace(message_id)
         self.store.mark_failed(message_id, code, reason, now)
         if item is not None:
             self._emit(SendRefused(message_id, item.recipient, item.kind, code, reason, now, None))
@@ -346,28 +361,24 @@ class Outbox:
     # ---------------------------------------------------------------- answers
 
     def on_sent(self, frame: Sent) -> None:
-        """The relay stored an entry (✓)."""
+        """The relay stored an entry (✓): recorded with the batch's others (see
+        :meth:`prepare`), or at once outside a batch."""
         self._tcp.poll_now()
         if self.scheduler.on_sent(frame.message_id) is None:
             return
         self._drained.set()
-        now = self._clock()
         item = self._items.pop(frame.message_id, None)
+        self._fresh.discard(frame.message_id)
         targets = self._targets.pop(frame.message_id, ())
         # The statuses are the recipient account's devices: for a note to self, the other own
         # devices (their delivered receipts come back like anyone's); else not the own copies.
         if item is not None and item.recipient == self.me.account:
-            recipients = list(targets)
+            recipients = tuple(targets)
         else:
-            recipients = [t for t in targets if t.account != self.me.account]
-        if self.store.mark_sent(frame.message_id, frame.stored_at, now, recipients):
-            self._flush_trace(frame.message_id)
-            overall = self.store.message_status(frame.message_id)
-            if overall is not None:
-                for device in recipients:
-                    self._emit(StatusChanged(frame.message_id, device, Status.SENT, overall, now))
-                if not recipients:  # a note to self with no other device: for no device
-                    self._emit(StatusChanged(frame.message_id, None, Status.SENT, overall, now))
+            recipients = tuple(t for t in targets if t.account != self.me.account)
+        self.log.sent(frame.message_id, frame.stored_at, self._clock(), recipients)
+        if not self._held:
+            self.log.flush()
         self.pump()
 
     def on_refused(self, frame: Refused) -> None:
@@ -378,16 +389,15 @@ class Outbox:
         self._targets.pop(mid, None)
         point = f"{TracePoint.REFUSED}:{code_name(frame.code)}"
         if isinstance(action, RefreshDevices):
-            self._note_old_relay(frame)
-            self._apply_device_diff(frame)
+            self.recipients.on_mismatch(frame, self._items.get(mid))
             self.scheduler.devices_refreshed(action.lane)
             detail = f"missing={_refs(frame.missing)} stale={_refs(frame.stale)}"
-            self._flush_trace(mid, (point, t.wall, detail))
+            self.log.flush_trace(mid, (point, t.wall, detail))
         elif isinstance(action, RetryAt):
             retry_at = t.to_wall(action.at)
             detail = f"{frame.reason}; retry in {action.at - t.mono:.1f} s"
-            self._trace_later(mid, point, t.wall, detail)
-            self.store.set_attempt(mid, action.attempts, retry_at, self._trace_buffer.pop(mid))
+            self.log.later(mid, point, t.wall, detail)
+            self.store.set_attempt(mid, action.attempts, retry_at, self.log.pop(mid))
             item = self._items.get(mid)
             if item is not None:
                 self._emit(
@@ -398,55 +408,6 @@ class Outbox:
         elif isinstance(action, Failed):
             self._report_failed(mid, frame.code, frame.reason)
         self.pump()
-
-    def _note_old_relay(self, frame: Refused) -> None:
-        """A send without own copies refused for missing own devices: an older relay."""
-        item = self._items.get(frame.message_id)
-        if item is None or item.kind not in _NO_OWN_COPIES or self._own_copies_always:
-            return
-        if any(account == self.me.account for account, _ in frame.missing):
-            log.info("= this relay wants own copies of receipts too")
-            self._own_copies_always = True
-
-    def known_devices(self, account: str) -> tuple[int, ...]:
-        """The devices of ``account`` as far as this client knows. Unknown accounts are
-        guessed to have device 1 (own account: only this device); a wrong guess costs one
-        DEVICE_MISMATCH answer, which names the real set."""
-        known = self.devices.get(account)
-        if known is not None:
-            return known
-        return (self.me.device_id,) if account == self.me.account else (1,)
-
-    def _apply_device_diff(self, frame: Refused) -> None:
-        changed: dict[str, set[int]] = {}
-        for account, device_id in frame.missing:
-            cur = changed.setdefault(account, set(self.known_devices(account)))
-            cur.add(device_id)
-        for account, device_id in frame.stale:
-            cur = changed.setdefault(account, set(self.known_devices(account)))
-            cur.discard(device_id)
-        for account, ids in changed.items():
-            self.devices[account] = tuple(sorted(ids))
-
-    # ---------------------------------------------------------------- trace
-
-    def _trace_later(self, mid: bytes, point: str, at: float, detail: str | None = None) -> None:
-        self._trace_buffer.setdefault(mid, []).append((point, at, detail))
-
-    def _flush_trace(self, mid: bytes, *more: tuple[str, float, str | None]) -> None:
-        points = self._trace_buffer.pop(mid, []) + list(more)
-        if points:
-            self.store.add_traces(mid, points)
-
-    def _on_tcp_acked(self, ids: list[bytes], at: float) -> None:
-        for mid in ids:
-            if mid in self._trace_buffer:
-                self._trace_later(mid, TracePoint.TCP_ACKED, at)
-                continue
-            try:  # ✓ came first: the trace is already committed
-                self.store.add_traces(mid, [(TracePoint.TCP_ACKED, at, None)])
-            except StoreUnavailable:
-                return  # the store told the client, which stops
 
 
 def _refs(refs: Iterable[tuple[str, int]]) -> str:

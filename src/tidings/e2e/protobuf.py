@@ -20,8 +20,14 @@ class ProtobufError(ValueError):
     """Bytes that are not a well-formed message. Callers translate it to their own error."""
 
 
+#: The one-byte varints (0..127): field keys, small counters and ids, short lengths.
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+
+
 def varint(value: int) -> bytes:
     """``value`` as a base-128 varint."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]  # most varints of a message: no loop, no bytearray
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7

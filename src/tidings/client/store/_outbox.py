@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from tidings.delivery import ContentKind, Message, Status
-from tidings.errors import StoreError
+from tidings.delivery import ContentKind, Message, Status, advance, rollup
+from tidings.errors import IntegrityError, StoreError
 from tidings.store.base import DeviceRef
 
 from . import records
+from ._sql import _POINT as POINT
 from ._sql import MSG_COLS, NEXT_SHOWN, Database, outbox_item_from_row
-from .records import Direction, OutboxFullError, OutboxItem, OutboxRequest, TracePoint
+from .records import Direction, OutboxFullError, OutboxItem, OutboxRequest, SentMark, TracePoint
 
 
 class Outbox(Database):
     """The outbox methods of :class:`~tidings.client.store.ClientStore`."""
+
+    _me_cache: DeviceRef | None = None
 
     def compose(
         self, message_id: bytes, recipient: str, conversation: str, body: bytes, now: float
@@ -134,18 +138,107 @@ class Outbox(Database):
         Returns:
             False (and nothing changes) if the entry is not in the outbox: a repeated ✓.
         """
+        mark = SentMark(message_id, stored_at, at, tuple(devices))
+        return message_id in self.mark_sent_many([mark])[0]
+
+    def mark_sent_many(self, marks: Sequence[SentMark]) -> tuple[set[bytes], dict[bytes, Status]]:
+        """Record the ✓ of several entries (a burst of SENT frames) in ONE transaction, each as
+        :meth:`mark_sent` does, with its buffered trace points; a handful of statements for
+        the whole burst rather than ~10 per entry.
+
+        Returns:
+            The ids newly marked (an entry no longer in the outbox — a repeated ✓ — changes
+            nothing), and the roll-up status of each of them that is a sent message (as
+            :meth:`message_status` would now return it).
+
+        Raises:
+            IntegrityError: a trace point is not a point name; nothing is recorded.
+        """
+        unique: dict[bytes, SentMark] = {}
+        for m in marks:  # a ✓ repeated in the burst counts once (the first)
+            unique.setdefault(m.message_id, m)
+        marks = list(unique.values())
         with self._tx() as db:
-            if not db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount:
-                return False
-            db.execute("DELETE FROM e2e_sealed WHERE message_id = ?", (message_id,))
-            db.execute(
-                "UPDATE messages SET stored_at = ? WHERE message_id = ? AND direction = ?",
-                (stored_at, message_id, Direction.OUT),
+            ids = _in_chunks(
+                db,
+                "DELETE FROM outbox WHERE message_id IN ({}) RETURNING message_id",
+                [m.message_id for m in marks],
             )
-            for device in devices:
-                self._advance(db, message_id, device, Status.SENT, at)
-            self._trace(db, message_id, TracePoint.SENT, at, f"stored_at={stored_at}")
-            return True
+            done = {bytes(r[0]) for r in ids}
+            marks = [m for m in marks if m.message_id in done]
+            if not marks:
+                return set(), {}
+            mids = [m.message_id for m in marks]
+            _in_chunks(db, "DELETE FROM e2e_sealed WHERE message_id IN ({})", mids)
+            sent = {
+                bytes(mid): (recipient, failed)
+                for mid, recipient, failed in _in_chunks(
+                    db,
+                    "SELECT message_id, recipient, failed_code FROM messages"
+                    f" WHERE direction = {int(Direction.OUT)} AND message_id IN ({{}})",
+                    mids,
+                )
+            }
+            db.executemany(
+                "UPDATE messages SET stored_at = ? WHERE message_id = ? AND direction = ?",
+                [(m.stored_at, m.message_id, Direction.OUT) for m in marks if m.message_id in sent],
+            )
+            statuses = self._advance_many(db, marks)
+            traces = [
+                (m.message_id, point, t, detail)
+                for m in marks
+                for point, t, detail in (
+                    *m.trace,
+                    (TracePoint.SENT, m.at, f"stored_at={m.stored_at}"),
+                )
+            ]
+            self._insert_traces(db, traces)
+        at_devices: dict[bytes, dict[DeviceRef, Status]] = {mid: {} for mid in sent}
+        for (mid, device), status in statuses.items():
+            if mid in sent and device.account == sent[mid][0]:
+                at_devices[mid][device] = status
+        overall = {
+            mid: Status.FAILED if failed is not None else rollup(at_devices[mid], sent=True)
+            for mid, (_, failed) in sent.items()
+        }
+        return done, overall
+
+    def _advance_many(
+        self, db: sqlite3.Connection, marks: Sequence[SentMark]
+    ) -> dict[tuple[bytes, DeviceRef], Status]:
+        """Move every mark's devices to SENT (by :func:`advance`); return each message's
+        statuses afterwards, at every device that has one."""
+        current = {
+            (bytes(mid), DeviceRef(account, device)): Status(st)
+            for mid, account, device, st in _in_chunks(
+                db,
+                "SELECT message_id, account, device_id, status FROM statuses"
+                " WHERE message_id IN ({})",
+                [m.message_id for m in marks],
+            )
+        }
+        rows = []
+        for m in marks:
+            for device in m.devices:
+                key = (m.message_id, device)
+                if advance(current.get(key), Status.SENT) is not None:
+                    current[key] = Status.SENT
+                    rows.append(
+                        (m.message_id, device.account, device.device_id, int(Status.SENT), m.at)
+                    )
+        db.executemany("INSERT OR REPLACE INTO statuses VALUES (?, ?, ?, ?, ?)", rows)
+        return current
+
+    def _insert_traces(
+        self, db: sqlite3.Connection, rows: Sequence[tuple[bytes, str, float, str | None]]
+    ) -> None:
+        for _, point, _, _ in rows:  # a TracePoint member is a point name by construction
+            if type(point) is not TracePoint and not POINT.fullmatch(point):
+                raise IntegrityError(f"not a trace point name: {point!r}")
+        db.executemany(
+            "INSERT INTO trace (message_id, point, at, detail) VALUES (?, ?, ?, ?)",
+            [(mid, str(point), at, detail) for mid, point, at, detail in rows],
+        )
 
     def mark_failed(self, message_id: bytes, code: int, reason: str, at: float) -> bool:
         """Refused for good. One transaction: remove the entry, record the failure (status
@@ -163,12 +256,29 @@ class Outbox(Database):
             return True
 
     def _me(self, db: sqlite3.Connection) -> DeviceRef:
-        row = db.execute("SELECT account, device_id FROM identity").fetchone()
-        if row is None:
-            raise StoreError("no identity saved yet")
-        return DeviceRef(row[0], row[1])
+        """This device (read once: :meth:`save_identity` forgets it)."""
+        if self._me_cache is None:
+            row = db.execute("SELECT account, device_id FROM identity").fetchone()
+            if row is None:
+                raise StoreError("no identity saved yet")
+            self._me_cache = DeviceRef(row[0], row[1])
+        return self._me_cache
 
     def _check_room(self, db: sqlite3.Connection) -> None:
         limit = records.MAX_OUTBOX  # read at call time: tests lower it
         if db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] >= limit:
             raise OutboxFullError(f"the outbox is full ({limit} entries waiting to be sent)")
+
+
+#: Most ``?`` of one ``IN (...)`` list: under SQLite's smallest variable limit (999, before
+#: 3.32), and large enough that a burst of ✓ costs a few statements.
+IN_CHUNK = 500
+
+
+def _in_chunks(db: sqlite3.Connection, sql: str, values: Sequence[Any]) -> list[Any]:
+    """Run ``sql`` (its ``{}`` an ``IN`` list) over ``values`` in chunks; all its rows."""
+    rows: list[Any] = []
+    for i in range(0, len(values), IN_CHUNK):
+        chunk = values[i : i + IN_CHUNK]
+        rows += db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows

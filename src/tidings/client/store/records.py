@@ -26,6 +26,7 @@ __all__ = [
     "OutboxFullError",
     "OutboxItem",
     "OutboxRequest",
+    "SentMark",
     "StoredMessage",
     "TraceEntry",
     "TracePoint",
@@ -98,6 +99,19 @@ class OutboxRequest:
     content: bytes
     kind: ContentKind
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SentMark:
+    """A ✓ to record (:meth:`ClientStore.mark_sent_many`): the relay stored ``message_id`` at
+    ``stored_at`` (its clock); heard at ``at`` (ours); SENT at ``devices``; with the trace
+    points ``(point, at, detail)`` buffered while it was in flight (written, TCP-acked)."""
+
+    message_id: bytes
+    stored_at: float
+    at: float
+    devices: tuple[DeviceRef, ...] = ()
+    trace: tuple[tuple[str, float, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

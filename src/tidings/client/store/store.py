@@ -120,6 +120,7 @@ class ClientStore(Outbox, Incoming, Crypto):
     def save_identity(self, identity: Identity) -> None:
         """Save (or replace) this device's identity. One transaction."""
         i = identity
+        self._me_cache = None
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
