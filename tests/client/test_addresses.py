@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from tidings.client import connect
 from tidings.client.addresses import RelayAddresses
 from tidings.client.connect import connect_first
 
@@ -59,3 +60,35 @@ async def test_a_cancelled_connect_first_leaves_no_attempt_running() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def _hanging_server() -> tuple[socket.socket, list[socket.socket]]:
+    """A loopback listener whose accept queue is full: the kernel drops further SYNs, so a
+    connect to it hangs (as to a stale address that black-holes them)."""
+    server = socket.create_server(("127.0.0.5", 0), backlog=0)
+    fillers = []
+    for _ in range(2):  # Linux queues backlog + 1
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(server.getsockname())
+        fillers.append(filler)
+    return server, fillers
+
+
+async def test_once_the_last_good_address_fails_a_hanging_one_gets_only_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grace = 0.3
+    monkeypatch.setattr(connect, "TRUSTED_FAILED_GRACE", grace)
+    server, fillers = _hanging_server()
+    port = server.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(ConnectionRefusedError):  # the last good one's error
+            await connect_first(["127.0.0.5", "127.0.0.6"], port, trusted="127.0.0.6")
+        took = loop.time() - started
+        assert grace - 0.05 <= took < grace + 2.0  # not the connect timeout
+    finally:
+        for s in [server, *fillers]:
+            s.close()

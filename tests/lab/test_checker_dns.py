@@ -22,7 +22,7 @@ from tidings.lab.device_log import link_path
 from tidings.lab.dns import Mode, Zone, build_query, parse_query
 from tidings.lab.record import Fault
 
-DNS_BOUND = 2.0 + 5.0 + 0.25 + 3.0  # cap, resolve timeout, attempt delay, slack
+DNS_BOUND = 10.0 + 2.0 + 5.0 + 0.25 + 3.0  # connect timeout, cap, resolve, attempt delay, slack
 K0, K1 = 110.0, 110.5  # the relay's restart, while the resolver times out
 DNS_END = K1 + DNS_BOUND + 2.0  # the scenario holds DNS broken until every device is back
 
@@ -73,6 +73,17 @@ def test_a_device_that_forgot_the_address_is_unrecovered(tmp_path: Path) -> None
     result = check(r.finish())
     assert [(v.kind, v.device) for v in result.violations] == [("unrecovered", "bob.1")]
     assert "relay_restart" in result.violations[0].detail
+
+
+def test_a_later_restart_cutting_a_device_that_came_back_is_not_held_against_this_one(
+    tmp_path: Path,
+) -> None:
+    r = _dns_run(tmp_path)
+    for label in ("alice.1", "bob.1"):  # back at once, then the next phase's restart cuts them
+        back = [(K1 + 1.0, "connected"), (K1 + 6.0, "disconnected"), (K1 + 30.0, "connected")]
+        _link(r, label, (100.1, "connected"), (K0, "disconnected"), *back)
+    result = check(r.finish())
+    assert result.ok, format_violations(result)
 
 
 def _route_run(tmp_path: Path, back: float | None) -> FakeRun:

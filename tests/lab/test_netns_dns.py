@@ -9,6 +9,7 @@ bind-mounts its ``resolv.conf``); TCP probes use a socket created inside the nam
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from tidings.lab.netns import (
     kernel_faults_available,
     sweep_orphans,
 )
-from tidings.lab.netns_cmd import NETNS_ETC
+from tidings.lab.netns_cmd import NETNS_ETC, _pid_alive
 from tidings.lab.procs import ProcRegistry
 
 _UNAVAILABLE = kernel_faults_available()
@@ -172,3 +173,14 @@ def test_a_killed_lab_leaves_its_resolver_and_etc_to_the_next_sweep(tmp_path: Pa
     assert not (NETNS_ETC / f"{prefix}c1").exists()
     for pid in resolver_pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_a_zombie_lab_counts_as_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    # wait for its exit but leave it unreaped: a zombie, as a lab killed -9 is until its shell
+    # waits for it
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    assert not _pid_alive(child.pid)
+    child.wait()
+    assert not _pid_alive(child.pid)
+    assert _pid_alive(os.getpid())

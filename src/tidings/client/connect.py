@@ -113,23 +113,32 @@ def _close_won(task: asyncio.Task[socket.socket]) -> None:
         task.result().close()
 
 
-async def connect_first(addresses: list[str], port: int) -> tuple[socket.socket, str]:
+async def connect_first(
+    addresses: list[str], port: int, trusted: str | None = None
+) -> tuple[socket.socket, str]:
     """Connect to the first of ``addresses`` that answers, starting each next one
     :data:`ATTEMPT_DELAY` after the previous (or at once when it failed); the others are
-    cancelled (RFC 8305 §5).
+    cancelled (RFC 8305 §5). Once ``trusted`` (the last good address) has failed, the attempts
+    still running get :data:`TRUSTED_FAILED_GRACE` more seconds, not the whole connect timeout.
 
     Raises:
-        OSError: every address failed (the first one's error).
+        OSError: every address failed, or ``trusted`` did and the rest did not answer within
+            the grace (the first error).
     """
     pending: dict[asyncio.Task[socket.socket], str] = {}
     errors: list[BaseException] = []
     queue = list(addresses)
+    give_up: float | None = None  # the loop time after which the rest is not waited for
+    loop = asyncio.get_running_loop()
     try:
         while queue or pending:
             if queue:
                 address = queue.pop(0)
                 pending[asyncio.ensure_future(_connect_one(address, port))] = address
             wait = ATTEMPT_DELAY if queue else None
+            if give_up is not None:
+                left = max(0.0, give_up - loop.time())
+                wait = left if wait is None else min(wait, left)
             done, _ = await asyncio.wait(pending, timeout=wait, return_when="FIRST_COMPLETED")
             for task in done:
                 address = pending.pop(task)
@@ -137,6 +146,10 @@ async def connect_first(addresses: list[str], port: int) -> tuple[socket.socket,
                 if exc is None:
                     return task.result(), address
                 errors.append(exc)
+                if address == trusted:
+                    give_up = loop.time() + TRUSTED_FAILED_GRACE
+            if give_up is not None and not done and not queue and loop.time() >= give_up:
+                break
     finally:
         for task in pending:
             task.cancel()
@@ -144,6 +157,13 @@ async def connect_first(addresses: list[str], port: int) -> tuple[socket.socket,
     if errors and isinstance(errors[0], OSError):
         raise errors[0]
     raise OSError(f"no address could be connected ({errors[0] if errors else 'none'})")
+
+
+#: Seconds the other attempts still get once the last good address failed (the relay is down
+#: or restarting there): an unproven address that answers at all does so in one round trip
+#: (plus a lost SYN's 1 s retransmission); a stale one that black-holes SYNs then costs 2 s, not
+#: the rest of the connect timeout, and the backoff tries both again soon.
+TRUSTED_FAILED_GRACE = 2.0
 
 
 def peer_address(conn: ChannelConnection) -> str | None:
@@ -214,7 +234,7 @@ async def open_channel(
         if not plan:
             assert failure is not None
             raise failure
-        sock, _ = await connect_first(plan, port)
+        sock, _ = await connect_first(plan, port, trusted=addresses.last_good)
         return sock
 
     try:

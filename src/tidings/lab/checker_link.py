@@ -10,9 +10,9 @@ the client's own backoff. These rules read the devices' connection logs
 kind               G     a violation is
 =================  ====  =======================================================================
 ``unrecovered``    G7    a fault with ``reconnect_within`` (seconds) in its detail ended at
-                         ``end``, and at ``end + reconnect_within`` its device (the fault's
-                         target) was not in session: its last connection event by then was a
-                         disconnect or a failed attempt, or it had none
+                         ``end``, and its device (the fault's target) was neither in session
+                         at ``end`` nor opened a session by ``end + reconnect_within``
+                         (:func:`recovered_in`): it never came back, or too late
 ``hinted``         G7    a fault's detail says ``hints: false`` but its device logged a start
                          with reconnect hints on: the run cannot prove the client's own backoff
 =================  ====  =======================================================================
@@ -112,12 +112,18 @@ def _in_session(events: list[LinkEvent], at: float) -> tuple[bool, LinkEvent | N
 
 
 def recovered_in(events: list[LinkEvent], start: float, end: float) -> float | None:
-    """Seconds from ``end`` to the session the device had after the fault began: the first
-    ``connected`` after its last disconnect or failed attempt since ``start`` (negative if it
-    came back during the fault); ``None`` if it is not in session after that."""
-    cut = [e.t for e in events if e.t >= start and e.ev in _SESSION and not _SESSION[e.ev]]
-    since = max(cut, default=start)
-    back = [e.t for e in events if e.t >= since and e.ev == "connected"]
+    """Seconds from the end of a fault ``[start, end]`` until the device was in session again.
+
+    In session at ``end`` on a session opened during the fault: negative (it came back during
+    the fault, e.g. through its last good address while its resolver failed); on one opened
+    before the fault: 0 (the fault never cut it). Otherwise the first session opened after
+    ``end``; ``None`` if there is none. What happens after that first session (a later fault
+    cutting it again) is not this fault's business.
+    """
+    ok, last = _in_session(events, end)
+    if ok and last is not None:
+        return min(0.0, last.t - end) if last.t >= start else 0.0
+    back = [e.t for e in events if e.t > end and e.ev == "connected"]
     return (back[0] - end) if back else None
 
 
@@ -152,11 +158,11 @@ def link_violations(record: RunRecord) -> Iterator[Violation]:
 def _unrecovered(f: Fault, bound: float, events: list[LinkEvent]) -> Iterator[Violation]:
     assert f.end is not None
     kind, device, start, end = f.kind, f.target, f.start, f.end
-    ok, last = _in_session(events, end + bound)
-    if ok:
-        return
     took = recovered_in(events, start, end)
+    if took is not None and took <= bound:
+        return
     late = f"; in session {took:.1f} s after it ended" if took is not None else "; never again"
+    _, last = _in_session(events, end + bound)
     why = "no connection event at all"
     if last is not None:
         reason = last.detail.get("reason", "")

@@ -132,13 +132,19 @@ def remove_etc(ns: str) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie (killed, not yet reaped by its parent) is dead: a lab
+    killed with SIGKILL is one until its shell reaps it, and its namespaces are orphans."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: signal 0 is all there is to know
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _orphan(name: str) -> bool:

@@ -17,9 +17,10 @@ stops answering, then answers SERVFAIL, then answers a stale address (:data:`WRO
 where no relay is any more) — and while it is broken the relay restarts, so every device must
 connect again *during* the failure: through the last address that proved to be the relay
 (:class:`~tidings.client.addresses.RelayAddresses`). Each restart's fault line per device
-carries ``reconnect_within`` = :func:`dns_bound` (the backoff cap, the resolver timeout, one
-attempt delay and the slack); the resolver stays broken until every device is back or that
-bound has passed, so a client that forgot the address fails the checker's ``unrecovered``.
+carries ``reconnect_within`` = :func:`dns_bound` (the connect timeout, the backoff cap, the
+resolver timeout, one attempt delay and the slack); the resolver stays broken until every
+device is back or that bound has passed, so a client that forgot the address fails the
+checker's ``unrecovered``.
 
 ``route-withdrawal`` reproduces a route that disappears while DNS still answers (a VPN or
 mobile network withdrawing a prefix; https://github.com/telegramdesktop/tdesktop/issues/4920:
@@ -36,7 +37,7 @@ itself (``unrecovered``, ``hinted``). Registered in :data:`tidings.lab.scenarios
 from __future__ import annotations
 
 from ..client.config import ClientConfig
-from ..client.connect import ATTEMPT_DELAY, RESOLVE_TIMEOUT
+from ..client.connect import ATTEMPT_DELAY, CONNECT_TIMEOUT, RESOLVE_TIMEOUT
 from .checker_link import RECOVERY_SLACK
 from .dns import Mode
 from .dns_server import ResolverProc
@@ -67,12 +68,15 @@ DNS_FAULTS = (Mode.TIMEOUT, Mode.SERVFAIL, Mode.WRONG)
 
 def dns_bound(run: LabRun) -> float:
     """Seconds after the relay is back by which a device whose resolver fails must be in
-    session again: its backoff wait (≤ the cap), a lookup that times out (≤
-    :data:`~tidings.client.connect.RESOLVE_TIMEOUT`), a stale address's attempt delay
-    (:data:`~tidings.client.connect.ATTEMPT_DELAY`), and :data:`RECOVERY_SLACK`."""
+    session again: an attempt begun while the relay was down that waits out the connect
+    timeout on a stale address (≤ :data:`~tidings.client.connect.CONNECT_TIMEOUT`), its
+    backoff wait (≤ the cap), the next attempt's lookup that times out (≤
+    :data:`~tidings.client.connect.RESOLVE_TIMEOUT`) and its attempt delay before the last
+    good address (:data:`~tidings.client.connect.ATTEMPT_DELAY`), and :data:`RECOVERY_SLACK`.
+    A client without the last good address cannot meet it: the resolver stays broken past it."""
     cap = device_settings(run).get("reconnect_max_seconds")
     cap_s = float(cap) if cap is not None else ClientConfig().reconnect_max_seconds
-    return cap_s + RESOLVE_TIMEOUT + ATTEMPT_DELAY + RECOVERY_SLACK
+    return CONNECT_TIMEOUT + cap_s + RESOLVE_TIMEOUT + ATTEMPT_DELAY + RECOVERY_SLACK
 
 
 def prepare_named_relay(run: LabRun) -> None:
