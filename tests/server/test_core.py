@@ -31,17 +31,15 @@ from tidings.server.core_actions import (
     ExpectAuth,
     Failure,
     FetchItems,
-    MessageStored,
     NotifyPrekeysLow,
-    Offer,
     PutLinkCode,
+    SendStored,
     StoreCommand,
     StoreTrouble,
-    SubmitSend,
 )
 from tidings.server.limits import Limits
 from tidings.server.session import _RUN
-from tidings.store import DeviceRef, InboxItem
+from tidings.store import DeviceRef, InboxItem, Submission
 from tidings.store.memory import MemoryStore
 from tidings.wire import (
     PROTOCOL_VERSION,
@@ -125,17 +123,17 @@ class Wire:
         """Run the held store commands in order (``count``: only that many)."""
         done = 0
         while self.held and (count is None or done < count):
-            command = self.held.pop(0)
-            failure = self.fail.get(type(command.op))
+            command_id, op = self.held.pop(0)
+            failure = self.fail.get(type(op))
             if failure is not None:
-                self.core.store_failed(command.id, failure, now, mono)
+                self.core.store_failed(command_id, failure, now, mono)
             else:
                 try:
-                    result = run_now(_RUN[type(command.op)](self.store, command.op))
+                    result = run_now(_RUN[type(op)](self.store, op))
                 except Exception as exc:  # what the store refuses (IntegrityError)
-                    self.core.store_failed(command.id, exc, now, mono)
+                    self.core.store_failed(command_id, exc, now, mono)
                 else:
-                    self.core.stored(command.id, result, now, mono)
+                    self.core.stored(command_id, result, now, mono)
             self._collect()
             done += 1
 
@@ -183,8 +181,8 @@ class Lab:
     def route(self, w: Wire) -> None:
         """Hand the items ``w``'s sends stored to the live wires of their devices."""
         for action in w.take_actions():
-            if isinstance(action, Offer):
-                for ref, item in action.items:
+            if isinstance(action, SendStored):
+                for ref, item in action.result.items:
                     if ref in self.live:
                         self.live[ref].offer(item)
 
@@ -198,8 +196,6 @@ def send_to(recipient: str, n: int, *targets: DeviceRef, payload: bytes = b"x") 
 
 def queue(lab: Lab, sender: DeviceRef, recipient: DeviceRef, count: int, first: int = 1000) -> None:
     """Store ``count`` messages for ``recipient`` straight in the store."""
-    from tidings.store import Submission
-
     for i in range(count):
         sub = Submission(
             sender,
@@ -285,7 +281,7 @@ def test_frames_after_a_register_wait_for_its_answer_and_keep_their_order() -> N
     w.feed(Register(PROTOCOL_VERSION, "carol", "phone"), run=False)
     w.feed(Ping(5), run=False)
     assert w.take() == []  # PING waits: it is answered in order
-    assert [type(c.op) for c in w.held] == [CreateAccount]
+    assert [type(op) for _, op in w.held] == [CreateAccount]
     w.run()
     assert w.take() == [Registered("carol", 1), Pong(5)]
     assert any(isinstance(a, ExpectAuth) for a in w.take_actions())
@@ -394,7 +390,7 @@ def test_an_ack_above_what_was_delivered_is_a_violation() -> None:
     w.feed(Ack(1))
     close = w.closed_with()
     assert (close.code, close.frame_type) == (ErrorCode.INVALID_ACK, FrameType.ACK)
-    assert not [c for c in w.held if isinstance(c.op, AckItems)]
+    assert not [op for _, op in w.held if isinstance(op, AckItems)]
 
 
 def test_an_ack_does_not_hold_the_frames_after_it() -> None:
@@ -409,7 +405,7 @@ def test_an_ack_does_not_hold_the_frames_after_it() -> None:
     w.feed(Ack(1), run=False)
     w.feed(Ping(9), run=False)
     assert w.take() == [Pong(9)]  # before the deletion was committed
-    assert [type(c.op) for c in w.held] == [AckItems]
+    assert [type(op) for _, op in w.held] == [AckItems]
 
 
 def test_a_live_item_is_pushed_from_memory_when_next_in_line() -> None:
@@ -435,7 +431,7 @@ def test_an_offer_during_a_page_read_is_read_with_the_next_page() -> None:
     w = lab.wire(bob_key)
     w.feed(Hello(PROTOCOL_VERSION, 0), run=False)
     w.run(count=3)  # device, last seq, depth: the page read is still held
-    assert [type(c.op) for c in w.held] == [FetchItems, CountPrekeys]
+    assert [type(op) for _, op in w.held] == [FetchItems, CountPrekeys]
     queue(lab, ALICE1, BOB1, 1, first=2000)
     (item,) = run_now(lab.store.fetch(BOB1, 1, 10))
     w.offer(item, run=False)  # not next in line while the read is in flight
@@ -454,13 +450,13 @@ def test_sent_only_after_the_commit() -> None:
     alice.feed(send_to("bob", 2, BOB1), run=False)
     alice.run(count=1)  # the account's age, read once (the first send waits for it)
     # both sends go to the store before either is answered: one commit for both
-    assert [type(c.op) for c in alice.held] == [SubmitSend, SubmitSend]
+    assert [type(op) for _, op in alice.held] == [Submission, Submission]
     assert alice.take() == []
     alice.run(count=1)
     (sent,) = alice.take()
     assert sent == Sent((1).to_bytes(16, "big"), T0, False)
-    stored = [a for a in alice.take_actions() if isinstance(a, MessageStored | Offer)]
-    assert [type(a) for a in stored] == [MessageStored, Offer]
+    (stored,) = [a for a in alice.take_actions() if isinstance(a, SendStored)]
+    assert [ref for ref, _ in stored.result.items] == [BOB1]
     alice.run()
     assert [type(f) for f in alice.take()] == [Sent]
 
@@ -480,7 +476,7 @@ def test_a_failed_commit_is_refused_with_a_retry_and_the_connection_stays() -> N
     lab = Lab()
     alice = lab.device("alice")
     lab.device("bob")
-    alice.fail[SubmitSend] = StoreUnavailable("full", "disk full")
+    alice.fail[Submission] = StoreUnavailable("full", "disk full")
     alice.feed(send_to("bob", 1, BOB1))
     (refused,) = alice.take()
     assert isinstance(refused, Refused)
@@ -512,7 +508,7 @@ def test_send_refusals_decided_before_the_store() -> None:
     assert isinstance(refused, Refused) and refused.code == ErrorCode.PAYLOAD_TOO_LARGE
     alice.feed(send_to("bob", 2, BOB1), mono=10.0)
     alice.feed(send_to("bob", 3, BOB1), mono=10.25, run=False)
-    assert [type(c.op) for c in alice.held] == []
+    assert [type(op) for _, op in alice.held] == []
     sent, refused = alice.take()
     assert isinstance(sent, Sent) and isinstance(refused, Refused)
     assert refused.code == ErrorCode.RATE_LIMITED
@@ -555,9 +551,9 @@ def test_a_link_code_is_stored_as_its_hash() -> None:
     lab = Lab()
     alice = lab.device("alice")
     alice.feed(LinkCodeRequest(1), now=T0 + 5, run=False)
-    (command,) = alice.held
-    assert isinstance(command.op, PutLinkCode)
-    assert command.op.code_hash == hashlib.sha256(bytes(range(16))).digest()
+    ((_, op),) = alice.held
+    assert isinstance(op, PutLinkCode)
+    assert op.code_hash == hashlib.sha256(bytes(range(16))).digest()
     assert alice.take() == []  # LINK_CODE only once the code is stored
     alice.run()
     (answer,) = alice.take()

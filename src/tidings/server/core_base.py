@@ -2,7 +2,7 @@
 their continuations, the outputs. The rules live in :mod:`.core` and :mod:`.core_prekeys`.
 
 A decision that needs the store *asks* (:meth:`CoreBase._ask`): it queues a
-:class:`~tidings.server.core_actions.StoreCommand` and names the method that continues with its
+:data:`~tidings.server.core_actions.StoreCommand` and names the method that continues with its
 result. A *blocking* ask holds the frames after it until its result came back and was acted on
 (REGISTER, HELLO, reads that answer a request: what the old worker awaited); a non-blocking ask
 (a send's commit, an ACK's deletion, a delivery page) lets the next frames go on, so the sends
@@ -132,13 +132,24 @@ class CoreBase:
     # ---------------------------------------------------------------- outputs
 
     def frames_to_send(self) -> list[Frame]:
-        """The frames to write on this connection, in order (drain after every input)."""
-        out, self._frames = self._frames, []
+        """The frames to write on this connection, in order (drain after every input; do not
+        change the list)."""
+        out = self._frames
+        if out:
+            self._frames = []
         return out
 
+    @property
+    def has_actions(self) -> bool:
+        """Whether :meth:`actions` has anything (a cheap test for the adapter's pump)."""
+        return bool(self._actions) or self._close is not None
+
     def store_commands(self) -> list[StoreCommand]:
-        """The store commands to run, in this order (drain after every input)."""
-        out, self._commands = self._commands, []
+        """The store commands to run, in this order (drain after every input; do not change
+        the list)."""
+        out = self._commands
+        if out:
+            self._commands = []
         return out
 
     def actions(self) -> list[Action]:
@@ -191,7 +202,7 @@ class CoreBase:
     def _ask(self, op: StoreOp, then: Then, on_error: OnError = None, *, block: bool) -> None:
         """Queue ``op`` for the store; ``then(result)`` or ``on_error(exc)`` continues."""
         self._last_id += 1
-        self._commands.append(StoreCommand(self._last_id, op))
+        self._commands.append((self._last_id, op))
         self._waiting[self._last_id] = (then, on_error, block)
         if block:
             self._blocking += 1

@@ -36,11 +36,9 @@ from .core_actions import (
     FetchItems,
     ItemsDelivered,
     ListDevices,
-    MessageStored,
-    Offer,
     SendRefused,
+    SendStored,
     StoreTrouble,
-    SubmitSend,
 )
 from .core_base import State
 from .core_prekeys import PrekeyRules
@@ -71,6 +69,7 @@ class DeliveryRules(PrekeyRules):
         self._in_flight: collections.deque[int] = collections.deque()
         self._fetching = False
         self._backlog = False  # items may be waiting in the store
+        self._max_stranger_queue = self.config.max_stranger_queue  # a computed property
 
     def offer(self, item: InboxItem, now: float, mono: float) -> None:
         """A new item was stored for this device: push it now if it is next in line."""
@@ -114,12 +113,12 @@ class DeliveryRules(PrekeyRules):
             now=now,
             expires_at=now + cfg.retention_seconds,
             max_queue=cfg.max_queue,
-            max_stranger_queue=cfg.max_stranger_queue,
+            max_stranger_queue=self._max_stranger_queue,
         )
         # Not blocking: the next frames (more sends, acks) are decided while the commit is in
         # progress, and the sends of one read share it.
         self._ask(
-            SubmitSend(sub),
+            sub,
             lambda result: self._submitted(frame, result),
             lambda exc: self._submit_failed(frame, exc),
             block=False,
@@ -127,9 +126,8 @@ class DeliveryRules(PrekeyRules):
 
     def _submitted(self, frame: Send, result: SubmitResult) -> None:
         if isinstance(result, Stored):  # committed: only now the ✓ (G1)
-            self._actions.append(MessageStored(result))
             self._send(Sent(frame.message_id, result.stored_at, result.duplicate))
-            self._actions.append(Offer(result.items))
+            self._actions.append(SendStored(result))
         elif isinstance(result, DeviceMismatch):
 
             def listed(devices: list[Device]) -> None:

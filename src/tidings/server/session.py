@@ -5,10 +5,10 @@ their SENT after the commit, requests, prekeys) are the sans-I/O :class:`~tiding
 RelayCore`'s. A :class:`Session` only pumps: it feeds the core the channel's events and the
 store's answers with the relay's clocks, and after each input drains what the core gave —
 frames onto the connection (written together at the end of the loop iteration, one Noise
-message per flush), store commands onto the store (queued in order; the store's group commit
-takes all those waiting into one transaction), and actions to the relay (routing, metrics,
-logs) and, last, the close. No frame waits in a queue of its own and no task runs per frame:
-one task per store command carries its result back.
+message per flush), store commands onto the store (each started at once, in order, without a
+task: :func:`~tidings.server.stepper.drive`; the store's group commit takes all those waiting
+into one transaction), and actions to the relay (routing, metrics, logs) and, last, the close.
+No frame waits in a queue of its own and no task runs per frame or per command.
 
 It depends on the relay through :class:`RelayHost` only, so this module imports neither
 :mod:`.app` nor its own callers.
@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 from ..errors import StoreUnavailable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
-from ..store import DeviceRef, InboxItem, PreKeyCounts, Store, Stored
+from ..store import DeviceRef, InboxItem, PreKeyCounts, Store, Stored, Submission
 from ..wire import ErrorCode, Frame, FrameType
 from . import core_actions as ca
 from .config import ServerConfig
@@ -40,6 +40,7 @@ from .prekeys import MAX_STORED_PREKEYS as MAX_STORED_PREKEYS
 from .prekeys import PREKEY_FETCH_BURST as PREKEY_FETCH_BURST
 from .prekeys import PREKEY_FETCH_WINDOW as PREKEY_FETCH_WINDOW
 from .prekeys import PREKEY_LOW_WATERMARK as PREKEY_LOW_WATERMARK
+from .stepper import drive
 
 __all__ = [
     "QUEUE_FULL_RETRY_AFTER",
@@ -102,7 +103,7 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
     ca.ReadQueueDepth: lambda s, o: s.queue_depth(o.device),
     ca.AckItems: lambda s, o: s.ack(o.device, o.up_to_seq),
     ca.FetchItems: lambda s, o: s.fetch(o.device, o.after_seq, o.limit),
-    ca.SubmitSend: lambda s, o: s.submit(o.submission),
+    Submission: lambda s, o: s.submit(o),
     ca.PutLinkCode: lambda s, o: s.put_link_code(o.device, o.code_hash, o.expires_at, o.now),
     ca.CountPrekeys: lambda s, o: s.prekey_counts(o.device),
     ca.PutPrekeys: lambda s, o: s.put_prekeys(
@@ -128,7 +129,8 @@ class Session:
             queue_full_retry_after=QUEUE_FULL_RETRY_AFTER,
         )
         self._detached = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running = 0  # store commands started and not yet answered
+        self._idle: asyncio.Future[None] | None = None  # drain() waits on it
         self._log = logging.LoggerAdapter(log, {"conn": conn_id})
 
     @property
@@ -195,8 +197,9 @@ class Session:
 
     async def drain(self) -> None:
         """Wait for the store commands this session started (graceful shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._running:
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
 
     # ---------------------------------------------------------------- the pump
 
@@ -205,42 +208,45 @@ class Session:
         close (the core gives it last, after the frames queued before it)."""
         core = self.core
         close: ca.CloseConnection | None = None
-        for action in core.actions():
-            if isinstance(action, ca.CloseConnection):
-                close = action
-            else:
-                self._ACT[type(action)](self, action)
+        if core.has_actions:
+            for action in core.actions():
+                if type(action) is ca.CloseConnection:
+                    close = action
+                else:
+                    self._ACT[type(action)](self, action)
         frames = core.frames_to_send()
         if frames and self.conn is not None:
             count = self.relay.metrics_frame_out
             for frame in frames:
                 count(frame.TYPE)
             self.conn.send_frames(frames)
-        commands = core.store_commands()
-        if commands:
-            tasks = self._tasks
-            for command in commands:
-                task = asyncio.ensure_future(self._run(command))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+        for command in core.store_commands():
+            self._run(command)
         if close is not None:
             conn = self.conn
             if conn is not None and conn.channel is not None:
                 conn.channel.close(close.code, close.reason, close.frame_type)
                 conn.flush()
 
-    async def _run(self, command: ca.StoreCommand) -> None:
-        """Run one store command and give the core its result."""
-        op = command.op
-        try:
-            result = await _RUN[type(op)](self.relay.store, op)
-        except Exception as exc:
-            relay = self.relay
-            self.core.store_failed(command.id, exc, relay.now(), relay.monotonic())
-        else:
-            relay = self.relay
-            self.core.stored(command.id, result, relay.now(), relay.monotonic())
-        self._pump()
+    def _run(self, command: ca.StoreCommand) -> None:
+        """Start one store command; its result goes to the core, then the pump runs."""
+        command_id, op = command
+        self._running += 1
+
+        def done(result: object, exc: BaseException | None) -> None:
+            relay, core = self.relay, self.core
+            self._running -= 1
+            if self._running == 0 and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
+            if exc is None:
+                core.stored(command_id, result, relay.now(), relay.monotonic())
+            elif isinstance(exc, Exception):
+                core.store_failed(command_id, exc, relay.now(), relay.monotonic())
+            else:  # cancelled (shutdown): nobody waits for it any more
+                return
+            self._pump()
+
+        drive(_RUN[type(op)](self.relay.store, op), done)
 
     # ---------------------------------------------------------------- actions
 
@@ -250,8 +256,10 @@ class Session:
     def _announce(self, action: ca.AnnounceDevices) -> None:
         self.relay.announce_devices(action.account, action.device_ids)
 
-    def _offer(self, action: ca.Offer) -> None:
-        self.relay.offer(action.items)
+    def _send_stored(self, action: ca.SendStored) -> None:
+        relay = self.relay
+        relay.metrics_stored(action.result)
+        relay.offer(action.result.items)
 
     def _notify_prekeys_low(self, action: ca.NotifyPrekeysLow) -> None:
         owner = self.relay.sessions.get(action.device)
@@ -271,9 +279,6 @@ class Session:
     def _write_log(self, action: ca.Log) -> None:
         self._log.log(action.level, "%s", action.message)
 
-    def _stored(self, action: ca.MessageStored) -> None:
-        self.relay.metrics_stored(action.result)
-
     def _refused(self, action: ca.SendRefused) -> None:
         self.relay.metrics_refused(ErrorCode(action.code))
 
@@ -286,13 +291,12 @@ class Session:
     _ACT: ClassVar[dict[type, Callable[[Session, Any], None]]] = {
         ca.Attach: _attach,
         ca.AnnounceDevices: _announce,
-        ca.Offer: _offer,
+        ca.SendStored: _send_stored,
         ca.NotifyPrekeysLow: _notify_prekeys_low,
         ca.ExpectAuth: _expect_auth,
         ca.StoreTrouble: _store_trouble,
         ca.Failure: _failure,
         ca.Log: _write_log,
-        ca.MessageStored: _stored,
         ca.SendRefused: _refused,
         ca.AckTaken: _ack_taken,
         ca.ItemsDelivered: _delivered,
