@@ -33,15 +33,16 @@ def _step(gen: Generator[Any, None, Any], done: Done) -> None:
     try:
         yielded = gen.send(None)
     except StopIteration as stop:
-        done(stop.value, None)
-        return
+        result, failure = stop.value, None
     except BaseException as exc:  # the command failed (or was cancelled): its caller decides
-        done(None, exc)
+        result, failure = None, exc
+    else:
+        if yielded is None:  # a bare yield: go on in the next iteration of the loop
+            asyncio.get_running_loop().call_soon(_step, gen, done)
+            return
+        # An asyncio future: Future.__await__ yields it with _asyncio_future_blocking set; the
+        # awaiter (a task, here us) clears it and resumes the coroutine once the future is done.
+        yielded._asyncio_future_blocking = False
+        yielded.add_done_callback(lambda _: _step(gen, done))
         return
-    if yielded is None:  # a bare yield: go on in the next iteration of the loop
-        asyncio.get_running_loop().call_soon(_step, gen, done)
-        return
-    # An asyncio future: Future.__await__ yields it with _asyncio_future_blocking set; the
-    # awaiter (a task, here us) clears it and resumes the coroutine once the future is done.
-    yielded._asyncio_future_blocking = False
-    yielded.add_done_callback(lambda _: _step(gen, done))
+    done(result, failure)  # outside the handler: nothing it raises is chained to StopIteration
