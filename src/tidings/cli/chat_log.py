@@ -33,7 +33,7 @@ from ..client.events import (
 )
 from ..client.store import Direction, StoredMessage
 from ..delivery import ContentKind, Status, direct_conversation, glyph
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from .show import _text
 from .terminal_text import for_terminal
 

@@ -39,7 +39,7 @@ from ..errors import (
     RelayUnreachable,
     StoreUnavailable,
 )
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 
 __all__ = ["DaemonDevice", "Device", "Stream", "open_daemon"]
 

@@ -27,7 +27,7 @@ from ..client.lock import DeviceLock
 from ..client.store import ClientStore
 from ..e2e import format_safety_number
 from ..errors import ConfigError, DeviceBusy
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import check_account
 from .common import _common, home_of
 from .remote import DAEMON, open_daemon

@@ -32,7 +32,7 @@ from ..client.events import code_name
 from ..client.store import ClientStore
 from ..delivery import Status, glyph
 from ..errors import ConfigError, DeviceBusy, StoreUnavailable
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from .common import _common, _config_flags, _print, _ts, config_of, home_of
 from .exits import Exit
 from .remote import Device, Stream, open_daemon

@@ -34,7 +34,7 @@ from ..delivery import (
     direct_conversation,
 )
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import (
     Deliver,
     Devices,

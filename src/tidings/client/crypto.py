@@ -48,7 +48,7 @@ from ..e2e import (
     unpad,
 )
 from ..errors import DecryptionError, FrameError
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import PrekeyBundle as BundleFrame
 from .events import ClientEvent, IdentityChanged
 from .prekeys import DeviceKeys

@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 
 from ..delivery import ContentKind, SkipReason, Status
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import ErrorCode
 from .store import StoredMessage
 

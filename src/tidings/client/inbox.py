@@ -48,7 +48,7 @@ from ..delivery import (
 from ..delivery import GapDetected as CoreGapDetected
 from ..delivery import GapSkipped as CoreGapSkipped
 from ..errors import DecryptionError, StoreError, StoreUnavailable
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import Deliver
 from .clocks import Clocks
 from .crypto import DeviceCrypto

@@ -18,7 +18,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, ContentKind, Message, Resend, RetryRequest, parse_content
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import Deliver
 from .events import DecryptionFailed
 from .store import CryptoWrites, Direction, OutboxRequest

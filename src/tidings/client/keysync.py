@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from ..e2e import BundleError
 from ..errors import ConnectionBroken, RefusedError, StoreError, StoreUnavailable
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import ErrorCode, Frame, PrekeyBundle, PrekeyFetch, PrekeysStored, PrekeysUpload
 from .clocks import Clocks
 from .crypto import DeviceCrypto

@@ -50,7 +50,7 @@ from ..delivery import (
 from ..delivery.outbox import Failed, RefreshDevices, RetryAt
 from ..errors import StoreError, StoreUnavailable
 from ..net.ws import ChannelConnection
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import ErrorCode, Frame, Refused, Sent
 from .clocks import Clocks
 from .connect import TcpAckWatcher

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from ..delivery import ContentKind
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import Refused
 from .store import OutboxItem
 

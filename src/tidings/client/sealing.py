@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..delivery import OutboxEntry
 from ..e2e import NoSessionError, SendingChainMissingError
 from ..errors import FrameError
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from ..wire import Frame, Send, Target
 from .crypto import DeviceCrypto
 from .recipients import Recipients

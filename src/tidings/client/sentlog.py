@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from ..delivery import Status
 from ..errors import StoreUnavailable
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 from .events import ClientEvent, StatusChanged
 from .store import ClientStore, SentMark, TracePoint
 

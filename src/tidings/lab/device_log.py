@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client.store import StoredMessage
-from ..store.base import DeviceRef
+from ..refs import DeviceRef
 
 __all__ = ["LINKS_DIR", "EventLog", "LinkLog", "device_name", "link_path"]
 

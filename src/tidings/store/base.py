@@ -26,19 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..refs import DeviceRef as DeviceRef  # the Store interface names devices with it
+
 #: Longest account name, in bytes of UTF-8. Matches the wire limit.
 MAX_ACCOUNT_NAME = 64
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class DeviceRef:
-    """One device of one account: the unit messages are addressed and queued to."""
-
-    account: str
-    device_id: int
-
-    def __str__(self) -> str:
-        return f"{self.account}.{self.device_id}"
 
 
 @dataclass(frozen=True, slots=True)

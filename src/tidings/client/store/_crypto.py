@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.errors import StoreError
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 
 from ._sql import Database
 

@@ -19,7 +19,7 @@ from tidings.delivery import (
     StreamKey,
     StreamState,
 )
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 
 from ._crypto import CryptoWrites
 from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row

@@ -12,7 +12,7 @@ from typing import Any
 
 from tidings.delivery import ContentKind, Message, Status, advance, rollup
 from tidings.errors import IntegrityError, StoreError
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 
 from . import records
 from ._sql import _POINT as POINT

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tidings.delivery import ContentKind, Status, advance
 from tidings.errors import IntegrityError, MigrationError, StoreError, StoreUnavailable
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 from tidings.store.sqlite_errors import SQLITE_BUSY, UNAVAILABLE_CODES, unavailable_state
 
 from ..migrations import MIGRATIONS

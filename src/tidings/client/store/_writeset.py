@@ -19,7 +19,7 @@ import json
 import sqlite3
 
 from tidings.delivery import SenderDevice, StreamKey, StreamState
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 
 __all__ = ["WriteSet"]
 

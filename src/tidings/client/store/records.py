@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tidings.delivery import ContentKind, OutboxEntry, Status
 from tidings.errors import StoreError
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 
 from ..migrations import MIGRATIONS
 

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 
 from tidings.delivery import Status, rollup
 from tidings.errors import StoreError
-from tidings.store.base import DeviceRef
+from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
 from ._incoming import Incoming
