@@ -165,12 +165,16 @@ class Lab:
     def wire(self, key: bytes) -> Wire:
         return Wire(self.store, self.limits, self.config, key)
 
-    def device(self, account: str, *, cursor: int = 0) -> Wire:
-        """A registered device of ``account`` (device 1) whose connection is open."""
+    def registered(self, account: str) -> bytes:
+        """The key of ``account``'s device 1, registered (once) but not connected."""
         key = account.encode().ljust(32, b"k")
         if run_now(self.store.device_by_key(key)) is None:
             run_now(self.store.create_account(account, key, "phone", T0))
-        w = self.wire(key)
+        return key
+
+    def device(self, account: str, *, cursor: int = 0) -> Wire:
+        """A registered device of ``account`` (device 1) whose connection is open."""
+        w = self.wire(self.registered(account))
         w.feed(Hello(PROTOCOL_VERSION, cursor))
         (welcome, *_) = w.take()
         assert isinstance(welcome, Welcome)
@@ -337,8 +341,7 @@ def test_hello_with_an_unknown_key_is_refused() -> None:
 def test_a_cursor_above_the_last_seq_is_refused_and_deletes_nothing() -> None:
     lab = Lab()
     lab.device("alice")
-    bob_key = b"bob".ljust(32, b"k")
-    run_now(lab.store.create_account("bob", bob_key, "phone", T0))
+    bob_key = lab.registered("bob")
     queue(lab, ALICE1, BOB1, 2)
     w = lab.wire(bob_key)
     w.feed(Hello(PROTOCOL_VERSION, 3))
@@ -350,8 +353,7 @@ def test_a_cursor_above_the_last_seq_is_refused_and_deletes_nothing() -> None:
 def test_hello_acks_up_to_its_cursor_and_streams_the_rest() -> None:
     lab = Lab()
     lab.device("alice")
-    bob_key = b"bob".ljust(32, b"k")
-    run_now(lab.store.create_account("bob", bob_key, "phone", T0))
+    bob_key = lab.registered("bob")
     queue(lab, ALICE1, BOB1, 5)
     w = lab.wire(bob_key)
     w.feed(Hello(PROTOCOL_VERSION, 2), now=T0 + 9)
@@ -369,8 +371,7 @@ def test_hello_acks_up_to_its_cursor_and_streams_the_rest() -> None:
 def test_the_window_bounds_unacked_delivers_and_acks_are_cumulative() -> None:
     lab = Lab(delivery_window=2)
     lab.device("alice")
-    bob_key = b"bob".ljust(32, b"k")
-    run_now(lab.store.create_account("bob", bob_key, "phone", T0))
+    bob_key = lab.registered("bob")
     queue(lab, ALICE1, BOB1, 5)
     w = lab.wire(bob_key)
     w.feed(Hello(PROTOCOL_VERSION, 0))
@@ -396,8 +397,7 @@ def test_an_ack_above_what_was_delivered_is_a_violation() -> None:
 def test_an_ack_does_not_hold_the_frames_after_it() -> None:
     lab = Lab()
     lab.device("alice")
-    bob_key = b"bob".ljust(32, b"k")
-    run_now(lab.store.create_account("bob", bob_key, "phone", T0))
+    bob_key = lab.registered("bob")
     queue(lab, ALICE1, BOB1, 1)
     w = lab.wire(bob_key)
     w.feed(Hello(PROTOCOL_VERSION, 0))
@@ -425,8 +425,7 @@ def test_a_live_item_is_pushed_from_memory_when_next_in_line() -> None:
 def test_an_offer_during_a_page_read_is_read_with_the_next_page() -> None:
     lab = Lab()
     lab.device("alice")
-    bob_key = b"bob".ljust(32, b"k")
-    run_now(lab.store.create_account("bob", bob_key, "phone", T0))
+    bob_key = lab.registered("bob")
     queue(lab, ALICE1, BOB1, 1)
     w = lab.wire(bob_key)
     w.feed(Hello(PROTOCOL_VERSION, 0), run=False)

@@ -112,19 +112,15 @@ def _local(home: Path, db: Path, args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"{home} holds no registered device")
         me = DeviceRef(identity.account, identity.device_id)
         crypto = DeviceCrypto(store, me, lambda _: None, time.time)
-        number = crypto.safety_number(args.contact)
-        if number is None:
-            raise ConfigError(f"no session with {args.contact} yet: exchange a message first")
-        if args.verify is not None:
-            typed = "".join(ch for ch in args.verify if ch.isdigit())
-            if typed != number.number:
-                return _shown(number, recorded=False)
-            store.set_verified(args.contact, number.number, time.time())
-        elif args.unverify:
-            store.set_verified(args.contact, None, time.time())
-        else:
+        if args.verify is None and not args.unverify:
+            number = crypto.safety_number(args.contact)
+            if number is None:
+                raise ConfigError(f"no session with {args.contact} yet: exchange a message first")
             return _shown(number)
-        return _shown(crypto.safety_number(args.contact) or number, recorded=True)
+        recorded = crypto.mark_verified(args.contact, args.verify, time.time())
+        number = crypto.safety_number(args.contact)
+        assert number is not None  # mark_verified found the session
+        return _shown(number, recorded=recorded)
 
 
 async def _through_daemon(home: Path, busy: DeviceBusy, args: argparse.Namespace) -> dict[str, Any]:

@@ -401,14 +401,8 @@ class Client:
             StoreUnavailable: the store cannot write.
         """
         check_account(account)
-        current = self.crypto.safety_number(account)
-        if current is None:
-            raise ConfigError(f"no session with {account} yet: exchange a message first")
-        if number is not None and "".join(c for c in number if c.isdigit()) != current.number:
-            return False
         self._end_batch()
-        self.store.set_verified(account, None if number is None else current.number, self._clock())
-        return True
+        return self.crypto.mark_verified(account, number, self._clock())
 
     async def link_code(self) -> tuple[bytes, float]:
         """Ask the server for a one-use code that lets a new device join this account.

@@ -47,7 +47,7 @@ from ..e2e import (
     seal_envelope,
     unpad,
 )
-from ..errors import DecryptionError, FrameError
+from ..errors import ConfigError, DecryptionError, FrameError
 from ..refs import DeviceRef
 from ..wire import PrekeyBundle as BundleFrame
 from .events import ClientEvent, IdentityChanged
@@ -375,3 +375,19 @@ class DeviceCrypto:
         )
         verified = self.store.verified_number(account) == number
         return SafetyNumber(number, verified, tuple(sorted(own)), tuple(sorted(remote)))
+
+    def mark_verified(self, account: str, typed: str | None, at: float) -> bool:
+        """Record that the user compared the safety number with ``account``: ``typed`` is the
+        number they compared (only its digits count); ``None`` drops the mark. Returns whether
+        it was recorded (``False``: ``typed`` is not the current number; nothing stored).
+
+        Raises:
+            ConfigError: no session with ``account`` yet.
+        """
+        current = self.safety_number(account)
+        if current is None:
+            raise ConfigError(f"no session with {account} yet: exchange a message first")
+        if typed is not None and "".join(c for c in typed if c.isdigit()) != current.number:
+            return False
+        self.store.set_verified(account, None if typed is None else current.number, at)
+        return True

@@ -19,7 +19,6 @@ Keys and plaintext never leave this process but as the answers the page asks for
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -70,13 +69,11 @@ def _asset(name: str) -> bytes:
 
 
 class WebApp:
-    """The web app of ``client`` on ``host:port`` (0: a free port), once :meth:`start` ran."""
+    """The web app of ``client`` on ``127.0.0.1:port`` (0: a free port; loopback only), once
+    :meth:`start` ran."""
 
-    def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 0) -> None:
-        if host not in ("127.0.0.1", "localhost"):
-            raise ValueError("the web app listens on loopback only")
+    def __init__(self, client: Client, port: int = 0) -> None:
         self.client = client
-        self.host = host
         self._port = port
         self.token = secrets.token_urlsafe(TOKEN_BYTES)
         self.guard: Guard | None = None
@@ -211,8 +208,8 @@ class WebApp:
                     continue
                 data = json.dumps(event_json(event), ensure_ascii=False)
                 await response.write(f"data: {data}\n\n".encode())
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the page went away (or the server stops)
+        except ConnectionError:
+            pass  # the page went away
         finally:
             stream.close()
             self._streams.discard(response)

@@ -140,7 +140,7 @@ function setStatus(entry, status) {
 }
 
 async function markShown(received) {
-  const unseen = received.filter((m) => m.seen_at == null || m.seen_at === undefined).map((m) => m.message_id);
+  const unseen = received.filter((m) => m.seen_at == null).map((m) => m.message_id);
   if (unseen.length) await api("mark_seen", { message_ids: unseen });
   if (document.visibilityState !== "visible") return;
   const unread = received.filter((m) => m.read_at == null).map((m) => m.message_id);
