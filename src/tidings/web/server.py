@@ -9,6 +9,8 @@ Routes (every request first passes :class:`~tidings.web.guard.Guard`):
   docs/api.md) with the JSON body as its params: ``{"result": …}`` or ``{"error": {"code",
   "message", "data"}}``, the same results and errors as the API socket. ``link_code`` also
   answers ``qr_svg``: the code as a QR code drawn here (``segno``), for a phone to scan.
+- ``GET /lab``, ``POST /api/lab/ACTION``, ``GET /lab/events`` — the interactive fault lab
+  (:mod:`tidings.web.labpage`): start a scenario, watch it, read its verdict and report.
 - ``GET /events`` — the device's events (the API's ``event`` notifications) as server-sent
   events, one JSON object per ``data:`` line; a comment every :data:`HEARTBEAT` seconds keeps
   proxies and the browser from timing out. A page that stops reading is cut off after
@@ -36,6 +38,9 @@ from ..api.methods import METHODS, call
 from ..api.rpc import MAX_LINE, ApiError
 from ..client import Client
 from .guard import TOKEN_BYTES, Guard, Verdicts
+from .httpjson import NO_METHOD, BadBody, error, json_response, read_params
+from .labpage import add_lab_routes
+from .labrunner import LabService
 
 __all__ = ["HEARTBEAT", "MAX_BODY", "MAX_PENDING_EVENTS", "MAX_STREAMS", "WebApp"]
 
@@ -57,6 +62,9 @@ _STATIC = {
     "app.js": "text/javascript",
     "app.css": "text/css",
     "icon.svg": "image/svg+xml",
+    "common.js": "text/javascript",
+    "lab.js": "text/javascript",
+    "lab.css": "text/css",
 }
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -79,7 +87,8 @@ class WebApp:
         self.guard: Guard | None = None
         self._runner: web.AppRunner | None = None
         self._streams: set[web.StreamResponse] = set()
-        self._pages = {name: _asset(name) for name in ("index.html", *_STATIC)}
+        self._pages = {name: _asset(name) for name in ("index.html", "lab.html", *_STATIC)}
+        self.lab = LabService(client.home)
 
     @property
     def port(self) -> int:
@@ -106,6 +115,7 @@ class WebApp:
         app = web.Application(middlewares=[self._guarded], client_max_size=MAX_BODY)
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
+        add_lab_routes(app, self.lab, self._pages["lab.html"])
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/events", self._events)
         self._runner = web.AppRunner(
@@ -120,6 +130,7 @@ class WebApp:
             raise
 
     async def close(self) -> None:
+        await self.lab.close()  # a running scenario is stopped and cleaned up first
         for stream in list(self._streams):
             with contextlib.suppress(Exception):
                 await stream.write_eof()
@@ -167,23 +178,17 @@ class WebApp:
         name = request.match_info["method"]
         method = METHODS.get(name)
         if method is None:
-            return _json({"error": {"code": -32601, "message": f"no method {name!r}"}}, 404)
+            return error(NO_METHOD, f"no method {name!r}", status=404)
         try:
-            params = json.loads(await request.read() or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            return _json({"error": {"code": -32700, "message": "the body is not JSON"}}, 400)
-        if not isinstance(params, dict):
-            return _json({"error": {"code": -32602, "message": "params must be an object"}}, 400)
-        try:
+            params = await read_params(request)
             result = await call(self.client, method, params)
+        except BadBody as exc:
+            return exc.response
         except ApiError as exc:
-            error: dict[str, Any] = {"code": exc.code, "message": exc.message}
-            if exc.data is not None:
-                error["data"] = exc.data
-            return _json({"error": error})
+            return error(exc.code, exc.message, exc.data)
         if name == "link_code" and isinstance(result, dict):
             result = {**result, "qr_svg": _qr_svg(str(result["code"]))}
-        return _json({"result": result})
+        return json_response({"result": result})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         if len(self._streams) >= MAX_STREAMS:
@@ -214,12 +219,6 @@ class WebApp:
             stream.close()
             self._streams.discard(response)
         return response
-
-
-def _json(obj: object, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(obj, ensure_ascii=False), status=status, content_type="application/json"
-    )
 
 
 def _harden(response: web.StreamResponse) -> None:

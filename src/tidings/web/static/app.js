@@ -1,7 +1,7 @@
 // tidings web app: talks to the device's own process only (/api/METHOD, /events).
 // Message text is only ever inserted as text (textContent), never as markup.
 
-const $ = (sel) => document.querySelector(sel);
+import { $, el, post } from "./common.js";
 const TICK = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", expired: "✗", failed: "!" };
 const WORD = {
   pending: "waiting to reach the relay", sent: "stored by the relay", delivered: "delivered",
@@ -23,25 +23,7 @@ const state = { me: null, contact: null, conversation: null, messages: new Map()
 // way): applied, in order, once it is drawn, so no tick is skipped.
 const early = new Map();
 
-async function api(method, params = {}) {
-  const response = await fetch(`/api/${method}`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(params),
-  });
-  const answer = await response.json();
-  if (answer.error) throw Object.assign(new Error(answer.error.message), answer.error);
-  return answer.result;
-}
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
+const api = (name, params = {}) => post(`/api/${name}`, params);
 
 const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const contactOf = (conversation) => {
