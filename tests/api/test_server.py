@@ -121,6 +121,13 @@ async def test_conversations_history_trace_status_devices_safety_settings(world:
     assert [(m["direction"], m["body"]) for m in history] == [("out", "one"), ("in", "two")]
     assert history[0]["to"] == "bob" and history[0]["status"] in ("sent", "delivered")
     assert await api.call("history", conversation="alice:bob", limit=1) == history[1:]
+    # scrolling back: the page before a message (by id or prefix)
+    older = await api.call("history", contact="bob", before=history[1]["message_id"][:10])
+    assert older == history[:1]
+    assert await api.call("history", contact="bob", before=mid) == []
+    with pytest.raises(ApiError) as elsewhere:
+        await api.call("history", conversation="alice:carol", before=mid)
+    assert elsewhere.value.code == INVALID_PARAMS and "not a shown message" in str(elsewhere.value)
 
     trace = await api.call("trace", message_id=mid[:6] + "…")
     assert trace["message_id"] == mid

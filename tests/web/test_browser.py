@@ -169,3 +169,33 @@ def test_a_browser_without_the_token_gets_nothing(
     assert server.stop() == 0
     assert all(p.popen.poll() is None for p in procs[1:])
     procs[1].signal(signal.SIGTERM)
+
+
+def test_a_long_conversation_scrolls_back_page_by_page(
+    tmp_path: Path, procs: list[Proc], browser: Any
+) -> None:
+    relay_with_alice_and_bob(tmp_path, procs)
+    url = web(tmp_path, "web-alice", tmp_path / "alice", procs)
+    a = page_of(browser, url)
+    base = url.split("/?")[0]
+    total = 205  # one page (200) and five more
+    for i in range(total):
+        answer = a.request.post(
+            f"{base}/api/send", data={"to": "bob", "text": f"line {i}"}, headers={"Origin": base}
+        )
+        assert answer.ok and "result" in answer.json(), answer.text()
+    a.fill("#new-contact", "bob")
+    a.click("#new-chat button")
+    a.locator("#messages li.out", has_text="line 204").wait_for()
+    assert a.locator("#messages li.out").count() == 200
+    assert a.locator("#messages li.out").first.inner_text().startswith("line 5")
+    a.click("#messages li.older button")
+    a.locator("#messages li.out", has_text="line 0").first.wait_for()
+    bodies = [t.split("\n")[0] for t in a.locator("#messages li.out .body").all_inner_texts()]
+    assert bodies == [f"line {i}" for i in range(total)]  # in order, none twice
+    assert a.locator("#messages li.older").count() == 0  # nothing older left
+    # the contact's devices, as the relay lists them, against the safety number
+    a.click("#open-safety")
+    device = a.locator("#safety-devices li[data-device='bob.1']")
+    device.wait_for()
+    assert "in this safety number" in device.inner_text()

@@ -149,8 +149,9 @@ async def conversations(client: Client, params: Params) -> Any:
 
 
 async def history(client: Client, params: Params) -> Any:
-    """The last ``limit`` shown messages with ``contact`` (or of ``conversation``)."""
-    _only(params, "contact", "conversation", "limit")
+    """The last ``limit`` shown messages with ``contact`` (or of ``conversation``); with
+    ``before`` (a message id or prefix of that conversation), the ones shown before it."""
+    _only(params, "contact", "conversation", "limit", "before")
     limit = _int(params, "limit", 50, 1, MAX_HISTORY)
     if ("contact" in params) == ("conversation" in params):
         raise ApiError(INVALID_PARAMS, "give contact or conversation (one of them)")
@@ -162,8 +163,14 @@ async def history(client: Client, params: Params) -> Any:
             raise ApiError(INVALID_PARAMS, str(exc)) from None
     else:
         conversation = _str(params, "conversation")
+    before = None
+    if "before" in params:
+        anchor = client.store.message(_message_id(client, _str(params, "before")))
+        if anchor is None or anchor.conversation != conversation or anchor.shown is None:
+            raise ApiError(INVALID_PARAMS, "before: not a shown message of that conversation")
+        before = anchor.shown
     out = []
-    for m in client.store.messages(conversation, limit):
+    for m in client.store.messages(conversation, limit, before):
         out.append(message_json(m, client.status(m.message_id)))
     return out
 

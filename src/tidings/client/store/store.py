@@ -242,12 +242,16 @@ class ClientStore(Outbox, Incoming, Crypto):
         )
         return [bytes(r[0]) for r in rows]
 
-    def messages(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
-        """The last ``limit`` shown messages of ``conversation``, in display order."""
+    def messages(
+        self, conversation: str, limit: int = 50, before: int | None = None
+    ) -> list[StoredMessage]:
+        """The last ``limit`` shown messages of ``conversation``, in display order; with
+        ``before`` (a message's ``shown``), the last ones displayed before it (older pages)."""
         rows = self._read(
             f"SELECT {MSG_COLS} FROM messages WHERE conversation = ? AND shown IS NOT NULL"
-            " ORDER BY shown DESC LIMIT ?",
+            " AND shown < ? ORDER BY shown DESC LIMIT ?",
             conversation,
+            (1 << 62) if before is None else before,
             limit,
         )
         return [message_from_row(r) for r in reversed(rows)]

@@ -24,6 +24,8 @@ const state = { me: null, contact: null, conversation: null, messages: new Map()
 const early = new Map();
 
 const api = (name, params = {}) => post(`/api/${name}`, params);
+// Messages of a conversation loaded at once; "show older messages" loads the page before.
+const PAGE = 200;
 
 const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const contactOf = (conversation) => {
@@ -78,16 +80,38 @@ async function openChat(contact) {
   $("#composer").hidden = false;
   $("#banner").hidden = true;
   $("#messages").replaceChildren();
-  const history = await api("history", { contact, limit: 200 });
+  const history = await api("history", { contact, limit: PAGE });
   if (state.contact !== contact) return;
   state.conversation = history.length ? history[0].conversation : null;
   for (const m of history) addMessage(m);
+  if (history.length === PAGE) $("#messages").prepend(olderButton(history[0].message_id));
   await markShown(history.filter((m) => m.direction === "in"));
   await loadConversations();
   $("#text").focus();
 }
 
-function addMessage(m) {
+// A button at the top of the conversation that loads the page of messages shown before
+// `first` (and puts another button above them while there may be more).
+function olderButton(first) {
+  const button = el("button", { className: "link", textContent: "show older messages" });
+  const li = el("li", { className: "older" }, button);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const contact = state.contact;
+    const page = await api("history", { contact, limit: PAGE, before: first });
+    if (state.contact !== contact) return;
+    const list = $("#messages");
+    const below = list.scrollHeight - list.scrollTop; // keep what the reader looks at in place
+    li.remove();
+    for (const m of page.slice().reverse()) addMessage(m, { older: true });
+    if (page.length === PAGE) list.prepend(olderButton(page[0].message_id));
+    list.scrollTop = list.scrollHeight - below;
+    await markShown(page.filter((m) => m.direction === "in"));
+  });
+  return li;
+}
+
+function addMessage(m, { older = false } = {}) {
   if (state.messages.has(m.message_id)) return;
   const out = m.direction === "out";
   const tick = el("span", { className: "tick" });
@@ -106,6 +130,10 @@ function addMessage(m) {
     if (m.failed) note.textContent = `refused: ${m.failed.reason ?? m.failed.code}`;
   }
   const list = $("#messages");
+  if (older) { // a page of older ones comes newest first: each goes on top
+    list.prepend(li);
+    return;
+  }
   list.append(li);
   list.scrollTop = list.scrollHeight;
   for (const e of early.get(m.message_id) ?? []) onEvent(e);
@@ -251,11 +279,35 @@ async function openSafety() {
     dialog.dataset.number = n.number;
   };
   show(await api("safety_number", { account: state.contact }));
+  showContactDevices(state.contact);
   dialog.showModal();
   dialog.onclose = async () => {
     if (dialog.returnValue === "verify") await api("safety_number", { account: state.contact, verify: dialog.dataset.number });
     else if (dialog.returnValue === "unverify") await api("safety_number", { account: state.contact, unverify: true });
   };
+}
+
+// The contact's devices as the relay lists them, and which of them this safety number covers
+// (a device added since has no session yet: the number changes once it has).
+async function showContactDevices(contact) {
+  const box = $("#safety-devices");
+  box.replaceChildren();
+  let listed;
+  try {
+    listed = await api("devices", { account: contact });
+  } catch (error) {
+    box.append(el("li", { className: "muted", textContent: `the relay's list is not available: ${error.message}` }));
+    return;
+  }
+  const number = await api("safety_number", { account: contact });
+  const covered = new Set(number?.remote_devices ?? []);
+  if (!listed.device_ids.length) box.append(el("li", { className: "muted", textContent: "no devices (no such account?)" }));
+  for (const id of listed.device_ids) {
+    const name = `${contact}.${id}`;
+    const known = covered.has(id);
+    box.append(el("li", { dataset: { device: name } }, el("span", { className: "mono", textContent: name }), " ",
+      el("span", { className: known ? "muted" : "note", textContent: known ? "in this safety number" : "no session yet" })));
+  }
 }
 
 async function openDevice() {
