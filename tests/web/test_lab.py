@@ -163,3 +163,17 @@ async def test_a_run_started_from_the_page_is_followed_live_and_stopped_cleanly(
     assert replay == seen
     state = (await lab.call("state"))["result"]
     assert state["id"] == run["id"] and state["state"] == "finished"
+
+
+async def test_without_root_the_kernel_scenarios_are_offered_as_unavailable_and_refused(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = "network namespaces need root (run as root, or with CAP_NET_ADMIN)"
+    monkeypatch.setattr(runner, "available", lambda s: reason if (s.kernel or s.mounts) else None)
+    listed = {s["name"]: s for s in (await lab.call("scenarios"))["result"]}
+    assert listed["dead-zone"]["available"] is False and listed["dead-zone"]["reason"] == reason
+    assert listed["disk-full"]["available"] is False  # tmpfs mounts
+    assert listed["half-open"]["available"] is True  # the user-space proxy: no root needed
+    refused = await lab.call("start", scenario="dead-zone", quick=True)
+    assert refused["error"]["message"] == f"dead-zone cannot run here: {reason}"
+    assert not (lab.app.client.home / RUNS_DIR).exists()
