@@ -46,7 +46,8 @@ async function loadScenarios() {
     select.append(option);
     if (s.available && first === null) first = s.name;
   }
-  if (first !== null) select.value = first;
+  if (view.run && view.scenarios.has(view.run.scenario)) select.value = view.run.scenario;
+  else if (first !== null) select.value = first;
   const blocked = list.filter((s) => !s.available);
   const note = $("#root-note");
   note.hidden = blocked.length === 0;
@@ -102,6 +103,11 @@ function setState(kind, text) {
 function resetRun(run) {
   Object.assign(view, { run, points: [], faults: [], counts: {}, settled: null, cut: false });
   $("#run-title").textContent = `${run.scenario} · seed ${run.seed} · ${run.quick ? "quick" : "full"}`;
+  if (view.scenarios.has(run.scenario)) { // the form shows what runs (a page opened mid-run too)
+    $("#scenario").value = run.scenario;
+    $("#quick").checked = run.quick;
+    describe();
+  }
   $("#phase").textContent = "starting";
   $("#verdict").hidden = true;
   drawCounters({}, null);
