@@ -11,7 +11,8 @@ Modules: `keys` (X25519 key pairs, 0x05-prefixed public keys, Ed25519-based iden
 their bundles), `bundle` (a relay bundle → a verified session bundle), `ratchet` (the Double
 Ratchet's state and key schedule), `message` (v3 WhisperMessage / PreKeyWhisperMessage and the v4
 PQXDH prekey message), `padding`, `session` (all sessions with one peer device, v3 and v4),
-`fingerprint` (Signal safety numbers), `envelope` (the type byte of a payload). The client
+`fingerprint` (Signal safety numbers), `envelope` (the type byte of a payload), `senderkey` and
+`senderkey_wire` (libsignal's sender keys: one ciphertext per group message). The client
 (`tidings.client.crypto`) runs them; the relay never imports this package.
 
 Errors: peer input fails with the one `tidings.errors.DecryptionError`; a prekey bundle whose
