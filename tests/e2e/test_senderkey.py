@@ -1,7 +1,7 @@
 """Sender keys (tidings.e2e.senderkey) against libsignal's own bytes.
 
 tests/vectors/signal/libsignal-senderkey.json was made by libsignal (@signalapp/libsignal-client
-0.103.0, tests/vectors/senderkey/generate.mjs): it decrypted *our* distribution message and
+0.103.0, tests/vectors/libsignal/senderkey.mjs): it decrypted *our* distribution message and
 group messages (whose bytes are pinned here as golden), and it made chains and messages of its
 own, which we decrypt here — out of order, across a rotation.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.senderkey_fixture import DISTRIBUTION_ID, ours_vectors, plaintext, seeded_rng
+from tests.e2e.libsignal_fixture import DISTRIBUTION_ID, ours_senderkey, plaintext, seeded_rng
 from tidings.e2e.senderkey import (
     MAX_CACHED_KEYS,
     MAX_FORWARD_JUMP,
@@ -50,7 +50,7 @@ def received(distribution: str) -> SenderKeyRecord:
 def test_our_bytes_are_the_ones_libsignal_decrypted() -> None:
     pinned = {k: v for k, v in VECTORS["ours"].items() if k != "libsignal_decrypted"}
     assert VECTORS["ours"]["libsignal_decrypted"] is True
-    assert ours_vectors() == pinned
+    assert ours_senderkey() == pinned
 
 
 def test_we_decrypt_libsignals_messages_out_of_order_and_across_a_rotation() -> None:

@@ -45,6 +45,11 @@ def uint32_field(number: int, value: int) -> bytes:
     return varint(number << 3 | VARINT) + varint(value)
 
 
+def fixed64_field(number: int, value: int) -> bytes:
+    """A fixed64 field (8 bytes, little-endian)."""
+    return varint(number << 3 | FIXED64) + value.to_bytes(8, "little")
+
+
 def bytes_field(number: int, value: bytes) -> bytes:
     """A length-delimited field."""
     return varint(number << 3 | LEN) + varint(len(value)) + value
@@ -67,8 +72,9 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     raise ProtobufError("overlong varint")
 
 
-def decode(data: bytes) -> Fields:
-    """Field number → value (the last occurrence wins, as in protobuf); fixed fields skipped.
+def decode(data: bytes, keep_fixed: bool = False) -> Fields:
+    """Field number → value (the last occurrence wins, as in protobuf); fixed fields skipped,
+    or with ``keep_fixed`` read as unsigned little-endian integers (a certificate's expiry).
 
     Raises:
         ProtobufError: truncated data or an unsupported wire type.
@@ -100,8 +106,12 @@ def decode(data: bytes) -> Fields:
                 raise ProtobufError("truncated length-delimited field")
             fields[number], pos = data[pos : pos + length], pos + length
         elif wire_type == FIXED32 and pos + 4 <= end:
+            if keep_fixed:
+                fields[number] = int.from_bytes(data[pos : pos + 4], "little")
             pos += 4
         elif wire_type == FIXED64 and pos + 8 <= end:
+            if keep_fixed:
+                fields[number] = int.from_bytes(data[pos : pos + 8], "little")
             pos += 8
         else:
             raise ProtobufError(f"unsupported or truncated wire type {wire_type}")

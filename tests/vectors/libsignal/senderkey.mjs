@@ -48,7 +48,7 @@ for (let i = 0; i < 3; i++) {
 }
 const version = createRequire(import.meta.url)("@signalapp/libsignal-client/package.json").version;
 writeFileSync(outPath, JSON.stringify({
-  source: `@signalapp/libsignal-client ${version} (Node.js ${process.version}), by tests/vectors/senderkey/generate.mjs`,
+  source: `@signalapp/libsignal-client ${version} (Node.js ${process.version}), by tests/vectors/libsignal/senderkey.mjs`,
   ours: { ...ours, libsignal_decrypted: true },
   libsignal: {
     sender: { name: "alice", device: 1 }, distribution_id: dist,
