@@ -10,6 +10,7 @@ from typing import Any
 from tidings.e2e.certificates import SenderCertificate, ServerCertificate
 from tidings.e2e.keys import IdentityKeyPair, KeyPair
 from tidings.e2e.sealed import CONTENT_HINT_RESENDABLE, TYPE_SENDERKEY_MESSAGE, SealedContent, seal
+from tidings.e2e.sealed_v2 import received, seal_multi
 from tidings.e2e.senderkey import SenderKeyRecord, group_encrypt, new_distribution
 
 DISTRIBUTION_ID = bytes.fromhex("0f1e2d3c4b5a49788796a5b4c3d2e1f0")
@@ -65,6 +66,8 @@ SENDER = identity(b"carol.2")
 RECIPIENT = identity(b"bob.1")
 #: libsignal's recipient of our sealed message (a fixed X25519 private key).
 LIBSIGNAL_RECIPIENT = KeyPair.from_private(bytes([0x44]) * 32)
+#: libsignal's second recipient of our multi-recipient (v2) message.
+LIBSIGNAL_RECIPIENT_2 = KeyPair.from_private(bytes([0x45]) * 32)
 EXPIRES_MS = 1_800_000_000_000
 GROUP_ID = b"tidings group 02"
 
@@ -75,8 +78,17 @@ def ours_sealed() -> dict[str, Any]:
     inner = bytes.fromhex(ours_senderkey()["messages"][0]["message"])
     content = SealedContent(TYPE_SENDERKEY_MESSAGE, cert, inner, CONTENT_HINT_RESENDABLE, GROUP_ID)
     sealed = seal(content, SENDER, LIBSIGNAL_RECIPIENT.public, seeded_rng(b"sealed v1"))
+    targets = [LIBSIGNAL_RECIPIENT, LIBSIGNAL_RECIPIENT_2]
+    shared, headers = seal_multi(
+        content, SENDER, [t.public for t in targets], seeded_rng(b"sealed v2")
+    )
     return {
         "sealed": sealed.hex(),
+        "v2_shared": shared.hex(),
+        "v2_received": [
+            {"private": t.private.hex(), "message": received(h, shared).hex()}
+            for t, h in zip(targets, headers, strict=True)
+        ],
         "recipient_private": LIBSIGNAL_RECIPIENT.private.hex(),
         "recipient_public": LIBSIGNAL_RECIPIENT.public.serialize().hex(),
         "trust_root_public": TRUST_ROOT.public.serialize().hex(),

@@ -29,6 +29,7 @@ from tests.e2e.libsignal_fixture import (
 from tidings.e2e.certificates import CertificateError, SenderCertificate, ServerCertificate
 from tidings.e2e.keys import PublicKey
 from tidings.e2e.sealed import TYPE_MESSAGE, SealedContent, open_sealed, seal
+from tidings.e2e.sealed_v2 import HEADER_LEN, SEALED_V2, open_sealed_v2, received, seal_multi
 from tidings.errors import DecryptionError
 
 VECTORS: dict[str, Any] = json.loads(
@@ -45,6 +46,7 @@ def test_our_bytes_are_the_ones_libsignal_opened_and_validated() -> None:
     ours = VECTORS["ours"]
     assert ours["libsignal_opened"] is True and ours["libsignal_validated"] is True
     pinned = {k: v for k, v in ours.items() if not k.startswith("libsignal_")}
+    assert ours["libsignal_opened_v2"] is True
     assert ours_sealed() == pinned
 
 
@@ -107,3 +109,40 @@ def test_a_certificate_of_someone_else_inside_is_refused() -> None:
     for bad in (b"", b"\x0a\x03abc", cert_for(SENDER).serialize()[:-3]):
         with pytest.raises(CertificateError):
             SenderCertificate.parse(bad)
+
+
+def test_libsignal_opened_our_multi_recipient_message() -> None:
+    ours = VECTORS["ours"]
+    assert ours["libsignal_opened_v2"] is True and len(ours["v2_received"]) == 2
+    shared = ours["v2_shared"]
+    for one in ours["v2_received"]:  # 0x22 || C_i || AT_i || the shared part
+        message = bytes.fromhex(one["message"])
+        assert message[0] == SEALED_V2 and message[1 + HEADER_LEN :].hex() == shared
+
+
+def test_one_payload_for_many_devices_each_opens_only_its_own() -> None:
+    bob, dave = identity(b"bob.1"), identity(b"dave.1")
+    content = SealedContent(TYPE_MESSAGE, cert_for(SENDER), b"to the group", group_id=GROUP_ID)
+    shared, headers = seal_multi(content, SENDER, [bob.public, dave.public], seeded_rng(b"v2"))
+    assert len(headers) == 2 and all(len(h) == HEADER_LEN for h in headers)
+    assert open_sealed_v2(received(headers[0], shared), bob) == content
+    assert open_sealed_v2(received(headers[1], shared), dave) == content
+    assert SENDER.public.raw not in shared and b"carol" not in shared
+    with pytest.raises(DecryptionError):  # dave's header does not open for bob
+        open_sealed_v2(received(headers[1], shared), bob)
+    message = received(headers[0], shared)
+    for i in range(0, len(message), 5):
+        broken = bytearray(message)
+        broken[i] ^= 0x01
+        with pytest.raises(DecryptionError):
+            open_sealed_v2(bytes(broken), bob)
+    with pytest.raises(DecryptionError):
+        open_sealed_v2(message[:80], bob)
+    # mallory seals with her own key but puts carol's certificate inside: the tag fails
+    forged_shared, forged = seal_multi(
+        content, identity(b"mallory"), [bob.public], seeded_rng(b"f")
+    )
+    with pytest.raises(DecryptionError):
+        open_sealed_v2(received(forged[0], forged_shared), bob)
+    with pytest.raises(ValueError):
+        received(headers[0][:-1], shared)

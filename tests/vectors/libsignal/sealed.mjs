@@ -37,6 +37,14 @@ const root = S.PublicKey.deserialize(bin(ours.trust_root_public));
 check(cert.validate(root, ours.expires_ms - 1), "our certificate validates");
 check(!cert.validate(root, ours.expires_ms + 1), "our certificate expires");
 
+// 1b. our multi-recipient (v2) message: each recipient's received form opens in libsignal
+for (const one of ours.v2_received) {
+  const key = S.PrivateKey.deserialize(bin(one.private));
+  const got = await S.sealedSenderDecryptToUsmc(bin(one.message), new Identities(key, new Map()));
+  check(hex(got.contents()) === ours.content, "the v2 content");
+  check(hex(got.senderCertificate().serialize()) === ours.certificate, "the v2 certificate");
+}
+
 // 2. libsignal → ours
 const trust = S.PrivateKey.deserialize(Buffer.alloc(32, 0x01));
 const serverKey = S.PrivateKey.deserialize(Buffer.alloc(32, 0x02));
@@ -61,7 +69,7 @@ const sealed = await S.sealedSenderEncrypt(content, to, new Identities(sender, p
 const version = createRequire(import.meta.url)("@signalapp/libsignal-client/package.json").version;
 writeFileSync(outPath, JSON.stringify({
   source: `@signalapp/libsignal-client ${version} (Node.js ${process.version}), by tests/vectors/libsignal/sealed.mjs`,
-  ours: { ...ours, libsignal_opened: true, libsignal_validated: true },
+  ours: { ...ours, libsignal_opened: true, libsignal_opened_v2: true, libsignal_validated: true },
   libsignal: {
     sealed: hex(sealed), trust_root_public: hex(trust.getPublicKey().serialize()),
     server_key_public: hex(serverKey.getPublicKey().serialize()),
