@@ -146,3 +146,6 @@ def test_one_payload_for_many_devices_each_opens_only_its_own() -> None:
         open_sealed_v2(received(forged[0], forged_shared), bob)
     with pytest.raises(ValueError):
         received(headers[0][:-1], shared)
+    # two devices of one account share its identity key, and so one header
+    _, three = seal_multi(content, SENDER, [bob.public, bob.public, dave.public], seeded_rng(b"3"))
+    assert three[0] == three[1] != three[2]

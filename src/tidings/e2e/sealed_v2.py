@@ -86,9 +86,13 @@ def seal_multi(
     shared = e.public.raw + AESGCMSIV(k).encrypt(_NONCE, content.serialize(), None)
     s = sender.dh_key_pair
     headers = []
+    made: dict[bytes, bytes] = {}  # the devices of one account share an identity key
     for r in recipients:
-        c = _xor(_mask(e.dh(r), e.public, r), m)
-        headers.append(c + _tag(s.dh(r), e.public, c, s.public, r))
+        header = made.get(r.raw)
+        if header is None:
+            c = _xor(_mask(e.dh(r), e.public, r), m)
+            header = made[r.raw] = c + _tag(s.dh(r), e.public, c, s.public, r)
+        headers.append(header)
     return shared, headers
 
 
