@@ -44,6 +44,7 @@ SUBCOMMANDS = (
     "daemon",
     "conversations",
     "history",
+    "search",
     "chat",
     "safety-number",
     "read-receipts",

@@ -199,3 +199,16 @@ def test_a_long_conversation_scrolls_back_page_by_page(
     device = a.locator("#safety-devices li[data-device='bob.1']")
     device.wait_for()
     assert "in this safety number" in device.inner_text()
+    a.keyboard.press("Escape")  # close the dialog
+    # search across chats: every word, the last as a prefix ("17" finds 17 and 170-179)
+    a.fill("#search-text", "line 17")
+    a.press("#search-text", "Enter")
+    hits = a.locator("#messages li.hit .body")
+    hits.first.wait_for()
+    assert hits.all_inner_texts() == [
+        "line 179",
+        *[f"line 17{i}" for i in range(8, -1, -1)],
+        "line 17",
+    ]
+    a.locator("#messages li.hit").first.click()  # opens the chat it is in
+    a.locator("#messages li.out", has_text="line 204").wait_for()

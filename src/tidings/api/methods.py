@@ -175,6 +175,29 @@ async def history(client: Client, params: Params) -> Any:
     return out
 
 
+async def search(client: Client, params: Params) -> Any:
+    """The shown messages holding every word of ``text``, newest first; ``contact`` or
+    ``conversation`` narrows it to one conversation."""
+    _only(params, "text", "contact", "conversation", "limit")
+    text = _str(params, "text")
+    limit = _int(params, "limit", 50, 1, MAX_HISTORY)
+    if "contact" in params and "conversation" in params:
+        raise ApiError(INVALID_PARAMS, "give contact or conversation, not both")
+    conversation = None
+    if "contact" in params:
+        try:
+            conversation = direct_conversation(client.me.account, _str(params, "contact"))
+        except (FrameError, ContentError) as exc:
+            raise ApiError(INVALID_PARAMS, str(exc)) from None
+    elif "conversation" in params:
+        conversation = _str(params, "conversation")
+    try:
+        found = client.store.search(text, limit, conversation)
+    except ValueError as exc:
+        raise ApiError(INVALID_PARAMS, f"text: {exc}") from None
+    return [message_json(m, client.status(m.message_id)) for m in found]
+
+
 async def mark_read(client: Client, params: Params) -> Any:
     """Mark received messages read (sends read receipts if enabled): ``{"message_ids"}``."""
     _only(params, "message_ids")
@@ -282,6 +305,7 @@ METHODS: dict[str, Method] = {
     "send": send,
     "conversations": conversations,
     "history": history,
+    "search": search,
     "mark_read": mark_read,
     "unseen": unseen,
     "mark_seen": mark_seen,

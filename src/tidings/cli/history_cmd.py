@@ -1,24 +1,29 @@
-"""``tidings conversations`` and ``tidings history CONTACT``: what this device stored, from its
-store only (they work beside a running ``listen`` or daemon, and offline).
+"""``tidings conversations``, ``tidings history CONTACT`` and ``tidings search WORDS``: what this
+device stored, from its store only (they work beside a running ``listen`` or daemon, and
+offline).
 
 ``history`` shows every stored message that is shown in its conversation — also those a
 ``listen`` stopped with Ctrl-C committed but never printed — with ✓ / ✓✓ / read / ✗ marks on the
-sent ones. ``--json`` prints the forms of :mod:`tidings.api.forms`, as the API's ``history``.
+sent ones. ``search`` finds the shown messages holding every word (newest first; the last word
+also as a prefix). ``--json`` prints the forms of :mod:`tidings.api.forms`, as the API's
+``history`` and ``search``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..api.forms import conversation_json, message_json
 from ..api.methods import MAX_HISTORY
 from ..client.home import prepare_home
-from ..client.store import ClientStore, Direction
+from ..client.store import ClientStore, Direction, StoredMessage
 from ..delivery import Status, direct_conversation, glyph
 from ..errors import FrameError
 from ..wire import check_account
 from .common import _common, _ts, home_of
+from .exits import Exit
 from .terminal_text import for_terminal
 
 #: Messages ``history`` shows unless ``--limit`` says otherwise.
@@ -52,6 +57,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     _common(p)
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser(
+        "search",
+        help="find stored messages by their words",
+        description="Find the messages on this device that hold every one of WORDS (case and "
+        "accents ignored; the last word also as a prefix: 'clim' finds 'climbing'), newest "
+        "first. Reads the local store only: works offline and beside a running daemon.",
+    )
+    p.add_argument("words", nargs="+", help="what to look for")
+    p.add_argument("--with", dest="contact", type=_account, help="only the chat with CONTACT")
+    p.add_argument(
+        "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"messages (default {DEFAULT_LIMIT})"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_search)
 
 
 def _account(text: str) -> str:
@@ -93,6 +113,38 @@ def cmd_history(args: argparse.Namespace) -> int:
         me = identity.account if identity is not None else args.contact
         messages = store.messages(direct_conversation(me, args.contact), args.limit)
         statuses = {m.message_id: store.message_status(m.message_id) for m in messages}
+    _print_messages(args, messages, statuses)
+    if not messages and not args.json:
+        print(f"no messages with {args.contact} yet")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    text = " ".join(args.words)
+    with ClientStore(prepare_home(home_of(args))) as store:
+        identity = store.get_identity()
+        conversation = None
+        if args.contact is not None:
+            me = identity.account if identity is not None else args.contact
+            conversation = direct_conversation(me, args.contact)
+        try:
+            messages = store.search(text, args.limit, conversation)
+        except ValueError as exc:
+            print(f"tidings search: {exc}", file=sys.stderr)
+            return Exit.USAGE
+        statuses = {m.message_id: store.message_status(m.message_id) for m in messages}
+    _print_messages(args, messages, statuses, conversations=args.contact is None)
+    if not messages and not args.json:
+        print(f"no messages with {text!r}")
+    return 0
+
+
+def _print_messages(
+    args: argparse.Namespace,
+    messages: list[StoredMessage],
+    statuses: dict[bytes, Status | None],
+    conversations: bool = False,
+) -> None:
     for m in messages:
         status = statuses[m.message_id]
         if args.json:
@@ -100,12 +152,11 @@ def cmd_history(args: argparse.Namespace) -> int:
             continue
         body = for_terminal(m.body.decode(errors="replace"))
         when = _ts(m.received_at or m.sent_at)
+        if conversations:  # a search across chats says which chat each line is in
+            when = f"{when}] [{m.conversation}"
         if m.direction is Direction.OUT:
             mark = glyph(status or Status.PENDING)
             print(f"[{when}] {mark:2} me › {body}  ({m.message_id.hex()[:12]}…)")
         else:
             unread = "" if m.read_at is not None else "  (unread)"
             print(f"[{when}]    {m.sender} › {body}{unread}")
-    if not messages and not args.json:
-        print(f"no messages with {args.contact} yet")
-    return 0

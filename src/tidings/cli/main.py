@@ -1,7 +1,7 @@
 """The ``tidings`` command.
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
-``conversations``, ``history``, ``chat``, ``read-receipts``, ``config``, ``trace``,
+``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
 ``safety-number``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).

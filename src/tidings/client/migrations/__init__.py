@@ -192,5 +192,27 @@ CREATE INDEX messages_unseen ON messages (shown)
     WHERE direction = 0 AND seen_at IS NULL AND shown IS NOT NULL;
 """
 
+_V5 = """
+-- Full-text search (issue 13): every shown message's body in an FTS5 index, kept in step by
+-- triggers (a held message enters it when it is shown; a deleted one leaves it), so nothing
+-- outside this file decides what is searchable. rowid = messages.id.
+CREATE VIRTUAL TABLE messages_fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO messages_fts (rowid, body)
+    SELECT id, CAST(body AS TEXT) FROM messages WHERE shown IS NOT NULL;
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN NEW.shown IS NOT NULL
+BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (NEW.id, CAST(NEW.body AS TEXT));
+END;
+CREATE TRIGGER messages_fts_shown AFTER UPDATE OF shown ON messages
+    WHEN OLD.shown IS NULL AND NEW.shown IS NOT NULL
+BEGIN
+    INSERT INTO messages_fts (rowid, body) VALUES (NEW.id, CAST(NEW.body AS TEXT));
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN OLD.shown IS NOT NULL
+BEGIN
+    DELETE FROM messages_fts WHERE rowid = OLD.id;
+END;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)

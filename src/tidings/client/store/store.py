@@ -54,6 +54,26 @@ from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
 
+#: Characters of a search: a few words, not a document.
+MAX_QUERY = 256
+
+
+def fts_query(text: str) -> str:
+    """``text`` as an FTS5 query of its words, each a quoted phrase (so no word is read as
+    FTS5 syntax), all required, the last also as a prefix.
+
+    Raises:
+        ValueError: no word, or longer than :data:`MAX_QUERY`.
+    """
+    if len(text) > MAX_QUERY:
+        raise ValueError(f"a search is at most {MAX_QUERY} characters")
+    words = text.split()
+    if not words:
+        raise ValueError("give at least one word to search for")
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    return " ".join(quoted) + "*"
+
+
 __all__ = ["ClientStore"]
 
 
@@ -255,6 +275,27 @@ class ClientStore(Outbox, Incoming, Crypto):
             limit,
         )
         return [message_from_row(r) for r in reversed(rows)]
+
+    def search(
+        self, text: str, limit: int = 50, conversation: str | None = None
+    ) -> list[StoredMessage]:
+        """The shown messages whose body holds every word of ``text`` (the last one also as
+        a prefix: "clim" finds "climbing"), most recent first; case and accents ignored.
+
+        Raises:
+            ValueError: ``text`` has no word, or is longer than :data:`MAX_QUERY`.
+        """
+        query = fts_query(text)
+        where = " AND conversation = ?" if conversation is not None else ""
+        params = [query] if conversation is None else [query, conversation]
+        rows = self._read(
+            f"SELECT {MSG_COLS} FROM messages WHERE id IN"
+            " (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)"
+            f"{where} AND shown IS NOT NULL ORDER BY shown DESC LIMIT ?",
+            *params,
+            limit,
+        )
+        return [message_from_row(r) for r in rows]
 
     def conversations(self) -> list[ConversationSummary]:
         """Every conversation with a shown message, most recently active first."""

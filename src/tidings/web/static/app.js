@@ -111,6 +111,38 @@ function olderButton(first) {
   return li;
 }
 
+// Search: the matching messages of every chat, newest first; a click opens that chat.
+async function search(event) {
+  event.preventDefault();
+  const text = $("#search-text").value.trim();
+  if (!text) return;
+  let hits;
+  try {
+    hits = await api("search", { text, limit: PAGE });
+  } catch (error) {
+    showBanner(error.message);
+    return;
+  }
+  state.contact = null;
+  state.messages.clear();
+  document.body.classList.remove("menu-open");
+  $("#contact").textContent = `Search: ${text}`;
+  $("#open-safety").hidden = true;
+  $("#composer").hidden = true;
+  $("#banner").hidden = true;
+  const list = $("#messages");
+  list.replaceChildren(...hits.map((m) => {
+    const contact = contactOf(m.conversation);
+    const who = m.direction === "out" ? "me" : m.from;
+    const li = el("li", { className: "hit", dataset: { id: m.message_id }, title: `open the chat with ${contact}` },
+      el("span", { className: "where", textContent: `${contact} · ${who} · ${clock(m.sent_at)}` }),
+      el("span", { className: "body", textContent: m.body }));
+    li.addEventListener("click", () => openChat(contact));
+    return li;
+  }));
+  if (!hits.length) list.append(el("li", { className: "hit muted", textContent: `no messages with “${text}”` }));
+}
+
 function addMessage(m, { older = false } = {}) {
   if (state.messages.has(m.message_id)) return;
   const out = m.direction === "out";
@@ -355,6 +387,7 @@ async function start() {
   $("#me").textContent = status.device;
   showState(status.connected ? "online" : "offline", status.connected ? "online" : status.stopped ? `stopped: ${status.stopped}` : "connecting…");
   $("#composer").addEventListener("submit", send);
+  $("#search").addEventListener("submit", search);
   $("#text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) send(e); });
   $("#new-chat").addEventListener("submit", (e) => { e.preventDefault(); const c = $("#new-contact").value.trim(); if (c) { $("#new-contact").value = ""; openChat(c); } });
   $("#journey .close").addEventListener("click", () => { $("#journey").hidden = true; state.journey = null; });
