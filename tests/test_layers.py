@@ -21,6 +21,7 @@ RANK = {
     "wire": 0,
     "noise": 1,
     "e2e": 1,
+    "push": 1,  # Web Push encryption, VAPID, endpoint rules: for the relay and the device
     "delivery": 2,
     "store": 3,
     "net": 3,
