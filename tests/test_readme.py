@@ -291,6 +291,14 @@ class Usage:
             if s.home == home and s.to == contact:
                 assert s.text in out, (s.text, out)
 
+    def search(self, args: list[str]) -> None:
+        home, word = _option(args, "--home"), args[1]
+        out = self.ok(args).out
+        found = [s.text for s in self.sent if s.home == home and word in s.text.split()]
+        assert found, f"the README searches {home} for {word!r}, which it never sent"
+        for text in found:
+            assert text in out, (text, out)
+
     def devices_of(self, account: str) -> list[str]:
         return [h for h, a in self.accounts.items() if a == account]
 
@@ -324,6 +332,7 @@ Usage.HANDLERS = {
     "web": Usage.web,
     "conversations": Usage.conversations,
     "history": Usage.history,
+    "search": Usage.search,
 }
 
 
