@@ -60,7 +60,7 @@ async def test_a_url_without_the_relays_path_says_which_url_to_use(
         await register(tmp_path / "alice", bare, "alice")
     assert "404" in raised.value.reason
     assert f"the relay listens on /v1: try {bare}/v1" in raised.value.reason
-    assert RELAY_PATH == WS_PATH.decode()  # the client's path is the server's
+    assert WS_PATH.decode() == RELAY_PATH  # the client's path is the server's
     await register(tmp_path / "alice", relay.url, "alice")  # the right URL then works
 
 
