@@ -14,10 +14,10 @@ import pytest
 from tests.harness import ClientLab, FixedRandom, RelayLab, TcpHolder, free_port, until
 from tests.tls import TlsFront, self_signed
 from tidings.client import Connected, ConnectFailed, Disconnected, register
-from tidings.client.connect import why_unreachable
+from tidings.client.connect import RELAY_PATH, why_unreachable
 from tidings.errors import ConfigError, ConnectionBroken, RelayUnreachable
 from tidings.noise import public_key
-from tidings.server.app import load_or_create_key
+from tidings.server.app import WS_PATH, load_or_create_key
 
 URL = "ws://127.0.0.1:7400/v1"
 
@@ -49,6 +49,19 @@ async def test_register_with_no_relay_says_connection_refused(tmp_path: Path) ->
     assert raised.value.url == url
     assert "connection refused" in raised.value.reason
     assert str(raised.value).startswith(f"cannot reach the relay at {url}: ")
+
+
+async def test_a_url_without_the_relays_path_says_which_url_to_use(
+    tmp_path: Path, relays: RelayLab
+) -> None:
+    relay = await relays.start()
+    bare = relay.url.removesuffix(RELAY_PATH)  # ws://127.0.0.1:PORT, as a newcomer types it
+    with pytest.raises(RelayUnreachable) as raised:
+        await register(tmp_path / "alice", bare, "alice")
+    assert "404" in raised.value.reason
+    assert f"the relay listens on /v1: try {bare}/v1" in raised.value.reason
+    assert WS_PATH.decode() == RELAY_PATH  # the client's path is the server's
+    await register(tmp_path / "alice", relay.url, "alice")  # the right URL then works
 
 
 async def test_wss_to_a_plain_endpoint_says_it_is_not_tls(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from ..client.events import (
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    ReadElsewhere,
     SendRefused,
     StatusChanged,
     StorageFailed,
@@ -87,6 +88,13 @@ def event_json(event: ClientEvent) -> JSON:
             "sent_at": m.sent_at,
             "body": m.body.decode(errors="replace"),
             "late": event.late,
+        }
+    if isinstance(event, ReadElsewhere):
+        return {
+            "event": "read-elsewhere",
+            "message_ids": [m.hex() for m in event.message_ids],
+            "device": str(event.device),
+            "at": event.at,
         }
     if isinstance(event, StatusChanged):
         return {

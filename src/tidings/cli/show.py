@@ -15,6 +15,7 @@ from ..client import (
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    ReadElsewhere,
     SendRefused,
     StatusChanged,
 )
@@ -39,6 +40,9 @@ def _text(event: ClientEvent) -> str | None:
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
         return f"[{_ts(m.received_at or m.sent_at)}] {m.sender} › {body}{late}"
+    if isinstance(event, ReadElsewhere):
+        n = len(event.message_ids)
+        return f"= read on {event.device}: {n} message{'s' if n != 1 else ''}"
     if isinstance(event, StatusChanged):
         where = str(event.device) if event.device else "all"
         return (

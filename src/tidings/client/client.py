@@ -334,6 +334,14 @@ class Client:
             if m.sender.account != self.me.account:
                 by_sender.setdefault(m.sender.account, []).append(mid)
         receipts = []
+        # this account's other devices learn it too, whatever the read-receipts setting (it
+        # says what contacts see, not what the user's own devices see): read-state sync
+        synced = [key[1] for key in keys]
+        for i in range(0, len(synced), 256):
+            content = Receipt(ReceiptKind.READ, tuple(synced[i : i + 256]), now).serialize()
+            receipts.append(
+                OutboxRequest(os.urandom(16), self.me.account, content, ContentKind.RECEIPT, now)
+            )
         if self.read_receipts:
             for account, ids in by_sender.items():
                 for i in range(0, len(ids), 256):

@@ -67,6 +67,9 @@ CLIENT_KEEPALIVE = KeepaliveParams(
 
 #: Seconds to wait for the TCP + WebSocket connection to open.
 CONNECT_TIMEOUT = 10.0
+#: The path the relay answers WebSocket upgrades on (the server's ``WS_PATH``): a URL without
+#: it gets a 404, and the error says which URL to use.
+RELAY_PATH = "/v1"
 
 #: Seconds to wait for the resolver: glibc's own per-try timeout. A resolver silent for longer
 #: is down, and the last good address is tried instead.
@@ -284,7 +287,12 @@ def why_unreachable(exc: BaseException, url: str) -> str:
             )
         return f"no answer within {CONNECT_TIMEOUT:g} s"
     if isinstance(exc, WSError):
-        return f"the WebSocket upgrade failed ({exc})"
+        hint = ""
+        if "404" in str(exc) and parsed.path.rstrip("/") != RELAY_PATH:
+            # the relay answers only on its path: `ws://host:7400` was typed for `…/v1`
+            fixed = parsed._replace(path=RELAY_PATH).geturl()
+            hint = f"; the relay listens on {RELAY_PATH}: try {fixed}"
+        return f"the WebSocket upgrade failed ({exc}){hint}"
     if isinstance(exc, EOFError | ConnectionResetError | BrokenPipeError) or (
         isinstance(exc, OSError) and not exc.strerror and not str(exc)
     ):

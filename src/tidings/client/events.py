@@ -196,8 +196,19 @@ class DecryptionFailed:
     retry_requested: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ReadElsewhere:
+    """Another device of this account displayed these received messages: they are read here
+    too (unread counts clear on every device of the account)."""
+
+    message_ids: tuple[bytes, ...]
+    device: DeviceRef
+    at: float
+
+
 ClientEvent = (
     MessageReceived
+    | ReadElsewhere
     | StatusChanged
     | SendRefused
     | GapDetected

@@ -57,6 +57,7 @@ from .events import (
     GapDetected,
     GapSkipped,
     MessageReceived,
+    ReadElsewhere,
     StatusChanged,
 )
 from .inbox_retry import on_plaintext, undecryptable
@@ -249,6 +250,12 @@ class Inbox:
         now: float,
         writes: CryptoWrites,
     ) -> None:
+        if sender.account == self.me.account and receipt.kind is ReceiptKind.READ:
+            # another device of this account displayed them: read here too (read-state sync)
+            newly = self.store.commit_read_elsewhere(frame.seq, receipt, now, writes)
+            if newly:
+                self._emit(ReadElsewhere(tuple(newly), sender, now))
+            return
         moved = self.store.commit_receipt(frame.seq, sender, receipt, now, writes)
         status = Status.DELIVERED if receipt.kind is ReceiptKind.DELIVERED else Status.READ
         for mid in moved:

@@ -145,6 +145,34 @@ class Incoming(Database):
                     moved.append(mid)
         return moved
 
+    def commit_read_elsewhere(
+        self,
+        seq: int,
+        receipt: Receipt,
+        at: float,
+        crypto: CryptoWrites | None = None,
+    ) -> list[bytes]:
+        """Apply a READ receipt from another device of this account: the received messages
+        it names are read here too (``read_at``; no receipt is sent for them from here). ONE
+        transaction with the cursor (``seq``) and the ``crypto`` writes.
+
+        Returns:
+            The ids that were unread here (empty for a duplicate ``seq``).
+        """
+        newly: list[bytes] = []
+        with self._tx(crypto) as db:
+            if not self._move_cursor(db, seq):
+                return []
+            for mid in receipt.message_ids:
+                cur = db.execute(
+                    "UPDATE messages SET read_at = ? WHERE message_id = ? AND direction = ?"
+                    " AND read_at IS NULL",
+                    (at, mid, Direction.IN),
+                )
+                if cur.rowcount:
+                    newly.append(mid)
+        return newly
+
     def commit_expired(self, seq: int, message_id: bytes, device: DeviceRef, at: float) -> bool:
         """Apply the server's notice that ``message_id`` expired unfetched at ``device``.
 

@@ -234,6 +234,8 @@ function onEvent(e) {
       if (e.overall !== "failed") entry.note.textContent = "";
     }
     if (state.journey === e.message_id) openJourney(e.message_id);
+  } else if (e.event === "read-elsewhere") {
+    loadConversations(); // read on another device of this account: the unread counts clear
   } else if (e.event === "refused") {
     const entry = state.messages.get(e.message_id);
     if (entry) entry.note.textContent = e.final ? `refused: ${e.reason}` : `refused for now: ${e.reason}; the outbox retries`;
