@@ -11,7 +11,7 @@ import pytest
 
 from tidings.errors import IntegrityError, StoreError
 from tidings.store import StoreStats
-from tidings.store._groupcommit import GroupCommitter, Rollback
+from tidings.store._groupcommit import GroupCommitter
 from tidings.store._stats import RECENT_BATCHES, record_commit
 
 _SCHEMA = """
@@ -84,25 +84,21 @@ async def test_one_batch_one_commit(committer: GroupCommitter) -> None:
 async def test_a_failing_op_undoes_only_itself(committer: GroupCommitter) -> None:
     def refuse(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t VALUES (100, 1)")
-        raise Rollback("refused")
+        raise IntegrityError("refused")
 
     ops = [insert(1), insert(1), refuse, insert(2)]
     results = await held_batch(committer, ops)
-    assert results[0] == 1 and results[2:] == ["refused", 2]
-    assert isinstance(results[1], IntegrityError)
+    assert results[0] == 1 and results[3] == 2
+    assert isinstance(results[1], IntegrityError) and isinstance(results[2], IntegrityError)
     assert isinstance(results[1].__cause__, sqlite3.IntegrityError)
     assert await committer.run(rows, write=False) == [1, 2]
 
 
 async def test_a_failed_commit_fails_the_whole_batch() -> None:
-    aborts: list[None] = []
-    gc = GroupCommitter(
-        connect, max_batch=64, stats=StoreStats(), on_abort=lambda: aborts.append(None)
-    )
+    gc = GroupCommitter(connect, max_batch=64, stats=StoreStats())
     await gc.start()
     results = await held_batch(gc, [insert(1), insert(2, parent=9), insert(3)])
     assert all(isinstance(result, StoreError) for result in results)
-    assert len(aborts) == 1  # caches of what the batch wrote are dropped
     assert await gc.run(rows, write=False) == []
     assert gc._stats.commits == 0
     assert await gc.run(insert(4), write=True) == 4  # and the store goes on

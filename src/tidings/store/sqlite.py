@@ -5,8 +5,8 @@ disk and survives ``kill -9`` and power loss (G1). Throughput comes from group c
 :mod:`tidings.store._groupcommit`): every operation runs on one thread that owns the connection,
 and all the operations waiting when a transaction starts share it and its one fsync. Measured on
 the reference machine: ~3.9k commits/s with one row per commit, ~68k rows/s with 100-1,000.
-Consecutive submits and acks of a batch are decided in Python and written set-based
-(:mod:`tidings.store._bulk`, ``bench/store_bench.py``), with the same answers as one by one.
+Submits and acks take one path, set-based (:mod:`tidings.store._inbox_writes`): the consecutive
+ones of a batch are read, decided and written together, a batch of one like any other.
 
 The database must be used by one :class:`SQLiteStore` at a time (one writer); other processes
 may read it.
@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tidings.errors import StoreError
-from tidings.store import _bulk, _sql_devices, _sql_inbox, _sql_prekeys
+from tidings.store import _inbox_writes, _sql_devices, _sql_inbox, _sql_prekeys
 from tidings.store._groupcommit import GroupCommitter
-from tidings.store._heads import HeadCache
 from tidings.store.base import (
     Device,
     DeviceRef,
@@ -69,20 +68,17 @@ class SQLiteStore:
         """
         self.path = Path(path)
         self.stats = StoreStats()
-        self._heads = HeadCache()  # used on the store's thread only
         self._committer = GroupCommitter(
             self._connect,
             max_batch=max_batch,
             stats=self.stats,
-            on_abort=self._heads.clear,
-            bulk=lambda conn, ops: _bulk.run_segment(conn, self._heads, ops),
+            batch=_inbox_writes.run_segment,
             after_commit=self._maybe_checkpoint,
         )
         self._monotonic = time.monotonic
         self._checkpointed_at = -math.inf  # on the monotonic clock, on the store's thread
 
     def _connect(self) -> sqlite3.Connection:
-        self._heads.clear()
         conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
@@ -143,9 +139,7 @@ class SQLiteStore:
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
         """Create ``account`` with its first device (id 1). See ``Store.create_account``."""
         return await self._committer.run(
-            lambda conn: _sql_devices.create_account(
-                conn, self._heads, account, noise_key, name, now
-            ),
+            lambda conn: _sql_devices.create_account(conn, account, noise_key, name, now),
             write=True,
         )
 
@@ -163,9 +157,7 @@ class SQLiteStore:
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         return await self._committer.run(
-            lambda conn: _sql_devices.add_device(
-                conn, self._heads, account, noise_key, name, code_hash, now
-            ),
+            lambda conn: _sql_devices.add_device(conn, account, noise_key, name, code_hash, now),
             write=True,
         )
 
@@ -183,11 +175,8 @@ class SQLiteStore:
 
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically and durably. See ``Store.submit``."""
-        return await self._committer.run(
-            lambda conn: _sql_inbox.submit(conn, self._heads, sub),
-            write=True,
-            bulk=_bulk.SubmitOp(sub),
-        )
+        result: SubmitResult = await self._committer.run_batched(_inbox_writes.SubmitOp(sub))
+        return result
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
@@ -197,11 +186,8 @@ class SQLiteStore:
 
     async def ack(self, device: DeviceRef, up_to_seq: int) -> int:
         """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
-        return await self._committer.run(
-            lambda conn: _sql_inbox.ack(conn, self._heads, device, up_to_seq),
-            write=True,
-            bulk=_bulk.AckOp(device, up_to_seq),
-        )
+        deleted: int = await self._committer.run_batched(_inbox_writes.AckOp(device, up_to_seq))
+        return deleted
 
     async def last_seq(self, device: DeviceRef) -> int:
         """The highest seq ever assigned to the device's inbox (0 if none)."""
@@ -222,7 +208,7 @@ class SQLiteStore:
     async def expire(self, now: float, notice_expires_at: float, limit: int) -> ExpiryResult:
         """Remove up to ``limit`` expired items, oldest first. See ``Store.expire``."""
         return await self._committer.run(
-            lambda conn: _sql_inbox.expire(conn, self._heads, now, notice_expires_at, limit),
+            lambda conn: _sql_inbox.expire(conn, now, notice_expires_at, limit),
             write=True,
         )
 
