@@ -81,8 +81,12 @@ def _store_thread_clock() -> int:
     raise RuntimeError("store thread not found")
 
 
+#: ``--commit-window``: passed to the store only when given (older stores have no such option).
+STORE_OPTIONS: dict[str, float] = {}
+
+
 async def _setup(path: Path, tasks: int) -> tuple[SQLiteStore, list[tuple[DeviceRef, DeviceRef]]]:
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, **STORE_OPTIONS)  # type: ignore[arg-type]
     await store.open()
     pairs = []
     for n in range(tasks):
@@ -233,6 +237,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         "repeat": args.repeat,
         "light_pairs": args.light_pairs,
         "light_rate": args.light_rate,
+        "store_options": STORE_OPTIONS,
         "loadavg": list(os.getloadavg()),
         "label": args.label,
         "phases": phases,
@@ -278,7 +283,10 @@ def main() -> None:
     )
     parser.add_argument("--label", default="", help="a note stored in the JSON")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--commit-window", type=float, help="the store's commit window, s")
     args = parser.parse_args()
+    if args.commit_window is not None:
+        STORE_OPTIONS["commit_window"] = args.commit_window
     result = asyncio.run(_main(args))
     print(_table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)

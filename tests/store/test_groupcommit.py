@@ -145,3 +145,31 @@ def test_recent_batch_sizes_are_bounded() -> None:
     assert len(stats.batch_sizes) == RECENT_BATCHES
     assert stats.batch_sizes[-1] == stats.last_batch_size == RECENT_BATCHES + 4
     assert stats.commits == RECENT_BATCHES + 5
+
+
+async def test_after_a_shared_batch_a_write_waits_for_company() -> None:
+    stats = StoreStats()
+    gc = GroupCommitter(connect, max_batch=2, stats=stats, commit_window=60.0)
+    await gc.start()
+    try:
+        await held_batch(gc, [insert(1), insert(2)])  # two callers: a shared batch
+        first = asyncio.ensure_future(gc.run(insert(3), write=True))
+        await asyncio.sleep(0)  # first is queued, and the thread is waiting for company
+        async with asyncio.timeout(30):  # a guard: without company it would wait 60 s
+            assert list(await asyncio.gather(first, gc.run(insert(4), write=True))) == [3, 4]
+        assert stats.batch_sizes == [2, 2]  # 3 and 4 shared one commit
+    finally:
+        await gc.stop()
+
+
+async def test_a_lone_writer_never_waits() -> None:
+    stats = StoreStats()
+    gc = GroupCommitter(connect, max_batch=64, stats=stats, commit_window=60.0)
+    await gc.start()
+    try:
+        async with asyncio.timeout(30):  # a guard: each wait would take 60 s
+            for n in range(5):
+                assert await gc.run(insert(n), write=True) == n
+        assert stats.batch_sizes == [1] * 5
+    finally:
+        await gc.stop()

@@ -77,6 +77,7 @@ class GroupCommitter:
         max_batch: int,
         stats: StoreStats,
         batch: BatchRunner | None = None,
+        commit_window: float = 0.0,
         after_commit: Callable[[sqlite3.Connection], float | None] | None = None,
     ) -> None:
         """Prepare, without starting the thread.
@@ -86,6 +87,10 @@ class GroupCommitter:
             max_batch: the most operations one transaction holds.
             stats: counters to update after each commit.
             batch: runs a segment of consecutive operations queued by :meth:`run_batched`.
+            commit_window: after a batch of more than one operation (several callers are
+                writing), how long the next batch that writes waits for more operations
+                before it commits, in seconds (``0``: never). A lone caller never waits: its
+                batches hold one operation.
             after_commit: called on the store's thread after a batch that wrote, once its
                 futures were settled (off the callers' path), e.g. to checkpoint the WAL. It
                 returns ``None``, or in how many seconds it wants to be called again if no
@@ -97,6 +102,7 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._stats = stats
         self._batch = batch
+        self._window = commit_window
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()  # makes "accepting?" and "enqueue" one step
@@ -197,18 +203,15 @@ class GroupCommitter:
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         due: float | None = None  # seconds until housekeeping put off wants to run
+        shared = False  # whether the last batch held more than one operation
         while True:
             try:
                 first = self._queue.get(timeout=due)
             except queue.Empty:
                 due = self._housekeep(conn)
                 continue
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._gather(first, shared)
+            shared = len(batch) > 1
             jobs = [job for job in batch if not job.stop]
             try:
                 outcomes = self._execute(conn, jobs)
@@ -226,6 +229,26 @@ class GroupCommitter:
                 return
             if any(job.write for job in jobs):
                 due = self._housekeep(conn)
+
+    def _gather(self, first: _Job, shared: bool) -> list[_Job]:
+        """``first`` and what else is queued, up to ``max_batch``; after a batch of several
+        operations, a batch with a write also waits up to ``commit_window`` for more."""
+        batch = [first]
+        deadline = None
+        if shared and self._window > 0 and first.write and not first.stop:
+            deadline = time.monotonic() + self._window
+        while len(batch) < self._max_batch:
+            try:
+                if deadline is None:
+                    job = self._queue.get_nowait()
+                else:
+                    job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                break
+            batch.append(job)
+            if job.stop:
+                break  # stop() accepts nothing after its own job
+        return batch
 
     def _refuse_queued(self, error: Exception) -> None:
         with self._lock:
