@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -96,17 +97,25 @@ async def _setup(path: Path, tasks: int) -> tuple[SQLiteStore, list[tuple[Device
     return store, pairs
 
 
-def _submission(sender: DeviceRef, receiver: DeviceRef, n: int) -> Submission:
-    mid = n.to_bytes(16, "big")
+_CLOCK = itertools.count()
+_IDS = random.Random(1)
+
+
+def _submission(sender: DeviceRef, receiver: DeviceRef) -> Submission:
+    """A send of ``PAYLOAD`` with a random message id (as clients make them, so the idempotency
+    records land anywhere in their table) at a time 1 ms after the previous send's (so the
+    expiry indexes grow at their end, as at the relay)."""
+    now = NOW + next(_CLOCK) * 1e-3
+    mid = _IDS.getrandbits(128).to_bytes(16, "big")
     return Submission(
-        sender, mid, receiver.account, ((receiver, PAYLOAD),), NOW, NOW + RETENTION, 10**9
+        sender, mid, receiver.account, ((receiver, PAYLOAD),), now, now + RETENTION, 10**9
     )
 
 
 async def _fill(store: SQLiteStore, pairs: list[tuple[DeviceRef, DeviceRef]], per: int) -> None:
     async def one(sender: DeviceRef, receiver: DeviceRef) -> None:
-        for i in range(per):
-            result = await store.submit(_submission(sender, receiver, 10**9 + i))
+        for _ in range(per):
+            result = await store.submit(_submission(sender, receiver))
             assert isinstance(result, Stored) and not result.duplicate
 
     await asyncio.gather(*(one(s, r) for s, r in pairs))
@@ -122,8 +131,8 @@ async def _phase(
     """Run the measured part of ``name``; return how many operations it made."""
 
     async def submitter(sender: DeviceRef, receiver: DeviceRef) -> None:
-        for i in range(per):
-            result = await store.submit(_submission(sender, receiver, i))
+        for _ in range(per):
+            result = await store.submit(_submission(sender, receiver))
             assert isinstance(result, Stored) and not result.duplicate
 
     async def acker(sender: DeviceRef, receiver: DeviceRef) -> None:
@@ -137,8 +146,8 @@ async def _phase(
             assert sum(deleted) == len(seqs)
 
     async def relayer(sender: DeviceRef, receiver: DeviceRef) -> None:
-        for i in range(per // 2):
-            result = await store.submit(_submission(sender, receiver, i))
+        for _ in range(per // 2):
+            result = await store.submit(_submission(sender, receiver))
             assert isinstance(result, Stored)
             assert await store.ack(receiver, result.items[0][1].seq) == 1
 
@@ -146,13 +155,13 @@ async def _phase(
     gap = len(pairs) / light_rate  # mean seconds between one pair's messages
 
     async def messenger(sender: DeviceRef, receiver: DeviceRef) -> None:
-        for i in range(per):
+        for _ in range(per):
             if name == "light":
                 await asyncio.sleep(rng.expovariate(1 / gap))
-            message = await store.submit(_submission(sender, receiver, i))
+            message = await store.submit(_submission(sender, receiver))
             assert isinstance(message, Stored)
             assert await store.ack(receiver, message.items[0][1].seq) == 1
-            receipt = await store.submit(_submission(receiver, sender, i))
+            receipt = await store.submit(_submission(receiver, sender))
             assert isinstance(receipt, Stored)
             assert await store.ack(sender, receipt.items[0][1].seq) == 1
 

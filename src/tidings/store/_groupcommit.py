@@ -78,6 +78,7 @@ class GroupCommitter:
         stats: StoreStats,
         batch: BatchRunner | None = None,
         commit_window: float = 0.0,
+        probe: Operation[None] | None = None,
         after_commit: Callable[[sqlite3.Connection], float | None] | None = None,
     ) -> None:
         """Prepare, without starting the thread.
@@ -91,6 +92,7 @@ class GroupCommitter:
                 writing), how long the next batch that writes waits for more operations
                 before it commits, in seconds (``0``: never). A lone caller never waits: its
                 batches hold one operation.
+            probe: the write of :meth:`probe` (default: :func:`_probe`, one page).
             after_commit: called on the store's thread after a batch that wrote, once its
                 futures were settled (off the callers' path), e.g. to checkpoint the WAL. It
                 returns ``None``, or in how many seconds it wants to be called again if no
@@ -103,6 +105,7 @@ class GroupCommitter:
         self._stats = stats
         self._batch = batch
         self._window = commit_window
+        self._probe = _probe if probe is None else probe
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()  # makes "accepting?" and "enqueue" one step
@@ -166,13 +169,13 @@ class GroupCommitter:
         await future
 
     async def probe(self) -> None:
-        """Commit one tiny write that changes nothing (see :func:`_probe`); on success
+        """Commit a write that changes nothing (see :func:`_probe`); on success
         ``stats.unavailable`` is cleared.
 
         Raises:
             StoreUnavailable: the store still cannot write.
         """
-        await self.run(_probe, write=True)
+        await self.run(self._probe, write=True)
 
     # -- on the store's thread -----------------------------------------------------------
 
@@ -273,7 +276,7 @@ class GroupCommitter:
             record_commit(self._stats, writes, time.perf_counter() - started)
             # A commit that changed nothing proves nothing: SQLite commits an empty transaction
             # on a full disk. One that wrote pages (or the probe's one page) does.
-            if conn.total_changes != changes or any(job.run is _probe for job in jobs):
+            if conn.total_changes != changes or any(job.run is self._probe for job in jobs):
                 self._stats.unavailable = None
         except Exception as exc:  # a failed statement of a segment or COMMIT, or a bug
             if conn.in_transaction:

@@ -50,6 +50,13 @@ NAMES_DROPPED = 4
 #: one per batch.
 CHECKPOINT_INTERVAL = 1.0
 
+#: The database's page size, in bytes. Every COMMIT writes each page it changed to the WAL, and
+#: some of a relay's writes are scattered however the tables are laid out (a random message id
+#: lands anywhere in ``sent``): a commit costs about one page per send there, so smaller pages
+#: write fewer bytes per message (``bench/store_bench.py``, bench/README). A database made with
+#: another size is rebuilt in this one, once, when it is opened (``VACUUM``).
+PAGE_SIZE = 1024
+
 #: After a batch of several operations, how long the store waits for more before it commits a
 #: write (seconds). Under light load, writes from different connections arrive a fraction of a
 #: millisecond apart and each would pay a COMMIT (an fsync and a few pages of WAL); 2 ms lets
@@ -85,6 +92,7 @@ class SQLiteStore:
             stats=self.stats,
             batch=_inbox_writes.run_segment,
             commit_window=commit_window,
+            probe=_probe,
             after_commit=self._maybe_checkpoint,
         )
         self._monotonic = time.monotonic
@@ -94,9 +102,8 @@ class SQLiteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode != "wal":
-                raise StoreError(f"cannot use WAL mode on {self.path} (got {mode})")
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE:d}")  # a new file: before its first page
+            self._journal(conn, "wal")
             conn.execute("PRAGMA synchronous = FULL")
             # Savepoint (statement) journals in memory: they only serve rollbacks within a
             # transaction, and on a file every page a write touches is copied out to it first.
@@ -107,13 +114,25 @@ class SQLiteStore:
             conn.execute("PRAGMA secure_delete = ON")
             before = schema_version(conn)
             migrate(conn)
-            if 0 < before < NAMES_DROPPED:
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            if page_size != PAGE_SIZE:
+                # WAL mode keeps the page size: the rebuild runs in rollback-journal mode.
+                self._journal(conn, "delete")
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE:d}")
+                conn.execute("VACUUM")  # also rewrites every page (see below)
+                self._journal(conn, "wal")
+            elif 0 < before < NAMES_DROPPED:
                 # Rewrite every page once, so none still holds a device name (migration 0004).
                 conn.execute("VACUUM")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _journal(self, conn: sqlite3.Connection, mode: str) -> None:
+        (got,) = conn.execute(f"PRAGMA journal_mode = {mode}").fetchone()
+        if got != mode:
+            raise StoreError(f"cannot use {mode.upper()} mode on {self.path} (got {got})")
 
     def _maybe_checkpoint(self, conn: sqlite3.Connection) -> float | None:
         """After a batch that wrote: checkpoint unless one ran in the last
@@ -145,7 +164,7 @@ class SQLiteStore:
         await self._committer.stop()
 
     async def probe(self) -> None:
-        """One tiny durable write that changes nothing. See ``Store.probe``."""
+        """A durable write that changes nothing (64 KiB, see ``_probe``). See ``Store.probe``."""
         await self._committer.probe()
 
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
@@ -254,6 +273,21 @@ class SQLiteStore:
         return await self._committer.run(
             lambda conn: _sql_prekeys.prekey_counts(conn, device), write=False
         )
+
+
+_PROBE_READ = "SELECT substr(pad, 1, 1), length(pad) FROM probe"
+_PROBE = "UPDATE probe SET pad = ?"
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """A write that changes nothing the store means and rewrites 64 KiB (migration 0006): a
+    one-page write can still fit in the WAL's tail that a failed batch left allocated on a full
+    disk, and would prove nothing (only :meth:`SQLiteStore.probe` runs it, while the store is
+    unavailable). The pad flips between zeros and ones: SQLite writes no page whose bytes stay."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version):d}")
+    first, size = conn.execute(_PROBE_READ).fetchone()
+    conn.execute(_PROBE, (bytes([first[0] ^ 1]) * size,))
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:
