@@ -57,6 +57,12 @@ CHECKPOINT_INTERVAL = 1.0
 #: another size is rebuilt in this one, once, when it is opened (``VACUUM``).
 PAGE_SIZE = 1024
 
+#: SQLite's own checkpoint, in pages of WAL: a backstop only (16 MiB), so the WAL stays bounded
+#: if :data:`CHECKPOINT_INTERVAL`'s cannot run. At SQLite's default (1,000 pages, 1 MiB at 1 KiB
+#: pages) a busy relay checkpointed several times a second, and each copies every page changed
+#: since the last one into the database file again: disk bytes the WAL had already paid for.
+WAL_AUTOCHECKPOINT = 16 * 1024 * 1024 // PAGE_SIZE
+
 #: After a batch of several operations, how long the store waits for more before it commits a
 #: write (seconds). Under light load, writes from different connections arrive a fraction of a
 #: millisecond apart and each would pay a COMMIT (an fsync and a few pages of WAL); 2 ms lets
@@ -105,6 +111,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE:d}")  # a new file: before its first page
             self._journal(conn, "wal")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT:d}")
             # Savepoint (statement) journals in memory: they only serve rollbacks within a
             # transaction, and on a file every page a write touches is copied out to it first.
             conn.execute("PRAGMA temp_store = MEMORY")
