@@ -12,8 +12,7 @@ from collections.abc import Callable, Collection, Iterator
 
 import pytest
 
-import tidings.store._bulk as bulk_module
-import tidings.store._sql_inbox as sql_inbox_module
+import tidings.store._inbox_writes as inbox_writes_module
 import tidings.store.memory as memory_module
 from tests.harness import (
     ClientLab,
@@ -184,11 +183,11 @@ def own_copies_always(
 
 @pytest.fixture
 def older_relay_rule(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for module in (bulk_module, sql_inbox_module, memory_module):
+    for module in (inbox_writes_module, memory_module):
         monkeypatch.setattr(module, "check_targets", own_copies_always)
     # The set-based path's shortcut accepts what the current rule accepts: leave every send
     # to the emulated rule.
-    monkeypatch.setattr(bulk_module, "_exact_targets", lambda sub, recipient, own: None)
+    monkeypatch.setattr(inbox_writes_module, "_exact_targets", lambda *args: None)
     yield
 
 

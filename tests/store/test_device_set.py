@@ -1,7 +1,7 @@
 """The device-set rule: all recipient devices, and all or none of the sender's other devices.
 
 Every test runs on both backends, one operation at a time (the per-operation path) and as one
-group (the set-based path of :mod:`tidings.store._bulk`, which must answer the same).
+group (the set-based path of :mod:`tidings.store._inbox_writes`, which must answer the same).
 """
 
 from __future__ import annotations

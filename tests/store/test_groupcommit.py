@@ -11,7 +11,7 @@ import pytest
 
 from tidings.errors import IntegrityError, StoreError
 from tidings.store import StoreStats
-from tidings.store._groupcommit import GroupCommitter, Rollback
+from tidings.store._groupcommit import GroupCommitter
 from tidings.store._stats import RECENT_BATCHES, record_commit
 
 _SCHEMA = """
@@ -84,25 +84,21 @@ async def test_one_batch_one_commit(committer: GroupCommitter) -> None:
 async def test_a_failing_op_undoes_only_itself(committer: GroupCommitter) -> None:
     def refuse(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t VALUES (100, 1)")
-        raise Rollback("refused")
+        raise IntegrityError("refused")
 
     ops = [insert(1), insert(1), refuse, insert(2)]
     results = await held_batch(committer, ops)
-    assert results[0] == 1 and results[2:] == ["refused", 2]
-    assert isinstance(results[1], IntegrityError)
+    assert results[0] == 1 and results[3] == 2
+    assert isinstance(results[1], IntegrityError) and isinstance(results[2], IntegrityError)
     assert isinstance(results[1].__cause__, sqlite3.IntegrityError)
     assert await committer.run(rows, write=False) == [1, 2]
 
 
 async def test_a_failed_commit_fails_the_whole_batch() -> None:
-    aborts: list[None] = []
-    gc = GroupCommitter(
-        connect, max_batch=64, stats=StoreStats(), on_abort=lambda: aborts.append(None)
-    )
+    gc = GroupCommitter(connect, max_batch=64, stats=StoreStats())
     await gc.start()
     results = await held_batch(gc, [insert(1), insert(2, parent=9), insert(3)])
     assert all(isinstance(result, StoreError) for result in results)
-    assert len(aborts) == 1  # caches of what the batch wrote are dropped
     assert await gc.run(rows, write=False) == []
     assert gc._stats.commits == 0
     assert await gc.run(insert(4), write=True) == 4  # and the store goes on
@@ -149,3 +145,31 @@ def test_recent_batch_sizes_are_bounded() -> None:
     assert len(stats.batch_sizes) == RECENT_BATCHES
     assert stats.batch_sizes[-1] == stats.last_batch_size == RECENT_BATCHES + 4
     assert stats.commits == RECENT_BATCHES + 5
+
+
+async def test_after_a_shared_batch_a_write_waits_for_company() -> None:
+    stats = StoreStats()
+    gc = GroupCommitter(connect, max_batch=2, stats=stats, commit_window=60.0)
+    await gc.start()
+    try:
+        await held_batch(gc, [insert(1), insert(2)])  # two callers: a shared batch
+        first = asyncio.ensure_future(gc.run(insert(3), write=True))
+        await asyncio.sleep(0)  # first is queued, and the thread is waiting for company
+        async with asyncio.timeout(30):  # a guard: without company it would wait 60 s
+            assert list(await asyncio.gather(first, gc.run(insert(4), write=True))) == [3, 4]
+        assert stats.batch_sizes == [2, 2]  # 3 and 4 shared one commit
+    finally:
+        await gc.stop()
+
+
+async def test_a_lone_writer_never_waits() -> None:
+    stats = StoreStats()
+    gc = GroupCommitter(connect, max_batch=64, stats=stats, commit_window=60.0)
+    await gc.start()
+    try:
+        async with asyncio.timeout(30):  # a guard: each wait would take 60 s
+            for n in range(5):
+                assert await gc.run(insert(n), write=True) == n
+        assert stats.batch_sizes == [1] * 5
+    finally:
+        await gc.stop()

@@ -16,6 +16,7 @@ from tests.store.helpers import NOW, make_account, message_id, send
 from tidings.errors import MigrationError, StoreError
 from tidings.store import DeviceRef, ItemKind, SQLiteStore, Stored
 from tidings.store.migrate import Migration, load_migrations, migrate, schema_version
+from tidings.store.sqlite import PAGE_SIZE
 
 LATEST = len(load_migrations())
 
@@ -234,3 +235,51 @@ async def test_callers_on_other_event_loops(tmp_path: Path) -> None:
     await asyncio.gather(burst("main"), *threads)
     assert await store.queue_depth(bob) == 100
     await store.close()
+
+
+async def test_an_old_data_dir_opens(tmp_path: Path) -> None:
+    """A database of schema 4 in 4 KiB pages with queued items, as earlier versions made it:
+    opened, it is migrated (the inbox in arrival order, the probe row), rebuilt in PAGE_SIZE
+    pages, and keeps every item, counter and idempotency record."""
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("PRAGMA journal_mode = WAL")
+    migrate(conn, load_migrations()[:4])
+    for account, key in (("alice", b"a"), ("bob", b"b")):
+        conn.execute("INSERT INTO accounts VALUES (?, 2, ?)", (account, NOW))
+        conn.execute(
+            "INSERT INTO devices (account, device_id, noise_key, created_at, last_seq, depth)"
+            " VALUES (?, 1, ?, ?, ?, ?)",
+            (account, key * 32, NOW, 3 if account == "bob" else 0, 2 if account == "bob" else 0),
+        )
+    for seq in (2, 3):  # seq 1 was acked
+        conn.execute(
+            "INSERT INTO inbox VALUES ('bob', 1, ?, 0, 'alice', 1, ?, ?, ?, ?, 0)",
+            (seq, message_id(seq), b"old%d" % seq, NOW, NOW + 100),
+        )
+        conn.execute(
+            "INSERT INTO sent VALUES ('alice', 1, ?, ?, ?)", (message_id(seq), NOW, NOW + 100)
+        )
+    conn.close()
+
+    store = await open_store(path)
+    alice, bob = DeviceRef("alice", 1), DeviceRef("bob", 1)
+    assert [(i.seq, i.payload) for i in await store.fetch(bob, 0, 10)] == [
+        (2, b"old2"),
+        (3, b"old3"),
+    ]
+    assert await store.submit(send(alice, "bob", [bob], mid=message_id(3))) == Stored(
+        items=(), stored_at=NOW, duplicate=True
+    )
+    fresh = await store.submit(send(alice, "bob", [bob], mid=message_id(4)))
+    assert isinstance(fresh, Stored) and [i.seq for _, i in fresh.items] == [4]
+    assert await store.ack(bob, 3) == 2
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (4, 1)
+    await store.probe()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert user_version(path) == LATEST

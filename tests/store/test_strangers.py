@@ -1,7 +1,7 @@
 """The stranger share: senders a device's account never wrote to fill at most a share of it.
 
 Every test runs on both backends; the grouped ones also through the set-based path of SQLite
-(:mod:`tidings.store._bulk`), which must answer the same as op by op.
+(:mod:`tidings.store._inbox_writes`), which must answer the same as op by op.
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
 """Group commit: one thread owns the SQLite connection and runs every operation on it.
 
 Callers, coroutines on any event loop, enqueue an operation and await a future. The thread takes
-every operation waiting (up to ``max_batch``) and runs the batch in ONE transaction, each write
-inside its own ``SAVEPOINT`` so that a failing or refused write undoes only itself — except runs
-of consecutive writes that carry a ``bulk`` value, which the optional bulk runner executes
-set-based (if it raises, the transaction is rolled back and the whole batch runs again with one
-savepoint per write, see :meth:`GroupCommitter._run_all`). It then
+every operation waiting (up to ``max_batch``) and runs the batch in ONE transaction: each write
+inside its own ``SAVEPOINT``, so that a failing write undoes only itself — except the operations
+queued with :meth:`GroupCommitter.run_batched` (the store's submits and acks), which the batch
+runner executes set-based, each run of consecutive ones (a *segment*) at once, without a
+savepoint: it decides every operation before it writes, so a refusal writes nothing. It then
 commits once, so a batch costs one fsync (DESIGN §5), and only after the ``COMMIT`` returned does
 it resolve the futures, grouped per event loop with ``call_soon_threadsafe``. No caller ever sees
-a result that was not committed; if the commit fails, every operation of the batch fails.
+a result that was not committed; if a statement of a segment or the commit fails, every
+operation of the batch fails and nothing of it is kept.
 
 Invariants:
 
 * Operations run one at a time, in the order they were enqueued; each sees the ones before it.
 * A batch of reads only runs without a transaction and counts no commit.
-* With a bulk runner, a batch may run twice (the first run rolled back): operations must be
-  functions of the database (the store's are).
+* Every operation runs once.
 * After :meth:`GroupCommitter.stop` began, new operations are refused with ``StoreError``;
   the ones enqueued before it still run.
 * SQLite errors that mean "cannot write now" (disk full, I/O error, read-only, locked: see
@@ -46,31 +46,21 @@ T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
 
 
-class Rollback(Exception):
-    """Raised by a write operation to undo its changes and still answer ``value``.
-
-    A refused send (device mismatch, full queue) is an answer, not an error, but whatever the
-    operation wrote before deciding must go.
-    """
-
-    def __init__(self, value: object) -> None:
-        super().__init__(value)
-        self.value = value
-
-
 @dataclass(slots=True)
 class _Job:
-    run: Callable[[sqlite3.Connection], object] | None  #: ``None``: stop after this batch
+    run: Callable[[sqlite3.Connection], object] | None  #: ``None``: ``batched``, or a stop
     write: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    bulk: object = None  #: the same operation, for the set-based runner (``None``: none)
+    batched: object = None  #: an operation for the batch runner
+    stop: bool = False  #: close the connection after this batch
 
 
 _Outcome = tuple[bool, object]  #: (succeeded, result or exception)
 
-#: Runs a segment of consecutive bulk writes set-based: ``(conn, [job.bulk, …])`` → outcomes.
-BulkRunner = Callable[[sqlite3.Connection, list[object]], list[_Outcome]]
+#: Runs a segment of consecutive batched writes set-based: ``(conn, [value, …])`` → outcomes, in
+#: order. It raises (``sqlite3.Error``) only when a statement failed: the batch then fails whole.
+BatchRunner = Callable[[sqlite3.Connection, list[object]], list[_Outcome]]
 
 
 class GroupCommitter:
@@ -86,8 +76,9 @@ class GroupCommitter:
         *,
         max_batch: int,
         stats: StoreStats,
-        on_abort: Callable[[], None] = lambda: None,
-        bulk: BulkRunner | None = None,
+        batch: BatchRunner | None = None,
+        commit_window: float = 0.0,
+        probe: Operation[None] | None = None,
         after_commit: Callable[[sqlite3.Connection], float | None] | None = None,
     ) -> None:
         """Prepare, without starting the thread.
@@ -96,12 +87,12 @@ class GroupCommitter:
             connect: opens the connection (and migrates); runs on the store's thread.
             max_batch: the most operations one transaction holds.
             stats: counters to update after each commit.
-            on_abort: called on the store's thread when a whole transaction, or a segment run
-                by ``bulk``, was rolled back (to drop caches of what it wrote).
-            bulk: runs a segment of consecutive write operations that carry a ``bulk`` value,
-                set-based. If it raises, the transaction is rolled back and the batch runs again
-                op by op (see ``_run_all``): with ``bulk``, every operation must give the same
-                answer when it runs again on the same database.
+            batch: runs a segment of consecutive operations queued by :meth:`run_batched`.
+            commit_window: after a batch of more than one operation (several callers are
+                writing), how long the next batch that writes waits for more operations
+                before it commits, in seconds (``0``: never). A lone caller never waits: its
+                batches hold one operation.
+            probe: the write of :meth:`probe` (default: :func:`_probe`, one page).
             after_commit: called on the store's thread after a batch that wrote, once its
                 futures were settled (off the callers' path), e.g. to checkpoint the WAL. It
                 returns ``None``, or in how many seconds it wants to be called again if no
@@ -112,8 +103,9 @@ class GroupCommitter:
         self._connect = connect
         self._max_batch = max_batch
         self._stats = stats
-        self._on_abort = on_abort
-        self._bulk = bulk
+        self._batch = batch
+        self._window = commit_window
+        self._probe = _probe if probe is None else probe
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()  # makes "accepting?" and "enqueue" one step
@@ -136,11 +128,8 @@ class GroupCommitter:
         thread.start()
         await opened  # on failure the thread stopped accepting and refused what was queued
 
-    async def run(self, operation: Operation[T], *, write: bool, bulk: object = None) -> T:
+    async def run(self, operation: Operation[T], *, write: bool) -> T:
         """Run ``operation`` on the store's thread; return after its batch committed.
-
-        A write with a ``bulk`` value may instead be run by the committer's bulk runner, with
-        its neighbours, as that value; ``operation`` must give the same answer.
 
         Cancelling the caller does not cancel the operation: it may still be committed.
 
@@ -148,13 +137,25 @@ class GroupCommitter:
             StoreError: the store is not open, or the operation or its commit failed.
             IntegrityError: the operation broke a rule of the store; nothing it did is kept.
         """
+        return cast(T, await self._enqueue(operation, write, None))
+
+    async def run_batched(self, value: object) -> Any:
+        """Have the batch runner run the write ``value`` with its neighbours in the batch;
+        return its answer after the batch committed. Raises like :meth:`run`."""
+        if self._batch is None:
+            raise StoreError("this store has no batch runner")
+        return await self._enqueue(None, True, value)
+
+    async def _enqueue(
+        self, operation: Operation[object] | None, write: bool, batched: object
+    ) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
             if not self._accepting:
                 raise StoreError("store is not open")
-            self._queue.put(_Job(operation, write, loop, future, bulk if write else None))
-        return cast(T, await future)
+            self._queue.put(_Job(operation, write, loop, future, batched))
+        return await future
 
     async def stop(self) -> None:
         """Run what is queued, close the connection and end the thread. Idempotent."""
@@ -164,17 +165,17 @@ class GroupCommitter:
             if not self._accepting:
                 return
             self._accepting = False
-            self._queue.put(_Job(None, False, loop, future))
+            self._queue.put(_Job(None, False, loop, future, stop=True))
         await future
 
     async def probe(self) -> None:
-        """Commit one tiny write that changes nothing (see :func:`_probe`); on success
+        """Commit a write that changes nothing (see :func:`_probe`); on success
         ``stats.unavailable`` is cleared.
 
         Raises:
             StoreUnavailable: the store still cannot write.
         """
-        await self.run(_probe, write=True)
+        await self.run(self._probe, write=True)
 
     # -- on the store's thread -----------------------------------------------------------
 
@@ -205,23 +206,19 @@ class GroupCommitter:
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         due: float | None = None  # seconds until housekeeping put off wants to run
+        shared = False  # whether the last batch held more than one operation
         while True:
             try:
                 first = self._queue.get(timeout=due)
             except queue.Empty:
                 due = self._housekeep(conn)
                 continue
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            jobs = [job for job in batch if job.run is not None]
+            batch = self._gather(first, shared)
+            shared = len(batch) > 1
+            jobs = [job for job in batch if not job.stop]
             try:
                 outcomes = self._execute(conn, jobs)
             except Exception as exc:  # e.g. the ROLLBACK after a failed COMMIT failed too
-                self._on_abort()
                 outcomes = [(False, _failed_batch(exc)) for _ in jobs]
             for ok, value in outcomes:
                 if not ok and isinstance(value, StoreUnavailable):
@@ -230,11 +227,31 @@ class GroupCommitter:
             if len(jobs) < len(batch):
                 # stop() accepts nothing after its own job, so the stop job ends the batch.
                 conn.close()
-                stops = [job for job in batch if job.run is None]
+                stops = [job for job in batch if job.stop]
                 _settle_all(stops, [(True, None)] * len(stops))
                 return
             if any(job.write for job in jobs):
                 due = self._housekeep(conn)
+
+    def _gather(self, first: _Job, shared: bool) -> list[_Job]:
+        """``first`` and what else is queued, up to ``max_batch``; after a batch of several
+        operations, a batch with a write also waits up to ``commit_window`` for more."""
+        batch = [first]
+        deadline = None
+        if shared and self._window > 0 and first.write and not first.stop:
+            deadline = time.monotonic() + self._window
+        while len(batch) < self._max_batch:
+            try:
+                if deadline is None:
+                    job = self._queue.get_nowait()
+                else:
+                    job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                break
+            batch.append(job)
+            if job.stop:
+                break  # stop() accepts nothing after its own job
+        return batch
 
     def _refuse_queued(self, error: Exception) -> None:
         with self._lock:
@@ -244,7 +261,7 @@ class GroupCommitter:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 return
-            _settle_all([job], [(job.run is None, None if job.run is None else error)])
+            _settle_all([job], [(job.stop, None if job.stop else error)])
 
     def _execute(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
         writes = sum(job.write for job in jobs)
@@ -253,70 +270,39 @@ class GroupCommitter:
         try:
             changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                outcomes = self._run_all(conn, jobs, self._bulk)
-            except _Redo:
-                # Nothing of the batch is kept; run all of it again, one savepoint per write.
-                self._on_abort()
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                conn.execute("BEGIN IMMEDIATE")
-                outcomes = self._run_all(conn, jobs, None)
+            outcomes = self._run_all(conn, jobs)
             started = time.perf_counter()
             conn.execute("COMMIT")
             record_commit(self._stats, writes, time.perf_counter() - started)
             # A commit that changed nothing proves nothing: SQLite commits an empty transaction
             # on a full disk. One that wrote pages (or the probe's one page) does.
-            if conn.total_changes != changes or any(job.run is _probe for job in jobs):
+            if conn.total_changes != changes or any(job.run is self._probe for job in jobs):
                 self._stats.unavailable = None
-        except sqlite3.Error as exc:
-            self._on_abort()
+        except Exception as exc:  # a failed statement of a segment or COMMIT, or a bug
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return [(False, _failed_batch(exc)) for _ in jobs]
         return outcomes
 
-    def _run_all(
-        self, conn: sqlite3.Connection, jobs: list[_Job], bulk: BulkRunner | None
-    ) -> list[_Outcome]:
-        """Run the batch's operations in order inside the open transaction.
-
-        With ``bulk``, each run of consecutive jobs that carry a ``bulk`` value (a *segment*)
-        is handed to it, without a savepoint: the runner decides refusals before writing and
-        writes nothing for them, so its outcomes are the per-operation path's. If it raises
-        (a failed statement, a duplicate it cannot place, a bug), :class:`_Redo` is raised:
-        the caller rolls the whole transaction back and runs the batch again without ``bulk``.
-        That is cheaper than a savepoint around every segment (which copies every page the
-        segment touches), and it is why operations must give the same answer when run again.
-        """
-        if bulk is None:
-            return [
-                _call_in_savepoint(conn, job) if job.write else _call(conn, job) for job in jobs
-            ]
+    def _run_all(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
+        """Run the batch's operations in order inside the open transaction: each run of
+        consecutive batched jobs (a *segment*) by the batch runner, the others one by one (a
+        write in its own savepoint). A segment's exception propagates (the batch fails)."""
         outcomes: list[_Outcome] = []
-        segment: list[_Job] = []
+        segment: list[object] = []
         for job in jobs:
-            if job.bulk is not None:
-                segment.append(job)
+            if job.run is None:
+                segment.append(job.batched)
                 continue
             if segment:
-                outcomes.extend(_run_segment(conn, bulk, segment))
+                assert self._batch is not None
+                outcomes.extend(self._batch(conn, segment))
                 segment = []
             outcomes.append(_call_in_savepoint(conn, job) if job.write else _call(conn, job))
         if segment:
-            outcomes.extend(_run_segment(conn, bulk, segment))
+            assert self._batch is not None
+            outcomes.extend(self._batch(conn, segment))
         return outcomes
-
-
-class _Redo(Exception):
-    """A segment failed: roll the transaction back and run the batch again, op by op."""
-
-
-def _run_segment(conn: sqlite3.Connection, bulk: BulkRunner, segment: list[_Job]) -> list[_Outcome]:
-    try:
-        return bulk(conn, [job.bulk for job in segment])
-    except Exception as exc:
-        raise _Redo from exc
 
 
 def _call(conn: sqlite3.Connection, job: _Job) -> _Outcome:
@@ -332,8 +318,6 @@ def _call_in_savepoint(conn: sqlite3.Connection, job: _Job) -> _Outcome:
     conn.execute("SAVEPOINT op")
     try:
         value = job.run(conn)
-    except Rollback as refusal:
-        outcome: _Outcome = (True, refusal.value)
     except Exception as exc:
         if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
             # SQLite rolled the whole transaction back (disk full, I/O error): the savepoint is

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlite3
 
 from tidings.errors import IntegrityError, Rule
-from tidings.store._heads import HeadCache
 from tidings.store.base import Device, DeviceRef
 
 _DEVICE_COLUMNS = "account, device_id, noise_key, created_at"
@@ -34,14 +33,12 @@ _DeviceRow = tuple[str, int, bytes, float]
 
 def create_account(
     conn: sqlite3.Connection,
-    cache: HeadCache,
     account: str,
     noise_key: bytes,
     name: str,
     now: float,
 ) -> Device:
     """Create ``account`` with device 1 (see ``Store.create_account``; ``name`` is not kept)."""
-    cache.invalidate(account)
     try:
         conn.execute(_INSERT_ACCOUNT, (account, now))
     except sqlite3.IntegrityError as exc:
@@ -63,7 +60,6 @@ def put_link_code(
 
 def add_device(
     conn: sqlite3.Connection,
-    cache: HeadCache,
     account: str,
     noise_key: bytes,
     name: str,
@@ -71,7 +67,6 @@ def add_device(
     now: float,
 ) -> Device:
     """Consume a link code and add the next device (see ``Store.add_device``)."""
-    cache.invalidate(account)
     if conn.execute(_CONSUME_CODE, (account, code_hash, now)).rowcount != 1:
         raise IntegrityError(Rule.INVALID_LINK_CODE)
     row = conn.execute(_NEXT_DEVICE_ID, (account,)).fetchone()

@@ -1,47 +1,24 @@
-"""SQLite operations on inboxes: submit, fetch, ack, expire (run on the store's thread).
-
-The hot path is :func:`submit`: one upsert of the idempotency record (which is also the duplicate
-check), then the item rows and the new counters by ``executemany``; the device sets, seq counters
-and depths come from the :class:`~tidings.store._heads.HeadCache`, so a send reads nothing else.
-Each function runs inside its own savepoint; raising, or
-:class:`~tidings.store._groupcommit.Rollback` for a refusal, undoes what it wrote.
-
-Submits and acks usually take the set-based path of :mod:`tidings.store._bulk` instead, which
-must answer exactly as :func:`submit` and :func:`ack` here; these remain its fallback (a segment
-that raises is redone op by op with them) and the reference the tests compare it with.
+"""SQLite operations on inboxes besides submit and ack: fetch, counters, expiry (run on the
+store's thread). Submits and acks are :mod:`tidings.store._inbox_writes`.
 
 ``devices.last_seq`` and ``devices.depth`` are kept in step with the ``inbox`` rows by every
-write here, so the queue limit, :func:`last_seq` and :func:`queue_depth` cost no ``COUNT``.
+write, so the queue limit, :func:`last_seq` and :func:`queue_depth` cost no ``COUNT``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from tidings.store._groupcommit import Rollback
-from tidings.store._heads import HeadCache
-from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store.base import (
     DeviceRef,
     ExpiryResult,
     InboxItem,
     ItemKind,
-    Stored,
-    Submission,
-    SubmitResult,
 )
 
 _ITEM_COLUMNS = (
     "seq, kind, sender_account, sender_device, message_id, payload, enqueued_at, expires_at"
 )
-_RECORD_SENT = (
-    "INSERT INTO sent (sender_account, sender_device, message_id, stored_at, expires_at)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-_SENT_AT = (
-    "SELECT stored_at FROM sent WHERE sender_account = ? AND sender_device = ? AND message_id = ?"
-)
-_ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE account = ?"
 _INSERT_ITEM = (
     f"INSERT INTO inbox (account, device_id, {_ITEM_COLUMNS}, stranger)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
@@ -49,18 +26,9 @@ _INSERT_ITEM = (
 _SET_HEAD = (
     "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
 )
-_ADD_CONTACT = "INSERT INTO contacts (account, contact) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_STRANGERS_UPTO = (
-    "SELECT count(*) FROM inbox WHERE account = ? AND device_id = ? AND seq <= ? AND stranger = 1"
-)
 _FETCH = (
     f"SELECT {_ITEM_COLUMNS} FROM inbox WHERE account = ? AND device_id = ? AND seq > ?"
     " ORDER BY seq LIMIT ?"
-)
-_ACK = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ?"
-_SHRINK = (
-    "UPDATE devices SET depth = depth - ?, strangers = strangers - ?"
-    " WHERE account = ? AND device_id = ?"
 )
 _HEAD = "SELECT last_seq, depth FROM devices WHERE account = ? AND device_id = ?"
 _TOTAL = "SELECT coalesce(sum(depth), 0) FROM devices"
@@ -78,80 +46,12 @@ _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
 _ItemRow = tuple[int, int, str, int, bytes, bytes, float, float]
 
 
-def submit(conn: sqlite3.Connection, cache: HeadCache, sub: Submission) -> SubmitResult:
-    """Store a send (see ``Store.submit`` and ``tidings.store._rules``)."""
-    sender = sub.sender
-    record = (sender.account, sender.device_id, sub.message_id, sub.now, sub.expires_at)
-    if conn.execute(_RECORD_SENT, record).rowcount == 0:
-        (stored_at,) = conn.execute(_SENT_AT, record[:3]).fetchone()
-        return Stored(items=(), stored_at=stored_at, duplicate=True)
-    heads = cache.get(conn, sub.recipient)
-    known = heads is not None or _exists(conn, sub.recipient)
-    if sender.account != sub.recipient:
-        own = cache.get(conn, sender.account) or {}
-        heads = {**heads, **own} if heads else own
-    elif heads is None:
-        heads = {}
-    stranger = is_stranger(sub, lambda account, contact: cache.is_contact(conn, account, contact))
-    refusal = check_targets(sub, heads, known) or first_full(
-        sub, lambda ref: heads[ref][1], (lambda ref: heads[ref][2]) if stranger else None
-    )
-    if refusal is not None:
-        raise Rollback(refusal)  # and the idempotency record goes with it
-    items, rows, counters, flags = [], [], [], []
-    kind = ItemKind.MESSAGE
-    for ref, payload in sub.payloads:
-        last_seq, depth, strangers = heads[ref]
-        seq = last_seq + 1
-        flag = int(stranger and ref.account == sub.recipient)
-        item = InboxItem(seq, kind, sender, sub.message_id, payload, sub.now, sub.expires_at)
-        items.append((ref, item))
-        rows.append(
-            (ref.account, ref.device_id, seq, kind, *record[:3], payload, *record[3:], flag)
-        )
-        counters.append((seq, depth + 1, strangers + flag, ref.account, ref.device_id))
-        flags.append(flag)
-    conn.executemany(_INSERT_ITEM, rows)
-    conn.executemany(_SET_HEAD, counters)
-    contact = (sender.account, sub.recipient)
-    new_contact = contact[0] != contact[1] and not cache.knows_contact(*contact)
-    if new_contact:
-        conn.execute(_ADD_CONTACT, contact)
-    for (ref, _), flag in zip(sub.payloads, flags, strict=True):  # last: the SQL succeeded
-        head = heads[ref]
-        head[0] += 1
-        head[1] += 1
-        head[2] += flag
-    if new_contact:
-        cache.add_contact(*contact)
-    return Stored(items=tuple(items), stored_at=sub.now)
-
-
-def _exists(conn: sqlite3.Connection, account: str) -> bool:
-    return conn.execute(_ACCOUNT_EXISTS, (account,)).fetchone() is not None
-
-
 def fetch(
     conn: sqlite3.Connection, device: DeviceRef, after_seq: int, limit: int
 ) -> list[InboxItem]:
     """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
     rows = conn.execute(_FETCH, (device.account, device.device_id, after_seq, max(limit, 0)))
     return [_item(row) for row in rows]
-
-
-def ack(conn: sqlite3.Connection, cache: HeadCache, device: DeviceRef, up_to_seq: int) -> int:
-    """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
-    where = (device.account, device.device_id, up_to_seq)
-    heads = cache.get(conn, device.account)
-    head = None if heads is None else heads.get(device)
-    strangers = 0
-    if head is None or head[2] > 0:  # only then can a stranger's item go
-        strangers = int(conn.execute(_STRANGERS_UPTO, where).fetchone()[0])
-    deleted: int = conn.execute(_ACK, where).rowcount
-    if deleted:
-        conn.execute(_SHRINK, (deleted, strangers, device.account, device.device_id))
-        cache.shrink(device, deleted, strangers)
-    return deleted
 
 
 def last_seq(conn: sqlite3.Connection, device: DeviceRef) -> int:
@@ -172,7 +72,7 @@ def total_queued(conn: sqlite3.Connection) -> int:
 
 
 def expire(
-    conn: sqlite3.Connection, cache: HeadCache, now: float, notice_expires_at: float, limit: int
+    conn: sqlite3.Connection, now: float, notice_expires_at: float, limit: int
 ) -> ExpiryResult:
     """Remove up to ``limit`` expired items, oldest first (see ``Store.expire``)."""
     due = conn.execute(_DUE, (now, max(limit, 0))).fetchall()
@@ -209,8 +109,6 @@ def expire(
         )
     conn.executemany(_INSERT_ITEM, rows)
     conn.executemany(_SET_HEAD, counters.rows())
-    for account in counters.accounts():
-        cache.invalidate(account)  # rewritten in bulk here: simpler to reload than to patch
     conn.execute(_PURGE_SENT, (now,))
     conn.execute(_PURGE_CODES, (now,))  # housekeeping: an expired code can never be used
     return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
@@ -253,9 +151,6 @@ class _Counters:
             head[1] += 1
             taken.append((device_id, head[0]))
         return taken
-
-    def accounts(self) -> list[str]:
-        return list(self._accounts)
 
     def rows(self) -> list[tuple[int, int, int, str, int]]:
         return [

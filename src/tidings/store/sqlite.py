@@ -5,8 +5,8 @@ disk and survives ``kill -9`` and power loss (G1). Throughput comes from group c
 :mod:`tidings.store._groupcommit`): every operation runs on one thread that owns the connection,
 and all the operations waiting when a transaction starts share it and its one fsync. Measured on
 the reference machine: ~3.9k commits/s with one row per commit, ~68k rows/s with 100-1,000.
-Consecutive submits and acks of a batch are decided in Python and written set-based
-(:mod:`tidings.store._bulk`, ``bench/store_bench.py``), with the same answers as one by one.
+Submits and acks take one path, set-based (:mod:`tidings.store._inbox_writes`): the consecutive
+ones of a batch are read, decided and written together, a batch of one like any other.
 
 The database must be used by one :class:`SQLiteStore` at a time (one writer); other processes
 may read it.
@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tidings.errors import StoreError
-from tidings.store import _bulk, _sql_devices, _sql_inbox, _sql_prekeys
+from tidings.store import _inbox_writes, _sql_devices, _sql_inbox, _sql_prekeys
 from tidings.store._groupcommit import GroupCommitter
-from tidings.store._heads import HeadCache
 from tidings.store.base import (
     Device,
     DeviceRef,
@@ -51,6 +50,26 @@ NAMES_DROPPED = 4
 #: one per batch.
 CHECKPOINT_INTERVAL = 1.0
 
+#: The database's page size, in bytes. Every COMMIT writes each page it changed to the WAL, and
+#: some of a relay's writes are scattered however the tables are laid out (a random message id
+#: lands anywhere in ``sent``): a commit costs about one page per send there, so smaller pages
+#: write fewer bytes per message (``bench/store_bench.py``, bench/README). A database made with
+#: another size is rebuilt in this one, once, when it is opened (``VACUUM``).
+PAGE_SIZE = 1024
+
+#: SQLite's own checkpoint, in pages of WAL: a backstop only (16 MiB), so the WAL stays bounded
+#: if :data:`CHECKPOINT_INTERVAL`'s cannot run. At SQLite's default (1,000 pages, 1 MiB at 1 KiB
+#: pages) a busy relay checkpointed several times a second, and each copies every page changed
+#: since the last one into the database file again: disk bytes the WAL had already paid for.
+WAL_AUTOCHECKPOINT = 16 * 1024 * 1024 // PAGE_SIZE
+
+#: After a batch of several operations, how long the store waits for more before it commits a
+#: write (seconds). Under light load, writes from different connections arrive a fraction of a
+#: millisecond apart and each would pay a COMMIT (an fsync and a few pages of WAL); 2 ms lets
+#: them share one, and adds at most 2 ms to a ✓ that already crosses the network twice. A lone
+#: writer (batches of one) never waits.
+COMMIT_WINDOW = 0.002
+
 
 class SQLiteStore:
     """A :class:`~tidings.store.base.Store` in one SQLite file.
@@ -60,36 +79,39 @@ class SQLiteStore:
     its coroutine returns. :attr:`stats` counts commits (writes only) and their batch sizes.
     """
 
-    def __init__(self, path: str | Path, *, max_batch: int = 512) -> None:
+    def __init__(
+        self, path: str | Path, *, max_batch: int = 512, commit_window: float = COMMIT_WINDOW
+    ) -> None:
         """Prepare a store on ``path``; nothing is opened until :meth:`open`.
 
         Args:
             path: the database file (created if missing).
             max_batch: the most operations one transaction (one fsync) holds.
+            commit_window: see :data:`COMMIT_WINDOW` (``0``: commit as soon as the thread is
+                free).
         """
         self.path = Path(path)
         self.stats = StoreStats()
-        self._heads = HeadCache()  # used on the store's thread only
         self._committer = GroupCommitter(
             self._connect,
             max_batch=max_batch,
             stats=self.stats,
-            on_abort=self._heads.clear,
-            bulk=lambda conn, ops: _bulk.run_segment(conn, self._heads, ops),
+            batch=_inbox_writes.run_segment,
+            commit_window=commit_window,
+            probe=_probe,
             after_commit=self._maybe_checkpoint,
         )
         self._monotonic = time.monotonic
         self._checkpointed_at = -math.inf  # on the monotonic clock, on the store's thread
 
     def _connect(self) -> sqlite3.Connection:
-        self._heads.clear()
         conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode != "wal":
-                raise StoreError(f"cannot use WAL mode on {self.path} (got {mode})")
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE:d}")  # a new file: before its first page
+            self._journal(conn, "wal")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT:d}")
             # Savepoint (statement) journals in memory: they only serve rollbacks within a
             # transaction, and on a file every page a write touches is copied out to it first.
             conn.execute("PRAGMA temp_store = MEMORY")
@@ -99,13 +121,25 @@ class SQLiteStore:
             conn.execute("PRAGMA secure_delete = ON")
             before = schema_version(conn)
             migrate(conn)
-            if 0 < before < NAMES_DROPPED:
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            if page_size != PAGE_SIZE:
+                # WAL mode keeps the page size: the rebuild runs in rollback-journal mode.
+                self._journal(conn, "delete")
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE:d}")
+                conn.execute("VACUUM")  # also rewrites every page (see below)
+                self._journal(conn, "wal")
+            elif 0 < before < NAMES_DROPPED:
                 # Rewrite every page once, so none still holds a device name (migration 0004).
                 conn.execute("VACUUM")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _journal(self, conn: sqlite3.Connection, mode: str) -> None:
+        (got,) = conn.execute(f"PRAGMA journal_mode = {mode}").fetchone()
+        if got != mode:
+            raise StoreError(f"cannot use {mode.upper()} mode on {self.path} (got {got})")
 
     def _maybe_checkpoint(self, conn: sqlite3.Connection) -> float | None:
         """After a batch that wrote: checkpoint unless one ran in the last
@@ -137,15 +171,13 @@ class SQLiteStore:
         await self._committer.stop()
 
     async def probe(self) -> None:
-        """One tiny durable write that changes nothing. See ``Store.probe``."""
+        """A durable write that changes nothing (64 KiB, see ``_probe``). See ``Store.probe``."""
         await self._committer.probe()
 
     async def create_account(self, account: str, noise_key: bytes, name: str, now: float) -> Device:
         """Create ``account`` with its first device (id 1). See ``Store.create_account``."""
         return await self._committer.run(
-            lambda conn: _sql_devices.create_account(
-                conn, self._heads, account, noise_key, name, now
-            ),
+            lambda conn: _sql_devices.create_account(conn, account, noise_key, name, now),
             write=True,
         )
 
@@ -163,9 +195,7 @@ class SQLiteStore:
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         return await self._committer.run(
-            lambda conn: _sql_devices.add_device(
-                conn, self._heads, account, noise_key, name, code_hash, now
-            ),
+            lambda conn: _sql_devices.add_device(conn, account, noise_key, name, code_hash, now),
             write=True,
         )
 
@@ -183,11 +213,8 @@ class SQLiteStore:
 
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically and durably. See ``Store.submit``."""
-        return await self._committer.run(
-            lambda conn: _sql_inbox.submit(conn, self._heads, sub),
-            write=True,
-            bulk=_bulk.SubmitOp(sub),
-        )
+        result: SubmitResult = await self._committer.run_batched(_inbox_writes.SubmitOp(sub))
+        return result
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
@@ -197,11 +224,8 @@ class SQLiteStore:
 
     async def ack(self, device: DeviceRef, up_to_seq: int) -> int:
         """Delete the device's items with ``seq <= up_to_seq``; return how many were deleted."""
-        return await self._committer.run(
-            lambda conn: _sql_inbox.ack(conn, self._heads, device, up_to_seq),
-            write=True,
-            bulk=_bulk.AckOp(device, up_to_seq),
-        )
+        deleted: int = await self._committer.run_batched(_inbox_writes.AckOp(device, up_to_seq))
+        return deleted
 
     async def last_seq(self, device: DeviceRef) -> int:
         """The highest seq ever assigned to the device's inbox (0 if none)."""
@@ -222,7 +246,7 @@ class SQLiteStore:
     async def expire(self, now: float, notice_expires_at: float, limit: int) -> ExpiryResult:
         """Remove up to ``limit`` expired items, oldest first. See ``Store.expire``."""
         return await self._committer.run(
-            lambda conn: _sql_inbox.expire(conn, self._heads, now, notice_expires_at, limit),
+            lambda conn: _sql_inbox.expire(conn, now, notice_expires_at, limit),
             write=True,
         )
 
@@ -256,6 +280,21 @@ class SQLiteStore:
         return await self._committer.run(
             lambda conn: _sql_prekeys.prekey_counts(conn, device), write=False
         )
+
+
+_PROBE_READ = "SELECT substr(pad, 1, 1), length(pad) FROM probe"
+_PROBE = "UPDATE probe SET pad = ?"
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """A write that changes nothing the store means and rewrites 64 KiB (migration 0006): a
+    one-page write can still fit in the WAL's tail that a failed batch left allocated on a full
+    disk, and would prove nothing (only :meth:`SQLiteStore.probe` runs it, while the store is
+    unavailable). The pad flips between zeros and ones: SQLite writes no page whose bytes stay."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version):d}")
+    first, size = conn.execute(_PROBE_READ).fetchone()
+    conn.execute(_PROBE, (bytes([first[0] ^ 1]) * size,))
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:

@@ -1,4 +1,5 @@
-"""The set-based path of SQLiteStore (``tidings.store._bulk``): same answers as op by op.
+"""SQLiteStore's one path for submits and acks (``tidings.store._inbox_writes``): a batch
+answers as the same operations one by one would.
 
 Each test runs its operations as ONE batch (the store's thread is held by a read until all of
 them are queued), so they form one segment of submits and acks.
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.store.helpers import NOW, make_account, message_id, send
-from tidings.errors import IntegrityError
-from tidings.store import DeviceMismatch, DeviceRef, QueueFull, SQLiteStore, Stored, _bulk
+from tidings.errors import IntegrityError, StoreError
+from tidings.store import DeviceMismatch, DeviceRef, QueueFull, SQLiteStore, Stored, _inbox_writes
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 
 async def one_batch(
-    store: SQLiteStore, calls: list[Callable[[], Awaitable[object]]]
+    store: SQLiteStore, calls: list[Callable[[], Awaitable[object]]], *, commits: int = 1
 ) -> list[object]:
     """Run ``calls`` as one batch, in order; their results (or exceptions)."""
     started, gate = threading.Event(), threading.Event()
@@ -42,14 +43,14 @@ async def one_batch(
     tasks = [asyncio.ensure_future(call()) for call in calls]
     # Counted while the committer is held: once released, its thread may commit the batch
     # before this coroutine resumes (reading the counter after it was a flaky race).
-    commits = store.stats.commits
+    before = store.stats.commits
 
     async def release() -> None:  # runs after every task above has queued its operation
         gate.set()
 
     await asyncio.gather(holder, release())
     results = list(await asyncio.gather(*tasks, return_exceptions=True))
-    assert store.stats.commits == commits + 1
+    assert store.stats.commits == before + commits
     return results
 
 
@@ -101,17 +102,7 @@ async def test_an_ack_earlier_in_the_batch_makes_room(store: SQLiteStore) -> Non
     assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 2)
 
 
-async def test_duplicates_inside_the_batch_and_of_earlier_commits(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    redone: list[None] = []
-    on_abort = store._committer._on_abort
-
-    def spy() -> None:
-        redone.append(None)
-        on_abort()
-
-    monkeypatch.setattr(store._committer, "_on_abort", spy)
+async def test_duplicates_inside_the_batch_and_of_earlier_commits(store: SQLiteStore) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     first = await store.submit(send(alice, "bob", [bob], mid=message_id(1), now=NOW - 5))
@@ -120,8 +111,7 @@ async def test_duplicates_inside_the_batch_and_of_earlier_commits(
     def sub(n: int, targets: list[DeviceRef]) -> Callable[[], Awaitable[object]]:
         return lambda: store.submit(send(alice, "bob", targets, mid=message_id(n)))
 
-    # message 1 was committed before: found only when the segment writes its records, so the
-    # batch is redone op by op; a wrong target set does not hide that it is a duplicate.
+    # message 1 was committed before; a wrong target set does not hide that it is a duplicate.
     results = await one_batch(
         store, [sub(2, [bob]), sub(1, [bob]), sub(3, [bob]), sub(3, [bob]), sub(1, [])]
     )
@@ -131,14 +121,27 @@ async def test_duplicates_inside_the_batch_and_of_earlier_commits(
     assert results[3] == Stored(items=(), stored_at=NOW, duplicate=True)
     assert results[4] == Stored(items=(), stored_at=NOW - 5, duplicate=True)
     assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 3)
-    assert len(redone) == 1
-    # and without a committed duplicate, the same shapes take the set-based path
     results = await one_batch(store, [sub(5, [bob]), sub(5, [bob]), sub(6, []), sub(5, [])])
     assert seqs(results[0]) == [4]
     assert results[1] == results[3] == Stored(items=(), stored_at=NOW, duplicate=True)
-    assert results[2] == DeviceMismatch(missing=(bob,), stale=())
-    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (4, 4)
-    assert len(redone) == 1
+    assert results[2] == DeviceMismatch(missing=(bob,), stale=()), "refused: not recorded"
+    assert seqs(await store.submit(send(alice, "bob", [bob], mid=message_id(6)))) == [5]
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (5, 5)
+
+
+async def test_a_batch_of_one_is_a_segment_too(store: SQLiteStore) -> None:
+    alice = await make_account(store, "alice", 2)
+    (bob,) = await make_account(store, "bob")
+    sub = send(alice[0], "bob", [bob, alice[1]], mid=message_id(1))
+    stored = await store.submit(sub)
+    assert seqs(stored) == [1, 1]
+    assert await store.submit(sub) == Stored(items=(), stored_at=NOW, duplicate=True)
+    assert await store.submit(send(alice[0], "bob", [bob], mid=message_id(2), max_queue=1)) == (
+        QueueFull(device=bob, limit=1)
+    )
+    assert await store.ack(bob, 5) == 1
+    assert await store.ack(DeviceRef("nobody", 1), 5) == 0
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (1, 0)
 
 
 async def test_refusals_in_a_batch_store_nothing(store: SQLiteStore) -> None:
@@ -170,40 +173,42 @@ async def test_refusals_in_a_batch_store_nothing(store: SQLiteStore) -> None:
     assert await store.total_queued() == 4
 
 
-async def test_a_segment_that_fails_is_redone_op_by_op(
+async def test_a_segment_that_fails_fails_its_whole_batch(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     await store.submit(send(alice, "bob", [bob], mid=message_id(0)))
-    finish = _bulk._Segment.finish
+    finish = _inbox_writes._Segment.finish
     failures: list[None] = []
 
-    def failing_finish(self: _bulk._Segment) -> None:
+    def failing_finish(self: _inbox_writes._Segment) -> None:
         finish(self)  # everything written, then a failure: all of it must go
         failures.append(None)
         raise sqlite3.OperationalError("injected")
 
-    monkeypatch.setattr(_bulk._Segment, "finish", failing_finish)
+    monkeypatch.setattr(_inbox_writes._Segment, "finish", failing_finish)
     results = await one_batch(
         store,
         [
             lambda: store.submit(send(alice, "bob", [bob], mid=message_id(1))),
+            lambda: store.create_account("carol", b"c" * 32, "carol", NOW),
             lambda: store.ack(bob, 1),
-            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(2))),
-            lambda: store.ack(bob, 2),
         ],
+        commits=0,
     )
     assert failures == [None]
-    assert [seqs(results[0]), results[1], seqs(results[2]), results[3]] == [[2], 1, [3], 1]
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert isinstance(results[0], StoreError)
+    assert isinstance(results[0].__cause__, sqlite3.OperationalError)
     monkeypatch.undo()
-    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 1)
-    assert [item.seq for item in await store.fetch(bob, 0, 10)] == [3]
-    # the head cache was dropped with the batch: the next batch starts from the database
-    assert seqs(await store.submit(send(alice, "bob", [bob], mid=message_id(3)))) == [4]
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (1, 1)
+    assert await store.devices("carol") == []
+    # nothing of the failed batch is remembered: the next one starts from the database
+    assert seqs(await store.submit(send(alice, "bob", [bob], mid=message_id(1)))) == [2]
 
 
-async def test_a_redone_batch_runs_its_other_operations_once(store: SQLiteStore) -> None:
+async def test_other_operations_between_segments(store: SQLiteStore) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     await store.submit(send(alice, "bob", [bob], mid=message_id(1)))
@@ -213,7 +218,7 @@ async def test_a_redone_batch_runs_its_other_operations_once(store: SQLiteStore)
             lambda: store.submit(send(alice, "bob", [bob], mid=message_id(2))),
             lambda: store.create_account("carol", b"c" * 32, "carol", NOW),
             lambda: store.create_account("carol", b"d" * 32, "carol", NOW),
-            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(1))),  # redo
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(1))),  # duplicate
             lambda: store.devices("carol"),
             lambda: store.ack(bob, 2),
         ],

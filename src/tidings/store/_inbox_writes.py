@@ -1,26 +1,30 @@
-"""Set-based execution of a run of consecutive submits and acks (on the store's thread).
+"""Submits and acks on SQLite, set-based: the one path they take (on the store's thread).
 
-The per-operation path (:mod:`tidings.store._sql_inbox`, one ``SAVEPOINT`` each) costs four to
-six statements per submit. Here a *segment* — consecutive submits and acks of one batch, with no
-other operation between them — is decided in Python from the
-:class:`~tidings.store._heads.HeadCache` in enqueue order, and written with one ``executemany``
-for all its inbox rows, one for all its idempotency records and one for the touched counters.
+The group committer hands this module a *segment*: the consecutive submits and acks of one batch
+(a batch of one is a segment of one). It runs in three steps:
 
-Why the answers are the same as op by op:
+1. **Read**, once for the whole segment (:mod:`tidings.store._lookup`): the counters of every
+   device of every account the segment names, the idempotency records of its sends that were
+   committed before, and the contact pairs it asks about.
+2. **Decide** every operation in enqueue order, in Python, by the rules of
+   :mod:`tidings.store._rules`, from those values as the operations before it left them.
+3. **Write**: one ``executemany`` for all inbox rows, one for all idempotency records, one for
+   the counters, one for new contacts; acks of a device become one ``DELETE`` of its range.
 
-* A submit is decided before anything of it is written, from counters that already include every
-  earlier operation of the segment (acks of a device are applied before a later submit to it
-  is checked), so a refused send writes nothing, and an accepted one takes the same seqs.
-* Duplicates inside the segment are found in Python. A duplicate of a record committed earlier
-  is found by the ``INSERT … ON CONFLICT DO NOTHING`` of all the segment's records changing
-  fewer rows than it was given: then :class:`Replan` is raised, and the group committer rolls
-  the transaction back and runs the batch again op by op (rare: only retries do this).
-* Any statement that fails raises likewise: nothing of the batch is kept, the committer
-  empties the head cache (which the segment changed as it went) and falls back to the
-  per-operation path, which answers each operation exactly.
-* Acks are applied in order relative to the submits of their device: pending acks of a device are
-  flushed (after its pending inbox rows) before a later submit to that device is decided.
-  Consecutive acks of one device become one ``DELETE … RETURNING seq``, split per ack in order.
+Why the answers are those of running the operations one by one:
+
+* A submit is decided before anything of it is written, from counters that include every
+  earlier operation of the segment, so a refused send writes nothing and an accepted one takes
+  the seqs it would have taken alone.
+* Duplicates are answered first: a send committed before is in the records read in step 1, one
+  of the same segment in the records it stored so far.
+* An ack deletes what a lone ack would: the rows queued to its device earlier in the segment are
+  written before the ``DELETE``, and a later submit to that device is decided only after the
+  pending acks of the device were applied (so the room they make counts).
+
+Nothing here is kept between segments (no cache to invalidate), and nothing is redone: if a
+statement fails (disk full, I/O error) the exception propagates, the group committer rolls the
+transaction back and the whole batch fails with it — nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import sqlite3
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from tidings.store._heads import HeadCache, Heads
+from tidings.store._lookup import Heads, Known, SentKey, lookup
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store.base import (
     DeviceMismatch,
@@ -42,12 +46,9 @@ from tidings.store.base import (
 )
 
 _ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE account = ?"
-_SENT_AT = (
-    "SELECT stored_at FROM sent WHERE sender_account = ? AND sender_device = ? AND message_id = ?"
-)
 _RECORD_SENT = (
     "INSERT INTO sent (sender_account, sender_device, message_id, stored_at, expires_at)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    " VALUES (?, ?, ?, ?, ?)"
 )
 _INSERT_ITEM = (
     "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
@@ -60,110 +61,99 @@ _ACK = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ?"
 _ACK_SEQS = (
     "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq <= ? RETURNING seq, stranger"
 )
-_SHRINK = (
-    "UPDATE devices SET depth = depth - ?, strangers = strangers - ?"
-    " WHERE account = ? AND device_id = ?"
-)
-_ADD_CONTACT = "INSERT INTO contacts (account, contact) VALUES (?, ?) ON CONFLICT DO NOTHING"
+_ADD_CONTACT = "INSERT INTO contacts (account, contact) VALUES (?, ?)"
 
 _MESSAGE = ItemKind.MESSAGE
 
 
 @dataclass(frozen=True, slots=True)
 class SubmitOp:
-    """A submit to run set-based."""
+    """A submit, as the group committer queues it."""
 
     sub: Submission
 
 
 @dataclass(frozen=True, slots=True)
 class AckOp:
-    """An ack to run set-based."""
+    """An ack, as the group committer queues it."""
 
     device: DeviceRef
     up_to_seq: int
 
 
-BulkOp = SubmitOp | AckOp
+InboxOp = SubmitOp | AckOp
 Outcome = tuple[bool, object]  #: (succeeded, result or exception), as the group committer's
 
 
-class Replan(Exception):
-    """The segment met something it cannot answer set-based: redo it op by op."""
+def run_segment(conn: sqlite3.Connection, ops: list[object]) -> list[Outcome]:
+    """Run ``ops`` (each an :data:`InboxOp`) in order; their outcomes, in the same order.
 
-
-def run_segment(conn: sqlite3.Connection, cache: HeadCache, ops: list[object]) -> list[Outcome]:
-    """Run ``ops`` (each a :data:`BulkOp`) in order; their outcomes, in the same order.
-
-    On any exception the caller must roll back everything the segment wrote (the group
-    committer rolls back the transaction), empty ``cache`` and run the operations one by one.
+    Raises:
+        sqlite3.Error: a statement failed; the caller must roll the transaction back.
     """
-    segment = _Segment(conn, cache, len(ops))
+    segment = _Segment(conn, lookup(conn, ops), len(ops))
     for index, op in enumerate(ops):
         if isinstance(op, SubmitOp):
             segment.submit(index, op.sub)
         elif isinstance(op, AckOp):
             segment.ack(index, op.device, op.up_to_seq)
         else:  # pragma: no cover - a caller bug
-            raise TypeError(f"not a bulk operation: {op!r}")
+            raise TypeError(f"not an inbox operation: {op!r}")
     segment.finish()
     return segment.outcomes
 
 
 class _Segment:
-    def __init__(self, conn: sqlite3.Connection, cache: HeadCache, size: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, known: Known, size: int) -> None:
         self.conn = conn
-        self.cache = cache
+        self.known = known
         self.outcomes: list[Outcome] = [(True, None)] * size
-        #: accounts read in this segment: never read twice, so an eviction from the cache
-        #: cannot bring back a value older than what the segment already changed.
-        self.accounts: dict[str, Heads | None] = {}
-        self.sent: dict[tuple[str, int, bytes], float] = {}  #: records of this segment
         self.records: list[tuple[str, int, bytes, float, float]] = []
         self.rows: list[tuple[object, ...]] = []
-        #: counters to write back, by ``id`` of the cache's list (hashing a DeviceRef is slow)
+        #: counters to write back, by ``id`` of the list (hashing a DeviceRef is slow)
         self.dirty: dict[int, tuple[DeviceRef, list[int]]] = {}
         self.acks: dict[DeviceRef, list[tuple[int, int]]] = {}  #: (index, up_to), in order
         self.contacts: dict[tuple[str, str], None] = {}  #: new pairs of this segment, in order
 
     def is_contact(self, account: str, contact: str) -> bool:
-        return (account, contact) in self.contacts or self.cache.is_contact(
-            self.conn, account, contact
-        )
-
-    def heads(self, account: str) -> Heads | None:
-        try:
-            return self.accounts[account]
-        except KeyError:
-            heads = self.accounts[account] = self.cache.get(self.conn, account)
-            return heads
+        return (account, contact) in self.known.contacts
 
     def submit(self, index: int, sub: Submission) -> None:
         sender = sub.sender
-        key = (sender.account, sender.device_id, sub.message_id)
-        pending = self.sent.get(key)
-        if pending is not None:
-            self.outcomes[index] = (True, Stored(items=(), stored_at=pending, duplicate=True))
+        key: SentKey = (sender.account, sender.device_id, sub.message_id)
+        stored_at = self.known.sent.get(key)
+        if stored_at is not None:  # rule 1: a duplicate, of this segment or of an earlier one
+            self.outcomes[index] = (True, Stored(items=(), stored_at=stored_at, duplicate=True))
             return
         if self.acks:
             for ref, _ in sub.payloads:
                 if ref in self.acks:
                     self.flush_acks(ref)
-        recipient = self.heads(sub.recipient)
-        own = recipient if sender.account == sub.recipient else self.heads(sender.account)
+        recipient = self.known.heads.get(sub.recipient)
+        own = recipient if sender.account == sub.recipient else self.known.heads.get(sender.account)
         stranger = is_stranger(sub, self.is_contact)
         heads = _exact_targets(sub, recipient, own, stranger)
         if heads is None:  # not the exact device set, or a queue full: the rules decide
             try:
                 refusal = self.refusal(sub, recipient, own, stranger)
             except Exception as exc:
-                self.outcomes[index] = self.unless_duplicate(key, (False, exc))
+                self.outcomes[index] = (False, exc)
                 return
             if refusal is not None:
-                self.outcomes[index] = self.unless_duplicate(key, (True, refusal))
+                self.outcomes[index] = (True, refusal)
                 return
             heads = [(ref, payload, _head(recipient, own, ref)) for ref, payload in sub.payloads]
-        now, expires_at, message_id = sub.now, sub.expires_at, sub.message_id
+        self.store(index, sub, key, heads, stranger)
+
+    def store(
+        self,
+        index: int,
+        sub: Submission,
+        key: SentKey,
+        heads: list[tuple[DeviceRef, bytes, list[int]]],
+        stranger: bool,
+    ) -> None:
+        now, expires_at, sender, message_id = sub.now, sub.expires_at, sub.sender, sub.message_id
         items = []
         rows, dirty = self.rows, self.dirty
         account = sub.recipient
@@ -179,16 +169,18 @@ class _Segment:
             items.append(
                 (ref, InboxItem(seq, _MESSAGE, sender, message_id, payload, now, expires_at))
             )
-        if sender.account != account and not self.cache.knows_contact(sender.account, account):
-            self.contacts[sender.account, account] = None
-        self.sent[key] = now
+        pair = (sender.account, account)
+        if pair[0] != pair[1] and pair not in self.known.contacts:
+            self.known.contacts.add(pair)
+            self.contacts[pair] = None
+        self.known.sent[key] = now
         self.records.append((*key, now, expires_at))
         self.outcomes[index] = (True, Stored(items=tuple(items), stored_at=now))
 
     def refusal(
         self, sub: Submission, recipient: Heads | None, own: Heads | None, stranger: bool
     ) -> DeviceMismatch | QueueFull | None:
-        """The rules of ``tidings.store._rules``, as the per-operation path applies them."""
+        """The rules of ``tidings.store._rules``, applied to this segment's counters."""
         known = recipient is not None or (
             self.conn.execute(_ACCOUNT_EXISTS, (sub.recipient,)).fetchone() is not None
         )
@@ -200,13 +192,6 @@ class _Segment:
             sub, lambda ref: heads[ref][1], (lambda ref: heads[ref][2]) if stranger else None
         )
 
-    def unless_duplicate(self, key: tuple[str, int, bytes], outcome: Outcome) -> Outcome:
-        """A refusal, unless the send was stored before: duplicates are answered first."""
-        row = self.conn.execute(_SENT_AT, key).fetchone()
-        return (
-            outcome if row is None else (True, Stored(items=(), stored_at=row[0], duplicate=True))
-        )
-
     def ack(self, index: int, device: DeviceRef, up_to_seq: int) -> None:
         pending = self.acks.get(device)
         if pending is None:
@@ -215,14 +200,19 @@ class _Segment:
             pending.append((index, up_to_seq))
 
     def flush_acks(self, device: DeviceRef) -> None:
+        """Apply the pending acks of ``device``: one ``DELETE`` for all of them."""
         pending = self.acks.pop(device)
         if self.rows:
             self.flush_rows()  # earlier submits to the device come before these acks
         account, device_id = device.account, device.device_id
-        heads = self.heads(account)
+        heads = self.known.heads.get(account)
         head = None if heads is None else heads.get(device)
+        if head is None:  # no such device: it has no items
+            for index, _ in pending:
+                self.outcomes[index] = (True, 0)
+            return
         strangers = 0
-        if len(pending) == 1 and head is not None and not head[2]:
+        if len(pending) == 1 and not head[2]:
             index, up_to = pending[0]
             deleted: int = self.conn.execute(_ACK, (account, device_id, up_to)).rowcount
             self.outcomes[index] = (True, deleted)
@@ -237,14 +227,10 @@ class _Segment:
                 upto = max(done, bisect_right(seqs, up_to))
                 self.outcomes[index] = (True, upto - done)
                 done = upto
-        if not deleted:
-            return
-        if head is None:  # pragma: no cover - items of a device that does not exist
-            self.conn.execute(_SHRINK, (deleted, strangers, account, device_id))
-            return
-        head[1] -= deleted
-        head[2] -= strangers
-        self.dirty[id(head)] = (device, head)
+        if deleted:
+            head[1] -= deleted
+            head[2] -= strangers
+            self.dirty[id(head)] = (device, head)
 
     def flush_rows(self) -> None:
         self.conn.executemany(_INSERT_ITEM, self.rows)
@@ -252,9 +238,7 @@ class _Segment:
 
     def finish(self) -> None:
         if self.records:
-            changed = self.conn.executemany(_RECORD_SENT, self.records).rowcount
-            if changed != len(self.records):
-                raise Replan("a send of the segment was stored by an earlier transaction")
+            self.conn.executemany(_RECORD_SENT, self.records)
         if self.rows:
             self.flush_rows()  # before the acks left: a submit after an ack flushed that ack
         for device in list(self.acks):
@@ -269,8 +253,6 @@ class _Segment:
             )
         if self.contacts:
             self.conn.executemany(_ADD_CONTACT, list(self.contacts))
-            for pair in self.contacts:
-                self.cache.add_contact(*pair)
 
 
 def _head(recipient: Heads | None, own: Heads | None, ref: DeviceRef) -> list[int]:
