@@ -37,6 +37,7 @@ class Config:
     rounds: int = 1
     skip_tidings: bool = False  # with --peers: run only the peers (the harness' own test)
     prosody_archive: str = "none"
+    prosody_gc: str = "shipped"
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -103,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default="none",
         help="Prosody: also archive every message with mod_mam (files, or SQLite)",
     )
+    p.add_argument(
+        "--prosody-gc",
+        choices=["shipped", "lua"],
+        default="shipped",
+        help="Prosody's Lua GC: as shipped (pause 105 %%, speed 500) or Lua's own (200 %%, 100)",
+    )
     a = p.parse_args(argv)
     peers = tuple(name for name in a.peers.split(",") if name)
     unknown = [name for name in peers if name not in PEER_NAMES]
@@ -135,6 +142,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         rounds=a.rounds,
         skip_tidings=a.skip_tidings,
         prosody_archive=a.prosody_archive,
+        prosody_gc=a.prosody_gc,
     )
     if (
         min(cfg.pairs, cfg.messages, cfg.window, cfg.pairs_per_process, cfg.rounds) < 1

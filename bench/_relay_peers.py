@@ -137,7 +137,7 @@ def table(report: dict[str, Any]) -> Iterator[str]:
     systems = report["systems"]
     names = list(systems)
     width = 38
-    col = 24
+    col = 32
     yield "-" * (width + col * len(names))
     yield f"{'median (runs)':<{width}}" + "".join(f"{n:<{col}}" for n in names)
     for title, path, unit in FIGURES:
@@ -209,6 +209,7 @@ def main_peers(cfg: Config, config: dict[str, Any]) -> int:
     }
     if "prosody" in cfg.peers:
         report["config"]["prosody_archive"] = cfg.prosody_archive
+        report["config"]["prosody_gc"] = cfg.prosody_gc
     for line in table(report):
         print(line)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def make_server(peer: Peer, cfg: Config, root: Path, accounts: list[str]) -> Ser
     port = free_port()
     if peer is MOSQUITTO:
         return mosquitto_server(root, port, cfg.window)
-    return prosody_server(root, port, accounts, cfg.prosody_archive)
+    return prosody_server(root, port, accounts, cfg.prosody_archive, cfg.prosody_gc)
 
 
 async def start_worker(
