@@ -43,11 +43,17 @@ class BenchClient(slixmpp.ClientXMPP):  # type: ignore[misc]
         self.enable_plaintext = True
         self.register_plugin("xep_0198", {"window": SM_WINDOW})
         self.register_plugin("xep_0184", {"auto_ack": True, "auto_request": False})
-        self.ready = asyncio.Event()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._session = False
         self._sm = False
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("sm_enabled", self._on_sm_enabled)
+        self.add_event_handler("failed_auth", lambda _: self._fail("login refused"))
+        self.add_event_handler("connection_failed", lambda e: self._fail(f"cannot connect: {e}"))
+
+    def _fail(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"{self.boundjid.bare}: {why}"))
 
     def _on_session_start(self, _event: object) -> None:
         self.send_presence()
@@ -59,14 +65,14 @@ class BenchClient(slixmpp.ClientXMPP):  # type: ignore[misc]
         self._maybe_ready()
 
     def _maybe_ready(self) -> None:
-        if self._session and self._sm:
-            self.ready.set()
+        if self._session and self._sm and not self.ready.done():
+            self.ready.set_result(None)
 
 
 async def connect(spec: dict[str, Any], name: str) -> BenchClient:
     client = BenchClient(f"{name}@{spec['domain']}/bench")
     client.connect(spec["host"], int(spec["port"]))
-    await client.ready.wait()
+    await client.ready
     return client
 
 
