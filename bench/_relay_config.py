@@ -10,6 +10,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "relay.json"
 DEFAULT_QUICK_OUT = HERE / "results" / "relay-quick.json"
+DEFAULT_PEERS_OUT = HERE / "results" / "relay-peers.json"
+#: The peer systems ``--peers`` may name (``bench/peers/servers.py``).
+PEER_NAMES = ("mosquitto", "prosody")
 
 
 @dataclass
@@ -30,6 +33,11 @@ class Config:
     keep: bool
     top: int
     out: Path
+    peers: tuple[str, ...] = ()  # peer systems run alternately with tidings ("" = none)
+    rounds: int = 1
+    skip_tidings: bool = False  # with --peers: run only the peers (the harness' own test)
+    prosody_archive: str = "none"
+    prosody_gc: str = "shipped"
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -81,7 +89,34 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--client-dir", type=Path, help="where client homes go (default /dev/shm: tmpfs)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    p.add_argument(
+        "--peers",
+        default="",
+        help=f"peer systems run alternately with tidings, comma-separated: {','.join(PEER_NAMES)}",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="with --peers: rounds of tidings and each peer"
+    )
+    p.add_argument("--skip-tidings", action="store_true", help="with --peers: run the peers only")
+    p.add_argument(
+        "--prosody-archive",
+        choices=["none", "internal", "sql"],
+        default="none",
+        help="Prosody: also archive every message with mod_mam (files, or SQLite)",
+    )
+    p.add_argument(
+        "--prosody-gc",
+        choices=["shipped", "lua"],
+        default="shipped",
+        help="Prosody's Lua GC: as shipped (pause 105 %%, speed 500) or Lua's own (200 %%, 100)",
+    )
     a = p.parse_args(argv)
+    peers = tuple(name for name in a.peers.split(",") if name)
+    unknown = [name for name in peers if name not in PEER_NAMES]
+    if unknown:
+        p.error(f"unknown peer {unknown[0]!r} (known: {', '.join(PEER_NAMES)})")
+    if (a.rounds != 1 or a.skip_tidings) and not peers:
+        p.error("--rounds and --skip-tidings need --peers")
     profile = a.profiler or ""
     if a.profile and not profile:
         profile = "py-spy" if shutil.which("py-spy") else "cprofile"
@@ -101,8 +136,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
         client_dir=a.client_dir,
         keep=a.keep,
         top=a.top,
-        out=a.out or (DEFAULT_QUICK_OUT if a.quick else DEFAULT_OUT),
+        out=a.out
+        or (DEFAULT_PEERS_OUT if peers else DEFAULT_QUICK_OUT if a.quick else DEFAULT_OUT),
+        peers=peers,
+        rounds=a.rounds,
+        skip_tidings=a.skip_tidings,
+        prosody_archive=a.prosody_archive,
+        prosody_gc=a.prosody_gc,
     )
-    if min(cfg.pairs, cfg.messages, cfg.window, cfg.pairs_per_process) < 1 or cfg.idle < 0:
-        p.error("--pairs, --messages, --window and --pairs-per-process must be positive")
+    if (
+        min(cfg.pairs, cfg.messages, cfg.window, cfg.pairs_per_process, cfg.rounds) < 1
+        or cfg.idle < 0
+    ):
+        p.error("--pairs, --messages, --window, --pairs-per-process and --rounds must be positive")
     return cfg

@@ -1,7 +1,9 @@
 """End-to-end relay benchmark: the real server and N sender/receiver pairs as separate processes.
 
 Usage: ``python bench/relay_bench.py [--pairs 50] [--messages 200] [--rate 0] [--payload 200]
-[--out bench/results/relay.json] [--quick] [--profile]``. See ``bench/README.md``.
+[--out bench/results/relay.json] [--quick] [--profile]``. With ``--peers mosquitto,prosody
+--rounds 3`` it runs tidings and each peer alternately (``_relay_peers.py``, ``peers/``) and
+prints them side by side. See ``bench/README.md``.
 
 It starts ``tidings server`` as its own process (on a temporary data directory on disk, so the
 durable ✓ costs what it costs; rate limits and queue limits raised so nothing is throttled),
@@ -25,15 +27,34 @@ import os
 import sys
 import time
 
-from _relay_config import parse_args
+from _relay_config import Config, parse_args
 from _relay_machine import machine_info, source_digest
+from _relay_peers import main_peers
 from _relay_procs import Processes
 from _relay_report import table
 from _relay_run import guarded
 
 
+def config_json(cfg: Config) -> dict[str, object]:
+    """The options as recorded in the JSON report."""
+    return {
+        "pairs": cfg.pairs,
+        "messages": cfg.messages,
+        "rate": cfg.rate,
+        "payload": cfg.payload,
+        "window": cfg.window,
+        "pairs_per_process": cfg.pairs_per_process,
+        "worker_processes": -(-cfg.pairs // cfg.pairs_per_process),
+        "idle": cfg.idle,
+        "profile": cfg.profile or None,
+        "perf": cfg.perf,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    if cfg.peers:
+        return main_peers(cfg, config_json(cfg))
     out = cfg.out
     print(
         f"relay bench: {cfg.pairs} pairs × {cfg.messages} messages, payload {cfg.payload} B, "
@@ -63,18 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     report = {
         "bench": "relay",
-        "config": {
-            "pairs": cfg.pairs,
-            "messages": cfg.messages,
-            "rate": cfg.rate,
-            "payload": cfg.payload,
-            "window": cfg.window,
-            "pairs_per_process": cfg.pairs_per_process,
-            "worker_processes": -(-cfg.pairs // cfg.pairs_per_process),
-            "idle": cfg.idle,
-            "profile": cfg.profile or None,
-            "perf": cfg.perf,
-        },
+        "config": config_json(cfg),
         "machine": machine_info(load_at_start, digest),
         **report,
         "bench_s": round(time.monotonic() - started, 1),
