@@ -62,6 +62,24 @@ def monotonic() -> float:
 class ChannelConnection(WSListener):
     """A picows listener that pumps one :class:`Channel`."""
 
+    # Slots: one of these lives per connection, idle or not (issue 10: bytes per connection).
+    __slots__ = (
+        "_clock",
+        "_disconnected",
+        "_flush_scheduled",
+        "_gone",
+        "_linger",
+        "_loop",
+        "_make_channel",
+        "_timer",
+        "_timer_at",
+        "bytes_written",
+        "channel",
+        "closed_event",
+        "handler",
+        "transport",
+    )
+
     def __init__(
         self,
         make_channel: Callable[[float], Channel],
@@ -76,7 +94,8 @@ class ChannelConnection(WSListener):
         self.transport: WSTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self.disconnected = asyncio.Event()
+        self._disconnected: asyncio.Event | None = None  # made when asked for: ~800 bytes
+        self._gone = False
         self.bytes_written = 0
         self.closed_event: ChannelClosed | None = None
         self._flush_scheduled = False
@@ -133,10 +152,21 @@ class ChannelConnection(WSListener):
             channel.close(0, "connection lost")
             for event in channel.events():
                 self._dispatch(event)
-        self.disconnected.set()
+        self._gone = True
+        if self._disconnected is not None:
+            self._disconnected.set()
         self.handler.on_disconnected(self)
 
     # ---------------------------------------------------------------- API
+
+    @property
+    def disconnected(self) -> asyncio.Event:
+        """Set once the WebSocket is gone."""
+        if self._disconnected is None:
+            self._disconnected = asyncio.Event()
+            if self._gone:
+                self._disconnected.set()
+        return self._disconnected
 
     def send_frame(self, frame: Frame) -> None:
         """Queue a frame; it is written at the end of this loop iteration, together with every

@@ -89,6 +89,9 @@ WS_MAX_FRAME = MAX_WS_FRAME
 WS_UPGRADE_TIMEOUT = 10.0
 #: Initial read buffer per connection: most frames are small; picows grows it as needed.
 WS_READ_BUFFER = 1024
+#: picows' logger. An adapter, not a ``Logger``: given a ``Logger``, picows makes a child
+#: ``Logger`` per connection (~1 KiB each, kept as long as the connection).
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
 #: Soft limit of open files to ask for when the hard limit is "unlimited" (not on Linux).
 FD_LIMIT_IF_UNLIMITED = 1 << 20
 
@@ -365,13 +368,15 @@ class _TrackedProtocol(WSProtocol):  # type: ignore[misc]  # picows' class is un
     """picows' server protocol (built as ``ws_create_server`` builds it), reporting when its
     connection is gone, whether or not it got as far as a WebSocket."""
 
+    __slots__ = ("_on_lost",)
+
     def __init__(self, on_lost: Callable[[], None], factory: Callable[..., Any]) -> None:
         super().__init__(
             host_port=None,
             ws_path=None,
             is_client_side=False,
             ws_listener_factory=factory,
-            logger=logging.getLogger("picows.server"),
+            logger=_PICOWS_LOG,
             disconnect_on_exception=True,
             websocket_handshake_timeout=WS_UPGRADE_TIMEOUT,
             enable_auto_ping=False,

@@ -116,6 +116,8 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
 class Session:
     """The relay's side of one connection. Created per WebSocket by the relay."""
 
+    __slots__ = ("_detached", "_idle", "_running", "conn", "conn_id", "core", "relay")
+
     def __init__(self, relay: RelayHost, conn_id: int) -> None:
         self.relay = relay
         self.conn_id = conn_id
@@ -131,7 +133,11 @@ class Session:
         self._detached = False
         self._running = 0  # store commands started and not yet answered
         self._idle: asyncio.Future[None] | None = None  # drain() waits on it
-        self._log = logging.LoggerAdapter(log, {"conn": conn_id})
+
+    @property
+    def _log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The connection's logger (made per line: logging is rare, connections are many)."""
+        return logging.LoggerAdapter(log, {"conn": self.conn_id})
 
     @property
     def state(self) -> SessionState:
