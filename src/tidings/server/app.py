@@ -238,6 +238,7 @@ class Relay:
         self._all.add(session)
         self.metrics.connections.set(len(self._all))
         conn = ChannelConnection(self._make_channel, session)
+        conn.pump = session.pump
         session.conn = conn
         return conn
 

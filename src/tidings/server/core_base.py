@@ -145,6 +145,11 @@ class CoreBase:
         """Whether :meth:`actions` has anything (a cheap test for the adapter's pump)."""
         return bool(self._actions) or self._close is not None
 
+    @property
+    def has_output(self) -> bool:
+        """Whether any of the outputs has something (the adapter pumps until it has not)."""
+        return bool(self._frames or self._commands or self._actions) or self._close is not None
+
     def store_commands(self) -> list[StoreCommand]:
         """The store commands to run, in this order (drain after every input; do not change
         the list)."""
