@@ -135,6 +135,29 @@ class Channel:
         admission: the server's limits on a peer before its REGISTER/HELLO (None: none).
     """
 
+    # Slots: one channel lives per connection, idle or not (issue 10: bytes per connection).
+    __slots__ = (
+        "_admission",
+        "_answer_pings",
+        "_auth_deadline",
+        "_decoder",
+        "_events",
+        "_hello_seen",
+        "_hs",
+        "_keepalive",
+        "_last_received",
+        "_out",
+        "_ping_nonce",
+        "_ping_sent_at",
+        "_plain",
+        "_started_at",
+        "_state",
+        "_transport",
+        "bytes_received",
+        "close_code",
+        "remote_static",
+    )
+
     def __init__(
         self,
         handshake: PipesInitiator | PipesResponder,
@@ -222,6 +245,18 @@ class Channel:
         if self._state is ChannelState.CLOSED:
             raise ConnectionClosed("channel is closed")
         self._plain += encode(frame)
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        """Queue several frames (see :meth:`send_frame`).
+
+        Raises:
+            ConnectionClosed: the channel is closed.
+        """
+        if self._state is ChannelState.CLOSED:
+            raise ConnectionClosed("channel is closed")
+        plain = self._plain
+        for frame in frames:
+            plain += encode(frame)
 
     def close(
         self, code: int = 0, reason: str = "", frame_type: int = 0, *, notify: bool = True

@@ -95,6 +95,30 @@ class CoreBase:
             is full.
     """
 
+    # Slots: one core lives per connection, idle or not (issue 10: bytes per connection).
+    __slots__ = (
+        "_actions",
+        "_blocking",
+        "_close",
+        "_commands",
+        "_frame_type",
+        "_frames",
+        "_last_id",
+        "_queue",
+        "_waiting",
+        "config",
+        "device",
+        "limits",
+        "mono",
+        "noise_key",
+        "now",
+        "peer_ip",
+        "queue_full_retry_after",
+        "random_bytes",
+        "state",
+        "store_retry_after",
+    )
+
     def __init__(
         self,
         config: ServerConfig,

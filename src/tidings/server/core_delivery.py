@@ -62,6 +62,15 @@ def item_frame(item: InboxItem) -> Deliver:
 class DeliveryRules(PrekeyRules):
     """Sends, the delivery stream and acks (see the module docstring)."""
 
+    __slots__ = (
+        "_acked",
+        "_backlog",
+        "_fetching",
+        "_in_flight",
+        "_max_stranger_queue",
+        "_sent_upto",
+    )
+
     def _init_stream(self) -> None:
         self._acked = 0  # highest seq the device acked (or its HELLO cursor)
         self._sent_upto = 0  # highest seq sent on this connection

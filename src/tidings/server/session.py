@@ -248,7 +248,7 @@ class Session:
                     count = self.relay.metrics_frame_out
                     for frame in frames:
                         count(frame.TYPE)
-                        channel.send_frame(frame)
+                    channel.send_frames(frames)
                 for command in core.store_commands():
                     self._run(command)
                 if close is not None and channel is not None:
