@@ -79,6 +79,26 @@ def test_xx_handshake_then_frames_both_ways() -> None:
     assert [e.frame for e in server.events() if isinstance(e, FrameReceived)] == [Ack(7), Ack(8)]
 
 
+def test_send_frames_queues_them_in_order_in_one_message() -> None:
+    client, server = pair()
+    settle(client, server)
+    server.events()
+    client.send_frames([Ack(1), Ping(2), Ack(3)])
+    assert transfer(client, server) == 1
+    assert [e.frame for e in server.events() if isinstance(e, FrameReceived)] == [Ack(1), Ack(3)]
+    client.close()
+    with pytest.raises(ConnectionClosed):
+        client.send_frames([Ack(4)])
+
+
+def test_the_handshake_state_is_dropped_once_complete() -> None:
+    client, server = pair()
+    settle(client, server)
+    with pytest.raises(TypeError):
+        client.start()  # only once, and only during the handshake
+    assert client.remote_static == SERVER_PUB and server.remote_static == CLIENT_PUB
+
+
 def test_ik_with_pinned_key() -> None:
     client, server = pair(pinned=SERVER_PUB)
     settle(client, server)

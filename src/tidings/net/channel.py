@@ -135,6 +135,29 @@ class Channel:
         admission: the server's limits on a peer before its REGISTER/HELLO (None: none).
     """
 
+    # Slots: one channel lives per connection, idle or not (issue 10: bytes per connection).
+    __slots__ = (
+        "_admission",
+        "_answer_pings",
+        "_auth_deadline",
+        "_decoder",
+        "_events",
+        "_hello_seen",
+        "_hs",
+        "_keepalive",
+        "_last_received",
+        "_out",
+        "_ping_nonce",
+        "_ping_sent_at",
+        "_plain",
+        "_started_at",
+        "_state",
+        "_transport",
+        "bytes_received",
+        "close_code",
+        "remote_static",
+    )
+
     def __init__(
         self,
         handshake: PipesInitiator | PipesResponder,
@@ -144,7 +167,7 @@ class Channel:
         answer_pings: bool = True,
         admission: AdmissionParams | None = None,
     ) -> None:
-        self._hs = handshake
+        self._hs: PipesInitiator | PipesResponder | None = handshake
         self._keepalive = keepalive
         self._answer_pings = answer_pings
         self._admission = admission
@@ -183,8 +206,8 @@ class Channel:
 
     def start(self, payload: bytes = b"") -> None:
         """Client side: queue the first handshake message. Call ``data_to_send()`` after."""
-        if not isinstance(self._hs, PipesInitiator):
-            raise TypeError("only the initiator starts the handshake")
+        if not isinstance(self._hs, PipesInitiator) or self._state is not ChannelState.HANDSHAKE:
+            raise TypeError("only the initiator starts the handshake, once")
         self._out.append(self._hs.start(payload))
 
     def receive_message(self, message: bytes, now: float) -> None:
@@ -222,6 +245,18 @@ class Channel:
         if self._state is ChannelState.CLOSED:
             raise ConnectionClosed("channel is closed")
         self._plain += encode(frame)
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        """Queue several frames (see :meth:`send_frame`).
+
+        Raises:
+            ConnectionClosed: the channel is closed.
+        """
+        if self._state is ChannelState.CLOSED:
+            raise ConnectionClosed("channel is closed")
+        plain = self._plain
+        for frame in frames:
+            plain += encode(frame)
 
     def close(
         self, code: int = 0, reason: str = "", frame_type: int = 0, *, notify: bool = True
@@ -296,20 +331,25 @@ class Channel:
     # ------------------------------------------------------------------ internals
 
     def _receive_handshake(self, message: bytes, now: float) -> None:
+        hs = self._hs
+        assert hs is not None
         try:
-            reply = self._hs.receive(message)
+            reply = hs.receive(message)
         except HandshakeError as exc:
             self._fail(ErrorCode.HANDSHAKE_FAILED, str(exc) or "handshake failed", notify=False)
             return
         if reply is not None:
             self._out.append(reply)
-        if self._hs.complete:
-            self._transport = self._hs.transport()
+        if hs.complete:
+            self._transport = hs.transport()
             self._state = ChannelState.OPEN
-            self.remote_static = self._hs.remote_static
+            self.remote_static = hs.remote_static
+            # The handshake's state (keys, hashes, the DH objects) is not needed any more:
+            # each idle connection would keep it for its whole life.
+            self._hs = None
             if self._admission is not None:
                 self._auth_deadline = now + self._admission.auth_timeout
-            self._events.append(HandshakeDone(self._hs.remote_static, str(self._hs.pattern)))
+            self._events.append(HandshakeDone(hs.remote_static, str(hs.pattern)))
 
     def _report_frames(self) -> None:
         for frame in self._decoder.frames():

@@ -62,6 +62,25 @@ def monotonic() -> float:
 class ChannelConnection(WSListener):
     """A picows listener that pumps one :class:`Channel`."""
 
+    # Slots: one of these lives per connection, idle or not (issue 10: bytes per connection).
+    __slots__ = (
+        "_clock",
+        "_disconnected",
+        "_flush_scheduled",
+        "_gone",
+        "_linger",
+        "_loop",
+        "_make_channel",
+        "_timer",
+        "_timer_at",
+        "bytes_written",
+        "channel",
+        "closed_event",
+        "handler",
+        "pump",
+        "transport",
+    )
+
     def __init__(
         self,
         make_channel: Callable[[float], Channel],
@@ -76,12 +95,16 @@ class ChannelConnection(WSListener):
         self.transport: WSTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self.disconnected = asyncio.Event()
+        self._disconnected: asyncio.Event | None = None  # made when asked for: ~800 bytes
+        self._gone = False
         self.bytes_written = 0
         self.closed_event: ChannelClosed | None = None
         self._flush_scheduled = False
         self._timer_at = 0.0
         self._linger: asyncio.TimerHandle | None = None
+        #: The owner's pump, called by every :meth:`flush` after the channel's events and
+        #: before the write: what it queues on the channel leaves in that write.
+        self.pump: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- picows callbacks
 
@@ -119,7 +142,7 @@ class ChannelConnection(WSListener):
             )
             self.flush()
             return
-        self._schedule_flush()
+        self.schedule_flush()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self._timer is not None:
@@ -133,10 +156,21 @@ class ChannelConnection(WSListener):
             channel.close(0, "connection lost")
             for event in channel.events():
                 self._dispatch(event)
-        self.disconnected.set()
+        self._gone = True
+        if self._disconnected is not None:
+            self._disconnected.set()
         self.handler.on_disconnected(self)
 
     # ---------------------------------------------------------------- API
+
+    @property
+    def disconnected(self) -> asyncio.Event:
+        """Set once the WebSocket is gone."""
+        if self._disconnected is None:
+            self._disconnected = asyncio.Event()
+            if self._gone:
+                self._disconnected.set()
+        return self._disconnected
 
     def send_frame(self, frame: Frame) -> None:
         """Queue a frame; it is written at the end of this loop iteration, together with every
@@ -145,7 +179,7 @@ class ChannelConnection(WSListener):
         if channel is None or channel.state is ChannelState.CLOSED:
             return
         channel.send_frame(frame)
-        self._schedule_flush()
+        self.schedule_flush()
 
     def send_frames(self, frames: list[Frame]) -> None:
         """Queue several frames (see :meth:`send_frame`)."""
@@ -154,13 +188,13 @@ class ChannelConnection(WSListener):
             return
         for frame in frames:
             channel.send_frame(frame)
-        self._schedule_flush()
+        self.schedule_flush()
 
     def expect_auth(self) -> None:
         """Server side: start the wait for HELLO anew (see :meth:`Channel.expect_auth`)."""
         if self.channel is not None:
             self.channel.expect_auth(self._clock())
-            self._schedule_flush()  # re-arms the timer
+            self.schedule_flush()  # re-arms the timer
 
     def close(self, code: int = 0, reason: str = "") -> None:
         """Close the channel (sending ERROR first if ``code``) and then the WebSocket."""
@@ -171,7 +205,9 @@ class ChannelConnection(WSListener):
     def flush(self) -> None:
         """Now: report the channel's events, write what it has to send, re-arm the timer.
 
-        Events go first, so the frames their handlers queue leave in the same write.
+        Events go first, then the owner's :attr:`pump`, so the frames their handlers queue
+        leave in the same write: all the frames of one read are decided before anything is
+        written, and the answers of one commit leave together.
         """
         self._flush_scheduled = False
         channel = self.channel
@@ -180,6 +216,8 @@ class ChannelConnection(WSListener):
             return
         for event in channel.events():
             self._dispatch(event)
+        if self.pump is not None:
+            self.pump()
         for message in channel.data_to_send():
             if self._lost(transport):  # before the first write, or the last one failed
                 channel.close(0, "connection lost")
@@ -214,7 +252,8 @@ class ChannelConnection(WSListener):
             close_code(channel.close_code or 0, by_peer=closed is not None and closed.by_peer)
         )
 
-    def _schedule_flush(self) -> None:
+    def schedule_flush(self) -> None:
+        """Flush at the end of this loop iteration (once, however often it is asked for)."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)

@@ -74,7 +74,9 @@ class Relay:
         self.store = store
         self.static_private = static_private
         self.static_public = public_key(static_private)
-        self._clock = clock or (lambda: time.time() + config.clock_offset)
+        offset = config.clock_offset  # the config is frozen: read once
+        # The plain clock when there is no offset: it is read for every frame and store answer.
+        self._clock = clock or (time.time if not offset else lambda: time.time() + offset)
         #: Seconds that never step (rate limits, retry-afters): a wall clock set back an hour
         #: would freeze every budget for that hour, one set forward would refill them all. Only
         #: times people see and retention/expiry read the wall clock (:meth:`now`).
@@ -238,6 +240,7 @@ class Relay:
         self._all.add(session)
         self.metrics.connections.set(len(self._all))
         conn = ChannelConnection(self._make_channel, session)
+        conn.pump = session.pump
         session.conn = conn
         return conn
 

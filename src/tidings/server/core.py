@@ -89,6 +89,8 @@ QUEUE_FULL_RETRY_AFTER = 5.0
 class RelayCore(DeliveryRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
+    __slots__ = ()
+
     def __init__(
         self,
         config: ServerConfig,
@@ -106,6 +108,7 @@ class RelayCore(DeliveryRules):
             queue_full_retry_after=queue_full_retry_after,
         )
         self._init_stream()
+        self._init_prekeys()
 
     # ---------------------------------------------------------------- inputs
 

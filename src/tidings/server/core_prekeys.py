@@ -32,7 +32,10 @@ __all__ = ["PrekeyRules"]
 class PrekeyRules(CoreBase):
     """The prekey handlers (a part of :class:`~tidings.server.core.RelayCore`)."""
 
-    _account_created: float | None = None  # read on first need (with_account_age)
+    __slots__ = ("_account_created",)
+
+    def _init_prekeys(self) -> None:
+        self._account_created: float | None = None  # read on first need (with_account_age)
 
     def prekeys_low(self, counts: PreKeyCounts) -> None:
         """Tell this device PREKEYS_LOW if the relay holds fewer than the watermark of its

@@ -43,10 +43,10 @@ from .admission import Admission, Decision, Verdict, address_key
 from .logs import Throttle
 from .metrics import Metrics
 
-try:  # picows' own choice of transport: aiofastnet's when it is installed (it installs it)
-    from aiofastnet import connect_accepted_socket as _fast_connect
-except ImportError:  # pragma: no cover
-    _fast_connect = None  # type: ignore[assignment]
+# An accepted socket gets the event loop's own transport (uvloop's), not aiofastnet's, which
+# picows would choose when it is installed: measured on a fresh relay with 1,000 idle
+# connections, aiofastnet's costs ~5 KiB more per connection, and in alternating runs of
+# bench/relay_bench.py the relay's CPU per message was lower with uvloop's (bench/README.md).
 
 __all__ = [
     "ACCEPT_RETRY_DELAY",
@@ -89,6 +89,9 @@ WS_MAX_FRAME = MAX_WS_FRAME
 WS_UPGRADE_TIMEOUT = 10.0
 #: Initial read buffer per connection: most frames are small; picows grows it as needed.
 WS_READ_BUFFER = 1024
+#: picows' logger. An adapter, not a ``Logger``: given a ``Logger``, picows makes a child
+#: ``Logger`` per connection (~1 KiB each, kept as long as the connection).
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
 #: Soft limit of open files to ask for when the hard limit is "unlimited" (not on Linux).
 FD_LIMIT_IF_UNLIMITED = 1 << 20
 
@@ -263,10 +266,7 @@ class Listener:
             return _TrackedProtocol(slot.release, lambda request: self._factory(request, cap))
 
         try:
-            if _fast_connect is not None:
-                await _fast_connect(self._loop, protocol, sock)
-            else:  # pragma: no cover
-                await self._loop.connect_accepted_socket(protocol, sock)
+            await self._loop.connect_accepted_socket(protocol, sock)
         except Exception as exc:  # e.g. no descriptor left for the event loop's bookkeeping
             sock.close()
             slot.release()
@@ -365,13 +365,15 @@ class _TrackedProtocol(WSProtocol):  # type: ignore[misc]  # picows' class is un
     """picows' server protocol (built as ``ws_create_server`` builds it), reporting when its
     connection is gone, whether or not it got as far as a WebSocket."""
 
+    __slots__ = ("_on_lost",)
+
     def __init__(self, on_lost: Callable[[], None], factory: Callable[..., Any]) -> None:
         super().__init__(
             host_port=None,
             ws_path=None,
             is_client_side=False,
             ws_listener_factory=factory,
-            logger=logging.getLogger("picows.server"),
+            logger=_PICOWS_LOG,
             disconnect_on_exception=True,
             websocket_handshake_timeout=WS_UPGRADE_TIMEOUT,
             enable_auto_ping=False,

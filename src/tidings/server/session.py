@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Protocol
 
 from ..errors import StoreUnavailable
-from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
+from ..net.channel import ChannelClosed, ChannelState, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
 from ..store import DeviceRef, InboxItem, PreKeyCounts, Store, Stored, Submission
 from ..wire import ErrorCode, Frame, FrameType
@@ -116,6 +116,17 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
 class Session:
     """The relay's side of one connection. Created per WebSocket by the relay."""
 
+    __slots__ = (
+        "_detached",
+        "_idle",
+        "_pumping",
+        "_running",
+        "conn",
+        "conn_id",
+        "core",
+        "relay",
+    )
+
     def __init__(self, relay: RelayHost, conn_id: int) -> None:
         self.relay = relay
         self.conn_id = conn_id
@@ -129,9 +140,14 @@ class Session:
             queue_full_retry_after=QUEUE_FULL_RETRY_AFTER,
         )
         self._detached = False
+        self._pumping = False  # inside pump(): a new output is drained by its loop
         self._running = 0  # store commands started and not yet answered
         self._idle: asyncio.Future[None] | None = None  # drain() waits on it
-        self._log = logging.LoggerAdapter(log, {"conn": conn_id})
+
+    @property
+    def _log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The connection's logger (made per line: logging is rare, connections are many)."""
+        return logging.LoggerAdapter(log, {"conn": self.conn_id})
 
     @property
     def state(self) -> SessionState:
@@ -153,10 +169,9 @@ class Session:
     def on_channel_event(self, conn: ChannelConnection, event: Event) -> None:
         self.conn = conn
         relay = self.relay
-        if isinstance(event, FrameReceived):
+        if isinstance(event, FrameReceived):  # the flush that reports it pumps after its events
             relay.metrics_frame_in(event.frame)
             self.core.receive_frame(event.frame, relay.now(), relay.monotonic())
-            self._pump()
         elif isinstance(event, HandshakeDone):
             address = peer_ip(conn, relay.config.proxy_header)
             self.core.handshake_done(event.remote_static, address, relay.now())
@@ -181,19 +196,19 @@ class Session:
     def send_frame(self, frame: Frame) -> None:
         """Send ``frame`` on this connection if it is still open (e.g. an unsolicited one)."""
         self.core.send_frame(frame)
-        self._pump()
+        self._kick()
 
     def offer(self, item: InboxItem) -> None:
         """A new item was stored for this device: push it now if it is next in line."""
         relay = self.relay
         self.core.offer(item, relay.now(), relay.monotonic())
-        self._pump()
+        self._kick()
 
     def prekeys_low(self, counts: PreKeyCounts) -> None:
         """Tell this device PREKEYS_LOW if the relay holds fewer than the watermark of its
         one-time prekeys (of either kind)."""
         self.core.prekeys_low(counts)
-        self._pump()
+        self._kick()
 
     async def drain(self) -> None:
         """Wait for the store commands this session started (graceful shutdown)."""
@@ -203,30 +218,43 @@ class Session:
 
     # ---------------------------------------------------------------- the pump
 
-    def _pump(self) -> None:
+    def _kick(self) -> None:
+        """The core has new output: pump it in this connection's next flush (one per loop
+        iteration, whatever number of inputs came meanwhile: the answers of one commit, the
+        items of one batch, leave in one write)."""
+        if not self._pumping and self.conn is not None:
+            self.conn.schedule_flush()
+
+    def pump(self) -> None:
         """Carry out what the core gave: actions, then frames, then store commands, then the
-        close (the core gives it last, after the frames queued before it)."""
+        close (the core gives it last, after the frames queued before it). Called by the
+        connection's flush, which writes what it queued right after; again until the core is
+        quiet (a store that answers at once feeds it more)."""
         core = self.core
-        close: ca.CloseConnection | None = None
-        if core.has_actions:
-            for action in core.actions():
-                if type(action) is ca.CloseConnection:
-                    close = action
-                else:
-                    self._ACT[type(action)](self, action)
-        frames = core.frames_to_send()
-        if frames and self.conn is not None:
-            count = self.relay.metrics_frame_out
-            for frame in frames:
-                count(frame.TYPE)
-            self.conn.send_frames(frames)
-        for command in core.store_commands():
-            self._run(command)
-        if close is not None:
-            conn = self.conn
-            if conn is not None and conn.channel is not None:
-                conn.channel.close(close.code, close.reason, close.frame_type)
-                conn.flush()
+        conn = self.conn
+        channel = conn.channel if conn is not None else None
+        self._pumping = True
+        try:
+            while core.has_output:
+                close: ca.CloseConnection | None = None
+                if core.has_actions:
+                    for action in core.actions():
+                        if type(action) is ca.CloseConnection:
+                            close = action
+                        else:
+                            self._ACT[type(action)](self, action)
+                frames = core.frames_to_send()
+                if frames and channel is not None and channel.state is not ChannelState.CLOSED:
+                    count = self.relay.metrics_frame_out
+                    for frame in frames:
+                        count(frame.TYPE)
+                    channel.send_frames(frames)
+                for command in core.store_commands():
+                    self._run(command)
+                if close is not None and channel is not None:
+                    channel.close(close.code, close.reason, close.frame_type)
+        finally:
+            self._pumping = False
 
     def _run(self, command: ca.StoreCommand) -> None:
         """Start one store command; its result goes to the core, then the pump runs."""
@@ -244,7 +272,7 @@ class Session:
                 core.store_failed(command_id, exc, relay.now(), relay.monotonic())
             else:  # cancelled (shutdown): nobody waits for it any more
                 return
-            self._pump()
+            self._kick()
 
         drive(_RUN[type(op)](self.relay.store, op), done)
 
