@@ -25,6 +25,7 @@ from _relay_config import Config
 from _relay_probe import Snapshot, proc_status, ticks_us
 from _relay_procs import Processes, free_port, read_event, send_command
 from _relay_report import summarize
+
 from peers.servers import DOMAIN, MOSQUITTO, Peer, Server, mosquitto_server, prosody_server
 
 #: Deadlines, in seconds.
