@@ -25,7 +25,6 @@ from .record import (
     Composed,
     DeviceEvent,
     Fault,
-    ReadMarked,
     Received,
     RecordLine,
     RunStarted,
@@ -160,9 +159,7 @@ class LiveTally:
             c.send_failed += 1
         elif isinstance(line, StorageFailedLine):
             c.storage_failed += 1
-        elif isinstance(line, ReadMarked):
-            pass  # the sender's read status is the point; this is the reader's own note
-        return []
+        return []  # a ReadMarked is the reader's own note: the sender's read status is the point
 
     def _status(self, source: str, line: StatusChanged, t: float) -> list[Point]:
         c = self.counts

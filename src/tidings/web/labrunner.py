@@ -32,6 +32,7 @@ from typing import Any
 
 from ..lab.follow import RunFollower
 from ..lab.live import LANES, LiveTally
+from ..lab.record import RECORD_FILE
 
 __all__ = [
     "FOLLOW_INTERVAL",
@@ -304,7 +305,7 @@ class LabService:
         """The checker's verdict on the run directory (in a thread: it reads every store)."""
         from ..lab.checker import check
 
-        if not (run.run_dir / "record.jsonl").exists():
+        if not (run.run_dir / RECORD_FILE).exists():
             return {
                 "ok": False,
                 "error": "the run stopped before it recorded anything",
