@@ -299,6 +299,23 @@ class Usage:
         for text in found:
             assert text in out, (text, out)
 
+    def timer(self, args: list[str]) -> None:
+        """Set (the home's listen stopped first, as the README says), then shown beside a
+        listen; the contact's listener prints the setting."""
+        home, contact = _option(args, "--home"), args[1]
+        setting = len(args) > 2 and not args[2].startswith("--")
+        if setting:
+            self.stop_listener(home)
+        out = self.ok(args).out
+        assert out.startswith("disappearing messages in "), out
+        if setting:
+            assert f": {args[2]} (set by {self.accounts[home]}." in out, out
+            for other in self.devices_of(contact):
+                if other in self.listeners:
+                    self.listeners[other].wait_line(_containing("set disappearing messages"))
+        else:
+            assert "(set by " in out, out  # the README sets it before it shows it
+
     def devices_of(self, account: str) -> list[str]:
         return [h for h, a in self.accounts.items() if a == account]
 
@@ -333,6 +350,7 @@ Usage.HANDLERS = {
     "conversations": Usage.conversations,
     "history": Usage.history,
     "search": Usage.search,
+    "timer": Usage.timer,
 }
 
 

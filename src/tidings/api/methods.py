@@ -16,7 +16,7 @@ from ..client.config import check_read_receipts
 from ..client.events import code_name
 from ..client.msgids import parse_prefix
 from ..client.store.records import OutboxFullError
-from ..delivery import ContentError, direct_conversation
+from ..delivery import MAX_TIMER, ContentError, direct_conversation
 from ..errors import (
     ConfigError,
     ConnectionBroken,
@@ -25,7 +25,7 @@ from ..errors import (
     RelayUnreachable,
     StoreUnavailable,
 )
-from .forms import conversation_json, message_json, trace_json
+from .forms import conversation_json, message_json, timer_json, trace_json
 from .rpc import INVALID_PARAMS, ApiError
 
 __all__ = [
@@ -198,6 +198,30 @@ async def search(client: Client, params: Params) -> Any:
     return [message_json(m, client.status(m.message_id)) for m in found]
 
 
+def _conversation_with(client: Client, params: Params) -> tuple[str, str]:
+    contact = _str(params, "contact")
+    try:
+        return contact, direct_conversation(client.me.account, contact)
+    except (FrameError, ContentError) as exc:
+        raise ApiError(INVALID_PARAMS, str(exc)) from None
+
+
+async def timer(client: Client, params: Params) -> Any:
+    """The disappearing-messages timer of the conversation with ``contact``."""
+    _only(params, "contact")
+    _, conversation = _conversation_with(client, params)
+    return timer_json(conversation, client.timer(conversation))
+
+
+async def set_timer(client: Client, params: Params) -> Any:
+    """Set the disappearing-messages timer with ``contact`` to ``seconds`` (0: off); the
+    setting goes to the contact's devices and this account's others."""
+    _only(params, "contact", "seconds")
+    contact, conversation = _conversation_with(client, params)
+    seconds = _int(params, "seconds", -1, 0, MAX_TIMER)
+    return timer_json(conversation, await client.set_timer(contact, seconds))
+
+
 async def mark_read(client: Client, params: Params) -> Any:
     """Mark received messages read (sends read receipts if enabled): ``{"message_ids"}``."""
     _only(params, "message_ids")
@@ -315,4 +339,6 @@ METHODS: dict[str, Method] = {
     "link_code": link_code,
     "safety_number": safety_number,
     "settings": settings,
+    "timer": timer,
+    "set_timer": set_timer,
 }

@@ -2,7 +2,7 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
-``safety-number``, ``web``, ``demo``, ``lab``.
+``safety-number``, ``timer``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -26,6 +26,7 @@ from . import (
     lab_cmd,
     safety_cmd,
     server_cmd,
+    timer_cmd,
     web_cmd,
 )
 from .exits import Exit
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     web_cmd.add_parser(sub)
     config_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
+    timer_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)
     demo.add_parser(sub)

@@ -15,12 +15,15 @@ from ..client import (
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    MessagesExpired,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
+    TimerChanged,
 )
 from ..delivery import ContentKind, SkipReason, Status, glyph
 from .common import _print, _ts
+from .durations import format_duration
 from .terminal_text import for_terminal
 
 
@@ -40,6 +43,14 @@ def _text(event: ClientEvent) -> str | None:
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
         return f"[{_ts(m.received_at or m.sent_at)}] {m.sender} › {body}{late}"
+    if isinstance(event, TimerChanged):
+        return (
+            f"= {event.by} set disappearing messages in {event.conversation} to "
+            f"{format_duration(event.seconds)}"
+        )
+    if isinstance(event, MessagesExpired):
+        n = len(event.message_ids)
+        return f"= {n} disappearing message{'s' if n != 1 else ''} ran out and were deleted"
     if isinstance(event, ReadElsewhere):
         n = len(event.message_ids)
         return f"= read on {event.device}: {n} message{'s' if n != 1 else ''}"

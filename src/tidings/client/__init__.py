@@ -15,10 +15,12 @@ from .events import (
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    MessagesExpired,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
     StorageFailed,
+    TimerChanged,
 )
 
 __all__ = [
@@ -36,10 +38,12 @@ __all__ = [
     "GapSkipped",
     "IdentityChanged",
     "MessageReceived",
+    "MessagesExpired",
     "ReadElsewhere",
     "SendRefused",
     "StatusChanged",
     "StorageFailed",
+    "TimerChanged",
     "load_client_config",
     "register",
 ]

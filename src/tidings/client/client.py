@@ -49,7 +49,15 @@ from ..wire import (
 from .clocks import Clocks
 from .config import ClientConfig, check_read_receipts
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import ClientEvent, Disconnected, EventStream, StorageFailed
+from .disappearing import Disappearing
+from .events import (
+    ClientEvent,
+    Disconnected,
+    EventStream,
+    ReadElsewhere,
+    StorageFailed,
+    TimerChanged,
+)
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
@@ -57,7 +65,14 @@ from .lock import DeviceLock, process_name
 from .outbox import Outbox
 from .prekeys import DeviceKeys
 from .session import FATAL_CODES, Session
-from .store import ClientStore, Identity, OutboxRequest, StoredMessage, TraceEntry
+from .store import (
+    ClientStore,
+    ConversationTimer,
+    Identity,
+    OutboxRequest,
+    StoredMessage,
+    TraceEntry,
+)
 
 __all__ = ["FATAL_CODES", "Client", "EventStream"]
 
@@ -166,6 +181,9 @@ class Client:
             self.config.outbox_retry,
         )
         self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
+        self._disappearing = Disappearing(self.store, self._emit, clock)
+        #: A sent disappearing message is in the open batch: arm the sweep after its commit.
+        self._expiry_started = False
         self._keysync = KeySync(
             self.crypto, self._outbox, self._session.request, self.devices, clocks
         )
@@ -237,6 +255,7 @@ class Client:
         if not self._started:
             self._started = True
             self._inbox.start()
+            self._disappearing.sweep()  # what ran out while the device was stopped
             self._session.start()
 
     async def wait_connected(
@@ -272,6 +291,7 @@ class Client:
                 pass
         self._outbox.close()
         self._inbox.close()
+        self._disappearing.close()
         self.store.close()
         self._lock.release()
 
@@ -303,10 +323,11 @@ class Client:
         # transaction committed, so the message is durable when it does (G2).
         self._begin_batch()
         try:
-            item, _ = self.store.compose(message_id, to, conversation, data, self._clock())
+            item, message = self.store.compose(message_id, to, conversation, data, self._clock())
         except StoreUnavailable as exc:
             failed = self.storage_failed or StorageFailed(exc.state, str(exc))
             raise StoreUnavailable(failed.state, failed.message) from exc
+        self._expiry_started |= message.expires_in > 0
         committed = asyncio.get_running_loop().create_future()
         self._commit_waiters.append(committed)
         try:
@@ -354,6 +375,7 @@ class Client:
             self._outbox.add_queued(r.message_id for r in receipts)
         except StoreUnavailable:
             pass  # they are queued (committed above); the client stops (StorageFailed)
+        self._disappearing.arm()  # a disappearing message's clock starts when it is read
         return len(newly)
 
     def unseen(self, limit: int = 1_000, after: int = 0) -> list[StoredMessage]:
@@ -371,7 +393,45 @@ class Client:
             StoreUnavailable: the store cannot write.
         """
         self._end_batch()
-        return self.store.mark_seen(list(message_ids), self._clock())
+        n = self.store.mark_seen(list(message_ids), self._clock())
+        self._disappearing.arm()  # a disappearing message's clock starts when it is shown
+        return n
+
+    async def set_timer(self, to: str, seconds: int) -> ConversationTimer:
+        """Set the disappearing-messages timer of the conversation with account ``to``: what
+        either side sends from now on is deleted on every device ``seconds`` after it was
+        displayed (sent, for the sender); 0 turns it off. Durable on return; the setting goes
+        to the contact's devices and this account's others through the outbox.
+
+        Raises:
+            FrameError: ``to`` is not a valid account name.
+            ContentError: ``seconds`` is not in 0..MAX_TIMER.
+            StoreUnavailable: the store cannot write (nothing changed).
+        """
+        check_account(to)
+        if self.storage_failed is not None:
+            raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
+        self._end_batch()
+        conversation = direct_conversation(self.me.account, to)
+        timer, request = self.store.set_timer(
+            self.me, conversation, seconds, self._clock(), os.urandom(16), to
+        )
+        try:
+            self._outbox.add_queued([request.message_id])
+        except StoreUnavailable:
+            pass  # it is queued (committed above); the client stops (StorageFailed)
+        self._emit(TimerChanged(conversation, timer.seconds, self.me, timer.set_at))
+        return ConversationTimer(conversation, timer.seconds, timer.set_at, self.me)
+
+    def timer(self, conversation: str) -> ConversationTimer | None:
+        """The conversation's disappearing-messages timer, or ``None`` if none was ever set."""
+        return self.store.conversation_timer(conversation)
+
+    def expire_now(self) -> int:
+        """Delete the disappearing messages that ran out by now (the device does it on time
+        by itself; this is for a UI that wants it at once). Returns how many went."""
+        self._end_batch()
+        return len(self._disappearing.sweep())
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every message and receipt stored by the relay, or
@@ -521,6 +581,10 @@ class Client:
         self._session.committed()  # the core acks what the batch stored, reports progress
         try:
             self._outbox.release()
+            # a disappearing message's clock started in the batch: sent, or read elsewhere
+            if self._expiry_started or any(type(e) is ReadElsewhere for e in events):
+                self._expiry_started = False
+                self._disappearing.arm()
         except StoreUnavailable:
             pass  # reported by the store's hook: the client stops
 
@@ -599,6 +663,7 @@ class Client:
             self._fail_commit_waiters()
         self._outbox.close()
         self._inbox.close()
+        self._disappearing.close()
         self._emit(self.storage_failed)
         # The connection loop ends instead of reconnecting; waiting callers get the error.
         self._session.halt(StoreUnavailable(exc.state, self.storage_failed.message))

@@ -206,9 +206,33 @@ class ReadElsewhere:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    """A conversation's disappearing-messages timer changed (set here, by another device of
+    this account, or by a contact): what is sent from now on disappears ``seconds`` after it
+    was displayed; 0: off."""
+
+    conversation: str
+    seconds: int
+    by: DeviceRef
+    at: float  #: when it was set (the setter's clock)
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpired:
+    """Disappearing messages ran out and were deleted from this device (and its search
+    index): a UI removes them from view."""
+
+    message_ids: tuple[bytes, ...]
+    conversations: tuple[str, ...]
+    at: float
+
+
 ClientEvent = (
     MessageReceived
     | ReadElsewhere
+    | TimerChanged
+    | MessagesExpired
     | StatusChanged
     | SendRefused
     | GapDetected
