@@ -95,7 +95,7 @@ def test_every_readme_command_parses_and_is_run_by_this_module() -> None:
     """Fast: a renamed flag or subcommand in the README (or the CLI) fails here first."""
     commands = readme_commands()
     shown = {c.subcommand for c in commands if c.program == "tidings"}
-    assert {"server", "register", "link-code", "send", "listen", "trace", "safety-number"} <= shown
+    assert {"server", "register", "link", "send", "listen", "trace", "safety-number"} <= shown
     assert {"demo", "lab list", "lab run"} <= shown
     for c in commands:
         assert c.program in {"tidings", *OTHER_PROGRAMS}, f"unknown program in: {c.line}"
@@ -341,6 +341,7 @@ Usage.HANDLERS = {
     "server": Usage.server_,
     "register": Usage.register,
     "link-code": Usage.link_code,
+    "link": Usage.link_code,
     "send": Usage.send,
     "listen": Usage.listen,
     "trace": Usage.trace,

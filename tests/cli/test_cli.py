@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import pytest
 
+from tidings.cli.client_cmds import terminal_qr
 from tidings.client.connect import DB_NAME
 from tidings.client.store import ClientStore
 
@@ -39,6 +40,7 @@ SUBCOMMANDS = (
     "server",
     "register",
     "link-code",
+    "link",
     "send",
     "listen",
     "daemon",
@@ -412,6 +414,17 @@ def test_link_code_adds_a_second_device(relay: Relay, tmp_path: Path) -> None:
         code["code"],
     )
     assert "refused by the server" in one_line_error(again)
+
+    # `tidings link`: the same code, also as a QR code in the terminal
+    shown = ok(tmp_path, "link", "--home", str(first)).out
+    code_line = next(x for x in shown.splitlines() if x.startswith("link code: "))
+    hex_code = code_line.removeprefix("link code: ")
+    assert shown.startswith(terminal_qr(hex_code) + "\n"), shown
+    assert "▀" in shown and "█" in shown
+    plain = ok(tmp_path, "link", "--no-qr", "--home", str(first)).out
+    assert plain.startswith("link code: ")
+    third = register(tmp_path, relay.url, "linda", tmp_path / "tablet", "--link-code", hex_code)
+    assert third["device_id"] == 3
 
 
 # ------------------------------------------------------------------------------- send, listen
