@@ -15,6 +15,7 @@ from ..client.events import (
     Connected,
     ConnectFailed,
     DecryptionFailed,
+    DevicesChanged,
     Disconnected,
     GapDetected,
     GapSkipped,
@@ -113,6 +114,14 @@ def event_json(event: ClientEvent) -> JSON:
         if m.expires_in:
             received["expires_in"] = m.expires_in  # its clock starts when a UI shows it
         return received
+    if isinstance(event, DevicesChanged):
+        return {
+            "event": "devices-changed",
+            "account": event.account,
+            "added": [f"{event.account}.{d}" for d in event.added],
+            "removed": [f"{event.account}.{d}" for d in event.removed],
+            "at": event.at,
+        }
     if isinstance(event, TimerChanged):
         return {
             "event": "timer",

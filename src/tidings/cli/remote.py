@@ -21,6 +21,7 @@ from ..client.events import (
     ClientEvent,
     Connected,
     ConnectFailed,
+    DevicesChanged,
     Disconnected,
     IdentityChanged,
     MessageReceived,
@@ -274,6 +275,11 @@ class _RemoteStream:
             return StorageFailed(e["state"], e["message"])
         if kind == "identity-changed":
             return IdentityChanged(_device(e["device"]), e["new"])
+        if kind == "devices-changed":
+            added, removed = (
+                tuple(_device(d).device_id for d in e[k]) for k in ("added", "removed")
+            )
+            return DevicesChanged(e["account"], added, removed, e["at"])
         if kind == "timer":
             return TimerChanged(e["conversation"], e["seconds"], _device(e["by"]), e["at"])
         if kind == "expired":

@@ -10,6 +10,7 @@ from ..client import (
     ClientEvent,
     Connected,
     ConnectFailed,
+    DevicesChanged,
     Disconnected,
     GapDetected,
     GapSkipped,
@@ -43,6 +44,10 @@ def _text(event: ClientEvent) -> str | None:
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
         return f"[{_ts(m.received_at or m.sent_at)}] {m.sender} › {body}{late}"
+    if isinstance(event, DevicesChanged):
+        parts = [f"{event.account}.{d} was linked to this account" for d in event.added]
+        parts += [f"{event.account}.{d} was unlinked" for d in event.removed]
+        return "! " + "; ".join(parts) + " (tidings devices lists them)"
     if isinstance(event, TimerChanged):
         return (
             f"= {event.by} set disappearing messages in {event.conversation} to "

@@ -52,6 +52,7 @@ from .crypto import DeviceCrypto, SafetyNumber
 from .disappearing import Disappearing
 from .events import (
     ClientEvent,
+    DevicesChanged,
     Disconnected,
     EventStream,
     ReadElsewhere,
@@ -598,8 +599,16 @@ class Client:
         self.store.rollback_batch()
 
     def _on_devices(self, frame: Devices) -> None:
-        """A device was linked to this account while the session was open (protocol §6.10)."""
+        """A device was linked to this account while the session was open (protocol §6.10):
+        the next sends include it, and the user hears of it (a linked device nobody expected
+        is how an account is taken over)."""
+        before = self._outbox.devices.get(frame.account, ())
         self._outbox.devices[frame.account] = frame.device_ids
+        if frame.account == self.me.account and before:
+            added = tuple(d for d in frame.device_ids if d not in before)
+            removed = tuple(d for d in before if d not in frame.device_ids)
+            if added or removed:
+                self._emit(DevicesChanged(frame.account, added, removed, self._clock()))
 
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
         self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))

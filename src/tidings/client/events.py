@@ -228,8 +228,20 @@ class MessagesExpired:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class DevicesChanged:
+    """This account's device set changed while this device was connected: ``added`` were
+    linked (by a link code from one of its devices), ``removed`` unlinked."""
+
+    account: str
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+    at: float
+
+
 ClientEvent = (
     MessageReceived
+    | DevicesChanged
     | ReadElsewhere
     | TimerChanged
     | MessagesExpired

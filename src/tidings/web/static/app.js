@@ -266,6 +266,9 @@ function onEvent(e) {
       if (e.overall !== "failed") entry.note.textContent = "";
     }
     if (state.journey === e.message_id) openJourney(e.message_id);
+  } else if (e.event === "devices-changed") {
+    const what = [...e.added.map((d) => `${d} was linked to this account`), ...e.removed.map((d) => `${d} was unlinked`)];
+    showBanner(`${what.join("; ")} — check "this device" if that was not you`);
   } else if (e.event === "timer") {
     if (state.contact && contactOf(e.conversation) === state.contact) {
       showTimer({ seconds: e.seconds, set_by: e.by });
