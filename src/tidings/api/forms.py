@@ -20,6 +20,7 @@ from ..client.events import (
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    PushDead,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
@@ -96,6 +97,8 @@ def event_json(event: ClientEvent) -> JSON:
             "device": str(event.device),
             "at": event.at,
         }
+    if isinstance(event, PushDead):
+        return {"event": "push-dead", "endpoint": event.endpoint}
     if isinstance(event, StatusChanged):
         return {
             "event": "status",

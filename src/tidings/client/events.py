@@ -206,8 +206,17 @@ class ReadElsewhere:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class PushDead:
+    """The relay can no longer wake this device: its push service said the subscription is
+    gone (or not made for the relay's key). Register a new one (``Client.push_register``)."""
+
+    endpoint: str
+
+
 ClientEvent = (
     MessageReceived
+    | PushDead
     | ReadElsewhere
     | StatusChanged
     | SendRefused
