@@ -2,7 +2,7 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
-``safety-number``, ``web``, ``demo``, ``lab``.
+``safety-number``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -24,6 +24,7 @@ from . import (
     demo,
     history_cmd,
     lab_cmd,
+    push_cmd,
     safety_cmd,
     server_cmd,
     web_cmd,
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     history_cmd.add_parsers(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)
+    push_cmd.add_parsers(sub)
     demo.add_parser(sub)
     lab_cmd.add_parser(sub)
     return p
