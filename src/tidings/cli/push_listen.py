@@ -17,7 +17,6 @@ anything else is refused (401, 400, 404, 413) and wakes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -121,9 +120,7 @@ class PushListener:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.host, self.port = host, server.sockets[0].getsockname()[1]
+        self.host, self.port = host, int(self._runner.addresses[0][1])
         return self.endpoint
 
     @property
