@@ -387,3 +387,16 @@ async def until_state(relay: ObservedRelay, device: DeviceRef, check: object) ->
             if sub is not None and not scheduler.in_flight(device) and check(sub):
                 return
             await asyncio.sleep(0)
+
+
+async def test_a_key_that_is_not_a_p256_point_is_refused(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    relay = await relays.start()
+    bob = await clients.new("bob")
+    with pytest.raises(RefusedError) as refused:
+        await bob.client.push_register(
+            "https://93.184.216.34/push/abc", b"\x04" + bytes(64), bytes(16)
+        )
+    assert refused.value.code == ErrorCode.PUSH_REFUSED
+    assert await relay.store.push_subscriptions() == []

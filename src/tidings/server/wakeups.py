@@ -153,7 +153,8 @@ class WakeUps:
         self._request_timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._posts: set[asyncio.Task[None]] = set()  # attempts: cancelled on stop
+        self._writes: set[asyncio.Task[None]] = set()  # state writes: waited for on stop
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(PUSH_MAX_IN_FLIGHT)
 
@@ -182,12 +183,13 @@ class WakeUps:
         self._loop_task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        """Stop sending; wait for the state writes already queued."""
+        """Stop sending (a POST cut short is retried after a restart: its attempt is stored);
+        wait for the state writes already queued."""
         if self._loop_task is not None:
             self._loop_task.cancel()
-        for task in list(self._tasks):
+        for task in list(self._posts):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._posts, *self._writes, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -212,6 +214,10 @@ class WakeUps:
         except (OSError, TimeoutError):
             infos = []
         check_endpoint(endpoint, [str(info[4][0]) for info in infos], allow)
+        try:  # a key that is no P-256 point could never be encrypted to
+            webpush.encrypt(b"", p256dh, auth, self._random_bytes)
+        except webpush.WebPushError as exc:
+            raise EndpointRefused(f"not a push subscription: {exc}") from None
         sub = PushSubscription(device, endpoint, p256dh, auth, now)
         await self._store.put_push_subscription(sub)
         self.scheduler.subscribe(sub)
@@ -236,6 +242,9 @@ class WakeUps:
 
     def queued(self, device: DeviceRef) -> None:
         """An item was stored for ``device``, which has no live connection."""
+        sub = self.scheduler.get(device)
+        if sub is None or sub.wake_since is not None:  # the common cases, without the clock
+            return
         changed = self.scheduler.queued(device, self._clock())
         if changed is not None:
             self._write(changed)
@@ -262,7 +271,7 @@ class WakeUps:
     async def _run(self) -> None:
         while True:
             for sub in self.scheduler.due(self._clock()):
-                self._spawn(self._attempt(sub))
+                self._spawn(self._attempt(sub), self._posts)
             deadline = self.scheduler.next_deadline()
             self._wake.clear()
             wait = None if deadline is None else max(0.0, deadline - self._clock())
@@ -275,7 +284,11 @@ class WakeUps:
     async def _attempt(self, sub: PushSubscription) -> None:
         async with self._slots:
             await self._put(sub)  # the attempt is counted before the POST: a crash retries it
-            answer = await self.post(sub)
+            try:
+                answer = await self.post(sub)
+            except Exception:  # a bug here must not leave the device in flight for ever
+                log.exception("! push: waking %s failed", sub.device)
+                answer = PushAnswer(0)
         now, sched, metrics = self._clock(), self.scheduler, self._metrics
         if 200 <= answer.status < 300:
             metrics.push_sent.labels(result="accepted").inc()
@@ -325,7 +338,7 @@ class WakeUps:
 
     def _write(self, sub: PushSubscription) -> None:
         """Store ``sub`` (in order with every other write of this relay's store)."""
-        self._spawn(self._put(sub))
+        self._spawn(self._put(sub), self._writes)
 
     async def _put(self, sub: PushSubscription) -> None:
         try:
@@ -333,10 +346,10 @@ class WakeUps:
         except StoreError as exc:
             log.warning("! push: could not store the wake-up state of %s: %s", sub.device, exc)
 
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None], tasks: set[asyncio.Task[None]]) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
 
 def _retry_after(value: str | None) -> float:
