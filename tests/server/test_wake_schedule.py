@@ -156,3 +156,20 @@ def test_timing_is_checked() -> None:
         WakeTiming(jitter=1.0)
     with pytest.raises(ValueError):
         WakeTiming(rewake_after=0)
+
+
+def test_many_devices_are_due_each_at_its_own_time() -> None:
+    s = WakeScheduler(WakeTiming(jitter=0.0), lambda: 0.0)
+    devices = [DeviceRef("user", i) for i in range(1, 201)]
+    for i, device in enumerate(devices):
+        s.subscribe(sub(device, f"https://push.example/{i}"))
+    for i, device in enumerate(reversed(devices)):
+        s.queued(device, T0 + i)
+    assert s.next_deadline() == T0
+    first = s.due(T0 + 49.5)
+    assert {a.device for a in first} == set(devices[-50:])
+    assert s.next_deadline() == T0 + 50
+    for attempt in first[:10]:
+        s.failed(attempt, T0 + 50)  # retried at T0 + 55
+    later = s.due(T0 + 55)
+    assert {a.device for a in later} == set(devices[-56:-50]) | {a.device for a in first[:10]}

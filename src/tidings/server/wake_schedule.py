@@ -31,6 +31,7 @@ The rules:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -83,13 +84,17 @@ class WakeScheduler:
         self._random = random
         self._subs: dict[DeviceRef, PushSubscription] = {}
         self._in_flight: set[DeviceRef] = set()
+        # (wake_next, device) of every scheduled wake-up, earliest first; an entry whose time is
+        # no longer its device's (answered, cleared, dead, in flight) is dropped when met. So
+        # due() and next_deadline() cost O(log n) per wake-up, not a scan of every subscription.
+        self._heap: list[tuple[float, DeviceRef]] = []
 
     # ---------------------------------------------------------------- subscriptions
 
     def load(self, subs: Iterable[PushSubscription]) -> None:
         """The stored subscriptions, at start: their pending wake-ups resume as scheduled."""
         for sub in subs:
-            self._subs[sub.device] = sub
+            self._set(sub)
 
     def get(self, device: DeviceRef) -> PushSubscription | None:
         """The device's subscription, if any."""
@@ -106,7 +111,7 @@ class WakeScheduler:
     def subscribe(self, sub: PushSubscription) -> None:
         """``sub`` (stored) replaces the device's subscription; nothing is pending for it (the
         device registers while connected)."""
-        self._subs[sub.device] = sub
+        self._set(sub)
         self._in_flight.discard(sub.device)
 
     def unsubscribe(self, device: DeviceRef) -> None:
@@ -144,27 +149,29 @@ class WakeScheduler:
         """The wake-ups to POST now, each with its attempt counted and its retry set (store
         them, then POST; report each with :meth:`accepted`, :meth:`failed` or :meth:`gone`)."""
         out = []
-        for device, sub in self._subs.items():
-            if device in self._in_flight or sub.dead or sub.wake_next is None:
-                continue
-            if sub.wake_next <= now:
-                attempts = sub.wake_attempts + 1
-                out.append(
-                    replace(sub, wake_attempts=attempts, wake_next=now + self.backoff(attempts))
-                )
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, device = heapq.heappop(heap)
+            sub = self._scheduled(device)
+            if sub is None or sub.wake_next is None or sub.wake_next > now:
+                continue  # stale, or rescheduled later (its own entry is in the heap)
+            attempts = sub.wake_attempts + 1
+            out.append(replace(sub, wake_attempts=attempts, wake_next=now + self.backoff(attempts)))
+            self._in_flight.add(device)  # before _set: the answer schedules the retry
         for sub in out:
             self._set(sub)
-            self._in_flight.add(sub.device)
         return out
 
     def next_deadline(self) -> float | None:
         """When :meth:`due` next has something (``None``: nothing pending)."""
-        times = [
-            s.wake_next
-            for d, s in self._subs.items()
-            if s.wake_next is not None and not s.dead and d not in self._in_flight
-        ]
-        return min(times, default=None)
+        heap = self._heap
+        while heap:
+            when, device = heap[0]
+            sub = self._scheduled(device)
+            if sub is not None and sub.wake_next == when:
+                return when
+            heapq.heappop(heap)
+        return None
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1 for the first), jittered."""
@@ -214,6 +221,16 @@ class WakeScheduler:
             return None
         return sub
 
+    def _scheduled(self, device: DeviceRef) -> PushSubscription | None:
+        """The device's state if a wake-up of it may be due (not dead, not in flight)."""
+        sub = self._subs.get(device)
+        if sub is None or sub.dead or sub.wake_next is None or device in self._in_flight:
+            return None
+        return sub
+
     def _set(self, sub: PushSubscription) -> PushSubscription:
         self._subs[sub.device] = sub
+        # In flight, its retry time is only stored: the answer schedules it (no stale entry).
+        if sub.wake_next is not None and not sub.dead and sub.device not in self._in_flight:
+            heapq.heappush(self._heap, (sub.wake_next, sub.device))
         return sub
