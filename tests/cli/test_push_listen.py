@@ -5,27 +5,35 @@ Its keys live 0600 in the device home, and survive a restart of the listener."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import json
 import os
 import stat
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.harness import TIMEOUT, ClientLab, RelayLab, is_received, is_status
+from tests.harness import TIMEOUT, ClientLab, ObservedRelay, RelayLab, is_received, is_status
+from tidings.api.server import ApiServer
+from tidings.cli.push_cmd import _listen
 from tidings.cli.push_listen import (
     KEYS_FILE,
     PushListener,
     load_or_create_subscription,
     save_subscription,
 )
+from tidings.cli.remote import DAEMON
 from tidings.delivery import Status
 from tidings.push import vapid, webpush
-from tidings.wire import PushState
+from tidings.store import DeviceRef, PushSubscription
+from tidings.wire import PushState, PushStatus
 
 
 @pytest.fixture
@@ -119,3 +127,60 @@ async def test_what_is_not_its_wake_up_is_refused(tmp_path: Path) -> None:
 
 def _now() -> float:
     return time.time()
+
+
+async def test_push_listen_registers_through_the_daemon_and_again_when_told_dead(
+    relays: RelayLab, clients: ClientLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    relay = await relays.start(push_allow_private=True)
+    bob = await clients.start(await clients.register("bob"), owner=DAEMON)  # as the daemon
+    server = ApiServer(bob.client, bob.home)
+    await server.start()
+    args = argparse.Namespace(
+        command="push-listen",
+        home=str(bob.home),
+        json=True,
+        host="127.0.0.1",
+        port=0,
+        register=True,
+        count=0,
+        client_config=None,
+        client_sets=None,
+    )
+    task = asyncio.ensure_future(_listen(args, bob.home))
+    try:
+        registered = await until_subscribed(relay, bob.me, dead=False)
+        # The push service said it is gone: the relay marks it dead and tells the device.
+        (attempt,) = [replace(registered, wake_attempts=1)]
+        dead = relay.push.scheduler.gone(attempt, relays.clock.now)
+        assert dead is not None and dead.dead
+        session = relay.sessions[bob.me]
+        session.send_frame(
+            PushStatus(0, relay.push.vapid_public, int(PushState.DEAD), dead.endpoint)
+        )
+        revived = await until_subscribed(relay, bob.me, dead=False, after=dead)
+        assert revived.endpoint == registered.endpoint
+        out = ""
+        async with asyncio.timeout(TIMEOUT):  # its line follows the relay's answer
+            while out.count('"registered"') < 2:
+                out += capsys.readouterr().out
+                await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.close()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["event"] for line in lines] == ["listening", "registered", "registered"]
+
+
+async def until_subscribed(
+    relay: ObservedRelay, device: DeviceRef, *, dead: bool, after: object = None
+) -> PushSubscription:
+    """The device's subscription once it is (not) dead and not ``after`` (yields, never sleeps)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            sub = relay.push.scheduler.get(device)
+            if sub is not None and sub.dead is dead and sub is not after:
+                return sub
+            await asyncio.sleep(0)

@@ -173,14 +173,18 @@ async def _listen(args: argparse.Namespace, home: Path) -> int:
     _print(args, {"event": "listening", "endpoint": endpoint}, f"push-listen: {endpoint}")
     watcher: asyncio.Task[None] | None = None
     if args.register:
+        events = await _subscribed(home)  # first: a push-dead right after registering counts
         listener.sub = await _register(args, home, listener.sub, endpoint)
-        watcher = asyncio.ensure_future(_reregister_when_dead(args, home, listener, endpoint))
+        if events is not None:
+            watcher = asyncio.ensure_future(_reregister_when_dead(args, home, listener, events))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     try:
         await done.wait()
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,23 +209,27 @@ async def _register(
     return registered
 
 
-async def _reregister_when_dead(
-    args: argparse.Namespace, home: Path, listener: PushListener, endpoint: str
-) -> None:
-    """Follow the daemon's events; register again when the relay says the subscription is
-    dead (the relay's ``push-dead``). Without a daemon there is nothing to follow."""
+async def _subscribed(home: Path) -> ApiClient | None:
+    """The daemon's event stream (``None``: no daemon runs the device)."""
     try:
         api = await ApiClient.open(home)
     except OSError:
-        return
+        return None
+    await api.call("subscribe")
+    return api
+
+
+async def _reregister_when_dead(
+    args: argparse.Namespace, home: Path, listener: PushListener, events: ApiClient
+) -> None:
+    """Register again whenever the relay says the subscription is dead (``push-dead``)."""
     try:
-        await api.call("subscribe")
         while True:
-            event = await api.next_event()
+            event = await events.next_event()
             if event.get("event") == "push-dead":
-                listener.sub = await _register(args, home, listener.sub, endpoint)
+                listener.sub = await _register(args, home, listener.sub, listener.endpoint)
     finally:
-        await api.close()
+        await events.close()
 
 
 async def _wake(home: Path) -> bool:
