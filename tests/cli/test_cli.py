@@ -50,6 +50,8 @@ SUBCOMMANDS = (
     "read-receipts",
     "config",
     "trace",
+    "push",
+    "push-listen",
     "demo",
 )
 
