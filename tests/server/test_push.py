@@ -26,6 +26,7 @@ from tidings.delivery import Status
 from tidings.errors import RefusedError
 from tidings.push import vapid, webpush
 from tidings.push.webpush import PushKeys
+from tidings.server.limits import PUSH_REQUESTS_PER_HOUR
 from tidings.server.wake_schedule import WakeTiming
 from tidings.server.wakeups import NONCE_LEN, PUSH_TTL, TOPIC, URGENCY
 from tidings.store import DeviceRef, SQLiteStore
@@ -400,3 +401,22 @@ async def test_a_key_that_is_not_a_p256_point_is_refused(
         )
     assert refused.value.code == ErrorCode.PUSH_REFUSED
     assert await relay.store.push_subscriptions() == []
+
+
+async def test_registrations_are_rate_limited_per_device(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    bob = await clients.new("bob")
+    keys = PushKeys.generate(os.urandom)
+    endpoint = "https://93.184.216.34/push/abc"
+    for _ in range(PUSH_REQUESTS_PER_HOUR - 1):
+        await bob.client.push_register(endpoint, keys.public, keys.auth)
+    await bob.client.push_unregister()  # counts too
+    with pytest.raises(RefusedError) as refused:
+        await bob.client.push_register(endpoint, keys.public, keys.auth)
+    assert refused.value.code == ErrorCode.RATE_LIMITED
+    assert refused.value.retry_after == pytest.approx(3600 / PUSH_REQUESTS_PER_HOUR, abs=1)
+    assert (await bob.client.push_status()).state == PushState.NONE  # a query is not limited
+    relays.clock.advance(3600 / PUSH_REQUESTS_PER_HOUR)
+    await bob.client.push_register(endpoint, keys.public, keys.auth)

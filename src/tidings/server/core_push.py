@@ -18,6 +18,7 @@ from ..wire import ErrorCode, PushQuery, PushRegister, PushStatus, PushUnregiste
 from .core_actions import (
     Failure,
     PushInfo,
+    PushOp,
     QueryPush,
     RegisterPush,
     StoreTrouble,
@@ -36,23 +37,26 @@ class PushRules(CoreBase):
     def _handle_push_register(self, frame: PushRegister) -> None:
         assert self.device is not None
         op = RegisterPush(self.device, frame.endpoint, frame.p256dh, frame.auth, self.now)
-        self._ask(
-            op, self._push_status(frame.request_id), self._push_error(frame.request_id), block=True
-        )
+        self._ask_push(op, frame.request_id, limited=True)
 
     def _handle_push_unregister(self, frame: PushUnregister) -> None:
         assert self.device is not None
-        op = UnregisterPush(self.device)
-        self._ask(
-            op, self._push_status(frame.request_id), self._push_error(frame.request_id), block=True
-        )
+        self._ask_push(UnregisterPush(self.device), frame.request_id, limited=True)
 
     def _handle_push_query(self, frame: PushQuery) -> None:
         assert self.device is not None
-        op = QueryPush(self.device)
-        self._ask(
-            op, self._push_status(frame.request_id), self._push_error(frame.request_id), block=True
-        )
+        self._ask_push(QueryPush(self.device), frame.request_id, limited=False)
+
+    def _ask_push(self, op: PushOp, request_id: int, *, limited: bool) -> None:
+        """Ask the push sender; answer PUSH_STATUS or REQUEST_FAILED. A change (register,
+        unregister) spends the device's budget: each costs a name lookup and a write."""
+        assert self.device is not None
+        retry_after = self.limits.push_request(self.device, self.mono) if limited else 0.0
+        if retry_after > 0:
+            reason = "push registration rate limit"
+            self.request_failed(request_id, ErrorCode.RATE_LIMITED, reason, retry_after)
+            return
+        self._ask(op, self._push_status(request_id), self._push_error(request_id), block=True)
 
     def _push_status(self, request_id: int) -> Callable[[PushInfo], None]:
         def answer(info: PushInfo) -> None:
