@@ -154,7 +154,7 @@ class Relay:
         caps = self._caps()
         await self.store.open()
         try:
-            await self.push.start()
+            await self.push.start(self.sessions.__contains__)
             await self._listen(caps)
         except BaseException:
             self._close_listeners()

@@ -160,17 +160,10 @@ class WakeUps:
 
     # ---------------------------------------------------------------- life cycle
 
-    async def start(self) -> None:
-        """Load the stored subscriptions and start sending (the store is open)."""
+    async def start(self, is_connected: Callable[[DeviceRef], bool]) -> None:
+        """Load the stored subscriptions and start sending (the store is open).
+        ``is_connected`` says whether a device has a live session now."""
         self.scheduler.load(await self._store.push_subscriptions())
-        for sub in self.scheduler.subscriptions():
-            # A crash between an item's commit and its flag's: the queue says a wake is due.
-            if (
-                not sub.dead
-                and sub.wake_since is None
-                and await self._store.queue_depth(sub.device)
-            ):
-                self.queued(sub.device)
         connector = aiohttp.TCPConnector(
             resolver=_CheckedResolver(self._config.push_allow_private),
             limit=PUSH_MAX_IN_FLIGHT,
@@ -180,7 +173,7 @@ class WakeUps:
             total=self._request_timeout, connect=min(PUSH_CONNECT_TIMEOUT, self._request_timeout)
         )
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        self._loop_task = asyncio.ensure_future(self._run())
+        self._loop_task = asyncio.ensure_future(self._run(is_connected))
 
     async def stop(self) -> None:
         """Stop sending (a POST cut short is retried after a restart: its attempt is stored);
@@ -268,7 +261,8 @@ class WakeUps:
 
     # ---------------------------------------------------------------- sending
 
-    async def _run(self) -> None:
+    async def _run(self, is_connected: Callable[[DeviceRef], bool]) -> None:
+        await self._recover(is_connected)
         while True:
             for sub in self.scheduler.due(self._clock()):
                 self._spawn(self._attempt(sub), self._posts)
@@ -280,6 +274,21 @@ class WakeUps:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    async def _recover(self, is_connected: Callable[[DeviceRef], bool]) -> None:
+        """Set the flag of every subscribed device whose queue holds items without it: a crash
+        came between an item's commit and its flag's. In the background: one read per device,
+        while the relay already serves (the pending wake-ups of the store go on meanwhile)."""
+        for sub in self.scheduler.subscriptions():
+            if sub.dead or sub.wake_since is not None or is_connected(sub.device):
+                continue
+            try:
+                depth = await self._store.queue_depth(sub.device)
+            except StoreError as exc:
+                log.warning("! push: could not read the queue of %s: %s", sub.device, exc)
+                continue
+            if depth and not is_connected(sub.device):
+                self.queued(sub.device)
 
     async def _attempt(self, sub: PushSubscription) -> None:
         async with self._slots:
