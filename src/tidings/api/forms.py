@@ -22,6 +22,7 @@ from ..client.events import (
     IdentityChanged,
     MessageReceived,
     MessagesExpired,
+    PushDead,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
@@ -144,6 +145,8 @@ def event_json(event: ClientEvent) -> JSON:
             "device": str(event.device),
             "at": event.at,
         }
+    if isinstance(event, PushDead):
+        return {"event": "push-dead", "endpoint": event.endpoint}
     if isinstance(event, StatusChanged):
         return {
             "event": "status",

@@ -8,6 +8,7 @@ documents every method, parameter, result and error.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..errors import (
     RelayUnreachable,
     StoreUnavailable,
 )
+from ..wire import PushState, PushStatus
 from .forms import conversation_json, message_json, timer_json, trace_json
 from .rpc import INVALID_PARAMS, ApiError
 
@@ -324,6 +326,50 @@ async def settings(client: Client, params: Params) -> Any:
     return {"read_receipts": client.read_receipts, "settings": client.settings()}
 
 
+def _b64url(params: Params, name: str) -> bytes:
+    text = _str(params, name)
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ApiError(INVALID_PARAMS, f"{name} must be base64url") from None
+
+
+def _push_json(frame: PushStatus) -> Any:
+    return {
+        "state": PushState(frame.state).name.lower(),
+        "endpoint": frame.endpoint,
+        "vapid_key": base64.urlsafe_b64encode(frame.vapid_key).rstrip(b"=").decode(),
+    }
+
+
+async def push_register(client: Client, params: Params) -> Any:
+    """Register this device's Web Push subscription with the relay: ``{"endpoint", "p256dh",
+    "auth"}`` (the keys base64url, as a browser's ``PushSubscription.toJSON()`` gives them)."""
+    _only(params, "endpoint", "p256dh", "auth")
+    endpoint = _str(params, "endpoint")
+    p256dh, auth = _b64url(params, "p256dh"), _b64url(params, "auth")
+    return _push_json(await client.push_register(endpoint, p256dh, auth))
+
+
+async def push_unregister(client: Client, params: Params) -> Any:
+    """Drop this device's push subscription at the relay."""
+    _only(params)
+    return _push_json(await client.push_unregister())
+
+
+async def push_status(client: Client, params: Params) -> Any:
+    """The relay's VAPID key and this device's push subscription (asks the relay)."""
+    _only(params)
+    return _push_json(await client.push_status())
+
+
+async def wake(client: Client, params: Params) -> Any:
+    """A push wake-up came: connect now (skip the reconnect backoff) and catch up."""
+    _only(params)
+    client.reconnect_now()
+    return {"connected": client.connected}
+
+
 #: The methods by name (``subscribe`` and ``unsubscribe`` are the server's own).
 METHODS: dict[str, Method] = {
     "send": send,
@@ -341,4 +387,8 @@ METHODS: dict[str, Method] = {
     "settings": settings,
     "timer": timer,
     "set_timer": set_timer,
+    "push_register": push_register,
+    "push_unregister": push_unregister,
+    "push_status": push_status,
+    "wake": wake,
 }

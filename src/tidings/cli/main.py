@@ -2,7 +2,7 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
-``safety-number``, ``timer``, ``web``, ``demo``, ``lab``.
+``safety-number``, ``timer``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -24,6 +24,7 @@ from . import (
     demo,
     history_cmd,
     lab_cmd,
+    push_cmd,
     safety_cmd,
     server_cmd,
     timer_cmd,
@@ -50,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     timer_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)
+    push_cmd.add_parsers(sub)
     demo.add_parser(sub)
     lab_cmd.add_parser(sub)
     return p

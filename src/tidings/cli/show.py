@@ -17,6 +17,7 @@ from ..client import (
     IdentityChanged,
     MessageReceived,
     MessagesExpired,
+    PushDead,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
@@ -59,6 +60,11 @@ def _text(event: ClientEvent) -> str | None:
     if isinstance(event, ReadElsewhere):
         n = len(event.message_ids)
         return f"= read on {event.device}: {n} message{'s' if n != 1 else ''}"
+    if isinstance(event, PushDead):
+        return (
+            "! push: the relay can no longer wake this device (its push endpoint is gone);"
+            " register a new one (tidings push-listen does)"
+        )
     if isinstance(event, StatusChanged):
         where = str(event.device) if event.device else "all"
         return (

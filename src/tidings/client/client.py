@@ -42,6 +42,10 @@ from ..wire import (
     LinkCode,
     LinkCodeRequest,
     PrekeysLow,
+    PushQuery,
+    PushRegister,
+    PushStatus,
+    PushUnregister,
     Refused,
     Sent,
     check_account,
@@ -55,6 +59,7 @@ from .events import (
     DevicesChanged,
     Disconnected,
     EventStream,
+    PushDead,
     ReadElsewhere,
     StorageFailed,
     TimerChanged,
@@ -498,6 +503,29 @@ class Client:
         self._outbox.devices[account] = frame.device_ids
         return frame.device_ids
 
+    async def push_register(self, endpoint: str, p256dh: bytes, auth: bytes) -> PushStatus:
+        """Register this device's Web Push subscription with the relay (protocol §6.22): the
+        relay wakes the device through it while it is not connected.
+
+        Raises: as :meth:`link_code` (``RefusedError`` ``PUSH_REFUSED``: an endpoint the relay
+            will not call); ``FrameError``: not a subscription (key or secret lengths).
+        """
+        frame = await self._session.request(lambda rid: PushRegister(rid, endpoint, p256dh, auth))
+        assert isinstance(frame, PushStatus)
+        return frame
+
+    async def push_unregister(self) -> PushStatus:
+        """Drop this device's push subscription at the relay. Raises: as :meth:`link_code`."""
+        frame = await self._session.request(lambda rid: PushUnregister(rid))
+        assert isinstance(frame, PushStatus)
+        return frame
+
+    async def push_status(self) -> PushStatus:
+        """The relay's VAPID key and this device's subscription. Raises: as :meth:`link_code`."""
+        frame = await self._session.request(lambda rid: PushQuery(rid))
+        assert isinstance(frame, PushStatus)
+        return frame
+
     # ---------------------------------------------------------------- the session's calls
 
     def on_open(self, own_devices: tuple[int, ...]) -> None:
@@ -613,6 +641,10 @@ class Client:
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
         self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))
 
+    def _on_push_status(self, frame: PushStatus) -> None:
+        """Unsolicited (protocol §6.25): the relay can no longer wake this device."""
+        self._emit(PushDead(frame.endpoint))
+
     def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
         self._spawn(self._keysync.fetch_bundles(lane, devices))
 
@@ -694,6 +726,7 @@ class Client:
         Deliver: _on_deliver,  # type: ignore[dict-item]
         Devices: _on_devices,  # type: ignore[dict-item]
         PrekeysLow: _on_prekeys_low,  # type: ignore[dict-item]
+        PushStatus: _on_push_status,  # type: ignore[dict-item]
     }
 
 

@@ -239,9 +239,18 @@ class DevicesChanged:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class PushDead:
+    """The relay can no longer wake this device: its push service said the subscription is
+    gone (or not made for the relay's key). Register a new one (``Client.push_register``)."""
+
+    endpoint: str
+
+
 ClientEvent = (
     MessageReceived
     | DevicesChanged
+    | PushDead
     | ReadElsewhere
     | TimerChanged
     | MessagesExpired

@@ -130,6 +130,14 @@ MIN_TCP_MSS = 536
 #: The largest ``tcp_mss`` Linux accepts for TCP_MAXSEG (``MAX_TCP_WINDOW``).
 MAX_TCP_MSS = 32767
 
+# Push wake-ups (issue 13; ``tidings.server.wakeups``).
+#: Push services are on the public internet: a relay that POSTs where a device says must not be
+#: turned against its own loopback or LAN (SSRF). A lab or a LAN's UnifiedPush distributor sets it.
+DEFAULT_PUSH_ALLOW_PRIVATE = False
+#: RFC 8292 §2.1: the ``sub`` a push service may use to reach the operator about the relay's
+#: traffic. A placeholder that says so; an operator of a public relay sets a real address.
+DEFAULT_PUSH_CONTACT = "mailto:postmaster@localhost"
+
 #: Prefix of the environment variables read by :func:`load_config` (``TIDINGS_PORT``…).
 ENV_PREFIX = "TIDINGS_"
 #: ``TIDINGS_*`` variables that are not server fields but are legitimately set (read by the CLI);
@@ -197,6 +205,9 @@ class ServerConfig:
             0 for no such cap.
         tcp_mss: the largest TCP segment (TCP_MAXSEG) of connections to a non-loopback
             listener, both directions; 0 leaves it to the kernel (path-MTU discovery).
+        push_allow_private: let devices register push endpoints on ``http://`` and on
+            loopback or private addresses (a lab, tests, a LAN's UnifiedPush distributor).
+        push_contact: the operator's ``mailto:`` or ``https:`` contact in VAPID tokens.
 
     Raises:
         ConfigError: on construction, naming the first invalid field.
@@ -236,6 +247,9 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
     tcp_mss: int = DEFAULT_TCP_MSS
+    # push wake-ups (issue 13)
+    push_allow_private: bool = DEFAULT_PUSH_ALLOW_PRIVATE
+    push_contact: str = DEFAULT_PUSH_CONTACT
 
     def __post_init__(self) -> None:
         for name in _RULES:
@@ -265,7 +279,7 @@ class ServerConfig:
 
 # --- Field rules --------------------------------------------------------------------------------
 
-_Kind = Literal["path", "str", "int", "float", "duration", "choice"]
+_Kind = Literal["path", "str", "int", "float", "duration", "choice", "bool"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +328,8 @@ _RULES: dict[str, _Rule] = {
     "max_connections": _Rule("int", 0),
     "max_connections_per_ip": _Rule("int", 0),
     "tcp_mss": _Rule("int", 0, MAX_TCP_MSS),
+    "push_allow_private": _Rule("bool"),
+    "push_contact": _Rule("str"),
 }
 assert set(_RULES) == {f.name for f in dataclasses.fields(ServerConfig)}
 
@@ -325,6 +341,14 @@ def _check(name: str, value: object) -> object:
         if not isinstance(value, Path):
             raise _Invalid(f"expected a path, got {type(value).__name__}")
         return value
+    if rule.kind == "bool":
+        if not isinstance(value, bool):
+            raise _Invalid(f"expected true or false, got {value!r}")
+        return value
+    if name == "push_contact" and not (
+        isinstance(value, str) and value.startswith(("mailto:", "https:"))
+    ):
+        raise _Invalid(f"expected a mailto: or https: URL, got {value!r}")
     if rule.kind in ("str", "choice"):
         if not isinstance(value, str) or not value:
             raise _Invalid(f"expected a non-empty string, got {value!r}")
@@ -368,6 +392,8 @@ def _relation_error(ping_interval: float, idle_timeout: float) -> str | None:
     return None
 
 
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
 # --- Parsing ------------------------------------------------------------------------------------
 
 
@@ -388,6 +414,11 @@ def _from_text(name: str, raw: object) -> object:
             raise _Invalid(f"expected a number, got {text!r}") from None
     if kind == "duration":
         return _duration(text)
+    if kind == "bool":
+        word = text.strip().lower()
+        if word not in _BOOL_WORDS:
+            raise _Invalid(f"expected true or false, got {text!r}")
+        return _BOOL_WORDS[word]
     return text.strip().lower() if kind == "choice" else text
 
 

@@ -55,11 +55,25 @@ __all__ = [
 log = logging.getLogger("tidings.server")
 
 
+class PushHost(Protocol):
+    """What a session's push requests need (:class:`~tidings.server.wakeups.WakeUps`)."""
+
+    async def register(
+        self, device: DeviceRef, endpoint: str, p256dh: bytes, auth: bytes, now: float
+    ) -> ca.PushInfo: ...
+    async def unregister(self, device: DeviceRef) -> ca.PushInfo: ...
+    async def status(self, device: DeviceRef) -> ca.PushInfo: ...
+
+
 class RelayHost(Protocol):
     """What a session needs of its relay (:class:`~tidings.server.app.Relay`)."""
 
     config: ServerConfig
     store: Store
+
+    @property
+    def push(self) -> PushHost: ...
+
     limits: Limits
     sessions: dict[DeviceRef, Session]
     monotonic: Callable[[], float]
@@ -110,6 +124,13 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
         o.device, o.identity_key, o.signed_prekey, o.one_time, o.kem, o.now
     ),
     ca.TakePrekeyBundle: lambda s, o: s.take_prekey_bundle(o.device, o.now, one_time=o.one_time),
+}
+
+#: How each push operation runs on the relay's push sender (in order with the store commands).
+_PUSH_RUN: dict[type, Callable[[PushHost, Any], Awaitable[object]]] = {
+    ca.RegisterPush: lambda p, o: p.register(o.device, o.endpoint, o.p256dh, o.auth, o.now),
+    ca.UnregisterPush: lambda p, o: p.unregister(o.device),
+    ca.QueryPush: lambda p, o: p.status(o.device),
 }
 
 
@@ -274,7 +295,11 @@ class Session:
                 return
             self._kick()
 
-        drive(_RUN[type(op)](self.relay.store, op), done)
+        run = _RUN.get(type(op))
+        if run is not None:
+            drive(run(self.relay.store, op), done)
+        else:  # a task: it resolves names under a timeout (a blocking ask: frames wait for it)
+            drive(asyncio.ensure_future(_PUSH_RUN[type(op)](self.relay.push, op)), done)
 
     # ---------------------------------------------------------------- actions
 

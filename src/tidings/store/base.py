@@ -15,6 +15,7 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
   sender's: from then on, the recipient's sends to it are no stranger's (see
   ``Submission.max_stranger_queue``). Contacts are never forgotten.
 * A failed or refused operation changes nothing stored (G8).
+* Push: at most one subscription per device, of a registered device.
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
 """
@@ -189,6 +190,38 @@ class PreKeyBundle:
     left: PreKeyCounts
 
 
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A device's Web Push subscription (RFC 8030/8291) and its wake-up state, as the relay
+    keeps it: one per device, replaced whole on every change.
+
+    Attributes:
+        device: whose subscription.
+        endpoint: the push service's URL the relay POSTs wake-ups to.
+        p256dh: the subscription's P-256 public key (65 bytes, uncompressed).
+        auth: the subscription's authentication secret (16 bytes).
+        created_at: when the device registered it (the relay's clock).
+        dead: the push service said it is gone (404/410) or not the relay's (401/403).
+        wake_since: when a wake-up became due (an item was queued while the device had no
+            connection); ``None``: none is pending. Cleared when the device connects.
+        wake_attempts: POSTs made for the pending wake-up.
+        wake_next: when to POST (again); ``None``: nothing scheduled.
+        wake_sent_at: when the push service last accepted a wake-up (2xx); ``None``: never
+            for the pending one.
+    """
+
+    device: DeviceRef
+    endpoint: str
+    p256dh: bytes
+    auth: bytes
+    created_at: float
+    dead: bool = False
+    wake_since: float | None = None
+    wake_attempts: int = 0
+    wake_next: float | None = None
+    wake_sent_at: float | None = None
+
+
 class Store(Protocol):
     """The server's storage. All methods are coroutines; all writes are durable on return."""
 
@@ -304,3 +337,17 @@ class Store(Protocol):
 
     async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:
         """The device's one-time prekey counts; ``None`` if it never uploaded prekeys."""
+
+    async def put_push_subscription(self, sub: PushSubscription) -> None:
+        """Store ``sub`` as its device's subscription, durably, replacing the one stored
+        (endpoint, keys and wake-up state alike).
+
+        Raises:
+            IntegrityError: ``"unknown device"``. Nothing is changed.
+        """
+
+    async def delete_push_subscription(self, device: DeviceRef) -> bool:
+        """Drop the device's subscription, durably; whether there was one."""
+
+    async def push_subscriptions(self) -> list[PushSubscription]:
+        """Every stored subscription, by account and device id."""

@@ -23,6 +23,7 @@ from tidings.store.base import (
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
+    PushSubscription,
     Stored,
     StoreStats,
     Submission,
@@ -85,6 +86,7 @@ class MemoryStore:
         self._sent: dict[tuple[DeviceRef, bytes], _Sent] = {}
         self._prekeys: dict[DeviceRef, _PreKeys] = {}
         self._contacts: set[tuple[str, str]] = set()  #: (account, an account it sent to)
+        self._push: dict[DeviceRef, PushSubscription] = {}
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -339,6 +341,25 @@ class MemoryStore:
         self._check_open()
         keys = self._prekeys.get(device)
         return None if keys is None else keys.counts()
+
+    async def put_push_subscription(self, sub: PushSubscription) -> None:
+        """Store a device's push subscription. See ``Store.put_push_subscription``."""
+        self._check_open()
+        if self._inbox(sub.device) is None:
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
+        self._push[sub.device] = sub
+        self._committed()
+
+    async def delete_push_subscription(self, device: DeviceRef) -> bool:
+        """Drop a device's push subscription. See ``Store.delete_push_subscription``."""
+        self._check_open()
+        self._committed()
+        return self._push.pop(device, None) is not None
+
+    async def push_subscriptions(self) -> list[PushSubscription]:
+        """Every stored push subscription, by account and device id."""
+        self._check_open()
+        return [self._push[ref] for ref in sorted(self._push)]
 
     def _inbox_of(self, ref: DeviceRef) -> _Inbox:
         return self._accounts[ref.account].inboxes[ref.device_id]
