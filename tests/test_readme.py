@@ -131,6 +131,7 @@ class Usage:
         self.url = ""
         self.server: Background | None = None
         self.accounts: dict[str, str] = {}  #: home → account
+        self.device_ids: dict[str, int] = {}  #: home → its device id
         self.listeners: dict[str, Background] = {}  #: home → its listen process
         self.code = ""
         self.sent: list[Sent] = []
@@ -170,10 +171,11 @@ class Usage:
         if "--link-code" in args:
             assert _option(args, "--link-code") == "CODE", args
             args[args.index("--link-code") + 1] = self.code
-        self.ok(args)
+        out = self.ok(args).out
         home = _option(args, "--home")
         assert (self.shell.cwd / home / DB_NAME).is_file(), f"no device store in {home}"
         self.accounts[home] = args[1]
+        self.device_ids[home] = int(out.split(f"registered {args[1]}.", 1)[1].split()[0])
 
     def link_code(self, args: list[str]) -> None:
         self.stop_listener(_option(args, "--home"))
@@ -316,6 +318,23 @@ class Usage:
         else:
             assert "(set by " in out, out  # the README sets it before it shows it
 
+    def devices(self, args: list[str]) -> None:
+        """Listed as the relay has them; ``--unlink N`` removes that device of the home's
+        account (the README unlinks the laptop it linked): it is no device of it any more."""
+        home = _option(args, "--home")
+        self.stop_listener(home)
+        account = self.accounts[home]
+        out = self.ok(args).out
+        assert f"{account}.1 " in out and "this device" in out, out
+        if "--unlink" in args:
+            n = _option(args, "--unlink")
+            assert f"unlinked {account}.{n}" in out, out
+            gone = [h for h in self.devices_of(account) if self.device_ids.get(h) == int(n)]
+            assert gone, f"the README unlinks {account}.{n}, which it never registered"
+            for h in gone:
+                self.accounts.pop(h)
+            assert f"{account}.{n} " not in out.split("\n", 1)[1], out
+
     def devices_of(self, account: str) -> list[str]:
         return [h for h, a in self.accounts.items() if a == account]
 
@@ -351,6 +370,7 @@ Usage.HANDLERS = {
     "conversations": Usage.conversations,
     "history": Usage.history,
     "search": Usage.search,
+    "devices": Usage.devices,
     "timer": Usage.timer,
 }
 

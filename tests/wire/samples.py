@@ -41,6 +41,7 @@ from tidings.wire import (
     Sent,
     SignedKey,
     Target,
+    Unlink,
     Welcome,
 )
 
@@ -174,6 +175,7 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         PushStatus(3, P256, 1, "https://p.example/s"),
         "952003c441" + P256.hex() + "01b368747470733a2f2f702e6578616d706c652f73",
     ),
+    ("UNLINK", Unlink(4, 2), "930c0402"),
     ("PING", Ping(1), "922801"),
     ("PONG", Pong(1), "922901"),
 ]
@@ -209,6 +211,7 @@ Kind = Literal[
     "push_auth",
     "push_state",
     "push_endpoint_or_empty",
+    "device_id",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -260,6 +263,7 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     FrameType.PUSH_REGISTER: ("uint", "push_endpoint", "push_key", "push_auth"),
     FrameType.PUSH_UNREGISTER: ("uint",),
     FrameType.PUSH_QUERY: ("uint",),
+    FrameType.UNLINK: ("uint", "device_id"),
     FrameType.PUSH_STATUS: ("uint", "push_key", "push_state", "push_endpoint_or_empty"),
     FrameType.PING: ("uint",),
     FrameType.PONG: ("uint",),
@@ -305,6 +309,7 @@ VALID_WIRE: dict[Kind, list[object]] = {
     "push_auth": [AUTH, bytes(16)],
     "push_state": [0, 1, 2],
     "push_endpoint_or_empty": ["", "https://p.example/s", "x" * 1024],
+    "device_id": [1, 2, 2**32, _U63],
 }
 
 _NAN = float("nan")
@@ -440,6 +445,7 @@ WRONG_WIRE: dict[Kind, list[object]] = {
     "push_auth": ["x" * 16, bytes(15), bytes(17), None, 1],
     "push_state": [True, False, 1.0, 3, -1, None, "1"],
     "push_endpoint_or_empty": [b"", None, 1, "x" * 1025],
+    "device_id": [0, True, False, 1.0, -1, 2**63, None, "1"],
 }
 
 

@@ -220,6 +220,7 @@ def test_directions() -> None:
         FrameType.PUSH_REGISTER,
         FrameType.PUSH_UNREGISTER,
         FrameType.PUSH_QUERY,
+        FrameType.UNLINK,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -142,6 +142,7 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     "push_auth": st.binary(min_size=16, max_size=16),
     "push_state": st.sampled_from([0, 1, 2]),
     "push_endpoint_or_empty": utf8_text(1024),
+    "device_id": st.integers(1, 2**63 - 1),
 }
 
 

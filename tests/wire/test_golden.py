@@ -69,6 +69,7 @@ def test_frame_type_numbers_are_stable() -> None:
         "PUSH_REGISTER": 9,
         "PUSH_UNREGISTER": 10,
         "PUSH_QUERY": 11,
+        "UNLINK": 12,
         "WELCOME": 20,
         "REGISTERED": 21,
         "LINK_CODE": 22,

@@ -59,6 +59,7 @@ from tidings.wire import (
     Sent,
     SignedKey,
     Target,
+    Unlink,
     Welcome,
     encode,
     parse,
@@ -130,6 +131,8 @@ def test_error_codes_are_stable() -> None:
         ("AUTH_TIMEOUT", 22),
         ("TOO_MANY_CONNECTIONS", 23),
         ("PUSH_REFUSED", 24),
+        ("TOO_MANY_DEVICES", 25),
+        ("LAST_DEVICE", 26),
     ]
 
 
@@ -301,6 +304,7 @@ LARGEST: list[Frame] = [
     PushRegister(U63, "é" * (MAX_PUSH_ENDPOINT // 2), b"\xff" * 65, b"\xff" * 16),
     PushUnregister(U63),
     PushQuery(U63),
+    Unlink(U63, U63),
     PushStatus(U63, b"\xff" * 65, 2, "é" * (MAX_PUSH_ENDPOINT // 2)),
 ]
 

@@ -75,6 +75,7 @@ DOC_KINDS = {
     "push_key": "push_key",
     "push_auth": "push_auth",
     "uint 0, 1 or 2 (push state)": "push_state",
+    "device_id": "device_id",
 }
 
 

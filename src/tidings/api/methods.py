@@ -272,6 +272,15 @@ async def devices(client: Client, params: Params) -> Any:
     return {"account": account, "device_ids": list(await client.devices(account))}
 
 
+async def unlink(client: Client, params: Params) -> Any:
+    """Remove device ``device_id`` of this account for good: ``{"account", "device_ids"}``
+    after it (REFUSED with code UNKNOWN_DEVICE or LAST_DEVICE changes nothing)."""
+    _only(params, "device_id")
+    device_id = _int(params, "device_id", 0, 1, (1 << 63) - 1)
+    ids = await client.unlink(device_id)
+    return {"account": client.me.account, "device_ids": list(ids)}
+
+
 async def link_code(client: Client, params: Params) -> Any:
     """A one-use code from the relay that lets a new device join this account."""
     _only(params)
@@ -383,6 +392,7 @@ METHODS: dict[str, Method] = {
     "status": status,
     "devices": devices,
     "link_code": link_code,
+    "unlink": unlink,
     "safety_number": safety_number,
     "settings": settings,
     "timer": timer,

@@ -2,7 +2,7 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
-``safety-number``, ``timer``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
+``safety-number``, ``timer``, ``devices``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -22,6 +22,7 @@ from . import (
     config_cmd,
     daemon_cmd,
     demo,
+    devices_cmd,
     history_cmd,
     lab_cmd,
     push_cmd,
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     config_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
     timer_cmd.add_parser(sub)
+    devices_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)
     push_cmd.add_parsers(sub)

@@ -48,6 +48,7 @@ from ..wire import (
     PushUnregister,
     Refused,
     Sent,
+    Unlink,
     check_account,
 )
 from .clocks import Clocks
@@ -501,6 +502,24 @@ class Client:
         frame = await self._session.request(lambda rid: GetDevices(rid, account))
         assert isinstance(frame, Devices)
         self._outbox.devices[account] = frame.device_ids
+        return frame.device_ids
+
+    async def unlink(self, device_id: int) -> tuple[int, ...]:
+        """Remove device ``device_id`` of this account for good (protocol §6.26): the relay
+        refuses it from then on and drops what waited for it; contacts learn it is stale on
+        their next send. This device itself may be named (leaving the account). Returns the
+        account's devices after it.
+
+        Raises:
+            FrameError: ``device_id`` is not a device id (1 or more).
+            RefusedError: ``UNKNOWN_DEVICE`` (no such device), ``LAST_DEVICE`` (the account's
+                only one), ``RATE_LIMITED``.
+            RelayUnreachable, ConnectionBroken: as :meth:`link_code`.
+        """
+        request = Unlink(1, device_id)  # checked now, before the session is asked
+        frame = await self._session.request(lambda rid: Unlink(rid, request.device_id))
+        assert isinstance(frame, Devices)
+        self._outbox.devices[self.me.account] = frame.device_ids
         return frame.device_ids
 
     async def push_register(self, endpoint: str, p256dh: bytes, auth: bytes) -> PushStatus:

@@ -307,6 +307,12 @@ class Relay:
             if ref.account == account:
                 session.send_frame(frame)
 
+    def evict(self, device: DeviceRef) -> None:
+        """``device`` was unlinked: close its live session (UNKNOWN_DEVICE), if it has one."""
+        session = self.sessions.get(device)
+        if session is not None and session.conn is not None:
+            session.conn.close(int(ErrorCode.UNKNOWN_DEVICE), "this device was unlinked")
+
     def offer(self, items: Iterable[tuple[DeviceRef, InboxItem]]) -> None:
         """Newly stored items: hand each to its device's live session, if any."""
         sessions = self.sessions

@@ -80,6 +80,12 @@ DEFAULT_AUTH_TIMEOUT = 10.0
 DEFAULT_EXPIRY_INTERVAL = 60.0
 #: 10 minutes to type a link code into a new device, short enough that a leaked one goes stale.
 DEFAULT_LINK_CODE_TTL = 600.0
+#: A phone, a tablet and a few computers (Signal allows 5 linked devices, WhatsApp 4); each
+#: device costs every send to the account one more copy.
+DEFAULT_MAX_DEVICES = 8
+#: The most ``max_devices`` may be: a SEND names the recipient's devices and the sender's other
+#: ones, at most MAX_TARGETS (32) in all, so two accounts at 16 still fit one SEND.
+MAX_DEVICES_LIMIT = 16
 #: Connection open/close and registrations (see ``tidings.server.logs``); frames are debug.
 DEFAULT_LOG_LEVEL = "info"
 #: A person running ``tidings server`` in a terminal reads it; log shippers set ``json``.
@@ -183,6 +189,7 @@ class ServerConfig:
             send REGISTER or HELLO; PINGs do not extend it (ERROR AUTH_TIMEOUT).
         expiry_interval: seconds between runs of the expiry sweep.
         link_code_ttl: seconds a link code stays valid.
+        max_devices: devices one account may have; a link beyond it is refused.
         log_level: one of ``debug``, ``info``, ``warning``, ``error``.
         log_format: ``json`` (one object per line) or ``text``.
         clock_offset: seconds added to the wall clock (the lab's injectable clock).
@@ -230,6 +237,7 @@ class ServerConfig:
     auth_timeout: float = DEFAULT_AUTH_TIMEOUT
     expiry_interval: float = DEFAULT_EXPIRY_INTERVAL
     link_code_ttl: float = DEFAULT_LINK_CODE_TTL
+    max_devices: int = DEFAULT_MAX_DEVICES
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     clock_offset: float = DEFAULT_CLOCK_OFFSET
@@ -311,6 +319,7 @@ _RULES: dict[str, _Rule] = {
     "auth_timeout": _Rule("duration", 0, strict=True),
     "expiry_interval": _Rule("duration", 0, strict=True),
     "link_code_ttl": _Rule("duration", 0, strict=True),
+    "max_devices": _Rule("int", 1, MAX_DEVICES_LIMIT),
     "log_level": _Rule("choice", choices=LOG_LEVELS),
     "log_format": _Rule("choice", choices=LOG_FORMATS),
     "clock_offset": _Rule("float"),

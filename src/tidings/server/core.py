@@ -78,6 +78,7 @@ from .core_actions import (
 )
 from .core_base import ALLOWED, State
 from .core_delivery import DeliveryRules, item_frame
+from .core_devices import DeviceRules
 from .core_prekeys import PrekeyRules
 from .core_push import PushRules
 from .limits import Limits
@@ -88,7 +89,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, PushRules):
+class RelayCore(DeliveryRules, PushRules, DeviceRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -159,7 +160,14 @@ class RelayCore(DeliveryRules, PushRules):
             )
         else:
             code_hash = hashlib.sha256(frame.link_code).digest()
-            op = AddDevice(frame.account, self.noise_key, frame.device_name, code_hash, self.now)
+            op = AddDevice(
+                frame.account,
+                self.noise_key,
+                frame.device_name,
+                code_hash,
+                self.now,
+                self.config.max_devices,
+            )
 
         def registered(device: Device) -> None:
             self._log(f"= registered {device.ref}")
@@ -183,6 +191,7 @@ class RelayCore(DeliveryRules, PushRules):
             code = {
                 Rule.ACCOUNT_EXISTS: ErrorCode.ACCOUNT_EXISTS,
                 Rule.KEY_ALREADY_REGISTERED: ErrorCode.KEY_ALREADY_REGISTERED,
+                Rule.TOO_MANY_DEVICES: ErrorCode.TOO_MANY_DEVICES,
             }.get(exc.rule, ErrorCode.INVALID_LINK_CODE)
             self._violation(code, str(exc), FrameType.REGISTER)
 
@@ -297,6 +306,7 @@ class RelayCore(DeliveryRules, PushRules):
         FrameType.PUSH_REGISTER: PushRules._handle_push_register,
         FrameType.PUSH_UNREGISTER: PushRules._handle_push_unregister,
         FrameType.PUSH_QUERY: PushRules._handle_push_query,
+        FrameType.UNLINK: DeviceRules._handle_unlink,
     }
 
     def _decide(self, frame: Frame) -> None:

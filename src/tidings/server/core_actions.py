@@ -86,6 +86,14 @@ class AddDevice:
     name: str
     code_hash: bytes
     now: float
+    max_devices: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDevice:
+    """``Store.remove_device``: ``None``, or ``IntegrityError`` (unknown, last device)."""
+
+    device: DeviceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +222,7 @@ PushOp = RegisterPush | UnregisterPush | QueryPush
 StoreOp = (
     CreateAccount
     | AddDevice
+    | RemoveDevice
     | GetDeviceByKey
     | ListDevices
     | ReadLastSeq
@@ -250,6 +259,13 @@ class AnnounceDevices:
 
     account: str
     device_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EvictDevice:
+    """``device`` was unlinked: close its live session, if any (UNKNOWN_DEVICE)."""
+
+    device: DeviceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +344,7 @@ class ItemsDelivered:
 Action = (
     Attach
     | AnnounceDevices
+    | EvictDevice
     | SendStored
     | NotifyPrekeysLow
     | ExpectAuth

@@ -75,6 +75,7 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.PUSH_REGISTER,
             FrameType.PUSH_UNREGISTER,
             FrameType.PUSH_QUERY,
+            FrameType.UNLINK,
         }
     ),
 }

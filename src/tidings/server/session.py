@@ -82,6 +82,7 @@ class RelayHost(Protocol):
     def now(self) -> float: ...
     def attach(self, session: Session) -> None: ...
     def detach(self, session: Session) -> None: ...
+    def evict(self, device: DeviceRef) -> None: ...
     def announce_devices(self, account: str, device_ids: tuple[int, ...]) -> None: ...
     def offer(self, items: Iterable[tuple[DeviceRef, InboxItem]]) -> None: ...
     def store_unavailable(self, exc: StoreUnavailable) -> None: ...
@@ -110,7 +111,10 @@ def peer_ip(conn: ChannelConnection, proxy_header: str) -> str | None:
 #: How each store command runs on a :class:`~tidings.store.Store`.
 _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
     ca.CreateAccount: lambda s, o: s.create_account(o.account, o.noise_key, o.name, o.now),
-    ca.AddDevice: lambda s, o: s.add_device(o.account, o.noise_key, o.name, o.code_hash, o.now),
+    ca.AddDevice: lambda s, o: s.add_device(
+        o.account, o.noise_key, o.name, o.code_hash, o.now, o.max_devices
+    ),
+    ca.RemoveDevice: lambda s, o: s.remove_device(o.device),
     ca.GetDeviceByKey: lambda s, o: s.device_by_key(o.noise_key),
     ca.ListDevices: lambda s, o: s.devices(o.account),
     ca.ReadLastSeq: lambda s, o: s.last_seq(o.device),
@@ -309,6 +313,9 @@ class Session:
     def _announce(self, action: ca.AnnounceDevices) -> None:
         self.relay.announce_devices(action.account, action.device_ids)
 
+    def _evict(self, action: ca.EvictDevice) -> None:
+        self.relay.evict(action.device)
+
     def _send_stored(self, action: ca.SendStored) -> None:
         relay = self.relay
         relay.metrics_stored(action.result)
@@ -344,6 +351,7 @@ class Session:
     _ACT: ClassVar[dict[type, Callable[[Session, Any], None]]] = {
         ca.Attach: _attach,
         ca.AnnounceDevices: _announce,
+        ca.EvictDevice: _evict,
         ca.SendStored: _send_stored,
         ca.NotifyPrekeysLow: _notify_prekeys_low,
         ca.ExpectAuth: _expect_auth,

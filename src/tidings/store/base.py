@@ -255,14 +255,33 @@ class Store(Protocol):
         """Store a one-use link code (its hash) issued by ``device`` for its account."""
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code of ``account`` and add a device with the next free id, atomically.
         ``name`` is not stored (see :meth:`create_account`).
 
         Raises:
             IntegrityError: no unexpired code with that hash for that account, or the key is
-                already registered. Nothing is changed.
+                already registered, or (``"the account has its maximum of devices"``) the
+                account has ``max_devices`` devices already. Nothing is changed (the code stays
+                unused).
+        """
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove ``device`` from its account for good, atomically and durably: the device (its
+        key can no longer authenticate), its queued items, its prekeys, its push subscription
+        and the link codes it issued. Its id is never reused.
+
+        Raises:
+            IntegrityError: ``"unknown device"`` (no such device), ``"the account's last
+                device"`` (the account's only one: nothing would be left to use it). Nothing
+                is changed.
         """
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:

@@ -143,7 +143,13 @@ class MemoryStore:
         self._committed()
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         self._check_open()
@@ -151,10 +157,30 @@ class MemoryStore:
         entry = self._accounts.get(account)
         if code is None or code.expires_at <= now or entry is None:
             raise IntegrityError(Rule.INVALID_LINK_CODE)
+        if max_devices is not None and len(entry.inboxes) >= max_devices:
+            raise IntegrityError(Rule.TOO_MANY_DEVICES)
         if noise_key in self._keys:
             raise IntegrityError(Rule.KEY_ALREADY_REGISTERED)
         del self._codes[account, code_hash]
         return self._add(entry, DeviceRef(account, entry.next_device_id), noise_key, name, now)
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove a device for good. See ``Store.remove_device``."""
+        self._check_open()
+        entry = self._accounts.get(device.account)
+        inbox = None if entry is None else entry.inboxes.get(device.device_id)
+        if entry is None or inbox is None:
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
+        if len(entry.inboxes) == 1:
+            raise IntegrityError(Rule.LAST_DEVICE)
+        del entry.inboxes[device.device_id]
+        self._keys.pop(inbox.device.noise_key, None)
+        self._prekeys.pop(device, None)
+        self._push.pop(device, None)
+        for key, code in list(self._codes.items()):
+            if key[0] == device.account and code.issued_by == device.device_id:
+                del self._codes[key]
+        self._committed()
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:
         """The device registered with this Noise static key, if any."""

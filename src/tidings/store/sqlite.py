@@ -192,13 +192,25 @@ class SQLiteStore:
         )
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         return await self._committer.run(
-            lambda conn: _sql_devices.add_device(conn, account, noise_key, name, code_hash, now),
+            lambda conn: _sql_devices.add_device(
+                conn, account, noise_key, name, code_hash, now, max_devices
+            ),
             write=True,
         )
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove a device for good. See ``Store.remove_device``."""
+        await self._committer.run(lambda conn: _sql_devices.remove_device(conn, device), write=True)
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:
         """The device registered with this Noise static key, if any."""

@@ -4,6 +4,7 @@ See ``docs/protocol.md`` for the byte-level specification.
 """
 
 from .codec import FRAME_LIMITS, FrameDecoder, encode, parse
+from .devices import Unlink
 from .frames import (
     CLIENT_FRAMES,
     SERVER_FRAMES,
@@ -118,6 +119,7 @@ __all__ = [
     "Sent",
     "SignedKey",
     "Target",
+    "Unlink",
     "Welcome",
     "check_account",
     "encode",

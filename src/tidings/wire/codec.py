@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from ..errors import FrameError
+from .devices import Unlink
 from .frames import (
     Ack,
     Deliver,
@@ -209,6 +210,7 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.PUSH_REGISTER: _builder(PushRegister),
     FrameType.PUSH_UNREGISTER: _builder(PushUnregister),
     FrameType.PUSH_QUERY: _builder(PushQuery),
+    FrameType.UNLINK: _builder(Unlink),
     FrameType.WELCOME: _builder(Welcome),
     FrameType.REGISTERED: _builder(Registered),
     FrameType.LINK_CODE: _builder(LinkCode),
@@ -238,6 +240,7 @@ _CLASSES: tuple[type[Frame], ...] = (
     PushRegister,
     PushUnregister,
     PushQuery,
+    Unlink,
     Welcome,
     Registered,
     LinkCode,

@@ -60,6 +60,7 @@ class FrameType(enum.IntEnum):
     PUSH_REGISTER = 9
     PUSH_UNREGISTER = 10
     PUSH_QUERY = 11
+    UNLINK = 12
     WELCOME = 20
     REGISTERED = 21
     LINK_CODE = 22
@@ -588,6 +589,7 @@ CLIENT_FRAMES = frozenset(
         FrameType.PUSH_REGISTER,
         FrameType.PUSH_UNREGISTER,
         FrameType.PUSH_QUERY,
+        FrameType.UNLINK,
         FrameType.PING,
         FrameType.PONG,
     }

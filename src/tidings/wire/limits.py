@@ -126,3 +126,5 @@ class ErrorCode(enum.IntEnum):
     AUTH_TIMEOUT = 22  #: no REGISTER or HELLO within the deadline after the Noise handshake
     TOO_MANY_CONNECTIONS = 23  #: the relay is at its connection cap (in all, or for this address)
     PUSH_REFUSED = 24  #: a push endpoint the relay will not call (SSRF rules, no such host)
+    TOO_MANY_DEVICES = 25  #: REGISTER with a link code to an account at its device limit
+    LAST_DEVICE = 26  #: UNLINK of an account's only device (nothing would be left to use it)
