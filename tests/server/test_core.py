@@ -245,6 +245,7 @@ def test_the_core_imports_no_io(module: object) -> None:
         "dataclasses",
         "enum",
         "hashlib",
+        "heapq",
         "math",
         "typing",
     }
