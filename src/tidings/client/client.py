@@ -529,6 +529,7 @@ class Client:
         Raises: as :meth:`link_code` (``RefusedError`` ``PUSH_REFUSED``: an endpoint the relay
             will not call); ``FrameError``: not a subscription (key or secret lengths).
         """
+        PushRegister(0, endpoint, p256dh, auth)  # checked before it becomes a request
         frame = await self._session.request(lambda rid: PushRegister(rid, endpoint, p256dh, auth))
         assert isinstance(frame, PushStatus)
         return frame
