@@ -38,6 +38,8 @@ stdout, one JSON object per line, for the controller (:class:`tidings.lab.procs.
 stdin, one JSON object per line: ``{"cmd": "reconnect"}`` calls ``Client.reconnect_now()``;
 ``{"cmd": "skew", "seconds": s}`` steps the client's wall clock to the lab clock plus ``s`` (as
 network time corrects a phone: a step, not a slew; answered by ``{"skewed": s}``);
+``{"cmd": "push", "endpoint", "p256dh", "auth"}`` registers a Web Push subscription with the
+relay (hex keys; answered by ``{"push": state}``, or an ``error`` line);
 ``{"cmd": "finish"}`` (or the end of stdin: the controller is gone) stops composing, drains
 the outbox for at most ``--finish-timeout`` seconds, prints ``finished`` and exits 0.
 
@@ -385,11 +387,24 @@ class Device:
             elif cmd == "skew":
                 self.skew = float(json.loads(raw).get("seconds", 0.0))
                 emit({"skewed": self.skew})
+            elif cmd == "push":
+                self._spawn(self._push_register(json.loads(raw)))
             elif cmd == "finish":
                 break
             else:
                 emit({"error": f"unknown command {cmd!r}"})
         self.finish.set()
+
+    async def _push_register(self, cmd: dict[str, Any]) -> None:
+        """Register a Web Push subscription with the relay (the lab's push service)."""
+        try:
+            status = await self.client.push_register(
+                cmd["endpoint"], bytes.fromhex(cmd["p256dh"]), bytes.fromhex(cmd["auth"])
+            )
+        except Exception as exc:  # the controller reads the reason; the device goes on
+            emit({"error": f"push registration failed: {exc}"})
+            return
+        emit({"push": int(status.state)})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

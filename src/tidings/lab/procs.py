@@ -190,6 +190,18 @@ class DeviceProc(Proc):
         self.write({"cmd": "skew", "seconds": seconds})
         self.wait_line("skewed", timeout, since)
 
+    def push_register(
+        self, endpoint: str, p256dh: bytes, auth: bytes, timeout: float = WAIT
+    ) -> None:
+        """Register the device's Web Push subscription with the relay; wait for its answer."""
+        since = len(self.lines)
+        self.write(
+            {"cmd": "push", "endpoint": endpoint, "p256dh": p256dh.hex(), "auth": auth.hex()}
+        )
+        line = self.wait_line("push", timeout, since)
+        if line.get("push") != 1:
+            raise LabProcError(f"{self.name}: push registration not active: {line}")
+
     def finish(self, timeout: float = WAIT) -> dict[str, Any]:
         """Stop composing, let it drain its outbox and exit; its ``finished`` counts."""
         since = len(self.lines)

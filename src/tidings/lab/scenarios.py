@@ -31,6 +31,7 @@ from .scenarios_disk import DISK_SCENARIOS
 from .scenarios_dns import DNS_SCENARIOS
 from .scenarios_hostile import HOSTILE_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
+from .scenarios_push import PUSH_SCENARIOS
 from .scenarios_storm import STORM_SCENARIOS
 from .scenarios_time import TIME_SCENARIOS
 from .workload import Workload
@@ -464,6 +465,7 @@ SCENARIOS: dict[str, Scenario] = {
         *BACKOFF_SCENARIOS,
         *DNS_SCENARIOS,
         *DEVICE_SCENARIOS,
+        *PUSH_SCENARIOS,
     )
 }
 
