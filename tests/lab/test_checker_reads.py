@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.lab.test_checker import FakeRun, kinds
+from tidings.delivery import Status
 from tidings.lab.checker import KINDS, check, format_violations
-from tidings.lab.checker_reads import READ_FAULT
+from tidings.lab.checker_reads import IN_STEP_FAULT
 from tidings.lab.record import Fault
 from tidings.store.base import DeviceRef
 
@@ -30,7 +31,7 @@ def read_on(r: FakeRun, device: str, mid: bytes, at: float) -> None:
 def test_a_message_read_on_one_device_and_unread_on_another_diverges(tmp_path: Path) -> None:
     r, mid = bobs_run(tmp_path)
     read_on(r, "bob.1", mid, 120.0)
-    r.record.write(Fault(150.0, READ_FAULT, "all", 140.0, 150.0, {}))
+    r.record.write(Fault(150.0, IN_STEP_FAULT, "all", 140.0, 150.0, {}))
     result = check(r.finish())
     assert kinds(result) == ["read_diverged"]
     (v,) = result.violations
@@ -46,7 +47,7 @@ def test_read_everywhere_or_nowhere_is_in_step(tmp_path: Path) -> None:
     r.deliver_all("alice.1", second, 110.5)  # never read: in step too
     read_on(r, "bob.1", mid, 120.0)
     read_on(r, "bob.2", mid, 121.0)  # read elsewhere reached bob.2
-    r.record.write(Fault(150.0, READ_FAULT, "all", 140.0, 150.0, {}))
+    r.record.write(Fault(150.0, IN_STEP_FAULT, "all", 140.0, 150.0, {}))
     result = check(r.finish())
     assert result.ok, format_violations(result)
 
@@ -66,6 +67,26 @@ def test_a_sent_copy_on_the_senders_other_device_has_nothing_to_read(tmp_path: P
     mid = r.send("alice.1", "bob", 101.0)
     r.ack("alice.1", mid, 101.2)
     r.deliver_all("alice.1", mid, 101.5)  # alice.2 holds a copy, never "read"
-    r.record.write(Fault(150.0, READ_FAULT, "all", 140.0, 150.0, {}))
+    # bob.1's delivered receipt reached alice.2 too (receipts go to the sender's account)
+    r.stores["alice.2"].update_status(mid, DeviceRef("bob", 1), Status.DELIVERED, 101.6)
+    r.record.write(Fault(150.0, IN_STEP_FAULT, "all", 140.0, 150.0, {}))
     result = check(r.finish())
     assert result.ok, format_violations(result)
+
+
+def test_a_sent_message_whose_ticks_differ_between_the_senders_devices_diverges(
+    tmp_path: Path,
+) -> None:
+    r = FakeRun(tmp_path)
+    for label in ("alice.1", "alice.2", "bob.1"):
+        r.device(label)
+    mid = r.send("alice.1", "bob", 101.0)
+    r.ack("alice.1", mid, 101.2)
+    r.deliver_all("alice.1", mid, 101.5)  # ✓✓ at bob.1 on alice.1 only
+    r.status("alice.1", mid, "bob.1", Status.READ, 120.0)
+    r.stores["alice.2"].update_status(mid, DeviceRef("bob", 1), Status.DELIVERED, 101.6)
+    r.record.write(Fault(150.0, IN_STEP_FAULT, "all", 140.0, 150.0, {}))
+    result = check(r.finish())
+    assert kinds(result) == ["status_diverged"]
+    (v,) = result.violations
+    assert "at bob.1: alice.1: read, alice.2: delivered" in v.detail

@@ -4,17 +4,17 @@
 message read on one device is read on all of them: read-state sync, issue 13), while one of
 them is killed -9 and restarted on its home, then the relay is killed -9 and restarted. The
 delivery rules judge every device (sent-message copies included); then the scenario waits,
-bounded, for every account's devices to agree on what was read, writes the ``read_sync``
-line, and the checker's ``read_diverged`` (:mod:`.checker_reads`) fails every message still
-read on one device and unread on another. The complaint it reproduces: "I read it on my
-laptop, my phone still says unread" (https://github.com/signalapp/Signal-Desktop/issues/4404,
+bounded, for every account's devices to agree on what was read and on each sent message's
+statuses, writes the ``in_step`` line, and the checker's ``read_diverged`` and
+``status_diverged`` (:mod:`.checker_reads`) fail every message the devices still disagree on.
+The complaint it reproduces: "I read it on my laptop, my phone still says unread" (https://github.com/signalapp/Signal-Desktop/issues/4404,
 https://github.com/element-hq/element-web/issues/2706). Registered in
 :data:`tidings.lab.scenarios.SCENARIOS`.
 """
 
 from __future__ import annotations
 
-from .checker_reads import READ_FAULT, divergence
+from .checker_reads import IN_STEP_FAULT, divergence
 from .checker_view import StoreSnapshot, read_store
 from .labrun import PHASE, LabRun, Params, Scenario
 
@@ -59,11 +59,13 @@ def multi_device(run: LabRun) -> None:
     run.server.restart()
     run.wait_complete()
     accounts = _accounts(run)
-    run.progress("waiting for every account's devices to agree on what was read")
+    run.progress("waiting for every account's devices to agree on reads and statuses")
     t = run.clock.now()
     run.window(READ_DELAY)  # the last reads of the run are still being made
-    run.wait_file(lambda: _diverged(run, accounts) == 0, PHASE, "read state to converge")
-    run.fault(READ_FAULT, "all", t, run.clock.now(), accounts=len(accounts))
+    run.wait_file(
+        lambda: _diverged(run, accounts) == 0, PHASE, "read state and statuses to converge"
+    )
+    run.fault(IN_STEP_FAULT, "all", t, run.clock.now(), accounts=len(accounts))
 
 
 _THREE = ("alice", "bob", "carol")
@@ -71,7 +73,7 @@ _THREE = ("alice", "bob", "carol")
 DEVICE_SCENARIOS = (
     Scenario(
         "multi-device",
-        "three devices per account; a device and the relay killed -9; read state in step",
+        "three devices per account; a device and the relay killed -9; reads and ticks in step",
         124,
         Params(_THREE, (3, 3, 3), 6, 4.0, 0.0, read_probability=0.8),
         Params(_THREE, (3, 3, 3), 120, 5.0, 0.0, read_probability=0.8),
@@ -85,8 +87,8 @@ DEVICE_SCENARIOS = (
             "https://github.com/element-hq/element-web/issues/2706",
         ),
         invariant=(
-            "G1–G5 on every device of every account, and read state converges "
-            "(lost, duplicated, reordered, read_diverged)"
+            "G1–G5 on every device of every account; reads and statuses converge "
+            "(lost, duplicated, reordered, read_diverged, status_diverged)"
         ),
     ),
 )
