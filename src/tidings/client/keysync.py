@@ -25,13 +25,18 @@ from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .outbox import Outbox
 
-__all__ = ["MAX_UPLOAD_ROUNDS", "SESSION_RETRY", "KeySync"]
+__all__ = ["MAX_UPLOAD_ROUNDS", "NO_PREKEYS_RETRY", "SESSION_RETRY", "KeySync"]
 
 log = logging.getLogger("tidings.client")
 
 #: Seconds before a device whose prekeys the relay does not have (or whose bundle did not
 #: verify) is tried again; its messages wait in the outbox meanwhile.
 SESSION_RETRY = 30.0
+
+#: First wait after NO_PREKEYS, doubled per refusal up to :data:`SESSION_RETRY`: a device just
+#: linked uploads its prekeys the moment it first connects, seconds after it registered, and
+#: the messages waiting for it should not wait a whole :data:`SESSION_RETRY` more.
+NO_PREKEYS_RETRY = 1.0
 
 #: Most PREKEYS_UPLOAD rounds per connection (each carries up to 100 keys of each kind).
 MAX_UPLOAD_ROUNDS = 4
@@ -66,6 +71,8 @@ class KeySync:
         self._clock = clocks.wall
         self._mono = clocks.mono
         self._syncing = False
+        #: NO_PREKEYS refusals in a row per device (its retry backs off from NO_PREKEYS_RETRY)
+        self._no_prekeys: dict[DeviceRef, int] = {}
 
     async def sync(self, low: tuple[int, int] | None = None) -> None:
         """Rotate the signed prekey when due, refill one-time prekeys the relay runs low
@@ -134,11 +141,19 @@ class KeySync:
                         await self._devices(dev.account)
                     elif exc.code == ErrorCode.RATE_LIMITED:
                         not_before = max(not_before, now + exc.retry_after)
+                    elif exc.code == ErrorCode.NO_PREKEYS:  # not started yet, as a new device
+                        n = self._no_prekeys.get(dev, 0)
+                        if len(self._no_prekeys) < 1024 or dev in self._no_prekeys:
+                            self._no_prekeys[dev] = n + 1
+                        wait = min(SESSION_RETRY, NO_PREKEYS_RETRY * 2**n)
+                        log.info("! %s has no prekeys yet; trying again in %g s", dev, wait)
+                        not_before = max(not_before, now + wait)
                     else:
                         log.warning("! no session with %s: %s", dev, exc.reason)
                         not_before = max(not_before, now + SESSION_RETRY)
                     continue
                 assert isinstance(frame, PrekeyBundle)
+                self._no_prekeys.pop(dev, None)
                 try:
                     self.store.save_crypto(self.crypto.install_bundle(frame))
                 except BundleError as exc:

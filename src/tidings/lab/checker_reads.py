@@ -133,7 +133,8 @@ def in_step(view: RunView) -> Iterator[Violation]:
     """``read_diverged`` and ``status_diverged`` (see the module docstring)."""
     if not any(f.kind == IN_STEP_FAULT for f in view.record.faults):
         return
-    accounts = {a: d for a, d in view.accounts.items() if len(d) > 1}
+    accounts = {a: [x for x in d if x not in view.left] for a, d in view.accounts.items()}
+    accounts = {a: d for a, d in accounts.items() if len(d) > 1}
     for d in divergence(view.stores, accounts):
         yield Violation(d.kind, d.mid, f"{d.detail} ({d.account}'s devices disagree)")
 

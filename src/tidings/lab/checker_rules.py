@@ -86,6 +86,8 @@ def lost(view: RunView) -> Iterator[Violation]:
         for device in view.targets(sender, row.recipient):
             if device not in view.stores or (sender, mid) in view.held.get(device, {}):
                 continue
+            if not view.expects(device, row):
+                continue
             if (mid, device) in view.expired_seen:
                 continue
             ack = "after ✓ (a false ✓)" if row.stored_at is not None else "never ✓ (in outbox)"
@@ -120,6 +122,8 @@ def skipped(view: RunView) -> Iterator[Violation]:
             if (sender, mid) in held or (mid, device) in view.expired_seen:
                 continue
             if device not in view.targets(sender, row.recipient):
+                continue
+            if not view.expects(device, row):
                 continue
             at = bisect_right(times, (row.stored_at, "\U0010ffff"))
             if at < len(times):
@@ -175,14 +179,16 @@ def reordered(view: RunView) -> Iterator[Violation]:
                         device=device,
                     )
                 top = max(top, counter)
-            if view.settled:
+            if view.settled and device not in view.left:
                 yield from _gaps(view, device, sender, conv, {c for _, c, _ in shown})
 
 
 def _gaps(
     view: RunView, device: str, sender: str, conv: str, shown: set[int]
 ) -> Iterator[Violation]:
-    for counter in range(1, max(shown)):
+    # a device linked mid-run starts each conversation at the first message it got
+    first = min(shown) if device in view.joined else 1
+    for counter in range(first, max(shown)):
         if counter in shown:
             continue
         mid = view.by_counter.get((sender, conv, counter), "")

@@ -167,6 +167,11 @@ class RunView:
     offsets: dict[str, float] = field(default_factory=dict)
     #: mid -> its timeline
     timelines: dict[str, list[TimelineEntry]] = field(default_factory=dict)
+    #: devices linked mid-run (a ``link`` fault) -> the lab-clock window of the link: sends the
+    #: relay stored before it could not name them, after it had to
+    joined: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: devices unlinked mid-run (an ``unlink`` fault): what waited for them was deleted
+    left: set[str] = field(default_factory=set)
 
     @property
     def settled(self) -> bool:
@@ -180,6 +185,18 @@ class RunView:
         devices = [*self.accounts.get(recipient, []), *self.accounts.get(own, [])]
         return [d for d in dict.fromkeys(devices) if d != sender]
 
+    def expects(self, device: str, row: Row) -> bool:
+        """Whether ``device`` (one of :meth:`targets`) must hold the sent ``row``: not if it was
+        unlinked, and for a device linked mid-run only if the relay stored the send after the
+        link (``stored_at``, the relay's clock, is the lab clock; a send stored during the link
+        is not judged)."""
+        if device in self.left:
+            return False
+        window = self.joined.get(device)
+        if window is None:
+            return True
+        return row.stored_at is not None and row.stored_at > window[1]
+
     def timeline(self, mid: str) -> tuple[TimelineEntry, ...]:
         """Everything about ``mid`` from every device, by time."""
         return tuple(sorted(self.timelines.get(mid, ())))
@@ -188,6 +205,11 @@ class RunView:
 def build(record: RunRecord) -> RunView:
     """Read every store named by the record and index it all."""
     view = RunView(record, {}, [])
+    for fault in record.faults:
+        if fault.kind == "link":
+            view.joined[fault.target] = (fault.start, fault.end or fault.start)
+        elif fault.kind == "unlink":
+            view.left.add(fault.target)
     for dev in record.devices:
         view.accounts.setdefault(dev.account, []).append(dev.label)
         snap = read_store(dev.label, record.path(dev.home))

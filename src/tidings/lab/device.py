@@ -38,6 +38,8 @@ stdout, one JSON object per line, for the controller (:class:`tidings.lab.procs.
 stdin, one JSON object per line: ``{"cmd": "reconnect"}`` calls ``Client.reconnect_now()``;
 ``{"cmd": "skew", "seconds": s}`` steps the client's wall clock to the lab clock plus ``s`` (as
 network time corrects a phone: a step, not a slew; answered by ``{"skewed": s}``);
+``{"cmd": "link_code"}`` asks the relay for a link code (answered by ``{"link_code": hex}``);
+``{"cmd": "unlink", "device_id": N}`` removes device N of the account (``{"unlinked": N}``);
 ``{"cmd": "push", "endpoint", "p256dh", "auth"}`` registers a Web Push subscription with the
 relay (hex keys; answered by ``{"push": state}``, or an ``error`` line);
 ``{"cmd": "finish"}`` (or the end of stdin: the controller is gone) stops composing, drains
@@ -389,11 +391,33 @@ class Device:
                 emit({"skewed": self.skew})
             elif cmd == "push":
                 self._spawn(self._push_register(json.loads(raw)))
+            elif cmd == "link_code":
+                self._spawn(self._link_code())
+            elif cmd == "unlink":
+                self._spawn(self._unlink(int(json.loads(raw).get("device_id", 0))))
             elif cmd == "finish":
                 break
             else:
                 emit({"error": f"unknown command {cmd!r}"})
         self.finish.set()
+
+    async def _link_code(self) -> None:
+        """A one-use code for a new device of this account (the lab links one mid-run)."""
+        try:
+            code, _ = await self.client.link_code()
+        except Exception as exc:  # the controller reads the reason; the device goes on
+            emit({"error": f"link code failed: {exc}"})
+            return
+        emit({"link_code": code.hex()})
+
+    async def _unlink(self, device_id: int) -> None:
+        """Remove device ``device_id`` of this account (the lab unlinks one mid-run)."""
+        try:
+            ids = await self.client.unlink(device_id)
+        except Exception as exc:
+            emit({"error": f"unlink failed: {exc}"})
+            return
+        emit({"unlinked": device_id, "devices": list(ids)})
 
     async def _push_register(self, cmd: dict[str, Any]) -> None:
         """Register a Web Push subscription with the relay (the lab's push service)."""

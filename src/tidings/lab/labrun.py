@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -27,12 +28,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..client import register
 from .clock import LabClock
 from .mounts import Mounts
 from .netns import SERVER_ADDRESS, NetLab, argv_in
 from .procs import DeviceProc, LabProcError, ProcRegistry, ServerProc, wait_until
 from .proxy_thread import ThreadedProxy
-from .record import Fault, JsonlWriter, RunStarted, ServerStarted, Settled
+from .record import DeviceStarted, Fault, JsonlWriter, RunStarted, ServerStarted, Settled
 from .workload import PLAN_FILE, Workload, events_path
 
 __all__ = [
@@ -248,6 +250,50 @@ class LabRun:
         return {name: Path(home) for name, home in json.loads(done.stdout).items()}
 
     # ------------------------------------------------------------ helpers for scripts
+
+    def link_device(self, existing: DeviceProc) -> DeviceProc:
+        """Link a new device to ``existing``'s account mid-run and start it: a plan with no
+        messages of its own (it receives, reads and syncs), its ``device`` line, and a
+        ``link`` fault whose window is the registration (sends the relay stored before it
+        could not name the device; :meth:`RunView.expects`). No netlab (kernel) runs."""
+        account = existing.name.rpartition(".")[0]
+        code = existing.link_code()
+        start = self.clock.now()
+        home = self.run_dir / "homes" / f"{account}.new{len(self.devices)}"
+        identity = asyncio.run(register(home, self.relay_url, account, link_code=code))
+        end = self.clock.now()
+        name = f"{account}.{identity.device_id}"
+        final = self.run_dir / "homes" / name
+        home.rename(final)
+        plans = json.loads((self.run_dir / PLAN_FILE).read_text())
+        template = plans["devices"][existing.name]
+        plans["devices"][name] = {
+            **template,
+            "name": name,
+            "device": identity.device_id,
+            "items": [],
+        }
+        (self.run_dir / PLAN_FILE).write_text(json.dumps(plans, indent=1) + "\n")
+        self.record.write(
+            DeviceStarted(
+                end, account, identity.device_id, final.relative_to(self.run_dir).as_posix()
+            )
+        )
+        self.fault("link", name, start, end, by=existing.name)
+        device = DeviceProc(
+            final,
+            events_path(self.run_dir, name),
+            self.run_dir / PLAN_FILE,
+            self.logs,
+            name=name,
+            clock_file=self.clock.path,
+            registry=self.registry,
+        )
+        self.devices[name] = device
+        self.expected[name] = 0  # what it must hold is judged from the link on (the checker)
+        device.start()
+        device.wait_line("connected", PHASE)
+        return device
 
     def fault(self, kind: str, target: str, start: float, end: float | None, **detail: Any) -> None:
         """Append one ``fault`` line (lab clock) to the record."""

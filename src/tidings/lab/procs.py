@@ -190,6 +190,27 @@ class DeviceProc(Proc):
         self.write({"cmd": "skew", "seconds": seconds})
         self.wait_line("skewed", timeout, since)
 
+    def link_code(self, timeout: float = WAIT) -> bytes:
+        """A link code for a new device of this device's account, from its relay."""
+        since = len(self.lines)
+        self.write({"cmd": "link_code"})
+        return bytes.fromhex(str(self.wait_line("link_code", timeout, since)["link_code"]))
+
+    def unlink(self, device_id: int, timeout: float = WAIT) -> None:
+        """Remove device ``device_id`` of this device's account; wait for the relay's answer."""
+        since = len(self.lines)
+        self.write({"cmd": "unlink", "device_id": device_id})
+        wait_until(
+            lambda: (
+                self.find("unlinked", since) is not None or self.find("error", since) is not None
+            ),
+            timeout,
+            "unlinked",
+            self,
+        )
+        if self.find("unlinked", since) is None:
+            raise LabProcError(f"{self.name}: unlink refused: {self.find('error', since)}")
+
     def push_register(
         self, endpoint: str, p256dh: bytes, auth: bytes, timeout: float = WAIT
     ) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from .checker_reads import IN_STEP_FAULT, divergence
 from .checker_view import StoreSnapshot, read_store
 from .labrun import PHASE, LabRun, Params, Scenario
+from .procs import wait_until
 
 __all__ = ["DEVICE_SCENARIOS", "multi_device"]
 
@@ -40,25 +41,29 @@ def _diverged(run: LabRun, accounts: dict[str, list[str]]) -> int:
 
 
 def multi_device(run: LabRun) -> None:
-    """kill -9 of a device, then of the relay, under load; then read-state convergence."""
+    """kill -9 of a device while a new one is linked, then of the relay, then an unlink, under
+    load; then reads and statuses in step."""
     run.start_all()
     names = sorted(run.devices)
     first, second = (run.planned * k // 3 for k in (1, 2))
     run.wait_composed(max(1, first))
     victim = run.devices[run.rng.choice(names)]
-    run.progress(f"kill -9 of {victim.name}")
+    run.progress(f"kill -9 of {victim.name}, and a new device linked to the first account")
     t = run.clock.now()
     victim.kill9()
     run.fault("kill9", victim.name, t, None, n=1)
+    linker = next(run.devices[n] for n in names if n.endswith(".1") and n != victim.name)
+    linked = run.link_device(linker)
     victim.start()
     run.wait_composed(max(1, second))
-    run.progress("kill -9 of the relay")
+    run.progress(f"kill -9 of the relay ({linked.name} linked)")
     t = run.clock.now()
     run.server.kill9()
     run.fault("kill9", "server", t, None, n=1)
     run.server.restart()
+    gone = _unlink_one(run, names, linked.name)
     run.wait_complete()
-    accounts = _accounts(run)
+    accounts = {a: [d for d in ds if d != gone] for a, ds in _accounts(run).items()}
     run.progress("waiting for every account's devices to agree on reads and statuses")
     t = run.clock.now()
     run.window(READ_DELAY)  # the last reads of the run are still being made
@@ -66,6 +71,24 @@ def multi_device(run: LabRun) -> None:
         lambda: _diverged(run, accounts) == 0, PHASE, "read state and statuses to converge"
     )
     run.fault(IN_STEP_FAULT, "all", t, run.clock.now(), accounts=len(accounts))
+
+
+def _unlink_one(run: LabRun, names: list[str], linked: str) -> str:
+    """Unlink the last device of the last account (a lost laptop) once it composed its plan
+    (an unlinked device can send nothing more), from that account's first device."""
+    gone = names[-1]
+    device = run.devices[gone]
+    wait_until(lambda: device.find("done") is not None, PHASE, f"{gone} composed", device)
+    account, _, number = gone.rpartition(".")
+    t = run.clock.now()
+    run.progress(f"{gone} is unlinked by {account}.1")
+    run.devices[f"{account}.1"].unlink(int(number))
+    device.wait_line("disconnected", PHASE)  # the relay closed its session: it is out
+    run.fault("unlink", gone, t, run.clock.now(), by=f"{account}.1")
+    del run.devices[gone]  # stopped with the others' processes at the end, not finished
+    run.expected.pop(gone, None)
+    device.kill9()
+    return gone
 
 
 _THREE = ("alice", "bob", "carol")

@@ -248,5 +248,22 @@ BEGIN
 END;
 """
 
+_V7 = """
+-- Receipts that came before the message they confirm (issue 13): a delivered or read receipt
+-- for a message another device of this account sent, arriving before this device holds its
+-- sent-message copy (the copy came late: a resend after a decryption failure). Kept, bounded,
+-- and applied when the copy arrives, so every device of the account shows the same ticks.
+CREATE TABLE early_receipts (
+    id          INTEGER PRIMARY KEY,
+    message_id  BLOB    NOT NULL,
+    account     TEXT    NOT NULL,
+    device_id   INTEGER NOT NULL,
+    status      INTEGER NOT NULL,
+    at          REAL    NOT NULL,
+    device_time REAL    NOT NULL,
+    UNIQUE (message_id, account, device_id, status)
+);
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)

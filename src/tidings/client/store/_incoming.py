@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from tidings.delivery import (
     Message,
@@ -24,6 +25,11 @@ from tidings.refs import DeviceRef
 from ._crypto import CryptoWrites
 from ._sql import MSG_COLS, NEXT_SHOWN, Database, message_from_row
 from .records import Direction, MessageKey, OutboxRequest, StoredMessage, TracePoint
+
+#: Receipts kept for messages this device does not hold yet (``early_receipts``): a linked
+#: device gets the receipts of every message its siblings sent before it existed, which never
+#: arrive here, so the table is bounded — the oldest go first.
+MAX_EARLY_RECEIPTS = 10_000
 
 _INSERT = (
     f"INSERT INTO messages ({MSG_COLS})"
@@ -103,6 +109,8 @@ class Incoming(Database):
             )
             if not cur.rowcount:
                 return False
+            if recipient is not None:  # a copy of this account's send: receipts may be here
+                self._apply_early(db, message_id, recipient)
             if receipt is not None:
                 self._insert_outbox(db, receipt)
             self._save_streams(db, streams, notices)
@@ -135,15 +143,46 @@ class Incoming(Database):
         with self._tx(crypto) as db:
             if not self._move_cursor(db, seq):
                 return []
+            early = []
             for mid in receipt.message_ids:
                 known = db.execute(
                     "SELECT 1 FROM messages WHERE message_id = ? AND recipient = ?",
                     (mid, sender.account),
                 ).fetchone()
-                if known and self._advance(db, mid, sender, status, at):
+                if not known:
+                    early.append(
+                        (mid, sender.account, sender.device_id, int(status), at, receipt.at)
+                    )
+                elif self._advance(db, mid, sender, status, at):
                     self._trace(db, mid, point.at(sender), at, f"device_time={receipt.at}")
                     moved.append(mid)
+            if early:
+                self._keep_early(db, early)
         return moved
+
+    def _keep_early(self, db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        db.executemany(
+            "INSERT INTO early_receipts (message_id, account, device_id, status, at, device_time)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            rows,
+        )
+        db.execute(
+            "DELETE FROM early_receipts WHERE id <= (SELECT MAX(id) FROM early_receipts) - ?",
+            (MAX_EARLY_RECEIPTS,),
+        )
+
+    def _apply_early(self, db: sqlite3.Connection, message_id: bytes, recipient: str) -> None:
+        """The receipts that came before this copy of a message sent from this account."""
+        rows = db.execute(
+            "DELETE FROM early_receipts WHERE message_id = ? AND account = ?"
+            " RETURNING device_id, status, at, device_time",
+            (message_id, recipient),
+        ).fetchall()
+        for device_id, status, at, device_time in sorted(rows, key=lambda r: (r[1], r[2])):
+            device = DeviceRef(recipient, device_id)
+            if self._advance(db, message_id, device, Status(status), at):
+                point = TracePoint.DELIVERED if status == Status.DELIVERED else TracePoint.READ
+                self._trace(db, message_id, point.at(device), at, f"device_time={device_time}")
 
     def commit_read_elsewhere(
         self,
