@@ -19,6 +19,7 @@ from ..client.events import (
     Disconnected,
     GapDetected,
     GapSkipped,
+    HistoryImported,
     IdentityChanged,
     MessageReceived,
     MessagesExpired,
@@ -115,6 +116,16 @@ def event_json(event: ClientEvent) -> JSON:
         if m.expires_in:
             received["expires_in"] = m.expires_in  # its clock starts when a UI shows it
         return received
+    if isinstance(event, HistoryImported):
+        return {
+            "event": "history",
+            "archive_id": event.archive_id.hex(),
+            "part": event.part,
+            "parts": event.parts,
+            "added": event.added,
+            "from": str(event.sender),
+            "at": event.at,
+        }
     if isinstance(event, DevicesChanged):
         return {
             "event": "devices-changed",

@@ -15,6 +15,7 @@ from typing import Any
 from ..client import Client, msgids
 from ..client.config import check_read_receipts
 from ..client.events import code_name
+from ..client.history import MAX_HISTORY_MESSAGES
 from ..client.msgids import parse_prefix
 from ..client.store.records import OutboxFullError
 from ..delivery import MAX_TIMER, ContentError, direct_conversation
@@ -281,6 +282,18 @@ async def unlink(client: Client, params: Params) -> Any:
     return {"account": client.me.account, "device_ids": list(ids)}
 
 
+async def send_history(client: Client, params: Params) -> Any:
+    """Send this device's recent history to device ``device_id`` of this account (a new one):
+    ``{"archive_id", "parts", "messages"}``, once every part is queued (durable)."""
+    _only(params, "device_id", "limit")
+    device_id = _int(params, "device_id", 0, 1, (1 << 63) - 1)
+    limit = _int(params, "limit", MAX_HISTORY_MESSAGES, 1, MAX_HISTORY_MESSAGES)
+    if device_id == client.me.device_id:
+        raise ApiError(INVALID_PARAMS, "device_id: another device of this account")
+    last = await client.send_history(device_id, limit)
+    return {"archive_id": last.archive_id.hex(), "parts": last.parts}
+
+
 async def link_code(client: Client, params: Params) -> Any:
     """A one-use code from the relay that lets a new device join this account."""
     _only(params)
@@ -393,6 +406,7 @@ METHODS: dict[str, Method] = {
     "devices": devices,
     "link_code": link_code,
     "unlink": unlink,
+    "send_history": send_history,
     "safety_number": safety_number,
     "settings": settings,
     "timer": timer,

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from ..client import Client
+from ..client.history import MAX_HISTORY_MESSAGES
 from ..client.store import ClientStore
 from ..e2e import IdentityKeyPair
 from ..errors import DeviceBusy
@@ -30,6 +31,8 @@ __all__ = ["add_parser", "cmd_devices", "key_fingerprint"]
 
 #: Seconds to wait for the relay's answer (as ``link-code``).
 ANSWER_WAIT = 10.0
+#: Seconds ``--send-history`` waits for the relay's ✓ of every part (as ``send``).
+SEND_WAIT = 60.0
 
 
 def key_fingerprint(identity_key: bytes) -> str:
@@ -54,12 +57,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("account", nargs="?", type=_account, help="whose devices (default: yours)")
     p.add_argument("--unlink", type=int, metavar="N", help="remove your device N for good")
+    p.add_argument(
+        "--send-history",
+        type=int,
+        metavar="N",
+        help="send your recent history (end-to-end encrypted) to your new device N",
+    )
+    p.add_argument(
+        "--history-limit",
+        type=int,
+        default=MAX_HISTORY_MESSAGES,
+        metavar="K",
+        help=f"messages to send at most (default {MAX_HISTORY_MESSAGES:,})",
+    )
     _common(p)
     _config_flags(p)
     p.set_defaults(func=cmd_devices)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    if args.send_history is not None:
+        return asyncio.run(_send_history(args))
     if args.unlink is not None and args.account is not None:
         print("tidings devices: --unlink removes a device of your own account", file=sys.stderr)
         return Exit.USAGE
@@ -76,6 +94,45 @@ def cmd_devices(args: argparse.Namespace) -> int:
     if not ids:
         _print(args, {"account": account, "devices": []}, f"{account}: no such account")
     return 0
+
+
+async def _send_history(args: argparse.Namespace) -> int:
+    """Queue the archive (through the daemon if one runs the device), then wait for the
+    relay's ✓ of every part (this command's own device)."""
+    home = home_of(args)
+    params = {"device_id": args.send_history, "limit": args.history_limit}
+    try:
+        client = Client(home, owner=f"tidings {args.command}", config=config_of(args))
+    except DeviceBusy as busy:
+        daemon = await open_daemon(home, busy)
+        try:
+            answer = await daemon.call("send_history", **params)
+        finally:
+            await daemon.close()
+        _print(
+            args, answer, f"history queued for device {args.send_history}: {answer['parts']} parts"
+        )
+        return 0
+    try:
+        last = await client.send_history(args.send_history, args.history_limit)
+        _print(
+            args,
+            {"archive_id": last.archive_id.hex(), "parts": last.parts},
+            f"history queued for {client.me.account}.{args.send_history}: {last.parts} parts",
+        )
+        await client.start()
+        if not await client.drain(SEND_WAIT):
+            _print(
+                args,
+                {"event": "timeout"},
+                f"not all of it is at the relay after {SEND_WAIT:g} s; the rest goes out the "
+                "next time this device connects",
+            )
+            return Exit.TIMED_OUT
+        _print(args, {"event": "sent"}, "every part is at the relay (✓)")
+        return 0
+    finally:
+        await client.close()
 
 
 async def _ask(

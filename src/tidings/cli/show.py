@@ -14,6 +14,7 @@ from ..client import (
     Disconnected,
     GapDetected,
     GapSkipped,
+    HistoryImported,
     IdentityChanged,
     MessageReceived,
     MessagesExpired,
@@ -45,6 +46,11 @@ def _text(event: ClientEvent) -> str | None:
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
         return f"[{_ts(m.received_at or m.sent_at)}] {m.sender} › {body}{late}"
+    if isinstance(event, HistoryImported):
+        return (
+            f"= history from {event.sender}: part {event.part}/{event.parts},"
+            f" {event.added} new message{'s' if event.added != 1 else ''}"
+        )
     if isinstance(event, DevicesChanged):
         parts = [f"{event.account}.{d} was linked to this account" for d in event.added]
         parts += [f"{event.account}.{d} was unlinked" for d in event.removed]

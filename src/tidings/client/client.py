@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..delivery import (
+    ContentError,
     ContentKind,
     Receipt,
     ReceiptKind,
     Status,
     direct_conversation,
 )
+from ..delivery.content_history import History
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
@@ -65,6 +67,7 @@ from .events import (
     StorageFailed,
     TimerChanged,
 )
+from .history import MAX_HISTORY_MESSAGES, history_parts
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
@@ -503,6 +506,34 @@ class Client:
         assert isinstance(frame, Devices)
         self._outbox.devices[account] = frame.device_ids
         return frame.device_ids
+
+    async def send_history(self, device_id: int, limit: int = MAX_HISTORY_MESSAGES) -> History:
+        """Send the newest ``limit`` messages of every conversation (disappearing ones left
+        out) to device ``device_id`` of this account — a new one — end-to-end encrypted through
+        the relay, in parts that wait in the outbox like messages (a restart resumes them).
+        The device imports each message once. Returns the last part (``parts``, ``archive_id``).
+
+        Raises:
+            FrameError, ContentError: not a device id, or ``limit`` out of 1..MAX_HISTORY_MESSAGES.
+            StoreUnavailable: the store cannot write (nothing was queued).
+        """
+        if device_id == self.me.device_id or not 1 <= device_id <= (1 << 63) - 1:
+            raise ContentError("send history to another device of this account")
+        if not 1 <= limit <= MAX_HISTORY_MESSAGES:
+            raise ContentError(f"limit must be 1..{MAX_HISTORY_MESSAGES}")
+        self._end_batch()
+        parts = history_parts(device_id, os.urandom(16), self.store.history_entries(limit))
+        now = self._clock()
+        requests = [
+            OutboxRequest(os.urandom(16), self.me.account, p.serialize(), ContentKind.HISTORY, now)
+            for p in parts
+        ]
+        self.store.queue_receipts(requests)  # exempt from MAX_OUTBOX, as receipts are
+        try:
+            self._outbox.add_queued(r.message_id for r in requests)
+        except StoreUnavailable:
+            pass  # they are queued (committed above); the client stops (StorageFailed)
+        return parts[-1]
 
     async def unlink(self, device_id: int) -> tuple[int, ...]:
         """Remove device ``device_id`` of this account for good (protocol §6.26): the relay

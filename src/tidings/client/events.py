@@ -247,8 +247,22 @@ class PushDead:
     endpoint: str
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryImported:
+    """A part of the history another device of this account sent this one was imported:
+    ``added`` messages were new here (the rest it had)."""
+
+    archive_id: bytes
+    part: int
+    parts: int
+    added: int
+    sender: DeviceRef
+    at: float
+
+
 ClientEvent = (
     MessageReceived
+    | HistoryImported
     | DevicesChanged
     | PushDead
     | ReadElsewhere

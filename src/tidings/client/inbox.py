@@ -48,6 +48,7 @@ from ..delivery import (
 )
 from ..delivery import GapDetected as CoreGapDetected
 from ..delivery import GapSkipped as CoreGapSkipped
+from ..delivery.content_history import History
 from ..errors import DecryptionError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import Deliver
@@ -57,6 +58,7 @@ from .events import (
     ClientEvent,
     GapDetected,
     GapSkipped,
+    HistoryImported,
     MessageReceived,
     ReadElsewhere,
     StatusChanged,
@@ -220,6 +222,9 @@ class Inbox:
         if isinstance(content, Timer):
             self._on_timer_setting(frame, sender, content, writes)
             return []
+        if isinstance(content, History):
+            self._on_history(frame, sender, content, now, writes)
+            return []
         self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []
 
@@ -266,6 +271,18 @@ class Inbox:
         for mid in moved:
             overall = self.store.message_status(mid) or status
             self._emit(StatusChanged(mid, sender, status, overall, now))
+
+    # ---------------------------------------------------------------- history
+
+    def _on_history(
+        self, frame: Deliver, sender: DeviceRef, part: History, now: float, writes: CryptoWrites
+    ) -> None:
+        """A part of an archive from another device of this account (for this device only)."""
+        if sender.account != self.me.account or part.for_device != self.me.device_id:
+            self.store.advance_cursor(frame.seq, writes)  # a sibling's, or not ours to take
+            return
+        added = self.store.commit_history(frame.seq, part.entries, now, writes)
+        self._emit(HistoryImported(part.archive_id, part.part, part.parts, added, sender, now))
 
     # ---------------------------------------------------------------- timers
 

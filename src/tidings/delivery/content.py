@@ -12,6 +12,7 @@ Layout: one MessagePack array, ``[version, kind, *fields]``::
     RESEND         [1, 3, message_id: bin16, message: bin]   (a MESSAGE's bytes, sent again)
     RETRY_REQUEST  [1, 4, account: str, device_id: int, [message_id: bin16, ...]]
     TIMER          [1, 5, conversation: str, seconds: int, set_at: float]
+    HISTORY        [1, 6, for_device, archive_id, part, parts, entries]   (content_history)
 
 A MESSAGE with ``expires_in`` disappears that many seconds after it was displayed (received) or
 sent (sent), on every device (issue 13). A TIMER sets a conversation's disappearing-messages
@@ -112,6 +113,7 @@ class ContentKind(enum.IntEnum):
     RESEND = 3
     RETRY_REQUEST = 4
     TIMER = 5
+    HISTORY = 6  #: :mod:`.content_history`
 
 
 class ReceiptKind(enum.IntEnum):
@@ -304,11 +306,15 @@ def _check_ids(ids: object) -> None:
         raise ContentError("a message id is named twice")
 
 
-Content = Message | Receipt | Resend | RetryRequest | Timer
-
-
 def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
     return msgpack.packb([CONTENT_VERSION, int(kind), *fields], use_bin_type=True)
+
+
+# HISTORY lives in its own module, which builds on this one's checks: imported here, after
+# everything it uses is defined (a circular import that resolves by order).
+from .content_history import History  # noqa: E402
+
+Content = Message | Receipt | Resend | RetryRequest | Timer | History
 
 
 def _message(fields: list[Any]) -> Message:
@@ -319,6 +325,12 @@ def _message(fields: list[Any]) -> Message:
         return Message(conversation, counter, sent_at, body, expires_in)
     conversation, counter, sent_at, body = fields
     return Message(conversation, counter, sent_at, body)
+
+
+def _history(fields: list[Any]) -> Content:
+    from .content_history import parse_history  # it builds on this module
+
+    return parse_history(fields)
 
 
 def _timer(fields: list[Any]) -> Timer:
@@ -360,6 +372,7 @@ _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]
     ContentKind.RESEND: (_resend, frozenset({2})),
     ContentKind.RETRY_REQUEST: (_retry_request, frozenset({3})),
     ContentKind.TIMER: (_timer, frozenset({3})),
+    ContentKind.HISTORY: (_history, frozenset({5})),
 }
 
 
