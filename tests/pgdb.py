@@ -87,3 +87,46 @@ def create_database_sync(prefix: str = "tidings_test") -> str:
 def drop_database_sync(name: str) -> None:
     """:func:`drop_database` outside an event loop."""
     asyncio.run(drop_database(name))
+
+
+class Proxy:
+    """A TCP relay to the test server that can go down and come back on the same port: the
+    database as the store sees it when its host or network fails."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.links):
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+    def url(self, url: str) -> str:
+        """``url`` through this proxy (call after :meth:`start`)."""
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{self.port}"))
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target = urlsplit(ADMIN_URL)
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port or 5432)
+        self.links.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))

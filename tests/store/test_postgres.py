@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -306,50 +305,10 @@ async def test_a_connection_lost_while_idle_is_replaced(url: str) -> None:
         await store.close()
 
 
-class Proxy:
-    """A TCP relay to the test server that can go down and come back on the same port: the
-    database as the store sees it when its host or network fails."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self.links):
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target = urlsplit(pgdb.ADMIN_URL)
-        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port or 5432)
-        self.links.update((writer, up_writer))
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            except OSError:
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-
 async def test_a_database_outage_is_unavailable_until_a_probe_succeeds(url: str) -> None:
-    proxy = Proxy()
+    proxy = pgdb.Proxy()
     await proxy.start()
-    parts = urlsplit(url)
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    store = PostgresStore(via_proxy)
+    store = PostgresStore(proxy.url(url))
     await store.open()
     try:
         (alice,) = await make_account(store, "alice")

@@ -69,6 +69,7 @@ class Relay:
         clock: Callable[[], float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        store_heartbeat: float | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -93,6 +94,8 @@ class Relay:
         self._ids = itertools.count(1)
         self.listener: Listener | None = None
         self.store_watch = StoreWatch(store, self.metrics)
+        #: Seconds between probes of a healthy store (a database on the network), or ``None``.
+        self._store_heartbeat = store_heartbeat
         self._http_server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
@@ -136,6 +139,8 @@ class Relay:
             await self.store.close()
             raise
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
+        if self._store_heartbeat is not None:
+            self.store_watch.start_heartbeat(self._store_heartbeat)
         assert self.address is not None
         log.info("= listening on %s:%d key %s", *self.address, self.fingerprint)
 
