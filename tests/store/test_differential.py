@@ -17,9 +17,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.store.helpers import NOW, key, message_id
 from tests import pgdb
 from tests.store.conftest import PgDatabases
+from tests.store.helpers import NOW, key, message_id
 from tidings.store import DeviceRef, MemoryStore, PostgresStore, SQLiteStore, Store, Submission
 
 ACCOUNTS = ["a", "b", "c"]  # "c" is never created by the setup: sends to it are refused
