@@ -18,6 +18,7 @@ from tests import pgdb
 from tests.store.helpers import NOW, RETENTION, key, make_account, message_id, send
 from tidings.errors import IntegrityError, MigrationError, StoreError, StoreUnavailable
 from tidings.store import DeviceRef, PostgresStore, PreKey, Stored
+from tidings.store._pg_commit import BatchRunner, Outcome
 from tidings.store.migrate import Migration, load_migrations
 from tidings.store.pg_migrate import FOLDER, migrate, schema_version
 
@@ -344,3 +345,53 @@ async def test_acked_sends_survive_a_new_store(url: str) -> None:
         assert await again.last_seq(DeviceRef("bob", 1)) == 5
     finally:
         await again.close()
+
+
+def held_after_first(runner: BatchRunner, barrier: asyncio.Barrier) -> BatchRunner:
+    """``runner``, whose first segment, once run, waits at ``barrier`` before it returns."""
+    first = [True]
+
+    async def held(conn: asyncpg.Connection, ops: list[object]) -> list[Outcome]:
+        outcomes = await runner(conn, ops)
+        if first[0]:
+            first[0] = False
+            async with asyncio.timeout(10):
+                await barrier.wait()
+        return outcomes
+
+    return held
+
+
+async def test_a_deadlock_between_nodes_runs_the_batch_again(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Two batches of two segments each lock two recipients in opposite orders (held at the
+    point where each holds its first): PostgreSQL aborts one, which runs again, whole, and
+    every send ends stored once with its own seq."""
+    a, b = nodes
+    dave, erin, frank, gina = [(await make_account(a, name))[0] for name in "defg"]
+    (bob,) = await make_account(a, "bob")
+    (carol,) = await make_account(a, "carol")
+    both_hold_one = asyncio.Barrier(2)
+    for node in (a, b):
+        node._committer._batch = held_after_first(node._committer._batch, both_hold_one)
+    # Each batch: [send to X] create_account [send to Y]; the account in between splits the
+    # sends into two segments, so their locks are taken one segment after the other.
+    plan = [
+        (a, [(dave, "bob", bob), (erin, "carol", carol)], "x"),
+        (b, [(frank, "carol", carol), (gina, "bob", bob)], "y"),
+    ]
+    calls = []
+    for node, ((s1, r1, t1), (s2, r2, t2)), extra in plan:
+        calls += [
+            node.submit(send(s1, r1, [t1], mid=message_id(1, extra))),
+            node.create_account(extra, key(extra), extra, NOW),
+            node.submit(send(s2, r2, [t2], mid=message_id(2, extra))),
+        ]
+    results = await asyncio.gather(*calls)
+    assert a._committer.retries + b._committer.retries == 1
+    stored = [r for r in results if isinstance(r, Stored)]
+    assert len(stored) == 4 and not any(r.duplicate for r in stored)
+    for device in (bob, carol):
+        assert [item.seq for item in await a.fetch(device, 0, 10)] == [1, 2]
+    assert [len(await a.devices(name)) for name in "xy"] == [1, 1]

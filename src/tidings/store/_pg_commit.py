@@ -104,6 +104,8 @@ class PgCommitter:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
+        #: How many batches ran again after a deadlock or a lost race with another node.
+        self.retries = 0
 
     async def start(self) -> None:
         """Connect (and migrate), then start the task.
@@ -210,6 +212,7 @@ class PgCommitter:
             outcomes = [await _call(conn, job) for job in jobs]
             for ok, value in outcomes:
                 if not ok and isinstance(value, BaseException):
+                    self._note(value)
                     await self._after_failure(value)
             return outcomes
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -218,6 +221,7 @@ class PgCommitter:
             except Exception as exc:
                 await self._after_failure(exc)
                 if attempt < MAX_ATTEMPTS and is_retryable(exc) and self._conn is not None:
+                    self.retries += 1
                     continue
                 error = _failed_batch(exc)
                 self._note(error)

@@ -37,6 +37,9 @@ CONNECT_TIMEOUT = 10.0
 #: deadlock's detection (PostgreSQL's ``deadlock_timeout``, 1 s by default).
 COMMAND_TIMEOUT = 30.0
 
+#: How the relay's connections show in ``pg_stat_activity``, for the operator.
+APPLICATION_NAME = "tidings-relay"
+
 #: Errors after which the connection cannot be trusted: it is closed and opened anew.
 _LOST = (
     asyncpg.PostgresConnectionError,
@@ -110,8 +113,15 @@ async def connect(url: str, *, timeout: float = CONNECT_TIMEOUT) -> asyncpg.Conn
     """
     try:
         conn: asyncpg.Connection = await asyncpg.connect(
-            url, timeout=timeout, command_timeout=COMMAND_TIMEOUT
+            url,
+            timeout=timeout,
+            command_timeout=COMMAND_TIMEOUT,
+            server_settings={"application_name": APPLICATION_NAME},
         )
+        # ✓ means committed durably (G1): a database set to acknowledge commits before their
+        # WAL is flushed (synchronous_commit = off) is asked not to, for this session.
+        if await conn.fetchval("SHOW synchronous_commit") == "off":
+            await conn.execute("SET synchronous_commit = on")
     except Exception as exc:
         where = f"cannot connect to PostgreSQL at {redact(url)}"
         reason = _connect_reason(exc, timeout)
