@@ -330,6 +330,33 @@ async def test_a_database_outage_is_unavailable_until_a_probe_succeeds(url: str)
         await proxy.stop()
 
 
+async def test_a_connection_lost_inside_a_batch_reruns_it_on_a_new_one(url: str) -> None:
+    """The server closes the connection in the middle of a batch (before its COMMIT): nothing
+    of it was committed, so it runs once more, whole, on a new connection."""
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        (alice,) = await make_account(store, "alice")
+        (bob,) = await make_account(store, "bob")
+        killed: list[int] = []
+
+        async def kill_once(conn: asyncpg.Connection) -> None:
+            if not killed:
+                killed.append(await conn.fetchval("SELECT pg_backend_pid()"))
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+        results = await asyncio.gather(
+            store._committer.run(kill_once, write=True),
+            store.submit(send(alice, "bob", [bob], mid=message_id(1))),
+        )
+        assert len(killed) == 1 and store._committer.retries == 1
+        assert isinstance(results[1], Stored) and [i.seq for _, i in results[1].items] == [1]
+        assert await store.queue_depth(bob) == 1
+        assert store.stats.unavailable is None
+    finally:
+        await store.close()
+
+
 async def test_acked_sends_survive_a_new_store(url: str) -> None:
     store = PostgresStore(url)
     await store.open()

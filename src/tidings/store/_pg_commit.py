@@ -21,8 +21,10 @@ Invariants:
 * A batch of reads only runs without a transaction and counts no commit.
 * After :meth:`PgCommitter.stop` began, new operations are refused with ``StoreError``; the
   ones enqueued before it still run.
-* A lost connection fails its batch with :class:`~tidings.errors.StoreUnavailable` (and sets
-  ``stats.unavailable``); the next batch opens a new one. A commit (or a probe) clears it.
+* A connection found dead before a batch's ``COMMIT`` went out is replaced and the batch runs
+  once more; a lost connection otherwise fails its batch with
+  :class:`~tidings.errors.StoreUnavailable` (and sets ``stats.unavailable``), and the next
+  batch opens a new one. A commit (or a probe) clears it.
 """
 
 from __future__ import annotations
@@ -104,8 +106,10 @@ class PgCommitter:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
-        #: How many batches ran again after a deadlock or a lost race with another node.
+        #: How many batches ran again: after a deadlock or a lost race with another node, or
+        #: on a new connection after the old one was found dead.
         self.retries = 0
+        self._commit_sent = False  #: whether the running attempt's COMMIT went out
 
     async def start(self) -> None:
         """Connect (and migrate), then start the task.
@@ -209,24 +213,50 @@ class PgCommitter:
             return [(False, exc)] * len(jobs)
         writes = sum(job.write for job in jobs)
         if not writes:
-            outcomes = [await _call(conn, job) for job in jobs]
-            for ok, value in outcomes:
-                if not ok and isinstance(value, BaseException):
-                    self._note(value)
-                    await self._after_failure(value)
-            return outcomes
+            return await self._read(conn, jobs)
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            self._commit_sent = False
             try:
                 return await self._transaction(conn, jobs, writes)
             except Exception as exc:
+                lost = is_lost(exc)
                 await self._after_failure(exc)
-                if attempt < MAX_ATTEMPTS and is_retryable(exc) and self._conn is not None:
+                # A connection found dead before the COMMIT was sent committed nothing: the
+                # batch runs once more on a new one. After it was sent, the commit may have
+                # happened: the callers are told, and their retries are answered (duplicates).
+                again = lost and attempt == 1 and not self._commit_sent
+                if attempt < MAX_ATTEMPTS and (again or (is_retryable(exc) and not lost)):
                     self.retries += 1
+                    try:
+                        conn = await self._connection()
+                    except StoreError as unreachable:
+                        self._note(unreachable)
+                        return [(False, unreachable)] * len(jobs)
                     continue
                 error = _failed_batch(exc)
                 self._note(error)
                 return [(False, error)] * len(jobs)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read(self, conn: asyncpg.Connection, jobs: list[_Job]) -> list[Outcome]:
+        """A batch of reads, each in autocommit; on a connection found dead, once more on a
+        new one (reads change nothing)."""
+        outcomes = [await _call(conn, job) for job in jobs]
+        failures = [value for ok, value in outcomes if not ok]
+        if any(is_lost(value) for value in failures if isinstance(value, BaseException)):
+            await self._close()
+            try:
+                conn = await self._connection()
+            except StoreError as error:
+                self._note(error)
+                return [(False, error)] * len(jobs)
+            self.retries += 1
+            outcomes = [await _call(conn, job) for job in jobs]
+        for ok, value in outcomes:
+            if not ok and isinstance(value, BaseException):
+                self._note(value)
+                await self._after_failure(value)
+        return outcomes
 
     async def _transaction(
         self, conn: asyncpg.Connection, jobs: list[_Job], writes: int
@@ -236,6 +266,7 @@ class PgCommitter:
         try:
             outcomes = await self._run_all(conn, jobs)
             started = time.perf_counter()
+            self._commit_sent = True
             await transaction.commit()
         except BaseException:
             if not conn.is_closed():

@@ -76,6 +76,9 @@ _ACK = (
     " WHERE i.account = k.a AND i.device_id = k.d AND i.seq <= k.up"
     " RETURNING i.account, i.device_id, i.seq, i.stranger"
 )
+_ACK_ONE = (
+    "DELETE FROM inbox WHERE account = $1 AND device_id = $2 AND seq <= $3 RETURNING seq, stranger"
+)
 _RECORD_SENT = (
     "INSERT INTO sent (sender_account, sender_device, message_id, stored_at, expires_at)"
     " SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[], $4::float8[], $5::float8[])"
@@ -176,7 +179,11 @@ class _Segment:
         if missing := [account for account in accounts if account not in heads]:
             known.update(row[0] for row in await conn.fetch(_ACCOUNTS, missing))
         gone: dict[DeviceRef, list[tuple[int, bool]]] = {}
-        if acked:
+        if len(acked) == 1:  # one device: its partition is known when the plan is made
+            ((ref, up_to),) = acked.items()
+            found = await conn.fetch(_ACK_ONE, ref.account, ref.device_id, up_to)
+            gone[ref] = sorted((row[0], row[1]) for row in found)
+        elif acked:
             ranges = [(ref.account, ref.device_id, up_to) for ref, up_to in acked.items()]
             for row in await conn.fetch(_ACK, *columns(ranges, 3)):
                 gone.setdefault(DeviceRef(row[0], row[1]), []).append((row[2], row[3]))

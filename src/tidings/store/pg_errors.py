@@ -44,6 +44,9 @@ APPLICATION_NAME = "tidings-relay"
 _LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # asyncpg's protocol state out of step with the socket: seen when the server closed the
+    # connection (pg_terminate_backend) just as a statement was being sent
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash recovery, cancel
     OSError,
     TimeoutError,
