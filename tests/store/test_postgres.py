@@ -422,3 +422,22 @@ async def test_a_deadlock_between_nodes_runs_the_batch_again(
     for device in (bob, carol):
         assert [item.seq for item in await a.fetch(device, 0, 10)] == [1, 2]
     assert [len(await a.devices(name)) for name in "xy"] == [1, 1]
+
+
+async def test_close_commits_what_was_queued_and_refuses_what_comes_after(url: str) -> None:
+    store = PostgresStore(url)
+    await store.open()
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+    sends = [store.submit(send(alice, "bob", [bob], mid=message_id(i))) for i in range(20)]
+    # gather starts the sends first: each queues its operation before close() queues its stop
+    *results, _ = await asyncio.gather(*sends, store.close())
+    assert all(isinstance(result, Stored) for result in results)
+    with pytest.raises(StoreError, match="not open"):
+        await store.submit(send(alice, "bob", [bob], mid=message_id(99)))
+    again = PostgresStore(url)
+    await again.open()
+    try:
+        assert await again.queue_depth(bob) == 20
+    finally:
+        await again.close()

@@ -171,7 +171,11 @@ class PgCommitter:
                 batch = await self._gather(await self._queue.get(), shared)
                 shared = len(batch) > 1
                 jobs = [job for job in batch if not job.stop]
-                outcomes = await self._execute(jobs) if jobs else []
+                try:
+                    outcomes = await self._execute(jobs) if jobs else []
+                except Exception as exc:  # a bug here: fail the batch loudly, keep serving
+                    error = StoreError(f"store task failed: {exc!r}")
+                    outcomes = [(False, error)] * len(jobs)
                 _settle(jobs, outcomes)
                 if len(jobs) < len(batch):
                     _settle([job for job in batch if job.stop], [(True, None)])
