@@ -6,7 +6,9 @@ group committer inside its own savepoint, so raising undoes everything it wrote.
 A one-time prekey is handed out by at most one fetch, whichever node runs it: the take is one
 ``DELETE … RETURNING`` of the row that ``SELECT … FOR UPDATE SKIP LOCKED`` picked, so two
 concurrent fetches pick two different rows (the second skips the row the first locked) and a
-row deleted by a committed fetch is gone for every later one.
+row deleted by a committed fetch is gone for every later one. A fetch that finds every
+remaining one-time key of a kind locked by fetches still in flight takes none of that kind (for
+KEM: the last-resort key) rather than wait: if one of those rolls back, its key stays for later.
 """
 
 from __future__ import annotations
