@@ -43,6 +43,7 @@ from tidings.net.ws import ChannelConnection
 from tidings.noise import PipesInitiator
 from tidings.server.app import Relay, load_or_create_key
 from tidings.server.config import ServerConfig
+from tidings.server.datadir import load_or_create_push_key
 from tidings.store import DeviceRef, SQLiteStore
 from tidings.wire import PROLOGUE, ErrorCode, Frame
 
@@ -224,6 +225,10 @@ class RelayLab:
         self.tmp = tmp
         self.clock = FakeClock()
         self.key = load_or_create_key(tmp / "server.key")
+        #: The VAPID key, kept across restarts as ``push.key`` is.
+        self.push_key = load_or_create_push_key(tmp / "push.key")
+        #: More keyword arguments of the relays (e.g. the push sender's timing).
+        self.relay_options: dict[str, Any] = {}
         self.relays: list[ObservedRelay] = []
 
     async def start(self, **overrides: Any) -> ObservedRelay:
@@ -242,6 +247,8 @@ class RelayLab:
             self.key,
             clock=self.clock,
             monotonic=self.clock.monotonic,
+            push_key=self.push_key,
+            **self.relay_options,
         )
         await relay.start()
         self.relays.append(relay)

@@ -95,7 +95,7 @@ def test_every_readme_command_parses_and_is_run_by_this_module() -> None:
     """Fast: a renamed flag or subcommand in the README (or the CLI) fails here first."""
     commands = readme_commands()
     shown = {c.subcommand for c in commands if c.program == "tidings"}
-    assert {"server", "register", "link-code", "send", "listen", "trace", "safety-number"} <= shown
+    assert {"server", "register", "link", "send", "listen", "trace", "safety-number"} <= shown
     assert {"demo", "lab list", "lab run"} <= shown
     for c in commands:
         assert c.program in {"tidings", *OTHER_PROGRAMS}, f"unknown program in: {c.line}"
@@ -131,6 +131,7 @@ class Usage:
         self.url = ""
         self.server: Background | None = None
         self.accounts: dict[str, str] = {}  #: home → account
+        self.device_ids: dict[str, int] = {}  #: home → its device id
         self.listeners: dict[str, Background] = {}  #: home → its listen process
         self.code = ""
         self.sent: list[Sent] = []
@@ -170,10 +171,11 @@ class Usage:
         if "--link-code" in args:
             assert _option(args, "--link-code") == "CODE", args
             args[args.index("--link-code") + 1] = self.code
-        self.ok(args)
+        out = self.ok(args).out
         home = _option(args, "--home")
         assert (self.shell.cwd / home / DB_NAME).is_file(), f"no device store in {home}"
         self.accounts[home] = args[1]
+        self.device_ids[home] = int(out.split(f"registered {args[1]}.", 1)[1].split()[0])
 
     def link_code(self, args: list[str]) -> None:
         self.stop_listener(_option(args, "--home"))
@@ -299,6 +301,40 @@ class Usage:
         for text in found:
             assert text in out, (text, out)
 
+    def timer(self, args: list[str]) -> None:
+        """Set (the home's listen stopped first, as the README says), then shown beside a
+        listen; the contact's listener prints the setting."""
+        home, contact = _option(args, "--home"), args[1]
+        setting = len(args) > 2 and not args[2].startswith("--")
+        if setting:
+            self.stop_listener(home)
+        out = self.ok(args).out
+        assert out.startswith("disappearing messages in "), out
+        if setting:
+            assert f": {args[2]} (set by {self.accounts[home]}." in out, out
+            for other in self.devices_of(contact):
+                if other in self.listeners:
+                    self.listeners[other].wait_line(_containing("set disappearing messages"))
+        else:
+            assert "(set by " in out, out  # the README sets it before it shows it
+
+    def devices(self, args: list[str]) -> None:
+        """Listed as the relay has them; ``--unlink N`` removes that device of the home's
+        account (the README unlinks the laptop it linked): it is no device of it any more."""
+        home = _option(args, "--home")
+        self.stop_listener(home)
+        account = self.accounts[home]
+        out = self.ok(args).out
+        assert f"{account}.1 " in out and "this device" in out, out
+        if "--unlink" in args:
+            n = _option(args, "--unlink")
+            assert f"unlinked {account}.{n}" in out, out
+            gone = [h for h in self.devices_of(account) if self.device_ids.get(h) == int(n)]
+            assert gone, f"the README unlinks {account}.{n}, which it never registered"
+            for h in gone:
+                self.accounts.pop(h)
+            assert f"{account}.{n} " not in out.split("\n", 1)[1], out
+
     def devices_of(self, account: str) -> list[str]:
         return [h for h, a in self.accounts.items() if a == account]
 
@@ -324,6 +360,7 @@ Usage.HANDLERS = {
     "server": Usage.server_,
     "register": Usage.register,
     "link-code": Usage.link_code,
+    "link": Usage.link_code,
     "send": Usage.send,
     "listen": Usage.listen,
     "trace": Usage.trace,
@@ -333,6 +370,8 @@ Usage.HANDLERS = {
     "conversations": Usage.conversations,
     "history": Usage.history,
     "search": Usage.search,
+    "devices": Usage.devices,
+    "timer": Usage.timer,
 }
 
 

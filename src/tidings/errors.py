@@ -122,6 +122,8 @@ class Rule(enum.StrEnum):
     INVALID_LINK_CODE = "invalid or expired link code"
     IDENTITY_KEY_CHANGED = "identity key changed"
     DUPLICATE_TARGET = "duplicate target device"
+    TOO_MANY_DEVICES = "the account has its maximum of devices"
+    LAST_DEVICE = "the account's last device"
     #: any other constraint of the database (the message names it)
     CONSTRAINT = "constraint"
 

@@ -15,11 +15,13 @@ from tidings.delivery.content import (
     MAX_CONTENT,
     MAX_CONVERSATION,
     MAX_RECEIPT_IDS,
+    MAX_TIMER,
     Content,
     ContentError,
     Message,
     Receipt,
     ReceiptKind,
+    Timer,
     direct_conversation,
     direct_members,
     parse_content,
@@ -50,6 +52,20 @@ GOLDEN: list[tuple[Content, str]] = [
         Receipt(ReceiptKind.DELIVERED, (ID1, ID2), 0.0),
         f"95 01 02 01 92 c410{ID1.hex()} c410{ID2.hex()} cb0000000000000000",
     ),
+    (
+        Message("alice:bob", 2, 1.5, b"hi", 3600),
+        # [1, 1, "alice:bob", 2, 1.5, b"hi", 3600]: a disappearing message
+        "97 01 01 a9616c6963653a626f62 02 cb3ff8000000000000 c4026869 cd0e10",
+    ),
+    (
+        Timer("alice:bob", 3600, 2.0),
+        # [1, 5, "alice:bob", 3600, 2.0]
+        "95 01 05 a9616c6963653a626f62 cd0e10 cb4000000000000000",
+    ),
+    (
+        Timer("alice:bob", 0, 2.0),  # off
+        "95 01 05 a9616c6963653a626f62 00 cb4000000000000000",
+    ),
 ]
 
 
@@ -76,6 +92,30 @@ def test_kinds_are_stable() -> None:
     assert int(ReceiptKind.READ) == 2
     assert Message.KIND == 1
     assert Receipt.KIND == 2
+    assert Timer.KIND == 5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("a:b", -1, 1.0),
+        ("a:b", MAX_TIMER + 1, 1.0),
+        ("a:b", 1.5, 1.0),
+        ("a:b", True, 1.0),
+        ("", 10, 1.0),
+        ("a:b", 10, -1.0),
+    ],
+)
+def test_invalid_timer_cannot_be_built(args: tuple[Any, ...]) -> None:
+    with pytest.raises(ContentError):
+        Timer(*args)
+
+
+def test_message_timer_limits() -> None:
+    assert Message("a:b", 1, 1.0, b"", MAX_TIMER).expires_in == MAX_TIMER
+    for bad in (-1, MAX_TIMER + 1, 2.0, None):
+        with pytest.raises(ContentError):
+            Message("a:b", 1, 1.0, b"", bad)  # type: ignore[arg-type]
 
 
 def test_content_error_is_a_remote_protocol_error_with_malformed_code() -> None:
@@ -160,6 +200,12 @@ def test_invalid_receipt_cannot_be_built(args: tuple[Any, ...]) -> None:
         pack([1, True, "a:b", 1, 1.0, b"x"]),
         pack([1, 1, "a:b", 1, 1.0]),  # missing field
         pack([1, 1, "a:b", 1, 1.0, b"x", None]),  # extra field
+        pack([1, 1, "a:b", 1, 1.0, b"x", 0]),  # expires_in 0 is left out, never sent
+        pack([1, 1, "a:b", 1, 1.0, b"x", 10, 1]),
+        pack([1, 5, "a:b", 10]),  # a timer without set_at
+        pack([1, 5, "a:b", 10, 1.0, 1]),
+        pack([1, 5, "a:b", -10, 1.0]),
+        pack([1, 5, "a:b", MAX_TIMER + 1, 1.0]),
         pack([1, 1, "a:b", 1, 1.0, "x"]),  # str body
         pack([1, 1, b"a:b", 1, 1.0, b"x"]),  # bin conversation
         pack([1, 1, "a:b", 0, 1.0, b"x"]),
@@ -204,8 +250,14 @@ conversations = st.text(
 ).filter(lambda s: len(s.encode()) <= MAX_CONVERSATION)
 times = st.floats(min_value=0, max_value=1e12, exclude_max=True)
 messages = st.builds(
-    Message, conversations, st.integers(1, (1 << 63) - 1), times, st.binary(max_size=64)
+    Message,
+    conversations,
+    st.integers(1, (1 << 63) - 1),
+    times,
+    st.binary(max_size=64),
+    st.integers(0, MAX_TIMER),
 )
+timers = st.builds(Timer, conversations, st.integers(0, MAX_TIMER), times)
 receipts = st.builds(
     Receipt,
     st.sampled_from(ReceiptKind),
@@ -214,7 +266,7 @@ receipts = st.builds(
 )
 
 
-@given(st.one_of(messages, receipts))
+@given(st.one_of(messages, receipts, timers))
 def test_round_trip(content: Content) -> None:
     assert parse_content(content.serialize()) == content
 
@@ -245,12 +297,12 @@ msgpack_values = st.recursive(
 )
 
 
-@given(st.integers(0, 2), st.integers(0, 3), st.lists(msgpack_values, max_size=6))
+@given(st.integers(0, 2), st.integers(0, 6), st.lists(msgpack_values, max_size=6))
 def test_fuzz_well_formed_msgpack(version: int, kind: int, fields: list[Any]) -> None:
     check_garbage(pack([version, kind, *fields]))
 
 
-@given(st.one_of(messages, receipts), st.data())
+@given(st.one_of(messages, receipts, timers), st.data())
 def test_fuzz_mutated_valid_content(content: Content, data: st.DataObject) -> None:
     raw = bytearray(content.serialize())
     i = data.draw(st.integers(0, len(raw) - 1))

@@ -394,3 +394,43 @@ def test_a_refused_store_url_does_not_show_its_password() -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(None, {}, {"store": "mysql://tidings:hunter2@h/d"})
     assert "hunter2" not in str(raised.value) and "tidings:***@h/d" in str(raised.value)
+
+
+# --- push wake-ups (issue 13) ---------------------------------------------------------------------
+
+
+def test_push_defaults_refuse_private_endpoints_and_name_a_placeholder_contact() -> None:
+    c = ServerConfig()
+    assert c.push_allow_private is False
+    assert c.push_contact == "mailto:postmaster@localhost"
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("1", True), ("no", False)])
+def test_push_allow_private_from_the_environment(text: str, value: bool) -> None:
+    c = load_config(None, {"TIDINGS_PUSH_ALLOW_PRIVATE": text}, {})
+    assert c.push_allow_private is value
+
+
+def test_push_allow_private_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text("[server]\npush_allow_private = true\n")
+    assert load_config(path, {}, {}).push_allow_private is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("push_allow_private", 1),
+        ("push_allow_private", "yes"),
+        ("push_contact", "admin@example.org"),
+        ("push_contact", ""),
+    ],
+)
+def test_bad_push_settings_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        ServerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_bad_boolean_in_the_environment_is_named() -> None:
+    with pytest.raises(ConfigError, match="TIDINGS_PUSH_ALLOW_PRIVATE"):
+        load_config(None, {"TIDINGS_PUSH_ALLOW_PRIVATE": "maybe"}, {})

@@ -15,7 +15,10 @@ import tidings.server.core as core_module
 import tidings.server.core_actions as core_actions
 import tidings.server.core_base as core_base
 import tidings.server.core_delivery as core_delivery
+import tidings.server.core_devices as core_devices
 import tidings.server.core_prekeys as core_prekeys
+import tidings.server.core_push as core_push
+import tidings.server.wake_schedule as wake_schedule
 from tests.server.test_prekeys import kem, one_time, signed
 from tidings.errors import StoreUnavailable
 from tidings.server.config import ServerConfig
@@ -221,7 +224,17 @@ def seqs(frames: list[Frame]) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "module", [core_module, core_base, core_actions, core_delivery, core_prekeys]
+    "module",
+    [
+        core_module,
+        core_base,
+        core_actions,
+        core_delivery,
+        core_devices,
+        core_prekeys,
+        core_push,
+        wake_schedule,
+    ],
 )
 def test_the_core_imports_no_io(module: object) -> None:
     """No asyncio, socket, clock, thread, database or store backend; of the relay, only its
@@ -242,6 +255,7 @@ def test_the_core_imports_no_io(module: object) -> None:
         "dataclasses",
         "enum",
         "hashlib",
+        "heapq",
         "math",
         "typing",
     }
@@ -256,6 +270,10 @@ def test_the_core_imports_no_io(module: object) -> None:
         ".core_base",
         ".core_delivery",
         ".core_prekeys",
+        ".core_push",
+        ".core_devices",
+        "..push.endpoint",  # the SSRF rules' exception type (sans-I/O)
+        "..refs",
     }
     assert relative <= allowed
 

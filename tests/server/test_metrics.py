@@ -44,6 +44,9 @@ EXPECTED = {
     "tidings_accept_pauses": "counter",
     "tidings_store_writable": "gauge",
     "tidings_store_unavailable": "counter",
+    # push wake-ups (issue 13)
+    "tidings_push_sent": "counter",
+    "tidings_push_wake_latency_seconds": "histogram",
 }
 
 

@@ -212,3 +212,47 @@ def test_a_long_conversation_scrolls_back_page_by_page(
     ]
     a.locator("#messages li.hit").first.click()  # opens the chat it is in
     a.locator("#messages li.out", has_text="line 204").wait_for()
+
+
+def test_a_disappearing_message_leaves_both_pages(
+    tmp_path: Path, procs: list[Proc], browser: Any
+) -> None:
+    relay_with_alice_and_bob(tmp_path, procs)
+    size = {"width": 1100, "height": 680}
+    a = page_of(browser, web(tmp_path, "web-alice", tmp_path / "alice", procs), viewport=size)
+    b = page_of(browser, web(tmp_path, "web-bob", tmp_path / "bob", procs), viewport=size)
+    a.fill("#new-contact", "bob")
+    a.click("#new-chat button")
+    a.locator("#timer-box[data-seconds='0']").wait_for()
+    a.select_option("#timer", "3600")  # the user picks "1 hour"
+    a.locator("#timer-box[data-seconds='3600']").wait_for()
+    b.fill("#new-contact", "alice")
+    b.click("#new-chat button")
+    b.locator("#timer-box[data-seconds='3600']").wait_for()  # the setting reached bob
+    assert "set by alice.1" in (b.locator("#timer-box").get_attribute("title") or "")
+
+    # a timer shorter than the presets, through the page's own API (the one the select uses)
+    a.evaluate(
+        """() => fetch("/api/set_timer", {method: "POST",
+             headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({contact: "bob", seconds: 2})})"""
+    )
+    b.locator("#timer-box[data-seconds='2']").wait_for()
+    b.fill("#text", "this one will vanish")
+    b.press("#text", "Enter")
+    mine = b.locator("#messages li.out", has_text="this one will vanish")
+    mine.locator(".timer").wait_for()
+    theirs = a.locator("#messages li.in", has_text="this one will vanish")
+    theirs.locator(".timer").wait_for()  # alice's page shows it: its clock starts there
+    out = shots()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        a.screenshot(path=str(out / "web-disappearing.png"))
+    theirs.wait_for(state="detached")  # two seconds after it was shown, on both pages
+    mine.wait_for(state="detached")
+    found = a.evaluate(
+        """() => fetch("/api/search", {method: "POST",
+             headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({text: "vanish"})}).then((r) => r.json())"""
+    )
+    assert found["result"] == []  # gone from the search index too

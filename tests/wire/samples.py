@@ -29,6 +29,10 @@ from tidings.wire import (
     PrekeysLow,
     PrekeysStored,
     PrekeysUpload,
+    PushQuery,
+    PushRegister,
+    PushStatus,
+    PushUnregister,
     Refused,
     Register,
     Registered,
@@ -37,6 +41,7 @@ from tidings.wire import (
     Sent,
     SignedKey,
     Target,
+    Unlink,
     Welcome,
 )
 
@@ -50,6 +55,8 @@ KEM = bytes(1568)  #: an ML-KEM-1024 public key's length, all zero (the relay ne
 SPK = SignedKey(1, EC_A, SIG)
 OTK = OneTimeKey(2, EC_B)
 KEM_KEY = KemKey(3, KEM, SIG, True)
+P256 = b"\x04" + bytes(range(64))  #: a push key's form: 04 00 01 … 3f (the relay never checks)
+AUTH = bytes(range(0xC0, 0xD0))  #: a push authentication secret: c0 c1 … cf
 
 # The parts of the prekey frames, as bytes: bin8 (c4 LEN) for keys, bin16 (c5 0620) for KEM.
 _IK_HEX = "c42105" + bytes(range(32)).hex()
@@ -156,6 +163,19 @@ GOLDEN: list[tuple[str, Frame, str]] = [
     ),
     ("PREKEYS_LOW", PrekeysLow(3, 0), "931e0300"),
     ("PREKEYS_STORED", PrekeysStored(9, 1, 1), "941f090101"),
+    (
+        "PUSH_REGISTER",
+        PushRegister(1, "https://p.example/s", P256, AUTH),
+        "950901b368747470733a2f2f702e6578616d706c652f73c441" + P256.hex() + "c410" + AUTH.hex(),
+    ),
+    ("PUSH_UNREGISTER", PushUnregister(2), "920a02"),
+    ("PUSH_QUERY", PushQuery(3), "920b03"),
+    (
+        "PUSH_STATUS",
+        PushStatus(3, P256, 1, "https://p.example/s"),
+        "952003c441" + P256.hex() + "01b368747470733a2f2f702e6578616d706c652f73",
+    ),
+    ("UNLINK", Unlink(4, 2), "930c0402"),
     ("PING", Ping(1), "922801"),
     ("PONG", Pong(1), "922901"),
 ]
@@ -186,6 +206,12 @@ Kind = Literal[
     "kem_prekeys",
     "one_time_prekey_or_nil",
     "kem_prekey",
+    "push_endpoint",
+    "push_key",
+    "push_auth",
+    "push_state",
+    "push_endpoint_or_empty",
+    "device_id",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -234,6 +260,11 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     FrameType.REQUEST_FAILED: ("uint", "uint", "reason", "time"),
     FrameType.PREKEYS_LOW: ("uint", "uint"),
     FrameType.PREKEYS_STORED: ("uint", "uint", "uint"),
+    FrameType.PUSH_REGISTER: ("uint", "push_endpoint", "push_key", "push_auth"),
+    FrameType.PUSH_UNREGISTER: ("uint",),
+    FrameType.PUSH_QUERY: ("uint",),
+    FrameType.UNLINK: ("uint", "device_id"),
+    FrameType.PUSH_STATUS: ("uint", "push_key", "push_state", "push_endpoint_or_empty"),
     FrameType.PING: ("uint",),
     FrameType.PONG: ("uint",),
 }
@@ -273,6 +304,12 @@ VALID_WIRE: dict[Kind, list[object]] = {
     ],
     "one_time_prekey_or_nil": [None, [0, EC_A], [_U32, EC_B]],
     "kem_prekey": [[0, KEM, SIG, False], [_U32, b"\xff" * 1568, SIG, True]],
+    "push_endpoint": ["h", "https://p.example/s", "x" * 1024, "é" * 512],
+    "push_key": [P256, bytes(65)],
+    "push_auth": [AUTH, bytes(16)],
+    "push_state": [0, 1, 2],
+    "push_endpoint_or_empty": ["", "https://p.example/s", "x" * 1024],
+    "device_id": [1, 2, 2**32, _U63],
 }
 
 _NAN = float("nan")
@@ -403,6 +440,12 @@ WRONG_WIRE: dict[Kind, list[object]] = {
         [1, KEM, bytes(65), True],
         [1, "x", SIG, True],
     ],
+    "push_endpoint": ["", b"https://p", None, 1, "x" * 1025, "é" * 513, ["https://p"]],
+    "push_key": ["x" * 65, bytes(64), bytes(66), b"", None, 1, [P256]],
+    "push_auth": ["x" * 16, bytes(15), bytes(17), None, 1],
+    "push_state": [True, False, 1.0, 3, -1, None, "1"],
+    "push_endpoint_or_empty": [b"", None, 1, "x" * 1025],
+    "device_id": [0, True, False, 1.0, -1, 2**63, None, "1"],
 }
 
 

@@ -281,12 +281,12 @@ def test_bool_is_not_an_integer_anywhere() -> None:
     checked = 0
     for frame_type, kinds in FIELD_KINDS.items():
         for index, kind in enumerate(kinds):
-            if kind in ("uint", "deliver_kind"):
+            if kind in ("uint", "deliver_kind", "device_id"):
                 for value in (True, False):
                     with pytest.raises(FrameError):
                         parse(_substituted(frame_type, index, value))
                 checked += 1
-    assert checked == 33  # the integer fields of the 22 frame types, DELIVER kind included
+    assert checked == 39  # the integer fields of the 27 frame types, DELIVER kind included
 
 
 def test_float_kind_is_refused_on_the_wire() -> None:

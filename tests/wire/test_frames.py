@@ -217,6 +217,10 @@ def test_directions() -> None:
         FrameType.ACK,
         FrameType.PREKEYS_UPLOAD,
         FrameType.PREKEY_FETCH,
+        FrameType.PUSH_REGISTER,
+        FrameType.PUSH_UNREGISTER,
+        FrameType.PUSH_QUERY,
+        FrameType.UNLINK,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -137,6 +137,12 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     ).map(tuple),
     "one_time_prekey_or_nil": st.none() | st.builds(OneTimeKey, key_ids, ec_keys),
     "kem_prekey": st.builds(KemKey, key_ids, kem_keys, signatures, st.booleans()),
+    "push_endpoint": utf8_text(1024).filter(bool),
+    "push_key": st.binary(min_size=65, max_size=65),
+    "push_auth": st.binary(min_size=16, max_size=16),
+    "push_state": st.sampled_from([0, 1, 2]),
+    "push_endpoint_or_empty": utf8_text(1024),
+    "device_id": st.integers(1, 2**63 - 1),
 }
 
 

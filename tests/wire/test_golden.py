@@ -66,6 +66,10 @@ def test_frame_type_numbers_are_stable() -> None:
         "ACK": 6,
         "PREKEYS_UPLOAD": 7,
         "PREKEY_FETCH": 8,
+        "PUSH_REGISTER": 9,
+        "PUSH_UNREGISTER": 10,
+        "PUSH_QUERY": 11,
+        "UNLINK": 12,
         "WELCOME": 20,
         "REGISTERED": 21,
         "LINK_CODE": 22,
@@ -78,6 +82,7 @@ def test_frame_type_numbers_are_stable() -> None:
         "REQUEST_FAILED": 29,
         "PREKEYS_LOW": 30,
         "PREKEYS_STORED": 31,
+        "PUSH_STATUS": 32,
         "PING": 40,
         "PONG": 41,
     }

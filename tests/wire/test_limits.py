@@ -20,6 +20,7 @@ from tidings.wire import (
     MAX_PREKEY_BUNDLE_FRAME,
     MAX_PREKEYS_PER_UPLOAD,
     MAX_PREKEYS_UPLOAD_FRAME,
+    MAX_PUSH_ENDPOINT,
     MAX_SEND_FRAME,
     MAX_TARGETS,
     MESSAGE_ID_LEN,
@@ -46,6 +47,10 @@ from tidings.wire import (
     PrekeysLow,
     PrekeysStored,
     PrekeysUpload,
+    PushQuery,
+    PushRegister,
+    PushStatus,
+    PushUnregister,
     Refused,
     Register,
     Registered,
@@ -54,6 +59,7 @@ from tidings.wire import (
     Sent,
     SignedKey,
     Target,
+    Unlink,
     Welcome,
     encode,
     parse,
@@ -124,6 +130,9 @@ def test_error_codes_are_stable() -> None:
         ("STORE_UNAVAILABLE", 21),
         ("AUTH_TIMEOUT", 22),
         ("TOO_MANY_CONNECTIONS", 23),
+        ("PUSH_REFUSED", 24),
+        ("TOO_MANY_DEVICES", 25),
+        ("LAST_DEVICE", 26),
     ]
 
 
@@ -292,6 +301,11 @@ LARGEST: list[Frame] = [
     RequestFailed(U63, U63, "é" * (MAX_REASON // 2), MAX_TIME),
     PrekeysLow(U63, U63),
     PrekeysStored(U63, U63, U63),
+    PushRegister(U63, "é" * (MAX_PUSH_ENDPOINT // 2), b"\xff" * 65, b"\xff" * 16),
+    PushUnregister(U63),
+    PushQuery(U63),
+    Unlink(U63, U63),
+    PushStatus(U63, b"\xff" * 65, 2, "é" * (MAX_PUSH_ENDPOINT // 2)),
 ]
 
 

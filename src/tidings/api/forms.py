@@ -15,20 +15,30 @@ from ..client.events import (
     Connected,
     ConnectFailed,
     DecryptionFailed,
+    DevicesChanged,
     Disconnected,
     GapDetected,
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    MessagesExpired,
+    PushDead,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
     StorageFailed,
+    TimerChanged,
 )
-from ..client.store import ConversationSummary, Direction, StoredMessage, TraceEntry
+from ..client.store import (
+    ConversationSummary,
+    ConversationTimer,
+    Direction,
+    StoredMessage,
+    TraceEntry,
+)
 from ..delivery import Status
 
-__all__ = ["conversation_json", "event_json", "message_json", "trace_json"]
+__all__ = ["conversation_json", "event_json", "message_json", "timer_json", "trace_json"]
 
 JSON = dict[str, Any]
 
@@ -48,6 +58,9 @@ def message_json(m: StoredMessage, status: Status | None = None) -> JSON:
     }
     if m.direction is Direction.IN:
         out["seen_at"] = m.seen_at
+    if m.expires_in:
+        out["expires_in"] = m.expires_in
+        out["expires_at"] = m.expires_at  # null until it was displayed (received ones)
     if m.direction is Direction.OUT:
         out["to"] = m.recipient
         out["status"] = (status or Status.PENDING).name.lower()
@@ -66,6 +79,16 @@ def conversation_json(c: ConversationSummary) -> JSON:
     }
 
 
+def timer_json(conversation: str, timer: ConversationTimer | None) -> JSON:
+    """A conversation's disappearing-messages timer (``seconds`` 0 and no setter: never set)."""
+    return {
+        "conversation": conversation,
+        "seconds": timer.seconds if timer else 0,
+        "set_by": str(timer.set_by) if timer else None,
+        "set_at": timer.set_at if timer else None,
+    }
+
+
 def trace_json(message_id: bytes, status: Status | None, points: list[TraceEntry]) -> JSON:
     """A message's confirmation points, in time order."""
     return {
@@ -79,7 +102,7 @@ def event_json(event: ClientEvent) -> JSON:
     """A client event; ``"event"`` names its kind."""
     if isinstance(event, MessageReceived):
         m = event.message
-        return {
+        received: JSON = {
             "event": "message",
             "message_id": m.message_id.hex(),
             "from": str(m.sender),
@@ -89,6 +112,32 @@ def event_json(event: ClientEvent) -> JSON:
             "body": m.body.decode(errors="replace"),
             "late": event.late,
         }
+        if m.expires_in:
+            received["expires_in"] = m.expires_in  # its clock starts when a UI shows it
+        return received
+    if isinstance(event, DevicesChanged):
+        return {
+            "event": "devices-changed",
+            "account": event.account,
+            "added": [f"{event.account}.{d}" for d in event.added],
+            "removed": [f"{event.account}.{d}" for d in event.removed],
+            "at": event.at,
+        }
+    if isinstance(event, TimerChanged):
+        return {
+            "event": "timer",
+            "conversation": event.conversation,
+            "seconds": event.seconds,
+            "by": str(event.by),
+            "at": event.at,
+        }
+    if isinstance(event, MessagesExpired):
+        return {
+            "event": "expired",
+            "message_ids": [m.hex() for m in event.message_ids],
+            "conversations": list(event.conversations),
+            "at": event.at,
+        }
     if isinstance(event, ReadElsewhere):
         return {
             "event": "read-elsewhere",
@@ -96,6 +145,8 @@ def event_json(event: ClientEvent) -> JSON:
             "device": str(event.device),
             "at": event.at,
         }
+    if isinstance(event, PushDead):
+        return {"event": "push-dead", "endpoint": event.endpoint}
     if isinstance(event, StatusChanged):
         return {
             "event": "status",

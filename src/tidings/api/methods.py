@@ -8,6 +8,7 @@ documents every method, parameter, result and error.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..client.config import check_read_receipts
 from ..client.events import code_name
 from ..client.msgids import parse_prefix
 from ..client.store.records import OutboxFullError
-from ..delivery import ContentError, direct_conversation
+from ..delivery import MAX_TIMER, ContentError, direct_conversation
 from ..errors import (
     ConfigError,
     ConnectionBroken,
@@ -25,7 +26,8 @@ from ..errors import (
     RelayUnreachable,
     StoreUnavailable,
 )
-from .forms import conversation_json, message_json, trace_json
+from ..wire import PushState, PushStatus
+from .forms import conversation_json, message_json, timer_json, trace_json
 from .rpc import INVALID_PARAMS, ApiError
 
 __all__ = [
@@ -198,6 +200,30 @@ async def search(client: Client, params: Params) -> Any:
     return [message_json(m, client.status(m.message_id)) for m in found]
 
 
+def _conversation_with(client: Client, params: Params) -> tuple[str, str]:
+    contact = _str(params, "contact")
+    try:
+        return contact, direct_conversation(client.me.account, contact)
+    except (FrameError, ContentError) as exc:
+        raise ApiError(INVALID_PARAMS, str(exc)) from None
+
+
+async def timer(client: Client, params: Params) -> Any:
+    """The disappearing-messages timer of the conversation with ``contact``."""
+    _only(params, "contact")
+    _, conversation = _conversation_with(client, params)
+    return timer_json(conversation, client.timer(conversation))
+
+
+async def set_timer(client: Client, params: Params) -> Any:
+    """Set the disappearing-messages timer with ``contact`` to ``seconds`` (0: off); the
+    setting goes to the contact's devices and this account's others."""
+    _only(params, "contact", "seconds")
+    contact, conversation = _conversation_with(client, params)
+    seconds = _int(params, "seconds", -1, 0, MAX_TIMER)
+    return timer_json(conversation, await client.set_timer(contact, seconds))
+
+
 async def mark_read(client: Client, params: Params) -> Any:
     """Mark received messages read (sends read receipts if enabled): ``{"message_ids"}``."""
     _only(params, "message_ids")
@@ -244,6 +270,15 @@ async def devices(client: Client, params: Params) -> Any:
     _only(params, "account")
     account = _str(params, "account")
     return {"account": account, "device_ids": list(await client.devices(account))}
+
+
+async def unlink(client: Client, params: Params) -> Any:
+    """Remove device ``device_id`` of this account for good: ``{"account", "device_ids"}``
+    after it (REFUSED with code UNKNOWN_DEVICE or LAST_DEVICE changes nothing)."""
+    _only(params, "device_id")
+    device_id = _int(params, "device_id", 0, 1, (1 << 63) - 1)
+    ids = await client.unlink(device_id)
+    return {"account": client.me.account, "device_ids": list(ids)}
 
 
 async def link_code(client: Client, params: Params) -> Any:
@@ -300,6 +335,50 @@ async def settings(client: Client, params: Params) -> Any:
     return {"read_receipts": client.read_receipts, "settings": client.settings()}
 
 
+def _b64url(params: Params, name: str) -> bytes:
+    text = _str(params, name)
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ApiError(INVALID_PARAMS, f"{name} must be base64url") from None
+
+
+def _push_json(frame: PushStatus) -> Any:
+    return {
+        "state": PushState(frame.state).name.lower(),
+        "endpoint": frame.endpoint,
+        "vapid_key": base64.urlsafe_b64encode(frame.vapid_key).rstrip(b"=").decode(),
+    }
+
+
+async def push_register(client: Client, params: Params) -> Any:
+    """Register this device's Web Push subscription with the relay: ``{"endpoint", "p256dh",
+    "auth"}`` (the keys base64url, as a browser's ``PushSubscription.toJSON()`` gives them)."""
+    _only(params, "endpoint", "p256dh", "auth")
+    endpoint = _str(params, "endpoint")
+    p256dh, auth = _b64url(params, "p256dh"), _b64url(params, "auth")
+    return _push_json(await client.push_register(endpoint, p256dh, auth))
+
+
+async def push_unregister(client: Client, params: Params) -> Any:
+    """Drop this device's push subscription at the relay."""
+    _only(params)
+    return _push_json(await client.push_unregister())
+
+
+async def push_status(client: Client, params: Params) -> Any:
+    """The relay's VAPID key and this device's push subscription (asks the relay)."""
+    _only(params)
+    return _push_json(await client.push_status())
+
+
+async def wake(client: Client, params: Params) -> Any:
+    """A push wake-up came: connect now (skip the reconnect backoff) and catch up."""
+    _only(params)
+    client.reconnect_now()
+    return {"connected": client.connected}
+
+
 #: The methods by name (``subscribe`` and ``unsubscribe`` are the server's own).
 METHODS: dict[str, Method] = {
     "send": send,
@@ -313,6 +392,13 @@ METHODS: dict[str, Method] = {
     "status": status,
     "devices": devices,
     "link_code": link_code,
+    "unlink": unlink,
     "safety_number": safety_number,
     "settings": settings,
+    "timer": timer,
+    "set_timer": set_timer,
+    "push_register": push_register,
+    "push_unregister": push_unregister,
+    "push_status": push_status,
+    "wake": wake,
 }

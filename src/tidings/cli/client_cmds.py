@@ -1,5 +1,5 @@
-"""Client commands: ``register``, ``link-code``, ``listen``, ``read-receipts`` (``send`` and
-``trace`` are in send_cmd.py and trace_cmd.py).
+"""Client commands: ``register``, ``link-code`` and ``link``, ``listen``, ``read-receipts``
+(``send`` and ``trace`` are in send_cmd.py and trace_cmd.py).
 
 Each works on one device's home directory (``--home``, or ``TIDINGS_HOME``, or
 ``~/.local/share/tidings/default``). Human output by default; ``--json`` prints one JSON object
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 from pathlib import Path
 from typing import Any
+
+import segno
 
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
 from ..client.config import check_read_receipts
@@ -58,6 +61,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Ask the relay for a one-use code (valid 10 minutes by default). Run "
         "`tidings register ACCOUNT --link-code CODE` on the new device.",
     )
+    _common(p)
+    _config_flags(p)
+    p.set_defaults(func=cmd_link_code, qr=False)
+
+    p = sub.add_parser(
+        "link",
+        help="add another device to this account: a one-use code, also as a QR code",
+        description="Ask the relay for a one-use code (valid 10 minutes by default) and show "
+        'it as text and as a QR code in the terminal (the web app\'s "this device" shows the '
+        "same). On the new device run `tidings register ACCOUNT --link-code CODE`. --no-qr "
+        "prints the text only (as `tidings link-code` does).",
+    )
+    p.add_argument("--no-qr", dest="qr", action="store_false", help="no QR code")
     _common(p)
     _config_flags(p)
     p.set_defaults(func=cmd_link_code)
@@ -137,13 +153,22 @@ def cmd_link_code(args: argparse.Namespace) -> int:
             await client.close()
 
     code, expires = asyncio.run(go())
-    _print(
-        args,
-        {"code": code.hex(), "expires_at": expires},
+    text = (
         f"link code: {code.hex()}\nvalid until {_ts(expires)}; on the new device run:\n"
-        f"  tidings register ACCOUNT --server URL --link-code {code.hex()}",
+        f"  tidings register ACCOUNT --server URL --link-code {code.hex()}"
     )
+    if args.qr and not args.json:
+        text = f"{terminal_qr(code.hex())}\n{text}"
+    _print(args, {"code": code.hex(), "expires_at": expires}, text)
     return 0
+
+
+def terminal_qr(text: str) -> str:
+    """``text`` as a QR code drawn with block characters (two modules per character row),
+    dark on light with a quiet zone, as the web app draws it (error correction M)."""
+    out = io.StringIO()
+    segno.make(text, error="m").terminal(out=out, compact=True, border=2)
+    return out.getvalue().rstrip("\n")
 
 
 # ---------------------------------------------------------------- listen

@@ -2,7 +2,7 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
-``safety-number``, ``web``, ``demo``, ``lab``.
+``safety-number``, ``timer``, ``devices``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -22,10 +22,13 @@ from . import (
     config_cmd,
     daemon_cmd,
     demo,
+    devices_cmd,
     history_cmd,
     lab_cmd,
+    push_cmd,
     safety_cmd,
     server_cmd,
+    timer_cmd,
     web_cmd,
 )
 from .exits import Exit
@@ -46,8 +49,11 @@ def parser() -> argparse.ArgumentParser:
     web_cmd.add_parser(sub)
     config_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
+    timer_cmd.add_parser(sub)
+    devices_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)
+    push_cmd.add_parsers(sub)
     demo.add_parser(sub)
     lab_cmd.add_parser(sub)
     return p

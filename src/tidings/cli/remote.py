@@ -21,12 +21,15 @@ from ..client.events import (
     ClientEvent,
     Connected,
     ConnectFailed,
+    DevicesChanged,
     Disconnected,
     IdentityChanged,
     MessageReceived,
+    MessagesExpired,
     SendRefused,
     StatusChanged,
     StorageFailed,
+    TimerChanged,
 )
 from ..client.home import prepare_home
 from ..client.store import ClientStore, StoredMessage
@@ -173,6 +176,10 @@ class DaemonDevice:
         await self.api.close()
         self.store.close()
 
+    async def call(self, method: str, **params: Any) -> Any:
+        """Any API method (docs/api.md); its errors as the CLI's."""
+        return await self._call(method, **params)
+
     async def _call(self, method: str, **params: Any) -> Any:
         try:
             return await self.api.call(method, **params)
@@ -268,4 +275,14 @@ class _RemoteStream:
             return StorageFailed(e["state"], e["message"])
         if kind == "identity-changed":
             return IdentityChanged(_device(e["device"]), e["new"])
+        if kind == "devices-changed":
+            added, removed = (
+                tuple(_device(d).device_id for d in e[k]) for k in ("added", "removed")
+            )
+            return DevicesChanged(e["account"], added, removed, e["at"])
+        if kind == "timer":
+            return TimerChanged(e["conversation"], e["seconds"], _device(e["by"]), e["at"])
+        if kind == "expired":
+            ids = tuple(bytes.fromhex(m) for m in e["message_ids"])
+            return MessagesExpired(ids, tuple(e["conversations"]), e["at"])
         return None  # gaps, decryption failures: the daemon's own concern

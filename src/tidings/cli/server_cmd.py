@@ -22,7 +22,9 @@ from ..server.config import ServerConfig, load_config
 from ..server.datadir import (
     DB_FILE,
     KEY_FILE,
+    PUSH_KEY_FILE,
     load_or_create_key,
+    load_or_create_push_key,
     prepare_data_dir,
     prepare_db_file,
 )
@@ -91,6 +93,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         help="connections served at once from one address (default 1000; 0 = no cap)",
     )
+    p.add_argument(
+        "--push-allow-private",
+        action="store_true",
+        default=None,
+        help="accept push endpoints on http:// and on loopback or private addresses (labs, "
+        "tests, a LAN's UnifiedPush distributor; default off: SSRF)",
+    )
+    p.add_argument(
+        "--push-contact",
+        help="the operator's mailto: or https: contact in VAPID tokens "
+        "(default mailto:postmaster@localhost)",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "text"])
     p.add_argument(
@@ -124,6 +138,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         "new_account_age": args.new_account_age,
         "max_connections": args.max_connections,
         "max_connections_per_ip": args.max_connections_per_ip,
+        "push_allow_private": args.push_allow_private,
+        "push_contact": args.push_contact,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }
@@ -146,6 +162,7 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
         log.info("= limit of open files raised from %d to %d (the hard limit)", before, after)
     prepare_data_dir(config.data_dir)
     key = load_or_create_key(config.data_dir / KEY_FILE)
+    push_key = load_or_create_push_key(config.data_dir / PUSH_KEY_FILE)
     store: Store
     if config.uses_postgres:
         store = PostgresStore(config.store)
@@ -155,7 +172,7 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
     # A database on the network can go away while the relay is idle: probe it on a heartbeat,
     # so /healthz (and a load balancer) learns of it without waiting for a client's write.
     heartbeat = STORE_HEARTBEAT_INTERVAL if config.uses_postgres else None
-    relay = Relay(config, store, key, clock=clock, store_heartbeat=heartbeat)
+    relay = Relay(config, store, key, clock=clock, push_key=push_key, store_heartbeat=heartbeat)
     # Handlers first: a SIGTERM that arrives while starting (or right after the ready line)
     # must stop the relay gracefully, not kill it.
     stop = asyncio.Event()

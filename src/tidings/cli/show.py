@@ -10,17 +10,22 @@ from ..client import (
     ClientEvent,
     Connected,
     ConnectFailed,
+    DevicesChanged,
     Disconnected,
     GapDetected,
     GapSkipped,
     IdentityChanged,
     MessageReceived,
+    MessagesExpired,
+    PushDead,
     ReadElsewhere,
     SendRefused,
     StatusChanged,
+    TimerChanged,
 )
 from ..delivery import ContentKind, SkipReason, Status, glyph
 from .common import _print, _ts
+from .durations import format_duration
 from .terminal_text import for_terminal
 
 
@@ -40,9 +45,26 @@ def _text(event: ClientEvent) -> str | None:
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
         return f"[{_ts(m.received_at or m.sent_at)}] {m.sender} › {body}{late}"
+    if isinstance(event, DevicesChanged):
+        parts = [f"{event.account}.{d} was linked to this account" for d in event.added]
+        parts += [f"{event.account}.{d} was unlinked" for d in event.removed]
+        return "! " + "; ".join(parts) + " (tidings devices lists them)"
+    if isinstance(event, TimerChanged):
+        return (
+            f"= {event.by} set disappearing messages in {event.conversation} to "
+            f"{format_duration(event.seconds)}"
+        )
+    if isinstance(event, MessagesExpired):
+        n = len(event.message_ids)
+        return f"= {n} disappearing message{'s' if n != 1 else ''} ran out and were deleted"
     if isinstance(event, ReadElsewhere):
         n = len(event.message_ids)
         return f"= read on {event.device}: {n} message{'s' if n != 1 else ''}"
+    if isinstance(event, PushDead):
+        return (
+            "! push: the relay can no longer wake this device (its push endpoint is gone);"
+            " register a new one (tidings push-listen does)"
+        )
     if isinstance(event, StatusChanged):
         where = str(event.device) if event.device else "all"
         return (

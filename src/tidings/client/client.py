@@ -42,14 +42,29 @@ from ..wire import (
     LinkCode,
     LinkCodeRequest,
     PrekeysLow,
+    PushQuery,
+    PushRegister,
+    PushStatus,
+    PushUnregister,
     Refused,
     Sent,
+    Unlink,
     check_account,
 )
 from .clocks import Clocks
 from .config import ClientConfig, check_read_receipts
 from .crypto import DeviceCrypto, SafetyNumber
-from .events import ClientEvent, Disconnected, EventStream, StorageFailed
+from .disappearing import Disappearing
+from .events import (
+    ClientEvent,
+    DevicesChanged,
+    Disconnected,
+    EventStream,
+    PushDead,
+    ReadElsewhere,
+    StorageFailed,
+    TimerChanged,
+)
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
@@ -57,7 +72,14 @@ from .lock import DeviceLock, process_name
 from .outbox import Outbox
 from .prekeys import DeviceKeys
 from .session import FATAL_CODES, Session
-from .store import ClientStore, Identity, OutboxRequest, StoredMessage, TraceEntry
+from .store import (
+    ClientStore,
+    ConversationTimer,
+    Identity,
+    OutboxRequest,
+    StoredMessage,
+    TraceEntry,
+)
 
 __all__ = ["FATAL_CODES", "Client", "EventStream"]
 
@@ -166,6 +188,9 @@ class Client:
             self.config.outbox_retry,
         )
         self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
+        self._disappearing = Disappearing(self.store, self._emit, clock)
+        #: A sent disappearing message is in the open batch: arm the sweep after its commit.
+        self._expiry_started = False
         self._keysync = KeySync(
             self.crypto, self._outbox, self._session.request, self.devices, clocks
         )
@@ -237,6 +262,7 @@ class Client:
         if not self._started:
             self._started = True
             self._inbox.start()
+            self._disappearing.sweep()  # what ran out while the device was stopped
             self._session.start()
 
     async def wait_connected(
@@ -272,6 +298,7 @@ class Client:
                 pass
         self._outbox.close()
         self._inbox.close()
+        self._disappearing.close()
         self.store.close()
         self._lock.release()
 
@@ -303,10 +330,11 @@ class Client:
         # transaction committed, so the message is durable when it does (G2).
         self._begin_batch()
         try:
-            item, _ = self.store.compose(message_id, to, conversation, data, self._clock())
+            item, message = self.store.compose(message_id, to, conversation, data, self._clock())
         except StoreUnavailable as exc:
             failed = self.storage_failed or StorageFailed(exc.state, str(exc))
             raise StoreUnavailable(failed.state, failed.message) from exc
+        self._expiry_started |= message.expires_in > 0
         committed = asyncio.get_running_loop().create_future()
         self._commit_waiters.append(committed)
         try:
@@ -354,6 +382,7 @@ class Client:
             self._outbox.add_queued(r.message_id for r in receipts)
         except StoreUnavailable:
             pass  # they are queued (committed above); the client stops (StorageFailed)
+        self._disappearing.arm()  # a disappearing message's clock starts when it is read
         return len(newly)
 
     def unseen(self, limit: int = 1_000, after: int = 0) -> list[StoredMessage]:
@@ -371,7 +400,45 @@ class Client:
             StoreUnavailable: the store cannot write.
         """
         self._end_batch()
-        return self.store.mark_seen(list(message_ids), self._clock())
+        n = self.store.mark_seen(list(message_ids), self._clock())
+        self._disappearing.arm()  # a disappearing message's clock starts when it is shown
+        return n
+
+    async def set_timer(self, to: str, seconds: int) -> ConversationTimer:
+        """Set the disappearing-messages timer of the conversation with account ``to``: what
+        either side sends from now on is deleted on every device ``seconds`` after it was
+        displayed (sent, for the sender); 0 turns it off. Durable on return; the setting goes
+        to the contact's devices and this account's others through the outbox.
+
+        Raises:
+            FrameError: ``to`` is not a valid account name.
+            ContentError: ``seconds`` is not in 0..MAX_TIMER.
+            StoreUnavailable: the store cannot write (nothing changed).
+        """
+        check_account(to)
+        if self.storage_failed is not None:
+            raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
+        self._end_batch()
+        conversation = direct_conversation(self.me.account, to)
+        timer, request = self.store.set_timer(
+            self.me, conversation, seconds, self._clock(), os.urandom(16), to
+        )
+        try:
+            self._outbox.add_queued([request.message_id])
+        except StoreUnavailable:
+            pass  # it is queued (committed above); the client stops (StorageFailed)
+        self._emit(TimerChanged(conversation, timer.seconds, self.me, timer.set_at))
+        return ConversationTimer(conversation, timer.seconds, timer.set_at, self.me)
+
+    def timer(self, conversation: str) -> ConversationTimer | None:
+        """The conversation's disappearing-messages timer, or ``None`` if none was ever set."""
+        return self.store.conversation_timer(conversation)
+
+    def expire_now(self) -> int:
+        """Delete the disappearing messages that ran out by now (the device does it on time
+        by itself; this is for a UI that wants it at once). Returns how many went."""
+        self._end_batch()
+        return len(self._disappearing.sweep())
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every message and receipt stored by the relay, or
@@ -436,6 +503,48 @@ class Client:
         assert isinstance(frame, Devices)
         self._outbox.devices[account] = frame.device_ids
         return frame.device_ids
+
+    async def unlink(self, device_id: int) -> tuple[int, ...]:
+        """Remove device ``device_id`` of this account for good (protocol §6.26): the relay
+        refuses it from then on and drops what waited for it; contacts learn it is stale on
+        their next send. This device itself may be named (leaving the account). Returns the
+        account's devices after it.
+
+        Raises:
+            FrameError: ``device_id`` is not a device id (1 or more).
+            RefusedError: ``UNKNOWN_DEVICE`` (no such device), ``LAST_DEVICE`` (the account's
+                only one), ``RATE_LIMITED``.
+            RelayUnreachable, ConnectionBroken: as :meth:`link_code`.
+        """
+        request = Unlink(1, device_id)  # checked now, before the session is asked
+        frame = await self._session.request(lambda rid: Unlink(rid, request.device_id))
+        assert isinstance(frame, Devices)
+        self._outbox.devices[self.me.account] = frame.device_ids
+        return frame.device_ids
+
+    async def push_register(self, endpoint: str, p256dh: bytes, auth: bytes) -> PushStatus:
+        """Register this device's Web Push subscription with the relay (protocol §6.22): the
+        relay wakes the device through it while it is not connected.
+
+        Raises: as :meth:`link_code` (``RefusedError`` ``PUSH_REFUSED``: an endpoint the relay
+            will not call); ``FrameError``: not a subscription (key or secret lengths).
+        """
+        PushRegister(0, endpoint, p256dh, auth)  # checked before it becomes a request
+        frame = await self._session.request(lambda rid: PushRegister(rid, endpoint, p256dh, auth))
+        assert isinstance(frame, PushStatus)
+        return frame
+
+    async def push_unregister(self) -> PushStatus:
+        """Drop this device's push subscription at the relay. Raises: as :meth:`link_code`."""
+        frame = await self._session.request(lambda rid: PushUnregister(rid))
+        assert isinstance(frame, PushStatus)
+        return frame
+
+    async def push_status(self) -> PushStatus:
+        """The relay's VAPID key and this device's subscription. Raises: as :meth:`link_code`."""
+        frame = await self._session.request(lambda rid: PushQuery(rid))
+        assert isinstance(frame, PushStatus)
+        return frame
 
     # ---------------------------------------------------------------- the session's calls
 
@@ -521,6 +630,10 @@ class Client:
         self._session.committed()  # the core acks what the batch stored, reports progress
         try:
             self._outbox.release()
+            # a disappearing message's clock started in the batch: sent, or read elsewhere
+            if self._expiry_started or any(type(e) is ReadElsewhere for e in events):
+                self._expiry_started = False
+                self._disappearing.arm()
         except StoreUnavailable:
             pass  # reported by the store's hook: the client stops
 
@@ -534,11 +647,23 @@ class Client:
         self.store.rollback_batch()
 
     def _on_devices(self, frame: Devices) -> None:
-        """A device was linked to this account while the session was open (protocol §6.10)."""
+        """A device was linked to this account while the session was open (protocol §6.10):
+        the next sends include it, and the user hears of it (a linked device nobody expected
+        is how an account is taken over)."""
+        before = self._outbox.devices.get(frame.account, ())
         self._outbox.devices[frame.account] = frame.device_ids
+        if frame.account == self.me.account and before:
+            added = tuple(d for d in frame.device_ids if d not in before)
+            removed = tuple(d for d in before if d not in frame.device_ids)
+            if added or removed:
+                self._emit(DevicesChanged(frame.account, added, removed, self._clock()))
 
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
         self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))
+
+    def _on_push_status(self, frame: PushStatus) -> None:
+        """Unsolicited (protocol §6.25): the relay can no longer wake this device."""
+        self._emit(PushDead(frame.endpoint))
 
     def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
         self._spawn(self._keysync.fetch_bundles(lane, devices))
@@ -599,6 +724,7 @@ class Client:
             self._fail_commit_waiters()
         self._outbox.close()
         self._inbox.close()
+        self._disappearing.close()
         self._emit(self.storage_failed)
         # The connection loop ends instead of reconnecting; waiting callers get the error.
         self._session.halt(StoreUnavailable(exc.state, self.storage_failed.message))
@@ -620,6 +746,7 @@ class Client:
         Deliver: _on_deliver,  # type: ignore[dict-item]
         Devices: _on_devices,  # type: ignore[dict-item]
         PrekeysLow: _on_prekeys_low,  # type: ignore[dict-item]
+        PushStatus: _on_push_status,  # type: ignore[dict-item]
     }
 
 

@@ -46,6 +46,7 @@ from ..wire import (
     LinkCode,
     PrekeyBundle,
     PrekeysStored,
+    PushStatus,
     RequestFailed,
     Welcome,
 )
@@ -85,7 +86,7 @@ __all__ = [
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
 
 #: Frames that answer a request (matched by request id, never passed on).
-_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored)
+_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored, PushStatus)
 
 
 class State(enum.Enum):
@@ -361,8 +362,14 @@ class ConnectionCore:
         self._own_request = self._request(lambda rid: GetDevices(rid, self.account))
         self._go(State.EXPECT_DEVICES)
 
-    def _answer(self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored, now: float) -> None:
+    def _answer(
+        self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored | PushStatus, now: float
+    ) -> None:
         rid = frame.request_id
+        if isinstance(frame, PushStatus) and rid == 0:
+            # Unsolicited (protocol §6.25): this device's push subscription is dead.
+            self._actions.append(Incoming(frame))
+            return
         if isinstance(frame, Devices) and rid == 0:
             # Unsolicited (protocol §6.10): a device was linked to this account while the
             # session was open. Request ids start at 1, so 0 answers nothing.

@@ -206,9 +206,54 @@ class ReadElsewhere:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    """A conversation's disappearing-messages timer changed (set here, by another device of
+    this account, or by a contact): what is sent from now on disappears ``seconds`` after it
+    was displayed; 0: off."""
+
+    conversation: str
+    seconds: int
+    by: DeviceRef
+    at: float  #: when it was set (the setter's clock)
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpired:
+    """Disappearing messages ran out and were deleted from this device (and its search
+    index): a UI removes them from view."""
+
+    message_ids: tuple[bytes, ...]
+    conversations: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesChanged:
+    """This account's device set changed while this device was connected: ``added`` were
+    linked (by a link code from one of its devices), ``removed`` unlinked."""
+
+    account: str
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PushDead:
+    """The relay can no longer wake this device: its push service said the subscription is
+    gone (or not made for the relay's key). Register a new one (``Client.push_register``)."""
+
+    endpoint: str
+
+
 ClientEvent = (
     MessageReceived
+    | DevicesChanged
+    | PushDead
     | ReadElsewhere
+    | TimerChanged
+    | MessagesExpired
     | StatusChanged
     | SendRefused
     | GapDetected

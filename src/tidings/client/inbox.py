@@ -42,6 +42,7 @@ from ..delivery import (
     Status,
     StreamKey,
     Surfaced,
+    Timer,
     direct_members,
     parse_content,
 )
@@ -59,6 +60,7 @@ from .events import (
     MessageReceived,
     ReadElsewhere,
     StatusChanged,
+    TimerChanged,
 )
 from .inbox_retry import on_plaintext, undecryptable
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
@@ -215,6 +217,9 @@ class Inbox:
             return self._on_message(frame, sender, content, now, frame.message_id, writes)
         if isinstance(content, Resend):
             return self._on_message(frame, sender, content.message, now, content.message_id, writes)
+        if isinstance(content, Timer):
+            self._on_timer_setting(frame, sender, content, writes)
+            return []
         self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []
 
@@ -262,6 +267,26 @@ class Inbox:
             overall = self.store.message_status(mid) or status
             self._emit(StatusChanged(mid, sender, status, overall, now))
 
+    # ---------------------------------------------------------------- timers
+
+    def _on_timer_setting(
+        self, frame: Deliver, sender: DeviceRef, timer: Timer, writes: CryptoWrites
+    ) -> None:
+        """A member device set the conversation's disappearing-messages timer."""
+        if not self._member(sender, timer.conversation):
+            log.warning("! %s set a timer in a conversation it is not in", sender)
+            self.store.advance_cursor(frame.seq, writes)
+            return
+        if self.store.commit_timer(frame.seq, sender, timer, writes):
+            self._emit(TimerChanged(timer.conversation, timer.seconds, sender, timer.set_at))
+
+    def _member(self, sender: DeviceRef, conversation: str) -> bool:
+        try:
+            members = direct_members(conversation)
+        except ContentError:
+            return False
+        return sender.account in members and self.me.account in members
+
     # ---------------------------------------------------------------- messages
 
     def _on_message(
@@ -273,11 +298,7 @@ class Inbox:
         message_id: bytes,
         writes: CryptoWrites,
     ) -> list[bytes]:
-        try:
-            members = direct_members(message.conversation)
-        except ContentError:
-            members = ("", "")
-        if sender.account not in members or self.me.account not in members:
+        if not self._member(sender, message.conversation):
             log.warning("! %s sent into a conversation it is not in", sender)
             self.store.advance_cursor(frame.seq, writes)
             return []
@@ -288,7 +309,7 @@ class Inbox:
         recipient = None
         receipt = None
         if own_copy:  # a copy of what another device of this account sent (sent-message sync)
-            a, b = members
+            a, b = direct_members(message.conversation)
             recipient = b if a == self.me.account else a
         owed = None
         if not own_copy or recipient == self.me.account:  # a note to self is for this device
@@ -314,6 +335,7 @@ class Inbox:
             failed_reason=None,
             read_at=None,
             shown=None,
+            expires_in=message.expires_in,
         )
         key = StreamKey(message.conversation, sender.account, sender.device_id)
         events = self.reorderer.receive(key, message.counter, stored, self._mono())

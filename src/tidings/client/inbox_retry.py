@@ -77,7 +77,7 @@ def on_plaintext(
             continue
         if m.recipient is None or sender.account not in (m.recipient, self.me.account):
             continue  # only a device the message was for may have it again
-        inner = Message(m.conversation, m.counter, m.sent_at, m.body)
+        inner = Message(m.conversation, m.counter, m.sent_at, m.body, m.expires_in)
         requests.append(
             OutboxRequest(
                 os.urandom(16),

@@ -243,9 +243,14 @@ class Session:
         if fail_fast:
             async with asyncio.timeout(timeout):
                 await self._until_open()
-        else:
+        else:  # through failed attempts and the backoff, but not past a stop for good
             async with asyncio.timeout(timeout):
-                await self._open.wait()
+                while True:
+                    try:
+                        await self._until_open()
+                        return
+                    except RelayUnreachable:
+                        continue
 
     async def request(self, build: Callable[[int], Frame]) -> object:
         """Send the frame ``build(request_id)`` once a session is open; return its answer.

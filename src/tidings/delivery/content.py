@@ -6,10 +6,17 @@ nothing of it, so either can change without the other.
 
 Layout: one MessagePack array, ``[version, kind, *fields]``::
 
-    MESSAGE        [1, 1, conversation: str, counter: int, sent_at: float, body: bin]
+    MESSAGE        [1, 1, conversation: str, counter: int, sent_at: float, body: bin
+                          (, expires_in: int)]   (the last only when the message disappears)
     RECEIPT        [1, 2, receipt_kind: int, [message_id: bin16, ...], at: float]
     RESEND         [1, 3, message_id: bin16, message: bin]   (a MESSAGE's bytes, sent again)
     RETRY_REQUEST  [1, 4, account: str, device_id: int, [message_id: bin16, ...]]
+    TIMER          [1, 5, conversation: str, seconds: int, set_at: float]
+
+A MESSAGE with ``expires_in`` disappears that many seconds after it was displayed (received) or
+sent (sent), on every device (issue 13). A TIMER sets a conversation's disappearing-messages
+timer for what its members send from then on (``seconds`` 0: off); concurrent settings resolve
+deterministically, the latest ``(set_at, sender account, sender device)`` winning everywhere.
 
 RESEND carries a message again under its original id, after the recipient device could not
 decrypt it (the relay deduplicates by id, so the resend travels under a new one). A
@@ -45,6 +52,7 @@ __all__ = [
     "MAX_CONTENT",
     "MAX_CONVERSATION",
     "MAX_RECEIPT_IDS",
+    "MAX_TIMER",
     "Content",
     "ContentError",
     "ContentKind",
@@ -53,6 +61,7 @@ __all__ = [
     "ReceiptKind",
     "Resend",
     "RetryRequest",
+    "Timer",
     "direct_conversation",
     "direct_members",
     "parse_content",
@@ -76,6 +85,10 @@ MAX_CONVERSATION = 128
 #: catching up on thousands of messages sends a handful of receipts, not thousands.
 MAX_RECEIPT_IDS = 256
 
+#: Longest disappearing-messages timer: four weeks, Signal's longest preset; a longer one is
+#: not "disappearing" in any sense a user would rely on.
+MAX_TIMER = 28 * 24 * 3600
+
 _U63 = (1 << 63) - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never let a peer put terminal escapes in an id
 
@@ -98,6 +111,7 @@ class ContentKind(enum.IntEnum):
     RECEIPT = 2
     RESEND = 3
     RETRY_REQUEST = 4
+    TIMER = 5
 
 
 class ReceiptKind(enum.IntEnum):
@@ -137,6 +151,8 @@ class Message:
         counter: the sending device's counter in this conversation, from 1, without gaps (G4).
         sent_at: when the sender composed it (sender's clock, seconds since the epoch).
         body: the message text or data, opaque to the delivery layer.
+        expires_in: seconds after it was displayed (or sent) that every device deletes it;
+            0: it does not disappear.
     """
 
     KIND: ClassVar[ContentKind] = ContentKind.MESSAGE
@@ -144,6 +160,7 @@ class Message:
     counter: int
     sent_at: float
     body: bytes
+    expires_in: int = 0
 
     def __post_init__(self) -> None:
         _check_conversation(self.conversation)
@@ -151,11 +168,44 @@ class Message:
         _check_time("sent_at", self.sent_at)
         if type(self.body) is not bytes or len(self.body) > MAX_BODY:
             raise ContentError(f"body must be at most {MAX_BODY} bytes")
+        _check_timer("expires_in", self.expires_in)
 
     def serialize(self) -> bytes:
         """The content bytes to hand to the end-to-end layer."""
-        fields = [self.conversation, self.counter, float(self.sent_at), self.body]
+        fields: list[Any] = [self.conversation, self.counter, float(self.sent_at), self.body]
+        if self.expires_in:
+            fields.append(self.expires_in)
         return _pack(self.KIND, fields)
+
+
+def _check_timer(name: str, value: object) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_TIMER:
+        raise ContentError(f"{name} must be whole seconds in 0..{MAX_TIMER}")
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A member set the conversation's disappearing-messages timer (see the module docstring).
+
+    Attributes:
+        conversation: the conversation.
+        seconds: how long what is sent from now on stays after it was displayed; 0: off.
+        set_at: when it was set (the setter's clock): the later setting wins.
+    """
+
+    KIND: ClassVar[ContentKind] = ContentKind.TIMER
+    conversation: str
+    seconds: int
+    set_at: float
+
+    def __post_init__(self) -> None:
+        _check_conversation(self.conversation)
+        _check_timer("seconds", self.seconds)
+        _check_time("set_at", self.set_at)
+
+    def serialize(self) -> bytes:
+        """The content bytes to hand to the end-to-end layer."""
+        return _pack(self.KIND, [self.conversation, self.seconds, float(self.set_at)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +304,7 @@ def _check_ids(ids: object) -> None:
         raise ContentError("a message id is named twice")
 
 
-Content = Message | Receipt | Resend | RetryRequest
+Content = Message | Receipt | Resend | RetryRequest | Timer
 
 
 def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
@@ -262,8 +312,18 @@ def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
 
 
 def _message(fields: list[Any]) -> Message:
+    if len(fields) == 5:
+        conversation, counter, sent_at, body, expires_in = fields
+        if expires_in == 0:  # the sender leaves it out: one encoding per message
+            raise ContentError("a message that does not disappear has no expires_in")
+        return Message(conversation, counter, sent_at, body, expires_in)
     conversation, counter, sent_at, body = fields
     return Message(conversation, counter, sent_at, body)
+
+
+def _timer(fields: list[Any]) -> Timer:
+    conversation, seconds, set_at = fields
+    return Timer(conversation, seconds, set_at)
 
 
 def _receipt(fields: list[Any]) -> Receipt:
@@ -294,11 +354,12 @@ def _retry_request(fields: list[Any]) -> RetryRequest:
 
 _CONTENT_KINDS = frozenset(int(k) for k in ContentKind)
 _RECEIPT_KINDS = frozenset(int(k) for k in ReceiptKind)
-_PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], int]] = {
-    ContentKind.MESSAGE: (_message, 4),
-    ContentKind.RECEIPT: (_receipt, 3),
-    ContentKind.RESEND: (_resend, 2),
-    ContentKind.RETRY_REQUEST: (_retry_request, 3),
+_PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]]] = {
+    ContentKind.MESSAGE: (_message, frozenset({4, 5})),
+    ContentKind.RECEIPT: (_receipt, frozenset({3})),
+    ContentKind.RESEND: (_resend, frozenset({2})),
+    ContentKind.RETRY_REQUEST: (_retry_request, frozenset({3})),
+    ContentKind.TIMER: (_timer, frozenset({3})),
 }
 
 
@@ -321,8 +382,8 @@ def parse_content(data: bytes) -> Content:
     kind = obj[1]
     if type(kind) is not int or kind not in _CONTENT_KINDS:
         raise ContentError(f"unknown content kind {kind!r}")
-    build, arity = _PARSERS[ContentKind(kind)]
-    if len(obj) - 2 != arity:
+    build, arities = _PARSERS[ContentKind(kind)]
+    if len(obj) - 2 not in arities:
         raise ContentError(f"{ContentKind(kind).name} content has the wrong field count")
     return build(obj[2:])
 

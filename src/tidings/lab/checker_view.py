@@ -55,6 +55,7 @@ class Row:
     stored_at: float | None
     failed_code: int | None
     shown: int | None
+    read_at: float | None = None  #: received ones: when the user read it (here or elsewhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,8 @@ class TimelineEntry:
 
 _MSG_SQL = (
     "SELECT message_id, sender_account, sender_device, conversation, counter, body, sent_at,"
-    " direction, recipient, received_at, stored_at, failed_code, shown FROM messages ORDER BY id"
+    " direction, recipient, received_at, stored_at, failed_code, shown, read_at FROM messages"
+    " ORDER BY id"
 )
 
 

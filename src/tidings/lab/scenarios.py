@@ -26,6 +26,7 @@ from .labrun import DAYS, PHASE, LabRun, Params, Scenario
 from .netns import NetLab
 from .procs import LabProcError
 from .scenarios_backoff import BACKOFF_SCENARIOS
+from .scenarios_devices import DEVICE_SCENARIOS
 from .scenarios_disk import DISK_SCENARIOS
 from .scenarios_dns import DNS_SCENARIOS
 from .scenarios_hostile import HOSTILE_SCENARIOS
@@ -462,6 +463,7 @@ SCENARIOS: dict[str, Scenario] = {
         *HOSTILE_SCENARIOS,
         *BACKOFF_SCENARIOS,
         *DNS_SCENARIOS,
+        *DEVICE_SCENARIOS,
     )
 }
 

@@ -55,6 +55,9 @@ CLOSE_CODES: dict[ErrorCode, WSClose] = {
     ErrorCode.STORE_UNAVAILABLE: WSClose.TRY_AGAIN_LATER,
     ErrorCode.AUTH_TIMEOUT: WSClose.POLICY_VIOLATION,
     ErrorCode.TOO_MANY_CONNECTIONS: WSClose.TRY_AGAIN_LATER,
+    ErrorCode.PUSH_REFUSED: WSClose.POLICY_VIOLATION,  # sent as REQUEST_FAILED only
+    ErrorCode.TOO_MANY_DEVICES: WSClose.POLICY_VIOLATION,
+    ErrorCode.LAST_DEVICE: WSClose.POLICY_VIOLATION,  # sent as REQUEST_FAILED only
 }
 
 #: Status codes a peer may send us that we may send back (RFC 6455 §7.4: 1004–1006 and 1015

@@ -21,6 +21,7 @@ import resource
 import time
 from collections.abc import Callable, Iterable
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from picows import WSUpgradeRequest
 
 from ..errors import StartupError, StoreUnavailable
@@ -35,7 +36,7 @@ from ..net.channel import (
 from ..net.ws import ChannelConnection
 from ..noise import PipesResponder, fingerprint, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
-from ..wire import PROLOGUE, Devices, ErrorCode, Frame, FrameType
+from ..wire import PROLOGUE, Devices, ErrorCode, Frame, FrameType, PushState, PushStatus
 from .admission import Admission, Caps, resolve_max_connections
 from .config import ServerConfig
 from .datadir import load_or_create_key as load_or_create_key
@@ -44,6 +45,8 @@ from .limits import Limits
 from .listener import Listener, bind, listen_error
 from .metrics import Metrics, label, serve_http
 from .session import Session
+from .wake_schedule import DEFAULT_TIMING, WakeTiming
+from .wakeups import PUSH_REQUEST_TIMEOUT, WakeUps
 
 log = logging.getLogger("tidings.server")
 
@@ -69,8 +72,17 @@ class Relay:
         clock: Callable[[], float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        push_key: bytes | None = None,
+        push_timing: WakeTiming = DEFAULT_TIMING,
+        push_request_timeout: float = PUSH_REQUEST_TIMEOUT,
         store_heartbeat: float | None = None,
     ) -> None:
+        """A relay on ``store`` with the Noise static key ``static_private``.
+
+        ``push_key`` is the VAPID private key (a P-256 scalar, ``push.key``; ``None``: a new one
+        for this run only, as tests want); ``push_timing`` and ``push_request_timeout`` are the
+        push sender's waits (tests shorten them).
+        """
         self.config = config
         self.store = store
         self.static_private = static_private
@@ -96,6 +108,18 @@ class Relay:
         self.store_watch = StoreWatch(store, self.metrics)
         #: Seconds between probes of a healthy store (a database on the network), or ``None``.
         self._store_heartbeat = store_heartbeat
+        scalar = push_key if push_key is not None else _new_scalar(random_bytes)
+        #: The push wake-ups of devices without a connection (:mod:`.wakeups`).
+        self.push = WakeUps(
+            config,
+            store,
+            self.metrics,
+            ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1()),
+            clock=self.now,
+            random_bytes=random_bytes,
+            timing=push_timing,
+            request_timeout=push_request_timeout,
+        )
         self._http_server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
@@ -133,9 +157,11 @@ class Relay:
         caps = self._caps()
         await self.store.open()
         try:
+            await self.push.start(self.sessions.__contains__)
             await self._listen(caps)
         except BaseException:
             self._close_listeners()
+            await self.push.stop()
             await self.store.close()
             raise
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
@@ -207,6 +233,7 @@ class Relay:
             await asyncio.gather(*(s.drain() for s in sessions), return_exceptions=True)
         if self._http_server is not None:
             self._http_server.close()
+        await self.push.stop()
         await self.store_watch.close()
         await self.store.close()
         log.info("= stopped")
@@ -263,6 +290,11 @@ class Relay:
         self.sessions[session.device] = session
         if old is not None and old is not session and old.conn is not None:
             old.conn.close(int(ErrorCode.SHUTTING_DOWN), "replaced by a newer connection")
+        if self.push.connected(session.device):  # its endpoint is dead: register a new one
+            sub = self.push.scheduler.get(session.device)
+            endpoint = sub.endpoint if sub is not None else ""
+            dead = int(PushState.DEAD)
+            session.send_frame(PushStatus(0, self.push.vapid_public, dead, endpoint))
 
     def detach(self, session: Session) -> None:
         """``session`` closed."""
@@ -280,6 +312,12 @@ class Relay:
             if ref.account == account:
                 session.send_frame(frame)
 
+    def evict(self, device: DeviceRef) -> None:
+        """``device`` was unlinked: close its live session (UNKNOWN_DEVICE), if it has one."""
+        session = self.sessions.get(device)
+        if session is not None and session.conn is not None:
+            session.conn.close(int(ErrorCode.UNKNOWN_DEVICE), "this device was unlinked")
+
     def offer(self, items: Iterable[tuple[DeviceRef, InboxItem]]) -> None:
         """Newly stored items: hand each to its device's live session, if any."""
         sessions = self.sessions
@@ -287,6 +325,8 @@ class Relay:
             session = sessions.get(ref)
             if session is not None:
                 session.offer(item)
+            else:  # no live connection: a wake-up, if the device has a push subscription
+                self.push.queued(ref)
 
     # ---------------------------------------------------------------- expiry
 
@@ -309,6 +349,7 @@ class Relay:
                 if n:
                     log.info("= expired %d items", n)
                 self.metrics.queue_depth.set(await self.store.total_queued())
+                self.push.poke()  # a clock moved by the lab's clock file: look at the schedule
             except asyncio.CancelledError:
                 raise
             except StoreUnavailable as exc:
@@ -346,6 +387,19 @@ class Relay:
             self.metrics.messages_duplicate.inc()
         else:
             self.metrics.messages_stored.inc()
+
+
+def _new_scalar(random_bytes: Callable[[int], bytes]) -> bytes:
+    """A P-256 private scalar from ``random_bytes`` (a VAPID key for one run), or from the OS
+    if what it gave is no scalar (a test's constant source must not loop for ever)."""
+    scalar = random_bytes(32)
+    while not 0 < int.from_bytes(scalar, "big") < _P256_ORDER:
+        scalar = os.urandom(32)
+    return scalar
+
+
+#: The order of P-256's group (SEC 2 §2.4.2): a scalar is below it.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class _Refusal:

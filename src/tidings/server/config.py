@@ -85,6 +85,12 @@ DEFAULT_AUTH_TIMEOUT = 10.0
 DEFAULT_EXPIRY_INTERVAL = 60.0
 #: 10 minutes to type a link code into a new device, short enough that a leaked one goes stale.
 DEFAULT_LINK_CODE_TTL = 600.0
+#: A phone, a tablet and a few computers (Signal allows 5 linked devices, WhatsApp 4); each
+#: device costs every send to the account one more copy.
+DEFAULT_MAX_DEVICES = 8
+#: The most ``max_devices`` may be: a SEND names the recipient's devices and the sender's other
+#: ones, at most MAX_TARGETS (32) in all, so two accounts at 16 still fit one SEND.
+MAX_DEVICES_LIMIT = 16
 #: Connection open/close and registrations (see ``tidings.server.logs``); frames are debug.
 DEFAULT_LOG_LEVEL = "info"
 #: A person running ``tidings server`` in a terminal reads it; log shippers set ``json``.
@@ -135,6 +141,14 @@ MIN_TCP_MSS = 536
 #: The largest ``tcp_mss`` Linux accepts for TCP_MAXSEG (``MAX_TCP_WINDOW``).
 MAX_TCP_MSS = 32767
 
+# Push wake-ups (issue 13; ``tidings.server.wakeups``).
+#: Push services are on the public internet: a relay that POSTs where a device says must not be
+#: turned against its own loopback or LAN (SSRF). A lab or a LAN's UnifiedPush distributor sets it.
+DEFAULT_PUSH_ALLOW_PRIVATE = False
+#: RFC 8292 §2.1: the ``sub`` a push service may use to reach the operator about the relay's
+#: traffic. A placeholder that says so; an operator of a public relay sets a real address.
+DEFAULT_PUSH_CONTACT = "mailto:postmaster@localhost"
+
 #: Prefix of the environment variables read by :func:`load_config` (``TIDINGS_PORT``…).
 ENV_PREFIX = "TIDINGS_"
 #: ``TIDINGS_*`` variables that are not server fields but are legitimately set (read by the CLI);
@@ -182,6 +196,7 @@ class ServerConfig:
             send REGISTER or HELLO; PINGs do not extend it (ERROR AUTH_TIMEOUT).
         expiry_interval: seconds between runs of the expiry sweep.
         link_code_ttl: seconds a link code stays valid.
+        max_devices: devices one account may have; a link beyond it is refused.
         log_level: one of ``debug``, ``info``, ``warning``, ``error``.
         log_format: ``json`` (one object per line) or ``text``.
         clock_offset: seconds added to the wall clock (the lab's injectable clock).
@@ -204,6 +219,9 @@ class ServerConfig:
             0 for no such cap.
         tcp_mss: the largest TCP segment (TCP_MAXSEG) of connections to a non-loopback
             listener, both directions; 0 leaves it to the kernel (path-MTU discovery).
+        push_allow_private: let devices register push endpoints on ``http://`` and on
+            loopback or private addresses (a lab, tests, a LAN's UnifiedPush distributor).
+        push_contact: the operator's ``mailto:`` or ``https:`` contact in VAPID tokens.
 
     Raises:
         ConfigError: on construction, naming the first invalid field.
@@ -227,6 +245,7 @@ class ServerConfig:
     auth_timeout: float = DEFAULT_AUTH_TIMEOUT
     expiry_interval: float = DEFAULT_EXPIRY_INTERVAL
     link_code_ttl: float = DEFAULT_LINK_CODE_TTL
+    max_devices: int = DEFAULT_MAX_DEVICES
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     clock_offset: float = DEFAULT_CLOCK_OFFSET
@@ -244,6 +263,9 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
     tcp_mss: int = DEFAULT_TCP_MSS
+    # push wake-ups (issue 13)
+    push_allow_private: bool = DEFAULT_PUSH_ALLOW_PRIVATE
+    push_contact: str = DEFAULT_PUSH_CONTACT
 
     def __post_init__(self) -> None:
         for name in _RULES:
@@ -278,7 +300,7 @@ class ServerConfig:
 
 # --- Field rules --------------------------------------------------------------------------------
 
-_Kind = Literal["path", "str", "int", "float", "duration", "choice", "store"]
+_Kind = Literal["path", "str", "int", "float", "duration", "choice", "bool", "store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +333,7 @@ _RULES: dict[str, _Rule] = {
     "auth_timeout": _Rule("duration", 0, strict=True),
     "expiry_interval": _Rule("duration", 0, strict=True),
     "link_code_ttl": _Rule("duration", 0, strict=True),
+    "max_devices": _Rule("int", 1, MAX_DEVICES_LIMIT),
     "log_level": _Rule("choice", choices=LOG_LEVELS),
     "log_format": _Rule("choice", choices=LOG_FORMATS),
     "clock_offset": _Rule("float"),
@@ -328,6 +351,8 @@ _RULES: dict[str, _Rule] = {
     "max_connections": _Rule("int", 0),
     "max_connections_per_ip": _Rule("int", 0),
     "tcp_mss": _Rule("int", 0, MAX_TCP_MSS),
+    "push_allow_private": _Rule("bool"),
+    "push_contact": _Rule("str"),
 }
 assert set(_RULES) == {f.name for f in dataclasses.fields(ServerConfig)}
 
@@ -348,6 +373,14 @@ def _check(name: str, value: object) -> object:
                 f"expected sqlite or a URL postgresql://user@host:port/database, got {shown!r}"
             )
         return value
+    if rule.kind == "bool":
+        if not isinstance(value, bool):
+            raise _Invalid(f"expected true or false, got {value!r}")
+        return value
+    if name == "push_contact" and not (
+        isinstance(value, str) and value.startswith(("mailto:", "https:"))
+    ):
+        raise _Invalid(f"expected a mailto: or https: URL, got {value!r}")
     if rule.kind in ("str", "choice"):
         if not isinstance(value, str) or not value:
             raise _Invalid(f"expected a non-empty string, got {value!r}")
@@ -391,6 +424,8 @@ def _relation_error(ping_interval: float, idle_timeout: float) -> str | None:
     return None
 
 
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
 # --- Parsing ------------------------------------------------------------------------------------
 
 
@@ -411,6 +446,11 @@ def _from_text(name: str, raw: object) -> object:
             raise _Invalid(f"expected a number, got {text!r}") from None
     if kind == "duration":
         return _duration(text)
+    if kind == "bool":
+        word = text.strip().lower()
+        if word not in _BOOL_WORDS:
+            raise _Invalid(f"expected true or false, got {text!r}")
+        return _BOOL_WORDS[word]
     return text.strip().lower() if kind == "choice" else text
 
 

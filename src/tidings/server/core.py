@@ -2,7 +2,8 @@
 
 One :class:`RelayCore` per connection. It decides everything the relay's connection protocol
 decides — which frames are legal when, REGISTER and its rate limit, HELLO and its cursor, the
-delivery window, cumulative ACKs, SEND and its answer, device lists, link codes, prekeys — and
+delivery window, cumulative ACKs, SEND and its answer, device lists, link codes, prekeys, push
+subscriptions — and
 does none of it: no sockets, no asyncio, no store, no clock. Three sources of input:
 
 * the channel's reports: :meth:`handshake_done`, :meth:`receive_frame`, :meth:`connection_closed`;
@@ -77,7 +78,9 @@ from .core_actions import (
 )
 from .core_base import ALLOWED, State
 from .core_delivery import DeliveryRules, item_frame
+from .core_devices import DeviceRules
 from .core_prekeys import PrekeyRules
+from .core_push import PushRules
 from .limits import Limits
 
 __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_frame"]
@@ -86,7 +89,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules):
+class RelayCore(DeliveryRules, PushRules, DeviceRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -157,7 +160,14 @@ class RelayCore(DeliveryRules):
             )
         else:
             code_hash = hashlib.sha256(frame.link_code).digest()
-            op = AddDevice(frame.account, self.noise_key, frame.device_name, code_hash, self.now)
+            op = AddDevice(
+                frame.account,
+                self.noise_key,
+                frame.device_name,
+                code_hash,
+                self.now,
+                self.config.max_devices,
+            )
 
         def registered(device: Device) -> None:
             self._log(f"= registered {device.ref}")
@@ -181,6 +191,7 @@ class RelayCore(DeliveryRules):
             code = {
                 Rule.ACCOUNT_EXISTS: ErrorCode.ACCOUNT_EXISTS,
                 Rule.KEY_ALREADY_REGISTERED: ErrorCode.KEY_ALREADY_REGISTERED,
+                Rule.TOO_MANY_DEVICES: ErrorCode.TOO_MANY_DEVICES,
             }.get(exc.rule, ErrorCode.INVALID_LINK_CODE)
             self._violation(code, str(exc), FrameType.REGISTER)
 
@@ -292,6 +303,10 @@ class RelayCore(DeliveryRules):
         FrameType.ACK: DeliveryRules._handle_ack,
         FrameType.PREKEYS_UPLOAD: PrekeyRules._handle_prekeys_upload,
         FrameType.PREKEY_FETCH: PrekeyRules._handle_prekey_fetch,
+        FrameType.PUSH_REGISTER: PushRules._handle_push_register,
+        FrameType.PUSH_UNREGISTER: PushRules._handle_push_unregister,
+        FrameType.PUSH_QUERY: PushRules._handle_push_query,
+        FrameType.UNLINK: DeviceRules._handle_unlink,
     }
 
     def _decide(self, frame: Frame) -> None:

@@ -43,15 +43,20 @@ __all__ = [
     "ListDevices",
     "Log",
     "NotifyPrekeysLow",
+    "PushInfo",
+    "PushOp",
     "PutLinkCode",
     "PutPrekeys",
+    "QueryPush",
     "ReadLastSeq",
     "ReadQueueDepth",
+    "RegisterPush",
     "SendRefused",
     "SendStored",
     "StoreOp",
     "StoreTrouble",
     "TakePrekeyBundle",
+    "UnregisterPush",
 ]
 
 #: Log levels of :class:`Log` (the values of :mod:`logging`'s, which the core does not import).
@@ -81,6 +86,14 @@ class AddDevice:
     name: str
     code_hash: bytes
     now: float
+    max_devices: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDevice:
+    """``Store.remove_device``: ``None``, or ``IntegrityError`` (unknown, last device)."""
+
+    device: DeviceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +179,50 @@ class TakePrekeyBundle:
     one_time: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PushInfo:
+    """What the push operations give: the relay's VAPID public key, and the device's
+    subscription (its state, a ``PushState``, and its endpoint, empty without one)."""
+
+    vapid_key: bytes
+    state: int
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterPush:
+    """``WakeUps.register`` (not the store's: the relay's push sender checks the endpoint and
+    stores it): a :class:`PushInfo`, or ``EndpointRefused``."""
+
+    device: DeviceRef
+    endpoint: str
+    p256dh: bytes
+    auth: bytes
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisterPush:
+    """``WakeUps.unregister``: a :class:`PushInfo`."""
+
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPush:
+    """``WakeUps.status``: a :class:`PushInfo`."""
+
+    device: DeviceRef
+
+
+#: The operations the relay's push sender runs (``Session`` routes them to it, in order with
+#: the store's: each result comes back as a store result does).
+PushOp = RegisterPush | UnregisterPush | QueryPush
+
 StoreOp = (
     CreateAccount
     | AddDevice
+    | RemoveDevice
     | GetDeviceByKey
     | ListDevices
     | ReadLastSeq
@@ -180,6 +234,7 @@ StoreOp = (
     | CountPrekeys
     | PutPrekeys
     | TakePrekeyBundle
+    | PushOp
 )
 
 
@@ -204,6 +259,13 @@ class AnnounceDevices:
 
     account: str
     device_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EvictDevice:
+    """``device`` was unlinked: close its live session, if any (UNKNOWN_DEVICE)."""
+
+    device: DeviceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +344,7 @@ class ItemsDelivered:
 Action = (
     Attach
     | AnnounceDevices
+    | EvictDevice
     | SendStored
     | NotifyPrekeysLow
     | ExpectAuth

@@ -72,6 +72,10 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.LINK_CODE_REQUEST,
             FrameType.PREKEYS_UPLOAD,
             FrameType.PREKEY_FETCH,
+            FrameType.PUSH_REGISTER,
+            FrameType.PUSH_UNREGISTER,
+            FrameType.PUSH_QUERY,
+            FrameType.UNLINK,
         }
     ),
 }

@@ -2,10 +2,10 @@
 
 Invariants:
 
-- The directory is 0700, ``relay.db`` 0600 and ``server.key`` 0600 whatever the umask: each mode
-  is set with ``chmod`` (:mod:`tidings.filemodes`, shared with the device home). The database
-  file is created before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm`` files the
-  database's mode, so they are 0600 too.
+- The directory is 0700, ``relay.db``, ``server.key`` and ``push.key`` 0600 whatever the umask:
+  each mode is set with ``chmod`` (:mod:`tidings.filemodes`, shared with the device home). The
+  database file is created before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm``
+  files the database's mode, so they are 0600 too.
 - ``server.key`` is written atomically: a temporary file in the same directory (0600) is written
   and fsynced, then hard-linked to its name (``link`` never replaces a file: two relays starting
   at once agree on one key), then the directory is fsynced. A crash at any point leaves either no
@@ -27,6 +27,7 @@ from ..errors import StartupError
 from ..filemodes import DIR_MODE, FILE_MODE, SQLITE_COMPANIONS, fsync_dir, set_mode
 from ..filemodes import reason as _why
 from ..noise import generate_keypair
+from ..push.webpush import PushKeys
 
 __all__ = [
     "DB_FILE",
@@ -34,7 +35,9 @@ __all__ = [
     "FILE_MODE",
     "KEY_FILE",
     "KEY_LEN",
+    "PUSH_KEY_FILE",
     "load_or_create_key",
+    "load_or_create_push_key",
     "prepare_data_dir",
     "prepare_db_file",
 ]
@@ -43,6 +46,8 @@ log = logging.getLogger("tidings.server")
 
 #: File names inside the data directory.
 KEY_FILE = "server.key"
+#: The relay's VAPID private key (RFC 8292: a P-256 scalar, 32 bytes), owner-only like the other.
+PUSH_KEY_FILE = "push.key"
 DB_FILE = "relay.db"
 #: Length of the server's Noise static private key (X25519, RFC 7748 §5).
 KEY_LEN = 32
@@ -108,6 +113,21 @@ def load_or_create_key(path: Path, rng: Callable[[int], bytes] = os.urandom) -> 
     if key is None:
         private, _ = generate_keypair(rng)
         key = _write_key(path, private)
+    _remove_temporaries(path)
+    return key
+
+
+def load_or_create_push_key(path: Path, rng: Callable[[int], bytes] = os.urandom) -> bytes:
+    """The relay's VAPID private key (a P-256 scalar): read it, or create it (atomically, mode
+    0600, as :func:`load_or_create_key`). Devices' push subscriptions are made for its public
+    key: a new key makes every push service refuse the relay until the devices register again.
+
+    Raises:
+        StartupError: the file exists but is not a 32-byte key, or cannot be read or written.
+    """
+    key = _read_key(path)
+    if key is None:
+        key = _write_key(path, PushKeys.generate(rng).private_bytes())
     _remove_temporaries(path)
     return key
 

@@ -44,7 +44,15 @@ from ..store import DeviceRef
 from .config import ServerConfig
 from .prekeys import PREKEY_FETCH_BURST, PREKEY_FETCH_WINDOW
 
-__all__ = ["HOUR", "IPV6_PREFIX", "LINK_CODES_PER_HOUR", "Limits", "address_key", "client_address"]
+__all__ = [
+    "HOUR",
+    "IPV6_PREFIX",
+    "LINK_CODES_PER_HOUR",
+    "PUSH_REQUESTS_PER_HOUR",
+    "Limits",
+    "address_key",
+    "client_address",
+]
 
 #: The window of every "per hour" budget.
 HOUR = 3600.0
@@ -57,6 +65,11 @@ IPV6_PREFIX = 64
 #: Link codes one account may ask for per hour: linking a few devices needs a few; each code is
 #: a stored row until it expires.
 LINK_CODES_PER_HOUR = 10
+
+
+#: PUSH_REGISTER and PUSH_UNREGISTER per device per hour: a device registers when it starts and
+#: when its push service renews the subscription; each costs the relay a name lookup and a write.
+PUSH_REQUESTS_PER_HOUR = 20
 
 
 def _hourly(count: int) -> RateLimiter[Any] | None:
@@ -120,6 +133,7 @@ class Limits:
         self._lookup_addresses = _hourly(config.address_lookups_per_hour)
         self._registrations = _hourly(config.address_registrations_per_hour)
         self._link_codes = _hourly(LINK_CODES_PER_HOUR)
+        self._push_requests = _hourly(PUSH_REQUESTS_PER_HOUR)
 
     def is_new(self, created_at: float, wall_now: float) -> bool:
         """Whether an account created at ``created_at`` is new at ``wall_now`` (both wall-clock
@@ -164,6 +178,10 @@ class Limits:
     def link_code(self, account: str, now: float) -> float:
         """One LINK_CODE_REQUEST of ``account``."""
         return _take(now, (self._link_codes, account))
+
+    def push_request(self, device: DeviceRef, now: float) -> float:
+        """One PUSH_REGISTER or PUSH_UNREGISTER of ``device``."""
+        return _take(now, (self._push_requests, device))
 
 
 def _take(now: float, *budgets: tuple[RateLimiter[Any] | None, Hashable | None]) -> float:

@@ -71,6 +71,9 @@ COMMIT_SECONDS_BUCKETS = (
     2.5,
 )
 
+#: Push wake-up sent → device connected: a phone awake on Wi-Fi (0.1 s) to one asleep for hours.
+PUSH_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+
 #: ``health()`` returns (healthy, details); details are sent as the JSON body.
 HealthCheck = Callable[[], tuple[bool, Mapping[str, object]]]
 
@@ -127,6 +130,10 @@ class Metrics:
         store_writable: gauge ``tidings_store_writable``, 0 while the store cannot write.
         store_unavailable: counter ``tidings_store_unavailable_total``, requests that failed
             because the store could not write (answered STORE_UNAVAILABLE).
+        push_sent: counter ``tidings_push_sent_total{result}``, wake-up POSTs by what the push
+            service made of them: ``accepted`` (2xx), ``failed`` (retried), ``gone`` (dead).
+        push_wake_latency: histogram ``tidings_push_wake_latency_seconds``, from a wake-up the
+            push service accepted to its device's connection.
     """
 
     def __init__(self) -> None:
@@ -185,6 +192,17 @@ class Metrics:
         )
         self.store_unavailable = counts.count(
             "tidings_store_unavailable", "Requests failed because the store could not write."
+        )
+        self.push_sent = counts.labelled(
+            "tidings_push_sent",
+            "Push wake-up POSTs, by result (accepted, failed, gone).",
+            "result",
+            ("accepted", "failed", "gone"),
+        )
+        self.push_wake_latency = counts.histogram(
+            "tidings_push_wake_latency_seconds",
+            "From a push wake-up accepted by the push service to its device connecting.",
+            PUSH_LATENCY_BUCKETS,
         )
         self.connections_limit = Gauge(
             "tidings_connections_limit", "Cap on connections served at once.", registry=r

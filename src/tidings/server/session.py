@@ -55,11 +55,25 @@ __all__ = [
 log = logging.getLogger("tidings.server")
 
 
+class PushHost(Protocol):
+    """What a session's push requests need (:class:`~tidings.server.wakeups.WakeUps`)."""
+
+    async def register(
+        self, device: DeviceRef, endpoint: str, p256dh: bytes, auth: bytes, now: float
+    ) -> ca.PushInfo: ...
+    async def unregister(self, device: DeviceRef) -> ca.PushInfo: ...
+    async def status(self, device: DeviceRef) -> ca.PushInfo: ...
+
+
 class RelayHost(Protocol):
     """What a session needs of its relay (:class:`~tidings.server.app.Relay`)."""
 
     config: ServerConfig
     store: Store
+
+    @property
+    def push(self) -> PushHost: ...
+
     limits: Limits
     sessions: dict[DeviceRef, Session]
     monotonic: Callable[[], float]
@@ -68,6 +82,7 @@ class RelayHost(Protocol):
     def now(self) -> float: ...
     def attach(self, session: Session) -> None: ...
     def detach(self, session: Session) -> None: ...
+    def evict(self, device: DeviceRef) -> None: ...
     def announce_devices(self, account: str, device_ids: tuple[int, ...]) -> None: ...
     def offer(self, items: Iterable[tuple[DeviceRef, InboxItem]]) -> None: ...
     def store_unavailable(self, exc: StoreUnavailable) -> None: ...
@@ -96,7 +111,10 @@ def peer_ip(conn: ChannelConnection, proxy_header: str) -> str | None:
 #: How each store command runs on a :class:`~tidings.store.Store`.
 _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
     ca.CreateAccount: lambda s, o: s.create_account(o.account, o.noise_key, o.name, o.now),
-    ca.AddDevice: lambda s, o: s.add_device(o.account, o.noise_key, o.name, o.code_hash, o.now),
+    ca.AddDevice: lambda s, o: s.add_device(
+        o.account, o.noise_key, o.name, o.code_hash, o.now, o.max_devices
+    ),
+    ca.RemoveDevice: lambda s, o: s.remove_device(o.device),
     ca.GetDeviceByKey: lambda s, o: s.device_by_key(o.noise_key),
     ca.ListDevices: lambda s, o: s.devices(o.account),
     ca.ReadLastSeq: lambda s, o: s.last_seq(o.device),
@@ -110,6 +128,13 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
         o.device, o.identity_key, o.signed_prekey, o.one_time, o.kem, o.now
     ),
     ca.TakePrekeyBundle: lambda s, o: s.take_prekey_bundle(o.device, o.now, one_time=o.one_time),
+}
+
+#: How each push operation runs on the relay's push sender (in order with the store commands).
+_PUSH_RUN: dict[type, Callable[[PushHost, Any], Awaitable[object]]] = {
+    ca.RegisterPush: lambda p, o: p.register(o.device, o.endpoint, o.p256dh, o.auth, o.now),
+    ca.UnregisterPush: lambda p, o: p.unregister(o.device),
+    ca.QueryPush: lambda p, o: p.status(o.device),
 }
 
 
@@ -274,7 +299,11 @@ class Session:
                 return
             self._kick()
 
-        drive(_RUN[type(op)](self.relay.store, op), done)
+        run = _RUN.get(type(op))
+        if run is not None:
+            drive(run(self.relay.store, op), done)
+        else:  # a task: it resolves names under a timeout (a blocking ask: frames wait for it)
+            drive(asyncio.ensure_future(_PUSH_RUN[type(op)](self.relay.push, op)), done)
 
     # ---------------------------------------------------------------- actions
 
@@ -283,6 +312,9 @@ class Session:
 
     def _announce(self, action: ca.AnnounceDevices) -> None:
         self.relay.announce_devices(action.account, action.device_ids)
+
+    def _evict(self, action: ca.EvictDevice) -> None:
+        self.relay.evict(action.device)
 
     def _send_stored(self, action: ca.SendStored) -> None:
         relay = self.relay
@@ -319,6 +351,7 @@ class Session:
     _ACT: ClassVar[dict[type, Callable[[Session, Any], None]]] = {
         ca.Attach: _attach,
         ca.AnnounceDevices: _announce,
+        ca.EvictDevice: _evict,
         ca.SendStored: _send_stored,
         ca.NotifyPrekeysLow: _notify_prekeys_low,
         ca.ExpectAuth: _expect_auth,

@@ -28,6 +28,17 @@ _NEXT_DEVICE_ID = (
 _DEVICE_BY_KEY = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE noise_key = ?"
 _DEVICES_OF = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE account = ? ORDER BY device_id"
 
+_COUNT_DEVICES = "SELECT COUNT(*) FROM devices WHERE account = ?"
+#: What goes with a removed device (``Store.remove_device``): every row keyed by it.
+_REMOVE = (
+    "DELETE FROM inbox WHERE account = ? AND device_id = ?",
+    "DELETE FROM prekey_owners WHERE account = ? AND device_id = ?",
+    "DELETE FROM one_time_prekeys WHERE account = ? AND device_id = ?",
+    "DELETE FROM push_subscriptions WHERE account = ? AND device_id = ?",
+    "DELETE FROM link_codes WHERE account = ? AND issued_by = ?",
+    "DELETE FROM devices WHERE account = ? AND device_id = ?",
+)
+
 _DeviceRow = tuple[str, int, bytes, float]
 
 
@@ -65,14 +76,32 @@ def add_device(
     name: str,
     code_hash: bytes,
     now: float,
+    max_devices: int | None = None,
 ) -> Device:
     """Consume a link code and add the next device (see ``Store.add_device``)."""
     if conn.execute(_CONSUME_CODE, (account, code_hash, now)).rowcount != 1:
         raise IntegrityError(Rule.INVALID_LINK_CODE)
+    if max_devices is not None and _count(conn, account) >= max_devices:
+        raise IntegrityError(Rule.TOO_MANY_DEVICES)  # the savepoint puts the code back
     row = conn.execute(_NEXT_DEVICE_ID, (account,)).fetchone()
     if row is None:  # a code outlived its account: refuse like any bad code
         raise IntegrityError(Rule.INVALID_LINK_CODE)
     return _insert_device(conn, DeviceRef(account, int(row[0])), noise_key, now)
+
+
+def remove_device(conn: sqlite3.Connection, device: DeviceRef) -> None:
+    """Remove a device and everything keyed by it (see ``Store.remove_device``)."""
+    key = (device.account, device.device_id)
+    if conn.execute(_DEVICE_EXISTS, key).fetchone() is None:
+        raise IntegrityError(Rule.UNKNOWN_DEVICE)
+    if _count(conn, device.account) <= 1:
+        raise IntegrityError(Rule.LAST_DEVICE)
+    for sql in _REMOVE:
+        conn.execute(sql, key)
+
+
+def _count(conn: sqlite3.Connection, account: str) -> int:
+    return int(conn.execute(_COUNT_DEVICES, (account,)).fetchone()[0])
 
 
 def device_by_key(conn: sqlite3.Connection, noise_key: bytes) -> Device | None:

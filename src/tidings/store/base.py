@@ -15,6 +15,7 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
   sender's: from then on, the recipient's sends to it are no stranger's (see
   ``Submission.max_stranger_queue``). Contacts are never forgotten.
 * A failed or refused operation changes nothing stored (G8).
+* Push: at most one subscription per device, of a registered device.
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
 """
@@ -189,6 +190,38 @@ class PreKeyBundle:
     left: PreKeyCounts
 
 
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A device's Web Push subscription (RFC 8030/8291) and its wake-up state, as the relay
+    keeps it: one per device, replaced whole on every change.
+
+    Attributes:
+        device: whose subscription.
+        endpoint: the push service's URL the relay POSTs wake-ups to.
+        p256dh: the subscription's P-256 public key (65 bytes, uncompressed).
+        auth: the subscription's authentication secret (16 bytes).
+        created_at: when the device registered it (the relay's clock).
+        dead: the push service said it is gone (404/410) or not the relay's (401/403).
+        wake_since: when a wake-up became due (an item was queued while the device had no
+            connection); ``None``: none is pending. Cleared when the device connects.
+        wake_attempts: POSTs made for the pending wake-up.
+        wake_next: when to POST (again); ``None``: nothing scheduled.
+        wake_sent_at: when the push service last accepted a wake-up (2xx); ``None``: never
+            for the pending one.
+    """
+
+    device: DeviceRef
+    endpoint: str
+    p256dh: bytes
+    auth: bytes
+    created_at: float
+    dead: bool = False
+    wake_since: float | None = None
+    wake_attempts: int = 0
+    wake_next: float | None = None
+    wake_sent_at: float | None = None
+
+
 class Store(Protocol):
     """The server's storage. All methods are coroutines; all writes are durable on return."""
 
@@ -222,14 +255,33 @@ class Store(Protocol):
         """Store a one-use link code (its hash) issued by ``device`` for its account."""
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code of ``account`` and add a device with the next free id, atomically.
         ``name`` is not stored (see :meth:`create_account`).
 
         Raises:
             IntegrityError: no unexpired code with that hash for that account, or the key is
-                already registered. Nothing is changed.
+                already registered, or (``"the account has its maximum of devices"``) the
+                account has ``max_devices`` devices already. Nothing is changed (the code stays
+                unused).
+        """
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove ``device`` from its account for good, atomically and durably: the device (its
+        key can no longer authenticate), its queued items, its prekeys, its push subscription
+        and the link codes it issued. Its id is never reused.
+
+        Raises:
+            IntegrityError: ``"unknown device"`` (no such device), ``"the account's last
+                device"`` (the account's only one: nothing would be left to use it). Nothing
+                is changed.
         """
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:
@@ -304,3 +356,17 @@ class Store(Protocol):
 
     async def prekey_counts(self, device: DeviceRef) -> PreKeyCounts | None:
         """The device's one-time prekey counts; ``None`` if it never uploaded prekeys."""
+
+    async def put_push_subscription(self, sub: PushSubscription) -> None:
+        """Store ``sub`` as its device's subscription, durably, replacing the one stored
+        (endpoint, keys and wake-up state alike).
+
+        Raises:
+            IntegrityError: ``"unknown device"``. Nothing is changed.
+        """
+
+    async def delete_push_subscription(self, device: DeviceRef) -> bool:
+        """Drop the device's subscription, durably; whether there was one."""
+
+    async def push_subscriptions(self) -> list[PushSubscription]:
+        """Every stored subscription, by account and device id."""

@@ -23,6 +23,7 @@ from tidings.store.base import (
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
+    PushSubscription,
     Stored,
     StoreStats,
     Submission,
@@ -85,6 +86,7 @@ class MemoryStore:
         self._sent: dict[tuple[DeviceRef, bytes], _Sent] = {}
         self._prekeys: dict[DeviceRef, _PreKeys] = {}
         self._contacts: set[tuple[str, str]] = set()  #: (account, an account it sent to)
+        self._push: dict[DeviceRef, PushSubscription] = {}
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -141,7 +143,13 @@ class MemoryStore:
         self._committed()
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         self._check_open()
@@ -149,10 +157,30 @@ class MemoryStore:
         entry = self._accounts.get(account)
         if code is None or code.expires_at <= now or entry is None:
             raise IntegrityError(Rule.INVALID_LINK_CODE)
+        if max_devices is not None and len(entry.inboxes) >= max_devices:
+            raise IntegrityError(Rule.TOO_MANY_DEVICES)
         if noise_key in self._keys:
             raise IntegrityError(Rule.KEY_ALREADY_REGISTERED)
         del self._codes[account, code_hash]
         return self._add(entry, DeviceRef(account, entry.next_device_id), noise_key, name, now)
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove a device for good. See ``Store.remove_device``."""
+        self._check_open()
+        entry = self._accounts.get(device.account)
+        inbox = None if entry is None else entry.inboxes.get(device.device_id)
+        if entry is None or inbox is None:
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
+        if len(entry.inboxes) == 1:
+            raise IntegrityError(Rule.LAST_DEVICE)
+        del entry.inboxes[device.device_id]
+        self._keys.pop(inbox.device.noise_key, None)
+        self._prekeys.pop(device, None)
+        self._push.pop(device, None)
+        for key, code in list(self._codes.items()):
+            if key[0] == device.account and code.issued_by == device.device_id:
+                del self._codes[key]
+        self._committed()
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:
         """The device registered with this Noise static key, if any."""
@@ -339,6 +367,25 @@ class MemoryStore:
         self._check_open()
         keys = self._prekeys.get(device)
         return None if keys is None else keys.counts()
+
+    async def put_push_subscription(self, sub: PushSubscription) -> None:
+        """Store a device's push subscription. See ``Store.put_push_subscription``."""
+        self._check_open()
+        if self._inbox(sub.device) is None:
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
+        self._push[sub.device] = sub
+        self._committed()
+
+    async def delete_push_subscription(self, device: DeviceRef) -> bool:
+        """Drop a device's push subscription. See ``Store.delete_push_subscription``."""
+        self._check_open()
+        self._committed()
+        return self._push.pop(device, None) is not None
+
+    async def push_subscriptions(self) -> list[PushSubscription]:
+        """Every stored push subscription, by account and device id."""
+        self._check_open()
+        return [self._push[ref] for ref in sorted(self._push)]
 
     def _inbox_of(self, ref: DeviceRef) -> _Inbox:
         return self._accounts[ref.account].inboxes[ref.device_id]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tidings.errors import StoreError
-from tidings.store import _inbox_writes, _sql_devices, _sql_inbox, _sql_prekeys
+from tidings.store import _inbox_writes, _sql_devices, _sql_inbox, _sql_prekeys, _sql_push
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store.base import (
     Device,
@@ -31,6 +31,7 @@ from tidings.store.base import (
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
+    PushSubscription,
     StoreStats,
     Submission,
     SubmitResult,
@@ -191,13 +192,25 @@ class SQLiteStore:
         )
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         return await self._committer.run(
-            lambda conn: _sql_devices.add_device(conn, account, noise_key, name, code_hash, now),
+            lambda conn: _sql_devices.add_device(
+                conn, account, noise_key, name, code_hash, now, max_devices
+            ),
             write=True,
         )
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove a device for good. See ``Store.remove_device``."""
+        await self._committer.run(lambda conn: _sql_devices.remove_device(conn, device), write=True)
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:
         """The device registered with this Noise static key, if any."""
@@ -280,6 +293,21 @@ class SQLiteStore:
         return await self._committer.run(
             lambda conn: _sql_prekeys.prekey_counts(conn, device), write=False
         )
+
+    async def put_push_subscription(self, sub: PushSubscription) -> None:
+        """Store a device's push subscription. See ``Store.put_push_subscription``."""
+        await self._committer.run(lambda conn: _sql_push.put(conn, sub), write=True)
+
+    async def delete_push_subscription(self, device: DeviceRef) -> bool:
+        """Drop a device's push subscription. See ``Store.delete_push_subscription``."""
+        deleted: bool = await self._committer.run(
+            lambda conn: _sql_push.delete(conn, device), write=True
+        )
+        return deleted
+
+    async def push_subscriptions(self) -> list[PushSubscription]:
+        """Every stored push subscription, by account and device id."""
+        return await self._committer.run(_sql_push.all_subscriptions, write=False)
 
 
 _PROBE_READ = "SELECT substr(pad, 1, 1), length(pad) FROM probe"

@@ -4,6 +4,7 @@ See ``docs/protocol.md`` for the byte-level specification.
 """
 
 from .codec import FRAME_LIMITS, FrameDecoder, encode, parse
+from .devices import Unlink
 from .frames import (
     CLIENT_FRAMES,
     SERVER_FRAMES,
@@ -39,11 +40,14 @@ from .limits import (
     MAX_PREKEY_BUNDLE_FRAME,
     MAX_PREKEYS_PER_UPLOAD,
     MAX_PREKEYS_UPLOAD_FRAME,
+    MAX_PUSH_ENDPOINT,
     MAX_SEND_FRAME,
     MAX_TARGETS,
     MESSAGE_ID_LEN,
     PROLOGUE,
     PROTOCOL_VERSION,
+    PUSH_AUTH_LEN,
+    PUSH_KEY_LEN,
     ErrorCode,
 )
 from .prekeys import (
@@ -57,6 +61,7 @@ from .prekeys import (
     RequestFailed,
     SignedKey,
 )
+from .push import PushQuery, PushRegister, PushState, PushStatus, PushUnregister
 
 __all__ = [
     "CLIENT_FRAMES",
@@ -71,11 +76,14 @@ __all__ = [
     "MAX_PREKEYS_UPLOAD_FRAME",
     "MAX_PREKEY_BUNDLE_FRAME",
     "MAX_PRE_AUTH_FRAME",
+    "MAX_PUSH_ENDPOINT",
     "MAX_SEND_FRAME",
     "MAX_TARGETS",
     "MESSAGE_ID_LEN",
     "PROLOGUE",
     "PROTOCOL_VERSION",
+    "PUSH_AUTH_LEN",
+    "PUSH_KEY_LEN",
     "SERVER_FRAMES",
     "Ack",
     "Deliver",
@@ -98,6 +106,11 @@ __all__ = [
     "PrekeysLow",
     "PrekeysStored",
     "PrekeysUpload",
+    "PushQuery",
+    "PushRegister",
+    "PushState",
+    "PushStatus",
+    "PushUnregister",
     "Refused",
     "Register",
     "Registered",
@@ -106,6 +119,7 @@ __all__ = [
     "Sent",
     "SignedKey",
     "Target",
+    "Unlink",
     "Welcome",
     "check_account",
     "encode",

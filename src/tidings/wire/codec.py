@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from ..errors import FrameError
+from .devices import Unlink
 from .frames import (
     Ack,
     Deliver,
@@ -61,6 +62,7 @@ from .prekeys import (
     RequestFailed,
     SignedKey,
 )
+from .push import PushQuery, PushRegister, PushStatus, PushUnregister
 
 #: Size limit of each frame type's body.
 FRAME_LIMITS: dict[FrameType, int] = {t: MAX_CONTROL_FRAME for t in FrameType}
@@ -205,6 +207,10 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.ACK: _builder(Ack),
     FrameType.PREKEYS_UPLOAD: _upload,
     FrameType.PREKEY_FETCH: _builder(PrekeyFetch),
+    FrameType.PUSH_REGISTER: _builder(PushRegister),
+    FrameType.PUSH_UNREGISTER: _builder(PushUnregister),
+    FrameType.PUSH_QUERY: _builder(PushQuery),
+    FrameType.UNLINK: _builder(Unlink),
     FrameType.WELCOME: _builder(Welcome),
     FrameType.REGISTERED: _builder(Registered),
     FrameType.LINK_CODE: _builder(LinkCode),
@@ -217,6 +223,7 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.REQUEST_FAILED: _builder(RequestFailed),
     FrameType.PREKEYS_LOW: _builder(PrekeysLow),
     FrameType.PREKEYS_STORED: _builder(PrekeysStored),
+    FrameType.PUSH_STATUS: _builder(PushStatus),
     FrameType.PING: _builder(Ping),
     FrameType.PONG: _builder(Pong),
 }
@@ -230,6 +237,10 @@ _CLASSES: tuple[type[Frame], ...] = (
     Ack,
     PrekeysUpload,
     PrekeyFetch,
+    PushRegister,
+    PushUnregister,
+    PushQuery,
+    Unlink,
     Welcome,
     Registered,
     LinkCode,
@@ -242,6 +253,7 @@ _CLASSES: tuple[type[Frame], ...] = (
     RequestFailed,
     PrekeysLow,
     PrekeysStored,
+    PushStatus,
     Ping,
     Pong,
 )

@@ -57,6 +57,10 @@ class FrameType(enum.IntEnum):
     ACK = 6
     PREKEYS_UPLOAD = 7
     PREKEY_FETCH = 8
+    PUSH_REGISTER = 9
+    PUSH_UNREGISTER = 10
+    PUSH_QUERY = 11
+    UNLINK = 12
     WELCOME = 20
     REGISTERED = 21
     LINK_CODE = 22
@@ -69,6 +73,7 @@ class FrameType(enum.IntEnum):
     REQUEST_FAILED = 29
     PREKEYS_LOW = 30
     PREKEYS_STORED = 31
+    PUSH_STATUS = 32
     PING = 40
     PONG = 41
 
@@ -581,6 +586,10 @@ CLIENT_FRAMES = frozenset(
         FrameType.ACK,
         FrameType.PREKEYS_UPLOAD,
         FrameType.PREKEY_FETCH,
+        FrameType.PUSH_REGISTER,
+        FrameType.PUSH_UNREGISTER,
+        FrameType.PUSH_QUERY,
+        FrameType.UNLINK,
         FrameType.PING,
         FrameType.PONG,
     }

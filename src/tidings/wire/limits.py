@@ -75,6 +75,16 @@ MAX_PREKEYS_UPLOAD_FRAME = 192 * 1024
 #: Largest PREKEY_BUNDLE: one KEM prekey (~1.6 KB) dominates a bundle of ~1.9 KB at most.
 MAX_PREKEY_BUNDLE_FRAME = 4096
 
+#: Longest Web Push endpoint URL (PUSH_REGISTER), in bytes: push services' URLs are a few
+#: hundred bytes (FCM's ~170, Mozilla's ~300, UnifiedPush distributors' less).
+MAX_PUSH_ENDPOINT = 1024
+
+#: A push subscription's public key (``p256dh``): an uncompressed P-256 point (RFC 8291 §3.1).
+PUSH_KEY_LEN = 65
+
+#: A push subscription's authentication secret (``auth``): 16 bytes (RFC 8291 §3.2).
+PUSH_AUTH_LEN = 16
+
 #: Largest frame of any type: the stream decoder refuses a longer length prefix at once,
 #: before buffering a byte of the body.
 MAX_FRAME = MAX_SEND_FRAME
@@ -115,3 +125,6 @@ class ErrorCode(enum.IntEnum):
     STORE_UNAVAILABLE = 21  #: the relay's store cannot write now (disk full, I/O error)
     AUTH_TIMEOUT = 22  #: no REGISTER or HELLO within the deadline after the Noise handshake
     TOO_MANY_CONNECTIONS = 23  #: the relay is at its connection cap (in all, or for this address)
+    PUSH_REFUSED = 24  #: a push endpoint the relay will not call (SSRF rules, no such host)
+    TOO_MANY_DEVICES = 25  #: REGISTER with a link code to an account at its device limit
+    LAST_DEVICE = 26  #: UNLINK of an account's only device (nothing would be left to use it)

@@ -214,5 +214,39 @@ BEGIN
 END;
 """
 
+_V6 = """
+-- Disappearing messages (issue 13). Each conversation's timer, as the latest setting of any
+-- member device decided it: (set_at, set_by_account, set_by_device) orders settings, so every
+-- device keeps the same one whatever order they arrived in.
+CREATE TABLE conversation_timers (
+    conversation   TEXT    PRIMARY KEY,
+    seconds        INTEGER NOT NULL CHECK (seconds >= 0),
+    set_at         REAL    NOT NULL,
+    set_by_account TEXT    NOT NULL,
+    set_by_device  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- A message's own timer (0: it stays) and when it goes: set by the triggers below, from when
+-- it was sent (sent ones) or first displayed or read on any of the account's devices (received
+-- ones), as Signal counts. The expiry sweep deletes rows whose expires_at passed; the FTS
+-- trigger of version 5 takes them out of the index in the same statement.
+ALTER TABLE messages ADD COLUMN expires_in INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN expires_at REAL;
+CREATE INDEX messages_expiring ON messages (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TRIGGER messages_expire_sent AFTER INSERT ON messages
+    WHEN NEW.expires_in > 0 AND NEW.direction = 1
+BEGIN
+    UPDATE messages SET expires_at = NEW.sent_at + NEW.expires_in WHERE id = NEW.id;
+END;
+CREATE TRIGGER messages_expire_seen AFTER UPDATE OF seen_at, read_at ON messages
+    WHEN NEW.expires_in > 0 AND NEW.expires_at IS NULL
+        AND COALESCE(NEW.seen_at, NEW.read_at) IS NOT NULL
+BEGIN
+    UPDATE messages SET expires_at = MIN(COALESCE(NEW.seen_at, NEW.read_at),
+                                         COALESCE(NEW.read_at, NEW.seen_at)) + NEW.expires_in
+        WHERE id = NEW.id;
+END;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)

@@ -2,8 +2,8 @@
 
 * :mod:`.records` — the records, enums, error and limits of the API.
 * :mod:`.store` — :class:`ClientStore` and its invariants (every write is one durable
-  transaction), assembled from the private feature modules ``_outbox`` and ``_incoming`` on top
-  of ``_sql`` (connection, transactions, migrations, row mapping).
+  transaction), assembled from the private feature modules ``_outbox``, ``_incoming`` and
+  ``_timers`` on top of ``_sql`` (connection, transactions, migrations, row mapping).
 
 The schema is :mod:`tidings.client.migrations`.
 """
@@ -13,8 +13,10 @@ from .records import (
     MAX_OUTBOX,
     SCHEMA_VERSION,
     ConversationSummary,
+    ConversationTimer,
     DeviceStatus,
     Direction,
+    ExpiredMessage,
     Identity,
     MessageKey,
     OutboxFullError,
@@ -32,10 +34,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "ClientStore",
     "ConversationSummary",
+    "ConversationTimer",
     "CryptoWrites",
     "DeviceStatus",
     "Direction",
     "E2EIdentity",
+    "ExpiredMessage",
     "Identity",
     "MessageKey",
     "OutboxFullError",

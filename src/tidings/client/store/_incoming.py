@@ -27,7 +27,7 @@ from .records import Direction, MessageKey, OutboxRequest, StoredMessage, TraceP
 
 _INSERT = (
     f"INSERT INTO messages ({MSG_COLS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, {shown}, NULL)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, {shown}, NULL, ?, NULL)"
     " ON CONFLICT (sender_account, sender_device, message_id) DO NOTHING"
 )
 #: A received message, held for ordering (``shown`` NULL) or shown at once.
@@ -98,7 +98,7 @@ class Incoming(Database):
                 (
                     *(message_id, sender.account, sender.device_id, content.conversation),
                     *(content.counter, content.body, content.sent_at, int(Direction.IN)),
-                    *(recipient, received_at),
+                    *(recipient, received_at, content.expires_in),
                 ),
             )
             if not cur.rowcount:

@@ -48,17 +48,21 @@ class Outbox(Database):
                 " DO UPDATE SET last = last + 1 RETURNING last",
                 (conversation,),
             ).fetchone()
-            message = Message(conversation, row[0], now, body)
+            timer = db.execute(
+                "SELECT seconds FROM conversation_timers WHERE conversation = ?", (conversation,)
+            ).fetchone()
+            message = Message(conversation, row[0], now, body, timer[0] if timer else 0)
             request = OutboxRequest(
                 message_id, recipient, message.serialize(), ContentKind.MESSAGE, now
             )
             item = self._insert_outbox(db, request)
             db.execute(
                 f"INSERT INTO messages ({MSG_COLS}) VALUES"
-                f" (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, {NEXT_SHOWN}, NULL)",
+                f" (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, {NEXT_SHOWN}, NULL,"
+                " ?, NULL)",
                 (
                     *(message_id, me.account, me.device_id, conversation, message.counter, body),
-                    *(now, int(Direction.OUT), recipient),
+                    *(now, int(Direction.OUT), recipient, message.expires_in),
                 ),
             )
             self._trace(db, message_id, TracePoint.COMPOSED, now, None)

@@ -33,7 +33,8 @@ _POINT = re.compile(r"[a-z_]{1,32}(:([a-z0-9_-]{1,32}\.[0-9]{1,19}|[A-Z][A-Z0-9_
 #: The ``messages`` columns in :class:`StoredMessage` order (see :func:`message_from_row`).
 MSG_COLS = (
     "message_id, sender_account, sender_device, conversation, counter, body, sent_at, direction,"
-    " recipient, received_at, stored_at, failed_code, failed_reason, read_at, shown, seen_at"
+    " recipient, received_at, stored_at, failed_code, failed_reason, read_at, shown, seen_at,"
+    " expires_in, expires_at"
 )
 
 #: The SQLite errors after which this store cannot write now (:mod:`tidings.store.sqlite_errors`):

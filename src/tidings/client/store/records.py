@@ -19,8 +19,10 @@ __all__ = [
     "MAX_OUTBOX",
     "SCHEMA_VERSION",
     "ConversationSummary",
+    "ConversationTimer",
     "DeviceStatus",
     "Direction",
+    "ExpiredMessage",
     "Identity",
     "MessageKey",
     "OutboxFullError",
@@ -154,11 +156,33 @@ class StoredMessage:
     shown: int | None
     #: when a UI displayed it (received messages; ``None``: unseen, shown first next time)
     seen_at: float | None = None
+    #: its disappearing-messages timer in seconds (0: it stays)
+    expires_in: int = 0
+    #: when every device deletes it (``None``: it stays, or its timer has not started)
+    expires_at: float | None = None
 
     @property
     def key(self) -> MessageKey:
         """The message's identity: ``(sender, message_id)``."""
         return self.sender, self.message_id
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationTimer:
+    """A conversation's disappearing-messages timer and the setting that decided it."""
+
+    conversation: str
+    seconds: int  #: 0: off
+    set_at: float  #: the setter's clock
+    set_by: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredMessage:
+    """A message the expiry sweep deleted."""
+
+    message_id: bytes
+    conversation: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,8 @@ The API is synchronous: the client is low-volume and calls it from its event loo
 connection, used from the thread that opened it).
 
 The methods live by feature: the outbox in :mod:`._outbox`, the incoming side in
-:mod:`._incoming`, the SQLite plumbing in :mod:`._sql`; this module assembles them and adds
-identity, statuses, the trace and history.
+:mod:`._incoming`, disappearing messages in :mod:`._timers`, the SQLite plumbing in
+:mod:`._sql`; this module assembles them and adds identity, statuses, the trace and history.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from tidings.errors import StoreError
 from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
-from ._incoming import Incoming
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
+from ._timers import Timers
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
 
 #: Characters of a search: a few words, not a document.
@@ -77,7 +77,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, Incoming, Crypto):
+class ClientStore(Outbox, Timers, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:

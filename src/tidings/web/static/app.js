@@ -78,6 +78,7 @@ async function openChat(contact) {
   $("#contact").textContent = contact;
   $("#open-safety").hidden = false;
   $("#composer").hidden = false;
+  showTimer(await api("timer", { contact }));
   $("#banner").hidden = true;
   $("#messages").replaceChildren();
   const history = await api("history", { contact, limit: PAGE });
@@ -151,6 +152,10 @@ function addMessage(m, { older = false } = {}) {
   const li = el("li", { className: out ? "out" : "in", dataset: { id: m.message_id } },
     el("span", { className: "body", textContent: m.body }),
     el("span", { className: "meta" }, el("time", { textContent: clock(m.sent_at) }), tick, note));
+  if (m.expires_in) {
+    li.classList.add("disappearing");
+    li.querySelector(".meta").append(el("span", { className: "timer", textContent: "◷", title: `disappears ${m.expires_in} s after it was read` }));
+  }
   if (!out && m.from.split(".")[0] !== state.contact) li.prepend(el("span", { className: "from muted", textContent: m.from }));
   const entry = { li, tick, note, out, status: m.status ?? null, devices: {} };
   state.messages.set(m.message_id, entry);
@@ -170,6 +175,31 @@ function addMessage(m, { older = false } = {}) {
   list.scrollTop = list.scrollHeight;
   for (const e of early.get(m.message_id) ?? []) onEvent(e);
   early.delete(m.message_id);
+}
+
+// The conversation's disappearing-messages timer, as the select shows it (a value set
+// elsewhere that is not a preset gets its own option).
+function showTimer(timer) {
+  const select = $("#timer");
+  const value = String(timer.seconds);
+  if (![...select.options].some((o) => o.value === value)) {
+    select.append(el("option", { value, textContent: `${timer.seconds} s` }));
+  }
+  select.value = value;
+  $("#timer-box").hidden = false;
+  $("#timer-box").dataset.seconds = value;
+  $("#timer-box").title = timer.seconds
+    ? `disappearing messages: ${select.selectedOptions[0].textContent}, set by ${timer.set_by}`
+    : "disappearing messages: off";
+}
+
+async function setTimer() {
+  if (!state.contact) return;
+  try {
+    showTimer(await api("set_timer", { contact: state.contact, seconds: Number($("#timer").value) }));
+  } catch (error) {
+    showBanner(`timer not set: ${error.message}`);
+  }
 }
 
 function setStatus(entry, status) {
@@ -198,7 +228,9 @@ async function send(event) {
   try {
     const { message_id } = await api("send", { to: state.contact, text });
     // drawn at once as it is now: committed to the outbox (…); its ticks follow as events
-    addMessage({ message_id, direction: "out", body: text, from: state.me.device, sent_at: Date.now() / 1000, status: "pending" });
+    // it carries the chat's timer, as the device composed it
+    const expires_in = Number($("#timer-box").dataset.seconds || 0);
+    addMessage({ message_id, direction: "out", body: text, from: state.me.device, sent_at: Date.now() / 1000, status: "pending", expires_in });
     loadConversations();
   } catch (error) {
     box.value = text;
@@ -234,6 +266,20 @@ function onEvent(e) {
       if (e.overall !== "failed") entry.note.textContent = "";
     }
     if (state.journey === e.message_id) openJourney(e.message_id);
+  } else if (e.event === "devices-changed") {
+    const what = [...e.added.map((d) => `${d} was linked to this account`), ...e.removed.map((d) => `${d} was unlinked`)];
+    showBanner(`${what.join("; ")} — check "this device" if that was not you`);
+  } else if (e.event === "timer") {
+    if (state.contact && contactOf(e.conversation) === state.contact) {
+      showTimer({ seconds: e.seconds, set_by: e.by });
+      if (e.by !== state.me.device) showBanner(`${e.by} set disappearing messages to ${e.seconds ? $("#timer").selectedOptions[0].textContent : "off"}`);
+    }
+  } else if (e.event === "expired") {
+    for (const id of e.message_ids) { // gone from this device: gone from view
+      state.messages.get(id)?.li.remove();
+      state.messages.delete(id);
+    }
+    loadConversations();
   } else if (e.event === "read-elsewhere") {
     loadConversations(); // read on another device of this account: the unread counts clear
   } else if (e.event === "refused") {
@@ -397,6 +443,7 @@ async function start() {
   $("#open-device").addEventListener("click", openDevice);
   $("#link-code").addEventListener("click", linkCode);
   $("#read-receipts").addEventListener("change", setReadReceipts);
+  $("#timer").addEventListener("change", setTimer);
   $("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && state.contact) openChat(state.contact);

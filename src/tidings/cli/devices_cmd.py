@@ -1,0 +1,139 @@
+"""``tidings devices [ACCOUNT] [--unlink N]``: an account's devices, and unlinking one of yours.
+
+The relay says which devices an account has (GET_DEVICES); this device's store says what it
+knows of each: the identity key it pinned (shown as a short fingerprint, to compare with what
+that device shows for itself) and since when. Without ACCOUNT it lists this device's own account
+and marks this device. ``--unlink N`` removes device N of your account for good (UNLINK): the
+relay refuses it from then on and drops what waited for it; contacts drop it on their next send.
+It goes through the daemon when one runs the device, else runs the device for one request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sys
+from typing import Any
+
+from ..client import Client
+from ..client.store import ClientStore
+from ..e2e import IdentityKeyPair
+from ..errors import DeviceBusy
+from ..refs import DeviceRef
+from .common import _common, _config_flags, _print, _ts, config_of, home_of
+from .exits import Exit
+from .history_cmd import _account
+from .remote import open_daemon
+
+__all__ = ["add_parser", "cmd_devices", "key_fingerprint"]
+
+#: Seconds to wait for the relay's answer (as ``link-code``).
+ANSWER_WAIT = 10.0
+
+
+def key_fingerprint(identity_key: bytes) -> str:
+    """A short, comparable form of an identity key: the first 10 bytes of its SHA-256 in five
+    groups of four hex digits (``a1b2 c3d4 …``); a 33-byte key (``0x05`` type byte) counts as
+    its 32-byte form."""
+    raw = identity_key[1:] if len(identity_key) == 33 else identity_key
+    digest = hashlib.sha256(raw).hexdigest()[:20]
+    return " ".join(digest[i : i + 4] for i in range(0, 20, 4))
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "devices",
+        help="list an account's devices (yours by default); --unlink removes one of yours",
+        description="List the devices the relay has for ACCOUNT (default: your own account), "
+        "each with the fingerprint of the identity key this device pinned for it — compare it "
+        "with `tidings devices` on that device. --unlink N removes device N of your account "
+        "for good: the relay refuses it from then on and deletes what waited for it, and your "
+        "contacts stop sending to it. Needs the relay.",
+    )
+    p.add_argument("account", nargs="?", type=_account, help="whose devices (default: yours)")
+    p.add_argument("--unlink", type=int, metavar="N", help="remove your device N for good")
+    _common(p)
+    _config_flags(p)
+    p.set_defaults(func=cmd_devices)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    if args.unlink is not None and args.account is not None:
+        print("tidings devices: --unlink removes a device of your own account", file=sys.stderr)
+        return Exit.USAGE
+    ids, me, rows = asyncio.run(_ask(args))
+    account = args.account or me.account
+    if args.unlink is not None:
+        _print(
+            args,
+            {"event": "unlinked", "device": f"{account}.{args.unlink}"},
+            f"unlinked {account}.{args.unlink}: the relay refuses it from now on",
+        )
+    for device_id in ids:
+        _print(args, *rows[device_id])
+    if not ids:
+        _print(args, {"account": account, "devices": []}, f"{account}: no such account")
+    return 0
+
+
+async def _ask(
+    args: argparse.Namespace,
+) -> tuple[tuple[int, ...], DeviceRef, dict[int, tuple[dict[str, Any], str]]]:
+    home = home_of(args)
+    try:
+        client = Client(home, owner=f"tidings {args.command}", config=config_of(args))
+    except DeviceBusy as busy:
+        daemon = await open_daemon(home, busy)  # the daemon runs it: ask it
+        try:
+            account = args.account or daemon.me.account
+            if args.unlink is not None:
+                answer = await daemon.call("unlink", device_id=args.unlink)
+            else:
+                answer = await daemon.call("devices", account=account)
+            ids = tuple(answer["device_ids"])
+            return ids, daemon.me, _rows(daemon.store, daemon.me, account, ids)
+        finally:
+            await daemon.close()
+    try:
+        await client.start()
+        await client.wait_connected(ANSWER_WAIT, fail_fast=True)
+        account = args.account or client.me.account
+        async with asyncio.timeout(ANSWER_WAIT):
+            if args.unlink is not None:
+                ids = await client.unlink(args.unlink)
+            else:
+                ids = await client.devices(account)
+        return ids, client.me, _rows(client.store, client.me, account, ids)
+    finally:
+        await client.close()
+
+
+def _rows(
+    store: ClientStore, me: DeviceRef, account: str, ids: tuple[int, ...]
+) -> dict[int, tuple[dict[str, Any], str]]:
+    """Each device's JSON form and line, from what the store pinned."""
+    pins = store.pinned_identities(account)
+    own = store.e2e_identity()
+    rows: dict[int, tuple[dict[str, Any], str]] = {}
+    for device_id in ids:
+        ref = DeviceRef(account, device_id)
+        this = ref == me
+        key: bytes | None
+        if this and own is not None:
+            key = IdentityKeyPair(own.identity_seed).public.raw
+            changed = None
+        else:
+            key, changed = pins.get(device_id, (None, None))
+        fingerprint = key_fingerprint(key) if key is not None else None
+        obj = {"device": str(ref), "this": this, "fingerprint": fingerprint, "changed_at": changed}
+        mark = "this device" if this else ""
+        if fingerprint is None:
+            what = "key not known here yet (no session with it)"
+        else:
+            what = f"key {fingerprint}"
+            if changed is not None:
+                what += f"  (changed {_ts(changed)})"
+        rows[device_id] = (obj, f"{ref!s:24} {mark:12} {what}")
+    return rows
