@@ -30,6 +30,7 @@ TABLES = (
     "contacts",
     "prekey_owners",
     "one_time_prekeys",
+    "push_subscriptions",
 )
 
 

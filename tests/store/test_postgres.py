@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import pytest
 
 from tests import pgdb
-from tests.store.helpers import NOW, RETENTION, key, make_account, message_id, send
-from tidings.errors import IntegrityError, MigrationError, StoreError, StoreUnavailable
-from tidings.store import DeviceRef, PostgresStore, PreKey, Stored
-from tidings.store._pg_commit import BatchRunner, Outcome
+from tests.store.helpers import NOW, RETENTION, breaks, key, make_account, message_id, send
+from tidings.errors import IntegrityError, MigrationError, Rule, StoreError, StoreUnavailable
+from tidings.store import DeviceRef, PostgresStore, PreKey, Stored, _pg_devices
+from tidings.store._pg_commit import BatchRunner, Operation, Outcome
 from tidings.store.migrate import Migration, load_migrations
 from tidings.store.pg_migrate import FOLDER, migrate, schema_version
 
 LATEST = len(load_migrations(FOLDER))
+
+T = TypeVar("T")
 
 _SCHEMA = (
     "SELECT table_name, column_name, data_type, is_nullable, column_default"
@@ -441,3 +444,82 @@ async def test_close_commits_what_was_queued_and_refuses_what_comes_after(url: s
         assert await again.queue_depth(bob) == 20
     finally:
         await again.close()
+
+
+# -- unlinking and the device limit across nodes ------------------------------------------------
+
+_WAITING_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def while_held(
+    url: str, holder: PostgresStore, held: Operation[None], other: Callable[[], Awaitable[T]]
+) -> asyncio.Task[T]:
+    """Run ``held`` on ``holder`` inside its transaction and keep that open until ``other()``
+    (an operation on another node, started then) waits on a row lock or finished; then commit.
+    ``other()``'s task."""
+    ran, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(conn: asyncpg.Connection) -> None:
+        await held(conn)
+        ran.set()
+        await release.wait()
+
+    holding = asyncio.create_task(holder._committer.run(hold, write=True))
+    await ran.wait()
+    task = asyncio.ensure_future(other())
+    watcher = await asyncpg.connect(url)
+    try:
+        async with asyncio.timeout(10):  # each look is a round trip to the database
+            while not task.done() and not await watcher.fetchval(_WAITING_ON_A_LOCK):
+                continue
+    finally:
+        await watcher.close()
+    release.set()
+    await holding
+    return task
+
+
+async def test_two_nodes_unlinking_the_last_two_devices_remove_one(
+    nodes: tuple[PostgresStore, PostgresStore], url: str
+) -> None:
+    """Node a has removed device 2 but not committed when node b removes device 1: b waits for
+    a's commit, then sees one device left and refuses (without the lock each would see two and
+    the account would end with none)."""
+    a, b = nodes
+    alice1, alice2 = await make_account(a, "alice", devices=2)
+
+    async def unlink(conn: asyncpg.Connection) -> None:
+        await _pg_devices.remove_device(conn, alice2)
+
+    second = await while_held(url, a, unlink, lambda: b.remove_device(alice1))
+    with breaks(Rule.LAST_DEVICE):
+        await second
+    assert [d.ref for d in await b.devices("alice")] == [alice1]
+    assert await a.device_by_key(key("alice.2")) is None
+
+
+async def test_two_nodes_linking_past_the_limit_add_one(
+    nodes: tuple[PostgresStore, PostgresStore], url: str
+) -> None:
+    """Two link codes, one device short of the limit: a node's link still uncommitted makes the
+    other's wait, then count it and refuse; its code stays unused."""
+    a, b = nodes
+    (alice,) = await make_account(a, "alice")
+    codes = [hashlib.sha256(f"code{i}".encode()).digest() for i in range(2)]
+    for code in codes:
+        await a.put_link_code(alice, code, NOW + 60, NOW)
+
+    async def link(conn: asyncpg.Connection) -> None:
+        await _pg_devices.add_device(conn, "alice", key("a"), "a", codes[0], NOW, 2)
+
+    second = await while_held(
+        url, a, link, lambda: b.add_device("alice", key("b"), "b", codes[1], NOW, 2)
+    )
+    with breaks(Rule.TOO_MANY_DEVICES):
+        await second
+    assert [d.ref.device_id for d in await b.devices("alice")] == [1, 2]
+    await a.remove_device(DeviceRef("alice", 2))  # room again: the refused code still works
+    assert (await b.add_device("alice", key("b"), "b", codes[1], NOW, 2)).ref.device_id == 3

@@ -23,7 +23,8 @@ from tidings.store.base import DeviceRef, PreKey, PreKeyBundle, PreKeyCounts
 
 _EC, _KEM = 0, 1  #: one_time_prekeys.kind
 
-_DEVICE_EXISTS = "SELECT 1 FROM devices WHERE account = $1 AND device_id = $2"
+#: ``FOR KEY SHARE``: a concurrent unlink waits for the upload, then deletes it with the device.
+_DEVICE_EXISTS = "SELECT 1 FROM devices WHERE account = $1 AND device_id = $2 FOR KEY SHARE"
 _OWNER = (
     "SELECT identity_key, signed_id, signed_public, signed_signature, last_resort_id,"
     " last_resort_public, last_resort_signature FROM prekey_owners"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from tidings.store import _pg_devices, _pg_inbox, _pg_prekeys, _pg_queue
+from tidings.store import _pg_devices, _pg_inbox, _pg_prekeys, _pg_push, _pg_queue
 from tidings.store._inbox_writes import AckOp, SubmitOp
 from tidings.store._pg_commit import PgCommitter
 from tidings.store.base import (
@@ -34,6 +34,7 @@ from tidings.store.base import (
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
+    PushSubscription,
     StoreStats,
     Submission,
     SubmitResult,
@@ -137,13 +138,26 @@ class PostgresStore:
         )
 
     async def add_device(
-        self, account: str, noise_key: bytes, name: str, code_hash: bytes, now: float
+        self,
+        account: str,
+        noise_key: bytes,
+        name: str,
+        code_hash: bytes,
+        now: float,
+        max_devices: int | None = None,
     ) -> Device:
         """Consume a link code and add a device. See ``Store.add_device``."""
         return await self._committer.run(
-            lambda conn: _pg_devices.add_device(conn, account, noise_key, name, code_hash, now),
+            lambda conn: _pg_devices.add_device(
+                conn, account, noise_key, name, code_hash, now, max_devices
+            ),
             write=True,
         )
+
+    async def remove_device(self, device: DeviceRef) -> None:
+        """Remove a device for good (one node at a time per account). See
+        ``Store.remove_device``."""
+        await self._committer.run(lambda conn: _pg_devices.remove_device(conn, device), write=True)
 
     async def device_by_key(self, noise_key: bytes) -> Device | None:
         """The device registered with this Noise static key, if any."""
@@ -224,6 +238,21 @@ class PostgresStore:
         return await self._committer.run(
             lambda conn: _pg_prekeys.prekey_counts(conn, device), write=False
         )
+
+    async def put_push_subscription(self, sub: PushSubscription) -> None:
+        """Store a device's push subscription. See ``Store.put_push_subscription``."""
+        await self._committer.run(lambda conn: _pg_push.put(conn, sub), write=True)
+
+    async def delete_push_subscription(self, device: DeviceRef) -> bool:
+        """Drop a device's push subscription. See ``Store.delete_push_subscription``."""
+        deleted: bool = await self._committer.run(
+            lambda conn: _pg_push.delete(conn, device), write=True
+        )
+        return deleted
+
+    async def push_subscriptions(self) -> list[PushSubscription]:
+        """Every stored push subscription, by account and device id."""
+        return await self._committer.run(_pg_push.all_subscriptions, write=False)
 
 
 async def _probe(conn: asyncpg.Connection) -> None:
