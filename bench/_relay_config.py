@@ -38,6 +38,7 @@ class Config:
     skip_tidings: bool = False  # with --peers: run only the peers (the harness' own test)
     prosody_archive: str = "none"
     prosody_gc: str = "shipped"
+    store: str = ""  # the relay's --store ("": SQLite in its temporary data directory)
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -110,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default="shipped",
         help="Prosody's Lua GC: as shipped (pause 105 %%, speed 500) or Lua's own (200 %%, 100)",
     )
+    p.add_argument(
+        "--store",
+        default="",
+        help="the relay's --store: a PostgreSQL URL of an empty database (default: SQLite)",
+    )
     a = p.parse_args(argv)
     peers = tuple(name for name in a.peers.split(",") if name)
     unknown = [name for name in peers if name not in PEER_NAMES]
@@ -143,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         skip_tidings=a.skip_tidings,
         prosody_archive=a.prosody_archive,
         prosody_gc=a.prosody_gc,
+        store=a.store,
     )
     if (
         min(cfg.pairs, cfg.messages, cfg.window, cfg.pairs_per_process, cfg.rounds) < 1

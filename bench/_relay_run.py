@@ -75,6 +75,8 @@ def server_argv(cfg: Config, data_dir: Path, metrics_port: int, prof_out: Path) 
         "--registrations-per-address",
         "0",
     ]
+    if cfg.store:
+        argv += ["--store", cfg.store]
     return argv
 
 

@@ -183,8 +183,10 @@ def wait_for(procs: Sequence[Source], cond: Callable[[], bool], timeout: float, 
 class World:
     """One relay (restartable on the same data dir and port) and the processes of a test."""
 
-    def __init__(self, root: Path, *, rate: float = 10_000.0) -> None:
+    def __init__(self, root: Path, *, rate: float = 10_000.0, store: str | None = None) -> None:
         self.root = root
+        #: ``--store`` of the relay (a PostgreSQL URL), or ``None``: SQLite in ``data_dir``.
+        self.store = store
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.data_dir = root / "relay"
@@ -214,6 +216,7 @@ class World:
             *("--rate", str(self.rate), "--burst", str(int(self.rate))),
             # Every account here is seconds old: the new-account budget (2/s) would apply.
             *("--new-account-age", "0"),
+            *(("--store", self.store) if self.store else ()),
         ]
         server = self.spawn("server", argv)
         wait_for([server], lambda: server.count("event") > 0, WAIT, "the relay to listen")
@@ -259,9 +262,9 @@ class World:
 
 
 @contextlib.contextmanager
-def world(root: Path) -> Iterator[World]:
+def world(root: Path, *, store: str | None = None) -> Iterator[World]:
     """A :class:`World` whose processes are all killed at the end, whatever happened."""
-    w = World(root)
+    w = World(root, store=store)
     try:
         yield w
     finally:

@@ -373,6 +373,29 @@ def test_tcp_mss_is_zero_or_a_real_segment_size() -> None:
         ServerConfig(tcp_mss=100)
 
 
+# --- The store ----------------------------------------------------------------------------------
+
+
+def test_the_store_is_sqlite_unless_a_postgresql_url_is_given(tmp_path: Path) -> None:
+    assert ServerConfig().store == "sqlite" and not ServerConfig().uses_postgres
+    url = "postgresql://tidings@db.example:5432/tidings"
+    assert load_config(None, {"TIDINGS_STORE": url}, {}).uses_postgres
+    assert load_config(write(tmp_path, f'[server]\nstore = "{url}"\n'), {}, {}).store == url
+    assert load_config(None, {}, {"store": "postgres://h/d"}).uses_postgres
+
+
+@pytest.mark.parametrize("bad", ["mysql://u@h/d", "", "sqlite3", "postgresql:/h/d"])
+def test_another_store_is_refused_naming_its_source(bad: str) -> None:
+    with pytest.raises(ConfigError, match="environment variable TIDINGS_STORE: expected sqlite"):
+        load_config(None, {"TIDINGS_STORE": bad}, {})
+
+
+def test_a_refused_store_url_does_not_show_its_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, {}, {"store": "mysql://tidings:hunter2@h/d"})
+    assert "hunter2" not in str(raised.value) and "tidings:***@h/d" in str(raised.value)
+
+
 # --- push wake-ups (issue 13) ---------------------------------------------------------------------
 
 

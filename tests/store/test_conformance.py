@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,20 +13,12 @@ from tidings.store import (
     DeviceMismatch,
     DeviceRef,
     ItemKind,
-    MemoryStore,
     QueueFull,
-    SQLiteStore,
     Store,
     Stored,
 )
 
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
-    await backend.open()
-    yield backend
-    await backend.close()
+# The ``store`` fixture (every backend) is in conftest.py.
 
 
 def stored(result: object) -> Stored:

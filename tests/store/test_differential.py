@@ -1,8 +1,9 @@
-"""SQLiteStore and MemoryStore give the same answers to the same random operations.
+"""SQLiteStore, PostgresStore and MemoryStore give the same answers to the same random operations.
 
-Operations run in groups through ``asyncio.gather``: both backends run a group in task order
-(SQLite in one or a few transactions, one savepoint each), so the answers must match one for one
-— results, refusals and error messages alike — and so must the state after every group.
+Operations run in groups through ``asyncio.gather``: every backend runs a group in task order
+(SQLite and PostgreSQL in one or a few transactions, one savepoint each), so the answers must
+match one for one — results, refusals and error messages alike — and so must the state after
+every group.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import pgdb
+from tests.store.conftest import PgDatabases
 from tests.store.helpers import NOW, key, message_id
-from tidings.store import DeviceRef, MemoryStore, SQLiteStore, Store, Submission
+from tidings.store import DeviceRef, MemoryStore, PostgresStore, SQLiteStore, Store, Submission
 
 ACCOUNTS = ["a", "b", "c"]  # "c" is never created by the setup: sends to it are refused
 DEVICES = [DeviceRef(account, n) for account in ACCOUNTS for n in (1, 2, 3)]
@@ -134,9 +137,9 @@ async def snapshot(store: Store) -> list[object]:
     return state
 
 
-async def run(groups: list[list[Op]], path: Path) -> None:
-    memory, sqlite = MemoryStore(), SQLiteStore(path, max_batch=4)
-    stores: list[Store] = [memory, sqlite]
+async def run(groups: list[list[Op]], other: Store) -> None:
+    memory = MemoryStore()
+    stores: list[Store] = [memory, other]
     for store in stores:
         await store.open()
         await store.create_account("a", key("a"), "a", NOW)
@@ -151,7 +154,7 @@ async def run(groups: list[list[Op]], path: Path) -> None:
                     [outcome(r) for r in await asyncio.gather(*calls, return_exceptions=True)]
                 )
             assert answers[0] == answers[1], group
-            assert await snapshot(memory) == await snapshot(sqlite)
+            assert await snapshot(memory) == await snapshot(other)
     finally:
         for store in stores:
             await store.close()
@@ -161,4 +164,17 @@ async def run(groups: list[list[Op]], path: Path) -> None:
 @given(st.lists(st.lists(_op, min_size=1, max_size=8), min_size=1, max_size=8))
 async def test_sqlite_answers_like_memory(groups: list[list[Op]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        await run(groups, Path(tmp) / "s.db")
+        await run(groups, SQLiteStore(Path(tmp) / "s.db", max_batch=4))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_op, min_size=1, max_size=8), min_size=1, max_size=8))
+async def test_postgres_answers_like_memory(
+    pg_databases: PgDatabases, groups: list[list[Op]]
+) -> None:
+    url = await pg_databases.shared_url()
+    store = PostgresStore(url, max_batch=4)
+    await store.open()  # creates the schema in a new database: TRUNCATE needs its tables
+    await store.close()
+    await pgdb.truncate(url)
+    await run(groups, PostgresStore(url, max_batch=4))

@@ -1,8 +1,9 @@
-"""SQLiteStore's one path for submits and acks (``tidings.store._inbox_writes``): a batch
-answers as the same operations one by one would.
+"""The one path for submits and acks of the batching stores — SQLite's
+(``tidings.store._inbox_writes``) and PostgreSQL's (``tidings.store._pg_inbox``): a batch answers
+as the same operations one by one would.
 
-Each test runs its operations as ONE batch (the store's thread is held by a read until all of
-them are queued), so they form one segment of submits and acks.
+Each test runs its operations as ONE batch (the store's thread, or task, is held by a read until
+all of them are queued), so they form one segment of submits and acks.
 """
 
 from __future__ import annotations
@@ -13,40 +14,74 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from tests import pgdb
+from tests.store.conftest import PgDatabases
 from tests.store.helpers import NOW, make_account, message_id, send
 from tidings.errors import IntegrityError, StoreError
-from tidings.store import DeviceMismatch, DeviceRef, QueueFull, SQLiteStore, Stored, _inbox_writes
+from tidings.store import (
+    DeviceMismatch,
+    DeviceRef,
+    PostgresStore,
+    QueueFull,
+    SQLiteStore,
+    Stored,
+    _inbox_writes,
+    _pg_inbox,
+)
+
+Batched = SQLiteStore | PostgresStore
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    backend = SQLiteStore(tmp_path / "s.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_databases: PgDatabases
+) -> AsyncIterator[Batched]:
+    backend: Batched
+    if request.param == "sqlite":
+        backend = SQLiteStore(tmp_path / "s.db")
+    else:
+        backend = PostgresStore(await pg_databases.shared_url())
     await backend.open()
+    if isinstance(backend, PostgresStore):
+        await pgdb.truncate(backend.url)
     yield backend
     await backend.close()
 
 
 async def one_batch(
-    store: SQLiteStore, calls: list[Callable[[], Awaitable[object]]], *, commits: int = 1
+    store: Batched, calls: list[Callable[[], Awaitable[object]]], *, commits: int = 1
 ) -> list[object]:
     """Run ``calls`` as one batch, in order; their results (or exceptions)."""
-    started, gate = threading.Event(), threading.Event()
+    if isinstance(store, PostgresStore):
+        pg_started, pg_gate = asyncio.Event(), asyncio.Event()
 
-    def hold(conn: sqlite3.Connection) -> None:
-        started.set()
-        gate.wait()
+        async def pg_hold(conn: object) -> None:
+            pg_started.set()
+            await pg_gate.wait()
 
-    holder = asyncio.ensure_future(store._committer.run(hold, write=False))
-    await asyncio.to_thread(started.wait)
+        holder = asyncio.ensure_future(store._committer.run(pg_hold, write=False))
+        await pg_started.wait()
+        gate_set = pg_gate.set
+    else:
+        started, gate = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            started.set()
+            gate.wait()
+
+        holder = asyncio.ensure_future(store._committer.run(hold, write=False))
+        await asyncio.to_thread(started.wait)
+        gate_set = gate.set
     tasks = [asyncio.ensure_future(call()) for call in calls]
     # Counted while the committer is held: once released, its thread may commit the batch
     # before this coroutine resumes (reading the counter after it was a flaky race).
     before = store.stats.commits
 
     async def release() -> None:  # runs after every task above has queued its operation
-        gate.set()
+        gate_set()
 
     await asyncio.gather(holder, release())
     results = list(await asyncio.gather(*tasks, return_exceptions=True))
@@ -59,7 +94,7 @@ def seqs(result: object) -> list[int]:
     return [item.seq for _, item in result.items]
 
 
-async def test_acks_and_submits_of_one_device_keep_their_order(store: SQLiteStore) -> None:
+async def test_acks_and_submits_of_one_device_keep_their_order(store: Batched) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
 
@@ -81,7 +116,7 @@ async def test_acks_and_submits_of_one_device_keep_their_order(store: SQLiteStor
     assert await store.total_queued() == 0
 
 
-async def test_an_ack_earlier_in_the_batch_makes_room(store: SQLiteStore) -> None:
+async def test_an_ack_earlier_in_the_batch_makes_room(store: Batched) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     for n in range(2):
@@ -102,7 +137,7 @@ async def test_an_ack_earlier_in_the_batch_makes_room(store: SQLiteStore) -> Non
     assert (await store.last_seq(bob), await store.queue_depth(bob)) == (3, 2)
 
 
-async def test_duplicates_inside_the_batch_and_of_earlier_commits(store: SQLiteStore) -> None:
+async def test_duplicates_inside_the_batch_and_of_earlier_commits(store: Batched) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     first = await store.submit(send(alice, "bob", [bob], mid=message_id(1), now=NOW - 5))
@@ -129,7 +164,7 @@ async def test_duplicates_inside_the_batch_and_of_earlier_commits(store: SQLiteS
     assert (await store.last_seq(bob), await store.queue_depth(bob)) == (5, 5)
 
 
-async def test_a_batch_of_one_is_a_segment_too(store: SQLiteStore) -> None:
+async def test_a_batch_of_one_is_a_segment_too(store: Batched) -> None:
     alice = await make_account(store, "alice", 2)
     (bob,) = await make_account(store, "bob")
     sub = send(alice[0], "bob", [bob, alice[1]], mid=message_id(1))
@@ -144,7 +179,7 @@ async def test_a_batch_of_one_is_a_segment_too(store: SQLiteStore) -> None:
     assert (await store.last_seq(bob), await store.queue_depth(bob)) == (1, 0)
 
 
-async def test_refusals_in_a_batch_store_nothing(store: SQLiteStore) -> None:
+async def test_refusals_in_a_batch_store_nothing(store: Batched) -> None:
     alice = await make_account(store, "alice", 2)
     (bob,) = await make_account(store, "bob")
     ghost, gone = DeviceRef("bob", 7), DeviceRef("alice", 9)
@@ -174,8 +209,10 @@ async def test_refusals_in_a_batch_store_nothing(store: SQLiteStore) -> None:
 
 
 async def test_a_segment_that_fails_fails_its_whole_batch(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    store: Batched, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if isinstance(store, PostgresStore):
+        return await _pg_segment_fails_its_whole_batch(store, monkeypatch)
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     await store.submit(send(alice, "bob", [bob], mid=message_id(0)))
@@ -208,7 +245,7 @@ async def test_a_segment_that_fails_fails_its_whole_batch(
     assert seqs(await store.submit(send(alice, "bob", [bob], mid=message_id(1)))) == [2]
 
 
-async def test_other_operations_between_segments(store: SQLiteStore) -> None:
+async def test_other_operations_between_segments(store: Batched) -> None:
     (alice,) = await make_account(store, "alice")
     (bob,) = await make_account(store, "bob")
     await store.submit(send(alice, "bob", [bob], mid=message_id(1)))
@@ -231,3 +268,37 @@ async def test_other_operations_between_segments(store: SQLiteStore) -> None:
     assert results[5] == 2
     assert await store.devices("carol") == [created]
     assert (await store.last_seq(bob), await store.queue_depth(bob)) == (2, 0)
+
+
+async def _pg_segment_fails_its_whole_batch(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (alice,) = await make_account(store, "alice")
+    (bob,) = await make_account(store, "bob")
+    await store.submit(send(alice, "bob", [bob], mid=message_id(0)))
+    write = _pg_inbox._Segment.write
+    failures: list[None] = []
+
+    async def failing_write(self: _pg_inbox._Segment, conn: asyncpg.Connection) -> None:
+        await write(self, conn)  # everything written, then a failure: all of it must go
+        failures.append(None)
+        raise asyncpg.exceptions.DataError("injected")
+
+    monkeypatch.setattr(_pg_inbox._Segment, "write", failing_write)
+    results = await one_batch(
+        store,
+        [
+            lambda: store.submit(send(alice, "bob", [bob], mid=message_id(1))),
+            lambda: store.create_account("carol", b"c" * 32, "carol", NOW),
+            lambda: store.ack(bob, 1),
+        ],
+        commits=0,
+    )
+    assert failures == [None]  # the first segment failed: nothing after it ran
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert isinstance(results[0], StoreError)
+    assert isinstance(results[0].__cause__, asyncpg.exceptions.DataError)
+    monkeypatch.undo()
+    assert (await store.last_seq(bob), await store.queue_depth(bob)) == (1, 1)
+    assert await store.devices("carol") == []
+    assert seqs(await store.submit(send(alice, "bob", [bob], mid=message_id(1)))) == [2]

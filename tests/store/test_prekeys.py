@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.store.helpers import NOW, breaks, make_account
 from tidings.errors import Rule
 from tidings.store import (
     DeviceRef,
-    MemoryStore,
     PreKey,
     PreKeyCounts,
     SQLiteStore,
@@ -25,12 +21,7 @@ IDENTITY = b"\x05" + bytes(32)
 SIG = bytes(range(64))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
-    await backend.open()
-    yield backend
-    await backend.close()
+# The ``store`` fixture (every backend) is in conftest.py.
 
 
 def signed(key_id: int = 1) -> PreKey:

@@ -1,4 +1,5 @@
-"""``tidings server``: run the relay on the embedded SQLite store until SIGTERM or Ctrl-C."""
+"""``tidings server``: run the relay until SIGTERM or Ctrl-C, on the embedded SQLite store or, with
+``--store postgresql://…``, on a PostgreSQL database that several relay nodes share."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..clockfile import file_clock
 from ..configfile import parse_duration
+from ..errors import StartupError, StoreError
 from ..server.app import Relay
 from ..server.config import ServerConfig, load_config
 from ..server.datadir import (
@@ -26,30 +28,39 @@ from ..server.datadir import (
     prepare_data_dir,
     prepare_db_file,
 )
+from ..server.health import STORE_HEARTBEAT_INTERVAL
 from ..server.listener import raise_open_file_limit
 from ..server.logs import setup_logging
-from ..store import SQLiteStore
+from ..store import PostgresStore, SQLiteStore, Store
+from ..store.pg_errors import redact
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``server`` subcommand."""
     p = sub.add_parser(
         "server",
-        help="run a relay (SQLite store in a data directory)",
+        help="run a relay (SQLite store in a data directory, or PostgreSQL)",
         description=(
             "Run a tidings relay. It stores ciphertext per device until each device acks it, "
-            "and acks a send (✓) only after the SQLite commit. Settings come from flags, "
+            "and acks a send (✓) only after the database's commit (SQLite in the data "
+            "directory, or PostgreSQL with --store). Settings come from flags, "
             "TIDINGS_* environment variables and a TOML file ([server] table), in that order. "
             "Prints its WebSocket URL and key fingerprint; stops gracefully on SIGTERM/Ctrl-C."
         ),
         epilog=(
             "Exit status: 0 after a graceful stop; 1 when it cannot start (a bad setting, a port "
-            "in use, an unwritable data directory, a damaged key file), with one line on stderr "
-            "saying what to do."
+            "in use, an unwritable data directory, a damaged key file, a database it cannot "
+            "reach or migrate), with one line on stderr saying what to do."
         ),
     )
     p.add_argument("--config", type=Path, help="TOML config file (env: TIDINGS_CONFIG)")
     p.add_argument("--data-dir", type=Path, help="where the database and key live")
+    p.add_argument(
+        "--store",
+        help="sqlite (default: relay.db in the data directory) or the URL of a PostgreSQL "
+        "database shared by several relay nodes, postgresql://user@host:5432/tidings "
+        "(env: TIDINGS_STORE)",
+    )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="WebSocket port (default 7400; 0 = any free port)")
     p.add_argument("--metrics-host", help="address of /metrics and /healthz")
@@ -113,6 +124,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     )
     overrides: dict[str, object] = {
         "data_dir": args.data_dir,
+        "store": args.store,
         "host": args.host,
         "port": args.port,
         "metrics_host": args.metrics_host,
@@ -151,16 +163,26 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
     prepare_data_dir(config.data_dir)
     key = load_or_create_key(config.data_dir / KEY_FILE)
     push_key = load_or_create_push_key(config.data_dir / PUSH_KEY_FILE)
-    prepare_db_file(config.data_dir / DB_FILE)
-    store = SQLiteStore(config.data_dir / DB_FILE)
-    relay = Relay(config, store, key, clock=clock, push_key=push_key)
+    store: Store
+    if config.uses_postgres:
+        store = PostgresStore(config.store)
+    else:
+        prepare_db_file(config.data_dir / DB_FILE)
+        store = SQLiteStore(config.data_dir / DB_FILE)
+    # A database on the network can go away while the relay is idle: probe it on a heartbeat,
+    # so /healthz (and a load balancer) learns of it without waiting for a client's write.
+    heartbeat = STORE_HEARTBEAT_INTERVAL if config.uses_postgres else None
+    relay = Relay(config, store, key, clock=clock, push_key=push_key, store_heartbeat=heartbeat)
     # Handlers first: a SIGTERM that arrives while starting (or right after the ready line)
     # must stop the relay gracefully, not kill it.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await relay.start()
+    try:
+        await relay.start()
+    except StoreError as exc:  # a database it cannot reach, or whose schema it cannot migrate
+        raise StartupError(f"cannot open the store: {exc}") from None
     # Everything allocated so far lives as long as the process: keep the garbage collector
     # from scanning it again on every full collection (measured: ~10% of the relay's CPU).
     gc.freeze()
@@ -188,6 +210,8 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
         if metrics:
             print(f"metrics: {metrics} (health: /healthz)", flush=True)
         print(f"data: {config.data_dir.resolve()}", flush=True)
+        if config.uses_postgres:
+            print(f"store: {redact(config.store)}", flush=True)
     await stop.wait()
     await relay.stop()
     return 0

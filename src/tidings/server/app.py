@@ -75,6 +75,7 @@ class Relay:
         push_key: bytes | None = None,
         push_timing: WakeTiming = DEFAULT_TIMING,
         push_request_timeout: float = PUSH_REQUEST_TIMEOUT,
+        store_heartbeat: float | None = None,
     ) -> None:
         """A relay on ``store`` with the Noise static key ``static_private``.
 
@@ -105,6 +106,8 @@ class Relay:
         self._ids = itertools.count(1)
         self.listener: Listener | None = None
         self.store_watch = StoreWatch(store, self.metrics)
+        #: Seconds between probes of a healthy store (a database on the network), or ``None``.
+        self._store_heartbeat = store_heartbeat
         scalar = push_key if push_key is not None else _new_scalar(random_bytes)
         #: The push wake-ups of devices without a connection (:mod:`.wakeups`).
         self.push = WakeUps(
@@ -162,6 +165,8 @@ class Relay:
             await self.store.close()
             raise
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
+        if self._store_heartbeat is not None:
+            self.store_watch.start_heartbeat(self._store_heartbeat)
         assert self.address is not None
         log.info("= listening on %s:%d key %s", *self.address, self.fingerprint)
 

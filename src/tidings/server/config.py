@@ -33,6 +33,7 @@ from typing import Literal
 
 from ..configfile import CLIENT_ENV_PREFIX, parse_duration, read_table
 from ..errors import ConfigError
+from ..store.pg_errors import redact
 from ..wire.limits import MAX_PAYLOAD
 
 __all__ = [
@@ -46,6 +47,10 @@ __all__ = [
 
 #: Relative to the working directory, so a first ``tidings server`` run needs no setup.
 DEFAULT_DATA_DIR = Path("./tidings-data")
+#: The embedded SQLite database in ``data_dir``: one node needs no database server.
+DEFAULT_STORE = "sqlite"
+#: What ``store`` may name besides ``sqlite``: a PostgreSQL database (libpq's URL schemes).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: Loopback only: exposing a relay to the network must be a deliberate choice.
 DEFAULT_HOST = "127.0.0.1"
 #: The WebSocket port; unassigned by IANA and easy to remember ("74" ≈ "TI").
@@ -171,6 +176,8 @@ class ServerConfig:
 
     Attributes:
         data_dir: directory of the embedded store and the server's key.
+        store: ``sqlite`` (the embedded database in ``data_dir``) or the URL of a PostgreSQL
+            database shared by several relay nodes (``postgresql://user@host:5432/tidings``).
         host: interface the WebSocket listener binds to.
         port: WebSocket port (0 lets the OS pick one: tests and the lab).
         metrics_host: interface of the HTTP ``/metrics`` and ``/healthz`` endpoint.
@@ -221,6 +228,7 @@ class ServerConfig:
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
+    store: str = DEFAULT_STORE
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     metrics_host: str = DEFAULT_METRICS_HOST
@@ -274,6 +282,11 @@ class ServerConfig:
             raise ConfigError(reason)
 
     @property
+    def uses_postgres(self) -> bool:
+        """Whether ``store`` names a PostgreSQL database (else the embedded SQLite one)."""
+        return self.store.startswith(POSTGRES_SCHEMES)
+
+    @property
     def max_stranger_queue(self) -> int:
         """How many items of one device's queue strangers may fill: ``stranger_queue_share``
         of ``max_queue``, rounded down, at least 1 (a stranger's first message always fits)."""
@@ -287,7 +300,7 @@ class ServerConfig:
 
 # --- Field rules --------------------------------------------------------------------------------
 
-_Kind = Literal["path", "str", "int", "float", "duration", "choice", "bool"]
+_Kind = Literal["path", "str", "int", "float", "duration", "choice", "bool", "store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +316,7 @@ class _Rule:
 
 _RULES: dict[str, _Rule] = {
     "data_dir": _Rule("path"),
+    "store": _Rule("store"),
     "host": _Rule("str"),
     "port": _Rule("int", 0, 65535),
     "metrics_host": _Rule("str"),
@@ -349,6 +363,15 @@ def _check(name: str, value: object) -> object:
     if rule.kind == "path":
         if not isinstance(value, Path):
             raise _Invalid(f"expected a path, got {type(value).__name__}")
+        return value
+    if rule.kind == "store":
+        if not isinstance(value, str) or not (
+            value == DEFAULT_STORE or value.startswith(POSTGRES_SCHEMES)
+        ):
+            shown = redact(value) if isinstance(value, str) else value
+            raise _Invalid(
+                f"expected sqlite or a URL postgresql://user@host:port/database, got {shown!r}"
+            )
         return value
     if rule.kind == "bool":
         if not isinstance(value, bool):

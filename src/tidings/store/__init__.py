@@ -1,9 +1,10 @@
 """Server storage: the :class:`Store` interface and its backends.
 
 * :class:`SQLiteStore`: the embedded, durable default (WAL, group commit).
+* :class:`PostgresStore`: for several relay nodes on one PostgreSQL database (asyncpg).
 * :class:`MemoryStore`: the same semantics without durability, for tests of upper layers.
 
-Both pass one conformance suite (``tests/store/test_conformance.py``).
+All three pass one conformance suite (``tests/store/test_conformance.py``).
 """
 
 from tidings.store.base import (
@@ -26,6 +27,7 @@ from tidings.store.base import (
     SubmitResult,
 )
 from tidings.store.memory import MemoryStore
+from tidings.store.postgres import PostgresStore
 from tidings.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "InboxItem",
     "ItemKind",
     "MemoryStore",
+    "PostgresStore",
     "PreKey",
     "PreKeyBundle",
     "PreKeyCounts",

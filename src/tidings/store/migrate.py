@@ -37,14 +37,15 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> tuple[Migration, ...]:
-    """The packaged migrations, by version.
+def load_migrations(folder: str = "migrations") -> tuple[Migration, ...]:
+    """The packaged migrations in ``folder`` of ``tidings.store``, by version (the SQLite
+    store's by default; the PostgreSQL store's are in ``pg_migrations``).
 
     Raises:
         MigrationError: the files are not numbered 1, 2, 3… without gaps (a packaging bug).
     """
     found = []
-    for entry in resources.files("tidings.store").joinpath("migrations").iterdir():
+    for entry in resources.files("tidings.store").joinpath(folder).iterdir():
         match = _FILE_NAME.fullmatch(entry.name)
         if match is not None:
             sql = entry.read_text(encoding="utf-8")
