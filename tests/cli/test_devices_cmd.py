@@ -19,14 +19,23 @@ def test_devices_lists_unlinks_and_the_unlinked_device_is_refused(
     server = Server(tmp_path, tmp_path / "data", name="devices")
     procs.append(server.proc)
     phone, laptop, carol = tmp_path / "phone", tmp_path / "laptop", tmp_path / "carol"
-    register(tmp_path, server.url, "uma", phone)
+    register(tmp_path, server.url, "uma", phone, "--device-name", "phone-of-uma")
     (code,) = ok(tmp_path, "link-code", "--json", "--home", str(phone)).json_lines()
-    register(tmp_path, server.url, "uma", laptop, "--link-code", code["code"])
+    register(tmp_path, server.url, "uma", laptop, "--link-code", code["code"],
+             "--device-name", "laptop-of-uma")  # fmt: skip
     register(tmp_path, server.url, "carol", carol)
     ok(tmp_path, "send", "uma", "hello both", "--wait", "sent", "--home", str(carol))
 
     listed = ok(tmp_path, "devices", "--json", "--home", str(phone)).json_lines()
     assert [(d["device"], d["this"]) for d in listed] == [("uma.1", True), ("uma.2", False)]
+    assert listed[0]["name"] == "phone-of-uma"
+    # the laptop tells the phone its name the first time it connects (end to end)
+    ok(tmp_path, "send", "carol", "from the laptop", "--wait", "sent", "--home", str(laptop))
+    for _ in range(5):  # the phone fetches the laptop's DEVICE_INFO as it connects
+        named = ok(tmp_path, "devices", "--json", "--home", str(phone)).json_lines()
+        if named[1]["name"] is not None:
+            break
+    assert named[1]["name"] == "laptop-of-uma", named
     assert listed[0]["fingerprint"] is not None and len(listed[0]["fingerprint"]) == 24
     # the laptop shows its own key with the same fingerprint the phone shows... once they talk
     mine = ok(tmp_path, "devices", "--json", "--home", str(laptop)).json_lines()

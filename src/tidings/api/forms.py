@@ -15,6 +15,7 @@ from ..client.events import (
     Connected,
     ConnectFailed,
     DecryptionFailed,
+    DeviceNamed,
     DevicesChanged,
     Disconnected,
     GapDetected,
@@ -116,6 +117,8 @@ def event_json(event: ClientEvent) -> JSON:
         if m.expires_in:
             received["expires_in"] = m.expires_in  # its clock starts when a UI shows it
         return received
+    if isinstance(event, DeviceNamed):
+        return {"event": "device-named", "device": str(event.device), "name": event.name}
     if isinstance(event, HistoryImported):
         return {
             "event": "history",

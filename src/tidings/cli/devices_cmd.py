@@ -173,6 +173,10 @@ def _rows(
     """Each device's JSON form and line, from what the store pinned."""
     pins = store.pinned_identities(account)
     own = store.e2e_identity()
+    identity = store.get_identity()
+    names = store.device_names() if account == me.account else {}
+    if identity is not None and account == me.account:
+        names[me.device_id] = identity.device_name
     rows: dict[int, tuple[dict[str, Any], str]] = {}
     for device_id in ids:
         ref = DeviceRef(account, device_id)
@@ -184,13 +188,21 @@ def _rows(
         else:
             key, changed = pins.get(device_id, (None, None))
         fingerprint = key_fingerprint(key) if key is not None else None
-        obj = {"device": str(ref), "this": this, "fingerprint": fingerprint, "changed_at": changed}
+        name = names.get(device_id)
+        obj = {
+            "device": str(ref),
+            "name": name,
+            "this": this,
+            "fingerprint": fingerprint,
+            "changed_at": changed,
+        }
         mark = "this device" if this else ""
+        shown = f"{ref} ({name})" if name else str(ref)
         if fingerprint is None:
             what = "key not known here yet (no session with it)"
         else:
             what = f"key {fingerprint}"
             if changed is not None:
                 what += f"  (changed {_ts(changed)})"
-        rows[device_id] = (obj, f"{ref!s:24} {mark:12} {what}")
+        rows[device_id] = (obj, f"{shown:32} {mark:12} {what}")
     return rows

@@ -29,6 +29,7 @@ from typing import ClassVar
 from ..delivery import (
     ContentError,
     ContentKind,
+    DeviceInfo,
     Receipt,
     ReceiptKind,
     Status,
@@ -584,12 +585,31 @@ class Client:
         if self.storage_failed is not None:
             return
         self._outbox.devices[self.me.account] = own_devices
+        self._tell_name(own_devices)
         self._outbox.on_connect()
         try:
             self._outbox.pump()
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
+
+    def _tell_name(self, own_devices: tuple[int, ...]) -> None:
+        """Tell this account's other devices this device's name, once per device set that
+        has a device not told yet (the relay keeps no names)."""
+        others = [d for d in own_devices if d != self.me.device_id]
+        told = self.store.names_told()
+        if not others or all(d in told for d in others):
+            return
+        now = self._clock()
+        content = DeviceInfo(self.identity.device_name[:64]).serialize()
+        request = OutboxRequest(
+            os.urandom(16), self.me.account, content, ContentKind.DEVICE_INFO, now
+        )
+        try:
+            self.store.queue_device_info(request, own_devices)
+            self._outbox.add_queued([request.message_id])
+        except StoreUnavailable:
+            pass  # the client stops (StorageFailed)
 
     def on_close(self) -> None:
         self._outbox.on_disconnect()
@@ -683,6 +703,8 @@ class Client:
         is how an account is taken over)."""
         before = self._outbox.devices.get(frame.account, ())
         self._outbox.devices[frame.account] = frame.device_ids
+        if frame.account == self.me.account:
+            self._tell_name(frame.device_ids)
         if frame.account == self.me.account and before:
             added = tuple(d for d in frame.device_ids if d not in before)
             removed = tuple(d for d in before if d not in frame.device_ids)

@@ -260,8 +260,17 @@ class HistoryImported:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceNamed:
+    """Another device of this account told this one its name (``tidings devices`` shows it)."""
+
+    device: DeviceRef
+    name: str
+
+
 ClientEvent = (
     MessageReceived
+    | DeviceNamed
     | HistoryImported
     | DevicesChanged
     | PushDead

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from ..delivery import (
     ContentError,
     ContentKind,
+    DeviceInfo,
     Message,
     Receipt,
     ReceiptKind,
@@ -56,6 +57,7 @@ from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
+    DeviceNamed,
     GapDetected,
     GapSkipped,
     HistoryImported,
@@ -224,6 +226,15 @@ class Inbox:
             return []
         if isinstance(content, History):
             self._on_history(frame, sender, content, now, writes)
+            return []
+        if isinstance(content, DeviceInfo):
+            if sender.account == self.me.account:  # another device of this account
+                if self.store.commit_device_name(
+                    frame.seq, sender.device_id, content.name, now, writes
+                ):
+                    self._emit(DeviceNamed(sender, content.name))
+            else:
+                self.store.advance_cursor(frame.seq, writes)  # not ours to name
             return []
         self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []

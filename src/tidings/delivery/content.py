@@ -12,6 +12,7 @@ Layout: one MessagePack array, ``[version, kind, *fields]``::
     RESEND         [1, 3, message_id: bin16, message: bin]   (a MESSAGE's bytes, sent again)
     RETRY_REQUEST  [1, 4, account: str, device_id: int, [message_id: bin16, ...]]
     TIMER          [1, 5, conversation: str, seconds: int, set_at: float]
+    DEVICE_INFO    [1, 7, name: str]   (to the sender's own account: what its devices call it)
     HISTORY        [1, 6, for_device, archive_id, part, parts, entries]   (content_history)
 
 A MESSAGE with ``expires_in`` disappears that many seconds after it was displayed (received) or
@@ -57,6 +58,7 @@ __all__ = [
     "Content",
     "ContentError",
     "ContentKind",
+    "DeviceInfo",
     "Message",
     "Receipt",
     "ReceiptKind",
@@ -114,6 +116,7 @@ class ContentKind(enum.IntEnum):
     RETRY_REQUEST = 4
     TIMER = 5
     HISTORY = 6  #: :mod:`.content_history`
+    DEVICE_INFO = 7
 
 
 class ReceiptKind(enum.IntEnum):
@@ -183,6 +186,33 @@ class Message:
 def _check_timer(name: str, value: object) -> None:
     if type(value) is not int or not 0 <= value <= MAX_TIMER:
         raise ContentError(f"{name} must be whole seconds in 0..{MAX_TIMER}")
+
+
+#: Longest device name, in bytes of UTF-8 (as REGISTER's ``device_name``).
+MAX_DEVICE_NAME = 64
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device tells the other devices of its account its name ("Alice's laptop"): the
+    relay keeps no names (G6), so the account's devices learn them end to end."""
+
+    KIND: ClassVar[ContentKind] = ContentKind.DEVICE_INFO
+    name: str
+
+    def __post_init__(self) -> None:
+        if type(self.name) is not str or _CONTROL.search(self.name):
+            raise ContentError("a device name is a string without control characters")
+        try:
+            size = len(self.name.encode())
+        except UnicodeEncodeError:
+            raise ContentError("a device name must be valid unicode") from None
+        if size > MAX_DEVICE_NAME:
+            raise ContentError(f"a device name is at most {MAX_DEVICE_NAME} bytes")
+
+    def serialize(self) -> bytes:
+        """The content bytes to hand to the end-to-end layer."""
+        return _pack(self.KIND, [self.name])
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +344,7 @@ def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
 # everything it uses is defined (a circular import that resolves by order).
 from .content_history import History  # noqa: E402
 
-Content = Message | Receipt | Resend | RetryRequest | Timer | History
+Content = Message | Receipt | Resend | RetryRequest | Timer | History | DeviceInfo
 
 
 def _message(fields: list[Any]) -> Message:
@@ -331,6 +361,11 @@ def _history(fields: list[Any]) -> Content:
     from .content_history import parse_history  # it builds on this module
 
     return parse_history(fields)
+
+
+def _device_info(fields: list[Any]) -> DeviceInfo:
+    (name,) = fields
+    return DeviceInfo(name)
 
 
 def _timer(fields: list[Any]) -> Timer:
@@ -373,6 +408,7 @@ _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]
     ContentKind.RETRY_REQUEST: (_retry_request, frozenset({3})),
     ContentKind.TIMER: (_timer, frozenset({3})),
     ContentKind.HISTORY: (_history, frozenset({5})),
+    ContentKind.DEVICE_INFO: (_device_info, frozenset({1})),
 }
 
 

@@ -265,5 +265,20 @@ CREATE TABLE early_receipts (
 );
 """
 
+_V8 = """
+-- The names of this account's other devices (issue 13: `tidings devices` lists them), as each
+-- told the others in a DEVICE_INFO (the relay keeps no names), and the own devices this one last
+-- told its name to (JSON array of ids), so it tells each new one once.
+CREATE TABLE device_names (
+    device_id INTEGER PRIMARY KEY,
+    name      TEXT    NOT NULL,
+    at        REAL    NOT NULL
+);
+CREATE TABLE name_told (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    devices TEXT    NOT NULL
+);
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)

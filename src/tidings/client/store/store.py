@@ -35,7 +35,7 @@ connection, used from the thread that opened it).
 
 The methods live by feature: the outbox in :mod:`._outbox`, the incoming side in
 :mod:`._incoming`, disappearing messages in :mod:`._timers`, history for a new device in
-:mod:`._history`, the SQLite plumbing in
+:mod:`._history`, device names in :mod:`._names`, the SQLite plumbing in
 :mod:`._sql`; this module assembles them and adds identity, statuses, the trace and history.
 """
 
@@ -50,7 +50,7 @@ from tidings.errors import StoreError
 from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
-from ._history import HistoryArchive
+from ._names import DeviceNames
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
@@ -78,7 +78,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, HistoryArchive, Crypto):
+class ClientStore(Outbox, DeviceNames, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:
