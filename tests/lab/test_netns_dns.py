@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -172,7 +173,17 @@ def test_a_killed_lab_leaves_its_resolver_and_etc_to_the_next_sweep(tmp_path: Pa
     assert not [ns for ns in namespaces() if ns.startswith(prefix)]
     assert not (NETNS_ETC / f"{prefix}c1").exists()
     for pid in resolver_pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+        # killed by the sweep; a SIGKILLed process may still be on its way out (state R):
+        # wait for its exit as an event (a pidfd turns readable), at most DEADLINE
+        try:
+            fd = os.pidfd_open(int(pid))
+        except ProcessLookupError:
+            continue  # gone already
+        try:
+            readable, _, _ = select.select([fd], [], [], DEADLINE)
+        finally:
+            os.close(fd)
+        assert readable, f"resolver {pid} still runs after the sweep"
 
 
 def test_a_zombie_lab_counts_as_dead() -> None:
