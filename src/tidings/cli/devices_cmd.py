@@ -96,6 +96,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parts(n: int) -> str:
+    return f"{n} part" if n == 1 else f"{n} parts"
+
+
 async def _send_history(args: argparse.Namespace) -> int:
     """Queue the archive (through the daemon if one runs the device), then wait for the
     relay's ✓ of every part (this command's own device)."""
@@ -110,7 +114,9 @@ async def _send_history(args: argparse.Namespace) -> int:
         finally:
             await daemon.close()
         _print(
-            args, answer, f"history queued for device {args.send_history}: {answer['parts']} parts"
+            args,
+            answer,
+            f"history queued for device {args.send_history}: {_parts(answer['parts'])}",
         )
         return 0
     try:
@@ -118,7 +124,7 @@ async def _send_history(args: argparse.Namespace) -> int:
         _print(
             args,
             {"archive_id": last.archive_id.hex(), "parts": last.parts},
-            f"history queued for {client.me.account}.{args.send_history}: {last.parts} parts",
+            f"history queued for {client.me.account}.{args.send_history}: {_parts(last.parts)}",
         )
         await client.start()
         if not await client.drain(SEND_WAIT):
