@@ -22,11 +22,12 @@ from tests import pgdb
 from tests.harness import TIMEOUT, free_port, http_get
 from tests.redisd import RedisServer
 from tests.server.noise_ws import NoiseWS, error_codes
+from tidings.errors import ConfigError, StartupError
 from tidings.noise import generate_keypair
 from tidings.server.app import Relay
 from tidings.server.config import ServerConfig
 from tidings.server.wakeups import PushAnswer
-from tidings.store import DeviceRef, PostgresStore, PushSubscription
+from tidings.store import DeviceRef, MemoryStore, PostgresStore, PushSubscription
 from tidings.wire import (
     PROTOCOL_VERSION,
     Deliver,
@@ -297,7 +298,11 @@ async def test_a_poll_reads_the_last_seqs_of_many_devices_in_one_statement(nodes
 
 
 def test_redis_needs_the_postgresql_store() -> None:
-    from tidings.errors import ConfigError
-
     with pytest.raises(ConfigError, match="needs the PostgreSQL store"):
         ServerConfig(redis_url="redis://127.0.0.1:6379/0")
+
+
+def test_redis_on_a_store_other_than_postgresql_does_not_start() -> None:
+    config = ServerConfig(store="postgresql://x@127.0.0.1/x", redis_url="redis://127.0.0.1/0")
+    with pytest.raises(StartupError, match="needs the PostgreSQL store"):
+        Relay(config, MemoryStore(), generate_keypair(os.urandom)[0])
