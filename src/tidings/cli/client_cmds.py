@@ -1,5 +1,5 @@
-"""Client commands: ``register``, ``link-code`` and ``link``, ``listen``, ``read-receipts``
-(``send`` and ``trace`` are in send_cmd.py and trace_cmd.py).
+"""Client commands: ``register``, ``listen``, ``read-receipts`` (``link``, ``send`` and ``trace``
+are in link_cmd.py, send_cmd.py and trace_cmd.py).
 
 Each works on one device's home directory (``--home``, or ``TIDINGS_HOME``, or
 ``~/.local/share/tidings/default``). Human output by default; ``--json`` prints one JSON object
@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 from pathlib import Path
 from typing import Any
-
-import segno
 
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
 from ..client.config import check_read_receipts
 from ..client.home import prepare_home
 from ..client.lock import DeviceLock
 from ..client.store import ClientStore
-from ..errors import ConfigError, ConnectionBroken, DeviceBusy, StoreUnavailable
-from . import send_cmd, trace_cmd
-from .common import _common, _config_flags, _hex, _print, _ts, config_of, home_of
+from ..errors import ConfigError, DeviceBusy, StoreUnavailable
+from . import link_cmd, send_cmd, trace_cmd
+from .common import _common, _config_flags, _hex, _print, config_of, home_of
 from .remote import DAEMON, Device, open_daemon
 from .show import _show_event
 
@@ -34,9 +31,6 @@ UNSEEN_FIRST = 1_000
 SEEN_BATCH = 256
 #: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
 DRAIN_ON_EXIT = 10.0
-#: Seconds ``link-code`` waits for the session and then for the relay's answer (a relay that
-#: cannot be reached fails at once, with the reason).
-LINK_CODE_WAIT = 30.0
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,28 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _common(p)
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser(
-        "link-code",
-        help="get a one-use code to add another device to this account",
-        description="Ask the relay for a one-use code (valid 10 minutes by default). Run "
-        "`tidings register ACCOUNT --link-code CODE` on the new device.",
-    )
-    _common(p)
-    _config_flags(p)
-    p.set_defaults(func=cmd_link_code, qr=False)
-
-    p = sub.add_parser(
-        "link",
-        help="add another device to this account: a one-use code, also as a QR code",
-        description="Ask the relay for a one-use code (valid 10 minutes by default) and show "
-        'it as text and as a QR code in the terminal (the web app\'s "this device" shows the '
-        "same). On the new device run `tidings register ACCOUNT --link-code CODE`. --no-qr "
-        "prints the text only (as `tidings link-code` does).",
-    )
-    p.add_argument("--no-qr", dest="qr", action="store_false", help="no QR code")
-    _common(p)
-    _config_flags(p)
-    p.set_defaults(func=cmd_link_code)
+    link_cmd.add_parsers(sub)
 
     send_cmd.add_parser(sub)
 
@@ -108,7 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     trace_cmd.add_parser(sub)
 
 
-# ---------------------------------------------------------------- register, link-code
+# ---------------------------------------------------------------- register
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -124,51 +97,6 @@ def cmd_register(args: argparse.Namespace) -> int:
         f"registered {identity.account}.{identity.device_id} in {home}",
     )
     return 0
-
-
-def cmd_link_code(args: argparse.Namespace) -> int:
-    config = config_of(args)
-
-    async def go() -> tuple[bytes, float]:
-        home = home_of(args)
-        try:
-            client = Client(home, owner=f"tidings {args.command}", config=config)
-        except DeviceBusy as busy:
-            daemon = await open_daemon(home, busy)  # the daemon runs it: ask it
-            try:
-                return await daemon.link_code()
-            finally:
-                await daemon.close()
-        try:
-            await client.start()
-            await client.wait_connected(LINK_CODE_WAIT, fail_fast=True)
-            try:
-                async with asyncio.timeout(LINK_CODE_WAIT):
-                    return await client.link_code()
-            except TimeoutError:
-                raise ConnectionBroken(
-                    f"the relay did not answer the link-code request within {LINK_CODE_WAIT:g} s"
-                ) from None
-        finally:
-            await client.close()
-
-    code, expires = asyncio.run(go())
-    text = (
-        f"link code: {code.hex()}\nvalid until {_ts(expires)}; on the new device run:\n"
-        f"  tidings register ACCOUNT --server URL --link-code {code.hex()}"
-    )
-    if args.qr and not args.json:
-        text = f"{terminal_qr(code.hex())}\n{text}"
-    _print(args, {"code": code.hex(), "expires_at": expires}, text)
-    return 0
-
-
-def terminal_qr(text: str) -> str:
-    """``text`` as a QR code drawn with block characters (two modules per character row),
-    dark on light with a quiet zone, as the web app draws it (error correction M)."""
-    out = io.StringIO()
-    segno.make(text, error="m").terminal(out=out, compact=True, border=2)
-    return out.getvalue().rstrip("\n")
 
 
 # ---------------------------------------------------------------- listen
