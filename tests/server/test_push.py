@@ -377,17 +377,18 @@ async def test_a_public_https_endpoint_is_accepted_and_can_be_dropped(
 
 
 async def until_state(relay: ObservedRelay, device: DeviceRef, check: object) -> None:
-    """Wait (yielding to the loop, never sleeping) until no POST for ``device`` is out and its
-    wake-up state passes ``check``: an answer is handled a few loop iterations after the push
-    service sent it."""
+    """Wait (on the relay's wake-up state changes, never sleeping) until no POST for ``device``
+    is out and its wake-up state passes ``check``: an answer is handled a few loop iterations
+    after the push service sent it."""
     assert callable(check)
     scheduler = relay.push.scheduler
     async with asyncio.timeout(TIMEOUT):
         while True:
+            change = relay.push.changed()
             sub = scheduler.get(device)
             if sub is not None and not scheduler.in_flight(device) and check(sub):
                 return
-            await asyncio.sleep(0)
+            await change.wait()
 
 
 async def test_a_key_that_is_not_a_p256_point_is_refused(
