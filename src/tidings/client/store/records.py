@@ -166,6 +166,12 @@ class StoredMessage:
         """The message's identity: ``(sender, message_id)``."""
         return self.sender, self.message_id
 
+    @property
+    def own(self) -> bool:
+        """Sent by this account: from this device (``OUT``), or a copy of what another of its
+        devices sent (``IN`` with a ``recipient``). Never unread; it has a sent status."""
+        return self.direction is Direction.OUT or self.recipient is not None
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationTimer:

@@ -299,9 +299,11 @@ class ClientStore(Outbox, DeviceNames, Crypto):
         return [message_from_row(r) for r in rows]
 
     def conversations(self) -> list[ConversationSummary]:
-        """Every conversation with a shown message, most recently active first."""
+        """Every conversation with a shown message, most recently active first. Unread are
+        the received messages not read; what this account's other devices sent never is."""
         rows = self._read(
-            "SELECT conversation, COUNT(*), SUM(direction = 0 AND read_at IS NULL),"
+            "SELECT conversation, COUNT(*),"
+            " SUM(direction = 0 AND recipient IS NULL AND read_at IS NULL),"
             " MAX(COALESCE(received_at, sent_at)) FROM messages WHERE shown IS NOT NULL"
             " GROUP BY conversation ORDER BY MAX(shown) DESC"
         )
