@@ -11,6 +11,7 @@ and pokes the sender (``relay.push.poke()``), never by waiting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -143,8 +144,12 @@ def latency_count(relay: ObservedRelay) -> float:
 
 
 async def test_an_offline_device_is_woken_once_with_nothing_in_the_wake_up(
-    relays: RelayLab, clients: ClientLab, service: PushService
+    relays: RelayLab,
+    clients: ClientLab,
+    service: PushService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="tidings")
     relay = await start_relay(relays)
     alice, bob = await pair(relays, clients)
     keys = await subscribe(bob, service)
@@ -165,6 +170,9 @@ async def test_an_offline_device_is_woken_once_with_nothing_in_the_wake_up(
     await receives_all(clients, bob.home, ids)
     assert latency_count(relay) == 1
     assert relay.metrics.registry.get_sample_value("tidings_push_wake_latency_seconds_sum") == 2.5
+    # and per device in the relay's log (a JSON log has them as fields)
+    (woke,) = [r for r in caplog.records if getattr(r, "event", None) == "push.woke"]
+    assert (woke.device, woke.latency) == (str(bob.me), 2.5)  # type: ignore[attr-defined]
     assert (
         relay.metrics.registry.get_sample_value("tidings_push_sent_total", {"result": "accepted"})
         == 1

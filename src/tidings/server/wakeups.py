@@ -256,7 +256,12 @@ class WakeUps:
             self._write(changed)
             if latency >= 0:
                 self._metrics.push_wake_latency.observe(latency)
-                log.info("= push: %s connected %.3f s after its wake-up", device, latency)
+                log.info(
+                    "= push: %s connected %.3f s after its wake-up",
+                    device,
+                    latency,
+                    extra={"event": "push.woke", "device": str(device), "latency": latency},
+                )
             self._changed()
         sub = self.scheduler.get(device)
         return sub is not None and sub.dead
