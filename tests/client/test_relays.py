@@ -230,3 +230,20 @@ def test_a_home_from_before_several_urls_keeps_its_one_url(tmp_path: Path) -> No
         store.set_relay_urls([A, B])
         got = store.get_identity()
         assert got is not None and got.server_urls == (A, B)
+
+
+def test_the_core_goes_back_to_the_preferred_node_only_when_a_session_ends() -> None:
+    core = ConnectionCore("bob", A, KEY, rng=lambda: 0.5, alternates=(B,))
+    core.start(0.0)
+    core.actions()
+    core.connect_failed("refused", 0.0)  # A is down: B
+    core.reconnect_now(0.1)
+    assert opened_url(core) == B
+    open_on(core, 0.1)
+    core.actions()
+    later = RETURN_TO_PREFERRED_AFTER + 1.0
+    core.committed(later)  # a working session on B is never cut to go back
+    assert core.state is State.OPEN and core.actions() == []
+    core.connection_lost(0, "connection lost", False, later)
+    core.reconnect_now(later)
+    assert opened_url(core) == A  # the next attempt tries the preferred one first
