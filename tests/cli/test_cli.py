@@ -52,6 +52,7 @@ SUBCOMMANDS = (
     "safety-number",
     "read-receipts",
     "config",
+    "relays",
     "trace",
     "push",
     "push-listen",

@@ -18,6 +18,7 @@ from ..client import Client, Disconnected, MessageReceived, StorageFailed, regis
 from ..client.config import check_read_receipts
 from ..client.home import prepare_home
 from ..client.lock import DeviceLock
+from ..client.relays import parse_relay_urls
 from ..client.store import ClientStore
 from ..errors import ConfigError, DeviceBusy, StoreUnavailable
 from . import link_cmd, send_cmd, trace_cmd
@@ -43,7 +44,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "device it adds this device to ACCOUNT.",
     )
     p.add_argument("account", help="account name: 1-32 of a-z 0-9 _ -")
-    p.add_argument("--server", help="relay URL, e.g. ws://127.0.0.1:7400/v1 (env TIDINGS_SERVER)")
+    p.add_argument(
+        "--server",
+        action="append",
+        metavar="URL",
+        help="relay URL, e.g. ws://127.0.0.1:7400/v1 (env TIDINGS_SERVER); a relay with several "
+        "nodes: repeat it or separate with commas, preferred first",
+    )
     p.add_argument("--device-name", default="", help="a name for this device")
     p.add_argument("--link-code", help="code from `tidings link-code` (hex)")
     _common(p)
@@ -85,12 +92,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    url = args.server or os.environ.get("TIDINGS_SERVER")
-    if not url:
+    given = args.server or [os.environ.get("TIDINGS_SERVER", "")]
+    if not any(u.strip(" ,") for u in given):
         raise ConfigError("give the relay URL with --server or TIDINGS_SERVER")
+    urls = parse_relay_urls(given)  # a bad one: one line, and nothing is created
     code = _hex(args.link_code, "link code") if args.link_code else None
     home = home_of(args)
-    identity = asyncio.run(register(home, url, args.account, args.device_name, code))
+    identity = asyncio.run(register(home, urls, args.account, args.device_name, code))
     _print(
         args,
         {"account": identity.account, "device_id": identity.device_id, "home": str(home)},
@@ -141,8 +149,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
             if args.count and received >= args.count:
                 return 0
             if isinstance(client, Client):  # through a daemon, its connection is the daemon's
-                url = client.identity.server_url
-                _print(args, {"event": "connecting", "url": url}, f"= connecting to {url}")
+                urls = client.identity.server_urls
+                _print(
+                    args,
+                    {"event": "connecting", "url": urls[0], "urls": list(urls)},
+                    f"= connecting to {' or '.join(urls)}",
+                )
             await client.start()
             async for event in stream:
                 if isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)

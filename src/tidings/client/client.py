@@ -197,6 +197,12 @@ class Client(OwnDevices):
         return self._session.identity
 
     @property
+    def relay_url(self) -> str:
+        """The relay URL this device is connected to (or tries next): one of
+        ``identity.server_urls``, the relay's nodes (:mod:`tidings.client.relays`)."""
+        return self._session.url
+
+    @property
     def fatal(self) -> Disconnected | None:
         """Set when the relay refused this device for good (or its key changed): the client
         no longer reconnects."""

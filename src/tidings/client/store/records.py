@@ -87,9 +87,16 @@ class Identity:
     account: str
     device_id: int
     device_name: str
-    server_url: str
+    server_url: str  #: the relay's (preferred) URL
     server_key: bytes | None = None  #: the pinned server static key, once known
     read_receipts: bool = True
+    #: The relay's other URLs (its other nodes, which present the same key), in order.
+    alternate_urls: tuple[str, ...] = ()
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        """Every URL of the relay, preferred first."""
+        return (self.server_url, *self.alternate_urls)
 
 
 @dataclass(frozen=True, slots=True)
