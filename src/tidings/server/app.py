@@ -271,7 +271,10 @@ class Relay:
         session = Session(self, next(self._ids))
         self._all.add(session)
         self.metrics.connections.set(len(self._all))
-        conn = ChannelConnection(self._make_channel, session)
+        proxy = self.config.proxy_header  # the one upgrade header read later (peer_ip)
+        conn = ChannelConnection(
+            self._make_channel, session, keep_headers=() if proxy == "none" else (proxy,)
+        )
         conn.pump = session.pump
         session.conn = conn
         return conn
