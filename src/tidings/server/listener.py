@@ -38,6 +38,7 @@ from picows import WSAutoPingStrategy, WSListener, WSUpgradeRequest
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from ..errors import StartupError
+from ..net.timers import Later, Timers
 from ..net.ws import MAX_WS_FRAME
 from .admission import Admission, Decision, Verdict, address_key
 from .logs import Throttle
@@ -188,6 +189,7 @@ class Listener:
         *,
         retry_delay: float = ACCEPT_RETRY_DELAY,
         clock: Callable[[], float] = time.monotonic,
+        timers: Timers | None = None,
     ) -> None:
         self.sockets = sockets
         self.admission = admission
@@ -196,9 +198,12 @@ class Listener:
         self._retry_delay = retry_delay
         self._clock = clock
         self._loop = asyncio.get_running_loop()
+        # The retry after a pause runs on these (tests pass virtual ones); ``clock`` is the
+        # log throttles' time.
+        self._timers = timers if timers is not None else Timers.of(self._loop)
         self._paused: set[str] = set()
         self._closed = False
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: Later | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._throttles = {
             "resources": Throttle(),
@@ -293,7 +298,10 @@ class Listener:
                 self._retry_delay,
                 count,
             )
-        self._retry = self._loop.call_later(self._retry_delay, self._resume, "resources")
+        self._retry = self._timers.call_later(self._retry_delay, self._resume_resources)
+
+    def _resume_resources(self) -> None:
+        self._resume("resources")
 
     def _refused(self, decision: Decision) -> None:
         assert decision.cap is not None
