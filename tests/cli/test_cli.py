@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import pytest
 
-from tidings.cli.client_cmds import terminal_qr
+from tidings.cli.link_cmd import terminal_qr
 from tidings.client.connect import DB_NAME
 from tidings.client.store import ClientStore
 
@@ -52,6 +52,7 @@ SUBCOMMANDS = (
     "safety-number",
     "read-receipts",
     "config",
+    "relays",
     "trace",
     "push",
     "push-listen",

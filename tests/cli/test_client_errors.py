@@ -124,6 +124,7 @@ def test_a_relay_with_another_key_is_one_line_for_every_command(
         line = one_line(result.err)
         assert line == (
             f"tidings: the relay at ws://127.0.0.1:{port}/v1 presents another key than the one "
-            "pinned at registration (another relay at this address, or its server.key was "
-            "replaced): ask its operator; this device does not connect to it"
+            "pinned at registration (another relay at this address, its server.key was "
+            "replaced, or a node of it without the relay's server.key): ask its operator; this "
+            "device does not connect to it"
         ), args

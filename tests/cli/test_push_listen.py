@@ -15,13 +15,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.harness import TIMEOUT, ClientLab, ObservedRelay, RelayLab, is_received, is_status
+from tests.server.test_push import offline
 from tidings.api.server import ApiServer
+from tidings.cli import push_cmd
+from tidings.cli.common import _print as real_print
 from tidings.cli.push_cmd import _listen
 from tidings.cli.push_listen import (
     KEYS_FILE,
@@ -63,10 +67,7 @@ async def test_a_wake_up_from_the_relay_decrypts_and_wakes_the_device(
         assert status.state == PushState.ACTIVE
         listener.sub = sub = type(sub)(sub.keys, sub.token, status.vapid_key)
         save_subscription(bob.home, sub)
-        await bob.client.close()
-        async with asyncio.timeout(TIMEOUT):
-            while bob.me in relay.sessions:
-                await asyncio.sleep(0)
+        await offline(relay, bob)
 
         mid = await alice.client.send("bob", "wake up")
         await alice.until(is_status(mid, Status.SENT))
@@ -130,7 +131,10 @@ def _now() -> float:
 
 
 async def test_push_listen_registers_through_the_daemon_and_again_when_told_dead(
-    relays: RelayLab, clients: ClientLab, capsys: pytest.CaptureFixture[str]
+    relays: RelayLab,
+    clients: ClientLab,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     relay = await relays.start(push_allow_private=True)
     bob = await clients.start(await clients.register("bob"), owner=DAEMON)  # as the daemon
@@ -147,6 +151,15 @@ async def test_push_listen_registers_through_the_daemon_and_again_when_told_dead
         client_config=None,
         client_sets=None,
     )
+    events: list[str] = []
+    printed = asyncio.Event()
+
+    def recorded(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+        real_print(args, obj, text)
+        events.append(obj.get("event", ""))
+        printed.set()
+
+    monkeypatch.setattr(push_cmd, "_print", recorded)
     task = asyncio.ensure_future(_listen(args, bob.home))
     try:
         registered = await until_subscribed(relay, bob.me, dead=False)
@@ -160,27 +173,28 @@ async def test_push_listen_registers_through_the_daemon_and_again_when_told_dead
         )
         revived = await until_subscribed(relay, bob.me, dead=False, after=dead)
         assert revived.endpoint == registered.endpoint
-        out = ""
         async with asyncio.timeout(TIMEOUT):  # its line follows the relay's answer
-            while out.count('"registered"') < 2:
-                out += capsys.readouterr().out
-                await asyncio.sleep(0)
+            while events.count("registered") < 2:
+                printed.clear()
+                await printed.wait()
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await server.close()
-    lines = [json.loads(line) for line in out.splitlines()]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["event"] for line in lines] == ["listening", "registered", "registered"]
 
 
 async def until_subscribed(
     relay: ObservedRelay, device: DeviceRef, *, dead: bool, after: object = None
 ) -> PushSubscription:
-    """The device's subscription once it is (not) dead and not ``after`` (yields, never sleeps)."""
+    """The device's subscription once it is (not) dead and not ``after`` (waits on the relay's
+    wake-up state changes, never sleeps)."""
     async with asyncio.timeout(TIMEOUT):
         while True:
+            change = relay.push.changed()
             sub = relay.push.scheduler.get(device)
             if sub is not None and sub.dead is dead and sub is not after:
                 return sub
-            await asyncio.sleep(0)
+            await change.wait()

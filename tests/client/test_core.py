@@ -92,7 +92,7 @@ def new_core(**kw: object) -> ConnectionCore:
 def open_session(core: ConnectionCore, relay: MemoryRelay, now: float) -> list[object]:
     core.start(now) if core.state is State.IDLE else core.handle_timer(now)
     actions = relay.pump(now)
-    assert OpenConnection() in actions
+    assert OpenConnection("ws://relay/v1") in actions
     core.handshake_done(KEY, "IK", now)
     return relay.pump(now)
 
@@ -171,7 +171,7 @@ def test_backoff_deadlines_grow_to_the_cap_and_a_session_that_lasted_resets_them
         assert core.state is State.BACKOFF
         now = deadline
         core.handle_timer(now)
-        assert core.actions() == [OpenConnection()]
+        assert core.actions() == [OpenConnection("ws://relay/v1")]
     assert deadlines == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
     relay = MemoryRelay(core)
@@ -188,11 +188,16 @@ def test_reconnect_now_skips_the_backoff_even_during_a_failing_attempt() -> None
     core.reconnect_now(0.5)  # during the attempt: remembered
     core.connect_failed("no answer within 10 s", 10.0)
     actions = core.actions()
-    assert actions == [ConnectFailed("no answer within 10 s", 1, 0.0), OpenConnection()]
+    assert actions == [
+        ConnectFailed("no answer within 10 s", 1, 0.0),
+        OpenConnection("ws://relay/v1"),
+    ]
     core.connect_failed("refused", 11.0)
     assert core.state is State.BACKOFF  # no hint this time
     core.reconnect_now(11.5)
-    assert core.actions()[-1] == OpenConnection() and core.state.value == "connecting"
+    assert (
+        core.actions()[-1] == OpenConnection("ws://relay/v1") and core.state.value == "connecting"
+    )
 
 
 def test_another_relay_key_is_fatal_unless_accepted() -> None:
@@ -342,4 +347,5 @@ def test_the_core_does_no_io(module: object) -> None:
         for n in ast.walk(tree)
         if isinstance(n, ast.ImportFrom) and n.level > 0 and n.module is not None
     }
-    assert relative <= {"errors", "wire", "catchup", "core_actions", "events", "reconnect"}
+    allowed = {"errors", "wire", "catchup", "core_actions", "events", "reconnect", "relays"}
+    assert relative <= allowed

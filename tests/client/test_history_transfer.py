@@ -48,6 +48,10 @@ async def test_a_new_device_gets_the_earlier_conversation(
     by_body = {m.body: m for m in shown}
     assert by_body[b"earlier 0"].read_at is not None and by_body[b"earlier 20"].read_at is None
     assert by_body[b"an earlier reply"].recipient == "alice"  # filed as sent by bob.1
+    # dated when it was said (as bob.1 had it), not when bob.2 imported it
+    originals = {m.body: m for m in bob1.client.store.messages("alice:bob", limit=100)}
+    for body in (b"earlier 0", b"earlier 29", b"an earlier reply"):
+        assert by_body[body].received_at == by_body[body].sent_at == originals[body].sent_at
     # history is not news: only what bob.2 received itself waits to be shown
     assert [m.body for m in bob2.client.unseen()] == [b"after the link"]
     assert len(bob2.client.store.search("earlier")) == 31

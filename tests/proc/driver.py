@@ -10,7 +10,8 @@ Usage (by path, or as ``python -m tests.proc.driver`` from the repository root):
 Every line on stdout is one JSON object, flushed at once, so a test can follow the driver by
 reading its pipe (and kill it at a known point):
 
-* ``{"connected": pattern}`` / ``{"disconnected": code, "reason": ...}`` — session events.
+* ``{"connected": pattern, "url": ...}`` (the relay node's URL) / ``{"disconnected": code,
+  "reason": ...}`` — session events.
 * send: ``{"pending": n}`` first (entries already in the outbox, e.g. after a crash), then
   ``{"queued": hex_id, "body": ...}`` as soon as ``send()`` returned (durable in the outbox, G2)
   and ``{"sent": hex_id}`` for each ✓. With ``--hold-at K`` it prints ``{"holding": K}`` after
@@ -99,7 +100,7 @@ class Driver:
             if isinstance(event, Connected):
                 self.connected.set()
                 self.offline.clear()
-                emit({"connected": event.pattern})
+                emit({"connected": event.pattern, "url": self.client.relay_url})
             elif isinstance(event, Disconnected):
                 self.connected.clear()
                 self.offline.set()

@@ -11,6 +11,7 @@ and pokes the sender (``relay.push.poke()``), never by waiting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -143,8 +144,12 @@ def latency_count(relay: ObservedRelay) -> float:
 
 
 async def test_an_offline_device_is_woken_once_with_nothing_in_the_wake_up(
-    relays: RelayLab, clients: ClientLab, service: PushService
+    relays: RelayLab,
+    clients: ClientLab,
+    service: PushService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="tidings")
     relay = await start_relay(relays)
     alice, bob = await pair(relays, clients)
     keys = await subscribe(bob, service)
@@ -165,6 +170,9 @@ async def test_an_offline_device_is_woken_once_with_nothing_in_the_wake_up(
     await receives_all(clients, bob.home, ids)
     assert latency_count(relay) == 1
     assert relay.metrics.registry.get_sample_value("tidings_push_wake_latency_seconds_sum") == 2.5
+    # and per device in the relay's log (a JSON log has them as fields)
+    (woke,) = [r for r in caplog.records if getattr(r, "event", None) == "push.woke"]
+    assert (woke.device, woke.latency) == (str(bob.me), 2.5)  # type: ignore[attr-defined]
     assert (
         relay.metrics.registry.get_sample_value("tidings_push_sent_total", {"result": "accepted"})
         == 1
@@ -377,17 +385,18 @@ async def test_a_public_https_endpoint_is_accepted_and_can_be_dropped(
 
 
 async def until_state(relay: ObservedRelay, device: DeviceRef, check: object) -> None:
-    """Wait (yielding to the loop, never sleeping) until no POST for ``device`` is out and its
-    wake-up state passes ``check``: an answer is handled a few loop iterations after the push
-    service sent it."""
+    """Wait (on the relay's wake-up state changes, never sleeping) until no POST for ``device``
+    is out and its wake-up state passes ``check``: an answer is handled a few loop iterations
+    after the push service sent it."""
     assert callable(check)
     scheduler = relay.push.scheduler
     async with asyncio.timeout(TIMEOUT):
         while True:
+            change = relay.push.changed()
             sub = scheduler.get(device)
             if sub is not None and not scheduler.in_flight(device) and check(sub):
                 return
-            await asyncio.sleep(0)
+            await change.wait()
 
 
 async def test_a_key_that_is_not_a_p256_point_is_refused(

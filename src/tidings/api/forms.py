@@ -53,17 +53,19 @@ def message_json(m: StoredMessage, status: Status | None = None) -> JSON:
         "conversation": m.conversation,
         "counter": m.counter,
         "sent_at": m.sent_at,
-        "direction": "in" if m.direction is Direction.IN else "out",
+        # a copy of what another of this account's devices sent is "out" too ("from" says
+        # which device): it has a status, and it is never unread
+        "direction": "out" if m.own else "in",
         "body": m.body.decode(errors="replace"),
         "received_at": m.received_at,
         "read_at": m.read_at,
     }
     if m.direction is Direction.IN:
-        out["seen_at"] = m.seen_at
+        out["seen_at"] = m.seen_at  # (a copy from another own device is shown once too)
     if m.expires_in:
         out["expires_in"] = m.expires_in
         out["expires_at"] = m.expires_at  # null until it was displayed (received ones)
-    if m.direction is Direction.OUT:
+    if m.own:
         out["to"] = m.recipient
         out["status"] = (status or Status.PENDING).name.lower()
         if m.failed_code is not None:
@@ -113,7 +115,10 @@ def event_json(event: ClientEvent) -> JSON:
             "sent_at": m.sent_at,
             "body": m.body.decode(errors="replace"),
             "late": event.late,
+            "direction": "out" if m.own else "in",
         }
+        if m.recipient is not None:  # what another device of this account sent
+            received["to"] = m.recipient
         if m.expires_in:
             received["expires_in"] = m.expires_in  # its clock starts when a UI shows it
         return received

@@ -258,7 +258,8 @@ async def status(client: Client, params: Params) -> Any:
     return {
         "account": client.me.account,
         "device": str(client.me),
-        "relay": client.identity.server_url,
+        "relay": client.relay_url,
+        "relays": list(client.identity.server_urls),
         "connected": client.connected,
         "outbox": client.outbox_size,
         "read_receipts": client.read_receipts,

@@ -148,10 +148,14 @@ class ChatLog:
         """Show a stored message of this conversation (a sent one with its roll-up
         ``status``)."""
         body = m.body.decode(errors="replace")
-        if m.direction is Direction.IN:
+        if not m.own:
             self._append(_Line(body, m.received_at or m.sent_at, str(m.sender)))
             self._unshown.append(m.message_id)
             return
+        if m.direction is Direction.IN:  # a copy of what another device of this account sent
+            self._unshown.append(m.message_id)
+            # it came through the relay, which stores a send for all its devices at once: ✓
+            status = status or Status.SENT
         who = "me" if m.sender == self.me else f"me ({m.sender})"
         line = _Line(body, m.sent_at, who, m.message_id, status or Status.PENDING)
         if m.failed_code is not None:
@@ -189,7 +193,7 @@ class ChatLog:
             if event.late:  # after a gap that was given up on (GapSkipped): out of order
                 self._lines[-1].note = "late"
             return True
-        if m.direction is Direction.IN:  # left unseen: the next listen (or chat) shows it
+        if not m.own:  # left unseen: the next listen (or chat) shows it
             self.note(f"(a message from {m.sender}: tidings chat {m.sender.account})")
             return True
         return False

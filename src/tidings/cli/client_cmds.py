@@ -1,5 +1,5 @@
-"""Client commands: ``register``, ``link-code`` and ``link``, ``listen``, ``read-receipts``
-(``send`` and ``trace`` are in send_cmd.py and trace_cmd.py).
+"""Client commands: ``register``, ``listen``, ``read-receipts`` (``link``, ``send`` and ``trace``
+are in link_cmd.py, send_cmd.py and trace_cmd.py).
 
 Each works on one device's home directory (``--home``, or ``TIDINGS_HOME``, or
 ``~/.local/share/tidings/default``). Human output by default; ``--json`` prints one JSON object
@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 from pathlib import Path
 from typing import Any
-
-import segno
 
 from ..client import Client, Disconnected, MessageReceived, StorageFailed, register
 from ..client.config import check_read_receipts
 from ..client.home import prepare_home
 from ..client.lock import DeviceLock
+from ..client.relays import parse_relay_urls
 from ..client.store import ClientStore
-from ..errors import ConfigError, ConnectionBroken, DeviceBusy, StoreUnavailable
-from . import send_cmd, trace_cmd
-from .common import _common, _config_flags, _hex, _print, _ts, config_of, home_of
+from ..errors import ConfigError, DeviceBusy, StoreUnavailable
+from . import link_cmd, send_cmd, trace_cmd
+from .common import _common, _config_flags, _hex, _print, config_of, home_of
 from .remote import DAEMON, Device, open_daemon
 from .show import _show_event
 
@@ -34,9 +32,6 @@ UNSEEN_FIRST = 1_000
 SEEN_BATCH = 256
 #: Seconds `listen --count` waits for its receipts to reach the relay before exiting.
 DRAIN_ON_EXIT = 10.0
-#: Seconds ``link-code`` waits for the session and then for the relay's answer (a relay that
-#: cannot be reached fails at once, with the reason).
-LINK_CODE_WAIT = 30.0
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,34 +44,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "device it adds this device to ACCOUNT.",
     )
     p.add_argument("account", help="account name: 1-32 of a-z 0-9 _ -")
-    p.add_argument("--server", help="relay URL, e.g. ws://127.0.0.1:7400/v1 (env TIDINGS_SERVER)")
+    p.add_argument(
+        "--server",
+        action="append",
+        metavar="URL",
+        help="relay URL, e.g. ws://127.0.0.1:7400/v1 (env TIDINGS_SERVER); a relay with several "
+        "nodes: repeat it or separate with commas, preferred first",
+    )
     p.add_argument("--device-name", default="", help="a name for this device")
     p.add_argument("--link-code", help="code from `tidings link-code` (hex)")
     _common(p)
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser(
-        "link-code",
-        help="get a one-use code to add another device to this account",
-        description="Ask the relay for a one-use code (valid 10 minutes by default). Run "
-        "`tidings register ACCOUNT --link-code CODE` on the new device.",
-    )
-    _common(p)
-    _config_flags(p)
-    p.set_defaults(func=cmd_link_code, qr=False)
-
-    p = sub.add_parser(
-        "link",
-        help="add another device to this account: a one-use code, also as a QR code",
-        description="Ask the relay for a one-use code (valid 10 minutes by default) and show "
-        'it as text and as a QR code in the terminal (the web app\'s "this device" shows the '
-        "same). On the new device run `tidings register ACCOUNT --link-code CODE`. --no-qr "
-        "prints the text only (as `tidings link-code` does).",
-    )
-    p.add_argument("--no-qr", dest="qr", action="store_false", help="no QR code")
-    _common(p)
-    _config_flags(p)
-    p.set_defaults(func=cmd_link_code)
+    link_cmd.add_parsers(sub)
 
     send_cmd.add_parser(sub)
 
@@ -108,67 +88,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     trace_cmd.add_parser(sub)
 
 
-# ---------------------------------------------------------------- register, link-code
+# ---------------------------------------------------------------- register
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    url = args.server or os.environ.get("TIDINGS_SERVER")
-    if not url:
+    given = args.server or [os.environ.get("TIDINGS_SERVER", "")]
+    if not any(u.strip(" ,") for u in given):
         raise ConfigError("give the relay URL with --server or TIDINGS_SERVER")
+    urls = parse_relay_urls(given)  # a bad one: one line, and nothing is created
     code = _hex(args.link_code, "link code") if args.link_code else None
     home = home_of(args)
-    identity = asyncio.run(register(home, url, args.account, args.device_name, code))
+    identity = asyncio.run(register(home, urls, args.account, args.device_name, code))
     _print(
         args,
         {"account": identity.account, "device_id": identity.device_id, "home": str(home)},
         f"registered {identity.account}.{identity.device_id} in {home}",
     )
     return 0
-
-
-def cmd_link_code(args: argparse.Namespace) -> int:
-    config = config_of(args)
-
-    async def go() -> tuple[bytes, float]:
-        home = home_of(args)
-        try:
-            client = Client(home, owner=f"tidings {args.command}", config=config)
-        except DeviceBusy as busy:
-            daemon = await open_daemon(home, busy)  # the daemon runs it: ask it
-            try:
-                return await daemon.link_code()
-            finally:
-                await daemon.close()
-        try:
-            await client.start()
-            await client.wait_connected(LINK_CODE_WAIT, fail_fast=True)
-            try:
-                async with asyncio.timeout(LINK_CODE_WAIT):
-                    return await client.link_code()
-            except TimeoutError:
-                raise ConnectionBroken(
-                    f"the relay did not answer the link-code request within {LINK_CODE_WAIT:g} s"
-                ) from None
-        finally:
-            await client.close()
-
-    code, expires = asyncio.run(go())
-    text = (
-        f"link code: {code.hex()}\nvalid until {_ts(expires)}; on the new device run:\n"
-        f"  tidings register ACCOUNT --server URL --link-code {code.hex()}"
-    )
-    if args.qr and not args.json:
-        text = f"{terminal_qr(code.hex())}\n{text}"
-    _print(args, {"code": code.hex(), "expires_at": expires}, text)
-    return 0
-
-
-def terminal_qr(text: str) -> str:
-    """``text`` as a QR code drawn with block characters (two modules per character row),
-    dark on light with a quiet zone, as the web app draws it (error correction M)."""
-    out = io.StringIO()
-    segno.make(text, error="m").terminal(out=out, compact=True, border=2)
-    return out.getvalue().rstrip("\n")
 
 
 # ---------------------------------------------------------------- listen
@@ -213,8 +149,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
             if args.count and received >= args.count:
                 return 0
             if isinstance(client, Client):  # through a daemon, its connection is the daemon's
-                url = client.identity.server_url
-                _print(args, {"event": "connecting", "url": url}, f"= connecting to {url}")
+                urls = client.identity.server_urls
+                _print(
+                    args,
+                    {"event": "connecting", "url": urls[0], "urls": list(urls)},
+                    f"= connecting to {' or '.join(urls)}",
+                )
             await client.start()
             async for event in stream:
                 if isinstance(event, StorageFailed):  # one line on stderr, exit 5 (main)

@@ -43,10 +43,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     if config.read_receipts is None:
         settings["read_receipts"] = _stored_read_receipts(home)
     path = config_path(home, args.client_config, os.environ)
+    relays = _stored_relays(home)
     if args.json:
-        print(json.dumps({"file": str(path) if path else None, "settings": settings}))
+        out = {"file": str(path) if path else None, "settings": settings, "relays": relays}
+        print(json.dumps(out))
         return 0
     print(f"file: {path}" if path else f"file: none ({home / CONFIG_NAME} does not exist)")
+    if relays:
+        print(f"relays: {', '.join(relays)} (tidings relays)")
     width = max(map(len, settings))
     for name, s in settings.items():
         where = f" ({s['where']})" if s["where"] else ""
@@ -64,6 +68,15 @@ def _stored_read_receipts(home: Path) -> dict[str, Any]:
         identity = store.get_identity()
     value = identity.read_receipts if identity else True
     return {"value": value, "source": "stored", "where": None}
+
+
+def _stored_relays(home: Path) -> list[str]:
+    """The relay URLs the device connects to, preferred first ([] without a device)."""
+    if not (home / DB_NAME).is_file():
+        return []
+    with ClientStore(prepare_home(home)) as store:
+        identity = store.get_identity()
+    return list(identity.server_urls) if identity else []
 
 
 def _value(v: object) -> str:

@@ -74,9 +74,11 @@ async def _run(args: argparse.Namespace, front: FrontEnd | None = None) -> int:
                 "event": "daemon",
                 "device": str(client.me),
                 "relay": client.identity.server_url,
+                "relays": list(client.identity.server_urls),
                 "api": str(api.path),
             },
-            f"tidings daemon: {client.me} via {client.identity.server_url}; API at {api.path}",
+            f"tidings daemon: {client.me} via {' or '.join(client.identity.server_urls)}; "
+            f"API at {api.path}",
         )
         if front is not None:
             await front.start(client)

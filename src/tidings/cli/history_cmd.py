@@ -154,9 +154,10 @@ def _print_messages(
         when = _ts(m.received_at or m.sent_at)
         if conversations:  # a search across chats says which chat each line is in
             when = f"{when}] [{m.conversation}"
-        if m.direction is Direction.OUT:
+        if m.own:  # from this device, or a copy of what another of this account's sent
             mark = glyph(status or Status.PENDING)
-            print(f"[{when}] {mark:2} me › {body}  ({m.message_id.hex()[:12]}…)")
+            me = "me" if m.direction is Direction.OUT else f"me ({m.sender})"
+            print(f"[{when}] {mark:2} {me} › {body}  ({m.message_id.hex()[:12]}…)")
         else:
             unread = "" if m.read_at is not None else "  (unread)"
             print(f"[{when}]    {m.sender} › {body}{unread}")

@@ -1,7 +1,8 @@
 """The ``tidings`` command.
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
-``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``trace``,
+``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``relays``,
+``trace``,
 ``safety-number``, ``timer``, ``devices``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
@@ -26,6 +27,7 @@ from . import (
     history_cmd,
     lab_cmd,
     push_cmd,
+    relays_cmd,
     safety_cmd,
     server_cmd,
     timer_cmd,
@@ -48,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     daemon_cmd.add_parser(sub)
     web_cmd.add_parser(sub)
     config_cmd.add_parser(sub)
+    relays_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
     timer_cmd.add_parser(sub)
     devices_cmd.add_parser(sub)

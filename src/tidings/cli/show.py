@@ -45,7 +45,8 @@ def _text(event: ClientEvent) -> str | None:
         m = event.message
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
-        return f"[{_ts(m.received_at or m.sent_at)}] {m.sender} › {body}{late}"
+        who = f"me ({m.sender}) › to {m.recipient}:" if m.recipient is not None else f"{m.sender} ›"
+        return f"[{_ts(m.received_at or m.sent_at)}] {who} {body}{late}"
     if isinstance(event, HistoryImported):
         return (
             f"= history from {event.sender}: part {event.part}/{event.parts},"

@@ -27,31 +27,21 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..delivery import (
-    ContentError,
     ContentKind,
-    DeviceInfo,
     Receipt,
     ReceiptKind,
     Status,
     direct_conversation,
 )
-from ..delivery.content_history import History
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
     Deliver,
     Devices,
-    GetDevices,
-    LinkCode,
-    LinkCodeRequest,
     PrekeysLow,
-    PushQuery,
-    PushRegister,
     PushStatus,
-    PushUnregister,
     Refused,
     Sent,
-    Unlink,
     check_account,
 )
 from .clocks import Clocks
@@ -60,7 +50,6 @@ from .crypto import DeviceCrypto, SafetyNumber
 from .disappearing import Disappearing
 from .events import (
     ClientEvent,
-    DevicesChanged,
     Disconnected,
     EventStream,
     PushDead,
@@ -68,12 +57,12 @@ from .events import (
     StorageFailed,
     TimerChanged,
 )
-from .history import MAX_HISTORY_MESSAGES, history_parts
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
 from .lock import DeviceLock, process_name
 from .outbox import Outbox
+from .own_devices import OwnDevices
 from .prekeys import DeviceKeys
 from .session import FATAL_CODES, Session
 from .store import (
@@ -90,7 +79,7 @@ __all__ = ["FATAL_CODES", "Client", "EventStream"]
 log = logging.getLogger("tidings.client")
 
 
-class Client:
+class Client(OwnDevices):
     """One registered device (see the module docstring for the call order).
 
     Args:
@@ -206,6 +195,12 @@ class Client:
     def identity(self) -> Identity:
         """This device's identity (account, device id, relay URL, pinned relay key)."""
         return self._session.identity
+
+    @property
+    def relay_url(self) -> str:
+        """The relay URL this device is connected to (or tries next): one of
+        ``identity.server_urls``, the relay's nodes (:mod:`tidings.client.relays`)."""
+        return self._session.url
 
     @property
     def fatal(self) -> Disconnected | None:
@@ -483,101 +478,6 @@ class Client:
         self._end_batch()
         return self.crypto.mark_verified(account, number, self._clock())
 
-    async def link_code(self) -> tuple[bytes, float]:
-        """Ask the server for a one-use code that lets a new device join this account.
-
-        Waits for the session if there is none yet (call :meth:`start` first).
-
-        Raises:
-            RelayUnreachable: not connected, and the next connection attempt failed.
-            ConnectionBroken: the connection was lost before the answer.
-            RefusedError: the relay refused (e.g. ``RATE_LIMITED``).
-        """
-        frame = await self._session.request(lambda rid: LinkCodeRequest(rid))
-        assert isinstance(frame, LinkCode)
-        return frame.code, frame.expires_at
-
-    async def devices(self, account: str) -> tuple[int, ...]:
-        """The current device ids of ``account`` (empty: no such account).
-
-        Raises: as :meth:`link_code`.
-        """
-        check_account(account)
-        frame = await self._session.request(lambda rid: GetDevices(rid, account))
-        assert isinstance(frame, Devices)
-        self._outbox.devices[account] = frame.device_ids
-        return frame.device_ids
-
-    async def send_history(self, device_id: int, limit: int = MAX_HISTORY_MESSAGES) -> History:
-        """Send the newest ``limit`` messages of every conversation (disappearing ones left
-        out) to device ``device_id`` of this account — a new one — end-to-end encrypted through
-        the relay, in parts that wait in the outbox like messages (a restart resumes them).
-        The device imports each message once. Returns the last part (``parts``, ``archive_id``).
-
-        Raises:
-            FrameError, ContentError: not a device id, or ``limit`` out of 1..MAX_HISTORY_MESSAGES.
-            StoreUnavailable: the store cannot write (nothing was queued).
-        """
-        if device_id == self.me.device_id or not 1 <= device_id <= (1 << 63) - 1:
-            raise ContentError("send history to another device of this account")
-        if not 1 <= limit <= MAX_HISTORY_MESSAGES:
-            raise ContentError(f"limit must be 1..{MAX_HISTORY_MESSAGES}")
-        self._end_batch()
-        parts = history_parts(device_id, os.urandom(16), self.store.history_entries(limit))
-        now = self._clock()
-        requests = [
-            OutboxRequest(os.urandom(16), self.me.account, p.serialize(), ContentKind.HISTORY, now)
-            for p in parts
-        ]
-        self.store.queue_receipts(requests)  # exempt from MAX_OUTBOX, as receipts are
-        try:
-            self._outbox.add_queued(r.message_id for r in requests)
-        except StoreUnavailable:
-            pass  # they are queued (committed above); the client stops (StorageFailed)
-        return parts[-1]
-
-    async def unlink(self, device_id: int) -> tuple[int, ...]:
-        """Remove device ``device_id`` of this account for good (protocol §6.26): the relay
-        refuses it from then on and drops what waited for it; contacts learn it is stale on
-        their next send. This device itself may be named (leaving the account). Returns the
-        account's devices after it.
-
-        Raises:
-            FrameError: ``device_id`` is not a device id (1 or more).
-            RefusedError: ``UNKNOWN_DEVICE`` (no such device), ``LAST_DEVICE`` (the account's
-                only one), ``RATE_LIMITED``.
-            RelayUnreachable, ConnectionBroken: as :meth:`link_code`.
-        """
-        request = Unlink(1, device_id)  # checked now, before the session is asked
-        frame = await self._session.request(lambda rid: Unlink(rid, request.device_id))
-        assert isinstance(frame, Devices)
-        self._outbox.devices[self.me.account] = frame.device_ids
-        return frame.device_ids
-
-    async def push_register(self, endpoint: str, p256dh: bytes, auth: bytes) -> PushStatus:
-        """Register this device's Web Push subscription with the relay (protocol §6.22): the
-        relay wakes the device through it while it is not connected.
-
-        Raises: as :meth:`link_code` (``RefusedError`` ``PUSH_REFUSED``: an endpoint the relay
-            will not call); ``FrameError``: not a subscription (key or secret lengths).
-        """
-        PushRegister(0, endpoint, p256dh, auth)  # checked before it becomes a request
-        frame = await self._session.request(lambda rid: PushRegister(rid, endpoint, p256dh, auth))
-        assert isinstance(frame, PushStatus)
-        return frame
-
-    async def push_unregister(self) -> PushStatus:
-        """Drop this device's push subscription at the relay. Raises: as :meth:`link_code`."""
-        frame = await self._session.request(lambda rid: PushUnregister(rid))
-        assert isinstance(frame, PushStatus)
-        return frame
-
-    async def push_status(self) -> PushStatus:
-        """The relay's VAPID key and this device's subscription. Raises: as :meth:`link_code`."""
-        frame = await self._session.request(lambda rid: PushQuery(rid))
-        assert isinstance(frame, PushStatus)
-        return frame
-
     # ---------------------------------------------------------------- the session's calls
 
     def on_open(self, own_devices: tuple[int, ...]) -> None:
@@ -592,24 +492,6 @@ class Client:
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
-
-    def _tell_name(self, own_devices: tuple[int, ...]) -> None:
-        """Tell this account's other devices this device's name, once per device set that
-        has a device not told yet (the relay keeps no names)."""
-        others = [d for d in own_devices if d != self.me.device_id]
-        told = self.store.names_told()
-        if not others or all(d in told for d in others):
-            return
-        now = self._clock()
-        content = DeviceInfo(self.identity.device_name[:64]).serialize()
-        request = OutboxRequest(
-            os.urandom(16), self.me.account, content, ContentKind.DEVICE_INFO, now
-        )
-        try:
-            self.store.queue_device_info(request, own_devices)
-            self._outbox.add_queued([request.message_id])
-        except StoreUnavailable:
-            pass  # the client stops (StorageFailed)
 
     def on_close(self) -> None:
         self._outbox.on_disconnect()
@@ -697,20 +579,6 @@ class Client:
         self._outbox.abort_batch()
         self.store.rollback_batch()
 
-    def _on_devices(self, frame: Devices) -> None:
-        """A device was linked to this account while the session was open (protocol §6.10):
-        the next sends include it, and the user hears of it (a linked device nobody expected
-        is how an account is taken over)."""
-        before = self._outbox.devices.get(frame.account, ())
-        self._outbox.devices[frame.account] = frame.device_ids
-        if frame.account == self.me.account:
-            self._tell_name(frame.device_ids)
-        if frame.account == self.me.account and before:
-            added = tuple(d for d in frame.device_ids if d not in before)
-            removed = tuple(d for d in before if d not in frame.device_ids)
-            if added or removed:
-                self._emit(DevicesChanged(frame.account, added, removed, self._clock()))
-
     def _on_prekeys_low(self, frame: PrekeysLow) -> None:
         self._spawn(self._keysync.sync((frame.one_time_left, frame.kem_left)))
 
@@ -797,7 +665,7 @@ class Client:
         Sent: _on_sent,  # type: ignore[dict-item]
         Refused: _on_refused,  # type: ignore[dict-item]
         Deliver: _on_deliver,  # type: ignore[dict-item]
-        Devices: _on_devices,  # type: ignore[dict-item]
+        Devices: OwnDevices._on_devices,  # type: ignore[dict-item]
         PrekeysLow: _on_prekeys_low,  # type: ignore[dict-item]
         PushStatus: _on_push_status,  # type: ignore[dict-item]
     }

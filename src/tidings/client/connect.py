@@ -21,7 +21,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -36,6 +36,7 @@ from ..net.channel import (
     HandshakeDone,
     KeepaliveParams,
 )
+from ..net.timers import Timers
 from ..net.ws import MAX_WS_FRAME, ChannelConnection, tcp_bytes_acked, tcp_unacked_bytes
 from ..noise import PipesInitiator, generate_keypair
 from ..wire import (
@@ -54,6 +55,7 @@ from .config import DEFAULT_KEEPALIVE_SECONDS, DEFAULT_KEEPALIVE_TIMEOUT_SECONDS
 from .home import DB_NAME as DB_NAME
 from .home import prepare_home
 from .prekeys import DeviceKeys
+from .relays import parse_relay_urls
 from .store import ClientStore, Identity
 
 #: Client keepalive by default: ping after 5 s of silence, declare the connection dead after 10 s.
@@ -177,14 +179,6 @@ def peer_address(conn: ChannelConnection) -> str | None:
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
-def check_url(url: str) -> str:
-    """Validate a relay URL (``ws://host:port/v1`` or ``wss://…``)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-        raise ConfigError(f"server URL must look like ws://host:port/v1, not {url!r}")
-    return url
-
-
 async def open_channel(
     url: str,
     handler: object,
@@ -193,8 +187,12 @@ async def open_channel(
     keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
     rng: Callable[[int], bytes] = os.urandom,
     addresses: RelayAddresses | None = None,
+    timers: Timers | None = None,
 ) -> ChannelConnection:
     """Connect and start the Noise handshake; ``handler`` gets the channel's events.
+
+    ``timers``: where the connection's deadlines run (default: the loop's own, on the
+    monotonic clock; tests pass a :class:`~tidings.net.timers.VirtualTimers`).
 
     With ``addresses`` (the caller's, kept across attempts), a host name is resolved here and
     the addresses tried as :class:`~tidings.client.addresses.RelayAddresses` plans; the caller
@@ -243,7 +241,7 @@ async def open_channel(
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             _, listener = await ws_connect(
-                lambda: _Conn(make_channel, handler),  # type: ignore[arg-type]
+                lambda: _Conn(make_channel, handler, timers),  # type: ignore[arg-type]
                 url,
                 socket_factory=planned_socket,
                 ssl_context=tls,
@@ -357,7 +355,7 @@ class _Registrar:
 
 async def register(
     home: Path,
-    url: str,
+    url: str | Sequence[str],
     account: str,
     device_name: str = "",
     link_code: bytes | None = None,
@@ -368,32 +366,43 @@ async def register(
     Without ``link_code`` this creates ``account`` (device 1); with one (from ``tidings
     link-code`` on an existing device) it adds a device to the account.
 
+    ``url`` may be several URLs of one relay (its nodes; a string may list them comma-separated),
+    preferred first: all are kept, and the registration goes to the first one that can be
+    reached (an attempt that could not connect sent nothing, so the next one is safe).
+
     The home is made 0700 and its files 0600 (:mod:`tidings.client.home`).
 
     Raises:
-        ConfigError: ``home`` already holds an identity or cannot be created, or the URL is
-            invalid.
+        ConfigError: ``home`` already holds an identity or cannot be created, or a URL is
+            invalid (then nothing is created).
         RefusedError: the server refused (account exists, invalid link code, …).
-        ConnectionBroken: the server cannot be reached.
+        ConnectionBroken: the server cannot be reached (:class:`RelayUnreachable`: at none of
+            the URLs; the reason is the first URL's).
     """
-    check_url(url)
+    urls = parse_relay_urls([url] if isinstance(url, str) else url)
     with ClientStore(prepare_home(home, create=True)) as store:
         if store.get_identity() is not None:
             raise ConfigError(f"{home} already holds a registered device")
         private, _ = generate_keypair(os.urandom)
         frame = Register(PROTOCOL_VERSION, account, device_name or account, link_code)
         registrar = _Registrar(frame)
-        conn = await open_channel(url, registrar, private, server_key)
+        conn, used = await _open_first(urls, registrar, private, server_key)
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     registered, key = await registrar.done
             except TimeoutError:
                 raise RelayUnreachable(
-                    url, f"no answer to the registration within {CONNECT_TIMEOUT:g} s"
+                    used, f"no answer to the registration within {CONNECT_TIMEOUT:g} s"
                 ) from None
             identity = Identity(
-                private, registered.account, registered.device_id, frame.device_name, url, key
+                private,
+                registered.account,
+                registered.device_id,
+                frame.device_name,
+                urls[0],
+                key,
+                alternate_urls=urls[1:],
             )
             store.save_identity(identity)
             DeviceKeys.create(store, time.time())
@@ -401,6 +410,20 @@ async def register(
         finally:
             conn.close()
         return identity
+
+
+async def _open_first(
+    urls: Sequence[str], registrar: _Registrar, private: bytes, server_key: bytes | None
+) -> tuple[ChannelConnection, str]:
+    """The registration's connection: to the first of ``urls`` that can be reached."""
+    first: RelayUnreachable | None = None
+    for url in urls:
+        try:
+            return await open_channel(url, registrar, private, server_key), url
+        except RelayUnreachable as exc:
+            first = first or exc
+    assert first is not None
+    raise first
 
 
 async def _upload_prekeys(

@@ -31,7 +31,7 @@ States and their transitions (:data:`TRANSITIONS` is the spec)::
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..errors import LocalProtocolError
 from ..wire import (
@@ -65,6 +65,7 @@ from .core_actions import (
 )
 from .events import Connected, ConnectFailed, Disconnected
 from .reconnect import RECONNECT_BASE, RECONNECT_CAP, Reconnect
+from .relays import RelayNodes
 
 __all__ = [
     "FATAL_CODES",
@@ -123,13 +124,15 @@ class ConnectionCore:
 
     Args:
         account: this device's account (the own-devices query names it).
-        server_url: the relay's URL, for reasons given to people.
+        server_url: the relay's URL (its preferred one, when it has several).
         pinned_key: the relay's static key pinned at registration (``None``: none yet).
         accept_new_key: accept a relay whose key differs from the pinned one (and pin it).
         cursor: the highest seq committed to the store (HELLO's cursor).
         rng: uniform floats in ``[0, 1)``: the backoff's jitter.
         reconnect: the backoff's first and largest delay ceilings, in seconds.
-        catchup_interval: seconds between two catch-up progress reports.
+        catchup: the catch-up progress reporter.
+        alternates: the relay's other URLs (its other nodes), in order of preference; every
+            node presents the one pinned key (:mod:`tidings.client.relays` picks the URL).
     """
 
     def __init__(
@@ -143,9 +146,11 @@ class ConnectionCore:
         rng: Callable[[], float],
         reconnect: tuple[float, float] = (RECONNECT_BASE, RECONNECT_CAP),
         catchup: CatchUp | None = None,
+        alternates: Sequence[str] = (),
     ) -> None:
         self.account = account
-        self.server_url = server_url
+        #: The relay's URLs and the one the next attempt connects to.
+        self.relays = RelayNodes((server_url, *alternates))
         self.pinned_key = pinned_key
         self.accept_new_key = accept_new_key
         #: The highest seq committed to the store; HELLO sends it, ACK follows it.
@@ -188,6 +193,11 @@ class ConnectionCore:
     @property
     def is_open(self) -> bool:
         return self.state is State.OPEN
+
+    @property
+    def server_url(self) -> str:
+        """The URL of the current (or next) attempt: the node this device is on."""
+        return self.relays.current
 
     # ---------------------------------------------------------------- commands
 
@@ -266,8 +276,9 @@ class ConnectionCore:
         if changed and not self.accept_new_key:
             reason = (
                 f"the relay at {self.server_url} presents another key than the one pinned "
-                "at registration (another relay at this address, or its server.key was "
-                "replaced): ask its operator; this device does not connect to it"
+                "at registration (another relay at this address, its server.key was replaced, "
+                "or a node of it without the relay's server.key): ask its operator; this "
+                "device does not connect to it"
             )
             self.fatal = Disconnected(int(ErrorCode.HANDSHAKE_FAILED), reason, fatal=True)
             self._actions.append(self.fatal)
@@ -307,6 +318,10 @@ class ConnectionCore:
                 self._actions.append(Disconnected(code, reason, fatal=True))
             return
         opened = self.state is State.OPEN
+        if opened:
+            self.relays.session_ended(now)
+        else:
+            self.relays.attempt_failed(now)
         if reason:
             self._close_reason = ("the relay closed the connection: " if by_peer else "") + reason
         fatal = by_peer and code in FATAL_CODES
@@ -329,6 +344,7 @@ class ConnectionCore:
     def connect_failed(self, reason: str, now: float) -> None:
         """No connection could be opened (``reason``: why, in one line)."""
         if self.state is State.CONNECTING:
+            self.relays.attempt_failed(now)
             self._back_off(reason, now)
 
     # ---------------------------------------------------------------- internals
@@ -339,7 +355,7 @@ class ConnectionCore:
         self._close_reason = ""
         self.pattern = ""
         self._go(State.CONNECTING)
-        self._actions.append(OpenConnection())
+        self._actions.append(OpenConnection(self.relays.current))
 
     def _back_off(self, failure: str, now: float) -> None:
         delay = self.backoff.ended(now)

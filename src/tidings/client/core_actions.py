@@ -26,7 +26,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class OpenConnection:
-    """Open a connection to the relay now (TCP, WebSocket, Noise); report how it went."""
+    """Open a connection to the relay at ``url`` now (TCP, WebSocket, Noise); report how it
+    went."""
+
+    url: str
 
 
 @dataclass(frozen=True, slots=True)

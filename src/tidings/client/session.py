@@ -122,9 +122,10 @@ class Session:
             rng=rng.random,
             reconnect=reconnect,
             catchup=CatchUp(),
+            alternates=identity.alternate_urls,
         )
-        #: The relay's addresses: the last good one outlives a resolver that fails.
-        self.addresses = RelayAddresses(urlparse(identity.server_url).hostname or "")
+        #: Per relay host, its addresses: the last good one outlives a resolver that fails.
+        self.addresses: dict[str, RelayAddresses] = {}
         self._answers: dict[int, asyncio.Future[object]] = {}
         #: Callers waiting for the session to open that want to hear of a failed attempt.
         self._open_waiters: list[asyncio.Future[None]] = []
@@ -139,6 +140,8 @@ class Session:
         self.ended = asyncio.Event()
         #: The relay's clock minus ours, from the last WELCOME.
         self.server_time_offset = 0.0
+        #: The URL of the last connection attempt (the node a failure is about).
+        self._attempted = self.core.server_url
 
     # ---------------------------------------------------------------- life cycle
 
@@ -324,7 +327,7 @@ class Session:
             self._emit(action)
 
     def _do_open_connection(self, action: OpenConnection) -> None:
-        self._task = asyncio.ensure_future(self._connect())
+        self._task = asyncio.ensure_future(self._connect(action.url))
 
     def _do_close_connection(self, action: CloseConnection) -> None:
         conn = self._conn
@@ -368,8 +371,9 @@ class Session:
         self._owner.on_frame(action.frame)
 
     def _do_connect_failed(self, action: ConnectFailed) -> None:
-        log.info("! cannot reach the relay at %s: %s", self.identity.server_url, action.reason)
-        self._wake_open_waiters(RelayUnreachable(self.identity.server_url, action.reason))
+        url = self._attempted
+        log.info("! cannot reach the relay at %s: %s", url, action.reason)
+        self._wake_open_waiters(RelayUnreachable(url, action.reason))
         self._emit(action)
 
     def _do_disconnected(self, action: Disconnected) -> None:
@@ -414,9 +418,20 @@ class Session:
         self.core.handle_timer(self._now())
         self._pump()
 
-    async def _connect(self) -> None:
-        """Open the connection the core asked for; report a failure to it."""
-        url = self.identity.server_url
+    @property
+    def url(self) -> str:
+        """The relay URL of the current session (or of the next attempt)."""
+        return self.core.server_url
+
+    def _addresses(self, url: str) -> RelayAddresses:
+        host = urlparse(url).hostname or ""
+        if host not in self.addresses:
+            self.addresses[host] = RelayAddresses(host)
+        return self.addresses[host]
+
+    async def _connect(self, url: str) -> None:
+        """Open the connection the core asked for (to ``url``); report a failure to it."""
+        self._attempted = url
         try:
             conn = await open_channel(
                 url,
@@ -424,7 +439,7 @@ class Session:
                 self.identity.noise_private_key,
                 self.identity.server_key,
                 self._keepalive,
-                addresses=self.addresses,
+                addresses=self._addresses(url),
             )
         except RelayUnreachable as exc:
             failure = exc.reason
@@ -458,7 +473,7 @@ class Session:
                 self.core.handshake_done(event.remote_static, event.pattern, self._now())
                 address = peer_address(conn)
                 if self.core.fatal is None and address is not None:
-                    self.addresses.confirm(address)  # the pinned relay answered there
+                    self._addresses(self._attempted).confirm(address)  # the pinned relay
             elif isinstance(event, ChannelClosed):
                 # Nothing more may be written to this connection.
                 self._open.clear()

@@ -157,6 +157,8 @@ class WakeUps:
         self._writes: set[asyncio.Task[None]] = set()  # state writes: waited for on stop
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(PUSH_MAX_IN_FLIGHT)
+        #: Set at the next change of the wake-up state, then replaced (see :meth:`changed`).
+        self._change = asyncio.Event()
         #: Whether a device is connected to another relay node (the cluster's presence
         #: records), or ``None`` for a node alone: such a device is not woken.
         self.elsewhere: Callable[[DeviceRef], Awaitable[bool]] | None = None
@@ -217,6 +219,7 @@ class WakeUps:
         sub = PushSubscription(device, endpoint, p256dh, auth, now)
         await self._store.put_push_subscription(sub)
         self.scheduler.subscribe(sub)
+        self._changed()
         log.info("= push: %s registered an endpoint on %s", device, host)
         return PushInfo(self.vapid_public, PushState.ACTIVE, endpoint)
 
@@ -224,6 +227,7 @@ class WakeUps:
         """Drop the device's subscription."""
         await self._store.delete_push_subscription(device)
         self.scheduler.unsubscribe(device)
+        self._changed()
         return PushInfo(self.vapid_public, PushState.NONE, "")
 
     async def status(self, device: DeviceRef) -> PushInfo:
@@ -245,6 +249,7 @@ class WakeUps:
         if changed is not None:
             self._write(changed)
             self._wake.set()
+            self._changed()
 
     def connected(self, device: DeviceRef) -> bool:
         """``device`` opened a session: its wake-up is done. Whether its subscription is dead
@@ -254,7 +259,13 @@ class WakeUps:
             self._write(changed)
             if latency >= 0:
                 self._metrics.push_wake_latency.observe(latency)
-                log.info("= push: %s connected %.3f s after its wake-up", device, latency)
+                log.info(
+                    "= push: %s connected %.3f s after its wake-up",
+                    device,
+                    latency,
+                    extra={"event": "push.woke", "device": str(device), "latency": latency},
+                )
+            self._changed()
         sub = self.scheduler.get(device)
         return sub is not None and sub.dead
 
@@ -267,8 +278,11 @@ class WakeUps:
     async def _run(self, is_connected: Callable[[DeviceRef], bool]) -> None:
         await self._recover(is_connected)
         while True:
-            for sub in self.scheduler.due(self._clock()):
+            due = self.scheduler.due(self._clock())
+            for sub in due:
                 self._spawn(self._attempt(sub), self._posts)
+            if due:
+                self._changed()  # now in flight
             deadline = self.scheduler.next_deadline()
             self._wake.clear()
             wait = None if deadline is None else max(0.0, deadline - self._clock())
@@ -301,6 +315,7 @@ class WakeUps:
             if changed is not None:
                 await self._put(changed)
             self._wake.set()
+            self._changed()
             return
         async with self._slots:
             await self._put(sub)  # the attempt is counted before the POST: a crash retries it
@@ -326,6 +341,7 @@ class WakeUps:
         if changed is not None:
             await self._put(changed)
         self._wake.set()
+        self._changed()
 
     async def post(self, sub: PushSubscription) -> PushAnswer:
         """POST one wake-up to ``sub``'s endpoint; what came of it (never raises for the push
@@ -355,6 +371,16 @@ class WakeUps:
             return PushAnswer(0)
 
     # ---------------------------------------------------------------- machinery
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change of a device's wake-up state (registered, dropped,
+        queued, connected, a POST sent or answered). Take it, look at the state, then wait on
+        it: a change in between is not missed."""
+        return self._change
+
+    def _changed(self) -> None:
+        change, self._change = self._change, asyncio.Event()
+        change.set()
 
     def _write(self, sub: PushSubscription) -> None:
         """Store ``sub`` (in order with every other write of this relay's store)."""

@@ -280,5 +280,15 @@ CREATE TABLE name_told (
 );
 """
 
+_V9 = """
+-- The relay's other URLs (issue 14: its other nodes, which present the same pinned key), in
+-- order of preference after identity.server_url, the preferred one. Empty: the relay has one URL
+-- (every home from before).
+CREATE TABLE relay_urls (
+    position INTEGER PRIMARY KEY CHECK (position >= 1),
+    url      TEXT    NOT NULL UNIQUE
+);
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)

@@ -66,7 +66,9 @@ class HistoryArchive(Timers):
         crypto: CryptoWrites | None = None,
     ) -> int:
         """Import one part. ONE transaction with the cursor (``seq``) and the ``crypto``
-        writes. Returns how many messages were new here (0 for a duplicate ``seq``)."""
+        writes. Returns how many messages were new here (0 for a duplicate ``seq``). An
+        imported message is dated when it was sent (``received_at`` = ``sent_at``): the history
+        shows when it was said, not when this device imported it."""
         added = 0
         with self._tx(crypto) as db:
             if not self._move_cursor(db, seq):
@@ -77,7 +79,7 @@ class HistoryArchive(Timers):
                     _INSERT,
                     (
                         *(e.message_id, sender.account, sender.device_id, e.conversation),
-                        *(e.counter, e.body, e.sent_at, int(Direction.IN), e.recipient, now),
+                        *(e.counter, e.body, e.sent_at, int(Direction.IN), e.recipient, e.sent_at),
                         *(now if e.read else None, now),
                     ),
                 )

@@ -87,9 +87,16 @@ class Identity:
     account: str
     device_id: int
     device_name: str
-    server_url: str
+    server_url: str  #: the relay's (preferred) URL
     server_key: bytes | None = None  #: the pinned server static key, once known
     read_receipts: bool = True
+    #: The relay's other URLs (its other nodes, which present the same key), in order.
+    alternate_urls: tuple[str, ...] = ()
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        """Every URL of the relay, preferred first."""
+        return (self.server_url, *self.alternate_urls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +172,12 @@ class StoredMessage:
     def key(self) -> MessageKey:
         """The message's identity: ``(sender, message_id)``."""
         return self.sender, self.message_id
+
+    @property
+    def own(self) -> bool:
+        """Sent by this account: from this device (``OUT``), or a copy of what another of its
+        devices sent (``IN`` with a ``recipient``). Never unread; it has a sent status."""
+        return self.direction is Direction.OUT or self.recipient is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,8 @@ class ClientStore(Outbox, DeviceNames, Crypto):
         if not rows:
             return None
         key, account, device_id, name, url, server_key, read_receipts = rows[0]
-        return Identity(key, account, device_id, name, url, server_key, bool(read_receipts))
+        others = tuple(u for (u,) in self._read("SELECT url FROM relay_urls ORDER BY position"))
+        return Identity(key, account, device_id, name, url, server_key, bool(read_receipts), others)
 
     def save_identity(self, identity: Identity) -> None:
         """Save (or replace) this device's identity. One transaction."""
@@ -150,6 +151,20 @@ class ClientStore(Outbox, DeviceNames, Crypto):
                     *(i.server_key, int(i.read_receipts)),
                 ),
             )
+            _write_alternates(db, i.alternate_urls)
+
+    def set_relay_urls(self, urls: Sequence[str]) -> None:
+        """Replace the relay's URLs (preferred first; the caller checked each). One transaction.
+
+        Raises:
+            StoreError: no identity saved yet, or no URL.
+        """
+        if not urls:
+            raise StoreError("a relay needs at least one URL")
+        with self._tx() as db:
+            if not db.execute("UPDATE identity SET server_url = ?", (urls[0],)).rowcount:
+                raise StoreError("no identity saved yet")
+            _write_alternates(db, urls[1:])
 
     def set_server_key(self, key: bytes | None) -> None:
         """Pin the server's static public key (``None`` unpins). One transaction."""
@@ -299,9 +314,11 @@ class ClientStore(Outbox, DeviceNames, Crypto):
         return [message_from_row(r) for r in rows]
 
     def conversations(self) -> list[ConversationSummary]:
-        """Every conversation with a shown message, most recently active first."""
+        """Every conversation with a shown message, most recently active first. Unread are
+        the received messages not read; what this account's other devices sent never is."""
         rows = self._read(
-            "SELECT conversation, COUNT(*), SUM(direction = 0 AND read_at IS NULL),"
+            "SELECT conversation, COUNT(*),"
+            " SUM(direction = 0 AND recipient IS NULL AND read_at IS NULL),"
             " MAX(COALESCE(received_at, sent_at)) FROM messages WHERE shown IS NOT NULL"
             " GROUP BY conversation ORDER BY MAX(shown) DESC"
         )
@@ -311,3 +328,11 @@ class ClientStore(Outbox, DeviceNames, Crypto):
         with self._tx() as db:
             if not db.execute(f"UPDATE identity SET {column} = ?", (value,)).rowcount:
                 raise StoreError("no identity saved yet")
+
+
+def _write_alternates(db: sqlite3.Connection, urls: Sequence[str]) -> None:
+    """Replace the relay's other URLs with ``urls``, in order (inside the caller's transaction)."""
+    db.execute("DELETE FROM relay_urls")
+    db.executemany(
+        "INSERT INTO relay_urls (position, url) VALUES (?, ?)", list(enumerate(urls, start=1))
+    )

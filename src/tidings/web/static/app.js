@@ -86,7 +86,7 @@ async function openChat(contact) {
   state.conversation = history.length ? history[0].conversation : null;
   for (const m of history) addMessage(m);
   if (history.length === PAGE) $("#messages").prepend(olderButton(history[0].message_id));
-  await markShown(history.filter((m) => m.direction === "in"));
+  await markShown(history.filter((m) => "seen_at" in m));
   await loadConversations();
   $("#text").focus();
 }
@@ -107,7 +107,7 @@ function olderButton(first) {
     for (const m of page.slice().reverse()) addMessage(m, { older: true });
     if (page.length === PAGE) list.prepend(olderButton(page[0].message_id));
     list.scrollTop = list.scrollHeight - below;
-    await markShown(page.filter((m) => m.direction === "in"));
+    await markShown(page.filter((m) => "seen_at" in m));
   });
   return li;
 }
@@ -157,6 +157,7 @@ function addMessage(m, { older = false } = {}) {
     li.querySelector(".meta").append(el("span", { className: "timer", textContent: "◷", title: `disappears ${m.expires_in} s after it was read` }));
   }
   if (!out && m.from.split(".")[0] !== state.contact) li.prepend(el("span", { className: "from muted", textContent: m.from }));
+  else if (out && m.from && m.from !== state.me.device) li.prepend(el("span", { className: "from muted", textContent: `me (${m.from})` }));
   const entry = { li, tick, note, out, status: m.status ?? null, devices: {} };
   state.messages.set(m.message_id, entry);
   if (out) {
@@ -251,7 +252,7 @@ function onEvent(e) {
   else if (e.event === "message") {
     if (state.contact && contactOf(e.conversation) === state.contact) {
       state.conversation = e.conversation;
-      addMessage({ ...e, direction: "in", seen_at: null, read_at: null });
+      addMessage({ ...e, direction: e.direction ?? "in", seen_at: null, read_at: null }); // "out": sent by another of my devices
       markShown([{ message_id: e.message_id, seen_at: null, read_at: null }]).then(loadConversations);
     } else loadConversations();
   } else if (e.event === "status") {
