@@ -50,6 +50,7 @@ from tidings.errors import StoreError
 from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
+from ._groups import Groups
 from ._names import DeviceNames
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
@@ -78,7 +79,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, DeviceNames, Crypto):
+class ClientStore(Outbox, DeviceNames, Groups, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:
