@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.harness import ClientLab, Peer, RelayLab, is_received
+from tests.harness import ClientLab, Peer, RelayLab, is_received, is_status
 from tidings.client import MessageReceived
 from tidings.client.events import ClientEvent, DecryptionFailed, GroupChanged
 from tidings.client.group_transport import GroupSend, GroupTransport
 from tidings.client.store import ClientStore, OutboxRequest
+from tidings.delivery import Status
 from tidings.delivery.content_groups import group_conversation
 from tidings.delivery.groups import GroupError, GroupState
 from tidings.e2e.groupcipher import SenderKeyCipher
@@ -164,3 +165,34 @@ async def test_a_device_without_the_key_asks_and_gets_the_message(
     assert isinstance(failed, DecryptionFailed) and failed.message_id == second
     got = await bob.until(group_text(second))  # asked automatically; sent again under its id
     assert got.message.body == b"two"  # type: ignore[union-attr]
+
+
+async def test_group_statuses_roll_up_per_device_and_member(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob1 = await clients.new("bob")
+    bob2 = await clients.link(bob1)
+    carol = await clients.new("carol")
+    group = await alice.client.create_group("team", ["bob", "carol"])
+    for peer in (bob1, bob2, carol):
+        await converged(peer, group, members_are("alice", "bob", "carol"))
+    mid = await alice.client.send_group(group, "status?")
+    assert alice.client.group_status(mid) == {
+        "devices": 3, "sent_devices": 0, "delivered_devices": 0, "read_devices": 0,
+        "members": 2, "delivered": 0, "read": 0,
+    }  # fmt: skip
+    for peer in (bob1, bob2, carol):
+        await peer.until(group_text(mid))
+    for device in (bob1.me, bob2.me, carol.me):
+        await alice.until(is_status(mid, Status.DELIVERED, device))
+    await carol.client.mark_read([mid])
+    await alice.until(is_status(mid, Status.READ, carol.me))
+    rollup = alice.client.group_status(mid)
+    assert rollup is not None
+    assert (rollup["delivered_devices"], rollup["devices"]) == (3, 3)  # delivered to 3 of 3
+    assert (rollup["delivered"], rollup["read"], rollup["members"]) == (2, 1, 2)  # read by 1
+    assert rollup["sent_devices"] == 3
+    assert alice.client.status(mid) is Status.DELIVERED  # the message's own roll-up
+    assert bob1.client.group_status(mid) is None  # bob did not send it

@@ -190,7 +190,7 @@ class Client(OwnDevices, GroupCalls):
             self.me,
             self._emit,
             self._outbox.recipients.known_devices,
-            PairwiseFallback(lambda: os.urandom(16)),
+            PairwiseFallback(),
             os.urandom,
         )
         self._inbox = Inbox(

@@ -20,6 +20,7 @@ from ..errors import StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import check_account
 from .events import StorageFailed
+from .group_transport import copy_id
 from .groups import GroupRuntime
 from .outbox import Outbox
 from .store import ClientStore
@@ -51,14 +52,16 @@ class GroupInfo:
 
 def group_rollup(statuses: dict[DeviceRef, Status], devices: Iterable[DeviceRef]) -> dict[str, int]:
     """A group message's statuses as people read them: of the member ``devices`` it was for,
-    how many have it (✓✓ or read) and how many displayed it, per device and per member
-    account (an account counts once any of its devices did): "delivered to 4 of 5", "read
-    by 3"."""
+    how many the relay stored it for (✓), have it (✓✓ or read) and displayed it, per device
+    and per member account (an account counts once any of its devices did): "delivered to 4
+    of 5", "read by 3"."""
     devices = list(devices)
     have = {Status.DELIVERED, Status.READ}
+    stored = {Status.SENT, *have}
     accounts = sorted({d.account for d in devices})
     return {
         "devices": len(devices),
+        "sent_devices": sum(statuses.get(d) in stored for d in devices),
         "delivered_devices": sum(statuses.get(d) in have for d in devices),
         "read_devices": sum(statuses.get(d) is Status.READ for d in devices),
         "members": len(accounts),
@@ -215,8 +218,12 @@ class GroupCalls:
         if m is None or m.sender != self.me or m.recipient is None:
             return None
         group_id = bytes.fromhex(m.recipient.removeprefix("group:"))
-        statuses = {d: s.status for d, s in self.store.statuses(message_id).items()}
         devices = [
             d for d in self.groups_runtime.member_devices(group_id) if d.account != self.me.account
         ]
+        statuses = {d: s.status for d, s in self.store.statuses(message_id).items()}
+        for account in {d.account for d in devices}:  # the ✓ of each account's copy
+            for d, s in self.store.statuses(copy_id(message_id, account)).items():
+                if d not in statuses or s.status > statuses[d]:
+                    statuses[d] = s.status
         return group_rollup(statuses, devices)

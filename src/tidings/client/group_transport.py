@@ -18,7 +18,8 @@ per-device part (``parts``) for each device.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,7 +28,14 @@ from ..delivery.content_groups import GroupMessage
 from ..refs import DeviceRef
 from .store import OutboxRequest
 
-__all__ = ["GroupSend", "GroupTransport", "PairwiseFallback"]
+__all__ = ["GroupSend", "GroupTransport", "PairwiseFallback", "copy_id"]
+
+
+def copy_id(message_id: bytes, account: str) -> bytes:
+    """The outbox id of the fallback's copy of a group message for one account: derived, so
+    the ✓ of each copy (its statuses, SENT per device) can be read back for the message
+    (:meth:`tidings.client.Client.group_status`), and unique per message and account."""
+    return hashlib.sha256(b"tidings group copy\0" + message_id + account.encode()).digest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,19 +66,13 @@ class GroupTransport(Protocol):
 
 
 class PairwiseFallback:
-    """:class:`GroupTransport` by one pairwise-sealed copy per device (module docstring).
-
-    Args:
-        new_id: a fresh outbox entry id (each account's copy is its own send to the relay).
-    """
-
-    def __init__(self, new_id: Callable[[], bytes]) -> None:
-        self._new_id = new_id
+    """:class:`GroupTransport` by one pairwise-sealed copy per device (module docstring);
+    each account's copy is its own send to the relay, under :func:`copy_id`."""
 
     def queue(self, send: GroupSend, now: float) -> list[OutboxRequest]:
         content = GroupMessage(send.group_id, send.message_id, send.shared).serialize()
         accounts = sorted({d.account for d in send.devices})
         return [
-            OutboxRequest(self._new_id(), a, content, ContentKind.GROUP_MESSAGE, now)
+            OutboxRequest(copy_id(send.message_id, a), a, content, ContentKind.GROUP_MESSAGE, now)
             for a in accounts
         ]

@@ -15,6 +15,7 @@ it again, which the store then ignores):
   is shown without waiting out the hold (:meth:`~tidings.delivery.Reorderer.expired`);
 * a payload that does not decrypt — a rate-limited retry request to its sender device is queued
   (the only unencrypted content; it names ids only), and :class:`DecryptionFailed` reported;
+* group content — handed to the device's groups (:mod:`.inbox_groups`);
 * a retry request for this device — the session with the requester is rebuilt and the named
   messages it was a recipient of are queued again (RESEND, same message id inside).
 
@@ -58,7 +59,6 @@ from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
-    DecryptionFailed,
     DeviceNamed,
     GapDetected,
     GapSkipped,
@@ -69,6 +69,7 @@ from .events import (
     TimerChanged,
 )
 from .groups import GroupRuntime
+from .inbox_groups import on_group
 from .inbox_retry import on_plaintext, undecryptable
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
@@ -234,7 +235,7 @@ class Inbox:
             self._on_history(frame, sender, content, now, writes)
             return []
         if isinstance(content, GroupChange | SenderKey | GroupMessage | GroupKeyRequest):
-            return self._on_group(frame, sender, content, now, writes)
+            return on_group(self, frame, sender, content, now, writes)
         if isinstance(content, DeviceInfo):
             if sender.account == self.me.account:  # another device of this account
                 if self.store.commit_device_name(
@@ -246,39 +247,6 @@ class Inbox:
             return []
         self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []
-
-    def _on_group(
-        self,
-        frame: Deliver,
-        sender: DeviceRef,
-        content: GroupChange | SenderKey | GroupMessage | GroupKeyRequest,
-        now: float,
-        writes: CryptoWrites,
-    ) -> list[bytes]:
-        """Group content (:mod:`.groups` decides; a group message is then stored as any)."""
-        groups = self.groups
-        if groups is None:
-            self.store.advance_cursor(frame.seq, writes)
-            return []
-        if isinstance(content, GroupChange):
-            return groups.on_change(frame.seq, sender, content, now, writes)
-        if isinstance(content, SenderKey):
-            groups.on_sender_key(frame.seq, sender, content, writes)
-            return []
-        if isinstance(content, GroupKeyRequest):
-            return groups.on_key_request(frame.seq, sender, content, now, writes)
-        if self.store.has_message(sender, content.message_id):
-            self.store.advance_cursor(frame.seq, writes)  # a duplicate (G3)
-            return []
-        opened = groups.open_message(sender, content, now, writes)
-        if opened is None:
-            self.store.advance_cursor(frame.seq, writes)
-            return []
-        if isinstance(opened, OutboxRequest):  # no key for it: asked the sender (never silent)
-            self.store.commit_control(frame.seq, [opened], writes)
-            self._emit(DecryptionFailed(sender, content.message_id, True))
-            return [opened.message_id]
-        return self._on_message(frame, sender, opened, now, content.message_id, writes)
 
     def _expired_unfetched(self, frame: Deliver, sender: DeviceRef) -> None:
         """A message of ``sender`` for this device expired at the relay before this device

@@ -195,8 +195,12 @@ class ClientStore(Outbox, DeviceNames, Groups, Crypto):
         recipient, stored_at, failed_code = rows[0]
         if failed_code is not None:
             return Status.FAILED
+        group = recipient.startswith("group:")  # a group message: every other account's
+        me = self.get_identity()
         at_devices = {
-            d: s.status for d, s in self.statuses(message_id).items() if d.account == recipient
+            d: s.status
+            for d, s in self.statuses(message_id).items()
+            if d.account == recipient or (group and me is not None and d.account != me.account)
         }
         return rollup(at_devices, sent=stored_at is not None)
 
