@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import ClientLab, Peer, RelayLab, is_received, is_status
 from tidings.client import MessageReceived
-from tidings.client.events import ClientEvent, DecryptionFailed, GroupChanged
+from tidings.client.events import ClientEvent, DecryptionFailed, GapDetected, GroupChanged
 from tidings.client.group_transport import GroupSend, GroupTransport
 from tidings.client.store import ClientStore, OutboxRequest
 from tidings.delivery import Status
@@ -196,3 +196,34 @@ async def test_group_statuses_roll_up_per_device_and_member(
     assert rollup["sent_devices"] == 3
     assert alice.client.status(mid) is Status.DELIVERED  # the message's own roll-up
     assert bob1.client.group_status(mid) is None  # bob did not send it
+
+
+class Corrupt(Capture):
+    """Spoils the signature of the next shared ciphertext (as a damaged copy would be)."""
+
+    def queue(self, send: GroupSend, now: float) -> list[OutboxRequest]:
+        if not self.sent:
+            bad = send.shared[:-1] + bytes([send.shared[-1] ^ 1])
+            send = GroupSend(send.group_id, send.message_id, bad, send.devices)
+        return super().queue(send, now)
+
+
+async def test_group_order_per_sender_device_waits_for_a_gap(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob = await clients.new("bob")
+    group = await alice.client.create_group("pair", ["bob"])
+    await converged(bob, group, members_are("alice", "bob"))
+    first = await alice.client.send_group(group, "one")
+    await bob.until(group_text(first))
+    runtime = alice.client.groups_runtime
+    runtime.transport = Corrupt(runtime.transport)
+    second = await alice.client.send_group(group, "two")  # bob cannot read this copy
+    third = await alice.client.send_group(group, "three")
+    gap = await bob.until(lambda e: isinstance(e, GapDetected))
+    assert isinstance(gap, GapDetected) and gap.conversation == group_conversation(group)
+    got = await bob.until_all(is_received(), 2)  # two is asked for, then shown before three
+    assert [e.message.message_id for e in got] == [second, third]  # type: ignore[union-attr]
+    assert any(isinstance(e, DecryptionFailed) and e.message_id == second for e in bob.seen)
