@@ -26,7 +26,14 @@ from .outbox import Outbox
 from .store import ClientStore
 from .store._groups import GroupWrites
 
-__all__ = ["GroupCalls", "GroupInfo", "group_rollup"]
+__all__ = [
+    "GroupCalls",
+    "GroupInfo",
+    "group_rollup",
+    "group_statuses",
+    "rollup_text",
+    "stored_group_rollup",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,40 @@ def group_rollup(statuses: dict[DeviceRef, Status], devices: Iterable[DeviceRef]
             any(statuses.get(d) is Status.READ for d in devices if d.account == a) for a in accounts
         ),
     }
+
+
+def rollup_text(rollup: dict[str, int]) -> str:
+    """``delivered to 4 of 5, read by 3`` (member accounts; devices when they differ)."""
+    text = f"delivered to {rollup['delivered']} of {rollup['members']}"
+    if rollup["devices"] != rollup["members"]:
+        text += f" ({rollup['delivered_devices']} of {rollup['devices']} devices)"
+    return text + f", read by {rollup['read']}"
+
+
+def group_statuses(
+    store: ClientStore, message_id: bytes, accounts: Iterable[str]
+) -> dict[DeviceRef, Status]:
+    """A sent group message's status at each device: its receipts, and the ✓ of each
+    account's copy (the pairwise fallback's, under :func:`copy_id`), the furthest of both."""
+    statuses = {d: s.status for d, s in store.statuses(message_id).items()}
+    for account in set(accounts):
+        for d, s in store.statuses(copy_id(message_id, account)).items():
+            if d not in statuses or s.status > statuses[d]:
+                statuses[d] = s.status
+    return statuses
+
+
+def stored_group_rollup(store: ClientStore, message_id: bytes) -> dict[str, int] | None:
+    """:func:`group_rollup` from the store alone (no running client): over the devices the
+    relay stored a copy for or that sent a receipt, of the group's member accounts now."""
+    m = store.message(message_id)
+    if m is None or m.recipient is None or not m.recipient.startswith("group:"):
+        return None
+    me = store.get_identity()
+    group_id = bytes.fromhex(m.recipient.removeprefix("group:"))
+    accounts = {a for a, _ in store.group_members(group_id)} - {me.account if me else ""}
+    statuses = group_statuses(store, message_id, accounts)
+    return group_rollup(statuses, sorted(d for d in statuses if d.account in accounts))
 
 
 class GroupCalls:
@@ -221,9 +262,5 @@ class GroupCalls:
         devices = [
             d for d in self.groups_runtime.member_devices(group_id) if d.account != self.me.account
         ]
-        statuses = {d: s.status for d, s in self.store.statuses(message_id).items()}
-        for account in {d.account for d in devices}:  # the ✓ of each account's copy
-            for d, s in self.store.statuses(copy_id(message_id, account)).items():
-                if d not in statuses or s.status > statuses[d]:
-                    statuses[d] = s.status
+        statuses = group_statuses(self.store, message_id, {d.account for d in devices})
         return group_rollup(statuses, devices)

@@ -175,3 +175,13 @@ class Groups(Incoming):
             for r in writes.requests:
                 self._insert_outbox(db, r)
         return message
+
+    def find_groups(self, text: str) -> list[bytes]:
+        """The groups ``text`` names: their exact name, else a prefix of their hex id."""
+        rows = self._read("SELECT group_id FROM groups WHERE name = ?", text)
+        if not rows:
+            rows = self._read(
+                "SELECT group_id FROM groups WHERE lower(hex(group_id)) LIKE ? || '%'",
+                text.lower(),
+            )
+        return [bytes(r[0]) for r in rows]
