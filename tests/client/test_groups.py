@@ -14,9 +14,9 @@ from tidings.client import MessageReceived
 from tidings.client.events import ClientEvent, DecryptionFailed, GapDetected, GroupChanged
 from tidings.client.group_transport import GroupSend, GroupTransport
 from tidings.client.store import ClientStore, OutboxRequest
-from tidings.delivery import Status
-from tidings.delivery.content_groups import group_conversation
-from tidings.delivery.groups import GroupError, GroupState
+from tidings.delivery import ContentKind, Status
+from tidings.delivery.content_groups import GroupChange, group_conversation
+from tidings.delivery.groups import GroupError, GroupState, OpKind
 from tidings.e2e.groupcipher import SenderKeyCipher
 from tidings.errors import DecryptionError
 
@@ -227,3 +227,32 @@ async def test_group_order_per_sender_device_waits_for_a_gap(
     got = await bob.until_all(is_received(), 2)  # two is asked for, then shown before three
     assert [e.message.message_id for e in got] == [second, third]  # type: ignore[union-attr]
     assert any(isinstance(e, DecryptionFailed) and e.message_id == second for e in bob.seen)
+
+
+async def test_changes_a_non_member_forges_change_nothing(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob = await clients.new("bob")
+    mallory = await clients.new("mallory")
+    group = await alice.client.create_group("team", ["bob"])
+    await converged(bob, group, members_are("alice", "bob"))
+    log = bob.client.groups_runtime.logs[group]
+    forged = [  # as alice (the sender is not its author), and as herself (not a member)
+        log.author("alice", OpKind.ADD, b"\x0f" * 16, ["mallory"]),
+        log.author("mallory", OpKind.ADD, b"\x0e" * 16, ["mallory"]),
+        log.author("mallory", OpKind.RENAME, b"\x0d" * 16, name="pwned"),
+    ]
+    ids = []
+    for n, op in enumerate(forged):
+        mid = bytes([n + 1]) * 16
+        content = GroupChange(group, (op,)).serialize()
+        mallory.client.store.enqueue(mid, "bob", content, ContentKind.GROUP_CHANGE, 1.0)
+        ids.append(mid)
+    mallory.client._outbox.add_queued(ids)
+    after = await mallory.client.send("bob", "did it work?")
+    await bob.until(is_received(after))  # the same lane: the forged changes came first
+    state = bob.client.groups_runtime.state(group)
+    assert state is not None and state.members == {"alice", "bob"} and state.name == "team"
+    assert mallory.client.group_info(group) is None

@@ -8,11 +8,11 @@ and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each 
   would not apply is refused, nothing stored), committed with the content that announces it —
   the change to every member account and to those it removes, the whole log to an account it
   adds, all through the pairwise outbox — and reported (:class:`GroupChanged`);
-* a received change (:meth:`on_change`) is taken if its sender authored it, or if the sender is
-  a member once it is applied (a member forwarding the log to one it added); every device then
-  holds the same changes and so, by the replay, the same group. A device that learns that an
-  account was added sends it the changes its own account authored, so a change made
-  concurrently with the add reaches the new member from its author;
+* a received change (:meth:`on_change`) is taken if its sender authored it, or, for a device
+  joining the group, if the sender is a member once it is applied (the log an adder forwards);
+  every device then holds the same changes and so, by the replay, the same group. A device
+  that learns that an account was added sends it the changes its own account authored, so a
+  change made concurrently with the add reaches the new member from its author;
 * after a member leaves or is removed, this device's sender key is rotated: what it sends next
   is unreadable to the leaver;
 * a group message (:meth:`seal`) goes to member devices that lack the current sender key as a
@@ -244,16 +244,23 @@ class GroupRuntime:
         new = [op for op in change.ops if op.op_id not in known]
         try:
             trial = GroupLog(change.group_id, [*group.ops, *new])
-        except GroupError as exc:
+        except GroupError as exc:  # a change id reused with other content, or a full log
             log.warning("! %s sent a group change that conflicts: %s", sender, exc.reason)
-            new = []
-        vouched = all(op.author == sender.account for op in new) or (
-            sender.account in trial.state.members or sender.account == self.me.account
-        )
-        if not new or not vouched:
             self.store.advance_cursor(seq, writes)
             return []
         before = group.state
+        # Its own changes a sender vouches for (the pairwise session authenticates it; the
+        # replay decides what they may do). Others' only reach a device joining the group,
+        # from a member: the log an adder forwards (not signed by their authors: trusted as
+        # the adder's word). A member never takes a change another member forwards, so no
+        # member can put words in an admin's mouth.
+        foreign = any(op.author != sender.account for op in new)
+        joining = self.me.account not in before.members
+        if not new or (foreign and not (joining and sender.account in trial.state.members)):
+            if new:
+                log.warning("! %s forwarded changes of others to a member: dropped", sender)
+            self.store.advance_cursor(seq, writes)
+            return []
         out = GroupWrites(new, [trial.state])
         added = trial.state.members - before.members - {self.me.account}
         if added and sender.account != self.me.account and self.me.account in before.members:
