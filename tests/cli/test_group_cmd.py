@@ -30,14 +30,18 @@ def test_a_group_is_created_chatted_in_and_shown(relay: Relay, procs: list[Proc]
     ok(root, "group", "send", "climbers", "rope at 9", "--home", str(alice))
     got = listen.wait_for(lambda line: line.get("body") == "rope at 9")
     assert got["conversation"] == made["conversation"] and got["from"] == "alice.1"
+    ok(root, "send", "@climbers", "and snacks", "--home", str(alice))  # the same, by send
+    listen.wait_for(lambda line: line.get("body") == "and snacks")
     assert listen.signal(signal.SIGINT) == 0
 
     listed = ok(root, "group", "list", "--home", str(bob)).out
     assert listed.startswith(f"climbers ({made['group_id']}): alice, bob; admins alice")
     history = ok(root, "history", "@climbers", "--home", str(alice)).out
     assert "me › rope at 9" in history and "delivered to " in history
-    (sent,) = ok(root, "history", "@climbers", "--json", "--home", str(alice)).json_lines()
-    assert sent["group_status"]["members"] == 1 and sent["group_status"]["sent_devices"] == 1
+    sent = ok(root, "history", "@climbers", "--json", "--home", str(alice)).json_lines()
+    assert [m["body"] for m in sent] == ["rope at 9", "and snacks"]
+    assert sent[0]["group_status"]["members"] == 1
+    assert sent[0]["group_status"]["sent_devices"] == 1
 
     refused = run(root, "group", "add", "climbers", "carol", "--home", str(bob))
     assert refused.code != 0 and "bob is not an admin" in refused.err  # nothing changed

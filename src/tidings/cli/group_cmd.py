@@ -22,7 +22,7 @@ from .exits import Exit
 from .history_cmd import _account
 from .remote import open_daemon
 
-__all__ = ["DEFAULT_TIMEOUT", "add_parser"]
+__all__ = ["DEFAULT_TIMEOUT", "add_parser", "send_to_group"]
 
 #: Seconds a change or a message waits for the relay's ✓ (as ``send``).
 DEFAULT_TIMEOUT = 30.0
@@ -122,6 +122,14 @@ def _line(sub: str, answer: Any) -> str:
 
 def cmd_group(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
+
+
+def send_to_group(args: argparse.Namespace, group: str) -> int:
+    """``tidings send @GROUP TEXT``: as ``tidings group send GROUP TEXT`` (waits for the
+    relay's ✓ of every copy, up to ``--timeout``)."""
+    group_args = argparse.Namespace(**vars(args))
+    group_args.group_command, group_args.group = "send", group
+    return cmd_group(group_args)
 
 
 async def _run(args: argparse.Namespace) -> int:
