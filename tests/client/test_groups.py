@@ -256,3 +256,34 @@ async def test_changes_a_non_member_forges_change_nothing(
     state = bob.client.groups_runtime.state(group)
     assert state is not None and state.members == {"alice", "bob"} and state.name == "team"
     assert mallory.client.group_info(group) is None
+
+
+async def test_a_leaver_gets_nothing_after_leaving_and_a_rename_reaches_everyone(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob = await clients.new("bob")
+    carol = await clients.new("carol")
+    group = await alice.client.create_group("team", ["bob", "carol"])
+    for peer in (bob, carol):
+        await converged(peer, group, members_are("alice", "bob", "carol"))
+    await bob.client.rename_group(group, "crew")  # any member may
+    for peer in (alice, carol):
+        await converged(peer, group, lambda s: s.name == "crew")
+
+    await carol.client.leave_group(group)
+    for peer in (alice, bob):
+        await converged(peer, group, members_are("alice", "bob"))
+    assert [g.name for g in carol.client.groups()] == []
+    info = carol.client.group_info(group)
+    assert info is not None and "carol" not in info.members
+    with pytest.raises(GroupError):
+        await carol.client.send_group(group, "still here?")
+    mid = await bob.client.send_group(group, "after carol left")
+    await alice.until(group_text(mid))
+    # carol's device was sent nothing of it (checked once she is known to be caught up)
+    note = await bob.client.send("carol", "a direct note")
+    await carol.until(is_received(note))
+    assert not any(group_text(mid)(e) for e in carol.seen)
+    assert carol.client.store.message(mid) is None
