@@ -20,6 +20,7 @@ from ..client.events import (
     Disconnected,
     GapDetected,
     GapSkipped,
+    GroupChanged,
     HistoryImported,
     IdentityChanged,
     MessageReceived,
@@ -232,5 +233,15 @@ def event_json(event: ClientEvent) -> JSON:
             "sender": str(event.sender),
             "message_id": event.message_id.hex(),
             "retry_requested": event.retry_requested,
+        }
+    if isinstance(event, GroupChanged):
+        return {
+            "event": "group",
+            "group_id": event.group_id.hex(),
+            "name": event.name,
+            "members": list(event.members),
+            "admins": list(event.admins),
+            "by": str(event.by),
+            "member": event.member,
         }
     raise TypeError(f"not a client event: {event!r}")

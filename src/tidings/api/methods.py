@@ -19,6 +19,7 @@ from ..client.history import MAX_HISTORY_MESSAGES
 from ..client.msgids import parse_prefix
 from ..client.store.records import OutboxFullError
 from ..delivery import MAX_TIMER, ContentError, direct_conversation
+from ..delivery.groups import GroupError
 from ..errors import (
     ConfigError,
     ConnectionBroken,
@@ -78,6 +79,8 @@ async def call(client: Client, method: Method, params: Params) -> Any:
         raise ApiError(OUTBOX_FULL, str(exc)) from None
     except (FrameError, ContentError) as exc:
         raise ApiError(INVALID_PARAMS, str(exc)) from None
+    except GroupError as exc:  # a group change the replay refuses, or no such group
+        raise ApiError(INVALID_PARAMS, exc.reason) from None
     except ConfigError as exc:  # the device stopped for good (fatal_message)
         raise ApiError(DEVICE_STOPPED, str(exc)) from None
     except ConnectionBroken as exc:
@@ -174,7 +177,11 @@ async def history(client: Client, params: Params) -> Any:
         before = anchor.shown
     out = []
     for m in client.store.messages(conversation, limit, before):
-        out.append(message_json(m, client.status(m.message_id)))
+        j = message_json(m, client.status(m.message_id))
+        rollup = client.group_status(m.message_id) if m.recipient == conversation else None
+        if rollup is not None:  # a group message this device sent: "delivered to 4 of 5"
+            j["group_status"] = rollup
+        out.append(j)
     return out
 
 
@@ -417,3 +424,10 @@ METHODS: dict[str, Method] = {
     "push_status": push_status,
     "wake": wake,
 }
+
+
+# The group methods live in their own module, which builds on this one's helpers: added here,
+# at the end, after everything they use is defined (a circular import that resolves by order).
+from .group_methods import GROUP_METHODS  # noqa: E402
+
+METHODS.update(GROUP_METHODS)

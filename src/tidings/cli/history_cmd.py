@@ -17,9 +17,11 @@ import sys
 
 from ..api.forms import conversation_json, message_json
 from ..api.methods import MAX_HISTORY
+from ..client.group_calls import rollup_text, stored_group_rollup
 from ..client.home import prepare_home
 from ..client.store import ClientStore, Direction, StoredMessage
 from ..delivery import Status, direct_conversation, glyph
+from ..delivery.content_groups import group_conversation
 from ..errors import FrameError
 from ..wire import check_account
 from .common import _common, _ts, home_of
@@ -51,7 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "status of each sent one (… queued, ✓ stored by the relay, ✓✓ delivered, R read, ✗ "
         "failed). Reads the local store only.",
     )
-    p.add_argument("contact", type=_account, help="the other account")
+    p.add_argument(
+        "contact", type=_contact, help="the other account, or @GROUP (a group's name or id)"
+    )
     p.add_argument(
         "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"messages (default {DEFAULT_LIMIT})"
     )
@@ -82,6 +86,13 @@ def _account(text: str) -> str:
     return text
 
 
+def _contact(text: str) -> str:
+    """An account, or ``@GROUP`` (kept as it is: the store resolves it)."""
+    if text.startswith("@") and len(text) > 1:
+        return text
+    return _account(text)
+
+
 def _limit(text: str) -> int:
     try:
         value = int(text)
@@ -108,12 +119,26 @@ def cmd_conversations(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    rollups: dict[bytes, dict[str, int]] = {}
     with ClientStore(prepare_home(home_of(args))) as store:
         identity = store.get_identity()
         me = identity.account if identity is not None else args.contact
-        messages = store.messages(direct_conversation(me, args.contact), args.limit)
+        if args.contact.startswith("@"):  # a group: its conversation, and each send's roll-up
+            found = store.find_groups(args.contact[1:])
+            if len(found) != 1:
+                what = "no group" if not found else "several groups match"
+                print(f"tidings history: {what} {args.contact}", file=sys.stderr)
+                return Exit.USAGE
+            conversation = group_conversation(found[0])
+        else:
+            conversation = direct_conversation(me, args.contact)
+        messages = store.messages(conversation, args.limit)
         statuses = {m.message_id: store.message_status(m.message_id) for m in messages}
-    _print_messages(args, messages, statuses)
+        for m in messages:
+            rollup = stored_group_rollup(store, m.message_id)
+            if rollup is not None:
+                rollups[m.message_id] = rollup
+    _print_messages(args, messages, statuses, rollups=rollups)
     if not messages and not args.json:
         print(f"no messages with {args.contact} yet")
     return 0
@@ -144,11 +169,17 @@ def _print_messages(
     messages: list[StoredMessage],
     statuses: dict[bytes, Status | None],
     conversations: bool = False,
+    rollups: dict[bytes, dict[str, int]] | None = None,
 ) -> None:
+    rollups = rollups or {}
     for m in messages:
         status = statuses[m.message_id]
+        rollup = rollups.get(m.message_id)
         if args.json:
-            print(json.dumps(message_json(m, status)))
+            out = message_json(m, status)
+            if rollup is not None:
+                out["group_status"] = rollup
+            print(json.dumps(out))
             continue
         body = for_terminal(m.body.decode(errors="replace"))
         when = _ts(m.received_at or m.sent_at)
@@ -157,7 +188,8 @@ def _print_messages(
         if m.own:  # from this device, or a copy of what another of this account's sent
             mark = glyph(status or Status.PENDING)
             me = "me" if m.direction is Direction.OUT else f"me ({m.sender})"
-            print(f"[{when}] {mark:2} {me} › {body}  ({m.message_id.hex()[:12]}…)")
+            roll = f"; {rollup_text(rollup)}" if rollup is not None else ""
+            print(f"[{when}] {mark:2} {me} › {body}  ({m.message_id.hex()[:12]}…{roll})")
         else:
             unread = "" if m.read_at is not None else "  (unread)"
             print(f"[{when}]    {m.sender} › {body}{unread}")

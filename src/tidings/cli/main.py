@@ -2,8 +2,8 @@
 
 Subcommands: ``server``, ``register``, ``link-code``, ``send``, ``listen``, ``daemon``,
 ``conversations``, ``history``, ``search``, ``chat``, ``read-receipts``, ``config``, ``relays``,
-``trace``,
-``safety-number``, ``timer``, ``devices``, ``push``, ``push-listen``, ``web``, ``demo``, ``lab``.
+``trace``, ``safety-number``, ``timer``, ``devices``, ``push``, ``push-listen``, ``web``,
+``demo``, ``lab``, ``group``.
 ``tidings COMMAND --help`` describes each. Every failure is one line on stderr and an exit
 code of :class:`~tidings.cli.exits.Exit` (the README's "Exit codes" table lists them).
 """
@@ -24,6 +24,7 @@ from . import (
     daemon_cmd,
     demo,
     devices_cmd,
+    group_cmd,
     history_cmd,
     lab_cmd,
     push_cmd,
@@ -59,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     push_cmd.add_parsers(sub)
     demo.add_parser(sub)
     lab_cmd.add_parser(sub)
+    group_cmd.add_parser(sub)
     return p
 
 

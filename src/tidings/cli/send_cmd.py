@@ -35,6 +35,7 @@ from ..errors import ConfigError, DeviceBusy, StoreUnavailable
 from ..refs import DeviceRef
 from .common import _common, _config_flags, _print, _ts, config_of, home_of
 from .exits import Exit
+from .group_cmd import send_to_group
 from .remote import Device, Stream, open_daemon
 from .show import _show_event
 
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "Exit 0: reached; 3: timed out; 4: refused by the relay for good; 5: this device's "
         "store cannot be written (disk full).",
     )
-    p.add_argument("to", help="recipient account")
+    p.add_argument("to", help="recipient account, or @GROUP (a group's name or id)")
     p.add_argument("text", help="message text")
     p.add_argument(
         "--wait",
@@ -93,6 +94,8 @@ class _Waiting:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    if args.to.startswith("@") and len(args.to) > 1:  # a group: `tidings group send`
+        return send_to_group(args, args.to[1:])
     want = WAIT_FOR[args.wait]
     config = config_of(args)
 

@@ -14,6 +14,7 @@ from ..client import (
     Disconnected,
     GapDetected,
     GapSkipped,
+    GroupChanged,
     HistoryImported,
     IdentityChanged,
     MessageReceived,
@@ -86,6 +87,12 @@ def _text(event: ClientEvent) -> str | None:
         return (
             f"! {kind}: {event.sender} messages {event.missing.start}..{event.missing.stop - 1} "
             f"missing in {event.conversation}{why}"
+        )
+    if isinstance(event, GroupChanged):
+        state = "" if event.member else " (you are not a member)"
+        return (
+            f"= group {event.name} ({event.group_id.hex()[:12]}…) changed by {event.by}: "
+            f"{', '.join(event.members)}{state}"
         )
     if isinstance(event, Connected):
         return f"= connected ({event.pattern})"

@@ -15,6 +15,7 @@ from .events import (
     EventStream,
     GapDetected,
     GapSkipped,
+    GroupChanged,
     HistoryImported,
     IdentityChanged,
     MessageReceived,
@@ -26,6 +27,7 @@ from .events import (
     StorageFailed,
     TimerChanged,
 )
+from .group_calls import GroupInfo
 
 __all__ = [
     "CLIENT_KEEPALIVE",
@@ -42,6 +44,8 @@ __all__ = [
     "EventStream",
     "GapDetected",
     "GapSkipped",
+    "GroupChanged",
+    "GroupInfo",
     "HistoryImported",
     "IdentityChanged",
     "MessageReceived",

@@ -57,6 +57,9 @@ from .events import (
     StorageFailed,
     TimerChanged,
 )
+from .group_calls import GroupCalls
+from .group_transport import PairwiseFallback
+from .groups import GroupRuntime
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
@@ -79,7 +82,7 @@ __all__ = ["FATAL_CODES", "Client", "EventStream"]
 log = logging.getLogger("tidings.client")
 
 
-class Client(OwnDevices):
+class Client(OwnDevices, GroupCalls):
     """One registered device (see the module docstring for the call order).
 
     Args:
@@ -180,7 +183,19 @@ class Client(OwnDevices):
             self.config.outbox_window,
             self.config.outbox_retry,
         )
-        self._inbox = Inbox(self.store, self.me, self._emit, clocks, self.crypto)
+        #: This device's groups; the transport is the seam for the relay's multi-recipient
+        #: send (:mod:`tidings.client.group_transport`).
+        self.groups_runtime = GroupRuntime(
+            self.store,
+            self.me,
+            self._emit,
+            self._outbox.recipients.known_devices,
+            PairwiseFallback(),
+            os.urandom,
+        )
+        self._inbox = Inbox(
+            self.store, self.me, self._emit, clocks, self.crypto, self.groups_runtime
+        )
         self._disappearing = Disappearing(self.store, self._emit, clock)
         #: A sent disappearing message is in the open batch: arm the sweep after its commit.
         self._expiry_started = False

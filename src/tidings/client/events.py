@@ -268,6 +268,20 @@ class DeviceNamed:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """A group this device knows changed (created, members added or removed, left, renamed):
+    its state now, and the device whose change it learned (``by``; this one for its own)."""
+
+    group_id: bytes
+    name: str
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+    by: DeviceRef
+    #: whether this account is (still) a member
+    member: bool
+
+
 ClientEvent = (
     MessageReceived
     | DeviceNamed
@@ -288,6 +302,7 @@ ClientEvent = (
     | StorageFailed
     | IdentityChanged
     | DecryptionFailed
+    | GroupChanged
 )
 
 

@@ -15,6 +15,7 @@ it again, which the store then ignores):
   is shown without waiting out the hold (:meth:`~tidings.delivery.Reorderer.expired`);
 * a payload that does not decrypt — a rate-limited retry request to its sender device is queued
   (the only unencrypted content; it names ids only), and :class:`DecryptionFailed` reported;
+* group content — handed to the device's groups (:mod:`.inbox_groups`);
 * a retry request for this device — the session with the requester is rebuilt and the named
   messages it was a recipient of are queued again (RESEND, same message id inside).
 
@@ -49,6 +50,7 @@ from ..delivery import (
 )
 from ..delivery import GapDetected as CoreGapDetected
 from ..delivery import GapSkipped as CoreGapSkipped
+from ..delivery.content_groups import GroupChange, GroupKeyRequest, GroupMessage, SenderKey
 from ..delivery.content_history import History
 from ..errors import DecryptionError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
@@ -66,6 +68,8 @@ from .events import (
     StatusChanged,
     TimerChanged,
 )
+from .groups import GroupRuntime
+from .inbox_groups import on_group
 from .inbox_retry import on_plaintext, undecryptable
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
@@ -85,6 +89,7 @@ class Inbox:
         emit: where events go (after their commit).
         clocks: the wall clock (stored times) and the monotonic one (ordering holds).
         crypto: this device's sessions.
+        groups: this device's groups (group content is dropped without).
     """
 
     def __init__(
@@ -94,10 +99,12 @@ class Inbox:
         emit: Callable[[ClientEvent], None],
         clocks: Clocks,
         crypto: DeviceCrypto,
+        groups: GroupRuntime | None = None,
     ) -> None:
         self.store = store
         self.me = me
         self.crypto = crypto
+        self.groups = groups
         self._emit = emit
         self._clocks = clocks
         self._clock = clocks.wall
@@ -227,6 +234,8 @@ class Inbox:
         if isinstance(content, History):
             self._on_history(frame, sender, content, now, writes)
             return []
+        if isinstance(content, GroupChange | SenderKey | GroupMessage | GroupKeyRequest):
+            return on_group(self, frame, sender, content, now, writes)
         if isinstance(content, DeviceInfo):
             if sender.account == self.me.account:  # another device of this account
                 if self.store.commit_device_name(
@@ -309,6 +318,10 @@ class Inbox:
             self._emit(TimerChanged(timer.conversation, timer.seconds, sender, timer.set_at))
 
     def _member(self, sender: DeviceRef, conversation: str) -> bool:
+        if self.groups is not None:
+            in_group = self.groups.is_member(conversation, sender.account)
+            if in_group is not None:
+                return in_group and bool(self.groups.is_member(conversation, self.me.account))
         try:
             members = direct_members(conversation)
         except ContentError:
@@ -336,7 +349,9 @@ class Inbox:
         own_copy = sender.account == self.me.account
         recipient = None
         receipt = None
-        if own_copy:  # a copy of what another device of this account sent (sent-message sync)
+        if own_copy and message.conversation.startswith("group:"):
+            recipient = message.conversation  # a copy of a group message of this account
+        elif own_copy:  # a copy of what another device of this account sent (sent-message sync)
             a, b = direct_members(message.conversation)
             recipient = b if a == self.me.account else a
         owed = None

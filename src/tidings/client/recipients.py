@@ -18,8 +18,18 @@ __all__ = ["NO_OWN_COPIES", "Recipients"]
 
 log = logging.getLogger("tidings.client")
 
-#: Content sent to another account without copies for this account's other devices.
-NO_OWN_COPIES = frozenset({ContentKind.RECEIPT, ContentKind.RETRY_REQUEST})
+#: Content sent to another account without copies for this account's other devices (group
+#: content goes to the own account as a send of its own: one copy, not one per member).
+NO_OWN_COPIES = frozenset(
+    {
+        ContentKind.RECEIPT,
+        ContentKind.RETRY_REQUEST,
+        ContentKind.GROUP_CHANGE,
+        ContentKind.SENDER_KEY,
+        ContentKind.GROUP_MESSAGE,
+        ContentKind.GROUP_KEY_REQUEST,
+    }
+)
 
 
 class Recipients:

@@ -14,6 +14,7 @@ Layout: one MessagePack array, ``[version, kind, *fields]``::
     TIMER          [1, 5, conversation: str, seconds: int, set_at: float]
     DEVICE_INFO    [1, 7, name: str]   (to the sender's own account: what its devices call it)
     HISTORY        [1, 6, for_device, archive_id, part, parts, entries]   (content_history)
+    GROUP_CHANGE, SENDER_KEY, GROUP_MESSAGE, GROUP_KEY_REQUEST   [1, 8..11, ...]   (content_groups)
 
 A MESSAGE with ``expires_in`` disappears that many seconds after it was displayed (received) or
 sent (sent), on every device (issue 13). A TIMER sets a conversation's disappearing-messages
@@ -117,6 +118,10 @@ class ContentKind(enum.IntEnum):
     TIMER = 5
     HISTORY = 6  #: :mod:`.content_history`
     DEVICE_INFO = 7
+    GROUP_CHANGE = 8  #: :mod:`.content_groups`
+    SENDER_KEY = 9
+    GROUP_MESSAGE = 10
+    GROUP_KEY_REQUEST = 11
 
 
 class ReceiptKind(enum.IntEnum):
@@ -342,9 +347,10 @@ def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
 
 # HISTORY lives in its own module, which builds on this one's checks: imported here, after
 # everything it uses is defined (a circular import that resolves by order).
+from .content_groups import GroupContent  # noqa: E402
 from .content_history import History  # noqa: E402
 
-Content = Message | Receipt | Resend | RetryRequest | Timer | History | DeviceInfo
+Content = Message | Receipt | Resend | RetryRequest | Timer | History | DeviceInfo | GroupContent
 
 
 def _message(fields: list[Any]) -> Message:
@@ -361,6 +367,12 @@ def _history(fields: list[Any]) -> Content:
     from .content_history import parse_history  # it builds on this module
 
     return parse_history(fields)
+
+
+def _group(kind: ContentKind) -> Callable[[list[Any]], Content]:
+    from .content_groups import parse_group_content  # it builds on this module
+
+    return lambda fields: parse_group_content(kind, fields)
 
 
 def _device_info(fields: list[Any]) -> DeviceInfo:
@@ -409,6 +421,10 @@ _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]
     ContentKind.TIMER: (_timer, frozenset({3})),
     ContentKind.HISTORY: (_history, frozenset({5})),
     ContentKind.DEVICE_INFO: (_device_info, frozenset({1})),
+    ContentKind.GROUP_CHANGE: (_group(ContentKind.GROUP_CHANGE), frozenset({2})),
+    ContentKind.SENDER_KEY: (_group(ContentKind.SENDER_KEY), frozenset({2})),
+    ContentKind.GROUP_MESSAGE: (_group(ContentKind.GROUP_MESSAGE), frozenset({3})),
+    ContentKind.GROUP_KEY_REQUEST: (_group(ContentKind.GROUP_KEY_REQUEST), frozenset({3})),
 }
 
 

@@ -4,7 +4,7 @@
 encrypt once for the group, decrypt a member device's message, say what key material a member
 device must be given over its pairwise session before it can read, take such material, and
 start over when someone leaves. :class:`SenderKeyCipher` implements it with libsignal's sender
-keys (:mod:`.senderkey`); an MLS implementation would keep the same five calls (its welcome
+keys (:mod:`.senderkey`); an MLS implementation would keep the same calls (its welcome
 and commit messages in place of distribution messages).
 
 Sans-I/O: the records are values the caller stores (:meth:`SenderKeyCipher.records`,
@@ -53,6 +53,10 @@ class GroupCipher(Protocol):
 
     def given(self, group: bytes, device: DeviceRef) -> None:
         """``device`` has our current key (its pairwise message is durable in our outbox)."""
+        ...
+
+    def lacks(self, group: bytes, device: DeviceRef) -> None:
+        """``device`` says it cannot read our messages: :meth:`key_for` gives it the key again."""
         ...
 
     def accept_key(self, group: bytes, sender: DeviceRef, material: bytes) -> None:
@@ -122,6 +126,9 @@ class SenderKeyCipher:
 
     def given(self, group: bytes, device: DeviceRef) -> None:
         self._given.setdefault(group, set()).add(device)
+
+    def lacks(self, group: bytes, device: DeviceRef) -> None:
+        self._given.get(group, set()).discard(device)
 
     def accept_key(self, group: bytes, sender: DeviceRef, material: bytes) -> None:
         distribution = SenderKeyDistributionMessage.parse(material)

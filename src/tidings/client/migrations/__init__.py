@@ -290,5 +290,44 @@ CREATE TABLE relay_urls (
 );
 """
 
+_V10 = """
+-- Groups (issue 12; numbered after the migrations merged before it). The membership is the
+-- replay of the op log (tidings.delivery.groups); groups and group_members keep its result so
+-- that reads need no replay. A group's messages are ordinary rows of messages, conversation
+-- 'group:<hex id>', recipient the same id for those this device sent.
+CREATE TABLE groups (
+    group_id   BLOB    PRIMARY KEY CHECK (length(group_id) = 16),
+    name       TEXT    NOT NULL,
+    updated_at REAL    NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE group_members (
+    group_id BLOB    NOT NULL,
+    account  TEXT    NOT NULL,
+    admin    INTEGER NOT NULL,
+    PRIMARY KEY (group_id, account)
+) WITHOUT ROWID;
+CREATE TABLE group_ops (
+    group_id BLOB NOT NULL,
+    op_id    BLOB NOT NULL,
+    op       BLOB NOT NULL,
+    PRIMARY KEY (group_id, op_id)
+) WITHOUT ROWID;
+-- Sender-key records (tidings.e2e.senderkey): this device's own chain and every member
+-- device's, and the member devices that were given this device's current key.
+CREATE TABLE group_sender_keys (
+    group_id  BLOB    NOT NULL,
+    account   TEXT    NOT NULL,
+    device_id INTEGER NOT NULL,
+    record    BLOB    NOT NULL,
+    PRIMARY KEY (group_id, account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE group_key_given (
+    group_id  BLOB    NOT NULL,
+    account   TEXT    NOT NULL,
+    device_id INTEGER NOT NULL,
+    PRIMARY KEY (group_id, account, device_id)
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)

@@ -78,6 +78,8 @@ class CryptoWrites:
         base_keys: base keys of sessions started without a one-time prekey (replay guard).
         unverify: accounts whose verified safety number no longer holds.
         forget_sealed: devices whose saved ciphertexts are void (their session was rebuilt).
+        sender_keys: sender-key records (serialized) a group message or key moved, by
+            (group id, sender device).
         at: when (local clock).
     """
 
@@ -88,6 +90,7 @@ class CryptoWrites:
     base_keys: list[bytes] = field(default_factory=list)
     unverify: set[str] = field(default_factory=set)
     forget_sealed: set[DeviceRef] = field(default_factory=set)
+    sender_keys: dict[tuple[bytes, DeviceRef], bytes] = field(default_factory=dict)
 
 
 class Crypto(Database):
@@ -128,6 +131,10 @@ class Crypto(Database):
                 "DELETE FROM e2e_sealed WHERE account = ? AND device_id = ?",
                 (dev.account, dev.device_id),
             )
+        db.executemany(
+            "INSERT OR REPLACE INTO group_sender_keys VALUES (?, ?, ?, ?)",
+            [(g, d.account, d.device_id, r) for (g, d), r in w.sender_keys.items()],
+        )
 
     # ------------------------------------------------------------ identity and prekeys
 

@@ -145,9 +145,11 @@ class Incoming(Database):
                 return []
             early = []
             for mid in receipt.message_ids:
-                known = db.execute(
-                    "SELECT 1 FROM messages WHERE message_id = ? AND recipient = ?",
-                    (mid, sender.account),
+                known = db.execute(  # sent to its account, or to a group it is in
+                    "SELECT 1 FROM messages WHERE message_id = ? AND (recipient = ? OR"
+                    " (recipient LIKE 'group:%' AND EXISTS (SELECT 1 FROM group_members"
+                    " WHERE 'group:' || lower(hex(group_id)) = recipient AND account = ?)))",
+                    (mid, sender.account, sender.account),
                 ).fetchone()
                 if not known:
                     early.append(

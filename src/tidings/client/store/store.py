@@ -50,6 +50,7 @@ from tidings.errors import StoreError
 from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
+from ._groups import Groups
 from ._names import DeviceNames
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
@@ -78,7 +79,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, DeviceNames, Crypto):
+class ClientStore(Outbox, DeviceNames, Groups, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:
@@ -209,8 +210,12 @@ class ClientStore(Outbox, DeviceNames, Crypto):
         recipient, stored_at, failed_code = rows[0]
         if failed_code is not None:
             return Status.FAILED
+        group = recipient.startswith("group:")  # a group message: every other account's
+        me = self.get_identity()
         at_devices = {
-            d: s.status for d, s in self.statuses(message_id).items() if d.account == recipient
+            d: s.status
+            for d, s in self.statuses(message_id).items()
+            if d.account == recipient or (group and me is not None and d.account != me.account)
         }
         return rollup(at_devices, sent=stored_at is not None)
 

@@ -1,0 +1,386 @@
+"""The device's groups: membership over the pairwise sessions, sender keys, group messages.
+
+:class:`GroupRuntime` keeps each group's change log (:class:`~tidings.delivery.groups.GroupLog`)
+and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each step into one
+:class:`~tidings.client.store._groups.GroupWrites` for the store:
+
+* a change made here (:meth:`change`) is checked by replaying it (admin rules: a change that
+  would not apply is refused, nothing stored), committed with the content that announces it —
+  the change to every member account and to those it removes, the whole log to an account it
+  adds, all through the pairwise outbox — and reported (:class:`GroupChanged`);
+* a received change (:meth:`on_change`) is taken if its sender authored it, or, for a device
+  joining the group, if the sender is a member once it is applied (the log an adder forwards);
+  every device then holds the same changes and so, by the replay, the same group. A device
+  that learns that an account was added sends it the changes its own account authored, so a
+  change made concurrently with the add reaches the new member from its author;
+* after a member leaves or is removed, this device's sender key is rotated: what it sends next
+  is unreadable to the leaver;
+* a group message (:meth:`seal`) goes to member devices that lack the current sender key as a
+  SENDER_KEY first (pairwise), then once, encrypted with the sender key, by the
+  :class:`~tidings.client.group_transport.GroupTransport`;
+* a group message that does not decrypt (:meth:`open_message`) makes this device ask its sender
+  device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its key and the
+  messages again under their ids, to a device that is a member now — never to a leaver.
+
+Sans-I/O apart from the store: times are passed in, ids come from ``new_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from ..delivery import ContentError, Message, parse_content
+from ..delivery.content_groups import (
+    MAX_OPS_PER_CHANGE,
+    GroupChange,
+    GroupKeyRequest,
+    GroupMessage,
+    SenderKey,
+    group_conversation,
+    group_of_conversation,
+)
+from ..delivery.groups import GroupError, GroupLog, GroupOp, GroupState, OpKind
+from ..e2e.groupcipher import SenderKeyCipher
+from ..e2e.senderkey import DuplicateMessage
+from ..errors import DecryptionError
+from ..refs import DeviceRef
+from .events import ClientEvent, GroupChanged
+from .group_transport import GroupSend, GroupTransport
+from .store import ClientStore, CryptoWrites, Direction, OutboxRequest
+from .store._groups import GroupWrites
+
+__all__ = ["GroupRuntime", "Opened"]
+
+log = logging.getLogger("tidings.client")
+
+#: What :meth:`GroupRuntime.open_message` gives: the message, or the request to queue instead.
+Opened = Message | OutboxRequest | None
+
+
+class GroupRuntime:
+    """This device's groups (see the module docstring).
+
+    Args:
+        store: the device's store.
+        me: this device.
+        emit: where events go (the caller's emit holds them until the commit).
+        known_devices: the devices of an account as far as this device knows.
+        transport: how a group message's one ciphertext is sent.
+        new_id: 16 fresh random bytes (group, change and outbox ids; sender keys).
+    """
+
+    def __init__(
+        self,
+        store: ClientStore,
+        me: DeviceRef,
+        emit: Callable[[ClientEvent], None],
+        known_devices: Callable[[str], tuple[int, ...]],
+        transport: GroupTransport,
+        rng: Callable[[int], bytes],
+    ) -> None:
+        self.store = store
+        self.me = me
+        self.transport = transport
+        self._emit = emit
+        self._known = known_devices
+        self._rng = rng
+        self.cipher = SenderKeyCipher(me, rng)
+        self.logs: dict[bytes, GroupLog] = {}
+        self.reload()
+        store.on_rollback(self.reload)
+
+    def reload(self) -> None:
+        """Forget what is not in the store (a transaction that carried group writes failed)."""
+        self.logs = {g: GroupLog(g, ops) for g, ops in self.store.group_ops().items()}
+        self.cipher.load(*self.store.sender_keys())
+
+    def _new_id(self) -> bytes:
+        return self._rng(16)
+
+    # ---------------------------------------------------------------- reads
+
+    def state(self, group_id: bytes) -> GroupState | None:
+        """The group as this device knows it, or None if it knows no change of it."""
+        group = self.logs.get(group_id)
+        return group.state if group is not None else None
+
+    def joined(self) -> list[GroupState]:
+        """The groups this account is a member of, by name."""
+        states = [g.state for g in self.logs.values()]
+        return sorted(
+            (s for s in states if s.exists and self.me.account in s.members),
+            key=lambda s: (s.name, s.group_id),
+        )
+
+    def is_member(self, conversation: str, account: str) -> bool | None:
+        """Whether ``account`` is a member of the group of ``conversation``; None if it is not
+        a group conversation."""
+        group_id = group_of_conversation(conversation)
+        if group_id is None:
+            return None
+        state = self.state(group_id)
+        return state is not None and account in state.members
+
+    def member_devices(self, group_id: bytes) -> list[DeviceRef]:
+        """Every member device but this one, as far as this device knows them."""
+        state = self.state(group_id)
+        members = sorted(state.members) if state is not None else []
+        devices = [DeviceRef(a, d) for a in members for d in self._known(a)]
+        return [d for d in devices if d != self.me]
+
+    # ---------------------------------------------------------------- changes made here
+
+    def create(self, name: str, members: Iterable[str], now: float) -> tuple[bytes, list[bytes]]:
+        """A new group of this account (its admin) and ``members``, committed and announced:
+        its id and the outbox ids queued."""
+        group_id = self._new_id()
+        targets = sorted(set(members) - {self.me.account})
+        return group_id, self.change(group_id, OpKind.CREATE, targets, name, now, new=True)
+
+    def change(
+        self,
+        group_id: bytes,
+        kind: OpKind,
+        targets: Iterable[str] = (),
+        name: str = "",
+        now: float = 0.0,
+        *,
+        new: bool = False,
+    ) -> list[bytes]:
+        """Make, commit and announce a change by this account; returns the outbox ids queued.
+
+        Raises:
+            GroupError: no such group, or the change would not apply (its reason); nothing
+                is stored.
+        """
+        group = GroupLog(group_id) if new else self.logs.get(group_id)
+        if group is None:
+            raise GroupError("no such group")
+        op = group.author(self.me.account, kind, self._new_id(), targets, name)
+        before = group.state
+        trial = GroupLog(group_id, [*group.ops, op])
+        outcome = next(o for o in trial.state.history if o.op.op_id == op.op_id)
+        if not outcome.applied:
+            raise GroupError(outcome.reason)
+        writes = GroupWrites([op], [trial.state])
+        writes.requests = self._announce(op, before, trial, now)
+        self._commit(writes, before, trial, now, self.me)
+        return [r.message_id for r in writes.requests]
+
+    def _announce(
+        self, op: GroupOp, before: GroupState, after: GroupLog, now: float
+    ) -> list[OutboxRequest]:
+        """The change to every account that was or is a member (and this one's other
+        devices); the whole log to an account it adds."""
+        added = after.state.members - before.members
+        accounts = (before.members | after.state.members | {self.me.account}) - added
+        requests = [self._request(a, GroupChange(op.group_id, (op,)), now) for a in accounts]
+        for account in sorted(added - {self.me.account}):
+            requests += self._log_to(account, after.ops, now)
+        return requests
+
+    def _log_to(self, account: str, ops: list[GroupOp], now: float) -> list[OutboxRequest]:
+        step = MAX_OPS_PER_CHANGE
+        return [
+            self._request(account, GroupChange(ops[0].group_id, tuple(ops[i : i + step])), now)
+            for i in range(0, len(ops), step)
+        ]
+
+    def _request(
+        self,
+        account: str,
+        content: GroupChange | SenderKey | GroupMessage | GroupKeyRequest,
+        now: float,
+    ) -> OutboxRequest:
+        return OutboxRequest(self._new_id(), account, content.serialize(), content.KIND, now)
+
+    def _commit(
+        self,
+        writes: GroupWrites,
+        before: GroupState,
+        after: GroupLog,
+        now: float,
+        by: DeviceRef,
+        seq: int | None = None,
+        crypto: CryptoWrites | None = None,
+    ) -> bool:
+        group_id = after.group_id
+        if before.members - after.state.members:  # someone left: rotate (module docstring)
+            self.cipher.member_left(group_id)
+            own = self.cipher.records().get((group_id, self.me))
+            if own is not None:
+                writes.records[(group_id, self.me)] = own
+            writes.given[group_id] = frozenset()
+        try:
+            ok = self.store.commit_group(writes, now, seq, crypto)
+        except BaseException:
+            self.reload()
+            raise
+        if not ok:
+            return False
+        self.logs[group_id] = after
+        s = after.state
+        self._emit(
+            GroupChanged(
+                group_id,
+                s.name,
+                tuple(sorted(s.members)),
+                tuple(sorted(s.admins)),
+                by,
+                self.me.account in s.members,
+            )
+        )
+        return True
+
+    # ---------------------------------------------------------------- received changes
+
+    def on_change(
+        self, seq: int, sender: DeviceRef, change: GroupChange, now: float, writes: CryptoWrites
+    ) -> list[bytes]:
+        """Apply changes ``sender`` sent (module docstring); returns the outbox ids queued."""
+        group = self.logs.get(change.group_id) or GroupLog(change.group_id)
+        known = {op.op_id for op in group.ops}
+        new = [op for op in change.ops if op.op_id not in known]
+        try:
+            trial = GroupLog(change.group_id, [*group.ops, *new])
+        except GroupError as exc:  # a change id reused with other content, or a full log
+            log.warning("! %s sent a group change that conflicts: %s", sender, exc.reason)
+            self.store.advance_cursor(seq, writes)
+            return []
+        before = group.state
+        # Its own changes a sender vouches for (the pairwise session authenticates it; the
+        # replay decides what they may do). Others' only reach a device joining the group,
+        # from a member: the log an adder forwards (not signed by their authors: trusted as
+        # the adder's word). A member never takes a change another member forwards, so no
+        # member can put words in an admin's mouth.
+        foreign = any(op.author != sender.account for op in new)
+        joining = self.me.account not in before.members
+        if not new or (foreign and not (joining and sender.account in trial.state.members)):
+            if new:
+                log.warning("! %s forwarded changes of others to a member: dropped", sender)
+            self.store.advance_cursor(seq, writes)
+            return []
+        out = GroupWrites(new, [trial.state])
+        added = trial.state.members - before.members - {self.me.account}
+        if added and sender.account != self.me.account and self.me.account in before.members:
+            mine = [op for op in trial.ops if op.author == self.me.account]
+            for account in sorted(added):
+                out.requests += self._log_to(account, mine, now) if mine else []
+        if not self._commit(out, before, trial, now, sender, seq, writes):
+            return []
+        return [r.message_id for r in out.requests]
+
+    # ---------------------------------------------------------------- sender keys
+
+    def on_sender_key(
+        self, seq: int, sender: DeviceRef, key: SenderKey, writes: CryptoWrites
+    ) -> None:
+        """Take a member device's sender key (dropped from a non-member)."""
+        state = self.state(key.group_id)
+        if state is None or sender.account not in state.members:
+            log.warning("! %s sent a sender key for a group it is not in", sender)
+        else:
+            try:
+                self.cipher.accept_key(key.group_id, sender, key.distribution)
+            except DecryptionError:
+                log.warning("! %s sent a bad sender key", sender)
+            else:
+                record = self.cipher.records()[(key.group_id, sender)]
+                writes.sender_keys[(key.group_id, sender)] = record.serialize()
+        self.store.advance_cursor(seq, writes)
+
+    def seal(self, group_id: bytes, message_id: bytes, message: Message, now: float) -> GroupWrites:
+        """What sending ``message`` queues: the sender key to the member devices that lack
+        it, then the one ciphertext by the transport (call inside the compose transaction)."""
+        devices = self.member_devices(group_id)
+        requests = self._keys_for(group_id, devices, now)
+        shared = self.cipher.encrypt(group_id, message.serialize())
+        requests += self.transport.queue(
+            GroupSend(group_id, message_id, shared, tuple(devices)), now
+        )
+        own = self.cipher.records()[(group_id, self.me)]
+        return GroupWrites(
+            records={(group_id, self.me): own},
+            given={group_id: self.cipher.given_to(group_id)},
+            requests=requests,
+        )
+
+    def _keys_for(
+        self, group_id: bytes, devices: Iterable[DeviceRef], now: float
+    ) -> list[OutboxRequest]:
+        need: dict[str, bytes] = {}
+        for device in devices:
+            material = self.cipher.key_for(group_id, device)
+            if material is not None:
+                need[device.account] = material
+                self.cipher.given(group_id, device)
+        return [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
+
+    # ---------------------------------------------------------------- group messages
+
+    def open_message(
+        self, sender: DeviceRef, gm: GroupMessage, now: float, writes: CryptoWrites
+    ) -> Opened:
+        """The message in a group ciphertext from ``sender``; the key request to queue when
+        it does not decrypt; None to drop it (not a member, a replay, not valid)."""
+        state = self.state(gm.group_id)
+        if state is None or sender.account not in state.members:
+            log.warning("! %s sent into a group it is not in", sender)
+            return None
+        try:
+            plaintext = self.cipher.decrypt(gm.group_id, sender, gm.ciphertext)
+        except DuplicateMessage:
+            return None
+        except DecryptionError:
+            log.info("= no sender key of %s for a group message: asking it", sender)
+            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
+            return self._request(sender.account, ask, now)
+        record = self.cipher.records()[(gm.group_id, sender)]
+        writes.sender_keys[(gm.group_id, sender)] = record.serialize()
+        try:
+            message = parse_content(plaintext)
+        except ContentError:
+            message = None
+        if type(message) is not Message or message.conversation != group_conversation(gm.group_id):
+            log.warning("! %s sent a group ciphertext that is not a message of it", sender)
+            return None
+        return message
+
+    def on_key_request(
+        self, seq: int, sender: DeviceRef, ask: GroupKeyRequest, now: float, writes: CryptoWrites
+    ) -> list[bytes]:
+        """A member device could not read messages of ours: its key, then them again."""
+        state = self.state(ask.group_id)
+        if ask.device_id != self.me.device_id or state is None:
+            self.store.advance_cursor(seq, writes)
+            return []
+        if sender.account not in state.members or self.me.account not in state.members:
+            log.warning("! %s asked for a group's messages and is not a member", sender)
+            self.store.advance_cursor(seq, writes)
+            return []
+        self.cipher.lacks(ask.group_id, sender)
+        requests = self._keys_for(ask.group_id, [sender], now)
+        conversation = group_conversation(ask.group_id)
+        for mid in ask.message_ids:
+            m = self.store.message(mid)
+            if m is None or m.direction is not Direction.OUT or m.conversation != conversation:
+                continue
+            inner = Message(conversation, m.counter, m.sent_at, m.body)
+            shared = self.cipher.encrypt(ask.group_id, inner.serialize())
+            requests.append(
+                self._request(sender.account, GroupMessage(ask.group_id, mid, shared), now)
+            )
+        log.info("= %s asked for %d group message(s) again", sender, len(requests))
+        out = GroupWrites(
+            requests=requests, given={ask.group_id: self.cipher.given_to(ask.group_id)}
+        )
+        own = self.cipher.records().get((ask.group_id, self.me))
+        if own is not None:
+            out.records[(ask.group_id, self.me)] = own
+        try:
+            ok = self.store.commit_group(out, now, seq, writes)
+        except BaseException:
+            self.reload()
+            raise
+        return [r.message_id for r in requests] if ok else []
