@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 from tidings.store import _multi
+from tidings.store._lookup import _CONTACTS, _HEADS, _select
 from tidings.store.base import (
     DeviceRef,
     InboxItem,
@@ -25,8 +26,6 @@ from tidings.store.base import (
 _SENT = (
     "SELECT stored_at FROM sent WHERE sender_account = ? AND sender_device = ? AND message_id = ?"
 )
-_HEADS = "SELECT device_id, last_seq, depth, strangers FROM devices WHERE account = ?"
-_CONTACT = "SELECT 1 FROM contacts WHERE account = ? AND contact = ?"
 _INSERT_BODY = "INSERT INTO shared_bodies (body, refs) VALUES (?, ?)"
 _INSERT_ITEM = (
     "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
@@ -51,21 +50,22 @@ def submit_multi(conn: sqlite3.Connection, sub: MultiSubmission) -> MultiSubmitR
     row = conn.execute(_SENT, key).fetchone()
     if row is not None:
         return Stored(items=(), stored_at=float(row[0]), duplicate=True)
+    # Set-based reads, as the one-to-one path's (:mod:`tidings.store._lookup`): a few
+    # statements for any number of accounts, not one per account.
+    accounts = [(account,) for account, _ in sub.recipients]
     heads: dict[DeviceRef, list[int]] = {}
     current: dict[str, list[DeviceRef]] = {}
-    for account, _ in sub.recipients:
-        refs = []
-        for device_id, last_seq, depth, strangers in conn.execute(_HEADS, (account,)):
-            ref = DeviceRef(account, device_id)
-            heads[ref] = [last_seq, depth, strangers]
-            refs.append(ref)
-        if refs:
-            current[account] = refs
+    for account, device_id, last_seq, depth, strangers in _select(conn, _HEADS, accounts):
+        ref = DeviceRef(account, device_id)
+        heads[ref] = [last_seq, depth, strangers]
+        current.setdefault(account, []).append(ref)
+    pairs = [(account, sender.account) for (account,) in accounts if account != sender.account]
+    contacts = {(row[0], row[1]) for row in _select(conn, _CONTACTS, pairs)}
     refusal, strangers = _multi.decide(
         sub,
         current,
         lambda ref: (heads[ref][1], heads[ref][2]),
-        lambda account, contact: conn.execute(_CONTACT, (account, contact)).fetchone() is not None,
+        lambda account, contact: (account, contact) in contacts,
     )
     if refusal is not None:
         return refusal
