@@ -85,7 +85,8 @@ class MultiSendRules(PrekeyRules):
             )
             self._actions.append(SendStored(result))
             return
-        refusals, reason, retry_after = _refusals(frame, result)
+        refusals = _refusals(frame, result)
+        reason, retry_after = f"{len(refusals)} recipient accounts refused", 0.0
         if result.full is not None:
             retry_after = self.queue_full_retry_after
             whose = "" if result.full.limit == self.config.max_queue else " for new senders"
@@ -118,10 +119,8 @@ class MultiSendRules(PrekeyRules):
         self._send(answer)
 
 
-def _refusals(
-    frame: MultiSend, result: MultiRefused
-) -> tuple[tuple[AccountRefusal, ...], str, float]:
-    """The account refusals of ``result``, in the order of the send; a reason; no wait."""
+def _refusals(frame: MultiSend, result: MultiRefused) -> tuple[AccountRefusal, ...]:
+    """The account refusals of ``result``, in the order of the send."""
     by_account: dict[str, AccountRefusal] = {
         account: AccountRefusal(account, int(ErrorCode.NO_SUCH_ACCOUNT))
         for account in result.unknown
@@ -136,5 +135,4 @@ def _refusals(
     if result.full is not None:
         account = result.full.device.account
         by_account[account] = AccountRefusal(account, int(ErrorCode.QUEUE_FULL))
-    ordered = tuple(by_account[e.account] for e in frame.recipients if e.account in by_account)
-    return ordered, f"{len(ordered)} recipient accounts refused", 0.0
+    return tuple(by_account[e.account] for e in frame.recipients if e.account in by_account)

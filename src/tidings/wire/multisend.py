@@ -114,11 +114,6 @@ class MultiSend(Frame):
             seen.add(d.device_id)
         return len(devices)
 
-    @property
-    def device_count(self) -> int:
-        """How many devices the send names."""
-        return sum(len(entry.devices) for entry in self.recipients)
-
     def fields(self) -> list[Any]:
         return [
             self.request_id,
