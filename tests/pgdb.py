@@ -28,6 +28,7 @@ TABLES = (
     "inbox",
     "sent",
     "contacts",
+    "shared_bodies",
     "prekey_owners",
     "one_time_prekeys",
     "push_subscriptions",

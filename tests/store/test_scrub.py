@@ -14,7 +14,7 @@ import pytest
 
 import tidings.store.sqlite as sqlite_module
 from tests.store.helpers import make_account, message_id, send
-from tidings.store import SQLiteStore, Stored
+from tidings.store import MultiSubmission, SQLiteStore, Stored
 from tidings.store.migrate import load_migrations, migrate
 
 MARKER = b"tidings-scrub-marker:" + bytes(range(43))  # 64 recognisable bytes
@@ -43,6 +43,31 @@ async def test_an_acked_payload_is_gone_from_the_files(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert MARKER not in raw(path)
+
+
+async def test_an_acked_multi_send_leaves_neither_part_nor_shared_body_in_the_files(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        (alice,) = await make_account(store, "alice")
+        bob = await make_account(store, "bob", 2)
+        part = b"part-marker:" + bytes(20)
+        sub = MultiSubmission(
+            alice, message_id(2), MARKER, (("bob", tuple((r, part) for r in bob)),), 1.0, 9e9, 10
+        )
+        assert isinstance(await store.submit_multi(sub), Stored)
+        assert raw(path).count(MARKER) >= 1 and part in raw(path)
+        assert await store.ack(bob[0], 1) == 1
+        await store.checkpoint()
+        assert MARKER in raw(path)  # bob's second device has not fetched it yet
+        assert await store.ack(bob[1], 1) == 1
+        await store.checkpoint()
+        assert MARKER not in raw(path) and part not in raw(path)
+    finally:
+        await store.close()
 
 
 async def test_checkpoints_run_at_most_once_per_interval(

@@ -67,6 +67,50 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None
     assert user_version(path) == LATEST + 1
 
 
+def _schema(conn: sqlite3.Connection) -> set[tuple[str, str, str]]:
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+    return {(kind, name, " ".join((sql or "").split())) for kind, name, sql in rows}
+
+
+def test_every_earlier_version_migrates_to_the_schema_of_an_empty_database(
+    tmp_path: Path,
+) -> None:
+    """From each version 0 … LATEST-1, with an account and a queued item in it, ``migrate``
+    reaches the schema a fresh database gets and keeps the data; a multi-send item (0008)
+    then drops its shared body with its row."""
+    steps = load_migrations()
+    fresh = sqlite3.connect(tmp_path / "fresh.db", isolation_level=None)
+    migrate(fresh)
+    expected = _schema(fresh)
+    fresh.close()
+    for start in range(LATEST):
+        conn = sqlite3.connect(tmp_path / f"from{start}.db", isolation_level=None)
+        assert migrate(conn, steps[:start]) == start
+        if start >= 1:
+            conn.execute("INSERT INTO accounts VALUES ('old', 2, 1.0)")
+            conn.execute(
+                "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
+                " message_id, payload, enqueued_at, expires_at) VALUES"
+                " ('old', 1, 1, 0, 'x', 1, ?, x'00', 1.0, 2.0)",
+                (bytes(16),),
+            )
+        assert migrate(conn) == LATEST
+        assert _schema(conn) == expected, f"from version {start}"
+        if start >= 1:
+            assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (1,)
+            assert conn.execute("SELECT shared_id FROM inbox").fetchall() == [(None,)]
+        conn.execute("INSERT INTO shared_bodies (id, body, refs) VALUES (5, x'01', 1)")
+        conn.execute(
+            "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
+            " message_id, payload, enqueued_at, expires_at, shared_id) VALUES"
+            " ('old', 1, 2, 0, 'x', 1, ?, x'00', 1.0, 2.0, 5)",
+            (bytes(16),),
+        )
+        conn.execute("DELETE FROM inbox WHERE seq = 2")
+        assert conn.execute("SELECT count(*) FROM shared_bodies").fetchone() == (0,)
+        conn.close()
+
+
 def test_a_failed_migration_is_rolled_back(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
     good = Migration(1, "good", "CREATE TABLE a (x INTEGER)")  # no trailing ";": still fine

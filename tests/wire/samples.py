@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from tidings.wire import (
+    AccountRefusal,
     Ack,
     Deliver,
     Devices,
@@ -21,6 +22,10 @@ from tidings.wire import (
     KemKey,
     LinkCode,
     LinkCodeRequest,
+    MultiAccount,
+    MultiDevice,
+    MultiSend,
+    MultiSent,
     OneTimeKey,
     Ping,
     Pong,
@@ -176,6 +181,40 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         "952003c441" + P256.hex() + "01b368747470733a2f2f702e6578616d706c652f73",
     ),
     ("UNLINK", Unlink(4, 2), "930c0402"),
+    (
+        "MULTI_SEND",
+        MultiSend(
+            7,
+            MID,
+            b"shared",
+            (
+                MultiAccount("bob", (MultiDevice(1, b"p1"), MultiDevice(2, b"p2"))),
+                MultiAccount("carol", (MultiDevice(1, b""),)),
+            ),
+        ),
+        "950d07c410000102030405060708090a0b0c0d0e0fc4067368617265649292a3626f62929201c40270319202"
+        "c402703292a56361726f6c919201c400",
+    ),
+    (
+        "MULTI_SENT",
+        MultiSent(7, MID, 0, 1700000000.5, False, "", 0.0, ()),
+        "992107c410000102030405060708090a0b0c0d0e0f00cb41d954fc40200000c2a0cb000000000000000090",
+    ),
+    (
+        "MULTI_SENT refused for an account",
+        MultiSent(
+            7,
+            MID,
+            27,
+            0.0,
+            False,
+            "device set is not current",
+            0.0,
+            (AccountRefusal("bob", 9, (3,), (2,)),),
+        ),
+        "992107c410000102030405060708090a0b0c0d0e0f1bcb0000000000000000c2b964657669636520736574"
+        "206973206e6f742063757272656e74cb00000000000000009194a3626f620991039102",
+    ),
     ("PING", Ping(1), "922801"),
     ("PONG", Pong(1), "922901"),
 ]
@@ -212,6 +251,9 @@ Kind = Literal[
     "push_state",
     "push_endpoint_or_empty",
     "device_id",
+    "shared",
+    "recipients",
+    "refusals",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -265,6 +307,17 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     FrameType.PUSH_QUERY: ("uint",),
     FrameType.UNLINK: ("uint", "device_id"),
     FrameType.PUSH_STATUS: ("uint", "push_key", "push_state", "push_endpoint_or_empty"),
+    FrameType.MULTI_SEND: ("uint", "message_id", "shared", "recipients"),
+    FrameType.MULTI_SENT: (
+        "uint",
+        "message_id",
+        "uint",
+        "time",
+        "bool",
+        "reason",
+        "time",
+        "refusals",
+    ),
     FrameType.PING: ("uint",),
     FrameType.PONG: ("uint",),
 }
@@ -310,6 +363,19 @@ VALID_WIRE: dict[Kind, list[object]] = {
     "push_state": [0, 1, 2],
     "push_endpoint_or_empty": ["", "https://p.example/s", "x" * 1024],
     "device_id": [1, 2, 2**32, _U63],
+    "shared": [b"", b"x", bytes(64 * 1024 - 128)],
+    "recipients": [
+        [["bob", [[1, b""]]]],
+        [["bob", [[i, bytes(128)] for i in range(32)]]],
+        [[f"a{i}", [[1, b"p"], [2, b"q"]]] for i in range(500)],  # 1,000 devices
+        [["bob", [[1, b"x"], [2, b""]]], ["alice", [[_U63, b""]]]],
+    ],
+    "refusals": [
+        [],
+        [["bob", 9, [1], [2, 3]]],
+        [["bob", 8, [], []], ["carol", 10, [], []]],
+        [["bob", 9, list(range(32)), []]],
+    ],
 }
 
 _NAN = float("nan")
@@ -446,6 +512,36 @@ WRONG_WIRE: dict[Kind, list[object]] = {
     "push_state": [True, False, 1.0, 3, -1, None, "1"],
     "push_endpoint_or_empty": [b"", None, 1, "x" * 1025],
     "device_id": [0, True, False, 1.0, -1, 2**63, None, "1"],
+    "shared": ["text", None, 1, [b""], bytes(64 * 1024 - 127)],
+    "recipients": [
+        [],
+        None,
+        "bob",
+        [None],
+        [["bob"]],
+        [["bob", []]],  # an account without devices
+        [["bob", [[1, b""]], 0]],
+        [["bob", [[1, b""]]], ["bob", [[2, b""]]]],  # an account named twice
+        [["bob", [[1, b""], [1, b"x"]]]],  # a device named twice
+        [["bob", [[i, b""] for i in range(33)]]],
+        [[f"a{i}", [[1, b""], [2, b""]]] for i in range(501)],  # 1,002 devices
+        [["Bob", [[1, b""]]]],
+        [["bob", [[True, b""]]]],
+        [["bob", [[-1, b""]]]],
+        [["bob", [[1, "text"]]]],
+        [["bob", [[1, bytes(129)]]]],
+        [["bob", [[1]]]],
+    ],
+    "refusals": [
+        None,
+        [None],
+        [["bob", 9, [1]]],
+        [["Bob", 9, [], []]],
+        [["bob", -1, [], []]],
+        [["bob", 9, [True], []]],
+        [["bob", 9, [], list(range(33))]],
+        [["bob", 9, None, []]],
+    ],
 }
 
 
@@ -454,6 +550,14 @@ def to_python(kind: Kind, value: object) -> object:
     if kind == "targets":
         assert isinstance(value, list)
         return tuple(Target(*t) for t in value)
+    if kind == "recipients":
+        assert isinstance(value, list)
+        return tuple(
+            MultiAccount(a, tuple(MultiDevice(*d) for d in devices)) for a, devices in value
+        )
+    if kind == "refusals":
+        assert isinstance(value, list)
+        return tuple(AccountRefusal(a, c, tuple(m), tuple(s)) for a, c, m, s in value)
     if kind == "device_ids":
         assert isinstance(value, list)
         return tuple(value)

@@ -221,6 +221,7 @@ def test_directions() -> None:
         FrameType.PUSH_UNREGISTER,
         FrameType.PUSH_QUERY,
         FrameType.UNLINK,
+        FrameType.MULTI_SEND,
         FrameType.PING,
         FrameType.PONG,
     }

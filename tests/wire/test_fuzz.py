@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 from tidings.errors import FrameError
 from tidings.wire import (
     MAX_TARGETS,
+    AccountRefusal,
     Frame,
     FrameDecoder,
     FrameType,
     KemKey,
+    MultiAccount,
+    MultiDevice,
     OneTimeKey,
     SignedKey,
     Target,
@@ -143,6 +146,31 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     "push_state": st.sampled_from([0, 1, 2]),
     "push_endpoint_or_empty": utf8_text(1024),
     "device_id": st.integers(1, 2**63 - 1),
+    "shared": st.binary(max_size=300),
+    "recipients": st.lists(
+        st.tuples(
+            accounts,
+            st.lists(
+                st.builds(MultiDevice, uints, st.binary(max_size=128)),
+                min_size=1,
+                max_size=4,
+                unique_by=lambda d: d.device_id,
+            ).map(tuple),
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda a: a[0],
+    ).map(lambda accs: tuple(MultiAccount(a, ds) for a, ds in accs)),
+    "refusals": st.lists(
+        st.builds(
+            AccountRefusal,
+            accounts,
+            uints,
+            st.lists(uints, max_size=4).map(tuple),
+            st.lists(uints, max_size=4).map(tuple),
+        ),
+        max_size=4,
+    ).map(tuple),
 }
 
 

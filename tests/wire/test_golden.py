@@ -70,6 +70,7 @@ def test_frame_type_numbers_are_stable() -> None:
         "PUSH_UNREGISTER": 10,
         "PUSH_QUERY": 11,
         "UNLINK": 12,
+        "MULTI_SEND": 13,
         "WELCOME": 20,
         "REGISTERED": 21,
         "LINK_CODE": 22,
@@ -83,6 +84,7 @@ def test_frame_type_numbers_are_stable() -> None:
         "PREKEYS_LOW": 30,
         "PREKEYS_STORED": 31,
         "PUSH_STATUS": 32,
+        "MULTI_SENT": 33,
         "PING": 40,
         "PONG": 41,
     }

@@ -16,6 +16,9 @@ from tidings.wire import (
     MAX_DELIVER_FRAME,
     MAX_DEVICE_NAME,
     MAX_FRAME,
+    MAX_MULTI_PART,
+    MAX_MULTI_RECIPIENTS,
+    MAX_MULTI_SHARED,
     MAX_PAYLOAD,
     MAX_PREKEY_BUNDLE_FRAME,
     MAX_PREKEYS_PER_UPLOAD,
@@ -26,6 +29,7 @@ from tidings.wire import (
     MESSAGE_ID_LEN,
     PROLOGUE,
     PROTOCOL_VERSION,
+    AccountRefusal,
     Ack,
     Deliver,
     Devices,
@@ -39,6 +43,10 @@ from tidings.wire import (
     KemKey,
     LinkCode,
     LinkCodeRequest,
+    MultiAccount,
+    MultiDevice,
+    MultiSend,
+    MultiSent,
     OneTimeKey,
     Ping,
     Pong,
@@ -100,6 +108,8 @@ def test_limit_values_are_stable() -> None:
             FrameType.DEVICES: 2_560,
             FrameType.PREKEYS_UPLOAD: 196_608,
             FrameType.PREKEY_BUNDLE: 4_096,
+            FrameType.MULTI_SEND: MAX_SEND_FRAME,
+            FrameType.MULTI_SENT: MAX_SEND_FRAME,
         }.get(t, MAX_CONTROL_FRAME)
         for t in FrameType
     }
@@ -133,6 +143,7 @@ def test_error_codes_are_stable() -> None:
         ("PUSH_REFUSED", 24),
         ("TOO_MANY_DEVICES", 25),
         ("LAST_DEVICE", 26),
+        ("RECIPIENTS_REFUSED", 27),
     ]
 
 
@@ -306,6 +317,30 @@ LARGEST: list[Frame] = [
     PushQuery(U63),
     Unlink(U63, U63),
     PushStatus(U63, b"\xff" * 65, 2, "é" * (MAX_PUSH_ENDPOINT // 2)),
+    MultiSend(
+        U63,
+        MID,
+        b"\xff" * MAX_MULTI_SHARED,
+        tuple(
+            MultiAccount(
+                f"{i:032d}", tuple(MultiDevice(U63 - d, b"\xff" * MAX_MULTI_PART) for d in range(2))
+            )
+            for i in range(MAX_MULTI_RECIPIENTS // 2)
+        ),
+    ),
+    MultiSent(
+        U63,
+        MID,
+        U63,
+        MAX_TIME,
+        True,
+        "é" * (MAX_REASON // 2),
+        MAX_TIME,
+        tuple(
+            AccountRefusal(f"{i:032d}", U63, tuple(range(U63 - 32, U63)), ())
+            for i in range(MAX_MULTI_RECIPIENTS)
+        ),
+    ),
 ]
 
 

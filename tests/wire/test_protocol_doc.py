@@ -76,6 +76,9 @@ DOC_KINDS = {
     "push_auth": "push_auth",
     "uint 0, 1 or 2 (push state)": "push_state",
     "device_id": "device_id",
+    "shared": "shared",
+    "array of 1–1,000 recipient accounts": "recipients",
+    "array of 0–1,000 account refusals": "refusals",
 }
 
 

@@ -44,6 +44,7 @@ from ..wire import (
     GetDevices,
     Hello,
     LinkCode,
+    MultiSent,
     PrekeyBundle,
     PrekeysStored,
     PushStatus,
@@ -87,7 +88,7 @@ __all__ = [
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
 
 #: Frames that answer a request (matched by request id, never passed on).
-_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored, PushStatus)
+_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored, PushStatus, MultiSent)
 
 
 class State(enum.Enum):
@@ -379,7 +380,9 @@ class ConnectionCore:
         self._go(State.EXPECT_DEVICES)
 
     def _answer(
-        self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored | PushStatus, now: float
+        self,
+        frame: Devices | LinkCode | PrekeyBundle | PrekeysStored | PushStatus | MultiSent,
+        now: float,
     ) -> None:
         rid = frame.request_id
         if isinstance(frame, PushStatus) and rid == 0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 from urllib.parse import urlparse
 
@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
-from ..wire import ErrorCode, Frame
+from ..wire import ErrorCode, Frame, MultiAccount, MultiSend, MultiSent
 from .addresses import RelayAddresses
 from .catchup import CatchUp
 from .connect import open_channel, peer_address
@@ -273,6 +273,29 @@ class Session:
         self._answers[rid] = fut
         self._pump()
         return await fut
+
+    async def multi_send(
+        self, message_id: bytes, shared: bytes, recipients: Sequence[MultiAccount]
+    ) -> MultiSent:
+        """Send one MULTI_SEND (docs/protocol.md §6.27) once a session is open; its answer.
+
+        ``shared`` goes to every device named in ``recipients``, each after its own part. The
+        answer's ``code`` is 0 when the relay committed it for every device (✓), else the
+        refusal (nothing stored; ``refusals`` names the accounts whose device sets to fix).
+        After :class:`ConnectionBroken` the outcome is unknown: retry with the same
+        ``message_id`` (the relay stores nothing twice).
+
+        Raises:
+            RelayUnreachable: no session, and the next attempt failed.
+            ConnectionBroken: the connection was lost before the answer.
+            FrameError: the send breaks a wire limit (nothing was sent).
+        """
+        frame = MultiSend(0, message_id, shared, tuple(recipients))  # checked before it waits
+        answer = await self.request(
+            lambda rid: MultiSend(rid, frame.message_id, frame.shared, frame.recipients)
+        )
+        assert isinstance(answer, MultiSent)
+        return answer
 
     async def _until_open(self) -> None:
         if self._open.is_set():

@@ -2,9 +2,9 @@
 
 One :class:`RelayCore` per connection. It decides everything the relay's connection protocol
 decides — which frames are legal when, REGISTER and its rate limit, HELLO and its cursor, the
-delivery window, cumulative ACKs, SEND and its answer, device lists, link codes, prekeys, push
-subscriptions — and
-does none of it: no sockets, no asyncio, no store, no clock. Three sources of input:
+delivery window, cumulative ACKs, SEND and MULTI_SEND and their answers, device lists, link
+codes, prekeys, push subscriptions — and does none of it: no sockets, no asyncio, no store, no
+clock. Three sources of input:
 
 * the channel's reports: :meth:`handshake_done`, :meth:`receive_frame`, :meth:`connection_closed`;
 * the store's answers to the commands the core gave: :meth:`stored`, :meth:`store_failed`;
@@ -79,6 +79,7 @@ from .core_actions import (
 from .core_base import ALLOWED, State
 from .core_delivery import DeliveryRules, item_frame
 from .core_devices import DeviceRules
+from .core_multi import MultiSendRules
 from .core_prekeys import PrekeyRules
 from .core_push import PushRules
 from .limits import Limits
@@ -89,7 +90,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, PushRules, DeviceRules):
+class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -307,6 +308,7 @@ class RelayCore(DeliveryRules, PushRules, DeviceRules):
         FrameType.PUSH_UNREGISTER: PushRules._handle_push_unregister,
         FrameType.PUSH_QUERY: PushRules._handle_push_query,
         FrameType.UNLINK: DeviceRules._handle_unlink,
+        FrameType.MULTI_SEND: MultiSendRules._handle_multi_send,
     }
 
     def _decide(self, frame: Frame) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import StoreUnavailable
-from ..store import DeviceRef, PreKey, PreKeyCounts, Stored, Submission
+from ..store import DeviceRef, MultiSubmission, PreKey, PreKeyCounts, Stored, Submission
 
 __all__ = [
     "INFO",
@@ -230,6 +230,7 @@ StoreOp = (
     | AckItems
     | FetchItems
     | Submission
+    | MultiSubmission
     | PutLinkCode
     | CountPrekeys
     | PutPrekeys
@@ -239,7 +240,8 @@ StoreOp = (
 
 
 #: Run ``op`` on the store; report its result under the id (``Store.submit`` for a
-#: :class:`~tidings.store.Submission`: a ``SubmitResult``, committed, G1).
+#: :class:`~tidings.store.Submission`: a ``SubmitResult``, committed, G1; ``Store.submit_multi``
+#: for a :class:`~tidings.store.MultiSubmission`: a ``MultiSubmitResult``).
 StoreCommand = tuple[int, StoreOp]
 
 

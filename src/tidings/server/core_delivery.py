@@ -46,7 +46,7 @@ __all__ = ["DeliveryRules", "item_frame"]
 
 
 def item_frame(item: InboxItem) -> Deliver:
-    """The DELIVER frame of an inbox item."""
+    """The DELIVER frame of an inbox item (of a multi-send: its part, then the shared body)."""
     return Deliver(
         item.seq,
         int(item.kind),
@@ -55,7 +55,7 @@ def item_frame(item: InboxItem) -> Deliver:
         item.message_id,
         item.enqueued_at,
         item.expires_at,
-        item.payload,
+        item.payload + item.shared if item.shared else item.payload,
     )
 
 

@@ -24,7 +24,15 @@ from typing import Any, ClassVar, Protocol
 from ..errors import StoreUnavailable
 from ..net.channel import ChannelClosed, ChannelState, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
-from ..store import DeviceRef, InboxItem, PreKeyCounts, Store, Stored, Submission
+from ..store import (
+    DeviceRef,
+    InboxItem,
+    MultiSubmission,
+    PreKeyCounts,
+    Store,
+    Stored,
+    Submission,
+)
 from ..wire import ErrorCode, Frame, FrameType
 from . import core_actions as ca
 from .config import ServerConfig
@@ -122,6 +130,7 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
     ca.AckItems: lambda s, o: s.ack(o.device, o.up_to_seq),
     ca.FetchItems: lambda s, o: s.fetch(o.device, o.after_seq, o.limit),
     Submission: lambda s, o: s.submit(o),
+    MultiSubmission: lambda s, o: s.submit_multi(o),
     ca.PutLinkCode: lambda s, o: s.put_link_code(o.device, o.code_hash, o.expires_at, o.now),
     ca.CountPrekeys: lambda s, o: s.prekey_counts(o.device),
     ca.PutPrekeys: lambda s, o: s.put_prekeys(

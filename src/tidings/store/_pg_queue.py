@@ -27,9 +27,12 @@ EXPIRY_LOCK = 0x7469_6469_6E67_7302
 _ITEM_COLUMNS = (
     "seq, kind, sender_account, sender_device, message_id, payload, enqueued_at, expires_at"
 )
+# A multi-send's item brings its shared body (migration 0003); a one-to-one item has none.
 _FETCH = (
-    f"SELECT {_ITEM_COLUMNS} FROM inbox WHERE account = $1 AND device_id = $2 AND seq > $3"
-    " ORDER BY seq LIMIT $4"
+    "SELECT i.seq, i.kind, i.sender_account, i.sender_device, i.message_id, i.payload,"
+    " i.enqueued_at, i.expires_at, s.body FROM inbox AS i"
+    " LEFT JOIN shared_bodies AS s ON s.id = i.shared_id"
+    " WHERE i.account = $1 AND i.device_id = $2 AND i.seq > $3 ORDER BY i.seq LIMIT $4"
 )
 _HEAD = "SELECT last_seq, depth FROM devices WHERE account = $1 AND device_id = $2"
 _LAST_SEQS = (
@@ -58,7 +61,7 @@ async def fetch(
 ) -> list[InboxItem]:
     """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
     rows = await conn.fetch(_FETCH, device.account, device.device_id, after_seq, max(limit, 0))
-    return [_item(tuple(row)) for row in rows]
+    return [_item(tuple(row)[:8], row[8]) for row in rows]
 
 
 async def last_seqs(conn: asyncpg.Connection, devices: Sequence[DeviceRef]) -> dict[DeviceRef, int]:
@@ -161,7 +164,7 @@ async def _write(
         await conn.execute(SET_HEADS, *columns(changed, 5))
 
 
-def _item(row: tuple[object, ...]) -> InboxItem:
+def _item(row: tuple[object, ...], shared: bytes | None = None) -> InboxItem:
     seq, kind, sender_account, sender_device, message_id, payload, enqueued_at, expires_at = row
     assert isinstance(seq, int) and isinstance(kind, int) and isinstance(sender_account, str)
     assert isinstance(sender_device, int) and isinstance(message_id, bytes)
@@ -175,4 +178,5 @@ def _item(row: tuple[object, ...]) -> InboxItem:
         payload,
         enqueued_at,
         expires_at,
+        shared or b"",
     )

@@ -26,9 +26,12 @@ _INSERT_ITEM = (
 _SET_HEAD = (
     "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
 )
+# A multi-send's item brings its shared body (migration 0008); a one-to-one item has none.
 _FETCH = (
-    f"SELECT {_ITEM_COLUMNS} FROM inbox WHERE account = ? AND device_id = ? AND seq > ?"
-    " ORDER BY seq LIMIT ?"
+    "SELECT i.seq, i.kind, i.sender_account, i.sender_device, i.message_id, i.payload,"
+    " i.enqueued_at, i.expires_at, s.body FROM inbox AS i"
+    " LEFT JOIN shared_bodies AS s ON s.id = i.shared_id"
+    " WHERE i.account = ? AND i.device_id = ? AND i.seq > ? ORDER BY i.seq LIMIT ?"
 )
 _HEAD = "SELECT last_seq, depth FROM devices WHERE account = ? AND device_id = ?"
 _TOTAL = "SELECT coalesce(sum(depth), 0) FROM devices"
@@ -51,7 +54,7 @@ def fetch(
 ) -> list[InboxItem]:
     """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
     rows = conn.execute(_FETCH, (device.account, device.device_id, after_seq, max(limit, 0)))
-    return [_item(row) for row in rows]
+    return [_item(row[:8], row[8]) for row in rows]
 
 
 def last_seq(conn: sqlite3.Connection, device: DeviceRef) -> int:
@@ -160,7 +163,7 @@ class _Counters:
         ]
 
 
-def _item(row: _ItemRow) -> InboxItem:
+def _item(row: _ItemRow, shared: bytes | None = None) -> InboxItem:
     seq, kind, sender_account, sender_device, message_id, payload, enqueued_at, expires_at = row
     return InboxItem(
         seq,
@@ -170,4 +173,5 @@ def _item(row: _ItemRow) -> InboxItem:
         payload,
         enqueued_at,
         expires_at,
+        shared or b"",
     )

@@ -11,6 +11,8 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
 * The device set is checked inside the same transaction as the write, so a device linked
   concurrently cannot slip between check and commit.
 * Items are removed only by :meth:`ack` (the device committed them) or :meth:`expire`.
+* A multi-send's shared ciphertext is stored once and lives exactly as long as an item refers
+  to it (:meth:`submit_multi`).
 * Every stored send from one account to another makes the recipient account a *contact* of the
   sender's: from then on, the recipient's sends to it are no stranger's (see
   ``Submission.max_stranger_queue``). Contacts are never forgotten.
@@ -58,7 +60,9 @@ class InboxItem:
 
     For ``EXPIRED`` notices, ``sender`` names the device whose copy expired; for ``MISSED``
     notices, the device that sent the message that expired here. Notices have an empty
-    ``payload``.
+    ``payload``. An item of a multi-send holds the device's part in ``payload`` and the
+    ciphertext all its devices share in ``shared`` (one bytes object for all of them): the
+    device is delivered ``payload + shared`` (:attr:`body`).
     """
 
     seq: int
@@ -68,6 +72,12 @@ class InboxItem:
     payload: bytes
     enqueued_at: float
     expires_at: float
+    shared: bytes = b""
+
+    @property
+    def body(self) -> bytes:
+        """What the device is delivered: its payload, followed by the shared ciphertext."""
+        return self.payload + self.shared if self.shared else self.payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,49 @@ class QueueFull:
 
 
 SubmitResult = Stored | DeviceMismatch | QueueFull
+
+
+@dataclass(frozen=True, slots=True)
+class MultiSubmission:
+    """A multi-recipient send to store atomically: ``shared`` once, one item per device.
+
+    Attributes:
+        sender: the sending device.
+        message_id: the idempotency key with ``sender`` (shared with :class:`Submission`'s:
+            a message id is stored once, by whichever kind of send).
+        shared: the ciphertext every recipient device gets after its part.
+        recipients: per recipient account (each once), its devices and their parts. Each
+            account's devices must be all its current ones (the sender's own: all but the
+            sender), by the rule :class:`Submission` has for its recipient.
+        now, expires_at, max_queue, max_stranger_queue: as :class:`Submission`'s; a recipient
+            account that never sent to the sender's is a stranger's (per account).
+    """
+
+    sender: DeviceRef
+    message_id: bytes
+    shared: bytes
+    recipients: tuple[tuple[str, tuple[tuple[DeviceRef, bytes], ...]], ...]
+    now: float
+    expires_at: float
+    max_queue: int
+    max_stranger_queue: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MultiRefused:
+    """A multi-send some recipient accounts refused; nothing was stored.
+
+    ``unknown``: accounts that do not exist; ``mismatches``: accounts whose device set is not
+    the current one (every one of them); ``full``: the first device at its queue limit (only
+    looked for when the device sets are right).
+    """
+
+    unknown: tuple[str, ...] = ()
+    mismatches: tuple[tuple[str, DeviceMismatch], ...] = ()
+    full: QueueFull | None = None
+
+
+MultiSubmitResult = Stored | MultiRefused
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +345,12 @@ class Store(Protocol):
 
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically and durably (see the module invariants)."""
+
+    async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
+        """Store a multi-recipient send atomically and durably: ``sub.shared`` once, one item per
+        device referring to it, the idempotency record — or nothing (:class:`MultiRefused`).
+        The shared ciphertext is deleted with the last item that refers to it (ack, expiry,
+        a removed device). Rules, in order: duplicate; every account's device set; queues."""
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import IntegrityError, Rule, StoreError
+from tidings.store import _multi
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
 from tidings.store.base import (
@@ -20,6 +21,8 @@ from tidings.store.base import (
     ExpiryResult,
     InboxItem,
     ItemKind,
+    MultiSubmission,
+    MultiSubmitResult,
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
@@ -230,6 +233,50 @@ class MemoryStore:
         self._sent[sub.sender, sub.message_id] = _Sent(sub.now, sub.expires_at)
         self._committed()
         return Stored(items=items, stored_at=sub.now)
+
+    async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
+        """Store a multi-send atomically (the rules of ``tidings.store._multi``). Every item
+        refers to the one ``sub.shared`` object, which goes with the last of them."""
+        self._check_open()
+        sent = self._sent.get((sub.sender, sub.message_id))
+        if sent is not None:
+            return Stored(items=(), stored_at=sent.stored_at, duplicate=True)
+        inboxes: dict[DeviceRef, _Inbox] = {}
+        current: dict[str, list[DeviceRef]] = {}
+        for account, _ in sub.recipients:
+            entry = self._accounts.get(account)
+            if entry is not None:
+                current[account] = [inbox.device.ref for inbox in entry.inboxes.values()]
+                inboxes.update((inbox.device.ref, inbox) for inbox in entry.inboxes.values())
+        refusal, strangers = _multi.decide(
+            sub,
+            current,
+            lambda ref: (len(inboxes[ref].items), len(inboxes[ref].strangers)),
+            lambda account, contact: (account, contact) in self._contacts,
+        )
+        if refusal is not None:
+            return refusal
+        template = InboxItem(
+            0,
+            ItemKind.MESSAGE,
+            sub.sender,
+            sub.message_id,
+            b"",
+            sub.now,
+            sub.expires_at,
+            sub.shared,
+        )
+        items = []
+        for (_, parts), stranger in zip(sub.recipients, strangers, strict=True):
+            for ref, part in parts:
+                item = _append(inboxes[ref], replace(template, payload=part))
+                if stranger:
+                    inboxes[ref].strangers.add(item.seq)
+                items.append((ref, item))
+        self._contacts.update(_multi.new_contacts(sub))
+        self._sent[sub.sender, sub.message_id] = _Sent(sub.now, sub.expires_at)
+        self._committed()
+        return Stored(items=tuple(items), stored_at=sub.now)
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from tidings.store import _pg_devices, _pg_inbox, _pg_prekeys, _pg_push, _pg_queue
+from tidings.store import _pg_devices, _pg_inbox, _pg_multi, _pg_prekeys, _pg_push, _pg_queue
 from tidings.store._inbox_writes import AckOp, SubmitOp
 from tidings.store._pg_commit import PgCommitter
 from tidings.store.base import (
@@ -31,6 +31,8 @@ from tidings.store.base import (
     DeviceRef,
     ExpiryResult,
     InboxItem,
+    MultiSubmission,
+    MultiSubmitResult,
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
@@ -175,6 +177,10 @@ class PostgresStore:
         """Store a send atomically and durably. See ``Store.submit``."""
         result: SubmitResult = await self._committer.run_batched(SubmitOp(sub))
         return result
+
+    async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
+        """Store a multi-send atomically and durably. See ``Store.submit_multi``."""
+        return await self._committer.run(lambda conn: _pg_multi.submit_multi(conn, sub), write=True)
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""

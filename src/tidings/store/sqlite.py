@@ -21,13 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tidings.errors import StoreError
-from tidings.store import _inbox_writes, _sql_devices, _sql_inbox, _sql_prekeys, _sql_push
+from tidings.store import (
+    _inbox_writes,
+    _sql_devices,
+    _sql_inbox,
+    _sql_multi,
+    _sql_prekeys,
+    _sql_push,
+)
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store.base import (
     Device,
     DeviceRef,
     ExpiryResult,
     InboxItem,
+    MultiSubmission,
+    MultiSubmitResult,
     PreKey,
     PreKeyBundle,
     PreKeyCounts,
@@ -228,6 +237,12 @@ class SQLiteStore:
         """Store a send atomically and durably. See ``Store.submit``."""
         result: SubmitResult = await self._committer.run_batched(_inbox_writes.SubmitOp(sub))
         return result
+
+    async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
+        """Store a multi-send atomically and durably. See ``Store.submit_multi``."""
+        return await self._committer.run(
+            lambda conn: _sql_multi.submit_multi(conn, sub), write=True
+        )
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""

@@ -51,6 +51,7 @@ from .limits import (
     MAX_TARGETS,
     ErrorCode,
 )
+from .multisend import AccountRefusal, MultiAccount, MultiDevice, MultiSend, MultiSent
 from .prekeys import (
     KemKey,
     OneTimeKey,
@@ -71,6 +72,10 @@ FRAME_LIMITS[FrameType.DELIVER] = MAX_DELIVER_FRAME
 FRAME_LIMITS[FrameType.DEVICES] = MAX_CONTROL_FRAME + 16 * MAX_TARGETS
 FRAME_LIMITS[FrameType.PREKEYS_UPLOAD] = MAX_PREKEYS_UPLOAD_FRAME
 FRAME_LIMITS[FrameType.PREKEY_BUNDLE] = MAX_PREKEY_BUNDLE_FRAME
+# A MULTI_SEND of 1,000 devices is ~140 KB besides its shared part; its answer, at worst 1,000
+# refused accounts with 64 device ids each, ~620 KB: both within the largest frame.
+FRAME_LIMITS[FrameType.MULTI_SEND] = MAX_SEND_FRAME
+FRAME_LIMITS[FrameType.MULTI_SENT] = MAX_SEND_FRAME
 
 
 _T = TypeVar("_T")
@@ -197,6 +202,47 @@ def _refused(
     return _new_refused(message_id, code, reason, _refs(missing), _refs(stale), retry_after)
 
 
+_multi_device = _builder(MultiDevice)
+_multi_account = _builder(MultiAccount)
+_new_multi_send = _builder(MultiSend)
+_account_refusal = _builder(AccountRefusal)
+_new_multi_sent = _builder(MultiSent)
+
+
+def _multi_send(request_id: Any, message_id: Any, shared: Any, recipients: Any) -> MultiSend:
+    parsed = []
+    for entry in _list(recipients, "recipients"):
+        account, devices = _array(entry, 2, "a recipient account")
+        parts = tuple(
+            _multi_device(*_array(d, 2, "a recipient device")) for d in _list(devices, "devices")
+        )
+        parsed.append(_multi_account(account, parts))
+    return _new_multi_send(request_id, message_id, shared, tuple(parsed))
+
+
+def _multi_sent(
+    request_id: Any,
+    message_id: Any,
+    code: Any,
+    stored_at: Any,
+    duplicate: Any,
+    reason: Any,
+    retry_after: Any,
+    refusals: Any,
+) -> MultiSent:
+    parsed = []
+    for r in _list(refusals, "refusals"):
+        account, code_no, missing, stale = _array(r, 4, "a refusal")
+        parsed.append(
+            _account_refusal(
+                account, code_no, tuple(_list(missing, "missing")), tuple(_list(stale, "stale"))
+            )
+        )
+    return _new_multi_sent(
+        request_id, message_id, code, stored_at, duplicate, reason, retry_after, tuple(parsed)
+    )
+
+
 # Frames whose fields are all MessagePack scalars are built from the list as it is.
 _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.HELLO: _builder(Hello),
@@ -226,6 +272,8 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.PUSH_STATUS: _builder(PushStatus),
     FrameType.PING: _builder(Ping),
     FrameType.PONG: _builder(Pong),
+    FrameType.MULTI_SEND: _multi_send,
+    FrameType.MULTI_SENT: _multi_sent,
 }
 
 _CLASSES: tuple[type[Frame], ...] = (
@@ -256,6 +304,8 @@ _CLASSES: tuple[type[Frame], ...] = (
     PushStatus,
     Ping,
     Pong,
+    MultiSend,
+    MultiSent,
 )
 
 # What parse() needs per type number, in one plain-int lookup (constructing the FrameType enum

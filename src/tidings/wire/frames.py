@@ -61,6 +61,7 @@ class FrameType(enum.IntEnum):
     PUSH_UNREGISTER = 10
     PUSH_QUERY = 11
     UNLINK = 12
+    MULTI_SEND = 13
     WELCOME = 20
     REGISTERED = 21
     LINK_CODE = 22
@@ -74,6 +75,7 @@ class FrameType(enum.IntEnum):
     PREKEYS_LOW = 30
     PREKEYS_STORED = 31
     PUSH_STATUS = 32
+    MULTI_SENT = 33
     PING = 40
     PONG = 41
 
@@ -590,6 +592,7 @@ CLIENT_FRAMES = frozenset(
         FrameType.PUSH_UNREGISTER,
         FrameType.PUSH_QUERY,
         FrameType.UNLINK,
+        FrameType.MULTI_SEND,
         FrameType.PING,
         FrameType.PONG,
     }

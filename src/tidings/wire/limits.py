@@ -44,6 +44,19 @@ MAX_TARGETS = 32
 #: Largest SEND frame on the wire: all payloads together. Bounds the memory one frame can pin.
 MAX_SEND_FRAME = 1024 * 1024
 
+#: Most recipient devices in one MULTI_SEND. Signal and WhatsApp cap a group at about 1,000
+#: members (1,000 and 1,024); a larger fan-out is split by the sender into several multi-sends
+#: along account boundaries. 1,000 per-device parts of at most 128 bytes are ~140 KB of frame.
+MAX_MULTI_RECIPIENTS = 1000
+
+#: Largest per-device part of a MULTI_SEND: a sealed-sender v2 header is 49 bytes (version byte,
+#: ``C_i`` 32, ``AT_i`` 16); room for a post-quantum or longer header, not for a second payload.
+MAX_MULTI_PART = 128
+
+#: Largest shared ciphertext of a MULTI_SEND: what a device receives is its part followed by
+#: the shared ciphertext, one DELIVER payload, so both together fit :data:`MAX_PAYLOAD`.
+MAX_MULTI_SHARED = MAX_PAYLOAD - MAX_MULTI_PART
+
 #: Largest DELIVER frame: one payload plus its header.
 MAX_DELIVER_FRAME = MAX_PAYLOAD + 512
 
@@ -128,3 +141,6 @@ class ErrorCode(enum.IntEnum):
     PUSH_REFUSED = 24  #: a push endpoint the relay will not call (SSRF rules, no such host)
     TOO_MANY_DEVICES = 25  #: REGISTER with a link code to an account at its device limit
     LAST_DEVICE = 26  #: UNLINK of an account's only device (nothing would be left to use it)
+    RECIPIENTS_REFUSED = (
+        27  #: a MULTI_SEND refused for some recipient accounts (MULTI_SENT says which)
+    )
