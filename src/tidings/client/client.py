@@ -58,13 +58,14 @@ from .events import (
     TimerChanged,
 )
 from .group_calls import GroupCalls
-from .group_transport import PairwiseFallback
+from .group_transport import MultiTransport
 from .groups import GroupRuntime
 from .home import prepare_home
 from .inbox import Inbox
 from .keysync import KeySync
 from .lock import DeviceLock, process_name
 from .outbox import Outbox
+from .outbox_multi import MultiLink
 from .own_devices import OwnDevices
 from .prekeys import DeviceKeys
 from .session import FATAL_CODES, Session
@@ -182,15 +183,16 @@ class Client(OwnDevices, GroupCalls):
             self._fetch_sessions,
             self.config.outbox_window,
             self.config.outbox_retry,
+            MultiLink(self._session.multi_send, lambda: self._session.last_close),
         )
-        #: This device's groups; the transport is the seam for the relay's multi-recipient
-        #: send (:mod:`tidings.client.group_transport`).
+        #: This device's groups; a group message goes as one multi-recipient send (falling
+        #: back to pairwise copies on a relay without it: :mod:`tidings.client.group_transport`).
         self.groups_runtime = GroupRuntime(
             self.store,
             self.me,
             self._emit,
             self._outbox.recipients.known_devices,
-            PairwiseFallback(),
+            MultiTransport(),
             os.urandom,
         )
         self._inbox = Inbox(

@@ -69,7 +69,7 @@ from .events import (
     TimerChanged,
 )
 from .groups import GroupRuntime
-from .inbox_groups import on_group
+from .inbox_groups import is_group_part, on_group, on_group_part
 from .inbox_retry import on_plaintext, undecryptable
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
@@ -193,6 +193,8 @@ class Inbox:
         if frame.kind != 0:  # a kind newer than this client: nothing it can act on
             self.store.advance_cursor(frame.seq)
             return []
+        if is_group_part(frame.payload):
+            return self._guarded(lambda: on_group_part(self, frame, sender, now))
         writes = CryptoWrites(now)
         try:
             opened = self.crypto.open(sender, frame.payload, writes)
@@ -210,6 +212,17 @@ class Inbox:
             raise
         except BaseException:
             self.crypto.reload()  # whatever failed, the cache must not run ahead of the store
+            raise
+
+    def _guarded(self, commit: Callable[[], list[bytes]]) -> list[bytes]:
+        """Run ``commit``; if it fails, the ordering state and the sessions reload."""
+        try:
+            return commit()
+        except StoreError:
+            self.reorderer = self._load_reorderer()
+            raise
+        except BaseException:
+            self.crypto.reload()
             raise
 
     def _on_content(

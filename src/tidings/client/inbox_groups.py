@@ -3,21 +3,54 @@ go to the device's :class:`~tidings.client.groups.GroupRuntime`; a group message
 and then stored as any message (dedup, per-sender-device order, delivered receipt), or, when it
 does not decrypt, a key request to its sender is queued and :class:`DecryptionFailed` reported.
 
-A function of :class:`~tidings.client.inbox.Inbox` (``self``), kept apart as :mod:`.inbox_retry`.
+A group multi-send (:func:`on_group_part`) arrives as ``GROUP_PART || GROUP_MESSAGE content``
+outside any pairwise session: its sender is the relay-authenticated DELIVER's, and the sender
+key's signature proves the content (the receiver holds that device's chain from its SENDER_KEY,
+which did come pairwise); from there it is the fallback copy's path.
+
+Functions of :class:`~tidings.client.inbox.Inbox` (``self``), kept apart as :mod:`.inbox_retry`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from ..delivery import ContentError, parse_content
 from ..delivery.content_groups import GroupChange, GroupKeyRequest, GroupMessage, SenderKey
 from ..refs import DeviceRef
 from ..wire import Deliver
 from .events import DecryptionFailed
+from .group_transport import GROUP_PART
 from .store import CryptoWrites, OutboxRequest
 
 if TYPE_CHECKING:
     from .inbox import Inbox
+
+log = logging.getLogger("tidings.client")
+
+
+def is_group_part(payload: bytes) -> bool:
+    """Whether a DELIVER payload is a group multi-send's (protocol §13), not an envelope."""
+    return payload.startswith(GROUP_PART)
+
+
+def on_group_part(self: Inbox, frame: Deliver, sender: DeviceRef, now: float) -> list[bytes]:
+    """A group multi-send: its GROUP_MESSAGE, taken as a pairwise copy's (no session state
+    moves, so ``writes`` holds only the sender-key step). Anything else after the part, or a
+    content under another message id than the DELIVER's, is dropped (cursor only)."""
+    writes = CryptoWrites(now)
+    try:
+        content = parse_content(frame.payload[len(GROUP_PART) :])
+    except ContentError as exc:
+        log.warning("! undecodable group multi-send from %s: %s", sender, exc.reason)
+        self.store.advance_cursor(frame.seq, writes)
+        return []
+    if not isinstance(content, GroupMessage) or content.message_id != frame.message_id:
+        log.warning("! %s sent a group multi-send that is not its group message", sender)
+        self.store.advance_cursor(frame.seq, writes)
+        return []
+    return on_group(self, frame, sender, content, now, writes)
 
 
 def on_group(

@@ -11,6 +11,8 @@ The decisions (which entries go when, how a refusal is handled) live in the sans
 * SENT marks the entry sent in the store, with the trace points buffered while it was in
   flight ("written", the TCP ack), and reports the new statuses: the ✓ of one store batch are
   recorded together (:class:`~tidings.client.sentlog.SentLog`);
+* group multi-send entries go as one MULTI_SEND each (:mod:`~tidings.client.outbox_multi`),
+  their MULTI_SENT answers through the same ✓ and refusal paths;
 * REFUSED updates the known devices (DEVICE_MISMATCH), schedules a retry or fails the entry;
   each refusal is a trace point ``refused:CODE`` (with the reason and the retry delay), and one
   that is not a stale device set is reported (:class:`~tidings.client.events.SendRefused`), so a
@@ -56,6 +58,7 @@ from .clocks import Clocks
 from .connect import TcpAckWatcher
 from .crypto import DeviceCrypto
 from .events import ClientEvent, SendRefused, StatusChanged, code_name
+from .outbox_multi import MultiLink, MultiPlan, MultiSender
 from .recipients import Recipients
 from .sealing import seal_entries
 from .sentlog import SentLog
@@ -66,8 +69,9 @@ log = logging.getLogger("tidings.client")
 #: Seconds before entries go again after the store failed to save their ciphertexts.
 STORE_RETRY = 1.0
 
-#: SEND frames sealed in a batch, written after its commit: the connection and the frames' ids.
-_Prepared = tuple[ChannelConnection, list[Frame], list[bytes]]
+#: SEND frames sealed in a batch, written after its commit: the connection, the frames' ids,
+#: and the multi-sends to start.
+_Prepared = tuple[ChannelConnection, list[Frame], list[bytes], list[MultiPlan]]
 
 
 class Outbox:
@@ -86,6 +90,7 @@ class Outbox:
             sessions for ``devices``, then calls :meth:`sessions_ready` for ``lane``.
         window: most sends in flight.
         retry: a refused send's first and largest retry delay ceilings, in seconds.
+        multi: the relay's multi-recipient send (None: group entries fall back to pairwise).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class Outbox:
         fetch_sessions: Callable[[str, list[DeviceRef]], None],
         window: int = OUTBOX_WINDOW,
         retry: tuple[float, float] = (RETRY_BASE, RETRY_CAP),
+        multi: MultiLink | None = None,
     ) -> None:
         self.store = store
         self.crypto = crypto
@@ -131,6 +137,8 @@ class Outbox:
         self._items: dict[bytes, OutboxItem] = {}  # the outbox, mirrored in memory
         #: Entries known to have no saved ciphertext (new, not sealed yet): no store read.
         self._fresh: set[bytes] = set()
+        #: The group multi-sends (:mod:`.outbox_multi`).
+        self.multi = MultiSender(self, multi)
         t = clocks.read()
         for item in store.pending():
             self._add_entry(item, t)
@@ -159,12 +167,14 @@ class Outbox:
         self.recipients.on_disconnect()
         self._fetching.clear()
         self._tcp.reset()
+        self.multi.on_disconnect()
 
     def close(self) -> None:
         """Stop the timers."""
         if self._timer is not None:
             self._timer.cancel()
         self._tcp.reset()
+        self.multi.close()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty, at most ``timeout`` seconds; return whether it did."""
@@ -263,9 +273,9 @@ class Outbox:
         entries = self.scheduler.handle_timer(t.mono)
         prepared: _Prepared | None = None
         if entries:
-            frames, ids, notes = self._build(entries, t)
-            if frames:
-                prepared = (conn, frames, ids)
+            frames, ids, notes, plans = self._build(entries, t)
+            if frames or plans:
+                prepared = (conn, frames, ids, plans)
             for mid in notes:  # a note to self with no other device: nothing to relay
                 self.on_sent(Sent(mid, self._server_time()))
         deadline = self.scheduler.next_deadline()
@@ -277,11 +287,13 @@ class Outbox:
     def _write(self, prepared: _Prepared) -> None:
         """Write sealed SEND frames (now: the trace's "written" and the TCP-ack target need
         it), unless their connection is gone (its entries go again on the next one)."""
-        conn, frames, ids = prepared
+        conn, frames, ids, plans = prepared
         if conn is not self._session():
             return
-        conn.send_frames(frames)
-        conn.flush()
+        if frames:
+            conn.send_frames(frames)
+            conn.flush()
+        self.multi.start(conn, plans)
         written = self._clock()
         for mid in ids:
             self.log.later(mid, TracePoint.WRITTEN, written)
@@ -300,10 +312,13 @@ class Outbox:
 
     def _build(
         self, entries: list[OutboxEntry], t: ClockReading
-    ) -> tuple[list[Frame], list[bytes], list[bytes]]:
+    ) -> tuple[list[Frame], list[bytes], list[bytes], list[MultiPlan]]:
         """The SEND frames for released entries (their ciphertexts saved first), their ids,
-        and the ids of notes to self that need no relay (see :func:`seal_entries`). Entries
-        that need sessions are held (with the rest of their lane) and the fetch started."""
+        the ids of notes to self that need no relay (see :func:`seal_entries`), and the
+        multi-sends. Entries that need sessions are held (with the rest of their lane) and the
+        fetch started."""
+        multi, entries = self.multi.split(entries)
+        plans, multi_notes = self.multi.plan(multi, t.wall)
         out = seal_entries(entries, self._items, self.recipients, self.crypto, self._fresh, t.wall)
         for mid in out.held:
             self.scheduler.hold(mid)
@@ -323,8 +338,8 @@ class Outbox:
                 self.crypto.reload()
                 for mid in out.ids:
                     self.scheduler.hold(mid, t.mono + STORE_RETRY)
-                return [], [], out.notes
-        return out.frames, out.ids, out.notes
+                return [], [], out.notes + multi_notes, plans
+        return out.frames, out.ids, out.notes + multi_notes, plans
 
     def _start_fetch(self, lane: str, devices: list[DeviceRef]) -> None:
         if lane in self._fetching:
@@ -345,6 +360,7 @@ class Outbox:
         item = self._items.pop(message_id, None)
         self._fresh.discard(message_id)
         self._drained.set()
+        self.multi.release_waiting()
         self.log.flush_trace(message_id)
         self.store.mark_failed(message_id, code, reason, now)
         if item is not None:
@@ -367,6 +383,7 @@ class Outbox:
         if self.scheduler.on_sent(frame.message_id) is None:
             return
         self._drained.set()
+        self.multi.release_waiting()
         item = self._items.pop(frame.message_id, None)
         self._fresh.discard(frame.message_id)
         targets = self._targets.pop(frame.message_id, ())

@@ -130,6 +130,8 @@ class Session:
         #: Callers waiting for the session to open that want to hear of a failed attempt.
         self._open_waiters: list[asyncio.Future[None]] = []
         self._conn: ChannelConnection | None = None
+        #: How the last connection ended (a relay's ERROR code when ``by_peer``), or None.
+        self.last_close: ChannelClosed | None = None
         self._open = asyncio.Event()
         self._closing = False
         self._halted: StoreUnavailable | None = None
@@ -510,6 +512,7 @@ class Session:
         self._conn = None
         self._open.clear()
         closed = conn.closed_event or ChannelClosed(0, "connection lost")
+        self.last_close = closed
         self._owner.on_close()
         self.core.connection_lost(closed.code, closed.reason, closed.by_peer, self._now())
         self._pump()

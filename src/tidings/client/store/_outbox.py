@@ -244,6 +244,21 @@ class Outbox(Database):
             [(mid, str(point), at, detail) for mid, point, at, detail in rows],
         )
 
+    def replace_outbox(
+        self, message_id: bytes, requests: Sequence[OutboxRequest], at: float, detail: str
+    ) -> bool:
+        """Replace a queued entry by ``requests`` (a group multi-send falling back to pairwise
+        copies), tracing ``fallback`` with ``detail``. One transaction (exempt from
+        :data:`MAX_OUTBOX`: it replaces what was already queued). False (nothing changes) if
+        the entry is not queued."""
+        with self._tx() as db:
+            if not db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount:
+                return False
+            for r in requests:
+                self._insert_outbox(db, r)
+            self._trace(db, message_id, "fallback", at, detail)
+            return True
+
     def mark_failed(self, message_id: bytes, code: int, reason: str, at: float) -> bool:
         """Refused for good. One transaction: remove the entry, record the failure (status
         FAILED), trace ``refused``. False (nothing changes) if the entry is not queued."""
