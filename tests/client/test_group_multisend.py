@@ -17,6 +17,8 @@ from tidings.client.group_transport import GROUP_PART, MultiEntry, copy_id
 from tidings.client.outbox_multi import MultiLink
 from tidings.delivery import Status
 from tidings.delivery.content_groups import GroupMessage
+from tidings.errors import ConnectionBroken
+from tidings.net.channel import ChannelClosed
 from tidings.wire import ErrorCode, MultiAccount, MultiSent
 
 
@@ -185,3 +187,48 @@ GOLDEN_ENTRY = (
     "930192a3626f62a56361726f6cc42e"
     "95010ac410000102030405060708090a0b0c0d0e0fc410101112131415161718191a1b1c1d1e1fc40533abababab"
 )
+
+
+class OldRelay(Counting):
+    """A relay without MULTI_SEND: it closes the connection on the unknown frame type."""
+
+    def __init__(self, peer: Peer) -> None:
+        super().__init__(peer)
+        self.session = peer.client._session
+        self.tried = 0
+        self.multi._link = MultiLink(self.send, self.closed)
+
+    def closed(self) -> ChannelClosed:
+        return ChannelClosed(int(ErrorCode.MALFORMED_FRAME), "unknown frame type 13", True)
+
+    async def send(
+        self, message_id: bytes, shared: bytes, recipients: Sequence[MultiAccount]
+    ) -> MultiSent:
+        self.tried += 1
+        self.session.drop()
+        raise ConnectionBroken("disconnected")
+
+
+async def test_a_relay_without_multi_send_gets_pairwise_copies(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob = await clients.new("bob")
+    carol = await clients.new("carol")
+    group = await alice.client.create_group("team", ["bob", "carol"])
+    for peer in (bob, carol):
+        await converged(peer, group, members_are("alice", "bob", "carol"))
+    old = OldRelay(alice)
+
+    first = await alice.client.send_group(group, "one")
+    second = await alice.client.send_group(group, "two")
+    for peer in (bob, carol):
+        for mid in (first, second):
+            await peer.until(group_text(mid))
+    assert old.tried == 1  # one try; from then on, copies at once
+    for mid in (first, second):
+        await alice.until(is_status(mid, Status.DELIVERED, carol.me))
+        assert alice.client._outbox.store.statuses(copy_id(mid, "carol"))  # a pairwise copy
+    trace = [t.point for t in alice.client.trace(first)]
+    assert "fallback" in trace
