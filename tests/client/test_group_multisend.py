@@ -10,16 +10,18 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from tests.client.test_groups import converged, group_text, members_are
 from tests.harness import ClientLab, Peer, RelayLab, is_status
 from tidings.client import MessageReceived
 from tidings.client.group_transport import GROUP_PART, MultiEntry, copy_id
-from tidings.client.outbox_multi import MultiLink
-from tidings.delivery import Status
+from tidings.client.outbox_multi import MultiLink, as_refused
+from tidings.delivery import ContentError, Status
 from tidings.delivery.content_groups import GroupMessage
 from tidings.errors import ConnectionBroken
 from tidings.net.channel import ChannelClosed
-from tidings.wire import ErrorCode, MultiAccount, MultiSent
+from tidings.wire import AccountRefusal, ErrorCode, MultiAccount, MultiSent
 
 
 def count(db: Path, sql: str) -> int:
@@ -232,3 +234,28 @@ async def test_a_relay_without_multi_send_gets_pairwise_copies(
         assert alice.client._outbox.store.statuses(copy_id(mid, "carol"))  # a pairwise copy
     trace = [t.point for t in alice.client.trace(first)]
     assert "fallback" in trace
+
+
+def test_a_refused_multi_send_stands_for_the_refusal_the_outbox_knows() -> None:
+    mid = bytes(16)
+
+    def answer(code: int, *refusals: AccountRefusal, retry: float = 0.0) -> MultiSent:
+        return MultiSent(0, mid, int(code), 0.0, False, "refused", retry, refusals)
+
+    mismatch = AccountRefusal("bob", int(ErrorCode.DEVICE_MISMATCH), (2,), ())
+    full = AccountRefusal("carol", int(ErrorCode.QUEUE_FULL))
+    gone = AccountRefusal("dave", int(ErrorCode.NO_SUCH_ACCOUNT))
+    refused = ErrorCode.RECIPIENTS_REFUSED
+    assert as_refused(answer(refused, mismatch, full)).code == ErrorCode.DEVICE_MISMATCH
+    assert as_refused(answer(refused, full, mismatch, gone)).code == ErrorCode.NO_SUCH_ACCOUNT
+    queue = as_refused(answer(refused, full, retry=3.0))
+    assert (queue.code, queue.retry_after) == (ErrorCode.QUEUE_FULL, 3.0)
+    assert "carol" in queue.reason
+    limited = as_refused(answer(ErrorCode.RATE_LIMITED, retry=5.0))
+    assert (limited.code, limited.retry_after) == (ErrorCode.RATE_LIMITED, 5.0)
+
+
+def test_a_stored_entry_that_is_not_one_is_refused() -> None:
+    for data in (b"", b"\x93\x02\x90\xc4\x00", b"\x93\x01\x91\x01\xc4\x00", b"\xc1"):
+        with pytest.raises(ContentError):
+            MultiEntry.parse(data)
