@@ -221,6 +221,7 @@ def test_directions() -> None:
         FrameType.PUSH_UNREGISTER,
         FrameType.PUSH_QUERY,
         FrameType.UNLINK,
+        FrameType.DEVICE_QUERY,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from tidings.errors import FrameError
 from tidings.wire import (
     MAX_TARGETS,
+    DeviceDetail,
     Frame,
     FrameDecoder,
     FrameType,
@@ -143,6 +144,12 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     "push_state": st.sampled_from([0, 1, 2]),
     "push_endpoint_or_empty": utf8_text(1024),
     "device_id": st.integers(1, 2**63 - 1),
+    "certify_or_nil": st.none()
+    | st.tuples(st.integers(1, 2**63 - 1), st.binary(min_size=1, max_size=256)),
+    "device_details": st.lists(
+        st.builds(DeviceDetail, uints, times, st.booleans(), st.binary(max_size=256)),
+        max_size=MAX_TARGETS,
+    ).map(tuple),
 }
 
 

@@ -85,4 +85,6 @@ def test_frame_type_numbers_are_stable() -> None:
         "PUSH_STATUS": 32,
         "PING": 40,
         "PONG": 41,
+        "DEVICE_QUERY": 14,
+        "DEVICE_DETAILS": 34,
     }

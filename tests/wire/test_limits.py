@@ -14,6 +14,7 @@ from tidings.wire import (
     MAX_ACCOUNT_NAME,
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
+    MAX_DEVICE_CERTIFICATE,
     MAX_DEVICE_NAME,
     MAX_FRAME,
     MAX_PAYLOAD,
@@ -28,6 +29,9 @@ from tidings.wire import (
     PROTOCOL_VERSION,
     Ack,
     Deliver,
+    DeviceDetail,
+    DeviceDetails,
+    DeviceQuery,
     Devices,
     Error,
     ErrorCode,
@@ -100,6 +104,7 @@ def test_limit_values_are_stable() -> None:
             FrameType.DEVICES: 2_560,
             FrameType.PREKEYS_UPLOAD: 196_608,
             FrameType.PREKEY_BUNDLE: 4_096,
+            FrameType.DEVICE_DETAILS: 11_264,
         }.get(t, MAX_CONTROL_FRAME)
         for t in FrameType
     }
@@ -133,6 +138,7 @@ def test_error_codes_are_stable() -> None:
         ("PUSH_REFUSED", 24),
         ("TOO_MANY_DEVICES", 25),
         ("LAST_DEVICE", 26),
+        ("NOT_OWN_DEVICE", 30),
     ]
 
 
@@ -278,6 +284,15 @@ LARGEST: list[Frame] = [
     Error(U63, U63, "é" * (MAX_REASON // 2)),
     Ping(U63),
     Pong(U63),
+    DeviceQuery(U63, "a" * MAX_ACCOUNT_NAME, (U63, b"\xff" * MAX_DEVICE_CERTIFICATE)),
+    DeviceDetails(
+        U63,
+        "a" * MAX_ACCOUNT_NAME,
+        tuple(
+            DeviceDetail(U63 - i, MAX_TIME, True, b"\xff" * MAX_DEVICE_CERTIFICATE)
+            for i in range(MAX_TARGETS)
+        ),
+    ),
     PrekeysUpload(
         U63,
         b"\xff" * 33,

@@ -76,6 +76,8 @@ DOC_KINDS = {
     "push_auth": "push_auth",
     "uint 0, 1 or 2 (push state)": "push_state",
     "device_id": "device_id",
+    "device certificate or nil": "certify_or_nil",
+    "array of 0–32 device details": "device_details",
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from ..errors import FrameError
+from .certs import DeviceDetails, DeviceQuery, parse_device_details, parse_device_query
 from .devices import Unlink
 from .frames import (
     Ack,
@@ -44,6 +45,7 @@ from .limits import (
     LENGTH_PREFIX,
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
+    MAX_DEVICE_CERTIFICATE,
     MAX_FRAME,
     MAX_PREKEY_BUNDLE_FRAME,
     MAX_PREKEYS_UPLOAD_FRAME,
@@ -71,6 +73,9 @@ FRAME_LIMITS[FrameType.DELIVER] = MAX_DELIVER_FRAME
 FRAME_LIMITS[FrameType.DEVICES] = MAX_CONTROL_FRAME + 16 * MAX_TARGETS
 FRAME_LIMITS[FrameType.PREKEYS_UPLOAD] = MAX_PREKEYS_UPLOAD_FRAME
 FRAME_LIMITS[FrameType.PREKEY_BUNDLE] = MAX_PREKEY_BUNDLE_FRAME
+FRAME_LIMITS[FrameType.DEVICE_DETAILS] = MAX_CONTROL_FRAME + MAX_TARGETS * (
+    MAX_DEVICE_CERTIFICATE + 32
+)
 
 
 _T = TypeVar("_T")
@@ -226,6 +231,8 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.PUSH_STATUS: _builder(PushStatus),
     FrameType.PING: _builder(Ping),
     FrameType.PONG: _builder(Pong),
+    FrameType.DEVICE_QUERY: parse_device_query,
+    FrameType.DEVICE_DETAILS: parse_device_details,
 }
 
 _CLASSES: tuple[type[Frame], ...] = (
@@ -256,6 +263,8 @@ _CLASSES: tuple[type[Frame], ...] = (
     PushStatus,
     Ping,
     Pong,
+    DeviceQuery,
+    DeviceDetails,
 )
 
 # What parse() needs per type number, in one plain-int lookup (constructing the FrameType enum

@@ -76,6 +76,8 @@ class FrameType(enum.IntEnum):
     PUSH_STATUS = 32
     PING = 40
     PONG = 41
+    DEVICE_QUERY = 14
+    DEVICE_DETAILS = 34
 
 
 def _invalid(frame_type: FrameType, reason: str) -> FrameError:
@@ -590,6 +592,7 @@ CLIENT_FRAMES = frozenset(
         FrameType.PUSH_UNREGISTER,
         FrameType.PUSH_QUERY,
         FrameType.UNLINK,
+        FrameType.DEVICE_QUERY,
         FrameType.PING,
         FrameType.PONG,
     }
