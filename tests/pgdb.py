@@ -31,6 +31,7 @@ TABLES = (
     "prekey_owners",
     "one_time_prekeys",
     "push_subscriptions",
+    "device_cards",
 )
 
 
