@@ -77,6 +77,7 @@ from .core_actions import (
     ReadQueueDepth,
 )
 from .core_base import ALLOWED, State
+from .core_certs import CertRules
 from .core_delivery import DeliveryRules, item_frame
 from .core_devices import DeviceRules
 from .core_prekeys import PrekeyRules
@@ -89,7 +90,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, PushRules, DeviceRules):
+class RelayCore(DeliveryRules, PushRules, DeviceRules, CertRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -252,6 +253,8 @@ class RelayCore(DeliveryRules, PushRules, DeviceRules):
             self._ask(CountPrekeys(ref), counted, block=True)
 
         def counted(counts: PreKeyCounts | None) -> None:
+            assert self.device is not None
+            self._mark_seen(self.device)  # last seen: when the connection opened (and ended)
             if counts is not None:  # a device that never uploaded prekeys is not nagged
                 self.prekeys_low(counts)
 
@@ -307,6 +310,7 @@ class RelayCore(DeliveryRules, PushRules, DeviceRules):
         FrameType.PUSH_UNREGISTER: PushRules._handle_push_unregister,
         FrameType.PUSH_QUERY: PushRules._handle_push_query,
         FrameType.UNLINK: DeviceRules._handle_unlink,
+        FrameType.DEVICE_QUERY: CertRules._handle_device_query,
     }
 
     def _decide(self, frame: Frame) -> None:

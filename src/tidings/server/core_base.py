@@ -76,6 +76,7 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.PUSH_UNREGISTER,
             FrameType.PUSH_QUERY,
             FrameType.UNLINK,
+            FrameType.DEVICE_QUERY,
         }
     ),
 }
