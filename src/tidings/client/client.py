@@ -33,7 +33,14 @@ from ..delivery import (
     Status,
     direct_conversation,
 )
-from ..errors import ConfigError, StoreError, StoreUnavailable
+from ..errors import (
+    ConfigError,
+    ConnectionBroken,
+    RefusedError,
+    RelayUnreachable,
+    StoreError,
+    StoreUnavailable,
+)
 from ..refs import DeviceRef
 from ..wire import (
     Deliver,
@@ -454,6 +461,10 @@ class Client(OwnDevices):
         """The roll-up status of a message this device sent."""
         return self.store.message_status(message_id)
 
+    def identity_key_raw(self) -> bytes:
+        """This device's identity public key (raw 32 bytes): what its certificates name."""
+        return self.crypto.keys.identity.public.raw
+
     def safety_number(self, account: str) -> SafetyNumber | None:
         """The safety number with ``account`` (``None`` before any session with it)."""
         check_account(account)
@@ -486,6 +497,14 @@ class Client(OwnDevices):
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
+        self._spawn(self._publish())
+
+    async def _publish(self) -> None:
+        """Publish the certificates this device signed; what fails goes at the next connect."""
+        try:
+            await self.publish_certificates()
+        except (RefusedError, ConnectionBroken, RelayUnreachable, StoreUnavailable) as exc:
+            log.info("! certificates not published yet: %s", exc)
 
     def on_close(self) -> None:
         self._outbox.on_disconnect()
@@ -613,6 +632,9 @@ class Client(OwnDevices):
             return  # a write failed on the way, even if it was only logged: ack nothing more
         if queued:
             self._outbox.add_queued(queued)
+        if self._inbox.certified:  # it signed a certificate for a new own device
+            self._inbox.certified = False
+            self._spawn(self._publish())
         self._session.stored(frame.seq)  # acked cumulatively once the batch committed
 
     def _emit(self, event: ClientEvent) -> None:

@@ -38,6 +38,7 @@ from ..wire import (
     PROTOCOL_VERSION,
     Ack,
     Deliver,
+    DeviceDetails,
     Devices,
     ErrorCode,
     Frame,
@@ -86,7 +87,7 @@ __all__ = [
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
 
 #: Frames that answer a request (matched by request id, never passed on).
-_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored, PushStatus)
+_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored, PushStatus, DeviceDetails)
 
 
 class State(enum.Enum):
@@ -363,7 +364,9 @@ class ConnectionCore:
         self._go(State.EXPECT_DEVICES)
 
     def _answer(
-        self, frame: Devices | LinkCode | PrekeyBundle | PrekeysStored | PushStatus, now: float
+        self,
+        frame: Devices | LinkCode | PrekeyBundle | PrekeysStored | PushStatus | DeviceDetails,
+        now: float,
     ) -> None:
         rid = frame.request_id
         if isinstance(frame, PushStatus) and rid == 0:

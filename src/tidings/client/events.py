@@ -268,6 +268,19 @@ class DeviceNamed:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceCertification:
+    """What this device now concludes of ``device``'s certificate (docs/protocol.md §6.29):
+    ``status`` ``certified`` (by device ``issuer`` of the account), ``uncertified``,
+    ``unchecked`` or ``invalid`` (refused: ``reason``; the device is flagged). Reported when it
+    changes."""
+
+    device: DeviceRef
+    status: str
+    issuer: int | None
+    reason: str
+
+
 ClientEvent = (
     MessageReceived
     | DeviceNamed
@@ -288,6 +301,7 @@ ClientEvent = (
     | StorageFailed
     | IdentityChanged
     | DecryptionFailed
+    | DeviceCertification
 )
 
 

@@ -50,7 +50,7 @@ from tidings.errors import StoreError
 from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
-from ._names import DeviceNames
+from ._marks import DeviceMarks
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
@@ -78,7 +78,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, DeviceNames, Crypto):
+class ClientStore(Outbox, DeviceMarks, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:

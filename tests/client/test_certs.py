@@ -1,0 +1,104 @@
+"""Device certificates and last seen (issue 13, docs/protocol.md §6.29), with real clients and a
+real relay: alice.1 links alice.2 and certifies it, bob sees "certified by device 1"; a device
+linked without the code's secret is flagged by the issuer, and a forged certificate is refused
+and flagged by a contact."""
+
+from __future__ import annotations
+
+from tests.harness import ClientLab, Peer, RelayLab, is_status
+from tidings.client import DeviceCertification
+from tidings.client.certs import CERTIFIED, INVALID, UNCERTIFIED
+from tidings.client.own_devices import THIS_DEVICE
+from tidings.delivery import Status
+from tidings.e2e import IdentityKeyPair
+from tidings.e2e.certificate import DeviceCertificate
+from tidings.refs import DeviceRef
+from tidings.server.core_certs import LAST_SEEN_GRANULARITY
+from tidings.wire import DeviceDetails, DeviceQuery
+
+ALICE2 = DeviceRef("alice", 2)
+
+
+def is_mark(device: DeviceRef, status: str):  # type: ignore[no-untyped-def]
+    return lambda e: (
+        isinstance(e, DeviceCertification) and e.device == device and e.status == status
+    )
+
+
+async def reach_all_of_alice(bob: Peer) -> None:
+    """bob sends to alice, so he holds sessions (and pinned keys) with each of her devices."""
+    mid = await bob.client.send("alice", "hi")
+    for device in (DeviceRef("alice", 1), ALICE2):
+        await bob.until(is_status(mid, Status.DELIVERED, device))
+
+
+async def test_a_linked_device_is_certified_and_a_contact_checks_it(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice1 = await clients.new("alice")
+    bob = await clients.new("bob")
+    code, _ = await alice1.client.link_code()
+    assert len(code) == 32  # the relay's half and the link secret
+    alice2 = await clients.start(await clients.register("alice", link_code=code))
+    event = await alice1.until(is_mark(ALICE2, CERTIFIED))
+    assert isinstance(event, DeviceCertification) and event.issuer == 1
+    await alice1.client.publish_certificates()  # (the client does it by itself too)
+    assert alice1.client.store.unpublished_certificates() == []
+
+    await reach_all_of_alice(bob)
+    views = await bob.client.device_details("alice")
+    assert [(v.device.device_id, v.mark.status, v.mark.issuer) for v in views] == [
+        (1, UNCERTIFIED, None),  # an account's first device: nobody to vouch for it
+        (2, CERTIFIED, 1),
+    ]
+    assert all(v.online for v in views)
+    for v in views:  # recorded when it connected, rounded down to the hour
+        assert v.last_seen is not None and v.last_seen % LAST_SEEN_GRANULARITY == 0
+    await bob.until(is_mark(ALICE2, CERTIFIED))
+    assert bob.client.store.device_marks("alice")[2].status == CERTIFIED
+
+    own = await alice2.client.device_details("alice")
+    assert [v.mark.status for v in own] == [UNCERTIFIED, THIS_DEVICE]
+
+
+async def test_a_device_linked_without_the_secret_is_flagged_by_the_issuer(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice1 = await clients.new("alice")
+    code, _ = await alice1.client.link_code()
+    forged = code[:16] + bytes(16)  # the relay's half (a leak), not the secret
+    await clients.start(await clients.register("alice", link_code=forged))
+    event = await alice1.until(is_mark(ALICE2, INVALID))
+    assert isinstance(event, DeviceCertification) and "link proof" in event.reason
+    assert alice1.client.store.unpublished_certificates() == []  # nothing signed
+    views = await alice1.client.device_details("alice")
+    assert views[1].mark.status == INVALID and "link proof" in views[1].mark.reason
+
+
+async def test_a_forged_certificate_is_refused_and_flagged(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice1 = await clients.new("alice")
+    bob = await clients.new("bob")
+    code, _ = await alice1.client.link_code()
+    alice2 = await clients.start(await clients.register("alice", link_code=code[:16]))
+    await reach_all_of_alice(bob)  # an old-style code: linked, not certified
+    views = await bob.client.device_details("alice")
+    assert views[1].mark.status == UNCERTIFIED
+
+    # alice.2 (or the relay) claims device 1 vouched for it, signing with its own key
+    e2e = alice2.client.store.e2e_identity()
+    assert e2e is not None
+    pair = IdentityKeyPair(e2e.identity_seed)
+    cert = DeviceCertificate.issue(pair, "alice", 1, 2, pair.public.raw, 1_700_000_000)
+    answer = await alice2.client._session.request(
+        lambda rid: DeviceQuery(rid, "alice", (2, cert.serialize()))
+    )
+    assert isinstance(answer, DeviceDetails) and answer.devices[1].certificate
+    views = await bob.client.device_details("alice")
+    assert views[1].mark.status == INVALID
+    assert views[1].mark.reason == "the signature does not verify with device 1's key"
+    await bob.until(is_mark(ALICE2, INVALID))
