@@ -5,11 +5,19 @@ and flagged by a contact."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+import pytest
+
 from tests.harness import ClientLab, Peer, RelayLab, is_status
 from tidings.client import DeviceCertification
 from tidings.client.certs import CERTIFIED, INVALID, UNCERTIFIED
+from tidings.client.migrations import MIGRATIONS
 from tidings.client.own_devices import THIS_DEVICE
-from tidings.delivery import Status
+from tidings.client.store import SCHEMA_VERSION, ClientStore, DeviceMark
+from tidings.client.store._sql import statements
+from tidings.delivery import ContentError, DeviceInfo, Status, parse_content
 from tidings.e2e import IdentityKeyPair
 from tidings.e2e.certificate import DeviceCertificate
 from tidings.refs import DeviceRef
@@ -102,3 +110,50 @@ async def test_a_forged_certificate_is_refused_and_flagged(
     assert views[1].mark.status == INVALID
     assert views[1].mark.reason == "the signature does not verify with device 1's key"
     await bob.until(is_mark(ALICE2, INVALID))
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_a_store_of_every_earlier_version_gains_the_certificate_tables(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for n, script in enumerate(MIGRATIONS[:version], 1):
+        for stmt in statements(script):
+            db.execute(stmt)
+        db.execute(f"PRAGMA user_version = {n}")
+    db.close()
+    with ClientStore(path) as store:
+        assert store.link_proof() is None and store.device_marks("bob") == {}
+        store.put_link_secret(b"c" * 8, b"s" * 16, 100.0)
+        assert store.link_secret(b"c" * 8, 99.0) == b"s" * 16
+        assert store.link_secret(b"c" * 8, 100.0) is None  # expired
+        mark = DeviceMark("bob", 2, CERTIFIED, 1, "", b"k" * 32, 5.0)
+        store.set_device_mark(mark)
+        assert store.device_marks("bob") == {2: mark}
+
+
+def test_the_issuer_keeps_a_certificate_until_the_relay_has_it(tmp_path: Path) -> None:
+    with ClientStore(tmp_path / "s.db") as store:
+        store.put_link_secret(b"c" * 8, b"s" * 16, 100.0)
+        mark = DeviceMark("alice", 2, CERTIFIED, 1, "", b"k" * 32, 5.0)
+        store.certify(mark, b"cert", b"c" * 8)
+        assert store.link_secret(b"c" * 8, 0.0) is None  # one code, one device
+        assert store.unpublished_certificates() == [(2, b"cert")]
+        store.certificate_published(2, b"other")  # not this one: still waiting
+        assert store.unpublished_certificates() == [(2, b"cert")]
+        store.certificate_published(2, b"cert")
+        assert store.unpublished_certificates() == []
+        assert store.device_marks("alice") == {2: mark}
+
+
+def test_device_info_carries_a_link_proof_or_nothing() -> None:
+    plain = DeviceInfo("laptop")
+    assert plain.serialize() == bytes.fromhex("930107a66c6170746f70")  # as before
+    proved = DeviceInfo("laptop", bytes(range(40)))
+    assert parse_content(proved.serialize()) == proved
+    for bad in (bytes(39), bytes(41), "x" * 40):
+        with pytest.raises(ContentError):
+            DeviceInfo("laptop", bad)  # type: ignore[arg-type]
+    with pytest.raises(ContentError):  # one encoding: no proof is no field
+        parse_content(bytes.fromhex("940107a66c6170746f70c0"))

@@ -75,12 +75,14 @@ class CertificateError(ValueError):
 
 
 def _subject(magic: bytes, account: str, device_id: int, identity_key: bytes) -> bytes:
+    if type(account) is not str:
+        raise CertificateError("an account name is a string")
     name = account.encode()
     if not 1 <= len(name) <= _ACCOUNT_MAX:
         raise CertificateError(f"an account name is 1..{_ACCOUNT_MAX} bytes")
-    if not 1 <= device_id < 1 << 63:
+    if type(device_id) is not int or not 1 <= device_id < 1 << 63:
         raise CertificateError("a device id is 1..2^63-1")
-    if len(identity_key) != KEY_LEN:
+    if type(identity_key) is not bytes or len(identity_key) != KEY_LEN:
         raise CertificateError(f"an identity key is {KEY_LEN} bytes")
     return magic + bytes([len(name)]) + name + _U64.pack(device_id) + identity_key
 
@@ -98,12 +100,13 @@ class DeviceCertificate:
     signature: bytes
 
     def __post_init__(self) -> None:
-        self.signed_part()  # checks the subject fields
-        if not 1 <= self.issuer < 1 << 63 or self.issuer == self.device_id:
+        _subject(CERT_MAGIC, self.account, self.device_id, self.identity_key)  # checks them
+        issuer, issued_at = self.issuer, self.issued_at
+        if type(issuer) is not int or not 1 <= issuer < 1 << 63 or issuer == self.device_id:
             raise CertificateError("the issuer is another device id")
-        if not 0 <= self.issued_at < 1 << 63:
+        if type(issued_at) is not int or not 0 <= issued_at < 1 << 63:
             raise CertificateError("issued_at is whole seconds since the epoch")
-        if len(self.signature) != SIGNATURE_LEN:
+        if type(self.signature) is not bytes or len(self.signature) != SIGNATURE_LEN:
             raise CertificateError(f"a signature is {SIGNATURE_LEN} bytes")
 
     def signed_part(self) -> bytes:
