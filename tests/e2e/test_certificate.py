@@ -111,4 +111,4 @@ def test_an_invalid_certificate_cannot_be_built() -> None:
         ("alice", 2, key, 1, 0, bytes(63)),
     ):
         with pytest.raises(CertificateError):
-            DeviceCertificate(*args)  # type: ignore[arg-type]
+            DeviceCertificate(*args)
