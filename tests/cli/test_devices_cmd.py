@@ -60,6 +60,8 @@ def test_devices_lists_unlinks_and_the_unlinked_device_is_refused(
     text = ok(tmp_path, "devices", "uma", "--home", str(carol)).out
     assert "certified by device 1" in text and "not certified" in text
     assert "last seen within the hour" in text
+    safety = ok(tmp_path, "safety-number", "uma", "--home", str(carol)).out
+    assert "uma.1: not certified" in safety and "uma.2: certified by device 1" in safety
 
     unlinked = ok(tmp_path, "devices", "--unlink", "2", "--json", "--home", str(phone))
     lines = unlinked.json_lines()
