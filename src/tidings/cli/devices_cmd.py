@@ -222,7 +222,8 @@ def _rows(
                 what += f"  (changed {_ts(changed)})"
         seen = seen_text(details[device_id], now)
         cert = certificate_text(details[device_id])
-        rows[device_id] = (obj, f"{shown:32} {mark:12} {what}\n{'':32} {seen}; {cert}")
+        state = f"{seen}; {cert}" if cert else seen
+        rows[device_id] = (obj, f"{shown:32} {mark:12} {what}\n{'':32} {state}")
     return rows
 
 
@@ -252,4 +253,4 @@ def certificate_text(detail: dict[str, Any]) -> str:
         return f"CERTIFICATE REFUSED: {reason}"
     if status == "unchecked":
         return f"certificate not checked: {reason}"
-    return str(status)  # "this device"
+    return ""  # this device itself
