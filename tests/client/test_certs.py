@@ -20,9 +20,10 @@ from tidings.client.store._sql import statements
 from tidings.delivery import ContentError, DeviceInfo, Status, parse_content
 from tidings.e2e import IdentityKeyPair
 from tidings.e2e.certificate import DeviceCertificate
+from tidings.errors import RefusedError
 from tidings.refs import DeviceRef
 from tidings.server.core_certs import LAST_SEEN_GRANULARITY
-from tidings.wire import DeviceDetails, DeviceQuery
+from tidings.wire import DeviceDetails, DeviceQuery, ErrorCode
 
 ALICE2 = DeviceRef("alice", 2)
 
@@ -157,3 +158,23 @@ def test_device_info_carries_a_link_proof_or_nothing() -> None:
             DeviceInfo("laptop", bad)  # type: ignore[arg-type]
     with pytest.raises(ContentError):  # one encoding: no proof is no field
         parse_content(bytes.fromhex("940107a66c6170746f70c0"))
+
+
+async def test_the_relay_stores_certificates_for_own_devices_only(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob = await clients.new("bob")
+    for account, device_id, code in (
+        ("bob", 1, ErrorCode.NOT_OWN_DEVICE),  # another account's device
+        ("alice", 7, ErrorCode.UNKNOWN_DEVICE),  # no such device
+    ):
+        with pytest.raises(RefusedError) as refused:
+            await alice.client._session.request(
+                lambda rid, a=account, d=device_id: DeviceQuery(rid, a, (d, b"x"))  # type: ignore[misc]
+            )
+        assert refused.value.code == code
+    views = await bob.client.device_details("alice")  # nothing was stored
+    assert [v.mark.status for v in views] == [UNCERTIFIED]
+    assert alice.client.connected  # a refusal keeps the connection
