@@ -178,3 +178,18 @@ async def test_the_relay_stores_certificates_for_own_devices_only(
     views = await bob.client.device_details("alice")  # nothing was stored
     assert [v.mark.status for v in views] == [UNCERTIFIED]
     assert alice.client.connected  # a refusal keeps the connection
+
+
+async def test_a_contact_checks_a_new_device_when_it_builds_a_session_with_it(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice1 = await clients.new("alice")
+    bob = await clients.new("bob")
+    first = await bob.client.send("alice", "before")
+    await bob.until(is_status(first, Status.DELIVERED, DeviceRef("alice", 1)))
+    code, _ = await alice1.client.link_code()
+    await clients.start(await clients.register("alice", link_code=code[:16]))  # an old code
+    await bob.client.send("alice", "after")  # a session with alice.2: its certificate checked
+    event = await bob.until(is_mark(ALICE2, UNCERTIFIED))
+    assert isinstance(event, DeviceCertification) and event.issuer is None

@@ -33,14 +33,7 @@ from ..delivery import (
     Status,
     direct_conversation,
 )
-from ..errors import (
-    ConfigError,
-    ConnectionBroken,
-    RefusedError,
-    RelayUnreachable,
-    StoreError,
-    StoreUnavailable,
-)
+from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
     Deliver,
@@ -499,13 +492,6 @@ class Client(OwnDevices):
         self._spawn(self._keysync.sync())
         self._spawn(self._publish())
 
-    async def _publish(self) -> None:
-        """Publish the certificates this device signed; what fails goes at the next connect."""
-        try:
-            await self.publish_certificates()
-        except (RefusedError, ConnectionBroken, RelayUnreachable, StoreUnavailable) as exc:
-            log.info("! certificates not published yet: %s", exc)
-
     def on_close(self) -> None:
         self._outbox.on_disconnect()
 
@@ -600,7 +586,7 @@ class Client(OwnDevices):
         self._emit(PushDead(frame.endpoint))
 
     def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
-        self._spawn(self._keysync.fetch_bundles(lane, devices))
+        self._spawn(self._fetch_and_check(lane, devices))
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)

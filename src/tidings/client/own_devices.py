@@ -8,6 +8,7 @@ store and event stream, declared here for the type checker.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, ContentKind, DeviceInfo
 from ..delivery.content_history import History
-from ..errors import StoreUnavailable
+from ..errors import ConnectionBroken, RefusedError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
     DeviceDetails,
@@ -34,11 +35,14 @@ from ..wire import (
 from .certs import INVALID, check_certificate, issue_link_code
 from .events import ClientEvent, DeviceCertification, DevicesChanged
 from .history import MAX_HISTORY_MESSAGES, history_parts
+from .keysync import KeySync
 from .outbox import Outbox
 from .session import Session
 from .store import ClientStore, DeviceMark, Identity, OutboxRequest
 
 __all__ = ["THIS_DEVICE", "DeviceView", "OwnDevices"]
+
+log = logging.getLogger("tidings.client")
 
 #: The mark of the device that lists its own account: it needs no certificate to trust itself.
 THIS_DEVICE = "this device"
@@ -63,6 +67,7 @@ class OwnDevices:
     store: ClientStore
     _session: Session
     _outbox: Outbox
+    _keysync: KeySync
     _clock: Callable[[], float]
 
     if TYPE_CHECKING:  # defined by Client
@@ -128,6 +133,27 @@ class OwnDevices:
             self.store.certificate_published(device_id, cert)
             sent += 1
         return sent
+
+    async def _publish(self) -> None:
+        """Publish the certificates this device signed; what fails goes at the next connect."""
+        try:
+            await self.publish_certificates()
+        except (RefusedError, ConnectionBroken, StoreError) as exc:
+            log.info("! certificates not published yet: %s", exc)
+
+    async def _fetch_and_check(self, lane: str, devices: list[DeviceRef]) -> None:
+        """Build the sessions; then check the certificates of a known account that has a new
+        device (protocol §6.29: a new device of a contact, or of this account). A first
+        contact's devices are checked when the user lists them (it would spend the lookup
+        budget of every first send)."""
+        accounts = {d.account for d in devices}
+        known = {a for a in accounts if a == self.me.account or self.store.pinned_identities(a)}
+        await self._keysync.fetch_bundles(lane, devices)
+        for account in sorted(known):
+            try:
+                await self.device_details(account)
+            except (RefusedError, ConnectionBroken, StoreError) as exc:
+                log.info("! certificates of %s not checked: %s", account, exc)
 
     def _check_details(self, frame: DeviceDetails) -> list[DeviceView]:
         account, now = frame.account, self._clock()
