@@ -146,3 +146,15 @@ def test_conn_logger_respects_level() -> None:
     setup_logging("info", "text", out)
     ConnLogger(logging.getLogger("tidings.s"), 1).debug("< PING")
     assert out.getvalue() == ""
+
+
+def test_every_log_line_names_the_node() -> None:
+    out = io.StringIO()
+    setup_logging("info", "json", out, node="relay-2")
+    logging.getLogger("tidings.server").info("= hello", extra={"event": "x"})
+    [line] = json_lines(out)
+    assert line["node"] == "relay-2" and line["msg"] == "= hello"
+    out = io.StringIO()
+    setup_logging("info", "text", out, node="relay-2")
+    logging.getLogger("tidings.server").info("= again")
+    assert out.getvalue().rstrip().endswith("= again node=relay-2")

@@ -47,6 +47,14 @@ EXPECTED = {
     # push wake-ups (issue 13)
     "tidings_push_sent": "counter",
     "tidings_push_wake_latency_seconds": "histogram",
+    # several nodes (issue 14)
+    "tidings_node_info": "gauge",
+    "tidings_redis_up": "gauge",
+    "tidings_hint_publishes": "counter",
+    "tidings_hinted_devices": "counter",
+    "tidings_hints_received": "counter",
+    "tidings_hints_woken": "counter",
+    "tidings_polls": "counter",
 }
 
 

@@ -641,7 +641,9 @@ async def test_metrics_and_health_endpoints(relays: RelayLab, clients: ClientLab
         "connections_limit": relay.listener.admission.caps.max_connections if relay.listener else 0,
         "listening": True,
         "store": "ok",
+        "node": relay.node_id,  # no "redis": a node alone
     }
+    assert samples["tidings_node_info", (("node", relay.node_id),)] == 1
 
     status, _, _ = await http_get(host, port, "/nope")
     assert status == 404

@@ -61,6 +61,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "database shared by several relay nodes, postgresql://user@host:5432/tidings "
         "(env: TIDINGS_STORE)",
     )
+    p.add_argument(
+        "--redis",
+        help="with a PostgreSQL store: the Redis of several relay nodes, redis://host:6379/0, "
+        "for cross-node wake-ups within milliseconds (env: TIDINGS_REDIS_URL; see docs/nodes.md)",
+    )
+    p.add_argument(
+        "--node-id",
+        help="this node's name in logs, /metrics and /healthz (default <hostname>:<port>)",
+    )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="WebSocket port (default 7400; 0 = any free port)")
     p.add_argument("--metrics-host", help="address of /metrics and /healthz")
@@ -125,6 +134,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     overrides: dict[str, object] = {
         "data_dir": args.data_dir,
         "store": args.store,
+        "redis_url": args.redis,
+        "node_id": args.node_id,
         "host": args.host,
         "port": args.port,
         "metrics_host": args.metrics_host,
@@ -149,7 +160,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tidings server``."""
     config = build_config(args)
-    setup_logging(config.log_level, config.log_format, sys.stderr)
+    setup_logging(config.log_level, config.log_format, sys.stderr, node=config.node)
     clock_file = args.clock_file or os.environ.get("TIDINGS_CLOCK_FILE")
     clock = file_clock(Path(clock_file), config.clock_offset) if clock_file else None
     return asyncio.run(_serve(config, args.json, clock))
@@ -202,6 +213,7 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
             "fingerprint": relay.fingerprint,
             "metrics": metrics,
             "pid": os.getpid(),
+            "node": relay.node_id,
         }
         print(json.dumps(ready), flush=True)
     else:
@@ -212,6 +224,9 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
         print(f"data: {config.data_dir.resolve()}", flush=True)
         if config.uses_postgres:
             print(f"store: {redact(config.store)}", flush=True)
+        if config.redis_url:
+            print(f"redis: {redact(config.redis_url)} ({relay.health()[1]['redis']})", flush=True)
+        print(f"node: {relay.node_id}", flush=True)
     await stop.wait()
     await relay.stop()
     return 0

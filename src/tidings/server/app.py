@@ -19,7 +19,7 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from picows import WSUpgradeRequest
@@ -38,6 +38,7 @@ from ..noise import PipesResponder, fingerprint, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
 from ..wire import PROLOGUE, Devices, ErrorCode, Frame, FrameType, PushState, PushStatus
 from .admission import Admission, Caps, resolve_max_connections
+from .cluster import Cluster
 from .config import ServerConfig
 from .datadir import load_or_create_key as load_or_create_key
 from .health import StoreWatch
@@ -98,6 +99,9 @@ class Relay:
         #: Every budget against hostile peers (sends, prekey fetches, lookups, registrations).
         self.limits = Limits(config)
         self.metrics = Metrics()
+        #: This node's id (logs, /metrics, /healthz): ``node_id``, or ``<hostname>:<port>``.
+        self.node_id = config.node
+        self.metrics.node_info.labels(node=self.node_id).set(1)
         # The labelled children, looked up once: labels() costs more than the increment.
         self._frames_in = {t: self.metrics.frames_received.labels(type=label(t)) for t in FrameType}
         self._frames_out = {t: self.metrics.frames_sent.labels(type=label(t)) for t in FrameType}
@@ -120,6 +124,17 @@ class Relay:
             timing=push_timing,
             request_timeout=push_request_timeout,
         )
+        #: The other nodes on the same database, through Redis (``redis_url``), or ``None``.
+        self.cluster: Cluster | None = None
+        if config.redis_url:
+            last_seqs = getattr(store, "last_seqs", None)
+            if last_seqs is None:
+                raise StartupError(
+                    f"redis_url needs the PostgreSQL store (nodes share its database), "
+                    f"not {store!r}: set store to postgresql://…"
+                )
+            self.cluster = Cluster(self, config.redis_url, self.node_id, last_seqs, self.metrics)
+            self.push.elsewhere = self.cluster.connected_elsewhere
         self._http_server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
@@ -157,18 +172,24 @@ class Relay:
         caps = self._caps()
         await self.store.open()
         try:
+            if self.cluster is not None:
+                await self.cluster.start()
             await self.push.start(self.sessions.__contains__)
             await self._listen(caps)
         except BaseException:
             self._close_listeners()
             await self.push.stop()
+            if self.cluster is not None:
+                await self.cluster.stop()
             await self.store.close()
             raise
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
         if self._store_heartbeat is not None:
             self.store_watch.start_heartbeat(self._store_heartbeat)
         assert self.address is not None
-        log.info("= listening on %s:%d key %s", *self.address, self.fingerprint)
+        log.info(
+            "= listening on %s:%d key %s node %s", *self.address, self.fingerprint, self.node_id
+        )
 
     def _caps(self) -> Caps:
         """The connection caps, the total one checked against the limit of open files.
@@ -234,6 +255,8 @@ class Relay:
         if self._http_server is not None:
             self._http_server.close()
         await self.push.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.store_watch.close()
         await self.store.close()
         log.info("= stopped")
@@ -243,6 +266,8 @@ class Relay:
 
         ``store`` is ``"ok"``, ``"full"`` or ``"error: …"``; ``accepting`` is false while the
         relay is at its connection cap or out of file descriptors (still healthy: it serves).
+        With ``redis_url``, ``redis`` is ``"up"`` or ``"down (polling)"``: degraded, still
+        healthy (the node delivers, within the poll interval: docs/nodes.md).
         """
         listener = self.listener
         listening = listener is not None and listener.is_serving()
@@ -252,7 +277,10 @@ class Relay:
             "accepting": listener is not None and listener.accepting,
             "connections": len(self._all),
             "store": store,
+            "node": self.node_id,
         }
+        if self.cluster is not None:
+            details["redis"] = self.cluster.state
         if listener is not None:
             details["connections_limit"] = listener.admission.caps.max_connections
         return listening and store == "ok", details
@@ -286,6 +314,8 @@ class Relay:
     def attach(self, session: Session) -> None:
         """``session`` is now the live connection of its device (replacing an older one)."""
         assert session.device is not None
+        if self.cluster is not None:
+            self.cluster.attached(session.device)
         old = self.sessions.get(session.device)
         self.sessions[session.device] = session
         if old is not None and old is not session and old.conn is not None:
@@ -302,18 +332,33 @@ class Relay:
         self.metrics.connections.set(len(self._all))
         if session.device is not None and self.sessions.get(session.device) is session:
             del self.sessions[session.device]
+            if self.cluster is not None:
+                self.cluster.detached(session.device)
 
     def announce_devices(self, account: str, device_ids: tuple[int, ...]) -> None:
         """Tell every live session of ``account`` its current devices: an unsolicited DEVICES
         (``request_id`` 0), sent when a device was linked, so a device whose session began
         before the link sends its next message with a copy for the new one (protocol §6.10)."""
+        self.announce_local(account, device_ids)
+        if self.cluster is not None:
+            self.cluster.announced(account, device_ids)
+
+    def announce_local(self, account: str, device_ids: tuple[int, ...]) -> None:
+        """:meth:`announce_devices` to the sessions on this node only."""
         frame = Devices(0, account, device_ids)
         for ref, session in list(self.sessions.items()):
             if ref.account == account:
                 session.send_frame(frame)
 
     def evict(self, device: DeviceRef) -> None:
-        """``device`` was unlinked: close its live session (UNKNOWN_DEVICE), if it has one."""
+        """``device`` was unlinked: close its live session (UNKNOWN_DEVICE), if it has one
+        (on this node or, through Redis, on another)."""
+        self.evict_local(device)
+        if self.cluster is not None:
+            self.cluster.evicted(device)
+
+    def evict_local(self, device: DeviceRef) -> None:
+        """:meth:`evict` on this node only."""
         session = self.sessions.get(device)
         if session is not None and session.conn is not None:
             session.conn.close(int(ErrorCode.UNKNOWN_DEVICE), "this device was unlinked")
@@ -321,12 +366,21 @@ class Relay:
     def offer(self, items: Iterable[tuple[DeviceRef, InboxItem]]) -> None:
         """Newly stored items: hand each to its device's live session, if any."""
         sessions = self.sessions
+        elsewhere: list[DeviceRef] = []
         for ref, item in items:
             session = sessions.get(ref)
             if session is not None:
                 session.offer(item)
             else:  # no live connection: a wake-up, if the device has a push subscription
                 self.push.queued(ref)
+                elsewhere.append(ref)
+        if elsewhere and self.cluster is not None:  # it may be connected to another node
+            self.cluster.items(elsewhere)
+
+    @property
+    def live(self) -> Mapping[DeviceRef, Session]:
+        """The live session of each device connected to this node."""
+        return self.sessions
 
     # ---------------------------------------------------------------- expiry
 

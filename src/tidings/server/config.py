@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,16 @@ DEFAULT_DATA_DIR = Path("./tidings-data")
 DEFAULT_STORE = "sqlite"
 #: What ``store`` may name besides ``sqlite``: a PostgreSQL database (libpq's URL schemes).
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+#: No Redis: one node alone, or several that find each other's items by polling the database
+#: only when Redis is configured (``redis_url``; docs/nodes.md).
+DEFAULT_REDIS_URL = ""
+#: What ``redis_url`` may start with (redis-py's URL schemes: TCP, TLS, a Unix socket).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: Empty: derived at start as ``<hostname>:<port>`` (:func:`default_node_id`), unique per
+#: node as long as no two nodes on one host share a port, and readable in logs and metrics.
+DEFAULT_NODE_ID = ""
+#: A node id names a node in every log line and in ``/metrics``: short and without spaces.
+MAX_NODE_ID = 64
 #: Loopback only: exposing a relay to the network must be a deliberate choice.
 DEFAULT_HOST = "127.0.0.1"
 #: The WebSocket port; unassigned by IANA and easy to remember ("74" ≈ "TI").
@@ -200,6 +212,10 @@ class ServerConfig:
         log_level: one of ``debug``, ``info``, ``warning``, ``error``.
         log_format: ``json`` (one object per line) or ``text``.
         clock_offset: seconds added to the wall clock (the lab's injectable clock).
+        node_id: this node's name in logs, ``/metrics`` and ``/healthz``; empty: derived as
+            ``<hostname>:<port>`` (see :attr:`node`).
+        redis_url: the Redis of several nodes on one PostgreSQL store
+            (``redis://host:6379/0``): cross-node wake-ups, unlinks and presence; empty: none.
         proxy_header: ``none``, or the header a reverse proxy writes the client's address in
             (``x-forwarded-for``: its last entry; ``x-real-ip``); only set it when every
             connection comes through that proxy.
@@ -249,6 +265,9 @@ class ServerConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     clock_offset: float = DEFAULT_CLOCK_OFFSET
+    # several nodes (issue 14)
+    node_id: str = DEFAULT_NODE_ID
+    redis_url: str = DEFAULT_REDIS_URL
     # limits against hostile peers (issue 8)
     proxy_header: str = DEFAULT_PROXY_HEADER
     address_registrations_per_hour: int = DEFAULT_ADDRESS_REGISTRATIONS_PER_HOUR
@@ -278,6 +297,11 @@ class ServerConfig:
         reason = _relation_error(self.ping_interval, self.idle_timeout)
         if 0 < self.tcp_mss < MIN_TCP_MSS:
             reason = f"tcp_mss: expected 0 or at least {MIN_TCP_MSS}, got {self.tcp_mss}"
+        if self.redis_url and not self.uses_postgres:
+            reason = (
+                f"redis_url ({redact(self.redis_url)}) needs the PostgreSQL store: nodes share "
+                "one database and Redis only hints at it (set store to postgresql://…)"
+            )
         if reason:
             raise ConfigError(reason)
 
@@ -285,6 +309,11 @@ class ServerConfig:
     def uses_postgres(self) -> bool:
         """Whether ``store`` names a PostgreSQL database (else the embedded SQLite one)."""
         return self.store.startswith(POSTGRES_SCHEMES)
+
+    @property
+    def node(self) -> str:
+        """The node id: :attr:`node_id`, or ``<hostname>:<port>`` when it is empty."""
+        return self.node_id or default_node_id(self.port)
 
     @property
     def max_stranger_queue(self) -> int:
@@ -300,7 +329,9 @@ class ServerConfig:
 
 # --- Field rules --------------------------------------------------------------------------------
 
-_Kind = Literal["path", "str", "int", "float", "duration", "choice", "bool", "store"]
+_Kind = Literal[
+    "path", "str", "int", "float", "duration", "choice", "bool", "store", "node", "redis"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +368,8 @@ _RULES: dict[str, _Rule] = {
     "log_level": _Rule("choice", choices=LOG_LEVELS),
     "log_format": _Rule("choice", choices=LOG_FORMATS),
     "clock_offset": _Rule("float"),
+    "node_id": _Rule("node"),
+    "redis_url": _Rule("redis"),
     # limits against hostile peers (issue 8)
     "proxy_header": _Rule("choice", choices=PROXY_HEADERS),
     "address_registrations_per_hour": _Rule("int", 0),
@@ -373,6 +406,17 @@ def _check(name: str, value: object) -> object:
                 f"expected sqlite or a URL postgresql://user@host:port/database, got {shown!r}"
             )
         return value
+    if rule.kind == "node":
+        if not isinstance(value, str) or len(value) > MAX_NODE_ID or not value.isprintable():
+            raise _Invalid(f"expected at most {MAX_NODE_ID} printable characters, got {value!r}")
+        if any(c.isspace() for c in value):
+            raise _Invalid(f"expected no spaces, got {value!r}")
+        return value
+    if rule.kind == "redis":
+        if not isinstance(value, str) or (value and not value.startswith(REDIS_SCHEMES)):
+            shown = redact(value) if isinstance(value, str) else value
+            raise _Invalid(f"expected a URL redis://host:6379/0 (or empty), got {shown!r}")
+        return value
     if rule.kind == "bool":
         if not isinstance(value, bool):
             raise _Invalid(f"expected true or false, got {value!r}")
@@ -407,6 +451,12 @@ def _check_range(rule: _Rule, number: float) -> None:
         raise _Invalid(f"must be {op} {_num(rule.low)}, got {_num(number)}")
     if rule.high is not None and number > rule.high:
         raise _Invalid(f"must be <= {_num(rule.high)}, got {_num(number)}")
+
+
+def default_node_id(port: int) -> str:
+    """``<hostname>:<port>``, the node id when none is configured (``port`` 0, a test's or the
+    lab's "any free port", gets the process id instead: two such nodes on one host differ)."""
+    return f"{socket.gethostname()}:{port or f'pid{os.getpid()}'}"
 
 
 def _num(x: float) -> str:

@@ -96,6 +96,21 @@ class DeliveryRules(PrekeyRules):
             self._backlog = True
             self._pump()
 
+    @property
+    def sent_upto(self) -> int:
+        """The highest seq sent on this connection (its HELLO cursor before any)."""
+        return self._sent_upto
+
+    def recheck(self, now: float, mono: float) -> None:
+        """Items may be waiting in the store that this connection was not offered (another
+        relay node stored them, and hinted or was polled): read the next page if none is in
+        flight, or right after the one that is."""
+        if self.state is not State.OPEN:
+            return
+        self.now, self.mono = now, mono
+        self._backlog = True
+        self._pump()
+
     # ---------------------------------------------------------------- sends
 
     def _handle_send(self, frame: Send) -> None:

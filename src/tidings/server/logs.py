@@ -18,7 +18,8 @@ Message prefixes, so a connection's story reads at a glance::
     !  error                          ! store commit failed
 
 Fields: pass structured values with ``extra={...}`` instead of formatting them into the message.
-The established names are ``conn`` (the per-connection id, stamped by :class:`ConnLogger`),
+A relay sets up its logging with its node id: every line then carries ``node``. The
+established names are ``conn`` (the per-connection id, stamped by :class:`ConnLogger`),
 ``device``, ``account`` and ``event`` (a stable machine-readable name such as
 ``"conn.open"``). The JSON format prints one object per line with ``ts`` (UTC, ISO 8601, ms),
 ``level``, ``logger``, ``msg`` then the extra fields (``exc`` holds a traceback if any). Never log
@@ -42,6 +43,7 @@ __all__ = [
     "REPEAT_LOG_INTERVAL",
     "ConnLogger",
     "JsonFormatter",
+    "NodeStamp",
     "TextFormatter",
     "Throttle",
     "setup_logging",
@@ -136,7 +138,23 @@ def _text_value(value: object) -> str:
     return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
 
 
-def setup_logging(level: str, fmt: str, stream: IO[str] | None = None) -> logging.Logger:
+class NodeStamp(logging.Filter):
+    """Stamps ``node=<id>`` on every record that passes the handler (one process, one node)."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add the field (a record that names a node itself keeps its own)."""
+        if not hasattr(record, "node"):
+            record.node = self.node
+        return True
+
+
+def setup_logging(
+    level: str, fmt: str, stream: IO[str] | None = None, *, node: str | None = None
+) -> logging.Logger:
     """Configure the ``tidings`` logger; call once at start-up (calling again reconfigures).
 
     The logger gets one stream handler with the chosen formatter and stops propagating to the
@@ -146,6 +164,8 @@ def setup_logging(level: str, fmt: str, stream: IO[str] | None = None) -> loggin
         level: ``debug``, ``info``, ``warning`` or ``error`` (case-insensitive).
         fmt: ``json`` or ``text``.
         stream: where to write; ``sys.stderr`` if ``None``.
+        node: the relay node's id, stamped on every line as the field ``node`` (several nodes'
+            logs shipped to one place stay apart); ``None``: no such field.
 
     Returns:
         The configured ``tidings`` logger.
@@ -166,6 +186,8 @@ def setup_logging(level: str, fmt: str, stream: IO[str] | None = None) -> loggin
         old.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter_type())
+    if node is not None:
+        handler.addFilter(NodeStamp(node))
     setattr(handler, _HANDLER_MARK, True)
     logger.addHandler(handler)
     logger.setLevel(number)

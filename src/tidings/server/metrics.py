@@ -134,6 +134,17 @@ class Metrics:
             service made of them: ``accepted`` (2xx), ``failed`` (retried), ``gone`` (dead).
         push_wake_latency: histogram ``tidings_push_wake_latency_seconds``, from a wake-up the
             push service accepted to its device's connection.
+        node_info: gauge ``tidings_node_info{node}``, 1, labelled with this node's id.
+        redis_up: gauge ``tidings_redis_up``, 1 while this node is connected to Redis (0 while
+            it polls, and without ``redis_url``).
+        hint_publishes: counter ``tidings_hint_publishes_total``, messages published to the
+            other nodes (one per flush: a commit batch's devices together).
+        hinted_devices: counter ``tidings_hinted_devices_total``, devices named in them.
+        hints_received: counter ``tidings_hints_received_total``, other nodes' messages read.
+        hints_woken: counter ``tidings_hints_woken_total``, sessions here a hint made read
+            the store.
+        polls: counter ``tidings_polls_total``, store polls for this node's devices (while
+            Redis is down, and once when it is back).
     """
 
     def __init__(self) -> None:
@@ -214,6 +225,25 @@ class Metrics:
             "tidings_store_writable", "0 while the store cannot write.", registry=r
         )
         self.store_writable.set(1)
+        self.node_info = Gauge(
+            "tidings_node_info", "This relay node's id (value 1).", ["node"], registry=r
+        )
+        self.redis_up = Gauge(
+            "tidings_redis_up", "1 while connected to Redis (cross-node hints).", registry=r
+        )
+        self.hint_publishes = counts.count(
+            "tidings_hint_publishes", "Hint messages published to the other nodes."
+        )
+        self.hinted_devices = counts.count(
+            "tidings_hinted_devices", "Devices named in published hint messages."
+        )
+        self.hints_received = counts.count(
+            "tidings_hints_received", "Hint messages of other nodes read."
+        )
+        self.hints_woken = counts.count(
+            "tidings_hints_woken", "Sessions here that a hint made read the store."
+        )
+        self.polls = counts.count("tidings_polls", "Store polls for this node's devices.")
         r.register(counts)
 
     def frame_received(self, frame_type: FrameType) -> None:

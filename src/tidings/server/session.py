@@ -229,6 +229,18 @@ class Session:
         self.core.offer(item, relay.now(), relay.monotonic())
         self._kick()
 
+    def recheck(self) -> None:
+        """Items may wait in the store that this session was not offered (another relay node
+        stored them): read them if the connection is open."""
+        relay = self.relay
+        self.core.recheck(relay.now(), relay.monotonic())
+        self._kick()
+
+    @property
+    def sent_upto(self) -> int:
+        """The highest seq sent on this connection."""
+        return self.core.sent_upto
+
     def prekeys_low(self, counts: PreKeyCounts) -> None:
         """Tell this device PREKEYS_LOW if the relay holds fewer than the watermark of its
         one-time prekeys (of either kind)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 
 import aiohttp
@@ -159,6 +159,9 @@ class WakeUps:
         self._slots = asyncio.Semaphore(PUSH_MAX_IN_FLIGHT)
         #: Set at the next change of the wake-up state, then replaced (see :meth:`changed`).
         self._change = asyncio.Event()
+        #: Whether a device is connected to another relay node (the cluster's presence
+        #: records), or ``None`` for a node alone: such a device is not woken.
+        self.elsewhere: Callable[[DeviceRef], Awaitable[bool]] | None = None
 
     # ---------------------------------------------------------------- life cycle
 
@@ -305,6 +308,14 @@ class WakeUps:
                 self.queued(sub.device)
 
     async def _attempt(self, sub: PushSubscription) -> None:
+        if self.elsewhere is not None and await self.elsewhere(sub.device):
+            # Connected to another node: its session there delivers; this wake-up is done.
+            log.info("= push: %s is connected to another node: not woken", sub.device)
+            changed, _ = self.scheduler.connected(sub.device, self._clock())
+            if changed is not None:
+                await self._put(changed)
+            self._wake.set()
+            return
         async with self._slots:
             await self._put(sub)  # the attempt is counted before the POST: a crash retries it
             try:

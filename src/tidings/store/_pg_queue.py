@@ -32,6 +32,10 @@ _FETCH = (
     " ORDER BY seq LIMIT $4"
 )
 _HEAD = "SELECT last_seq, depth FROM devices WHERE account = $1 AND device_id = $2"
+_LAST_SEQS = (
+    "SELECT d.account, d.device_id, d.last_seq FROM devices AS d"
+    " JOIN unnest($1::text[], $2::int[]) AS k(a, i) ON d.account = k.a AND d.device_id = k.i"
+)
 _TOTAL = "SELECT coalesce(sum(depth), 0) FROM devices"
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 _DUE = (
@@ -55,6 +59,14 @@ async def fetch(
     """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
     rows = await conn.fetch(_FETCH, device.account, device.device_id, after_seq, max(limit, 0))
     return [_item(tuple(row)) for row in rows]
+
+
+async def last_seqs(conn: asyncpg.Connection, devices: Sequence[DeviceRef]) -> dict[DeviceRef, int]:
+    """The highest seq ever assigned to each of ``devices`` that exists, in one statement."""
+    rows = await conn.fetch(
+        _LAST_SEQS, [d.account for d in devices], [d.device_id for d in devices]
+    )
+    return {DeviceRef(str(r[0]), int(r[1])): int(r[2]) for r in rows}
 
 
 async def last_seq(conn: asyncpg.Connection, device: DeviceRef) -> int:

@@ -191,6 +191,13 @@ class PostgresStore:
         """The highest seq ever assigned to the device's inbox (0 if none)."""
         return await self._committer.run(lambda conn: _pg_queue.last_seq(conn, device), write=False)
 
+    async def last_seqs(self, devices: Sequence[DeviceRef]) -> dict[DeviceRef, int]:
+        """The highest seq ever assigned to each of ``devices`` (those that exist), in one
+        read: what a relay node polls for the devices connected to it while Redis is down."""
+        return await self._committer.run(
+            lambda conn: _pg_queue.last_seqs(conn, devices), write=False
+        )
+
     async def queue_depth(self, device: DeviceRef) -> int:
         """How many items the device's inbox holds."""
         return await self._committer.run(
