@@ -5,11 +5,12 @@ machine's), three ``tidings server`` nodes on them (one database, the relay's ``
 copied to each), and devices that know the relay by all three URLs, in their own order (most
 prefer ``node0``). Under the workload:
 
-1. **kill -9 of the node most devices are on** (its ``tidings_connections`` on ``/metrics``):
+1. **kill -9 of the node most devices are on** (``connections`` on its ``/healthz``):
    they move to another node and resume from their cursor (the node is started again after
    step 3, so the next two faults hit a relay of two nodes);
-2. **Redis killed**, then restarted after a window: nodes fall back to polling pending devices,
-   then the hints resume;
+2. **Redis killed**, then restarted after a window: the scenario waits until every node's
+   ``/healthz`` says ``redis: down (polling)`` (they poll pending devices), and after the
+   restart until every one says ``up`` again (hints resume);
 3. **PostgreSQL killed** (a crash: every backend dies) and restarted after a window: the nodes'
    store calls fail meanwhile, and a ✓ must only follow a commit.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import urlparse
@@ -38,8 +40,11 @@ __all__ = ["NODES", "NODE_SCENARIOS", "node_crash", "prepare_nodes"]
 
 #: Relay nodes of the run.
 NODES = 3
-#: Seconds one ``/metrics`` read may take (milliseconds on loopback).
+#: Seconds one ``/healthz`` read may take (milliseconds on loopback).
 METRICS_TIMEOUT = 5.0
+#: What a node's ``/healthz`` says of Redis (:attr:`tidings.server.cluster.Cluster.state`).
+REDIS_UP = "up"
+REDIS_POLLING = "down (polling)"
 
 
 def _preferred(index: int) -> int:
@@ -104,16 +109,30 @@ def _dump_sent(run: LabRun, pg: LabPostgres) -> None:
     (run.run_dir / PG_SENT_FILE).write_text(json.dumps({"sent": sent}) + "\n")
 
 
-def connections(node: ServerProc) -> int:
-    """The node's open client connections (``tidings_connections`` on its ``/metrics``)."""
+def health(node: ServerProc) -> dict[str, Any]:
+    """The node's ``/healthz`` details (its body for a 503 too: degraded is not an error)."""
     port = node.args[node.args.index("--metrics-port") + 1]
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=METRICS_TIMEOUT) as resp:
-        text = resp.read().decode()
-    for line in text.splitlines():
-        if line.startswith("tidings_connections ") or line.startswith("tidings_connections{"):
-            return int(float(line.rsplit(" ", 1)[1]))
-    raise LabProcError(f"{node.name}: no tidings_connections on {url}")
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=METRICS_TIMEOUT) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    details = json.loads(body)
+    if not isinstance(details, dict):
+        raise LabProcError(f"{node.name}: {url} answered {body!r}")
+    return details
+
+
+def connections(node: ServerProc) -> int:
+    """The node's open client connections (``/healthz``)."""
+    return int(health(node)["connections"])
+
+
+def _all_say(run: LabRun, nodes: list[ServerProc], key: str, value: str, what: str) -> None:
+    """Wait until every one of ``nodes`` says ``key: value`` on ``/healthz`` (re-read on each
+    device line, and at least every 0.1 s)."""
+    run.wait_file(lambda: all(health(n).get(key) == value for n in nodes), PHASE, what)
 
 
 def node_crash(run: LabRun) -> None:
@@ -147,22 +166,30 @@ def node_crash(run: LabRun) -> None:
     run.progress(f"devices moved: now on {after}")
 
     run.wait_composed(max(1, 2 * run.planned // 5))
+    live = [n for n in run.servers if n is not victim]
     run.progress("Redis is killed: nodes poll")
     t = run.clock.now()
     redis.kill9()
+    _all_say(run, live, "redis", REDIS_POLLING, "every node polling")
+    polling = run.clock.now() - t
     run.window()
     redis.start(PHASE)
-    run.fault("redis_down", REDIS_TARGET, t, run.clock.now(), seconds=run.params.window)
+    t_up = run.clock.now()
+    _all_say(run, live, "redis", REDIS_UP, "every node back on Redis")
+    back = round(run.clock.now() - t_up, 3)
+    run.fault("redis_down", REDIS_TARGET, t, run.clock.now(), seconds=run.params.window,
+              polling_after=round(polling, 3), hints_after=back)  # fmt: skip
 
     run.wait_composed(max(1, 3 * run.planned // 5))
     run.progress("PostgreSQL is killed: the nodes' store calls fail")
     t = run.clock.now()
     pg.kill9()
     run.window()
+    stores = {node_ids[n.name]: health(n)["store"] for n in live}  # during the outage
     pg.start(PHASE)
     refused = _refused(run, t)
     run.fault("pg_restart", PG_TARGET, t, run.clock.now(), seconds=run.params.window,
-              refused=refused)  # fmt: skip
+              refused=refused, stores=stores)  # fmt: skip
     run.progress(
         f"PostgreSQL is back ({refused} sends refused meanwhile); {node_ids[victim.name]} restarts"
     )
@@ -205,8 +232,13 @@ NODE_SCENARIOS = (
         relay_args=SERVER_ARGS,
         prepare=prepare_nodes,
         complaint=(
-            "messages lost or sent twice when a server node or its database goes down; "
-            "clients stuck on a dead node"
+            "users on a dead server node cannot be reached; workers silently stop getting "
+            "updates after Redis trouble; events lost when the replication link reconnects"
+        ),
+        links=(
+            "https://github.com/tinode/chat/issues/28",
+            "https://github.com/matrix-org/synapse/issues/9351",
+            "https://github.com/matrix-org/synapse/pull/7427",
         ),
         invariant=(
             "G1–G4: every ✓ committed in PostgreSQL, nothing lost, duplicated or reordered "
