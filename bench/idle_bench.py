@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _relay_procs import read_event
+from _relay_procs import free_port, read_event
 
 from tidings.client.connect import CLIENT_KEEPALIVE, open_channel
 from tidings.net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
@@ -99,6 +99,11 @@ async def one_run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     data.mkdir()
     keys = await seed_accounts(data / DB_FILE, args.connections)
     entry = ["-m", "tidings"] if not args.server_entry else args.server_entry.split()
+    env = dict(os.environ)
+    if args.trace:
+        entry = [str(HERE / "_trace_server.py")]
+        env["IDLE_TRACE_OUT"] = str(Path(args.trace).resolve())
+    signal_server = args.signal_server or bool(args.trace)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *entry,
@@ -112,16 +117,23 @@ async def one_run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "warning",
         "--max-connections",
         str(args.connections + 100),
+        "--metrics-port",  # a free one: the default (7401) may be taken by another relay
+        str(free_port()),
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=(root / "server.stderr").open("wb"),
     )
     conns: list[ChannelConnection] = []
     try:
-        ready = await read_event(proc, "server", 30.0)
+        try:
+            ready = await read_event(proc, "server", 30.0)
+        except RuntimeError:
+            sys.stderr.write((root / "server.stderr").read_text())
+            raise
         pid, url = int(ready["pid"]), str(ready["url"])
         await asyncio.sleep(args.settle)
         before = rss_kib(pid)
-        if args.signal_server:
+        if signal_server:
             os.kill(pid, signal.SIGUSR1)
         gate = asyncio.Semaphore(args.concurrency)
 
@@ -136,7 +148,7 @@ async def one_run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             await asyncio.gather(*(connect(k) for k in keys))
         await asyncio.sleep(args.settle)
         after = rss_kib(pid)
-        if args.signal_server:
+        if signal_server:
             os.kill(pid, signal.SIGUSR2)
             await asyncio.sleep(args.settle * 5)
         per = (after - before) / len(keys)
@@ -200,6 +212,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--signal-server",
         action="store_true",
         help="send the relay SIGUSR1 before and SIGUSR2 after the connections (for a wrapper)",
+    )
+    p.add_argument(
+        "--trace",
+        default="",
+        metavar="PATH",
+        help="run the relay under tracemalloc (bench/_trace_server.py) and write what the "
+        "connections allocated to PATH: sizes by line and by traceback (RSS is then inflated)",
     )
     p.add_argument("--out", default=str(HERE / "results" / "idle.json"))
     return p.parse_args(argv)

@@ -1,4 +1,7 @@
-"""The close-code table, and the codes our client's closes carry to a real ``websockets`` server."""
+"""The close-code table, and the codes our client's closes carry to a real ``websockets`` server.
+
+The client's deadlines (keepalive, close linger) run on virtual time (``VirtualTimers``): real
+sockets, no wait on the wall clock (CONVENTIONS §11)."""
 
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tests.harness import TIMEOUT, RawPeer
 from tidings.client.connect import open_channel
-from tidings.net.channel import Channel, ChannelState, KeepaliveParams
+from tidings.net.channel import Channel, ChannelClosed, ChannelState, FrameReceived, KeepaliveParams
 from tidings.net.closecodes import CLOSE_CODES, WSClose, close_code, echo_code
+from tidings.net.timers import VirtualTimers
 from tidings.net.ws import CLOSE_LINGER
 from tidings.noise import PipesResponder, generate_keypair
-from tidings.wire import PROLOGUE, ErrorCode
+from tidings.wire import PROLOGUE, ErrorCode, Ping
 
 #: Codes a peer may send in a close frame (RFC 6455 §7.4.1 and the IANA registry of §11.7).
 SENDABLE = {1000, 1001, 1002, 1003, *range(1007, 1015)}
@@ -107,17 +111,26 @@ async def ws_server() -> AsyncIterator[WSServer]:
 
 async def answer_handshake_then_go_silent(ws: ServerConnection) -> None:
     """Be a Noise responder (our sans-I/O channel) until the session is open, then say nothing."""
+    await answer_handshake(ws)
+    async for _ in ws:  # the client's PINGs, never answered
+        pass
+
+
+async def answer_handshake(ws: ServerConnection) -> Channel:
+    """Be a Noise responder (our sans-I/O channel) until the session is open; the channel (it
+    reports PINGs and never answers them)."""
     private, _ = generate_keypair(os.urandom)
     forever = KeepaliveParams(ping_interval=None, dead_after=600.0, handshake_timeout=600.0)
-    channel = Channel(PipesResponder(private, prologue=PROLOGUE, rng=os.urandom), forever, 0.0)
+    responder = PipesResponder(private, prologue=PROLOGUE, rng=os.urandom)
+    channel = Channel(responder, forever, 0.0, answer_pings=False)
     while channel.state is ChannelState.HANDSHAKE:
         message = await ws.recv()
         assert isinstance(message, bytes)
         channel.receive_message(message, time.monotonic())
         for reply in channel.data_to_send():
             await ws.send(reply)
-    async for _ in ws:  # the client's PINGs, never answered
-        pass
+    channel.events()  # HandshakeDone
+    return channel
 
 
 async def test_a_client_close_is_normal(ws_server: WSServer) -> None:
@@ -146,15 +159,41 @@ async def test_a_garbage_handshake_reply_is_a_protocol_error(ws_server: WSServer
 
 
 async def test_a_silent_server_is_a_keepalive_policy_violation(ws_server: WSServer) -> None:
-    ws_server.behaviour = answer_handshake_then_go_silent
+    """On virtual time: PING at ``ping_interval``, the close at ``dead_after``, not before."""
+    received: asyncio.Queue[object] = asyncio.Queue()
+
+    async def record_after_handshake(ws: ServerConnection) -> None:
+        channel = await answer_handshake(ws)
+        async for message in ws:  # the client's PINGs, never answered
+            assert isinstance(message, bytes)
+            channel.receive_message(message, 0.0)
+            for event in channel.events():
+                received.put_nowait(event)
+
+    ws_server.behaviour = record_after_handshake
     private, _ = generate_keypair(os.urandom)
-    keepalive = KeepaliveParams(ping_interval=0.1, dead_after=0.3, handshake_timeout=5.0)
+    keepalive = KeepaliveParams(ping_interval=10.0, dead_after=15.0, handshake_timeout=5.0)
+    timers = VirtualTimers()
     peer = RawPeer()
-    conn = await open_channel(ws_server.url, peer, private, None, keepalive)
+    conn = await open_channel(ws_server.url, peer, private, None, keepalive, timers=timers)
+    async with asyncio.timeout(TIMEOUT):
+        await peer.handshake.wait()
+    timers.advance(9.9)
+    assert received.empty()
+    timers.advance(0.1)  # ping_interval of silence: one PING
+    async with asyncio.timeout(TIMEOUT):
+        ping = await received.get()
+    assert isinstance(ping, FrameReceived) and isinstance(ping.frame, Ping)
+    timers.advance(4.9)
+    assert peer.closed is None and not conn.disconnected.is_set()
+    timers.advance(0.1)  # dead_after of silence: closed
+    assert peer.closed is not None and peer.closed.code == ErrorCode.KEEPALIVE_TIMEOUT
     assert await ws_server.close_code() == 1008
     async with asyncio.timeout(TIMEOUT):
         await conn.disconnected.wait()
-    assert peer.closed is not None and peer.closed.code == ErrorCode.KEEPALIVE_TIMEOUT
+        told = await received.get()  # the ERROR before the close
+    assert isinstance(told, ChannelClosed) and told.code == ErrorCode.KEEPALIVE_TIMEOUT
+    assert received.empty()
 
 
 def test_the_protocol_doc_lists_the_same_table() -> None:
@@ -183,7 +222,8 @@ async def test_a_close_towards_a_peer_that_stopped_reading_ends_within_the_linge
 
     ws_server.behaviour = stop_reading
     private, _ = generate_keypair(os.urandom)
-    conn = await open_channel(ws_server.url, RawPeer(), private, None)
+    timers = VirtualTimers()
+    conn = await open_channel(ws_server.url, RawPeer(), private, None, timers=timers)
     assert conn.transport is not None
     tcp = conn.transport.underlying_transport
     for _ in range(1000):  # bounded: fill the kernel's buffers until our own backlog grows
@@ -191,10 +231,14 @@ async def test_a_close_towards_a_peer_that_stopped_reading_ends_within_the_linge
             break
         conn.transport.send(WSMsgType.BINARY, b"\0" * 65_536)
     assert tcp.get_write_buffer_size() > 0
-    loop = asyncio.get_running_loop()
-    closed_at = loop.time()
     conn.close()  # a graceful close would wait for the backlog to drain: for ever
-    async with asyncio.timeout(CLOSE_LINGER + TIMEOUT):
+    for _ in range(20):  # the loop runs; nothing drains
+        await asyncio.sleep(0)
+    timers.advance(CLOSE_LINGER - 0.01)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not conn.disconnected.is_set()
+    timers.advance(0.01)  # the linger is over: the connection is aborted
+    async with asyncio.timeout(TIMEOUT):
         await conn.disconnected.wait()
-    assert loop.time() - closed_at >= CLOSE_LINGER - 0.05
     revived.set()

@@ -22,11 +22,12 @@ from tests import pgdb
 from tests.harness import TIMEOUT, free_port, http_get
 from tests.redisd import RedisServer
 from tests.server.noise_ws import NoiseWS, error_codes
+from tidings.errors import ConfigError, StartupError
 from tidings.noise import generate_keypair
 from tidings.server.app import Relay
 from tidings.server.config import ServerConfig
 from tidings.server.wakeups import PushAnswer
-from tidings.store import DeviceRef, PostgresStore, PushSubscription
+from tidings.store import DeviceRef, MemoryStore, PostgresStore, PushSubscription
 from tidings.wire import (
     PROTOCOL_VERSION,
     Deliver,
@@ -188,6 +189,24 @@ async def test_a_send_on_one_node_reaches_a_device_on_the_other_through_a_hint(
     assert nodes.a.metrics.registry.get_sample_value("tidings_node_info", labels) == 1
 
 
+async def test_a_burst_of_sends_costs_at_most_one_publish_per_commit(nodes: Nodes) -> None:
+    bob = await registered(nodes.ws(nodes.b), "bob")
+    alice = await registered(nodes.ws(nodes.a), "alice")
+    assert nodes.a.cluster is not None
+    await nodes.a.cluster.settle()
+    publishes = count(nodes.a, "tidings_hint_publishes_total")
+    commits = nodes.a.store.stats.commits
+    burst = 40
+    mids = [i.to_bytes(16, "big") for i in range(1, burst + 1)]
+    await alice.send(*(Send(mid, "bob", (Target("bob", 1, b"x"),)) for mid in mids))
+    got = [await next_of(bob, Deliver) for _ in mids]
+    assert [d.message_id for d in got if isinstance(d, Deliver)] == mids
+    await nodes.a.cluster.settle()
+    published = count(nodes.a, "tidings_hint_publishes_total") - publishes
+    assert 1 <= published <= nodes.a.store.stats.commits - commits  # never one per send
+    assert published < burst
+
+
 async def test_with_redis_down_delivery_goes_on_by_polling_and_hints_resume(
     nodes: Nodes, redisd: RedisServer, watch: LogWatch
 ) -> None:
@@ -267,8 +286,23 @@ async def woken_by(relay: Relay, ref: DeviceRef) -> list[DeviceRef]:
     return posted
 
 
-def test_redis_needs_the_postgresql_store() -> None:
-    from tidings.errors import ConfigError
+async def test_a_poll_reads_the_last_seqs_of_many_devices_in_one_statement(nodes: Nodes) -> None:
+    bob = await registered(nodes.ws(nodes.b), "bob")
+    alice = await registered(nodes.ws(nodes.a), "alice")
+    await send(alice, "bob", b"one", b"1" * 16)
+    await next_of(bob, Deliver)
+    store = nodes.a.store
+    assert isinstance(store, PostgresStore)
+    seqs = await store.last_seqs([DeviceRef("bob", 1), DeviceRef("alice", 1), DeviceRef("zed", 1)])
+    assert seqs == {DeviceRef("bob", 1): 1, DeviceRef("alice", 1): 0}  # no row for zed
 
+
+def test_redis_needs_the_postgresql_store() -> None:
     with pytest.raises(ConfigError, match="needs the PostgreSQL store"):
         ServerConfig(redis_url="redis://127.0.0.1:6379/0")
+
+
+def test_redis_on_a_store_other_than_postgresql_does_not_start() -> None:
+    config = ServerConfig(store="postgresql://x@127.0.0.1/x", redis_url="redis://127.0.0.1/0")
+    with pytest.raises(StartupError, match="needs the PostgreSQL store"):
+        Relay(config, MemoryStore(), generate_keypair(os.urandom)[0])

@@ -20,6 +20,7 @@ import pytest
 
 from tests.harness import TIMEOUT, ClientLab, RelayLab, open_raw, send_sealed, wait_closed
 from tidings.client.events import Disconnected
+from tidings.net.timers import VirtualTimers
 from tidings.noise import generate_keypair
 from tidings.server.admission import Admission, Caps
 from tidings.server.app import Relay
@@ -143,13 +144,15 @@ async def test_running_out_of_descriptors_pauses_accepting_logs_once_and_recover
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "tidings.server")
+    timers = VirtualTimers()
     listener = ObservedListener(
         bind("127.0.0.1", 0),
         Admission(Caps(10)),
         lambda request, cap: None,
         Metrics(),
-        retry_delay=0.01,
+        retry_delay=0.5,
         clock=lambda: 0.0,  # every line after the first falls in the same interval
+        timers=timers,
     )
     port = listener.sockets[0].getsockname()[1]
     clients = [socket.socket() for _ in range(3)]  # their descriptors exist before the limit
@@ -159,14 +162,19 @@ async def test_running_out_of_descriptors_pauses_accepting_logs_once_and_recover
                 client.setblocking(False)
                 with contextlib.suppress(BlockingIOError):
                     client.connect(("127.0.0.1", port))
-            # accept() fails with EMFILE, again after each pause: wait for a few rounds.
-            for _ in range(5):
-                listener.paused.clear()
+            # accept() fails with EMFILE, again after each pause (on virtual time): a few rounds.
+            for round_ in range(5):
+                if round_:
+                    listener.paused.clear()
+                    timers.advance(0.49)
+                    assert not listener.accepting  # not before the retry delay
+                    timers.advance(0.01)
                 async with asyncio.timeout(TIMEOUT):
                     await listener.paused.wait()
             assert listener.admission.open == 0
             assert not listener.accepting
         # Descriptors are back: the next retry accepts the connections that waited.
+        timers.advance(0.5)
         async with asyncio.timeout(TIMEOUT):
             await listener.admitted.wait()
     finally:

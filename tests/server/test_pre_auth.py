@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import struct
 
 import pytest
-import websockets
 
 from tests.harness import TIMEOUT, ObservedRelay, RelayLab
 from tests.server.noise_ws import NoiseWS, error_codes
 from tidings.client import register
 from tidings.errors import ConfigError
+from tidings.net.timers import VirtualTimers
 from tidings.net.ws import MAX_WS_FRAME
 from tidings.server.config import ServerConfig, load_config
 from tidings.server.session import SessionState
@@ -43,29 +42,36 @@ PEERS = 20
 
 
 async def test_a_peer_that_only_pings_is_closed_at_the_auth_deadline(relays: RelayLab) -> None:
-    relay = await relays.start(auth_timeout=0.3)  # idle_timeout stays 30 s: pings keep it alive
+    """On virtual time: PINGs are answered and do not extend the wait; the close comes at
+    ``auth_timeout`` after the handshake, not earlier."""
+    timers = relays.relay_options["timers"] = VirtualTimers()
+    relay = await relays.start(auth_timeout=10.0)  # idle_timeout stays 30 s
     peer = await NoiseWS.open(relay.url)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    for nonce in range(100_000):  # bounded: the relay closes long before
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await peer.send(Ping(nonce))
-        answer = await peer.next_or_close() or []
-        if answer != [Pong(nonce)]:
-            break
+    for nonce in range(10):  # pinging all along, up to 9 s (the first Pong: the handshake done)
+        timers.advance(1.0 if nonce else 0.0)
+        await peer.send(Ping(nonce))
+        assert await peer.next() == [Pong(nonce)]
+    timers.advance(1.0)  # 10 s after the handshake
     code, frames = await peer.close_seen()
-    assert nonce > 0  # it was pinging all along
-    assert loop.time() - started >= 0.3 - 0.05  # at the deadline, not earlier
-    assert code == 1008 and error_codes(answer + frames) == [ErrorCode.AUTH_TIMEOUT]
+    assert code == 1008 and error_codes(frames) == [ErrorCode.AUTH_TIMEOUT]
     assert not relay._all  # the session is gone
 
 
 async def test_registered_is_followed_by_a_new_wait_for_hello(relays: RelayLab) -> None:
-    relay = await relays.start(auth_timeout=0.3)
+    """On virtual time: the new wait is ``auth_timeout`` from REGISTERED, not less."""
+    timers = relays.relay_options["timers"] = VirtualTimers()
+    relay = await relays.start(auth_timeout=10.0)
     peer = await NoiseWS.open(relay.url)
+    await peer.send(Ping(0))
+    assert await peer.next() == [Pong(0)]  # the relay's side of the handshake is done at 0
+    timers.advance(9.0)  # most of the first wait
     await peer.send(Register(PROTOCOL_VERSION, "carol", "c", None))
     assert await peer.next() == [Registered("carol", 1)]
-    code, frames = await peer.close_seen()  # no HELLO
+    timers.advance(9.9)  # past the first deadline, not the new one
+    await peer.send(Ping(1))
+    assert await peer.next() == [Pong(1)]
+    timers.advance(0.1)  # no HELLO
+    code, frames = await peer.close_seen()
     assert code == 1008 and error_codes(frames) == [ErrorCode.AUTH_TIMEOUT]
 
 

@@ -36,6 +36,7 @@ from ..net.channel import (
     HandshakeDone,
     KeepaliveParams,
 )
+from ..net.timers import Timers
 from ..net.ws import MAX_WS_FRAME, ChannelConnection, tcp_bytes_acked, tcp_unacked_bytes
 from ..noise import PipesInitiator, generate_keypair
 from ..wire import (
@@ -186,8 +187,12 @@ async def open_channel(
     keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
     rng: Callable[[int], bytes] = os.urandom,
     addresses: RelayAddresses | None = None,
+    timers: Timers | None = None,
 ) -> ChannelConnection:
     """Connect and start the Noise handshake; ``handler`` gets the channel's events.
+
+    ``timers``: where the connection's deadlines run (default: the loop's own, on the
+    monotonic clock; tests pass a :class:`~tidings.net.timers.VirtualTimers`).
 
     With ``addresses`` (the caller's, kept across attempts), a host name is resolved here and
     the addresses tried as :class:`~tidings.client.addresses.RelayAddresses` plans; the caller
@@ -236,7 +241,7 @@ async def open_channel(
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             _, listener = await ws_connect(
-                lambda: _Conn(make_channel, handler),  # type: ignore[arg-type]
+                lambda: _Conn(make_channel, handler, timers),  # type: ignore[arg-type]
                 url,
                 socket_factory=planned_socket,
                 ssl_context=tls,

@@ -299,6 +299,12 @@ class Channel:
             self._ping_sent_at = now
             self.send_frame(Ping(self._ping_nonce))
 
+    def release_ciphers(self) -> None:
+        """The connection is quiet: drop the transport's AEAD objects (~2 KiB outside Python's
+        heap); the next message makes them again from the keys. Changes nothing on the wire."""
+        if self._transport is not None:
+            self._transport.release()
+
     # ------------------------------------------------------------------ outputs
 
     def data_to_send(self) -> list[bytes]:

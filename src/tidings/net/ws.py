@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
@@ -31,6 +30,7 @@ from ..noise import MAX_MESSAGE
 from ..wire import ErrorCode, Frame
 from .channel import Channel, ChannelClosed, ChannelState, Event
 from .closecodes import close_code, echo_code
+from .timers import Later, Timers, monotonic
 
 #: Seconds a closed connection may take to flush its last bytes (ERROR, close frame) before
 #: the TCP connection is aborted. A graceful close waits for the write backlog to drain, and
@@ -44,6 +44,11 @@ CLOSE_LINGER = 2.0
 MAX_WS_FRAME = MAX_MESSAGE + 64
 
 
+#: The headers of every upgrade once forgotten: one empty multidict (picows' type) shared by all
+#: connections, since nothing writes to them after the upgrade (an own one costs 88 bytes).
+_NO_HEADERS: Any = None
+
+
 class ChannelHandler(Protocol):
     """What the owner of a connection implements."""
 
@@ -54,25 +59,33 @@ class ChannelHandler(Protocol):
         """Called once when the WebSocket is gone."""
 
 
-def monotonic() -> float:
-    """The clock the keepalive runs on."""
-    return time.monotonic()
+__all__ = ["CLOSE_LINGER", "MAX_WS_FRAME", "ChannelConnection", "ChannelHandler", "monotonic"]
 
 
 class ChannelConnection(WSListener):
-    """A picows listener that pumps one :class:`Channel`."""
+    """A picows listener that pumps one :class:`Channel`.
+
+    Args:
+        make_channel: builds the channel when the WebSocket is up (given ``now``).
+        handler: gets the channel's events and the disconnect.
+        timers: where its deadlines run, and their clock (default: the loop's shared
+            :class:`~tidings.net.timers.Timers` on the monotonic clock; tests pass a
+            :class:`~tidings.net.timers.VirtualTimers`).
+        keep_headers: the upgrade request's headers to keep after the upgrade (e.g. the
+            reverse proxy's client-address header); picows would keep them all, ~1 KiB.
+    """
 
     # Slots: one of these lives per connection, idle or not (issue 10: bytes per connection).
     __slots__ = (
-        "_clock",
         "_disconnected",
         "_flush_scheduled",
         "_gone",
+        "_keep_headers",
         "_linger",
         "_loop",
         "_make_channel",
-        "_timer",
         "_timer_at",
+        "_timers",
         "bytes_written",
         "channel",
         "closed_event",
@@ -85,23 +98,24 @@ class ChannelConnection(WSListener):
         self,
         make_channel: Callable[[float], Channel],
         handler: ChannelHandler,
-        clock: Callable[[], float] = monotonic,
+        timers: Timers | None = None,
+        keep_headers: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self._make_channel = make_channel
         self.handler = handler
-        self._clock = clock
         self.channel: Channel | None = None
         self.transport: WSTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._timers = timers if timers is not None else Timers.of(self._loop)
+        self._keep_headers = keep_headers
         self._disconnected: asyncio.Event | None = None  # made when asked for: ~800 bytes
         self._gone = False
         self.bytes_written = 0
         self.closed_event: ChannelClosed | None = None
         self._flush_scheduled = False
-        self._timer_at = 0.0
-        self._linger: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None  # the deadline scheduled on the timers
+        self._linger: Later | None = None
         #: The owner's pump, called by every :meth:`flush` after the channel's events and
         #: before the write: what it queues on the channel leaves in that write.
         self.pump: Callable[[], None] | None = None
@@ -110,9 +124,29 @@ class ChannelConnection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        self.channel = self._make_channel(self._clock())
+        self._forget_upgrade(transport)
+        self.channel = self._make_channel(self._timers.clock())
         self.after_connect()
         self.flush()
+
+    def _forget_upgrade(self, transport: WSTransport) -> None:
+        """Drop the upgrade's headers but the kept ones: picows holds the request and the
+        response for the connection's whole life, and nothing reads them after the upgrade."""
+        global _NO_HEADERS
+        request, response = transport.request, transport.response
+        if request is not None:
+            headers = request.headers
+            if _NO_HEADERS is None:
+                _NO_HEADERS = type(headers)()
+            kept = _NO_HEADERS
+            for name in self._keep_headers:
+                for value in headers.getall(name, ()):
+                    if kept is _NO_HEADERS:
+                        kept = type(headers)()
+                    kept.add(name, value)
+            request.headers = kept
+        if response is not None and _NO_HEADERS is not None:
+            response.headers = _NO_HEADERS
 
     def after_connect(self) -> None:
         """Hook: the client starts the handshake here."""
@@ -127,7 +161,7 @@ class ChannelConnection(WSListener):
                 too_large = int(ErrorCode.FRAME_TOO_LARGE)
                 channel.close(too_large, "websocket message too large", notify=False)
             else:
-                channel.receive_message(frame.get_payload_as_bytes(), self._clock())
+                channel.receive_message(frame.get_payload_as_bytes(), self._timers.clock())
         elif mtype == WSMsgType.CLOSE:
             if not self._lost(transport):
                 transport.send_close(WSCloseCode(echo_code(frame.get_close_code().value)))
@@ -145,9 +179,7 @@ class ChannelConnection(WSListener):
         self.schedule_flush()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timer()
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
@@ -193,7 +225,7 @@ class ChannelConnection(WSListener):
     def expect_auth(self) -> None:
         """Server side: start the wait for HELLO anew (see :meth:`Channel.expect_auth`)."""
         if self.channel is not None:
-            self.channel.expect_auth(self._clock())
+            self.channel.expect_auth(self._timers.clock())
             self.schedule_flush()  # re-arms the timer
 
     def close(self, code: int = 0, reason: str = "") -> None:
@@ -227,16 +259,20 @@ class ChannelConnection(WSListener):
         for event in channel.events():  # a close caused by a handler, or the loss
             self._dispatch(event)
         if channel.state is ChannelState.CLOSED:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
             if not self._lost(transport):
                 transport.send_close(WSCloseCode(self._close_code(channel)))
             transport.disconnect()  # a no-op once closed
             if not transport.is_disconnected and self._linger is None:
-                self._linger = self._loop.call_later(CLOSE_LINGER, self._abort)
+                self._linger = self._timers.call_later(CLOSE_LINGER, self._abort)
             return
+        self._timers.touch(self)
         self._arm_timer()
+
+    def release_ciphers(self) -> None:
+        """Quiet for a while (the timers' sweep): drop the channel's AEAD objects."""
+        if self.channel is not None:
+            self.channel.release_ciphers()
 
     # ---------------------------------------------------------------- internals
 
@@ -271,16 +307,27 @@ class ChannelConnection(WSListener):
         assert channel is not None
         deadline = channel.next_deadline()
         if deadline is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
             return
-        if self._timer is not None and self._timer_at <= deadline:
+        at = self._timer_at
+        if at is not None and at <= deadline:
             return
-        if self._timer is not None:
-            self._timer.cancel()
+        if at is not None:
+            self._timers.discard()
         self._timer_at = deadline
-        self._timer = self._loop.call_later(max(0.0, deadline - self._clock()), self._on_timer)
+        self._timers.schedule(self, deadline)
+
+    def _cancel_timer(self) -> None:
+        if self._timer_at is not None:
+            self._timer_at = None
+            self._timers.discard()
+
+    def _deadline_valid(self, when: float) -> bool:
+        """Whether ``when`` is still this connection's timer (the timers' question)."""
+        return self._timer_at == when
+
+    def _deadline_passed(self, when: float) -> None:
+        self._on_timer()
 
     def _abort(self) -> None:
         """The graceful close did not finish within CLOSE_LINGER: drop what is unsent."""
@@ -289,9 +336,9 @@ class ChannelConnection(WSListener):
             self.transport.disconnect(graceful=False)
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._timer_at = None
         if self.channel is not None:
-            self.channel.handle_timer(self._clock())
+            self.channel.handle_timer(self._timers.clock())
             self.flush()
 
 

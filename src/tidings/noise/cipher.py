@@ -91,12 +91,15 @@ class CipherState:
         ValueError: unknown cipher name or key of the wrong length.
     """
 
-    __slots__ = ("_aead", "_cipher", "_n")
+    # The AEAD object is made from the key when first used and may be dropped (:meth:`release`):
+    # ``cryptography``'s holds ~1.1 KiB outside Python's heap, for every idle connection.
+    __slots__ = ("_aead", "_cipher", "_key", "_n")
 
     def __init__(self, cipher: str, key: bytes | None = None) -> None:
         if cipher not in CIPHERS:
             raise ValueError(f"unknown noise cipher {cipher!r}")
         self._cipher = CIPHERS[cipher]
+        self._key: bytes | None = None
         self._aead: _Aead | None = None
         self._n = 0
         self.initialize_key(key)
@@ -115,12 +118,21 @@ class CipherState:
         """Set ``k = key`` and ``n = 0`` (Noise §5.1 InitializeKey)."""
         if key is not None and len(key) != KEY_LEN:
             raise ValueError(f"a noise cipher key is {KEY_LEN} bytes")
-        self._aead = None if key is None else self._cipher.aead(key)
+        self._key = key
+        self._aead = None
         self._n = 0
 
     def has_key(self) -> bool:
         """Whether ``k`` is non-empty (Noise §5.1 HasKey)."""
-        return self._aead is not None
+        return self._key is not None
+
+    def release(self) -> None:
+        """Drop the AEAD object (the key stays; the next use makes it again)."""
+        self._aead = None
+
+    def _cipher_of(self, key: bytes) -> _Aead:
+        aead = self._aead = self._cipher.aead(key)
+        return aead
 
     def set_nonce(self, nonce: int) -> None:
         """Set ``n`` (Noise §5.1 SetNonce); for out-of-order transports and tests.
@@ -141,12 +153,14 @@ class CipherState:
             MessageTooLargeError: the ciphertext would exceed `MAX_MESSAGE`.
             NonceExhaustedError: ``n`` has reached the reserved `MAX_NONCE`.
         """
-        if self._aead is None:
+        key = self._key
+        if key is None:
             return plaintext
         if len(plaintext) + TAG_LEN > MAX_MESSAGE:
             raise MessageTooLargeError(f"noise ciphertext over {MAX_MESSAGE} bytes")
         self._check_nonce()
-        ciphertext = self._aead.encrypt(self._cipher.nonce(self._n), plaintext, ad)
+        aead = self._aead or self._cipher_of(key)
+        ciphertext = aead.encrypt(self._cipher.nonce(self._n), plaintext, ad)
         self._n += 1
         return ciphertext
 
@@ -159,13 +173,15 @@ class CipherState:
             DecryptionError: authentication failed or the ciphertext is over `MAX_MESSAGE`.
             NonceExhaustedError: ``n`` has reached the reserved `MAX_NONCE`.
         """
-        if self._aead is None:
+        key = self._key
+        if key is None:
             return ciphertext
         if len(ciphertext) > MAX_MESSAGE:
             raise DecryptionError()
         self._check_nonce()
+        aead = self._aead or self._cipher_of(key)
         try:
-            plaintext = self._aead.decrypt(self._cipher.nonce(self._n), ciphertext, ad)
+            plaintext = aead.decrypt(self._cipher.nonce(self._n), ciphertext, ad)
         except InvalidTag as exc:
             raise DecryptionError() from exc
         self._n += 1
@@ -177,11 +193,14 @@ class CipherState:
         Raises:
             ValueError: there is no key to rekey.
         """
-        if self._aead is None:
+        key = self._key
+        if key is None:
             raise ValueError("cannot rekey an empty noise key")
         # Noise §4.2: REKEY(k) = first 32 bytes of ENCRYPT(k, maxnonce, zerolen, zeros).
-        new_key = self._aead.encrypt(self._cipher.nonce(MAX_NONCE), bytes(KEY_LEN), b"")
-        self._aead = self._cipher.aead(new_key[:KEY_LEN])
+        aead = self._aead or self._cipher_of(key)
+        new_key = aead.encrypt(self._cipher.nonce(MAX_NONCE), bytes(KEY_LEN), b"")
+        self._key = new_key[:KEY_LEN]
+        self._aead = None
 
     def _check_nonce(self) -> None:
         if self._n >= MAX_NONCE:

@@ -72,6 +72,12 @@ class NoiseTransport:
         """Whether a decryption has failed, which kills the transport for good."""
         return self._failure is not None
 
+    def release(self) -> None:
+        """Drop both directions' AEAD objects while the session is quiet (keys and nonces stay;
+        the next message makes them again): memory an idle connection need not hold."""
+        self._send.release()
+        self._receive.release()
+
     def encrypt(self, plaintext: bytes) -> bytes:
         """Encrypt one transport message.
 

@@ -33,6 +33,7 @@ from ..net.channel import (
     HandshakeDone,
     KeepaliveParams,
 )
+from ..net.timers import Timers
 from ..net.ws import ChannelConnection
 from ..noise import PipesResponder, fingerprint, public_key
 from ..store import DeviceRef, InboxItem, Store, Stored
@@ -77,8 +78,12 @@ class Relay:
         push_timing: WakeTiming = DEFAULT_TIMING,
         push_request_timeout: float = PUSH_REQUEST_TIMEOUT,
         store_heartbeat: float | None = None,
+        timers: Timers | None = None,
     ) -> None:
         """A relay on ``store`` with the Noise static key ``static_private``.
+
+        ``timers``: where the connections' deadlines (handshake, HELLO, keepalive, close
+        linger) and the accept retry run (default: the loop's; tests pass virtual ones).
 
         ``push_key`` is the VAPID private key (a P-256 scalar, ``push.key``; ``None``: a new one
         for this run only, as tests want); ``push_timing`` and ``push_request_timeout`` are the
@@ -86,6 +91,7 @@ class Relay:
         """
         self.config = config
         self.store = store
+        self.timers = timers
         self.static_private = static_private
         self.static_public = public_key(static_private)
         offset = config.clock_offset  # the config is frozen: read once
@@ -215,7 +221,9 @@ class Relay:
     async def _listen(self, caps: Caps) -> None:
         cfg = self.config
         sockets = bind(cfg.host, cfg.port, mss=cfg.tcp_mss)
-        self.listener = Listener(sockets, Admission(caps), self._new_connection, self.metrics)
+        self.listener = Listener(
+            sockets, Admission(caps), self._new_connection, self.metrics, timers=self.timers
+        )
         sock = sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         if cfg.metrics_port:
@@ -295,11 +303,14 @@ class Relay:
         if request.path.split(b"?", 1)[0] != WS_PATH:
             return None  # picows answers 404
         if refused is not None:
-            return ChannelConnection(self._make_channel, _Refusal(self, refused))
+            return ChannelConnection(self._make_channel, _Refusal(self, refused), self.timers)
         session = Session(self, next(self._ids))
         self._all.add(session)
         self.metrics.connections.set(len(self._all))
-        conn = ChannelConnection(self._make_channel, session)
+        proxy = self.config.proxy_header  # the one upgrade header read later (peer_ip)
+        conn = ChannelConnection(
+            self._make_channel, session, self.timers, () if proxy == "none" else (proxy,)
+        )
         conn.pump = session.pump
         session.conn = conn
         return conn

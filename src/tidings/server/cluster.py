@@ -140,7 +140,12 @@ class Cluster:
         await self._first.wait()
 
     async def stop(self) -> None:
-        """Disconnect (the presence records of this node's devices expire by themselves)."""
+        """Write what is queued (the dropped presence of the sessions closed on shutdown: other
+        nodes may push those devices at once), then disconnect; records left expire by
+        themselves."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REDIS_COMMAND_TIMEOUT):
+                await self.settle()
         tasks = [*self._tasks, *self._sweeps]
         for task in tasks:
             task.cancel()
@@ -223,6 +228,9 @@ class Cluster:
                 await self._connected()
             except (RedisError, OSError) as exc:
                 reason = str(exc) or type(exc).__name__
+            except Exception:  # a bug must not end the reconnecting for good
+                log.exception("! redis: the link to the other nodes failed")
+                reason = "internal error"
             self._down(reason)
             self._first.set()
             await asyncio.sleep(self._backoff.next())

@@ -563,12 +563,13 @@ def load_config(
     try:
         return ServerConfig(**values)  # type: ignore[arg-type]  # each value passed _check
     except ConfigError as exc:
-        # Only the cross-field rule can fail here: say where both values came from.
+        # Only a cross-field rule can fail here: say where its values came from.
+        text = str(exc)
+        names = ("ping_interval", "idle_timeout", "tcp_mss", "redis_url", "store")
         where = "; ".join(
-            f"{name} from {sources.get(name, 'the default')}"
-            for name in ("ping_interval", "idle_timeout")
+            f"{name} from {sources.get(name, 'the default')}" for name in names if name in text
         )
-        raise ConfigError(f"{exc} ({where})") from None
+        raise ConfigError(f"{text} ({where})" if where else text) from None
 
 
 _Converter = Callable[[str, object], object]

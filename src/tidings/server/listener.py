@@ -38,6 +38,7 @@ from picows import WSAutoPingStrategy, WSListener, WSUpgradeRequest
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from ..errors import StartupError
+from ..net.timers import Later, Timers
 from ..net.ws import MAX_WS_FRAME
 from .admission import Admission, Decision, Verdict, address_key
 from .logs import Throttle
@@ -188,6 +189,7 @@ class Listener:
         *,
         retry_delay: float = ACCEPT_RETRY_DELAY,
         clock: Callable[[], float] = time.monotonic,
+        timers: Timers | None = None,
     ) -> None:
         self.sockets = sockets
         self.admission = admission
@@ -196,9 +198,12 @@ class Listener:
         self._retry_delay = retry_delay
         self._clock = clock
         self._loop = asyncio.get_running_loop()
+        # The retry after a pause runs on these (tests pass virtual ones); ``clock`` is the
+        # log throttles' time.
+        self._timers = timers if timers is not None else Timers.of(self._loop)
         self._paused: set[str] = set()
         self._closed = False
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: Later | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._throttles = {
             "resources": Throttle(),
@@ -263,7 +268,7 @@ class Listener:
 
     async def _serve(self, sock: socket.socket, slot: _Slot, cap: str | None) -> None:
         def protocol() -> WSProtocol:
-            return _TrackedProtocol(slot.release, lambda request: self._factory(request, cap))
+            return _TrackedProtocol(slot, lambda request: self._factory(request, cap))
 
         try:
             await self._loop.connect_accepted_socket(protocol, sock)
@@ -293,7 +298,10 @@ class Listener:
                 self._retry_delay,
                 count,
             )
-        self._retry = self._loop.call_later(self._retry_delay, self._resume, "resources")
+        self._retry = self._timers.call_later(self._retry_delay, self._resume_resources)
+
+    def _resume_resources(self) -> None:
+        self._resume("resources")
 
     def _refused(self, decision: Decision) -> None:
         assert decision.cap is not None
@@ -365,9 +373,10 @@ class _TrackedProtocol(WSProtocol):  # type: ignore[misc]  # picows' class is un
     """picows' server protocol (built as ``ws_create_server`` builds it), reporting when its
     connection is gone, whether or not it got as far as a WebSocket."""
 
-    __slots__ = ("_on_lost",)
+    # The slot itself, not its bound ``release`` (64 bytes more per connection, for its life).
+    __slots__ = ("_slot",)
 
-    def __init__(self, on_lost: Callable[[], None], factory: Callable[..., Any]) -> None:
+    def __init__(self, slot: _Slot, factory: Callable[..., Any]) -> None:
         super().__init__(
             host_port=None,
             ws_path=None,
@@ -385,10 +394,10 @@ class _TrackedProtocol(WSProtocol):  # type: ignore[misc]  # picows' class is un
             extra_headers=None,
             read_buffer_init_size=WS_READ_BUFFER,
         )
-        self._on_lost = on_lost
+        self._slot = slot
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             super().connection_lost(exc)
         finally:
-            self._on_lost()
+            self._slot.release()

@@ -315,6 +315,7 @@ class WakeUps:
             if changed is not None:
                 await self._put(changed)
             self._wake.set()
+            self._changed()
             return
         async with self._slots:
             await self._put(sub)  # the attempt is counted before the POST: a crash retries it
