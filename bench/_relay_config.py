@@ -13,6 +13,9 @@ DEFAULT_QUICK_OUT = HERE / "results" / "relay-quick.json"
 DEFAULT_PEERS_OUT = HERE / "results" / "relay-peers.json"
 #: The peer systems ``--peers`` may name (``bench/peers/servers.py``).
 PEER_NAMES = ("mosquitto", "prosody")
+#: Most relay nodes ``--nodes`` starts: these machines have 2 cores; more would only measure
+#: the scheduler.
+MAX_NODES = 4
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Config:
     prosody_archive: str = "none"
     prosody_gc: str = "shipped"
     store: str = ""  # the relay's --store ("": SQLite in its temporary data directory)
+    nodes: int = 1  # relay nodes on one PostgreSQL store (--store), joined by Redis (--redis)
+    redis: str = ""  # the nodes' --redis
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -116,7 +121,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default="",
         help="the relay's --store: a PostgreSQL URL of an empty database (default: SQLite)",
     )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help=f"relay nodes (1..{MAX_NODES}) on the --store PostgreSQL database, joined by --redis; "
+        "each sender on one node, its receiver on the next",
+    )
+    p.add_argument("--redis", default="", help="with --nodes 2 or more: the nodes' --redis URL")
     a = p.parse_args(argv)
+    if not 1 <= a.nodes <= MAX_NODES:
+        p.error(f"--nodes must be 1..{MAX_NODES}")
+    if a.nodes > 1 and not (a.store.startswith("postgresql://") and a.redis):
+        p.error("--nodes 2 or more needs --store postgresql://… and --redis redis://…")
     peers = tuple(name for name in a.peers.split(",") if name)
     unknown = [name for name in peers if name not in PEER_NAMES]
     if unknown:
@@ -150,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         prosody_archive=a.prosody_archive,
         prosody_gc=a.prosody_gc,
         store=a.store,
+        nodes=a.nodes,
+        redis=a.redis,
     )
     if (
         min(cfg.pairs, cfg.messages, cfg.window, cfg.pairs_per_process, cfg.rounds) < 1

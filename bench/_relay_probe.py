@@ -87,6 +87,23 @@ class Snapshot:
         )
 
 
+def postgres_ticks() -> int:
+    """utime + stime of every ``postgres`` process on the machine (the database server's CPU:
+    its backends, WAL writer, checkpointer …), in clock ticks."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, _, rest = (entry / "stat").read_text().rpartition(")")
+        except OSError:
+            continue  # it ended
+        if head.partition("(")[2] == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def ticks_us(ticks: int) -> float:
     return ticks * 1e6 / CLK_TCK
 

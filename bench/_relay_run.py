@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from _relay_config import Config
-from _relay_probe import Snapshot, proc_status, scrape_metrics, ticks_us
+from _relay_probe import Snapshot, postgres_ticks, proc_status, scrape_metrics, ticks_us
 from _relay_procs import Processes, free_port, read_event, send_command, wait_for_file
 from _relay_profile import (
     PROFILER_START_TIMEOUT,
@@ -45,7 +45,9 @@ IDLE_SETTLE = 1.0
 REGISTER_CONCURRENCY = 32
 
 
-def server_argv(cfg: Config, data_dir: Path, metrics_port: int, prof_out: Path) -> list[str]:
+def server_argv(
+    cfg: Config, data_dir: Path, metrics_port: int, prof_out: Path, node: int = 0
+) -> list[str]:
     if cfg.profile == "cprofile":
         entry = [str(CPROFILE_SERVER), str(prof_out)]
     else:
@@ -77,7 +79,32 @@ def server_argv(cfg: Config, data_dir: Path, metrics_port: int, prof_out: Path) 
     ]
     if cfg.store:
         argv += ["--store", cfg.store]
+    if cfg.nodes > 1:
+        argv += ["--redis", cfg.redis, "--node-id", f"node{node}"]
     return argv
+
+
+async def start_nodes(
+    cfg: Config, procs: Processes, root: Path, log: list[str]
+) -> list[tuple[str, int]]:
+    """Nodes 1.. of ``--nodes`` beside node 0 (already started in ``root/server-data``), with
+    its keys (one relay: the devices pin one key); their (url, pid)."""
+    out = []
+    for n in range(1, cfg.nodes):
+        data = root / f"node{n}-data"
+        data.mkdir(mode=0o700)
+        for key in ("server.key", "push.key"):
+            shutil.copy2(root / "server-data" / key, data / key)
+        node = await procs.start(
+            f"node{n}",
+            server_argv(cfg, data, free_port(), root / f"node{n}.prof", n),
+            root / f"node{n}.stderr",
+            stdin=False,
+        )
+        ready = await read_event(node, f"node{n}", SERVER_START_TIMEOUT)
+        out.append((str(ready["url"]), int(ready["pid"])))
+        log.append(f"node{n} pid {ready['pid']} at {ready['url']}")
+    return out
 
 
 async def register_all(url: str, homes: dict[str, Path]) -> None:
@@ -115,6 +142,7 @@ async def run(cfg: Config, procs: Processes, log: list[str]) -> dict[str, Any]:
         url, pid = str(ready["url"]), int(ready["pid"])
         metrics_url = ready.get("metrics")
         log.append(f"server pid {pid} at {url} (data on {root}, clients on {client_root})")
+        nodes = [(url, pid), *await start_nodes(cfg, procs, root, log)]
 
         # -- accounts
         homes: dict[str, Path] = {}
@@ -123,7 +151,16 @@ async def run(cfg: Config, procs: Processes, log: list[str]) -> dict[str, Any]:
             homes[f"r{i:05d}"] = client_root / f"r{i:05d}"
         idle_homes = {f"i{i:05d}": client_root / f"i{i:05d}" for i in range(cfg.idle)}
         t = time.monotonic()
-        await register_all(url, {**homes, **idle_homes})
+        # with several nodes each sender registers (and so connects) on node i, its receiver on
+        # node i + 1: every message crosses from one node to another through the database and
+        # a Redis hint
+        for n, (node_url, _) in enumerate(nodes):
+            mine = {
+                a: h for a, h in homes.items() if (int(a[1:]) + (a[0] == "r")) % len(nodes) == n
+            }
+            await register_all(node_url, mine if len(nodes) > 1 else {**homes, **idle_homes})
+        if len(nodes) > 1:
+            await register_all(url, idle_homes)
         log.append(
             f"registered {len(homes) + len(idle_homes)} accounts in {time.monotonic() - t:.1f}s"
         )
@@ -192,6 +229,8 @@ async def run(cfg: Config, procs: Processes, log: list[str]) -> dict[str, Any]:
         if cfg.profile == "cprofile":
             os.kill(pid, signal.SIGUSR1)  # _bench_cprofile_server.py: enable the profiler
         before = Snapshot.take(pid)
+        nodes_before = [Snapshot.take(p).ticks for _, p in nodes]
+        db_before = postgres_ticks() if cfg.store else 0
         t_go = time.monotonic()
         for w in workers:
             send_command(w, "go")
@@ -201,6 +240,8 @@ async def run(cfg: Config, procs: Processes, log: list[str]) -> dict[str, Any]:
         t_done = time.monotonic()
         await asyncio.sleep(SETTLE)
         after = Snapshot.take(pid)
+        nodes_after = [Snapshot.take(p).ticks for _, p in nodes]
+        db_after = postgres_ticks() if cfg.store else 0
         if cfg.profile == "cprofile":
             os.kill(pid, signal.SIGUSR2)  # disable it and write the profile
             await wait_for_file(prof_out, PROFILER_STOP_TIMEOUT)
@@ -230,6 +271,24 @@ async def run(cfg: Config, procs: Processes, log: list[str]) -> dict[str, Any]:
             cfg, dones, before, after, t_done - t_go, idle_us_per_s, pid, metrics0, metrics1
         )
         report["idle_connections"] = idle_result
+        relayed = max(1, sum(int(d["received"]) for d in dones))
+        per_node = [
+            ticks_us(b - a) / relayed for a, b in zip(nodes_before, nodes_after, strict=True)
+        ]
+        report["nodes"] = {
+            "count": len(nodes),
+            # every node's CPU per relayed message (each message crosses two nodes: its
+            # sender's and its receiver's) and their sum: what the relay costs per message
+            "cpu_us_per_message_per_node": [round(x, 1) for x in per_node],
+            "cpu_us_per_message_all_nodes": round(sum(per_node), 1),
+            "messages_per_s": round(relayed / max(t_done - t_go, 1e-9), 1),
+        }
+        if cfg.store:
+            # every postgres process of the machine: the database this bench uses, and
+            # whatever else asks that server meanwhile (nothing, on an otherwise idle machine)
+            report["nodes"]["database_cpu_us_per_message"] = round(
+                ticks_us(db_after - db_before) / relayed, 1
+            )
         report["setup"] = {
             "connect_s": connect_s,
             # clients closed and created again because they did not connect in time

@@ -1,7 +1,8 @@
 """End-to-end relay benchmark: the real server and N sender/receiver pairs as separate processes.
 
 Usage: ``python bench/relay_bench.py [--pairs 50] [--messages 200] [--rate 0] [--payload 200]
-[--out bench/results/relay.json] [--quick] [--profile]``. With ``--peers mosquitto,prosody
+[--out bench/results/relay.json] [--quick] [--profile] [--store postgresql://… [--nodes N
+--redis redis://…]]``. With ``--peers mosquitto,prosody
 --rounds 3`` it runs tidings and each peer alternately (``_relay_peers.py``, ``peers/``) and
 prints them side by side. See ``bench/README.md``.
 
@@ -48,6 +49,8 @@ def config_json(cfg: Config) -> dict[str, object]:
         "idle": cfg.idle,
         "profile": cfg.profile or None,
         "perf": cfg.perf,
+        "store": "postgresql" if cfg.store else "sqlite",
+        "nodes": cfg.nodes,
     }
 
 
@@ -91,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     for line in table(report):
         print(line)
+    nodes = report.get("nodes", {})
+    if nodes.get("count", 1) > 1 or "database_cpu_us_per_message" in nodes:
+        per = ", ".join(f"{x:g}" for x in nodes["cpu_us_per_message_per_node"])
+        print(
+            f"{nodes['count']} node(s): {nodes['messages_per_s']:g} messages/s; relay CPU per "
+            f"message per node {per} µs (all nodes {nodes['cpu_us_per_message_all_nodes']:g} µs)"
+            + (
+                f"; database CPU per message {nodes['database_cpu_us_per_message']:g} µs"
+                if "database_cpu_us_per_message" in nodes
+                else ""
+            )
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"written to {out}")

@@ -32,6 +32,7 @@ TABLES = (
     "prekey_owners",
     "one_time_prekeys",
     "push_subscriptions",
+    "device_cards",
 )
 
 

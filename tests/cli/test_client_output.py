@@ -117,3 +117,23 @@ def test_listen_shows_every_unseen_message_not_only_the_first_page(
     assert [m["counter"] for m in shown] == [1, 2, 3, 4, 5]
     with ClientStore(tmp_path / DB_NAME) as store:
         assert store.unseen() == []
+
+
+def test_listen_says_which_group_and_whose_copy_a_message_is(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tidings.client import MessageReceived
+    from tidings.client.store import Direction, StoredMessage
+
+    def line(conversation: str, sender: DeviceRef, recipient: str | None) -> str:
+        m = StoredMessage(MID, sender, conversation, 1, b"rope at 9", AT, Direction.IN,
+                          recipient, AT, None, None, None, None, 1)  # fmt: skip
+        _show_event(args(), MessageReceived(m))
+        return capsys.readouterr().out.strip()
+
+    group = "group:" + "a5" * 16
+    assert line(group, DeviceRef("alice", 1), None).endswith("] alice.1 › @a5a5a5a5a5a5: rope at 9")
+    assert line("alice:bob", DeviceRef("bob", 1), "alice").endswith(
+        "] me (bob.1) › to alice: rope at 9"
+    )
+    assert line("alice:bob", DeviceRef("alice", 1), None).endswith("] alice.1 › rope at 9")

@@ -83,6 +83,17 @@ def test_the_daemon_serves_the_api_holds_the_device_and_stops_cleanly(
     assert api_calls(alice, ("devices", {"account": "alice"})) == [
         {"account": "alice", "device_ids": [1, 2]}
     ]
+    # `tidings devices` beside the daemon asks it (device_details): the daemon is connected
+    listed = run(tmp_path, "devices", "--json", "--home", "alice")
+    assert listed.code == 0, listed.err
+    (me, new) = listed.json_lines()
+    assert (me["device"], me["this"], me["online"], me["certificate"]) == (
+        "alice.1",
+        True,
+        True,
+        "this device",
+    )
+    assert new["device"] == "alice.2" and new["online"] is False  # registered, not running
 
     # The commands that write settings go through the daemon too (it holds the device). The
     # daemon builds a session with the new laptop as it tells it its name (DEVICE_INFO): the

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_cli import Proc, Server, ok, one_line_error, register, run
-from tidings.cli.devices_cmd import key_fingerprint
+from tidings.cli.devices_cmd import certificate_text, key_fingerprint, seen_text
 
 pytestmark = [pytest.mark.proc, pytest.mark.slow]
 
@@ -45,6 +45,23 @@ def test_devices_lists_unlinks_and_the_unlinked_device_is_refused(
     theirs = ok(tmp_path, "devices", "uma", "--json", "--home", str(carol)).json_lines()
     assert [d["device"] for d in theirs] == ["uma.1", "uma.2"]
     assert all(d["fingerprint"] is not None for d in theirs)  # carol has sessions with both
+    # the phone certified the laptop when its DEVICE_INFO (with the link proof) came, and
+    # publishes the certificate at its next connection at the latest
+    for _ in range(5):
+        ok(tmp_path, "devices", "--home", str(phone))
+        theirs = ok(tmp_path, "devices", "uma", "--json", "--home", str(carol)).json_lines()
+        if theirs[1]["certificate"] == "certified":
+            break
+    assert [(d["certificate"], d["certified_by"]) for d in theirs] == [
+        ("uncertified", None),
+        ("certified", 1),
+    ]
+    assert all(d["online"] is False and d["last_seen"] % 3600 == 0 for d in theirs)
+    text = ok(tmp_path, "devices", "uma", "--home", str(carol)).out
+    assert "certified by device 1" in text and "not certified" in text
+    assert "last seen within the hour" in text
+    safety = ok(tmp_path, "safety-number", "uma", "--home", str(carol)).out
+    assert "uma.1: not certified" in safety and "uma.2: certified by device 1" in safety
 
     unlinked = ok(tmp_path, "devices", "--unlink", "2", "--json", "--home", str(phone))
     lines = unlinked.json_lines()
@@ -64,3 +81,18 @@ def test_key_fingerprint_is_short_and_ignores_the_type_byte() -> None:
     assert key_fingerprint(key) == key_fingerprint(b"\x05" + key)
     assert len(key_fingerprint(key).split()) == 5
     assert key_fingerprint(key) != key_fingerprint(bytes(32))
+
+
+def test_last_seen_and_certificate_lines() -> None:
+    now = 1_700_000_000.0
+    base = {"online": False, "last_seen": now - now % 3600, "reason": "", "certified_by": None}
+    assert seen_text({**base, "online": True}, now) == "connected now"
+    assert seen_text(base, now + 3 * 3600) == "last seen 3 h ago"
+    assert seen_text(base, now + 5 * 86400) == "last seen 5 days ago"
+    assert seen_text({**base, "last_seen": None}, now) == "last seen: not recorded"
+    assert certificate_text({**base, "certificate": "certified", "certified_by": 1}) == (
+        "certified by device 1"
+    )
+    assert certificate_text({**base, "certificate": "uncertified"}) == "not certified"
+    refused = {**base, "certificate": "invalid", "reason": "the signature does not verify"}
+    assert certificate_text(refused) == "CERTIFICATE REFUSED: the signature does not verify"

@@ -149,7 +149,7 @@ async def test_a_client_reports_each_failed_attempt_and_fails_fast_when_asked(
         await relays.start(port=port)
         await until(alice.events, lambda e: isinstance(e, Connected))
         code, _ = await alice.client.link_code()
-        assert len(code) == 16
+        assert len(code) == 32  # the relay's 16 bytes and the link secret
     finally:
         await alice.client.close()
     with pytest.raises(ConnectionBroken, match="closed"):

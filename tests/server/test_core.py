@@ -14,6 +14,7 @@ import pytest
 import tidings.server.core as core_module
 import tidings.server.core_actions as core_actions
 import tidings.server.core_base as core_base
+import tidings.server.core_certs as core_certs
 import tidings.server.core_delivery as core_delivery
 import tidings.server.core_devices as core_devices
 import tidings.server.core_multi as core_multi
@@ -233,6 +234,7 @@ def seqs(frames: list[Frame]) -> list[int]:
         core_delivery,
         core_devices,
         core_multi,
+        core_certs,
         core_prekeys,
         core_push,
         wake_schedule,
@@ -275,6 +277,7 @@ def test_the_core_imports_no_io(module: object) -> None:
         ".core_push",
         ".core_devices",
         ".core_multi",
+        ".core_certs",
         "..push.endpoint",  # the SSRF rules' exception type (sans-I/O)
         "..refs",
     }

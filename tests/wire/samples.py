@@ -13,6 +13,9 @@ from tidings.wire import (
     AccountRefusal,
     Ack,
     Deliver,
+    DeviceDetail,
+    DeviceDetails,
+    DeviceQuery,
     Devices,
     Error,
     Frame,
@@ -62,6 +65,7 @@ OTK = OneTimeKey(2, EC_B)
 KEM_KEY = KemKey(3, KEM, SIG, True)
 P256 = b"\x04" + bytes(range(64))  #: a push key's form: 04 00 01 … 3f (the relay never checks)
 AUTH = bytes(range(0xC0, 0xD0))  #: a push authentication secret: c0 c1 … cf
+CERT = bytes(range(0x30, 0x40))  #: a device certificate (opaque to the relay): 30 31 … 3f
 
 # The parts of the prekey frames, as bytes: bin8 (c4 LEN) for keys, bin16 (c5 0620) for KEM.
 _IK_HEX = "c42105" + bytes(range(32)).hex()
@@ -217,6 +221,21 @@ GOLDEN: list[tuple[str, Frame, str]] = [
     ),
     ("PING", Ping(1), "922801"),
     ("PONG", Pong(1), "922901"),
+    (
+        "DEVICE_QUERY",
+        DeviceQuery(5, "alice", (2, CERT)),
+        "940e05a5616c6963659202c410" + CERT.hex(),
+    ),
+    ("DEVICE_QUERY without a certificate", DeviceQuery(6, "bob"), "940e06a3626f62c0"),
+    (
+        "DEVICE_DETAILS",
+        DeviceDetails(
+            5,
+            "alice",
+            (DeviceDetail(1, 1700000000.0, True, b""), DeviceDetail(2, 0.0, False, CERT)),
+        ),
+        "942205a5616c696365929401cb41d954fc40000000c3c4009402cb0000000000000000c2c410" + CERT.hex(),
+    ),
 ]
 
 #: One sample frame per type.
@@ -254,6 +273,8 @@ Kind = Literal[
     "shared",
     "recipients",
     "refusals",
+    "certify_or_nil",
+    "device_details",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -320,6 +341,8 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     ),
     FrameType.PING: ("uint",),
     FrameType.PONG: ("uint",),
+    FrameType.DEVICE_QUERY: ("uint", "account", "certify_or_nil"),
+    FrameType.DEVICE_DETAILS: ("uint", "account", "device_details"),
 }
 
 _U63 = 2**63 - 1
@@ -375,6 +398,12 @@ VALID_WIRE: dict[Kind, list[object]] = {
         [["bob", 9, [1], [2, 3]]],
         [["bob", 8, [], []], ["carol", 10, [], []]],
         [["bob", 9, list(range(32)), []]],
+    ],
+    "certify_or_nil": [None, [1, b"x"], [_U63, bytes(256)]],
+    "device_details": [
+        [],
+        [[1, 0, False, b""]],
+        [[i, 3600.0 * i, i % 2 == 0, bytes(256)] for i in range(1, 33)],
     ],
 }
 
@@ -542,6 +571,30 @@ WRONG_WIRE: dict[Kind, list[object]] = {
         [["bob", 9, [], list(range(33))]],
         [["bob", 9, None, []]],
     ],
+    "certify_or_nil": [
+        [],
+        [1],
+        [0, b"x"],
+        [1, b""],
+        [1, bytes(257)],
+        [True, b"x"],
+        [1, "x"],
+        [1, b"x", 0],
+        b"x",
+        False,
+    ],
+    "device_details": [
+        None,
+        [None],
+        [[1, 0, False]],
+        [[1, 0, False, b"", 0]],
+        [[1, -1, False, b""]],
+        [[1, 0, 0, b""]],
+        [[1, 0, False, None]],
+        [[1, 0, False, bytes(257)]],
+        [[True, 0, False, b""]],
+        [[i, 0, False, b""] for i in range(33)],
+    ],
 }
 
 
@@ -579,4 +632,10 @@ def to_python(kind: Kind, value: object) -> object:
     if kind == "kem_prekey":
         assert isinstance(value, list)
         return KemKey(*value)
+    if kind == "certify_or_nil":
+        assert value is None or isinstance(value, list)
+        return None if value is None else tuple(value)
+    if kind == "device_details":
+        assert isinstance(value, list)
+        return tuple(DeviceDetail(*d) for d in value)
     return value

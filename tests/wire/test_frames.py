@@ -222,6 +222,7 @@ def test_directions() -> None:
         FrameType.PUSH_QUERY,
         FrameType.UNLINK,
         FrameType.MULTI_SEND,
+        FrameType.DEVICE_QUERY,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -23,6 +23,7 @@ from tidings.errors import FrameError
 from tidings.wire import (
     MAX_TARGETS,
     AccountRefusal,
+    DeviceDetail,
     Frame,
     FrameDecoder,
     FrameType,
@@ -170,6 +171,12 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
             st.lists(uints, max_size=4).map(tuple),
         ),
         max_size=4,
+    ).map(tuple),
+    "certify_or_nil": st.none()
+    | st.tuples(st.integers(1, 2**63 - 1), st.binary(min_size=1, max_size=256)),
+    "device_details": st.lists(
+        st.builds(DeviceDetail, uints, times, st.booleans(), st.binary(max_size=256)),
+        max_size=MAX_TARGETS,
     ).map(tuple),
 }
 

@@ -87,4 +87,6 @@ def test_frame_type_numbers_are_stable() -> None:
         "MULTI_SENT": 33,
         "PING": 40,
         "PONG": 41,
+        "DEVICE_QUERY": 14,
+        "DEVICE_DETAILS": 34,
     }

@@ -14,6 +14,7 @@ from tidings.wire import (
     MAX_ACCOUNT_NAME,
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
+    MAX_DEVICE_CERTIFICATE,
     MAX_DEVICE_NAME,
     MAX_FRAME,
     MAX_MULTI_PART,
@@ -32,6 +33,9 @@ from tidings.wire import (
     AccountRefusal,
     Ack,
     Deliver,
+    DeviceDetail,
+    DeviceDetails,
+    DeviceQuery,
     Devices,
     Error,
     ErrorCode,
@@ -110,6 +114,7 @@ def test_limit_values_are_stable() -> None:
             FrameType.PREKEY_BUNDLE: 4_096,
             FrameType.MULTI_SEND: MAX_SEND_FRAME,
             FrameType.MULTI_SENT: MAX_SEND_FRAME,
+            FrameType.DEVICE_DETAILS: 11_264,
         }.get(t, MAX_CONTROL_FRAME)
         for t in FrameType
     }
@@ -144,6 +149,7 @@ def test_error_codes_are_stable() -> None:
         ("TOO_MANY_DEVICES", 25),
         ("LAST_DEVICE", 26),
         ("RECIPIENTS_REFUSED", 27),
+        ("NOT_OWN_DEVICE", 30),
     ]
 
 
@@ -289,6 +295,15 @@ LARGEST: list[Frame] = [
     Error(U63, U63, "é" * (MAX_REASON // 2)),
     Ping(U63),
     Pong(U63),
+    DeviceQuery(U63, "a" * MAX_ACCOUNT_NAME, (U63, b"\xff" * MAX_DEVICE_CERTIFICATE)),
+    DeviceDetails(
+        U63,
+        "a" * MAX_ACCOUNT_NAME,
+        tuple(
+            DeviceDetail(U63 - i, MAX_TIME, True, b"\xff" * MAX_DEVICE_CERTIFICATE)
+            for i in range(MAX_TARGETS)
+        ),
+    ),
     PrekeysUpload(
         U63,
         b"\xff" * 33,

@@ -79,6 +79,8 @@ DOC_KINDS = {
     "shared": "shared",
     "array of 1–1,000 recipient accounts": "recipients",
     "array of 0–1,000 account refusals": "refusals",
+    "device certificate or nil": "certify_or_nil",
+    "array of 0–32 device details": "device_details",
 }
 
 

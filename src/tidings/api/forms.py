@@ -15,6 +15,7 @@ from ..client.events import (
     Connected,
     ConnectFailed,
     DecryptionFailed,
+    DeviceCertification,
     DeviceNamed,
     DevicesChanged,
     Disconnected,
@@ -32,6 +33,7 @@ from ..client.events import (
     StorageFailed,
     TimerChanged,
 )
+from ..client.own_devices import DeviceView
 from ..client.store import (
     ConversationSummary,
     ConversationTimer,
@@ -41,7 +43,14 @@ from ..client.store import (
 )
 from ..delivery import Status
 
-__all__ = ["conversation_json", "event_json", "message_json", "timer_json", "trace_json"]
+__all__ = [
+    "conversation_json",
+    "device_view_json",
+    "event_json",
+    "message_json",
+    "timer_json",
+    "trace_json",
+]
 
 JSON = dict[str, Any]
 
@@ -167,6 +176,14 @@ def event_json(event: ClientEvent) -> JSON:
         }
     if isinstance(event, PushDead):
         return {"event": "push-dead", "endpoint": event.endpoint}
+    if isinstance(event, DeviceCertification):
+        return {
+            "event": "device-certification",
+            "device": str(event.device),
+            "status": event.status,
+            "issuer": event.issuer,
+            "reason": event.reason,
+        }
     if isinstance(event, StatusChanged):
         return {
             "event": "status",
@@ -245,3 +262,17 @@ def event_json(event: ClientEvent) -> JSON:
             "member": event.member,
         }
     raise TypeError(f"not a client event: {event!r}")
+
+
+def device_view_json(view: DeviceView) -> JSON:
+    """One device of ``device_details``: the relay's last seen and connected-now, and what
+    this device concluded of its certificate."""
+    mark = view.mark
+    return {
+        "device": str(view.device),
+        "last_seen": view.last_seen,
+        "online": view.online,
+        "certificate": mark.status,
+        "certified_by": mark.issuer,
+        "reason": mark.reason,
+    }

@@ -29,7 +29,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..wire import PushState, PushStatus
-from .forms import conversation_json, message_json, timer_json, trace_json
+from .forms import conversation_json, device_view_json, message_json, timer_json, trace_json
 from .rpc import INVALID_PARAMS, ApiError
 
 __all__ = [
@@ -281,6 +281,15 @@ async def devices(client: Client, params: Params) -> Any:
     return {"account": account, "device_ids": list(await client.devices(account))}
 
 
+async def device_details(client: Client, params: Params) -> Any:
+    """The devices of ``account`` with last seen, connected now and their certificates
+    checked (asks the relay): ``{"account", "devices": [...]}``."""
+    _only(params, "account")
+    account = _str(params, "account")
+    views = await client.device_details(account)
+    return {"account": account, "devices": [device_view_json(v) for v in views]}
+
+
 async def unlink(client: Client, params: Params) -> Any:
     """Remove device ``device_id`` of this account for good: ``{"account", "device_ids"}``
     after it (REFUSED with code UNKNOWN_DEVICE or LAST_DEVICE changes nothing)."""
@@ -423,6 +432,7 @@ METHODS: dict[str, Method] = {
     "push_unregister": push_unregister,
     "push_status": push_status,
     "wake": wake,
+    "device_details": device_details,
 }
 
 

@@ -14,8 +14,10 @@ import argparse
 import asyncio
 import hashlib
 import sys
+import time
 from typing import Any
 
+from ..api.forms import device_view_json
 from ..client import Client
 from ..client.history import MAX_HISTORY_MESSAGES
 from ..client.store import ClientStore
@@ -145,6 +147,7 @@ async def _ask(
     args: argparse.Namespace,
 ) -> tuple[tuple[int, ...], DeviceRef, dict[int, tuple[dict[str, Any], str]]]:
     home = home_of(args)
+    now = time.time()
     try:
         client = Client(home, owner=f"tidings {args.command}", config=config_of(args))
     except DeviceBusy as busy:
@@ -152,11 +155,11 @@ async def _ask(
         try:
             account = args.account or daemon.me.account
             if args.unlink is not None:
-                answer = await daemon.call("unlink", device_id=args.unlink)
-            else:
-                answer = await daemon.call("devices", account=account)
-            ids = tuple(answer["device_ids"])
-            return ids, daemon.me, _rows(daemon.store, daemon.me, account, ids)
+                await daemon.call("unlink", device_id=args.unlink)
+            answer = await daemon.call("device_details", account=account)
+            details = {int(d["device"].rsplit(".", 1)[1]): d for d in answer["devices"]}
+            ids = tuple(details)
+            return ids, daemon.me, _rows(daemon.store, daemon.me, account, details, now)
         finally:
             await daemon.close()
     try:
@@ -165,18 +168,24 @@ async def _ask(
         account = args.account or client.me.account
         async with asyncio.timeout(ANSWER_WAIT):
             if args.unlink is not None:
-                ids = await client.unlink(args.unlink)
-            else:
-                ids = await client.devices(account)
-        return ids, client.me, _rows(client.store, client.me, account, ids)
+                await client.unlink(args.unlink)
+            views = await client.device_details(account)
+        details = {v.device.device_id: device_view_json(v) for v in views}
+        return tuple(details), client.me, _rows(client.store, client.me, account, details, now)
     finally:
         await client.close()
 
 
 def _rows(
-    store: ClientStore, me: DeviceRef, account: str, ids: tuple[int, ...]
+    store: ClientStore,
+    me: DeviceRef,
+    account: str,
+    details: dict[int, dict[str, Any]],
+    now: float,
 ) -> dict[int, tuple[dict[str, Any], str]]:
-    """Each device's JSON form and line, from what the store pinned."""
+    """Each device's JSON form and line, from what the store pinned and the relay's details
+    (``device_details``: last seen, connected now, the certificate as this device checked it)."""
+    ids = tuple(details)
     pins = store.pinned_identities(account)
     own = store.e2e_identity()
     identity = store.get_identity()
@@ -201,6 +210,7 @@ def _rows(
             "this": this,
             "fingerprint": fingerprint,
             "changed_at": changed,
+            **{k: v for k, v in details[device_id].items() if k != "device"},
         }
         mark = "this device" if this else ""
         shown = f"{ref} ({name})" if name else str(ref)
@@ -210,5 +220,37 @@ def _rows(
             what = f"key {fingerprint}"
             if changed is not None:
                 what += f"  (changed {_ts(changed)})"
-        rows[device_id] = (obj, f"{shown:32} {mark:12} {what}")
+        seen = seen_text(details[device_id], now)
+        cert = certificate_text(details[device_id])
+        state = f"{seen}; {cert}" if cert else seen
+        rows[device_id] = (obj, f"{shown:32} {mark:12} {what}\n{'':32} {state}")
     return rows
+
+
+def seen_text(detail: dict[str, Any], now: float) -> str:
+    """ "connected now", "last seen 3 h ago", …: the relay records the hour (protocol §6.30)."""
+    if detail["online"]:
+        return "connected now"
+    last = detail["last_seen"]
+    if last is None:
+        return "last seen: not recorded"
+    hours = int(max(now - last, 0.0) // 3600)
+    if hours < 1:
+        return "last seen within the hour"
+    if hours < 48:
+        return f"last seen {hours} h ago"
+    return f"last seen {hours // 24} days ago"
+
+
+def certificate_text(detail: dict[str, Any]) -> str:
+    """What this device concluded of the device's certificate (protocol §6.31)."""
+    status, reason = detail["certificate"], detail["reason"]
+    if status == "certified":
+        return f"certified by device {detail['certified_by']}"
+    if status == "uncertified":
+        return "not certified"
+    if status == "invalid":
+        return f"CERTIFICATE REFUSED: {reason}"
+    if status == "unchecked":
+        return f"certificate not checked: {reason}"
+    return ""  # this device itself

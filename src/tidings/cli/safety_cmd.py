@@ -30,6 +30,7 @@ from ..errors import ConfigError, DeviceBusy
 from ..refs import DeviceRef
 from ..wire import check_account
 from .common import _common, home_of
+from .devices_cmd import certificate_text
 from .remote import DAEMON, open_daemon
 
 __all__ = ["add_parser", "cmd_safety_number"]
@@ -76,6 +77,7 @@ def cmd_safety_number(args: argparse.Namespace) -> int:
     if shown.get("recorded") is False:
         print(f"✗ that is not the safety number with {args.contact}: not verified")
         return 1
+    shown["certificates"] = _certificates(db, args.contact, shown["their_devices"])
     if args.json:
         shown.pop("recorded", None)
         print(json.dumps({"contact": args.contact, **shown}))
@@ -87,7 +89,27 @@ def cmd_safety_number(args: argparse.Namespace) -> int:
         f"covers your devices {shown['my_devices']} and"
         f" {args.contact}'s devices {shown['their_devices']}"
     )
+    for device_id, cert in shown["certificates"].items():
+        print(f"  {args.contact}.{device_id}: {certificate_text(cert)}")
     return 0
+
+
+def _certificates(db: Path, contact: str, devices: list[int]) -> dict[str, dict[str, Any]]:
+    """What this device last concluded of each of the contact's devices' certificates (by
+    ``tidings devices CONTACT``, protocol §6.31), for the key it pinned now."""
+    with ClientStore(db) as store:
+        marks = store.device_marks(contact)
+        pins = store.pinned_identities(contact)
+    out: dict[str, dict[str, Any]] = {}
+    for device_id in devices:
+        mark = marks.get(device_id)
+        pinned = pins.get(device_id, (None, None))[0]
+        if mark is None or mark.identity_key != pinned:
+            status, issuer, reason = "unchecked", None, f"run `tidings devices {contact}`"
+        else:
+            status, issuer, reason = mark.status, mark.issuer, mark.reason
+        out[str(device_id)] = {"certificate": status, "certified_by": issuer, "reason": reason}
+    return out
 
 
 def _shown(number: SafetyNumber, recorded: bool | None = None) -> dict[str, Any]:

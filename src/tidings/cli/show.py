@@ -47,6 +47,11 @@ def _text(event: ClientEvent) -> str | None:
         body = m.body.decode(errors="replace")
         late = "  (late)" if event.late else ""
         who = f"me ({m.sender}) › to {m.recipient}:" if m.recipient is not None else f"{m.sender} ›"
+        if m.conversation.startswith("group:"):  # which group: `tidings history @PREFIX`
+            group = m.conversation.removeprefix("group:")[:12]
+            who = (
+                f"{m.sender} › @{group}:" if m.recipient is None else f"me ({m.sender}) › @{group}:"
+            )
         return f"[{_ts(m.received_at or m.sent_at)}] {who} {body}{late}"
     if isinstance(event, HistoryImported):
         return (

@@ -477,6 +477,10 @@ class Client(OwnDevices, GroupCalls):
         """The roll-up status of a message this device sent."""
         return self.store.message_status(message_id)
 
+    def identity_key_raw(self) -> bytes:
+        """This device's identity public key (raw 32 bytes): what its certificates name."""
+        return self.crypto.keys.identity.public.raw
+
     def safety_number(self, account: str) -> SafetyNumber | None:
         """The safety number with ``account`` (``None`` before any session with it)."""
         check_account(account)
@@ -509,6 +513,7 @@ class Client(OwnDevices, GroupCalls):
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
         self._spawn(self._keysync.sync())
+        self._spawn(self._publish())
 
     def on_close(self) -> None:
         self._outbox.on_disconnect()
@@ -604,7 +609,7 @@ class Client(OwnDevices, GroupCalls):
         self._emit(PushDead(frame.endpoint))
 
     def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
-        self._spawn(self._keysync.fetch_bundles(lane, devices))
+        self._spawn(self._fetch_and_check(lane, devices))
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -636,6 +641,9 @@ class Client(OwnDevices, GroupCalls):
             return  # a write failed on the way, even if it was only logged: ack nothing more
         if queued:
             self._outbox.add_queued(queued)
+        if self._inbox.certified:  # it signed a certificate for a new own device
+            self._inbox.certified = False
+            self._spawn(self._publish())
         self._session.stored(frame.seq)  # acked cumulatively once the batch committed
 
     def _emit(self, event: ClientEvent) -> None:

@@ -51,6 +51,7 @@ from ..wire import (
     Welcome,
 )
 from .addresses import RelayAddresses
+from .certs import save_link_proof, split_link_code
 from .config import DEFAULT_KEEPALIVE_SECONDS, DEFAULT_KEEPALIVE_TIMEOUT_SECONDS, HANDSHAKE_TIMEOUT
 from .home import DB_NAME as DB_NAME
 from .home import prepare_home
@@ -384,7 +385,8 @@ async def register(
         if store.get_identity() is not None:
             raise ConfigError(f"{home} already holds a registered device")
         private, _ = generate_keypair(os.urandom)
-        frame = Register(PROTOCOL_VERSION, account, device_name or account, link_code)
+        relay_code = None if link_code is None else split_link_code(link_code)[0]
+        frame = Register(PROTOCOL_VERSION, account, device_name or account, relay_code)
         registrar = _Registrar(frame)
         conn, used = await _open_first(urls, registrar, private, server_key)
         try:
@@ -406,6 +408,8 @@ async def register(
             )
             store.save_identity(identity)
             DeviceKeys.create(store, time.time())
+            if link_code is not None:  # its proof of the code's secret (protocol §6.31)
+                save_link_proof(store, link_code, identity.account, identity.device_id)
             await _upload_prekeys(conn, registrar, store)
         finally:
             conn.close()

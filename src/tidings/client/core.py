@@ -38,6 +38,7 @@ from ..wire import (
     PROTOCOL_VERSION,
     Ack,
     Deliver,
+    DeviceDetails,
     Devices,
     ErrorCode,
     Frame,
@@ -88,7 +89,15 @@ __all__ = [
 FATAL_CODES = frozenset({ErrorCode.UNKNOWN_DEVICE, ErrorCode.UNSUPPORTED_VERSION})
 
 #: Frames that answer a request (matched by request id, never passed on).
-_ANSWERS = (Devices, LinkCode, PrekeyBundle, PrekeysStored, PushStatus, MultiSent)
+_ANSWERS = (
+    Devices,
+    LinkCode,
+    PrekeyBundle,
+    PrekeysStored,
+    PushStatus,
+    MultiSent,
+    DeviceDetails,
+)
 
 
 class State(enum.Enum):
@@ -381,7 +390,13 @@ class ConnectionCore:
 
     def _answer(
         self,
-        frame: Devices | LinkCode | PrekeyBundle | PrekeysStored | PushStatus | MultiSent,
+        frame: Devices
+        | LinkCode
+        | PrekeyBundle
+        | PrekeysStored
+        | PushStatus
+        | MultiSent
+        | DeviceDetails,
         now: float,
     ) -> None:
         rid = frame.request_id

@@ -282,6 +282,19 @@ class GroupChanged:
     member: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceCertification:
+    """What this device now concludes of ``device``'s certificate (docs/protocol.md §6.31):
+    ``status`` ``certified`` (by device ``issuer`` of the account), ``uncertified``,
+    ``unchecked`` or ``invalid`` (refused: ``reason``; the device is flagged). Reported when it
+    changes."""
+
+    device: DeviceRef
+    status: str
+    issuer: int | None
+    reason: str
+
+
 ClientEvent = (
     MessageReceived
     | DeviceNamed
@@ -303,6 +316,7 @@ ClientEvent = (
     | IdentityChanged
     | DecryptionFailed
     | GroupChanged
+    | DeviceCertification
 )
 
 

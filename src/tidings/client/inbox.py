@@ -55,10 +55,12 @@ from ..delivery.content_history import History
 from ..errors import DecryptionError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import Deliver
+from .certs import CERTIFIED, answer_link_proof
 from .clocks import Clocks
 from .crypto import DeviceCrypto
 from .events import (
     ClientEvent,
+    DeviceCertification,
     DeviceNamed,
     GapDetected,
     GapSkipped,
@@ -114,6 +116,9 @@ class Inbox:
         self._owed: dict[str, list[bytes]] | None = None
         self.reorderer = self._load_reorderer()
         self._held = store.unsurfaced()
+        #: Set when this device signed a certificate for a new own device: the client then
+        #: publishes it at the relay (and clears this).
+        self.certified = False
 
     def _load_reorderer(self) -> Reorderer[StoredMessage]:
         # A linked device (id > 1) joins conversations that began before it existed: the
@@ -251,6 +256,8 @@ class Inbox:
             return on_group(self, frame, sender, content, now, writes)
         if isinstance(content, DeviceInfo):
             if sender.account == self.me.account:  # another device of this account
+                if content.link_proof is not None:
+                    self._on_link_proof(sender, content.link_proof, now, writes)
                 if self.store.commit_device_name(
                     frame.seq, sender.device_id, content.name, now, writes
                 ):
@@ -260,6 +267,21 @@ class Inbox:
             return []
         self.store.advance_cursor(frame.seq, writes)  # a retry request must come unencrypted
         return []
+
+    def _on_link_proof(
+        self, sender: DeviceRef, proof: bytes, now: float, writes: CryptoWrites
+    ) -> None:
+        """A new own device proved it holds a link code's secret (protocol §6.31): if this
+        device issued the code, certify the device or flag it."""
+        pending = writes.pins.get(sender)
+        pinned = self.store.pinned_identities(sender.account).get(sender.device_id)
+        key = pending[0] if pending is not None else (pinned[0] if pinned else None)
+        signer = self.crypto.keys.identity
+        mark = answer_link_proof(self.store, self.me, signer, sender, key, proof, now)
+        if mark is None:
+            return
+        self.certified = self.certified or mark.status == CERTIFIED
+        self._emit(DeviceCertification(sender, mark.status, mark.issuer, mark.reason))
 
     def _expired_unfetched(self, frame: Deliver, sender: DeviceRef) -> None:
         """A message of ``sender`` for this device expired at the relay before this device

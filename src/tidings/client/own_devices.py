@@ -8,15 +8,19 @@ store and event stream, declared here for the type checker.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, ContentKind, DeviceInfo
 from ..delivery.content_history import History
-from ..errors import StoreUnavailable
+from ..errors import ConnectionBroken, RefusedError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
+    DeviceDetails,
+    DeviceQuery,
     Devices,
     GetDevices,
     LinkCode,
@@ -28,13 +32,32 @@ from ..wire import (
     Unlink,
     check_account,
 )
-from .events import ClientEvent, DevicesChanged
+from .certs import INVALID, check_certificate, issue_link_code
+from .events import ClientEvent, DeviceCertification, DevicesChanged
 from .history import MAX_HISTORY_MESSAGES, history_parts
+from .keysync import KeySync
 from .outbox import Outbox
 from .session import Session
-from .store import ClientStore, Identity, OutboxRequest
+from .store import ClientStore, DeviceMark, Identity, OutboxRequest
 
-__all__ = ["OwnDevices"]
+__all__ = ["THIS_DEVICE", "DeviceView", "OwnDevices"]
+
+log = logging.getLogger("tidings.client")
+
+#: The mark of the device that lists its own account: it needs no certificate to trust itself.
+THIS_DEVICE = "this device"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    """One device as ``tidings devices`` shows it: the relay's last seen (coarse, ``None``:
+    not recorded) and whether it is connected now, and what this device concluded of its
+    certificate."""
+
+    device: DeviceRef
+    last_seen: float | None
+    online: bool
+    mark: DeviceMark
 
 
 class OwnDevices:
@@ -44,6 +67,7 @@ class OwnDevices:
     store: ClientStore
     _session: Session
     _outbox: Outbox
+    _keysync: KeySync
     _clock: Callable[[], float]
 
     if TYPE_CHECKING:  # defined by Client
@@ -54,6 +78,8 @@ class OwnDevices:
         def _emit(self, event: ClientEvent) -> None: ...
 
         def _end_batch(self) -> None: ...
+
+        def identity_key_raw(self) -> bytes: ...
 
     async def link_code(self) -> tuple[bytes, float]:
         """Ask the server for a one-use code that lets a new device join this account.
@@ -67,7 +93,8 @@ class OwnDevices:
         """
         frame = await self._session.request(lambda rid: LinkCodeRequest(rid))
         assert isinstance(frame, LinkCode)
-        return frame.code, frame.expires_at
+        # The code shown carries a secret the relay never sees (protocol §6.31).
+        return issue_link_code(self.store, frame.code, frame.expires_at), frame.expires_at
 
     async def devices(self, account: str) -> tuple[int, ...]:
         """The current device ids of ``account`` (empty: no such account).
@@ -79,6 +106,87 @@ class OwnDevices:
         assert isinstance(frame, Devices)
         self._outbox.devices[account] = frame.device_ids
         return frame.device_ids
+
+    async def device_details(self, account: str) -> list[DeviceView]:
+        """The devices of ``account`` as the relay lists them (DEVICE_QUERY: last seen,
+        connected now, certificate), each certificate checked against the identity keys this
+        device pinned (protocol §6.31). A mark that changed is stored and reported
+        (:class:`DeviceCertification`; an invalid certificate is refused and flagged).
+
+        Raises: as :meth:`link_code` (``RefusedError`` ``RATE_LIMITED``: another account's).
+        """
+        check_account(account)
+        frame = await self._session.request(lambda rid: DeviceQuery(rid, account))
+        assert isinstance(frame, DeviceDetails)
+        return self._check_details(frame)
+
+    async def publish_certificates(self) -> int:
+        """Store at the relay the certificates this device signed for new own devices that the
+        relay does not have yet (after a restart too); returns how many went.
+
+        Raises: as :meth:`link_code` (``RefusedError`` ``UNKNOWN_DEVICE``: the device is gone).
+        """
+        sent = 0
+        for device_id, cert in self.store.unpublished_certificates():
+            frame = await self._session.request(_certify(self.me.account, device_id, cert))
+            assert isinstance(frame, DeviceDetails)
+            self.store.certificate_published(device_id, cert)
+            sent += 1
+        return sent
+
+    async def _publish(self) -> None:
+        """Publish the certificates this device signed; what fails goes at the next connect."""
+        try:
+            await self.publish_certificates()
+        except (RefusedError, ConnectionBroken, StoreError) as exc:
+            log.info("! certificates not published yet: %s", exc)
+
+    async def _fetch_and_check(self, lane: str, devices: list[DeviceRef]) -> None:
+        """Build the sessions; then check the certificates of a known account that has a new
+        device (protocol §6.31: a new device of a contact, or of this account). A first
+        contact's devices are checked when the user lists them (it would spend the lookup
+        budget of every first send)."""
+        accounts = {d.account for d in devices}
+        known = {a for a in accounts if a == self.me.account or self.store.pinned_identities(a)}
+        await self._keysync.fetch_bundles(lane, devices)
+        for account in sorted(known):
+            try:
+                await self.device_details(account)
+            except (RefusedError, ConnectionBroken, StoreError) as exc:
+                log.info("! certificates of %s not checked: %s", account, exc)
+
+    def _check_details(self, frame: DeviceDetails) -> list[DeviceView]:
+        account, now = frame.account, self._clock()
+        known = {d: key for d, (key, _) in self.store.pinned_identities(account).items()}
+        if account == self.me.account:
+            known[self.me.device_id] = self.identity_key_raw()
+        before = self.store.device_marks(account)
+        views = []
+        for d in frame.devices:
+            ref = DeviceRef(account, d.device_id)
+            mark = check_certificate(ref, d.certificate, known, now)
+            old = before.get(d.device_id)
+            if ref == self.me:
+                mark = replace(mark, status=THIS_DEVICE)
+            elif (
+                account == self.me.account
+                and old is not None
+                and old.status == INVALID
+                and not d.certificate
+                and old.identity_key == mark.identity_key
+            ):
+                mark = old  # this device flagged it when its link proof failed: kept
+            if old is None or (old.status, old.issuer, old.reason, old.identity_key) != (
+                mark.status,
+                mark.issuer,
+                mark.reason,
+                mark.identity_key,
+            ):
+                self.store.set_device_mark(mark)
+                if ref != self.me:
+                    self._emit(DeviceCertification(ref, mark.status, mark.issuer, mark.reason))
+            views.append(DeviceView(ref, d.last_seen or None, d.online, mark))
+        return views
 
     async def send_history(self, device_id: int, limit: int = MAX_HISTORY_MESSAGES) -> History:
         """Send the newest ``limit`` messages of every conversation (disappearing ones left
@@ -158,7 +266,7 @@ class OwnDevices:
         if not others or all(d in told for d in others):
             return
         now = self._clock()
-        content = DeviceInfo(self.identity.device_name[:64]).serialize()
+        content = DeviceInfo(self.identity.device_name[:64], self.store.link_proof()).serialize()
         request = OutboxRequest(
             os.urandom(16), self.me.account, content, ContentKind.DEVICE_INFO, now
         )
@@ -181,3 +289,8 @@ class OwnDevices:
             removed = tuple(d for d in before if d not in frame.device_ids)
             if added or removed:
                 self._emit(DevicesChanged(frame.account, added, removed, self._clock()))
+
+
+def _certify(account: str, device_id: int, cert: bytes) -> Callable[[int], DeviceQuery]:
+    """The DEVICE_QUERY that stores ``cert`` for own device ``device_id``, per request id."""
+    return lambda rid: DeviceQuery(rid, account, (device_id, cert))

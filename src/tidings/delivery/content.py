@@ -12,7 +12,8 @@ Layout: one MessagePack array, ``[version, kind, *fields]``::
     RESEND         [1, 3, message_id: bin16, message: bin]   (a MESSAGE's bytes, sent again)
     RETRY_REQUEST  [1, 4, account: str, device_id: int, [message_id: bin16, ...]]
     TIMER          [1, 5, conversation: str, seconds: int, set_at: float]
-    DEVICE_INFO    [1, 7, name: str]   (to the sender's own account: what its devices call it)
+    DEVICE_INFO    [1, 7, name: str (, link_proof: bin40)]   (to the sender's own account: what
+                          its devices call it; a linked device adds its link proof, protocol §6.31)
     HISTORY        [1, 6, for_device, archive_id, part, parts, entries]   (content_history)
     GROUP_CHANGE, SENDER_KEY, GROUP_MESSAGE, GROUP_KEY_REQUEST   [1, 8..11, ...]   (content_groups)
 
@@ -46,6 +47,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from ..e2e.certificate import LINK_PROOF_LEN
 from ..errors import RemoteProtocolError
 from ..wire import MAX_PAYLOAD, MESSAGE_ID_LEN, ErrorCode, check_account
 
@@ -204,8 +206,13 @@ class DeviceInfo:
 
     KIND: ClassVar[ContentKind] = ContentKind.DEVICE_INFO
     name: str
+    #: a linked device's proof that it holds its link code's secret (``tidings.e2e.certificate``)
+    link_proof: bytes | None = None
 
     def __post_init__(self) -> None:
+        proof = self.link_proof
+        if proof is not None and (type(proof) is not bytes or len(proof) != LINK_PROOF_LEN):
+            raise ContentError(f"a link proof is {LINK_PROOF_LEN} bytes")
         if type(self.name) is not str or _CONTROL.search(self.name):
             raise ContentError("a device name is a string without control characters")
         try:
@@ -217,7 +224,9 @@ class DeviceInfo:
 
     def serialize(self) -> bytes:
         """The content bytes to hand to the end-to-end layer."""
-        return _pack(self.KIND, [self.name])
+        if self.link_proof is None:  # one encoding each: no proof is no field
+            return _pack(self.KIND, [self.name])
+        return _pack(self.KIND, [self.name, self.link_proof])
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +385,11 @@ def _group(kind: ContentKind) -> Callable[[list[Any]], Content]:
 
 
 def _device_info(fields: list[Any]) -> DeviceInfo:
+    if len(fields) == 2:
+        name, proof = fields
+        if proof is None:
+            raise ContentError("a device info without a link proof has no link_proof field")
+        return DeviceInfo(name, proof)
     (name,) = fields
     return DeviceInfo(name)
 
@@ -420,7 +434,7 @@ _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]
     ContentKind.RETRY_REQUEST: (_retry_request, frozenset({3})),
     ContentKind.TIMER: (_timer, frozenset({3})),
     ContentKind.HISTORY: (_history, frozenset({5})),
-    ContentKind.DEVICE_INFO: (_device_info, frozenset({1})),
+    ContentKind.DEVICE_INFO: (_device_info, frozenset({1, 2})),
     ContentKind.GROUP_CHANGE: (_group(ContentKind.GROUP_CHANGE), frozenset({2})),
     ContentKind.SENDER_KEY: (_group(ContentKind.SENDER_KEY), frozenset({2})),
     ContentKind.GROUP_MESSAGE: (_group(ContentKind.GROUP_MESSAGE), frozenset({3})),

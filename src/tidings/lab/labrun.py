@@ -97,6 +97,8 @@ class Scenario:
     proxy: bool = False
     #: The run mounts small tmpfs file systems (:mod:`.mounts`; needs root).
     mounts: bool = False
+    #: The run starts the lab's own PostgreSQL and Redis (:mod:`.services`; no root needed).
+    services: bool = False
     #: The relay's config file and extra flags (see :data:`SERVER_CONFIG`, :data:`SERVER_ARGS`).
     relay_config: str = SERVER_CONFIG
     relay_args: tuple[str, ...] = SERVER_ARGS
@@ -174,6 +176,18 @@ class LabRun:
             registry=registry,
         )
         self.record.write(ServerStarted(self.clock.now(), "relay", SERVER_LOG))
+        #: Every relay process of the run (more than one: the nodes of ``node-crash``); their
+        #: logs are joined into :data:`SERVER_LOG`, and :meth:`finish` stops them all.
+        self.servers: list[ServerProc] = [self.server]
+        #: Called by :meth:`finish` once every device drained, before the relays stop.
+        self.on_settled: list[Callable[[], None]] = []
+        #: The relay's URLs a device registers with (its nodes, preferred first), by device
+        #: name; None: :attr:`relay_url`.
+        self.relay_urls: Callable[[str], str] | None = None
+        #: What a scenario's ``prepare`` hands to its script (e.g. the lab's own services).
+        self.context: dict[str, Any] = {}
+        #: Called by the runner once every process of the run was reaped.
+        self.cleanups: list[Callable[[], None]] = []
         self.devices: dict[str, DeviceProc] = {}
         self.namespaces: dict[str, str] = {}
         self.expected: dict[str, int] = {}
@@ -190,8 +204,9 @@ class LabRun:
         """Start the relay, register the workload's accounts, create the device processes."""
         if self.scenario.prepare is not None:
             self.scenario.prepare(self)
-        self.progress("starting the relay")
-        self.server.start()
+        if not self.server.alive:  # a prepare may have started it (and other nodes)
+            self.progress("starting the relay")
+            self.server.start()
         self.progress("registering accounts")
         names = list(self.workload.plans)
         if self.netlab is not None:
@@ -199,7 +214,7 @@ class LabRun:
                 self.namespaces[name] = client_ns
             homes = self._setup_in(self.netlab.clients[0])
         else:
-            url = self.server.url
+            url: str | Callable[[str], str] = self.relay_urls or self.relay_url
             if self.scenario.proxy:
                 self.proxy = ThreadedProxy("127.0.0.1", self.server.port)
                 url = self.proxy.url  # the devices know the relay by the proxy's address
@@ -369,7 +384,11 @@ class LabRun:
             device.finish(PHASE)
         self.record.write(Settled(self.clock.now()))
         self.record.close()
-        self.server.terminate()
+        for hook in self.on_settled:
+            hook()
+        for server in self.servers:
+            if server.alive:
+                server.terminate()
         self.join_server_logs()
         self.close_proxy()
 
@@ -381,8 +400,9 @@ class LabRun:
     def join_server_logs(self) -> None:
         """Write ``RUN/server.log``: every relay start's stdout and stderr (for G6's scan)."""
         with (self.run_dir / SERVER_LOG).open("wb") as out:
-            for path in sorted(self.logs.glob(f"{self.server.name}-*.std*")):
-                out.write(path.read_bytes())
+            for server in self.servers:
+                for path in sorted(self.logs.glob(f"{server.name}-*.std*")):
+                    out.write(path.read_bytes())
 
     def totals(self) -> tuple[int, int]:
         """``(composed, received)`` over every device, from their last progress lines."""

@@ -35,6 +35,7 @@ from .procs import ProcRegistry
 from .record import RECORD_FILE
 from .report import scenario_report, write_html
 from .scenarios import SCENARIOS, LabRun, Scenario, device_count, get
+from .services import services_available, sweep_services
 
 __all__ = ["available", "run_all", "run_scenario"]
 
@@ -47,6 +48,8 @@ BAR_INTERVAL = 0.5
 def available(scenario: Scenario) -> str | None:
     """None if ``scenario`` can run here, else why not."""
     if scenario.mounts and (reason := mounts_available()) is not None:
+        return reason
+    if scenario.services and (reason := services_available()) is not None:
         return reason
     return kernel_faults_available() if scenario.kernel else None
 
@@ -121,6 +124,7 @@ def run_scenario(
     with _unwinding(), ticker or contextlib.nullcontext():
         if scenario.kernel:
             sweep_orphans()
+        sweep_services()  # a run killed with SIGKILL left its PostgreSQL directory
         if mounts_available() is None:
             sweep_mounts()  # a run killed with SIGKILL left its tmpfs mounted
         netlab = NetLab(device_count(scenario, quick)) if scenario.kernel else None
@@ -145,6 +149,8 @@ def run_scenario(
         finally:
             if holder:
                 holder[0].mounts.close()  # its processes are reaped: nothing holds a file
+                for cleanup in holder[0].cleanups:
+                    cleanup()
                 with contextlib.suppress(OSError):
                     holder[0].join_server_logs()
                 holder[0].close_proxy()

@@ -31,6 +31,7 @@ from .scenarios_disk import DISK_SCENARIOS
 from .scenarios_dns import DNS_SCENARIOS
 from .scenarios_hostile import HOSTILE_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
+from .scenarios_nodes import NODE_SCENARIOS
 from .scenarios_push import PUSH_SCENARIOS
 from .scenarios_storm import STORM_SCENARIOS
 from .scenarios_time import TIME_SCENARIOS
@@ -461,6 +462,7 @@ SCENARIOS: dict[str, Scenario] = {
         *STORM_SCENARIOS,
         *MTU_SCENARIOS,
         *DISK_SCENARIOS,
+        *NODE_SCENARIOS,
         *HOSTILE_SCENARIOS,
         *BACKOFF_SCENARIOS,
         *DNS_SCENARIOS,

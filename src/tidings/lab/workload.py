@@ -192,18 +192,26 @@ class Workload:
         path.write_text(json.dumps({"seed": self.seed, "devices": devices}, indent=1) + "\n")
 
     def setup(
-        self, server_url: str, run_dir: Path, clock: Callable[[], float] = time.time
+        self,
+        server_url: str | Callable[[str], str],
+        run_dir: Path,
+        clock: Callable[[], float] = time.time,
     ) -> dict[str, Path]:
         """Register every account and device on the relay at ``server_url`` (synchronous
         wrapper of :meth:`asetup`; call it outside an event loop)."""
         return asyncio.run(self.asetup(server_url, run_dir, clock))
 
     async def asetup(
-        self, server_url: str, run_dir: Path, clock: Callable[[], float] = time.time
+        self,
+        server_url: str | Callable[[str], str],
+        run_dir: Path,
+        clock: Callable[[], float] = time.time,
     ) -> dict[str, Path]:
         """Register the accounts (device 1) and link their other devices; write the plan file
         and one ``device`` line per device to ``RUN/record.jsonl`` (its ``home`` relative to
         ``RUN``, so the record reads the same from any working directory, or moved).
+        ``server_url`` may be a function of the device's name (``account.N``): its relay URLs,
+        e.g. several nodes in its own order.
 
         Returns:
             The home of each device, by name (``account.N``), under ``RUN/homes``.
@@ -215,15 +223,19 @@ class Workload:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "events").mkdir(exist_ok=True)
         self.write_plans(run_dir / PLAN_FILE)
+
+        def url_of(name: str) -> str:
+            return server_url(name) if callable(server_url) else server_url
+
         homes: dict[str, Path] = {}
         for account, count in self.accounts.items():
             first = run_dir / "homes" / f"{account}.1"
-            await register(first, server_url, account)
+            await register(first, url_of(f"{account}.1"), account)
             homes[f"{account}.1"] = first
             for device in range(2, count + 1):
                 home = run_dir / "homes" / f"{account}.{device}"
                 identity = await register(
-                    home, server_url, account, link_code=await _link_code(first)
+                    home, url_of(f"{account}.{device}"), account, link_code=await _link_code(first)
                 )
                 if identity.device_id != device:
                     raise ValueError(f"{account} got device {identity.device_id}, not {device}")

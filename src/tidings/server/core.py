@@ -77,6 +77,7 @@ from .core_actions import (
     ReadQueueDepth,
 )
 from .core_base import ALLOWED, State
+from .core_certs import CertRules
 from .core_delivery import DeliveryRules, item_frame
 from .core_devices import DeviceRules
 from .core_multi import MultiSendRules
@@ -90,7 +91,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules):
+class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -253,6 +254,9 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules):
             self._ask(CountPrekeys(ref), counted, block=True)
 
         def counted(counts: PreKeyCounts | None) -> None:
+            # Last seen is written when the connection ends (Session), not here: a connected
+            # device shows as "connected now", and a write per connect would cost every
+            # reconnect a commit (and every idle connection its pending write's memory).
             if counts is not None:  # a device that never uploaded prekeys is not nagged
                 self.prekeys_low(counts)
 
@@ -309,6 +313,7 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules):
         FrameType.PUSH_QUERY: PushRules._handle_push_query,
         FrameType.UNLINK: DeviceRules._handle_unlink,
         FrameType.MULTI_SEND: MultiSendRules._handle_multi_send,
+        FrameType.DEVICE_QUERY: CertRules._handle_device_query,
     }
 
     def _decide(self, frame: Frame) -> None:

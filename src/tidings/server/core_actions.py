@@ -42,12 +42,15 @@ __all__ = [
     "ItemsDelivered",
     "ListDevices",
     "Log",
+    "MarkSeen",
     "NotifyPrekeysLow",
     "PushInfo",
     "PushOp",
+    "PutCertificate",
     "PutLinkCode",
     "PutPrekeys",
     "QueryPush",
+    "ReadDeviceCards",
     "ReadLastSeq",
     "ReadQueueDepth",
     "RegisterPush",
@@ -215,6 +218,30 @@ class QueryPush:
     device: DeviceRef
 
 
+@dataclass(frozen=True, slots=True)
+class PutCertificate:
+    """``Store.put_certificate``: ``None``, or ``IntegrityError`` (unknown device)."""
+
+    device: DeviceRef
+    certificate: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSeen:
+    """``Store.mark_seen``: ``None``."""
+
+    device: DeviceRef
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDeviceCards:
+    """``Store.device_cards`` with whether each device has a live session now (the adapter
+    knows its sessions): a list of ``(DeviceCard, online)``."""
+
+    account: str
+
+
 #: The operations the relay's push sender runs (``Session`` routes them to it, in order with
 #: the store's: each result comes back as a store result does).
 PushOp = RegisterPush | UnregisterPush | QueryPush
@@ -236,6 +263,9 @@ StoreOp = (
     | PutPrekeys
     | TakePrekeyBundle
     | PushOp
+    | PutCertificate
+    | MarkSeen
+    | ReadDeviceCards
 )
 
 

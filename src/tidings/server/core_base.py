@@ -77,6 +77,7 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.PUSH_QUERY,
             FrameType.UNLINK,
             FrameType.MULTI_SEND,
+            FrameType.DEVICE_QUERY,
         }
     ),
 }

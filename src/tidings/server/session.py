@@ -25,6 +25,7 @@ from ..errors import StoreUnavailable
 from ..net.channel import ChannelClosed, ChannelState, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
 from ..store import (
+    DeviceCard,
     DeviceRef,
     InboxItem,
     MultiSubmission,
@@ -40,6 +41,7 @@ from .core import QUEUE_FULL_RETRY_AFTER, RelayCore, item_frame
 from .core import State as SessionState
 from .core_base import ALLOWED as ALLOWED
 from .core_base import INTERNAL_RETRY_AFTER as INTERNAL_RETRY_AFTER
+from .core_certs import seen_at
 from .health import STORE_RETRY_AFTER
 from .limits import Limits, client_address
 
@@ -137,7 +139,20 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
         o.device, o.identity_key, o.signed_prekey, o.one_time, o.kem, o.now
     ),
     ca.TakePrekeyBundle: lambda s, o: s.take_prekey_bundle(o.device, o.now, one_time=o.one_time),
+    ca.PutCertificate: lambda s, o: s.put_certificate(o.device, o.certificate),
+    ca.MarkSeen: lambda s, o: s.mark_seen(o.device, o.at),
 }
+
+
+async def _device_cards(relay: RelayHost, account: str) -> list[tuple[DeviceCard, bool]]:
+    """``ReadDeviceCards``: the store's cards, each with whether its device is live here."""
+    cards = await relay.store.device_cards(account)
+    return [(card, card.ref in relay.sessions) for card in cards]
+
+
+def _ignore(result: object, exc: BaseException | None) -> None:
+    """A write nobody waits for (last seen at a close): a failure changes nothing."""
+
 
 #: How each push operation runs on the relay's push sender (in order with the store commands).
 _PUSH_RUN: dict[type, Callable[[PushHost, Any], Awaitable[object]]] = {
@@ -220,10 +235,14 @@ class Session:
         self._closed()
 
     def _closed(self) -> None:
+        was_open = self.core.state is SessionState.OPEN
         self.core.connection_closed()
         if not self._detached:
             self._detached = True
             self.relay.detach(self)
+            device = self.core.device
+            if was_open and device is not None:  # last seen: when the connection ended
+                drive(self.relay.store.mark_seen(device, seen_at(self.relay.now())), _ignore)
 
     # ---------------------------------------------------------------- the relay's calls
 
@@ -321,7 +340,9 @@ class Session:
             self._kick()
 
         run = _RUN.get(type(op))
-        if run is not None:
+        if type(op) is ca.ReadDeviceCards:
+            drive(_device_cards(self.relay, op.account), done)
+        elif run is not None:
             drive(run(self.relay.store, op), done)
         else:  # a task: it resolves names under a timeout (a blocking ask: frames wait for it)
             drive(asyncio.ensure_future(_PUSH_RUN[type(op)](self.relay.push, op)), done)

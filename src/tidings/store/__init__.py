@@ -10,6 +10,7 @@ All three pass one conformance suite (``tests/store/test_conformance.py``).
 from tidings.store.base import (
     MAX_ACCOUNT_NAME,
     Device,
+    DeviceCard,
     DeviceMismatch,
     DeviceRef,
     ExpiryResult,
@@ -36,6 +37,7 @@ from tidings.store.sqlite import SQLiteStore
 __all__ = [
     "MAX_ACCOUNT_NAME",
     "Device",
+    "DeviceCard",
     "DeviceMismatch",
     "DeviceRef",
     "ExpiryResult",

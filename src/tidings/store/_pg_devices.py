@@ -54,6 +54,7 @@ _REMOVE = (
     "DELETE FROM prekey_owners WHERE account = $1 AND device_id = $2",
     "DELETE FROM one_time_prekeys WHERE account = $1 AND device_id = $2",
     "DELETE FROM push_subscriptions WHERE account = $1 AND device_id = $2",
+    "DELETE FROM device_cards WHERE account = $1 AND device_id = $2",
     "DELETE FROM link_codes WHERE account = $1 AND issued_by = $2",
     "DELETE FROM devices WHERE account = $1 AND device_id = $2",
 )

@@ -35,6 +35,7 @@ _REMOVE = (
     "DELETE FROM prekey_owners WHERE account = ? AND device_id = ?",
     "DELETE FROM one_time_prekeys WHERE account = ? AND device_id = ?",
     "DELETE FROM push_subscriptions WHERE account = ? AND device_id = ?",
+    "DELETE FROM device_cards WHERE account = ? AND device_id = ?",
     "DELETE FROM link_codes WHERE account = ? AND issued_by = ?",
     "DELETE FROM devices WHERE account = ? AND device_id = ?",
 )

@@ -18,6 +18,8 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
   ``Submission.max_stranger_queue``). Contacts are never forgotten.
 * A failed or refused operation changes nothing stored (G8).
 * Push: at most one subscription per device, of a registered device.
+* Device cards: a certificate (opaque bytes) and a last-seen time per registered device, gone
+  with it; ``mark_seen`` keeps the latest time it was given.
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
 """
@@ -42,6 +44,15 @@ class Device:
     ref: DeviceRef
     noise_key: bytes  #: the device's Noise static public key (32 bytes): how it authenticates
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCard:
+    """What the relay keeps of a device for its account's and contacts' device lists."""
+
+    ref: DeviceRef
+    last_seen: float | None  #: when it was last connected, as the relay rounded it; None: never
+    certificate: bytes | None  #: a device certificate (opaque here), or None
 
 
 class ItemKind(enum.IntEnum):
@@ -342,6 +353,20 @@ class Store(Protocol):
 
     async def devices(self, account: str) -> list[Device]:
         """The account's current devices, by id; empty if there is no such account."""
+
+    async def put_certificate(self, device: DeviceRef, certificate: bytes) -> None:
+        """Store ``device``'s certificate (opaque), replacing an earlier one, durably.
+
+        Raises:
+            IntegrityError: ``"unknown device"``. Nothing is changed.
+        """
+
+    async def mark_seen(self, device: DeviceRef, at: float) -> None:
+        """Record that ``device`` was connected at ``at`` (the caller rounds it); an earlier
+        time than the stored one changes nothing, and so does an unknown device."""
+
+    async def device_cards(self, account: str) -> list[DeviceCard]:
+        """The account's current devices with their cards, by id; empty if no such account."""
 
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically and durably (see the module invariants)."""

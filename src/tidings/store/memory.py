@@ -17,6 +17,7 @@ from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
 from tidings.store.base import (
     Device,
+    DeviceCard,
     DeviceRef,
     ExpiryResult,
     InboxItem,
@@ -40,6 +41,8 @@ class _Inbox:
     last_seq: int = 0
     items: dict[int, InboxItem] = field(default_factory=dict)  #: by seq, in seq order
     strangers: set[int] = field(default_factory=set)  #: seqs of the items from strangers
+    last_seen: float | None = None
+    certificate: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -197,6 +200,30 @@ class MemoryStore:
         self._check_open()
         entry = self._accounts.get(account)
         return [] if entry is None else [inbox.device for inbox in entry.inboxes.values()]
+
+    async def put_certificate(self, device: DeviceRef, certificate: bytes) -> None:
+        """Store a device's certificate. See ``Store.put_certificate``."""
+        self._check_open()
+        inbox = self._inbox(device)
+        if inbox is None:
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
+        inbox.certificate = certificate
+        self._committed()
+
+    async def mark_seen(self, device: DeviceRef, at: float) -> None:
+        """Record when a device was connected. See ``Store.mark_seen``."""
+        self._check_open()
+        inbox = self._inbox(device)
+        if inbox is not None and (inbox.last_seen is None or at > inbox.last_seen):
+            inbox.last_seen = at
+            self._committed()
+
+    async def device_cards(self, account: str) -> list[DeviceCard]:
+        """The account's devices with their cards. See ``Store.device_cards``."""
+        self._check_open()
+        entry = self._accounts.get(account)
+        inboxes = [] if entry is None else list(entry.inboxes.values())
+        return [DeviceCard(i.device.ref, i.last_seen, i.certificate) for i in inboxes]
 
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically (see ``tidings.store._rules`` for the order of the checks)."""

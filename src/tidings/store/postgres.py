@@ -23,11 +23,20 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from tidings.store import _pg_devices, _pg_inbox, _pg_multi, _pg_prekeys, _pg_push, _pg_queue
+from tidings.store import (
+    _pg_cards,
+    _pg_devices,
+    _pg_inbox,
+    _pg_multi,
+    _pg_prekeys,
+    _pg_push,
+    _pg_queue,
+)
 from tidings.store._inbox_writes import AckOp, SubmitOp
 from tidings.store._pg_commit import PgCommitter
 from tidings.store.base import (
     Device,
+    DeviceCard,
     DeviceRef,
     ExpiryResult,
     InboxItem,
@@ -181,6 +190,22 @@ class PostgresStore:
     async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
         """Store a multi-send atomically and durably. See ``Store.submit_multi``."""
         return await self._committer.run(lambda conn: _pg_multi.submit_multi(conn, sub), write=True)
+
+    async def put_certificate(self, device: DeviceRef, certificate: bytes) -> None:
+        """Store a device's certificate. See ``Store.put_certificate``."""
+        await self._committer.run(
+            lambda conn: _pg_cards.put_certificate(conn, device, certificate), write=True
+        )
+
+    async def mark_seen(self, device: DeviceRef, at: float) -> None:
+        """Record when a device was connected. See ``Store.mark_seen``."""
+        await self._committer.run(lambda conn: _pg_cards.mark_seen(conn, device, at), write=True)
+
+    async def device_cards(self, account: str) -> list[DeviceCard]:
+        """The account's devices with their cards. See ``Store.device_cards``."""
+        return await self._committer.run(
+            lambda conn: _pg_cards.device_cards(conn, account), write=False
+        )
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""

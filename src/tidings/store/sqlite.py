@@ -23,6 +23,7 @@ from pathlib import Path
 from tidings.errors import StoreError
 from tidings.store import (
     _inbox_writes,
+    _sql_cards,
     _sql_devices,
     _sql_inbox,
     _sql_multi,
@@ -32,6 +33,7 @@ from tidings.store import (
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store.base import (
     Device,
+    DeviceCard,
     DeviceRef,
     ExpiryResult,
     InboxItem,
@@ -231,6 +233,22 @@ class SQLiteStore:
         """The account's current devices, by id; empty if there is no such account."""
         return await self._committer.run(
             lambda conn: _sql_devices.devices(conn, account), write=False
+        )
+
+    async def put_certificate(self, device: DeviceRef, certificate: bytes) -> None:
+        """Store a device's certificate. See ``Store.put_certificate``."""
+        await self._committer.run(
+            lambda conn: _sql_cards.put_certificate(conn, device, certificate), write=True
+        )
+
+    async def mark_seen(self, device: DeviceRef, at: float) -> None:
+        """Record when a device was connected. See ``Store.mark_seen``."""
+        await self._committer.run(lambda conn: _sql_cards.mark_seen(conn, device, at), write=True)
+
+    async def device_cards(self, account: str) -> list[DeviceCard]:
+        """The account's devices with their cards. See ``Store.device_cards``."""
+        return await self._committer.run(
+            lambda conn: _sql_cards.device_cards(conn, account), write=False
         )
 
     async def submit(self, sub: Submission) -> SubmitResult:

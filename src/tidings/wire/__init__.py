@@ -3,6 +3,7 @@
 See ``docs/protocol.md`` for the byte-level specification.
 """
 
+from .certs import DeviceDetail, DeviceDetails, DeviceQuery
 from .codec import FRAME_LIMITS, FrameDecoder, encode, parse
 from .devices import Unlink
 from .frames import (
@@ -33,6 +34,7 @@ from .limits import (
     MAX_ACCOUNT_NAME,
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
+    MAX_DEVICE_CERTIFICATE,
     MAX_DEVICE_NAME,
     MAX_FRAME,
     MAX_MULTI_PART,
@@ -73,6 +75,7 @@ __all__ = [
     "MAX_ACCOUNT_NAME",
     "MAX_CONTROL_FRAME",
     "MAX_DELIVER_FRAME",
+    "MAX_DEVICE_CERTIFICATE",
     "MAX_DEVICE_NAME",
     "MAX_FRAME",
     "MAX_MULTI_PART",
@@ -95,6 +98,9 @@ __all__ = [
     "AccountRefusal",
     "Ack",
     "Deliver",
+    "DeviceDetail",
+    "DeviceDetails",
+    "DeviceQuery",
     "Devices",
     "Error",
     "ErrorCode",

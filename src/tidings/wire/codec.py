@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from ..errors import FrameError
+from .certs import DeviceDetails, DeviceQuery, parse_device_details, parse_device_query
 from .devices import Unlink
 from .frames import (
     Ack,
@@ -44,6 +45,7 @@ from .limits import (
     LENGTH_PREFIX,
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
+    MAX_DEVICE_CERTIFICATE,
     MAX_FRAME,
     MAX_PREKEY_BUNDLE_FRAME,
     MAX_PREKEYS_UPLOAD_FRAME,
@@ -76,6 +78,9 @@ FRAME_LIMITS[FrameType.PREKEY_BUNDLE] = MAX_PREKEY_BUNDLE_FRAME
 # refused accounts with 64 device ids each, ~620 KB: both within the largest frame.
 FRAME_LIMITS[FrameType.MULTI_SEND] = MAX_SEND_FRAME
 FRAME_LIMITS[FrameType.MULTI_SENT] = MAX_SEND_FRAME
+FRAME_LIMITS[FrameType.DEVICE_DETAILS] = MAX_CONTROL_FRAME + MAX_TARGETS * (
+    MAX_DEVICE_CERTIFICATE + 32
+)
 
 
 _T = TypeVar("_T")
@@ -274,6 +279,8 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.PONG: _builder(Pong),
     FrameType.MULTI_SEND: _multi_send,
     FrameType.MULTI_SENT: _multi_sent,
+    FrameType.DEVICE_QUERY: parse_device_query,
+    FrameType.DEVICE_DETAILS: parse_device_details,
 }
 
 _CLASSES: tuple[type[Frame], ...] = (
@@ -306,6 +313,8 @@ _CLASSES: tuple[type[Frame], ...] = (
     Pong,
     MultiSend,
     MultiSent,
+    DeviceQuery,
+    DeviceDetails,
 )
 
 # What parse() needs per type number, in one plain-int lookup (constructing the FrameType enum

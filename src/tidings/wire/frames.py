@@ -78,6 +78,8 @@ class FrameType(enum.IntEnum):
     MULTI_SENT = 33
     PING = 40
     PONG = 41
+    DEVICE_QUERY = 14
+    DEVICE_DETAILS = 34
 
 
 def _invalid(frame_type: FrameType, reason: str) -> FrameError:
@@ -593,6 +595,7 @@ CLIENT_FRAMES = frozenset(
         FrameType.PUSH_QUERY,
         FrameType.UNLINK,
         FrameType.MULTI_SEND,
+        FrameType.DEVICE_QUERY,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -30,6 +30,10 @@ MAX_DEVICE_NAME = 64
 #: Longest link code (LINK_CODE, REGISTER): the server issues 16 random bytes; room for longer.
 MAX_LINK_CODE = 64
 
+#: Longest device certificate a relay stores (DEVICE_QUERY, DEVICE_DETAILS): opaque to it; the
+#: client's certificate (``tidings.e2e.certificate``) is at most 208 bytes. Room, no more.
+MAX_DEVICE_CERTIFICATE = 256
+
 #: Longest reason text of ERROR and REFUSED, in UTF-8 bytes: a short phrase for logs, not prose.
 MAX_REASON = 256
 
@@ -144,3 +148,4 @@ class ErrorCode(enum.IntEnum):
     RECIPIENTS_REFUSED = (
         27  #: a MULTI_SEND refused for some recipient accounts (MULTI_SENT says which)
     )
+    NOT_OWN_DEVICE = 30  #: a DEVICE_QUERY certificate for a device of another account

@@ -329,5 +329,35 @@ CREATE TABLE group_key_given (
 ) WITHOUT ROWID;
 """
 
+_V11 = """
+-- Device certificates (issue 13, docs/protocol.md §6.31). link_secrets: the secret half of each
+-- link code this device issued, by the code's id, until the code expires. link_proof: this
+-- device's own proof, when it was linked with a code that had a secret, sent in its DEVICE_INFO.
+-- device_marks: what this device concluded of each device it checked — certified (by issuer),
+-- uncertified, unchecked or invalid (with the reason) — for the identity key it checked;
+-- certificate/published: a certificate this device signed, until the relay has it.
+CREATE TABLE link_secrets (
+    code_id    BLOB PRIMARY KEY,
+    secret     BLOB NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE link_proof (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    proof BLOB    NOT NULL
+);
+CREATE TABLE device_marks (
+    account      TEXT    NOT NULL,
+    device_id    INTEGER NOT NULL,
+    status       TEXT    NOT NULL,
+    issuer       INTEGER,
+    reason       TEXT    NOT NULL DEFAULT '',
+    identity_key BLOB,
+    at           REAL    NOT NULL,
+    certificate  BLOB,
+    published    INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)

@@ -9,6 +9,7 @@ The schema is :mod:`tidings.client.migrations`.
 """
 
 from ._crypto import CryptoWrites, E2EIdentity, PreKeyRow
+from ._marks import DeviceMark
 from .records import (
     MAX_OUTBOX,
     SCHEMA_VERSION,
@@ -36,6 +37,7 @@ __all__ = [
     "ConversationSummary",
     "ConversationTimer",
     "CryptoWrites",
+    "DeviceMark",
     "DeviceStatus",
     "Direction",
     "E2EIdentity",

@@ -51,7 +51,7 @@ from tidings.refs import DeviceRef
 
 from ._crypto import Crypto
 from ._groups import Groups
-from ._names import DeviceNames
+from ._marks import DeviceMarks
 from ._outbox import Outbox
 from ._sql import MSG_COLS, message_from_row
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
@@ -79,7 +79,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, DeviceNames, Groups, Crypto):
+class ClientStore(Outbox, DeviceMarks, Groups, Crypto):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:
