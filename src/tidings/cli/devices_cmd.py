@@ -27,7 +27,7 @@ from ..refs import DeviceRef
 from .common import _common, _config_flags, _print, _ts, config_of, home_of
 from .exits import Exit
 from .history_cmd import _account
-from .remote import open_daemon
+from .remote import DaemonDevice, open_daemon
 
 __all__ = ["add_parser", "cmd_devices", "key_fingerprint"]
 
@@ -65,16 +65,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="send your recent history (end-to-end encrypted) to your new device N",
     )
+    add_history_limit(p)
+    _common(p)
+    _config_flags(p)
+    p.set_defaults(func=cmd_devices)
+
+
+def add_history_limit(p: argparse.ArgumentParser, when: str = "") -> None:
+    """The ``--history-limit K`` option of the commands that send history."""
     p.add_argument(
         "--history-limit",
         type=int,
         default=MAX_HISTORY_MESSAGES,
         metavar="K",
-        help=f"messages to send at most (default {MAX_HISTORY_MESSAGES:,})",
+        help=f"{when}messages to send at most (default {MAX_HISTORY_MESSAGES:,})",
     )
-    _common(p)
-    _config_flags(p)
-    p.set_defaults(func=cmd_devices)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -106,41 +111,50 @@ async def _send_history(args: argparse.Namespace) -> int:
     """Queue the archive (through the daemon if one runs the device), then wait for the
     relay's ✓ of every part (this command's own device)."""
     home = home_of(args)
-    params = {"device_id": args.send_history, "limit": args.history_limit}
+    device: Client | DaemonDevice
     try:
-        client = Client(home, owner=f"tidings {args.command}", config=config_of(args))
+        device = Client(home, owner=f"tidings {args.command}", config=config_of(args))
     except DeviceBusy as busy:
-        daemon = await open_daemon(home, busy)
-        try:
-            answer = await daemon.call("send_history", **params)
-        finally:
-            await daemon.close()
-        _print(
-            args,
-            answer,
-            f"history queued for device {args.send_history}: {_parts(answer['parts'])}",
-        )
-        return 0
+        device = await open_daemon(home, busy)
     try:
-        last = await client.send_history(args.send_history, args.history_limit)
+        return await send_history_to(args, device, [args.send_history])
+    finally:
+        await device.close()
+
+
+async def send_history_to(
+    args: argparse.Namespace, device: Client | DaemonDevice, device_ids: list[int]
+) -> int:
+    """Queue the history for each of ``device_ids`` (new devices of this account), then, when
+    this command runs the device, wait for the relay's ✓ of every part (a daemon sends them
+    itself). The exit status."""
+    for device_id in device_ids:
+        new = f"{device.me.account}.{device_id}"
+        if isinstance(device, DaemonDevice):
+            answer = await device.call(
+                "send_history", device_id=device_id, limit=args.history_limit
+            )
+            _print(args, answer, f"history queued for {new}: {_parts(answer['parts'])}")
+            continue
+        last = await device.send_history(device_id, args.history_limit)
         _print(
             args,
-            {"archive_id": last.archive_id.hex(), "parts": last.parts},
-            f"history queued for {client.me.account}.{args.send_history}: {_parts(last.parts)}",
+            {"archive_id": last.archive_id.hex(), "parts": last.parts, "device": new},
+            f"history queued for {new}: {_parts(last.parts)}",
         )
-        await client.start()
-        if not await client.drain(SEND_WAIT):
-            _print(
-                args,
-                {"event": "timeout"},
-                f"not all of it is at the relay after {SEND_WAIT:g} s; the rest goes out the "
-                "next time this device connects",
-            )
-            return Exit.TIMED_OUT
-        _print(args, {"event": "sent"}, "every part is at the relay (✓)")
+    if isinstance(device, DaemonDevice):
         return 0
-    finally:
-        await client.close()
+    await device.start()
+    if not await device.drain(SEND_WAIT):
+        _print(
+            args,
+            {"event": "timeout"},
+            f"not all of it is at the relay after {SEND_WAIT:g} s; the rest goes out the "
+            "next time this device connects",
+        )
+        return Exit.TIMED_OUT
+    _print(args, {"event": "sent"}, "every part is at the relay (✓)")
+    return 0
 
 
 async def _ask(

@@ -21,7 +21,7 @@ from ..client import Client, DevicesChanged
 from ..client.history import MAX_HISTORY_MESSAGES
 from ..errors import ConnectionBroken, DeviceBusy
 from .common import _common, _config_flags, _print, _ts, config_of, home_of
-from .devices_cmd import SEND_WAIT, _parts
+from .devices_cmd import add_history_limit, send_history_to
 from .exits import Exit
 from .remote import DaemonDevice, Stream, open_daemon
 
@@ -62,13 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action="store_true",
         help="wait for the new device, then send it your recent history",
     )
-    p.add_argument(
-        "--history-limit",
-        type=int,
-        default=MAX_HISTORY_MESSAGES,
-        metavar="K",
-        help=f"with --send-history: messages to send at most (default {MAX_HISTORY_MESSAGES:,})",
-    )
+    add_history_limit(p, "with --send-history: ")
     _common(p)
     _config_flags(p)
     p.set_defaults(func=cmd_link_code)
@@ -154,29 +148,7 @@ async def _history_when_linked(
     for device_id in added:
         new = f"{me.account}.{device_id}"
         _print(args, {"event": "linked", "device": new}, f"{new} was linked to this account")
-        if isinstance(device, DaemonDevice):
-            answer = await device.call(
-                "send_history", device_id=device_id, limit=args.history_limit
-            )
-            _print(args, answer, f"history queued for {new}: {_parts(answer['parts'])}")
-            continue
-        last = await device.send_history(device_id, args.history_limit)
-        _print(
-            args,
-            {"archive_id": last.archive_id.hex(), "parts": last.parts, "device": new},
-            f"history queued for {new}: {_parts(last.parts)}",
-        )
-    if isinstance(device, Client):
-        if not await device.drain(SEND_WAIT):
-            _print(
-                args,
-                {"event": "timeout"},
-                f"not all of it is at the relay after {SEND_WAIT:g} s; the rest goes out the "
-                "next time this device connects",
-            )
-            return Exit.TIMED_OUT
-        _print(args, {"event": "sent"}, "every part is at the relay (✓)")
-    return 0
+    return await send_history_to(args, device, list(added))
 
 
 def terminal_qr(text: str) -> str:
