@@ -26,6 +26,14 @@ STDERR_TAIL = 4000
 STDERR_PATHS: dict[int, Path] = {}
 
 
+def child_env() -> dict[str, str]:
+    """The bench's environment without ``TIDINGS_*`` variables: each process gets its settings
+    from its command line, and ``tidings server`` refuses a ``TIDINGS_*`` variable it does not
+    know (the test suite's ``TIDINGS_REQUIRE_*`` switches, a user's own settings for another
+    relay), which made the bench's relay exit at start under CI."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+
+
 def stderr_tail(proc: asyncio.subprocess.Process) -> str:
     """The end of what ``proc`` wrote on stderr, if it was started by :class:`Processes`."""
     path = STDERR_PATHS.get(proc.pid)
@@ -58,6 +66,7 @@ class Processes:
         with stderr_path.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
+                env=child_env(),
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=err,
