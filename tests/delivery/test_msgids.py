@@ -1,4 +1,5 @@
-"""Message ids (tidings.delivery.msgids): the time first, then randomness."""
+"""Message ids (tidings.delivery.msgids): randomness, then the time; and the relay's record
+key, which puts the time first."""
 
 from __future__ import annotations
 
@@ -7,21 +8,30 @@ import itertools
 import pytest
 
 from tidings.delivery.msgids import TIME_BYTES, new_message_id
+from tidings.store._lookup import message_id_of, record_key
 
 
 def test_an_id_is_the_millisecond_then_the_random_bytes() -> None:
     mid = new_message_id(1_765_000_000.1234, lambda n: b"\xab" * n)
     assert len(mid) == 16
-    assert mid[:TIME_BYTES] == (1_765_000_000_123).to_bytes(6, "big")
-    assert mid[TIME_BYTES:] == b"\xab" * 10
+    assert mid[-TIME_BYTES:] == (1_765_000_000_123).to_bytes(6, "big")
+    assert mid[:-TIME_BYTES] == b"\xab" * 10
     # Golden bytes: 2026-12-07T00:00:00Z with zero randomness.
-    assert new_message_id(1_796_601_600.0, bytes).hex() == "01a24dccd800" + "00" * 10
+    assert new_message_id(1_796_601_600.0, bytes).hex() == "00" * 10 + "01a24dccd800"
 
 
-def test_ids_made_later_sort_later_whatever_their_randomness() -> None:
-    tails = itertools.cycle([b"\xff" * 10, b"\x00" * 10])
-    ids = [new_message_id(1_765_000_000 + i / 1000, lambda n: next(tails)) for i in range(50)]
-    assert ids == sorted(ids) and len(set(ids)) == 50
+def test_the_relay_keys_later_ids_later_whatever_their_randomness() -> None:
+    heads = itertools.cycle([b"\xff" * 10, b"\x00" * 10])
+    ids = [new_message_id(1_765_000_000 + i / 1000, lambda n: next(heads)) for i in range(50)]
+    keys = [record_key(mid) for mid in ids]
+    assert keys == sorted(keys) and len(set(keys)) == 50
+    assert [message_id_of(key) for key in keys] == ids
+    assert len({mid[:6] for mid in ids}) == 2  # the start people see is the random part
+
+
+def test_any_bytes_round_trip_through_the_record_key() -> None:
+    for mid in (b"", b"abc", bytes(range(16)), bytes(range(40))):
+        assert message_id_of(record_key(mid)) == mid
 
 
 @pytest.mark.parametrize("now", [-0.001, float(1 << 48) / 1000])

@@ -53,12 +53,15 @@ class DiskRun:
         db_path.unlink()
         db = sqlite3.connect(db_path)
         db.execute(
-            "CREATE TABLE sent (sender_account TEXT, sender_device INTEGER, message_id BLOB,"
+            "CREATE TABLE sent (sender_account TEXT, sender_device INTEGER, id_key BLOB,"
             " stored_at REAL, expires_at REAL)"
         )
         for sender, mid in self.committed:
             account, _, device = sender.rpartition(".")
-            db.execute("INSERT INTO sent VALUES (?, ?, ?, 0, 0)", (account, int(device), mid))
+            db.execute(  # the relay's key: the id's last 6 bytes first
+                "INSERT INTO sent VALUES (?, ?, ?, 0, 0)",
+                (account, int(device), mid[-6:] + mid[:-6]),
+            )
         db.commit()
         db.close()
         return run_dir

@@ -1,19 +1,22 @@
-"""Message ids: 16 bytes, unique, and in time order (sans-I/O: the time and the randomness in).
+"""Message ids: 16 bytes, unique, ending with their time (sans-I/O: the time and randomness in).
 
 A message id is chosen once by the sending device and kept across retries; the relay keys its
-idempotency records by it (``sent``: the id first, then the sender). Random ids put each new
-record on a page of its own in that table, so every commit rewrote one page per message
-(bench/README.md, "The store's disk bytes"). An id that starts with the time lands at the
-table's right edge with the other new ones, so a commit of many sends writes a few pages:
+idempotency records by it. Wholly random ids put each new record on a page of its own in that
+table, so every commit rewrote one page per message (bench/README.md, "The store's disk
+bytes"). An id that ends with the time lets the relay key its records by the time first (the
+SQLite store rotates the last 6 bytes to the front: ``tidings.store._lookup.record_key``), so a
+commit's new records are together at the table's right edge and a commit of many sends writes
+a few pages:
 
-    id = milliseconds since 1970 (48 bits, big-endian) || 80 random bits
+    id = 80 random bits || milliseconds since 1970 (48 bits, big-endian)
 
-(the layout of UUIDv7, RFC 9562 §5.7, without its version and variant bits: nothing here reads
-an id as a UUID). 80 random bits keep ids unique: two devices of the same millisecond collide
-with a probability of 2⁻⁸⁰, and a collision would only make the relay answer the second send as
-a duplicate of the first *of the same sender device* (the records are per sender). The time
-tells the relay nothing it does not know: it sees when each send arrives. A clock set wrong
-costs locality, never uniqueness.
+The random part comes first because people name a message by the start of its id (the CLI
+prints 12 hex digits, the API takes a unique prefix): with the time first, messages of the
+same millisecond would share that prefix. 80 random bits keep ids unique: two ids of the same
+millisecond collide with a probability of 2⁻⁸⁰, and a collision would only make the relay answer
+the second send as a duplicate of the first *of the same sender device* (the records are per
+sender). The time tells the relay nothing it does not know: it sees when each send arrives. A
+clock set wrong costs locality, never uniqueness; the relay accepts any 16 bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..wire.limits import MESSAGE_ID_LEN
 
 __all__ = ["TIME_BYTES", "new_message_id"]
 
-#: Bytes of the millisecond timestamp at the front of an id: 48 bits last until the year 10889.
+#: Bytes of the millisecond timestamp at the end of an id: 48 bits last until the year 10889.
 TIME_BYTES = 6
 
 
@@ -37,7 +40,7 @@ def new_message_id(now: float, random_bytes: Callable[[int], bytes]) -> bytes:
     millis = int(now * 1000)
     if not 0 <= millis < 1 << (8 * TIME_BYTES):
         raise ValueError(f"not a time a message id can hold: {now!r}")
-    tail = random_bytes(MESSAGE_ID_LEN - TIME_BYTES)
-    if len(tail) != MESSAGE_ID_LEN - TIME_BYTES:
+    head = random_bytes(MESSAGE_ID_LEN - TIME_BYTES)
+    if len(head) != MESSAGE_ID_LEN - TIME_BYTES:
         raise ValueError("random_bytes returned the wrong length")
-    return millis.to_bytes(TIME_BYTES, "big") + tail
+    return head + millis.to_bytes(TIME_BYTES, "big")

@@ -48,6 +48,14 @@ def _faults(view: RunView) -> list[Fault]:
     return [f for f in view.record.faults if f.kind == _FAULT]
 
 
+#: The relay's idempotency records with their message ids (the key holds the id's last 6 bytes
+#: first since the relay's migration 0010: tidings.store._lookup.record_key).
+_SENT_ROWS = (
+    "SELECT sender_account, sender_device,"
+    " CAST(substr(id_key, 7) || substr(id_key, 1, 6) AS BLOB) FROM sent"
+)
+
+
 def _relay_sent(view: RunView) -> set[tuple[str, str]] | str:
     """``(sender device, mid hex)`` of every row of the relay's ``sent`` table, or why not."""
     server = view.record.server
@@ -59,7 +67,7 @@ def _relay_sent(view: RunView) -> set[tuple[str, str]] | str:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            rows = db.execute("SELECT sender_account, sender_device, message_id FROM sent")
+            rows = db.execute(_SENT_ROWS)
             return {(f"{a}.{d}", bytes(m).hex()) for a, d, m in rows.fetchall()}
         finally:
             db.close()

@@ -33,7 +33,7 @@ import sqlite3
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from tidings.store._lookup import Heads, Known, SentKey, lookup
+from tidings.store._lookup import Heads, Known, SentKey, lookup, record_key
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store.base import (
     DeviceMismatch,
@@ -47,7 +47,7 @@ from tidings.store.base import (
 
 _ACCOUNT_EXISTS = "SELECT 1 FROM accounts WHERE account = ?"
 _RECORD_SENT = (
-    "INSERT INTO sent (sender_account, sender_device, message_id, stored_at, expires_at)"
+    "INSERT INTO sent (sender_account, sender_device, id_key, stored_at, expires_at)"
     " VALUES (?, ?, ?, ?, ?)"
 )
 _INSERT_ITEM = (
@@ -174,7 +174,7 @@ class _Segment:
             self.known.contacts.add(pair)
             self.contacts[pair] = None
         self.known.sent[key] = now
-        self.records.append((*key, now, expires_at))
+        self.records.append((key[0], key[1], record_key(key[2]), now, expires_at))
         self.outcomes[index] = (True, Stored(items=tuple(items), stored_at=now))
 
     def refusal(

@@ -35,9 +35,28 @@ _HEADS = (
 )
 _SENT = (
     "WITH k(a, d, m) AS (VALUES {values}) SELECT s.sender_account, s.sender_device,"
-    " s.message_id, s.stored_at FROM k CROSS JOIN sent AS s"
-    " ON s.sender_account = k.a AND s.sender_device = k.d AND s.message_id = k.m"
+    " s.id_key, s.stored_at FROM k CROSS JOIN sent AS s"
+    " ON s.id_key = k.m AND s.sender_account = k.a AND s.sender_device = k.d"
 )
+#: Bytes at the end of a message id that go first in its record's key (the time, in the ids the
+#: reference client makes: ``tidings.delivery.msgids``).
+_KEY_ROTATION = 6
+
+
+def record_key(message_id: bytes) -> bytes:
+    """The ``sent`` table's key of ``message_id``: its last 6 bytes first (migration 0010), so
+    that the records of ids ending with their time are stored in time order, new ones at the
+    right edge. Any bytes work: an id of another layout only loses the locality."""
+    return message_id[-_KEY_ROTATION:] + message_id[:-_KEY_ROTATION]
+
+
+def message_id_of(key: bytes) -> bytes:
+    """The message id whose :func:`record_key` is ``key``."""
+    if len(key) < _KEY_ROTATION:
+        return key
+    return key[_KEY_ROTATION:] + key[:_KEY_ROTATION]
+
+
 _CONTACTS = (
     "WITH k(a, c) AS (VALUES {values}) SELECT t.account, t.contact FROM k"
     " CROSS JOIN contacts AS t ON t.account = k.a AND t.contact = k.c"
@@ -84,7 +103,8 @@ def lookup(conn: sqlite3.Connection, ops: Sequence[object]) -> Known:
     ):
         ref = refs.get((account, device_id)) or DeviceRef(account, device_id)
         heads.setdefault(account, {})[ref] = [last_seq, depth, strangers]
-    sent = {(row[0], row[1], row[2]): row[3] for row in _select(conn, _SENT, list(keys))}
+    asked = [(account, device_id, record_key(mid)) for account, device_id, mid in keys]
+    sent = {(row[0], row[1], message_id_of(row[2])): row[3] for row in _select(conn, _SENT, asked)}
     contacts = {(row[0], row[1]) for row in _select(conn, _CONTACTS, list(pairs))}
     return Known(heads, sent, contacts)
 

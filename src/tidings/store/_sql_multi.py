@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 from tidings.store import _multi
-from tidings.store._lookup import _CONTACTS, _HEADS, _select
+from tidings.store._lookup import _CONTACTS, _HEADS, _select, record_key
 from tidings.store.base import (
     DeviceRef,
     InboxItem,
@@ -23,9 +23,7 @@ from tidings.store.base import (
     Stored,
 )
 
-_SENT = (
-    "SELECT stored_at FROM sent WHERE sender_account = ? AND sender_device = ? AND message_id = ?"
-)
+_SENT = "SELECT stored_at FROM sent WHERE id_key = ? AND sender_account = ? AND sender_device = ?"
 _INSERT_BODY = "INSERT INTO shared_bodies (body, refs) VALUES (?, ?)"
 _INSERT_ITEM = (
     "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
@@ -36,7 +34,7 @@ _SET_HEAD = (
     "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
 )
 _RECORD_SENT = (
-    "INSERT INTO sent (sender_account, sender_device, message_id, stored_at, expires_at)"
+    "INSERT INTO sent (sender_account, sender_device, id_key, stored_at, expires_at)"
     " VALUES (?, ?, ?, ?, ?)"
 )
 _ADD_CONTACT = "INSERT OR IGNORE INTO contacts (account, contact) VALUES (?, ?)"
@@ -47,7 +45,7 @@ def submit_multi(conn: sqlite3.Connection, sub: MultiSubmission) -> MultiSubmitR
     """Decide and store ``sub`` (see the module docstring)."""
     sender = sub.sender
     key = (sender.account, sender.device_id, sub.message_id)
-    row = conn.execute(_SENT, key).fetchone()
+    row = conn.execute(_SENT, (record_key(sub.message_id), *key[:2])).fetchone()
     if row is not None:
         return Stored(items=(), stored_at=float(row[0]), duplicate=True)
     # Set-based reads, as the one-to-one path's (:mod:`tidings.store._lookup`): a few
@@ -114,6 +112,6 @@ def submit_multi(conn: sqlite3.Connection, sub: MultiSubmission) -> MultiSubmitR
     conn.executemany(
         _SET_HEAD, [(h[0], h[1], h[2], ref.account, ref.device_id) for ref, h in heads.items()]
     )
-    conn.execute(_RECORD_SENT, (*key, now, expires_at))
+    conn.execute(_RECORD_SENT, (*key[:2], record_key(key[2]), now, expires_at))
     conn.executemany(_ADD_CONTACT, _multi.new_contacts(sub))
     return Stored(items=tuple(items), stored_at=now)
