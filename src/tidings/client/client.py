@@ -198,6 +198,12 @@ class Client(OwnDevices, GroupCalls):
         self._inbox = Inbox(
             self.store, self.me, self._emit, clocks, self.crypto, self.groups_runtime
         )
+        # A device of this account or a member's linked late gets the groups and keys it
+        # lacks, without the user (tidings.client.group_sync).
+        self._outbox.recipients.on_own_added = self._sync_groups
+        self._outbox.multi.catch_up = lambda group_id, message_id, devices: (
+            self.groups_runtime.catch_up(group_id, message_id, devices, self._clock())
+        )
         self._disappearing = Disappearing(self.store, self._emit, clock)
         #: A sent disappearing message is in the open batch: arm the sweep after its commit.
         self._expiry_started = False
@@ -607,6 +613,21 @@ class Client(OwnDevices, GroupCalls):
     def _on_push_status(self, frame: PushStatus) -> None:
         """Unsolicited (protocol §6.25): the relay can no longer wake this device."""
         self._emit(PushDead(frame.endpoint))
+
+    def _sync_groups(self, devices: list[DeviceRef]) -> None:
+        """New own ``devices``: each gets the account's groups (soon: this may be called
+        from inside the outbox's refusal path, which must finish first)."""
+        asyncio.get_running_loop().call_soon(self._sync_groups_now, devices)
+
+    def _sync_groups_now(self, devices: list[DeviceRef]) -> None:
+        if self.storage_failed is not None:
+            return
+        now = self._clock()
+        try:
+            ids = [i for d in devices for i in self.groups_runtime.sync_to(d, now)]
+            self._outbox.add_queued(ids)
+        except StoreError:
+            log.exception("! could not queue the groups for a new own device")
 
     def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
         self._spawn(self._fetch_and_check(lane, devices))
