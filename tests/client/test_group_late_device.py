@@ -73,3 +73,25 @@ async def test_a_device_linked_late_joins_its_accounts_groups(
     assert own.message.recipient == group_conversation(group)
     text = _text(own)
     assert text is not None and f"me ({alice2.me})" in text
+
+
+async def test_a_device_linked_while_the_other_was_away_is_synced_on_its_next_send(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    alice1 = await clients.new("alice")
+    bob = await clients.new("bob")
+    group = await alice1.client.create_group("team", ["bob"])
+    await converged(bob, group, members_are("alice", "bob"))
+    first = await alice1.client.send_group(group, "before")
+    await bob.until(group_text(first))
+    code, _ = await alice1.client.link_code()
+    await alice1.client.close()  # away: it never hears the DEVICES notice
+    alice2 = await clients.start(await clients.register("alice", link_code=code))
+    alice1 = await clients.start(alice1.home)
+
+    mid = await alice1.client.send_group(group, "back")  # the relay names alice.2 missing
+    await converged(alice2, group, members_are("alice", "bob"))
+    await said(alice2, mid, b"back")
+    await said(bob, mid, b"back")
+    assert not [e for e in alice2.seen if isinstance(e, DecryptionFailed)]

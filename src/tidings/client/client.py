@@ -513,6 +513,11 @@ class Client(OwnDevices, GroupCalls):
             return
         self._outbox.devices[self.me.account] = own_devices
         self._tell_name(own_devices)
+        # An own device linked while this one was away gets the groups (once per group: a
+        # device given this one's key is skipped), as one the DEVICES notice names.
+        others = [DeviceRef(self.me.account, d) for d in own_devices if d != self.me.device_id]
+        if others:
+            self._sync_groups(others)
         self._outbox.on_connect()
         try:
             self._outbox.pump()

@@ -4,7 +4,8 @@ A device linked to an account after a group was made holds none of its log or ke
 steps bring it in, none needing the user:
 
 * an existing device of the account that learns of the new one (the relay's DEVICES notice,
-  or a device-set refusal that names it) sends it, per group the account is in, a GROUP_SYNC
+  the session's own-device list at connect, or a device-set refusal that names it) sends it,
+  per group the account is in, a GROUP_SYNC
   (:func:`sync_requests`): the group's log and this device's current distribution message, in
   one content; the new device replays the log to the same membership (the replay is
   deterministic) and takes the key in the same transaction (:func:`on_sync`);
@@ -15,6 +16,11 @@ steps bring it in, none needing the user:
   read with a later chain position, so the copy is what the new device reads, and the
   multi-send's copy is then a duplicate;
 * what the new device sends names every member device from the relay's diff the same way.
+
+The rule underneath: this device's key goes to a device of its own account only as a
+GROUP_SYNC, with the log (:meth:`GroupRuntime._keys_for`), so whichever path finds the new
+device first — the notice, the session's device list at connect, a send's device set — it gets
+the group with the key. The cost: a rotation sends the whole log again to each own device.
 
 Idempotent: a GROUP_SYNC delivered twice adds no change (changes are kept by id) and its
 distribution is the same chain again (kept as held, :func:`~tidings.e2e.senderkey.
@@ -129,27 +135,39 @@ class KeyResendLimit:
 # ---------------------------------------------------------------- a new own device
 
 
+def sync_parts(
+    rt: GroupRuntime, group_id: bytes, device: DeviceRef, material: bytes, now: float
+) -> list[OutboxRequest]:
+    """The GROUP_SYNC contents that give own ``device`` the group's log and ``material`` (this
+    device's distribution message), to queue."""
+    ops = rt.logs[group_id].ops
+    return [
+        rt._request(
+            rt.me.account,
+            GroupSync(device.device_id, group_id, tuple(ops[i : i + MAX_OPS_PER_CHANGE]), material),
+            now,
+        )
+        for i in range(0, len(ops), MAX_OPS_PER_CHANGE)
+    ]
+
+
 def sync_requests(rt: GroupRuntime, device: DeviceRef, now: float) -> list[bytes]:
-    """Send own device ``device`` every group this account is in that it was not synced (or
-    given this device's key) for: committed in one transaction; returns the outbox ids."""
+    """Send own ``device`` every group this account is in for which it lacks this device's
+    current key (so it was never synced, or a rotation came since): committed in one
+    transaction; returns the outbox ids."""
     if device.account != rt.me.account or device == rt.me:
         return []
     writes = GroupWrites()
     for state in rt.joined():
         g = state.group_id
-        material = rt.cipher.key_for(g, device)
-        if material is None:
-            continue  # it has our key, so it was synced (or knew the group)
-        ops = rt.logs[g].ops
-        for i in range(0, len(ops), MAX_OPS_PER_CHANGE):
-            part = GroupSync(device.device_id, g, tuple(ops[i : i + MAX_OPS_PER_CHANGE]), material)
-            writes.requests.append(rt._request(rt.me.account, part, now))
-        rt.cipher.given(g, device)
-        writes.given[g] = rt.cipher.given_to(g)
-        writes.records[(g, rt.me)] = rt.cipher.records()[(g, rt.me)]
+        requests = rt._keys_for(g, [device], now)
+        if requests:
+            writes.requests += requests
+            writes.given[g] = rt.cipher.given_to(g)
+            writes.records[(g, rt.me)] = rt.cipher.records()[(g, rt.me)]
     if not writes.requests:
         return []
-    log.info("= syncing %d group(s) to new own device %s", len(writes.given), device)
+    log.info("= syncing %d group(s) to own device %s", len(writes.given), device)
     _commit(rt, writes, now)
     return [r.message_id for r in writes.requests]
 
@@ -202,9 +220,7 @@ def catch_up(
     targets = sorted({d for d in devices if d.account in state.members and d != rt.me})
     if not targets:
         return []
-    # an own device gets its groups first (their key goes with them: _keys_for skips it)
-    synced = [i for d in targets if d.account == rt.me.account for i in sync_requests(rt, d, now)]
-    requests: list[OutboxRequest] = rt._keys_for(group_id, targets, now)
+    requests = rt._keys_for(group_id, targets, now)  # an own device's with the log
     conversation = group_conversation(group_id)
     m = rt.store.message(message_id)
     if m is not None and m.direction is Direction.OUT and m.conversation == conversation:
@@ -213,14 +229,14 @@ def catch_up(
         copy = GroupMessage(group_id, message_id, shared)
         requests += [rt._request(a, copy, now) for a in sorted({d.account for d in targets})]
     if not requests:
-        return synced
+        return []
     log.info("= new member device(s) %s: key and message sent pairwise", targets)
     writes = GroupWrites(requests=requests, given={group_id: rt.cipher.given_to(group_id)})
     own = rt.cipher.records().get((group_id, rt.me))
     if own is not None:
         writes.records[(group_id, rt.me)] = own
     _commit(rt, writes, now)
-    return synced + [r.message_id for r in requests]
+    return [r.message_id for r in requests]
 
 
 def _commit(rt: GroupRuntime, writes: GroupWrites, now: float) -> None:

@@ -321,13 +321,22 @@ class GroupRuntime:
     def _keys_for(
         self, group_id: bytes, devices: Iterable[DeviceRef], now: float
     ) -> list[OutboxRequest]:
+        """Our key to each of ``devices`` that lacks it: a SENDER_KEY per member account; to a
+        device of this account, a GROUP_SYNC (the log with the key: it may be new and not know
+        the group, :mod:`.group_sync`)."""
         need: dict[str, bytes] = {}
+        syncs: list[OutboxRequest] = []
         for device in devices:
             material = self.cipher.key_for(group_id, device)
-            if material is not None:
+            if material is None:
+                continue
+            self.cipher.given(group_id, device)
+            if device.account == self.me.account:
+                syncs += group_sync.sync_parts(self, group_id, device, material, now)
+            else:
                 need[device.account] = material
-                self.cipher.given(group_id, device)
-        return [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
+        keys = [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
+        return syncs + keys
 
     # ---------------------------------------------------------------- group messages
 

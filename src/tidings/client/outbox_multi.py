@@ -56,7 +56,7 @@ log = logging.getLogger("tidings.client")
 OLD_RELAY_CODES = frozenset({int(ErrorCode.MALFORMED_FRAME), int(ErrorCode.UNEXPECTED_FRAME)})
 
 #: The group control contents a multi-send waits behind (the key and membership it needs).
-_BEFORE = frozenset({ContentKind.SENDER_KEY, ContentKind.GROUP_CHANGE})
+_BEFORE = frozenset({ContentKind.SENDER_KEY, ContentKind.GROUP_CHANGE, ContentKind.GROUP_SYNC})
 
 
 @dataclass(frozen=True, slots=True)
