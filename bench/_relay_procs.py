@@ -20,6 +20,30 @@ from typing import Any
 
 #: How long a process sent a signal may take to exit before it is killed (seconds).
 STOP_TIMEOUT = 15.0
+#: How much of a process's stderr an error quotes when it exits without answering (bytes).
+STDERR_TAIL = 4000
+#: Where each process :meth:`Processes.start` started writes its stderr (by PID).
+STDERR_PATHS: dict[int, Path] = {}
+
+
+def child_env() -> dict[str, str]:
+    """The bench's environment without ``TIDINGS_*`` variables: each process gets its settings
+    from its command line, and ``tidings server`` refuses a ``TIDINGS_*`` variable it does not
+    know (the test suite's ``TIDINGS_REQUIRE_*`` switches, a user's own settings for another
+    relay), which made the bench's relay exit at start under CI."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+
+
+def stderr_tail(proc: asyncio.subprocess.Process) -> str:
+    """The end of what ``proc`` wrote on stderr, if it was started by :class:`Processes`."""
+    path = STDERR_PATHS.get(proc.pid)
+    if path is None:
+        return ""
+    try:
+        data = path.read_bytes()[-STDERR_TAIL:]
+    except OSError as exc:
+        return f"\n(its stderr {path} cannot be read: {exc})"
+    return f"\nits stderr ({path}) ends with:\n{data.decode(errors='replace')}"
 
 
 def _die_with_parent() -> None:
@@ -42,6 +66,7 @@ class Processes:
         with stderr_path.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
+                env=child_env(),
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -50,6 +75,7 @@ class Processes:
                 limit=64 * 2**20,  # the workers' result lines are long
             )
         self.procs.append((name, proc))
+        STDERR_PATHS[proc.pid] = stderr_path
         return proc
 
     async def stop(
@@ -102,7 +128,8 @@ async def read_event(proc: asyncio.subprocess.Process, name: str, timeout: float
         async with asyncio.timeout(remaining):
             line = await proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"{name} exited (code {await proc.wait()}) without answering")
+            code = await proc.wait()
+            raise RuntimeError(f"{name} exited (code {code}) without answering{stderr_tail(proc)}")
         text = line.decode(errors="replace").strip()
         if text.startswith("{"):
             event: dict[str, Any] = json.loads(text)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _relay_procs import free_port, read_event
+from _relay_procs import child_env, free_port, read_event
 
 from tidings.client.connect import CLIENT_KEEPALIVE, open_channel
 from tidings.net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone
@@ -99,7 +99,7 @@ async def one_run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     data.mkdir()
     keys = await seed_accounts(data / DB_FILE, args.connections)
     entry = ["-m", "tidings"] if not args.server_entry else args.server_entry.split()
-    env = dict(os.environ)
+    env = child_env()
     if args.trace:
         entry = [str(HERE / "_trace_server.py")]
         env["IDLE_TRACE_OUT"] = str(Path(args.trace).resolve())

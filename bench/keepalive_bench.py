@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _relay_procs import read_event
+from _relay_procs import child_env, read_event
 from idle_bench import _Idle, seed_accounts
 
 from tidings.client.config import DEFAULT_KEEPALIVE_SECONDS
@@ -49,6 +49,7 @@ async def measure(args: argparse.Namespace, root: Path) -> dict[str, float]:
         *(sys.executable, "-m", "tidings", "server", "--data-dir", str(data), "--port", "0"),
         *("--metrics-port", "0", "--json", "--log-level", "warning"),
         *("--max-connections", str(args.connections + 100)),
+        env=child_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )

@@ -57,12 +57,15 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from tidings.delivery.msgids import new_message_id
 from tidings.store import DeviceRef, SQLiteStore, Stored, Submission
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "store.json"
 PAYLOAD = b"\x01" * 200
 RETENTION = 30 * 86_400.0
 NOW = 1_700_000_000.0
+#: ``--random-ids``: message ids without their time (as clients made them before migration 0010).
+RANDOM_IDS = False
 MESSAGE_PHASES = ("single", "light", "heavy")
 LIGHT_RATE = 500.0  # messages/s of the light phase, all pairs together (--light-rate)
 
@@ -102,11 +105,15 @@ _IDS = random.Random(1)
 
 
 def _submission(sender: DeviceRef, receiver: DeviceRef) -> Submission:
-    """A send of ``PAYLOAD`` with a random message id (as clients make them, so the idempotency
-    records land anywhere in their table) at a time 1 ms after the previous send's (so the
+    """A send of ``PAYLOAD`` with a message id made as clients make them (the time in
+    milliseconds, then random bytes: ``tidings.delivery.msgids``; ``--random-ids`` for the
+    wholly random ids of earlier clients) at a time 1 ms after the previous send's (so the
     expiry indexes grow at their end, as at the relay)."""
     now = NOW + next(_CLOCK) * 1e-3
-    mid = _IDS.getrandbits(128).to_bytes(16, "big")
+    if RANDOM_IDS:
+        mid = _IDS.getrandbits(128).to_bytes(16, "big")
+    else:
+        mid = new_message_id(now, lambda n: _IDS.getrandbits(8 * n).to_bytes(n, "big"))
     return Submission(
         sender, mid, receiver.account, ((receiver, PAYLOAD),), now, now + RETENTION, 10**9
     )
@@ -249,6 +256,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         "store_options": STORE_OPTIONS,
         "loadavg": list(os.getloadavg()),
         "label": args.label,
+        "random_ids": args.random_ids,
         "phases": phases,
     }
 
@@ -293,7 +301,12 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a note stored in the JSON")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--commit-window", type=float, help="the store's commit window, s")
+    parser.add_argument(
+        "--random-ids", action="store_true", help="wholly random message ids (clients before 0010)"
+    )
     args = parser.parse_args()
+    global RANDOM_IDS
+    RANDOM_IDS = args.random_ids
     if args.commit_window is not None:
         STORE_OPTIONS["commit_window"] = args.commit_window
     result = asyncio.run(_main(args))

@@ -185,3 +185,25 @@ class TestTryTakeAll:
         assert "nobody" not in limiter
         with pytest.raises(ValueError, match="n must be"):
             limiter.wait("nobody", 0.0, n=2)
+
+
+def test_a_debit_takes_tokens_spent_elsewhere_into_a_bounded_debt() -> None:
+    bucket = TokenBucket(rate=1.0, burst=4)
+    bucket.debit(0.0, 3)  # another node took three
+    assert bucket.try_take(0.0, 1) == 0.0  # one left here
+    assert bucket.try_take(0.0, 1) == pytest.approx(1.0)
+    bucket.debit(0.0, 100)  # far more than a burst: the debt stops at one burst
+    assert bucket.available(0.0) == -4.0
+    assert bucket.wait(0.0, 1) == pytest.approx(5.0)  # pays back 4, then refills 1
+    assert bucket.try_take(5.0, 1) == 0.0
+    with pytest.raises(ValueError):
+        bucket.debit(5.0, 0)
+
+
+def test_a_limiter_debits_a_key_it_never_saw_and_keeps_its_bound() -> None:
+    limiter: RateLimiter[str] = RateLimiter(rate=1.0, burst=2, max_keys=2)
+    limiter.debit("a", 0.0, 2)
+    assert limiter.try_take("a", 0.0) == pytest.approx(1.0)
+    limiter.debit("b", 0.0)
+    limiter.debit("c", 0.0)
+    assert len(limiter) == 2 and "a" not in limiter

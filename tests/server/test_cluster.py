@@ -193,6 +193,9 @@ async def test_a_burst_of_sends_costs_at_most_one_publish_per_commit(nodes: Node
     bob = await registered(nodes.ws(nodes.b), "bob")
     alice = await registered(nodes.ws(nodes.a), "alice")
     assert nodes.a.cluster is not None
+    # Hints of items only: the rate-limit takes of the sends ride along or go every
+    # TAKES_FLUSH_DELAY on their own (tests/server/test_cluster_shared.py).
+    nodes.a.limits.on_take = None
     await nodes.a.cluster.settle()
     publishes = count(nodes.a, "tidings_hint_publishes_total")
     commits = nodes.a.store.stats.commits

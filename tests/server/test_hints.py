@@ -46,6 +46,29 @@ def test_presence_changes_coalesce_to_the_last_one() -> None:
 def test_a_hint_survives_its_encoding() -> None:
     hint = h.Hint("a#1", (BOB,), (CAROL,), (("carol", (1, 3)),))
     assert h.decode(h.encode(hint)) == hint
+    shared = h.Hint("a#1", takes=(("sends", "bob", 3.0), ("one_time", ["bob", 1], 1.0)))
+    shared = h.Hint(shared.sender, takes=shared.takes, push=(CAROL,))
+    assert h.decode(h.encode(shared)) == shared
+
+
+def test_a_hint_of_a_node_of_the_version_before_is_read() -> None:
+    old = msgpack.packb(["a#1", [["bob", 1]], [], []])  # four fields: no takes, no push
+    assert h.decode(old) == h.Hint("a#1", (BOB,))
+
+
+def test_rate_limit_takes_add_up_per_budget_and_key_in_one_message() -> None:
+    batch = h.HintBatch("a#1")
+    for _ in range(5):
+        batch.took("sends", "bob", "bob")
+    batch.took("one_time", BOB, ["bob", 1])
+    batch.push.add(CAROL)
+    assert batch
+    (hint,), _, _ = batch.take()
+    assert sorted(hint.takes, key=str) == sorted(
+        [("sends", "bob", 5.0), ("one_time", ["bob", 1], 1.0)], key=str
+    )
+    assert hint.push == (CAROL,) and hint.items == ()
+    assert not batch
 
 
 @pytest.mark.parametrize(
@@ -58,6 +81,11 @@ def test_a_hint_survives_its_encoding() -> None:
         msgpack.packb(["a", [["bob", -1]], [], []]),  # a negative id
         msgpack.packb(["a", [["bob", True]], [], []]),  # a bool is no id
         msgpack.packb(["a", [], [], [["bob", ["x"]]]]),  # an id that is text
+        msgpack.packb(["a", [], [], [], []]),  # five parts
+        msgpack.packb(["a", [], [], [], [["sends", "bob"]], []]),  # a take without a count
+        msgpack.packb(["a", [], [], [], [["sends", "bob", 0]], []]),  # a count of none
+        msgpack.packb(["a", [], [], [], [["sends", "bob", True]], []]),  # a bool is no count
+        msgpack.packb(["a", [], [], [], [], [["bob"]]]),  # a push ref without its id
     ],
 )
 def test_a_message_that_is_no_hint_is_refused(data: bytes) -> None:

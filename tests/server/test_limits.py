@@ -27,7 +27,14 @@ from tidings.net.ws import ChannelConnection
 from tidings.noise import PipesInitiator, generate_keypair
 from tidings.server.app import Relay
 from tidings.server.config import ServerConfig
-from tidings.server.limits import LINK_CODES_PER_HOUR, Limits, address_key, client_address
+from tidings.server.limits import (
+    LINK_CODES_PER_HOUR,
+    Limits,
+    address_key,
+    client_address,
+    decode_key,
+    encode_key,
+)
 from tidings.server.session import PREKEY_FETCH_BURST, PREKEY_FETCH_WINDOW
 from tidings.store import DeviceRef, PreKeyCounts
 from tidings.wire import (
@@ -100,6 +107,41 @@ def test_a_budget_of_zero_is_off_and_no_address_passes_address_budgets() -> None
     assert limits.register(None, 0.0) == limits.register(None, 0.0) == 0.0
     assert limits.register(HOME, 0.0) == 0.0
     assert limits.register(HOME, 0.0) == pytest.approx(HOUR)
+
+
+def test_every_token_taken_is_reported_for_the_other_nodes_and_refusals_are_not() -> None:
+    limits = Limits(ServerConfig(address_registrations_per_hour=1))
+    taken: list[tuple[str, object]] = []
+    limits.on_take = lambda name, key: taken.append((name, key))
+    a, b = DeviceRef("a", 1), DeviceRef("b", 1)
+    assert limits.register(HOME, 0.0) == 0.0
+    assert limits.register(HOME, 0.0) > 0  # refused: nothing taken, nothing reported
+    assert limits.prekey_fetch(a, b, None, False, 0.0) == 0.0  # no address: its budget skipped
+    assert taken == [("registrations", HOME), ("prekey_pairs", (a, b))]
+    assert [decode_key(name, encode_key(key)) for name, key in taken] == [HOME, (a, b)]
+
+
+def test_tokens_another_node_took_are_taken_here() -> None:
+    limits = Limits(ServerConfig(rate_per_second=1.0, rate_burst=3))
+    limits.apply("sends", "bob", 3.0, 0.0)
+    assert limits.send("bob", False, 0.0) == pytest.approx(1.0)
+    assert limits.send("ann", False, 0.0) == 0.0
+    limits.apply("one_time", ["bob", 1], 1.0, 0.0)
+    limits.apply("prekey_pairs", [["a", 1], ["b", 2]], 1.0, 0.0)
+    off = Limits(ServerConfig(address_registrations_per_hour=0))
+    off.apply("registrations", HOME, 5.0, 0.0)  # off here: nothing to take
+    assert off.register(HOME, 0.0) == 0.0
+    for name, key, count in [
+        ("nope", "x", 1.0),
+        ("sends", "", 1.0),
+        ("sends", ["bob"], 1.0),
+        ("one_time", ["bob", True], 1.0),
+        ("prekey_pairs", [["a", 1]], 1.0),
+        ("sends", "bob", 0.0),
+        ("sends", "bob", "1"),
+    ]:
+        with pytest.raises(ValueError):
+            limits.apply(name, key, count, 0.0)
 
 
 def test_a_new_account_never_gets_more_than_an_established_one() -> None:

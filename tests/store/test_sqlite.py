@@ -94,10 +94,18 @@ def test_every_earlier_version_migrates_to_the_schema_of_an_empty_database(
                 " ('old', 1, 1, 0, 'x', 1, ?, x'00', 1.0, 2.0)",
                 (bytes(16),),
             )
+            conn.execute(  # an idempotency record: 0010 reorders its key
+                "INSERT INTO sent (sender_account, sender_device, message_id, stored_at,"
+                " expires_at) VALUES ('x', 1, ?, 1.0, 2.0)",
+                (bytes(16),),
+            )
         assert migrate(conn) == LATEST
         assert _schema(conn) == expected, f"from version {start}"
         if start >= 1:
             assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (1,)
+            assert conn.execute("SELECT sender_account, stored_at FROM sent").fetchall() == [
+                ("x", 1.0)
+            ]
             assert conn.execute("SELECT shared_id FROM inbox").fetchall() == [(None,)]
         conn.execute("INSERT INTO shared_bodies (id, body, refs) VALUES (5, x'01', 1)")
         conn.execute(

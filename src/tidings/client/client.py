@@ -33,6 +33,7 @@ from ..delivery import (
     Status,
     direct_conversation,
 )
+from ..delivery.msgids import new_message_id
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
@@ -342,7 +343,7 @@ class Client(OwnDevices, GroupCalls):
         """
         check_account(to)
         data = body.encode() if isinstance(body, str) else body
-        message_id = os.urandom(16)
+        message_id = new_message_id(self._clock(), os.urandom)
         conversation = direct_conversation(self.me.account, to)
         if self.storage_failed is not None:
             raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
@@ -390,14 +391,26 @@ class Client(OwnDevices, GroupCalls):
         for i in range(0, len(synced), 256):
             content = Receipt(ReceiptKind.READ, tuple(synced[i : i + 256]), now).serialize()
             receipts.append(
-                OutboxRequest(os.urandom(16), self.me.account, content, ContentKind.RECEIPT, now)
+                OutboxRequest(
+                    new_message_id(now, os.urandom),
+                    self.me.account,
+                    content,
+                    ContentKind.RECEIPT,
+                    now,
+                )
             )
         if self.read_receipts:
             for account, ids in by_sender.items():
                 for i in range(0, len(ids), 256):
                     content = Receipt(ReceiptKind.READ, tuple(ids[i : i + 256]), now).serialize()
                     receipts.append(
-                        OutboxRequest(os.urandom(16), account, content, ContentKind.RECEIPT, now)
+                        OutboxRequest(
+                            new_message_id(now, os.urandom),
+                            account,
+                            content,
+                            ContentKind.RECEIPT,
+                            now,
+                        )
                     )
         newly = self.store.mark_read(keys, now, receipts)
         try:
@@ -442,8 +455,9 @@ class Client(OwnDevices, GroupCalls):
             raise StoreUnavailable(self.storage_failed.state, self.storage_failed.message)
         self._end_batch()
         conversation = direct_conversation(self.me.account, to)
+        now = self._clock()
         timer, request = self.store.set_timer(
-            self.me, conversation, seconds, self._clock(), os.urandom(16), to
+            self.me, conversation, seconds, now, new_message_id(now, os.urandom), to
         )
         try:
             self._outbox.add_queued([request.message_id])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..delivery import Message, Status
 from ..delivery.content_groups import group_conversation
 from ..delivery.groups import GroupError, GroupState, OpKind
+from ..delivery.msgids import new_message_id
 from ..errors import StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import check_account
@@ -226,8 +227,8 @@ class GroupCalls:
             raise GroupError("not a member of this group")
         data = body.encode() if isinstance(body, str) else body
         self._ready()
-        message_id = os.urandom(16)
         now = self._clock()
+        message_id = new_message_id(now, os.urandom)
         queued: list[bytes] = []
 
         def seal(message: Message) -> GroupWrites:

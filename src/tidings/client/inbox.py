@@ -58,6 +58,7 @@ from ..delivery.content_groups import (
     SenderKey,
 )
 from ..delivery.content_history import History
+from ..delivery.msgids import new_message_id
 from ..errors import DecryptionError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import Deliver
@@ -172,7 +173,11 @@ class Inbox:
                 content = Receipt(ReceiptKind.DELIVERED, tuple(ids[i : i + RECEIPT_IDS]), now)
                 requests.append(
                     OutboxRequest(
-                        os.urandom(16), account, content.serialize(), ContentKind.RECEIPT, now
+                        new_message_id(now, os.urandom),
+                        account,
+                        content.serialize(),
+                        ContentKind.RECEIPT,
+                        now,
                     )
                 )
         self.store.queue_receipts(requests)
@@ -404,7 +409,11 @@ class Inbox:
             else:
                 content = Receipt(ReceiptKind.DELIVERED, (message_id,), now).serialize()
                 receipt = OutboxRequest(
-                    os.urandom(16), sender.account, content, ContentKind.RECEIPT, now
+                    new_message_id(now, os.urandom),
+                    sender.account,
+                    content,
+                    ContentKind.RECEIPT,
+                    now,
                 )
         stored = StoredMessage(
             message_id=message_id,

@@ -18,6 +18,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, ContentKind, Message, Resend, RetryRequest, parse_content
+from ..delivery.msgids import new_message_id
 from ..refs import DeviceRef
 from ..wire import Deliver
 from .events import DecryptionFailed
@@ -40,7 +41,7 @@ def undecryptable(self: Inbox, frame: Deliver, sender: DeviceRef, now: float) ->
         content = RetryRequest(sender.account, sender.device_id, (frame.message_id,))
         requests.append(
             OutboxRequest(
-                os.urandom(16),
+                new_message_id(now, os.urandom),
                 sender.account,
                 content.serialize(),
                 ContentKind.RETRY_REQUEST,
@@ -80,7 +81,7 @@ def on_plaintext(
         inner = Message(m.conversation, m.counter, m.sent_at, m.body, m.expires_in)
         requests.append(
             OutboxRequest(
-                os.urandom(16),
+                new_message_id(now, os.urandom),
                 m.recipient,
                 Resend(mid, inner).serialize(),
                 ContentKind.RESEND,

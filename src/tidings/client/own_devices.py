@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, ContentKind, DeviceInfo
 from ..delivery.content_history import History
+from ..delivery.msgids import new_message_id
 from ..errors import ConnectionBroken, RefusedError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
 from ..wire import (
@@ -208,7 +209,13 @@ class OwnDevices:
         parts = history_parts(device_id, os.urandom(16), self.store.history_entries(limit))
         now = self._clock()
         requests = [
-            OutboxRequest(os.urandom(16), self.me.account, p.serialize(), ContentKind.HISTORY, now)
+            OutboxRequest(
+                new_message_id(now, os.urandom),
+                self.me.account,
+                p.serialize(),
+                ContentKind.HISTORY,
+                now,
+            )
             for p in parts
         ]
         self.store.queue_receipts(requests)  # exempt from MAX_OUTBOX, as receipts are
@@ -270,7 +277,7 @@ class OwnDevices:
         now = self._clock()
         content = DeviceInfo(self.identity.device_name[:64], self.store.link_proof()).serialize()
         request = OutboxRequest(
-            os.urandom(16), self.me.account, content, ContentKind.DEVICE_INFO, now
+            new_message_id(now, os.urandom), self.me.account, content, ContentKind.DEVICE_INFO, now
         )
         try:
             self.store.queue_device_info(request, own_devices)

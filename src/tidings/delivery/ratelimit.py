@@ -107,6 +107,19 @@ class TokenBucket:
             return 0.0
         return (n - self._tokens) / self.rate
 
+    def debit(self, now: float, n: float) -> None:
+        """Take ``n`` tokens that were spent elsewhere (another relay node took them for the
+        same key), whether or not the bucket holds them: it may go into debt, down to
+        ``-burst`` at most, which it pays back at ``rate`` before it grants again.
+
+        Raises:
+            ValueError: if ``n`` is not positive.
+        """
+        if not n > 0:
+            raise ValueError(f"n must be > 0, got {n!r}")
+        self._tokens = max(-self.burst, self.available(now) - n)
+        self._stamp = now
+
     def is_full(self, now: float) -> bool:
         """Whether the bucket is full at ``now`` (indistinguishable from a fresh one)."""
         return self.available(now) + _EPSILON >= self.burst
@@ -162,6 +175,18 @@ class RateLimiter(Generic[K]):
             _check_n(n, self.burst)
             return 0.0
         return bucket.wait(now, n)
+
+    def debit(self, key: K, now: float, n: float = 1) -> None:
+        """Take ``n`` tokens from ``key``'s bucket that were spent elsewhere (another node);
+        see :meth:`TokenBucket.debit`. Keeps the LRU bound as :meth:`try_take` does."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        bucket.debit(now, n)
 
     def forget(self, key: K) -> None:
         """Drop ``key``'s bucket (e.g. the account was deleted). Unknown keys are ignored."""

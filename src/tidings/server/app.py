@@ -19,12 +19,12 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from picows import WSUpgradeRequest
 
-from ..errors import StartupError, StoreUnavailable
+from ..errors import StartupError, StoreError, StoreUnavailable
 from ..net.channel import (
     AdmissionParams,
     Channel,
@@ -141,6 +141,10 @@ class Relay:
                 )
             self.cluster = Cluster(self, config.redis_url, self.node_id, last_seqs, self.metrics)
             self.push.elsewhere = self.cluster.connected_elsewhere
+            self.push.on_change = self.cluster.push_changed
+            self.limits.on_take = self.cluster.took  # the budgets are the relay's, not a node's
+            self._push_of = store.push_subscription  # type: ignore[attr-defined]
+            self._reloads: set[asyncio.Task[None]] = set()
         self._http_server: asyncio.Server | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
@@ -265,6 +269,9 @@ class Relay:
         await self.push.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+            for task in list(self._reloads):
+                task.cancel()
+            await asyncio.gather(*self._reloads, return_exceptions=True)
         await self.store_watch.close()
         await self.store.close()
         log.info("= stopped")
@@ -360,6 +367,37 @@ class Relay:
         for ref, session in list(self.sessions.items()):
             if ref.account == account:
                 session.send_frame(frame)
+
+    def apply_takes(self, takes: Sequence[tuple[str, object, float]]) -> int:
+        """Rate-limit tokens another node took (its hint): take them here too. How many were
+        malformed (ignored)."""
+        now, refused = self.monotonic(), 0
+        for name, key, count in takes:
+            try:
+                self.limits.apply(name, key, count, now)
+            except ValueError:
+                refused += 1
+        return refused
+
+    def reload_push(self, devices: Sequence[DeviceRef] | None) -> None:
+        """Another node changed the push subscriptions of ``devices`` (``None``: maybe any,
+        while this node heard nothing): read them again from the store, in the background."""
+        task = asyncio.ensure_future(self._reload_push(devices))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_push(self, devices: Sequence[DeviceRef] | None) -> None:
+        try:
+            if devices is None:
+                stored = {sub.device: sub for sub in await self.store.push_subscriptions()}
+                known = {sub.device for sub in self.push.scheduler.subscriptions()}
+                for device in sorted(known | set(stored)):
+                    self.push.replace(device, stored.get(device))
+                return
+            for device in devices:
+                self.push.replace(device, await self._push_of(device))
+        except StoreError as exc:
+            log.warning("! push: could not read subscriptions another node changed: %s", exc)
 
     def evict(self, device: DeviceRef) -> None:
         """``device`` was unlinked: close its live session (UNKNOWN_DEVICE), if it has one

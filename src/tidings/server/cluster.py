@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -39,6 +39,7 @@ from ..errors import StoreError
 from ..store import DeviceRef
 from ..store.pg_errors import redact
 from . import hints as h
+from .limits import encode_key
 from .logs import Throttle
 from .metrics import Metrics
 
@@ -46,6 +47,7 @@ __all__ = [
     "POLL_BATCH",
     "REDIS_COMMAND_TIMEOUT",
     "REDIS_CONNECT_TIMEOUT",
+    "TAKES_FLUSH_DELAY",
     "Cluster",
     "ClusterHost",
     "LiveSession",
@@ -59,6 +61,11 @@ REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_COMMAND_TIMEOUT = 2.0
 #: Devices per ``last_seq`` read of a poll: one statement of bounded size per 1,000 devices.
 POLL_BATCH = 1000
+#: Seconds rate-limit takes may wait for a flush: they ride along with the next hint of items
+#: or presence, or go on their own after this long. A client spreading requests over several
+#: nodes gains at most what it takes in that time, and a node taking tokens all the time
+#: publishes at most 20 take-only messages a second, not one per request.
+TAKES_FLUSH_DELAY = 0.05
 #: Presence records per pipeline of a refresh: bounds one round trip's size.
 REFRESH_BATCH = 1000
 
@@ -81,6 +88,8 @@ class ClusterHost(Protocol):
     def live(self) -> Mapping[DeviceRef, LiveSession]: ...
     def evict_local(self, device: DeviceRef) -> None: ...
     def announce_local(self, account: str, device_ids: tuple[int, ...]) -> None: ...
+    def apply_takes(self, takes: Sequence[tuple[str, object, float]]) -> int: ...
+    def reload_push(self, devices: Sequence[DeviceRef] | None) -> None: ...
 
 
 LastSeqs = Callable[[Sequence[DeviceRef]], Awaitable[dict[DeviceRef, int]]]
@@ -127,6 +136,7 @@ class Cluster:
         self._sweeps: set[asyncio.Task[None]] = set()
         self._writing = False
         self._settled: list[asyncio.Future[None]] = []
+        self._takes_timer: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- life cycle
 
@@ -146,6 +156,8 @@ class Cluster:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REDIS_COMMAND_TIMEOUT):
                 await self.settle()
+        if self._takes_timer is not None:
+            self._takes_timer.cancel()
         tasks = [*self._tasks, *self._sweeps]
         for task in tasks:
             task.cancel()
@@ -178,6 +190,28 @@ class Cluster:
             self._batch.devices[account] = device_ids
             self._dirty.set()
 
+    def took(self, name: str, key: Hashable) -> None:
+        """A request here took a token of rate-limit budget ``name`` for ``key``: the other
+        nodes take it too (the limits are the relay's, not the node's). While Redis is down
+        each node's budgets are its own."""
+        if self._up:
+            self._batch.took(name, key, encode_key(key))
+            if self._takes_timer is None:
+                loop = asyncio.get_running_loop()
+                self._takes_timer = loop.call_later(TAKES_FLUSH_DELAY, self._flush_takes)
+
+    def _flush_takes(self) -> None:
+        self._takes_timer = None
+        if self._batch.takes:
+            self._dirty.set()
+
+    def push_changed(self, device: DeviceRef) -> None:
+        """This node changed ``device``'s push subscription in the store: the other nodes
+        read it again."""
+        if self._up:
+            self._batch.push.add(device)
+            self._dirty.set()
+
     def attached(self, device: DeviceRef) -> None:
         """``device`` connected here."""
         if self._up:
@@ -207,7 +241,9 @@ class Cluster:
 
     async def settle(self) -> None:
         """Wait until what this node queued for Redis before the call is written (or Redis is
-        down): tests use it instead of waiting for a time."""
+        down): tests use it instead of waiting for a time. Rate-limit takes go at once."""
+        if self._up and self._batch.takes:
+            self._dirty.set()
         while self._up and (self._dirty.is_set() or self._writing):
             waiter = asyncio.get_running_loop().create_future()
             self._settled.append(waiter)
@@ -275,6 +311,9 @@ class Cluster:
         self._changed.set()
         self._metrics.redis_up.set(1)
         log.info("= redis up: %s (hints on)", redact(self._url), extra={"event": "redis.up"})
+        if self._first.is_set():  # back after an outage (at start the relay loads them all)
+            # Push subscriptions other nodes changed meanwhile were not hinted: read them all.
+            self._host.reload_push(None)
         self._first.set()
         # Hints published while this node was not subscribed are lost: look once.
         sweep = asyncio.ensure_future(self._sweep())
@@ -325,6 +364,10 @@ class Cluster:
             self._host.evict_local(ref)
         for account, ids in hint.devices:
             self._host.announce_local(account, ids)
+        if hint.takes and (refused := self._host.apply_takes(hint.takes)):
+            log.warning("! redis: ignored %d rate-limit takes of %s", refused, hint.sender)
+        if hint.push:
+            self._host.reload_push(hint.push)
 
     async def _write(self, client: Redis) -> None:
         while True:

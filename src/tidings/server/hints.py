@@ -19,7 +19,7 @@ costs a delay or a read, never a message (docs/nodes.md). The asyncio adapter is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -48,9 +48,9 @@ __all__ = [
 #: hint's cost at one PUBLISH whatever the number of nodes; Redis fans it out (docs/nodes.md
 #: gives the traffic, and when per-node channels would pay).
 HINT_CHANNEL = "tidings:hints"
-#: Most devices named in one message: 4,096 refs of ~20 bytes is ~80 KB, far below Redis's
-#: 512 MB limit and small enough that no subscriber's read stalls on one message; a commit
-#: batch (≤ 256 sends) names far fewer.
+#: Most devices (and most rate-limit takes) of each kind named in one message: 4,096 refs of
+#: ~20 bytes is ~80 KB, far below Redis's 512 MB limit and small enough that no subscriber's
+#: read stalls on one message; a commit batch (≤ 256 sends) names far fewer.
 MAX_HINT_DEVICES = 4096
 #: Prefix of the presence keys (``tidings:presence:<device id>:<account>`` → node id).
 PRESENCE_PREFIX = "tidings:presence:"
@@ -92,12 +92,19 @@ class Hint:
         evict: devices that were unlinked: the node with a live session closes it.
         devices: accounts whose device set changed, with the ids after it: each node tells
             the account's live sessions (an unsolicited DEVICES).
+        takes: tokens the node's requests took from the relay's rate limits, as
+            ``(budget name, key as encoded by limits.encode_key, count)``: each node takes
+            them from its own buckets (the limits are global, :mod:`.limits`).
+        push: devices whose push subscription changed in the store (registered, dropped,
+            marked dead): each node reads it again (its push sender works from memory).
     """
 
     sender: str
     items: tuple[DeviceRef, ...] = ()
     evict: tuple[DeviceRef, ...] = ()
     devices: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    takes: tuple[tuple[str, object, float], ...] = ()
+    push: tuple[DeviceRef, ...] = ()
 
 
 def encode(hint: Hint) -> bytes:
@@ -108,6 +115,8 @@ def encode(hint: Hint) -> bytes:
             [[r.account, r.device_id] for r in hint.items],
             [[r.account, r.device_id] for r in hint.evict],
             [[account, list(ids)] for account, ids in hint.devices],
+            [[name, key, count] for name, key, count in hint.takes],
+            [[r.account, r.device_id] for r in hint.push],
         ]
     )
 
@@ -115,16 +124,25 @@ def encode(hint: Hint) -> bytes:
 def decode(data: bytes) -> Hint:
     """The hint in ``data``.
 
+    A message of a node of the version before (four fields: no takes, no push changes) is
+    read as such, so nodes can be upgraded one at a time.
+
     Raises:
         HintError: ``data`` is not a message :func:`encode` writes.
     """
     try:
-        sender, items, evict, devices = msgpack.unpackb(data)
+        fields = msgpack.unpackb(data)
+        if not isinstance(fields, list) or len(fields) not in (4, 6):
+            raise HintError("not a hint: expected a list of 4 or 6 fields")
+        sender, items, evict, devices = fields[:4]
+        takes, push = fields[4:] if len(fields) == 6 else ([], [])
         hint = Hint(
             _text(sender),
             tuple(_ref(x) for x in items),
             tuple(_ref(x) for x in evict),
             tuple((_text(a), tuple(_id(i) for i in ids)) for a, ids in devices),
+            tuple(_take(x) for x in takes),
+            tuple(_ref(x) for x in push),
         )
     except HintError:
         raise
@@ -145,6 +163,16 @@ def _id(value: object) -> int:
     return value
 
 
+def _take(value: object) -> tuple[str, object, float]:
+    """One rate-limit take; its key is checked by the limits that apply it."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise HintError(f"expected [budget, key, count], got {value!r}")
+    name, key, count = value
+    if isinstance(count, bool) or not isinstance(count, int | float) or not count > 0:
+        raise HintError(f"expected a positive token count, got {count!r}")
+    return _text(name), key, float(count)
+
+
 def _ref(value: object) -> DeviceRef:
     if not isinstance(value, list) or len(value) != 2:
         raise HintError(f"expected [account, device id], got {value!r}")
@@ -163,9 +191,21 @@ class HintBatch:
     #: a device in both is whichever came last.
     present: set[DeviceRef] = field(default_factory=set)
     absent: set[DeviceRef] = field(default_factory=set)
+    #: Rate-limit tokens taken since the last take, summed per (budget, encoded key).
+    takes: dict[tuple[str, Hashable], tuple[object, float]] = field(default_factory=dict)
+    push: set[DeviceRef] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.items or self.evict or self.devices or self.present or self.absent)
+        return bool(
+            self.items or self.evict or self.devices or self.present or self.absent
+            or self.takes or self.push
+        )  # fmt: skip
+
+    def took(self, name: str, key: Hashable, encoded: object) -> None:
+        """A request here took one token of budget ``name`` for ``key`` (``encoded``: the key
+        as :func:`~.limits.encode_key` writes it). Tokens of one key add up."""
+        _, count = self.takes.get((name, key), (encoded, 0.0))
+        self.takes[(name, key)] = (encoded, count + 1.0)
 
     def attached(self, device: DeviceRef) -> None:
         """``device`` connected to this node."""
@@ -179,31 +219,37 @@ class HintBatch:
 
     def clear(self) -> None:
         """Forget everything (Redis is down: the poll and the next refresh stand in)."""
-        for part in (self.items, self.evict, self.devices, self.present, self.absent):
+        parts = (self.items, self.evict, self.devices, self.present, self.absent, self.takes)
+        for part in (*parts, self.push):
             part.clear()
 
     def take(self) -> tuple[list[Hint], set[DeviceRef], set[DeviceRef]]:
         """Empty the batch: the messages to publish (none if there is nothing to say to other
         nodes; several only past :data:`MAX_HINT_DEVICES` devices), the presence records to
         write and those to drop."""
-        items, evict = sorted(self.items), sorted(self.evict)
+        items, evict, push = sorted(self.items), sorted(self.evict), sorted(self.push)
         devices = sorted(self.devices.items())
+        takes = [(name, encoded, count) for (name, _), (encoded, count) in self.takes.items()]
         present, absent = set(self.present), set(self.absent)
         self.clear()
         hints: list[Hint] = []
         step = MAX_HINT_DEVICES
-        for start in range(0, max(len(items), len(evict)), step):
+        for start in range(0, max(len(items), len(evict), len(takes), len(push)), step):
             hints.append(
                 Hint(
                     self.sender,
                     tuple(items[start : start + step]),
                     tuple(evict[start : start + step]),
+                    takes=tuple(takes[start : start + step]),
+                    push=tuple(push[start : start + step]),
                 )
             )
         if devices:
             if hints:
                 first = hints[0]
-                hints[0] = Hint(first.sender, first.items, first.evict, tuple(devices))
+                hints[0] = Hint(
+                    first.sender, first.items, first.evict, tuple(devices), first.takes, first.push
+                )
             else:
                 hints.append(Hint(self.sender, devices=tuple(devices)))
         return hints, present, absent

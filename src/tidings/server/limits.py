@@ -36,7 +36,7 @@ contacts. A device with no last-resort KEM prekey is refused RATE_LIMITED instea
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ..delivery.ratelimit import RateLimiter, try_take_all
@@ -52,6 +52,8 @@ __all__ = [
     "Limits",
     "address_key",
     "client_address",
+    "decode_key",
+    "encode_key",
 ]
 
 #: The window of every "per hour" budget.
@@ -113,27 +115,44 @@ class Limits:
 
     Each ``*`` method returns 0.0 when the request may go on (its tokens are taken), otherwise
     the seconds until it would pass (nothing is taken).
+
+    **Shared between nodes** (issue 14): every budget here is global to the relay, not per
+    node, once :attr:`on_take` is set (the cluster sets it: :mod:`.cluster`). Each token a
+    request takes is reported to it as ``(budget name, key)``; the cluster tells the other
+    nodes, which :meth:`apply` it to their own buckets (:meth:`RateLimiter.debit`). A client
+    spreading its requests over N nodes so gets the budget once, not N times, give or take
+    what it takes on several nodes within one hint's round trip (a few milliseconds).
     """
 
     def __init__(self, config: ServerConfig) -> None:
         self.new_account_age = config.new_account_age
-        self._sends: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
+        sends: RateLimiter[str] = RateLimiter(config.rate_per_second, config.rate_burst)
         # Never more than an established account gets, whatever the two settings say.
-        self._new_sends: RateLimiter[str] = RateLimiter(
+        new_sends: RateLimiter[str] = RateLimiter(
             min(config.new_account_rate_per_second, config.rate_per_second),
             min(config.new_account_rate_burst, config.rate_burst),
         )
-        self._prekey_pairs: RateLimiter[tuple[DeviceRef, DeviceRef]] = RateLimiter(
+        pairs: RateLimiter[tuple[DeviceRef, DeviceRef]] = RateLimiter(
             PREKEY_FETCH_BURST / PREKEY_FETCH_WINDOW, PREKEY_FETCH_BURST
         )
-        self._prekey_addresses = _hourly(config.address_prekey_fetches_per_hour)
-        self._new_prekey_accounts = _hourly(config.new_account_prekey_fetches_per_hour)
-        self._one_time = _hourly(config.device_one_time_prekeys_per_hour)
-        self._lookup_accounts = _hourly(config.account_lookups_per_hour)
-        self._lookup_addresses = _hourly(config.address_lookups_per_hour)
-        self._registrations = _hourly(config.address_registrations_per_hour)
-        self._link_codes = _hourly(LINK_CODES_PER_HOUR)
-        self._push_requests = _hourly(PUSH_REQUESTS_PER_HOUR)
+        self._sends, self._new_sends = sends, new_sends  # never off: SEND's fast path
+        #: Every budget by its name (the name other nodes know it by), ``None`` when off.
+        self._budgets: dict[str, RateLimiter[Any] | None] = {
+            "sends": sends,
+            "new_sends": new_sends,
+            "prekey_pairs": pairs,
+            "prekey_addresses": _hourly(config.address_prekey_fetches_per_hour),
+            "new_prekey_accounts": _hourly(config.new_account_prekey_fetches_per_hour),
+            "one_time": _hourly(config.device_one_time_prekeys_per_hour),
+            "lookup_accounts": _hourly(config.account_lookups_per_hour),
+            "lookup_addresses": _hourly(config.address_lookups_per_hour),
+            "registrations": _hourly(config.address_registrations_per_hour),
+            "link_codes": _hourly(LINK_CODES_PER_HOUR),
+            "push_requests": _hourly(PUSH_REQUESTS_PER_HOUR),
+        }
+        #: Called with ``(budget name, key)`` for every token taken here (see the class
+        #: docstring); ``None`` on a relay of one node.
+        self.on_take: Callable[[str, Hashable], None] | None = None
 
     def is_new(self, created_at: float, wall_now: float) -> bool:
         """Whether an account created at ``created_at`` is new at ``wall_now`` (both wall-clock
@@ -142,50 +161,131 @@ class Limits:
 
     def send(self, account: str, new: bool, now: float) -> float:
         """One SEND of ``account`` (``new``: it gets the new-account budget)."""
-        return (self._new_sends if new else self._sends).try_take(account, now)
+        # The one budget of every SEND, the relay's most frequent frame: taken directly (one
+        # bucket takes nothing when it refuses, as try_take_all's several do).
+        name, limiter = ("new_sends", self._new_sends) if new else ("sends", self._sends)
+        retry_after = limiter.try_take(account, now)
+        if retry_after == 0.0 and self.on_take is not None:
+            self.on_take(name, account)
+        return retry_after
 
     def prekey_fetch(
         self, device: DeviceRef, target: DeviceRef, address: str | None, new: bool, now: float
     ) -> float:
         """One PREKEY_FETCH of ``target`` by ``device`` from ``address``."""
-        return _take(
+        return self._take(
             now,
-            (self._prekey_pairs, (device, target)),
-            (self._prekey_addresses, address_key(address)),
-            (self._new_prekey_accounts, device.account if new else None),
+            ("prekey_pairs", (device, target)),
+            ("prekey_addresses", address_key(address)),
+            ("new_prekey_accounts", device.account if new else None),
         )
 
     def one_time_prekeys(self, target: DeviceRef, now: float) -> bool:
         """Whether a bundle of ``target`` may include one-time prekeys (taking one if so)."""
-        return _take(now, (self._one_time, target)) == 0.0
+        return self._take(now, ("one_time", target)) == 0.0
 
     def one_time_wait(self, target: DeviceRef, now: float) -> float:
         """Seconds until ``target`` may hand out a one-time prekey again (taking nothing)."""
-        return 0.0 if self._one_time is None else self._one_time.wait(target, now)
+        limiter = self._budgets["one_time"]
+        return 0.0 if limiter is None else limiter.wait(target, now)
 
     def lookup(self, account: str, address: str | None, now: float) -> float:
         """One GET_DEVICES of another account by ``account`` from ``address``."""
-        return _take(
-            now,
-            (self._lookup_accounts, account),
-            (self._lookup_addresses, address_key(address)),
+        return self._take(
+            now, ("lookup_accounts", account), ("lookup_addresses", address_key(address))
         )
 
     def register(self, address: str | None, now: float) -> float:
         """One REGISTER from ``address``."""
-        return _take(now, (self._registrations, address_key(address)))
+        return self._take(now, ("registrations", address_key(address)))
 
     def link_code(self, account: str, now: float) -> float:
         """One LINK_CODE_REQUEST of ``account``."""
-        return _take(now, (self._link_codes, account))
+        return self._take(now, ("link_codes", account))
 
     def push_request(self, device: DeviceRef, now: float) -> float:
         """One PUSH_REGISTER or PUSH_UNREGISTER of ``device``."""
-        return _take(now, (self._push_requests, device))
+        return self._take(now, ("push_requests", device))
+
+    def apply(self, name: str, key: object, count: object, now: float) -> None:
+        """``count`` tokens of budget ``name`` that another node took for ``key`` (as
+        :func:`encode_key` wrote it): taken here too, into debt if need be (at most two
+        bursts' worth per call: one message cannot empty a budget for longer).
+
+        Raises:
+            ValueError: no such budget, a malformed key, or a count that is not positive
+                (another node's message is checked, never trusted).
+        """
+        decoded = decode_key(name, key)
+        if isinstance(count, bool) or not isinstance(count, int | float) or not count > 0:
+            raise ValueError(f"not a token count: {count!r}")
+        limiter = self._budgets[name]
+        if limiter is not None:  # off here: nothing to take
+            limiter.debit(decoded, now, min(float(count), 2 * limiter.burst))
+
+    def _take(self, now: float, *budgets: tuple[str, Hashable | None]) -> float:
+        """:func:`try_take_all` over the budgets that are on and have a key; each token taken
+        is reported to :attr:`on_take`."""
+        takes: list[tuple[str, RateLimiter[Any], Hashable]] = []
+        for name, key in budgets:
+            limiter = self._budgets[name]
+            if limiter is not None and key is not None:
+                takes.append((name, limiter, key))
+        retry_after = try_take_all(now, [(limiter, key) for _, limiter, key in takes])
+        if retry_after == 0.0 and self.on_take is not None:
+            for name, _, key in takes:
+                self.on_take(name, key)
+        return retry_after
 
 
-def _take(now: float, *budgets: tuple[RateLimiter[Any] | None, Hashable | None]) -> float:
-    """:func:`try_take_all` over the budgets that are on and have a key."""
-    return try_take_all(
-        now, [(limiter, key) for limiter, key in budgets if limiter is not None and key is not None]
-    )
+#: The kind of key of each budget: an account or address key (text), a device, or a pair of
+#: devices (the fetching device, the fetched one).
+_KEY_KINDS = {
+    "sends": "text",
+    "new_sends": "text",
+    "prekey_pairs": "pair",
+    "prekey_addresses": "text",
+    "new_prekey_accounts": "text",
+    "one_time": "device",
+    "lookup_accounts": "text",
+    "lookup_addresses": "text",
+    "registrations": "text",
+    "link_codes": "text",
+    "push_requests": "device",
+}
+
+
+def encode_key(key: Hashable) -> object:
+    """A budget's key as msgpack carries it: text as is, a device as ``[account, id]``, a
+    pair of devices as a list of two of those."""
+    if isinstance(key, DeviceRef):
+        return [key.account, key.device_id]
+    if isinstance(key, tuple):
+        return [encode_key(part) for part in key]
+    return key
+
+
+def decode_key(name: str, raw: object) -> Hashable:
+    """The key of budget ``name`` that :func:`encode_key` wrote as ``raw``.
+
+    Raises:
+        ValueError: no such budget, or ``raw`` is not a key of its kind.
+    """
+    kind = _KEY_KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"no budget named {name!r}")
+    if kind == "text" and isinstance(raw, str) and raw:
+        return raw
+    if kind == "device":
+        return _device(raw)
+    if kind == "pair" and isinstance(raw, list) and len(raw) == 2:
+        return (_device(raw[0]), _device(raw[1]))
+    raise ValueError(f"not a key of budget {name!r}: {raw!r}")
+
+
+def _device(raw: object) -> DeviceRef:
+    if isinstance(raw, list) and len(raw) == 2:
+        account, device_id = raw
+        if isinstance(account, str) and account and type(device_id) is int and device_id >= 0:
+            return DeviceRef(account, device_id)
+    raise ValueError(f"not a device: {raw!r}")

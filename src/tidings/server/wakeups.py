@@ -162,6 +162,10 @@ class WakeUps:
         #: Whether a device is connected to another relay node (the cluster's presence
         #: records), or ``None`` for a node alone: such a device is not woken.
         self.elsewhere: Callable[[DeviceRef], Awaitable[bool]] | None = None
+        #: Told of each device whose subscription this node changed in the store (registered,
+        #: dropped, marked dead), so that the other nodes read it again (the cluster); ``None``
+        #: for a node alone.
+        self.on_change: Callable[[DeviceRef], None] | None = None
 
     # ---------------------------------------------------------------- life cycle
 
@@ -220,6 +224,7 @@ class WakeUps:
         await self._store.put_push_subscription(sub)
         self.scheduler.subscribe(sub)
         self._changed()
+        self._tell(device)
         log.info("= push: %s registered an endpoint on %s", device, host)
         return PushInfo(self.vapid_public, PushState.ACTIVE, endpoint)
 
@@ -228,6 +233,7 @@ class WakeUps:
         await self._store.delete_push_subscription(device)
         self.scheduler.unsubscribe(device)
         self._changed()
+        self._tell(device)
         return PushInfo(self.vapid_public, PushState.NONE, "")
 
     async def status(self, device: DeviceRef) -> PushInfo:
@@ -268,6 +274,20 @@ class WakeUps:
             self._changed()
         sub = self.scheduler.get(device)
         return sub is not None and sub.dead
+
+    def replace(self, device: DeviceRef, sub: PushSubscription | None) -> None:
+        """Another node changed ``device``'s subscription: ``sub`` is what the store holds now
+        (``None``: none), pending wake-up state included."""
+        if sub is None:
+            self.scheduler.unsubscribe(device)
+        else:
+            self.scheduler.load([sub])
+        self._wake.set()
+        self._changed()
+
+    def _tell(self, device: DeviceRef) -> None:
+        if self.on_change is not None:
+            self.on_change(device)
 
     def poke(self) -> None:
         """Look at the schedule again now: the clock moved (tests, the lab's clock file)."""
@@ -333,6 +353,10 @@ class WakeUps:
             metrics.push_sent.labels(result="gone").inc()
             log.info("! push: endpoint of %s is gone (%d): marked dead", sub.device, answer.status)
             changed = sched.gone(sub, now)
+            if changed is not None:
+                await self._put(changed)
+                self._tell(sub.device)
+                changed = None
         else:
             metrics.push_sent.labels(result="failed").inc()
             what = f"HTTP {answer.status}" if answer.status else "no answer"

@@ -31,6 +31,7 @@ _PUT = (
 )
 _DELETE = "DELETE FROM push_subscriptions WHERE account = $1 AND device_id = $2 RETURNING 1"
 _ALL = f"SELECT {_COLUMNS} FROM push_subscriptions ORDER BY account, device_id"
+_ONE = f"SELECT {_COLUMNS} FROM push_subscriptions WHERE account = $1 AND device_id = $2"
 
 
 async def put(conn: asyncpg.Connection, sub: PushSubscription) -> None:
@@ -61,18 +62,25 @@ async def delete(conn: asyncpg.Connection, device: DeviceRef) -> bool:
 
 async def all_subscriptions(conn: asyncpg.Connection) -> list[PushSubscription]:
     """Every stored subscription, by account and device id."""
-    return [
-        PushSubscription(
-            DeviceRef(row[0], row[1]),
-            row[2],
-            bytes(row[3]),
-            bytes(row[4]),
-            float(row[5]),
-            bool(row[6]),
-            None if row[7] is None else float(row[7]),
-            int(row[8]),
-            None if row[9] is None else float(row[9]),
-            None if row[10] is None else float(row[10]),
-        )
-        for row in await conn.fetch(_ALL)
-    ]
+    return [_subscription(row) for row in await conn.fetch(_ALL)]
+
+
+async def subscription(conn: asyncpg.Connection, device: DeviceRef) -> PushSubscription | None:
+    """The device's stored subscription, if it has one."""
+    row = await conn.fetchrow(_ONE, device.account, device.device_id)
+    return None if row is None else _subscription(row)
+
+
+def _subscription(row: asyncpg.Record) -> PushSubscription:
+    return PushSubscription(
+        DeviceRef(row[0], row[1]),
+        row[2],
+        bytes(row[3]),
+        bytes(row[4]),
+        float(row[5]),
+        bool(row[6]),
+        None if row[7] is None else float(row[7]),
+        int(row[8]),
+        None if row[9] is None else float(row[9]),
+        None if row[10] is None else float(row[10]),
+    )

@@ -292,6 +292,13 @@ class PostgresStore:
         """Every stored push subscription, by account and device id."""
         return await self._committer.run(_pg_push.all_subscriptions, write=False)
 
+    async def push_subscription(self, device: DeviceRef) -> PushSubscription | None:
+        """The device's stored push subscription, if any: what a relay node reads again when
+        another node says it changed it (PostgreSQL only: only its nodes are several)."""
+        return await self._committer.run(
+            lambda conn: _pg_push.subscription(conn, device), write=False
+        )
+
 
 async def _probe(conn: asyncpg.Connection) -> None:
     """A write the database must commit (the probe row's flag flips): it proves that the
