@@ -13,7 +13,7 @@ import pytest
 from tidings.client.events import ClientEvent, GroupChanged
 from tidings.client.group_sync import KEY_RESEND_INTERVAL, KeyResendLimit
 from tidings.client.group_transport import MultiEntry, MultiTransport
-from tidings.client.groups import GroupRuntime
+from tidings.client.groups import MAX_UNKNOWN_GROUP_KEYS, GroupRuntime
 from tidings.client.store import ClientStore, CryptoWrites, Identity
 from tidings.client.store._groups import GroupWrites
 from tidings.delivery import Message, parse_content
@@ -173,6 +173,21 @@ def test_key_requests_are_answered_at_most_once_per_window(
         GroupMessage,
     ]
     assert bob.store.cursor() == 5  # every request handled
+
+
+def test_keys_for_unknown_groups_are_kept_up_to_a_bound(
+    devices: tuple[Device, Device, Device],
+) -> None:
+    _, alice2, bob = devices
+    for i in range(MAX_UNKNOWN_GROUP_KEYS + 3):
+        group = i.to_bytes(16, "big")
+        material = bob.rt.cipher.key_for(group, ALICE2)
+        assert material is not None
+        key = SenderKey(group, material)
+        alice2.rt.on_sender_key(alice2.next_seq(), BOB, key, CryptoWrites(1.0))
+    records, _ = alice2.store.sender_keys()
+    assert len(records) == MAX_UNKNOWN_GROUP_KEYS  # the rest dropped
+    assert alice2.store.cursor() == MAX_UNKNOWN_GROUP_KEYS + 3
 
 
 def test_the_limit_on_literal_times() -> None:

@@ -57,9 +57,13 @@ from .group_transport import GroupSend, GroupTransport
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest
 from .store._groups import GroupWrites
 
-__all__ = ["GroupRuntime", "Opened"]
+__all__ = ["MAX_UNKNOWN_GROUP_KEYS", "GroupRuntime", "Opened"]
 
 log = logging.getLogger("tidings.client")
+
+#: Sender keys kept for groups this device does not know (yet): a device linked late hears of a
+#: few groups before its account's sync; a stranger cannot make it store keys without end.
+MAX_UNKNOWN_GROUP_KEYS = 64
 
 #: What :meth:`GroupRuntime.open_message` gives: the message, or the request to queue instead.
 Opened = Message | OutboxRequest | None
@@ -290,8 +294,11 @@ class GroupRuntime:
         its own account's sync (:mod:`.group_sync`); a key alone opens nothing, since
         :meth:`open_message` checks membership."""
         state = self.state(key.group_id)
+        unknown = sum(1 for g, _ in self.cipher.records() if g not in self.logs)
         if state is not None and sender.account not in state.members:
             log.warning("! %s sent a sender key for a group it is not in", sender)
+        elif state is None and unknown >= MAX_UNKNOWN_GROUP_KEYS:
+            log.warning("! %s sent a sender key for an unknown group: too many kept", sender)
         else:
             try:
                 self.cipher.accept_key(key.group_id, sender, key.distribution)
