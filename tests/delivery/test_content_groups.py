@@ -1,4 +1,4 @@
-"""Group content (kinds 8-11): golden bytes, round trips, refusals."""
+"""Group content (kinds 8-12): golden bytes, round trips, refusals."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tidings.delivery.content_groups import (
     GroupChange,
     GroupKeyRequest,
     GroupMessage,
+    GroupSync,
     SenderKey,
     group_conversation,
     group_of_conversation,
@@ -35,6 +36,12 @@ GOLDEN: list[tuple[Content, str]] = [
     (
         GroupKeyRequest(G, 2, (MID,)),
         "95010bc410000102030405060708090a0b0c0d0e0f0291c41022222222222222222222222222222222",
+    ),
+    (
+        # [1, 12, device_id 2, group_id, [the CREATE's 55 bytes], distribution 33333333]
+        GroupSync(2, G, (OP,), b"\x33" * 4),
+        "96010c02c410000102030405060708090a0b0c0d0e0f91c43797c410000102030405060708090a0b0c0d0e0f"
+        "c4100101010101010101010101010101010101a5616c6963650191a3626f62a47465616dc40433333333",
     ),
 ]
 
@@ -62,6 +69,12 @@ def test_golden_bytes(content: Content, hex_bytes: str) -> None:
         [11, G, 1, [MID, MID]],
         [11, G, 1, MID],
         [9, G],  # wrong arity
+        [12, 0, G, [OP.serialize()], b"k"],  # no device 0
+        [12, 2, G, [], b"k"],  # no change
+        [12, 2, G, [OP.serialize()], b""],  # no key
+        [12, 2, b"\x09" * 16, [OP.serialize()], b"k"],  # a change of another group
+        [12, 2, G, [b"junk"], b"k"],
+        [12, 2, G, [OP.serialize()]],  # wrong arity
     ],
 )
 def test_bad_group_content_is_refused(fields: list[object]) -> None:

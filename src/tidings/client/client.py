@@ -199,6 +199,12 @@ class Client(OwnDevices, GroupCalls):
         self._inbox = Inbox(
             self.store, self.me, self._emit, clocks, self.crypto, self.groups_runtime
         )
+        # A device of this account or a member's linked late gets the groups and keys it
+        # lacks, without the user (tidings.client.group_sync).
+        self._outbox.recipients.on_own_added = self._sync_groups
+        self._outbox.multi.catch_up = lambda group_id, message_id, devices: (
+            self.groups_runtime.catch_up(group_id, message_id, devices, self._clock())
+        )
         self._disappearing = Disappearing(self.store, self._emit, clock)
         #: A sent disappearing message is in the open batch: arm the sweep after its commit.
         self._expiry_started = False
@@ -521,6 +527,11 @@ class Client(OwnDevices, GroupCalls):
             return
         self._outbox.devices[self.me.account] = own_devices
         self._tell_name(own_devices)
+        # An own device linked while this one was away gets the groups (once per group: a
+        # device given this one's key is skipped), as one the DEVICES notice names.
+        others = [DeviceRef(self.me.account, d) for d in own_devices if d != self.me.device_id]
+        if others:
+            self._sync_groups(others)
         self._outbox.on_connect()
         try:
             self._outbox.pump()
@@ -621,6 +632,21 @@ class Client(OwnDevices, GroupCalls):
     def _on_push_status(self, frame: PushStatus) -> None:
         """Unsolicited (protocol §6.25): the relay can no longer wake this device."""
         self._emit(PushDead(frame.endpoint))
+
+    def _sync_groups(self, devices: list[DeviceRef]) -> None:
+        """New own ``devices``: each gets the account's groups (soon: this may be called
+        from inside the outbox's refusal path, which must finish first)."""
+        asyncio.get_running_loop().call_soon(self._sync_groups_now, devices)
+
+    def _sync_groups_now(self, devices: list[DeviceRef]) -> None:
+        if self.storage_failed is not None:
+            return
+        now = self._clock()
+        try:
+            ids = [i for d in devices for i in self.groups_runtime.sync_to(d, now)]
+            self._outbox.add_queued(ids)
+        except StoreError:
+            log.exception("! could not queue the groups for a new own device")
 
     def _fetch_sessions(self, lane: str, devices: list[DeviceRef]) -> None:
         self._spawn(self._fetch_and_check(lane, devices))

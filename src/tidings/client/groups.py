@@ -20,7 +20,11 @@ and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each 
   :class:`~tidings.client.group_transport.GroupTransport`;
 * a group message that does not decrypt (:meth:`open_message`) makes this device ask its sender
   device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its key and the
-  messages again under their ids, to a device that is a member now — never to a leaver.
+  messages again under their ids, to a device that is a member now — never to a leaver — and
+  at most as often as :class:`~tidings.client.group_sync.KeyResendLimit` allows;
+* a device of this account linked after a group was made gets it from the others
+  (:meth:`sync_to`, :meth:`on_sync`), and a member device the relay names as missing for a
+  multi-send gets the key and that message pairwise (:meth:`catch_up`): :mod:`.group_sync`.
 
 Sans-I/O apart from the store: times are passed in, ids come from ``new_id``.
 """
@@ -36,6 +40,7 @@ from ..delivery.content_groups import (
     GroupChange,
     GroupKeyRequest,
     GroupMessage,
+    GroupSync,
     SenderKey,
     group_conversation,
     group_of_conversation,
@@ -45,14 +50,20 @@ from ..e2e.groupcipher import SenderKeyCipher
 from ..e2e.senderkey import DuplicateMessage
 from ..errors import DecryptionError
 from ..refs import DeviceRef
+from . import group_sync
 from .events import ClientEvent, GroupChanged
+from .group_sync import KeyResendLimit
 from .group_transport import GroupSend, GroupTransport
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest
 from .store._groups import GroupWrites
 
-__all__ = ["GroupRuntime", "Opened"]
+__all__ = ["MAX_UNKNOWN_GROUP_KEYS", "GroupRuntime", "Opened"]
 
 log = logging.getLogger("tidings.client")
+
+#: Sender keys kept for groups this device does not know (yet): a device linked late hears of a
+#: few groups before its account's sync; a stranger cannot make it store keys without end.
+MAX_UNKNOWN_GROUP_KEYS = 64
 
 #: What :meth:`GroupRuntime.open_message` gives: the message, or the request to queue instead.
 Opened = Message | OutboxRequest | None
@@ -87,6 +98,8 @@ class GroupRuntime:
         self._rng = rng
         self.cipher = SenderKeyCipher(me, rng)
         self.logs: dict[bytes, GroupLog] = {}
+        #: How often a key request is answered (per group and requesting device).
+        self.resend_limit = KeyResendLimit()
         self.reload()
         store.on_rollback(self.reload)
 
@@ -190,7 +203,7 @@ class GroupRuntime:
     def _request(
         self,
         account: str,
-        content: GroupChange | SenderKey | GroupMessage | GroupKeyRequest,
+        content: GroupChange | SenderKey | GroupMessage | GroupKeyRequest | GroupSync,
         now: float,
     ) -> OutboxRequest:
         return OutboxRequest(self._new_id(), account, content.serialize(), content.KIND, now)
@@ -276,10 +289,16 @@ class GroupRuntime:
     def on_sender_key(
         self, seq: int, sender: DeviceRef, key: SenderKey, writes: CryptoWrites
     ) -> None:
-        """Take a member device's sender key (dropped from a non-member)."""
+        """Take a member device's sender key (dropped from a non-member). A key for a group this
+        device does not know yet is kept: a device linked late may hear from a member before
+        its own account's sync (:mod:`.group_sync`); a key alone opens nothing, since
+        :meth:`open_message` checks membership."""
         state = self.state(key.group_id)
-        if state is None or sender.account not in state.members:
+        unknown = sum(1 for g, _ in self.cipher.records() if g not in self.logs)
+        if state is not None and sender.account not in state.members:
             log.warning("! %s sent a sender key for a group it is not in", sender)
+        elif state is None and unknown >= MAX_UNKNOWN_GROUP_KEYS:
+            log.warning("! %s sent a sender key for an unknown group: too many kept", sender)
         else:
             try:
                 self.cipher.accept_key(key.group_id, sender, key.distribution)
@@ -309,13 +328,22 @@ class GroupRuntime:
     def _keys_for(
         self, group_id: bytes, devices: Iterable[DeviceRef], now: float
     ) -> list[OutboxRequest]:
+        """Our key to each of ``devices`` that lacks it: a SENDER_KEY per member account; to a
+        device of this account, a GROUP_SYNC (the log with the key: it may be new and not know
+        the group, :mod:`.group_sync`)."""
         need: dict[str, bytes] = {}
+        syncs: list[OutboxRequest] = []
         for device in devices:
             material = self.cipher.key_for(group_id, device)
-            if material is not None:
+            if material is None:
+                continue
+            self.cipher.given(group_id, device)
+            if device.account == self.me.account:
+                syncs += group_sync.sync_parts(self, group_id, device, material, now)
+            else:
                 need[device.account] = material
-                self.cipher.given(group_id, device)
-        return [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
+        keys = [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
+        return syncs + keys
 
     # ---------------------------------------------------------------- group messages
 
@@ -359,10 +387,16 @@ class GroupRuntime:
             log.warning("! %s asked for a group's messages and is not a member", sender)
             self.store.advance_cursor(seq, writes)
             return []
-        self.cipher.lacks(ask.group_id, sender)
+        key_again, ids = self.resend_limit.admit(ask.group_id, sender, ask.message_ids, now)
+        if key_again or sender not in self.cipher.given_to(ask.group_id):
+            self.cipher.lacks(ask.group_id, sender)  # else it has our key since < 30 s
         requests = self._keys_for(ask.group_id, [sender], now)
+        if not requests and not ids:
+            log.info("= %s asked for our key again within the limit: not answered", sender)
+            self.store.advance_cursor(seq, writes)
+            return []
         conversation = group_conversation(ask.group_id)
-        for mid in ask.message_ids:
+        for mid in ids:
             m = self.store.message(mid)
             if m is None or m.direction is not Direction.OUT or m.conversation != conversation:
                 continue
@@ -384,3 +418,21 @@ class GroupRuntime:
             self.reload()
             raise
         return [r.message_id for r in requests] if ok else []
+
+    # ---------------------------------------------------------------- late devices
+
+    def sync_to(self, device: DeviceRef, now: float) -> list[bytes]:
+        """Own ``device`` (new) gets every group of this account (:mod:`.group_sync`)."""
+        return group_sync.sync_requests(self, device, now)
+
+    def on_sync(
+        self, seq: int, sender: DeviceRef, sync: GroupSync, now: float, writes: CryptoWrites
+    ) -> list[bytes]:
+        """A group from another device of this account (:func:`.group_sync.on_sync`)."""
+        return group_sync.on_sync(self, seq, sender, sync, now, writes)
+
+    def catch_up(
+        self, group_id: bytes, message_id: bytes, devices: Iterable[DeviceRef], now: float
+    ) -> list[bytes]:
+        """New member ``devices`` of a refused multi-send (:func:`.group_sync.catch_up`)."""
+        return group_sync.catch_up(self, group_id, message_id, devices, now)

@@ -50,7 +50,13 @@ from ..delivery import (
 )
 from ..delivery import GapDetected as CoreGapDetected
 from ..delivery import GapSkipped as CoreGapSkipped
-from ..delivery.content_groups import GroupChange, GroupKeyRequest, GroupMessage, SenderKey
+from ..delivery.content_groups import (
+    GroupChange,
+    GroupKeyRequest,
+    GroupMessage,
+    GroupSync,
+    SenderKey,
+)
 from ..delivery.content_history import History
 from ..delivery.msgids import new_message_id
 from ..errors import DecryptionError, StoreError, StoreUnavailable
@@ -257,7 +263,9 @@ class Inbox:
         if isinstance(content, History):
             self._on_history(frame, sender, content, now, writes)
             return []
-        if isinstance(content, GroupChange | SenderKey | GroupMessage | GroupKeyRequest):
+        if isinstance(
+            content, GroupChange | SenderKey | GroupMessage | GroupKeyRequest | GroupSync
+        ):
             return on_group(self, frame, sender, content, now, writes)
         if isinstance(content, DeviceInfo):
             if sender.account == self.me.account:  # another device of this account

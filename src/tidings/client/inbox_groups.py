@@ -17,7 +17,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, parse_content
-from ..delivery.content_groups import GroupChange, GroupKeyRequest, GroupMessage, SenderKey
+from ..delivery.content_groups import (
+    GroupChange,
+    GroupKeyRequest,
+    GroupMessage,
+    GroupSync,
+    SenderKey,
+)
 from ..refs import DeviceRef
 from ..wire import Deliver
 from .events import DecryptionFailed
@@ -57,7 +63,7 @@ def on_group(
     self: Inbox,
     frame: Deliver,
     sender: DeviceRef,
-    content: GroupChange | SenderKey | GroupMessage | GroupKeyRequest,
+    content: GroupChange | SenderKey | GroupMessage | GroupKeyRequest | GroupSync,
     now: float,
     writes: CryptoWrites,
 ) -> list[bytes]:
@@ -73,6 +79,8 @@ def on_group(
         return []
     if isinstance(content, GroupKeyRequest):
         return groups.on_key_request(frame.seq, sender, content, now, writes)
+    if isinstance(content, GroupSync):
+        return groups.on_sync(frame.seq, sender, content, now, writes)
     if self.store.has_message(sender, content.message_id):
         self.store.advance_cursor(frame.seq, writes)  # a duplicate (G3)
         return []

@@ -18,6 +18,10 @@ device), each with the part :data:`~tidings.client.group_transport.GROUP_PART`:
   transaction (:meth:`ClientStore.replace_outbox`); from then on, for the client's life, every
   multi-send entry does.
 
+A DEVICE_MISMATCH that names devices missing (a member linked a device) hands them to
+:attr:`MultiSender.catch_up` (the group runtime: its key and the message again, pairwise,
+:mod:`.group_sync`) before the retry, and the retry waits until what it queued is sent.
+
 After a restart a stored entry goes again under its message id: the relay stores it once.
 The request/answer goes through :meth:`tidings.client.session.Session.multi_send`.
 """
@@ -26,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..delivery import ContentError, ContentKind, OutboxEntry
+from ..delivery.content_groups import group_of_conversation
 from ..errors import ConnectionBroken, FrameError, RefusedError, StoreError, TidingsError
 from ..net.channel import ChannelClosed
 from ..net.ws import ChannelConnection
@@ -51,7 +56,7 @@ log = logging.getLogger("tidings.client")
 OLD_RELAY_CODES = frozenset({int(ErrorCode.MALFORMED_FRAME), int(ErrorCode.UNEXPECTED_FRAME)})
 
 #: The group control contents a multi-send waits behind (the key and membership it needs).
-_BEFORE = frozenset({ContentKind.SENDER_KEY, ContentKind.GROUP_CHANGE})
+_BEFORE = frozenset({ContentKind.SENDER_KEY, ContentKind.GROUP_CHANGE, ContentKind.GROUP_SYNC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,11 @@ class MultiSender:
         self.unsupported = link is None
         self._waiting: set[str] = set()  # lanes held behind group control entries
         self._tasks: set[asyncio.Task[None]] = set()
+        #: What new member devices of a refused multi-send get first:
+        #: ``catch_up(group_id, message_id, devices)`` commits it and returns its outbox ids.
+        self.catch_up: Callable[[bytes, bytes, Iterable[DeviceRef]], list[bytes]] | None = None
+        #: Per multi-send, the entries its retry waits for (what ``catch_up`` queued).
+        self._after: dict[bytes, set[bytes]] = {}
 
     def close(self) -> None:
         for task in self._tasks:
@@ -144,7 +154,10 @@ class MultiSender:
                 self.fall_back(mid, entry, now, "no multi-recipient send")
                 continue
             lanes = set(entry.accounts)
-            if any(o < e.order and lane in lanes for o, lane in before):
+            after = self._after.get(mid, set()) & ob._items.keys()
+            if not after:
+                self._after.pop(mid, None)
+            if after or any(o < e.order and lane in lanes for o, lane in before):
                 ob.scheduler.hold(mid)
                 self._waiting.add(e.lane)
                 continue
@@ -227,13 +240,33 @@ class MultiSender:
         if answer.code == 0:
             ob.on_sent(Sent(answer.message_id, answer.stored_at))
             return
+        new: list[DeviceRef] = []
         for r in answer.refusals:
             if r.code == ErrorCode.DEVICE_MISMATCH:
                 missing = tuple((r.account, d) for d in r.missing)
                 stale = tuple((r.account, d) for d in r.stale)
                 diff = Refused(answer.message_id, r.code, "", missing, stale)
                 ob.recipients._apply_device_diff(diff)
+                new += [DeviceRef(r.account, d) for d in r.missing]
+        if new:
+            self._catch_up(answer.message_id, new)
         ob.on_refused(as_refused(answer))
+
+    def _catch_up(self, message_id: bytes, devices: list[DeviceRef]) -> None:
+        """Queue what new member ``devices`` need before the retry, which waits for it."""
+        ob = self._ob
+        item = ob._items.get(message_id)
+        group_id = group_of_conversation(item.recipient) if item is not None else None
+        if group_id is None or self.catch_up is None:
+            return
+        ids = self.catch_up(group_id, message_id, devices)
+        t = ob._clocks.read()
+        for i in ids:
+            queued = ob.store.outbox_item(i)
+            if queued is not None:
+                ob._add_entry(queued, t)
+        if ids:
+            self._after[message_id] = set(ids)
 
     def _unsupported(self, message_id: bytes, why: str) -> None:
         if not self.unsupported:

@@ -82,6 +82,8 @@ class OwnDevices:
 
         def identity_key_raw(self) -> bytes: ...
 
+        def _sync_groups(self, devices: list[DeviceRef]) -> None: ...
+
     async def link_code(self) -> tuple[bytes, float]:
         """Ask the server for a one-use code that lets a new device join this account.
 
@@ -291,6 +293,10 @@ class OwnDevices:
         self._outbox.devices[frame.account] = frame.device_ids
         if frame.account == self.me.account:
             self._tell_name(frame.device_ids)
+            known = before or (self.me.device_id,)
+            new = [DeviceRef(self.me.account, d) for d in frame.device_ids if d not in known]
+            if new:
+                self._sync_groups(new)  # a device linked late gets the account's groups
         if frame.account == self.me.account and before:
             added = tuple(d for d in frame.device_ids if d not in before)
             removed = tuple(d for d in before if d not in frame.device_ids)

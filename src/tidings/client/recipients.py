@@ -8,6 +8,7 @@ missing and stale devices, which :meth:`Recipients.on_mismatch` applies.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..delivery import ContentKind
 from ..refs import DeviceRef
@@ -28,6 +29,7 @@ NO_OWN_COPIES = frozenset(
         ContentKind.SENDER_KEY,
         ContentKind.GROUP_MESSAGE,
         ContentKind.GROUP_KEY_REQUEST,
+        ContentKind.GROUP_SYNC,
     }
 )
 
@@ -45,6 +47,9 @@ class Recipients:
         self.devices: dict[str, tuple[int, ...]] = {}
         #: The relay wants own copies of every send (an older relay: see :meth:`targets_of`).
         self._own_copies_always = False
+        #: Called with this account's devices a device-set diff added (a device linked while
+        #: this one was away: it gets the account's groups, :mod:`.group_sync`).
+        self.on_own_added: Callable[[list[DeviceRef]], None] | None = None
 
     def on_disconnect(self) -> None:
         """The next connection may be to an upgraded relay."""
@@ -97,5 +102,9 @@ class Recipients:
         for account, device_id in frame.stale:
             cur = changed.setdefault(account, set(self.known_devices(account)))
             cur.discard(device_id)
+        own_before = set(self.known_devices(self.me.account))
         for account, ids in changed.items():
             self.devices[account] = tuple(sorted(ids))
+        added = sorted(set(changed.get(self.me.account, ())) - own_before)
+        if added and self.on_own_added is not None:
+            self.on_own_added([DeviceRef(self.me.account, d) for d in added])

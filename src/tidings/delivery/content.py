@@ -15,7 +15,8 @@ Layout: one MessagePack array, ``[version, kind, *fields]``::
     DEVICE_INFO    [1, 7, name: str (, link_proof: bin40)]   (to the sender's own account: what
                           its devices call it; a linked device adds its link proof, protocol §6.31)
     HISTORY        [1, 6, for_device, archive_id, part, parts, entries]   (content_history)
-    GROUP_CHANGE, SENDER_KEY, GROUP_MESSAGE, GROUP_KEY_REQUEST   [1, 8..11, ...]   (content_groups)
+    GROUP_CHANGE, SENDER_KEY, GROUP_MESSAGE, GROUP_KEY_REQUEST, GROUP_SYNC   [1, 8..12, ...]
+                          (content_groups)
 
 A MESSAGE with ``expires_in`` disappears that many seconds after it was displayed (received) or
 sent (sent), on every device (issue 13). A TIMER sets a conversation's disappearing-messages
@@ -124,6 +125,7 @@ class ContentKind(enum.IntEnum):
     SENDER_KEY = 9
     GROUP_MESSAGE = 10
     GROUP_KEY_REQUEST = 11
+    GROUP_SYNC = 12
 
 
 class ReceiptKind(enum.IntEnum):
@@ -439,6 +441,7 @@ _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]
     ContentKind.SENDER_KEY: (_group(ContentKind.SENDER_KEY), frozenset({2})),
     ContentKind.GROUP_MESSAGE: (_group(ContentKind.GROUP_MESSAGE), frozenset({3})),
     ContentKind.GROUP_KEY_REQUEST: (_group(ContentKind.GROUP_KEY_REQUEST), frozenset({3})),
+    ContentKind.GROUP_SYNC: (_group(ContentKind.GROUP_SYNC), frozenset({4})),
 }
 
 

@@ -7,6 +7,7 @@ Layout (content arrays, see :mod:`.content`)::
     SENDER_KEY         [1, 9, group_id: bin16, distribution: bin]
     GROUP_MESSAGE      [1, 10, group_id: bin16, message_id: bin16, ciphertext: bin]
     GROUP_KEY_REQUEST  [1, 11, group_id: bin16, device_id: int, [message_id: bin16, ...]]
+    GROUP_SYNC         [1, 12, device_id: int, group_id: bin16, [op: bin, ...], distribution: bin]
 
 * GROUP_CHANGE carries one change, or the whole log for a member who was just added (its
   changes in replay order); each is validated by replay at the receiver.
@@ -18,6 +19,14 @@ Layout (content arrays, see :mod:`.content`)::
   a multi-recipient send carries the same ciphertext once.
 * GROUP_KEY_REQUEST asks device ``device_id`` of the receiving account for its current sender
   key and the named messages again (a member device that could not decrypt them).
+* GROUP_SYNC hands a group to device ``device_id`` of the sender's OWN account — one linked
+  after the group was created: the group's log (as GROUP_CHANGE's, in replay order; a log over
+  :data:`MAX_OPS_PER_CHANGE` changes goes in several) and the sender device's current
+  distribution message, in one content so that the new device takes both in one step. It is a
+  kind of its own, not a GROUP_CHANGE, because its trust rule differs (taken only from a device
+  of the receiver's account, which vouches for the whole log, where a forwarded GROUP_CHANGE is
+  taken only by a joining account) and because it names the one device it is for (the account's
+  other devices, which get every own-account send, ignore it).
 
 Invariants as :mod:`.content`: valid or unbuildable; the parsers refuse anything else with
 :class:`ContentError`.
@@ -38,6 +47,7 @@ __all__ = [
     "GroupChange",
     "GroupKeyRequest",
     "GroupMessage",
+    "GroupSync",
     "SenderKey",
     "group_conversation",
     "group_of_conversation",
@@ -160,24 +170,51 @@ class GroupKeyRequest:
         return _pack(self.KIND, [self.group_id, self.device_id, list(self.message_ids)])
 
 
-GroupContent = GroupChange | SenderKey | GroupMessage | GroupKeyRequest
+@dataclass(frozen=True, slots=True)
+class GroupSync:
+    """A group's log and the sender's key, for device ``device_id`` of the sender's account."""
+
+    KIND: ClassVar[ContentKind] = ContentKind.GROUP_SYNC
+    device_id: int
+    group_id: bytes
+    ops: tuple[GroupOp, ...]
+    distribution: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.device_id) is not int or not 1 <= self.device_id <= _U63:
+            raise ContentError("device_id must be an integer in 1..2^63-1")
+        GroupChange(self.group_id, self.ops)  # the same checks as a change's
+        SenderKey(self.group_id, self.distribution)
+
+    def serialize(self) -> bytes:
+        ops = [op.serialize() for op in self.ops]
+        return _pack(self.KIND, [self.device_id, self.group_id, ops, self.distribution])
+
+
+GroupContent = GroupChange | SenderKey | GroupMessage | GroupKeyRequest | GroupSync
+
+
+def _ops(ops: object) -> tuple[GroupOp, ...]:
+    if type(ops) is not list or not all(type(o) is bytes for o in ops):
+        raise ContentError("a group change carries an array of changes' bytes")
+    try:
+        return tuple(GroupOp.parse(o) for o in ops)
+    except GroupError as exc:
+        raise ContentError(f"a bad group change: {exc.reason}") from None
 
 
 def parse_group_content(kind: ContentKind, fields: list[Any]) -> GroupContent:
     """The group content of ``kind`` from its fields (arity checked by the caller)."""
     if kind is ContentKind.GROUP_CHANGE:
         group_id, ops = fields
-        if type(ops) is not list or not all(type(o) is bytes for o in ops):
-            raise ContentError("a group change carries an array of changes' bytes")
-        try:
-            parsed = tuple(GroupOp.parse(o) for o in ops)
-        except GroupError as exc:
-            raise ContentError(f"a bad group change: {exc.reason}") from None
-        return GroupChange(group_id, parsed)
+        return GroupChange(group_id, _ops(ops))
     if kind is ContentKind.SENDER_KEY:
         return SenderKey(*fields)
     if kind is ContentKind.GROUP_MESSAGE:
         return GroupMessage(*fields)
+    if kind is ContentKind.GROUP_SYNC:
+        device_id, group_id, ops, distribution = fields
+        return GroupSync(device_id, group_id, _ops(ops), distribution)
     group_id, device_id, ids = fields
     if type(ids) is not list:
         raise ContentError("message ids must be an array")

@@ -1,0 +1,247 @@
+"""Groups for a device that joined late (issue 12), and a bound on answering key requests.
+
+A device linked to an account after a group was made holds none of its log or keys. Three
+steps bring it in, none needing the user:
+
+* an existing device of the account that learns of the new one (the relay's DEVICES notice,
+  the session's own-device list at connect, or a device-set refusal that names it) sends it,
+  per group the account is in, a GROUP_SYNC
+  (:func:`sync_requests`): the group's log and this device's current distribution message, in
+  one content; the new device replays the log to the same membership (the replay is
+  deterministic) and takes the key in the same transaction (:func:`on_sync`);
+* a member device whose multi-send the relay refuses because it names a new device
+  (RECIPIENTS_REFUSED, DEVICE_MISMATCH) sends that device its sender key and the refused
+  message again under its id, pairwise (:func:`catch_up`), and the retried multi-send waits
+  until they are sent (:mod:`.outbox_multi`): the message sealed before the key went cannot be
+  read with a later chain position, so the copy is what the new device reads, and the
+  multi-send's copy is then a duplicate;
+* what the new device sends names every member device from the relay's diff the same way.
+
+The rule underneath: this device's key goes to a device of its own account only as a
+GROUP_SYNC, with the log (:meth:`GroupRuntime._keys_for`), so whichever path finds the new
+device first — the notice, the session's device list at connect, a send's device set — it gets
+the group with the key. The cost: a rotation sends the whole log again to each own device.
+
+Idempotent: a GROUP_SYNC delivered twice adds no change (changes are kept by id) and its
+distribution is the same chain again (kept as held, :func:`~tidings.e2e.senderkey.
+process_distribution`); a device is synced once per group (it is then in the group's
+given-key set, which is stored).
+
+:class:`KeyResendLimit` bounds the work a GROUP_KEY_REQUEST can cause (sans-I/O, ``now``
+passed in).
+
+Functions of :class:`~tidings.client.groups.GroupRuntime` (``rt``), kept apart to keep that
+module readable in one sitting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..delivery import Message
+from ..delivery.content_groups import (
+    MAX_OPS_PER_CHANGE,
+    GroupMessage,
+    GroupSync,
+    group_conversation,
+)
+from ..delivery.groups import GroupError, GroupLog
+from ..errors import DecryptionError
+from ..refs import DeviceRef
+from .store import CryptoWrites, Direction, OutboxRequest
+from .store._groups import GroupWrites
+
+if TYPE_CHECKING:
+    from .groups import GroupRuntime
+
+__all__ = [
+    "KEY_RESEND_INTERVAL",
+    "MAX_RESENT_PER_WINDOW",
+    "MAX_TRACKED_WINDOWS",
+    "KeyResendLimit",
+    "catch_up",
+    "on_sync",
+    "sync_requests",
+]
+
+log = logging.getLogger("tidings.client")
+
+#: A device's sender key goes again to the same requesting device at most once per 30 s: one
+#: answer is what a device that missed the key needs (it is durable in our outbox, and the
+#: requester asks again only for messages that arrived before it); a hostile member asking in a
+#: loop gets one key per 30 s, not one per request.
+KEY_RESEND_INTERVAL = 30.0
+#: Messages sent again to one requesting device per window: one request's worth
+#: (:data:`~tidings.delivery.content.MAX_IDS`), so a real catch-up is answered in full while a
+#: loop of requests costs at most that many encryptions per 30 s per device.
+MAX_RESENT_PER_WINDOW = 256
+#: (group, device) windows remembered: well above the member devices of busy groups; beyond
+#: it the oldest are forgotten (a forgotten device may be answered once more, never in a loop
+#: faster than the windows turn over).
+MAX_TRACKED_WINDOWS = 4096
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    answered: set[bytes] = field(default_factory=set)
+
+
+class KeyResendLimit:
+    """Per (group, requesting device): the key at most once per ``interval``, each message id
+    once per window, at most ``per_window`` messages per window."""
+
+    def __init__(
+        self,
+        interval: float = KEY_RESEND_INTERVAL,
+        per_window: int = MAX_RESENT_PER_WINDOW,
+        max_tracked: int = MAX_TRACKED_WINDOWS,
+    ) -> None:
+        self.interval = interval
+        self.per_window = per_window
+        self.max_tracked = max_tracked
+        self._windows: dict[tuple[bytes, DeviceRef], _Window] = {}
+
+    def admit(
+        self, group_id: bytes, device: DeviceRef, message_ids: Iterable[bytes], now: float
+    ) -> tuple[bool, tuple[bytes, ...]]:
+        """Whether the key may go again now, and which of ``message_ids`` may go again."""
+        key = (group_id, device)
+        window = self._windows.get(key)
+        fresh_window = window is None or not window.start <= now < window.start + self.interval
+        if fresh_window:
+            window = _Window(now)
+            self._windows.pop(key, None)
+            self._windows[key] = window  # newest last: the oldest are forgotten first
+            self._prune(now)
+        assert window is not None
+        room = self.per_window - len(window.answered)
+        ids = tuple(dict.fromkeys(i for i in message_ids if i not in window.answered))[:room]
+        window.answered.update(ids)
+        return fresh_window, ids
+
+    def _prune(self, now: float) -> None:
+        if len(self._windows) <= self.max_tracked:
+            return
+        for key in [k for k, w in self._windows.items() if now >= w.start + self.interval]:
+            del self._windows[key]
+        while len(self._windows) > self.max_tracked:
+            del self._windows[next(iter(self._windows))]
+
+
+# ---------------------------------------------------------------- a new own device
+
+
+def sync_parts(
+    rt: GroupRuntime, group_id: bytes, device: DeviceRef, material: bytes, now: float
+) -> list[OutboxRequest]:
+    """The GROUP_SYNC contents that give own ``device`` the group's log and ``material`` (this
+    device's distribution message), to queue."""
+    ops = rt.logs[group_id].ops
+    return [
+        rt._request(
+            rt.me.account,
+            GroupSync(device.device_id, group_id, tuple(ops[i : i + MAX_OPS_PER_CHANGE]), material),
+            now,
+        )
+        for i in range(0, len(ops), MAX_OPS_PER_CHANGE)
+    ]
+
+
+def sync_requests(rt: GroupRuntime, device: DeviceRef, now: float) -> list[bytes]:
+    """Send own ``device`` every group this account is in for which it lacks this device's
+    current key (so it was never synced, or a rotation came since): committed in one
+    transaction; returns the outbox ids."""
+    if device.account != rt.me.account or device == rt.me:
+        return []
+    writes = GroupWrites()
+    for state in rt.joined():
+        g = state.group_id
+        requests = rt._keys_for(g, [device], now)
+        if requests:
+            writes.requests += requests
+            writes.given[g] = rt.cipher.given_to(g)
+            writes.records[(g, rt.me)] = rt.cipher.records()[(g, rt.me)]
+    if not writes.requests:
+        return []
+    log.info("= syncing %d group(s) to own device %s", len(writes.given), device)
+    _commit(rt, writes, now)
+    return [r.message_id for r in writes.requests]
+
+
+def on_sync(
+    rt: GroupRuntime, seq: int, sender: DeviceRef, sync: GroupSync, now: float, w: CryptoWrites
+) -> list[bytes]:
+    """A group from another device of this account (module docstring): its changes and key."""
+    if sync.device_id != rt.me.device_id or sender.account != rt.me.account or sender == rt.me:
+        if sender.account != rt.me.account:
+            log.warning("! %s sent a group sync and is not a device of this account", sender)
+        rt.store.advance_cursor(seq, w)
+        return []
+    group = rt.logs.get(sync.group_id) or GroupLog(sync.group_id)
+    known = {op.op_id for op in group.ops}
+    new = [op for op in sync.ops if op.op_id not in known]
+    try:
+        trial = GroupLog(sync.group_id, [*group.ops, *new])
+    except GroupError as exc:
+        log.warning("! %s sent a group sync that conflicts: %s", sender, exc.reason)
+        rt.store.advance_cursor(seq, w)
+        return []
+    if sender.account in trial.state.members:
+        try:
+            rt.cipher.accept_key(sync.group_id, sender, sync.distribution)
+        except DecryptionError:
+            log.warning("! %s sent a bad sender key in a group sync", sender)
+        else:
+            record = rt.cipher.records()[(sync.group_id, sender)]
+            w.sender_keys[(sync.group_id, sender)] = record.serialize()
+    if not new:
+        rt.store.advance_cursor(seq, w)  # a sync delivered again: nothing changes
+        return []
+    rt._commit(GroupWrites(new, [trial.state]), group.state, trial, now, sender, seq, w)
+    return []
+
+
+# ---------------------------------------------------------------- a new member device
+
+
+def catch_up(
+    rt: GroupRuntime, group_id: bytes, message_id: bytes, devices: Iterable[DeviceRef], now: float
+) -> list[bytes]:
+    """Member ``devices`` the relay named missing for our multi-send ``message_id``: our key
+    to those that lack it and the message again under its id, pairwise (module docstring);
+    committed; returns the outbox ids (the retried multi-send waits for them)."""
+    state = rt.state(group_id)
+    if state is None or rt.me.account not in state.members:
+        return []
+    targets = sorted({d for d in devices if d.account in state.members and d != rt.me})
+    if not targets:
+        return []
+    requests = rt._keys_for(group_id, targets, now)  # an own device's with the log
+    conversation = group_conversation(group_id)
+    m = rt.store.message(message_id)
+    if m is not None and m.direction is Direction.OUT and m.conversation == conversation:
+        inner = Message(conversation, m.counter, m.sent_at, m.body)
+        shared = rt.cipher.encrypt(group_id, inner.serialize())
+        copy = GroupMessage(group_id, message_id, shared)
+        requests += [rt._request(a, copy, now) for a in sorted({d.account for d in targets})]
+    if not requests:
+        return []
+    log.info("= new member device(s) %s: key and message sent pairwise", targets)
+    writes = GroupWrites(requests=requests, given={group_id: rt.cipher.given_to(group_id)})
+    own = rt.cipher.records().get((group_id, rt.me))
+    if own is not None:
+        writes.records[(group_id, rt.me)] = own
+    _commit(rt, writes, now)
+    return [r.message_id for r in requests]
+
+
+def _commit(rt: GroupRuntime, writes: GroupWrites, now: float) -> None:
+    try:
+        rt.store.commit_group(writes, now)
+    except BaseException:
+        rt.reload()
+        raise
