@@ -172,8 +172,10 @@ class GroupRuntime:
         self, op: GroupOp, before: GroupState, after: GroupLog, now: float
     ) -> list[OutboxRequest]:
         """The change to every account that was or is a member (and this one's other
-        devices); the whole log to an account it adds."""
-        added = after.state.members - before.members
+        devices); the whole log to an account it adds. This account is never "added" here:
+        its other devices get the change itself even when it is the create (their log starts
+        with it), else a second device of the creator never learns of the group."""
+        added = after.state.members - before.members - {self.me.account}
         accounts = (before.members | after.state.members | {self.me.account}) - added
         requests = [self._request(a, GroupChange(op.group_id, (op,)), now) for a in accounts]
         for account in sorted(added - {self.me.account}):
