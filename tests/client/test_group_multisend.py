@@ -262,3 +262,20 @@ def test_a_stored_entry_that_is_not_one_is_refused() -> None:
     for data in (b"", b"\x93\x02\x90\xc4\x00", b"\x93\x01\x91\x01\xc4\x00", b"\xc1"):
         with pytest.raises(ContentError):
             MultiEntry.parse(data)
+
+
+async def test_the_creators_other_device_learns_the_group_and_sends_to_it(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """A group's create reaches its creator's other devices too (the ``group-chat`` lab
+    scenario found a second device that never learned of its own account's group)."""
+    await relays.start()
+    alice1 = await clients.new("alice")
+    alice2 = await clients.link(alice1)
+    bob = await clients.new("bob")
+    group = await alice1.client.create_group("team", ["bob"])
+    for peer in (alice2, bob):
+        await converged(peer, group, members_are("alice", "bob"))
+    mid = await alice2.client.send_group(group, "from the second device")
+    for peer in (alice1, bob):
+        await peer.until(group_text(mid))

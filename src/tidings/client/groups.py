@@ -18,9 +18,11 @@ and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each 
 * a group message (:meth:`seal`) goes to member devices that lack the current sender key as a
   SENDER_KEY first (pairwise), then once, encrypted with the sender key, by the
   :class:`~tidings.client.group_transport.GroupTransport`;
-* a group message that does not decrypt (:meth:`open_message`) makes this device ask its sender
-  device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its key and the
-  messages again under their ids, to a device that is a member now — never to a leaver.
+* a group message that does not decrypt, or of a group this device has not heard of yet (its
+  change from another member may come after it) (:meth:`open_message`), makes this device ask
+  its sender device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its
+  key and the messages again under their ids, to a device that is a member now — never to a
+  leaver.
 
 Sans-I/O apart from the store: times are passed in, ids come from ``new_id``.
 """
@@ -121,6 +123,16 @@ class GroupRuntime:
             return None
         state = self.state(group_id)
         return state is not None and account in state.members
+
+    def added_later(self, conversation: str) -> bool:
+        """Whether ``conversation`` is a group this account was added to after its creation
+        (its members' message streams began before it: the inbox starts them midstream)."""
+        group_id = group_of_conversation(conversation)
+        group = self.logs.get(group_id) if group_id is not None else None
+        if group is None:
+            return False
+        create = next((op for op in group.ops if op.kind is OpKind.CREATE), None)
+        return create is not None and self.me.account not in {create.author, *create.targets}
 
     def member_devices(self, group_id: bytes) -> list[DeviceRef]:
         """Every member device but this one, as far as this device knows them."""
@@ -327,7 +339,14 @@ class GroupRuntime:
         """The message in a group ciphertext from ``sender``; the key request to queue when
         it does not decrypt; None to drop it (not a member, a replay, not valid)."""
         state = self.state(gm.group_id)
-        if state is None or sender.account not in state.members:
+        if state is None:
+            # Not heard of yet: its change comes from another member (the creator, the adder)
+            # and may be behind this sender's message; ask the sender again, as for a missing
+            # key (it answers a member only), rather than drop the message for good.
+            log.info("= %s sent into a group not known here yet: asking it again", sender)
+            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
+            return self._request(sender.account, ask, now)
+        if sender.account not in state.members:
             log.warning("! %s sent into a group it is not in", sender)
             return None
         try:
