@@ -18,10 +18,11 @@ and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each 
 * a group message (:meth:`seal`) goes to member devices that lack the current sender key as a
   SENDER_KEY first (pairwise), then once, encrypted with the sender key, by the
   :class:`~tidings.client.group_transport.GroupTransport`;
-* a group message that does not decrypt (:meth:`open_message`) makes this device ask its sender
-  device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its key and the
-  messages again under their ids, to a device that is a member now — never to a leaver — and
-  at most as often as :class:`~tidings.client.group_sync.KeyResendLimit` allows;
+* a group message that does not decrypt, or of a group this device has not heard of yet (its
+  change from another member may come after it) (:meth:`open_message`), makes this device ask
+  its sender device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its
+  key and the messages again under their ids, to a device that is a member now — never to a
+  leaver — and at most as often as :class:`~tidings.client.group_sync.KeyResendLimit` allows;
 * a device of this account linked after a group was made gets it from the others
   (:meth:`sync_to`, :meth:`on_sync`), and a member device the relay names as missing for a
   multi-send gets the key and that message pairwise (:meth:`catch_up`): :mod:`.group_sync`.
@@ -135,6 +136,16 @@ class GroupRuntime:
         state = self.state(group_id)
         return state is not None and account in state.members
 
+    def added_later(self, conversation: str) -> bool:
+        """Whether ``conversation`` is a group this account was added to after its creation
+        (its members' message streams began before it: the inbox starts them midstream)."""
+        group_id = group_of_conversation(conversation)
+        group = self.logs.get(group_id) if group_id is not None else None
+        if group is None:
+            return False
+        create = next((op for op in group.ops if op.kind is OpKind.CREATE), None)
+        return create is not None and self.me.account not in {create.author, *create.targets}
+
     def member_devices(self, group_id: bytes) -> list[DeviceRef]:
         """Every member device but this one, as far as this device knows them."""
         state = self.state(group_id)
@@ -185,8 +196,10 @@ class GroupRuntime:
         self, op: GroupOp, before: GroupState, after: GroupLog, now: float
     ) -> list[OutboxRequest]:
         """The change to every account that was or is a member (and this one's other
-        devices); the whole log to an account it adds."""
-        added = after.state.members - before.members
+        devices); the whole log to an account it adds. This account is never "added" here:
+        its other devices get the change itself even when it is the create (their log starts
+        with it), else a second device of the creator never learns of the group."""
+        added = after.state.members - before.members - {self.me.account}
         accounts = (before.members | after.state.members | {self.me.account}) - added
         requests = [self._request(a, GroupChange(op.group_id, (op,)), now) for a in accounts]
         for account in sorted(added - {self.me.account}):
@@ -353,7 +366,14 @@ class GroupRuntime:
         """The message in a group ciphertext from ``sender``; the key request to queue when
         it does not decrypt; None to drop it (not a member, a replay, not valid)."""
         state = self.state(gm.group_id)
-        if state is None or sender.account not in state.members:
+        if state is None:
+            # Not heard of yet: its change comes from another member (the creator, the adder)
+            # and may be behind this sender's message; ask the sender again, as for a missing
+            # key (it answers a member only), rather than drop the message for good.
+            log.info("= %s sent into a group not known here yet: asking it again", sender)
+            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
+            return self._request(sender.account, ask, now)
+        if sender.account not in state.members:
             log.warning("! %s sent into a group it is not in", sender)
             return None
         try:

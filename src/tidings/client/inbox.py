@@ -128,13 +128,19 @@ class Inbox:
         self.certified = False
 
     def _load_reorderer(self) -> Reorderer[StoredMessage]:
-        # A linked device (id > 1) joins conversations that began before it existed: the
-        # messages before its first one were never queued for it and are not a gap.
+        # A linked device (id > 1) joins conversations that began before it existed, and a
+        # member added to a group joins its streams: the messages before its first one were
+        # never queued (nor sealed) for it and are not a gap.
         return Reorderer(
             states=self.store.reorder_states(),
-            join_midstream=self.me.device_id > 1,
+            join_midstream=self._joins_midstream,
             notices=self.store.expired_notices(),
         )
+
+    def _joins_midstream(self, key: StreamKey) -> bool:
+        if self.me.device_id > 1:
+            return True
+        return self.groups is not None and self.groups.added_later(key.conversation)
 
     def start(self) -> None:
         """Feed back messages held for ordering before the last stop (needs a running loop).

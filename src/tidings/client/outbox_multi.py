@@ -175,14 +175,15 @@ class MultiSender:
         return plans, notes
 
     def _control_entries(self, released: list[OutboxEntry]) -> list[tuple[int, str]]:
-        """``(order, lane)`` of group control entries not sent yet (none in flight)."""
+        """``(order, lane)`` of group control entries the relay has not ✓'d yet, in flight
+        too: an in-flight SEND may still be refused (a stale device set) and sent again after
+        the multi-send, which would then reach a new member before its log of changes (it
+        drops a message of a group it does not know: the ``group-chat`` lab scenario)."""
         if not released:
             return []
         ob = self._ob
         out = []
         for e in ob.scheduler.entries():
-            if e.in_flight:
-                continue
             item = ob._items.get(e.message_id)
             if item is not None and item.kind in _BEFORE:
                 out.append((e.order, e.lane))

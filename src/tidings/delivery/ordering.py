@@ -27,7 +27,7 @@ surfaced; after a restart, restore the states and feed the held messages again w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -138,7 +138,8 @@ class Reorderer(Generic[T]):
         notices: unmatched expiry notices to restore, per sender device (see :meth:`expired`).
         join_midstream: a stream seen for the first time starts at the counter of its first
             message instead of 1. For a device linked to an account after its conversations
-            began: it was never sent the earlier messages, so they are not a gap.
+            began: it was never sent the earlier messages, so they are not a gap. A function
+            of the stream's key decides per stream (a group this account was added to later).
     """
 
     def __init__(
@@ -146,7 +147,7 @@ class Reorderer(Generic[T]):
         hold_seconds: float = ORDER_HOLD_SECONDS,
         max_held: int = MAX_HELD_PER_SENDER,
         states: Iterable[StreamState] = (),
-        join_midstream: bool = False,
+        join_midstream: bool | Callable[[StreamKey], bool] = False,
         notices: Mapping[SenderDevice, int] | None = None,
     ) -> None:
         if not hold_seconds >= 0 or max_held < 1:
@@ -178,7 +179,8 @@ class Reorderer(Generic[T]):
             raise _invalid("counter must be an integer >= 1")
         s = self._streams.get(key)
         if s is None:
-            start = counter if self.join_midstream else 1
+            midstream = self.join_midstream
+            start = counter if (midstream(key) if callable(midstream) else midstream) else 1
             s = self._streams[key] = _Stream(key, expected=start, horizon=start)
         if counter < s.expected:
             return self._late(s, counter, item)

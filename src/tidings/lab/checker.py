@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .checker_disk import DISK_KINDS, DISK_RULES
+from .checker_groups import GROUP_KINDS, GROUP_RULES
 from .checker_hostile import HOSTILE_KINDS, HOSTILE_RULES
 from .checker_link import LINK_KINDS, link_violations
 from .checker_nodes import NODE_KINDS, NODE_RULES
@@ -45,10 +46,10 @@ from .record_read import load_run
 #: Every violation kind: the base rules' (:mod:`.checker_rules`), then those of
 #: scenario-specific rule modules (which apply only to runs with their faults), then liveness
 #: (:mod:`.checker_link`).
-KINDS = BASE_KINDS + DISK_KINDS + NODE_KINDS + HOSTILE_KINDS + READ_KINDS + LINK_KINDS
+KINDS = BASE_KINDS + DISK_KINDS + NODE_KINDS + HOSTILE_KINDS + READ_KINDS + LINK_KINDS + GROUP_KINDS
 
 #: Every rule over the view, in the order their violations are listed.
-ALL_RULES = (*RULES, *DISK_RULES, *NODE_RULES, *HOSTILE_RULES, *READ_RULES)
+ALL_RULES = (*RULES, *DISK_RULES, *NODE_RULES, *HOSTILE_RULES, *READ_RULES, *GROUP_RULES)
 
 __all__ = [
     "KINDS",

@@ -42,8 +42,11 @@ network time corrects a phone: a step, not a slew; answered by ``{"skewed": s}``
 ``{"cmd": "unlink", "device_id": N}`` removes device N of the account (``{"unlinked": N}``);
 ``{"cmd": "push", "endpoint", "p256dh", "auth"}`` registers a Web Push subscription with the
 relay (hex keys; answered by ``{"push": state}``, or an ``error`` line);
-``{"cmd": "finish"}`` (or the end of stdin: the controller is gone) stops composing, drains
-the outbox for at most ``--finish-timeout`` seconds, prints ``finished`` and exits 0.
+``{"cmd": "group_create" | "group_add" | "group_remove" | "group_leave", ...}`` changes a
+group (:mod:`.device_groups`: a plan item to ``@NAME`` is a group message, and the device
+keeps a group log); ``{"cmd": "finish"}`` (or the end of stdin: the controller is gone) stops
+composing, drains the outbox for at most ``--finish-timeout`` seconds, prints ``finished``
+and exits 0.
 
 Invariants:
 
@@ -85,6 +88,7 @@ from ..client import (
     Connected,
     ConnectFailed,
     Disconnected,
+    GroupChanged,
     MessageReceived,
     SendRefused,
     StatusChanged,
@@ -95,6 +99,7 @@ from ..client.store import Direction, StoredMessage
 from ..clockfile import file_clock
 from ..delivery import Status
 from ..errors import StoreUnavailable
+from .device_groups import DeviceGroups, group_log_path, group_name
 from .device_log import EventLog, LinkLog, device_name
 from .workload import DevicePlan, PlanItem, load_plan
 
@@ -125,6 +130,8 @@ class Device:
         self.links = LinkLog(Path(args.link_log) if args.link_log else None, clock)
         settings = {k: v["value"] for k, v in config.describe().items()}
         self.links.write("start", hints=self.hints, settings=settings)
+        run_dir = Path(args.events).parent.parent  # RUN/events/acct.N.jsonl
+        self.groups = DeviceGroups(self.client, group_log_path(run_dir, plan.name), clock, emit)
         self.rng = random.Random(f"{plan.seed}-{plan.name}-reads")
         self.composed: dict[str, bytes] = {}  #: plan body -> message id
         self.unacked: set[bytes] = set()  #: composed, still in the outbox
@@ -147,6 +154,7 @@ class Device:
         """Learn from the store what earlier runs did; log what their kill cut off."""
         bodies = {item.body for item in self.plan.items}
         store = self.client.store
+        self.groups.resume()
         for conv in store.conversations():
             for m in store.messages(conv.conversation, limit=10**9):
                 if m.direction is Direction.OUT and m.sender == self.client.me:
@@ -236,8 +244,12 @@ class Device:
             delay = base + item.at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the plan's pacing, not a wait for something
+            group = group_name(item.to)
             try:
-                mid = await self.client.send(item.to, item.body)
+                if group is not None:
+                    mid = await self.groups.send(group, item.body)
+                else:
+                    mid = await self.client.send(item.to, item.body)
             except StoreUnavailable as exc:  # "not sent": the user is told; the device stops
                 self.log.write("send_failed", to=item.to, body=item.body, state=exc.state)
                 raise
@@ -281,6 +293,8 @@ class Device:
                 self._on_received(event)
             elif isinstance(event, StatusChanged):
                 self._on_status(event)
+            elif isinstance(event, GroupChanged):
+                self.groups.on_changed(event)
             elif isinstance(event, SendRefused):
                 mid = event.message_id.hex()
                 self.log.write("refused", mid=mid, code=event.code_name, final=event.final)
@@ -395,6 +409,8 @@ class Device:
                 self._spawn(self._link_code())
             elif cmd == "unlink":
                 self._spawn(self._unlink(int(json.loads(raw).get("device_id", 0))))
+            elif isinstance(cmd, str) and cmd.startswith("group_"):
+                self._spawn(self.groups.command(json.loads(raw)))
             elif cmd == "finish":
                 break
             else:

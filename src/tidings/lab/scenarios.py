@@ -29,6 +29,7 @@ from .scenarios_backoff import BACKOFF_SCENARIOS
 from .scenarios_devices import DEVICE_SCENARIOS
 from .scenarios_disk import DISK_SCENARIOS
 from .scenarios_dns import DNS_SCENARIOS
+from .scenarios_groups import GROUP_SCENARIOS
 from .scenarios_hostile import HOSTILE_SCENARIOS
 from .scenarios_mtu import MTU_SCENARIOS
 from .scenarios_nodes import NODE_SCENARIOS
@@ -468,6 +469,7 @@ SCENARIOS: dict[str, Scenario] = {
         *DNS_SCENARIOS,
         *DEVICE_SCENARIOS,
         *PUSH_SCENARIOS,
+        *GROUP_SCENARIOS,
     )
 }
 
