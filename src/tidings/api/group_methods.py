@@ -105,7 +105,8 @@ async def group_add(client: Client, params: Params) -> Any:
     group_id = resolve_group(client, _str(params, "group"))
     members = _accounts(params, "members")
     info = client.group_info(group_id)
-    await check_accounts(client, set(members) - set(info.members if info else ()))
+    if info is not None and client.me.account in info.admins:  # else refused as it is
+        await check_accounts(client, set(members) - set(info.members))
     await client.add_members(group_id, members)
     return _info(client, group_id)
 

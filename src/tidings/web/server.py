@@ -63,6 +63,7 @@ _STATIC = {
     "app.css": "text/css",
     "icon.svg": "image/svg+xml",
     "common.js": "text/javascript",
+    "groups.js": "text/javascript",
     "lab.js": "text/javascript",
     "lab.css": "text/css",
 }

@@ -1,7 +1,8 @@
 // tidings web app: talks to the device's own process only (/api/METHOD, /events).
 // Message text is only ever inserted as text (textContent), never as markup.
 
-import { $, el, post } from "./common.js";
+import { $, clock, el, post } from "./common.js";
+import { initGroups, isGroup, onGroupChange, openGroup, refreshRollup, sendToGroup, showRollup, sidebarItems } from "./groups.js";
 const TICK = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", expired: "✗", failed: "!" };
 const WORD = {
   pending: "waiting to reach the relay", sent: "stored by the relay", delivered: "delivered",
@@ -18,7 +19,8 @@ const MEANING = {
   refused: "The relay refused it.",
 };
 
-const state = { me: null, contact: null, conversation: null, messages: new Map(), journey: null };
+// contact: the open one-to-one chat's account; group: the open group (group_info's answer)
+const state = { me: null, contact: null, group: null, conversation: null, messages: new Map(), journey: null };
 // Status events of a message this page has not drawn yet (its send's answer is still on the
 // way): applied, in order, once it is drawn, so no tick is skipped.
 const early = new Map();
@@ -27,7 +29,6 @@ const api = (name, params = {}) => post(`/api/${name}`, params);
 // Messages of a conversation loaded at once; "show older messages" loads the page before.
 const PAGE = 200;
 
-const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const contactOf = (conversation) => {
   const parts = conversation.split(":");
   return parts.find((p) => p !== state.me.account) ?? state.me.account;
@@ -55,35 +56,54 @@ function onConnection(e) {
 
 // ------------------------------------------------------------------ conversations
 
+// The sidebar: one-to-one chats and groups (groups.js draws theirs), newest first.
 async function loadConversations() {
-  const list = await api("conversations");
+  const [list, groups] = await Promise.all([api("conversations"), api("groups", { left: true })]);
   const ul = $("#conversations");
-  ul.replaceChildren();
-  $("#no-conversations").hidden = list.length > 0;
-  for (const c of list) {
-    const contact = contactOf(c.conversation);
-    const item = el("li", { dataset: { contact }, className: contact === state.contact ? "current" : "" },
-      el("span", { className: "name", textContent: contact }),
-      el("span", { className: "when muted", textContent: c.last_at ? clock(c.last_at) : "" }));
-    if (c.unread) item.append(el("span", { className: "badge", textContent: String(c.unread), title: `${c.unread} unread` }));
-    item.addEventListener("click", () => openChat(contact));
-    ul.append(item);
-  }
+  ul.replaceChildren(...sidebarItems(list, groups, chatItem));
+  $("#no-conversations").hidden = ul.children.length > 0;
+}
+
+function chatItem(c) {
+  const contact = contactOf(c.conversation);
+  const item = el("li", { dataset: { contact }, className: contact === state.contact ? "current" : "" },
+    el("span", { className: "name", textContent: contact }),
+    el("span", { className: "when muted", textContent: c.last_at ? clock(c.last_at) : "" }));
+  if (c.unread) item.append(el("span", { className: "badge", textContent: String(c.unread), title: `${c.unread} unread` }));
+  item.addEventListener("click", () => openChat(contact));
+  return item;
+}
+
+// What the open chat is, as history's params; and the key that tells one chat from another.
+const where = () => (state.group ? { conversation: state.group.conversation } : { contact: state.contact });
+const openKey = () => state.group?.group_id ?? state.contact;
+
+// Empties the view for a chat with `contact` or the group `group` (one of them).
+function enterChat(contact, group) {
+  Object.assign(state, { contact, group, conversation: group?.conversation ?? null });
+  state.messages.clear();
+  document.body.classList.remove("menu-open");
+  document.body.classList.toggle("in-group", Boolean(group));
+  for (const id of ["#open-safety", "#timer-box", "#open-members", "#members", "#banner"]) $(id).hidden = true;
+  $("#chat-sub").textContent = "";
+  $("#composer").hidden = false;
+  $("#messages").replaceChildren();
 }
 
 async function openChat(contact) {
-  state.contact = contact;
-  state.messages.clear();
-  document.body.classList.remove("menu-open");
+  enterChat(contact, null);
   $("#contact").textContent = contact;
   $("#open-safety").hidden = false;
-  $("#composer").hidden = false;
   showTimer(await api("timer", { contact }));
-  $("#banner").hidden = true;
-  $("#messages").replaceChildren();
-  const history = await api("history", { contact, limit: PAGE });
-  if (state.contact !== contact) return;
-  state.conversation = history.length ? history[0].conversation : null;
+  await showHistory();
+}
+
+// The open chat's last page of messages, marked shown.
+async function showHistory() {
+  const key = openKey();
+  const history = await api("history", { ...where(), limit: PAGE });
+  if (openKey() !== key) return;
+  if (history.length) state.conversation = history[0].conversation;
   for (const m of history) addMessage(m);
   if (history.length === PAGE) $("#messages").prepend(olderButton(history[0].message_id));
   await markShown(history.filter((m) => "seen_at" in m));
@@ -98,9 +118,9 @@ function olderButton(first) {
   const li = el("li", { className: "older" }, button);
   button.addEventListener("click", async () => {
     button.disabled = true;
-    const contact = state.contact;
-    const page = await api("history", { contact, limit: PAGE, before: first });
-    if (state.contact !== contact) return;
+    const key = openKey();
+    const page = await api("history", { ...where(), limit: PAGE, before: first });
+    if (openKey() !== key) return;
     const list = $("#messages");
     const below = list.scrollHeight - list.scrollTop; // keep what the reader looks at in place
     li.remove();
@@ -124,21 +144,18 @@ async function search(event) {
     showBanner(error.message);
     return;
   }
-  state.contact = null;
-  state.messages.clear();
-  document.body.classList.remove("menu-open");
+  enterChat(null, null);
   $("#contact").textContent = `Search: ${text}`;
-  $("#open-safety").hidden = true;
   $("#composer").hidden = true;
-  $("#banner").hidden = true;
   const list = $("#messages");
   list.replaceChildren(...hits.map((m) => {
-    const contact = contactOf(m.conversation);
+    const group = isGroup(m.conversation) ? m.conversation.slice("group:".length) : null;
+    const contact = group ? "a group" : contactOf(m.conversation);
     const who = m.direction === "out" ? "me" : m.from;
     const li = el("li", { className: "hit", dataset: { id: m.message_id }, title: `open the chat with ${contact}` },
       el("span", { className: "where", textContent: `${contact} · ${who} · ${clock(m.sent_at)}` }),
       el("span", { className: "body", textContent: m.body }));
-    li.addEventListener("click", () => openChat(contact));
+    li.addEventListener("click", () => (group ? openGroup(group) : openChat(contact)));
     return li;
   }));
   if (!hits.length) list.append(el("li", { className: "hit muted", textContent: `no messages with “${text}”` }));
@@ -149,16 +166,20 @@ function addMessage(m, { older = false } = {}) {
   const out = m.direction === "out";
   const tick = el("span", { className: "tick" });
   const note = el("span", { className: "note" });
+  const group = Boolean(state.group) && out; // its status is a roll-up over the members
+  const rollup = el("span", { className: "rollup" });
   const li = el("li", { className: out ? "out" : "in", dataset: { id: m.message_id } },
     el("span", { className: "body", textContent: m.body }),
-    el("span", { className: "meta" }, el("time", { textContent: clock(m.sent_at) }), tick, note));
+    el("span", { className: "meta" }, el("time", { textContent: clock(m.sent_at) }), ...(group ? [rollup] : []), tick, note));
   if (m.expires_in) {
     li.classList.add("disappearing");
     li.querySelector(".meta").append(el("span", { className: "timer", textContent: "◷", title: `disappears ${m.expires_in} s after it was read` }));
   }
   if (!out && m.from.split(".")[0] !== state.contact) li.prepend(el("span", { className: "from muted", textContent: m.from }));
-  else if (out && m.from && m.from !== state.me.device) li.prepend(el("span", { className: "from muted", textContent: `me (${m.from})` }));
-  const entry = { li, tick, note, out, status: m.status ?? null, devices: {} };
+  else if (out && (state.group || (m.from && m.from !== state.me.device))) {
+    li.prepend(el("span", { className: "from muted", textContent: m.from && m.from !== state.me.device ? `me (${m.from})` : "me" }));
+  }
+  const entry = { li, tick, note, out, status: m.status ?? null, devices: {}, group, rollup, summary: m.group_status ?? null };
   state.messages.set(m.message_id, entry);
   if (out) {
     li.tabIndex = 0;
@@ -205,8 +226,10 @@ async function setTimer() {
 
 function setStatus(entry, status) {
   entry.status = status;
-  entry.tick.textContent = TICK[status] ?? "?";
   entry.tick.dataset.status = status;
+  entry.li.dataset.status = status;
+  if (entry.group) return showRollup(entry); // "delivered to 2 of 3 · read by 1"
+  entry.tick.textContent = TICK[status] ?? "?";
   const per = Object.entries(entry.devices).map(([d, s]) => `${TICK[s]} ${WORD[s]} on ${d}`);
   entry.tick.title = per.length ? per.join(", ") : WORD[status];
   entry.li.dataset.status = status;
@@ -224,9 +247,10 @@ async function send(event) {
   event.preventDefault();
   const box = $("#text");
   const text = box.value;
-  if (!text.trim() || !state.contact) return;
+  if (!text.trim() || !(state.contact || state.group)) return;
   box.value = "";
   try {
+    if (state.group) return await sendToGroup(text);
     const { message_id } = await api("send", { to: state.contact, text });
     // drawn at once as it is now: committed to the outbox (…); its ticks follow as events
     // it carries the chat's timer, as the device composed it
@@ -250,14 +274,14 @@ function showBanner(text) {
 function onEvent(e) {
   if (["connected", "connect-failed", "disconnected", "catching-up", "storage-failed"].includes(e.event)) onConnection(e);
   else if (e.event === "message") {
-    if (state.contact && contactOf(e.conversation) === state.contact) {
+    if (isOpen(e.conversation)) {
       state.conversation = e.conversation;
       addMessage({ ...e, direction: e.direction ?? "in", seen_at: null, read_at: null }); // "out": sent by another of my devices
       markShown([{ message_id: e.message_id, seen_at: null, read_at: null }]).then(loadConversations);
     } else loadConversations();
   } else if (e.event === "status") {
     const entry = state.messages.get(e.message_id);
-    if (!entry && state.contact) {
+    if (!entry && openKey()) {
       if (early.size > 1000) early.clear(); // statuses of other conversations' messages
       early.set(e.message_id, [...(early.get(e.message_id) ?? []), e]);
     }
@@ -265,8 +289,11 @@ function onEvent(e) {
       if (e.device !== "all") entry.devices[e.device] = e.status;
       setStatus(entry, e.overall);
       if (e.overall !== "failed") entry.note.textContent = "";
+      if (entry.group) refreshRollup(e.message_id);
     }
     if (state.journey === e.message_id) openJourney(e.message_id);
+  } else if (e.event === "group") {
+    onGroupChange(e);
   } else if (e.event === "devices-changed") {
     const what = [...e.added.map((d) => `${d} was linked to this account`), ...e.removed.map((d) => `${d} was unlinked`)];
     showBanner(`${what.join("; ")} — check "this device" if that was not you`);
@@ -291,9 +318,20 @@ function onEvent(e) {
   }
 }
 
+// Whether `conversation` is the one on screen.
+const isOpen = (conversation) => (state.group
+  ? conversation === state.group.conversation
+  : Boolean(state.contact) && !isGroup(conversation) && contactOf(conversation) === state.contact);
+
+// The open chat drawn again from the device (after a reconnect, or when the tab shows again).
+function reopen() {
+  if (state.group) openGroup(state.group.group_id);
+  else if (state.contact) openChat(state.contact);
+}
+
 function listen() {
   const source = new EventSource("/events");
-  source.onopen = () => { loadConversations(); if (state.contact) openChat(state.contact); };
+  source.onopen = () => { loadConversations(); reopen(); };
   source.onmessage = (message) => onEvent(JSON.parse(message.data));
   source.onerror = () => showState("offline", "lost the app's own process; retrying");
 }
@@ -447,8 +485,9 @@ async function start() {
   $("#timer").addEventListener("change", setTimer);
   $("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && state.contact) openChat(state.contact);
+    if (document.visibilityState === "visible") reopen();
   });
+  initGroups({ state, api, enterChat, showHistory, addMessage, showBanner, loadConversations });
   await loadConversations();
   listen();
 }
