@@ -64,6 +64,7 @@ _STATIC = {
     "icon.svg": "image/svg+xml",
     "common.js": "text/javascript",
     "groups.js": "text/javascript",
+    "journey.js": "text/javascript",
     "lab.js": "text/javascript",
     "lab.css": "text/css",
 }
