@@ -6,15 +6,17 @@ groups this account is in (``group``). docs/api.md documents each.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..client import Client
 from ..client.group_calls import GroupInfo
 from ..delivery.groups import MAX_MEMBERS
+from ..wire import check_account
 from .methods import NOT_FOUND, Method, Params, _message_id, _only, _str
 from .rpc import INVALID_PARAMS, ApiError
 
-__all__ = ["GROUP_METHODS", "group_json", "resolve_group"]
+__all__ = ["GROUP_METHODS", "check_accounts", "group_json", "resolve_group"]
 
 
 def group_json(g: GroupInfo) -> dict[str, Any]:
@@ -70,10 +72,30 @@ def _info(client: Client, group_id: bytes) -> dict[str, Any]:
     return group_json(info)
 
 
+async def check_accounts(client: Client, accounts: Iterable[str]) -> None:
+    """Each of ``accounts`` (but this one) exists at the relay — asked only while this device
+    is connected (offline, a change is taken as given: a send to an account that does not
+    exist is refused later, a ``refused`` event).
+
+    Raises:
+        ApiError: NOT_FOUND naming the first account the relay does not know (``data``:
+            ``{"account"}``); the relay's own errors as :func:`~tidings.api.methods.call`
+            maps them (RELAY_UNREACHABLE, REFUSED ``RATE_LIMITED``).
+    """
+    if not client.connected:
+        return
+    for account in sorted(set(accounts) - {client.me.account}):
+        check_account(account)  # a malformed name is INVALID_PARAMS, before any lookup
+        if not await client.devices(account):
+            raise ApiError(NOT_FOUND, f"no account {account!r} at the relay", {"account": account})
+
+
 async def group_create(client: Client, params: Params) -> Any:
     """A new group: ``{"name", "members"}`` → the group."""
     _only(params, "name", "members")
-    group_id = await client.create_group(_str(params, "name"), _accounts(params, "members"))
+    name, members = _str(params, "name"), _accounts(params, "members")
+    await check_accounts(client, members)
+    group_id = await client.create_group(name, members)
     return _info(client, group_id)
 
 
@@ -81,7 +103,11 @@ async def group_add(client: Client, params: Params) -> Any:
     """Add members (admins only): ``{"group", "members"}`` → the group."""
     _only(params, "group", "members")
     group_id = resolve_group(client, _str(params, "group"))
-    await client.add_members(group_id, _accounts(params, "members"))
+    members = _accounts(params, "members")
+    info = client.group_info(group_id)
+    if info is not None and client.me.account in info.admins:  # else refused as it is
+        await check_accounts(client, set(members) - set(info.members))
+    await client.add_members(group_id, members)
     return _info(client, group_id)
 
 
@@ -118,9 +144,18 @@ async def group_rename(client: Client, params: Params) -> Any:
 
 
 async def groups(client: Client, params: Params) -> Any:
-    """The groups this account is a member of, by name."""
-    _only(params)
-    return [group_json(g) for g in client.groups()]
+    """The groups this account is a member of, by name; with ``{"left": true}`` then also
+    those it left or was removed from (their ``members`` lack it)."""
+    _only(params, "left")
+    left = params.get("left", False)
+    if not isinstance(left, bool):
+        raise ApiError(INVALID_PARAMS, "left must be true or false")
+    joined = client.groups()
+    out = [group_json(g) for g in joined]
+    if left:
+        gone = [g for g in _left(client) if client.me.account not in g.members]
+        out += [group_json(g) for g in sorted(gone, key=lambda g: (g.name, g.group_id))]
+    return out
 
 
 async def group_info(client: Client, params: Params) -> Any:

@@ -63,6 +63,8 @@ _STATIC = {
     "app.css": "text/css",
     "icon.svg": "image/svg+xml",
     "common.js": "text/javascript",
+    "groups.js": "text/javascript",
+    "journey.js": "text/javascript",
     "lab.js": "text/javascript",
     "lab.css": "text/css",
 }

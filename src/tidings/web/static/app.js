@@ -1,24 +1,12 @@
 // tidings web app: talks to the device's own process only (/api/METHOD, /events).
 // Message text is only ever inserted as text (textContent), never as markup.
 
-import { $, el, post } from "./common.js";
+import { $, clock, el, post } from "./common.js";
+import { WORD, closeJourney, journeyShown, openJourney } from "./journey.js";
+import { initGroups, isGroup, onGroupChange, openGroup, refreshRollup, sendToGroup, showRollup, sidebarItems } from "./groups.js";
 const TICK = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", expired: "✗", failed: "!" };
-const WORD = {
-  pending: "waiting to reach the relay", sent: "stored by the relay", delivered: "delivered",
-  read: "read", expired: "expired before it was fetched", failed: "refused",
-};
-const MEANING = {
-  composed: "Stored in this device's outbox: it survives a crash of this app. Proves nothing about the network.",
-  written: "Handed to this machine's kernel (a socket write). Proves nothing has left the machine.",
-  tcp_acked: "The relay machine's kernel acknowledged the bytes (TCP). They reached a buffer there — not the relay's disk.",
-  sent: "✓ The relay committed it to disk. It survives a relay crash; no device has it yet.",
-  delivered: "✓✓ That device decrypted it and committed it to its own disk: the end-to-end proof.",
-  read: "That device displayed it (its read receipts are on).",
-  expired: "✗ It waited at the relay past retention; that device never fetched it.",
-  refused: "The relay refused it.",
-};
-
-const state = { me: null, contact: null, conversation: null, messages: new Map(), journey: null };
+// contact: the open one-to-one chat's account; group: the open group (group_info's answer)
+const state = { me: null, contact: null, group: null, conversation: null, messages: new Map() };
 // Status events of a message this page has not drawn yet (its send's answer is still on the
 // way): applied, in order, once it is drawn, so no tick is skipped.
 const early = new Map();
@@ -27,7 +15,6 @@ const api = (name, params = {}) => post(`/api/${name}`, params);
 // Messages of a conversation loaded at once; "show older messages" loads the page before.
 const PAGE = 200;
 
-const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const contactOf = (conversation) => {
   const parts = conversation.split(":");
   return parts.find((p) => p !== state.me.account) ?? state.me.account;
@@ -55,35 +42,54 @@ function onConnection(e) {
 
 // ------------------------------------------------------------------ conversations
 
+// The sidebar: one-to-one chats and groups (groups.js draws theirs), newest first.
 async function loadConversations() {
-  const list = await api("conversations");
+  const [list, groups] = await Promise.all([api("conversations"), api("groups", { left: true })]);
   const ul = $("#conversations");
-  ul.replaceChildren();
-  $("#no-conversations").hidden = list.length > 0;
-  for (const c of list) {
-    const contact = contactOf(c.conversation);
-    const item = el("li", { dataset: { contact }, className: contact === state.contact ? "current" : "" },
-      el("span", { className: "name", textContent: contact }),
-      el("span", { className: "when muted", textContent: c.last_at ? clock(c.last_at) : "" }));
-    if (c.unread) item.append(el("span", { className: "badge", textContent: String(c.unread), title: `${c.unread} unread` }));
-    item.addEventListener("click", () => openChat(contact));
-    ul.append(item);
-  }
+  ul.replaceChildren(...sidebarItems(list, groups, chatItem));
+  $("#no-conversations").hidden = ul.children.length > 0;
+}
+
+function chatItem(c) {
+  const contact = contactOf(c.conversation);
+  const item = el("li", { dataset: { contact }, className: contact === state.contact ? "current" : "" },
+    el("span", { className: "name", textContent: contact }),
+    el("span", { className: "when muted", textContent: c.last_at ? clock(c.last_at) : "" }));
+  if (c.unread) item.append(el("span", { className: "badge", textContent: String(c.unread), title: `${c.unread} unread` }));
+  item.addEventListener("click", () => openChat(contact));
+  return item;
+}
+
+// What the open chat is, as history's params; and the key that tells one chat from another.
+const where = () => (state.group ? { conversation: state.group.conversation } : { contact: state.contact });
+const openKey = () => state.group?.group_id ?? state.contact;
+
+// Empties the view for a chat with `contact` or the group `group` (one of them).
+function enterChat(contact, group) {
+  Object.assign(state, { contact, group, conversation: group?.conversation ?? null });
+  state.messages.clear();
+  document.body.classList.remove("menu-open");
+  document.body.classList.toggle("in-group", Boolean(group));
+  for (const id of ["#open-safety", "#timer-box", "#open-members", "#members", "#banner"]) $(id).hidden = true;
+  $("#chat-sub").textContent = "";
+  $("#composer").hidden = false;
+  $("#messages").replaceChildren();
 }
 
 async function openChat(contact) {
-  state.contact = contact;
-  state.messages.clear();
-  document.body.classList.remove("menu-open");
+  enterChat(contact, null);
   $("#contact").textContent = contact;
   $("#open-safety").hidden = false;
-  $("#composer").hidden = false;
   showTimer(await api("timer", { contact }));
-  $("#banner").hidden = true;
-  $("#messages").replaceChildren();
-  const history = await api("history", { contact, limit: PAGE });
-  if (state.contact !== contact) return;
-  state.conversation = history.length ? history[0].conversation : null;
+  await showHistory();
+}
+
+// The open chat's last page of messages, marked shown.
+async function showHistory() {
+  const key = openKey();
+  const history = await api("history", { ...where(), limit: PAGE });
+  if (openKey() !== key) return;
+  if (history.length) state.conversation = history[0].conversation;
   for (const m of history) addMessage(m);
   if (history.length === PAGE) $("#messages").prepend(olderButton(history[0].message_id));
   await markShown(history.filter((m) => "seen_at" in m));
@@ -98,9 +104,9 @@ function olderButton(first) {
   const li = el("li", { className: "older" }, button);
   button.addEventListener("click", async () => {
     button.disabled = true;
-    const contact = state.contact;
-    const page = await api("history", { contact, limit: PAGE, before: first });
-    if (state.contact !== contact) return;
+    const key = openKey();
+    const page = await api("history", { ...where(), limit: PAGE, before: first });
+    if (openKey() !== key) return;
     const list = $("#messages");
     const below = list.scrollHeight - list.scrollTop; // keep what the reader looks at in place
     li.remove();
@@ -124,21 +130,18 @@ async function search(event) {
     showBanner(error.message);
     return;
   }
-  state.contact = null;
-  state.messages.clear();
-  document.body.classList.remove("menu-open");
+  enterChat(null, null);
   $("#contact").textContent = `Search: ${text}`;
-  $("#open-safety").hidden = true;
   $("#composer").hidden = true;
-  $("#banner").hidden = true;
   const list = $("#messages");
   list.replaceChildren(...hits.map((m) => {
-    const contact = contactOf(m.conversation);
+    const group = isGroup(m.conversation) ? m.conversation.slice("group:".length) : null;
+    const contact = group ? "a group" : contactOf(m.conversation);
     const who = m.direction === "out" ? "me" : m.from;
     const li = el("li", { className: "hit", dataset: { id: m.message_id }, title: `open the chat with ${contact}` },
       el("span", { className: "where", textContent: `${contact} · ${who} · ${clock(m.sent_at)}` }),
       el("span", { className: "body", textContent: m.body }));
-    li.addEventListener("click", () => openChat(contact));
+    li.addEventListener("click", () => (group ? openGroup(group) : openChat(contact)));
     return li;
   }));
   if (!hits.length) list.append(el("li", { className: "hit muted", textContent: `no messages with “${text}”` }));
@@ -149,16 +152,20 @@ function addMessage(m, { older = false } = {}) {
   const out = m.direction === "out";
   const tick = el("span", { className: "tick" });
   const note = el("span", { className: "note" });
+  const group = Boolean(state.group) && out; // its status is a roll-up over the members
+  const rollup = el("span", { className: "rollup" });
   const li = el("li", { className: out ? "out" : "in", dataset: { id: m.message_id } },
     el("span", { className: "body", textContent: m.body }),
-    el("span", { className: "meta" }, el("time", { textContent: clock(m.sent_at) }), tick, note));
+    el("span", { className: "meta" }, el("time", { textContent: clock(m.sent_at) }), ...(group ? [rollup] : []), tick, note));
   if (m.expires_in) {
     li.classList.add("disappearing");
     li.querySelector(".meta").append(el("span", { className: "timer", textContent: "◷", title: `disappears ${m.expires_in} s after it was read` }));
   }
   if (!out && m.from.split(".")[0] !== state.contact) li.prepend(el("span", { className: "from muted", textContent: m.from }));
-  else if (out && m.from && m.from !== state.me.device) li.prepend(el("span", { className: "from muted", textContent: `me (${m.from})` }));
-  const entry = { li, tick, note, out, status: m.status ?? null, devices: {} };
+  else if (out && (state.group || (m.from && m.from !== state.me.device))) {
+    li.prepend(el("span", { className: "from muted", textContent: m.from && m.from !== state.me.device ? `me (${m.from})` : "me" }));
+  }
+  const entry = { li, tick, note, out, status: m.status ?? null, devices: {}, group, rollup, summary: m.group_status ?? null };
   state.messages.set(m.message_id, entry);
   if (out) {
     li.tabIndex = 0;
@@ -205,8 +212,10 @@ async function setTimer() {
 
 function setStatus(entry, status) {
   entry.status = status;
-  entry.tick.textContent = TICK[status] ?? "?";
   entry.tick.dataset.status = status;
+  entry.li.dataset.status = status;
+  if (entry.group) return showRollup(entry); // "delivered to 2 of 3 · read by 1"
+  entry.tick.textContent = TICK[status] ?? "?";
   const per = Object.entries(entry.devices).map(([d, s]) => `${TICK[s]} ${WORD[s]} on ${d}`);
   entry.tick.title = per.length ? per.join(", ") : WORD[status];
   entry.li.dataset.status = status;
@@ -224,9 +233,10 @@ async function send(event) {
   event.preventDefault();
   const box = $("#text");
   const text = box.value;
-  if (!text.trim() || !state.contact) return;
+  if (!text.trim() || !(state.contact || state.group)) return;
   box.value = "";
   try {
+    if (state.group) return await sendToGroup(text);
     const { message_id } = await api("send", { to: state.contact, text });
     // drawn at once as it is now: committed to the outbox (…); its ticks follow as events
     // it carries the chat's timer, as the device composed it
@@ -250,14 +260,14 @@ function showBanner(text) {
 function onEvent(e) {
   if (["connected", "connect-failed", "disconnected", "catching-up", "storage-failed"].includes(e.event)) onConnection(e);
   else if (e.event === "message") {
-    if (state.contact && contactOf(e.conversation) === state.contact) {
+    if (isOpen(e.conversation)) {
       state.conversation = e.conversation;
       addMessage({ ...e, direction: e.direction ?? "in", seen_at: null, read_at: null }); // "out": sent by another of my devices
       markShown([{ message_id: e.message_id, seen_at: null, read_at: null }]).then(loadConversations);
     } else loadConversations();
   } else if (e.event === "status") {
     const entry = state.messages.get(e.message_id);
-    if (!entry && state.contact) {
+    if (!entry && openKey()) {
       if (early.size > 1000) early.clear(); // statuses of other conversations' messages
       early.set(e.message_id, [...(early.get(e.message_id) ?? []), e]);
     }
@@ -265,8 +275,11 @@ function onEvent(e) {
       if (e.device !== "all") entry.devices[e.device] = e.status;
       setStatus(entry, e.overall);
       if (e.overall !== "failed") entry.note.textContent = "";
+      if (entry.group) refreshRollup(e.message_id);
     }
-    if (state.journey === e.message_id) openJourney(e.message_id);
+    if (journeyShown() === e.message_id) openJourney(e.message_id);
+  } else if (e.event === "group") {
+    onGroupChange(e);
   } else if (e.event === "devices-changed") {
     const what = [...e.added.map((d) => `${d} was linked to this account`), ...e.removed.map((d) => `${d} was unlinked`)];
     showBanner(`${what.join("; ")} — check "this device" if that was not you`);
@@ -291,61 +304,23 @@ function onEvent(e) {
   }
 }
 
+// Whether `conversation` is the one on screen.
+const isOpen = (conversation) => (state.group
+  ? conversation === state.group.conversation
+  : Boolean(state.contact) && !isGroup(conversation) && contactOf(conversation) === state.contact);
+
+// The open chat drawn again from the device (after a reconnect, or when the tab shows again).
+function reopen() {
+  if (state.group) openGroup(state.group.group_id);
+  else if (state.contact) openChat(state.contact);
+}
+
 function listen() {
   const source = new EventSource("/events");
-  source.onopen = () => { loadConversations(); if (state.contact) openChat(state.contact); };
+  source.onopen = () => { loadConversations(); reopen(); };
   source.onmessage = (message) => onEvent(JSON.parse(message.data));
   source.onerror = () => showState("offline", "lost the app's own process; retrying");
 }
-
-// ------------------------------------------------------------------ journey
-
-async function openJourney(messageId) {
-  state.journey = messageId;
-  const trace = await api("trace", { message_id: messageId });
-  const panel = $("#journey");
-  panel.hidden = false;
-  $("#journey-id").textContent = `${trace.message_id} · ${WORD[trace.status]}`;
-  const points = trace.points;
-  const t0 = points.length ? points[0].at : 0;
-  const span = Math.max(0.001, (points.at(-1)?.at ?? t0) - t0);
-  const svg = $("#timeline");
-  const width = 320, height = 64, pad = 16;
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const ns = "http://www.w3.org/2000/svg";
-  const shape = (tag, attrs) => { const s = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) s.setAttribute(k, v); return s; };
-  svg.replaceChildren(shape("line", { x1: pad, y1: height / 2, x2: width - pad, y2: height / 2, class: "axis" }));
-  const list = $("#points");
-  list.replaceChildren();
-  points.forEach((p, i) => {
-    const [kind, device] = p.point.split(":");
-    const x = pad + ((p.at - t0) / span) * (width - 2 * pad);
-    const dot = shape("circle", { cx: x, cy: height / 2, r: 5, class: `dot ${kind}` });
-    dot.append(Object.assign(document.createElementNS(ns, "title"), { textContent: p.point }));
-    svg.append(dot);
-    if (i === 0 || i === points.length - 1) svg.append(Object.assign(shape("text", { x, y: height / 2 - 10, class: "label", "text-anchor": i ? "end" : "start" }), { textContent: i ? `+${fmt(p.at - t0)}` : "0" }));
-    const meaning = MEANING[kind] ?? "";
-    const detail = p.detail ? ` (${readable(p.detail)})` : "";
-    list.append(el("li", { className: kind },
-      el("span", { className: "point mono", textContent: kind === "refused" && device ? `refused for now: ${device}` : (device ? `${kind} at ${device}` : kind) }),
-      el("span", { className: "muted", textContent: ` +${fmt(p.at - t0)}${detail}` }),
-      el("p", { className: "small", textContent: device && kind === "refused" ? "The relay refused it for now; the outbox retries." : meaning })));
-  });
-}
-
-// "stored_at=1796302146.37" → "the relay's clock: 12:49:06.370"
-function readable(detail) {
-  return detail.split(/\s+/).map((part) => {
-    const [key, value] = part.split("=");
-    const t = Number(value);
-    if (value === undefined || !(t > 1e9)) return part;
-    const when = new Date(t * 1000);
-    const stamp = when.toLocaleTimeString([], { hour12: false }) + "." + String(when.getMilliseconds()).padStart(3, "0");
-    return key === "stored_at" ? `the relay's clock: ${stamp}` : key === "device_time" ? `that device's clock: ${stamp}` : `${key}: ${stamp}`;
-  }).join(", ");
-}
-
-const fmt = (seconds) => seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : seconds < 120 ? `${seconds.toFixed(2)} s` : `${(seconds / 60).toFixed(1)} min`;
 
 // ------------------------------------------------------------------ dialogs
 
@@ -439,7 +414,7 @@ async function start() {
   $("#search").addEventListener("submit", search);
   $("#text").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) send(e); });
   $("#new-chat").addEventListener("submit", (e) => { e.preventDefault(); const c = $("#new-contact").value.trim(); if (c) { $("#new-contact").value = ""; openChat(c); } });
-  $("#journey .close").addEventListener("click", () => { $("#journey").hidden = true; state.journey = null; });
+  $("#journey .close").addEventListener("click", closeJourney);
   $("#open-safety").addEventListener("click", openSafety);
   $("#open-device").addEventListener("click", openDevice);
   $("#link-code").addEventListener("click", linkCode);
@@ -447,8 +422,9 @@ async function start() {
   $("#timer").addEventListener("change", setTimer);
   $("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && state.contact) openChat(state.contact);
+    if (document.visibilityState === "visible") reopen();
   });
+  initGroups({ state, api, enterChat, showHistory, addMessage, showBanner, loadConversations });
   await loadConversations();
   listen();
 }

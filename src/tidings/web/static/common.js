@@ -3,6 +3,9 @@
 
 export const $ = (sel) => document.querySelector(sel);
 
+// A time (Unix seconds) as the clock on this machine shows it.
+export const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
 // POST params as JSON to path; the answer's result, or throw its error (message, code, data).
 export async function post(path, params = {}) {
   const response = await fetch(path, {
