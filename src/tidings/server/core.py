@@ -22,6 +22,7 @@ States (the legal frames of each are the table :data:`ALLOWED`)::
 
     HANDSHAKE --Noise done--> EXPECT_HELLO --REGISTER--> REGISTERING --ok--> EXPECT_HELLO
                                           --HELLO-----> AUTHENTICATING --known key--> OPEN
+    HANDSHAKE --NK done-----> UNIDENTIFIED (sealed frames only, never a device)
     any state --ERROR / violation / disconnect--> CLOSED
 
 Delivery (DESIGN §5): after HELLO(cursor) the core streams DELIVER frames with seq above the
@@ -117,13 +118,17 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
 
     # ---------------------------------------------------------------- inputs
 
-    def handshake_done(self, noise_key: bytes, peer_ip: str | None, now: float) -> None:
-        """The Noise handshake authenticated the client's static key ``noise_key``."""
+    def handshake_done(
+        self, noise_key: bytes, peer_ip: str | None, now: float, *, unidentified: bool = False
+    ) -> None:
+        """The Noise handshake authenticated the client's static key ``noise_key``; with
+        ``unidentified`` it was an NK handshake (no client key): the session stays
+        ``UNIDENTIFIED`` and may send only sealed frames (protocol §14)."""
         self.now = now
-        self.noise_key = noise_key
+        self.noise_key = None if unidentified else noise_key
         self.peer_ip = peer_ip
         if self.state is State.HANDSHAKE:
-            self.state = State.EXPECT_HELLO
+            self.state = State.UNIDENTIFIED if unidentified else State.EXPECT_HELLO
 
     def receive_frame(self, frame: Frame, now: float, mono: float) -> None:
         """A frame from the client. Decided now, or after the decisions before it (in order)."""

@@ -55,6 +55,8 @@ class State(enum.Enum):
     REGISTERING = "registering"
     AUTHENTICATING = "authenticating"
     OPEN = "open"
+    #: an NK session (docs/protocol.md §14): nobody in particular, only sealed frames
+    UNIDENTIFIED = "unidentified"
     CLOSED = "closed"
 
 
@@ -80,6 +82,8 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.DEVICE_QUERY,
         }
     ),
+    # An unidentified (NK) session may only send what needs no sender (protocol §14).
+    State.UNIDENTIFIED: frozenset({FrameType.PING}),
 }
 
 #: What continues a decision with a store result.

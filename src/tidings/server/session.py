@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 from ..errors import StoreUnavailable
 from ..net.channel import ChannelClosed, ChannelState, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
+from ..noise import PipesPattern
 from ..store import (
     DeviceCard,
     DeviceRef,
@@ -223,7 +224,10 @@ class Session:
             self.core.receive_frame(event.frame, relay.now(), relay.monotonic())
         elif isinstance(event, HandshakeDone):
             address = peer_ip(conn, relay.config.proxy_header)
-            self.core.handshake_done(event.remote_static, address, relay.now())
+            unidentified = event.pattern == PipesPattern.NK
+            self.core.handshake_done(
+                event.remote_static, address, relay.now(), unidentified=unidentified
+            )
             relay.metrics_handshake(event.pattern)
         elif isinstance(event, ChannelClosed):
             self._log.info("= closed code=%s reason=%s", event.code, event.reason)

@@ -447,6 +447,11 @@ class FrameDecoder:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
 
+    def lift(self) -> None:
+        """Accept frames up to :data:`MAX_FRAME` from now on, as ``lifted_by`` would (a relay's
+        unidentified session, which never sends HELLO)."""
+        self._limit, self._lifted_by = MAX_FRAME, None
+
     @property
     def max_frame(self) -> int:
         """The largest frame body accepted now."""
