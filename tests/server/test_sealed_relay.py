@@ -9,8 +9,39 @@ from __future__ import annotations
 
 from tests.harness import RelayLab
 from tests.server.noise_ws import NoiseWS, error_codes
+from tests.server.test_prekeys import kem, signed
+from tidings.e2e.certificates import SenderCertificate
+from tidings.e2e.keys import PublicKey
 from tidings.net.timers import VirtualTimers
-from tidings.wire import PROTOCOL_VERSION, ErrorCode, Hello, Ping, Pong
+from tidings.wire import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Hello,
+    Ping,
+    Pong,
+    PrekeysStored,
+    PrekeysUpload,
+    Register,
+    Registered,
+    SenderCert,
+    SenderCertRequest,
+    SetAccessKey,
+    Welcome,
+)
+
+IDENTITY = b"\x05" + bytes(range(100, 132))
+
+
+async def device(url: str, account: str) -> NoiseWS:
+    """A new account's device 1 on a raw authenticated session, its identity key uploaded."""
+    peer = await NoiseWS.open(url)
+    await peer.send(Register(PROTOCOL_VERSION, account, "phone"))
+    assert isinstance((await peer.next())[0], Registered)
+    await peer.send(Hello(PROTOCOL_VERSION, 0))
+    assert isinstance((await peer.next())[0], Welcome)
+    await peer.send(PrekeysUpload(1, IDENTITY, signed(1), (), kem(1)))
+    assert isinstance((await peer.next())[0], PrekeysStored)
+    return peer
 
 
 async def test_an_nk_session_is_unidentified_and_needs_no_hello(relays: RelayLab) -> None:
@@ -32,3 +63,20 @@ async def test_an_nk_session_may_not_say_hello(relays: RelayLab) -> None:
     code, frames = await peer.close_seen()
     assert error_codes(frames) == [ErrorCode.UNEXPECTED_FRAME]
     assert code == 1002  # protocol error, as any frame out of place
+
+
+async def test_the_relay_issues_a_certificate_under_its_pinned_key(relays: RelayLab) -> None:
+    relay = await relays.start()
+    alice = await device(relay.url, "alice")
+    await alice.send(SenderCertRequest(7))
+    (answer,) = await alice.next()
+    assert isinstance(answer, SenderCert) and answer.request_id == 7
+    now = relays.clock()
+    assert answer.expires_at == now + 24 * 3600
+    cert = SenderCertificate.parse(answer.certificate)
+    assert (cert.account, cert.device, cert.identity_key) == ("alice", 1, PublicKey.parse(IDENTITY))
+    cert.validate(PublicKey(relay.static_public), int(now * 1000))  # the key clients pin
+    await alice.send(SetAccessKey(8, bytes(16)))
+    (again,) = await alice.next()
+    assert isinstance(again, SenderCert) and again.request_id == 8
+    assert await relay.store.access_key("alice") == bytes(16)

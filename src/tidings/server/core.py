@@ -84,7 +84,9 @@ from .core_devices import DeviceRules
 from .core_multi import MultiSendRules
 from .core_prekeys import PrekeyRules
 from .core_push import PushRules
+from .core_sealed import SealedRules
 from .limits import Limits
+from .sealed_certs import CertIssuer
 
 __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_frame"]
 
@@ -92,7 +94,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules):
+class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules, SealedRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -105,6 +107,7 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
         *,
         store_retry_after: float,
         queue_full_retry_after: float = QUEUE_FULL_RETRY_AFTER,
+        issuer: CertIssuer | None = None,
     ) -> None:
         super().__init__(
             config,
@@ -112,6 +115,7 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
             random_bytes,
             store_retry_after=store_retry_after,
             queue_full_retry_after=queue_full_retry_after,
+            issuer=issuer,
         )
         self._init_stream()
         self._init_prekeys()
@@ -319,6 +323,8 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
         FrameType.UNLINK: DeviceRules._handle_unlink,
         FrameType.MULTI_SEND: MultiSendRules._handle_multi_send,
         FrameType.DEVICE_QUERY: CertRules._handle_device_query,
+        FrameType.SENDER_CERT_REQUEST: SealedRules._handle_sender_cert_request,
+        FrameType.SET_ACCESS_KEY: SealedRules._handle_set_access_key,
     }
 
     def _decide(self, frame: Frame) -> None:
