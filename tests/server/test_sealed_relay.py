@@ -26,8 +26,10 @@ from tidings.wire import (
     SenderCert,
     SenderCertRequest,
     SetAccessKey,
+    TagQuery,
     Welcome,
 )
+from tidings.wire.limits import MAX_PRE_AUTH_FRAME
 
 IDENTITY = b"\x05" + bytes(range(100, 132))
 
@@ -80,3 +82,16 @@ async def test_the_relay_issues_a_certificate_under_its_pinned_key(relays: Relay
     (again,) = await alice.next()
     assert isinstance(again, SenderCert) and again.request_id == 8
     assert await relay.store.access_key("alice") == bytes(16)
+
+
+async def test_an_nk_session_may_send_big_frames_from_the_start(relays: RelayLab) -> None:
+    """No HELLO lifts the pre-auth frame limit on an NK session: it is lifted at once."""
+    relay = await relays.start()
+    peer = await NoiseWS.open_nk(relay.url, relay.static_public)
+    query = TagQuery(1, tuple(i.to_bytes(16, "big") for i in range(256)))
+    assert len(query.serialize()) > MAX_PRE_AUTH_FRAME
+    await peer.send(query)
+    # The relay decoded it (a frame over the limit would be FRAME_TOO_LARGE from its length
+    # prefix); it does not handle TAG_QUERY yet (protocol §14.2): UNEXPECTED_FRAME.
+    code, frames = await peer.close_seen()
+    assert error_codes(frames) == [ErrorCode.UNEXPECTED_FRAME], code

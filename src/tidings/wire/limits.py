@@ -72,7 +72,7 @@ TAG_LEN = 16
 #: tags are ~4.6 KB of answer, still one small frame.
 MAX_TAGS_PER_QUERY = 256
 
-#: Longest sender certificate (SENDER_CERT): ours are ~330 bytes (a 32-byte account name, two
+#: Longest sender certificate (SENDER_CERT): ours are at most ~260 bytes (a 32-byte account, two
 #: keys, two signatures); room, no more.
 MAX_SENDER_CERTIFICATE = 512
 
