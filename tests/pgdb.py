@@ -33,6 +33,7 @@ TABLES = (
     "one_time_prekeys",
     "push_subscriptions",
     "device_cards",
+    "access_keys",
 )
 
 

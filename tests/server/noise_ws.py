@@ -46,6 +46,18 @@ class NoiseWS:
                 await ws.send(message)
         return cls(ws, hs.transport())
 
+    @classmethod
+    async def open_nk(cls, url: str, server_static: bytes) -> NoiseWS:
+        """Connect and run the Noise NK handshake: an unidentified (sealed-send) session."""
+        ws = await websocket(url)
+        hs = PipesInitiator(None, server_static=server_static, prologue=PROLOGUE, rng=os.urandom)
+        await ws.send(hs.start())
+        async with asyncio.timeout(TIMEOUT):
+            reply = await ws.recv()
+        assert isinstance(reply, bytes)
+        assert hs.receive(reply) is None and hs.complete
+        return cls(ws, hs.transport())
+
     async def send(self, *frames: Frame) -> None:
         """Send ``frames`` together, in one Noise message."""
         await self.send_plaintext(b"".join(encode(f) for f in frames))

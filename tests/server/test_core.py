@@ -20,6 +20,8 @@ import tidings.server.core_devices as core_devices
 import tidings.server.core_multi as core_multi
 import tidings.server.core_prekeys as core_prekeys
 import tidings.server.core_push as core_push
+import tidings.server.core_sealed as core_sealed
+import tidings.server.sealed_certs as sealed_certs
 import tidings.server.wake_schedule as wake_schedule
 from tests.server.test_prekeys import kem, one_time, signed
 from tidings.errors import StoreUnavailable
@@ -237,6 +239,8 @@ def seqs(frames: list[Frame]) -> list[int]:
         core_certs,
         core_prekeys,
         core_push,
+        core_sealed,
+        sealed_certs,
         wake_schedule,
     ],
 )
@@ -278,6 +282,11 @@ def test_the_core_imports_no_io(module: object) -> None:
         ".core_devices",
         ".core_multi",
         ".core_certs",
+        ".core_sealed",
+        ".sealed_certs",
+        "..e2e.certificates",  # sender certificates: pure values and signatures
+        "..e2e.keys",
+        "..e2e.xeddsa",
         "..push.endpoint",  # the SSRF rules' exception type (sans-I/O)
         "..refs",
     }

@@ -14,7 +14,9 @@ from tests.store.helpers import make_account
 from tidings.errors import StartupError
 from tidings.server.datadir import (
     KEY_TEMP_PREFIX,
+    SENDER_CERT_KEY_FILE,
     load_or_create_key,
+    load_or_create_sender_cert_key,
     prepare_data_dir,
     prepare_db_file,
 )
@@ -46,6 +48,15 @@ def test_the_directory_is_0700_and_the_key_0600_whatever_the_umask(
     assert mode(data / "server.key") == 0o600
     assert load_or_create_key(data / "server.key") == key
     assert sorted(p.name for p in data.iterdir()) == ["server.key"]  # no temporary left
+
+
+def test_the_sender_certificate_key_is_0600_and_kept(tmp_path: Path, open_umask: None) -> None:
+    data = tmp_path / "data"
+    prepare_data_dir(data)
+    seed = load_or_create_sender_cert_key(data / SENDER_CERT_KEY_FILE)
+    assert len(seed) == 32 and mode(data / "sender-cert.key") == 0o600
+    assert load_or_create_sender_cert_key(data / SENDER_CERT_KEY_FILE) == seed
+    assert sorted(p.name for p in data.iterdir()) == ["sender-cert.key"]
 
 
 def test_an_existing_directory_and_key_are_tightened(tmp_path: Path) -> None:

@@ -45,15 +45,25 @@ from tidings.wire import (
     Register,
     Registered,
     RequestFailed,
+    SealedDevice,
+    SealedSend,
+    SealedSent,
     Send,
+    SenderCert,
+    SenderCertRequest,
     Sent,
+    SetAccessKey,
     SignedKey,
+    TagQuery,
+    TagStatus,
     Target,
     Unlink,
     Welcome,
 )
 
 MID = bytes(range(16))  #: a message id: 00 01 … 0f
+TAG = bytes(range(0x60, 0x70))  #: a sealed send's tag: 60 61 … 6f
+AK = bytes(range(0x70, 0x80))  #: an unidentified-access key: 70 71 … 7f
 CODE = bytes(range(0x10, 0x20))  #: a link code: 10 11 … 1f
 IK = b"\x05" + bytes(range(32))  #: an identity key with libsignal's type byte: 05 00 01 … 1f
 EC_A = bytes(range(0x20, 0x40))  #: an X25519 public key: 20 21 … 3f
@@ -236,6 +246,37 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         ),
         "942205a5616c696365929401cb41d954fc40000000c3c4009402cb0000000000000000c2c410" + CERT.hex(),
     ),
+    ("SENDER_CERT_REQUEST", SenderCertRequest(7), "920f07"),
+    ("SET_ACCESS_KEY", SetAccessKey(8, AK), "931008c410" + AK.hex()),
+    (
+        "SEALED_SEND",
+        SealedSend(TAG, "bob", AK, (SealedDevice(1, b"\x11sealed"), SealedDevice(2, b""))),
+        "9511c410" + TAG.hex() + "a3626f62c410" + AK.hex() + "929201c407117365616c65649202c400",
+    ),
+    ("TAG_QUERY", TagQuery(9, (TAG, bytes(16))), "93120992c410" + TAG.hex() + "c410" + "00" * 16),
+    (
+        "SENDER_CERT",
+        SenderCert(7, b"\x0a\x03cert", 1700086400.0),
+        "942307c4060a0363657274cb41d95550a0000000",
+    ),
+    (
+        "SEALED_SENT",
+        SealedSent(TAG, "bob", 0, 1700000000.0, False, "", 0.0),
+        "9a24c410" + TAG.hex() + "a3626f6200cb41d954fc40000000c2a0cb00000000000000009090",
+    ),
+    (
+        "SEALED_SENT refused",
+        SealedSent(TAG, "bob", 9, 0.0, False, "device set is not current", 0.0, (3,), (2,)),
+        "9a24c410"
+        + TAG.hex()
+        + "a3626f6209cb0000000000000000c2b964657669636520736574206973206e6f74"
+        "2063757272656e74cb000000000000000091039102",
+    ),
+    (
+        "TAG_STATUS",
+        TagStatus(9, ((TAG, 3), (bytes(16), 0))),
+        "9325099292c410" + TAG.hex() + "0392c410" + "00" * 16 + "00",
+    ),
 ]
 
 #: One sample frame per type.
@@ -275,6 +316,12 @@ Kind = Literal[
     "refusals",
     "certify_or_nil",
     "device_details",
+    "tag",
+    "access_key",
+    "sealed_devices",
+    "tags",
+    "sender_certificate",
+    "tag_states",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -343,6 +390,23 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
     FrameType.PONG: ("uint",),
     FrameType.DEVICE_QUERY: ("uint", "account", "certify_or_nil"),
     FrameType.DEVICE_DETAILS: ("uint", "account", "device_details"),
+    FrameType.SENDER_CERT_REQUEST: ("uint",),
+    FrameType.SET_ACCESS_KEY: ("uint", "access_key"),
+    FrameType.SEALED_SEND: ("tag", "account", "access_key", "sealed_devices"),
+    FrameType.TAG_QUERY: ("uint", "tags"),
+    FrameType.SENDER_CERT: ("uint", "sender_certificate", "time"),
+    FrameType.SEALED_SENT: (
+        "tag",
+        "account",
+        "uint",
+        "time",
+        "bool",
+        "reason",
+        "time",
+        "device_ids",
+        "device_ids",
+    ),
+    FrameType.TAG_STATUS: ("uint", "tag_states"),
 }
 
 _U63 = 2**63 - 1
@@ -400,6 +464,12 @@ VALID_WIRE: dict[Kind, list[object]] = {
         [["bob", 9, list(range(32)), []]],
     ],
     "certify_or_nil": [None, [1, b"x"], [_U63, bytes(256)]],
+    "tag": [bytes(16), TAG],
+    "access_key": [bytes(16), b"\xff" * 16],
+    "sealed_devices": [[[1, b""]], [[i, b"x"] for i in range(32)], [[_U63, bytes(64 * 1024)]]],
+    "tags": [[TAG], [bytes(16)] * 256],
+    "sender_certificate": [b"x", bytes(512)],
+    "tag_states": [[], [[TAG, 0]], [[TAG, s] for s in (0, 1, 2, 3)]],
     "device_details": [
         [],
         [[1, 0, False, b""]],
@@ -583,6 +653,24 @@ WRONG_WIRE: dict[Kind, list[object]] = {
         b"x",
         False,
     ],
+    "tag": [bytes(15), bytes(17), b"", "x" * 16, None, 1],
+    "access_key": [bytes(15), bytes(17), b"", "x" * 16, None],
+    "sealed_devices": [
+        [],
+        None,
+        [None],
+        [[1]],
+        [[1, b"", 0]],
+        [[1, b""], [1, b"x"]],  # a device named twice
+        [[i, b""] for i in range(33)],
+        [[True, b""]],
+        [[-1, b""]],
+        [[1, "text"]],
+        [[1, bytes(64 * 1024 + 1)]],
+    ],
+    "tags": [[], None, [bytes(15)], [None], [bytes(16)] * 257, "x"],
+    "sender_certificate": [b"", bytes(513), "x", None],
+    "tag_states": [None, [None], [[TAG]], [[TAG, 4]], [[TAG, -1]], [[TAG, True]], [[bytes(15), 0]]],
     "device_details": [
         None,
         [None],
@@ -635,6 +723,15 @@ def to_python(kind: Kind, value: object) -> object:
     if kind == "certify_or_nil":
         assert value is None or isinstance(value, list)
         return None if value is None else tuple(value)
+    if kind == "sealed_devices":
+        assert isinstance(value, list)
+        return tuple(SealedDevice(*d) for d in value)
+    if kind == "tags":
+        assert isinstance(value, list)
+        return tuple(value)
+    if kind == "tag_states":
+        assert isinstance(value, list)
+        return tuple(tuple(e) for e in value)
     if kind == "device_details":
         assert isinstance(value, list)
         return tuple(DeviceDetail(*d) for d in value)

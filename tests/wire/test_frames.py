@@ -223,6 +223,10 @@ def test_directions() -> None:
         FrameType.UNLINK,
         FrameType.MULTI_SEND,
         FrameType.DEVICE_QUERY,
+        FrameType.SENDER_CERT_REQUEST,
+        FrameType.SET_ACCESS_KEY,
+        FrameType.SEALED_SEND,
+        FrameType.TAG_QUERY,
         FrameType.PING,
         FrameType.PONG,
     }

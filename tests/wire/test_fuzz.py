@@ -31,6 +31,7 @@ from tidings.wire import (
     MultiAccount,
     MultiDevice,
     OneTimeKey,
+    SealedDevice,
     SignedKey,
     Target,
     encode,
@@ -177,6 +178,19 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     "device_details": st.lists(
         st.builds(DeviceDetail, uints, times, st.booleans(), st.binary(max_size=256)),
         max_size=MAX_TARGETS,
+    ).map(tuple),
+    "tag": st.binary(min_size=16, max_size=16),
+    "access_key": st.binary(min_size=16, max_size=16),
+    "sealed_devices": st.lists(
+        st.builds(SealedDevice, uints, st.binary(max_size=100)),
+        min_size=1,
+        max_size=MAX_TARGETS,
+        unique_by=lambda d: d.device_id,
+    ).map(tuple),
+    "tags": st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=8).map(tuple),
+    "sender_certificate": st.binary(min_size=1, max_size=512),
+    "tag_states": st.lists(
+        st.tuples(st.binary(min_size=16, max_size=16), st.sampled_from([0, 1, 2, 3])), max_size=8
     ).map(tuple),
 }
 

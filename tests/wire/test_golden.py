@@ -89,4 +89,11 @@ def test_frame_type_numbers_are_stable() -> None:
         "PONG": 41,
         "DEVICE_QUERY": 14,
         "DEVICE_DETAILS": 34,
+        "SENDER_CERT_REQUEST": 15,
+        "SET_ACCESS_KEY": 16,
+        "SEALED_SEND": 17,
+        "TAG_QUERY": 18,
+        "SENDER_CERT": 35,
+        "SEALED_SENT": 36,
+        "TAG_STATUS": 37,
     }

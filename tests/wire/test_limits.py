@@ -115,6 +115,9 @@ def test_limit_values_are_stable() -> None:
             FrameType.MULTI_SEND: MAX_SEND_FRAME,
             FrameType.MULTI_SENT: MAX_SEND_FRAME,
             FrameType.DEVICE_DETAILS: 11_264,
+            FrameType.SEALED_SEND: MAX_SEND_FRAME,
+            FrameType.TAG_QUERY: 7168,
+            FrameType.TAG_STATUS: 7168,
         }.get(t, MAX_CONTROL_FRAME)
         for t in FrameType
     }
@@ -150,6 +153,7 @@ def test_error_codes_are_stable() -> None:
         ("LAST_DEVICE", 26),
         ("RECIPIENTS_REFUSED", 27),
         ("NOT_OWN_DEVICE", 30),
+        ("ACCESS_DENIED", 31),
     ]
 
 

@@ -81,6 +81,12 @@ DOC_KINDS = {
     "array of 0–1,000 account refusals": "refusals",
     "device certificate or nil": "certify_or_nil",
     "array of 0–32 device details": "device_details",
+    "tag": "tag",
+    "access_key": "access_key",
+    "array of 1–32 sealed devices": "sealed_devices",
+    "array of 1–256 tags": "tags",
+    "sender certificate": "sender_certificate",
+    "array of 0–256 tag states": "tag_states",
 }
 
 

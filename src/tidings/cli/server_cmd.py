@@ -23,8 +23,10 @@ from ..server.datadir import (
     DB_FILE,
     KEY_FILE,
     PUSH_KEY_FILE,
+    SENDER_CERT_KEY_FILE,
     load_or_create_key,
     load_or_create_push_key,
+    load_or_create_sender_cert_key,
     prepare_data_dir,
     prepare_db_file,
 )
@@ -174,6 +176,7 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
     prepare_data_dir(config.data_dir)
     key = load_or_create_key(config.data_dir / KEY_FILE)
     push_key = load_or_create_push_key(config.data_dir / PUSH_KEY_FILE)
+    cert_key = load_or_create_sender_cert_key(config.data_dir / SENDER_CERT_KEY_FILE)
     store: Store
     if config.uses_postgres:
         store = PostgresStore(config.store)
@@ -183,7 +186,15 @@ async def _serve(config: ServerConfig, as_json: bool, clock: Callable[[], float]
     # A database on the network can go away while the relay is idle: probe it on a heartbeat,
     # so /healthz (and a load balancer) learns of it without waiting for a client's write.
     heartbeat = STORE_HEARTBEAT_INTERVAL if config.uses_postgres else None
-    relay = Relay(config, store, key, clock=clock, push_key=push_key, store_heartbeat=heartbeat)
+    relay = Relay(
+        config,
+        store,
+        key,
+        clock=clock,
+        push_key=push_key,
+        sender_cert_key=cert_key,
+        store_heartbeat=heartbeat,
+    )
     # Handlers first: a SIGTERM that arrives while starting (or right after the ready line)
     # must stop the relay gracefully, not kill it.
     stop = asyncio.Event()

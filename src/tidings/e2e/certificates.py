@@ -23,12 +23,22 @@ libsignal's ``sender_uuid`` carries our account name (libsignal takes any string
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import protobuf
-from .keys import IdentityKeyPair, PublicKey
+from .keys import PublicKey
 from .xeddsa import verify
 
-__all__ = ["CertificateError", "SenderCertificate", "ServerCertificate"]
+__all__ = ["CertificateError", "SenderCertificate", "ServerCertificate", "Signer"]
+
+
+class Signer(Protocol):
+    """What signs a certificate: an :class:`~tidings.e2e.keys.IdentityKeyPair`, or the relay's
+    X25519 static key (:class:`~tidings.e2e.xeddsa.XEdDSAKey`); both sign libsignal's way."""
+
+    def sign(self, message: bytes) -> bytes:
+        """libsignal's XEdDSA signature of ``message`` (see :mod:`.xeddsa`)."""
+        ...
 
 
 class CertificateError(ValueError):
@@ -73,7 +83,7 @@ class ServerCertificate:
     signature: bytes
 
     @classmethod
-    def issue(cls, key_id: int, key: PublicKey, trust_root: IdentityKeyPair) -> ServerCertificate:
+    def issue(cls, key_id: int, key: PublicKey, trust_root: Signer) -> ServerCertificate:
         body = protobuf.uint32_field(1, key_id) + protobuf.bytes_field(2, key.serialize())
         return cls(key_id, key, body, trust_root.sign(body))
 
@@ -117,7 +127,7 @@ class SenderCertificate:
         identity_key: PublicKey,
         expires_ms: int,
         signer: ServerCertificate,
-        signer_key: IdentityKeyPair,
+        signer_key: Signer,
     ) -> SenderCertificate:
         body = b"".join(
             (

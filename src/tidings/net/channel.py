@@ -35,7 +35,7 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import ConnectionClosed, DecryptionError, FrameError, HandshakeError
-from ..noise import MAX_PLAINTEXT, NoiseTransport, PipesInitiator, PipesResponder
+from ..noise import MAX_PLAINTEXT, NoiseTransport, PipesInitiator, PipesPattern, PipesResponder
 from ..wire import Error, ErrorCode, Frame, FrameDecoder, FrameType, Ping, Pong, encode
 from ..wire.limits import MAX_PRE_AUTH_FRAME, MAX_REASON
 
@@ -353,7 +353,12 @@ class Channel:
             # The handshake's state (keys, hashes, the DH objects) is not needed any more:
             # each idle connection would keep it for its whole life.
             self._hs = None
-            if self._admission is not None:
+            if hs.pattern is PipesPattern.NK and isinstance(hs, PipesResponder):
+                # An unidentified (sealed-send) session never says who it is: no HELLO is
+                # due, and its sends are as big as any (docs/protocol.md §14).
+                self._hello_seen = True
+                self._decoder.lift()
+            elif self._admission is not None:
                 self._auth_deadline = now + self._admission.auth_timeout
             self._events.append(HandshakeDone(hs.remote_static, str(hs.pattern)))
 

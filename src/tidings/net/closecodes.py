@@ -60,6 +60,7 @@ CLOSE_CODES: dict[ErrorCode, WSClose] = {
     ErrorCode.LAST_DEVICE: WSClose.POLICY_VIOLATION,  # sent as REQUEST_FAILED only
     ErrorCode.RECIPIENTS_REFUSED: WSClose.POLICY_VIOLATION,  # sent in MULTI_SENT only
     ErrorCode.NOT_OWN_DEVICE: WSClose.POLICY_VIOLATION,  # sent as REQUEST_FAILED only
+    ErrorCode.ACCESS_DENIED: WSClose.POLICY_VIOLATION,  # sent in SEALED_SENT only
 }
 
 #: Status codes a peer may send us that we may send back (RFC 6455 §7.4: 1004–1006 and 1015

@@ -6,7 +6,7 @@ initiator's ephemeral with the responder's static. The ``fallback`` modifier (No
 produces a Bob-initiated pattern; it is converted to canonical form here, so the
 HandshakeState never needs to know about Alice and Bob.
 
-Supported: the base patterns NN, XX and IK; the modifiers ``psk0``…``pskN`` (Noise §9.3) and
+Supported: the base patterns NN, NK, XX and IK; the modifiers ``psk0``…``pskN`` (Noise §9.3) and
 ``fallback`` (Noise §10.2), combined with ``+`` (e.g. ``XXpsk0+psk3``); the DH ``25519``;
 the ciphers ``AESGCM`` and ``ChaChaPoly``; the hashes ``SHA256``, ``SHA512``, ``BLAKE2s``
 and ``BLAKE2b``.
@@ -124,6 +124,8 @@ PATTERNS: dict[str, HandshakePattern] = {
     "NN": HandshakePattern("NN", (), (), (("e",), ("e", "ee"))),
     "XX": HandshakePattern("XX", (), (), (("e",), ("e", "ee", "s", "es"), ("s", "se"))),
     "IK": HandshakePattern("IK", (), ("s",), (("e", "es", "s", "ss"), ("e", "ee", "se"))),
+    # Noise §7.4: the responder's static key is known (pinned); the initiator stays anonymous.
+    "NK": HandshakePattern("NK", (), ("s",), (("e", "es"), ("e", "ee"))),
 }
 
 

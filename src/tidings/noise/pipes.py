@@ -1,12 +1,13 @@
-"""Noise Pipes for tidings (Noise §10.4): XX, IK with zero-RTT, and the XXfallback switch.
+"""Noise Pipes for tidings (Noise §10.4): XX, IK with zero-RTT, the XXfallback switch, and NK.
 
-Suites: ``Noise_XX_25519_AESGCM_SHA256``, ``Noise_IK_25519_AESGCM_SHA256`` and
-``Noise_XXfallback_25519_AESGCM_SHA256``, all with the same prologue.
+Suites: ``Noise_XX_25519_AESGCM_SHA256``, ``Noise_IK_25519_AESGCM_SHA256``,
+``Noise_XXfallback_25519_AESGCM_SHA256`` and ``Noise_NK_25519_AESGCM_SHA256``, all with the
+same prologue.
 
 Wire format. Each handshake message is one tag byte followed by one Noise message (so at
 most ``1 + MAX_MESSAGE`` bytes); the tag tells the peer which pattern the message belongs to::
 
-    0x01  XX           0x02  IK           0x03  XXfallback
+    0x01  XX           0x02  IK           0x03  XXfallback           0x04  NK
 
 Flows (client = `PipesInitiator`, server = `PipesResponder`; tokens in Alice/Bob notation)::
 
@@ -18,6 +19,14 @@ Flows (client = `PipesInitiator`, server = `PipesResponder`; tokens in Alice/Bob
     fallback  client -> 0x02 e, es, s, ss       the server cannot decrypt it (stale pinned key)
               server <- 0x03 e, ee, s, es       server payload; re = the client's IK ephemeral
               client -> 0x03 s, se              client payload, sent again
+    NK        client -> 0x04 e, es              client payload (readable by the server's key)
+              server <- 0x04 e, ee              server payload
+
+NK is the *unidentified* session of sealed sends (docs/protocol.md §14): the client proves no
+static key of its own, so the server learns nothing of who it is; it needs the server's pinned
+key, and has no fallback (a server that cannot read it fails the handshake: the client learns
+the relay's current key on an authenticated session first). On the server ``remote_static`` of
+an NK session is empty (``b""``).
 
 In XXfallback the *server* is the Noise initiator (Noise §10.2): it transmits under the first
 CipherState of ``Split()`` and the client under the second; `NoiseTransport` handles the swap.
@@ -73,6 +82,7 @@ class HandshakeTag(IntEnum):
     XX = 0x01
     IK = 0x02
     XX_FALLBACK = 0x03
+    NK = 0x04
 
 
 class PipesPattern(StrEnum):
@@ -81,6 +91,7 @@ class PipesPattern(StrEnum):
     XX = "XX"
     IK = "IK"
     XX_FALLBACK = "XXfallback"
+    NK = "NK"
 
     @property
     def protocol_name(self) -> str:
@@ -95,6 +106,7 @@ class _Step(Enum):
     EXPECT_HELLO = auto()  # server: waits for the client's first message
     EXPECT_XX_REPLY = auto()  # client: sent XX e
     EXPECT_IK_REPLY = auto()  # client: sent IK e, es, s, ss
+    EXPECT_NK_REPLY = auto()  # client: sent NK e, es
     EXPECT_XX_FINISH = auto()  # server: sent XX e, ee, s, es
     EXPECT_FALLBACK_FINISH = auto()  # server: sent XXfallback e, ee, s, es
     DONE = auto()
@@ -109,8 +121,10 @@ _Transitions = Mapping[tuple[_Step, HandshakeTag], Callable[[_P, bytes], bytes |
 class _PipesPeer:
     """What the client and the server share: parsing, failure handling, results."""
 
-    def __init__(self, static_private: bytes, prologue: bytes, rng: Rng, step: _Step) -> None:
-        if len(static_private) != DHLEN:
+    def __init__(
+        self, static_private: bytes | None, prologue: bytes, rng: Rng, step: _Step
+    ) -> None:
+        if static_private is not None and len(static_private) != DHLEN:
             raise ValueError(f"an x25519 private key is {DHLEN} bytes")
         self._static = static_private
         self._prologue = prologue
@@ -140,7 +154,8 @@ class _PipesPeer:
 
     @property
     def remote_static(self) -> bytes:
-        """The peer's 32-byte static public key, authenticated by the handshake.
+        """The peer's 32-byte static public key, authenticated by the handshake (``b""``: the
+        peer is an NK client, which has none).
 
         Raises:
             HandshakeError: the handshake is not complete.
@@ -203,7 +218,7 @@ class _PipesPeer:
     def _finish(self, handshake: HandshakeState, remote_payload: bytes) -> None:
         assert handshake.complete
         self._remote_payload = remote_payload
-        self._remote_static = handshake.remote_static
+        self._remote_static = handshake.remote_static or b""  # NK: the client has no key
         self._handshake_hash = handshake.handshake_hash
         self._transport = NoiseTransport.from_handshake(handshake)
         self._handshake = None
@@ -246,8 +261,10 @@ class PipesInitiator(_PipesPeer):
     and send what it returns (if anything) until `complete`; then use `transport`.
 
     Args:
-        static_private: the client's 32-byte static private key.
-        server_static: the server's pinned static public key: IK if known, else XX.
+        static_private: the client's 32-byte static private key; ``None`` for an NK
+            (unidentified) session, which then needs ``server_static``.
+        server_static: the server's pinned static public key: IK if known, else XX; NK
+            without ``static_private``.
         prologue: bytes both sides must agree on (e.g. protocol name and version).
         rng: ``rng(n) -> n random bytes``, for the ephemeral key.
 
@@ -257,7 +274,7 @@ class PipesInitiator(_PipesPeer):
 
     def __init__(
         self,
-        static_private: bytes,
+        static_private: bytes | None,
         *,
         server_static: bytes | None,
         prologue: bytes,
@@ -266,12 +283,15 @@ class PipesInitiator(_PipesPeer):
         super().__init__(static_private, prologue, rng, _Step.START)
         if server_static is not None and len(server_static) != DHLEN:
             raise ValueError(f"an x25519 public key is {DHLEN} bytes")
+        if static_private is None and server_static is None:
+            raise ValueError("an NK session (no static key) needs the server's static key")
         self._server_static = server_static
         self._payload = b""
         self._ephemeral: bytes | None = None
 
     def start(self, payload: bytes = b"") -> bytes:
-        """Build the first handshake message: IK if the server key is pinned, else XX.
+        """Build the first handshake message: IK if the server key is pinned, else XX; NK
+        without a static key of our own.
 
         Args:
             payload: the client's handshake payload, delivered encrypted with the client's
@@ -292,6 +312,16 @@ class PipesInitiator(_PipesPeer):
         # Kept for a fallback, where this ephemeral becomes our pre-message (Noise §10.2).
         self._ephemeral = random_bytes(self._rng, DHLEN)
         try:
+            if self._static is None:
+                assert self._server_static is not None  # checked by __init__
+                nk = self._begin(
+                    PipesPattern.NK,
+                    _Step.EXPECT_NK_REPLY,
+                    initiator=True,
+                    ephemeral_private=self._ephemeral,
+                    remote_static=self._server_static,
+                )
+                return bytes([HandshakeTag.NK]) + nk.write_message(payload)
             if self._server_static is None:
                 xx = self._begin(
                     PipesPattern.XX,
@@ -335,6 +365,8 @@ class PipesInitiator(_PipesPeer):
     def _on_ik_reply(self, body: bytes) -> None:
         ik = self._current()
         self._finish(ik, ik.read_message(body))
+
+    _on_nk_reply = _on_ik_reply  # one message back, then done
 
     def _on_fallback(self, body: bytes) -> bytes:
         # Noise §10.4: the server could not read our IK message; we are now the responder
@@ -410,6 +442,14 @@ class PipesResponder(_PipesPeer):
         self._finish(ik, client_payload)
         return bytes([HandshakeTag.IK]) + reply
 
+    def _on_nk_hello(self, body: bytes) -> bytes:
+        # No fallback: a client that pinned a stale key learns the new one authenticated.
+        nk = self._begin(PipesPattern.NK, self._step, initiator=False)
+        client_payload = nk.read_message(body)
+        reply = nk.write_message(self._payload)
+        self._finish(nk, client_payload)
+        return bytes([HandshakeTag.NK]) + reply
+
     def _fall_back(self, body: bytes) -> bytes:
         # Noise §10.4: the client's IK ephemeral becomes its pre-message and we, the former
         # responder, start XXfallback as the Noise initiator (Noise §10.2).
@@ -433,10 +473,12 @@ _CLIENT_TRANSITIONS: _Transitions[PipesInitiator] = {
     (_Step.EXPECT_XX_REPLY, HandshakeTag.XX): PipesInitiator._on_xx_reply,
     (_Step.EXPECT_IK_REPLY, HandshakeTag.IK): PipesInitiator._on_ik_reply,
     (_Step.EXPECT_IK_REPLY, HandshakeTag.XX_FALLBACK): PipesInitiator._on_fallback,
+    (_Step.EXPECT_NK_REPLY, HandshakeTag.NK): PipesInitiator._on_nk_reply,
 }
 _SERVER_TRANSITIONS: _Transitions[PipesResponder] = {
     (_Step.EXPECT_HELLO, HandshakeTag.XX): PipesResponder._on_xx_hello,
     (_Step.EXPECT_HELLO, HandshakeTag.IK): PipesResponder._on_ik_hello,
+    (_Step.EXPECT_HELLO, HandshakeTag.NK): PipesResponder._on_nk_hello,
     (_Step.EXPECT_XX_FINISH, HandshakeTag.XX): PipesResponder._on_finish,
     (_Step.EXPECT_FALLBACK_FINISH, HandshakeTag.XX_FALLBACK): PipesResponder._on_finish,
 }

@@ -46,6 +46,7 @@ from .health import StoreWatch
 from .limits import Limits
 from .listener import Listener, bind, listen_error
 from .metrics import Metrics, label, serve_http
+from .sealed_certs import CertIssuer
 from .session import Session
 from .wake_schedule import DEFAULT_TIMING, WakeTiming
 from .wakeups import PUSH_REQUEST_TIMEOUT, WakeUps
@@ -75,6 +76,7 @@ class Relay:
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
         push_key: bytes | None = None,
+        sender_cert_key: bytes | None = None,
         push_timing: WakeTiming = DEFAULT_TIMING,
         push_request_timeout: float = PUSH_REQUEST_TIMEOUT,
         store_heartbeat: float | None = None,
@@ -88,6 +90,9 @@ class Relay:
         ``push_key`` is the VAPID private key (a P-256 scalar, ``push.key``; ``None``: a new one
         for this run only, as tests want); ``push_timing`` and ``push_request_timeout`` are the
         push sender's waits (tests shorten them).
+
+        ``sender_cert_key`` is the seed of the key that signs sender certificates
+        (``sender-cert.key``, :mod:`.sealed_certs`; ``None``: a new one for this run only).
         """
         self.config = config
         self.store = store
@@ -102,6 +107,12 @@ class Relay:
         #: times people see and retention/expiry read the wall clock (:meth:`now`).
         self.monotonic = monotonic
         self.random_bytes = random_bytes
+        #: Signs the devices' sender certificates under this relay's static key (sealed sender).
+        self.issuer = CertIssuer.create(
+            static_private,
+            sender_cert_key if sender_cert_key is not None else random_bytes(32),
+            random_bytes,
+        )
         #: Every budget against hostile peers (sends, prekey fetches, lookups, registrations).
         self.limits = Limits(config)
         self.metrics = Metrics()

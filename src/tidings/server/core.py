@@ -22,6 +22,7 @@ States (the legal frames of each are the table :data:`ALLOWED`)::
 
     HANDSHAKE --Noise done--> EXPECT_HELLO --REGISTER--> REGISTERING --ok--> EXPECT_HELLO
                                           --HELLO-----> AUTHENTICATING --known key--> OPEN
+    HANDSHAKE --NK done-----> UNIDENTIFIED (sealed frames only, never a device)
     any state --ERROR / violation / disconnect--> CLOSED
 
 Delivery (DESIGN §5): after HELLO(cursor) the core streams DELIVER frames with seq above the
@@ -83,7 +84,9 @@ from .core_devices import DeviceRules
 from .core_multi import MultiSendRules
 from .core_prekeys import PrekeyRules
 from .core_push import PushRules
+from .core_sealed import SealedRules
 from .limits import Limits
+from .sealed_certs import CertIssuer
 
 __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_frame"]
 
@@ -91,7 +94,7 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules):
+class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules, SealedRules):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -104,6 +107,7 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
         *,
         store_retry_after: float,
         queue_full_retry_after: float = QUEUE_FULL_RETRY_AFTER,
+        issuer: CertIssuer | None = None,
     ) -> None:
         super().__init__(
             config,
@@ -111,19 +115,24 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
             random_bytes,
             store_retry_after=store_retry_after,
             queue_full_retry_after=queue_full_retry_after,
+            issuer=issuer,
         )
         self._init_stream()
         self._init_prekeys()
 
     # ---------------------------------------------------------------- inputs
 
-    def handshake_done(self, noise_key: bytes, peer_ip: str | None, now: float) -> None:
-        """The Noise handshake authenticated the client's static key ``noise_key``."""
+    def handshake_done(
+        self, noise_key: bytes, peer_ip: str | None, now: float, *, unidentified: bool = False
+    ) -> None:
+        """The Noise handshake authenticated the client's static key ``noise_key``; with
+        ``unidentified`` it was an NK handshake (no client key): the session stays
+        ``UNIDENTIFIED`` and may send only sealed frames (protocol §14)."""
         self.now = now
-        self.noise_key = noise_key
+        self.noise_key = None if unidentified else noise_key
         self.peer_ip = peer_ip
         if self.state is State.HANDSHAKE:
-            self.state = State.EXPECT_HELLO
+            self.state = State.UNIDENTIFIED if unidentified else State.EXPECT_HELLO
 
     def receive_frame(self, frame: Frame, now: float, mono: float) -> None:
         """A frame from the client. Decided now, or after the decisions before it (in order)."""
@@ -314,6 +323,8 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
         FrameType.UNLINK: DeviceRules._handle_unlink,
         FrameType.MULTI_SEND: MultiSendRules._handle_multi_send,
         FrameType.DEVICE_QUERY: CertRules._handle_device_query,
+        FrameType.SENDER_CERT_REQUEST: SealedRules._handle_sender_cert_request,
+        FrameType.SET_ACCESS_KEY: SealedRules._handle_set_access_key,
     }
 
     def _decide(self, frame: Frame) -> None:

@@ -46,11 +46,13 @@ __all__ = [
     "NotifyPrekeysLow",
     "PushInfo",
     "PushOp",
+    "PutAccessKey",
     "PutCertificate",
     "PutLinkCode",
     "PutPrekeys",
     "QueryPush",
     "ReadDeviceCards",
+    "ReadIdentityKey",
     "ReadLastSeq",
     "ReadQueueDepth",
     "RegisterPush",
@@ -242,6 +244,21 @@ class ReadDeviceCards:
     account: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReadIdentityKey:
+    """``Store.identity_key``: the uploaded identity key (bytes) or ``None``."""
+
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class PutAccessKey:
+    """``Store.put_access_key``: ``None``, or ``IntegrityError`` (unknown device)."""
+
+    device: DeviceRef
+    access_key: bytes
+
+
 #: The operations the relay's push sender runs (``Session`` routes them to it, in order with
 #: the store's: each result comes back as a store result does).
 PushOp = RegisterPush | UnregisterPush | QueryPush
@@ -266,6 +283,8 @@ StoreOp = (
     | PutCertificate
     | MarkSeen
     | ReadDeviceCards
+    | ReadIdentityKey
+    | PutAccessKey
 )
 
 

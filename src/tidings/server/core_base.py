@@ -40,6 +40,7 @@ from .core_actions import (
     StoreTrouble,
 )
 from .limits import Limits
+from .sealed_certs import CertIssuer
 
 __all__ = ["ALLOWED", "INTERNAL_RETRY_AFTER", "CoreBase", "State"]
 
@@ -55,6 +56,8 @@ class State(enum.Enum):
     REGISTERING = "registering"
     AUTHENTICATING = "authenticating"
     OPEN = "open"
+    #: an NK session (docs/protocol.md §14): nobody in particular, only sealed frames
+    UNIDENTIFIED = "unidentified"
     CLOSED = "closed"
 
 
@@ -78,8 +81,12 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.UNLINK,
             FrameType.MULTI_SEND,
             FrameType.DEVICE_QUERY,
+            FrameType.SENDER_CERT_REQUEST,
+            FrameType.SET_ACCESS_KEY,
         }
     ),
+    # An unidentified (NK) session may only send what needs no sender (protocol §14).
+    State.UNIDENTIFIED: frozenset({FrameType.PING}),
 }
 
 #: What continues a decision with a store result.
@@ -114,6 +121,7 @@ class CoreBase:
         "_waiting",
         "config",
         "device",
+        "issuer",
         "limits",
         "mono",
         "noise_key",
@@ -133,8 +141,11 @@ class CoreBase:
         *,
         store_retry_after: float,
         queue_full_retry_after: float,
+        issuer: CertIssuer | None = None,
     ) -> None:
         self.config = config
+        #: Signs sender certificates (sealed sender); ``None``: this relay issues none.
+        self.issuer = issuer
         self.store_retry_after = store_retry_after
         self.queue_full_retry_after = queue_full_retry_after
         self.limits = limits

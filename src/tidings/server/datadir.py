@@ -2,7 +2,8 @@
 
 Invariants:
 
-- The directory is 0700, ``relay.db``, ``server.key`` and ``push.key`` 0600 whatever the umask:
+- The directory is 0700, ``relay.db``, ``server.key``, ``push.key`` and ``sender-cert.key``
+  0600 whatever the umask:
   each mode is set with ``chmod`` (:mod:`tidings.filemodes`, shared with the device home). The
   database file is created before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm``
   files the database's mode, so they are 0600 too.
@@ -36,8 +37,10 @@ __all__ = [
     "KEY_FILE",
     "KEY_LEN",
     "PUSH_KEY_FILE",
+    "SENDER_CERT_KEY_FILE",
     "load_or_create_key",
     "load_or_create_push_key",
+    "load_or_create_sender_cert_key",
     "prepare_data_dir",
     "prepare_db_file",
 ]
@@ -48,6 +51,8 @@ log = logging.getLogger("tidings.server")
 KEY_FILE = "server.key"
 #: The relay's VAPID private key (RFC 8292: a P-256 scalar, 32 bytes), owner-only like the other.
 PUSH_KEY_FILE = "push.key"
+#: The seed of the key that signs sender certificates (sealed sender, 32 bytes), owner-only.
+SENDER_CERT_KEY_FILE = "sender-cert.key"
 DB_FILE = "relay.db"
 #: Length of the server's Noise static private key (X25519, RFC 7748 §5).
 KEY_LEN = 32
@@ -128,6 +133,21 @@ def load_or_create_push_key(path: Path, rng: Callable[[int], bytes] = os.urandom
     key = _read_key(path)
     if key is None:
         key = _write_key(path, PushKeys.generate(rng).private_bytes())
+    _remove_temporaries(path)
+    return key
+
+
+def load_or_create_sender_cert_key(path: Path, rng: Callable[[int], bytes] = os.urandom) -> bytes:
+    """The seed of the relay's sender-certificate key: read it, or create it (atomically, mode
+    0600, as :func:`load_or_create_key`). A new one only changes the server certificate the
+    relay hands out with each sender certificate: clients pin the relay's static key, not it.
+
+    Raises:
+        StartupError: the file exists but is not a 32-byte key, or cannot be read or written.
+    """
+    key = _read_key(path)
+    if key is None:
+        key = _write_key(path, rng(KEY_LEN))
     _remove_temporaries(path)
     return key
 

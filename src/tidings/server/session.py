@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 from ..errors import StoreUnavailable
 from ..net.channel import ChannelClosed, ChannelState, Event, FrameReceived, HandshakeDone
 from ..net.ws import ChannelConnection
+from ..noise import PipesPattern
 from ..store import (
     DeviceCard,
     DeviceRef,
@@ -50,6 +51,7 @@ from .prekeys import MAX_STORED_PREKEYS as MAX_STORED_PREKEYS
 from .prekeys import PREKEY_FETCH_BURST as PREKEY_FETCH_BURST
 from .prekeys import PREKEY_FETCH_WINDOW as PREKEY_FETCH_WINDOW
 from .prekeys import PREKEY_LOW_WATERMARK as PREKEY_LOW_WATERMARK
+from .sealed_certs import CertIssuer
 from .stepper import drive
 
 __all__ = [
@@ -88,6 +90,7 @@ class RelayHost(Protocol):
     sessions: dict[DeviceRef, Session]
     monotonic: Callable[[], float]
     random_bytes: Callable[[int], bytes]
+    issuer: CertIssuer
 
     def now(self) -> float: ...
     def attach(self, session: Session) -> None: ...
@@ -141,6 +144,8 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
     ca.TakePrekeyBundle: lambda s, o: s.take_prekey_bundle(o.device, o.now, one_time=o.one_time),
     ca.PutCertificate: lambda s, o: s.put_certificate(o.device, o.certificate),
     ca.MarkSeen: lambda s, o: s.mark_seen(o.device, o.at),
+    ca.ReadIdentityKey: lambda s, o: s.identity_key(o.device),
+    ca.PutAccessKey: lambda s, o: s.put_access_key(o.device, o.access_key),
 }
 
 
@@ -187,6 +192,7 @@ class Session:
             relay.random_bytes,
             store_retry_after=STORE_RETRY_AFTER,
             queue_full_retry_after=QUEUE_FULL_RETRY_AFTER,
+            issuer=relay.issuer,
         )
         self._detached = False
         self._pumping = False  # inside pump(): a new output is drained by its loop
@@ -223,7 +229,10 @@ class Session:
             self.core.receive_frame(event.frame, relay.now(), relay.monotonic())
         elif isinstance(event, HandshakeDone):
             address = peer_ip(conn, relay.config.proxy_header)
-            self.core.handshake_done(event.remote_static, address, relay.now())
+            unidentified = event.pattern == PipesPattern.NK
+            self.core.handshake_done(
+                event.remote_static, address, relay.now(), unidentified=unidentified
+            )
             relay.metrics_handshake(event.pattern)
         elif isinstance(event, ChannelClosed):
             self._log.info("= closed code=%s reason=%s", event.code, event.reason)

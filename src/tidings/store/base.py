@@ -20,6 +20,7 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
 * Push: at most one subscription per device, of a registered device.
 * Device cards: a certificate (opaque bytes) and a last-seen time per registered device, gone
   with it; ``mark_seen`` keeps the latest time it was given.
+* Sealed sender: at most one access key per account, replaced whole by a new one.
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
 """
@@ -367,6 +368,20 @@ class Store(Protocol):
 
     async def device_cards(self, account: str) -> list[DeviceCard]:
         """The account's current devices with their cards, by id; empty if no such account."""
+
+    async def put_access_key(self, device: DeviceRef, access_key: bytes) -> None:
+        """Store the unidentified-access key of ``device``'s account, durably, replacing the
+        stored one (sealed sender, docs/protocol.md §14).
+
+        Raises:
+            IntegrityError: ``"unknown device"``. Nothing is changed.
+        """
+
+    async def access_key(self, account: str) -> bytes | None:
+        """The account's unidentified-access key; ``None`` without one (or without account)."""
+
+    async def identity_key(self, device: DeviceRef) -> bytes | None:
+        """The identity key ``device`` uploaded with its prekeys; ``None`` before any upload."""
 
     async def submit(self, sub: Submission) -> SubmitResult:
         """Store a send atomically and durably (see the module invariants)."""

@@ -93,6 +93,7 @@ class MemoryStore:
         self._prekeys: dict[DeviceRef, _PreKeys] = {}
         self._contacts: set[tuple[str, str]] = set()  #: (account, an account it sent to)
         self._push: dict[DeviceRef, PushSubscription] = {}
+        self._access_keys: dict[str, bytes] = {}
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -209,6 +210,25 @@ class MemoryStore:
             raise IntegrityError(Rule.UNKNOWN_DEVICE)
         inbox.certificate = certificate
         self._committed()
+
+    async def put_access_key(self, device: DeviceRef, access_key: bytes) -> None:
+        """Store an account's access key. See ``Store.put_access_key``."""
+        self._check_open()
+        if self._inbox(device) is None:
+            raise IntegrityError(Rule.UNKNOWN_DEVICE)
+        self._access_keys[device.account] = access_key
+        self._committed()
+
+    async def access_key(self, account: str) -> bytes | None:
+        """An account's access key. See ``Store.access_key``."""
+        self._check_open()
+        return self._access_keys.get(account)
+
+    async def identity_key(self, device: DeviceRef) -> bytes | None:
+        """A device's uploaded identity key. See ``Store.identity_key``."""
+        self._check_open()
+        keys = self._prekeys.get(device)
+        return None if keys is None else keys.identity_key
 
     async def mark_seen(self, device: DeviceRef, at: float) -> None:
         """Record when a device was connected. See ``Store.mark_seen``."""

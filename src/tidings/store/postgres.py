@@ -31,6 +31,7 @@ from tidings.store import (
     _pg_prekeys,
     _pg_push,
     _pg_queue,
+    _pg_sealed,
 )
 from tidings.store._inbox_writes import AckOp, SubmitOp
 from tidings.store._pg_commit import PgCommitter
@@ -200,6 +201,26 @@ class PostgresStore:
     async def mark_seen(self, device: DeviceRef, at: float) -> None:
         """Record when a device was connected. See ``Store.mark_seen``."""
         await self._committer.run(lambda conn: _pg_cards.mark_seen(conn, device, at), write=True)
+
+    async def put_access_key(self, device: DeviceRef, access_key: bytes) -> None:
+        """Store an account's access key. See ``Store.put_access_key``."""
+        await self._committer.run(
+            lambda conn: _pg_sealed.put_access_key(conn, device, access_key), write=True
+        )
+
+    async def access_key(self, account: str) -> bytes | None:
+        """An account's access key. See ``Store.access_key``."""
+        key: bytes | None = await self._committer.run(
+            lambda conn: _pg_sealed.access_key(conn, account), write=False
+        )
+        return key
+
+    async def identity_key(self, device: DeviceRef) -> bytes | None:
+        """A device's uploaded identity key. See ``Store.identity_key``."""
+        key: bytes | None = await self._committer.run(
+            lambda conn: _pg_sealed.identity_key(conn, device), write=False
+        )
+        return key
 
     async def device_cards(self, account: str) -> list[DeviceCard]:
         """The account's devices with their cards. See ``Store.device_cards``."""

@@ -29,6 +29,7 @@ from tidings.store import (
     _sql_multi,
     _sql_prekeys,
     _sql_push,
+    _sql_sealed,
 )
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store.base import (
@@ -244,6 +245,26 @@ class SQLiteStore:
     async def mark_seen(self, device: DeviceRef, at: float) -> None:
         """Record when a device was connected. See ``Store.mark_seen``."""
         await self._committer.run(lambda conn: _sql_cards.mark_seen(conn, device, at), write=True)
+
+    async def put_access_key(self, device: DeviceRef, access_key: bytes) -> None:
+        """Store an account's access key. See ``Store.put_access_key``."""
+        await self._committer.run(
+            lambda conn: _sql_sealed.put_access_key(conn, device, access_key), write=True
+        )
+
+    async def access_key(self, account: str) -> bytes | None:
+        """An account's access key. See ``Store.access_key``."""
+        key: bytes | None = await self._committer.run(
+            lambda conn: _sql_sealed.access_key(conn, account), write=False
+        )
+        return key
+
+    async def identity_key(self, device: DeviceRef) -> bytes | None:
+        """A device's uploaded identity key. See ``Store.identity_key``."""
+        key: bytes | None = await self._committer.run(
+            lambda conn: _sql_sealed.identity_key(conn, device), write=False
+        )
+        return key
 
     async def device_cards(self, account: str) -> list[DeviceCard]:
         """The account's devices with their cards. See ``Store.device_cards``."""

@@ -31,6 +31,7 @@ from .frames import (
     check_account,
 )
 from .limits import (
+    ACCESS_KEY_LEN,
     MAX_ACCOUNT_NAME,
     MAX_CONTROL_FRAME,
     MAX_DELIVER_FRAME,
@@ -47,12 +48,15 @@ from .limits import (
     MAX_PREKEYS_UPLOAD_FRAME,
     MAX_PUSH_ENDPOINT,
     MAX_SEND_FRAME,
+    MAX_SENDER_CERTIFICATE,
+    MAX_TAGS_PER_QUERY,
     MAX_TARGETS,
     MESSAGE_ID_LEN,
     PROLOGUE,
     PROTOCOL_VERSION,
     PUSH_AUTH_LEN,
     PUSH_KEY_LEN,
+    TAG_LEN,
     ErrorCode,
 )
 from .multisend import AccountRefusal, MultiAccount, MultiDevice, MultiSend, MultiSent
@@ -68,8 +72,20 @@ from .prekeys import (
     SignedKey,
 )
 from .push import PushQuery, PushRegister, PushState, PushStatus, PushUnregister
+from .sealed import (
+    SealedDevice,
+    SealedSend,
+    SealedSent,
+    SenderCert,
+    SenderCertRequest,
+    SetAccessKey,
+    TagQuery,
+    TagState,
+    TagStatus,
+)
 
 __all__ = [
+    "ACCESS_KEY_LEN",
     "CLIENT_FRAMES",
     "FRAME_LIMITS",
     "MAX_ACCOUNT_NAME",
@@ -87,7 +103,9 @@ __all__ = [
     "MAX_PREKEY_BUNDLE_FRAME",
     "MAX_PRE_AUTH_FRAME",
     "MAX_PUSH_ENDPOINT",
+    "MAX_SENDER_CERTIFICATE",
     "MAX_SEND_FRAME",
+    "MAX_TAGS_PER_QUERY",
     "MAX_TARGETS",
     "MESSAGE_ID_LEN",
     "PROLOGUE",
@@ -95,6 +113,7 @@ __all__ = [
     "PUSH_AUTH_LEN",
     "PUSH_KEY_LEN",
     "SERVER_FRAMES",
+    "TAG_LEN",
     "AccountRefusal",
     "Ack",
     "Deliver",
@@ -133,9 +152,18 @@ __all__ = [
     "Register",
     "Registered",
     "RequestFailed",
+    "SealedDevice",
+    "SealedSend",
+    "SealedSent",
     "Send",
+    "SenderCert",
+    "SenderCertRequest",
     "Sent",
+    "SetAccessKey",
     "SignedKey",
+    "TagQuery",
+    "TagState",
+    "TagStatus",
     "Target",
     "Unlink",
     "Welcome",

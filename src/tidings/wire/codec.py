@@ -50,6 +50,7 @@ from .limits import (
     MAX_PREKEY_BUNDLE_FRAME,
     MAX_PREKEYS_UPLOAD_FRAME,
     MAX_SEND_FRAME,
+    MAX_TAGS_PER_QUERY,
     MAX_TARGETS,
     ErrorCode,
 )
@@ -66,6 +67,19 @@ from .prekeys import (
     SignedKey,
 )
 from .push import PushQuery, PushRegister, PushStatus, PushUnregister
+from .sealed import (
+    SealedSend,
+    SealedSent,
+    SenderCert,
+    SenderCertRequest,
+    SetAccessKey,
+    TagQuery,
+    TagStatus,
+    parse_sealed_send,
+    parse_sealed_sent,
+    parse_tag_query,
+    parse_tag_status,
+)
 
 #: Size limit of each frame type's body.
 FRAME_LIMITS: dict[FrameType, int] = {t: MAX_CONTROL_FRAME for t in FrameType}
@@ -78,6 +92,11 @@ FRAME_LIMITS[FrameType.PREKEY_BUNDLE] = MAX_PREKEY_BUNDLE_FRAME
 # refused accounts with 64 device ids each, ~620 KB: both within the largest frame.
 FRAME_LIMITS[FrameType.MULTI_SEND] = MAX_SEND_FRAME
 FRAME_LIMITS[FrameType.MULTI_SENT] = MAX_SEND_FRAME
+# A sealed send carries a payload per device, as SEND.
+FRAME_LIMITS[FrameType.SEALED_SEND] = MAX_SEND_FRAME
+# A tag is 18 bytes on the wire (20 with its state): 256 of them are ~5 KB.
+FRAME_LIMITS[FrameType.TAG_QUERY] = MAX_CONTROL_FRAME + 20 * MAX_TAGS_PER_QUERY
+FRAME_LIMITS[FrameType.TAG_STATUS] = MAX_CONTROL_FRAME + 20 * MAX_TAGS_PER_QUERY
 FRAME_LIMITS[FrameType.DEVICE_DETAILS] = MAX_CONTROL_FRAME + MAX_TARGETS * (
     MAX_DEVICE_CERTIFICATE + 32
 )
@@ -281,6 +300,13 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.MULTI_SENT: _multi_sent,
     FrameType.DEVICE_QUERY: parse_device_query,
     FrameType.DEVICE_DETAILS: parse_device_details,
+    FrameType.SENDER_CERT_REQUEST: _builder(SenderCertRequest),
+    FrameType.SET_ACCESS_KEY: _builder(SetAccessKey),
+    FrameType.SEALED_SEND: parse_sealed_send,
+    FrameType.TAG_QUERY: parse_tag_query,
+    FrameType.SENDER_CERT: _builder(SenderCert),
+    FrameType.SEALED_SENT: parse_sealed_sent,
+    FrameType.TAG_STATUS: parse_tag_status,
 }
 
 _CLASSES: tuple[type[Frame], ...] = (
@@ -315,6 +341,13 @@ _CLASSES: tuple[type[Frame], ...] = (
     MultiSent,
     DeviceQuery,
     DeviceDetails,
+    SenderCertRequest,
+    SetAccessKey,
+    SealedSend,
+    TagQuery,
+    SenderCert,
+    SealedSent,
+    TagStatus,
 )
 
 # What parse() needs per type number, in one plain-int lookup (constructing the FrameType enum
@@ -446,6 +479,11 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
+
+    def lift(self) -> None:
+        """Accept frames up to :data:`MAX_FRAME` from now on, as ``lifted_by`` would (a relay's
+        unidentified session, which never sends HELLO)."""
+        self._limit, self._lifted_by = MAX_FRAME, None
 
     @property
     def max_frame(self) -> int:

@@ -80,6 +80,13 @@ class FrameType(enum.IntEnum):
     PONG = 41
     DEVICE_QUERY = 14
     DEVICE_DETAILS = 34
+    SENDER_CERT_REQUEST = 15
+    SET_ACCESS_KEY = 16
+    SEALED_SEND = 17
+    TAG_QUERY = 18
+    SENDER_CERT = 35
+    SEALED_SENT = 36
+    TAG_STATUS = 37
 
 
 def _invalid(frame_type: FrameType, reason: str) -> FrameError:
@@ -596,6 +603,10 @@ CLIENT_FRAMES = frozenset(
         FrameType.UNLINK,
         FrameType.MULTI_SEND,
         FrameType.DEVICE_QUERY,
+        FrameType.SENDER_CERT_REQUEST,
+        FrameType.SET_ACCESS_KEY,
+        FrameType.SEALED_SEND,
+        FrameType.TAG_QUERY,
         FrameType.PING,
         FrameType.PONG,
     }

@@ -61,6 +61,21 @@ MAX_MULTI_PART = 128
 #: the shared ciphertext, one DELIVER payload, so both together fit :data:`MAX_PAYLOAD`.
 MAX_MULTI_SHARED = MAX_PAYLOAD - MAX_MULTI_PART
 
+#: Length of an unidentified-access key (SET_ACCESS_KEY, SEALED_SEND): 16 bytes, as Signal's,
+#: derived by the client from its 32-byte profile key (docs/protocol.md §14).
+ACCESS_KEY_LEN = 16
+
+#: Length of a sealed send's tag: 128 random bits chosen by the sender, as a message id.
+TAG_LEN = 16
+
+#: Most tags in one TAG_QUERY: a client asks about its sends of the last days at once; 256
+#: tags are ~4.6 KB of answer, still one small frame.
+MAX_TAGS_PER_QUERY = 256
+
+#: Longest sender certificate (SENDER_CERT): ours are at most ~260 bytes (a 32-byte account, two
+#: keys, two signatures); room, no more.
+MAX_SENDER_CERTIFICATE = 512
+
 #: Largest DELIVER frame: one payload plus its header.
 MAX_DELIVER_FRAME = MAX_PAYLOAD + 512
 
@@ -149,3 +164,4 @@ class ErrorCode(enum.IntEnum):
         27  #: a MULTI_SEND refused for some recipient accounts (MULTI_SENT says which)
     )
     NOT_OWN_DEVICE = 30  #: a DEVICE_QUERY certificate for a device of another account
+    ACCESS_DENIED = 31  #: a SEALED_SEND without the recipient's unidentified-access key
