@@ -1,5 +1,5 @@
 """Sealed sender in the store (``Store.put_access_key``, ``access_key``, ``identity_key``)
-against every backend, and SQLite migration 0010 from every earlier version."""
+against every backend, and SQLite migration 0011 from every earlier version."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def test_the_identity_key_is_the_uploaded_one(store: Store) -> None:
 
 
 @pytest.mark.parametrize("version", range(1, len(load_migrations())))
-async def test_migration_0010_from_every_earlier_version(tmp_path: Path, version: int) -> None:
+async def test_migration_0011_from_every_earlier_version(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, load_migrations()[:version])
@@ -67,16 +67,16 @@ async def test_migration_0010_from_every_earlier_version(tmp_path: Path, version
         await store.close()
 
 
-async def test_migration_0010_keeps_the_data_of_version_9(tmp_path: Path) -> None:
-    path = tmp_path / "v9.db"
+async def test_migration_0011_keeps_the_data_of_version_10(tmp_path: Path) -> None:
+    path = tmp_path / "v10.db"
     old = SQLiteStore(path)
     await old.open()
     (alice,) = await make_account(old, "alice")
     await old.put_prekeys(alice, IDENTITY, signed(), [], [], NOW)
     await old.close()
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TABLE access_keys")  # back to version 9, with its data
-    conn.execute("PRAGMA user_version = 9")
+    conn.execute("DROP TABLE access_keys")  # back to version 10, with its data
+    conn.execute("PRAGMA user_version = 10")
     conn.close()
     store = SQLiteStore(path)
     await store.open()

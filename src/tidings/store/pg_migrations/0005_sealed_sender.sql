@@ -1,4 +1,4 @@
--- 0005 (PostgreSQL): sealed sender, as the SQLite store's migration 0010: per account, its
+-- 0005 (PostgreSQL): sealed sender, as the SQLite store's migration 0011: per account, its
 -- unidentified-access key (replaced whole by a new one). No transaction control here: the
 -- runner wraps each file in one transaction.
 

@@ -1,4 +1,4 @@
--- 0010: sealed sender (docs/protocol.md §14). Per account, its unidentified-access key: the
+-- 0011: sealed sender (docs/protocol.md §14). Per account, its unidentified-access key: the
 -- 16 bytes a sealed send must name (derived by the clients from the account's profile key; the
 -- relay never sees the profile key). A new key replaces the old one: that is how blocking a
 -- contact rotates it. Accounts are never deleted, so neither are their rows.
