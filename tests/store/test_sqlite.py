@@ -72,6 +72,10 @@ def _schema(conn: sqlite3.Connection) -> set[tuple[str, str, str]]:
     return {(kind, name, " ".join((sql or "").split())) for kind, name, sql in rows}
 
 
+#: The record key (migration 0010) of the message id 00 01 … 0f: its last 6 bytes first.
+ROTATED = bytes([10, 11, 12, 13, 14, 15, *range(10)])
+
+
 def test_every_earlier_version_migrates_to_the_schema_of_an_empty_database(
     tmp_path: Path,
 ) -> None:
@@ -94,17 +98,19 @@ def test_every_earlier_version_migrates_to_the_schema_of_an_empty_database(
                 " ('old', 1, 1, 0, 'x', 1, ?, x'00', 1.0, 2.0)",
                 (bytes(16),),
             )
-            conn.execute(  # an idempotency record: 0010 reorders its key
-                "INSERT INTO sent (sender_account, sender_device, message_id, stored_at,"
+            # An idempotency record: 0010 keys it by the id's last 6 bytes first.
+            column, key = ("message_id", bytes(range(16))) if start < 10 else ("id_key", ROTATED)
+            conn.execute(
+                f"INSERT INTO sent (sender_account, sender_device, {column}, stored_at,"
                 " expires_at) VALUES ('x', 1, ?, 1.0, 2.0)",
-                (bytes(range(16)),),
+                (key,),
             )
         assert migrate(conn) == LATEST
         assert _schema(conn) == expected, f"from version {start}"
         if start >= 1:
             assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (1,)
             rows = conn.execute("SELECT sender_account, id_key, stored_at FROM sent").fetchall()
-            assert rows == [("x", bytes([10, 11, 12, 13, 14, 15, *range(10)]), 1.0)]
+            assert rows == [("x", ROTATED, 1.0)]
             assert conn.execute("SELECT shared_id FROM inbox").fetchall() == [(None,)]
         conn.execute("INSERT INTO shared_bodies (id, body, refs) VALUES (5, x'01', 1)")
         conn.execute(
