@@ -426,7 +426,7 @@ VALID_WIRE: dict[Kind, list[object]] = {
     "device_name": ["", "phone", "x" * 64, "é" * 32, "📱" * 16],
     "reason": ["", "x" * 256, "é" * 128],
     "bool": [True, False],
-    "deliver_kind": [0, 1, 2],
+    "deliver_kind": [0, 1, 2, 3],
     "targets": [
         [["bob", 1, b""]],
         [["bob", i, b"x"] for i in range(32)],
@@ -506,7 +506,7 @@ WRONG_WIRE: dict[Kind, list[object]] = {
     "device_name": [b"phone", 1, None, "x" * 65, "é" * 33, ["phone"]],
     "reason": [b"reason", 1, None, "x" * 257, "é" * 129],
     "bool": [0, 1, 1.0, None, "true", b"\x01"],
-    "deliver_kind": [True, False, 1.0, 0.0, 3, -1, None, "0", b"\x00"],
+    "deliver_kind": [True, False, 1.0, 0.0, 4, -1, None, "0", b"\x00"],
     "targets": [
         [],
         None,

@@ -121,7 +121,7 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
     "device_name": utf8_text(64),
     "reason": utf8_text(256),
     "bool": st.booleans(),
-    "deliver_kind": st.sampled_from([0, 1, 2]),
+    "deliver_kind": st.sampled_from([0, 1, 2, 3]),
     "targets": st.lists(
         st.tuples(accounts, uints, st.binary(max_size=100)),
         min_size=1,

@@ -64,6 +64,9 @@ class ItemKind(enum.IntEnum):
     #: the server's notice to a device that ``message_id`` from ``sender`` expired in its own
     #: inbox unfetched: it will never come, so its gap need not be waited out
     MISSED = 2
+    #: a sealed message (docs/protocol.md §14.2): no sender (``DeviceRef("", 0)``), the
+    #: sender's tag as ``message_id``, the sealed bytes as ``payload``
+    SEALED = 3
 
 
 @dataclass(frozen=True, slots=True)

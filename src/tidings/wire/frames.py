@@ -493,7 +493,8 @@ class Deliver(Frame):
     """One inbox item. ``kind`` 0 = message (opaque payload), 1 = expired notice (``sender`` names
     the device whose copy of ``message_id`` expired unfetched; payload empty), 2 = a message for
     this device expired before it fetched it (``sender`` names the device that sent it; payload
-    empty)."""
+    empty), 3 = a sealed message (sealed sender, docs/protocol.md §14.2: ``sender_account``
+    empty, ``sender_device`` 0, ``message_id`` the sender's tag, payload the sealed bytes)."""
 
     TYPE: ClassVar[FrameType] = FrameType.DELIVER
     seq: int
@@ -510,9 +511,10 @@ class Deliver(Frame):
         seq, kind, enqueued_at, expires_at = self.seq, self.kind, self.enqueued_at, self.expires_at
         if type(seq) is not int or not 0 <= seq <= _U63:
             raise _invalid(self.TYPE, "seq must be an integer in 0..2^63-1")
-        if type(kind) is not int or not 0 <= kind <= 2:
-            raise _invalid(self.TYPE, "kind must be 0 (message), 1 (expired) or 2 (expired here)")
-        if not _account_ok(self.sender_account):
+        if type(kind) is not int or not 0 <= kind <= 3:
+            reason = "kind must be 0 (message), 1 (expired), 2 (expired here) or 3 (sealed)"
+            raise _invalid(self.TYPE, reason)
+        if not (_account_ok(self.sender_account) or (kind == 3 and self.sender_account == "")):
             raise _invalid(self.TYPE, _ACCOUNT_RULE)
         if type(self.sender_device) is not int or not 0 <= self.sender_device <= _U63:
             raise _invalid(self.TYPE, "sender_device must be an integer in 0..2^63-1")
