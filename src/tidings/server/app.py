@@ -208,9 +208,7 @@ class Relay:
         if self._store_heartbeat is not None:
             self.store_watch.start_heartbeat(self._store_heartbeat)
         assert self.address is not None
-        log.info(
-            "= listening on %s:%d key %s node %s", *self.address, self.fingerprint, self.node_id
-        )
+        log.info("= listening on %s:%d key %s", *self.address, self.fingerprint)
 
     def _caps(self) -> Caps:
         """The connection caps, the total one checked against the limit of open files.
