@@ -42,11 +42,14 @@ from ..wire import (
     PrekeysLow,
     PushStatus,
     Refused,
+    SealedSent,
     Sent,
+    TagStatus,
     check_account,
 )
 from .clocks import Clocks
 from .config import ClientConfig, check_read_receipts
+from .connect import open_channel
 from .crypto import DeviceCrypto, SafetyNumber
 from .disappearing import Disappearing
 from .events import (
@@ -69,6 +72,8 @@ from .outbox import Outbox
 from .outbox_multi import MultiLink
 from .own_devices import OwnDevices
 from .prekeys import DeviceKeys
+from .sealed_outbox import TAG_QUERY_INTERVAL
+from .sealed_send import SealedCredentials
 from .session import FATAL_CODES, Session
 from .store import (
     ClientStore,
@@ -78,6 +83,7 @@ from .store import (
     StoredMessage,
     TraceEntry,
 )
+from .unidentified import UnidentifiedLink
 
 __all__ = ["FATAL_CODES", "Client", "EventStream"]
 
@@ -100,6 +106,8 @@ class Client(OwnDevices, GroupCalls):
         rng: the jitter source of the backoffs.
         owner: what this process is, for the message another process that wants this home
             gets (``"tidings listen"``; default: the program's name and arguments).
+        sealed: the sealed-sender credentials (:attr:`sealed_credentials`; ``None``: nothing
+            goes sealed).
 
     The home is checked and made owner-only (:mod:`tidings.client.home`); nothing is created
     in a home that holds no device. If the store cannot write (disk full, I/O error: see
@@ -122,6 +130,7 @@ class Client(OwnDevices, GroupCalls):
         accept_new_server_key: bool = False,
         rng: random.Random | None = None,
         owner: str = "",
+        sealed: SealedCredentials | None = None,
     ) -> None:
         self.home = home
         #: The settings this device runs with.
@@ -172,6 +181,18 @@ class Client(OwnDevices, GroupCalls):
             self.config.reconnect,
         )
         clocks = Clocks(clock, monotonic)
+        #: The unidentified connection of sealed sends (:mod:`tidings.client.unidentified`).
+        self.unidentified = UnidentifiedLink(
+            lambda: self._session.url,
+            lambda: self._session.identity.server_key,
+            self._on_unidentified_frame,
+            lambda reason: self._outbox.sealed.on_unsupported(reason),
+            lambda url, handler, key: open_channel(url, handler, None, key, self.config.keepalive),
+            self._rng.random,
+            backoff=self.config.reconnect,
+            keepalive=self.config.keepalive,
+        )
+        self._tag_timer: asyncio.TimerHandle | None = None
         self._outbox = Outbox(
             self.store,
             self.me,
@@ -185,7 +206,9 @@ class Client(OwnDevices, GroupCalls):
             self.config.outbox_window,
             self.config.outbox_retry,
             MultiLink(self._session.multi_send, lambda: self._session.last_close),
+            self.unidentified,
         )
+        self._outbox.sealed.credentials = sealed
         #: This device's groups; a group message goes as one multi-recipient send (falling
         #: back to pairwise copies on a relay without it: :mod:`tidings.client.group_transport`).
         self.groups_runtime = GroupRuntime(
@@ -231,6 +254,16 @@ class Client(OwnDevices, GroupCalls):
         """Set when the relay refused this device for good (or its key changed): the client
         no longer reconnects."""
         return self._session.fatal
+
+    @property
+    def sealed_credentials(self) -> SealedCredentials | None:
+        """The sealed-sender credentials messages to other accounts go sealed with
+        (docs/protocol.md §14.2; ``None``: every send is a normal SEND)."""
+        return self._outbox.sealed.credentials
+
+    @sealed_credentials.setter
+    def sealed_credentials(self, credentials: SealedCredentials | None) -> None:
+        self._outbox.sealed.credentials = credentials
 
     @property
     def connected(self) -> bool:
@@ -312,6 +345,9 @@ class Client(OwnDevices, GroupCalls):
     async def close(self) -> None:
         """Disconnect and close the store. What is in the outbox stays there."""
         self._end_batch()
+        if self._tag_timer is not None:
+            self._tag_timer.cancel()
+        await self.unidentified.close()
         await self._session.close()
         for task in list(self._tasks):
             task.cancel()
@@ -537,6 +573,7 @@ class Client(OwnDevices, GroupCalls):
             self._outbox.pump()
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
+        self._ask_tags()
         self._spawn(self._keysync.sync())
         self._spawn(self._publish())
 
@@ -663,6 +700,33 @@ class Client(OwnDevices, GroupCalls):
 
     def _on_refused(self, frame: Refused) -> None:
         self._outbox.on_refused(frame)
+
+    def _on_unidentified_frame(self, frame: object) -> None:
+        """SEALED_SENT or TAG_STATUS from the unidentified connection: handled in the turn's
+        batch like a frame of the session."""
+        if self.storage_failed is not None:
+            return
+        self._begin_batch()
+        try:
+            if isinstance(frame, SealedSent):
+                self._outbox.sealed.on_sealed_sent(frame)
+            elif isinstance(frame, TagStatus):
+                self._outbox.sealed.on_tag_status(frame)
+        except StoreUnavailable:
+            return  # reported by the store's hook: the client stops
+
+    def _ask_tags(self) -> None:
+        """Ask what became of the sealed messages not yet delivered (at every session's open,
+        then every :data:`~tidings.client.sealed_outbox.TAG_QUERY_INTERVAL`)."""
+        if self._tag_timer is not None:
+            self._tag_timer.cancel()
+        self._tag_timer = asyncio.get_running_loop().call_later(TAG_QUERY_INTERVAL, self._ask_tags)
+        if self.storage_failed is not None or not self._session.is_open:
+            return
+        try:
+            self._outbox.sealed.ask_tags(self._clock())
+        except StoreError:
+            log.exception("! could not read the sealed tags to ask about")
 
     # ---------------------------------------------------------------- inbox
 

@@ -183,7 +183,7 @@ def peer_address(conn: ChannelConnection) -> str | None:
 async def open_channel(
     url: str,
     handler: object,
-    static_private: bytes,
+    static_private: bytes | None,
     server_key: bytes | None,
     keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
     rng: Callable[[int], bytes] = os.urandom,
@@ -191,6 +191,9 @@ async def open_channel(
     timers: Timers | None = None,
 ) -> ChannelConnection:
     """Connect and start the Noise handshake; ``handler`` gets the channel's events.
+
+    ``static_private`` ``None``: an *unidentified* session (Noise NK to the pinned
+    ``server_key``, docs/protocol.md §14.1), which proves no key of this device.
 
     ``timers``: where the connection's deadlines run (default: the loop's own, on the
     monotonic clock; tests pass a :class:`~tidings.net.timers.VirtualTimers`).

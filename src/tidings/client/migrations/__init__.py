@@ -359,5 +359,22 @@ CREATE TABLE device_marks (
 ) WITHOUT ROWID;
 """
 
+_V12 = """
+-- Sealed sends (issue 12, docs/protocol.md §14.2; store v13 once h/sealedkeys' v12 is merged
+-- before it). One row per outbox entry that went (or tried to go) sealed: the random tag of
+-- its SEALED_SEND, chosen and stored before the first attempt so that every retry reuses it
+-- (the relay stores a (recipient, tag) once); unsealed: why it fell back to a normal SEND
+-- (NULL: it goes sealed); state 0 while it is in the outbox, 1 once ✓ (a message whose ✗ the
+-- client asks about with TAG_QUERY until the tag is delivered, expired or forgotten).
+CREATE TABLE sealed_sends (
+    message_id BLOB    PRIMARY KEY,
+    recipient  TEXT    NOT NULL,
+    tag        BLOB    NOT NULL UNIQUE CHECK (length(tag) = 16),
+    unsealed   TEXT,
+    state      INTEGER NOT NULL DEFAULT 0,
+    created_at REAL    NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)

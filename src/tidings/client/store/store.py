@@ -53,6 +53,7 @@ from ._crypto import Crypto
 from ._groups import Groups
 from ._marks import DeviceMarks
 from ._outbox import Outbox
+from ._sealed import SealedTags
 from ._sql import MSG_COLS, message_from_row
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
 
@@ -79,7 +80,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, DeviceMarks, Groups, Crypto):
+class ClientStore(Outbox, DeviceMarks, Groups, Crypto, SealedTags):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:
