@@ -71,7 +71,8 @@ class UnidentifiedLink:
         self._server_key = server_key
         self._on_frame = on_frame
         self._on_unsupported = on_unsupported
-        self._opener = opener
+        #: How a channel is opened (tests swap it).
+        self.opener = opener
         self._idle = idle
         self._reconnect = Reconnect(rng, *backoff)
         self.keepalive = keepalive
@@ -145,7 +146,7 @@ class UnidentifiedLink:
             if key is None:
                 return  # nothing unidentified before the relay's key is pinned
             try:
-                conn = await self._opener(self._url(), self, key)
+                conn = await self.opener(self._url(), self, key)
             except RelayUnreachable as exc:
                 log.info("! unidentified connection: %s", exc.reason)
                 conn = None
