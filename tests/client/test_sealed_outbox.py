@@ -20,13 +20,13 @@ BOB1 = DeviceRef("bob", 1)
 
 
 async def sealed_peer(
-    clients: ClientLab, home: Path
+    clients: ClientLab, home: Path, to: str = "bob"
 ) -> tuple[Peer, FakeCredentials, FakeUnidentified]:
-    """Start the device of ``home`` sending sealed to bob through a fake unidentified side."""
+    """Start the device of ``home`` sending sealed to ``to`` through a fake unidentified side."""
     peer = await clients.start(home, connect=False)
     c = peer.client
     creds = FakeCredentials(c.me.account, c.me.device_id, c.crypto.keys.identity)
-    creds.keys["bob"] = b"B" * 16
+    creds.keys[to] = b"B" * 16
     c.sealed_credentials = creds
     fake = FakeUnidentified()
     c.unidentified.opener = fake
@@ -126,6 +126,24 @@ async def test_access_denied_forgets_the_key_and_sends_it_unsealed_once(
     assert [
         m.message_id for m in bob.client.store.messages(direct_conversation("alice", "bob"))
     ].count(mid) == 1
+
+
+async def test_receipts_go_sealed_too(relays: RelayLab, clients: ClientLab) -> None:
+    await relays.start()
+    alice = await clients.new("alice")
+    bob, _, fake = await sealed_peer(clients, await clients.register("bob"), to="alice")
+    mid = await alice.client.send("bob", "receipt me")
+    await bob.until(is_received(mid))
+    await fake.wait(lambda: fake.sealed())  # bob's delivered receipt, sealed to alice
+    s = fake.sealed()[0]
+    assert s.recipient == "alice"
+    opened = open_payload(
+        s.devices[0].payload, alice.client.crypto.keys.identity, TRUST_ROOT.public, 2 * 10**12
+    )
+    assert (opened.account, opened.device) == ("bob", 1)
+    fake.conn.answer(ok(fake))
+    assert await bob.client.drain(5.0)  # the receipt is ✓ and leaves the outbox
+    assert bob.client.store.tags_to_ask(10) == []  # no status to ask about for a receipt
 
 
 async def test_a_retry_after_a_restart_before_sealed_sent_reuses_the_tag(
