@@ -34,6 +34,7 @@ TABLES = (
     "push_subscriptions",
     "device_cards",
     "access_keys",
+    "sealed_tags",
 )
 
 

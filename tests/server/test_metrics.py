@@ -55,6 +55,8 @@ EXPECTED = {
     "tidings_hints_received": "counter",
     "tidings_hints_woken": "counter",
     "tidings_polls": "counter",
+    # sealed sender (issue 12)
+    "tidings_sealed_sends": "counter",
 }
 
 
@@ -368,3 +370,14 @@ def test_plain_counts_render_as_prometheus_client_own_metrics_would() -> None:
 
     assert samples(ours) == samples(theirs)
     assert ours.get_sample_value("h_seconds_bucket", {"le": "+Inf"}) == 8
+
+
+def test_sealed_sends_are_counted_by_result_without_accounts() -> None:
+    metrics = Metrics()
+    metrics.sealed_send(0, False)
+    metrics.sealed_send(0, True)
+    metrics.sealed_send(int(ErrorCode.ACCESS_DENIED), False)
+    name = "tidings_sealed_sends_total"
+    assert sample(metrics, name, result="stored") == 1
+    assert sample(metrics, name, result="duplicate") == 1
+    assert sample(metrics, name, result="access_denied") == 1

@@ -490,6 +490,9 @@ class Relay:
     def metrics_refused(self, code: ErrorCode) -> None:
         self.metrics.send_refused(code)
 
+    def metrics_sealed(self, code: int, duplicate: bool) -> None:
+        self.metrics.sealed_send(code, duplicate)
+
     def metrics_ack(self) -> None:
         self.metrics.acks.inc()
 

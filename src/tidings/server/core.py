@@ -325,6 +325,8 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
         FrameType.DEVICE_QUERY: CertRules._handle_device_query,
         FrameType.SENDER_CERT_REQUEST: SealedRules._handle_sender_cert_request,
         FrameType.SET_ACCESS_KEY: SealedRules._handle_set_access_key,
+        FrameType.SEALED_SEND: SealedRules._handle_sealed_send,
+        FrameType.TAG_QUERY: SealedRules._handle_tag_query,
     }
 
     def _decide(self, frame: Frame) -> None:

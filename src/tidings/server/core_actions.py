@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import StoreUnavailable
-from ..store import DeviceRef, MultiSubmission, PreKey, PreKeyCounts, Stored, Submission
+from ..store import (
+    DeviceRef,
+    MultiSubmission,
+    PreKey,
+    PreKeyCounts,
+    SealedSubmission,
+    Stored,
+    Submission,
+)
 
 __all__ = [
     "INFO",
@@ -55,7 +63,9 @@ __all__ = [
     "ReadIdentityKey",
     "ReadLastSeq",
     "ReadQueueDepth",
+    "ReadTagStates",
     "RegisterPush",
+    "SealedCounted",
     "SendRefused",
     "SendStored",
     "StoreOp",
@@ -259,6 +269,13 @@ class PutAccessKey:
     access_key: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class ReadTagStates:
+    """``Store.tag_states``: a list of ``TagState``, one per tag, in order."""
+
+    tags: tuple[bytes, ...]
+
+
 #: The operations the relay's push sender runs (``Session`` routes them to it, in order with
 #: the store's: each result comes back as a store result does).
 PushOp = RegisterPush | UnregisterPush | QueryPush
@@ -285,12 +302,15 @@ StoreOp = (
     | ReadDeviceCards
     | ReadIdentityKey
     | PutAccessKey
+    | SealedSubmission
+    | ReadTagStates
 )
 
 
 #: Run ``op`` on the store; report its result under the id (``Store.submit`` for a
 #: :class:`~tidings.store.Submission`: a ``SubmitResult``, committed, G1; ``Store.submit_multi``
-#: for a :class:`~tidings.store.MultiSubmission`: a ``MultiSubmitResult``).
+#: for a :class:`~tidings.store.MultiSubmission`: a ``MultiSubmitResult``; ``Store.submit_sealed``
+#: for a :class:`~tidings.store.SealedSubmission`: a ``SealedSubmitResult``, committed).
 StoreCommand = tuple[int, StoreOp]
 
 
@@ -381,6 +401,15 @@ class SendRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedCounted:
+    """Metrics: a sealed send was answered ``code`` (0: stored, or ``duplicate``); no label
+    names an account."""
+
+    code: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AckTaken:
     """Metrics: an ACK moved the device's cursor."""
 
@@ -404,6 +433,7 @@ Action = (
     | Failure
     | Log
     | SendRefused
+    | SealedCounted
     | AckTaken
     | ItemsDelivered
 )

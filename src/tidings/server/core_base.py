@@ -83,10 +83,12 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
             FrameType.DEVICE_QUERY,
             FrameType.SENDER_CERT_REQUEST,
             FrameType.SET_ACCESS_KEY,
+            FrameType.TAG_QUERY,  # legal, if unwise: it ties the tags to the device (§6.35)
         }
     ),
-    # An unidentified (NK) session may only send what needs no sender (protocol §14).
-    State.UNIDENTIFIED: frozenset({FrameType.PING}),
+    # An unidentified (NK) session may only send what needs no sender (protocol §14); a
+    # SEALED_SEND on an authenticated one would name its sender: there it is UNEXPECTED_FRAME.
+    State.UNIDENTIFIED: frozenset({FrameType.PING, FrameType.SEALED_SEND, FrameType.TAG_QUERY}),
 }
 
 #: What continues a decision with a store result.

@@ -5,16 +5,56 @@ On an authenticated session: SENDER_CERT_REQUEST (a sender certificate for the d
 the identity key it uploaded) and SET_ACCESS_KEY (the account's unidentified-access key,
 replacing the stored one), both answered SENDER_CERT.
 
-Invariant: nothing here names a sender in a log line of an *unidentified* session; the
-authenticated frames here log only the device, as every other request does.
+On an unidentified session only (§14.1: a sealed send on an authenticated session would tie
+it to the device, so there it is UNEXPECTED_FRAME and a close): SEALED_SEND, stored by
+``Store.submit_sealed`` without a sender and answered SEALED_SENT only after the commit (G1),
+its items routed as SEND's are (live sessions, wake-ups, other nodes' hints: ``SendStored``).
+On any session: TAG_QUERY, answered TAG_STATUS from ``Store.tag_states``.
+
+Order of a SEALED_SEND's checks: payload sizes (PAYLOAD_TOO_LARGE), the budgets per (access
+key, recipient) and per source address (RATE_LIMITED, :meth:`Limits.sealed_send`), then the
+store's rules (ACCESS_DENIED, duplicate, DEVICE_MISMATCH, QUEUE_FULL).
+
+Invariant: no log line of an unidentified session, and none about a sealed item, names a
+sender (there is none to name: the session has no device, and the core logs no sealed send
+but a store failure, which names nobody); the authenticated frames here log only the device,
+as every other request does.
 """
 
 from __future__ import annotations
 
 from ..errors import IntegrityError, Rule, StoreError, StoreUnavailable
-from ..wire import ErrorCode, SenderCert, SenderCertRequest, SetAccessKey
-from .core_actions import Failure, PutAccessKey, ReadIdentityKey, StoreTrouble
-from .core_base import CoreBase
+from ..store import (
+    AccessDenied,
+    DeviceMismatch,
+    DeviceRef,
+    QueueFull,
+    SealedSubmission,
+    SealedSubmitResult,
+    Stored,
+    TagState,
+)
+from ..wire import (
+    ErrorCode,
+    SealedSend,
+    SealedSent,
+    SenderCert,
+    SenderCertRequest,
+    SetAccessKey,
+    TagQuery,
+    TagStatus,
+)
+from .core_actions import (
+    Failure,
+    PutAccessKey,
+    ReadIdentityKey,
+    ReadTagStates,
+    SealedCounted,
+    SendRefused,
+    SendStored,
+    StoreTrouble,
+)
+from .core_base import INTERNAL_RETRY_AFTER, CoreBase
 
 __all__ = ["SealedRules"]
 
@@ -73,3 +113,115 @@ class SealedRules(CoreBase):
             self.request_failed(request_id, ErrorCode.INTERNAL, "store failure; retry")
         else:
             raise exc
+
+    # ---------------------------------------------------------------- sealed sends
+
+    def _handle_sealed_send(self, frame: SealedSend) -> None:
+        limit = self.config.max_payload
+        if any(len(device.payload) > limit for device in frame.devices):
+            self._sealed_refused(frame, ErrorCode.PAYLOAD_TOO_LARGE, f"payload over {limit} bytes")
+            return
+        retry_after = self.limits.sealed_send(
+            frame.access_key, frame.recipient, self.peer_ip, self.mono
+        )
+        if retry_after > 0:
+            reason = "sealed send rate limit"
+            self._sealed_refused(frame, ErrorCode.RATE_LIMITED, reason, retry_after=retry_after)
+            return
+        cfg, now, recipient = self.config, self.now, frame.recipient
+        sub = SealedSubmission(
+            tag=frame.tag,
+            recipient=recipient,
+            access_key=frame.access_key,
+            payloads=tuple((DeviceRef(recipient, d.device_id), d.payload) for d in frame.devices),
+            now=now,
+            expires_at=now + cfg.retention_seconds,
+            max_queue=cfg.max_queue,
+            max_stranger_queue=cfg.max_stranger_queue,
+        )
+        # Not blocking, as SEND's commit: the sends of one read share it.
+        self._ask(
+            sub,
+            lambda result: self._sealed_submitted(frame, result),
+            lambda exc: self._sealed_failed(frame, exc),
+            block=False,
+        )
+
+    def _sealed_submitted(self, frame: SealedSend, result: SealedSubmitResult) -> None:
+        if isinstance(result, Stored):  # committed: only now the ✓ (G1)
+            self._send(
+                SealedSent(
+                    frame.tag, frame.recipient, 0, result.stored_at, result.duplicate, "", 0.0
+                )
+            )
+            self._actions.append(SendStored(result))
+            self._actions.append(SealedCounted(0, result.duplicate))
+        elif isinstance(result, AccessDenied):
+            self._sealed_refused(frame, ErrorCode.ACCESS_DENIED, "no access")
+        elif isinstance(result, DeviceMismatch):
+            self._sealed_refused(
+                frame,
+                ErrorCode.DEVICE_MISMATCH,
+                "device set is not current",
+                missing=tuple(ref.device_id for ref in result.missing),
+                stale=tuple(ref.device_id for ref in result.stale),
+            )
+        elif isinstance(result, QueueFull):
+            whose = "" if result.limit == self.config.max_queue else " for new senders"
+            self._sealed_refused(
+                frame,
+                ErrorCode.QUEUE_FULL,
+                f"queue of device {result.device.device_id} is full{whose} ({result.limit} items)",
+                retry_after=self.queue_full_retry_after,
+            )
+
+    def _sealed_failed(self, frame: SealedSend, exc: Exception) -> None:
+        if isinstance(exc, StoreUnavailable):  # logged by the relay, once per interval
+            self._actions.append(StoreTrouble(exc))
+            reason = "store unavailable; retry later"
+            code = ErrorCode.STORE_UNAVAILABLE
+            self._sealed_refused(frame, code, reason, retry_after=self.store_retry_after)
+            return
+        self._actions.append(Failure("! store failed a sealed send", exc))
+        retry_after = INTERNAL_RETRY_AFTER
+        self._sealed_refused(
+            frame, ErrorCode.INTERNAL, "store failure; retry", retry_after=retry_after
+        )
+
+    def _sealed_refused(
+        self,
+        frame: SealedSend,
+        code: ErrorCode,
+        reason: str,
+        *,
+        missing: tuple[int, ...] = (),
+        stale: tuple[int, ...] = (),
+        retry_after: float = 0.0,
+    ) -> None:
+        self._actions.append(SendRefused(int(code)))
+        self._actions.append(SealedCounted(int(code), False))
+        self._send(
+            SealedSent(
+                frame.tag,
+                frame.recipient,
+                int(code),
+                0.0,
+                False,
+                reason,
+                retry_after,
+                missing,
+                stale,
+            )
+        )
+
+    def _handle_tag_query(self, frame: TagQuery) -> None:
+        request_id, tags = frame.request_id, frame.tags
+
+        def found(states: list[TagState]) -> None:
+            pairs = tuple((tag, int(state)) for tag, state in zip(tags, states, strict=True))
+            self._send(TagStatus(request_id, pairs))
+
+        def failed(exc: Exception) -> None:
+            self._request_store_failure(request_id, exc)
+
+        self._ask(ReadTagStates(tags), found, failed, block=True)

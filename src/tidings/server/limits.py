@@ -12,6 +12,8 @@ handed out                                           (signed + last-resort KEM p
 GET_DEVICES (others)    account, source address      REQUEST_FAILED RATE_LIMITED, ``retry_after``
 REGISTER                source address               ERROR RATE_LIMITED, the wait in the reason
 LINK_CODE_REQUEST       account                      REQUEST_FAILED RATE_LIMITED, ``retry_after``
+SEALED_SEND             (access key, recipient),     SEALED_SENT RATE_LIMITED, ``retry_after``
+                        source address
 ======================  ===========================  ===========================================
 
 Invariants:
@@ -35,6 +37,7 @@ contacts. A device with no last-resort KEM prekey is refused RATE_LIMITED instea
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -49,6 +52,10 @@ __all__ = [
     "IPV6_PREFIX",
     "LINK_CODES_PER_HOUR",
     "PUSH_REQUESTS_PER_HOUR",
+    "SEALED_ADDRESS_BURST",
+    "SEALED_ADDRESS_RATE",
+    "SEALED_RECIPIENT_BURST",
+    "SEALED_RECIPIENT_RATE",
     "Limits",
     "address_key",
     "client_address",
@@ -72,6 +79,26 @@ LINK_CODES_PER_HOUR = 10
 #: PUSH_REGISTER and PUSH_UNREGISTER per device per hour: a device registers when it starts and
 #: when its push service renews the subscription; each costs the relay a name lookup and a write.
 PUSH_REQUESTS_PER_HOUR = 20
+
+
+#: Sealed sends per (access key, recipient account): every sender holding that key, together,
+#: to that account — its contacts, whom the relay cannot tell apart (issue 12). One a second
+#: sustained is a busy conversation's pace summed over all of them; a burst of 60 lets a
+#: contact's client flush an outbox after a day offline, or a group's members all answer at
+#: once. A holder of a leaked key (a contact blocked before the rotation reached it) can fill
+#: the recipient's queue no faster than this.
+SEALED_RECIPIENT_RATE = 1.0
+#: See :data:`SEALED_RECIPIENT_RATE`.
+SEALED_RECIPIENT_BURST = 60
+
+#: Sealed sends per source address (an IPv6 /64): what one machine or one home network sends
+#: sealed, to anyone. A key guessed per send gets a bucket of its own above, so this is the
+#: budget that bounds probing for access keys (and what one host may queue in strangers'
+#: queues): five a second sustained is more than a person types, and a burst of 300 covers a
+#: household's devices flushing their outboxes at once.
+SEALED_ADDRESS_RATE = 5.0
+#: See :data:`SEALED_ADDRESS_RATE`.
+SEALED_ADDRESS_BURST = 300
 
 
 def _hourly(count: int) -> RateLimiter[Any] | None:
@@ -149,6 +176,8 @@ class Limits:
             "registrations": _hourly(config.address_registrations_per_hour),
             "link_codes": _hourly(LINK_CODES_PER_HOUR),
             "push_requests": _hourly(PUSH_REQUESTS_PER_HOUR),
+            "sealed_recipients": RateLimiter(SEALED_RECIPIENT_RATE, SEALED_RECIPIENT_BURST),
+            "sealed_addresses": RateLimiter(SEALED_ADDRESS_RATE, SEALED_ADDRESS_BURST),
         }
         #: Called with ``(budget name, key)`` for every token taken here (see the class
         #: docstring); ``None`` on a relay of one node.
@@ -207,6 +236,19 @@ class Limits:
         """One PUSH_REGISTER or PUSH_UNREGISTER of ``device``."""
         return self._take(now, ("push_requests", device))
 
+    def sealed_send(
+        self, access_key: bytes, recipient: str, address: str | None, now: float
+    ) -> float:
+        """One SEALED_SEND to ``recipient`` with ``access_key`` (right or wrong: a wrong one
+        spends too, so probing costs budget) from ``address``. The pair's key is a digest:
+        the budgets (and the hints that share them between nodes) hold no access key."""
+        pair = hashlib.blake2s(access_key + recipient.encode(), digest_size=16).hexdigest()
+        return self._take(
+            now,
+            ("sealed_recipients", pair),
+            ("sealed_addresses", address_key(address)),
+        )
+
     def apply(self, name: str, key: object, count: object, now: float) -> None:
         """``count`` tokens of budget ``name`` that another node took for ``key`` (as
         :func:`encode_key` wrote it): taken here too, into debt if need be (at most two
@@ -252,6 +294,8 @@ _KEY_KINDS = {
     "registrations": "text",
     "link_codes": "text",
     "push_requests": "device",
+    "sealed_recipients": "text",
+    "sealed_addresses": "text",
 }
 
 

@@ -113,6 +113,9 @@ class Metrics:
         messages_duplicate: counter ``tidings_messages_duplicate_total``, retried sends
             recognised by their message id (answered without storing again).
         sends_refused: counter ``tidings_sends_refused_total{code}``.
+        sealed_sends: counter ``tidings_sealed_sends_total{result}``, SEALED_SENDs answered:
+            ``stored``, ``duplicate``, or the refusal's error code (no label names an account;
+            a sealed send also counts in ``messages_stored``/``sends_refused``).
         acks: counter ``tidings_acks_total``, ACK frames applied.
         items_delivered: counter ``tidings_items_delivered_total``, items removed by an ack.
         items_expired: counter ``tidings_items_expired_total``, items removed by expiry.
@@ -169,6 +172,12 @@ class Metrics:
         )
         self.sends_refused = counts.labelled(
             "tidings_sends_refused", "Sends refused, by error code.", "code", codes
+        )
+        self.sealed_sends = counts.labelled(
+            "tidings_sealed_sends",
+            "Sealed sends, by result (stored, duplicate, or the error code).",
+            "result",
+            ["stored", "duplicate", *codes],
         )
         self.acks = counts.count("tidings_acks", "ACK frames applied.")
         self.items_delivered = counts.count(
@@ -257,6 +266,12 @@ class Metrics:
     def send_refused(self, code: ErrorCode) -> None:
         """Count one send refused with ``code``."""
         self.sends_refused.labels(code=label(code)).inc()
+
+    def sealed_send(self, code: int, duplicate: bool) -> None:
+        """Count one SEALED_SEND answered ``code`` (0: ✓, ``duplicate`` or not)."""
+        ok = "duplicate" if duplicate else "stored"
+        result = label(ErrorCode(code)) if code else ok
+        self.sealed_sends.labels(result=result).inc()
 
     def error(self, code: ErrorCode) -> None:
         """Count one ERROR frame sent with ``code``."""

@@ -31,6 +31,7 @@ from ..store import (
     InboxItem,
     MultiSubmission,
     PreKeyCounts,
+    SealedSubmission,
     Store,
     Stored,
     Submission,
@@ -107,6 +108,7 @@ class RelayHost(Protocol):
     def metrics_ack(self) -> None: ...
     def metrics_delivered(self, n: int) -> None: ...
     def metrics_stored(self, result: Stored) -> None: ...
+    def metrics_sealed(self, code: int, duplicate: bool) -> None: ...
 
 
 def peer_ip(conn: ChannelConnection, proxy_header: str) -> str | None:
@@ -136,6 +138,8 @@ _RUN: dict[type, Callable[[Store, Any], Awaitable[object]]] = {
     ca.FetchItems: lambda s, o: s.fetch(o.device, o.after_seq, o.limit),
     Submission: lambda s, o: s.submit(o),
     MultiSubmission: lambda s, o: s.submit_multi(o),
+    SealedSubmission: lambda s, o: s.submit_sealed(o),
+    ca.ReadTagStates: lambda s, o: s.tag_states(o.tags),
     ca.PutLinkCode: lambda s, o: s.put_link_code(o.device, o.code_hash, o.expires_at, o.now),
     ca.CountPrekeys: lambda s, o: s.prekey_counts(o.device),
     ca.PutPrekeys: lambda s, o: s.put_prekeys(
@@ -393,6 +397,9 @@ class Session:
     def _refused(self, action: ca.SendRefused) -> None:
         self.relay.metrics_refused(ErrorCode(action.code))
 
+    def _sealed_counted(self, action: ca.SealedCounted) -> None:
+        self.relay.metrics_sealed(action.code, action.duplicate)
+
     def _ack_taken(self, _: ca.AckTaken) -> None:
         self.relay.metrics_ack()
 
@@ -410,6 +417,7 @@ class Session:
         ca.Failure: _failure,
         ca.Log: _write_log,
         ca.SendRefused: _refused,
+        ca.SealedCounted: _sealed_counted,
         ca.AckTaken: _ack_taken,
         ca.ItemsDelivered: _delivered,
     }

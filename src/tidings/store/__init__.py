@@ -9,6 +9,9 @@ All three pass one conformance suite (``tests/store/test_conformance.py``).
 
 from tidings.store.base import (
     MAX_ACCOUNT_NAME,
+    NO_SENDER,
+    TAG_RETENTION,
+    AccessDenied,
     Device,
     DeviceCard,
     DeviceMismatch,
@@ -24,11 +27,14 @@ from tidings.store.base import (
     PreKeyCounts,
     PushSubscription,
     QueueFull,
+    SealedSubmission,
+    SealedSubmitResult,
     Store,
     Stored,
     StoreStats,
     Submission,
     SubmitResult,
+    TagState,
 )
 from tidings.store.memory import MemoryStore
 from tidings.store.postgres import PostgresStore
@@ -36,6 +42,9 @@ from tidings.store.sqlite import SQLiteStore
 
 __all__ = [
     "MAX_ACCOUNT_NAME",
+    "NO_SENDER",
+    "TAG_RETENTION",
+    "AccessDenied",
     "Device",
     "DeviceCard",
     "DeviceMismatch",
@@ -54,9 +63,12 @@ __all__ = [
     "PushSubscription",
     "QueueFull",
     "SQLiteStore",
+    "SealedSubmission",
+    "SealedSubmitResult",
     "Store",
     "StoreStats",
     "Stored",
     "Submission",
     "SubmitResult",
+    "TagState",
 ]

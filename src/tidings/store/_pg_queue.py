@@ -51,6 +51,11 @@ _REMOVE = (
     " RETURNING i.account, i.device_id, i.seq"
 )
 _PURGE_SENT = "DELETE FROM sent WHERE expires_at <= $1"
+_TAGS_EXPIRED = (
+    "UPDATE sealed_tags AS t SET expired = true FROM unnest($1::bytea[], $2::text[]) AS k(g, r)"
+    " WHERE t.tag = k.g AND t.recipient = k.r"
+)
+_PURGE_TAGS = "DELETE FROM sealed_tags WHERE forget_at <= $1"
 _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= $1"
 
 _NOTHING = ExpiryResult(expired=(), notices=())
@@ -107,7 +112,7 @@ async def expire(
         account: {ref.device_id: head for ref, head in by_ref.items()}
         for account, by_ref in heads.items()
     }
-    expired, notices, missed, rows = [], [], [], []
+    expired, notices, missed, rows, tags = [], [], [], [], []
     for row in due:
         if (row[0], row[1], row[2]) not in removed:
             continue  # acked by another node since it was read
@@ -117,6 +122,10 @@ async def expire(
         if head is not None:
             head[1] -= 1
             head[2] -= row[10]
+        if item.kind is ItemKind.SEALED:  # no sender to tell: its tag record says EXPIRED
+            expired.append((ref, item))
+            tags.append((item.message_id, ref.account))
+            continue
         if item.kind is not ItemKind.MESSAGE:
             continue  # an expired notice goes silently
         expired.append((ref, item))
@@ -139,7 +148,10 @@ async def expire(
         origin = (item.sender.account, item.sender.device_id, item.message_id)
         rows.append((*row[:2], seq, 2, *origin, b"", now, notice_expires_at, False))
     await _write(conn, rows, heads)
+    if tags:
+        await conn.execute(_TAGS_EXPIRED, *columns(tags, 2))
     await conn.execute(_PURGE_SENT, now)
+    await conn.execute(_PURGE_TAGS, now)
     await conn.execute(_PURGE_CODES, now)  # housekeeping: an expired code can never be used
     return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
 

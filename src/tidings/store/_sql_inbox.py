@@ -45,6 +45,8 @@ _HEADS_OF = (
 )
 _PURGE_SENT = "DELETE FROM sent WHERE expires_at <= ?"
 _PURGE_CODES = "DELETE FROM link_codes WHERE expires_at <= ?"
+_TAG_EXPIRED = "UPDATE sealed_tags SET expired = 1 WHERE tag = ? AND recipient = ?"
+_PURGE_TAGS = "DELETE FROM sealed_tags WHERE forget_at <= ?"
 
 _ItemRow = tuple[int, int, str, int, bytes, bytes, float, float]
 
@@ -81,11 +83,15 @@ def expire(
     due = conn.execute(_DUE, (now, max(limit, 0))).fetchall()
     conn.executemany(_REMOVE, [row[:3] for row in due])
     counters = _Counters(conn)
-    expired, notices, missed, rows = [], [], [], []
+    expired, notices, missed, rows, tags = [], [], [], [], []
     for row in due:
         account, device_id = row[0], row[1]
         ref, item = DeviceRef(account, device_id), _item(row[2:10])
         counters.shrink(ref, row[10])
+        if item.kind is ItemKind.SEALED:  # no sender to tell: its tag record says EXPIRED
+            expired.append((ref, item))
+            tags.append((item.message_id, account))
+            continue
         if item.kind is not ItemKind.MESSAGE:
             continue  # an expired notice goes silently
         expired.append((ref, item))
@@ -112,7 +118,9 @@ def expire(
         )
     conn.executemany(_INSERT_ITEM, rows)
     conn.executemany(_SET_HEAD, counters.rows())
+    conn.executemany(_TAG_EXPIRED, tags)
     conn.execute(_PURGE_SENT, (now,))
+    conn.execute(_PURGE_TAGS, (now,))
     conn.execute(_PURGE_CODES, (now,))  # housekeeping: an expired code can never be used
     return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
 

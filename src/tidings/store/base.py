@@ -20,7 +20,12 @@ Invariants every backend keeps (the conformance suite in ``tests/store/`` checks
 * Push: at most one subscription per device, of a registered device.
 * Device cards: a certificate (opaque bytes) and a last-seen time per registered device, gone
   with it; ``mark_seen`` keeps the latest time it was given.
-* Sealed sender: at most one access key per account, replaced whole by a new one.
+* Sealed sender: at most one access key per account, replaced whole by a new one. A sealed
+  send (:meth:`Store.submit_sealed`) stores nothing that names its sender: its items (kind
+  ``SEALED``, sender ``DeviceRef("", 0)``, the tag as message id) and one *tag record* per
+  ``(recipient, tag)``, which is also its idempotency record. A tag record counts the copies
+  still queued (an ack, an expiry or a removed device takes one off), whether one expired, and
+  is forgotten :data:`TAG_RETENTION` after its items' expiry time.
 * Prekeys: a device's identity key never changes once stored; a one-time prekey (EC or KEM) is
   handed out by at most one :meth:`take_prekey_bundle`, and deleted in the same transaction.
 """
@@ -33,9 +38,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..refs import DeviceRef as DeviceRef  # the Store interface names devices with it
+from ..wire.sealed import TagState as TagState  # what Store.tag_states answers
 
 #: Longest account name, in bytes of UTF-8. Matches the wire limit.
 MAX_ACCOUNT_NAME = 64
+
+#: How long a sealed send's tag record outlives its items' expiry time (seconds): its state
+#: (queued, delivered, expired) is what the sender learns with TAG_QUERY, and a sender that
+#: was offline up to a week after its message expired still learns the ✗ (or the delivery);
+#: after that the tag is forgotten (UNKNOWN) and a retry with it would be stored anew.
+TAG_RETENTION = 7 * 86_400.0
+
+#: The sender every sealed item names: none (an empty account, device 0).
+NO_SENDER = DeviceRef("", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +210,54 @@ MultiSubmitResult = Stored | MultiRefused
 
 
 @dataclass(frozen=True, slots=True)
+class SealedSubmission:
+    """A sealed send (docs/protocol.md §14.2) to store atomically; it names no sender.
+
+    Attributes:
+        tag: 16 bytes chosen by the sender: with ``recipient``, the idempotency key, and what
+            :meth:`Store.tag_states` is asked about.
+        recipient: the recipient account.
+        access_key: the access key the send presents; it must equal the account's stored one
+            (compared in constant time).
+        payloads: one sealed payload per device: exactly every current device of
+            ``recipient`` (SEND's rule, without own copies: the sender is unknown).
+        now: server time of the write; becomes ``enqueued_at`` and the record's ``stored_at``.
+        expires_at: when the items expire unfetched.
+        max_queue: the per-device queue limit; a device over it refuses the whole send.
+        max_stranger_queue: the stranger share (see :class:`Submission`). The relay cannot
+            know a sealed sender, so it cannot know it is one the account writes to: every
+            sealed item counts as a stranger's, and a device holding this many items of
+            strangers (sealed or not) refuses a sealed send. The rest of the queue stays for
+            the senders the account writes to, by SEND. ``None``: no share.
+    """
+
+    tag: bytes
+    recipient: str
+    access_key: bytes
+    payloads: tuple[tuple[DeviceRef, bytes], ...]
+    now: float
+    expires_at: float
+    max_queue: int
+    max_stranger_queue: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDenied:
+    """A sealed send without the recipient's access key — no such account, no key registered,
+    or another key: one answer for the three, so that a sender cannot probe which accounts
+    exist. Nothing was stored."""
+
+
+SealedSubmitResult = Stored | DeviceMismatch | QueueFull | AccessDenied
+
+
+@dataclass(frozen=True, slots=True)
 class ExpiryResult:
     """What one :meth:`Store.expire` pass did."""
 
-    expired: tuple[tuple[DeviceRef, InboxItem], ...]  #: message items removed unfetched
+    #: message and sealed items removed unfetched (a sealed one has no notice: no sender is
+    #: known, and the MISSED notice's wire form names one; its tag record says EXPIRED)
+    expired: tuple[tuple[DeviceRef, InboxItem], ...]
     notices: tuple[tuple[DeviceRef, InboxItem], ...]  #: EXPIRED notices queued to senders
     #: MISSED notices queued to the devices whose items expired, one per item
     missed: tuple[tuple[DeviceRef, InboxItem], ...] = ()
@@ -395,6 +454,24 @@ class Store(Protocol):
         The shared ciphertext is deleted with the last item that refers to it (ack, expiry,
         a removed device). Rules, in order: duplicate; every account's device set; queues."""
 
+    async def submit_sealed(self, sub: SealedSubmission) -> SealedSubmitResult:
+        """Store a sealed send atomically and durably: one ``SEALED`` item per device and its
+        tag record (``queued`` = the number of items) — or nothing. Rules, in order: the access
+        key (:class:`AccessDenied`); a known ``(recipient, tag)`` (``Stored(duplicate=True)``,
+        its first ``stored_at``); the device set (:class:`DeviceMismatch`, ``missing`` and
+        ``stale`` as SEND's); the queue limit, then the stranger share (:class:`QueueFull`).
+
+        Raises:
+            IntegrityError: a device is named twice (a caller bug). Nothing is changed.
+        """
+
+    async def tag_states(self, tags: Sequence[bytes]) -> list[TagState]:
+        """The state of each tag, in order: ``EXPIRED`` if a copy of a send with that tag
+        expired unfetched, else ``QUEUED`` if a copy waits, else ``DELIVERED`` (every copy
+        acknowledged, or gone with its removed device); ``UNKNOWN`` for a tag never stored or
+        forgotten. Of several recipients' sends with one tag, the first state that applies in
+        that order."""
+
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
 
@@ -420,6 +497,8 @@ class Store(Protocol):
         ``notice_expires_at``. Notices (of either kind) that expire are removed silently: a
         notice about a notice would tell a device nothing, and a chain of them would never end.
         Idempotency records older than the retention (``expires_at <= now``) are purged too.
+        A ``SEALED`` item that expires marks its tag record expired, and queues no notice at
+        all; tag records past their retention (see :data:`TAG_RETENTION`) are purged.
         """
 
     async def put_prekeys(

@@ -12,10 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import IntegrityError, Rule, StoreError
-from tidings.store import _multi
+from tidings.store import _multi, _sealed
+from tidings.store._mem_sealed import SealedTags
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
 from tidings.store.base import (
+    NO_SENDER,
+    AccessDenied,
     Device,
     DeviceCard,
     DeviceRef,
@@ -28,10 +31,13 @@ from tidings.store.base import (
     PreKeyBundle,
     PreKeyCounts,
     PushSubscription,
+    SealedSubmission,
+    SealedSubmitResult,
     Stored,
     StoreStats,
     Submission,
     SubmitResult,
+    TagState,
 )
 
 
@@ -94,6 +100,7 @@ class MemoryStore:
         self._contacts: set[tuple[str, str]] = set()  #: (account, an account it sent to)
         self._push: dict[DeviceRef, PushSubscription] = {}
         self._access_keys: dict[str, bytes] = {}
+        self._tags = SealedTags()
 
     async def open(self) -> None:
         """Open the store (keeps what it held if it was closed before)."""
@@ -181,6 +188,9 @@ class MemoryStore:
         if len(entry.inboxes) == 1:
             raise IntegrityError(Rule.LAST_DEVICE)
         del entry.inboxes[device.device_id]
+        for item in inbox.items.values():
+            if item.kind is ItemKind.SEALED:
+                self._tags.gone(device.account, item.message_id, expired=False)
         self._keys.pop(inbox.device.noise_key, None)
         self._prekeys.pop(device, None)
         self._push.pop(device, None)
@@ -325,6 +335,40 @@ class MemoryStore:
         self._committed()
         return Stored(items=tuple(items), stored_at=sub.now)
 
+    async def submit_sealed(self, sub: SealedSubmission) -> SealedSubmitResult:
+        """Store a sealed send atomically (the rules of ``tidings.store._sealed``)."""
+        self._check_open()
+        if not _sealed.access_ok(self._access_keys.get(sub.recipient), sub.access_key):
+            return AccessDenied()
+        stored_at = self._tags.stored_at(sub.recipient, sub.tag)
+        if stored_at is not None:
+            return Stored(items=(), stored_at=stored_at, duplicate=True)
+        inboxes = {
+            inbox.device.ref: inbox for inbox in self._accounts[sub.recipient].inboxes.values()
+        }
+        refusal = _sealed.decide(
+            sub,
+            inboxes,
+            lambda ref: len(inboxes[ref].items),
+            lambda ref: len(inboxes[ref].strangers),
+        )
+        if refusal is not None:
+            return refusal
+        template = InboxItem(0, ItemKind.SEALED, NO_SENDER, sub.tag, b"", sub.now, sub.expires_at)
+        items = []
+        for ref, payload in sub.payloads:
+            item = _append(inboxes[ref], replace(template, payload=payload))
+            inboxes[ref].strangers.add(item.seq)
+            items.append((ref, item))
+        self._tags.add(sub.recipient, sub.tag, len(items), sub.now, sub.expires_at)
+        self._committed()
+        return Stored(items=tuple(items), stored_at=sub.now)
+
+    async def tag_states(self, tags: Sequence[bytes]) -> list[TagState]:
+        """The states of sealed sends' tags. See ``Store.tag_states``."""
+        self._check_open()
+        return self._tags.states(tags)
+
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
         """Up to ``limit`` items of the device's inbox with ``seq > after_seq``, by seq."""
         self._check_open()
@@ -347,8 +391,10 @@ class MemoryStore:
             return 0
         done = [seq for seq in inbox.items if seq <= up_to_seq]
         for seq in done:
-            del inbox.items[seq]
+            item = inbox.items.pop(seq)
             inbox.strangers.discard(seq)
+            if item.kind is ItemKind.SEALED:
+                self._tags.gone(device.account, item.message_id, expired=False)
         if done:
             self._committed()
         return len(done)
@@ -392,6 +438,10 @@ class MemoryStore:
             inbox = self._inbox_of(ref)
             del inbox.items[item.seq]
             inbox.strangers.discard(item.seq)
+            if item.kind is ItemKind.SEALED:  # no sender to tell: its tag says EXPIRED
+                self._tags.gone(ref.account, item.message_id, expired=True)
+                expired.append((ref, item))
+                continue
             if item.kind is not ItemKind.MESSAGE:
                 continue  # an expired notice goes silently
             expired.append((ref, item))
@@ -485,6 +535,7 @@ class MemoryStore:
         return self._accounts[ref.account].inboxes[ref.device_id]
 
     def _purge(self, now: float) -> None:
+        self._tags.purge(now)
         for key in [key for key, sent in self._sent.items() if sent.expires_at <= now]:
             del self._sent[key]
         for code_key in [key for key, code in self._codes.items() if code.expires_at <= now]:

@@ -47,9 +47,12 @@ from tidings.store.base import (
     PreKeyBundle,
     PreKeyCounts,
     PushSubscription,
+    SealedSubmission,
+    SealedSubmitResult,
     StoreStats,
     Submission,
     SubmitResult,
+    TagState,
 )
 from tidings.store.pg_errors import connect, redact
 from tidings.store.pg_migrate import migrate
@@ -191,6 +194,18 @@ class PostgresStore:
     async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
         """Store a multi-send atomically and durably. See ``Store.submit_multi``."""
         return await self._committer.run(lambda conn: _pg_multi.submit_multi(conn, sub), write=True)
+
+    async def submit_sealed(self, sub: SealedSubmission) -> SealedSubmitResult:
+        """Store a sealed send atomically and durably. See ``Store.submit_sealed``."""
+        return await self._committer.run(
+            lambda conn: _pg_sealed.submit_sealed(conn, sub), write=True
+        )
+
+    async def tag_states(self, tags: Sequence[bytes]) -> list[TagState]:
+        """The states of sealed sends' tags. See ``Store.tag_states``."""
+        return await self._committer.run(
+            lambda conn: _pg_sealed.tag_states(conn, tags), write=False
+        )
 
     async def put_certificate(self, device: DeviceRef, certificate: bytes) -> None:
         """Store a device's certificate. See ``Store.put_certificate``."""

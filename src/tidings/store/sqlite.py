@@ -44,9 +44,12 @@ from tidings.store.base import (
     PreKeyBundle,
     PreKeyCounts,
     PushSubscription,
+    SealedSubmission,
+    SealedSubmitResult,
     StoreStats,
     Submission,
     SubmitResult,
+    TagState,
 )
 from tidings.store.migrate import migrate, schema_version
 
@@ -281,6 +284,18 @@ class SQLiteStore:
         """Store a multi-send atomically and durably. See ``Store.submit_multi``."""
         return await self._committer.run(
             lambda conn: _sql_multi.submit_multi(conn, sub), write=True
+        )
+
+    async def submit_sealed(self, sub: SealedSubmission) -> SealedSubmitResult:
+        """Store a sealed send atomically and durably. See ``Store.submit_sealed``."""
+        return await self._committer.run(
+            lambda conn: _sql_sealed.submit_sealed(conn, sub), write=True
+        )
+
+    async def tag_states(self, tags: Sequence[bytes]) -> list[TagState]:
+        """The states of sealed sends' tags. See ``Store.tag_states``."""
+        return await self._committer.run(
+            lambda conn: _sql_sealed.tag_states(conn, tags), write=False
         )
 
     async def fetch(self, device: DeviceRef, after_seq: int, limit: int) -> list[InboxItem]:
