@@ -215,3 +215,21 @@ async def test_a_relay_that_refuses_sealed_sends_gets_the_message_unsealed(
     assert [
         m.message_id for m in bob.client.store.messages(direct_conversation("alice", "bob"))
     ].count(mid) == 1
+
+
+async def test_an_entry_whose_certificate_ran_out_before_a_retry_falls_back(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    bob = await clients.new("bob")
+    alice, creds, fake = await sealed_peer(clients, await clients.register("alice"))
+    mid = await alice.client.send("bob", "late")
+    await fake.wait(lambda: fake.sealed())  # no answer comes
+    creds.expires = 0.0  # no valid certificate any more
+    alice.client._session.drop()  # the session is lost: the entry goes again
+    got = await bob.until(is_received(mid))
+    assert isinstance(got, MessageReceived)
+    unsealed = next(p for p in alice.client.trace(mid) if p.point == "unsealed")
+    assert unsealed.detail == "no valid sender certificate"
+    await alice.until(is_status(mid, Status.SENT, BOB1))
+    assert alice.client.store.sealed_record(mid) is None  # gone with the entry

@@ -33,7 +33,7 @@ from ..refs import DeviceRef
 from ..wire import ErrorCode, Refused, SealedSend, SealedSent, Send, Sent, TagQuery, TagStatus
 from ..wire.limits import MAX_TAGS_PER_QUERY, TAG_LEN
 from ..wire.sealed import TagState
-from .events import ClientEvent, StatusChanged, code_name
+from .events import ClientEvent, StatusChanged
 from .sealed_send import SealedCredentials, build_sealed, route
 from .store import ClientStore, OutboxItem, SealedRecord, TracePoint
 from .unidentified import UnidentifiedLink
@@ -127,7 +127,9 @@ class SealedOutbox:
             now,
         )
         if not chosen.sealed:
-            if chosen.fallback and (record is None or record.unsealed is None):
+            # one that was to go sealed (its tag stored, maybe even stored by the relay) and
+            # now cannot — refused, no certificate any more — falls back for good, traced
+            if record is not None and record.unsealed is None:
                 self._fall_back(item.message_id, chosen.reason, now)
             return None
         tag = record.tag if record is not None else self._rng(TAG_LEN)
@@ -180,7 +182,6 @@ class SealedOutbox:
         """The batch was rolled back: the tags it stored are not stored."""
         self.records = self.store.sealed_records()
         self._by_tag = {r.tag: m for m, r in self.records.items()}
-        self._flight.clear()
 
     def on_disconnect(self) -> None:
         """The authenticated session is gone: what was in flight goes again on the next."""
@@ -314,8 +315,3 @@ class SealedOutbox:
 def _delivered(store: ClientStore, mid: bytes) -> bool:
     status = store.message_status(mid)
     return status is not None and status in (Status.DELIVERED, Status.READ)
-
-
-def describe_refusal(frame: SealedSent) -> str:
-    """One line for logs: a refused SEALED_SEND."""
-    return f"sealed send to {frame.recipient} refused {code_name(frame.code)}: {frame.reason}"
