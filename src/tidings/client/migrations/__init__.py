@@ -359,5 +359,37 @@ CREATE TABLE device_marks (
 ) WITHOUT ROWID;
 """
 
+_V12 = """
+-- Sealed sender (issue 12, docs/protocol.md §14.1). profile_key: this account's profile key as
+-- this device holds it (one row; generation, created_at, device_id order the keys of one account:
+-- content_profile), and the access key of it the relay was last given (NULL: none yet).
+-- contact_profile_keys: each contact's profile key, as received. profile_key_given: the profile
+-- key each contact (device_id 0) and each own device (device_id > 0) was last given.
+-- blocked: the contacts whose messages are dropped and who get no new profile key.
+CREATE TABLE profile_key (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    key         BLOB    NOT NULL CHECK (length(key) = 32),
+    generation  INTEGER NOT NULL,
+    created_at  REAL    NOT NULL,
+    device_id   INTEGER NOT NULL,
+    registered  BLOB
+);
+CREATE TABLE contact_profile_keys (
+    account TEXT PRIMARY KEY,
+    key     BLOB NOT NULL CHECK (length(key) = 32),
+    at      REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE profile_key_given (
+    account   TEXT    NOT NULL,
+    device_id INTEGER NOT NULL,
+    key       BLOB    NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE blocked (
+    account TEXT PRIMARY KEY,
+    at      REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
