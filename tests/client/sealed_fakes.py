@@ -5,6 +5,7 @@ not accept SEALED_SEND yet)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 from tests.e2e.libsignal_fixture import identity
@@ -13,7 +14,7 @@ from tidings.e2e.certificates import SenderCertificate, ServerCertificate
 from tidings.e2e.keys import IdentityKeyPair
 from tidings.net.channel import FrameReceived, HandshakeDone
 from tidings.net.ws import ChannelConnection
-from tidings.wire import Frame, SealedSend, TagQuery
+from tidings.wire import Frame, SealedSend, SealedSent, TagQuery
 
 TRUST_ROOT = identity(b"sealed trust root")
 CERT_KEY = identity(b"sealed cert key")
@@ -57,6 +58,10 @@ class FakeConn:
     def send_frames(self, frames: list[Frame]) -> None:
         for f in frames:
             self.relay.got(f)
+            auto = self.relay.auto
+            if isinstance(f, SealedSend) and auto is not None and auto(f):
+                answer = SealedSent(f.tag, f.recipient, 0, 1000.0, False, "", 0.0)
+                asyncio.get_running_loop().call_soon(self.answer, answer)
 
     def send_frame(self, frame: Frame) -> None:
         self.send_frames([frame])
@@ -77,6 +82,8 @@ class FakeUnidentified:
     """The opener of the client's unidentified link: records what it is sent."""
 
     def __init__(self) -> None:
+        #: Which sealed sends the fake relay stores at once (answered ✓ by itself).
+        self.auto: Callable[[SealedSend], bool] | None = None
         self.frames: list[Frame] = []
         self.conns: list[FakeConn] = []
         self.keys: list[bytes] = []

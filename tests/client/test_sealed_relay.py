@@ -23,7 +23,7 @@ from tidings.e2e.certificates import SenderCertificate
 from tidings.net.channel import Event, FrameReceived
 from tidings.net.ws import ChannelConnection
 from tidings.refs import DeviceRef
-from tidings.wire import SealedSent, TagStatus
+from tidings.wire import SealedSend, SealedSent, TagStatus
 
 BOB1 = DeviceRef("bob", 1)
 BOB_KEY = bytes(range(16))
@@ -105,7 +105,8 @@ async def test_the_relay_stores_a_sealed_message_with_no_sender(
     mid = await alice.client.send("bob", "no sender at the relay")
     await alice.until(is_status(mid, Status.SENT, BOB1))
     assert "sealed_stored" in [p.point for p in alice.client.trace(mid)]
-    assert inbox_rows(tmp_path, "bob") == [(3, "", 0)]  # a sealed item: no sender
+    # sealed items, no sender: the message, and alice's profile key (shared with it)
+    assert inbox_rows(tmp_path, "bob") == [(3, "", 0)] * 2
     # ✗ or not, asked by tag: queued while bob is away (kept), delivered once he fetched it
     assert await ask(alice) == [(mid, True)]
     bob = await clients.start(bob_home)  # acks the sealed item (it cannot open it yet)
@@ -129,7 +130,7 @@ async def test_a_wrong_access_key_falls_back_and_is_delivered_once(
     got = await bob.until(is_received(mid))
     assert isinstance(got, MessageReceived) and got.message.sender == DeviceRef("alice", 1)
     await alice.until(is_status(mid, Status.DELIVERED, BOB1))
-    assert creds.forgotten == ["bob"]
+    assert set(creds.forgotten) == {"bob"}
     unsealed = next(p for p in alice.client.trace(mid) if p.point == "unsealed")
     assert unsealed.detail is not None and unsealed.detail.startswith("ACCESS_DENIED")
     shown = bob.client.store.messages(direct_conversation("alice", "bob"))
@@ -171,12 +172,46 @@ async def test_a_retry_after_a_restart_reuses_the_tag_one_item_at_the_relay(
     mid = await alice.client.send("bob", "stored, answer lost")
     async with asyncio.timeout(TIMEOUT):
         await lost.wait()
-    assert inbox_rows(tmp_path, "bob") == [(3, "", 0)]
+    stored = inbox_rows(tmp_path, "bob")
+    assert stored and all(row == (3, "", 0) for row in stored)
     assert alice.client.status(mid) is Status.PENDING  # no answer: no ✓
     await alice.client.close()
 
     alice, _ = await sealed_alice(clients, relay, home)  # restarted: the same tag goes again
     await alice.until(is_status(mid, Status.SENT, BOB1))
-    assert inbox_rows(tmp_path, "bob") == [(3, "", 0)]  # stored once
-    stored = next(p for p in alice.client.trace(mid) if p.point == "sealed_stored")
-    assert stored.detail == "duplicate"
+    assert inbox_rows(tmp_path, "bob") == stored  # each stored once
+    point = next(p for p in alice.client.trace(mid) if p.point == "sealed_stored")
+    assert point.detail == "duplicate"
+
+
+async def test_alice_and_bob_with_their_own_credentials_seal_messages_and_receipts(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """No fakes: each device's own SealedKeys (profile keys shared by the first messages, the
+    relay's certificates and access keys). A message goes sealed once alice holds bob's
+    profile key; bob shows it from alice, and his receipt, sealed too, makes it ✓✓."""
+    await relays.start()
+    alice, bob = await clients.new("alice"), await clients.new("bob")
+    bob_sealed: list[str] = []
+    send = bob.client.unidentified.send
+
+    def spy(frames: list[Any]) -> None:
+        bob_sealed.extend(f.recipient for f in frames if isinstance(f, SealedSend))
+        send(frames)
+
+    bob.client.unidentified.send = spy  # type: ignore[method-assign]
+    sealed_mid = None
+    for i in range(4):  # the profile keys go with the first messages both ways
+        mid = await alice.client.send("bob", f"hello {i}")
+        got = await bob.until(is_received(mid))
+        assert isinstance(got, MessageReceived) and got.message.sender == DeviceRef("alice", 1)
+        await alice.until(is_status(mid, Status.DELIVERED, BOB1))
+        reply = await bob.client.send("alice", f"re {i}")
+        await alice.until(is_received(reply))
+        if "sealed_stored" in [p.point for p in alice.client.trace(mid)]:
+            sealed_mid = mid
+            break
+    assert sealed_mid is not None, "no message went sealed"
+    assert "alice" in bob_sealed  # bob's receipts and replies to alice went sealed
+    shown = bob.client.store.messages(direct_conversation("alice", "bob"))
+    assert [m.message_id for m in shown].count(sealed_mid) == 1

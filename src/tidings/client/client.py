@@ -47,6 +47,7 @@ from ..wire import (
     TagStatus,
     check_account,
 )
+from .blocking import Blocking
 from .clocks import Clocks
 from .config import ClientConfig, check_read_receipts
 from .connect import open_channel
@@ -72,6 +73,7 @@ from .outbox import Outbox
 from .outbox_multi import MultiLink
 from .own_devices import OwnDevices
 from .prekeys import DeviceKeys
+from .sealed_keys import SealedKeys
 from .sealed_outbox import TAG_QUERY_INTERVAL
 from .sealed_send import SealedCredentials
 from .session import FATAL_CODES, Session
@@ -90,7 +92,7 @@ __all__ = ["FATAL_CODES", "Client", "EventStream"]
 log = logging.getLogger("tidings.client")
 
 
-class Client(OwnDevices, GroupCalls):
+class Client(OwnDevices, GroupCalls, Blocking):
     """One registered device (see the module docstring for the call order).
 
     Args:
@@ -106,8 +108,8 @@ class Client(OwnDevices, GroupCalls):
         rng: the jitter source of the backoffs.
         owner: what this process is, for the message another process that wants this home
             gets (``"tidings listen"``; default: the program's name and arguments).
-        sealed: the sealed-sender credentials (:attr:`sealed_credentials`; ``None``: nothing
-            goes sealed).
+        sealed: the sealed-sender credentials sends to other accounts go sealed with
+            (:attr:`sealed_credentials`); default: this device's own, :attr:`sealed_keys`.
 
     The home is checked and made owner-only (:mod:`tidings.client.home`); nothing is created
     in a home that holds no device. If the store cannot write (disk full, I/O error: see
@@ -208,7 +210,6 @@ class Client(OwnDevices, GroupCalls):
             MultiLink(self._session.multi_send, lambda: self._session.last_close),
             self.unidentified,
         )
-        self._outbox.sealed.credentials = sealed
         #: This device's groups; a group message goes as one multi-recipient send (falling
         #: back to pairwise copies on a relay without it: :mod:`tidings.client.group_transport`).
         self.groups_runtime = GroupRuntime(
@@ -222,6 +223,23 @@ class Client(OwnDevices, GroupCalls):
         self._inbox = Inbox(
             self.store, self.me, self._emit, clocks, self.crypto, self.groups_runtime
         )
+        #: The sealed-sender credentials: profile keys, access keys, the sender certificate
+        #: (:mod:`tidings.client.sealed_keys`; what a sealed send asks).
+        self.sealed_keys = SealedKeys(
+            self.store,
+            self.me,
+            self.crypto.keys.identity.public,
+            lambda: self._session.identity.server_key,
+            self._session.request,
+            lambda: self._session.is_open,
+            self._outbox.add_queued,
+            self._spawn,
+            clock,
+        )
+        self._inbox.blocked = self.sealed_keys.blocked
+        # what goes sealed asks these (tidings.client.sealed_outbox)
+        self._outbox.sealed.credentials = self.sealed_keys if sealed is None else sealed
+        self._inbox.trust_root = lambda: self._session.identity.server_key
         # A device of this account or a member's linked late gets the groups and keys it
         # lacks, without the user (tidings.client.group_sync).
         self._outbox.recipients.on_own_added = self._sync_groups
@@ -258,7 +276,8 @@ class Client(OwnDevices, GroupCalls):
     @property
     def sealed_credentials(self) -> SealedCredentials | None:
         """The sealed-sender credentials messages to other accounts go sealed with
-        (docs/protocol.md §14.2; ``None``: every send is a normal SEND)."""
+        (docs/protocol.md §14.2): :attr:`sealed_keys` unless set; ``None``: every send is a
+        normal SEND."""
         return self._outbox.sealed.credentials
 
     @sealed_credentials.setter
@@ -349,6 +368,7 @@ class Client(OwnDevices, GroupCalls):
             self._tag_timer.cancel()
         await self.unidentified.close()
         await self._session.close()
+        self.sealed_keys.on_close()
         for task in list(self._tasks):
             task.cancel()
             try:
@@ -389,6 +409,7 @@ class Client(OwnDevices, GroupCalls):
         # transaction committed, so the message is durable when it does (G2).
         self._begin_batch()
         try:
+            self._share_profile_key(to)  # a contact given no key of ours yet gets it first
             item, message = self.store.compose(message_id, to, conversation, data, self._clock())
         except StoreUnavailable as exc:
             failed = self.storage_failed or StorageFailed(exc.state, str(exc))
@@ -492,6 +513,7 @@ class Client(OwnDevices, GroupCalls):
         self._end_batch()
         conversation = direct_conversation(self.me.account, to)
         now = self._clock()
+        self._share_profile_key(to)
         timer, request = self.store.set_timer(
             self.me, conversation, seconds, now, new_message_id(now, os.urandom), to
         )
@@ -563,6 +585,8 @@ class Client(OwnDevices, GroupCalls):
             return
         self._outbox.devices[self.me.account] = own_devices
         self._tell_name(own_devices)
+        self._share_profile_key_own(own_devices)
+        self.sealed_keys.on_open()
         # An own device linked while this one was away gets the groups (once per group: a
         # device given this one's key is skipped), as one the DEVICES notice names.
         others = [DeviceRef(self.me.account, d) for d in own_devices if d != self.me.device_id]
@@ -745,6 +769,9 @@ class Client(OwnDevices, GroupCalls):
             return  # a write failed on the way, even if it was only logged: ack nothing more
         if queued:
             self._outbox.add_queued(queued)
+        if self._inbox.profile_key_changed:  # an own device's key won: the relay needs it
+            self._inbox.profile_key_changed = False
+            self.sealed_keys.key_changed()
         if self._inbox.certified:  # it signed a certificate for a new own device
             self._inbox.certified = False
             self._spawn(self._publish())

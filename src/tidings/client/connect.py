@@ -57,6 +57,7 @@ from .home import DB_NAME as DB_NAME
 from .home import prepare_home
 from .prekeys import DeviceKeys
 from .relays import parse_relay_urls
+from .sealed_keys import new_profile_key
 from .store import ClientStore, Identity
 
 #: Client keepalive by default: ping after 5 s of silence, declare the connection dead after 10 s.
@@ -411,6 +412,8 @@ async def register(
             )
             store.save_identity(identity)
             DeviceKeys.create(store, time.time())
+            if link_code is None:  # the account's profile key (sealed sender, protocol §14.1)
+                store.set_profile_key(new_profile_key(identity.device_id, time.time()))
             if link_code is not None:  # its proof of the code's secret (protocol §6.31)
                 save_link_proof(store, link_code, identity.account, identity.device_id)
             await _upload_prekeys(conn, registrar, store)
