@@ -81,8 +81,8 @@ async def test_profile_keys_access_keys_and_a_sealed_message_shown_as_from_alice
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
     await exchange(alice, bob)
 
     # each holds the other's profile key, given with the first message
@@ -116,8 +116,8 @@ async def test_a_forged_or_expired_certificate_or_another_key_is_refused(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
     await exchange(alice, bob)
     await alice.client.sealed_keys.wait_relay_has_key()
     real = alice.client.sealed_keys.certificate(time.time())
@@ -156,9 +156,9 @@ async def test_a_certificate_naming_another_key_than_the_pinned_one_is_refused(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
-    mallory = await clients.new("mallory")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
+    mallory = await clients.new("mallory", share_profile_key=True)
     await exchange(alice, bob)
     # A certificate for alice.1 naming mallory's key (as a relay that lies, or one that
     # certified a reset key, would issue): bob pinned another key for alice.1.
@@ -181,9 +181,9 @@ async def test_blocking_rotates_the_access_key_and_skips_the_blocked(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
-    carol = await clients.new("carol")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
+    carol = await clients.new("carol", share_profile_key=True)
     await exchange(alice, bob)
     await exchange(alice, carol)
     await alice.client.sealed_keys.wait_relay_has_key()

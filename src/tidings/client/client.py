@@ -102,6 +102,9 @@ class Client(OwnDevices, GroupCalls, Blocking):
         rng: the jitter source of the backoffs.
         owner: what this process is, for the message another process that wants this home
             gets (``"tidings listen"``; default: the program's name and arguments).
+        share_profile_key: give the account's profile key to contacts and own devices
+            (sealed sender, :mod:`tidings.client.sealed_keys`); ``False``: give it to nobody
+            (no contact can then send to this account sealed; no PROFILE_KEY is queued).
 
     The home is checked and made owner-only (:mod:`tidings.client.home`); nothing is created
     in a home that holds no device. If the store cannot write (disk full, I/O error: see
@@ -124,6 +127,7 @@ class Client(OwnDevices, GroupCalls, Blocking):
         accept_new_server_key: bool = False,
         rng: random.Random | None = None,
         owner: str = "",
+        share_profile_key: bool = True,
     ) -> None:
         self.home = home
         #: The settings this device runs with.
@@ -213,6 +217,7 @@ class Client(OwnDevices, GroupCalls, Blocking):
             self._outbox.add_queued,
             self._spawn,
             clock,
+            share=share_profile_key,
         )
         self._inbox.blocked = self.sealed_keys.blocked
         self._inbox.trust_root = lambda: self._session.identity.server_key
