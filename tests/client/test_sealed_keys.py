@@ -6,10 +6,15 @@ changed identity key refused; blocking rotates the access key and skips the bloc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
+import pytest
+
 from tests.harness import ClientLab, Peer, RelayLab, is_received, is_status
+from tidings.api.methods import METHODS, call
+from tidings.api.rpc import ApiError
 from tidings.client import SealedRefused
 from tidings.client.inbox_sealed import SEALED_REFUSED
 from tidings.client.store import CryptoWrites
@@ -219,3 +224,32 @@ async def test_blocking_rotates_the_access_key_and_skips_the_blocked(
     m = await alice.client.send("bob", "yes")
     await bob.until(is_received(m))
     assert bob.client.store.contact_profile_key("alice") == new.key
+
+
+async def test_a_linked_device_is_given_the_accounts_key(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    relay = await relays.start()
+    alice1 = await clients.new("alice", share_profile_key=True)
+    await alice1.client.sealed_keys.wait_relay_has_key()
+    alice2 = await clients.link(alice1, share_profile_key=True)
+    key = own_key(alice1)
+    # device 1 notices device 2 (DEVICES) and gives it the key; device 2 makes none of its own
+    async with asyncio.timeout(10):
+        await alice2.client.sealed_keys.wait_relay_has_key()
+    assert own_key(alice2) == key
+    assert alice1.client.store.profile_key_given("alice") == {2: key.key}
+    assert await relay.store.access_key("alice") == access_key(key.key)
+
+
+async def test_block_and_unblock_through_the_api(relays: RelayLab, clients: ClientLab) -> None:
+    await relays.start()
+    alice = await clients.new("alice", share_profile_key=True)
+    answer = await call(alice.client, METHODS["block"], {"contact": "bob"})
+    assert answer == {"contact": "bob", "changed": True, "blocked": ["bob"]}
+    again = await call(alice.client, METHODS["block"], {"contact": "bob"})
+    assert again["changed"] is False
+    with pytest.raises(ApiError):
+        await call(alice.client, METHODS["block"], {"contact": "alice"})
+    answer = await call(alice.client, METHODS["unblock"], {"contact": "bob"})
+    assert answer == {"contact": "bob", "changed": True, "blocked": []}
