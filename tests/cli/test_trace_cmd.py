@@ -106,3 +106,19 @@ def test_the_store_lookup_by_prefix(home: Path) -> None:
             store.message_ids_starting("A990")
         with pytest.raises(ValueError):
             store.message_ids_starting("")
+
+
+def test_it_says_whether_a_message_went_sealed_or_fell_back(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ClientStore(home / DB_NAME) as store:
+        store.put_sealed_tag(A1, "bob", b"T" * 16, time.time(), "to bob: 1 device(s), tag 54545454")
+        store.put_sealed_tag(A2, "bob", b"U" * 16, time.time(), "to bob: 1 device(s), tag 55555555")
+        store.mark_unsealed(A2, "ACCESS_DENIED: wrong key", time.time())
+    _, out, _ = trace(home, A1.hex(), capsys)
+    assert "  sealed: yes — not stored yet\n" in out
+    assert "sealed  (to bob: 1 device(s), tag 54545454)" in out
+    _, out, _ = trace(home, A2.hex(), capsys)
+    assert "  sealed: no — fell back to a normal send (ACCESS_DENIED: wrong key)\n" in out
+    _, out, _ = trace(home, B.hex(), capsys)
+    assert "sealed" not in out

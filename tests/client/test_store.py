@@ -112,7 +112,7 @@ def test_the_public_names_are_re_exported() -> None:
         *("Direction", "Identity", "MessageKey", "OutboxFullError", "OutboxItem"),
         *("OutboxRequest", "SentMark", "StoredMessage", "TraceEntry", "TracePoint"),
         *("CryptoWrites", "E2EIdentity", "PreKeyRow"),
-        *("ConversationTimer", "ExpiredMessage", "DeviceMark"),
+        *("ConversationTimer", "ExpiredMessage", "DeviceMark", "SealedRecord"),
     }
     assert all(hasattr(store_package, name) for name in store_package.__all__)
     assert issubclass(OutboxFullError, StoreError)

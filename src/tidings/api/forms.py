@@ -28,6 +28,7 @@ from ..client.events import (
     MessagesExpired,
     PushDead,
     ReadElsewhere,
+    SealedRefused,
     SendRefused,
     StatusChanged,
     StorageFailed,
@@ -250,6 +251,13 @@ def event_json(event: ClientEvent) -> JSON:
             "sender": str(event.sender),
             "message_id": event.message_id.hex(),
             "retry_requested": event.retry_requested,
+        }
+    if isinstance(event, SealedRefused):
+        return {
+            "event": "sealed-refused",
+            "tag": event.tag.hex(),
+            "reason": event.reason,
+            "at": event.at,
         }
     if isinstance(event, GroupChanged):
         return {

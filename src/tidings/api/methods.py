@@ -232,6 +232,27 @@ async def set_timer(client: Client, params: Params) -> Any:
     return timer_json(conversation, await client.set_timer(contact, seconds))
 
 
+async def block(client: Client, params: Params) -> Any:
+    """Block ``contact``: its messages are dropped from now on and the profile key is rotated
+    (the new one goes to every other contact and own device, never to it). ``{"contact",
+    "changed", "blocked"}``; ``changed`` false: it was blocked already."""
+    _only(params, "contact")
+    contact, _ = _conversation_with(client, params)
+    if contact == client.me.account:
+        raise ApiError(INVALID_PARAMS, "contact: an account cannot block itself")
+    changed = await client.block(contact)
+    return {"contact": contact, "changed": changed, "blocked": client.blocked()}
+
+
+async def unblock(client: Client, params: Params) -> Any:
+    """Unblock ``contact``: ``{"contact", "changed", "blocked"}`` (``changed`` false: it was
+    not blocked)."""
+    _only(params, "contact")
+    contact, _ = _conversation_with(client, params)
+    changed = await client.unblock(contact)
+    return {"contact": contact, "changed": changed, "blocked": client.blocked()}
+
+
 async def mark_read(client: Client, params: Params) -> Any:
     """Mark received messages read (sends read receipts if enabled): ``{"message_ids"}``."""
     _only(params, "message_ids")
@@ -428,6 +449,8 @@ METHODS: dict[str, Method] = {
     "settings": settings,
     "timer": timer,
     "set_timer": set_timer,
+    "block": block,
+    "unblock": unblock,
     "push_register": push_register,
     "push_unregister": push_unregister,
     "push_status": push_status,

@@ -18,6 +18,7 @@ import sys
 from .. import __version__
 from ..errors import ConnectionBroken, DeviceBusy, RefusedError, StoreUnavailable, TidingsError
 from . import (
+    block_cmd,
     chat_cmd,
     client_cmds,
     config_cmd,
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     relays_cmd.add_parser(sub)
     history_cmd.add_parsers(sub)
     timer_cmd.add_parser(sub)
+    block_cmd.add_parsers(sub)
     devices_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
     safety_cmd.add_parser(sub)

@@ -16,7 +16,7 @@ from ..api.forms import trace_json
 from ..client import msgids
 from ..client.home import prepare_home
 from ..client.msgids import MIN_PREFIX, parse_prefix
-from ..client.store import ClientStore
+from ..client.store import ClientStore, TraceEntry
 from ..delivery import Status, glyph
 from ..errors import ConfigError
 from .common import _common, _ts, home_of
@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="show a sent message's confirmation points",
         description="Show every confirmation point this device saw for a message: composed, "
         "written to the socket, acked by the server's TCP stack, ✓ stored, ✓✓ delivered and "
-        "read per device, ✗ expired. Reads the local store only.",
+        "read per device, ✗ expired; whether it went sealed (no sender at the relay) or fell "
+        "back to a normal send, and why. Reads the local store only.",
     )
     p.add_argument(
         "message_id",
@@ -68,6 +69,20 @@ def resolve(store: ClientStore, prefix: str, home: Path) -> bytes:
         ) from None
 
 
+def sealed_line(points: list[TraceEntry]) -> str:
+    """How the message went, if it was to go sealed (docs/protocol.md §14.2): sealed (the
+    relay stored it without a sender), or a fallback to a normal send and why; ``""`` for a
+    message that was never to go sealed."""
+    unsealed = [p for p in points if p.point == "unsealed"]
+    if unsealed:
+        return f"  sealed: no — fell back to a normal send ({unsealed[-1].detail})"
+    if any(p.point == "sealed" for p in points):
+        stored = any(p.point == "sealed_stored" for p in points)
+        how = "stored by the relay without a sender" if stored else "not stored yet"
+        return f"  sealed: yes — {how}"
+    return ""
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     home = home_of(args)
     with ClientStore(prepare_home(home)) as store:
@@ -87,6 +102,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
             f"{(status or Status.PENDING).name.lower()}{waiting}"
         )
         names = {p.point for p in points}
+        line = sealed_line(points)
+        if line:
+            print(line)
         for p in points:
             delta = (p.at - start) * 1000
             detail = f"  ({p.detail})" if p.detail else ""

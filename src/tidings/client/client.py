@@ -42,11 +42,15 @@ from ..wire import (
     PrekeysLow,
     PushStatus,
     Refused,
+    SealedSent,
     Sent,
+    TagStatus,
     check_account,
 )
+from .blocking import Blocking
 from .clocks import Clocks
 from .config import ClientConfig, check_read_receipts
+from .connect import open_channel
 from .crypto import DeviceCrypto, SafetyNumber
 from .disappearing import Disappearing
 from .events import (
@@ -69,6 +73,9 @@ from .outbox import Outbox
 from .outbox_multi import MultiLink
 from .own_devices import OwnDevices
 from .prekeys import DeviceKeys
+from .sealed_keys import SealedKeys
+from .sealed_outbox import TAG_QUERY_INTERVAL
+from .sealed_send import SealedCredentials
 from .session import FATAL_CODES, Session
 from .store import (
     ClientStore,
@@ -78,13 +85,14 @@ from .store import (
     StoredMessage,
     TraceEntry,
 )
+from .unidentified import UnidentifiedLink
 
 __all__ = ["FATAL_CODES", "Client", "EventStream"]
 
 log = logging.getLogger("tidings.client")
 
 
-class Client(OwnDevices, GroupCalls):
+class Client(OwnDevices, GroupCalls, Blocking):
     """One registered device (see the module docstring for the call order).
 
     Args:
@@ -100,6 +108,11 @@ class Client(OwnDevices, GroupCalls):
         rng: the jitter source of the backoffs.
         owner: what this process is, for the message another process that wants this home
             gets (``"tidings listen"``; default: the program's name and arguments).
+        sealed: the sealed-sender credentials sends to other accounts go sealed with
+            (:attr:`sealed_credentials`); default: this device's own, :attr:`sealed_keys`.
+        share_profile_key: give the account's profile key to contacts and own devices
+            (sealed sender, :mod:`tidings.client.sealed_keys`); ``False``: give it to nobody
+            (no contact can then send to this account sealed; no PROFILE_KEY is queued).
 
     The home is checked and made owner-only (:mod:`tidings.client.home`); nothing is created
     in a home that holds no device. If the store cannot write (disk full, I/O error: see
@@ -122,6 +135,8 @@ class Client(OwnDevices, GroupCalls):
         accept_new_server_key: bool = False,
         rng: random.Random | None = None,
         owner: str = "",
+        sealed: SealedCredentials | None = None,
+        share_profile_key: bool = True,
     ) -> None:
         self.home = home
         #: The settings this device runs with.
@@ -172,6 +187,18 @@ class Client(OwnDevices, GroupCalls):
             self.config.reconnect,
         )
         clocks = Clocks(clock, monotonic)
+        #: The unidentified connection of sealed sends (:mod:`tidings.client.unidentified`).
+        self.unidentified = UnidentifiedLink(
+            lambda: self._session.url,
+            lambda: self._session.identity.server_key,
+            self._on_unidentified_frame,
+            lambda reason: self._outbox.sealed.on_unsupported(reason),
+            lambda url, handler, key: open_channel(url, handler, None, key, self.config.keepalive),
+            self._rng.random,
+            backoff=self.config.reconnect,
+            keepalive=self.config.keepalive,
+        )
+        self._tag_timer: asyncio.TimerHandle | None = None
         self._outbox = Outbox(
             self.store,
             self.me,
@@ -185,6 +212,7 @@ class Client(OwnDevices, GroupCalls):
             self.config.outbox_window,
             self.config.outbox_retry,
             MultiLink(self._session.multi_send, lambda: self._session.last_close),
+            self.unidentified,
         )
         #: This device's groups; a group message goes as one multi-recipient send (falling
         #: back to pairwise copies on a relay without it: :mod:`tidings.client.group_transport`).
@@ -199,6 +227,24 @@ class Client(OwnDevices, GroupCalls):
         self._inbox = Inbox(
             self.store, self.me, self._emit, clocks, self.crypto, self.groups_runtime
         )
+        #: The sealed-sender credentials: profile keys, access keys, the sender certificate
+        #: (:mod:`tidings.client.sealed_keys`; what a sealed send asks).
+        self.sealed_keys = SealedKeys(
+            self.store,
+            self.me,
+            self.crypto.keys.identity.public,
+            lambda: self._session.identity.server_key,
+            self._session.request,
+            lambda: self._session.is_open,
+            self._outbox.add_queued,
+            self._spawn,
+            clock,
+            share=share_profile_key,
+        )
+        self._inbox.blocked = self.sealed_keys.blocked
+        # what goes sealed asks these (tidings.client.sealed_outbox)
+        self._outbox.sealed.credentials = self.sealed_keys if sealed is None else sealed
+        self._inbox.trust_root = lambda: self._session.identity.server_key
         # A device of this account or a member's linked late gets the groups and keys it
         # lacks, without the user (tidings.client.group_sync).
         self._outbox.recipients.on_own_added = self._sync_groups
@@ -231,6 +277,17 @@ class Client(OwnDevices, GroupCalls):
         """Set when the relay refused this device for good (or its key changed): the client
         no longer reconnects."""
         return self._session.fatal
+
+    @property
+    def sealed_credentials(self) -> SealedCredentials | None:
+        """The sealed-sender credentials messages to other accounts go sealed with
+        (docs/protocol.md §14.2): :attr:`sealed_keys` unless set; ``None``: every send is a
+        normal SEND."""
+        return self._outbox.sealed.credentials
+
+    @sealed_credentials.setter
+    def sealed_credentials(self, credentials: SealedCredentials | None) -> None:
+        self._outbox.sealed.credentials = credentials
 
     @property
     def connected(self) -> bool:
@@ -312,7 +369,11 @@ class Client(OwnDevices, GroupCalls):
     async def close(self) -> None:
         """Disconnect and close the store. What is in the outbox stays there."""
         self._end_batch()
+        if self._tag_timer is not None:
+            self._tag_timer.cancel()
+        await self.unidentified.close()
         await self._session.close()
+        self.sealed_keys.on_close()
         for task in list(self._tasks):
             task.cancel()
             try:
@@ -353,6 +414,7 @@ class Client(OwnDevices, GroupCalls):
         # transaction committed, so the message is durable when it does (G2).
         self._begin_batch()
         try:
+            self._share_profile_key(to)  # a contact given no key of ours yet gets it first
             item, message = self.store.compose(message_id, to, conversation, data, self._clock())
         except StoreUnavailable as exc:
             failed = self.storage_failed or StorageFailed(exc.state, str(exc))
@@ -456,6 +518,7 @@ class Client(OwnDevices, GroupCalls):
         self._end_batch()
         conversation = direct_conversation(self.me.account, to)
         now = self._clock()
+        self._share_profile_key(to)
         timer, request = self.store.set_timer(
             self.me, conversation, seconds, now, new_message_id(now, os.urandom), to
         )
@@ -527,6 +590,8 @@ class Client(OwnDevices, GroupCalls):
             return
         self._outbox.devices[self.me.account] = own_devices
         self._tell_name(own_devices)
+        self._share_profile_key_own(own_devices)
+        self.sealed_keys.on_open()
         # An own device linked while this one was away gets the groups (once per group: a
         # device given this one's key is skipped), as one the DEVICES notice names.
         others = [DeviceRef(self.me.account, d) for d in own_devices if d != self.me.device_id]
@@ -537,6 +602,7 @@ class Client(OwnDevices, GroupCalls):
             self._outbox.pump()
         except StoreUnavailable:
             return  # reported by the store's hook: the client stops
+        self._ask_tags()
         self._spawn(self._keysync.sync())
         self._spawn(self._publish())
 
@@ -664,6 +730,33 @@ class Client(OwnDevices, GroupCalls):
     def _on_refused(self, frame: Refused) -> None:
         self._outbox.on_refused(frame)
 
+    def _on_unidentified_frame(self, frame: object) -> None:
+        """SEALED_SENT or TAG_STATUS from the unidentified connection: handled in the turn's
+        batch like a frame of the session."""
+        if self.storage_failed is not None:
+            return
+        self._begin_batch()
+        try:
+            if isinstance(frame, SealedSent):
+                self._outbox.sealed.on_sealed_sent(frame)
+            elif isinstance(frame, TagStatus):
+                self._outbox.sealed.on_tag_status(frame)
+        except StoreUnavailable:
+            return  # reported by the store's hook: the client stops
+
+    def _ask_tags(self) -> None:
+        """Ask what became of the sealed messages not yet delivered (at every session's open,
+        then every :data:`~tidings.client.sealed_outbox.TAG_QUERY_INTERVAL`)."""
+        if self._tag_timer is not None:
+            self._tag_timer.cancel()
+        self._tag_timer = asyncio.get_running_loop().call_later(TAG_QUERY_INTERVAL, self._ask_tags)
+        if self.storage_failed is not None or not self._session.is_open:
+            return
+        try:
+            self._outbox.sealed.ask_tags(self._clock())
+        except StoreError:
+            log.exception("! could not read the sealed tags to ask about")
+
     # ---------------------------------------------------------------- inbox
 
     def _on_deliver(self, frame: Deliver) -> None:
@@ -681,6 +774,9 @@ class Client(OwnDevices, GroupCalls):
             return  # a write failed on the way, even if it was only logged: ack nothing more
         if queued:
             self._outbox.add_queued(queued)
+        if self._inbox.profile_key_changed:  # an own device's key won: the relay needs it
+            self._inbox.profile_key_changed = False
+            self.sealed_keys.key_changed()
         if self._inbox.certified:  # it signed a certificate for a new own device
             self._inbox.certified = False
             self._spawn(self._publish())

@@ -57,6 +57,7 @@ from .home import DB_NAME as DB_NAME
 from .home import prepare_home
 from .prekeys import DeviceKeys
 from .relays import parse_relay_urls
+from .sealed_keys import new_profile_key
 from .store import ClientStore, Identity
 
 #: Client keepalive by default: ping after 5 s of silence, declare the connection dead after 10 s.
@@ -183,7 +184,7 @@ def peer_address(conn: ChannelConnection) -> str | None:
 async def open_channel(
     url: str,
     handler: object,
-    static_private: bytes,
+    static_private: bytes | None,
     server_key: bytes | None,
     keepalive: KeepaliveParams = CLIENT_KEEPALIVE,
     rng: Callable[[int], bytes] = os.urandom,
@@ -191,6 +192,9 @@ async def open_channel(
     timers: Timers | None = None,
 ) -> ChannelConnection:
     """Connect and start the Noise handshake; ``handler`` gets the channel's events.
+
+    ``static_private`` ``None``: an *unidentified* session (Noise NK to the pinned
+    ``server_key``, docs/protocol.md §14.1), which proves no key of this device.
 
     ``timers``: where the connection's deadlines run (default: the loop's own, on the
     monotonic clock; tests pass a :class:`~tidings.net.timers.VirtualTimers`).
@@ -408,6 +412,8 @@ async def register(
             )
             store.save_identity(identity)
             DeviceKeys.create(store, time.time())
+            if link_code is None:  # the account's profile key (sealed sender, protocol §14.1)
+                store.set_profile_key(new_profile_key(identity.device_id, time.time()))
             if link_code is not None:  # its proof of the code's secret (protocol §6.31)
                 save_link_proof(store, link_code, identity.account, identity.device_id)
             await _upload_prekeys(conn, registrar, store)

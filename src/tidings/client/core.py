@@ -50,6 +50,7 @@ from ..wire import (
     PrekeysStored,
     PushStatus,
     RequestFailed,
+    SenderCert,
     Welcome,
 )
 from .catchup import CatchUp
@@ -97,6 +98,7 @@ _ANSWERS = (
     PushStatus,
     MultiSent,
     DeviceDetails,
+    SenderCert,
 )
 
 
@@ -396,7 +398,8 @@ class ConnectionCore:
         | PrekeysStored
         | PushStatus
         | MultiSent
-        | DeviceDetails,
+        | DeviceDetails
+        | SenderCert,
         now: float,
     ) -> None:
         rid = frame.request_id

@@ -197,6 +197,18 @@ class DecryptionFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedRefused:
+    """A sealed message (DELIVER kind 3, sealed sender) was refused and dropped: it did not
+    open, its sender certificate is not valid (forged, expired), or it names another identity
+    key than the one pinned for its sender device. Its sender is not known, so nobody is asked
+    to send it again. ``tag``: the relay's id of the item (the sender's random tag)."""
+
+    tag: bytes
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReadElsewhere:
     """Another device of this account displayed these received messages: they are read here
     too (unread counts clear on every device of the account)."""
@@ -315,6 +327,7 @@ ClientEvent = (
     | StorageFailed
     | IdentityChanged
     | DecryptionFailed
+    | SealedRefused
     | GroupChanged
     | DeviceCertification
 )

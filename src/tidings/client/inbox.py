@@ -17,7 +17,12 @@ it again, which the store then ignores):
   (the only unencrypted content; it names ids only), and :class:`DecryptionFailed` reported;
 * group content — handed to the device's groups (:mod:`.inbox_groups`);
 * a retry request for this device — the session with the requester is rebuilt and the named
-  messages it was a recipient of are queued again (RESEND, same message id inside).
+  messages it was a recipient of are queued again (RESEND, same message id inside);
+* a sealed message (kind 3) — opened and handled as the kind-0 item inside, or refused
+  (:mod:`.inbox_sealed`);
+* a profile key (sealed sender) — a contact's is kept, an own device's adopted if it wins
+  (:func:`~tidings.client.sealed_keys.commit_profile_key`);
+* anything from a blocked contact — decrypted (its session stays in step) and dropped.
 
 (The two retry-request cases live in :mod:`.inbox_retry`.)
 
@@ -58,6 +63,7 @@ from ..delivery.content_groups import (
     SenderKey,
 )
 from ..delivery.content_history import History
+from ..delivery.content_profile import ProfileKey
 from ..delivery.msgids import new_message_id
 from ..errors import DecryptionError, StoreError, StoreUnavailable
 from ..refs import DeviceRef
@@ -80,6 +86,8 @@ from .events import (
 from .groups import GroupRuntime
 from .inbox_groups import is_group_part, on_group, on_group_part
 from .inbox_retry import on_plaintext, undecryptable
+from .inbox_sealed import on_sealed
+from .sealed_keys import commit_profile_key
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest, StoredMessage
 
 log = logging.getLogger("tidings.client")
@@ -126,6 +134,13 @@ class Inbox:
         #: Set when this device signed a certificate for a new own device: the client then
         #: publishes it at the relay (and clears this).
         self.certified = False
+        #: Set when an own device's profile key was adopted: the client then gives the relay
+        #: its access key (and clears this).
+        self.profile_key_changed = False
+        #: The blocked contacts, whose items are dropped (the client shares its set here).
+        self.blocked: set[str] = set()
+        #: The relay's pinned static key, the trust root of sealed messages (set by the client).
+        self.trust_root: Callable[[], bytes | None] = lambda: None
 
     def _load_reorderer(self) -> Reorderer[StoredMessage]:
         # A linked device (id > 1) joins conversations that began before it existed, and a
@@ -212,16 +227,24 @@ class Inbox:
         if frame.kind == 2:
             self._expired_unfetched(frame, sender)
             return []
+        if frame.kind == 3:  # sealed: handled as the kind-0 item inside (or refused)
+            return on_sealed(self, frame, now)
         if frame.kind != 0:  # a kind newer than this client: nothing it can act on
             self.store.advance_cursor(frame.seq)
             return []
-        if is_group_part(frame.payload):
+        blocked = sender.account in self.blocked
+        if is_group_part(frame.payload) and not blocked:
             return self._guarded(lambda: on_group_part(self, frame, sender, now))
         writes = CryptoWrites(now)
         try:
             opened = self.crypto.open(sender, frame.payload, writes)
         except DecryptionError:
+            if blocked:
+                self.store.advance_cursor(frame.seq)
+                return []
             return undecryptable(self, frame, sender, now)
+        if blocked:  # dropped, not shown; the session moved on with it
+            return self._guarded(lambda: self._dropped(frame, sender, opened.content, writes))
         # Every path below hands ``writes`` to the one store call that commits the item, so
         # the session state lands with it; if that call fails, the store drops them and makes
         # the sessions reload (its rollback hook), and the ordering state reloads here.
@@ -235,6 +258,50 @@ class Inbox:
         except BaseException:
             self.crypto.reload()  # whatever failed, the cache must not run ahead of the store
             raise
+
+    def _dropped(
+        self, frame: Deliver, sender: DeviceRef, data: bytes, writes: CryptoWrites
+    ) -> list[bytes]:
+        """A blocked contact's item: nothing of it is stored or shown, but a message's counter
+        is passed in its stream (it was dropped on purpose: not a gap to wait out)."""
+        try:
+            content = parse_content(data)
+        except ContentError:
+            content = None
+        if isinstance(content, Resend):
+            content = content.message
+        if not isinstance(content, Message):
+            self.store.advance_cursor(frame.seq, writes)
+            return []
+        now = self._clock()
+        placeholder = StoredMessage(
+            frame.message_id,
+            sender,
+            content.conversation,
+            content.counter,
+            b"",
+            content.sent_at,
+            Direction.IN,
+            None,
+            now,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        key = StreamKey(content.conversation, sender.account, sender.device_id)
+        events = [
+            e
+            for e in self.reorderer.receive(key, content.counter, placeholder, self._mono())
+            if not (isinstance(e, Surfaced) and e.item is placeholder)
+        ]
+        surfaced = [e.item.key for e in events if isinstance(e, Surfaced)]
+        states, notices = self.reorderer.changed_states(), self.reorderer.changed_notices()
+        if self.store.commit_dropped(frame.seq, states, surfaced, notices, writes):
+            self._report(events)
+            self._arm()
+        return []
 
     def _guarded(self, commit: Callable[[], list[bytes]]) -> list[bytes]:
         """Run ``commit``; if it fails, the ordering state and the sessions reload."""
@@ -268,6 +335,10 @@ class Inbox:
             return []
         if isinstance(content, History):
             self._on_history(frame, sender, content, now, writes)
+            return []
+        if isinstance(content, ProfileKey):
+            if commit_profile_key(self.store, self.me, frame.seq, sender, content, now, writes):
+                self.profile_key_changed = True
             return []
         if isinstance(
             content, GroupChange | SenderKey | GroupMessage | GroupKeyRequest | GroupSync

@@ -53,16 +53,18 @@ from ..delivery.outbox import Failed, RefreshDevices, RetryAt
 from ..errors import StoreError, StoreUnavailable
 from ..net.ws import ChannelConnection
 from ..refs import DeviceRef
-from ..wire import ErrorCode, Frame, Refused, Sent
+from ..wire import ErrorCode, Frame, Refused, SealedSend, Sent
 from .clocks import Clocks
 from .connect import TcpAckWatcher
 from .crypto import DeviceCrypto
 from .events import ClientEvent, SendRefused, StatusChanged, code_name
 from .outbox_multi import MultiLink, MultiPlan, MultiSender
 from .recipients import Recipients
+from .sealed_outbox import SealedOutbox
 from .sealing import seal_entries
 from .sentlog import SentLog
 from .store import ClientStore, OutboxItem, TracePoint
+from .unidentified import UnidentifiedLink
 
 log = logging.getLogger("tidings.client")
 
@@ -70,8 +72,10 @@ log = logging.getLogger("tidings.client")
 STORE_RETRY = 1.0
 
 #: SEND frames sealed in a batch, written after its commit: the connection, the frames' ids,
-#: and the multi-sends to start.
-_Prepared = tuple[ChannelConnection, list[Frame], list[bytes], list[MultiPlan]]
+#: the multi-sends to start, and the sealed sends (:mod:`.sealed_outbox`).
+_Prepared = tuple[
+    ChannelConnection, list[Frame], list[bytes], list[MultiPlan], list[tuple[bytes, SealedSend]]
+]
 
 
 class Outbox:
@@ -91,6 +95,8 @@ class Outbox:
         window: most sends in flight.
         retry: a refused send's first and largest retry delay ceilings, in seconds.
         multi: the relay's multi-recipient send (None: group entries fall back to pairwise).
+        unidentified: the unidentified connection of sealed sends (None: nothing goes sealed;
+            the credentials are :attr:`SealedOutbox.credentials` of :attr:`sealed`).
     """
 
     def __init__(
@@ -107,6 +113,7 @@ class Outbox:
         window: int = OUTBOX_WINDOW,
         retry: tuple[float, float] = (RETRY_BASE, RETRY_CAP),
         multi: MultiLink | None = None,
+        unidentified: UnidentifiedLink | None = None,
     ) -> None:
         self.store = store
         self.crypto = crypto
@@ -139,6 +146,8 @@ class Outbox:
         self._fresh: set[bytes] = set()
         #: The group multi-sends (:mod:`.outbox_multi`).
         self.multi = MultiSender(self, multi)
+        #: The sealed sends (:mod:`.sealed_outbox`).
+        self.sealed = SealedOutbox(self, store, crypto.keys.identity, unidentified, emit)
         t = clocks.read()
         for item in store.pending():
             self._add_entry(item, t)
@@ -160,6 +169,7 @@ class Outbox:
     def on_connect(self) -> None:
         """A session is open (call :meth:`pump` next)."""
         self.scheduler.on_connect()
+        self.sealed.on_connect()
 
     def on_disconnect(self) -> None:
         """The session is gone: what was in flight goes again on the next one."""
@@ -168,6 +178,7 @@ class Outbox:
         self._fetching.clear()
         self._tcp.reset()
         self.multi.on_disconnect()
+        self.sealed.on_disconnect()
 
     def close(self) -> None:
         """Stop the timers."""
@@ -249,6 +260,7 @@ class Outbox:
         self._pump_wanted = False
         self.log.drop()
         self.crypto.reload()
+        self.sealed.reload()
 
     def pump(self) -> None:
         """Send what the scheduler releases now; re-arm the timer for what it holds back."""
@@ -273,9 +285,9 @@ class Outbox:
         entries = self.scheduler.handle_timer(t.mono)
         prepared: _Prepared | None = None
         if entries:
-            frames, ids, notes, plans = self._build(entries, t)
-            if frames or plans:
-                prepared = (conn, frames, ids, plans)
+            frames, ids, notes, plans, sealed = self._build(entries, t)
+            if frames or plans or sealed:
+                prepared = (conn, frames, ids, plans, sealed)
             for mid in notes:  # a note to self with no other device: nothing to relay
                 self.on_sent(Sent(mid, self._server_time()))
         deadline = self.scheduler.next_deadline()
@@ -287,13 +299,14 @@ class Outbox:
     def _write(self, prepared: _Prepared) -> None:
         """Write sealed SEND frames (now: the trace's "written" and the TCP-ack target need
         it), unless their connection is gone (its entries go again on the next one)."""
-        conn, frames, ids, plans = prepared
+        conn, frames, ids, plans, sealed = prepared
         if conn is not self._session():
             return
         if frames:
             conn.send_frames(frames)
             conn.flush()
         self.multi.start(conn, plans)
+        self.sealed.start(conn, sealed)
         written = self._clock()
         for mid in ids:
             self.log.later(mid, TracePoint.WRITTEN, written)
@@ -312,14 +325,24 @@ class Outbox:
 
     def _build(
         self, entries: list[OutboxEntry], t: ClockReading
-    ) -> tuple[list[Frame], list[bytes], list[bytes], list[MultiPlan]]:
+    ) -> tuple[
+        list[Frame], list[bytes], list[bytes], list[MultiPlan], list[tuple[bytes, SealedSend]]
+    ]:
         """The SEND frames for released entries (their ciphertexts saved first), their ids,
         the ids of notes to self that need no relay (see :func:`seal_entries`), and the
         multi-sends. Entries that need sessions are held (with the rest of their lane) and the
         fetch started."""
         multi, entries = self.multi.split(entries)
         plans, multi_notes = self.multi.plan(multi, t.wall)
-        out = seal_entries(entries, self._items, self.recipients, self.crypto, self._fresh, t.wall)
+        out = seal_entries(
+            entries,
+            self._items,
+            self.recipients,
+            self.crypto,
+            self._fresh,
+            t.wall,
+            self.sealed.split,
+        )
         for mid in out.held:
             self.scheduler.hold(mid)
         for lane, devices in out.fetch.items():
@@ -327,6 +350,7 @@ class Outbox:
         for mid, code, reason in out.invalid:
             self._fail_locally(mid, code, reason)
         self._fresh.difference_update(out.ids)
+        self._fresh.difference_update(mid for mid, _ in out.sealed)
         self._targets.update(out.targets)
         if out.ciphertexts:
             try:
@@ -336,10 +360,10 @@ class Outbox:
                 if not isinstance(exc, StoreUnavailable):  # that one stops the client
                     log.exception("! could not save ciphertexts; retrying shortly")
                 self.crypto.reload()
-                for mid in out.ids:
+                for mid in [*out.ids, *(m for m, _ in out.sealed)]:
                     self.scheduler.hold(mid, t.mono + STORE_RETRY)
-                return [], [], out.notes + multi_notes, plans
-        return out.frames, out.ids, out.notes + multi_notes, plans
+                return [], [], out.notes + multi_notes, plans, []
+        return out.frames, out.ids, out.notes + multi_notes, plans, out.sealed
 
     def _start_fetch(self, lane: str, devices: list[DeviceRef]) -> None:
         if lane in self._fetching:
@@ -361,6 +385,7 @@ class Outbox:
         self._fresh.discard(message_id)
         self._drained.set()
         self.multi.release_waiting()
+        self.sealed.entry_done(message_id, failed=True)
         self.log.flush_trace(message_id)
         self.store.mark_failed(message_id, code, reason, now)
         if item is not None:
@@ -374,6 +399,13 @@ class Outbox:
         self.scheduler.devices_refreshed(lane, not_before)
         self.pump()
 
+    def requeue(self, message_id: bytes) -> None:
+        """Send an entry in flight again at once, another way (a sealed send that falls back to
+        a normal SEND): not an attempt, no backoff."""
+        self.scheduler.hold(message_id, self._mono())
+        self._targets.pop(message_id, None)
+        self.pump()
+
     # ---------------------------------------------------------------- answers
 
     def on_sent(self, frame: Sent) -> None:
@@ -384,6 +416,7 @@ class Outbox:
             return
         self._drained.set()
         self.multi.release_waiting()
+        self.sealed.entry_done(frame.message_id, failed=False)
         item = self._items.pop(frame.message_id, None)
         self._fresh.discard(frame.message_id)
         targets = self._targets.pop(frame.message_id, ())

@@ -84,6 +84,8 @@ class OwnDevices:
 
         def _sync_groups(self, devices: list[DeviceRef]) -> None: ...
 
+        def _share_profile_key_own(self, own_devices: tuple[int, ...]) -> None: ...
+
     async def link_code(self) -> tuple[bytes, float]:
         """Ask the server for a one-use code that lets a new device join this account.
 
@@ -293,6 +295,7 @@ class OwnDevices:
         self._outbox.devices[frame.account] = frame.device_ids
         if frame.account == self.me.account:
             self._tell_name(frame.device_ids)
+            self._share_profile_key_own(frame.device_ids)
             known = before or (self.me.device_id,)
             new = [DeviceRef(self.me.account, d) for d in frame.device_ids if d not in known]
             if new:

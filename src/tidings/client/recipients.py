@@ -30,6 +30,7 @@ NO_OWN_COPIES = frozenset(
         ContentKind.GROUP_MESSAGE,
         ContentKind.GROUP_KEY_REQUEST,
         ContentKind.GROUP_SYNC,
+        ContentKind.PROFILE_KEY,  # our own devices get the key in a send of their own
     }
 )
 

@@ -9,14 +9,14 @@ rest of their lane, G4) and starts those fetches.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..delivery import OutboxEntry
 from ..e2e import NoSessionError, SendingChainMissingError
 from ..errors import FrameError
 from ..refs import DeviceRef
-from ..wire import Frame, Send, Target
+from ..wire import Frame, SealedSend, Send, Target
 from .crypto import DeviceCrypto
 from .recipients import Recipients
 from .store import CryptoWrites, OutboxItem
@@ -37,6 +37,8 @@ class Sealed:
         held: entries that wait (for sessions, or behind an entry of their lane that does).
         fetch: per lane, the devices whose sessions to fetch.
         invalid: ``(id, code, reason)`` of entries that cannot be sent as they are.
+        sealed: ``(id, SEALED_SEND)`` of the entries that go sealed (:mod:`.sealed_outbox`;
+            the SEND of their own copies waits for the SEALED_SENT).
     """
 
     writes: CryptoWrites
@@ -48,6 +50,15 @@ class Sealed:
     held: list[bytes] = field(default_factory=list)
     fetch: dict[str, list[DeviceRef]] = field(default_factory=dict)
     invalid: list[tuple[bytes, int, str]] = field(default_factory=list)
+    sealed: list[tuple[bytes, SealedSend]] = field(default_factory=list)
+
+
+#: ``split(item, targets, payloads, now)``: the sealed form of an entry (its SEALED_SEND and the
+#: SEND of its own copies), or ``None`` for a normal SEND (:meth:`SealedOutbox.split`).
+Splitter = Callable[
+    [OutboxItem, list[DeviceRef], dict[DeviceRef, bytes], float],
+    tuple[SealedSend, Send | None] | None,
+]
 
 
 def seal_entries(
@@ -57,11 +68,13 @@ def seal_entries(
     crypto: DeviceCrypto,
     fresh: set[bytes],
     now: float,
+    split: Splitter | None = None,
 ) -> Sealed:
     """Seal ``entries`` (their stored ``items``) for their targets (``recipients``).
 
     ``fresh``: ids known to have no saved ciphertext (just composed or queued): their saved
     ciphertexts are not read from the store. ``now``: the wall clock, for the writes.
+    ``split``: which entries go sealed, and how (``None``: none).
     """
     out = Sealed(CryptoWrites(now))
     for e in entries:
@@ -85,6 +98,12 @@ def seal_entries(
         if missing:
             out.held.append(e.message_id)
             out.fetch[e.lane] = missing
+            continue
+        sealed = None if split is None else split(item, targets, payloads, now)
+        if sealed is not None:
+            out.ciphertexts += new
+            out.targets[item.message_id] = tuple(targets)
+            out.sealed.append((e.message_id, sealed[0]))
             continue
         try:
             frame = Send(

@@ -17,6 +17,8 @@ Layout: one MessagePack array, ``[version, kind, *fields]``::
     HISTORY        [1, 6, for_device, archive_id, part, parts, entries]   (content_history)
     GROUP_CHANGE, SENDER_KEY, GROUP_MESSAGE, GROUP_KEY_REQUEST, GROUP_SYNC   [1, 8..12, ...]
                           (content_groups)
+    PROFILE_KEY    [1, 13, profile_key: bin32, generation, created_at, device]   (content_profile:
+                          the account's profile key, to a contact or an own device; sealed sender)
 
 A MESSAGE with ``expires_in`` disappears that many seconds after it was displayed (received) or
 sent (sent), on every device (issue 13). A TIMER sets a conversation's disappearing-messages
@@ -126,6 +128,7 @@ class ContentKind(enum.IntEnum):
     GROUP_MESSAGE = 10
     GROUP_KEY_REQUEST = 11
     GROUP_SYNC = 12
+    PROFILE_KEY = 13  #: :mod:`.content_profile`
 
 
 class ReceiptKind(enum.IntEnum):
@@ -360,8 +363,19 @@ def _pack(kind: ContentKind, fields: list[Any]) -> bytes:
 # everything it uses is defined (a circular import that resolves by order).
 from .content_groups import GroupContent  # noqa: E402
 from .content_history import History  # noqa: E402
+from .content_profile import ProfileKey  # noqa: E402
 
-Content = Message | Receipt | Resend | RetryRequest | Timer | History | DeviceInfo | GroupContent
+Content = (
+    Message
+    | Receipt
+    | Resend
+    | RetryRequest
+    | Timer
+    | History
+    | DeviceInfo
+    | GroupContent
+    | ProfileKey
+)
 
 
 def _message(fields: list[Any]) -> Message:
@@ -384,6 +398,12 @@ def _group(kind: ContentKind) -> Callable[[list[Any]], Content]:
     from .content_groups import parse_group_content  # it builds on this module
 
     return lambda fields: parse_group_content(kind, fields)
+
+
+def _profile_key(fields: list[Any]) -> Content:
+    from .content_profile import parse_profile_key  # it builds on this module
+
+    return parse_profile_key(fields)
 
 
 def _device_info(fields: list[Any]) -> DeviceInfo:
@@ -442,6 +462,7 @@ _PARSERS: dict[ContentKind, tuple[Callable[[list[Any]], Content], frozenset[int]
     ContentKind.GROUP_MESSAGE: (_group(ContentKind.GROUP_MESSAGE), frozenset({3})),
     ContentKind.GROUP_KEY_REQUEST: (_group(ContentKind.GROUP_KEY_REQUEST), frozenset({3})),
     ContentKind.GROUP_SYNC: (_group(ContentKind.GROUP_SYNC), frozenset({4})),
+    ContentKind.PROFILE_KEY: (_profile_key, frozenset({4})),
 }
 
 

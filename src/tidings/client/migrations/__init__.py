@@ -359,5 +359,54 @@ CREATE TABLE device_marks (
 ) WITHOUT ROWID;
 """
 
+_V12 = """
+-- Sealed sender (issue 12, docs/protocol.md §14.1). profile_key: this account's profile key as
+-- this device holds it (one row; generation, created_at, device_id order the keys of one account:
+-- content_profile), and the access key of it the relay was last given (NULL: none yet).
+-- contact_profile_keys: each contact's profile key, as received. profile_key_given: the profile
+-- key each contact (device_id 0) and each own device (device_id > 0) was last given.
+-- blocked: the contacts whose messages are dropped and who get no new profile key.
+CREATE TABLE profile_key (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    key         BLOB    NOT NULL CHECK (length(key) = 32),
+    generation  INTEGER NOT NULL,
+    created_at  REAL    NOT NULL,
+    device_id   INTEGER NOT NULL,
+    registered  BLOB
+);
+CREATE TABLE contact_profile_keys (
+    account TEXT PRIMARY KEY,
+    key     BLOB NOT NULL CHECK (length(key) = 32),
+    at      REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE profile_key_given (
+    account   TEXT    NOT NULL,
+    device_id INTEGER NOT NULL,
+    key       BLOB    NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE blocked (
+    account TEXT PRIMARY KEY,
+    at      REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_V13 = """
+-- Sealed sends (issue 12, docs/protocol.md §14.2). One row per outbox entry that went (or tried
+-- to go) sealed: the random tag of its SEALED_SEND, chosen and stored before the first attempt so
+-- that every retry reuses it (the relay stores a (recipient, tag) once); unsealed: why it fell
+-- back to a normal SEND (NULL: it goes sealed); state 0 while it is in the outbox, 1 once ✓ (a
+-- message whose ✗ the client asks about with TAG_QUERY until the tag is delivered, expired or
+-- forgotten).
+CREATE TABLE sealed_sends (
+    message_id BLOB    PRIMARY KEY,
+    recipient  TEXT    NOT NULL,
+    tag        BLOB    NOT NULL UNIQUE CHECK (length(tag) = 16),
+    unsealed   TEXT,
+    state      INTEGER NOT NULL DEFAULT 0,
+    created_at REAL    NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)

@@ -10,6 +10,7 @@ The schema is :mod:`tidings.client.migrations`.
 
 from ._crypto import CryptoWrites, E2EIdentity, PreKeyRow
 from ._marks import DeviceMark
+from ._sealed import SealedRecord
 from .records import (
     MAX_OUTBOX,
     SCHEMA_VERSION,
@@ -48,6 +49,7 @@ __all__ = [
     "OutboxItem",
     "OutboxRequest",
     "PreKeyRow",
+    "SealedRecord",
     "SentMark",
     "StoredMessage",
     "TraceEntry",

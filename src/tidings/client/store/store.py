@@ -35,7 +35,8 @@ connection, used from the thread that opened it).
 
 The methods live by feature: the outbox in :mod:`._outbox`, the incoming side in
 :mod:`._incoming`, disappearing messages in :mod:`._timers`, history for a new device in
-:mod:`._history`, device names in :mod:`._names`, the SQLite plumbing in
+:mod:`._history`, device names in :mod:`._names`, sealed sender's keys and blocking in
+:mod:`._profiles`, the SQLite plumbing in
 :mod:`._sql`; this module assembles them and adds identity, statuses, the trace and history.
 """
 
@@ -53,6 +54,8 @@ from ._crypto import Crypto
 from ._groups import Groups
 from ._marks import DeviceMarks
 from ._outbox import Outbox
+from ._profiles import Profiles
+from ._sealed import SealedTags
 from ._sql import MSG_COLS, message_from_row
 from .records import ConversationSummary, DeviceStatus, Identity, StoredMessage, TraceEntry
 
@@ -79,7 +82,7 @@ def fts_query(text: str) -> str:
 __all__ = ["ClientStore"]
 
 
-class ClientStore(Outbox, DeviceMarks, Groups, Crypto):
+class ClientStore(Outbox, DeviceMarks, Profiles, Groups, Crypto, SealedTags):
     """The client's durable state (see the module docstring). Also a context manager.
 
     Args:
