@@ -76,6 +76,9 @@ async def test_migration_0011_keeps_the_data_of_version_10(tmp_path: Path) -> No
     await old.close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TABLE access_keys")  # back to version 10, with its data
+    conn.execute("DROP INDEX inbox_expiring_out_of_order")  # and before 0012
+    conn.execute("ALTER TABLE inbox DROP COLUMN out_of_order")
+    conn.execute("CREATE INDEX inbox_by_expiry ON inbox (expires_at, account, device_id, seq)")
     conn.execute("PRAGMA user_version = 10")
     conn.close()
     store = SQLiteStore(path)
