@@ -75,9 +75,12 @@ async def test_migration_0011_keeps_the_data_of_version_10(tmp_path: Path) -> No
     await old.put_prekeys(alice, IDENTITY, signed(), [], [], NOW)
     await old.close()
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER inbox_sealed_gone")  # back to version 10 (0012's, 0011's) ...
+    conn.execute("DROP TRIGGER inbox_sealed_gone")  # back to version 10 (0013's, 0012's, ...
     conn.execute("DROP TABLE sealed_tags")
-    conn.execute("DROP TABLE access_keys")  # ... with its data
+    conn.execute("DROP TABLE access_keys")  # ... 0011's, with its data)
+    conn.execute("DROP INDEX inbox_expiring_out_of_order")
+    conn.execute("ALTER TABLE inbox DROP COLUMN out_of_order")
+    conn.execute("CREATE INDEX inbox_by_expiry ON inbox (expires_at, account, device_id, seq)")
     conn.execute("PRAGMA user_version = 10")
     conn.close()
     store = SQLiteStore(path)

@@ -261,6 +261,9 @@ async def test_migration_0012_keeps_the_queue_of_version_11(tmp_path: Path) -> N
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TRIGGER inbox_sealed_gone")  # back to version 11, with its data
     conn.execute("DROP TABLE sealed_tags")
+    conn.execute("DROP INDEX inbox_expiring_out_of_order")  # (and before 0013)
+    conn.execute("ALTER TABLE inbox DROP COLUMN out_of_order")
+    conn.execute("CREATE INDEX inbox_by_expiry ON inbox (expires_at, account, device_id, seq)")
     conn.execute("PRAGMA user_version = 11")
     conn.close()
     store = SQLiteStore(path)

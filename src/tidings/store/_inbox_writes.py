@@ -33,6 +33,7 @@ import sqlite3
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from tidings.store._expiry_order import ArrivalOrder
 from tidings.store._lookup import Heads, Known, SentKey, lookup, record_key
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store.base import (
@@ -52,7 +53,8 @@ _RECORD_SENT = (
 )
 _INSERT_ITEM = (
     "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
-    " message_id, payload, enqueued_at, expires_at, stranger) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " message_id, payload, enqueued_at, expires_at, stranger, out_of_order)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SET_HEAD = (
     "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
@@ -64,6 +66,18 @@ _ACK_SEQS = (
 _ADD_CONTACT = "INSERT INTO contacts (account, contact) VALUES (?, ?)"
 
 _MESSAGE = ItemKind.MESSAGE
+
+
+class _Unordered(ArrivalOrder):
+    """Flags every row out of order (for a caller without the store's :class:`ArrivalOrder`)."""
+
+    __slots__ = ()
+
+    def flag(self, conn: sqlite3.Connection, expires_at: float) -> int:
+        return 1
+
+
+_UNORDERED = _Unordered()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +99,19 @@ InboxOp = SubmitOp | AckOp
 Outcome = tuple[bool, object]  #: (succeeded, result or exception), as the group committer's
 
 
-def run_segment(conn: sqlite3.Connection, ops: list[object]) -> list[Outcome]:
+def run_segment(
+    conn: sqlite3.Connection, ops: list[object], order: ArrivalOrder | None = None
+) -> list[Outcome]:
     """Run ``ops`` (each an :data:`InboxOp`) in order; their outcomes, in the same order.
+
+    ``order`` flags the new rows for expiry (:mod:`tidings.store._expiry_order`): the store's
+    own, which lives as long as it; without it every row is flagged out of order (correct, but
+    each then takes an index entry).
 
     Raises:
         sqlite3.Error: a statement failed; the caller must roll the transaction back.
     """
-    segment = _Segment(conn, lookup(conn, ops), len(ops))
+    segment = _Segment(conn, lookup(conn, ops), len(ops), order or _UNORDERED)
     for index, op in enumerate(ops):
         if isinstance(op, SubmitOp):
             segment.submit(index, op.sub)
@@ -104,8 +124,11 @@ def run_segment(conn: sqlite3.Connection, ops: list[object]) -> list[Outcome]:
 
 
 class _Segment:
-    def __init__(self, conn: sqlite3.Connection, known: Known, size: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, known: Known, size: int, order: ArrivalOrder
+    ) -> None:
         self.conn = conn
+        self.order = order
         self.known = known
         self.outcomes: list[Outcome] = [(True, None)] * size
         self.records: list[tuple[str, int, bytes, float, float]] = []
@@ -157,6 +180,7 @@ class _Segment:
         items = []
         rows, dirty = self.rows, self.dirty
         account = sub.recipient
+        late = self.order.flag(self.conn, expires_at)  # rows go in the order they are made
         for ref, payload, head in heads:
             seq = head[0] = head[0] + 1
             head[1] += 1
@@ -164,7 +188,18 @@ class _Segment:
             head[2] += flag
             dirty[id(head)] = (ref, head)
             rows.append(
-                (ref.account, ref.device_id, seq, _MESSAGE, *key, payload, now, expires_at, flag)
+                (
+                    ref.account,
+                    ref.device_id,
+                    seq,
+                    _MESSAGE,
+                    *key,
+                    payload,
+                    now,
+                    expires_at,
+                    flag,
+                    late,
+                )
             )
             items.append(
                 (ref, InboxItem(seq, _MESSAGE, sender, message_id, payload, now, expires_at))

@@ -8,7 +8,9 @@ write, so the queue limit, :func:`last_seq` and :func:`queue_depth` cost no ``CO
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
+from tidings.store._expiry_order import ArrivalOrder
 from tidings.store.base import (
     DeviceRef,
     ExpiryResult,
@@ -20,8 +22,8 @@ _ITEM_COLUMNS = (
     "seq, kind, sender_account, sender_device, message_id, payload, enqueued_at, expires_at"
 )
 _INSERT_ITEM = (
-    f"INSERT INTO inbox (account, device_id, {_ITEM_COLUMNS}, stranger)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO inbox (account, device_id, {_ITEM_COLUMNS}, stranger, out_of_order)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SET_HEAD = (
     "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
@@ -35,10 +37,18 @@ _FETCH = (
 )
 _HEAD = "SELECT last_seq, depth FROM devices WHERE account = ? AND device_id = ?"
 _TOTAL = "SELECT coalesce(sum(depth), 0) FROM devices"
-_DUE = (
-    f"SELECT account, device_id, {_ITEM_COLUMNS}, stranger FROM inbox WHERE expires_at <= ?"
-    " ORDER BY expires_at, account, device_id, seq LIMIT ?"
+# Expiry's two sources (tidings.store._expiry_order): the rows out of arrival order, by their
+# partial index, and the others from the start of the table, where they are in expiry order.
+_DUE_OUT_OF_ORDER = (
+    f"SELECT account, device_id, {_ITEM_COLUMNS}, stranger FROM inbox"
+    " WHERE out_of_order = 1 AND expires_at <= ? ORDER BY expires_at, account, device_id, seq"
+    " LIMIT ?"
 )
+_IN_ORDER = (
+    f"SELECT account, device_id, {_ITEM_COLUMNS}, stranger FROM inbox"
+    " WHERE out_of_order = 0 ORDER BY id"
+)
+_EXPIRES_AT = 9  # the column of a due row
 _REMOVE = "DELETE FROM inbox WHERE account = ? AND device_id = ? AND seq = ?"
 _HEADS_OF = (
     "SELECT device_id, last_seq, depth, strangers FROM devices WHERE account = ? ORDER BY device_id"
@@ -77,10 +87,16 @@ def total_queued(conn: sqlite3.Connection) -> int:
 
 
 def expire(
-    conn: sqlite3.Connection, now: float, notice_expires_at: float, limit: int
+    conn: sqlite3.Connection,
+    now: float,
+    notice_expires_at: float,
+    limit: int,
+    order: ArrivalOrder,
 ) -> ExpiryResult:
-    """Remove up to ``limit`` expired items, oldest first (see ``Store.expire``)."""
-    due = conn.execute(_DUE, (now, max(limit, 0))).fetchall()
+    """Remove up to ``limit`` expired items, oldest first (see ``Store.expire``); ``order``
+    flags the notices (:mod:`tidings.store._expiry_order`)."""
+    order.forget()  # the sweep may remove the in-order row that set its high mark
+    due = _due(conn, now, limit)
     conn.executemany(_REMOVE, [row[:3] for row in due])
     counters = _Counters(conn)
     expired, notices, missed, rows, tags = [], [], [], [], []
@@ -116,13 +132,38 @@ def expire(
         rows.append(
             (account, device_id, next_seq, gone.kind, *origin, b"", now, notice_expires_at, 0)
         )
-    conn.executemany(_INSERT_ITEM, rows)
+    if rows:
+        late = order.flag(conn, notice_expires_at)  # all of them expire together
+        conn.executemany(_INSERT_ITEM, [(*row, late) for row in rows])
     conn.executemany(_SET_HEAD, counters.rows())
     conn.executemany(_TAG_EXPIRED, tags)
     conn.execute(_PURGE_SENT, (now,))
     conn.execute(_PURGE_TAGS, (now,))
     conn.execute(_PURGE_CODES, (now,))  # housekeeping: an expired code can never be used
     return ExpiryResult(expired=tuple(expired), notices=tuple(notices), missed=tuple(missed))
+
+
+def _due(conn: sqlite3.Connection, now: float, limit: int) -> list[Any]:
+    """The first ``limit`` rows with ``expires_at <= now`` by (expires_at, account, device_id,
+    seq): the first of those out of order (by their index) merged with the first in order (by
+    rowid, which is expires_at order but not that order among equal ``expires_at``: so every
+    row with the same ``expires_at`` as the last one taken is taken too, then the merge cuts)."""
+    if limit <= 0:
+        return []
+    due: list[Any] = conn.execute(_DUE_OUT_OF_ORDER, (now, limit)).fetchall()
+    cursor = conn.execute(_IN_ORDER)
+    try:
+        last: object = None
+        for taken, row in enumerate(cursor):
+            expires_at = row[_EXPIRES_AT]
+            if expires_at > now or (taken >= limit and expires_at != last):
+                break
+            due.append(row)
+            last = expires_at
+    finally:
+        cursor.close()
+    due.sort(key=lambda row: (row[_EXPIRES_AT], row[0], row[1], row[2]))
+    return due[:limit]
 
 
 class _Counters:

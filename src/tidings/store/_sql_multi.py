@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 from tidings.store import _multi
+from tidings.store._expiry_order import ArrivalOrder
 from tidings.store._lookup import _CONTACTS, _HEADS, _select, record_key
 from tidings.store.base import (
     DeviceRef,
@@ -27,8 +28,8 @@ _SENT = "SELECT stored_at FROM sent WHERE id_key = ? AND sender_account = ? AND 
 _INSERT_BODY = "INSERT INTO shared_bodies (body, refs) VALUES (?, ?)"
 _INSERT_ITEM = (
     "INSERT INTO inbox (account, device_id, seq, kind, sender_account, sender_device,"
-    " message_id, payload, enqueued_at, expires_at, stranger, shared_id)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " message_id, payload, enqueued_at, expires_at, stranger, shared_id, out_of_order)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SET_HEAD = (
     "UPDATE devices SET last_seq = ?, depth = ?, strangers = ? WHERE account = ? AND device_id = ?"
@@ -41,8 +42,11 @@ _ADD_CONTACT = "INSERT OR IGNORE INTO contacts (account, contact) VALUES (?, ?)"
 _MESSAGE = int(ItemKind.MESSAGE)
 
 
-def submit_multi(conn: sqlite3.Connection, sub: MultiSubmission) -> MultiSubmitResult:
-    """Decide and store ``sub`` (see the module docstring)."""
+def submit_multi(
+    conn: sqlite3.Connection, sub: MultiSubmission, order: ArrivalOrder
+) -> MultiSubmitResult:
+    """Decide and store ``sub`` (see the module docstring); ``order`` flags its rows for
+    expiry (:mod:`tidings.store._expiry_order`)."""
     sender = sub.sender
     key = (sender.account, sender.device_id, sub.message_id)
     row = conn.execute(_SENT, (record_key(sub.message_id), *key[:2])).fetchone()
@@ -71,6 +75,7 @@ def submit_multi(conn: sqlite3.Connection, sub: MultiSubmission) -> MultiSubmitR
     shared_id = conn.execute(_INSERT_BODY, (sub.shared, count)).lastrowid
     rows, items = [], []
     now, expires_at = sub.now, sub.expires_at
+    late = order.flag(conn, expires_at)
     for (_, parts), stranger in zip(sub.recipients, strangers, strict=True):
         flag = int(stranger)
         for ref, part in parts:
@@ -91,6 +96,7 @@ def submit_multi(conn: sqlite3.Connection, sub: MultiSubmission) -> MultiSubmitR
                     expires_at,
                     flag,
                     shared_id,
+                    late,
                 )
             )
             items.append(

@@ -14,6 +14,7 @@ may read it.
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import time
@@ -31,6 +32,7 @@ from tidings.store import (
     _sql_push,
     _sql_sealed,
 )
+from tidings.store._expiry_order import ArrivalOrder
 from tidings.store._groupcommit import GroupCommitter
 from tidings.store.base import (
     Device,
@@ -108,11 +110,13 @@ class SQLiteStore:
         """
         self.path = Path(path)
         self.stats = StoreStats()
+        #: flags new inbox rows for expiry (``tidings.store._expiry_order``), on the store's thread
+        self._order = ArrivalOrder()
         self._committer = GroupCommitter(
             self._connect,
             max_batch=max_batch,
             stats=self.stats,
-            batch=_inbox_writes.run_segment,
+            batch=functools.partial(_inbox_writes.run_segment, order=self._order),
             commit_window=commit_window,
             probe=_probe,
             after_commit=self._maybe_checkpoint,
@@ -283,7 +287,7 @@ class SQLiteStore:
     async def submit_multi(self, sub: MultiSubmission) -> MultiSubmitResult:
         """Store a multi-send atomically and durably. See ``Store.submit_multi``."""
         return await self._committer.run(
-            lambda conn: _sql_multi.submit_multi(conn, sub), write=True
+            lambda conn: _sql_multi.submit_multi(conn, sub, self._order), write=True
         )
 
     async def submit_sealed(self, sub: SealedSubmission) -> SealedSubmitResult:
@@ -328,7 +332,7 @@ class SQLiteStore:
     async def expire(self, now: float, notice_expires_at: float, limit: int) -> ExpiryResult:
         """Remove up to ``limit`` expired items, oldest first. See ``Store.expire``."""
         return await self._committer.run(
-            lambda conn: _sql_inbox.expire(conn, now, notice_expires_at, limit),
+            lambda conn: _sql_inbox.expire(conn, now, notice_expires_at, limit, self._order),
             write=True,
         )
 
