@@ -253,3 +253,36 @@ async def test_block_and_unblock_through_the_api(relays: RelayLab, clients: Clie
         await call(alice.client, METHODS["block"], {"contact": "alice"})
     answer = await call(alice.client, METHODS["unblock"], {"contact": "bob"})
     assert answer == {"contact": "bob", "changed": True, "blocked": []}
+
+
+async def test_the_certificate_is_kept_so_a_send_at_once_after_a_restart_goes_sealed(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    """`tidings send` starts, sends and stops: with only an in-memory certificate its first
+    send could never be sealed. The certificate is kept in the store and checked again when
+    read (a corrupt or expired one is not used)."""
+    await relays.start()
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
+    await exchange(alice, bob)
+    assert alice.client.sealed_keys.certificate(time.time()) is not None
+    assert alice.client.store.sender_certificate() is not None
+    await alice.client.close()
+
+    again = clients.open(alice.home, share_profile_key=True)  # not started: no session yet
+    cert = again.sealed_keys.certificate(time.time())
+    assert cert is not None and (cert.account, cert.device) == ("alice", 1)
+    await again.start()
+    mid = await again.send("bob", "at once")
+    await bob.until(is_received(mid))
+    assert "sealed_stored" in [p.point for p in again.trace(mid)]
+    await again.close()
+
+    # a kept certificate that does not validate is not used (and a new one is asked for)
+    third = clients.open(alice.home, share_profile_key=True)
+    kept = third.store.sender_certificate()
+    assert kept is not None
+    third.store.set_sender_certificate(kept[0][:-1] + bytes([kept[0][-1] ^ 1]), kept[1])
+    await third.close()
+    fourth = clients.open(alice.home, share_profile_key=True)
+    assert fourth.sealed_keys.certificate(time.time()) is None

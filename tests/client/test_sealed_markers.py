@@ -90,14 +90,17 @@ async def test_a_scan_of_the_relay_finds_no_sender_of_any_sealed_item(
     logger.addHandler(handler)
     marker = f"zq-sender-{os.urandom(4).hex()}"
     try:
-        sender = await clients.new(marker)
-        bob = await clients.new("bob")
+        sender = await clients.new(marker, share_profile_key=True)
+        bob = await clients.new("bob", share_profile_key=True)
         bob1 = DeviceRef("bob", 1)
-        # Bob writes first: his profile key reaches the marker with it, so every message the
-        # marker ever sends bob can go sealed (the marker's key goes with its first, sealed).
+        # Bob writes first: his profile key reaches the marker after his first message, so
+        # every message the marker ever sends bob can go sealed (the marker's key goes after
+        # its first, sealed). Only its receipts of bob's first two may go before it can seal.
         first = await bob.client.send(marker, "hello")
+        second = await bob.client.send(marker, "are you there?")  # the key goes between
         await sender.until(is_received(first))
-        assert sender.client.sealed_keys.access_key_for("bob") is not None  # came before it
+        await sender.until(is_received(second))
+        assert sender.client.sealed_keys.access_key_for("bob") is not None
         await bob.client.drain(10)
         await sender.client.drain(10)
         warm_up_rows = marker_rows(tmp_path / "relay.db", marker.encode())

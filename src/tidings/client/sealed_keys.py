@@ -16,8 +16,10 @@ reachable as ``client.sealed_keys``.
   key (SET_ACCESS_KEY) unless the relay already has it (remembered per key, in the store).
 * **The sender certificate.** Asked for (SENDER_CERT_REQUEST) when the device has none or it
   has less than :data:`SEALED_CERT_MARGIN` left, and renewed that long before it expires. It is
-  kept in memory only: it is one round trip at each start, a stored one could outlive the
-  identity key it names (a reset), and nothing else needs it across restarts.
+  kept in the store (client store v14): a one-shot ``tidings send`` starts and sends at once,
+  before any new certificate could come, and with one kept in memory only it never sealed (found
+  running the CLI as a user would). A kept one is validated again when read — trust root, this
+  device, the identity key it names (so an identity reset makes it unusable), expiry.
 * **Blocking** drops the contact's messages on receipt, rotates the profile key and gives the
   new one to every other contact we had shared with and to the own devices, never to the
   blocked one: its sealed sends get ACCESS_DENIED from then on.
@@ -114,6 +116,9 @@ class SealedKeys:
         #: The blocked contacts (the inbox drops their messages); the store's, in memory.
         self.blocked: set[str] = set(store.blocked())
         self._cert: _Certificate | None = None
+        kept = store.sender_certificate()
+        if kept is not None:  # checked as one fresh from the relay; kept again only if new
+            self._take(SenderCert(0, kept[0], kept[1]), clock(), keep=False)
         self._refreshing = False
         self._spawn_again = False  # a refresh was wanted while one ran
         self._renewal: asyncio.TimerHandle | None = None
@@ -301,10 +306,13 @@ class SealedKeys:
         held = self._cert
         if held is None or held.expires_at - time() < SEALED_CERT_MARGIN:
             self._take(await self._request(lambda rid: SenderCertRequest(rid)), time())
+        else:  # one kept from an earlier run: renewed on time
+            self._arm(held.expires_at - SEALED_CERT_MARGIN - time())
 
-    def _take(self, answer: object, now: float) -> None:
-        """Keep the certificate of a SENDER_CERT, if it is one for this device under the
-        pinned relay key, and arm its renewal."""
+    def _take(self, answer: object, now: float, *, keep: bool = True) -> None:
+        """Use the certificate of a SENDER_CERT, if it is one for this device under the
+        pinned relay key, valid at ``now``; ``keep`` it in the store, and arm its renewal
+        (once a loop runs: a certificate read at start is renewed at the session's open)."""
         if not isinstance(answer, SenderCert):
             return
         try:
@@ -314,15 +322,21 @@ class SealedKeys:
                 raise CertificateError("no relay key pinned")
             cert.validate(PublicKey(root), int(now * 1000))
         except CertificateError as exc:
-            log.warning("! the relay's sender certificate is not usable: %s", exc)
+            if keep:
+                log.warning("! the relay's sender certificate is not usable: %s", exc)
+            else:  # the kept one ran out (or the relay's key changed): a new one is asked for
+                log.debug("the kept sender certificate is not usable: %s", exc)
             return
         mine = (cert.account, cert.device) == (self.me.account, self.me.device_id)
         if not mine or cert.identity_key.raw != self._identity_key.raw:
-            log.warning("! the relay's sender certificate names another device or key")
+            if keep:
+                log.warning("! the relay's sender certificate names another device or key")
             return
         expires_at = min(answer.expires_at, cert.expires_ms / 1000)
         self._cert = _Certificate(cert, expires_at)
-        self._arm(expires_at - SEALED_CERT_MARGIN - now)
+        if keep:
+            self.store.set_sender_certificate(answer.certificate, expires_at)
+            self._arm(expires_at - SEALED_CERT_MARGIN - now)
 
     def _arm(self, delay: float) -> None:
         self.on_close()

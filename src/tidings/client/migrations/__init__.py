@@ -408,5 +408,32 @@ CREATE TABLE sealed_sends (
 ) WITHOUT ROWID;
 """
 
+_V14 = """
+-- The device's sender certificate (sealed sender, docs/protocol.md §14.1), kept so that a
+-- process that starts and sends at once (`tidings send`) can seal without waiting a round trip
+-- for a new one: the relay's SENDER_CERT bytes and when they expire. One row at most; it is
+-- validated again (trust root, this device, its identity key, expiry) whenever it is read.
+CREATE TABLE sender_certificate (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    certificate BLOB    NOT NULL,
+    expires_at  REAL    NOT NULL
+);
+"""
+
 #: Every migration, in order; ``len(MIGRATIONS)`` is the schema version this code needs.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
+MIGRATIONS: tuple[str, ...] = (
+    _V1,
+    _V2,
+    _V3,
+    _V4,
+    _V5,
+    _V6,
+    _V7,
+    _V8,
+    _V9,
+    _V10,
+    _V11,
+    _V12,
+    _V13,
+    _V14,
+)

@@ -78,6 +78,20 @@ class Profiles(Incoming):
                 "UPDATE profile_key SET registered = ? WHERE key = ?", (access_key, profile_key)
             )
 
+    def sender_certificate(self) -> tuple[bytes, float] | None:
+        """The sender certificate last kept and when it expires, if any (not checked here)."""
+        rows = self._read("SELECT certificate, expires_at FROM sender_certificate")
+        return (bytes(rows[0][0]), float(rows[0][1])) if rows else None
+
+    def set_sender_certificate(self, certificate: bytes, expires_at: float) -> None:
+        """Keep ``certificate`` (replacing the one kept)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sender_certificate (id, certificate, expires_at)"
+                " VALUES (1, ?, ?)",
+                (certificate, expires_at),
+            )
+
     # ------------------------------------------------------------ giving it
 
     def profile_key_given(self, account: str) -> dict[int, bytes]:
