@@ -32,6 +32,7 @@ Sans-I/O apart from the store: times are passed in, ids come from ``new_id``.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Iterable
 
@@ -53,21 +54,33 @@ from ..errors import DecryptionError
 from ..refs import DeviceRef
 from . import group_sync
 from .events import ClientEvent, GroupChanged
-from .group_sync import KeyResendLimit
+from .group_sync import AskedAgain, KeyResendLimit, WaitingAsks
 from .group_transport import GroupSend, GroupTransport
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest
 from .store._groups import GroupWrites
 
-__all__ = ["MAX_UNKNOWN_GROUP_KEYS", "GroupRuntime", "Opened"]
+__all__ = ["LATER", "MAX_UNKNOWN_GROUP_KEYS", "GroupRuntime", "Later", "Opened"]
 
 log = logging.getLogger("tidings.client")
 
-#: Sender keys kept for groups this device does not know (yet): a device linked late hears of a
-#: few groups before its account's sync; a stranger cannot make it store keys without end.
+#: Sender keys kept for groups this device does not know (yet), and per group for senders not
+#: members here (yet): a device linked late hears of a few groups before its account's sync, a
+#: member of a new member before its add; a stranger cannot make it store keys without end.
 MAX_UNKNOWN_GROUP_KEYS = 64
 
-#: What :meth:`GroupRuntime.open_message` gives: the message, or the request to queue instead.
-Opened = Message | OutboxRequest | None
+
+class Later(enum.Enum):
+    """A group message this device cannot take yet: it asks for it once it can
+    (:class:`~tidings.client.group_sync.WaitingAsks`)."""
+
+    LATER = "later"
+
+
+LATER = Later.LATER
+
+#: What :meth:`GroupRuntime.open_message` gives: the message, the request to queue instead,
+#: :data:`LATER` (noted: asked for with the change that lets this device take it), or None.
+Opened = Message | OutboxRequest | Later | None
 
 
 class GroupRuntime:
@@ -101,6 +114,10 @@ class GroupRuntime:
         self.logs: dict[bytes, GroupLog] = {}
         #: How often a key request is answered (per group and requesting device).
         self.resend_limit = KeyResendLimit()
+        #: The group messages this device asked for again, until they come back.
+        self.asked = AskedAgain()
+        #: The group messages it will ask for once a change lets it take them.
+        self.waiting = WaitingAsks()
         self.reload()
         store.on_rollback(self.reload)
 
@@ -232,6 +249,8 @@ class GroupRuntime:
         crypto: CryptoWrites | None = None,
     ) -> bool:
         group_id = after.group_id
+        asks = self._asks_now(after.state, now)
+        writes.requests += [r for _, r in asks]
         if before.members - after.state.members:  # someone left: rotate (module docstring)
             self.cipher.member_left(group_id)
             own = self.cipher.records().get((group_id, self.me))
@@ -245,6 +264,7 @@ class GroupRuntime:
             raise
         if not ok:
             return False
+        self.waiting.done(group_id, [d for d, _ in asks])
         self.logs[group_id] = after
         s = after.state
         self._emit(
@@ -258,6 +278,17 @@ class GroupRuntime:
             )
         )
         return True
+
+    def _asks_now(self, state: GroupState, now: float) -> list[tuple[DeviceRef, OutboxRequest]]:
+        """The requests for messages that waited for this change (their group, or their
+        sender's membership): queued with it, so the answers come after it (:mod:`.group_sync`,
+        "Asking when the answer can be taken")."""
+        if not state.exists or self.me.account not in state.members:
+            return []
+        return [
+            (sender, self._request(sender.account, ask, now))
+            for sender, ask in self.waiting.ready(state.group_id, state.members)
+        ]
 
     # ---------------------------------------------------------------- received changes
 
@@ -302,16 +333,26 @@ class GroupRuntime:
     def on_sender_key(
         self, seq: int, sender: DeviceRef, key: SenderKey, writes: CryptoWrites
     ) -> None:
-        """Take a member device's sender key (dropped from a non-member). A key for a group this
-        device does not know yet is kept: a device linked late may hear from a member before
-        its own account's sync (:mod:`.group_sync`); a key alone opens nothing, since
-        :meth:`open_message` checks membership."""
+        """Take a member device's sender key. A key for a group this device does not know yet,
+        or from an account that is not a member here yet (while this one is), is kept too: a
+        device linked late may hear from a member before its own account's sync
+        (:mod:`.group_sync`), a member from a new member before the change that adds it; a key
+        alone opens nothing, since :meth:`open_message` checks membership. Else a non-member's
+        key is dropped."""
         state = self.state(key.group_id)
-        unknown = sum(1 for g, _ in self.cipher.records() if g not in self.logs)
-        if state is not None and sender.account not in state.members:
+        records = self.cipher.records()
+        if state is None:  # kept for unknown groups, or for this group from non-members
+            kept = sum(1 for g, _ in records if g not in self.logs)
+        else:
+            kept = sum(1 for g, d in records if g == key.group_id and not self._from_member(g, d))
+        if (
+            state is not None
+            and sender.account not in state.members
+            and (self.me.account not in state.members)
+        ):
             log.warning("! %s sent a sender key for a group it is not in", sender)
-        elif state is None and unknown >= MAX_UNKNOWN_GROUP_KEYS:
-            log.warning("! %s sent a sender key for an unknown group: too many kept", sender)
+        elif not self._from_member(key.group_id, sender) and kept >= MAX_UNKNOWN_GROUP_KEYS:
+            log.warning("! %s sent a sender key for a group not known: too many kept", sender)
         else:
             try:
                 self.cipher.accept_key(key.group_id, sender, key.distribution)
@@ -321,6 +362,10 @@ class GroupRuntime:
                 record = self.cipher.records()[(key.group_id, sender)]
                 writes.sender_keys[(key.group_id, sender)] = record.serialize()
         self.store.advance_cursor(seq, writes)
+
+    def _from_member(self, group_id: bytes, device: DeviceRef) -> bool:
+        state = self.state(group_id)
+        return state is not None and device.account in state.members
 
     def seal(self, group_id: bytes, message_id: bytes, message: Message, now: float) -> GroupWrites:
         """What sending ``message`` queues: the sender key to the member devices that lack
@@ -366,13 +411,16 @@ class GroupRuntime:
         """The message in a group ciphertext from ``sender``; the key request to queue when
         it does not decrypt; None to drop it (not a member, a replay, not valid)."""
         state = self.state(gm.group_id)
-        if state is None:
-            # Not heard of yet: its change comes from another member (the creator, the adder)
-            # and may be behind this sender's message; ask the sender again, as for a missing
-            # key (it answers a member only), rather than drop the message for good.
-            log.info("= %s sent into a group not known here yet: asking it again", sender)
-            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
-            return self._request(sender.account, ask, now)
+        if state is None or (
+            sender.account not in state.members and self.me.account in state.members
+        ):
+            # Not heard of yet, or its sender not a member here yet: the change comes from
+            # another member (the creator, the adder) and may be behind this sender's message.
+            # Ask the sender again once that change is here (asked now, its answer could come
+            # before it and be dropped again), rather than drop the message for good.
+            log.info("= %s sent into a group it is not in here yet: asking it later", sender)
+            self.waiting.add(gm.group_id, sender, gm.message_id)
+            return LATER
         if sender.account not in state.members:
             log.warning("! %s sent into a group it is not in", sender)
             return None

@@ -1,0 +1,275 @@
+"""The group-runtime races ``lab run group-chat`` found (issue 12, docs/lab.md), replayed in a
+fixed order of events on real clients in-process (no relay: each item is handed to the
+receiving device's inbox as the relay would deliver it, in the order the race needs).
+
+A device that joins a member's stream midstream (a linked device, a member added later) and
+gets that member's first messages before the change that tells it of the group asks the sender
+for them again (GROUP_KEY_REQUEST); they come back after the sender's next messages. They must
+be shown in their counters' order, not after the later ones (protocol §13: ordering per sender
+device, as in 1:1 chats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import FakeClock
+from tidings.client import Client, MessageReceived
+from tidings.client.events import ClientEvent, DecryptionFailed
+from tidings.client.group_transport import MultiEntry
+from tidings.client.home import prepare_home
+from tidings.client.inbox_groups import on_group
+from tidings.client.store import ClientStore, CryptoWrites, Identity
+from tidings.delivery import parse_content
+from tidings.delivery.content import Content
+from tidings.delivery.content_groups import (
+    GroupChange,
+    GroupKeyRequest,
+    GroupMessage,
+    GroupSync,
+    SenderKey,
+    group_conversation,
+)
+from tidings.delivery.groups import OpKind
+from tidings.delivery.ordering import ORDER_HOLD_SECONDS
+from tidings.refs import DeviceRef
+from tidings.wire import Deliver
+
+GroupContent = GroupChange | SenderKey | GroupMessage | GroupKeyRequest | GroupSync
+
+
+class Dev:
+    """A real client that never connects: items are handed to its inbox in the test's order."""
+
+    def __init__(self, tmp: Path, account: str, device_id: int, clock: FakeClock) -> None:
+        home = tmp / f"{account}.{device_id}"
+        with ClientStore(prepare_home(home, create=True)) as store:
+            store.save_identity(Identity(bytes(32), account, device_id, "", "ws://r"))
+        self.client = Client(home, clock=clock, monotonic=clock.monotonic)
+        self.me = self.client.me
+        self.clock = clock
+        self._stream = self.client.events()
+        self._seen: list[ClientEvent] = []
+        self.seq = 0
+
+    @property
+    def events(self) -> list[ClientEvent]:
+        """Every event reported so far."""
+        while self._stream.pending():
+            self._seen.append(self._stream._queue.get_nowait())
+        return list(self._seen)
+
+    def knows(self, account: str, *devices: int) -> None:
+        """This device knows ``account``'s devices (as the relay's device lists would say)."""
+        self.client._outbox.recipients.devices[account] = devices
+
+    def queued(self, ids: list[bytes]) -> list[tuple[str, Content]]:
+        """The (recipient account, content) of queued outbox ids (a multi-send: its one
+        GROUP_MESSAGE)."""
+        out: list[tuple[str, Content]] = []
+        for i in ids:
+            item = self.client.store.outbox_item(i)
+            assert item is not None
+            if item.recipient.startswith("group:"):
+                out.append((item.recipient, parse_content(MultiEntry.parse(item.content).content)))
+            else:
+                out.append((item.recipient, parse_content(item.content)))
+        return out
+
+    def deliver(self, sender: DeviceRef, content: Content, message_id: bytes) -> list[bytes]:
+        """``content`` from ``sender`` reaches this device (a DELIVER of its queue)."""
+        assert isinstance(content, GroupContent)
+        self.seq += 1
+        now = self.clock()
+        frame = Deliver(
+            self.seq, 0, sender.account, sender.device_id, message_id, now, now + 1e6, b""
+        )
+        return on_group(self.client._inbox, frame, sender, content, now, CryptoWrites(now))
+
+    def send(self, group: bytes, body: str) -> list[tuple[str, Content]]:
+        """Compose a group message here: what it queued (keys, then its one ciphertext)."""
+        rt = self.client.groups_runtime
+        mid = body.encode().ljust(16, b".")[:16]
+        now = self.clock()
+        before = {i.message_id for i in self.client.store.pending()}
+        self.client.store.compose_group(
+            mid,
+            group_conversation(group),
+            body.encode(),
+            now,
+            lambda m: rt.seal(group, mid, m, now),
+        )
+        ids = [i.message_id for i in self.client.store.pending()]
+        return self.queued([i for i in ids if i not in before])
+
+    def shown(self) -> list[tuple[bytes, bool]]:
+        """The bodies shown (MessageReceived), in order, each with its ``late`` flag."""
+        return [(e.message.body, e.late) for e in self.events if isinstance(e, MessageReceived)]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_000_000.0)
+
+
+@pytest.fixture
+async def devs(tmp_path: Path, clock: FakeClock) -> AsyncIterator[dict[str, Dev]]:
+    devs = {
+        n: Dev(tmp_path, a, d, clock)
+        for n, (a, d) in {
+            "alice.1": ("alice", 1),
+            "alice.2": ("alice", 2),
+            "bob.1": ("bob", 1),
+            "dave.1": ("dave", 1),
+        }.items()
+    }
+    for d in devs.values():
+        d.knows("alice", 1, 2)
+        d.knows("bob", 1)
+        d.knows("dave", 1)
+    yield devs
+    for d in devs.values():
+        await d.client.close()
+
+
+def _one(items: list[tuple[str, Content]], kind: type, to: str = "") -> Content:
+    found = [c for a, c in items if isinstance(c, kind) and (not to or a == to)]
+    assert len(found) == 1, items
+    return found[0]
+
+
+def _answer(sender: Dev, to: Dev, asks: list[GroupKeyRequest]) -> None:
+    """``sender`` answers ``to``'s key requests; the answers reach ``to`` in order."""
+    for ask in asks:
+        sender.seq += 1
+        now = sender.clock()
+        ids = sender.client.groups_runtime.on_key_request(
+            sender.seq, to.me, ask, now, CryptoWrites(now)
+        )
+        for i, (_, content) in enumerate(sender.queued(ids)):
+            mid = content.message_id if isinstance(content, GroupMessage) else bytes([i]) * 16
+            to.deliver(sender.me, content, mid)
+
+
+def _asks(dev: Dev, ids: list[bytes]) -> list[GroupKeyRequest]:
+    return [c for _, c in dev.queued(ids) if isinstance(c, GroupKeyRequest)]
+
+
+def _gm(items: list[tuple[str, Content]]) -> GroupMessage:
+    gm = _one(items, GroupMessage)
+    assert isinstance(gm, GroupMessage)
+    return gm
+
+
+async def test_a_linked_device_shows_a_members_first_messages_recovered_late_in_their_order(
+    devs: dict[str, Dev],
+) -> None:
+    """Race 1 at a linked device: alice.2 gets bob's key and first two messages before
+    alice.1's create. It asks bob for them with the create (not before: an answer ahead of the
+    create would be dropped again); bob's third arrives (the stream would begin at it,
+    midstream), then the two come back: shown 1, 2, 3, none late."""
+    alice1, alice2, bob = devs["alice.1"], devs["alice.2"], devs["bob.1"]
+    group, ids = alice1.client.groups_runtime.create("lab", ["bob"], alice1.clock())
+    created = alice1.queued(ids)
+    bob.deliver(alice1.me, _one(created, GroupChange, "bob"), b"c-bob".ljust(16, b"."))
+
+    first = bob.send(group, "one")
+    second = bob.send(group, "two")
+    alice2.deliver(bob.me, _one(first, SenderKey, "alice"), b"k1".ljust(16, b"."))  # kept
+    for sent in (first, second):
+        gm = _gm(sent)
+        assert alice2.deliver(bob.me, gm, gm.message_id) == []  # not known yet: asked later
+    assert [type(e) for e in alice2.events] == [DecryptionFailed, DecryptionFailed]
+
+    # now the create (alice.1's change to its own account): the ask goes with it
+    ids = alice2.deliver(alice1.me, _one(created, GroupChange, "alice"), b"c-a".ljust(16, b"."))
+    asks = _asks(alice2, ids)
+    assert [(a.device_id, len(a.message_ids)) for a in asks] == [(1, 2)]
+    third = _gm(bob.send(group, "three"))
+    alice2.deliver(bob.me, third, third.message_id)
+    assert alice2.shown() == []  # held: the two asked for come first
+
+    _answer(bob, alice2, asks)  # bob's key again and the two messages, re-encrypted
+    assert alice2.shown() == [(b"one", False), (b"two", False), (b"three", False)]
+
+
+async def test_a_joiner_begins_a_members_stream_at_the_first_message_it_was_sent(
+    devs: dict[str, Dev],
+) -> None:
+    """Race 1 at a member added later: dave gets bob's key and message (bob's counter 3, the
+    first sealed for dave) before alice's log of the group; the recovered one and the next are
+    shown in order, without waiting out the hold for counters 1-2 never sealed for dave."""
+    alice1, bob, dave = devs["alice.1"], devs["bob.1"], devs["dave.1"]
+    rt = alice1.client.groups_runtime
+    group, ids = rt.create("lab", ["bob"], alice1.clock())
+    bob.deliver(alice1.me, _one(alice1.queued(ids), GroupChange, "bob"), b"c1".ljust(16, b"."))
+    bob.send(group, "one")
+    bob.send(group, "two")
+
+    added = alice1.queued(rt.change(group, OpKind.ADD, ["dave"], now=alice1.clock()))
+    bob.deliver(alice1.me, _one(added, GroupChange, "bob"), b"c2".ljust(16, b"."))
+    third = bob.send(group, "three")
+    dave.deliver(bob.me, _one(third, SenderKey, "dave"), b"k3".ljust(16, b"."))
+    gm3 = _gm(third)
+    assert dave.deliver(bob.me, gm3, gm3.message_id) == []  # the group is not known yet
+
+    asks = _asks(dave, dave.deliver(alice1.me, _one(added, GroupChange, "dave"), bytes(16)))
+    assert len(asks) == 1
+    gm4 = _gm(bob.send(group, "four"))
+    dave.deliver(bob.me, gm4, gm4.message_id)
+    assert dave.shown() == []
+
+    _answer(bob, dave, asks)
+    assert dave.shown() == [(b"three", False), (b"four", False)]
+
+
+async def test_a_new_members_first_message_before_its_add_is_not_lost(
+    devs: dict[str, Dev],
+) -> None:
+    """Race 2: dave, just added, sends; bob gets dave's key and first message before alice's
+    change that adds dave (it comes on alice's path, delayed). It was dropped for good ("a
+    group it is not in"); now bob keeps the key, asks dave with the change, and shows it."""
+    alice1, bob, dave = devs["alice.1"], devs["bob.1"], devs["dave.1"]
+    rt = alice1.client.groups_runtime
+    group, ids = rt.create("lab", ["bob"], alice1.clock())
+    bob.deliver(alice1.me, _one(alice1.queued(ids), GroupChange, "bob"), b"c1".ljust(16, b"."))
+    added = alice1.queued(rt.change(group, OpKind.ADD, ["dave"], now=alice1.clock()))
+    dave.deliver(alice1.me, _one(added, GroupChange, "dave"), b"log".ljust(16, b"."))
+
+    hi = dave.send(group, "hi from dave")
+    bob.deliver(dave.me, _one(hi, SenderKey, "bob"), b"kd".ljust(16, b"."))
+    gm = _gm(hi)
+    assert bob.deliver(dave.me, gm, gm.message_id) == []  # dave not a member here yet
+    assert bob.shown() == []
+
+    asks = _asks(bob, bob.deliver(alice1.me, _one(added, GroupChange, "bob"), bytes(16)))
+    assert len(asks) == 1
+    _answer(dave, bob, asks)
+    assert bob.shown() == [(b"hi from dave", False)]
+
+
+async def test_if_the_asked_message_never_comes_back_the_hold_shows_the_rest_in_order(
+    devs: dict[str, Dev], clock: FakeClock
+) -> None:
+    """The fallback: an asked-for message that never comes back holds the stream for the
+    ordering hold only; then what was held is shown in order."""
+    alice1, alice2, bob = devs["alice.1"], devs["alice.2"], devs["bob.1"]
+    group, ids = alice1.client.groups_runtime.create("lab", ["bob"], alice1.clock())
+    created = alice1.queued(ids)
+    bob.deliver(alice1.me, _one(created, GroupChange, "bob"), b"c-bob".ljust(16, b"."))
+    first = bob.send(group, "one")
+    alice2.deliver(bob.me, _one(first, SenderKey, "alice"), b"k1".ljust(16, b"."))
+    gm1 = _gm(first)
+    alice2.deliver(bob.me, gm1, gm1.message_id)
+    alice2.deliver(alice1.me, _one(created, GroupChange, "alice"), b"c-a".ljust(16, b"."))
+    for body in ("two", "three"):  # the answer to the ask is lost
+        gm = _gm(bob.send(group, body))
+        alice2.deliver(bob.me, gm, gm.message_id)
+    assert alice2.shown() == []
+    clock.advance(ORDER_HOLD_SECONDS)
+    inbox = alice2.client._inbox
+    inbox._commit_surfaced(inbox.reorderer.handle_timer(clock.monotonic()))
+    assert alice2.shown() == [(b"two", False), (b"three", False)]
