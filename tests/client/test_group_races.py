@@ -273,3 +273,24 @@ async def test_if_the_asked_message_never_comes_back_the_hold_shows_the_rest_in_
     inbox = alice2.client._inbox
     inbox._commit_surfaced(inbox.reorderer.handle_timer(clock.monotonic()))
     assert alice2.shown() == [(b"two", False), (b"three", False)]
+
+
+async def test_a_message_behind_the_chain_position_held_is_asked_for_again_not_dropped(
+    devs: dict[str, Dev],
+) -> None:
+    """Race 2's silent path: alice.1 holds bob's chain from a later position than bob's first
+    message (the key came with an answer to a request for the second), then the first arrives
+    (a delayed copy). Its position is used up here, though it is not stored: it was dropped
+    silently as a duplicate, lost; now alice.1 asks bob for it again and shows both in order."""
+    alice1, bob = devs["alice.1"], devs["bob.1"]
+    group, ids = alice1.client.groups_runtime.create("lab", ["bob"], alice1.clock())
+    bob.deliver(alice1.me, _one(alice1.queued(ids), GroupChange, "bob"), b"c1".ljust(16, b"."))
+    gm1, gm2 = _gm(bob.send(group, "one")), _gm(bob.send(group, "two"))  # bob's key is lost
+
+    [ask_id] = alice1.deliver(bob.me, gm2, gm2.message_id)  # no chain of bob's: asks
+    _answer(bob, alice1, _asks(alice1, [ask_id]))  # the key at bob's current position, and two
+    assert alice1.shown() == []  # two waits for one
+    [again] = _asks(alice1, alice1.deliver(bob.me, gm1, gm1.message_id))  # used position: asks
+    assert again.message_ids == (gm1.message_id,)
+    _answer(bob, alice1, [again])
+    assert alice1.shown() == [(b"one", False), (b"two", False)]

@@ -409,7 +409,9 @@ class GroupRuntime:
         self, sender: DeviceRef, gm: GroupMessage, now: float, writes: CryptoWrites
     ) -> Opened:
         """The message in a group ciphertext from ``sender``; the key request to queue when
-        it does not decrypt; None to drop it (not a member, a replay, not valid)."""
+        it does not decrypt (no chain, or a chain position used up though the message is not
+        stored here); :data:`LATER` when this device cannot take it yet; None to drop it (not
+        a member, not valid)."""
         state = self.state(gm.group_id)
         if state is None or (
             sender.account not in state.members and self.me.account in state.members
@@ -427,7 +429,13 @@ class GroupRuntime:
         try:
             plaintext = self.cipher.decrypt(gm.group_id, sender, gm.ciphertext)
         except DuplicateMessage:
-            return None
+            # Its chain position is used up here, yet the message is not stored (the inbox
+            # checked its id first): the chain came at a later position, or a step that read
+            # it was not committed. It cannot be read from this ciphertext: ask for it again
+            # (the answer is encrypted anew), rather than drop it silently for good.
+            log.info("= a group message of %s at a used chain position: asking it again", sender)
+            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
+            return self._request(sender.account, ask, now)
         except DecryptionError:
             log.info("= no sender key of %s for a group message: asking it", sender)
             ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
