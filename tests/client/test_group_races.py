@@ -278,19 +278,27 @@ async def test_if_the_asked_message_never_comes_back_the_hold_shows_the_rest_in_
 async def test_a_message_behind_the_chain_position_held_is_asked_for_again_not_dropped(
     devs: dict[str, Dev],
 ) -> None:
-    """Race 2's silent path: alice.1 holds bob's chain from a later position than bob's first
-    message (the key came with an answer to a request for the second), then the first arrives
-    (a delayed copy). Its position is used up here, though it is not stored: it was dropped
-    silently as a duplicate, lost; now alice.1 asks bob for it again and shows both in order."""
+    """Race 2 (the lost first message, seed 121): bob seals its first message for alice.1 (its
+    key at position 0 to alice), then learns of alice.2 and seals its second with its key again
+    to alice, at position 1. Under resets the second key reaches alice.1 first: it holds bob's
+    chain from 1, and the first key cannot rewind it. The first message (position 0) then looked
+    like a replay and was dropped silently, for good; now alice.1 asks bob for it again and
+    shows both in order."""
     alice1, bob = devs["alice.1"], devs["bob.1"]
     group, ids = alice1.client.groups_runtime.create("lab", ["bob"], alice1.clock())
     bob.deliver(alice1.me, _one(alice1.queued(ids), GroupChange, "bob"), b"c1".ljust(16, b"."))
-    gm1, gm2 = _gm(bob.send(group, "one")), _gm(bob.send(group, "two"))  # bob's key is lost
+    bob.knows("alice", 1)
+    first = bob.send(group, "one")
+    bob.knows("alice", 1, 2)  # the relay named alice.2: it lacks bob's key
+    second = bob.send(group, "two")
+    key0, key1 = _one(first, SenderKey, "alice"), _one(second, SenderKey, "alice")
+    gm1, gm2 = _gm(first), _gm(second)
 
-    [ask_id] = alice1.deliver(bob.me, gm2, gm2.message_id)  # no chain of bob's: asks
-    _answer(bob, alice1, _asks(alice1, [ask_id]))  # the key at bob's current position, and two
-    assert alice1.shown() == []  # two waits for one
+    alice1.deliver(bob.me, key1, b"k1".ljust(16, b"."))  # the later key first
+    alice1.deliver(bob.me, key0, b"k0".ljust(16, b"."))  # cannot rewind the chain
     [again] = _asks(alice1, alice1.deliver(bob.me, gm1, gm1.message_id))  # used position: asks
     assert again.message_ids == (gm1.message_id,)
+    alice1.deliver(bob.me, gm2, gm2.message_id)
+    assert alice1.shown() == []  # two waits for one
     _answer(bob, alice1, [again])
     assert alice1.shown() == [(b"one", False), (b"two", False)]

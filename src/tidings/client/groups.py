@@ -18,9 +18,11 @@ and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each 
 * a group message (:meth:`seal`) goes to member devices that lack the current sender key as a
   SENDER_KEY first (pairwise), then once, encrypted with the sender key, by the
   :class:`~tidings.client.group_transport.GroupTransport`;
-* a group message that does not decrypt, or of a group this device has not heard of yet (its
-  change from another member may come after it) (:meth:`open_message`), makes this device ask
-  its sender device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its
+* a group message that does not decrypt (:meth:`open_message`) makes this device ask its
+  sender device (GROUP_KEY_REQUEST); one of a group this device has not heard of yet, or from
+  an account not a member here yet (the change from another member may come after it), is
+  asked for with the change that makes it readable (:class:`~tidings.client.group_sync.
+  WaitingAsks`, in :meth:`_commit`); the sender answers (:meth:`on_key_request`) with its
   key and the messages again under their ids, to a device that is a member now — never to a
   leaver — and at most as often as :class:`~tidings.client.group_sync.KeyResendLimit` allows;
 * a device of this account linked after a group was made gets it from the others
