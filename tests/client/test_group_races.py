@@ -302,3 +302,35 @@ async def test_a_message_behind_the_chain_position_held_is_asked_for_again_not_d
     assert alice1.shown() == []  # two waits for one
     _answer(bob, alice1, [again])
     assert alice1.shown() == [(b"one", False), (b"two", False)]
+
+
+async def test_a_message_asked_for_before_its_sender_left_is_taken_after(
+    devs: dict[str, Dev],
+) -> None:
+    """The lost first messages of seed 302: bob asked dave for a message it could not read
+    (the relay then died); dave left before the answer came. The answer reached bob after it
+    applied the leave: dropped as from a non-member, lost. It was sealed for bob while dave was
+    a member, and bob asked for it then: now the answer is taken (and dave, gone, still
+    answers a member's request for what it sent). A message dave seals after it left is not."""
+    alice1, bob, dave = devs["alice.1"], devs["bob.1"], devs["dave.1"]
+    group, ids = alice1.client.groups_runtime.create("lab", ["bob", "dave"], alice1.clock())
+    created = alice1.queued(ids)
+    for d, account in ((bob, "bob"), (dave, "dave")):
+        d.deliver(alice1.me, _one(created, GroupChange, account), b"c".ljust(16, b"."))
+    gm = _gm(dave.send(group, "before I go"))  # dave's key to bob is lost
+    asks = _asks(bob, bob.deliver(dave.me, gm, gm.message_id))  # no chain: asks at once
+    assert len(asks) == 1
+
+    left = dave.queued(dave.client.groups_runtime.change(group, OpKind.LEAVE, now=dave.clock()))
+    bob.deliver(dave.me, _one(left, GroupChange, "bob"), b"leave".ljust(16, b"."))
+    state = bob.client.groups_runtime.state(group)
+    assert state is not None and "dave" not in state.members
+    _answer(dave, bob, asks)  # after the leave, at bob and at dave
+    assert bob.shown() == [(b"before I go", False)]
+
+    # what dave sends now is not taken, however often it comes
+    rt = dave.client.groups_runtime
+    late = GroupMessage(group, b"late".ljust(16, b"."), rt.cipher.encrypt(group, b"x"))
+    for _ in range(2):
+        assert bob.deliver(dave.me, late, late.message_id) == []
+    assert bob.shown() == [(b"before I go", False)]

@@ -125,18 +125,33 @@ class AskedAgain:
     ) -> None:
         self.max_streams = max_streams
         self.per_stream = per_stream
-        self._asked: dict[StreamKey, dict[bytes, None]] = {}
+        #: per stream: each id, and whether it was asked while its sender was a member here
+        self._asked: dict[StreamKey, dict[bytes, bool]] = {}
 
-    def ask(self, key: StreamKey, message_id: bytes) -> int:
-        """``message_id`` of stream ``key`` was asked for again; the count out."""
+    def ask(self, key: StreamKey, message_id: bytes, *, member: bool = True) -> int:
+        """``message_id`` of stream ``key`` was asked for again — or will be (``member``
+        False: its sender is not a member here yet, :class:`WaitingAsks`); the count out."""
         ids = self._asked.pop(key, {})
         self._asked[key] = ids  # newest last: the oldest are forgotten first
-        ids[message_id] = None
+        ids[message_id] = member or ids.get(message_id, False)
         while len(ids) > self.per_stream:
             del ids[next(iter(ids))]
         while len(self._asked) > self.max_streams:
             del self._asked[next(iter(self._asked))]
         return len(ids)
+
+    def confirm(self, key: StreamKey, message_ids: Iterable[bytes]) -> None:
+        """``message_ids`` that waited are asked for now: their sender is a member here."""
+        ids = self._asked.get(key, {})
+        for message_id in message_ids:
+            if message_id in ids:
+                ids[message_id] = True
+
+    def asked_of_member(self, key: StreamKey, message_id: bytes) -> bool:
+        """Whether ``message_id`` of stream ``key`` was asked for while its sender was a
+        member here (its original reached this device then), and is not back yet: the answer
+        is taken even if the sender has left since."""
+        return self._asked.get(key, {}).get(message_id, False)
 
     def back(self, key: StreamKey, message_id: bytes) -> int | None:
         """``message_id`` of stream ``key`` arrived readable: the count still out, or None

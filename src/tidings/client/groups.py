@@ -38,7 +38,7 @@ import enum
 import logging
 from collections.abc import Callable, Iterable
 
-from ..delivery import ContentError, Message, parse_content
+from ..delivery import ContentError, Message, StreamKey, parse_content
 from ..delivery.content_groups import (
     MAX_OPS_PER_CHANGE,
     GroupChange,
@@ -287,10 +287,12 @@ class GroupRuntime:
         "Asking when the answer can be taken")."""
         if not state.exists or self.me.account not in state.members:
             return []
-        return [
-            (sender, self._request(sender.account, ask, now))
-            for sender, ask in self.waiting.ready(state.group_id, state.members)
-        ]
+        asks = self.waiting.ready(state.group_id, state.members)
+        conversation = group_conversation(state.group_id)
+        for sender, ask in asks:
+            key = StreamKey(conversation, sender.account, sender.device_id)
+            self.asked.confirm(key, ask.message_ids)
+        return [(sender, self._request(sender.account, ask, now)) for sender, ask in asks]
 
     # ---------------------------------------------------------------- received changes
 
@@ -415,7 +417,17 @@ class GroupRuntime:
         stored here); :data:`LATER` when this device cannot take it yet; None to drop it (not
         a member, not valid)."""
         state = self.state(gm.group_id)
-        if state is None or (
+        stream = StreamKey(group_conversation(gm.group_id), sender.account, sender.device_id)
+        if (
+            state is not None
+            and self.me.account in state.members
+            and sender.account not in (state.members)
+            and self.asked.asked_of_member(stream, gm.message_id)
+        ):
+            # Asked for while its sender was a member here (its original reached this device
+            # then), answered after the sender left: it was sealed for this device, take it.
+            log.info("= %s left; a message asked for before: taken", sender)
+        elif state is None or (
             sender.account not in state.members and self.me.account in state.members
         ):
             # Not heard of yet, or its sender not a member here yet: the change comes from
@@ -425,7 +437,7 @@ class GroupRuntime:
             log.info("= %s sent into a group it is not in here yet: asking it later", sender)
             self.waiting.add(gm.group_id, sender, gm.message_id)
             return LATER
-        if sender.account not in state.members:
+        elif sender.account not in state.members:
             log.warning("! %s sent into a group it is not in", sender)
             return None
         try:
@@ -461,7 +473,10 @@ class GroupRuntime:
         if ask.device_id != self.me.device_id or state is None:
             self.store.advance_cursor(seq, writes)
             return []
-        if sender.account not in state.members or self.me.account not in state.members:
+        # A member only (never a leaver) is answered — also by a device whose account left
+        # since: what it sent while a member was sealed for the asker (its answers are taken
+        # for what was asked before it left: open_message).
+        if sender.account not in state.members:
             log.warning("! %s asked for a group's messages and is not a member", sender)
             self.store.advance_cursor(seq, writes)
             return []

@@ -392,8 +392,12 @@ class Inbox:
         now: float,
         message_id: bytes,
         writes: CryptoWrites,
+        *,
+        member: bool = False,
     ) -> list[bytes]:
-        if not self._member(sender, message.conversation):
+        # ``member``: the groups already admitted the sender (a message asked for while it was
+        # a member, answered after it left: :meth:`GroupRuntime.open_message`).
+        if not member and not self._member(sender, message.conversation):
             log.warning("! %s sent into a conversation it is not in", sender)
             self.store.advance_cursor(frame.seq, writes)
             return []

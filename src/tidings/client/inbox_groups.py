@@ -103,10 +103,11 @@ def on_group(
             self.store.advance_cursor(frame.seq, writes)
         # The sender's stream must not begin after it (a linked device or a joiner begins
         # midstream): it waits for the message to come back (Reorderer.awaiting).
-        self.reorderer.awaiting(key, groups.asked.ask(key, content.message_id))
+        member = isinstance(opened, OutboxRequest)  # asked of a member (else: will be)
+        self.reorderer.awaiting(key, groups.asked.ask(key, content.message_id, member=member))
         self._emit(DecryptionFailed(sender, content.message_id, True))
         return [opened.message_id] if isinstance(opened, OutboxRequest) else []
     left = groups.asked.back(key, content.message_id)
     if left is not None:  # one it asked for is back: its stream may begin (before receive)
         self.reorderer.awaiting(key, left)
-    return self._on_message(frame, sender, opened, now, content.message_id, writes)
+    return self._on_message(frame, sender, opened, now, content.message_id, writes, member=True)
