@@ -334,3 +334,19 @@ async def test_a_message_asked_for_before_its_sender_left_is_taken_after(
     for _ in range(2):
         assert bob.deliver(dave.me, late, late.message_id) == []
     assert bob.shown() == [(b"before I go", False)]
+
+
+async def test_a_leaver_takes_no_answer_that_comes_after_its_leave(devs: dict[str, Dev]) -> None:
+    """The other side of the last: dave asked bob for a message, then left; bob, who has not
+    heard of the leave yet, answers. Dave, no member any more, shows nothing of it."""
+    alice1, bob, dave = devs["alice.1"], devs["bob.1"], devs["dave.1"]
+    group, ids = alice1.client.groups_runtime.create("lab", ["bob", "dave"], alice1.clock())
+    created = alice1.queued(ids)
+    for d, account in ((bob, "bob"), (dave, "dave")):
+        d.deliver(alice1.me, _one(created, GroupChange, account), b"c".ljust(16, b"."))
+    gm = _gm(bob.send(group, "for dave, late"))  # bob's key to dave is lost
+    asks = _asks(dave, dave.deliver(bob.me, gm, gm.message_id))
+    assert len(asks) == 1
+    dave.client.groups_runtime.change(group, OpKind.LEAVE, now=dave.clock())
+    _answer(bob, dave, asks)
+    assert dave.shown() == []

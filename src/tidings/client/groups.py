@@ -440,6 +440,9 @@ class GroupRuntime:
         elif sender.account not in state.members:
             log.warning("! %s sent into a group it is not in", sender)
             return None
+        elif self.me.account not in state.members:  # left or removed: nothing more of it
+            log.warning("! %s sent into a group this account is not in", sender)
+            return None
         try:
             plaintext = self.cipher.decrypt(gm.group_id, sender, gm.ciphertext)
         except DuplicateMessage:
