@@ -395,8 +395,8 @@ class Inbox:
         *,
         member: bool = False,
     ) -> list[bytes]:
-        # ``member``: the groups already admitted the sender (a message asked for while it was
-        # a member, answered after it left: :meth:`GroupRuntime.open_message`).
+        # ``member``: the group path already judged membership (GroupRuntime.open_message:
+        # both accounts members, or a message asked for while its sender was one).
         if not member and not self._member(sender, message.conversation):
             log.warning("! %s sent into a conversation it is not in", sender)
             self.store.advance_cursor(frame.seq, writes)
