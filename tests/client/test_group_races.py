@@ -350,3 +350,32 @@ async def test_a_leaver_takes_no_answer_that_comes_after_its_leave(devs: dict[st
     dave.client.groups_runtime.change(group, OpKind.LEAVE, now=dave.clock())
     _answer(bob, dave, asks)
     assert dave.shown() == []
+
+
+async def test_an_own_device_not_known_at_the_first_seal_gets_that_message_in_order(
+    devs: dict[str, Dev],
+) -> None:
+    """Seed 910: alice.1 sealed its first message right after the create, before it knew its
+    own alice.2 (a device-set answer names it a moment later): the multi-send named no own
+    device, and alice.2 never got it. Now the GROUP_SYNC that gives alice.2 the key comes with
+    alice.1's recent messages of the group that have no status there, before the next."""
+    alice1, alice2 = devs["alice.1"], devs["alice.2"]
+    alice1.knows("alice", 1)  # its own account: itself only, so far
+    group, ids = alice1.client.groups_runtime.create("lab", ["bob"], alice1.clock())
+    create = _one(alice1.queued(ids), GroupChange, "alice")
+    first = alice1.send(group, "first")
+    assert not [c for a, c in first if a == "alice"]  # nothing for an own device
+    alice1.knows("alice", 1, 2)  # the relay's device-set answer named alice.2
+    second = alice1.send(group, "second")
+    own = [c for a, c in second if a == "alice"]
+    assert [type(c) for c in own] == [GroupSync, GroupMessage]  # the key, then the first again
+
+    alice2.deliver(alice1.me, create, b"c".ljust(16, b"."))
+    for i, content in enumerate(own):
+        mid = content.message_id if isinstance(content, GroupMessage) else bytes([i]) * 16
+        alice2.deliver(alice1.me, content, mid)
+    gm2 = _gm([(a, c) for a, c in second if a.startswith("group:")])  # the multi-send's
+    alice2.deliver(alice1.me, gm2, gm2.message_id)
+    assert alice2.shown() == [(b"first", False), (b"second", False)]
+    # bob got both once; a copy at bob would be a duplicate anyway
+    assert not [c for a, c in second if a == "bob" and isinstance(c, GroupMessage)]

@@ -75,11 +75,13 @@ __all__ = [
     "MAX_ASKED_PER_STREAM",
     "MAX_RESENT_PER_WINDOW",
     "MAX_TRACKED_WINDOWS",
+    "OWN_COPY_WINDOW",
     "AskedAgain",
     "KeyResendLimit",
     "WaitingAsks",
     "catch_up",
     "on_sync",
+    "own_copies",
     "sync_requests",
 ]
 
@@ -252,6 +254,42 @@ class KeyResendLimit:
 
 
 # ---------------------------------------------------------------- a new own device
+
+#: How far back an own device newly given our key gets the messages we sealed without it: a
+#: device this one did not know yet when it sealed them (its first messages after a create can
+#: go before a device-set answer names the account's other devices). 30 s covers that moment;
+#: a device linked long after gets no old messages (history is :mod:`.history`'s job).
+OWN_COPY_WINDOW = 30.0
+
+
+def own_copies(
+    rt: GroupRuntime,
+    group_id: bytes,
+    devices: list[DeviceRef],
+    now: float,
+    sealing: bytes | None = None,
+) -> list[OutboxRequest]:
+    """Our messages of the group from the last :data:`OWN_COPY_WINDOW` seconds that have no
+    status at one of own ``devices`` (the relay never took them for it), again as a
+    GROUP_MESSAGE under its id to our account, after the GROUP_SYNC that gives the key: in
+    counter order, before what we seal next (a multi-send waits behind them,
+    :mod:`.outbox_multi`). An own device that has one drops the copy (same id)."""
+    conversation = group_conversation(group_id)
+    out: list[OutboxRequest] = []
+    for m in rt.store.messages(conversation, limit=MAX_RESENT_PER_WINDOW):
+        if m.direction is not Direction.OUT or m.message_id == sealing:
+            continue
+        if m.sent_at < now - OWN_COPY_WINDOW:
+            continue
+        statuses = rt.store.statuses(m.message_id)
+        if all(d in statuses for d in devices):
+            continue
+        inner = Message(conversation, m.counter, m.sent_at, m.body)
+        shared = rt.cipher.encrypt(group_id, inner.serialize())
+        out.append(rt._request(rt.me.account, GroupMessage(group_id, m.message_id, shared), now))
+    if out:
+        log.info("= %d recent group message(s) again to own device(s) %s", len(out), devices)
+    return out
 
 
 def sync_parts(

@@ -375,7 +375,7 @@ class GroupRuntime:
         """What sending ``message`` queues: the sender key to the member devices that lack
         it, then the one ciphertext by the transport (call inside the compose transaction)."""
         devices = self.member_devices(group_id)
-        requests = self._keys_for(group_id, devices, now)
+        requests = self._keys_for(group_id, devices, now, message_id)
         shared = self.cipher.encrypt(group_id, message.serialize())
         requests += self.transport.queue(
             GroupSend(group_id, message_id, shared, tuple(devices)), now
@@ -388,13 +388,19 @@ class GroupRuntime:
         )
 
     def _keys_for(
-        self, group_id: bytes, devices: Iterable[DeviceRef], now: float
+        self,
+        group_id: bytes,
+        devices: Iterable[DeviceRef],
+        now: float,
+        sealing: bytes | None = None,
     ) -> list[OutboxRequest]:
         """Our key to each of ``devices`` that lacks it: a SENDER_KEY per member account; to a
         device of this account, a GROUP_SYNC (the log with the key: it may be new and not know
-        the group, :mod:`.group_sync`)."""
+        the group, :mod:`.group_sync`), then our recent messages of the group sealed without
+        it (:func:`.group_sync.own_copies`; ``sealing``: the one being sealed now, not)."""
         need: dict[str, bytes] = {}
         syncs: list[OutboxRequest] = []
+        own: list[DeviceRef] = []
         for device in devices:
             material = self.cipher.key_for(group_id, device)
             if material is None:
@@ -402,10 +408,12 @@ class GroupRuntime:
             self.cipher.given(group_id, device)
             if device.account == self.me.account:
                 syncs += group_sync.sync_parts(self, group_id, device, material, now)
+                own.append(device)
             else:
                 need[device.account] = material
         keys = [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
-        return syncs + keys
+        copies = group_sync.own_copies(self, group_id, own, now, sealing) if own else []
+        return syncs + copies + keys
 
     # ---------------------------------------------------------------- group messages
 

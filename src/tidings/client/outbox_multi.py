@@ -46,6 +46,7 @@ from .group_transport import GROUP_PART, MultiEntry, is_group_lane
 
 if TYPE_CHECKING:
     from .outbox import Outbox
+    from .store import OutboxItem
 
 __all__ = ["MultiLink", "MultiPlan", "MultiSender", "as_refused"]
 
@@ -57,6 +58,13 @@ OLD_RELAY_CODES = frozenset({int(ErrorCode.MALFORMED_FRAME), int(ErrorCode.UNEXP
 
 #: The group control contents a multi-send waits behind (the key and membership it needs).
 _BEFORE = frozenset({ContentKind.SENDER_KEY, ContentKind.GROUP_CHANGE, ContentKind.GROUP_SYNC})
+
+
+def _pairwise_group_message(item: OutboxItem) -> bool:
+    """A group message sent again to one account (an answer to a key request, a copy for a
+    new device): a multi-send waits behind it too, so that it comes first, in counter order.
+    (A multi-send entry is queued under its group's lane, never an account.)"""
+    return item.kind == ContentKind.GROUP_MESSAGE and not is_group_lane(item.recipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +193,7 @@ class MultiSender:
         out = []
         for e in ob.scheduler.entries():
             item = ob._items.get(e.message_id)
-            if item is not None and item.kind in _BEFORE:
+            if item is not None and (item.kind in _BEFORE or _pairwise_group_message(item)):
                 out.append((e.order, e.lane))
         return out
 
