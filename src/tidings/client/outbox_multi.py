@@ -165,7 +165,7 @@ class MultiSender:
             after = self._after.get(mid, set()) & ob._items.keys()
             if not after:
                 self._after.pop(mid, None)
-            if after or any(o < e.order and lane in lanes for o, lane in before):
+            if after or any((o < e.order or old) and ln in lanes for o, ln, old in before):
                 ob.scheduler.hold(mid)
                 self._waiting.add(e.lane)
                 continue
@@ -182,19 +182,25 @@ class MultiSender:
             plans.append(MultiPlan(mid, entry.content, recipients))
         return plans, notes
 
-    def _control_entries(self, released: list[OutboxEntry]) -> list[tuple[int, str]]:
+    def _control_entries(self, released: list[OutboxEntry]) -> list[tuple[int, str, bool]]:
         """``(order, lane)`` of group control entries the relay has not ✓'d yet, in flight
         too: an in-flight SEND may still be refused (a stale device set) and sent again after
         the multi-send, which would then reach a new member before its log of changes (it
-        drops a message of a group it does not know: the ``group-chat`` lab scenario)."""
+        drops a message of a group it does not know: the ``group-chat`` lab scenario). The
+        flag: a pairwise group message, an earlier one of ours sent again (a catch-up copy, an
+        answer), holds every multi-send to its account, even one queued before it: a later
+        message must not overtake it (a device that begins the stream midstream would show
+        the earlier one late)."""
         if not released:
             return []
         ob = self._ob
         out = []
         for e in ob.scheduler.entries():
             item = ob._items.get(e.message_id)
-            if item is not None and (item.kind in _BEFORE or _pairwise_group_message(item)):
-                out.append((e.order, e.lane))
+            if item is not None and item.kind in _BEFORE:
+                out.append((e.order, e.lane, False))
+            elif item is not None and _pairwise_group_message(item):
+                out.append((e.order, e.lane, True))
         return out
 
     def _recipients(
