@@ -379,3 +379,27 @@ async def test_an_own_device_not_known_at_the_first_seal_gets_that_message_in_or
     assert alice2.shown() == [(b"first", False), (b"second", False)]
     # bob got both once; a copy at bob would be a duplicate anyway
     assert not [c for a, c in second if a == "bob" and isinstance(c, GroupMessage)]
+
+
+async def test_a_linked_device_holds_a_new_members_stream_from_its_first_message(
+    devs: dict[str, Dev],
+) -> None:
+    """Seeds 1007 and 1201: dave, added while alice.2 held the group, sent a burst; its resends
+    after the relay's restart came after its next message. alice.2, a linked device, began
+    dave's stream midstream at that next one and showed the burst late. It is owed dave's
+    messages from the first (dave joined while it was a member): the stream begins at 1."""
+    alice1, alice2, dave = devs["alice.1"], devs["alice.2"], devs["dave.1"]
+    rt = alice1.client.groups_runtime
+    group, ids = rt.create("lab", ["bob"], alice1.clock())
+    alice2.deliver(alice1.me, _one(alice1.queued(ids), GroupChange, "alice"), bytes(16))
+    added = alice1.queued(rt.change(group, OpKind.ADD, ["dave"], now=alice1.clock()))
+    alice2.deliver(alice1.me, _one(added, GroupChange, "alice"), b"add".ljust(16, b"."))
+    dave.deliver(alice1.me, _one(added, GroupChange, "dave"), b"log".ljust(16, b"."))
+    first = dave.send(group, "first")
+    second = dave.send(group, "second")
+    alice2.deliver(dave.me, _one(first, SenderKey, "alice"), b"k".ljust(16, b"."))
+    gm1, gm2 = _gm(first), _gm(second)
+    alice2.deliver(dave.me, gm2, gm2.message_id)  # the second overtook the first
+    assert alice2.shown() == []
+    alice2.deliver(dave.me, gm1, gm1.message_id)
+    assert alice2.shown() == [(b"first", False), (b"second", False)]

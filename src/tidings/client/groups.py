@@ -120,6 +120,8 @@ class GroupRuntime:
         self.asked = AskedAgain()
         #: The group messages it will ask for once a change lets it take them.
         self.waiting = WaitingAsks()
+        #: Per group, the accounts whose streams begin at their first message here.
+        self._from_start: dict[bytes, set[str]] = {}
         self.reload()
         store.on_rollback(self.reload)
 
@@ -330,7 +332,31 @@ class GroupRuntime:
                 out.requests += self._log_to(account, mine, now) if mine else []
         if not self._commit(out, before, trial, now, sender, seq, writes):
             return []
+        self._note_from_start(change.group_id, before, trial, new)
         return [r.message_id for r in out.requests]
+
+    def _note_from_start(
+        self, group_id: bytes, before: GroupState, after: GroupLog, new: list[GroupOp]
+    ) -> None:
+        """Accounts that became members while this device held the group (or that it learned
+        in the create itself, not from a sync): it is owed their messages from the first, so
+        their streams do not begin midstream here (:meth:`from_start`)."""
+        if self.me.account in before.members:
+            fresh = set(after.state.members - before.members)
+        else:
+            creates = [op for op in new if op.kind is OpKind.CREATE]
+            made = {a for op in creates for a in (op.author, *op.targets)}
+            fresh = set(made & after.state.members) if self.me.account in made else set()
+        if fresh:
+            self._from_start.setdefault(group_id, set()).update(fresh)
+
+    def from_start(self, conversation: str, account: str) -> bool:
+        """Whether this device is owed ``account``'s messages in the group of
+        ``conversation`` from its first: the account joined (or the group was made) while
+        this device held the group. In memory: after a restart, the usual rule (a linked
+        device begins midstream)."""
+        group_id = group_of_conversation(conversation)
+        return group_id is not None and account in self._from_start.get(group_id, ())
 
     # ---------------------------------------------------------------- sender keys
 

@@ -138,6 +138,8 @@ class Inbox:
         )
 
     def _joins_midstream(self, key: StreamKey) -> bool:
+        if self.groups is not None and self.groups.from_start(key.conversation, key.sender_account):
+            return False  # it joined while this device held the group: owed from its first
         if self.me.device_id > 1:
             return True
         return self.groups is not None and self.groups.added_later(key.conversation)
