@@ -483,3 +483,61 @@ def test_a_device_linked_midstream_forgets_a_notice_at_its_first_message() -> No
     r.expired("alice", 1)
     assert shown(feed(r, A, 7, 0.0)) == [7]  # its first message starts the stream
     assert r.notices() == {}
+
+
+# ---------------------------------------------------------------- awaiting asked-again messages
+
+
+def test_a_midstream_stream_awaiting_its_first_messages_begins_at_the_lowest_back() -> None:
+    r: Reorderer[str] = Reorderer(join_midstream=True)
+    r.awaiting(A, 1)  # counter 10 arrived unreadable and was asked for again
+    assert shown(feed(r, A, 11, 100.0)) == []  # would begin here midstream: held instead
+    assert shown(feed(r, A, 12, 101.0)) == []
+    r.awaiting(A, 0)  # 10 is back
+    assert shown(feed(r, A, 10, 102.0)) == [10, 11, 12]
+    assert r.state(A) == StreamState(A, expected=13, horizon=10)
+    assert r.next_deadline() is None
+    assert isinstance(feed(r, A, 9, 103.0)[0], Surfaced)  # below the start: late, not lost
+
+
+def test_awaiting_two_begins_after_both() -> None:
+    r: Reorderer[str] = Reorderer(join_midstream=True)
+    r.awaiting(A, 2)  # 5 and 6 asked for again
+    assert shown(feed(r, A, 7, 100.0)) == []
+    r.awaiting(A, 1)
+    assert shown(feed(r, A, 6, 101.0)) == []  # 5 is still out
+    r.awaiting(A, 0)
+    assert shown(feed(r, A, 5, 102.0)) == [5, 6, 7]
+
+
+def test_an_awaited_message_back_first_begins_the_stream_at_it() -> None:
+    r: Reorderer[str] = Reorderer(join_midstream=True)
+    r.awaiting(A, 1)
+    r.awaiting(A, 0)
+    assert shown(feed(r, A, 4, 100.0)) == [4]
+    assert shown(feed(r, A, 5, 101.0)) == [5]
+
+
+def test_an_awaited_message_that_never_comes_is_skipped_by_the_hold_in_order() -> None:
+    r: Reorderer[str] = Reorderer(join_midstream=True)
+    r.awaiting(A, 1)
+    feed(r, A, 8, 100.0)
+    feed(r, A, 9, 101.0)
+    events = r.handle_timer(130.0)
+    assert shown(events) == [8, 9]
+    assert [e for e in events if isinstance(e, GapSkipped)] == [GapSkipped(A, range(1, 8), TIMEOUT)]
+    assert shown(feed(r, A, 10, 131.0)) == [10]  # an ordinary stream from then on
+    r.awaiting(A, 1)  # begun: no effect
+    assert shown(feed(r, A, 11, 132.0)) == [11]
+
+
+def test_awaiting_does_not_change_a_stream_that_begins_at_1_or_has_begun() -> None:
+    r: Reorderer[str] = Reorderer()  # not midstream: the stream begins at 1 anyway
+    r.awaiting(A, 1)
+    assert shown(feed(r, A, 2, 100.0)) == []
+    r.awaiting(A, 0)
+    assert shown(feed(r, A, 1, 101.0)) == [1, 2]
+    m: Reorderer[str] = Reorderer(join_midstream=True)
+    assert shown(feed(m, B, 5, 100.0)) == [5]
+    m.awaiting(B, 3)
+    assert shown(feed(m, B, 6, 101.0)) == [6]

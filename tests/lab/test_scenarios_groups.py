@@ -19,12 +19,6 @@ from tidings.lab.scenarios import SCENARIOS
 pytestmark = [pytest.mark.proc, pytest.mark.slow]
 
 
-@pytest.mark.xfail(
-    reason="group runtime races the scenario found and that are not fixed yet (docs/lab.md, "
-    "group-chat): a member that hears of the group after another member's first message "
-    "recovers it late (reordered at a linked device); one lost first message seen once",
-    strict=False,
-)
 def test_group_chat_quick_passes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = runner.run_scenario("group-chat", run_dir, quick=True, stream=io.StringIO())

@@ -28,7 +28,18 @@ process_distribution`); a device is synced once per group (it is then in the gro
 given-key set, which is stored).
 
 :class:`KeyResendLimit` bounds the work a GROUP_KEY_REQUEST can cause (sans-I/O, ``now``
-passed in).
+passed in); :class:`AskedAgain` remembers what this device asked for, so that the order of
+the sender's messages waits for them (:meth:`~tidings.delivery.Reorderer.awaiting`), and
+:class:`WaitingAsks` the messages it will ask for once it can take them (below).
+
+*Asking when the answer can be taken.* A group message may arrive before the change that
+makes it readable here: the group's create or log (from the creator or the adder, on another
+sender's path), or the change that adds its sender. Asking the sender at once is a race the
+answer can lose: an answer that comes before that change is dropped again, and the sender
+sends a message again at most once per :data:`KEY_RESEND_INTERVAL`, so the message would be
+lost. Such a message is noted instead (:class:`WaitingAsks`), and the GROUP_KEY_REQUEST is
+queued with the change that makes its sender a member here, in the same transaction
+(:meth:`~tidings.client.groups.GroupRuntime._commit`): the answer can only come after it.
 
 Functions of :class:`~tidings.client.groups.GroupRuntime` (``rt``), kept apart to keep that
 module readable in one sitting.
@@ -41,14 +52,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..delivery import Message
+from ..delivery import Message, StreamKey
 from ..delivery.content_groups import (
     MAX_OPS_PER_CHANGE,
+    GroupKeyRequest,
     GroupMessage,
     GroupSync,
     group_conversation,
 )
 from ..delivery.groups import GroupError, GroupLog
+from ..delivery.ordering import MAX_AWAITED_STREAMS
 from ..errors import DecryptionError
 from ..refs import DeviceRef
 from .store import CryptoWrites, Direction, OutboxRequest
@@ -59,11 +72,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEY_RESEND_INTERVAL",
+    "MAX_ASKED_PER_STREAM",
     "MAX_RESENT_PER_WINDOW",
     "MAX_TRACKED_WINDOWS",
+    "OWN_COPY_WINDOW",
+    "AskedAgain",
     "KeyResendLimit",
+    "WaitingAsks",
     "catch_up",
     "on_sync",
+    "own_copies",
     "sync_requests",
 ]
 
@@ -88,6 +106,109 @@ MAX_TRACKED_WINDOWS = 4096
 class _Window:
     start: float
     answered: set[bytes] = field(default_factory=set)
+
+
+#: Group message ids remembered as asked for again per stream (one request's worth); beyond it
+#: the oldest is forgotten (its stream then begins without waiting for it).
+MAX_ASKED_PER_STREAM = 256
+
+
+class AskedAgain:
+    """The group messages this device asked their sender for again (GROUP_KEY_REQUEST: they
+    did not decrypt, or came before this device knew their group), per stream (conversation,
+    sender device), until they come back. What :meth:`ask` and :meth:`back` return is the
+    count still out, for :meth:`~tidings.delivery.Reorderer.awaiting`: a stream that joins
+    midstream then waits for them instead of beginning after them, so a recovered message is
+    shown in its place. In memory; at most ``max_streams`` streams (the oldest forgotten) of
+    ``per_stream`` ids."""
+
+    def __init__(
+        self, max_streams: int = MAX_AWAITED_STREAMS, per_stream: int = MAX_ASKED_PER_STREAM
+    ) -> None:
+        self.max_streams = max_streams
+        self.per_stream = per_stream
+        #: per stream: each id, and whether it was asked while its sender was a member here
+        self._asked: dict[StreamKey, dict[bytes, bool]] = {}
+
+    def ask(self, key: StreamKey, message_id: bytes, *, member: bool = True) -> int:
+        """``message_id`` of stream ``key`` was asked for again — or will be (``member``
+        False: its sender is not a member here yet, :class:`WaitingAsks`); the count out."""
+        ids = self._asked.pop(key, {})
+        self._asked[key] = ids  # newest last: the oldest are forgotten first
+        ids[message_id] = member or ids.get(message_id, False)
+        while len(ids) > self.per_stream:
+            del ids[next(iter(ids))]
+        while len(self._asked) > self.max_streams:
+            del self._asked[next(iter(self._asked))]
+        return len(ids)
+
+    def confirm(self, key: StreamKey, message_ids: Iterable[bytes]) -> None:
+        """``message_ids`` that waited are asked for now: their sender is a member here."""
+        ids = self._asked.get(key, {})
+        for message_id in message_ids:
+            if message_id in ids:
+                ids[message_id] = True
+
+    def asked_of_member(self, key: StreamKey, message_id: bytes) -> bool:
+        """Whether ``message_id`` of stream ``key`` was asked for while its sender was a
+        member here (its original reached this device then), and is not back yet: the answer
+        is taken even if the sender has left since."""
+        return self._asked.get(key, {}).get(message_id, False)
+
+    def back(self, key: StreamKey, message_id: bytes) -> int | None:
+        """``message_id`` of stream ``key`` arrived readable: the count still out, or None
+        if it was not asked for."""
+        ids = self._asked.get(key)
+        if ids is None or message_id not in ids:
+            return None
+        del ids[message_id]
+        if not ids:
+            del self._asked[key]
+        return len(ids)
+
+
+class WaitingAsks:
+    """Group messages this device could not take yet — their group is not known here, or
+    their sender is not a member here yet — to ask their sender for once it can (module
+    docstring), per (group, sender device). In memory (a device restarted before the change
+    came has lost them); at most ``max_senders`` senders (the oldest forgotten) of
+    ``per_sender`` ids."""
+
+    def __init__(
+        self, max_senders: int = MAX_AWAITED_STREAMS, per_sender: int = MAX_ASKED_PER_STREAM
+    ) -> None:
+        self.max_senders = max_senders
+        self.per_sender = per_sender
+        self._waiting: dict[tuple[bytes, DeviceRef], dict[bytes, None]] = {}
+
+    def add(self, group_id: bytes, sender: DeviceRef, message_id: bytes) -> None:
+        """``message_id`` from ``sender`` waits for a change of ``group_id``."""
+        ids = self._waiting.pop((group_id, sender), {})
+        self._waiting[(group_id, sender)] = ids
+        ids[message_id] = None
+        while len(ids) > self.per_sender:
+            del ids[next(iter(ids))]
+        while len(self._waiting) > self.max_senders:
+            del self._waiting[next(iter(self._waiting))]
+
+    def ready(
+        self, group_id: bytes, members: frozenset[str]
+    ) -> list[tuple[DeviceRef, GroupKeyRequest]]:
+        """What to queue now that ``group_id`` has ``members`` (this account among them): a
+        request to each waiting sender device that is a member (:meth:`done` once queued)."""
+        return [
+            (sender, GroupKeyRequest(g, sender.device_id, tuple(ids)))
+            for (g, sender), ids in self._waiting.items()
+            if g == group_id and sender.account in members
+        ]
+
+    def done(self, group_id: bytes, senders: Iterable[DeviceRef]) -> None:
+        """The messages ``senders`` were waited for in ``group_id`` for are asked (committed)."""
+        for sender in senders:
+            self._waiting.pop((group_id, sender), None)
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._waiting.values())
 
 
 class KeyResendLimit:
@@ -133,6 +254,42 @@ class KeyResendLimit:
 
 
 # ---------------------------------------------------------------- a new own device
+
+#: How far back an own device newly given our key gets the messages we sealed without it: a
+#: device this one did not know yet when it sealed them (its first messages after a create can
+#: go before a device-set answer names the account's other devices). 30 s covers that moment;
+#: a device linked long after gets no old messages (history is :mod:`.history`'s job).
+OWN_COPY_WINDOW = 30.0
+
+
+def own_copies(
+    rt: GroupRuntime,
+    group_id: bytes,
+    devices: list[DeviceRef],
+    now: float,
+    sealing: bytes | None = None,
+) -> list[OutboxRequest]:
+    """Our messages of the group from the last :data:`OWN_COPY_WINDOW` seconds that have no
+    status at one of own ``devices`` (the relay never took them for it), again as a
+    GROUP_MESSAGE under its id to our account, after the GROUP_SYNC that gives the key: in
+    counter order, before what we seal next (a multi-send waits behind them,
+    :mod:`.outbox_multi`). An own device that has one drops the copy (same id)."""
+    conversation = group_conversation(group_id)
+    out: list[OutboxRequest] = []
+    for m in rt.store.messages(conversation, limit=MAX_RESENT_PER_WINDOW):
+        if m.direction is not Direction.OUT or m.message_id == sealing:
+            continue
+        if m.sent_at < now - OWN_COPY_WINDOW:
+            continue
+        statuses = rt.store.statuses(m.message_id)
+        if all(d in statuses for d in devices):
+            continue
+        inner = Message(conversation, m.counter, m.sent_at, m.body)
+        shared = rt.cipher.encrypt(group_id, inner.serialize())
+        out.append(rt._request(rt.me.account, GroupMessage(group_id, m.message_id, shared), now))
+    if out:
+        log.info("= %d recent group message(s) again to own device(s) %s", len(out), devices)
+    return out
 
 
 def sync_parts(
@@ -201,8 +358,10 @@ def on_sync(
     if not new:
         rt.store.advance_cursor(seq, w)  # a sync delivered again: nothing changes
         return []
-    rt._commit(GroupWrites(new, [trial.state]), group.state, trial, now, sender, seq, w)
-    return []
+    out = GroupWrites(new, [trial.state])
+    if not rt._commit(out, group.state, trial, now, sender, seq, w):
+        return []
+    return [r.message_id for r in out.requests]  # the asks that waited for the group
 
 
 # ---------------------------------------------------------------- a new member device

@@ -18,9 +18,11 @@ and this device's :class:`~tidings.e2e.groupcipher.GroupCipher`, and turns each 
 * a group message (:meth:`seal`) goes to member devices that lack the current sender key as a
   SENDER_KEY first (pairwise), then once, encrypted with the sender key, by the
   :class:`~tidings.client.group_transport.GroupTransport`;
-* a group message that does not decrypt, or of a group this device has not heard of yet (its
-  change from another member may come after it) (:meth:`open_message`), makes this device ask
-  its sender device (GROUP_KEY_REQUEST); the sender answers (:meth:`on_key_request`) with its
+* a group message that does not decrypt (:meth:`open_message`) makes this device ask its
+  sender device (GROUP_KEY_REQUEST); one of a group this device has not heard of yet, or from
+  an account not a member here yet (the change from another member may come after it), is
+  asked for with the change that makes it readable (:class:`~tidings.client.group_sync.
+  WaitingAsks`, in :meth:`_commit`); the sender answers (:meth:`on_key_request`) with its
   key and the messages again under their ids, to a device that is a member now — never to a
   leaver — and at most as often as :class:`~tidings.client.group_sync.KeyResendLimit` allows;
 * a device of this account linked after a group was made gets it from the others
@@ -32,10 +34,11 @@ Sans-I/O apart from the store: times are passed in, ids come from ``new_id``.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Iterable
 
-from ..delivery import ContentError, Message, parse_content
+from ..delivery import ContentError, Message, StreamKey, parse_content
 from ..delivery.content_groups import (
     MAX_OPS_PER_CHANGE,
     GroupChange,
@@ -53,21 +56,33 @@ from ..errors import DecryptionError
 from ..refs import DeviceRef
 from . import group_sync
 from .events import ClientEvent, GroupChanged
-from .group_sync import KeyResendLimit
+from .group_sync import AskedAgain, KeyResendLimit, WaitingAsks
 from .group_transport import GroupSend, GroupTransport
 from .store import ClientStore, CryptoWrites, Direction, OutboxRequest
 from .store._groups import GroupWrites
 
-__all__ = ["MAX_UNKNOWN_GROUP_KEYS", "GroupRuntime", "Opened"]
+__all__ = ["LATER", "MAX_UNKNOWN_GROUP_KEYS", "GroupRuntime", "Later", "Opened"]
 
 log = logging.getLogger("tidings.client")
 
-#: Sender keys kept for groups this device does not know (yet): a device linked late hears of a
-#: few groups before its account's sync; a stranger cannot make it store keys without end.
+#: Sender keys kept for groups this device does not know (yet), and per group for senders not
+#: members here (yet): a device linked late hears of a few groups before its account's sync, a
+#: member of a new member before its add; a stranger cannot make it store keys without end.
 MAX_UNKNOWN_GROUP_KEYS = 64
 
-#: What :meth:`GroupRuntime.open_message` gives: the message, or the request to queue instead.
-Opened = Message | OutboxRequest | None
+
+class Later(enum.Enum):
+    """A group message this device cannot take yet: it asks for it once it can
+    (:class:`~tidings.client.group_sync.WaitingAsks`)."""
+
+    LATER = "later"
+
+
+LATER = Later.LATER
+
+#: What :meth:`GroupRuntime.open_message` gives: the message, the request to queue instead,
+#: :data:`LATER` (noted: asked for with the change that lets this device take it), or None.
+Opened = Message | OutboxRequest | Later | None
 
 
 class GroupRuntime:
@@ -101,6 +116,12 @@ class GroupRuntime:
         self.logs: dict[bytes, GroupLog] = {}
         #: How often a key request is answered (per group and requesting device).
         self.resend_limit = KeyResendLimit()
+        #: The group messages this device asked for again, until they come back.
+        self.asked = AskedAgain()
+        #: The group messages it will ask for once a change lets it take them.
+        self.waiting = WaitingAsks()
+        #: Per group, the accounts whose streams begin at their first message here.
+        self._from_start: dict[bytes, set[str]] = {}
         self.reload()
         store.on_rollback(self.reload)
 
@@ -232,6 +253,8 @@ class GroupRuntime:
         crypto: CryptoWrites | None = None,
     ) -> bool:
         group_id = after.group_id
+        asks = self._asks_now(after.state, now)
+        writes.requests += [r for _, r in asks]
         if before.members - after.state.members:  # someone left: rotate (module docstring)
             self.cipher.member_left(group_id)
             own = self.cipher.records().get((group_id, self.me))
@@ -245,6 +268,7 @@ class GroupRuntime:
             raise
         if not ok:
             return False
+        self.waiting.done(group_id, [d for d, _ in asks])
         self.logs[group_id] = after
         s = after.state
         self._emit(
@@ -258,6 +282,19 @@ class GroupRuntime:
             )
         )
         return True
+
+    def _asks_now(self, state: GroupState, now: float) -> list[tuple[DeviceRef, OutboxRequest]]:
+        """The requests for messages that waited for this change (their group, or their
+        sender's membership): queued with it, so the answers come after it (:mod:`.group_sync`,
+        "Asking when the answer can be taken")."""
+        if not state.exists or self.me.account not in state.members:
+            return []
+        asks = self.waiting.ready(state.group_id, state.members)
+        conversation = group_conversation(state.group_id)
+        for sender, ask in asks:
+            key = StreamKey(conversation, sender.account, sender.device_id)
+            self.asked.confirm(key, ask.message_ids)
+        return [(sender, self._request(sender.account, ask, now)) for sender, ask in asks]
 
     # ---------------------------------------------------------------- received changes
 
@@ -295,23 +332,57 @@ class GroupRuntime:
                 out.requests += self._log_to(account, mine, now) if mine else []
         if not self._commit(out, before, trial, now, sender, seq, writes):
             return []
+        self._note_from_start(change.group_id, before, trial, new)
         return [r.message_id for r in out.requests]
+
+    def _note_from_start(
+        self, group_id: bytes, before: GroupState, after: GroupLog, new: list[GroupOp]
+    ) -> None:
+        """Accounts that became members while this device held the group (or that it learned
+        in the create itself, not from a sync): it is owed their messages from the first, so
+        their streams do not begin midstream here (:meth:`from_start`)."""
+        if self.me.account in before.members:
+            fresh = set(after.state.members - before.members)
+        else:
+            creates = [op for op in new if op.kind is OpKind.CREATE]
+            made = {a for op in creates for a in (op.author, *op.targets)}
+            fresh = set(made & after.state.members) if self.me.account in made else set()
+        if fresh:
+            self._from_start.setdefault(group_id, set()).update(fresh)
+
+    def from_start(self, conversation: str, account: str) -> bool:
+        """Whether this device is owed ``account``'s messages in the group of
+        ``conversation`` from its first: the account joined (or the group was made) while
+        this device held the group. In memory: after a restart, the usual rule (a linked
+        device begins midstream)."""
+        group_id = group_of_conversation(conversation)
+        return group_id is not None and account in self._from_start.get(group_id, ())
 
     # ---------------------------------------------------------------- sender keys
 
     def on_sender_key(
         self, seq: int, sender: DeviceRef, key: SenderKey, writes: CryptoWrites
     ) -> None:
-        """Take a member device's sender key (dropped from a non-member). A key for a group this
-        device does not know yet is kept: a device linked late may hear from a member before
-        its own account's sync (:mod:`.group_sync`); a key alone opens nothing, since
-        :meth:`open_message` checks membership."""
+        """Take a member device's sender key. A key for a group this device does not know yet,
+        or from an account that is not a member here yet (while this one is), is kept too: a
+        device linked late may hear from a member before its own account's sync
+        (:mod:`.group_sync`), a member from a new member before the change that adds it; a key
+        alone opens nothing, since :meth:`open_message` checks membership. Else a non-member's
+        key is dropped."""
         state = self.state(key.group_id)
-        unknown = sum(1 for g, _ in self.cipher.records() if g not in self.logs)
-        if state is not None and sender.account not in state.members:
+        records = self.cipher.records()
+        if state is None:  # kept for unknown groups, or for this group from non-members
+            kept = sum(1 for g, _ in records if g not in self.logs)
+        else:
+            kept = sum(1 for g, d in records if g == key.group_id and not self._from_member(g, d))
+        if (
+            state is not None
+            and sender.account not in state.members
+            and (self.me.account not in state.members)
+        ):
             log.warning("! %s sent a sender key for a group it is not in", sender)
-        elif state is None and unknown >= MAX_UNKNOWN_GROUP_KEYS:
-            log.warning("! %s sent a sender key for an unknown group: too many kept", sender)
+        elif not self._from_member(key.group_id, sender) and kept >= MAX_UNKNOWN_GROUP_KEYS:
+            log.warning("! %s sent a sender key for a group not known: too many kept", sender)
         else:
             try:
                 self.cipher.accept_key(key.group_id, sender, key.distribution)
@@ -322,11 +393,15 @@ class GroupRuntime:
                 writes.sender_keys[(key.group_id, sender)] = record.serialize()
         self.store.advance_cursor(seq, writes)
 
+    def _from_member(self, group_id: bytes, device: DeviceRef) -> bool:
+        state = self.state(group_id)
+        return state is not None and device.account in state.members
+
     def seal(self, group_id: bytes, message_id: bytes, message: Message, now: float) -> GroupWrites:
         """What sending ``message`` queues: the sender key to the member devices that lack
         it, then the one ciphertext by the transport (call inside the compose transaction)."""
         devices = self.member_devices(group_id)
-        requests = self._keys_for(group_id, devices, now)
+        requests = self._keys_for(group_id, devices, now, message_id)
         shared = self.cipher.encrypt(group_id, message.serialize())
         requests += self.transport.queue(
             GroupSend(group_id, message_id, shared, tuple(devices)), now
@@ -339,13 +414,19 @@ class GroupRuntime:
         )
 
     def _keys_for(
-        self, group_id: bytes, devices: Iterable[DeviceRef], now: float
+        self,
+        group_id: bytes,
+        devices: Iterable[DeviceRef],
+        now: float,
+        sealing: bytes | None = None,
     ) -> list[OutboxRequest]:
         """Our key to each of ``devices`` that lacks it: a SENDER_KEY per member account; to a
         device of this account, a GROUP_SYNC (the log with the key: it may be new and not know
-        the group, :mod:`.group_sync`)."""
+        the group, :mod:`.group_sync`), then our recent messages of the group sealed without
+        it (:func:`.group_sync.own_copies`; ``sealing``: the one being sealed now, not)."""
         need: dict[str, bytes] = {}
         syncs: list[OutboxRequest] = []
+        own: list[DeviceRef] = []
         for device in devices:
             material = self.cipher.key_for(group_id, device)
             if material is None:
@@ -353,10 +434,12 @@ class GroupRuntime:
             self.cipher.given(group_id, device)
             if device.account == self.me.account:
                 syncs += group_sync.sync_parts(self, group_id, device, material, now)
+                own.append(device)
             else:
                 need[device.account] = material
         keys = [self._request(a, SenderKey(group_id, m), now) for a, m in sorted(need.items())]
-        return syncs + keys
+        copies = group_sync.own_copies(self, group_id, own, now, sealing) if own else []
+        return syncs + copies + keys
 
     # ---------------------------------------------------------------- group messages
 
@@ -364,22 +447,46 @@ class GroupRuntime:
         self, sender: DeviceRef, gm: GroupMessage, now: float, writes: CryptoWrites
     ) -> Opened:
         """The message in a group ciphertext from ``sender``; the key request to queue when
-        it does not decrypt; None to drop it (not a member, a replay, not valid)."""
+        it does not decrypt (no chain, or a chain position used up though the message is not
+        stored here); :data:`LATER` when this device cannot take it yet; None to drop it (not
+        a member, not valid)."""
         state = self.state(gm.group_id)
-        if state is None:
-            # Not heard of yet: its change comes from another member (the creator, the adder)
-            # and may be behind this sender's message; ask the sender again, as for a missing
-            # key (it answers a member only), rather than drop the message for good.
-            log.info("= %s sent into a group not known here yet: asking it again", sender)
-            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
-            return self._request(sender.account, ask, now)
-        if sender.account not in state.members:
+        stream = StreamKey(group_conversation(gm.group_id), sender.account, sender.device_id)
+        if (
+            state is not None
+            and self.me.account in state.members
+            and sender.account not in (state.members)
+            and self.asked.asked_of_member(stream, gm.message_id)
+        ):
+            # Asked for while its sender was a member here (its original reached this device
+            # then), answered after the sender left: it was sealed for this device, take it.
+            log.info("= %s left; a message asked for before: taken", sender)
+        elif state is None or (
+            sender.account not in state.members and self.me.account in state.members
+        ):
+            # Not heard of yet, or its sender not a member here yet: the change comes from
+            # another member (the creator, the adder) and may be behind this sender's message.
+            # Ask the sender again once that change is here (asked now, its answer could come
+            # before it and be dropped again), rather than drop the message for good.
+            log.info("= %s sent into a group it is not in here yet: asking it later", sender)
+            self.waiting.add(gm.group_id, sender, gm.message_id)
+            return LATER
+        elif sender.account not in state.members:
             log.warning("! %s sent into a group it is not in", sender)
+            return None
+        elif self.me.account not in state.members:  # left or removed: nothing more of it
+            log.warning("! %s sent into a group this account is not in", sender)
             return None
         try:
             plaintext = self.cipher.decrypt(gm.group_id, sender, gm.ciphertext)
         except DuplicateMessage:
-            return None
+            # Its chain position is used up here, yet the message is not stored (the inbox
+            # checked its id first): the chain came at a later position, or a step that read
+            # it was not committed. It cannot be read from this ciphertext: ask for it again
+            # (the answer is encrypted anew), rather than drop it silently for good.
+            log.info("= a group message of %s at a used chain position: asking it again", sender)
+            ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
+            return self._request(sender.account, ask, now)
         except DecryptionError:
             log.info("= no sender key of %s for a group message: asking it", sender)
             ask = GroupKeyRequest(gm.group_id, sender.device_id, (gm.message_id,))
@@ -403,7 +510,10 @@ class GroupRuntime:
         if ask.device_id != self.me.device_id or state is None:
             self.store.advance_cursor(seq, writes)
             return []
-        if sender.account not in state.members or self.me.account not in state.members:
+        # A member only (never a leaver) is answered — also by a device whose account left
+        # since: what it sent while a member was sealed for the asker (its answers are taken
+        # for what was asked before it left: open_message).
+        if sender.account not in state.members:
             log.warning("! %s asked for a group's messages and is not a member", sender)
             self.store.advance_cursor(seq, writes)
             return []

@@ -153,6 +153,8 @@ class Inbox:
         )
 
     def _joins_midstream(self, key: StreamKey) -> bool:
+        if self.groups is not None and self.groups.from_start(key.conversation, key.sender_account):
+            return False  # it joined while this device held the group: owed from its first
         if self.me.device_id > 1:
             return True
         return self.groups is not None and self.groups.added_later(key.conversation)
@@ -463,8 +465,12 @@ class Inbox:
         now: float,
         message_id: bytes,
         writes: CryptoWrites,
+        *,
+        member: bool = False,
     ) -> list[bytes]:
-        if not self._member(sender, message.conversation):
+        # ``member``: the group path already judged membership (GroupRuntime.open_message:
+        # both accounts members, or a message asked for while its sender was one).
+        if not member and not self._member(sender, message.conversation):
             log.warning("! %s sent into a conversation it is not in", sender)
             self.store.advance_cursor(frame.seq, writes)
             return []

@@ -1,7 +1,12 @@
 """What the inbox does with group content (issue 12): changes, sender keys and key requests
 go to the device's :class:`~tidings.client.groups.GroupRuntime`; a group message is opened by it
 and then stored as any message (dedup, per-sender-device order, delivered receipt), or, when it
-does not decrypt, a key request to its sender is queued and :class:`DecryptionFailed` reported.
+does not decrypt, a key request to its sender is queued and :class:`DecryptionFailed` reported
+(one whose group, or whose sender as a member, this device does not know yet is asked for with
+the change that makes it readable: :mod:`.group_sync`). The sender's stream then waits for
+that message before it begins (:class:`~tidings.client.group_sync.AskedAgain`,
+:meth:`~tidings.delivery.Reorderer.awaiting`), so when it comes back it is shown in its
+counter's place.
 
 A group multi-send (:func:`on_group_part`) arrives as ``GROUP_PART || GROUP_MESSAGE content``
 outside any pairwise session: its sender is the relay-authenticated DELIVER's, and the sender
@@ -16,18 +21,20 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..delivery import ContentError, parse_content
+from ..delivery import ContentError, StreamKey, parse_content
 from ..delivery.content_groups import (
     GroupChange,
     GroupKeyRequest,
     GroupMessage,
     GroupSync,
     SenderKey,
+    group_conversation,
 )
 from ..refs import DeviceRef
 from ..wire import Deliver
 from .events import DecryptionFailed
 from .group_transport import GROUP_PART
+from .groups import Later
 from .store import CryptoWrites, OutboxRequest
 
 if TYPE_CHECKING:
@@ -88,8 +95,19 @@ def on_group(
     if opened is None:
         self.store.advance_cursor(frame.seq, writes)
         return []
-    if isinstance(opened, OutboxRequest):  # no key for it: asked the sender (never silent)
-        self.store.commit_control(frame.seq, [opened], writes)
+    key = StreamKey(group_conversation(content.group_id), sender.account, sender.device_id)
+    if isinstance(opened, OutboxRequest | Later):  # asked the sender, or will (never silent)
+        if isinstance(opened, OutboxRequest):
+            self.store.commit_control(frame.seq, [opened], writes)
+        else:  # asked with the change that lets this device take it (group_sync)
+            self.store.advance_cursor(frame.seq, writes)
+        # The sender's stream must not begin after it (a linked device or a joiner begins
+        # midstream): it waits for the message to come back (Reorderer.awaiting).
+        member = isinstance(opened, OutboxRequest)  # asked of a member (else: will be)
+        self.reorderer.awaiting(key, groups.asked.ask(key, content.message_id, member=member))
         self._emit(DecryptionFailed(sender, content.message_id, True))
-        return [opened.message_id]
-    return self._on_message(frame, sender, opened, now, content.message_id, writes)
+        return [opened.message_id] if isinstance(opened, OutboxRequest) else []
+    left = groups.asked.back(key, content.message_id)
+    if left is not None:  # one it asked for is back: its stream may begin (before receive)
+        self.reorderer.awaiting(key, left)
+    return self._on_message(frame, sender, opened, now, content.message_id, writes, member=True)

@@ -46,6 +46,7 @@ from .group_transport import GROUP_PART, MultiEntry, is_group_lane
 
 if TYPE_CHECKING:
     from .outbox import Outbox
+    from .store import OutboxItem
 
 __all__ = ["MultiLink", "MultiPlan", "MultiSender", "as_refused"]
 
@@ -57,6 +58,13 @@ OLD_RELAY_CODES = frozenset({int(ErrorCode.MALFORMED_FRAME), int(ErrorCode.UNEXP
 
 #: The group control contents a multi-send waits behind (the key and membership it needs).
 _BEFORE = frozenset({ContentKind.SENDER_KEY, ContentKind.GROUP_CHANGE, ContentKind.GROUP_SYNC})
+
+
+def _pairwise_group_message(item: OutboxItem) -> bool:
+    """A group message sent again to one account (an answer to a key request, a copy for a
+    new device): a multi-send waits behind it too, so that it comes first, in counter order.
+    (A multi-send entry is queued under its group's lane, never an account.)"""
+    return item.kind == ContentKind.GROUP_MESSAGE and not is_group_lane(item.recipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +165,7 @@ class MultiSender:
             after = self._after.get(mid, set()) & ob._items.keys()
             if not after:
                 self._after.pop(mid, None)
-            if after or any(o < e.order and lane in lanes for o, lane in before):
+            if after or any((o < e.order or old) and ln in lanes for o, ln, old in before):
                 ob.scheduler.hold(mid)
                 self._waiting.add(e.lane)
                 continue
@@ -174,11 +182,15 @@ class MultiSender:
             plans.append(MultiPlan(mid, entry.content, recipients))
         return plans, notes
 
-    def _control_entries(self, released: list[OutboxEntry]) -> list[tuple[int, str]]:
+    def _control_entries(self, released: list[OutboxEntry]) -> list[tuple[int, str, bool]]:
         """``(order, lane)`` of group control entries the relay has not ✓'d yet, in flight
         too: an in-flight SEND may still be refused (a stale device set) and sent again after
         the multi-send, which would then reach a new member before its log of changes (it
-        drops a message of a group it does not know: the ``group-chat`` lab scenario)."""
+        drops a message of a group it does not know: the ``group-chat`` lab scenario). The
+        flag: a pairwise group message, an earlier one of ours sent again (a catch-up copy, an
+        answer), holds every multi-send to its account, even one queued before it: a later
+        message must not overtake it (a device that begins the stream midstream would show
+        the earlier one late)."""
         if not released:
             return []
         ob = self._ob
@@ -186,7 +198,9 @@ class MultiSender:
         for e in ob.scheduler.entries():
             item = ob._items.get(e.message_id)
             if item is not None and item.kind in _BEFORE:
-                out.append((e.order, e.lane))
+                out.append((e.order, e.lane, False))
+            elif item is not None and _pairwise_group_message(item):
+                out.append((e.order, e.lane, True))
         return out
 
     def _recipients(

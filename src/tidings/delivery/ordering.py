@@ -16,6 +16,12 @@ Invariants:
   expired that arrives after all is surfaced as late, like one from any skipped gap.
 * Memory per stream is bounded: at most ``max_held`` held messages and
   :data:`MAX_MISSING_RANGES` remembered gaps.
+* A stream that joins midstream starts at its first message's counter — unless messages that
+  came *before* it were asked for again (:meth:`Reorderer.awaiting`: they arrived unreadable,
+  or before this device knew their conversation): then it starts *tentative*, holding what
+  arrives until the last of them is back, and begins at the lowest counter held; so a
+  recovered message is surfaced in its place, not late. If they do not come back, the hold
+  skips the gap as any (what was held surfaces in order; a message after that is late).
 
 Durability: the reorderer's state minus the held items (:class:`StreamState`, small, and the
 unmatched expiry notices per sender device) is what the client persists, in the same transaction
@@ -45,6 +51,7 @@ from ._streams import (
 )
 
 __all__ = [
+    "MAX_AWAITED_STREAMS",
     "MAX_EXPIRED_NOTICES",
     "MAX_HELD_PER_SENDER",
     "MAX_MISSING_RANGES",
@@ -84,6 +91,12 @@ MAX_MISSING_RANGES = 256
 #: bound keeps a flood of notices from growing memory.
 MAX_EXPIRED_NOTICES = MAX_HELD_PER_SENDER
 
+#: Most streams remembered as awaiting messages asked for again before they began
+#: (:meth:`Reorderer.awaiting`); beyond it the oldest is forgotten (its stream then starts at
+#: its first message, and a recovered one shows late). In memory only: after a restart a
+#: tentative stream is an ordinary one that began at 1 (its held messages wait out the hold).
+MAX_AWAITED_STREAMS = 1024
+
 _SNAPSHOT_VERSION = 1
 
 
@@ -94,6 +107,9 @@ class _Stream(Generic[T]):
     missing: list[tuple[int, int]] = field(default_factory=list)
     horizon: int = 1
     held: dict[int, tuple[T, float]] = field(default_factory=dict)
+    #: Began midstream while messages before its first were asked for again: it holds what
+    #: arrives until they are back, then begins at the lowest counter held.
+    tentative: bool = False
 
     def state(self) -> StreamState:
         return StreamState(self.key, self.expected, tuple(self.missing), self.horizon)
@@ -159,11 +175,17 @@ class Reorderer(Generic[T]):
         self._changed: set[StreamKey] = set()
         self._notices = {k: min(n, MAX_EXPIRED_NOTICES) for k, n in (notices or {}).items() if n}
         self._changed_notices: set[SenderDevice] = set()
+        #: Messages asked for again per stream not begun (or tentative), still outstanding.
+        self._awaited: dict[StreamKey, int] = {}
         for s in states:
             self._streams[s.key] = _Stream(s.key, s.expected, list(s.missing), s.horizon)
 
     def receive(self, key: StreamKey, counter: int, item: T, now: float) -> list[OrderEvent[T]]:
         """A message with ``counter`` arrived in stream ``key``.
+
+        In a tentative stream (module docstring) it is held; once :meth:`awaiting` says none
+        is left (call it first for a recovered message, with the count left), the stream
+        begins at its lowest held counter and releases its run.
 
         Returns:
             The events, in order: ``Surfaced`` for it and every held successor it unblocks; or
@@ -180,8 +202,47 @@ class Reorderer(Generic[T]):
         s = self._streams.get(key)
         if s is None:
             midstream = self.join_midstream
-            start = counter if (midstream(key) if callable(midstream) else midstream) else 1
+            joins = midstream(key) if callable(midstream) else midstream
+            # Earlier messages asked for again: do not begin after them (module docstring).
+            tentative = joins and self._awaited.get(key, 0) > 0
+            start = counter if joins and not tentative else 1
             s = self._streams[key] = _Stream(key, expected=start, horizon=start)
+            s.tentative = tentative
+        if not s.tentative:
+            self._awaited.pop(key, None)
+        events = self._receive(s, counter, item, now)
+        if s.tentative and (s.expected > s.horizon or not self._awaited.get(key, 0)):
+            events += self._begin(s)
+        return events
+
+    def awaiting(self, key: StreamKey, outstanding: int) -> None:
+        """``outstanding`` messages of stream ``key`` that arrived before any other of it were
+        asked for again (0: none is left). Only a stream that has not begun (or is
+        tentative) takes note: one that joins midstream then holds what arrives for them
+        rather than beginning after them (see :meth:`receive`). The count is
+        in memory, at most :data:`MAX_AWAITED_STREAMS` streams."""
+        s = self._streams.get(key)
+        if s is not None and not s.tentative:
+            return
+        self._awaited.pop(key, None)
+        if outstanding > 0:
+            self._awaited[key] = outstanding
+            while len(self._awaited) > MAX_AWAITED_STREAMS:
+                del self._awaited[next(iter(self._awaited))]
+
+    def _begin(self, s: _Stream[T]) -> list[OrderEvent[T]]:
+        """A tentative stream begins: at its lowest held counter if nothing was surfaced (the
+        counters below it were never meant for this device), else where it is."""
+        s.tentative = False
+        self._awaited.pop(s.key, None)
+        if s.expected == s.horizon and s.held:
+            s.expected = s.horizon = min(s.held)
+            self._changed.add(s.key)
+            return self._release_run(s)
+        return []
+
+    def _receive(self, s: _Stream[T], counter: int, item: T, now: float) -> list[OrderEvent[T]]:
+        key = s.key
         if counter < s.expected:
             return self._late(s, counter, item)
         if counter in s.held:
@@ -319,7 +380,11 @@ class Reorderer(Generic[T]):
         return self._skip(s, min(s.held) - s.expected, reason)
 
     def _skip(self, s: _Stream[T], count: int, reason: SkipReason) -> list[OrderEvent[T]]:
-        """Stop waiting for the ``count`` counters from ``expected`` (all missing)."""
+        """Stop waiting for the ``count`` counters from ``expected`` (all missing); a tentative
+        stream stops waiting for what it awaited too."""
+        if s.tentative:
+            s.tentative = False
+            self._awaited.pop(s.key, None)
         first = s.expected
         s.add_missing(first, first + count - 1)
         s.expected = first + count
