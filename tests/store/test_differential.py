@@ -20,7 +20,15 @@ from hypothesis import strategies as st
 from tests import pgdb
 from tests.store.conftest import PgDatabases
 from tests.store.helpers import NOW, key, message_id
-from tidings.store import DeviceRef, MemoryStore, PostgresStore, SQLiteStore, Store, Submission
+from tidings.store import (
+    DeviceRef,
+    MemoryStore,
+    PostgresStore,
+    SealedSubmission,
+    SQLiteStore,
+    Store,
+    Submission,
+)
 
 ACCOUNTS = ["a", "b", "c"]  # "c" is never created by the setup: sends to it are refused
 DEVICES = [DeviceRef(account, n) for account in ACCOUNTS for n in (1, 2, 3)]
@@ -69,7 +77,26 @@ class Create:
     key: int
 
 
-Op = Send | Ack | Expire | PutCode | AddDevice | Create
+@dataclass(frozen=True)
+class SetKey:
+    device: DeviceRef
+    key: int
+
+
+@dataclass(frozen=True)
+class Sealed:
+    recipient: str
+    exact: bool  #: target the recipient's current devices (else ``targets``)
+    targets: tuple[DeviceRef, ...]
+    tag: int
+    key: int  #: the access key it presents (``SetKey``'s are 0..1)
+    expires: int
+    max_queue: int
+    share: int | None
+
+
+Op = Send | Ack | Expire | PutCode | AddDevice | Create | SetKey | Sealed
+TAGS = range(4)
 _device = st.sampled_from(DEVICES)
 _op: st.SearchStrategy[Op] = st.one_of(
     st.builds(
@@ -87,12 +114,26 @@ _op: st.SearchStrategy[Op] = st.one_of(
     st.builds(PutCode, _device, st.integers(0, 2), st.integers(1, 4)),
     st.builds(AddDevice, st.sampled_from(ACCOUNTS), st.integers(0, 2), st.integers(0, 6)),
     st.builds(Create, st.sampled_from(ACCOUNTS), st.integers(0, 6)),
+    st.builds(SetKey, _device, st.integers(0, 1)),
+    st.builds(
+        Sealed,
+        st.sampled_from(ACCOUNTS),
+        st.integers(0, 3).map(bool),
+        st.lists(_device, max_size=3).map(tuple),
+        st.sampled_from(TAGS),
+        st.integers(0, 2),
+        st.integers(1, 4),
+        st.sampled_from([2, 3, 100]),
+        st.sampled_from([None, 1, 2]),
+    ),
 )
 
 
-async def targets(store: Store, op: Send) -> tuple[DeviceRef, ...]:
+async def targets(store: Store, op: Send | Sealed) -> tuple[DeviceRef, ...]:
     if not op.exact:
         return op.targets
+    if isinstance(op, Sealed):
+        return tuple(d.ref for d in await store.devices(op.recipient))
     accounts = {op.recipient, op.sender.account}
     current = [d.ref for account in sorted(accounts) for d in await store.devices(account)]
     return tuple(ref for ref in current if ref != op.sender)
@@ -110,6 +151,20 @@ def call(store: Store, op: Op, resolved: tuple[DeviceRef, ...]) -> Awaitable[obj
             op.max_queue,
         )
         return store.submit(sub)
+    if isinstance(op, Sealed):
+        sealed = SealedSubmission(
+            bytes([op.tag]) * 16,
+            op.recipient,
+            bytes([op.key]) * 16,
+            tuple((ref, f"sealed {op.tag}>{ref}".encode()) for ref in resolved),
+            NOW,
+            NOW + op.expires,
+            op.max_queue,
+            op.share,
+        )
+        return store.submit_sealed(sealed)
+    if isinstance(op, SetKey):
+        return store.put_access_key(op.device, bytes([op.key]) * 16)
     if isinstance(op, Ack):
         return store.ack(op.device, op.up_to)
     if isinstance(op, Expire):
@@ -134,6 +189,7 @@ async def snapshot(store: Store) -> list[object]:
     for ref in DEVICES:
         state.append((await store.last_seq(ref), await store.queue_depth(ref)))
         state.append(await store.fetch(ref, 0, 100))
+    state.append(await store.tag_states([bytes([tag]) * 16 for tag in TAGS]))
     return state
 
 
@@ -146,7 +202,9 @@ async def run(groups: list[list[Op]], other: Store) -> None:
         await store.create_account("b", key("b"), "b", NOW)
     try:
         for group in groups:
-            resolved = [await targets(memory, op) if isinstance(op, Send) else () for op in group]
+            resolved = [
+                await targets(memory, op) if isinstance(op, Send | Sealed) else () for op in group
+            ]
             answers = []
             for store in stores:
                 calls = [call(store, op, refs) for op, refs in zip(group, resolved, strict=True)]
