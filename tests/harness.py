@@ -309,7 +309,12 @@ class ClientLab:
         return home
 
     def open(self, home: Path, **kwargs: Any) -> Client:
-        """A Client on ``home`` (not started); closed at teardown."""
+        """A Client on ``home`` (not started); closed at teardown.
+
+        It gives no profile key to anyone unless asked (``share_profile_key=True``): most
+        tests count what a send queues, and sealed sender's PROFILE_KEY with the first message
+        to each contact would be one item more (tests/client/test_sealed_keys.py asks)."""
+        kwargs.setdefault("share_profile_key", False)
         client = Client(home, **kwargs)
         self.clients.append(client)
         return client

@@ -6,10 +6,15 @@ changed identity key refused; blocking rotates the access key and skips the bloc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
+import pytest
+
 from tests.harness import ClientLab, Peer, RelayLab, is_received, is_status
+from tidings.api.methods import METHODS, call
+from tidings.api.rpc import ApiError
 from tidings.client import SealedRefused
 from tidings.client.inbox_sealed import SEALED_REFUSED
 from tidings.client.store import CryptoWrites
@@ -81,8 +86,8 @@ async def test_profile_keys_access_keys_and_a_sealed_message_shown_as_from_alice
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
     await exchange(alice, bob)
 
     # each holds the other's profile key, given with the first message
@@ -116,8 +121,8 @@ async def test_a_forged_or_expired_certificate_or_another_key_is_refused(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
     await exchange(alice, bob)
     await alice.client.sealed_keys.wait_relay_has_key()
     real = alice.client.sealed_keys.certificate(time.time())
@@ -156,9 +161,9 @@ async def test_a_certificate_naming_another_key_than_the_pinned_one_is_refused(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
-    mallory = await clients.new("mallory")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
+    mallory = await clients.new("mallory", share_profile_key=True)
     await exchange(alice, bob)
     # A certificate for alice.1 naming mallory's key (as a relay that lies, or one that
     # certified a reset key, would issue): bob pinned another key for alice.1.
@@ -181,9 +186,9 @@ async def test_blocking_rotates_the_access_key_and_skips_the_blocked(
     relays: RelayLab, clients: ClientLab
 ) -> None:
     relay = await relays.start()
-    alice = await clients.new("alice")
-    bob = await clients.new("bob")
-    carol = await clients.new("carol")
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
+    carol = await clients.new("carol", share_profile_key=True)
     await exchange(alice, bob)
     await exchange(alice, carol)
     await alice.client.sealed_keys.wait_relay_has_key()
@@ -219,3 +224,32 @@ async def test_blocking_rotates_the_access_key_and_skips_the_blocked(
     m = await alice.client.send("bob", "yes")
     await bob.until(is_received(m))
     assert bob.client.store.contact_profile_key("alice") == new.key
+
+
+async def test_a_linked_device_is_given_the_accounts_key(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    relay = await relays.start()
+    alice1 = await clients.new("alice", share_profile_key=True)
+    await alice1.client.sealed_keys.wait_relay_has_key()
+    alice2 = await clients.link(alice1, share_profile_key=True)
+    key = own_key(alice1)
+    # device 1 notices device 2 (DEVICES) and gives it the key; device 2 makes none of its own
+    async with asyncio.timeout(10):
+        await alice2.client.sealed_keys.wait_relay_has_key()
+    assert own_key(alice2) == key
+    assert alice1.client.store.profile_key_given("alice") == {2: key.key}
+    assert await relay.store.access_key("alice") == access_key(key.key)
+
+
+async def test_block_and_unblock_through_the_api(relays: RelayLab, clients: ClientLab) -> None:
+    await relays.start()
+    alice = await clients.new("alice", share_profile_key=True)
+    answer = await call(alice.client, METHODS["block"], {"contact": "bob"})
+    assert answer == {"contact": "bob", "changed": True, "blocked": ["bob"]}
+    again = await call(alice.client, METHODS["block"], {"contact": "bob"})
+    assert again["changed"] is False
+    with pytest.raises(ApiError):
+        await call(alice.client, METHODS["block"], {"contact": "alice"})
+    answer = await call(alice.client, METHODS["unblock"], {"contact": "bob"})
+    assert answer == {"contact": "bob", "changed": True, "blocked": []}

@@ -110,6 +110,9 @@ class Client(OwnDevices, GroupCalls, Blocking):
             gets (``"tidings listen"``; default: the program's name and arguments).
         sealed: the sealed-sender credentials sends to other accounts go sealed with
             (:attr:`sealed_credentials`); default: this device's own, :attr:`sealed_keys`.
+        share_profile_key: give the account's profile key to contacts and own devices
+            (sealed sender, :mod:`tidings.client.sealed_keys`); ``False``: give it to nobody
+            (no contact can then send to this account sealed; no PROFILE_KEY is queued).
 
     The home is checked and made owner-only (:mod:`tidings.client.home`); nothing is created
     in a home that holds no device. If the store cannot write (disk full, I/O error: see
@@ -133,6 +136,7 @@ class Client(OwnDevices, GroupCalls, Blocking):
         rng: random.Random | None = None,
         owner: str = "",
         sealed: SealedCredentials | None = None,
+        share_profile_key: bool = True,
     ) -> None:
         self.home = home
         #: The settings this device runs with.
@@ -235,6 +239,7 @@ class Client(OwnDevices, GroupCalls, Blocking):
             self._outbox.add_queued,
             self._spawn,
             clock,
+            share=share_profile_key,
         )
         self._inbox.blocked = self.sealed_keys.blocked
         # what goes sealed asks these (tidings.client.sealed_outbox)

@@ -84,6 +84,7 @@ class SealedKeys:
         queued: hands outbox ids just queued in the store to the outbox.
         spawn: runs a coroutine in the background (the client's task set).
         clock: the wall clock (certificate expiries are the relay's wall-clock times).
+        share: give the profile key to contacts and own devices (``False``: to nobody).
     """
 
     def __init__(
@@ -97,6 +98,8 @@ class SealedKeys:
         queued: Callable[[list[bytes]], None],
         spawn: Callable[[Coroutine[object, object, None]], None],
         clock: Callable[[], float],
+        *,
+        share: bool = True,
     ) -> None:
         self.store = store
         self.me = me
@@ -107,6 +110,7 @@ class SealedKeys:
         self._queued = queued
         self._spawn = spawn
         self._clock = clock
+        self.share = share
         #: The blocked contacts (the inbox drops their messages); the store's, in memory.
         self.blocked: set[str] = set(store.blocked())
         self._cert: _Certificate | None = None
@@ -162,7 +166,7 @@ class SealedKeys:
         """Before sending ``account`` anything: if it does not hold our current profile key,
         queue the key to it (a PROFILE_KEY through the outbox, before what follows). Returns
         the outbox ids queued (hand them to the outbox)."""
-        if account == self.me.account or account in self.blocked:
+        if not self.share or account == self.me.account or account in self.blocked:
             return []
         key = self.own_key(now)
         assert key is not None
@@ -177,8 +181,10 @@ class SealedKeys:
         account reaches them all). A linked device that holds no key yet makes none here: it
         is given the account's. Returns the outbox ids queued."""
         others = [d for d in own_devices if d != self.me.device_id]
+        if not self.share or not others:
+            return []
         key = self.own_key(now, create=self.me.device_id == 1)
-        if key is None or not others:
+        if key is None:
             return []
         given = self.store.profile_key_given(self.me.account)
         if all(given.get(d) == key.key for d in others):
@@ -201,9 +207,9 @@ class SealedKeys:
         contacts = [
             a for a in self.store.contacts_given() if a != account and a not in self.blocked
         ]
-        requests = [(_request(a, new, now), [CONTACT]) for a in contacts]
+        requests = [(_request(a, new, now), [CONTACT]) for a in contacts if self.share]
         others = [d for d in own_devices if d != self.me.device_id]
-        if others:
+        if others and self.share:
             requests.append((_request(self.me.account, new, now), others))
         if not self.store.block(account, now, new, [(r, d) for r, d in requests]):
             return []
