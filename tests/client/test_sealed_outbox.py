@@ -12,6 +12,8 @@ from tests.harness import ClientLab, Peer, RelayLab, is_received, is_status
 from tidings.client.events import MessageReceived
 from tidings.delivery import ContentKind, Status, direct_conversation
 from tidings.e2e.sealed_payload import open_payload
+from tidings.errors import RelayUnreachable
+from tidings.net.ws import ChannelConnection
 from tidings.refs import DeviceRef
 from tidings.wire import ErrorCode, SealedSend, SealedSent, TagStatus
 from tidings.wire.sealed import TagState
@@ -258,3 +260,22 @@ async def test_an_entry_whose_certificate_ran_out_before_a_retry_falls_back(
     assert unsealed.detail == "no valid sender certificate"
     await alice.until(is_status(mid, Status.SENT, BOB1))
     assert alice.client.store.sealed_record(mid) is None  # gone with the entry
+
+
+async def test_no_unidentified_connection_means_the_message_goes_unsealed(
+    relays: RelayLab, clients: ClientLab
+) -> None:
+    await relays.start()
+    bob = await clients.new("bob")
+    alice, _, _ = await sealed_peer(clients, await clients.register("alice"))
+
+    async def blocked(url: str, handler: object, key: bytes) -> ChannelConnection:
+        raise RelayUnreachable(url, "a second connection is blocked")
+
+    alice.client.unidentified.opener = blocked
+    mid = await alice.client.send("bob", "through anyway")
+    await bob.until(is_received(mid))
+    await alice.until(is_status(mid, Status.DELIVERED, BOB1))
+    unsealed = next(p for p in alice.client.trace(mid) if p.point == "unsealed")
+    assert unsealed.detail == "no unidentified connection after 3 attempts"
+    assert alice.client.connected  # the authenticated session never noticed

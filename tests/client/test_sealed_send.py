@@ -3,6 +3,7 @@ and the unidentified link (tidings.client.unidentified) against a fake relay sid
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from tests.client.sealed_fakes import TRUST_ROOT, FakeCredentials, FakeUnidentif
 from tests.e2e.libsignal_fixture import identity, seeded_rng
 from tidings.client.sealed_send import Route, build_sealed, route
 from tidings.client.store import ClientStore
-from tidings.client.unidentified import UnidentifiedLink
+from tidings.client.unidentified import MAX_UNIDENTIFIED_FAILURES, UnidentifiedLink
 from tidings.delivery import ContentKind
 from tidings.e2e.sealed_payload import open_payload
+from tidings.errors import RelayUnreachable
+from tidings.net.ws import ChannelConnection
 from tidings.refs import DeviceRef
 from tidings.wire import ErrorCode, SealedDevice, SealedSend, SealedSent, TagQuery
 
@@ -199,6 +202,34 @@ async def test_a_relay_that_closes_unexpected_frame_does_not_take_sealed_sends()
         fake.conn,  # type: ignore[arg-type]
         ChannelClosed(int(ErrorCode.UNEXPECTED_FRAME), "not on this session", by_peer=True),
     )
-    assert got == ["not on this session"] and unid.pending == 0
+    assert got == ["the relay does not accept sealed sends (not on this session)"]
+    assert unid.pending == 0
     fake.conn.close()
     await unid.close()
+
+
+async def test_a_link_that_cannot_connect_gives_up_after_a_few_attempts() -> None:
+    got: list[object] = []
+    attempts: list[str] = []
+
+    async def unreachable(url: str, handler: object, key: bytes) -> ChannelConnection:
+        attempts.append(url)
+        raise RelayUnreachable(url, "connection refused")
+
+    unid = UnidentifiedLink(
+        lambda: "ws://relay/v1",
+        lambda: b"K" * 32,
+        got.append,
+        got.append,
+        unreachable,
+        lambda: 0.5,
+        backoff=(0.001, 0.002),
+    )
+    unid.send([sealed_send()])
+    task = unid._task
+    assert task is not None
+    async with asyncio.timeout(5):
+        await task
+    assert len(attempts) == MAX_UNIDENTIFIED_FAILURES
+    assert got == [f"no unidentified connection after {MAX_UNIDENTIFIED_FAILURES} attempts"]
+    assert unid.pending == 0  # what waited goes another way (the client: unsealed)

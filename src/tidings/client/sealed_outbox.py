@@ -230,8 +230,10 @@ class SealedOutbox:
         self._outbox.on_refused(refused)
 
     def on_unsupported(self, reason: str) -> None:
-        """The relay does not accept sealed sends: what is in flight goes unsealed."""
-        self.unsupported = f"the relay does not accept sealed sends ({reason})"
+        """The relay does not accept sealed sends, or no unidentified connection can be opened
+        (``reason``): what is in flight goes unsealed, and nothing goes sealed until the next
+        authenticated session."""
+        self.unsupported = reason
         log.info("! %s: sending unsealed", self.unsupported)
         now = self._outbox._clock()
         flights, self._flight = self._flight, {}

@@ -11,7 +11,8 @@ sealed sends (SEALED_SEND) and the questions about them (TAG_QUERY).
 * A failure here never disturbs the authenticated session: it has its own connection, its own
   backoff, and its answers reach the client like any frame.
 * A relay that closes it with UNEXPECTED_FRAME does not accept sealed sends:
-  ``on_unsupported`` hears of it (the client sends those messages unsealed).
+  ``on_unsupported`` hears of it (the client sends those messages unsealed), as it does after
+  :data:`MAX_UNIDENTIFIED_FAILURES` attempts in a row that opened no channel.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..net.ws import ChannelConnection
 from ..wire import ErrorCode, Frame, SealedSend, SealedSent, TagQuery, TagStatus
 from .reconnect import Reconnect
 
-__all__ = ["UNIDENTIFIED_IDLE", "Opener", "UnidentifiedLink"]
+__all__ = ["MAX_UNIDENTIFIED_FAILURES", "UNIDENTIFIED_IDLE", "Opener", "UnidentifiedLink"]
 
 log = logging.getLogger("tidings.client")
 
@@ -34,6 +35,12 @@ log = logging.getLogger("tidings.client")
 #: for a burst of sends and receipts to share it, short enough that the relay does not see one
 #: long-lived anonymous connection next to each authenticated one.
 UNIDENTIFIED_IDLE = 30.0
+
+#: Attempts in a row that end without a handshake (unreachable, refused, cut) while something
+#: waits, after which what waits goes another way (``on_unsupported``): a network that lets the
+#: authenticated connection through but not a second one must not keep messages back for ever
+#: (G2). Each attempt waits out the reconnect backoff, so this is a few seconds.
+MAX_UNIDENTIFIED_FAILURES = 3
 
 #: ``opener(url, handler, server_key)`` opens an NK channel (``connect.open_channel`` with no
 #: static key); tests pass their own.
@@ -86,7 +93,7 @@ class UnidentifiedLink:
         self._wake = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closing = False
-        #: Channels opened (for tests and the trace's detail).
+        #: Channels whose handshake completed.
         self.opened = 0
 
     @property
@@ -141,10 +148,12 @@ class UnidentifiedLink:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        failures = 0
         while self.pending and not self._closing:
             key = self._server_key()
             if key is None:
                 return  # nothing unidentified before the relay's key is pinned
+            handshakes = self.opened
             try:
                 conn = await self.opener(self._url(), self, key)
             except RelayUnreachable as exc:
@@ -158,13 +167,18 @@ class UnidentifiedLink:
             if conn is not None:
                 if self._conn is None:
                     self._conn = conn
-                self.opened += 1
                 self._reconnect.opened(loop.time())
                 await conn.disconnected.wait()
                 self._conn = None
                 self._ready = False
                 if not self.pending:
                     return
+            failures = 0 if self.opened > handshakes else failures + 1
+            if failures >= MAX_UNIDENTIFIED_FAILURES and self.pending:
+                self._sends.clear()
+                self._queries.clear()
+                self._on_unsupported(f"no unidentified connection after {failures} attempts")
+                return
             delay = self._reconnect.ended(loop.time())
             self._wake.clear()
             try:
@@ -179,6 +193,7 @@ class UnidentifiedLink:
         if isinstance(event, HandshakeDone):
             self._conn = conn
             self._ready = True
+            self.opened += 1
             frames: list[Frame] = [*self._sends.values(), *self._queries.values()]
             if frames:
                 conn.send_frames(frames)
@@ -199,7 +214,7 @@ class UnidentifiedLink:
                 # a relay that does not know sealed sends: what waited goes another way
                 self._sends.clear()
                 self._queries.clear()
-                self._on_unsupported(event.reason or "the relay does not accept sealed sends")
+                self._on_unsupported(f"the relay does not accept sealed sends ({event.reason})")
 
     def on_disconnected(self, conn: ChannelConnection) -> None:
         if conn is self._conn:
