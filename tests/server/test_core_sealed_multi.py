@@ -3,6 +3,8 @@ docs/protocol.md §6.39–6.40 and §14.3 on the in-memory store, with literal t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from tests.server.test_core import T0, Lab, Wire, run_now
 from tests.server.test_core_multi import linked
 from tests.server.test_core_sealed import unidentified
@@ -42,7 +44,7 @@ def members(lab: Lab) -> dict[str, Wire]:
 def send(
     *,
     tag: bytes = TAG,
-    accounts: dict[str, tuple[int, ...]] | None = None,
+    accounts: Mapping[str, tuple[int, ...]] | None = None,
     keys: dict[str, bytes] | None = None,
     shared: bytes = SHARED,
 ) -> SealedMultiSend:
