@@ -129,7 +129,9 @@ def test_a_note_to_self_waits_for_the_other_own_devices(tmp_path: Path, procs: l
 def test_a_full_queue_is_shown_once_per_refusal_and_the_message_stays_queued(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
-    server = Server(tmp_path, tmp_path / "data", 0, "server", "--max-queue", "1")
+    # 4, of which 2 for strangers: alice's first message to bob, then her profile key (sealed
+    # sender, docs/protocol.md §14.1) fill what bob's queue keeps for strangers
+    server = Server(tmp_path, tmp_path / "data", 0, "server", "--max-queue", "4")
     procs.append(server.proc)
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     register(tmp_path, server.url, "alice", alice)

@@ -415,7 +415,6 @@ class Client(OwnDevices, GroupCalls, Blocking):
         # transaction committed, so the message is durable when it does (G2).
         self._begin_batch()
         try:
-            self._share_profile_key(to)  # a contact given no key of ours yet gets it first
             item, message = self.store.compose(message_id, to, conversation, data, self._clock())
         except StoreUnavailable as exc:
             failed = self.storage_failed or StorageFailed(exc.state, str(exc))
@@ -425,6 +424,9 @@ class Client(OwnDevices, GroupCalls, Blocking):
         self._commit_waiters.append(committed)
         try:
             self._outbox.add(item)  # held: nothing of it goes before the commit
+            # A contact given no key of ours yet gets it, after the message: a stranger's
+            # first message must fit the one slot a recipient's queue may keep for it.
+            self._share_profile_key(to)
         except StoreUnavailable:
             pass  # the client stops (StorageFailed); the commit's waiters learn of it
         await committed
@@ -519,12 +521,12 @@ class Client(OwnDevices, GroupCalls, Blocking):
         self._end_batch()
         conversation = direct_conversation(self.me.account, to)
         now = self._clock()
-        self._share_profile_key(to)
         timer, request = self.store.set_timer(
             self.me, conversation, seconds, now, new_message_id(now, os.urandom), to
         )
         try:
             self._outbox.add_queued([request.message_id])
+            self._share_profile_key(to)
         except StoreUnavailable:
             pass  # it is queued (committed above); the client stops (StorageFailed)
         self._emit(TimerChanged(conversation, timer.seconds, self.me, timer.set_at))

@@ -163,9 +163,10 @@ class SealedKeys:
         return key
 
     def share_with(self, account: str, now: float) -> list[bytes]:
-        """Before sending ``account`` anything: if it does not hold our current profile key,
-        queue the key to it (a PROFILE_KEY through the outbox, before what follows). Returns
-        the outbox ids queued (hand them to the outbox)."""
+        """When sending ``account`` anything: if it does not hold our current profile key,
+        queue the key to it (a PROFILE_KEY through the outbox; the client queues it after the
+        message, so that a stranger's first message takes the one slot a recipient's queue
+        keeps for it). Returns the outbox ids queued (hand them to the outbox)."""
         if not self.share or account == self.me.account or account in self.blocked:
             return []
         key = self.own_key(now)
