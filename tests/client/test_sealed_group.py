@@ -6,6 +6,7 @@ database and kind-3 items with no sender — shown by every member device from a
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -13,10 +14,12 @@ from typing import Any
 
 from tests.client.test_groups import converged, group_text, members_are
 from tests.client.test_sealed_keys import exchange
-from tests.harness import ClientLab, Peer, RelayLab, is_status
+from tests.client.test_sealed_relay import RelayCredentials
+from tests.harness import TIMEOUT, ClientLab, Peer, RelayLab, is_status
 from tidings.client import MessageReceived
 from tidings.delivery import Status
 from tidings.refs import DeviceRef
+from tidings.wire import SealedMultiSent
 
 ALICE1 = DeviceRef("alice", 1)
 
@@ -56,7 +59,7 @@ async def keyed_group(
     first = await alice.client.send_group(group, "keys first")
     for peer in peers:
         await peer.until(group_text(first))
-    del relay
+    alice.relay = relay  # type: ignore[attr-defined]  # the tests below reach its store
     return alice, peers, group
 
 
@@ -123,3 +126,78 @@ async def test_a_member_whose_key_is_unknown_makes_it_the_unsealed_multi_send(
         peer = await clients.start(p.home)
         got = await peer.until(group_text(mid))
         assert isinstance(got, MessageReceived) and got.message.sender == ALICE1
+
+
+async def test_a_refused_access_key_is_forgotten_and_the_message_goes_unsealed_once(
+    relays: RelayLab, clients: ClientLab, tmp_path: Path
+) -> None:
+    alice, peers, group = await keyed_group(relays, clients, "bob", "carol")
+    for peer in peers:
+        await peer.client.close()
+    relay = alice.relay  # type: ignore[attr-defined]
+    # carol's key changed at the relay and alice does not know yet (a block rotated it)
+    await relay.store.put_access_key(DeviceRef("carol", 1), b"\xee" * 16)
+
+    mid = await alice.client.send_group(group, "sealed, then not")
+    await alice.until(is_status(mid, Status.SENT))
+    assert alice.client.sealed_keys.access_key_for("carol") is None
+    assert alice.client.sealed_keys.access_key_for("bob") is not None
+    trace = [p.point for p in alice.client.store.trace(mid)]
+    assert "sealed" in trace and "unsealed" in trace and "sealed_stored" not in trace
+    stored = rows(tmp_path / "relay.db", ITEMS)
+    multi = [(a, d, kind, sender) for a, d, kind, sender, _, shared in stored if shared]
+    assert multi == [  # nothing of the refused sealed send: the unsealed MULTI_SEND alone
+        ("bob", 1, 0, "alice"),
+        ("bob", 2, 0, "alice"),
+        ("carol", 1, 0, "alice"),
+    ]
+    for p in peers:
+        peer = await clients.start(p.home)
+        got = await peer.until(group_text(mid))
+        assert isinstance(got, MessageReceived) and got.message.sender == ALICE1
+
+
+async def test_a_sender_restarted_before_the_answer_sends_again_under_the_same_tag(
+    relays: RelayLab, clients: ClientLab, tmp_path: Path
+) -> None:
+    alice, peers, group = await keyed_group(relays, clients, "bob", "carol")
+    for peer in peers:
+        await peer.client.close()
+    sealed = alice.client._outbox.multi.sealed
+    lost = asyncio.Event()
+
+    def drop(frame: SealedMultiSent) -> None:  # stored by the relay, the answer lost
+        lost.set()
+
+    sealed.on_answer = drop  # type: ignore[method-assign]
+    mid = await alice.client.send_group(group, "once")
+    async with asyncio.timeout(TIMEOUT):
+        await lost.wait()
+    record = alice.client.store.sealed_record(mid)
+    assert record is not None
+    keys = {name: alice.client.sealed_keys.access_key_for(name) for name in ("bob", "carol")}
+    await alice.client.close()
+
+    # Restarted with credentials at hand from the start (the device's own certificate comes
+    # only after the session opens: an entry with a tag planned before it falls back, as a
+    # one-to-one sealed send does).
+    again = await clients.start(alice.home, connect=False)
+    c = again.client
+    creds = RelayCredentials(alice.relay, c.me, c.crypto.keys.identity.public.raw)  # type: ignore[attr-defined]
+    creds.keys.update({name: key for name, key in keys.items() if key is not None})
+    c.sealed_credentials = creds
+    await c.wait_connected()
+    await again.until(is_status(mid, Status.SENT))
+    stored = rows(tmp_path / "relay.db", ITEMS)
+    assert [(a, d, k) for a, d, k, _, _, shared in stored if shared] == [
+        ("bob", 1, 3),
+        ("bob", 2, 3),
+        ("carol", 1, 3),
+    ]  # stored once: the retry had the same tag
+    assert rows(tmp_path / "relay.db", "SELECT count(*) FROM shared_bodies") == [(1,)]
+    points = [(p.point, p.detail) for p in again.client.store.trace(mid)]
+    assert ("sealed_stored", "duplicate") in points
+    for p in peers:
+        peer = await clients.start(p.home)
+        got = await peer.until(group_text(mid))
+        assert isinstance(got, MessageReceived) and got.message.body == b"once"
