@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,7 @@ async def test_alice_and_bob_with_their_own_credentials_seal_messages_and_receip
     bob_sealed: list[str] = []
     send = bob.client.unidentified.send
 
-    def spy(frames: list[Any]) -> None:
+    def spy(frames: Sequence[Any]) -> None:
         bob_sealed.extend(f.recipient for f in frames if isinstance(f, SealedSend))
         send(frames)
 

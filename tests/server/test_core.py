@@ -21,6 +21,7 @@ import tidings.server.core_multi as core_multi
 import tidings.server.core_prekeys as core_prekeys
 import tidings.server.core_push as core_push
 import tidings.server.core_sealed as core_sealed
+import tidings.server.core_sealed_multi as core_sealed_multi
 import tidings.server.sealed_certs as sealed_certs
 import tidings.server.wake_schedule as wake_schedule
 from tests.server.test_prekeys import kem, one_time, signed
@@ -240,6 +241,7 @@ def seqs(frames: list[Frame]) -> list[int]:
         core_prekeys,
         core_push,
         core_sealed,
+        core_sealed_multi,
         sealed_certs,
         wake_schedule,
     ],
@@ -283,6 +285,7 @@ def test_the_core_imports_no_io(module: object) -> None:
         ".core_multi",
         ".core_certs",
         ".core_sealed",
+        ".core_sealed_multi",
         ".sealed_certs",
         "..e2e.certificates",  # sender certificates: pure values and signatures
         "..e2e.keys",

@@ -46,6 +46,9 @@ from tidings.wire import (
     Registered,
     RequestFailed,
     SealedDevice,
+    SealedMultiAccount,
+    SealedMultiSend,
+    SealedMultiSent,
     SealedSend,
     SealedSent,
     Send,
@@ -277,6 +280,47 @@ GOLDEN: list[tuple[str, Frame, str]] = [
         TagStatus(9, ((TAG, 3), (bytes(16), 0))),
         "9325099292c410" + TAG.hex() + "0392c410" + "00" * 16 + "00",
     ),
+    (
+        "SEALED_MULTI_SEND",
+        SealedMultiSend(
+            TAG,
+            b"shared",
+            (
+                SealedMultiAccount("bob", AK, (MultiDevice(1, b"p1"), MultiDevice(2, b"p2"))),
+                SealedMultiAccount("carol", AK, (MultiDevice(1, b""),)),
+            ),
+        ),
+        "9413c410"
+        + TAG.hex()
+        + "c40673686172656492"
+        + "93a3626f62c410"
+        + AK.hex()
+        + "929201c40270319202c4027032"
+        + "93a56361726f6cc410"
+        + AK.hex()
+        + "919201c400",
+    ),
+    (
+        "SEALED_MULTI_SENT",
+        SealedMultiSent(TAG, 0, 1700000000.5, False, "", 0.0, ()),
+        "9826c410" + TAG.hex() + "00cb41d954fc40200000c2a0cb000000000000000090",
+    ),
+    (
+        "SEALED_MULTI_SENT refused for two accounts",
+        SealedMultiSent(
+            TAG,
+            27,
+            0.0,
+            False,
+            "access denied",
+            0.0,
+            (AccountRefusal("bob", 31), AccountRefusal("carol", 9, (3,), (2,))),
+        ),
+        "9826c410"
+        + TAG.hex()
+        + "1bcb0000000000000000c2ad6163636573732064656e696564cb0000000000000000"
+        + "9294a3626f621f909094a56361726f6c0991039102",
+    ),
 ]
 
 #: One sample frame per type.
@@ -322,6 +366,7 @@ Kind = Literal[
     "tags",
     "sender_certificate",
     "tag_states",
+    "sealed_recipients",
 ]
 
 #: The rule of every field, in wire order: the spec the field tests run against (and the field
@@ -407,6 +452,8 @@ FIELD_KINDS: dict[FrameType, tuple[Kind, ...]] = {
         "device_ids",
     ),
     FrameType.TAG_STATUS: ("uint", "tag_states"),
+    FrameType.SEALED_MULTI_SEND: ("tag", "shared", "sealed_recipients"),
+    FrameType.SEALED_MULTI_SENT: ("tag", "uint", "time", "bool", "reason", "time", "refusals"),
 }
 
 _U63 = 2**63 - 1
@@ -470,6 +517,12 @@ VALID_WIRE: dict[Kind, list[object]] = {
     "tags": [[TAG], [bytes(16)] * 256],
     "sender_certificate": [b"x", bytes(512)],
     "tag_states": [[], [[TAG, 0]], [[TAG, s] for s in (0, 1, 2, 3)]],
+    "sealed_recipients": [
+        [["bob", AK, [[1, b""]]]],
+        [["bob", AK, [[i, bytes(128)] for i in range(32)]]],
+        [[f"a{i}", AK, [[1, b"p"], [2, b"q"]]] for i in range(500)],  # 1,000 devices
+        [["bob", bytes(16), [[1, b"x"], [2, b""]]], ["alice", AK, [[_U63, b""]]]],
+    ],
     "device_details": [
         [],
         [[1, 0, False, b""]],
@@ -671,6 +724,29 @@ WRONG_WIRE: dict[Kind, list[object]] = {
     "tags": [[], None, [bytes(15)], [None], [bytes(16)] * 257, "x"],
     "sender_certificate": [b"", bytes(513), "x", None],
     "tag_states": [None, [None], [[TAG]], [[TAG, 4]], [[TAG, -1]], [[TAG, True]], [[bytes(15), 0]]],
+    "sealed_recipients": [
+        [],
+        None,
+        "bob",
+        [None],
+        [["bob", AK]],
+        [["bob", [[1, b""]]]],  # no access key
+        [["bob", AK, []]],  # an account without devices
+        [["bob", AK, [[1, b""]], 0]],
+        [["bob", bytes(15), [[1, b""]]]],
+        [["bob", bytes(17), [[1, b""]]]],
+        [["bob", "x" * 16, [[1, b""]]]],
+        [["bob", AK, [[1, b""]]], ["bob", AK, [[2, b""]]]],  # an account named twice
+        [["bob", AK, [[1, b""], [1, b"x"]]]],  # a device named twice
+        [["bob", AK, [[i, b""] for i in range(33)]]],
+        [[f"a{i}", AK, [[1, b""], [2, b""]]] for i in range(501)],  # 1,002 devices
+        [["Bob", AK, [[1, b""]]]],
+        [["bob", AK, [[True, b""]]]],
+        [["bob", AK, [[-1, b""]]]],
+        [["bob", AK, [[1, "text"]]]],
+        [["bob", AK, [[1, bytes(129)]]]],
+        [["bob", AK, [[1]]]],
+    ],
     "device_details": [
         None,
         [None],
@@ -735,4 +811,10 @@ def to_python(kind: Kind, value: object) -> object:
     if kind == "device_details":
         assert isinstance(value, list)
         return tuple(DeviceDetail(*d) for d in value)
+    if kind == "sealed_recipients":
+        assert isinstance(value, list)
+        return tuple(
+            SealedMultiAccount(a, k, tuple(MultiDevice(*d) for d in devices))
+            for a, k, devices in value
+        )
     return value

@@ -227,6 +227,7 @@ def test_directions() -> None:
         FrameType.SET_ACCESS_KEY,
         FrameType.SEALED_SEND,
         FrameType.TAG_QUERY,
+        FrameType.SEALED_MULTI_SEND,
         FrameType.PING,
         FrameType.PONG,
     }

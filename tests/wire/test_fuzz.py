@@ -32,6 +32,7 @@ from tidings.wire import (
     MultiDevice,
     OneTimeKey,
     SealedDevice,
+    SealedMultiAccount,
     SignedKey,
     Target,
     encode,
@@ -188,6 +189,21 @@ KIND_STRATEGIES: dict[Kind, st.SearchStrategy[Any]] = {
         unique_by=lambda d: d.device_id,
     ).map(tuple),
     "tags": st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=8).map(tuple),
+    "sealed_recipients": st.lists(
+        st.tuples(
+            accounts,
+            st.binary(min_size=16, max_size=16),
+            st.lists(
+                st.builds(MultiDevice, uints, st.binary(max_size=128)),
+                min_size=1,
+                max_size=4,
+                unique_by=lambda d: d.device_id,
+            ).map(tuple),
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda a: a[0],
+    ).map(lambda accs: tuple(SealedMultiAccount(a, k, ds) for a, k, ds in accs)),
     "sender_certificate": st.binary(min_size=1, max_size=512),
     "tag_states": st.lists(
         st.tuples(st.binary(min_size=16, max_size=16), st.sampled_from([0, 1, 2, 3])), max_size=8

@@ -96,4 +96,6 @@ def test_frame_type_numbers_are_stable() -> None:
         "SENDER_CERT": 35,
         "SEALED_SENT": 36,
         "TAG_STATUS": 37,
+        "SEALED_MULTI_SEND": 19,
+        "SEALED_MULTI_SENT": 38,
     }

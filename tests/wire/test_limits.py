@@ -118,6 +118,8 @@ def test_limit_values_are_stable() -> None:
             FrameType.SEALED_SEND: MAX_SEND_FRAME,
             FrameType.TAG_QUERY: 7168,
             FrameType.TAG_STATUS: 7168,
+            FrameType.SEALED_MULTI_SEND: MAX_SEND_FRAME,
+            FrameType.SEALED_MULTI_SENT: MAX_SEND_FRAME,
         }.get(t, MAX_CONTROL_FRAME)
         for t in FrameType
     }

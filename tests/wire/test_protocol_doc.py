@@ -88,6 +88,7 @@ DOC_KINDS = {
     "array of 1–256 tags": "tags",
     "sender certificate": "sender_certificate",
     "array of 0–256 tag states": "tag_states",
+    "array of 1–1,000 sealed recipient accounts": "sealed_recipients",
 }
 
 

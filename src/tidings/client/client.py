@@ -42,6 +42,7 @@ from ..wire import (
     PrekeysLow,
     PushStatus,
     Refused,
+    SealedMultiSent,
     SealedSent,
     Sent,
     TagStatus,
@@ -741,6 +742,8 @@ class Client(OwnDevices, GroupCalls, Blocking):
         try:
             if isinstance(frame, SealedSent):
                 self._outbox.sealed.on_sealed_sent(frame)
+            elif isinstance(frame, SealedMultiSent):
+                self._outbox.multi.sealed.on_answer(frame)
             elif isinstance(frame, TagStatus):
                 self._outbox.sealed.on_tag_status(frame)
         except StoreUnavailable:

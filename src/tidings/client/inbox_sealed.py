@@ -1,7 +1,9 @@
 """What the inbox does with a sealed message (DELIVER kind 3, docs/protocol.md §14.2).
 
 The relay delivers it with no sender and the sender's random tag as its id. The device opens
-it with its identity key (:func:`~tidings.e2e.sealed_payload.open_payload`), validates the
+it with its identity key (:func:`~tidings.e2e.sealed_payload.open_payload`; a v2 received
+message, ``0x22 …``, of a sealed group send: :func:`~tidings.e2e.sealed_group.open_group_payload`,
+whose envelope is the group part and GROUP_MESSAGE of §13), validates the
 sender certificate inside against the relay's pinned static key (the trust root) at its own
 clock, and then handles the envelope exactly as a kind-0 DELIVER from the certificate's
 ``(account, device)`` with the message id inside: the same dedupe, ordering and gap rules,
@@ -26,7 +28,9 @@ from typing import TYPE_CHECKING
 
 from ..e2e import EnvelopeType, PreKeyWhisperMessage, open_envelope
 from ..e2e.keys import PublicKey
+from ..e2e.sealed_group import open_group_payload
 from ..e2e.sealed_payload import OpenedPayload, SealedCertificateRefused, open_payload
+from ..e2e.sealed_v2 import SEALED_V2
 from ..errors import DecryptionError, FrameError
 from ..wire import Deliver
 from .events import SealedRefused
@@ -47,8 +51,10 @@ def on_sealed(self: Inbox, frame: Deliver, now: float) -> list[bytes]:
     root = self.trust_root()
     if root is None:
         return _refuse(self, frame, "no relay key is pinned to check its certificate", now)
+    # 0x22: a sealed group message (v2, one SEALED_MULTI_SEND, protocol §14.3); else v1
+    opener = open_group_payload if frame.payload[:1] == bytes([SEALED_V2]) else open_payload
     try:
-        opened = open_payload(frame.payload, self.crypto.keys.identity, PublicKey(root), _ms(now))
+        opened = opener(frame.payload, self.crypto.keys.identity, PublicKey(root), _ms(now))
     except SealedCertificateRefused as exc:
         return _refuse(self, frame, f"its sender certificate is not valid: {exc.reason}", now)
     except DecryptionError:

@@ -43,6 +43,7 @@ from ..refs import DeviceRef
 from ..wire import ErrorCode, MultiAccount, MultiDevice, MultiSend, MultiSent, Refused, Sent
 from ..wire.limits import MAX_TARGETS
 from .group_transport import GROUP_PART, MultiEntry, is_group_lane
+from .outbox_sealed_multi import SealedGroup, SealedGroupPlan
 
 if TYPE_CHECKING:
     from .outbox import Outbox
@@ -83,6 +84,8 @@ class MultiPlan:
     message_id: bytes
     shared: bytes
     recipients: tuple[MultiAccount, ...]
+    #: it goes sealed (:mod:`.outbox_sealed_multi`): its SEALED_MULTI_SEND and own devices
+    sealed: SealedGroupPlan | None = None
 
 
 def as_refused(answer: MultiSent) -> Refused:
@@ -117,6 +120,8 @@ class MultiSender:
         self.catch_up: Callable[[bytes, bytes, Iterable[DeviceRef]], list[bytes]] | None = None
         #: Per multi-send, the entries its retry waits for (what ``catch_up`` queued).
         self._after: dict[bytes, set[bytes]] = {}
+        #: The sealed group messages (SEALED_MULTI_SEND on the unidentified connection).
+        self.sealed = SealedGroup(self)
 
     def close(self) -> None:
         for task in self._tasks:
@@ -124,6 +129,7 @@ class MultiSender:
 
     def on_disconnect(self) -> None:
         self._waiting.clear()  # the scheduler forgot the holds too
+        self.sealed.on_disconnect()
 
     def release_waiting(self) -> None:
         """An entry left the outbox: the multi-sends held behind one may go (re-checked)."""
@@ -179,7 +185,9 @@ class MultiSender:
                 self.fall_back(mid, entry, now, f"too large for one multi-send: {exc}")
                 continue
             ob._targets[mid] = targets
-            plans.append(MultiPlan(mid, entry.content, recipients))
+            lane = ob._items[mid].recipient
+            sealed = self.sealed.plan(mid, lane, entry.content, recipients, now)
+            plans.append(MultiPlan(mid, entry.content, recipients, sealed))
         return plans, notes
 
     def _control_entries(self, released: list[OutboxEntry]) -> list[tuple[int, str, bool]]:
@@ -224,9 +232,18 @@ class MultiSender:
     def start(self, conn: ChannelConnection, plans: list[MultiPlan]) -> None:
         """Send the planned MULTI_SENDs (after the batch that released them committed)."""
         for plan in plans:
+            if plan.sealed is not None:
+                self.sealed.start(conn, plan.message_id, plan.sealed)
+                continue
             task = asyncio.get_running_loop().create_task(self._run(conn, plan))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def send_own(
+        self, conn: ChannelConnection, mid: bytes, shared: bytes, own: tuple[MultiAccount, ...]
+    ) -> None:
+        """The own devices' MULTI_SEND of a sealed group message, after its sealed ✓."""
+        self.start(conn, [MultiPlan(mid, shared, own)])
 
     async def _run(self, conn: ChannelConnection, plan: MultiPlan) -> None:
         assert self._link is not None

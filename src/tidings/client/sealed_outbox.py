@@ -240,6 +240,7 @@ class SealedOutbox:
         for mid in flights:
             self._fall_back(mid, self.unsupported, now)
             self._outbox.requeue(mid)
+        self._outbox.multi.sealed.on_unsupported(reason)
 
     def _fall_back(self, mid: bytes, reason: str, now: float) -> None:
         record = self.records.get(mid)

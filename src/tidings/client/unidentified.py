@@ -1,6 +1,7 @@
 """The client's unidentified connection (docs/protocol.md §14.1): a second channel to the same
 relay URL, Noise NK to the relay's pinned static key, for what must not name this device —
-sealed sends (SEALED_SEND) and the questions about them (TAG_QUERY).
+sealed sends (SEALED_SEND, SEALED_MULTI_SEND for group messages) and the questions about them
+(TAG_QUERY).
 
 * It is opened only when there is something to send on it, and never sends HELLO: the relay
   cannot tell which device (or account) it is.
@@ -19,12 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from ..errors import RelayUnreachable
 from ..net.channel import ChannelClosed, Event, FrameReceived, HandshakeDone, KeepaliveParams
 from ..net.ws import ChannelConnection
-from ..wire import ErrorCode, Frame, SealedSend, SealedSent, TagQuery, TagStatus
+from ..wire import (
+    ErrorCode,
+    Frame,
+    SealedMultiSend,
+    SealedMultiSent,
+    SealedSend,
+    SealedSent,
+    TagQuery,
+    TagStatus,
+)
 from .reconnect import Reconnect
 
 __all__ = ["MAX_UNIDENTIFIED_FAILURES", "UNIDENTIFIED_IDLE", "Opener", "UnidentifiedLink"]
@@ -85,6 +95,8 @@ class UnidentifiedLink:
         self.keepalive = keepalive
         #: SEALED_SENDs awaiting SEALED_SENT, by (recipient, tag).
         self._sends: dict[tuple[str, bytes], SealedSend] = {}
+        #: SEALED_MULTI_SENDs (sealed group messages) awaiting SEALED_MULTI_SENT, by tag.
+        self._multi: dict[bytes, SealedMultiSend] = {}
         #: TAG_QUERYs awaiting TAG_STATUS, by request id.
         self._queries: dict[int, TagQuery] = {}
         self._conn: ChannelConnection | None = None
@@ -99,20 +111,22 @@ class UnidentifiedLink:
     @property
     def pending(self) -> int:
         """Frames awaiting an answer."""
-        return len(self._sends) + len(self._queries)
+        return len(self._sends) + len(self._multi) + len(self._queries)
 
     @property
     def connected(self) -> bool:
         """Whether an unidentified channel is open now."""
         return self._conn is not None and self._ready
 
-    def send(self, frames: list[SealedSend | TagQuery]) -> None:
+    def send(self, frames: Sequence[SealedSend | SealedMultiSend | TagQuery]) -> None:
         """Send ``frames`` (now if the channel is open, else once it is)."""
         if self._closing or not frames:
             return
         for f in frames:
             if isinstance(f, SealedSend):
                 self._sends[(f.recipient, f.tag)] = f
+            elif isinstance(f, SealedMultiSend):
+                self._multi[f.tag] = f
             else:
                 self._queries[f.request_id] = f
         self._cancel_idle()
@@ -124,6 +138,11 @@ class UnidentifiedLink:
     def forget(self, recipient: str, tag: bytes) -> None:
         """Stop awaiting the answer to a sealed send (it goes another way)."""
         self._sends.pop((recipient, tag), None)
+        self._maybe_idle()
+
+    def forget_multi(self, tag: bytes) -> None:
+        """Stop awaiting the answer to a sealed multi-send (it goes another way)."""
+        self._multi.pop(tag, None)
         self._maybe_idle()
 
     async def close(self) -> None:
@@ -176,6 +195,7 @@ class UnidentifiedLink:
             failures = 0 if self.opened > handshakes else failures + 1
             if failures >= MAX_UNIDENTIFIED_FAILURES and self.pending:
                 self._sends.clear()
+                self._multi.clear()
                 self._queries.clear()
                 self._on_unsupported(f"no unidentified connection after {failures} attempts")
                 return
@@ -194,7 +214,11 @@ class UnidentifiedLink:
             self._conn = conn
             self._ready = True
             self.opened += 1
-            frames: list[Frame] = [*self._sends.values(), *self._queries.values()]
+            frames: list[Frame] = [
+                *self._sends.values(),
+                *self._multi.values(),
+                *self._queries.values(),
+            ]
             if frames:
                 conn.send_frames(frames)
             self._maybe_idle()
@@ -202,6 +226,8 @@ class UnidentifiedLink:
             frame = event.frame
             if isinstance(frame, SealedSent):
                 self._sends.pop((frame.recipient, frame.tag), None)
+            elif isinstance(frame, SealedMultiSent):
+                self._multi.pop(frame.tag, None)
             elif isinstance(frame, TagStatus):
                 self._queries.pop(frame.request_id, None)
             else:
@@ -210,9 +236,13 @@ class UnidentifiedLink:
             self._maybe_idle()
         elif isinstance(event, ChannelClosed):
             self._ready = False
-            if event.by_peer and event.code == ErrorCode.UNEXPECTED_FRAME:
+            # a relay that knows SEALED_SEND but not SEALED_MULTI_SEND (type 19) closes with
+            # MALFORMED_FRAME: the same, until the next authenticated session
+            older = event.code == ErrorCode.MALFORMED_FRAME and bool(self._multi)
+            if event.by_peer and (event.code == ErrorCode.UNEXPECTED_FRAME or older):
                 # a relay that does not know sealed sends: what waited goes another way
                 self._sends.clear()
+                self._multi.clear()
                 self._queries.clear()
                 self._on_unsupported(f"the relay does not accept sealed sends ({event.reason})")
 

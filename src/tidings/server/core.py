@@ -85,6 +85,7 @@ from .core_multi import MultiSendRules
 from .core_prekeys import PrekeyRules
 from .core_push import PushRules
 from .core_sealed import SealedRules
+from .core_sealed_multi import SealedMultiRules
 from .limits import Limits
 from .sealed_certs import CertIssuer
 
@@ -94,7 +95,15 @@ __all__ = ["ALLOWED", "QUEUE_FULL_RETRY_AFTER", "RelayCore", "State", "item_fram
 QUEUE_FULL_RETRY_AFTER = 5.0
 
 
-class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules, SealedRules):
+class RelayCore(
+    DeliveryRules,
+    MultiSendRules,
+    PushRules,
+    DeviceRules,
+    CertRules,
+    SealedRules,
+    SealedMultiRules,
+):
     """The connection protocol of one client connection (see the module docstring)."""
 
     __slots__ = ()
@@ -327,6 +336,7 @@ class RelayCore(DeliveryRules, MultiSendRules, PushRules, DeviceRules, CertRules
         FrameType.SET_ACCESS_KEY: SealedRules._handle_set_access_key,
         FrameType.SEALED_SEND: SealedRules._handle_sealed_send,
         FrameType.TAG_QUERY: SealedRules._handle_tag_query,
+        FrameType.SEALED_MULTI_SEND: SealedMultiRules._handle_sealed_multi_send,
     }
 
     def _decide(self, frame: Frame) -> None:

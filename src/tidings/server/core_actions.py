@@ -26,6 +26,7 @@ from ..store import (
     MultiSubmission,
     PreKey,
     PreKeyCounts,
+    SealedMultiSubmission,
     SealedSubmission,
     Stored,
     Submission,
@@ -303,6 +304,7 @@ StoreOp = (
     | ReadIdentityKey
     | PutAccessKey
     | SealedSubmission
+    | SealedMultiSubmission
     | ReadTagStates
 )
 
@@ -310,7 +312,9 @@ StoreOp = (
 #: Run ``op`` on the store; report its result under the id (``Store.submit`` for a
 #: :class:`~tidings.store.Submission`: a ``SubmitResult``, committed, G1; ``Store.submit_multi``
 #: for a :class:`~tidings.store.MultiSubmission`: a ``MultiSubmitResult``; ``Store.submit_sealed``
-#: for a :class:`~tidings.store.SealedSubmission`: a ``SealedSubmitResult``, committed).
+#: for a :class:`~tidings.store.SealedSubmission`: a ``SealedSubmitResult``, committed;
+#: ``Store.submit_sealed_multi`` for a :class:`~tidings.store.SealedMultiSubmission`: a
+#: ``SealedMultiSubmitResult``, committed).
 StoreCommand = tuple[int, StoreOp]
 
 

@@ -88,7 +88,9 @@ ALLOWED: dict[State, frozenset[FrameType]] = {
     ),
     # An unidentified (NK) session may only send what needs no sender (protocol §14); a
     # SEALED_SEND on an authenticated one would name its sender: there it is UNEXPECTED_FRAME.
-    State.UNIDENTIFIED: frozenset({FrameType.PING, FrameType.SEALED_SEND, FrameType.TAG_QUERY}),
+    State.UNIDENTIFIED: frozenset(
+        {FrameType.PING, FrameType.SEALED_SEND, FrameType.SEALED_MULTI_SEND, FrameType.TAG_QUERY}
+    ),
 }
 
 #: What continues a decision with a store result.

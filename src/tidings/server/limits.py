@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from ..delivery.ratelimit import RateLimiter, try_take_all
@@ -242,12 +242,35 @@ class Limits:
         """One SEALED_SEND to ``recipient`` with ``access_key`` (right or wrong: a wrong one
         spends too, so probing costs budget) from ``address``. The pair's key is a digest:
         the budgets (and the hints that share them between nodes) hold no access key."""
-        pair = hashlib.blake2s(access_key + recipient.encode(), digest_size=16).hexdigest()
         return self._take(
             now,
-            ("sealed_recipients", pair),
+            ("sealed_recipients", _pair_key(access_key, recipient)),
             ("sealed_addresses", address_key(address)),
         )
+
+    def sealed_multi_send(
+        self, recipients: Sequence[tuple[bytes, str]], address: str | None, now: float
+    ) -> float:
+        """One SEALED_MULTI_SEND naming ``recipients`` (``(access key, account)`` each, right
+        or wrong) from ``address``: a token from each pair's budget, as a SEALED_SEND to each
+        would take, and one from the address's — all of them or none."""
+        return self._take(
+            now,
+            *(("sealed_recipients", _pair_key(key, account)) for key, account in recipients),
+            ("sealed_addresses", address_key(address)),
+        )
+
+    def sealed_denied(self, address: str | None, count: int, now: float) -> None:
+        """``count`` accounts of a sealed multi-send from ``address`` refused its access key:
+        each costs the address one more token (into debt if need be), as the SEALED_SEND that
+        tried it would have, so that guessing keys in a multi-send is no cheaper."""
+        limiter, key = self._budgets["sealed_addresses"], address_key(address)
+        if limiter is None or key is None or count <= 0:
+            return
+        limiter.debit(key, now, count)
+        if self.on_take is not None:
+            for _ in range(count):
+                self.on_take("sealed_addresses", key)
 
     def apply(self, name: str, key: object, count: object, now: float) -> None:
         """``count`` tokens of budget ``name`` that another node took for ``key`` (as
@@ -278,6 +301,11 @@ class Limits:
             for name, _, key in takes:
                 self.on_take(name, key)
         return retry_after
+
+
+def _pair_key(access_key: bytes, recipient: str) -> str:
+    """The budget key of an (access key, recipient) pair: a digest, holding no access key."""
+    return hashlib.blake2s(access_key + recipient.encode(), digest_size=16).hexdigest()
 
 
 #: The kind of key of each budget: an account or address key (text), a device, or a pair of

@@ -252,6 +252,51 @@ SealedSubmitResult = Stored | DeviceMismatch | QueueFull | AccessDenied
 
 
 @dataclass(frozen=True, slots=True)
+class SealedMultiSubmission:
+    """A sealed multi-recipient send (docs/protocol.md §14.3) to store atomically: ``shared``
+    once, one ``SEALED`` item per device referring to it, one tag record per recipient
+    account; it names no sender.
+
+    Attributes:
+        tag: 16 bytes chosen by the sender: with each recipient account, the idempotency key,
+            and what :meth:`Store.tag_states` is asked about.
+        shared: what every recipient device gets after its part.
+        recipients: per recipient account (each once): the access key the send presents for
+            it (it must equal the account's stored one, compared in constant time) and its
+            devices with their parts — exactly every current device of the account.
+        now, expires_at, max_queue, max_stranger_queue: as :class:`SealedSubmission`'s (every
+            sealed item counts as a stranger's).
+    """
+
+    tag: bytes
+    shared: bytes
+    recipients: tuple[tuple[str, bytes, tuple[tuple[DeviceRef, bytes], ...]], ...]
+    now: float
+    expires_at: float
+    max_queue: int
+    max_stranger_queue: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedMultiRefused:
+    """A sealed multi-send some recipient accounts refused; nothing was stored.
+
+    ``denied``: accounts whose access key the send does not have (wrong, none registered, or
+    no such account: one answer); when there are any, nothing else was checked.
+    ``mismatches``: accounts whose device set is not the current one (every one of them);
+    ``full``: the first device at its queue limit or stranger share (only looked for when the
+    device sets are right).
+    """
+
+    denied: tuple[str, ...] = ()
+    mismatches: tuple[tuple[str, DeviceMismatch], ...] = ()
+    full: QueueFull | None = None
+
+
+SealedMultiSubmitResult = Stored | SealedMultiRefused
+
+
+@dataclass(frozen=True, slots=True)
 class ExpiryResult:
     """What one :meth:`Store.expire` pass did."""
 
@@ -460,6 +505,19 @@ class Store(Protocol):
         key (:class:`AccessDenied`); a known ``(recipient, tag)`` (``Stored(duplicate=True)``,
         its first ``stored_at``); the device set (:class:`DeviceMismatch`, ``missing`` and
         ``stale`` as SEND's); the queue limit, then the stranger share (:class:`QueueFull`).
+
+        Raises:
+            IntegrityError: a device is named twice (a caller bug). Nothing is changed.
+        """
+
+    async def submit_sealed_multi(self, sub: SealedMultiSubmission) -> SealedMultiSubmitResult:
+        """Store a sealed multi-send atomically and durably: ``sub.shared`` once (as
+        :meth:`submit_multi`'s shared body), one ``SEALED`` item per device referring to it,
+        one tag record per recipient account (``queued`` = its devices) — or nothing
+        (:class:`SealedMultiRefused`). Rules, in order: every account's access key (all the
+        denied ones); the tag known for any of the accounts (``Stored(duplicate=True)``, the
+        first ``stored_at``); every account's device set; the queue limit, then the stranger
+        share.
 
         Raises:
             IntegrityError: a device is named twice (a caller bug). Nothing is changed.

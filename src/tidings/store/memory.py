@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import IntegrityError, Rule, StoreError
-from tidings.store import _multi, _sealed
+from tidings.store import _multi, _sealed, _sealed_multi
 from tidings.store._mem_sealed import SealedTags
 from tidings.store._rules import check_targets, first_full, is_stranger
 from tidings.store._stats import record_commit
@@ -31,6 +31,8 @@ from tidings.store.base import (
     PreKeyBundle,
     PreKeyCounts,
     PushSubscription,
+    SealedMultiSubmission,
+    SealedMultiSubmitResult,
     SealedSubmission,
     SealedSubmitResult,
     Stored,
@@ -361,6 +363,45 @@ class MemoryStore:
             inboxes[ref].strangers.add(item.seq)
             items.append((ref, item))
         self._tags.add(sub.recipient, sub.tag, len(items), sub.now, sub.expires_at)
+        self._committed()
+        return Stored(items=tuple(items), stored_at=sub.now)
+
+    async def submit_sealed_multi(self, sub: SealedMultiSubmission) -> SealedMultiSubmitResult:
+        """Store a sealed multi-send atomically (the rules of ``tidings.store._sealed_multi``).
+        Every item refers to the one ``sub.shared`` object."""
+        self._check_open()
+        refusal = _sealed_multi.denied(sub, self._access_keys)
+        if refusal is not None:
+            return refusal
+        for account, _, _ in sub.recipients:
+            stored_at = self._tags.stored_at(account, sub.tag)
+            if stored_at is not None:
+                return Stored(items=(), stored_at=stored_at, duplicate=True)
+        inboxes: dict[DeviceRef, _Inbox] = {}
+        current: dict[str, list[DeviceRef]] = {}
+        for account, _, _ in sub.recipients:
+            entry = self._accounts.get(account)
+            found = [] if entry is None else list(entry.inboxes.values())
+            current[account] = [inbox.device.ref for inbox in found]
+            inboxes.update((inbox.device.ref, inbox) for inbox in found)
+        refusal = _sealed_multi.decide(
+            sub,
+            current,
+            lambda ref: len(inboxes[ref].items),
+            lambda ref: len(inboxes[ref].strangers),
+        )
+        if refusal is not None:
+            return refusal
+        template = InboxItem(
+            0, ItemKind.SEALED, NO_SENDER, sub.tag, b"", sub.now, sub.expires_at, sub.shared
+        )
+        items = []
+        for account, _, parts in sub.recipients:
+            for ref, part in parts:
+                item = _append(inboxes[ref], replace(template, payload=part))
+                inboxes[ref].strangers.add(item.seq)
+                items.append((ref, item))
+            self._tags.add(account, sub.tag, len(parts), sub.now, sub.expires_at)
         self._committed()
         return Stored(items=tuple(items), stored_at=sub.now)
 

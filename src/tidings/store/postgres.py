@@ -32,6 +32,7 @@ from tidings.store import (
     _pg_push,
     _pg_queue,
     _pg_sealed,
+    _pg_sealed_multi,
 )
 from tidings.store._inbox_writes import AckOp, SubmitOp
 from tidings.store._pg_commit import PgCommitter
@@ -47,6 +48,8 @@ from tidings.store.base import (
     PreKeyBundle,
     PreKeyCounts,
     PushSubscription,
+    SealedMultiSubmission,
+    SealedMultiSubmitResult,
     SealedSubmission,
     SealedSubmitResult,
     StoreStats,
@@ -199,6 +202,12 @@ class PostgresStore:
         """Store a sealed send atomically and durably. See ``Store.submit_sealed``."""
         return await self._committer.run(
             lambda conn: _pg_sealed.submit_sealed(conn, sub), write=True
+        )
+
+    async def submit_sealed_multi(self, sub: SealedMultiSubmission) -> SealedMultiSubmitResult:
+        """Store a sealed multi-send atomically and durably. See ``Store.submit_sealed_multi``."""
+        return await self._committer.run(
+            lambda conn: _pg_sealed_multi.submit_sealed_multi(conn, sub), write=True
         )
 
     async def tag_states(self, tags: Sequence[bytes]) -> list[TagState]:

@@ -31,6 +31,7 @@ from tidings.store import (
     _sql_prekeys,
     _sql_push,
     _sql_sealed,
+    _sql_sealed_multi,
 )
 from tidings.store._expiry_order import ArrivalOrder
 from tidings.store._groupcommit import GroupCommitter
@@ -46,6 +47,8 @@ from tidings.store.base import (
     PreKeyBundle,
     PreKeyCounts,
     PushSubscription,
+    SealedMultiSubmission,
+    SealedMultiSubmitResult,
     SealedSubmission,
     SealedSubmitResult,
     StoreStats,
@@ -294,6 +297,12 @@ class SQLiteStore:
         """Store a sealed send atomically and durably. See ``Store.submit_sealed``."""
         return await self._committer.run(
             lambda conn: _sql_sealed.submit_sealed(conn, sub), write=True
+        )
+
+    async def submit_sealed_multi(self, sub: SealedMultiSubmission) -> SealedMultiSubmitResult:
+        """Store a sealed multi-send atomically and durably. See ``Store.submit_sealed_multi``."""
+        return await self._committer.run(
+            lambda conn: _sql_sealed_multi.submit_sealed_multi(conn, sub), write=True
         )
 
     async def tag_states(self, tags: Sequence[bytes]) -> list[TagState]:

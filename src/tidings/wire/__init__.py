@@ -83,6 +83,7 @@ from .sealed import (
     TagState,
     TagStatus,
 )
+from .sealed_multi import SealedMultiAccount, SealedMultiSend, SealedMultiSent
 
 __all__ = [
     "ACCESS_KEY_LEN",
@@ -153,6 +154,9 @@ __all__ = [
     "Registered",
     "RequestFailed",
     "SealedDevice",
+    "SealedMultiAccount",
+    "SealedMultiSend",
+    "SealedMultiSent",
     "SealedSend",
     "SealedSent",
     "Send",

@@ -80,6 +80,12 @@ from .sealed import (
     parse_tag_query,
     parse_tag_status,
 )
+from .sealed_multi import (
+    SealedMultiSend,
+    SealedMultiSent,
+    parse_sealed_multi_send,
+    parse_sealed_multi_sent,
+)
 
 #: Size limit of each frame type's body.
 FRAME_LIMITS: dict[FrameType, int] = {t: MAX_CONTROL_FRAME for t in FrameType}
@@ -94,6 +100,9 @@ FRAME_LIMITS[FrameType.MULTI_SEND] = MAX_SEND_FRAME
 FRAME_LIMITS[FrameType.MULTI_SENT] = MAX_SEND_FRAME
 # A sealed send carries a payload per device, as SEND.
 FRAME_LIMITS[FrameType.SEALED_SEND] = MAX_SEND_FRAME
+# The sealed multi-send is MULTI_SEND's size plus 18 bytes per account (its access key).
+FRAME_LIMITS[FrameType.SEALED_MULTI_SEND] = MAX_SEND_FRAME
+FRAME_LIMITS[FrameType.SEALED_MULTI_SENT] = MAX_SEND_FRAME
 # A tag is 18 bytes on the wire (20 with its state): 256 of them are ~5 KB.
 FRAME_LIMITS[FrameType.TAG_QUERY] = MAX_CONTROL_FRAME + 20 * MAX_TAGS_PER_QUERY
 FRAME_LIMITS[FrameType.TAG_STATUS] = MAX_CONTROL_FRAME + 20 * MAX_TAGS_PER_QUERY
@@ -307,6 +316,8 @@ _BUILDERS: dict[FrameType, Callable[..., Frame]] = {
     FrameType.SENDER_CERT: _builder(SenderCert),
     FrameType.SEALED_SENT: parse_sealed_sent,
     FrameType.TAG_STATUS: parse_tag_status,
+    FrameType.SEALED_MULTI_SEND: parse_sealed_multi_send,
+    FrameType.SEALED_MULTI_SENT: parse_sealed_multi_sent,
 }
 
 _CLASSES: tuple[type[Frame], ...] = (
@@ -348,6 +359,8 @@ _CLASSES: tuple[type[Frame], ...] = (
     SenderCert,
     SealedSent,
     TagStatus,
+    SealedMultiSend,
+    SealedMultiSent,
 )
 
 # What parse() needs per type number, in one plain-int lookup (constructing the FrameType enum

@@ -87,6 +87,8 @@ class FrameType(enum.IntEnum):
     SENDER_CERT = 35
     SEALED_SENT = 36
     TAG_STATUS = 37
+    SEALED_MULTI_SEND = 19
+    SEALED_MULTI_SENT = 38
 
 
 def _invalid(frame_type: FrameType, reason: str) -> FrameError:
@@ -609,6 +611,7 @@ CLIENT_FRAMES = frozenset(
         FrameType.SET_ACCESS_KEY,
         FrameType.SEALED_SEND,
         FrameType.TAG_QUERY,
+        FrameType.SEALED_MULTI_SEND,
         FrameType.PING,
         FrameType.PONG,
     }
