@@ -201,3 +201,32 @@ async def test_a_sender_restarted_before_the_answer_sends_again_under_the_same_t
         peer = await clients.start(p.home)
         got = await peer.until(group_text(mid))
         assert isinstance(got, MessageReceived) and got.message.body == b"once"
+
+
+async def test_members_who_only_write_in_the_group_come_to_seal_to_each_other(
+    relays: RelayLab, clients: ClientLab, tmp_path: Path
+) -> None:
+    """No direct message at all: a group message gives its sender's profile key to the
+    members that lack it, so once each has written, the group's messages go sealed."""
+    await relays.start()
+    alice = await clients.new("alice", share_profile_key=True)
+    bob = await clients.new("bob", share_profile_key=True)
+    for peer in (alice, bob):
+        await peer.client.sealed_keys.wait_relay_has_key()
+    group = await alice.client.create_group("team", ["bob"])
+    await converged(bob, group, members_are("alice", "bob"))
+    first = await alice.client.send_group(group, "hello team")
+    await bob.until(group_text(first))
+    reply = await bob.client.send_group(group, "hi")  # bob's key goes to alice after it
+    await alice.until(group_text(reply))
+    second = await alice.client.send_group(group, "again")
+    await bob.until(group_text(second))
+    # bob's receipt of it came after his key, in his queue for alice
+    await alice.until(is_status(second, Status.DELIVERED, DeviceRef("bob", 1)))
+    assert alice.client.sealed_keys.access_key_for("bob") is not None
+    assert bob.client.sealed_keys.access_key_for("alice") is not None
+    third = await alice.client.send_group(group, "sealed now")
+    got = await bob.until(group_text(third))
+    assert isinstance(got, MessageReceived) and got.message.sender == ALICE1
+    trace = [p.point for p in alice.client.store.trace(third)]
+    assert "sealed_stored" in trace and "unsealed" not in trace

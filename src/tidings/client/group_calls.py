@@ -130,6 +130,8 @@ class GroupCalls:
 
         def _end_batch(self) -> None: ...
 
+        def _share_profile_key(self, to: str) -> None: ...
+
     def _queued(self, ids: list[bytes]) -> None:
         try:
             self._outbox.add_queued(ids)
@@ -242,6 +244,15 @@ class GroupCalls:
             runtime.reload()  # the sender key ran ahead of the store
             raise
         self._queued(queued)
+        # Members given no profile key of ours yet get it (pairwise, after the message), so
+        # that what they send the group can be sealed to us (their sends are sealed only to
+        # accounts whose key they hold): members who only ever write in the group would
+        # otherwise never seal.
+        try:
+            for account in sorted(state.members - {self.me.account}):
+                self._share_profile_key(account)
+        except StoreUnavailable:
+            pass  # the message is queued (committed); the client stops (StorageFailed)
         return message_id
 
     def groups(self) -> list[GroupInfo]:
