@@ -70,7 +70,9 @@ class Driver:
 
     def __init__(self, home: Path, args: argparse.Namespace) -> None:
         self.args = args
-        self.client = Client(home)
+        # No profile keys (sealed sender): a scenario sizes queues by the messages it sends;
+        # a PROFILE_KEY after the first message to each contact would take one slot more.
+        self.client = Client(home, share_profile_key=False)
         self.offline = asyncio.Event()  #: set while not in session
         self.offline.set()
         self.connected = asyncio.Event()  #: set while in session
