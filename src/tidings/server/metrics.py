@@ -113,7 +113,8 @@ class Metrics:
         messages_duplicate: counter ``tidings_messages_duplicate_total``, retried sends
             recognised by their message id (answered without storing again).
         sends_refused: counter ``tidings_sends_refused_total{code}``.
-        sealed_sends: counter ``tidings_sealed_sends_total{result}``, SEALED_SENDs answered:
+        sealed_sends: counter ``tidings_sealed_sends_total{result}``, SEALED_SENDs (and
+            SEALED_MULTI_SENDs) answered:
             ``stored``, ``duplicate``, or the refusal's error code (no label names an account;
             a sealed send also counts in ``messages_stored``/``sends_refused``).
         acks: counter ``tidings_acks_total``, ACK frames applied.
