@@ -74,11 +74,11 @@ def sealed_from_alice(
     return message_id, payload
 
 
-def deliver_sealed(bob: Peer, seq: int, payload: bytes) -> bytes:
+def deliver_sealed(bob: Peer, seq: int, payload: bytes, enqueued_at: float | None = None) -> bytes:
     """Hand bob a DELIVER kind 3 as the relay will send it (no sender; the tag as its id)."""
     tag = os.urandom(16)
-    now = time.time()
-    bob.client.on_frame(Deliver(seq, 3, "", 0, tag, now, now + 86400, payload))
+    now = time.time() if enqueued_at is None else enqueued_at
+    bob.client.on_frame(Deliver(seq, 3, "", 0, tag, now, now + 30 * 86400, payload))
     return tag
 
 
@@ -149,6 +149,14 @@ async def test_a_forged_or_expired_certificate_or_another_key_is_refused(
         reasons.append(event.reason)
     assert "not signed by the trust root" in reasons[0]
     assert "expired" in reasons[1]
+
+    # stored by the relay while it was valid, fetched after it expired (a device offline for
+    # days): believed — the certificate is checked at the item's enqueued_at, as Signal's at
+    # the envelope's server timestamp
+    mid, payload = sealed_from_alice(alice, bob, 2, "sealed in time", expired)
+    deliver_sealed(bob, bob.client.store.cursor() + 1, payload, relays.clock() - 2 * 86400 + 60)
+    event = await bob.until(is_received(mid))
+    assert bob.client.store.has_message(ALICE1, mid)
 
     # garbage: does not open
     seq = bob.client.store.cursor() + 1

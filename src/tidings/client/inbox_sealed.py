@@ -53,8 +53,13 @@ def on_sealed(self: Inbox, frame: Deliver, now: float) -> list[bytes]:
         return _refuse(self, frame, "no relay key is pinned to check its certificate", now)
     # 0x22: a sealed group message (v2, one SEALED_MULTI_SEND, protocol §14.3); else v1
     opener = open_group_payload if frame.payload[:1] == bytes([SEALED_V2]) else open_payload
+    # The certificate must have been valid when the relay stored the item (its enqueued_at),
+    # as Signal checks it at the envelope's server timestamp: a message sealed in time and
+    # fetched days later (a device offline for days) is not refused for the time it waited.
     try:
-        opened = opener(frame.payload, self.crypto.keys.identity, PublicKey(root), _ms(now))
+        opened = opener(
+            frame.payload, self.crypto.keys.identity, PublicKey(root), _ms(frame.enqueued_at)
+        )
     except SealedCertificateRefused as exc:
         return _refuse(self, frame, f"its sender certificate is not valid: {exc.reason}", now)
     except DecryptionError:

@@ -44,7 +44,7 @@ from typing import Any
 
 from ..delivery.ratelimit import RateLimiter, try_take_all
 from ..store import DeviceRef
-from .config import ServerConfig
+from .config import DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, ServerConfig
 from .prekeys import PREKEY_FETCH_BURST, PREKEY_FETCH_WINDOW
 
 __all__ = [
@@ -53,7 +53,9 @@ __all__ = [
     "LINK_CODES_PER_HOUR",
     "PUSH_REQUESTS_PER_HOUR",
     "SEALED_ADDRESS_BURST",
+    "SEALED_ADDRESS_BURST_FACTOR",
     "SEALED_ADDRESS_RATE",
+    "SEALED_ADDRESS_RATE_FACTOR",
     "SEALED_RECIPIENT_BURST",
     "SEALED_RECIPIENT_RATE",
     "Limits",
@@ -82,23 +84,29 @@ PUSH_REQUESTS_PER_HOUR = 20
 
 
 #: Sealed sends per (access key, recipient account): every sender holding that key, together,
-#: to that account — its contacts, whom the relay cannot tell apart (issue 12). One a second
-#: sustained is a busy conversation's pace summed over all of them; a burst of 60 lets a
-#: contact's client flush an outbox after a day offline, or a group's members all answer at
-#: once. A holder of a leaked key (a contact blocked before the rotation reached it) can fill
-#: the recipient's queue no faster than this.
-SEALED_RECIPIENT_RATE = 1.0
+#: to that account — its contacts, whom the relay cannot tell apart (issue 12). They get what
+#: one account may send (`rate_per_second`, `rate_burst`: 20 a second, bursts of 100 by
+#: default): a contact streaming to the account, or a contact's client flushing its outbox
+#: after a day offline, is not slowed more than an identified sender would be; a holder of a
+#: leaked key (a contact blocked before the rotation reached it) fills the recipient's queue no
+#: faster than one account could. (A first version allowed 1 a second, bursts of 60: a 500-message
+#: stream through `tidings daemon` then crawled at one a second once it went sealed.)
+SEALED_RECIPIENT_RATE = DEFAULT_RATE_PER_SECOND
 #: See :data:`SEALED_RECIPIENT_RATE`.
-SEALED_RECIPIENT_BURST = 60
+SEALED_RECIPIENT_BURST = DEFAULT_RATE_BURST
 
-#: Sealed sends per source address (an IPv6 /64): what one machine or one home network sends
-#: sealed, to anyone. A key guessed per send gets a bucket of its own above, so this is the
-#: budget that bounds probing for access keys (and what one host may queue in strangers'
-#: queues): five a second sustained is more than a person types, and a burst of 300 covers a
-#: household's devices flushing their outboxes at once.
-SEALED_ADDRESS_RATE = 5.0
+#: Sealed sends per source address (an IPv6 /64), as multiples of one account's budget: what
+#: one machine or one home network sends sealed, to anyone — several people's devices behind
+#: one address, and a wrong key spends too (a guessed key is a pair of its own), so this is the
+#: budget that bounds probing for access keys (128-bit keys: hopeless anyway) and what one host
+#: may queue in strangers' queues (bounded per queue by the strangers' share, too).
+SEALED_ADDRESS_RATE_FACTOR = 2.5
+#: See :data:`SEALED_ADDRESS_RATE_FACTOR`.
+SEALED_ADDRESS_BURST_FACTOR = 10
+#: The per-address budget at the default send budget: 50 a second, bursts of 1,000.
+SEALED_ADDRESS_RATE = DEFAULT_RATE_PER_SECOND * SEALED_ADDRESS_RATE_FACTOR
 #: See :data:`SEALED_ADDRESS_RATE`.
-SEALED_ADDRESS_BURST = 300
+SEALED_ADDRESS_BURST = DEFAULT_RATE_BURST * SEALED_ADDRESS_BURST_FACTOR
 
 
 def _hourly(count: int) -> RateLimiter[Any] | None:
@@ -176,8 +184,13 @@ class Limits:
             "registrations": _hourly(config.address_registrations_per_hour),
             "link_codes": _hourly(LINK_CODES_PER_HOUR),
             "push_requests": _hourly(PUSH_REQUESTS_PER_HOUR),
-            "sealed_recipients": RateLimiter(SEALED_RECIPIENT_RATE, SEALED_RECIPIENT_BURST),
-            "sealed_addresses": RateLimiter(SEALED_ADDRESS_RATE, SEALED_ADDRESS_BURST),
+            # sealed sends: what one account may send (see SEALED_RECIPIENT_RATE), and a
+            # multiple of it per address; an operator's --rate/--burst moves both
+            "sealed_recipients": RateLimiter(config.rate_per_second, config.rate_burst),
+            "sealed_addresses": RateLimiter(
+                config.rate_per_second * SEALED_ADDRESS_RATE_FACTOR,
+                config.rate_burst * SEALED_ADDRESS_BURST_FACTOR,
+            ),
         }
         #: Called with ``(budget name, key)`` for every token taken here (see the class
         #: docstring); ``None`` on a relay of one node.
