@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StoreUnavailable
-from ..store import DeviceRef
+from ..store import DeviceRef, QueueFull
 from ..wire import ErrorCode, Frame, FrameType, RequestFailed
 from .config import ServerConfig
 from .core_actions import (
@@ -304,6 +304,12 @@ class CoreBase:
     def _send(self, frame: Frame) -> None:
         if self.state is not State.CLOSED:
             self._frames.append(frame)
+
+    def _queue_full_reason(self, full: QueueFull, who: object) -> str:
+        """The reason of a QUEUE_FULL refusal: ``who``'s queue, at the limit or the strangers'
+        share of it (every kind of send says it the same way)."""
+        whose = "" if full.limit == self.config.max_queue else " for new senders"
+        return f"queue of {who} is full{whose} ({full.limit} items)"
 
     def _log(self, message: str) -> None:
         self._actions.append(Log(INFO, message))

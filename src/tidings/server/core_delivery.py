@@ -172,11 +172,10 @@ class DeliveryRules(PrekeyRules):
 
             self._ask(ListDevices(frame.recipient), listed, failed, block=False)
         elif isinstance(result, QueueFull):
-            whose = "" if result.limit == self.config.max_queue else " for new senders"
             self._refuse(
                 frame,
                 ErrorCode.QUEUE_FULL,
-                f"queue of {result.device} is full{whose} ({result.limit} items)",
+                self._queue_full_reason(result, result.device),
                 retry_after=self.queue_full_retry_after,
             )
 

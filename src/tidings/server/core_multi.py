@@ -89,8 +89,7 @@ class MultiSendRules(PrekeyRules):
         reason, retry_after = f"{len(refusals)} recipient accounts refused", 0.0
         if result.full is not None:
             retry_after = self.queue_full_retry_after
-            whose = "" if result.full.limit == self.config.max_queue else " for new senders"
-            reason = f"queue of {result.full.device} is full{whose} ({result.full.limit} items)"
+            reason = self._queue_full_reason(result.full, result.full.device)
         code = ErrorCode.RECIPIENTS_REFUSED
         self._refuse_multi(frame, code, reason, refusals=refusals, retry_after=retry_after)
 

@@ -167,11 +167,10 @@ class SealedRules(CoreBase):
                 stale=tuple(ref.device_id for ref in result.stale),
             )
         elif isinstance(result, QueueFull):
-            whose = "" if result.limit == self.config.max_queue else " for new senders"
             self._sealed_refused(
                 frame,
                 ErrorCode.QUEUE_FULL,
-                f"queue of device {result.device.device_id} is full{whose} ({result.limit} items)",
+                self._queue_full_reason(result, f"device {result.device.device_id}"),
                 retry_after=self.queue_full_retry_after,
             )
 
